@@ -1,0 +1,57 @@
+# One helper per kind of target, so every component is declared the same way.
+#   immunizer_library(NAME <target> SOURCES ... [DEPS ...] [PRIVATE_DEPS ...])
+#     public headers in <component>/include, private code in <component>/src.
+#   immunizer_executable(NAME <target> SOURCES ... [DEPS ...])
+#   immunizer_test(NAME <target> SOURCES ... [DEPS ...] [LABELS ...] [TIMEOUT s])
+#   immunizer_bench(NAME <target> SOURCES ... [DEPS ...])
+
+if(IMMUNIZER_SANITIZE)
+  add_compile_options(-fsanitize=${IMMUNIZER_SANITIZE} -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=${IMMUNIZER_SANITIZE})
+endif()
+
+function(immunizer_library)
+  cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(${A_NAME} STATIC ${A_SOURCES})
+  if(EXISTS "${CMAKE_CURRENT_SOURCE_DIR}/include")
+    target_include_directories(${A_NAME} PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}/include")
+  endif()
+  target_include_directories(${A_NAME} PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}/src")
+  target_link_libraries(${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
+  set_target_properties(${A_NAME} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+endfunction()
+
+function(immunizer_executable)
+  cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS" ${ARGN})
+  add_executable(${A_NAME} ${A_SOURCES})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
+  set_target_properties(${A_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/bin")
+endfunction()
+
+function(immunizer_test)
+  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${A_NAME} ${A_SOURCES})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_compile_definitions(${A_NAME} PRIVATE
+    IMMUNIZER_DATASETS="${IMMUNIZER_DATASETS}"
+    IMMUNIZER_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+    IMMUNIZER_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
+  set_target_properties(${A_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/tests")
+  if(NOT A_LABELS)
+    set(A_LABELS unit)
+  endif()
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  add_test(NAME ${A_NAME} COMMAND ${A_NAME})
+  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT})
+endfunction()
+
+function(immunizer_bench)
+  cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS" ${ARGN})
+  add_executable(${A_NAME} ${A_SOURCES})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
+  target_compile_definitions(${A_NAME} PRIVATE
+    IMMUNIZER_DATASETS="${IMMUNIZER_DATASETS}" IMMUNIZER_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  set_target_properties(${A_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/bench")
+endfunction()

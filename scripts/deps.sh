@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what Immunizer needs to build, test and run the demo, from Debian only.
+# Idempotent: packages already present are skipped; apt-get update runs only when
+# something is missing. Usage: scripts/deps.sh [--with-browser]
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config ninja-build git ca-certificates
+  librdkafka-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  prometheus-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libeigen3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev zlib1g-dev
+  libcpp-httplib-dev libyaml-cpp-dev libcli11-dev
+  python3 python3-sklearn python3-numpy python3-yaml python3-jsonschema
+  docker-compose curl procps
+)
+if [[ "${1:-}" == "--with-browser" ]]; then
+  PKGS+=(chromium nodejs npm)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
