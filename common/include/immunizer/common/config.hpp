@@ -1,0 +1,59 @@
+// Configuration for every service: a YAML file, IMMUNIZER_* environment variables and
+// --set key=value flags merged into one source (flag > env > file > default). Components
+// read typed values with ranges; reject_unknown() then fails on any key nobody read.
+// Not thread-safe: build and read it once at start-up.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace immunizer::common {
+
+// Bad configuration: the message names the key and what is wrong with it.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Config {
+ public:
+  // yaml_path may be empty. overrides are "key=value". env_prefix "" disables env lookup.
+  static Config load(const std::string& yaml_path, const std::vector<std::string>& overrides,
+                     const std::string& env_prefix = "IMMUNIZER_");
+  static Config from_map(std::map<std::string, std::string> values,
+                         const std::string& env_prefix = "");
+
+  std::string get_string(const std::string& key, const std::string& def) const;
+  int64_t get_int(const std::string& key, int64_t def, int64_t min, int64_t max) const;
+  double get_double(const std::string& key, double def, double min, double max) const;
+  bool get_bool(const std::string& key, bool def) const;
+  // One of `allowed`; the error lists them.
+  std::string get_enum(const std::string& key, const std::string& def,
+                       const std::vector<std::string>& allowed) const;
+  // Comma-separated in env/flags, a YAML sequence in the file.
+  std::vector<std::string> get_list(const std::string& key,
+                                    const std::vector<std::string>& def) const;
+  // A secret read from `key`, or from the file named by `key`_file.
+  std::string get_secret(const std::string& key) const;
+
+  bool has(const std::string& key) const;
+  // Throws ConfigError naming every key given in the file or flags that no getter asked for.
+  void reject_unknown() const;
+
+  // The environment variable that overrides `key`: "a.b_c" -> "IMMUNIZER_A_B_C".
+  std::string env_name(const std::string& key) const;
+
+ private:
+  const std::string* lookup(const std::string& key) const;
+  std::map<std::string, std::string> values_;  // file + flags, dotted keys
+  std::map<std::string, std::string> origin_;  // key -> "file" or "--set"
+  std::string env_prefix_;
+  mutable std::set<std::string> read_;
+  mutable std::map<std::string, std::string> env_cache_;
+};
+
+}  // namespace immunizer::common

@@ -1,0 +1,39 @@
+// Clocks and identifiers shared by the services. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace immunizer::common {
+
+inline int64_t now_unix_nanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// 128 random bits as 32 hex characters.
+std::string random_id();
+
+// Injected time source, so tests control TTLs and grace periods.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual int64_t now_unix_nanos() const = 0;
+};
+class SystemClock final : public Clock {
+ public:
+  int64_t now_unix_nanos() const override { return immunizer::common::now_unix_nanos(); }
+};
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(int64_t t = 1'700'000'000'000'000'000) : t_(t) {}
+  int64_t now_unix_nanos() const override { return t_; }
+  void advance(std::chrono::nanoseconds d) { t_ += d.count(); }
+
+ private:
+  int64_t t_;
+};
+
+}  // namespace immunizer::common

@@ -1,0 +1,115 @@
+// Kafka seams: Producer and Consumer interfaces, librdkafka implementations, the topic
+// names, and per-service Kafka metrics. Producers are thread-safe; a Consumer belongs to
+// one thread. Messages are copied in and out: no buffer ownership crosses the seam.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace immunizer::common {
+
+class Config;
+
+// Connection settings shared by every client of a service (kafka.* config keys).
+struct KafkaSettings {
+  std::string bootstrap = "127.0.0.1:9092";
+  std::string topic_prefix = "immunizer.";
+  std::string security_protocol = "plaintext";
+  std::string sasl_mechanism;
+  std::string sasl_username;
+  std::string sasl_password;
+  std::string ssl_ca_location;
+  static KafkaSettings from_config(const Config& c);
+  // librdkafka properties for these settings.
+  std::map<std::string, std::string> properties() const;
+};
+
+// Topic names under a prefix (kafka.topic_prefix).
+struct Topics {
+  std::string calls, features, scores, alarms, plans, actions, feedback, models, deadletter;
+  static Topics with_prefix(const std::string& p);
+  std::vector<std::string> all() const;
+};
+
+struct Message {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string payload;
+  int64_t timestamp_ms = 0;
+};
+
+// Counters every service exports for its Kafka traffic.
+class KafkaMetrics {
+ public:
+  KafkaMetrics(prometheus::Registry& r, std::string service);
+  void consumed(const std::string& topic, uint64_t n = 1);
+  void produced(const std::string& topic, uint64_t n = 1);
+  void delivery_failed(uint64_t n = 1) { delivery_failures_.Increment(static_cast<double>(n)); }
+  void deadletter(const std::string& reason);
+  void lag(const std::string& topic, int32_t partition, int64_t lag);
+
+ private:
+  prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& f,
+                               std::map<std::string, prometheus::Counter*>& cache,
+                               const std::string& label_name, const std::string& value);
+  std::string service_;
+  std::mutex mu_;
+  prometheus::Family<prometheus::Counter>& consumed_family_;
+  prometheus::Family<prometheus::Counter>& produced_family_;
+  prometheus::Family<prometheus::Counter>& deadletter_family_;
+  prometheus::Family<prometheus::Gauge>& lag_family_;
+  prometheus::Counter& delivery_failures_;
+  std::map<std::string, prometheus::Counter*> consumed_, produced_, deadletters_;
+  std::map<std::string, prometheus::Gauge*> lag_;
+};
+
+struct FlushResult {
+  bool complete = false;   // every message produced so far has a delivery report
+  uint64_t failed = 0;     // messages whose delivery failed since the previous flush
+  bool ok() const { return complete && failed == 0; }
+};
+
+class Producer {
+ public:
+  virtual ~Producer() = default;
+  // Queues a message. Waits (backpressure) while the local queue is full; never drops.
+  virtual void produce(const std::string& topic, std::string_view key, std::string_view payload) = 0;
+  // Waits until every message produced so far is acknowledged by the broker, or timeout.
+  virtual FlushResult flush(std::chrono::milliseconds timeout) = 0;
+};
+
+class Consumer {
+ public:
+  virtual ~Consumer() = default;
+  // Up to max messages; returns early when none arrive for `timeout`.
+  virtual std::vector<Message> poll(size_t max, std::chrono::milliseconds timeout) = 0;
+  // Commits, per partition, the offset after the last message of the batch (synchronously).
+  virtual void commit(const std::vector<Message>& batch) = 0;
+  // Re-reads the batch: seeks each partition back to the batch's first offset.
+  virtual void rewind(const std::vector<Message>& batch) = 0;
+  // Unsubscribes and leaves the group.
+  virtual void close() = 0;
+};
+
+// Idempotent, acks=all producer with delivery reports. Throws std::runtime_error on bad settings.
+std::unique_ptr<Producer> make_kafka_producer(const KafkaSettings& s, const std::string& client_id,
+                                              KafkaMetrics* metrics);
+// Consumer-group member with manual commits, starting at the earliest offset for a new group.
+std::unique_ptr<Consumer> make_kafka_consumer(const KafkaSettings& s, const std::string& group,
+                                              const std::vector<std::string>& topics,
+                                              KafkaMetrics* metrics);
+
+}  // namespace immunizer::common

@@ -1,0 +1,223 @@
+#include "immunizer/common/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace immunizer::common {
+namespace {
+
+void flatten(const YAML::Node& node, const std::string& prefix,
+             std::map<std::string, std::string>& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const std::string k = kv.first.as<std::string>();
+      flatten(kv.second, prefix.empty() ? k : prefix + "." + k, out);
+    }
+  } else if (node.IsSequence()) {
+    std::string joined;
+    for (const auto& item : node) {
+      if (!joined.empty()) joined += ",";
+      joined += item.as<std::string>();
+    }
+    out[prefix] = joined;
+  } else if (node.IsScalar()) {
+    out[prefix] = node.as<std::string>();
+  } else if (node.IsNull()) {
+    out[prefix] = "";
+  }
+}
+
+std::string trim(std::string s) {
+  auto ws = [](unsigned char c) { return std::isspace(c) != 0; };
+  s.erase(s.begin(), std::find_if_not(s.begin(), s.end(), ws));
+  s.erase(std::find_if_not(s.rbegin(), s.rend(), ws).base(), s.end());
+  return s;
+}
+
+// Expands ${VAR} from the environment; an unset variable is an error.
+std::string expand_env(const std::string& key, const std::string& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size();) {
+    if (v.compare(i, 2, "${") == 0) {
+      const size_t end = v.find('}', i);
+      if (end == std::string::npos) throw ConfigError("config key '" + key + "': unterminated ${ in '" + v + "'");
+      const std::string name = v.substr(i + 2, end - i - 2);
+      const char* e = std::getenv(name.c_str());
+      if (e == nullptr) throw ConfigError("config key '" + key + "': environment variable " + name + " is not set");
+      out += e;
+      i = end + 1;
+    } else {
+      out += v[i++];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Config Config::load(const std::string& yaml_path, const std::vector<std::string>& overrides,
+                    const std::string& env_prefix) {
+  Config c;
+  c.env_prefix_ = env_prefix;
+  if (!yaml_path.empty()) {
+    std::ifstream in(yaml_path);
+    if (!in) throw ConfigError("cannot read config file '" + yaml_path + "'");
+    YAML::Node root;
+    try {
+      root = YAML::LoadFile(yaml_path);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError("config file '" + yaml_path + "': " + e.what());
+    }
+    if (!root.IsNull() && !root.IsMap())
+      throw ConfigError("config file '" + yaml_path + "': top level must be a mapping");
+    std::map<std::string, std::string> flat;
+    if (root.IsMap()) flatten(root, "", flat);
+    for (auto& [k, v] : flat) {
+      c.values_[k] = expand_env(k, v);
+      c.origin_[k] = yaml_path;
+    }
+  }
+  for (const auto& o : overrides) {
+    const auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw ConfigError("--set '" + o + "': expected key=value");
+    const std::string k = trim(o.substr(0, eq));
+    c.values_[k] = o.substr(eq + 1);
+    c.origin_[k] = "--set";
+  }
+  return c;
+}
+
+Config Config::from_map(std::map<std::string, std::string> values, const std::string& env_prefix) {
+  Config c;
+  c.env_prefix_ = env_prefix;
+  for (auto& [k, v] : values) c.origin_[k] = "map";
+  c.values_ = std::move(values);
+  return c;
+}
+
+std::string Config::env_name(const std::string& key) const {
+  std::string n = env_prefix_;
+  for (char ch : key) n += (ch == '.' || ch == '-') ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return n;
+}
+
+const std::string* Config::lookup(const std::string& key) const {
+  read_.insert(key);
+  // Flags win over environment, which wins over the file.
+  auto it = values_.find(key);
+  if (it != values_.end() && origin_.at(key) == "--set") return &it->second;
+  if (!env_prefix_.empty()) {
+    if (const char* e = std::getenv(env_name(key).c_str())) {
+      env_cache_[key] = e;
+      return &env_cache_[key];
+    }
+  }
+  return it == values_.end() ? nullptr : &it->second;
+}
+
+bool Config::has(const std::string& key) const { return lookup(key) != nullptr; }
+
+std::string Config::get_string(const std::string& key, const std::string& def) const {
+  const auto* v = lookup(key);
+  return v ? *v : def;
+}
+
+int64_t Config::get_int(const std::string& key, int64_t def, int64_t min, int64_t max) const {
+  const auto* v = lookup(key);
+  if (!v) return def;
+  try {
+    size_t pos = 0;
+    const long long x = std::stoll(*v, &pos);
+    if (pos != v->size()) throw std::invalid_argument("trailing");
+    if (x < min || x > max)
+      throw ConfigError("config key '" + key + "': " + *v + " is out of range [" +
+                        std::to_string(min) + ", " + std::to_string(max) + "]");
+    return x;
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::exception&) {
+    throw ConfigError("config key '" + key + "': '" + *v + "' is not an integer");
+  }
+}
+
+double Config::get_double(const std::string& key, double def, double min, double max) const {
+  const auto* v = lookup(key);
+  if (!v) return def;
+  try {
+    size_t pos = 0;
+    const double x = std::stod(*v, &pos);
+    if (pos != v->size()) throw std::invalid_argument("trailing");
+    if (!(x >= min && x <= max)) {
+      std::ostringstream os;
+      os << "config key '" << key << "': " << *v << " is out of range [" << min << ", " << max << "]";
+      throw ConfigError(os.str());
+    }
+    return x;
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::exception&) {
+    throw ConfigError("config key '" + key + "': '" + *v + "' is not a number");
+  }
+}
+
+bool Config::get_bool(const std::string& key, bool def) const {
+  const auto* v = lookup(key);
+  if (!v) return def;
+  std::string s = *v;
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (s == "true" || s == "1" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "0" || s == "no" || s == "off") return false;
+  throw ConfigError("config key '" + key + "': '" + *v + "' is not a boolean (true/false)");
+}
+
+std::string Config::get_enum(const std::string& key, const std::string& def,
+                             const std::vector<std::string>& allowed) const {
+  const std::string v = get_string(key, def);
+  if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  throw ConfigError("config key '" + key + "': '" + v + "' is not one of: " + list);
+}
+
+std::vector<std::string> Config::get_list(const std::string& key,
+                                          const std::vector<std::string>& def) const {
+  const auto* v = lookup(key);
+  if (!v) return def;
+  std::vector<std::string> out;
+  std::stringstream ss(*v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item = trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::string Config::get_secret(const std::string& key) const {
+  std::string direct = get_string(key, "");
+  const std::string file = get_string(key + "_file", "");
+  if (!direct.empty() && !file.empty())
+    throw ConfigError("config keys '" + key + "' and '" + key + "_file' are both set; choose one");
+  if (file.empty()) return direct;
+  std::ifstream in(file);
+  if (!in) throw ConfigError("config key '" + key + "_file': cannot read '" + file + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return trim(ss.str());
+}
+
+void Config::reject_unknown() const {
+  std::string unknown;
+  for (const auto& [k, v] : values_) {
+    if (!read_.count(k)) unknown += (unknown.empty() ? "" : ", ") + ("'" + k + "' (from " + origin_.at(k) + ")");
+  }
+  if (!unknown.empty()) throw ConfigError("unknown config key(s): " + unknown);
+}
+
+}  // namespace immunizer::common

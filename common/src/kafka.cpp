@@ -1,0 +1,332 @@
+#include "immunizer/common/kafka.hpp"
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+#include "immunizer/common/config.hpp"
+#include "immunizer/common/logging.hpp"
+
+namespace immunizer::common {
+
+KafkaSettings KafkaSettings::from_config(const Config& c) {
+  KafkaSettings s;
+  s.bootstrap = c.get_string("kafka.bootstrap", s.bootstrap);
+  s.topic_prefix = c.get_string("kafka.topic_prefix", s.topic_prefix);
+  s.security_protocol = c.get_enum("kafka.security_protocol", s.security_protocol,
+                                   {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"});
+  s.sasl_mechanism = c.get_string("kafka.sasl_mechanism", "");
+  s.sasl_username = c.get_string("kafka.sasl_username", "");
+  s.sasl_password = c.get_secret("kafka.sasl_password");
+  s.ssl_ca_location = c.get_string("kafka.ssl_ca_location", "");
+  if (s.bootstrap.empty()) throw ConfigError("config key 'kafka.bootstrap': must not be empty");
+  return s;
+}
+
+std::map<std::string, std::string> KafkaSettings::properties() const {
+  std::map<std::string, std::string> p{{"bootstrap.servers", bootstrap},
+                                       {"security.protocol", security_protocol}};
+  if (!sasl_mechanism.empty()) p["sasl.mechanisms"] = sasl_mechanism;
+  if (!sasl_username.empty()) p["sasl.username"] = sasl_username;
+  if (!sasl_password.empty()) p["sasl.password"] = sasl_password;
+  if (!ssl_ca_location.empty()) p["ssl.ca.location"] = ssl_ca_location;
+  return p;
+}
+
+Topics Topics::with_prefix(const std::string& p) {
+  return Topics{p + "calls",  p + "features", p + "scores",   p + "alarms",    p + "plans",
+                p + "actions", p + "feedback", p + "models", p + "deadletter"};
+}
+
+std::vector<std::string> Topics::all() const {
+  return {calls, features, scores, alarms, plans, actions, feedback, models, deadletter};
+}
+
+KafkaMetrics::KafkaMetrics(prometheus::Registry& r, std::string service)
+    : service_(std::move(service)),
+      consumed_family_(prometheus::BuildCounter()
+                           .Name("immunizer_kafka_messages_consumed_total")
+                           .Help("Messages consumed, by topic")
+                           .Register(r)),
+      produced_family_(prometheus::BuildCounter()
+                           .Name("immunizer_kafka_messages_produced_total")
+                           .Help("Messages acknowledged by the broker, by topic")
+                           .Register(r)),
+      deadletter_family_(prometheus::BuildCounter()
+                             .Name("immunizer_deadletters_total")
+                             .Help("Messages sent to the dead-letter topic, by reason")
+                             .Register(r)),
+      lag_family_(prometheus::BuildGauge()
+                      .Name("immunizer_kafka_consumer_lag")
+                      .Help("Messages between the committed position and the end of the partition")
+                      .Register(r)),
+      delivery_failures_(prometheus::BuildCounter()
+                             .Name("immunizer_kafka_delivery_failures_total")
+                             .Help("Produced messages the broker did not acknowledge")
+                             .Register(r)
+                             .Add({{"service", service_}})) {}
+
+prometheus::Counter& KafkaMetrics::counter(prometheus::Family<prometheus::Counter>& f,
+                                           std::map<std::string, prometheus::Counter*>& cache,
+                                           const std::string& label_name, const std::string& value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = cache.find(value);
+  if (it != cache.end()) return *it->second;
+  auto& c = f.Add({{"service", service_}, {label_name, value}});
+  cache[value] = &c;
+  return c;
+}
+
+void KafkaMetrics::consumed(const std::string& topic, uint64_t n) {
+  counter(consumed_family_, consumed_, "topic", topic).Increment(static_cast<double>(n));
+}
+void KafkaMetrics::produced(const std::string& topic, uint64_t n) {
+  counter(produced_family_, produced_, "topic", topic).Increment(static_cast<double>(n));
+}
+void KafkaMetrics::deadletter(const std::string& reason) {
+  counter(deadletter_family_, deadletters_, "reason", reason).Increment();
+}
+void KafkaMetrics::lag(const std::string& topic, int32_t partition, int64_t lag) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string k = topic + "/" + std::to_string(partition);
+  auto it = lag_.find(k);
+  if (it == lag_.end()) {
+    it = lag_.emplace(k, &lag_family_.Add({{"service", service_}, {"topic", topic},
+                                            {"partition", std::to_string(partition)}}))
+             .first;
+  }
+  it->second->Set(static_cast<double>(lag));
+}
+
+namespace {
+
+rd_kafka_conf_t* make_conf(const std::map<std::string, std::string>& props) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  for (const auto& [k, v] : props) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      throw std::runtime_error("kafka property " + k + "=" + v + ": " + err);
+    }
+  }
+  return conf;
+}
+
+void log_cb(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+  static LogThrottle throttle(std::chrono::seconds(10));
+  uint64_t suppressed = 0;
+  if (level <= 4 && throttle.allow(&suppressed))
+    logger("kafka")->warn("{}: {} (+{} similar suppressed)", fac, buf, suppressed);
+}
+
+class KafkaProducer final : public Producer {
+ public:
+  KafkaProducer(const KafkaSettings& s, const std::string& client_id, KafkaMetrics* metrics)
+      : metrics_(metrics) {
+    auto props = s.properties();
+    props["client.id"] = client_id;
+    props["enable.idempotence"] = "true";
+    props["acks"] = "all";
+    props["linger.ms"] = "5";
+    props["compression.type"] = "lz4";
+    props["message.timeout.ms"] = "60000";
+    rd_kafka_conf_t* conf = make_conf(props);
+    rd_kafka_conf_set_opaque(conf, this);
+    rd_kafka_conf_set_dr_msg_cb(conf, &KafkaProducer::on_delivery);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    char err[512];
+    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk_) throw std::runtime_error(std::string("kafka producer: ") + err);
+  }
+  ~KafkaProducer() override {
+    rd_kafka_flush(rk_, 10000);
+    rd_kafka_destroy(rk_);
+  }
+
+  void produce(const std::string& topic, std::string_view key, std::string_view payload) override {
+    auto* topic_name = new std::string(topic);  // freed in the delivery report
+    for (;;) {
+      const rd_kafka_resp_err_t e = rd_kafka_producev(
+          rk_, RD_KAFKA_V_TOPIC(topic.c_str()),
+          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(topic_name), RD_KAFKA_V_END);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        rd_kafka_poll(rk_, 50);  // backpressure: serve delivery reports until there is room
+        continue;
+      }
+      delete topic_name;
+      failed_.fetch_add(1);
+      if (metrics_) metrics_->delivery_failed();
+      logger("kafka")->error("produce to {} failed: {}", topic, rd_kafka_err2str(e));
+      return;
+    }
+    rd_kafka_poll(rk_, 0);
+  }
+
+  FlushResult flush(std::chrono::milliseconds timeout) override {
+    const rd_kafka_resp_err_t e = rd_kafka_flush(rk_, static_cast<int>(timeout.count()));
+    FlushResult r;
+    r.complete = (e == RD_KAFKA_RESP_ERR_NO_ERROR);
+    r.failed = failed_.exchange(0);
+    return r;
+  }
+
+ private:
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* self = static_cast<KafkaProducer*>(opaque);
+    auto* topic = static_cast<std::string*>(m->_private);
+    if (m->err) {
+      self->failed_.fetch_add(1);
+      if (self->metrics_) self->metrics_->delivery_failed();
+      static LogThrottle throttle;
+      uint64_t suppressed = 0;
+      if (throttle.allow(&suppressed))
+        logger("kafka")->error("delivery to {} failed: {} (+{} suppressed)", topic ? *topic : "?",
+                               rd_kafka_err2str(m->err), suppressed);
+    } else if (self->metrics_ && topic) {
+      self->metrics_->produced(*topic);
+    }
+    delete topic;
+  }
+
+  rd_kafka_t* rk_ = nullptr;
+  KafkaMetrics* metrics_;
+  std::atomic<uint64_t> failed_{0};
+};
+
+class KafkaConsumer final : public Consumer {
+ public:
+  KafkaConsumer(const KafkaSettings& s, const std::string& group,
+                const std::vector<std::string>& topics, KafkaMetrics* metrics)
+      : metrics_(metrics) {
+    auto props = s.properties();
+    props["group.id"] = group;
+    props["enable.auto.commit"] = "false";
+    props["enable.auto.offset.store"] = "false";
+    props["auto.offset.reset"] = "earliest";
+    props["session.timeout.ms"] = "10000";
+    props["heartbeat.interval.ms"] = "1000";
+    props["fetch.wait.max.ms"] = "20";
+    props["topic.metadata.refresh.interval.ms"] = "5000";
+    rd_kafka_conf_t* conf = make_conf(props);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    char err[512];
+    rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk_) throw std::runtime_error(std::string("kafka consumer: ") + err);
+    rd_kafka_poll_set_consumer(rk_);
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
+    for (const auto& t : topics) rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
+    const auto e = rd_kafka_subscribe(rk_, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e) throw std::runtime_error(std::string("kafka subscribe: ") + rd_kafka_err2str(e));
+  }
+  ~KafkaConsumer() override {
+    close();
+    rd_kafka_destroy(rk_);
+  }
+
+  std::vector<Message> poll(size_t max, std::chrono::milliseconds timeout) override {
+    std::vector<Message> out;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (out.size() < max) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, out.empty() ? std::max<int>(0, left.count()) : 0);
+      if (!m) {
+        if (!out.empty() || std::chrono::steady_clock::now() >= deadline) break;
+        continue;
+      }
+      if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          static LogThrottle throttle;
+          uint64_t suppressed = 0;
+          if (throttle.allow(&suppressed))
+            logger("kafka")->warn("consume: {} (+{} suppressed)", rd_kafka_message_errstr(m), suppressed);
+        }
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      Message msg;
+      msg.topic = rd_kafka_topic_name(m->rkt);
+      msg.partition = m->partition;
+      msg.offset = m->offset;
+      if (m->key) msg.key.assign(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload) msg.payload.assign(static_cast<const char*>(m->payload), m->len);
+      msg.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
+      rd_kafka_message_destroy(m);
+      if (metrics_) metrics_->consumed(msg.topic);
+      out.push_back(std::move(msg));
+    }
+    return out;
+  }
+
+  void commit(const std::vector<Message>& batch) override {
+    if (batch.empty()) return;
+    std::map<std::pair<std::string, int32_t>, int64_t> next;
+    for (const auto& m : batch) {
+      auto& v = next[{m.topic, m.partition}];
+      v = std::max(v, m.offset + 1);
+    }
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
+    for (const auto& [tp, off] : next)
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+    const auto e = rd_kafka_commit(rk_, list, 0);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+      logger("kafka")->warn("commit failed: {} (messages will be re-read after a restart)", rd_kafka_err2str(e));
+    if (metrics_) {
+      for (const auto& [tp, off] : next) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_get_watermark_offsets(rk_, tp.first.c_str(), tp.second, &lo, &hi) == 0 && hi >= off)
+          metrics_->lag(tp.first, tp.second, hi - off);
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+
+  void rewind(const std::vector<Message>& batch) override {
+    std::map<std::pair<std::string, int32_t>, int64_t> first;
+    for (const auto& m : batch) {
+      auto it = first.find({m.topic, m.partition});
+      if (it == first.end() || m.offset < it->second) first[{m.topic, m.partition}] = m.offset;
+    }
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
+    for (const auto& [tp, off] : first)
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+    if (rd_kafka_error_t* err = rd_kafka_seek_partitions(rk_, list, 5000)) {
+      logger("kafka")->error("rewind failed: {}", rd_kafka_error_string(err));
+      rd_kafka_error_destroy(err);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+
+  void close() override {
+    if (!closed_) {
+      closed_ = true;
+      rd_kafka_consumer_close(rk_);
+    }
+  }
+
+ private:
+  rd_kafka_t* rk_ = nullptr;
+  KafkaMetrics* metrics_;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Producer> make_kafka_producer(const KafkaSettings& s, const std::string& client_id,
+                                              KafkaMetrics* metrics) {
+  return std::make_unique<KafkaProducer>(s, client_id, metrics);
+}
+
+std::unique_ptr<Consumer> make_kafka_consumer(const KafkaSettings& s, const std::string& group,
+                                              const std::vector<std::string>& topics,
+                                              KafkaMetrics* metrics) {
+  return std::make_unique<KafkaConsumer>(s, group, topics, metrics);
+}
+
+}  // namespace immunizer::common

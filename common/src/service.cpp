@@ -1,0 +1,86 @@
+#include "immunizer/common/service.hpp"
+
+#include <CLI/CLI.hpp>
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+namespace immunizer::common {
+
+void install_stop_signals(std::atomic<bool>& stop, const std::string& name) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set, &stop, name]() mutable {
+    int sig = 0;
+    sigwait(&set, &sig);
+    logger(name)->info("received {}, stopping: drain, flush, commit", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    stop = true;
+    sigwait(&set, &sig);
+    logger(name)->warn("second signal, exiting now");
+    std::_Exit(130);
+  }).detach();
+}
+
+int run_service(int argc, char** argv, const std::string& name, int default_http_port,
+                const ServiceSetup& setup) {
+  CLI::App app{"immunizer " + name + " service"};
+  std::string config_path;
+  std::vector<std::string> sets;
+  std::string log_level;
+  app.add_option("-c,--config", config_path, "YAML configuration file");
+  app.add_option("--set", sets, "override a key: --set key=value (repeatable)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  ServiceContext ctx;
+  ctx.name = name;
+  install_stop_signals(ctx.stop, name);
+  std::function<void()> body;
+  try {
+    if (!log_level.empty()) sets.push_back("log.level=" + log_level);
+    ctx.config = Config::load(config_path, sets);
+    init_logging(ctx.config.get_string("log.level", "info"));
+    ctx.log = logger(name);
+    ctx.kafka = KafkaSettings::from_config(ctx.config);
+    ctx.topics = Topics::with_prefix(ctx.kafka.topic_prefix);
+    ctx.registry = std::make_shared<prometheus::Registry>();
+    const std::string listen = ctx.config.get_string("http.listen", "0.0.0.0");
+    const int port = static_cast<int>(ctx.config.get_int("http.port", default_http_port, 0, 65535));
+    ctx.http = std::make_unique<HttpServer>(listen, port, ctx.registry);
+    body = setup(ctx);
+    ctx.config.reject_unknown();
+  } catch (const ConfigError& e) {
+    std::cerr << "immunizer-" << name << ": configuration error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "immunizer-" << name << ": cannot start: " << e.what() << "\n";
+    return 1;
+  }
+  try {
+    ctx.http->start();
+    ctx.log->info("started; kafka {} (prefix '{}'); metrics and health on http port {}",
+                  ctx.kafka.bootstrap, ctx.kafka.topic_prefix, ctx.http->port());
+    ctx.http->set_ready(true);
+    ctx.http->set_status("running");
+    body();
+    ctx.http->set_ready(false);
+    ctx.http->stop();
+    ctx.log->info("stopped cleanly");
+    return 0;
+  } catch (const std::exception& e) {
+    ctx.log->critical("failed: {}", e.what());
+    return 1;
+  }
+}
+
+}  // namespace immunizer::common

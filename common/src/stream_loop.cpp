@@ -1,0 +1,79 @@
+#include "immunizer/common/stream_loop.hpp"
+
+#include "immunizer/common/ids.hpp"
+#include "immunizer/common/logging.hpp"
+#include "immunizer/v1/records.pb.h"
+
+namespace immunizer::common {
+
+StreamLoop::StreamLoop(Consumer& in, Producer& out, Processor& p, StreamLoopOptions opt,
+                       KafkaMetrics* metrics, prometheus::Registry* registry)
+    : in_(in), out_(out), proc_(p), opt_(std::move(opt)), metrics_(metrics) {
+  if (registry) {
+    batch_seconds_ = &prometheus::BuildHistogram()
+                          .Name("immunizer_batch_seconds")
+                          .Help("Time to process, flush and commit one consumed batch")
+                          .Register(*registry)
+                          .Add({{"service", opt_.service}},
+                               prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5});
+  }
+}
+
+void StreamLoop::dead_letter(const Message& m, const std::string& reason, const std::string& detail) {
+  immunizer::v1::DeadLetter dl;
+  dl.set_source_topic(m.topic);
+  dl.set_partition(m.partition);
+  dl.set_offset(m.offset);
+  dl.set_service(opt_.service);
+  dl.set_reason(reason + ": " + detail);
+  dl.set_payload(m.payload);
+  dl.set_key(m.key);
+  dl.set_at_unix_nanos(now_unix_nanos());
+  out_.produce(opt_.deadletter_topic, m.topic, dl.SerializeAsString());
+  ++deadlettered_;
+  if (metrics_) metrics_->deadletter(reason);
+  static LogThrottle throttle;
+  uint64_t suppressed = 0;
+  if (throttle.allow(&suppressed))
+    logger(opt_.service)->warn("dead letter {}[{}]@{}: {}: {} (+{} suppressed)", m.topic, m.partition,
+                               m.offset, reason, detail, suppressed);
+}
+
+size_t StreamLoop::run_once() {
+  std::vector<Message> batch = in_.poll(opt_.max_batch, opt_.poll_timeout);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& m : batch) {
+    try {
+      proc_.process(m, out_);
+    } catch (const BadMessage& e) {
+      dead_letter(m, e.reason(), e.what());
+    } catch (const std::exception& e) {
+      dead_letter(m, "processing_error", e.what());
+    }
+  }
+  proc_.tick(out_);
+  if (batch.empty()) return 0;
+  const FlushResult r = out_.flush(opt_.flush_timeout);
+  if (r.ok()) {
+    in_.commit(batch);
+    processed_ += batch.size();
+  } else {
+    // Outputs not acknowledged: do not commit; read the batch again (at-least-once).
+    logger(opt_.service)->error("{} outputs not acknowledged ({}); re-reading {} messages",
+                                r.failed, r.complete ? "delivery failed" : "flush timed out", batch.size());
+    in_.rewind(batch);
+  }
+  if (batch_seconds_)
+    batch_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return batch.size();
+}
+
+void StreamLoop::run(const std::atomic<bool>& stop) {
+  while (!stop.load(std::memory_order_relaxed)) run_once();
+  proc_.drain(out_);
+  const FlushResult r = out_.flush(opt_.flush_timeout);
+  if (!r.ok()) logger(opt_.service)->error("final flush incomplete: {} failed", r.failed);
+  in_.close();
+}
+
+}  // namespace immunizer::common

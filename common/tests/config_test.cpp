@@ -1,0 +1,70 @@
+#include "immunizer/common/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+using immunizer::common::Config;
+using immunizer::common::ConfigError;
+
+namespace {
+std::string write_yaml(const std::string& text) {
+  auto p = std::filesystem::temp_directory_path() / ("immunizer_cfg_" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(p) << text;
+  return p.string();
+}
+}  // namespace
+
+TEST(Config, FileThenEnvThenFlagPrecedence) {
+  const auto path = write_yaml("kafka:\n  bootstrap: file:1\nanalyze:\n  trees: 50\n");
+  ::setenv("IMMUNIZERTEST_ANALYZE_TREES", "70", 1);
+  auto c = Config::load(path, {}, "IMMUNIZERTEST_");
+  EXPECT_EQ(c.get_string("kafka.bootstrap", "x"), "file:1");
+  EXPECT_EQ(c.get_int("analyze.trees", 100, 1, 1000), 70);
+  auto c2 = Config::load(path, {"analyze.trees=90"}, "IMMUNIZERTEST_");
+  EXPECT_EQ(c2.get_int("analyze.trees", 100, 1, 1000), 90);
+  ::unsetenv("IMMUNIZERTEST_ANALYZE_TREES");
+}
+
+TEST(Config, UnknownKeyIsRejectedByName) {
+  auto c = Config::load("", {"kafka.bootstrap=a:1", "kafka.bootstap=typo"}, "");
+  c.get_string("kafka.bootstrap", "");
+  try {
+    c.reject_unknown();
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("kafka.bootstap"), std::string::npos);
+  }
+}
+
+TEST(Config, BadValuesNameTheKey) {
+  auto c = Config::load("", {"a.n=12x", "a.r=500", "a.b=maybe", "a.e=blue"}, "");
+  EXPECT_THROW(c.get_int("a.n", 1, 0, 10), ConfigError);
+  try {
+    c.get_int("a.r", 1, 0, 100);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'a.r'"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos);
+  }
+  EXPECT_THROW(c.get_bool("a.b", false), ConfigError);
+  EXPECT_THROW(c.get_enum("a.e", "red", {"red", "green"}), ConfigError);
+}
+
+TEST(Config, ExpandsEnvironmentInFileValues) {
+  ::setenv("IMMUNIZER_TEST_SECRET", "s3cret", 1);
+  const auto path = write_yaml("security:\n  signing_key: ${IMMUNIZER_TEST_SECRET}\n");
+  auto c = Config::load(path, {}, "");
+  EXPECT_EQ(c.get_secret("security.signing_key"), "s3cret");
+  const auto bad = write_yaml("security:\n  signing_key: ${IMMUNIZER_TEST_UNSET_VAR}\n");
+  EXPECT_THROW(Config::load(bad, {}, ""), ConfigError);
+}
+
+TEST(Config, MalformedFileAndFlagAreClear) {
+  const auto path = write_yaml("a: [unclosed\n");
+  EXPECT_THROW(Config::load(path, {}, ""), ConfigError);
+  EXPECT_THROW(Config::load("", {"novalue"}, ""), ConfigError);
+  EXPECT_THROW(Config::load("/nonexistent/file.yaml", {}, ""), ConfigError);
+}
