@@ -1,0 +1,27 @@
+// The plan service's stream processor: alarms and feedback in, plans out.
+// Runs on the StreamLoop thread only.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+#include "immunizer/common/kafka.hpp"
+#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/plan/policy.hpp"
+
+namespace immunizer::plan {
+
+class PlanProcessor final : public common::Processor {
+ public:
+  PlanProcessor(PolicyConfig cfg, const common::Topics& topics, const common::Clock& clock,
+                prometheus::Registry& registry);
+  void process(const common::Message& m, common::Producer& out) override;
+  Policy& policy() { return policy_; }
+
+ private:
+  Policy policy_;
+  common::Topics topics_;
+  prometheus::Family<prometheus::Counter>& outcomes_;
+};
+
+}  // namespace immunizer::plan

@@ -1,0 +1,125 @@
+#include "immunizer/plan/policy.hpp"
+
+#include <algorithm>
+
+namespace immunizer::plan {
+
+PolicyConfig PolicyConfig::from_config(const common::Config& c) {
+  PolicyConfig p;
+  p.min_severity_to_act = static_cast<int>(c.get_int("plan.min_severity", p.min_severity_to_act, 1, 4));
+  p.response = c.get_enum("plan.response", p.response, {"log", "abort", "block", "throttle"});
+  p.target = c.get_enum("plan.target", p.target, {"session", "ip", "user"});
+  p.block_ttl_ms = c.get_int("plan.block_ttl_ms", p.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
+  p.throttle_rate_per_s = c.get_double("plan.throttle_rate_per_s", p.throttle_rate_per_s, 0.001, 1e6);
+  p.throttle_burst = c.get_double("plan.throttle_burst", p.throttle_burst, 1, 1e6);
+  p.escalate_severity = static_cast<int>(c.get_int("plan.escalate_severity", p.escalate_severity, 1, 5));
+  p.allowlist = c.get_list("plan.allowlist", p.allowlist);
+  p.max_plans_per_minute = static_cast<int>(c.get_int("plan.max_plans_per_minute", p.max_plans_per_minute, 1, 1'000'000));
+  p.shadow = c.get_bool("plan.shadow", p.shadow);
+  return p;
+}
+
+std::pair<v1::PrincipalField, std::string> Policy::target_of(const v1::Principal& p) const {
+  if (cfg_.target == "user" && !p.user().empty()) return {v1::PRINCIPAL_FIELD_USER, p.user()};
+  if (cfg_.target == "session" && !p.session().empty()) return {v1::PRINCIPAL_FIELD_SESSION, p.session()};
+  if (!p.ip().empty()) return {v1::PRINCIPAL_FIELD_IP, p.ip()};
+  if (!p.session().empty()) return {v1::PRINCIPAL_FIELD_SESSION, p.session()};
+  return {v1::PRINCIPAL_FIELD_UNSPECIFIED, ""};
+}
+
+void Policy::expire(int64_t now) {
+  std::erase_if(active_, [now](const auto& kv) { return kv.second <= now; });
+  std::erase_if(forgiven_, [now](const auto& kv) { return kv.second <= now; });
+  while (!recent_plans_.empty() && recent_plans_.front() <= now - 60'000'000'000LL) recent_plans_.pop_front();
+}
+
+Decision Policy::decide(const v1::Alarm& alarm) {
+  const int64_t now = clock_.now_unix_nanos();
+  expire(now);
+  Decision d;
+  const auto [field, value] = target_of(alarm.principal());
+  const std::string tkey = std::to_string(field) + ":" + value;
+  const auto& p = alarm.principal();
+  const bool allowlisted =
+      std::any_of(cfg_.allowlist.begin(), cfg_.allowlist.end(), [&](const std::string& a) {
+        return a == p.session() || a == p.ip() || (!p.user().empty() && a == p.user());
+      });
+
+  v1::Plan plan;
+  plan.set_id(common::random_id());
+  plan.set_alarm_id(alarm.id());
+  *plan.mutable_record_id() = alarm.record_id();
+  *plan.mutable_principal() = alarm.principal();
+  plan.set_created_unix_nanos(now);
+  plan.set_alarm_raised_unix_nanos(alarm.raised_unix_nanos());
+  plan.set_call_timestamp_unix_nanos(alarm.timestamp_unix_nanos());
+  plan.set_shadow(cfg_.shadow);
+  auto add = [&](v1::ActionKind kind) -> v1::Action& {
+    v1::Action& a = *plan.add_actions();
+    a.set_id(common::random_id());
+    a.set_kind(kind);
+    a.set_target_field(field);
+    a.set_target_value(value);
+    return a;
+  };
+
+  const int sev = static_cast<int>(alarm.severity());
+  if (sev < cfg_.min_severity_to_act || value.empty() || cfg_.response == "log") {
+    add(v1::ACTION_LOG);
+    plan.set_policy_rule(value.empty() ? "no_principal:log" : "below_severity:log");
+    d.outcome = "below_severity";
+    d.plan = std::move(plan);
+    return d;
+  }
+  if (allowlisted || forgiven_.count(tkey)) {
+    add(v1::ACTION_LOG);
+    plan.set_policy_rule(allowlisted ? "allowlist:log" : "false_positive_feedback:log");
+    d.outcome = "allowlisted";
+    d.plan = std::move(plan);
+    return d;
+  }
+  if (cfg_.response == "block" && active_.count(tkey)) {
+    d.outcome = "deduplicated";  // a block for this principal is already in force
+    return d;
+  }
+  if (static_cast<int>(recent_plans_.size()) >= cfg_.max_plans_per_minute) {
+    add(v1::ACTION_ESCALATE);
+    plan.set_policy_rule("rate_limited:escalate");
+    d.outcome = "rate_limited";
+    d.plan = std::move(plan);
+    return d;
+  }
+  if (cfg_.response == "block") {
+    add(v1::ACTION_BLOCK_PRINCIPAL).set_ttl_millis(cfg_.block_ttl_ms);
+    plan.set_policy_rule("severity>=" + std::to_string(cfg_.min_severity_to_act) + ":block");
+    active_[tkey] = now + cfg_.block_ttl_ms * 1'000'000;
+  } else if (cfg_.response == "throttle") {
+    auto& a = add(v1::ACTION_THROTTLE_PRINCIPAL);
+    a.set_ttl_millis(cfg_.block_ttl_ms);
+    a.set_rate_per_second(cfg_.throttle_rate_per_s);
+    a.set_burst(cfg_.throttle_burst);
+    plan.set_policy_rule("severity>=" + std::to_string(cfg_.min_severity_to_act) + ":throttle");
+  } else {  // abort: deny this call for this principal
+    auto& a = add(v1::ACTION_ABORT_CALL);
+    a.set_call(alarm.call());
+    a.set_ttl_millis(cfg_.block_ttl_ms);
+    plan.set_policy_rule("severity>=" + std::to_string(cfg_.min_severity_to_act) + ":abort");
+  }
+  if (sev >= cfg_.escalate_severity) add(v1::ACTION_ESCALATE);
+  recent_plans_.push_back(now);
+  d.outcome = cfg_.shadow ? "shadow" : "planned";
+  d.plan = std::move(plan);
+  return d;
+}
+
+void Policy::on_feedback(const v1::Feedback& f) {
+  if (f.verdict() != v1::FEEDBACK_FALSE_POSITIVE) return;
+  const auto [field, value] = target_of(f.principal());
+  if (value.empty()) return;
+  const std::string tkey = std::to_string(field) + ":" + value;
+  const int64_t now = clock_.now_unix_nanos();
+  forgiven_[tkey] = now + cfg_.block_ttl_ms * 1'000'000;
+  active_.erase(tkey);
+}
+
+}  // namespace immunizer::plan

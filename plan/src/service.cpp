@@ -1,0 +1,36 @@
+#include "immunizer/plan/service.hpp"
+
+#include "immunizer/common/logging.hpp"
+
+namespace immunizer::plan {
+
+PlanProcessor::PlanProcessor(PolicyConfig cfg, const common::Topics& topics,
+                             const common::Clock& clock, prometheus::Registry& registry)
+    : policy_(std::move(cfg), clock),
+      topics_(topics),
+      outcomes_(prometheus::BuildCounter()
+                    .Name("immunizer_plans_total")
+                    .Help("Alarms handled by the policy, by outcome")
+                    .Register(registry)) {}
+
+void PlanProcessor::process(const common::Message& m, common::Producer& out) {
+  if (m.topic == topics_.feedback) {
+    v1::Feedback f;
+    if (!f.ParseFromString(m.payload)) throw common::BadMessage("unparsable_feedback", "not a Feedback");
+    policy_.on_feedback(f);
+    return;
+  }
+  v1::Alarm alarm;
+  if (!alarm.ParseFromString(m.payload)) throw common::BadMessage("unparsable_alarm", "not an Alarm");
+  if (alarm.id().empty()) throw common::BadMessage("alarm_without_id", "alarm has no id");
+  Decision d = policy_.decide(alarm);
+  outcomes_.Add({{"outcome", d.outcome}}).Increment();
+  if (!d.plan) return;
+  const auto& p = alarm.principal();
+  out.produce(topics_.plans, p.session().empty() ? p.ip() : p.session(), d.plan->SerializeAsString());
+  if (d.outcome == "planned" || d.outcome == "shadow")
+    common::logger("plan")->info("alarm {} ({} score {:.3f}): plan {} rule {}", alarm.id(), alarm.call(),
+                                 alarm.combined_score(), d.plan->id(), d.plan->policy_rule());
+}
+
+}  // namespace immunizer::plan

@@ -1,0 +1,100 @@
+#include "immunizer/plan/policy.hpp"
+
+#include <gtest/gtest.h>
+
+#include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/plan/service.hpp"
+
+using namespace immunizer;
+using namespace std::chrono_literals;
+
+namespace {
+v1::Alarm alarm(const std::string& session, int severity, const std::string& ip = "10.0.0.1") {
+  v1::Alarm a;
+  a.set_id("a-" + session + std::to_string(severity));
+  a.mutable_principal()->set_session(session);
+  a.mutable_principal()->set_ip(ip);
+  a.set_call("http.request");
+  a.set_severity(static_cast<v1::Severity>(severity));
+  a.set_combined_score(0.99);
+  return a;
+}
+}  // namespace
+
+TEST(Policy, BlocksSessionForTtlThenDeduplicates) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;
+  cfg.block_ttl_ms = 60'000;
+  plan::Policy p(cfg, clock);
+  auto d = p.decide(alarm("S1", 3));
+  ASSERT_TRUE(d.plan);
+  EXPECT_EQ(d.outcome, "planned");
+  ASSERT_EQ(d.plan->actions_size(), 1);
+  const auto& a = d.plan->actions(0);
+  EXPECT_EQ(a.kind(), v1::ACTION_BLOCK_PRINCIPAL);
+  EXPECT_EQ(a.target_field(), v1::PRINCIPAL_FIELD_SESSION);
+  EXPECT_EQ(a.target_value(), "S1");
+  EXPECT_EQ(a.ttl_millis(), 60'000);
+  // A second alarm for the same session while the block holds produces nothing new.
+  EXPECT_EQ(p.decide(alarm("S1", 3)).outcome, "deduplicated");
+  clock.advance(61s);
+  EXPECT_EQ(p.decide(alarm("S1", 3)).outcome, "planned");
+}
+
+TEST(Policy, LowSeverityAllowlistAndFeedbackOnlyLog) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;
+  cfg.allowlist = {"10.9.9.9"};
+  plan::Policy p(cfg, clock);
+  auto low = p.decide(alarm("S2", 1));
+  EXPECT_EQ(low.outcome, "below_severity");
+  EXPECT_EQ(low.plan->actions(0).kind(), v1::ACTION_LOG);
+  EXPECT_EQ(p.decide(alarm("S3", 4, "10.9.9.9")).outcome, "allowlisted");
+  v1::Feedback f;
+  f.set_verdict(v1::FEEDBACK_FALSE_POSITIVE);
+  f.mutable_principal()->set_session("S4");
+  p.on_feedback(f);
+  EXPECT_EQ(p.decide(alarm("S4", 4)).outcome, "allowlisted");
+}
+
+TEST(Policy, FallsBackToIpAndEscalatesCriticalAndRateLimits) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;
+  cfg.max_plans_per_minute = 2;
+  plan::Policy p(cfg, clock);
+  auto d = p.decide(alarm("", 4, "192.0.2.7"));
+  ASSERT_TRUE(d.plan);
+  EXPECT_EQ(d.plan->actions(0).target_field(), v1::PRINCIPAL_FIELD_IP);
+  ASSERT_EQ(d.plan->actions_size(), 2);
+  EXPECT_EQ(d.plan->actions(1).kind(), v1::ACTION_ESCALATE);
+  p.decide(alarm("B", 3));
+  auto limited = p.decide(alarm("C", 3));
+  EXPECT_EQ(limited.outcome, "rate_limited");
+  EXPECT_EQ(limited.plan->actions(0).kind(), v1::ACTION_ESCALATE);
+}
+
+TEST(Policy, ConfigRejectsBadValues) {
+  auto c = common::Config::from_map({{"plan.response", "nuke"}});
+  EXPECT_THROW(plan::PolicyConfig::from_config(c), common::ConfigError);
+  auto c2 = common::Config::from_map({{"plan.block_ttl_ms", "5"}});
+  EXPECT_THROW(plan::PolicyConfig::from_config(c2), common::ConfigError);
+}
+
+TEST(PlanProcessor, PublishesPlansKeyedByPrincipalAndDeadLettersGarbage) {
+  common::ManualClock clock;
+  prometheus::Registry reg;
+  auto topics = common::Topics::with_prefix("t.");
+  plan::PlanProcessor proc({}, topics, clock, reg);
+  common::FakeConsumer in;
+  common::FakeProducer out;
+  common::StreamLoop loop(in, out, proc, {.service = "plan", .deadletter_topic = topics.deadletter}, nullptr);
+  in.push(topics.alarms, "S9", alarm("S9", 3).SerializeAsString());
+  in.push(topics.alarms, "x", "\xff\xff garbage");
+  loop.run_once();
+  ASSERT_EQ(out.on(topics.plans).size(), 1u);
+  EXPECT_EQ(out.on(topics.plans)[0].key, "S9");
+  v1::Plan plan;
+  ASSERT_TRUE(plan.ParseFromString(out.on(topics.plans)[0].payload));
+  EXPECT_EQ(plan.alarm_id(), "a-S93");
+  EXPECT_EQ(out.on(topics.deadletter).size(), 1u);
+}
