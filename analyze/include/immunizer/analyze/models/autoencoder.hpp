@@ -1,0 +1,85 @@
+// KitNET-style autoencoder ensemble (Mirsky et al., NDSS 2018): a feature mapper clusters
+// correlated features into groups of bounded size, one small autoencoder per group, and an
+// output autoencoder over the groups' reconstruction errors. Immutable after fit(): const
+// methods are safe from many threads. Owns its weights.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "immunizer/analyze/models/matrix.hpp"
+
+namespace immunizer::analyze {
+
+struct AutoencoderParams {
+  int max_group_size = 10;       // m in KitNET: features per group autoencoder
+  double hidden_ratio = 0.75;    // hidden units per visible unit
+  double learning_rate = 0.1;    // plain SGD, as KitNET
+  int min_updates = 20000;       // epochs = ceil(min_updates / rows), at least one
+  int max_epochs = 50;
+  uint64_t seed = 0;
+};
+
+// Min-max normalisation learnt as a running min/max over the training stream.
+struct RunningMinMax {
+  Eigen::VectorXd lo, hi;
+  void reset(std::size_t n);
+  void update(std::span<const double> x);
+  // (x - lo) / (hi - lo), clipped to [-10, 11] so one wild value cannot overflow the sigmoid.
+  void apply(std::span<const double> x, Eigen::VectorXd& out) const;
+};
+
+// One tied-weight sigmoid autoencoder (a KitNET dA).
+struct TinyAutoencoder {
+  Eigen::MatrixXd w;  // hidden x visible
+  Eigen::VectorXd bh, bv;
+  void init(int visible, int hidden, uint64_t seed);
+  void train_one(const Eigen::VectorXd& x, double lr);
+  // Reconstruction into recon; returns the RMSE.
+  double reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const;
+};
+
+class AutoencoderEnsemble {
+ public:
+  // Throws std::invalid_argument on an empty matrix.
+  static AutoencoderEnsemble fit(const Matrix& data, const AutoencoderParams& params);
+
+  bool fitted() const { return !groups_.empty(); }
+  std::size_t dims() const { return dims_; }
+  const std::vector<std::vector<uint32_t>>& groups() const { return groups_; }
+
+  // RMSE of the output autoencoder; higher = more anomalous.
+  double score(std::span<const double> x) const;
+  void score_batch(const Matrix& data, std::span<double> out) const;
+  // Per-feature squared reconstruction error, divided by that feature's mean training error.
+  std::vector<double> attribution(std::span<const double> x) const;
+
+  std::size_t memory_bytes() const;
+  std::string serialize() const;
+  static AutoencoderEnsemble deserialize(std::string_view bytes);  // throws on corrupt input
+
+ private:
+  // Group RMSEs for x; fills the normalised input per group when recon is given.
+  void group_errors(std::span<const double> x, Eigen::VectorXd& errs, std::vector<double>* sq_err) const;
+
+  std::size_t dims_ = 0;
+  RunningMinMax input_norm_;
+  std::vector<std::vector<uint32_t>> groups_;
+  std::vector<TinyAutoencoder> group_ae_;
+  RunningMinMax output_norm_;
+  TinyAutoencoder output_ae_;
+  std::vector<double> feature_err_;  // mean training squared error per feature
+};
+
+// The feature mapper: agglomerative clustering on correlation distance 1 - |r|, average
+// linkage, never merging past max_group_size. Deterministic; constant features join the
+// nearest groups by index.
+std::vector<std::vector<uint32_t>> map_features(const Matrix& data, int max_group_size);
+
+}  // namespace immunizer::analyze

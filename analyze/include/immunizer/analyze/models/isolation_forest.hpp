@@ -1,0 +1,76 @@
+// Isolation forest (Liu, Ting, Zhou, ICDM 2008) over a flat array of 16-byte nodes.
+// A fitted forest is immutable: score/explain are const and safe from many threads at once.
+// The forest owns its nodes; fit() copies what it needs from the caller's matrix.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "immunizer/analyze/models/matrix.hpp"
+
+namespace immunizer::analyze {
+
+// c(n): average path length of an unsuccessful search in a binary search tree of n points;
+// the normalisation of the paper (0 for n <= 1, 1 for n == 2).
+double average_path_length(double n);
+
+struct ForestParams {
+  int trees = 100;         // t in the paper
+  int sample_size = 256;   // psi; clamped to the number of training rows
+  int max_depth = 0;       // 0 = ceil(log2 psi), the paper's height limit
+  uint64_t seed = 0;       // same seed + same data = same forest, whatever the thread count
+  int threads = 1;         // trees fitted in parallel
+};
+
+class IsolationForest {
+ public:
+  IsolationForest() = default;
+
+  // Throws std::invalid_argument on an empty matrix or more than 65534 columns.
+  static IsolationForest fit(const Matrix& data, const ForestParams& params);
+
+  bool fitted() const { return !roots_.empty(); }
+  std::size_t dims() const { return dims_; }
+  std::size_t trees() const { return roots_.size(); }
+  std::size_t sample_size() const { return psi_; }
+
+  // Mean path length E[h(x)] over the trees, leaf adjustment c(size) included.
+  double mean_path_length(std::span<const double> x) const;
+  // s(x, psi) = 2^(-E[h(x)] / c(psi)), in (0, 1]; higher = more anomalous.
+  double score(std::span<const double> x) const;
+  // Scores every row of data into out (out.size() == data.rows); tree-major in blocks.
+  void score_batch(const Matrix& data, std::span<double> out, int threads = 1) const;
+
+  // Path-based attribution: along x's path in each tree, the feature of every split is
+  // credited with log2(node size / size of the child x enters), i.e. how much of the
+  // training mass that split cut away from x. Averaged over trees; size dims().
+  std::vector<double> attribution(std::span<const double> x) const;
+
+  std::size_t memory_bytes() const;
+  std::string serialize() const;
+  static IsolationForest deserialize(std::string_view bytes);  // throws on corrupt input
+
+ private:
+  static constexpr uint32_t kLeaf = 0xFFFFFFFFu;
+  struct Node {
+    double value;      // split value (go left when x < value) or, at a leaf, depth + c(size)
+    uint32_t feature;  // kLeaf at a leaf
+    uint32_t left;     // index of the left child within the tree; the right one is left + 1
+  };
+  static_assert(sizeof(Node) == 16);
+
+  double path_length(const Node* tree, std::span<const double> x) const;
+
+  std::vector<Node> nodes_;       // all trees, each tree contiguous, root first
+  std::vector<uint32_t> roots_;   // offset of each tree in nodes_
+  std::vector<uint32_t> counts_;  // training points per node (explanations only)
+  std::size_t dims_ = 0;
+  std::size_t psi_ = 0;
+  double c_psi_ = 1.0;
+};
+
+}  // namespace immunizer::analyze

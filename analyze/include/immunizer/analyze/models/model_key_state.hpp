@@ -1,0 +1,120 @@
+// The per-model-key detector lifecycle: LEARNING (grace) -> ACTIVE, calibrated and combined
+// scores, EVT or fixed threshold, explanations, refits on a reservoir, feedback, snapshots.
+// ModelKeyState is NOT thread-safe: one owner thread per key (ModelRegistry does that).
+// It owns everything it learns; snapshot() bytes are self-contained.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "immunizer/analyze/models/autoencoder.hpp"
+#include "immunizer/analyze/models/calibration.hpp"
+#include "immunizer/analyze/models/isolation_forest.hpp"
+#include "immunizer/analyze/models/matrix.hpp"
+
+namespace immunizer::analyze {
+
+enum class DetectorKind { kIForest, kAutoencoder, kEnsemble };
+const char* to_string(DetectorKind k);                        // "iforest", "autoencoder", "ensemble"
+std::optional<DetectorKind> parse_detector(std::string_view s);
+
+struct DetectorConfig {
+  DetectorKind detector = DetectorKind::kEnsemble;  // which detectors score and vote
+  // Isolation forest.
+  int trees = 100;        // t
+  int sample_size = 256;  // psi
+  uint64_t seed = 0;      // every fit of a key is deterministic for (seed, data, fit number)
+  int fit_threads = 1;    // threads fitting one forest (the registry parallelises across keys)
+  // Autoencoder ensemble.
+  int ae_max_group = 10;          // features per group autoencoder
+  double ae_hidden_ratio = 0.75;  // hidden units per input
+  double ae_learning_rate = 0.1;
+  int ae_min_updates = 20000;     // SGD steps per fit (epochs over the reservoir, <= 50)
+  // Lifecycle.
+  std::size_t grace_records = 1000;   // vectors learnt before the first fit; no alarms before
+  std::size_t refit_every = 10000;    // refit after this many scored vectors (0 = never)
+  std::size_t reservoir_size = 2048;  // recent unalarmed vectors kept for refits (>= grace used)
+  // Threshold on the combined score (mean of -log10 tail probability over the detectors).
+  double risk = 1e-3;           // EVT: target probability that a normal vector alarms
+  double peak_quantile = 0.98;  // peaks-over-threshold: fit the GPD above this quantile
+  std::optional<double> fixed_threshold;  // set: use it instead of EVT (e.g. 4 = 1 in 10^4)
+  std::size_t top_features = 5;           // contributions reported with an alarm
+};
+
+enum class ModelState { kLearning, kActive };
+const char* to_string(ModelState s);  // "LEARNING", "ACTIVE"
+
+struct Contribution {
+  std::string feature;
+  double contribution = 0;  // share of the evidence, weighted by each detector's surprise
+  double value = 0;         // the feature's value in the scored vector
+};
+
+struct Verdict {
+  ModelState state = ModelState::kLearning;
+  double iforest_raw = 0, iforest_tail = 1;  // raw s(x) and P(training score >= raw)
+  double ae_raw = 0, ae_tail = 1;            // raw RMSE and its tail probability
+  double combined = 0;                       // mean -log10(tail) of the enabled detectors
+  double threshold = 0;
+  bool alarm = false;
+  int severity = 0;  // 0 none; 1..4 as the combined tail is < risk, risk/10, /100, /1000
+  std::vector<Contribution> top;  // filled on alarm only
+};
+
+class ModelKeyState {
+ public:
+  explicit ModelKeyState(DetectorConfig cfg);
+
+  // Learns or scores x. feature_names.size() must equal x.size() (std::invalid_argument
+  // otherwise); a different schema version or feature list restarts learning.
+  Verdict observe(std::span<const double> x, const std::vector<std::string>& feature_names,
+                  uint32_t schema_version);
+  // Scores without learning (nothing changes); Verdict::state is kLearning before the first fit.
+  Verdict score(std::span<const double> x) const;
+  // Top contributions for x, whether or not it alarms (empty while learning).
+  std::vector<Contribution> explain(std::span<const double> x) const;
+  // An analyst says x was normal: it joins the reservoir of the next refit.
+  void feedback_false_positive(std::span<const double> x);
+
+  std::string snapshot() const;
+  // cfg may differ from the snapshot's (e.g. a new risk applies at once); throws
+  // std::runtime_error on corrupt input.
+  static ModelKeyState restore(const std::string& bytes, DetectorConfig cfg);
+
+  ModelState state() const { return state_; }
+  std::size_t records_seen() const { return records_seen_; }
+  std::size_t fits() const { return fits_; }
+  uint32_t schema_version() const { return schema_version_; }
+  double threshold() const { return threshold_; }
+  std::size_t memory_bytes() const;
+  const DetectorConfig& config() const { return cfg_; }
+
+ private:
+  bool uses_forest() const { return cfg_.detector != DetectorKind::kAutoencoder; }
+  bool uses_ae() const { return cfg_.detector != DetectorKind::kIForest; }
+  void reset(const std::vector<std::string>& names, uint32_t version);
+  void remember(std::span<const double> x);
+  void fit_models();
+  void set_threshold();
+
+  DetectorConfig cfg_;
+  ModelState state_ = ModelState::kLearning;
+  bool has_schema_ = false;
+  uint32_t schema_version_ = 0;
+  std::vector<std::string> names_;
+  std::size_t records_seen_ = 0;
+  std::size_t since_fit_ = 0;
+  std::size_t fits_ = 0;
+  Matrix reservoir_;             // ring buffer once full
+  std::size_t ring_next_ = 0;
+  IsolationForest forest_;
+  AutoencoderEnsemble ae_;
+  TailCalibrator forest_cal_, ae_cal_, combined_cal_;
+  double threshold_ = 0;
+};
+
+}  // namespace immunizer::analyze

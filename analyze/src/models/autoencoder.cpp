@@ -1,0 +1,327 @@
+#include "immunizer/analyze/models/autoencoder.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+#include "immunizer/analyze/models/serial.hpp"
+#include "models/rng.hpp"
+
+namespace immunizer::analyze {
+
+namespace {
+
+constexpr uint32_t kAeMagic = 0x4541544B;  // "KTAE"
+constexpr uint32_t kAeVersion = 1;
+
+Eigen::VectorXd sigmoid(const Eigen::VectorXd& v) {
+  return (1.0 + (-v.array()).exp()).inverse().matrix();
+}
+
+void write_vec(ByteWriter& w, const Eigen::VectorXd& v) {
+  w.put_vector(std::vector<double>(v.data(), v.data() + v.size()));
+}
+Eigen::VectorXd read_vec(ByteReader& r) {
+  const auto v = r.get_vector<double>();
+  return Eigen::Map<const Eigen::VectorXd>(v.data(), static_cast<Eigen::Index>(v.size()));
+}
+
+void write_ae(ByteWriter& w, const TinyAutoencoder& ae) {
+  w.put<uint64_t>(ae.w.rows());
+  w.put<uint64_t>(ae.w.cols());
+  w.put_vector(std::vector<double>(ae.w.data(), ae.w.data() + ae.w.size()));
+  write_vec(w, ae.bh);
+  write_vec(w, ae.bv);
+}
+TinyAutoencoder read_ae(ByteReader& r) {
+  TinyAutoencoder ae;
+  const auto rows = r.get<uint64_t>(), cols = r.get<uint64_t>();
+  const auto w = r.get_vector<double>();
+  if (rows == 0 || cols == 0 || w.size() != rows * cols) throw std::runtime_error("autoencoder: corrupt");
+  ae.w = Eigen::Map<const Eigen::MatrixXd>(w.data(), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  ae.bh = read_vec(r);
+  ae.bv = read_vec(r);
+  if (ae.bh.size() != ae.w.rows() || ae.bv.size() != ae.w.cols()) throw std::runtime_error("autoencoder: corrupt");
+  return ae;
+}
+
+}  // namespace
+
+void RunningMinMax::reset(std::size_t n) {
+  lo = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(n), std::numeric_limits<double>::infinity());
+  hi = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(n), -std::numeric_limits<double>::infinity());
+}
+
+void RunningMinMax::update(std::span<const double> x) {
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i])) continue;
+    lo[static_cast<Eigen::Index>(i)] = std::min(lo[static_cast<Eigen::Index>(i)], x[i]);
+    hi[static_cast<Eigen::Index>(i)] = std::max(hi[static_cast<Eigen::Index>(i)], x[i]);
+  }
+}
+
+void RunningMinMax::apply(std::span<const double> x, Eigen::VectorXd& out) const {
+  out.resize(static_cast<Eigen::Index>(x.size()));
+  for (Eigen::Index i = 0; i < out.size(); ++i) {
+    const double l = std::isfinite(lo[i]) ? lo[i] : 0.0;
+    const double range = hi[i] > l ? hi[i] - l : 1.0;
+    const double v = std::isfinite(x[static_cast<std::size_t>(i)]) ? x[static_cast<std::size_t>(i)] : l;
+    out[i] = std::clamp((v - l) / range, -10.0, 11.0);
+  }
+}
+
+void TinyAutoencoder::init(int visible, int hidden, uint64_t seed) {
+  Rng rng(seed, 0xAE);
+  const double a = 1.0 / visible;
+  w.resize(hidden, visible);
+  for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = (2 * rng.uniform() - 1) * a;
+  bh = Eigen::VectorXd::Zero(hidden);
+  bv = Eigen::VectorXd::Zero(visible);
+}
+
+void TinyAutoencoder::train_one(const Eigen::VectorXd& x, double lr) {
+  const Eigen::VectorXd y = sigmoid(w * x + bh);
+  const Eigen::VectorXd z = sigmoid(w.transpose() * y + bv);
+  const Eigen::VectorXd dz = ((z - x).array() * z.array() * (1.0 - z.array())).matrix();
+  const Eigen::VectorXd dy = ((w * dz).array() * y.array() * (1.0 - y.array())).matrix();
+  // Tied weights: the encoder and the decoder gradients both land on w.
+  w.noalias() -= lr * (dy * x.transpose() + y * dz.transpose());
+  bh -= lr * dy;
+  bv -= lr * dz;
+}
+
+double TinyAutoencoder::reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const {
+  recon = sigmoid(w.transpose() * sigmoid(w * x + bh) + bv);
+  return std::sqrt((recon - x).squaredNorm() / static_cast<double>(x.size()));
+}
+
+std::vector<std::vector<uint32_t>> map_features(const Matrix& data, int max_group_size) {
+  const std::size_t d = data.cols;
+  const std::size_t m = static_cast<std::size_t>(std::max(max_group_size, 1));
+  // Correlations on at most 10,000 evenly spaced rows.
+  const std::size_t stride = std::max<std::size_t>(1, data.rows / 10000);
+  std::vector<double> mean(d, 0.0), sd(d, 0.0);
+  std::size_t n = 0;
+  for (std::size_t r = 0; r < data.rows; r += stride, ++n)
+    for (std::size_t j = 0; j < d; ++j) mean[j] += data.at(r, j);
+  for (auto& v : mean) v /= static_cast<double>(std::max<std::size_t>(n, 1));
+  Eigen::MatrixXd centred(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(d));
+  std::size_t i = 0;
+  for (std::size_t r = 0; r < data.rows; r += stride, ++i)
+    for (std::size_t j = 0; j < d; ++j) centred(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = data.at(r, j) - mean[j];
+  const Eigen::MatrixXd cov = centred.transpose() * centred;
+  Eigen::MatrixXd dist(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d));
+  for (Eigen::Index a = 0; a < dist.rows(); ++a)
+    for (Eigen::Index b = 0; b < dist.cols(); ++b) {
+      const double den = std::sqrt(cov(a, a) * cov(b, b));
+      const double r = den > 0 ? cov(a, b) / den : 0.0;
+      dist(a, b) = 1.0 - std::min(std::abs(r), 1.0);
+    }
+
+  std::vector<std::vector<uint32_t>> clusters(d);
+  for (std::size_t j = 0; j < d; ++j) clusters[j] = {static_cast<uint32_t>(j)};
+  std::vector<bool> alive(d, true);
+  for (;;) {
+    double best = std::numeric_limits<double>::infinity();
+    std::size_t ba = 0, bb = 0;
+    for (std::size_t a = 0; a < d; ++a) {
+      if (!alive[a]) continue;
+      for (std::size_t b = a + 1; b < d; ++b) {
+        if (!alive[b] || clusters[a].size() + clusters[b].size() > m) continue;
+        if (dist(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) < best) {
+          best = dist(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b));
+          ba = a;
+          bb = b;
+        }
+      }
+    }
+    if (!std::isfinite(best)) break;
+    // Average linkage (Lance-Williams update), then b is folded into a.
+    const double na = static_cast<double>(clusters[ba].size()), nb = static_cast<double>(clusters[bb].size());
+    for (std::size_t c = 0; c < d; ++c) {
+      if (!alive[c] || c == ba || c == bb) continue;
+      const auto ia = static_cast<Eigen::Index>(ba), ib = static_cast<Eigen::Index>(bb), ic = static_cast<Eigen::Index>(c);
+      dist(ia, ic) = dist(ic, ia) = (na * dist(ia, ic) + nb * dist(ib, ic)) / (na + nb);
+    }
+    clusters[ba].insert(clusters[ba].end(), clusters[bb].begin(), clusters[bb].end());
+    alive[bb] = false;
+  }
+  std::vector<std::vector<uint32_t>> out;
+  for (std::size_t a = 0; a < d; ++a)
+    if (alive[a]) {
+      std::sort(clusters[a].begin(), clusters[a].end());
+      out.push_back(std::move(clusters[a]));
+    }
+  return out;
+}
+
+AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const AutoencoderParams& p) {
+  if (data.rows == 0 || data.cols == 0) throw std::invalid_argument("autoencoder: no data");
+  AutoencoderEnsemble e;
+  e.dims_ = data.cols;
+  e.input_norm_.reset(data.cols);
+  for (std::size_t r = 0; r < data.rows; ++r) e.input_norm_.update(data.row(r));
+  e.groups_ = map_features(data, p.max_group_size);
+  for (std::size_t g = 0; g < e.groups_.size(); ++g) {
+    const int v = static_cast<int>(e.groups_[g].size());
+    const int h = std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * v)));
+    e.group_ae_.emplace_back().init(v, h, p.seed + g + 1);
+  }
+  const int epochs = std::clamp(static_cast<int>((p.min_updates + data.rows - 1) / data.rows), 1, std::max(p.max_epochs, 1));
+
+  Matrix norm(data.rows, data.cols);
+  Eigen::VectorXd tmp;
+  for (std::size_t r = 0; r < data.rows; ++r) {
+    e.input_norm_.apply(data.row(r), tmp);
+    std::copy(tmp.data(), tmp.data() + tmp.size(), norm.row(r).begin());
+  }
+  std::vector<uint32_t> order(data.rows);
+  std::iota(order.begin(), order.end(), 0u);
+  Rng rng(p.seed, 0x5EED);
+  auto shuffle = [&] {
+    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  };
+  std::vector<Eigen::VectorXd> slices(e.groups_.size());
+  for (std::size_t g = 0; g < e.groups_.size(); ++g) slices[g].resize(static_cast<Eigen::Index>(e.groups_[g].size()));
+  for (int ep = 0; ep < epochs; ++ep) {
+    shuffle();
+    for (const uint32_t r : order) {
+      const auto x = norm.row(r);
+      for (std::size_t g = 0; g < e.groups_.size(); ++g) {
+        for (std::size_t k = 0; k < e.groups_[g].size(); ++k) slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
+        e.group_ae_[g].train_one(slices[g], p.learning_rate);
+      }
+    }
+  }
+
+  // Stage two: the output autoencoder learns the joint behaviour of the group errors.
+  Matrix errs(data.rows, e.groups_.size());
+  e.feature_err_.assign(data.cols, 0.0);
+  Eigen::VectorXd recon;
+  for (std::size_t r = 0; r < data.rows; ++r) {
+    const auto x = norm.row(r);
+    for (std::size_t g = 0; g < e.groups_.size(); ++g) {
+      for (std::size_t k = 0; k < e.groups_[g].size(); ++k) slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
+      errs.at(r, g) = e.group_ae_[g].reconstruct(slices[g], recon);
+      for (std::size_t k = 0; k < e.groups_[g].size(); ++k) {
+        const double diff = recon[static_cast<Eigen::Index>(k)] - slices[g][static_cast<Eigen::Index>(k)];
+        e.feature_err_[e.groups_[g][k]] += diff * diff;
+      }
+    }
+  }
+  for (auto& v : e.feature_err_) v = v / static_cast<double>(data.rows) + 1e-12;
+  e.output_norm_.reset(errs.cols);
+  for (std::size_t r = 0; r < errs.rows; ++r) e.output_norm_.update(errs.row(r));
+  const int k = static_cast<int>(errs.cols);
+  e.output_ae_.init(k, std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * k))), p.seed);
+  for (int ep = 0; ep < epochs; ++ep) {
+    shuffle();
+    for (const uint32_t r : order) {
+      e.output_norm_.apply(errs.row(r), tmp);
+      e.output_ae_.train_one(tmp, p.learning_rate);
+    }
+  }
+  return e;
+}
+
+void AutoencoderEnsemble::group_errors(std::span<const double> x, Eigen::VectorXd& errs,
+                                       std::vector<double>* sq_err) const {
+  if (x.size() != dims_) throw std::invalid_argument("autoencoder: wrong vector size");
+  Eigen::VectorXd norm, slice, recon;
+  input_norm_.apply(x, norm);
+  errs.resize(static_cast<Eigen::Index>(groups_.size()));
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    slice.resize(static_cast<Eigen::Index>(groups_[g].size()));
+    for (std::size_t k = 0; k < groups_[g].size(); ++k) slice[static_cast<Eigen::Index>(k)] = norm[groups_[g][k]];
+    errs[static_cast<Eigen::Index>(g)] = group_ae_[g].reconstruct(slice, recon);
+    if (sq_err)
+      for (std::size_t k = 0; k < groups_[g].size(); ++k) {
+        const double diff = recon[static_cast<Eigen::Index>(k)] - slice[static_cast<Eigen::Index>(k)];
+        (*sq_err)[groups_[g][k]] = diff * diff;
+      }
+  }
+}
+
+double AutoencoderEnsemble::score(std::span<const double> x) const {
+  Eigen::VectorXd errs, norm, recon;
+  group_errors(x, errs, nullptr);
+  output_norm_.apply(std::span<const double>(errs.data(), static_cast<std::size_t>(errs.size())), norm);
+  return output_ae_.reconstruct(norm, recon);
+}
+
+void AutoencoderEnsemble::score_batch(const Matrix& data, std::span<double> out) const {
+  if (out.size() != data.rows) throw std::invalid_argument("autoencoder: batch shape mismatch");
+  for (std::size_t r = 0; r < data.rows; ++r) out[r] = score(data.row(r));
+}
+
+std::vector<double> AutoencoderEnsemble::attribution(std::span<const double> x) const {
+  std::vector<double> sq(dims_, 0.0);
+  Eigen::VectorXd errs;
+  group_errors(x, errs, &sq);
+  for (std::size_t j = 0; j < dims_; ++j) sq[j] /= feature_err_[j];
+  return sq;
+}
+
+std::size_t AutoencoderEnsemble::memory_bytes() const {
+  std::size_t b = sizeof(*this) + feature_err_.capacity() * sizeof(double);
+  auto ae_bytes = [](const TinyAutoencoder& a) {
+    return static_cast<std::size_t>(a.w.size() + a.bh.size() + a.bv.size()) * sizeof(double);
+  };
+  for (const auto& g : groups_) b += g.capacity() * sizeof(uint32_t) + sizeof(g);
+  for (const auto& a : group_ae_) b += ae_bytes(a) + sizeof(a);
+  b += ae_bytes(output_ae_) + static_cast<std::size_t>(input_norm_.lo.size() * 2 + output_norm_.lo.size() * 2) * sizeof(double);
+  return b;
+}
+
+std::string AutoencoderEnsemble::serialize() const {
+  ByteWriter w;
+  w.put(kAeMagic);
+  w.put(kAeVersion);
+  w.put<uint64_t>(dims_);
+  write_vec(w, input_norm_.lo);
+  write_vec(w, input_norm_.hi);
+  w.put<uint64_t>(groups_.size());
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    w.put_vector(groups_[g]);
+    write_ae(w, group_ae_[g]);
+  }
+  write_vec(w, output_norm_.lo);
+  write_vec(w, output_norm_.hi);
+  write_ae(w, output_ae_);
+  w.put_vector(feature_err_);
+  return w.take();
+}
+
+AutoencoderEnsemble AutoencoderEnsemble::deserialize(std::string_view bytes) {
+  ByteReader r(bytes);
+  if (r.get<uint32_t>() != kAeMagic) throw std::runtime_error("autoencoder: bad magic");
+  if (r.get<uint32_t>() != kAeVersion) throw std::runtime_error("autoencoder: unknown version");
+  AutoencoderEnsemble e;
+  e.dims_ = r.get<uint64_t>();
+  e.input_norm_.lo = read_vec(r);
+  e.input_norm_.hi = read_vec(r);
+  const auto groups = r.get<uint64_t>();
+  if (groups == 0 || groups > e.dims_ || static_cast<std::size_t>(e.input_norm_.lo.size()) != e.dims_ ||
+      e.input_norm_.hi.size() != e.input_norm_.lo.size())
+    throw std::runtime_error("autoencoder: corrupt header");
+  for (uint64_t g = 0; g < groups; ++g) {
+    e.groups_.push_back(r.get_vector<uint32_t>());
+    e.group_ae_.push_back(read_ae(r));
+    for (const uint32_t f : e.groups_.back())
+      if (f >= e.dims_) throw std::runtime_error("autoencoder: corrupt group");
+    if (static_cast<std::size_t>(e.group_ae_.back().w.cols()) != e.groups_.back().size())
+      throw std::runtime_error("autoencoder: corrupt group");
+  }
+  e.output_norm_.lo = read_vec(r);
+  e.output_norm_.hi = read_vec(r);
+  e.output_ae_ = read_ae(r);
+  e.feature_err_ = r.get_vector<double>();
+  if (static_cast<uint64_t>(e.output_ae_.w.cols()) != groups || static_cast<uint64_t>(e.output_norm_.lo.size()) != groups ||
+      e.output_norm_.hi.size() != e.output_norm_.lo.size() || e.feature_err_.size() != e.dims_)
+    throw std::runtime_error("autoencoder: corrupt output layer");
+  return e;
+}
+
+}  // namespace immunizer::analyze

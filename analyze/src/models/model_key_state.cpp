@@ -1,0 +1,265 @@
+#include "immunizer/analyze/models/model_key_state.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "immunizer/analyze/models/serial.hpp"
+
+namespace immunizer::analyze {
+
+namespace {
+
+constexpr uint32_t kStateMagic = 0x4D5A4D49;  // "IMZM"
+constexpr uint32_t kStateVersion = 1;
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+// Normalises a detector's attribution to shares summing to one (all-zero stays zero).
+void add_shares(std::vector<double>& into, const std::vector<double>& a, double weight) {
+  double sum = 0;
+  for (const double v : a) sum += std::max(v, 0.0);
+  if (!(sum > 0)) return;
+  for (std::size_t i = 0; i < a.size(); ++i) into[i] += weight * std::max(a[i], 0.0) / sum;
+}
+
+}  // namespace
+
+const char* to_string(DetectorKind k) {
+  switch (k) {
+    case DetectorKind::kIForest: return "iforest";
+    case DetectorKind::kAutoencoder: return "autoencoder";
+    case DetectorKind::kEnsemble: return "ensemble";
+  }
+  return "?";
+}
+
+std::optional<DetectorKind> parse_detector(std::string_view s) {
+  if (s == "iforest") return DetectorKind::kIForest;
+  if (s == "autoencoder") return DetectorKind::kAutoencoder;
+  if (s == "ensemble") return DetectorKind::kEnsemble;
+  return std::nullopt;
+}
+
+const char* to_string(ModelState s) { return s == ModelState::kActive ? "ACTIVE" : "LEARNING"; }
+
+ModelKeyState::ModelKeyState(DetectorConfig cfg) : cfg_(std::move(cfg)) {
+  cfg_.grace_records = std::max<std::size_t>(cfg_.grace_records, 2);
+  cfg_.reservoir_size = std::max(cfg_.reservoir_size, cfg_.grace_records);
+}
+
+void ModelKeyState::reset(const std::vector<std::string>& names, uint32_t version) {
+  has_schema_ = true;
+  schema_version_ = version;
+  names_ = names;
+  state_ = ModelState::kLearning;
+  since_fit_ = 0;
+  reservoir_ = Matrix(0, names.size());
+  ring_next_ = 0;
+  forest_ = {};
+  ae_ = {};
+  forest_cal_ = ae_cal_ = combined_cal_ = {};
+}
+
+void ModelKeyState::remember(std::span<const double> x) {
+  if (reservoir_.rows < cfg_.reservoir_size) {
+    reservoir_.append_row(x);
+    return;
+  }
+  std::copy(x.begin(), x.end(), reservoir_.row(ring_next_).begin());
+  ring_next_ = (ring_next_ + 1) % reservoir_.rows;
+}
+
+void ModelKeyState::fit_models() {
+  const uint64_t seed = cfg_.seed + 0x9E3779B97F4A7C15ull * fits_;
+  const std::size_t n = reservoir_.rows;
+  std::vector<double> combined(n, 0.0), s(n);
+  int used = 0;
+  if (uses_forest()) {
+    forest_ = IsolationForest::fit(reservoir_, {cfg_.trees, cfg_.sample_size, 0, seed, cfg_.fit_threads});
+    forest_.score_batch(reservoir_, s);
+    forest_cal_.fit(s, cfg_.peak_quantile);
+    for (std::size_t i = 0; i < n; ++i) combined[i] += -std::log10(forest_cal_.tail(s[i]));
+    ++used;
+  }
+  if (uses_ae()) {
+    AutoencoderParams ap{cfg_.ae_max_group, cfg_.ae_hidden_ratio, cfg_.ae_learning_rate, cfg_.ae_min_updates, 50, seed};
+    ae_ = AutoencoderEnsemble::fit(reservoir_, ap);
+    ae_.score_batch(reservoir_, s);
+    ae_cal_.fit(s, cfg_.peak_quantile);
+    for (std::size_t i = 0; i < n; ++i) combined[i] += -std::log10(ae_cal_.tail(s[i]));
+    ++used;
+  }
+  for (auto& c : combined) c /= used;
+  combined_cal_.fit(combined, cfg_.peak_quantile);
+  set_threshold();
+  ++fits_;
+  since_fit_ = 0;
+  state_ = ModelState::kActive;
+}
+
+void ModelKeyState::set_threshold() {
+  threshold_ = cfg_.fixed_threshold ? *cfg_.fixed_threshold : combined_cal_.threshold(cfg_.risk);
+}
+
+Verdict ModelKeyState::observe(std::span<const double> x, const std::vector<std::string>& feature_names,
+                               uint32_t schema_version) {
+  if (x.size() != feature_names.size())
+    throw std::invalid_argument("observe: " + std::to_string(x.size()) + " values for " +
+                                std::to_string(feature_names.size()) + " feature names");
+  if (x.empty()) throw std::invalid_argument("observe: empty feature vector");
+  if (!has_schema_ || schema_version != schema_version_ || feature_names != names_) reset(feature_names, schema_version);
+  ++records_seen_;
+  if (state_ == ModelState::kLearning) {
+    remember(x);
+    if (reservoir_.rows >= cfg_.grace_records) fit_models();
+    return Verdict{};  // the vector that completes the grace period is training data too
+  }
+  Verdict v = score(x);
+  if (!v.alarm) remember(x);
+  if (cfg_.refit_every > 0 && ++since_fit_ >= cfg_.refit_every) fit_models();
+  return v;
+}
+
+Verdict ModelKeyState::score(std::span<const double> x) const {
+  Verdict v;
+  if (state_ != ModelState::kActive) return v;
+  if (x.size() != names_.size()) throw std::invalid_argument("score: wrong vector size");
+  v.state = ModelState::kActive;
+  double tails[2];
+  int used = 0;
+  if (uses_forest()) {
+    v.iforest_raw = forest_.score(x);
+    v.iforest_tail = forest_cal_.tail(v.iforest_raw);
+    tails[used++] = v.iforest_tail;
+  }
+  if (uses_ae()) {
+    v.ae_raw = ae_.score(x);
+    v.ae_tail = ae_cal_.tail(v.ae_raw);
+    tails[used++] = v.ae_tail;
+  }
+  v.combined = combine_tails({tails, static_cast<std::size_t>(used)});
+  v.threshold = threshold_;
+  v.alarm = v.combined > threshold_;
+  if (v.alarm) {
+    const double p = combined_cal_.tail(v.combined);
+    v.severity = 1;
+    for (double level = cfg_.risk / 10; v.severity < 4 && p < level; level /= 10) ++v.severity;
+    v.top = explain(x);
+  }
+  return v;
+}
+
+std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) const {
+  if (state_ != ModelState::kActive) return {};
+  std::vector<double> share(names_.size(), 0.0);
+  // Each detector's attribution, as shares, weighted by how surprised that detector is.
+  if (uses_forest())
+    add_shares(share, forest_.attribution(x), std::max(-std::log10(forest_cal_.tail(forest_.score(x))), 1e-3));
+  if (uses_ae()) add_shares(share, ae_.attribution(x), std::max(-std::log10(ae_cal_.tail(ae_.score(x))), 1e-3));
+  double total = 0;
+  for (const double s : share) total += s;
+  std::vector<std::size_t> idx(share.size());
+  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  const std::size_t k = std::min(cfg_.top_features, idx.size());
+  std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
+                    [&](std::size_t a, std::size_t b) { return share[a] > share[b] || (share[a] == share[b] && a < b); });
+  std::vector<Contribution> out;
+  for (std::size_t i = 0; i < k; ++i)
+    out.push_back({names_[idx[i]], total > 0 ? share[idx[i]] / total : 0.0, x[idx[i]]});
+  return out;
+}
+
+void ModelKeyState::feedback_false_positive(std::span<const double> x) {
+  if (!has_schema_ || x.size() != names_.size()) return;  // stale feedback for an old schema
+  remember(x);
+}
+
+std::size_t ModelKeyState::memory_bytes() const {
+  std::size_t b = sizeof(*this) + reservoir_.values.capacity() * sizeof(double);
+  for (const auto& n : names_) b += sizeof(n) + n.capacity();
+  if (forest_.fitted()) b += forest_.memory_bytes();
+  if (ae_.fitted()) b += ae_.memory_bytes();
+  return b + forest_cal_.memory_bytes() + ae_cal_.memory_bytes() + combined_cal_.memory_bytes();
+}
+
+std::string ModelKeyState::snapshot() const {
+  ByteWriter w;
+  w.put(kStateMagic);
+  w.put(kStateVersion);
+  w.put<uint8_t>(state_ == ModelState::kActive ? 1 : 0);
+  w.put<uint8_t>(static_cast<uint8_t>(cfg_.detector));
+  w.put<uint8_t>(has_schema_ ? 1 : 0);
+  w.put(schema_version_);
+  w.put<uint64_t>(names_.size());
+  for (const auto& n : names_) w.put_string(n);
+  w.put<uint64_t>(records_seen_);
+  w.put<uint64_t>(since_fit_);
+  w.put<uint64_t>(fits_);
+  w.put<uint64_t>(reservoir_.rows);
+  w.put<uint64_t>(reservoir_.cols);
+  w.put_vector(reservoir_.values);
+  w.put<uint64_t>(ring_next_);
+  w.put_string(forest_.fitted() ? forest_.serialize() : std::string());
+  w.put_string(ae_.fitted() ? ae_.serialize() : std::string());
+  forest_cal_.write(w);
+  ae_cal_.write(w);
+  combined_cal_.write(w);
+  w.put(fnv1a(w.bytes()));
+  return w.take();
+}
+
+ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cfg) {
+  if (bytes.size() < 16) throw std::runtime_error("model snapshot: too short");
+  const std::string_view body(bytes.data(), bytes.size() - sizeof(uint64_t));
+  uint64_t sum;
+  std::memcpy(&sum, bytes.data() + body.size(), sizeof sum);
+  if (sum != fnv1a(body)) throw std::runtime_error("model snapshot: checksum mismatch");
+  ByteReader r(body);
+  if (r.get<uint32_t>() != kStateMagic) throw std::runtime_error("model snapshot: bad magic");
+  if (r.get<uint32_t>() != kStateVersion) throw std::runtime_error("model snapshot: unknown version");
+  ModelKeyState m(std::move(cfg));
+  const bool active = r.get<uint8_t>() != 0;
+  const auto kind = r.get<uint8_t>();
+  m.has_schema_ = r.get<uint8_t>() != 0;
+  m.schema_version_ = r.get<uint32_t>();
+  const auto names = r.get<uint64_t>();
+  if (names > r.remaining()) throw std::runtime_error("model snapshot: corrupt schema");
+  for (uint64_t i = 0; i < names; ++i) m.names_.push_back(r.get_string());
+  m.records_seen_ = r.get<uint64_t>();
+  m.since_fit_ = r.get<uint64_t>();
+  m.fits_ = r.get<uint64_t>();
+  m.reservoir_.rows = r.get<uint64_t>();
+  m.reservoir_.cols = r.get<uint64_t>();
+  m.reservoir_.values = r.get_vector<double>();
+  m.ring_next_ = r.get<uint64_t>();
+  if (m.reservoir_.cols != m.names_.size() || m.reservoir_.values.size() != m.reservoir_.rows * m.reservoir_.cols ||
+      (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows))
+    throw std::runtime_error("model snapshot: corrupt reservoir");
+  const std::string forest = r.get_string(), ae = r.get_string();
+  if (!forest.empty()) m.forest_ = IsolationForest::deserialize(forest);
+  if (!ae.empty()) m.ae_ = AutoencoderEnsemble::deserialize(ae);
+  m.forest_cal_.read(r);
+  m.ae_cal_.read(r);
+  m.combined_cal_.read(r);
+  if ((m.forest_.fitted() && m.forest_.dims() != m.names_.size()) || (m.ae_.fitted() && m.ae_.dims() != m.names_.size()))
+    throw std::runtime_error("model snapshot: model and schema disagree");
+  // A reservoir bigger than the new config allows keeps its most useful (all) rows.
+  m.cfg_.reservoir_size = std::max(m.cfg_.reservoir_size, m.reservoir_.rows);
+  if (active) {
+    m.state_ = ModelState::kActive;
+    if (kind != static_cast<uint8_t>(m.cfg_.detector)) {
+      m.fit_models();  // the configured detector changed since the snapshot: relearn from the reservoir
+    } else {
+      m.set_threshold();
+    }
+  }
+  return m;
+}
+
+}  // namespace immunizer::analyze

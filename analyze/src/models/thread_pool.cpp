@@ -1,0 +1,80 @@
+#include "immunizer/analyze/models/thread_pool.hpp"
+
+#include <algorithm>
+#include <exception>
+
+namespace immunizer::analyze {
+
+ThreadPool::ThreadPool(std::size_t threads) {
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+// Claims indices of the current job until none are left; called with mu_ unlocked.
+void ThreadPool::drain() {
+  for (;;) {
+    std::size_t i;
+    const std::function<void(std::size_t)>* job;
+    {
+      std::lock_guard lock(mu_);
+      if (job_ == nullptr || next_ >= n_) return;
+      i = next_++;
+      job = job_;
+    }
+    std::exception_ptr err;
+    try {
+      (*job)(i);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    std::lock_guard lock(mu_);
+    if (err && !error_) error_ = err;
+    if (++finished_ == n_) done_.notify_all();
+  }
+}
+
+void ThreadPool::worker_loop() {
+  std::size_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+    }
+    drain();
+  }
+}
+
+void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn) {
+  if (n == 0) return;
+  {
+    std::lock_guard lock(mu_);
+    job_ = &fn;
+    n_ = n;
+    next_ = finished_ = 0;
+    error_ = nullptr;
+    ++generation_;
+  }
+  wake_.notify_all();
+  drain();
+  std::exception_ptr err;
+  {
+    std::unique_lock lock(mu_);
+    done_.wait(lock, [&] { return finished_ == n_; });
+    job_ = nullptr;
+    err = error_;
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+}  // namespace immunizer::analyze

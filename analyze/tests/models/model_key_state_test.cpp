@@ -1,0 +1,143 @@
+#include "immunizer/analyze/models/model_key_state.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "immunizer/analyze/models/registry.hpp"
+
+namespace immunizer::analyze {
+namespace {
+
+const std::vector<std::string> kNames = {"len", "digits", "rate", "errors"};
+
+std::vector<double> normal_vector(std::mt19937_64& gen) {
+  std::normal_distribution<double> nd;
+  const double a = nd(gen);
+  return {10 + a, 3 + 0.5 * a + 0.2 * nd(gen), 1 + 0.1 * nd(gen), 0.05 * std::abs(nd(gen))};
+}
+
+DetectorConfig small_config(DetectorKind kind = DetectorKind::kEnsemble) {
+  DetectorConfig c;
+  c.detector = kind;
+  c.grace_records = 300;
+  c.refit_every = 200;
+  c.reservoir_size = 400;
+  c.ae_min_updates = 3000;
+  c.seed = 11;
+  return c;
+}
+
+TEST(ModelKeyState, LearnsThenScores) {
+  ModelKeyState m(small_config());
+  std::mt19937_64 gen(1);
+  for (int i = 0; i < 299; ++i) {
+    const auto v = m.observe(normal_vector(gen), kNames, 1);
+    EXPECT_EQ(v.state, ModelState::kLearning);
+    EXPECT_FALSE(v.alarm);
+  }
+  EXPECT_EQ(m.state(), ModelState::kLearning);
+  m.observe(normal_vector(gen), kNames, 1);
+  EXPECT_EQ(m.state(), ModelState::kActive);
+  EXPECT_EQ(m.records_seen(), 300u);
+
+  int alarms = 0;
+  for (int i = 0; i < 1000; ++i) alarms += m.observe(normal_vector(gen), kNames, 1).alarm;
+  EXPECT_LT(alarms, 30);  // risk 1e-3 on in-distribution data: a handful at most
+  EXPECT_GE(m.fits(), 5u);  // refit every 200 scored vectors
+
+  const auto v = m.observe(std::vector<double>{10, 3, 1, 4.0}, kNames, 1);  // errors way off
+  EXPECT_EQ(v.state, ModelState::kActive);
+  EXPECT_TRUE(v.alarm);
+  EXPECT_GE(v.severity, 1);
+  EXPECT_GT(v.combined, v.threshold);
+  // The forest cannot split beyond the training range, so one wild feature out of four
+  // only ranks with the most extreme training points; the autoencoder sees it clearly.
+  EXPECT_LT(v.iforest_tail, 0.1);
+  EXPECT_LT(v.ae_tail, 0.01);
+  ASSERT_FALSE(v.top.empty());
+  EXPECT_EQ(v.top[0].feature, "errors");  // the planted feature explains the alarm
+  EXPECT_DOUBLE_EQ(v.top[0].value, 4.0);
+  EXPECT_GT(v.top[0].contribution, 0.3);
+}
+
+TEST(ModelKeyState, SchemaChangeRestartsLearning) {
+  ModelKeyState m(small_config(DetectorKind::kIForest));
+  std::mt19937_64 gen(2);
+  for (int i = 0; i < 300; ++i) m.observe(normal_vector(gen), kNames, 1);
+  ASSERT_EQ(m.state(), ModelState::kActive);
+  m.observe(normal_vector(gen), kNames, 2);
+  EXPECT_EQ(m.state(), ModelState::kLearning);
+  EXPECT_EQ(m.schema_version(), 2u);
+  EXPECT_THROW(m.observe(std::vector<double>{1, 2}, kNames, 2), std::invalid_argument);
+}
+
+TEST(ModelKeyState, SnapshotRoundTripScoresIdentically) {
+  for (const auto kind : {DetectorKind::kIForest, DetectorKind::kAutoencoder, DetectorKind::kEnsemble}) {
+    ModelKeyState m(small_config(kind));
+    std::mt19937_64 gen(3);
+    for (int i = 0; i < 450; ++i) m.observe(normal_vector(gen), kNames, 7);
+    auto r = ModelKeyState::restore(m.snapshot(), small_config(kind));
+    EXPECT_EQ(r.state(), ModelState::kActive);
+    EXPECT_EQ(r.records_seen(), m.records_seen());
+    EXPECT_EQ(r.snapshot(), m.snapshot());
+    // Both continue identically, refits included.
+    for (int i = 0; i < 300; ++i) {
+      const auto x = normal_vector(gen);
+      const auto a = m.observe(x, kNames, 7), b = r.observe(x, kNames, 7);
+      ASSERT_EQ(a.combined, b.combined) << to_string(kind) << " at " << i;
+      ASSERT_EQ(a.alarm, b.alarm);
+      ASSERT_EQ(a.threshold, b.threshold);
+    }
+  }
+}
+
+TEST(ModelKeyState, CorruptSnapshotThrows) {
+  ModelKeyState m(small_config(DetectorKind::kIForest));
+  std::mt19937_64 gen(4);
+  for (int i = 0; i < 300; ++i) m.observe(normal_vector(gen), kNames, 1);
+  auto bytes = m.snapshot();
+  EXPECT_THROW(ModelKeyState::restore(bytes.substr(0, 100), small_config()), std::runtime_error);
+  bytes[bytes.size() / 2] ^= 1;
+  EXPECT_THROW(ModelKeyState::restore(bytes, small_config()), std::runtime_error);
+  EXPECT_THROW(ModelKeyState::restore("", small_config()), std::runtime_error);
+}
+
+TEST(ModelKeyState, FixedThresholdAndFeedback) {
+  auto cfg = small_config(DetectorKind::kIForest);
+  cfg.fixed_threshold = 100.0;  // nothing can be that surprising
+  ModelKeyState m(cfg);
+  std::mt19937_64 gen(5);
+  for (int i = 0; i < 300; ++i) m.observe(normal_vector(gen), kNames, 1);
+  const std::vector<double> odd = {10, 3, 1, 4.0};
+  EXPECT_FALSE(m.observe(odd, kNames, 1).alarm);
+  EXPECT_EQ(m.threshold(), 100.0);
+
+  // A false positive fed back often enough becomes normal after the next refit.
+  ModelKeyState f(small_config(DetectorKind::kIForest));
+  for (int i = 0; i < 300; ++i) f.observe(normal_vector(gen), kNames, 1);
+  const double before = f.score(odd).combined;
+  for (int i = 0; i < 150; ++i) f.feedback_false_positive(odd);
+  for (int i = 0; i < 200; ++i) f.observe(normal_vector(gen), kNames, 1);
+  EXPECT_LT(f.score(odd).combined, before / 2);
+}
+
+TEST(ModelRegistry, ParallelEqualsSequential) {
+  std::vector<Observation> batch;
+  std::mt19937_64 gen(6);
+  for (int i = 0; i < 4000; ++i)
+    batch.push_back({"app|call" + std::to_string(i % 5) + "|", normal_vector(gen), kNames, 1});
+  batch[3999].values = {1, 2};  // a bad observation becomes an error, not an exception
+  ModelRegistry par(small_config(), 2), seq(small_config(), 1);
+  const auto a = par.observe_batch(batch);
+  const auto b = seq.observe_batch(batch);
+  ASSERT_EQ(a.size(), batch.size());
+  EXPECT_FALSE(a[3999].error.empty());
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i].verdict.combined, b[i].verdict.combined) << i;
+  EXPECT_EQ(par.size(), 5u);
+  EXPECT_EQ(par.find("app|call0|")->state(), ModelState::kActive);
+  EXPECT_GT(par.memory_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace immunizer::analyze
