@@ -6,17 +6,17 @@ using namespace immunizer;
 
 int main(int argc, char** argv) {
   return common::run_service(argc, argv, "plan", 9103, [](common::ServiceContext& ctx) {
+    // Read every key first, so bad configuration fails before any connection is made.
     auto cfg = plan::PolicyConfig::from_config(ctx.config);
     const std::string group = ctx.config.get_string("plan.group", "immunizer-plan");
-    auto metrics = std::make_shared<common::KafkaMetrics>(*ctx.registry, "plan");
-    auto clock = std::make_shared<common::SystemClock>();
-    auto proc = std::make_shared<plan::PlanProcessor>(cfg, ctx.topics, *clock, *ctx.registry);
-    auto producer = std::shared_ptr<common::Producer>(common::make_kafka_producer(ctx.kafka, "plan", metrics.get()));
-    auto consumer = std::shared_ptr<common::Consumer>(
-        common::make_kafka_consumer(ctx.kafka, group, {ctx.topics.alarms, ctx.topics.feedback}, metrics.get()));
-    return [&ctx, metrics, clock, proc, producer, consumer] {
-      common::StreamLoop loop(*consumer, *producer, *proc,
-                              {.service = "plan", .deadletter_topic = ctx.topics.deadletter}, metrics.get(),
+    return [&ctx, cfg, group] {
+      common::KafkaMetrics metrics(*ctx.registry, "plan");
+      common::SystemClock clock;
+      plan::PlanProcessor proc(cfg, ctx.topics, clock, *ctx.registry);
+      auto producer = common::make_kafka_producer(ctx.kafka, "plan", &metrics);
+      auto consumer = common::make_kafka_consumer(ctx.kafka, group, {ctx.topics.alarms, ctx.topics.feedback}, &metrics);
+      common::StreamLoop loop(*consumer, *producer, proc,
+                              {.service = "plan", .deadletter_topic = ctx.topics.deadletter}, &metrics,
                               ctx.registry.get());
       loop.run(ctx.stop);
     };
