@@ -122,6 +122,25 @@ analyze replicas beyond the number of model-keyed partitions would sit idle.
 {{- define "immunizer.configmap" -}}
 {{- $root := .root }}
 {{- $v := index $root.Values .name }}
+{{- $kafka := $root.Values.kafka }}
+{{- $env := dict "IMMUNIZER_KAFKA_BOOTSTRAP" $kafka.bootstrap "IMMUNIZER_KAFKA_TOPIC_PREFIX" $kafka.topicPrefix "IMMUNIZER_KAFKA_SECURITY_PROTOCOL" $kafka.securityProtocol "IMMUNIZER_LOG_LEVEL" $root.Values.logLevel "IMMUNIZER_HTTP_LISTEN" "0.0.0.0" "IMMUNIZER_HTTP_PORT" $v.httpPort }}
+{{- if $kafka.sasl.mechanism }}
+{{- $_ := set $env "IMMUNIZER_KAFKA_SASL_MECHANISM" $kafka.sasl.mechanism }}
+{{- $_ := set $env "IMMUNIZER_KAFKA_SASL_USERNAME" $kafka.sasl.username }}
+{{- end }}
+{{- if $kafka.tls.caSecret }}
+{{- $_ := set $env "IMMUNIZER_KAFKA_SSL_CA_LOCATION" (printf "%s/%s" (include "immunizer.kafkaCaDir" $root) $kafka.tls.caSecretKey) }}
+{{- end }}
+{{- if eq .name "execute" }}
+{{- $_ := set $env "IMMUNIZER_EXECUTE_GRPC_LISTEN" (printf "0.0.0.0:%v" $v.grpcPort) }}
+{{- end }}
+{{- if eq .name "dashboard" }}
+{{- $_ := set $env "IMMUNIZER_EXECUTE_ADDRESS" (printf "%s:%v" (include "immunizer.componentName" (dict "root" $root "name" "execute")) $root.Values.execute.grpcPort) }}
+{{- end }}
+{{- /* values <service>.env last: it overrides what the chart derives. */}}
+{{- range $key, $value := $v.env }}
+{{- $_ := set $env $key $value }}
+{{- end }}
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -129,26 +148,7 @@ metadata:
   labels:
     {{- include "immunizer.componentLabels" . | nindent 4 }}
 data:
-  IMMUNIZER_KAFKA_BOOTSTRAP: {{ $root.Values.kafka.bootstrap | quote }}
-  IMMUNIZER_KAFKA_TOPIC_PREFIX: {{ $root.Values.kafka.topicPrefix | quote }}
-  IMMUNIZER_KAFKA_SECURITY_PROTOCOL: {{ $root.Values.kafka.securityProtocol | quote }}
-  {{- if $root.Values.kafka.sasl.mechanism }}
-  IMMUNIZER_KAFKA_SASL_MECHANISM: {{ $root.Values.kafka.sasl.mechanism | quote }}
-  IMMUNIZER_KAFKA_SASL_USERNAME: {{ $root.Values.kafka.sasl.username | quote }}
-  {{- end }}
-  {{- if $root.Values.kafka.tls.caSecret }}
-  IMMUNIZER_KAFKA_SSL_CA_LOCATION: {{ printf "%s/%s" (include "immunizer.kafkaCaDir" $root) $root.Values.kafka.tls.caSecretKey | quote }}
-  {{- end }}
-  IMMUNIZER_LOG_LEVEL: {{ $root.Values.logLevel | quote }}
-  IMMUNIZER_HTTP_LISTEN: "0.0.0.0"
-  IMMUNIZER_HTTP_PORT: {{ $v.httpPort | quote }}
-  {{- if eq .name "execute" }}
-  IMMUNIZER_EXECUTE_GRPC_LISTEN: {{ printf "0.0.0.0:%v" $v.grpcPort | quote }}
-  {{- end }}
-  {{- if eq .name "dashboard" }}
-  IMMUNIZER_EXECUTE_ADDRESS: {{ printf "%s:%v" (include "immunizer.componentName" (dict "root" $root "name" "execute")) $root.Values.execute.grpcPort | quote }}
-  {{- end }}
-  {{- range $key, $value := $v.env }}
+  {{- range $key, $value := $env }}
   {{ $key }}: {{ $value | toString | quote }}
   {{- end }}
 {{- end }}
