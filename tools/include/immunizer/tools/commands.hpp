@@ -1,0 +1,37 @@
+// The `immunizer` CLI's subcommands as functions, so tests drive them like users do.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace immunizer::tools {
+
+struct BrokerOptions {
+  int brokers = 1;
+  int partitions = 3;              // calls, features, scores
+  int control_partitions = 1;      // alarms, plans, actions, feedback, models, deadletter
+  std::string topic_prefix = "immunizer.";
+};
+// Runs the embedded broker until SIGINT/SIGTERM; prints "bootstrap=<host:port>" first.
+int broker_command(const BrokerOptions& o);
+
+struct UpOptions {
+  bool demo = false;
+  std::string bin_dir;             // where the service binaries are; default: beside `immunizer`
+  std::string datasets;            // csic2010's parent folder, for --demo
+  int dashboard_port = 8080;
+  int shop_port = 8088;
+  int port_base = 9100;            // monitor +1, analyze +2, plan +3, execute +4 (http), +5 (grpc)
+  int partitions = 3;
+  std::string bootstrap;           // use this Kafka instead of starting the embedded broker
+  std::vector<std::string> replay_args;  // extra arguments for the demo replayer
+  std::map<std::string, std::string> env;  // IMMUNIZER_* passed to every child
+};
+int up_command(const UpOptions& o);
+
+// Default datasets folder: $IMMUNIZER_DATASETS, else ../shared/datasets from the cwd or
+// from the source tree the binary was built from.
+std::string default_datasets();
+
+}  // namespace immunizer::tools

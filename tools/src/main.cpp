@@ -1,0 +1,48 @@
+// immunizer: the one-machine launcher (embedded broker, `up [--demo]`) and evaluation driver.
+#include <CLI/CLI.hpp>
+
+#include "immunizer/tools/commands.hpp"
+
+using namespace immunizer::tools;
+
+int main(int argc, char** argv) {
+  CLI::App app{"Immunizer: self-protecting applications. Runs the MAPE-K loop on one machine."};
+  app.require_subcommand(1);
+
+  BrokerOptions b;
+  auto* broker = app.add_subcommand("broker", "run the embedded Kafka-protocol broker and print its address");
+  broker->add_option("--brokers", b.brokers, "number of brokers")->check(CLI::Range(1, 5));
+  broker->add_option("--partitions", b.partitions, "partitions of calls, features, scores")->check(CLI::Range(1, 64));
+  broker->add_option("--control-partitions", b.control_partitions, "partitions of the other topics")->check(CLI::Range(1, 64));
+  broker->add_option("--topic-prefix", b.topic_prefix, "topic name prefix");
+
+  UpOptions u;
+  u.datasets = default_datasets();
+  std::vector<std::string> envs;
+  auto* up = app.add_subcommand("up", "start the broker and all services (and with --demo the shop and replayer)");
+  up->add_flag("--demo", u.demo, "also start the demo shop under replayed CSIC 2010 traffic");
+  up->add_option("--bin-dir", u.bin_dir, "folder of the immunizer-* binaries (default: beside this one)");
+  up->add_option("--datasets", u.datasets, "folder holding csic2010/")->capture_default_str();
+  up->add_option("--dashboard-port", u.dashboard_port)->capture_default_str();
+  up->add_option("--shop-port", u.shop_port)->capture_default_str();
+  up->add_option("--port-base", u.port_base, "monitor +1, analyze +2, plan +3, execute +4, execute gRPC +5")->capture_default_str();
+  up->add_option("--partitions", u.partitions)->capture_default_str();
+  up->add_option("--bootstrap", u.bootstrap, "use this Kafka cluster instead of the embedded broker");
+  up->add_option("--env", envs, "KEY=VALUE for every child, e.g. IMMUNIZER_ANALYZE_GRACE_RECORDS=300");
+  up->add_option("--replay-arg", u.replay_args, "extra argument for the demo replayer (repeatable)");
+
+  CLI11_PARSE(app, argc, argv);
+  if (broker->parsed()) return broker_command(b);
+  if (up->parsed()) {
+    for (const auto& e : envs) {
+      const auto eq = e.find('=');
+      if (eq == std::string::npos) {
+        std::cerr << "immunizer up: --env '" << e << "': expected KEY=VALUE\n";
+        return 2;
+      }
+      u.env[e.substr(0, eq)] = e.substr(eq + 1);
+    }
+    return up_command(u);
+  }
+  return 2;
+}

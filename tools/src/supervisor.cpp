@@ -1,0 +1,170 @@
+#include "immunizer/tools/supervisor.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace immunizer::tools {
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int s = WTERMSIG(status);
+    return "killed by signal " + std::to_string(s) + " (" + (sigabbrev_np(s) ? std::string("SIG") + sigabbrev_np(s) : "?") + ")";
+  }
+  return "stopped (status " + std::to_string(status) + ")";
+}
+
+Supervisor::~Supervisor() {
+  stop_all(std::chrono::seconds(5));
+  for (auto& c : children_)
+    if (c->reader.joinable()) c->reader.join();
+}
+
+pid_t Supervisor::spawn(ChildSpec spec) {
+  if (access(spec.path.c_str(), X_OK) != 0)
+    throw std::runtime_error("cannot start " + spec.name + ": " + spec.path + " is not an executable (" + strerror(errno) + ")");
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + std::string(strerror(errno)));
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    const auto name = kv.substr(0, kv.find('='));
+    if (!spec.env.count(name)) envs.push_back(kv);
+  }
+  for (const auto& [k, v] : spec.env) envs.push_back(k + "=" + v);
+  std::vector<char*> argv{const_cast<char*>(spec.path.c_str())};
+  for (auto& a : spec.args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : envs) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork: " + std::string(strerror(errno)));
+  if (pid == 0) {
+    // Child: own process group, so a terminal Ctrl-C reaches only the launcher, which
+    // then stops the children in order; default signal mask and handlers.
+    setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    execve(argv[0], argv.data(), envp.data());
+    dprintf(fds[1], "exec %s failed: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(fds[1]);
+  auto child = std::make_unique<Child>();
+  child->spec = std::move(spec);
+  child->pid = pid;
+  Child* raw = child.get();
+  const bool echo = echo_;
+  child->reader = std::thread([raw, fd = fds[0], echo] {
+    FILE* f = fdopen(fd, "r");
+    char* line = nullptr;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+      std::string s(line, static_cast<size_t>(n));
+      if (!s.empty() && s.back() == '\n') s.pop_back();
+      if (raw->spec.on_line) raw->spec.on_line(s);
+      if (echo) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "%-10s| ", raw->spec.name.c_str());
+        std::string out = prefix + s + "\n";
+        fwrite(out.data(), 1, out.size(), stdout);
+        fflush(stdout);
+      }
+    }
+    free(line);
+    fclose(f);
+  });
+  std::lock_guard<std::mutex> lock(mu_);
+  children_.push_back(std::move(child));
+  return pid;
+}
+
+std::optional<ChildExit> Supervisor::reap(bool block) {
+  int status = 0;
+  const pid_t pid = waitpid(-1, &status, block ? 0 : WNOHANG);
+  if (pid <= 0) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& c : children_) {
+    if (c->pid == pid) {
+      c->running = false;
+      ChildExit e{c->spec.name, pid, describe_status(status), WIFEXITED(status) && WEXITSTATUS(status) == 0};
+      return e;
+    }
+  }
+  return ChildExit{"?", pid, describe_status(status), false};
+}
+
+std::optional<ChildExit> Supervisor::wait_any(const std::atomic<bool>& stop) {
+  while (!stop.load()) {
+    while (auto e = reap(false)) {
+      bool may_exit = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto& c : children_)
+          if (c->pid == e->pid) may_exit = c->spec.may_exit;
+      }
+      if (!(may_exit && e->clean)) return e;
+      std::cout << e->name << " finished (" << e->how << ")\n";
+    }
+    usleep(100'000);
+  }
+  return std::nullopt;
+}
+
+bool Supervisor::alive(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& c : children_)
+    if (c->spec.name == name) return c->running;
+  return false;
+}
+
+void Supervisor::stop_all(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = children_.rbegin(); it != children_.rend(); ++it)
+      if ((*it)->running) kill((*it)->pid, SIGTERM);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  for (;;) {
+    bool any = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& c : children_) any = any || c->running;
+    }
+    if (!any) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& c : children_)
+        if (c->running) {
+          std::cerr << c->spec.name << " did not stop within the grace period; killing it\n";
+          kill(c->pid, SIGKILL);
+        }
+    }
+    if (auto e = reap(false)) {
+      if (!e->clean && e->how.find("SIGTERM") == std::string::npos)
+        std::cout << e->name << " " << e->how << "\n";
+      continue;
+    }
+    usleep(50'000);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& c : children_)
+    if (c->reader.joinable()) c->reader.join();
+}
+
+}  // namespace immunizer::tools
