@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "immunizer/monitor/csic.hpp"
+#include "immunizer/monitor/features.hpp"
+
+namespace immunizer::monitor::csic {
+namespace {
+
+constexpr const char* kSample =
+    "GET http://localhost:8080/tienda1/publico/anadir.jsp?id=2&nombre=Jam%F3n+Ib%E9rico&cantidad=%27%3B HTTP/1.1\n"
+    "User-Agent: Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)\n"
+    "Accept-Language: en\n"
+    "Host: localhost:8080\n"
+    "Cookie: JSESSIONID=B92A8B48B9008CD29F622A994E0F650D\n"
+    "Connection: close\n"
+    "\n"
+    "\n"
+    "POST http://localhost:8080/tienda1/publico/autenticar.jsp HTTP/1.1\n"
+    "User-Agent: Mozilla/5.0\n"
+    "Cookie: JSESSIONID=D6037A58019A61C4E5745B952029D61F\n"
+    "Content-Type: application/x-www-form-urlencoded\n"
+    "Connection: close\n"
+    "Content-Length: 40\n"
+    "\n"
+    "modo=entrar&login=bob%40x&pwd=a+b&B1=Entrar\n"
+    "\n"
+    "\n"
+    "GET http://localhost:8080/asf-logo-wide.gif~ HTTP/1.1\n"
+    "Cookie: JSESSIONID=51A7470173188BBB993947F2283059E4\n"
+    "\n"
+    "\n";
+
+TEST(CsicParse, SplitsRequestsLineHeadersAndBody) {
+  auto reqs = parse(kSample);
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0].method, "GET");
+  EXPECT_EQ(reqs[0].path, "/tienda1/publico/anadir.jsp");
+  EXPECT_EQ(reqs[0].query, "id=2&nombre=Jam%F3n+Ib%E9rico&cantidad=%27%3B");
+  EXPECT_EQ(reqs[0].version, "HTTP/1.1");
+  EXPECT_EQ(reqs[0].header("accept-language"), "en");
+  EXPECT_EQ(reqs[0].session(), "B92A8B48B9008CD29F622A994E0F650D");
+  EXPECT_TRUE(reqs[0].body.empty());
+  EXPECT_EQ(reqs[1].method, "POST");
+  EXPECT_EQ(reqs[1].body, "modo=entrar&login=bob%40x&pwd=a+b&B1=Entrar");
+  EXPECT_EQ(reqs[2].path, "/asf-logo-wide.gif~");
+  EXPECT_EQ(reqs[2].index, 2u);
+}
+
+TEST(CsicParse, DecodesParameters) {
+  EXPECT_EQ(url_decode("a%20b+c%2"), "a b c%2");
+  EXPECT_EQ(url_decode("a+b", false), "a+b");
+  auto p = parse_params("id=2&nombre=Jam%F3n+Ib%E9rico&flag&=x");
+  ASSERT_EQ(p.size(), 4u);
+  EXPECT_EQ(p[1].second, "Jam\xF3n Ib\xE9rico");
+  EXPECT_EQ(p[2].first, "flag");
+  EXPECT_EQ(latin1_to_utf8("Jam\xF3n"), "Jam\xC3\xB3n");
+}
+
+TEST(CsicRecords, ShopEmitsOuterAndInnerCalls) {
+  auto reqs = parse(kSample);
+  ShopRecordOptions o;
+  o.seq = 10;
+  o.trace = "req-0";
+  auto recs = to_call_records(reqs[0], o);
+  ASSERT_EQ(recs.size(), 2u);
+  const auto& outer = recs[0];
+  EXPECT_EQ(FeatureExtractor::model_key(outer), "shop|http.request|");
+  EXPECT_EQ(outer.id().seq(), 10u);
+  EXPECT_EQ(outer.principal().session(), "B92A8B48B9008CD29F622A994E0F650D");
+  EXPECT_EQ(outer.labels().at("trace"), "req-0");
+  ASSERT_EQ(outer.arguments_size(), 5);
+  EXPECT_EQ(outer.arguments(3).name(), "headers");
+  EXPECT_TRUE(outer.arguments(3).value().map_value().fields().contains("user-agent"));
+  EXPECT_FALSE(outer.arguments(3).value().map_value().fields().contains("cookie"));
+  EXPECT_EQ(outer.result().int_value(), 200);
+  const auto& inner = recs[1];
+  EXPECT_EQ(FeatureExtractor::model_key(inner), "shop|/tienda1/publico/anadir.jsp|http.request");
+  EXPECT_EQ(inner.id().seq(), 11u);
+  ASSERT_EQ(inner.arguments_size(), 3);
+  EXPECT_EQ(inner.arguments(1).value().string_value(), "Jam\xC3\xB3n Ib\xC3\xA9rico");
+  EXPECT_EQ(inner.arguments(2).value().string_value(), "';");
+  std::string wire;
+  EXPECT_TRUE(inner.SerializeToString(&wire));
+  immunizer::v1::CallRecord back;
+  EXPECT_TRUE(back.ParseFromString(wire)) << "strings must be valid UTF-8";
+
+  auto post = to_call_records(reqs[1], o);
+  ASSERT_EQ(post.size(), 2u);
+  EXPECT_EQ(post[0].arguments(4).value().int_value(), 43);
+  EXPECT_EQ(post[1].arguments_size(), 4);
+
+  auto unknown = to_call_records(reqs[2], o);
+  ASSERT_EQ(unknown.size(), 1u);
+  EXPECT_EQ(unknown[0].result().int_value(), 404);
+}
+
+TEST(CsicFiles, ReadsTheDatasetFiles) {
+  const std::string dir = std::string(IMMUNIZER_DATASETS) + "/csic2010/";
+  if (!std::filesystem::exists(dir + "anomalousTrafficTest.txt.gz")) GTEST_SKIP() << "dataset not present";
+  auto anomalous = read_file(dir + "anomalousTrafficTest.txt.gz");
+  EXPECT_EQ(anomalous.size(), 12533u);
+  auto normal = read_file(dir + "normalTrafficTest.txt.gz");
+  EXPECT_EQ(normal.size(), 18000u);
+  for (const auto& r : normal) {
+    ASSERT_FALSE(r.method.empty());
+    ASSERT_FALSE(r.path.empty());
+    if (r.method == "POST") {
+      ASSERT_EQ(std::to_string(r.body.size()), std::string(r.header("content-length")));
+    }
+  }
+}
+
+TEST(CsicFiles, MissingFileThrows) { EXPECT_THROW(read_file("/nonexistent/x.txt"), std::runtime_error); }
+
+}  // namespace
+}  // namespace immunizer::monitor::csic

@@ -1,0 +1,372 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "immunizer/monitor/features.hpp"
+#include "test_records.hpp"
+
+namespace immunizer::monitor {
+namespace {
+
+using testing::feature;
+using testing::num;
+using testing::record;
+using testing::str;
+using immunizer::v1::CallRecord;
+using immunizer::v1::FeatureVector;
+
+const char* kNames[] = {"Vino Rioja", "Jamon Iberico", "Queso Manchego", "Aceite de oliva", "Sidra"};
+
+CallRecord normal(int i) {
+  return record({{"id", str(std::to_string(1 + i % 3))},
+                 {"nombre", str(kNames[i % 5])},
+                 {"cantidad", str(std::to_string(10 + (i * 7) % 40))},
+                 {"B1", str("Anadir al carrito")}},
+                static_cast<uint64_t>(i));
+}
+
+class Features : public ::testing::Test {
+ protected:
+  void train(int n) {
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(fx.extract(normal(i), &out, &why)) << why;
+  }
+  FeatureVector run(const CallRecord& r) {
+    FeatureVector v;
+    EXPECT_TRUE(fx.extract(r, &v, &why)) << why;
+    return v;
+  }
+  FeatureVector with_cantidad(const std::string& c, int i = 1001) {
+    auto r = normal(i);
+    r.mutable_arguments(2)->mutable_value()->set_string_value(c);
+    return run(r);
+  }
+  FeatureExtractor fx;
+  FeatureVector out;
+  std::string why;
+};
+
+TEST_F(Features, ModelKeyJoinsAppCallContext) {
+  auto r = normal(0);
+  r.set_context("http.request");
+  EXPECT_EQ(FeatureExtractor::model_key(r), "shop|buy|http.request");
+}
+
+TEST_F(Features, RejectsRecordsWithoutAppOrCall) {
+  auto r = normal(0);
+  r.mutable_id()->clear_app();
+  EXPECT_FALSE(fx.extract(r, &out, &why));
+  EXPECT_NE(why.find("app"), std::string::npos);
+  r = normal(0);
+  r.clear_call();
+  EXPECT_FALSE(fx.extract(r, &out, &why));
+  EXPECT_TRUE(fx.model_keys().empty());
+}
+
+TEST_F(Features, VectorCarriesIdentitySchemaAndLabels) {
+  auto r = normal(0);
+  r.mutable_principal()->set_session("S1");
+  r.set_timestamp_unix_nanos(123);
+  (*r.mutable_labels())["trace"] = "t-1";
+  auto v = run(r);
+  EXPECT_EQ(v.model_key(), "shop|buy|");
+  EXPECT_EQ(v.record_id().seq(), 0u);
+  EXPECT_EQ(v.principal().session(), "S1");
+  EXPECT_EQ(v.call(), "buy");
+  EXPECT_EQ(v.timestamp_unix_nanos(), 123);
+  EXPECT_EQ(v.labels().at("trace"), "t-1");
+  EXPECT_EQ(v.schema().names_size(), v.values_size());
+  EXPECT_GT(v.schema().version(), 0u);
+  EXPECT_NO_THROW(feature(v, "arg:cantidad:charclass_divergence"));
+}
+
+TEST_F(Features, StringLengthDeviation) {
+  train(300);
+  auto ok = with_cantidad("25");
+  auto longer = with_cantidad(std::string(300, '9'));
+  EXPECT_LT(std::fabs(feature(ok, "arg:cantidad:length_deviation")), 3.0);
+  EXPECT_GT(feature(longer, "arg:cantidad:length_deviation"), 50.0);
+  EXPECT_GT(feature(longer, "any:length_deviation"), 50.0);
+}
+
+TEST_F(Features, CharacterClassDivergence) {
+  train(300);
+  auto ok = with_cantidad("31");
+  auto sqli = with_cantidad("1' OR '1'='1");
+  EXPECT_LT(feature(ok, "arg:cantidad:charclass_divergence"), 0.05);
+  EXPECT_GT(feature(sqli, "arg:cantidad:charclass_divergence"), 3.0);
+}
+
+TEST_F(Features, RareNgrams) {
+  train(300);
+  auto ok = with_cantidad("22");
+  auto odd = with_cantidad("2x2");
+  EXPECT_GT(feature(odd, "arg:cantidad:rare_1gram"), feature(ok, "arg:cantidad:rare_1gram") + 5);
+  EXPECT_GT(feature(odd, "arg:cantidad:rare_3gram"), feature(ok, "arg:cantidad:rare_3gram") + 2);
+  EXPECT_DOUBLE_EQ(feature(ok, "arg:cantidad:unseen_3gram_frac"), 0.0);
+  EXPECT_GT(feature(odd, "arg:cantidad:unseen_3gram_frac"), 0.5);
+  EXPECT_EQ(feature(odd, "arg:cantidad:unseen_chars"), 1.0);
+}
+
+TEST_F(Features, NonPrintableCharacters) {
+  train(300);
+  auto crlf = with_cantidad("2\r\nSet-Cookie: x=1");
+  EXPECT_EQ(feature(crlf, "arg:cantidad:nonprintable"), 2.0);
+  EXPECT_EQ(feature(crlf, "any:nonprintable"), 2.0);
+  EXPECT_EQ(feature(with_cantidad("23"), "any:nonprintable"), 0.0);
+}
+
+TEST_F(Features, EnumerationUnseenValue) {
+  train(300);
+  auto r = normal(1);
+  EXPECT_EQ(feature(run(r), "arg:id:enum_unseen"), 0.0);
+  r.mutable_arguments(0)->mutable_value()->set_string_value("7");
+  EXPECT_EQ(feature(run(r), "arg:id:enum_unseen"), 1.0);
+  // cantidad has 40 distinct values: above enum_max_values, so never an enumeration.
+  EXPECT_EQ(feature(with_cantidad("99"), "arg:cantidad:enum_unseen"), 0.0);
+}
+
+TEST_F(Features, NumericDeviation) {
+  train(300);
+  EXPECT_LT(std::fabs(feature(with_cantidad("30"), "arg:cantidad:numeric_deviation")), 2.0);
+  EXPECT_LT(feature(with_cantidad("-5000"), "arg:cantidad:numeric_deviation"), -100.0);
+  EXPECT_GT(feature(with_cantidad("100000"), "arg:cantidad:numeric_deviation"), 100.0);
+  EXPECT_EQ(feature(with_cantidad("abc"), "arg:cantidad:numeric_deviation"), 0.0);
+}
+
+TEST_F(Features, StructureUnseenAndMissingArgumentsAndCount) {
+  train(300);
+  auto base = run(normal(5));
+  EXPECT_EQ(feature(base, "struct:unseen_args"), 0.0);
+  EXPECT_EQ(feature(base, "struct:missing_args"), 0.0);
+  EXPECT_EQ(feature(base, "struct:arg_count"), 4.0);
+
+  auto extra = normal(6);
+  auto* a = extra.add_arguments();
+  a->set_name("idA");
+  *a->mutable_value() = str("2");
+  auto ve = run(extra);
+  EXPECT_EQ(feature(ve, "struct:unseen_args"), 1.0);
+  EXPECT_EQ(feature(ve, "struct:arg_count"), 5.0);
+  EXPECT_GT(feature(ve, "struct:arg_count_deviation"), 1.0);
+  EXPECT_EQ(ve.values_size(), base.values_size()) << "schema is frozen: no new columns";
+
+  auto fewer = normal(7);
+  fewer.mutable_arguments()->RemoveLast();
+  auto vm = run(fewer);
+  EXPECT_EQ(feature(vm, "struct:missing_args"), 1.0);
+  EXPECT_EQ(feature(vm, "arg:B1:length_deviation"), 0.0);
+}
+
+TEST_F(Features, NestedValuesFlattenToPathsWithArrayIndicesCollapsed) {
+  immunizer::v1::Value headers;
+  (*headers.mutable_map_value()->mutable_fields())["user-agent"] = str("Mozilla");
+  immunizer::v1::Value list;
+  *list.mutable_list_value()->add_items() = str("a");
+  *list.mutable_list_value()->add_items() = str("b");
+  auto v = run(record({{"headers", headers}, {"tags", list}}));
+  EXPECT_NO_THROW(feature(v, "arg:headers.user-agent:length_deviation"));
+  EXPECT_NO_THROW(feature(v, "arg:tags[]:length_deviation"));
+  EXPECT_EQ(feature(v, "struct:arg_count"), 2.0);
+}
+
+TEST_F(Features, OutcomeErrorAndDuration) {
+  for (int i = 0; i < 300; ++i) {
+    auto r = normal(i);
+    r.set_duration_nanos(1'000'000 + (i % 10) * 10'000);
+    r.mutable_result()->set_int_value(200);
+    fx.extract(r, &out, &why);
+  }
+  auto r = normal(1);
+  r.set_duration_nanos(1'050'000);
+  r.mutable_result()->set_int_value(200);
+  auto ok = run(r);
+  EXPECT_EQ(feature(ok, "outcome:error"), 0.0);
+  EXPECT_LT(std::fabs(feature(ok, "outcome:duration_deviation")), 3.0);
+  EXPECT_EQ(feature(ok, "arg:result:enum_unseen"), 0.0);
+
+  r.set_duration_nanos(900'000'000);
+  r.mutable_result()->set_int_value(500);
+  auto slow = run(r);
+  EXPECT_GT(feature(slow, "outcome:duration_deviation"), 10.0);
+  EXPECT_EQ(feature(slow, "arg:result:enum_unseen"), 1.0);
+
+  r.mutable_error()->set_type("SQLException");
+  EXPECT_EQ(feature(run(r), "outcome:error"), 1.0);
+}
+
+TEST_F(Features, PrincipalRatesAndIntervals) {
+  const int64_t s = 1'000'000'000;
+  auto at = [&](const std::string& session, int64_t t) {
+    auto r = normal(1);
+    r.mutable_principal()->set_session(session);
+    r.set_timestamp_unix_nanos(t);
+    return run(r);
+  };
+  auto first = at("alice", 100 * s);
+  EXPECT_EQ(feature(first, "principal:new"), 1.0);
+  EXPECT_EQ(feature(first, "principal:recent_calls"), 1.0);
+  // One call every 10 s: steady rate, small interval deviation.
+  FeatureVector v;
+  for (int i = 1; i <= 20; ++i) v = at("alice", (100 + 10 * i) * s);
+  EXPECT_EQ(feature(v, "principal:new"), 0.0);
+  EXPECT_GT(feature(v, "principal:recent_calls"), 5.0);
+  EXPECT_LT(std::fabs(feature(v, "principal:interval_deviation")), 1.0);
+  // A burst: 50 calls within 50 ms raises the damped call count and the interval deviation.
+  for (int i = 1; i <= 50; ++i) v = at("alice", 310 * s + i * 1'000'000);
+  EXPECT_GT(feature(v, "principal:recent_calls"), 50.0);
+  auto other = at("bob", 311 * s);
+  EXPECT_EQ(feature(other, "principal:new"), 1.0);
+}
+
+TEST_F(Features, PrincipalTableIsBounded) {
+  FeatureConfig cfg;
+  cfg.max_principals = 64;
+  FeatureExtractor small(cfg);
+  for (int i = 0; i < 200; ++i) {
+    auto r = normal(i);
+    r.mutable_principal()->set_session("s" + std::to_string(i));
+    r.set_timestamp_unix_nanos(1'000'000'000LL * (i + 1));
+    ASSERT_TRUE(small.extract(r, &out, &why));
+  }
+  const size_t m = small.memory_bytes("shop|buy|");
+  for (int i = 200; i < 2000; ++i) {
+    auto r = normal(i);
+    r.mutable_principal()->set_session("s" + std::to_string(i));
+    r.set_timestamp_unix_nanos(1'000'000'000LL * (i + 1));
+    ASSERT_TRUE(small.extract(r, &out, &why));
+  }
+  EXPECT_EQ(small.memory_bytes("shop|buy|"), m);
+}
+
+TEST_F(Features, SchemaGrowsWhileYoungThenFreezes) {
+  FeatureConfig cfg;
+  cfg.schema_freeze_records = 10;
+  FeatureExtractor young(cfg);
+  FeatureVector v;
+  ASSERT_TRUE(young.extract(record({{"a", str("x")}}), &v, &why));
+  const auto v1 = v.schema().version();
+  const int n1 = v.values_size();
+  ASSERT_TRUE(young.extract(record({{"a", str("x")}, {"b", str("y")}}), &v, &why));
+  EXPECT_GT(v.schema().version(), v1);
+  EXPECT_GT(v.values_size(), n1);
+  EXPECT_EQ(feature(v, "struct:unseen_args"), 1.0);  // b was new when measured
+  for (int i = 0; i < 20; ++i) young.extract(record({{"a", str("x")}, {"b", str("y")}}), &v, &why);
+  const auto frozen_version = v.schema().version();
+  const int frozen_len = v.values_size();
+  EXPECT_TRUE(young.stats("shop|buy|").frozen);
+  ASSERT_TRUE(young.extract(record({{"a", str("x")}, {"b", str("y")}, {"c", str("' OR 1=1 --")}}), &v, &why));
+  EXPECT_EQ(v.schema().version(), frozen_version);
+  EXPECT_EQ(v.values_size(), frozen_len);
+  EXPECT_EQ(feature(v, "struct:unseen_args"), 1.0);
+  // The unseen path's value is still measured against the model-wide profile.
+  EXPECT_GT(feature(v, "any:charclass_divergence"), 1.0);
+  EXPECT_EQ(young.schema("shop|buy|").names_size(), frozen_len);
+}
+
+TEST_F(Features, MaxPathsPerModelCapsColumns) {
+  FeatureConfig cfg;
+  cfg.max_paths_per_model = 3;
+  FeatureExtractor capped(cfg);
+  FeatureVector v;
+  auto r = record({{"a", str("1")}, {"b", str("2")}, {"c", str("3")}, {"d", str("4")}, {"e", str("5")}});
+  ASSERT_TRUE(capped.extract(r, &v, &why));
+  EXPECT_EQ(capped.stats("shop|buy|").paths, 3u);
+  EXPECT_EQ(feature(v, "struct:unseen_args"), 5.0);
+  ASSERT_TRUE(capped.extract(r, &v, &why));
+  EXPECT_EQ(feature(v, "struct:unseen_args"), 2.0);
+}
+
+TEST_F(Features, SnapshotRestoreContinuesIdentically) {
+  std::mt19937 rng(7);
+  auto make = [&](int i) {
+    auto r = normal(i);
+    r.mutable_principal()->set_session("s" + std::to_string(rng() % 50));
+    r.set_timestamp_unix_nanos(1'000'000'000LL * 1000 + i * 37'000'000LL);
+    r.set_duration_nanos(1000 + rng() % 5000);
+    r.mutable_result()->set_int_value(rng() % 20 == 0 ? 404 : 200);
+    if (i % 17 == 0) r.mutable_arguments(1)->mutable_value()->set_string_value("<script>" + std::to_string(i));
+    return r;
+  };
+  std::vector<CallRecord> recs;
+  for (int i = 0; i < 600; ++i) recs.push_back(make(i));
+  FeatureExtractor a, b;
+  FeatureVector va, vb;
+  for (int i = 0; i < 350; ++i) {
+    ASSERT_TRUE(a.extract(recs[i], &va, &why));
+    ASSERT_TRUE(b.extract(recs[i], &vb, &why));
+  }
+  const std::string snap = a.snapshot("shop|buy|");
+  ASSERT_FALSE(snap.empty());
+  FeatureExtractor c;  // a fresh process
+  c.restore("shop|buy|", snap);
+  EXPECT_EQ(c.records_seen("shop|buy|"), 350u);
+  EXPECT_EQ(c.snapshot("shop|buy|"), snap);
+  FeatureVector vc;
+  for (int i = 350; i < 600; ++i) {
+    ASSERT_TRUE(b.extract(recs[i], &vb, &why));
+    ASSERT_TRUE(c.extract(recs[i], &vc, &why));
+    ASSERT_EQ(vb.schema().version(), vc.schema().version());
+    ASSERT_EQ(vb.values_size(), vc.values_size());
+    for (int k = 0; k < vb.values_size(); ++k) ASSERT_EQ(vb.values(k), vc.values(k)) << vb.schema().names(k);
+  }
+  EXPECT_EQ(b.snapshot("shop|buy|"), c.snapshot("shop|buy|"));
+}
+
+TEST_F(Features, RestoreRejectsCorruptOrIncompatibleInput) {
+  train(50);
+  std::string snap = fx.snapshot("shop|buy|");
+  EXPECT_THROW(fx.restore("k", "garbage"), std::runtime_error);
+  std::string cut = snap.substr(0, snap.size() / 2);
+  EXPECT_THROW(fx.restore("k", cut), std::runtime_error);
+  std::string flipped = snap;
+  flipped[flipped.size() / 2] ^= 0x5a;
+  EXPECT_THROW(fx.restore("k", flipped), std::runtime_error);
+  FeatureConfig other;
+  other.trigram_sketch_width = 256;
+  FeatureExtractor narrow(other);
+  EXPECT_THROW(narrow.restore("shop|buy|", snap), std::runtime_error);
+  EXPECT_EQ(fx.records_seen("k"), 0u);
+  EXPECT_EQ(fx.records_seen("shop|buy|"), 50u);
+}
+
+TEST_F(Features, UncompressedSnapshotsRoundTrip) {
+  FeatureConfig cfg;
+  cfg.compress_snapshots = false;
+  FeatureExtractor raw(cfg);
+  for (int i = 0; i < 20; ++i) raw.extract(normal(i), &out, &why);
+  FeatureExtractor back(cfg);
+  back.restore("shop|buy|", raw.snapshot("shop|buy|"));
+  EXPECT_EQ(back.snapshot("shop|buy|"), raw.snapshot("shop|buy|"));
+}
+
+TEST_F(Features, ModelLimitRefusesNewKeys) {
+  FeatureConfig cfg;
+  cfg.max_models = 2;
+  FeatureExtractor few(cfg);
+  EXPECT_TRUE(few.extract(record({}, 0, "a"), &out, &why));
+  EXPECT_TRUE(few.extract(record({}, 0, "b"), &out, &why));
+  EXPECT_FALSE(few.extract(record({}, 0, "c"), &out, &why));
+  EXPECT_NE(why.find("max_models"), std::string::npos);
+  EXPECT_EQ(few.model_keys().size(), 2u);
+  EXPECT_TRUE(few.drop("shop|a|"));
+  EXPECT_TRUE(few.extract(record({}, 0, "c"), &out, &why));
+}
+
+TEST_F(Features, BadConfigIsRejected) {
+  FeatureConfig cfg;
+  cfg.trigram_sketch_depth = 9;
+  EXPECT_THROW(FeatureExtractor{cfg}, std::invalid_argument);
+}
+
+TEST_F(Features, ReusedOutputVectorGetsTheRightSchemaPerModel) {
+  FeatureVector v;
+  ASSERT_TRUE(fx.extract(record({{"a", str("x")}}, 0, "one"), &v, &why));
+  ASSERT_TRUE(fx.extract(record({{"b", str("x")}, {"c", str("y")}}, 0, "two"), &v, &why));
+  EXPECT_EQ(v.model_key(), "shop|two|");
+  EXPECT_EQ(v.schema().names_size(), v.values_size());
+  EXPECT_NO_THROW(feature(v, "arg:c:rare_1gram"));
+}
+
+}  // namespace
+}  // namespace immunizer::monitor
