@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""Checks the Grafana dashboard and its provisioning.
+
+The dashboard (deploy/helm/immunizer/dashboards/immunizer.json, the one copy used by compose
+and the chart) is valid JSON with a uid, a `datasource` variable that every panel and query
+uses, unique panel ids and non-overlapping grid positions; it charts every metric the
+services export (docs/operations.md lists their meaning); every query names only known
+immunizer_* metrics with balanced brackets; histogram metrics are read through
+histogram_quantile on _bucket; counters through rate()/increase(). The compose
+provisioning files point Grafana at Prometheus and at the mounted dashboard directory.
+Usage: check_dashboard.py [REPO_ROOT]
+"""
+import json
+import os
+import re
+import sys
+
+import yaml
+
+ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
+DASH = os.path.join(ROOT, "deploy", "helm", "immunizer", "dashboards", "immunizer.json")
+COUNTERS = ["immunizer_kafka_messages_consumed_total", "immunizer_kafka_messages_produced_total",
+            "immunizer_deadletters_total", "immunizer_sensor_records_dropped_total",
+            "immunizer_sensor_records_sent_total", "immunizer_alarms_total", "immunizer_actions_total",
+            "immunizer_effector_denied_total"]
+GAUGES = ["immunizer_kafka_consumer_lag"]
+HISTOGRAMS = ["immunizer_detection_latency_seconds", "immunizer_mitigation_latency_seconds"]
+failures = []
+
+
+def check(cond, msg):
+    print(("ok   " if cond else "FAIL ") + msg)
+    if not cond:
+        failures.append(msg)
+
+
+def main():
+    try:
+        d = json.load(open(DASH))
+        check(True, "dashboard JSON parses")
+    except ValueError as e:
+        check(False, f"dashboard JSON: {e}")
+        return 1
+    check(d.get("uid") == "immunizer-overview" and d.get("title"), "dashboard uid and title")
+    variables = {v["name"]: v for v in d.get("templating", {}).get("list", [])}
+    check(variables.get("datasource", {}).get("type") == "datasource" and variables["datasource"].get("query") == "prometheus",
+          "a `datasource` variable of type prometheus (works with any datasource name)")
+    panels = [p for p in d["panels"] if p["type"] != "row"]
+    ids = [p["id"] for p in d["panels"]]
+    check(len(ids) == len(set(ids)), "panel ids unique")
+    cells = set()
+    overlap = False
+    for p in d["panels"]:
+        g = p["gridPos"]
+        check(g["x"] + g["w"] <= 24, f"panel '{p['title']}' fits in 24 columns")
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                overlap |= (x, y) in cells
+                cells.add((x, y))
+    check(not overlap, "panels do not overlap")
+    exprs = []
+    for p in panels:
+        check(p.get("datasource", {}).get("uid") == "${datasource}", f"panel '{p['title']}' uses ${{datasource}}")
+        check(bool(p.get("targets")), f"panel '{p['title']}' has queries")
+        for t in p.get("targets", []):
+            e = t.get("expr", "")
+            exprs.append(e)
+            check(t.get("datasource", {}).get("uid") == "${datasource}", f"query {t['refId']} of '{p['title']}' uses ${{datasource}}")
+            check(all(e.count(a) == e.count(b) for a, b in ("()", "[]", "{}")), f"'{p['title']}' {t['refId']}: brackets balance")
+            for m in re.findall(r"\bimmunizer_[a-z_]+", e):
+                base = re.sub(r"_(bucket|sum|count)$", "", m)
+                check(base in COUNTERS + GAUGES + HISTOGRAMS, f"'{p['title']}': {m} is a documented metric")
+            for c in COUNTERS:
+                for m in re.finditer(re.escape(c) + r"\b", e):
+                    before = e[:m.start()]
+                    check(re.search(r"(rate|increase)\($", before.rstrip()) is not None, f"'{p['title']}': counter {c} read through rate()/increase()")
+    alltext = "\n".join(exprs)
+    for c in COUNTERS + GAUGES:
+        check(re.search(re.escape(c) + r"\b", alltext) is not None, f"dashboard charts {c}")
+    for h in HISTOGRAMS:
+        check(re.search(r"histogram_quantile\([^,]+,\s*sum by \(le\) \(rate\(" + h + r"_bucket", alltext) is not None,
+              f"dashboard charts quantiles of {h}")
+    titles = " ".join(p["title"].lower() for p in d["panels"])
+    for word in ("throughput", "lag", "drops", "alarms", "actions", "detection latency", "mitigation latency"):
+        check(word in titles, f"a panel or row about {word}")
+
+    prov = os.path.join(ROOT, "docker", "grafana", "provisioning")
+    ds = yaml.safe_load(open(os.path.join(prov, "datasources", "prometheus.yml")))
+    check(any(x["type"] == "prometheus" and x["url"] == "http://prometheus:9090" and x.get("isDefault") for x in ds["datasources"]),
+          "provisioned default Prometheus datasource at http://prometheus:9090")
+    dp = yaml.safe_load(open(os.path.join(prov, "dashboards", "immunizer.yml")))
+    path = dp["providers"][0]["options"]["path"]
+    compose = open(os.path.join(ROOT, "docker", "docker-compose.yml")).read()
+    check(f"../deploy/helm/immunizer/dashboards:{path}:ro" in compose, f"compose mounts the chart's dashboards at the provider path {path}")
+    print(f"dashboard: {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
