@@ -6,6 +6,18 @@
 
 namespace immunizer::common {
 
+void Processor::process_batch(const std::vector<Message>& batch, Producer& out, const Reject& reject) {
+  for (const auto& m : batch) {
+    try {
+      process(m, out);
+    } catch (const BadMessage& e) {
+      reject(m, e.reason(), e.what());
+    } catch (const std::exception& e) {
+      reject(m, "processing_error", e.what());
+    }
+  }
+}
+
 StreamLoop::StreamLoop(Consumer& in, Producer& out, Processor& p, StreamLoopOptions opt,
                        KafkaMetrics* metrics, prometheus::Registry* registry)
     : in_(in), out_(out), proc_(p), opt_(std::move(opt)), metrics_(metrics) {
@@ -42,13 +54,17 @@ void StreamLoop::dead_letter(const Message& m, const std::string& reason, const 
 size_t StreamLoop::run_once() {
   std::vector<Message> batch = in_.poll(opt_.max_batch, opt_.poll_timeout);
   const auto t0 = std::chrono::steady_clock::now();
-  for (const auto& m : batch) {
+  if (!batch.empty()) {
     try {
-      proc_.process(m, out_);
-    } catch (const BadMessage& e) {
-      dead_letter(m, e.reason(), e.what());
+      proc_.process_batch(batch, out_, [this](const Message& m, const std::string& reason, const std::string& detail) {
+        dead_letter(m, reason, detail);
+      });
     } catch (const std::exception& e) {
-      dead_letter(m, "processing_error", e.what());
+      // A batch-level failure: nothing of it is committed; it is read again.
+      logger(opt_.service)->error("batch failed, re-reading {} messages: {}", batch.size(), e.what());
+      out_.flush(opt_.flush_timeout);
+      in_.rewind(batch);
+      return batch.size();
     }
   }
   proc_.tick(out_);

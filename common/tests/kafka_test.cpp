@@ -51,3 +51,29 @@ TEST(Kafka, ProduceConsumeCommitAndResume) {
   ASSERT_EQ(rest.size(), 5u);
   for (const auto& m : rest) EXPECT_FALSE(seen.count(m.payload)) << m.payload << " delivered twice";
 }
+
+#include "immunizer/common/snapshots.hpp"
+
+TEST(Snapshots, LatestPerKeyOfOneKind) {
+  MockBroker broker(1, {{"t.models", 2}});
+  KafkaSettings s;
+  s.bootstrap = broker.bootstrap();
+  auto p = make_kafka_producer(s, "p", nullptr);
+  auto put = [&](const std::string& kind, const std::string& key, const std::string& state) {
+    immunizer::v1::ModelSnapshot snap;
+    snap.set_kind(kind);
+    snap.set_model_key(key);
+    snap.set_state(state);
+    p->produce("t.models", snapshot_key(kind, key), snap.SerializeAsString());
+  };
+  put("analyze", "a|x|", "old");
+  put("monitor", "a|x|", "monitor-state");
+  put("analyze", "a|y|", "y1");
+  put("analyze", "a|x|", "new");
+  ASSERT_TRUE(p->flush(10s).ok());
+  auto got = read_snapshots(s, "t.models", "analyze", 20s);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got["a|x|"].state(), "new");
+  EXPECT_EQ(got["a|y|"].state(), "y1");
+  EXPECT_TRUE(read_snapshots(s, "t.absent", "analyze", 3s).empty());
+}

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -31,6 +33,10 @@ class Processor {
   virtual ~Processor() = default;
   // Handles one message; outputs go to `out`. Throwing sends the message to the dead letters.
   virtual void process(const Message& m, Producer& out) = 0;
+  // Handles a whole batch at once (e.g. to score keys in parallel). The default calls
+  // process() per message; `reject` sends one message to the dead letters.
+  using Reject = std::function<void(const Message&, const std::string& reason, const std::string& detail)>;
+  virtual void process_batch(const std::vector<Message>& batch, Producer& out, const Reject& reject);
   // After every batch and when idle: timers, TTLs, periodic snapshots.
   virtual void tick(Producer& out) {}
   // Once before the loop stops: final snapshots.
