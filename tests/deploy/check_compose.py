@@ -99,7 +99,10 @@ def main():
         if not s:
             continue
         env = s.get("environment", {})
-        check(str(env.get("IMMUNIZER_HTTP_PORT")) == str(port), f"{name}: IMMUNIZER_HTTP_PORT={port}")
+        if name == "shop":
+            check(s.get("command", [])[1:3] == ["--port", str(port)], f"shop: --port {port}")
+        else:
+            check(str(env.get("IMMUNIZER_HTTP_PORT")) == str(port), f"{name}: IMMUNIZER_HTTP_PORT={port}")
         check(env.get("IMMUNIZER_KAFKA_BOOTSTRAP") == "kafka:9092", f"{name}: IMMUNIZER_KAFKA_BOOTSTRAP=kafka:9092")
         dep = s.get("depends_on", {})
         waits = dep.get("kafka-topics", {}).get("condition") == "service_completed_successfully" or \
@@ -110,6 +113,7 @@ def main():
     check(svcs.get("execute", {}).get("environment", {}).get("IMMUNIZER_SECURITY_SIGNING_KEY") == "test-only-not-a-secret",
           "execute: signing key comes from the environment file")
     check(svcs.get("shop", {}).get("environment", {}).get("IMMUNIZER_EXECUTE_ADDRESS") == "execute:7070", "shop: effector reaches execute:7070")
+    check(svcs.get("dashboard", {}).get("environment", {}).get("IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS") == "execute:7070", "dashboard: reaches execute:7070")
     replay = svcs.get("replay", {})
     check(replay.get("command", [""])[0] == "immunizer-replay" and "http://shop:8088" in replay.get("command", []),
           "replay: immunizer-replay --target http://shop:8088")

@@ -135,7 +135,7 @@ analyze replicas beyond the number of model-keyed partitions would sit idle.
 {{- $_ := set $env "IMMUNIZER_EXECUTE_GRPC_LISTEN" (printf "0.0.0.0:%v" $v.grpcPort) }}
 {{- end }}
 {{- if eq .name "dashboard" }}
-{{- $_ := set $env "IMMUNIZER_EXECUTE_ADDRESS" (printf "%s:%v" (include "immunizer.componentName" (dict "root" $root "name" "execute")) $root.Values.execute.grpcPort) }}
+{{- $_ := set $env "IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS" (printf "%s:%v" (include "immunizer.componentName" (dict "root" $root "name" "execute")) $root.Values.execute.grpcPort) }}
 {{- end }}
 {{- /* values <service>.env last: it overrides what the chart derives. */}}
 {{- range $key, $value := $v.env }}
