@@ -1,7 +1,8 @@
 #!/bin/bash
 # Container health check for every Immunizer service: GET /healthz on 127.0.0.1 and expect
 # HTTP 200. Uses bash's /dev/tcp so the runtime image needs no curl.
-# Port: IMMUNIZER_HTTP_PORT, else `--set http.port=N` on PID 1's command line, else the
+# Port: IMMUNIZER_HTTP_PORT, else `--set http.port=N` (the shop: `--port N`) on PID 1's
+# command line, else the
 # conventional default of the binary running as PID 1 (docs/conventions.md). Binaries
 # without an HTTP endpoint (immunizer CLI, immunizer-replay) are reported healthy.
 set -u
@@ -13,6 +14,8 @@ if [[ -z "$port" && -r /proc/1/cmdline ]]; then
   for a in "${argv[@]}"; do
     if [[ "$prev" == "--set" && "$a" == http.port=* ]]; then port="${a#http.port=}"; fi
     if [[ "$a" == --set=http.port=* ]]; then port="${a#--set=http.port=}"; fi
+    # immunizer-shop takes its one port as --port N.
+    if [[ "$prev" == "--port" && "$(basename "${argv[0]:-}")" == immunizer-shop ]]; then port="$a"; fi
     prev="$a"
   done
   if [[ -z "$port" ]]; then
