@@ -2,8 +2,8 @@
 # Container health check for every Immunizer service: GET /healthz on 127.0.0.1 and expect
 # HTTP 200. Uses bash's /dev/tcp so the runtime image needs no curl.
 # Port: IMMUNIZER_HTTP_PORT, else `--set http.port=N` (the shop: `--port N`) on PID 1's
-# command line, else the
-# conventional default of the binary running as PID 1 (docs/conventions.md). Binaries
+# command line, else the conventional default of the binary running as PID 1
+# (docs/conventions.md). Binaries
 # without an HTTP endpoint (immunizer CLI, immunizer-replay) are reported healthy.
 set -u
 
