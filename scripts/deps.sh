@@ -11,6 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libssl-dev zlib1g-dev
   libcpp-httplib-dev libyaml-cpp-dev libcli11-dev
   python3 python3-sklearn python3-numpy python3-yaml python3-jsonschema
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
   docker-compose curl procps
 )
 if [[ "${1:-}" == "--with-browser" ]]; then

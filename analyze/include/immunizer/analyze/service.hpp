@@ -1,0 +1,62 @@
+// The analyze service's stream processor: feature vectors in; a Score for every vector
+// and an explained Alarm for anomalous ones out; analyst feedback in; model snapshots out
+// to the compacted models topic. Runs on the StreamLoop thread; scoring fans out across
+// model keys on the registry's thread pool.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <set>
+
+#include "immunizer/analyze/models/registry.hpp"
+#include "immunizer/common/config.hpp"
+#include "immunizer/common/ids.hpp"
+#include "immunizer/common/kafka.hpp"
+#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/v1/records.pb.h"
+
+namespace immunizer::analyze {
+
+struct AnalyzeConfig {
+  DetectorConfig detector;
+  size_t threads = 2;                   // scoring threads across model keys
+  int64_t snapshot_interval_ms = 30'000;  // how often changed models are snapshotted
+  std::string group = "immunizer-analyze";
+  static AnalyzeConfig from_config(const common::Config& c);
+};
+
+class AnalyzeProcessor final : public common::Processor {
+ public:
+  AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topics, const common::Clock& clock,
+                   prometheus::Registry& registry);
+  void process(const common::Message& m, common::Producer& out) override;
+  void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                     const Reject& reject) override;
+  void tick(common::Producer& out) override;
+  void drain(common::Producer& out) override;
+  // Restores learned models (from read_snapshots); bad snapshots are skipped with a warning.
+  size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps);
+  ModelRegistry& models() { return models_; }
+
+ private:
+  void feedback(const v1::Feedback& f);
+  void snapshot_changed(common::Producer& out);
+  AnalyzeConfig cfg_;
+  common::Topics topics_;
+  const common::Clock& clock_;
+  ModelRegistry models_;
+  std::set<std::string> changed_;
+  int64_t last_snapshot_ns_ = 0;
+  prometheus::Family<prometheus::Counter>& alarms_;
+  prometheus::Counter& scored_;
+  prometheus::Counter& learning_;
+  prometheus::Histogram& detection_latency_;
+  prometheus::Gauge& models_active_;
+  prometheus::Gauge& models_total_;
+  prometheus::Gauge& memory_;
+};
+
+}  // namespace immunizer::analyze

@@ -1,0 +1,209 @@
+#include "immunizer/analyze/service.hpp"
+
+#include "immunizer/common/logging.hpp"
+#include "immunizer/common/snapshots.hpp"
+
+namespace immunizer::analyze {
+
+AnalyzeConfig AnalyzeConfig::from_config(const common::Config& c) {
+  AnalyzeConfig a;
+  auto& d = a.detector;
+  const auto det = c.get_enum("analyze.detector", to_string(d.detector), {"iforest", "autoencoder", "ensemble"});
+  d.detector = *parse_detector(det);
+  d.trees = static_cast<int>(c.get_int("analyze.trees", d.trees, 1, 10'000));
+  d.sample_size = static_cast<int>(c.get_int("analyze.sample_size", d.sample_size, 2, 1 << 20));
+  d.seed = static_cast<uint64_t>(c.get_int("analyze.seed", static_cast<int64_t>(d.seed), 0, INT64_MAX));
+  d.grace_records = static_cast<size_t>(c.get_int("analyze.grace_records", static_cast<int64_t>(d.grace_records), 16, 100'000'000));
+  d.refit_every = static_cast<size_t>(c.get_int("analyze.refit_every", static_cast<int64_t>(d.refit_every), 0, 1'000'000'000));
+  d.reservoir_size = static_cast<size_t>(c.get_int("analyze.reservoir_size", static_cast<int64_t>(d.reservoir_size), 16, 10'000'000));
+  d.risk = c.get_double("analyze.risk", d.risk, 1e-12, 0.5);
+  if (c.has("analyze.fixed_threshold")) d.fixed_threshold = c.get_double("analyze.fixed_threshold", 0, 0, 1e9);
+  d.top_features = static_cast<size_t>(c.get_int("analyze.top_features", static_cast<int64_t>(d.top_features), 1, 100));
+  a.threads = static_cast<size_t>(c.get_int("analyze.threads", static_cast<int64_t>(a.threads), 1, 256));
+  a.snapshot_interval_ms = c.get_int("analyze.snapshot_interval_ms", a.snapshot_interval_ms, 1000, 86'400'000);
+  a.group = c.get_string("analyze.group", a.group);
+  return a;
+}
+
+AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topics,
+                                   const common::Clock& clock, prometheus::Registry& r)
+    : cfg_(cfg),
+      topics_(topics),
+      clock_(clock),
+      models_(cfg.detector, cfg.threads),
+      alarms_(prometheus::BuildCounter().Name("immunizer_alarms_total").Help("Alarms raised, by severity").Register(r)),
+      scored_(prometheus::BuildCounter().Name("immunizer_analyze_vectors_scored_total")
+                  .Help("Feature vectors scored by an active model").Register(r).Add({})),
+      learning_(prometheus::BuildCounter().Name("immunizer_analyze_vectors_learning_total")
+                    .Help("Feature vectors absorbed by models still in their grace period").Register(r).Add({})),
+      detection_latency_(prometheus::BuildHistogram().Name("immunizer_detection_latency_seconds")
+                             .Help("From the instrumented call to its alarm").Register(r)
+                             .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+      models_active_(prometheus::BuildGauge().Name("immunizer_analyze_models").Help("Model keys by state")
+                         .Register(r).Add({{"state", "ACTIVE"}})),
+      models_total_(prometheus::BuildGauge().Name("immunizer_analyze_models_total").Help("Model keys held")
+                        .Register(r).Add({})),
+      memory_(prometheus::BuildGauge().Name("immunizer_analyze_model_memory_bytes")
+                  .Help("Memory held by all models").Register(r).Add({})) {}
+
+void AnalyzeProcessor::process(const common::Message& m, common::Producer& out) {
+  process_batch({m}, out, [](const common::Message&, const std::string& reason, const std::string& detail) {
+    throw common::BadMessage(reason, detail);
+  });
+}
+
+void AnalyzeProcessor::feedback(const v1::Feedback& f) {
+  if (f.verdict() != v1::FEEDBACK_FALSE_POSITIVE || f.values().empty()) return;
+  if (auto* k = models_.find(f.model_key())) {
+    k->feedback_false_positive(std::vector<double>(f.values().begin(), f.values().end()));
+    changed_.insert(f.model_key());
+  }
+}
+
+void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                                     const Reject& reject) {
+  std::vector<Observation> obs;
+  std::vector<v1::FeatureVector> vecs;
+  std::vector<const common::Message*> src;
+  obs.reserve(batch.size());
+  for (const auto& m : batch) {
+    if (m.topic == topics_.feedback) {
+      v1::Feedback f;
+      if (!f.ParseFromString(m.payload)) {
+        reject(m, "unparsable_feedback", "not a Feedback");
+        continue;
+      }
+      feedback(f);
+      continue;
+    }
+    v1::FeatureVector v;
+    if (!v.ParseFromString(m.payload)) {
+      reject(m, "unparsable_feature_vector", "payload is not a FeatureVector");
+      continue;
+    }
+    if (v.model_key().empty() || v.values().empty() || v.values_size() != v.schema().names_size()) {
+      reject(m, "invalid_feature_vector",
+             "model key '" + v.model_key() + "', " + std::to_string(v.values_size()) + " values, " +
+                 std::to_string(v.schema().names_size()) + " names");
+      continue;
+    }
+    Observation o;
+    o.model_key = v.model_key();
+    o.values.assign(v.values().begin(), v.values().end());
+    o.feature_names.assign(v.schema().names().begin(), v.schema().names().end());
+    o.schema_version = v.schema().version();
+    obs.push_back(std::move(o));
+    vecs.push_back(std::move(v));
+    src.push_back(&m);
+  }
+  if (obs.empty()) return;
+  const auto results = models_.observe_batch(obs);
+  const int64_t now = clock_.now_unix_nanos();
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    const auto& v = vecs[i];
+    if (!r.error.empty()) {
+      reject(*src[i], "model_rejected_vector", r.error);
+      continue;
+    }
+    changed_.insert(v.model_key());
+    const Verdict& verdict = r.verdict;
+    (verdict.state == ModelState::kActive ? scored_ : learning_).Increment();
+    v1::Score s;
+    *s.mutable_record_id() = v.record_id();
+    s.set_model_key(v.model_key());
+    s.set_combined_score(verdict.combined);
+    s.set_threshold(verdict.threshold);
+    s.set_alarmed(verdict.alarm);
+    s.set_model_state(to_string(verdict.state));
+    *s.mutable_labels() = v.labels();
+    out.produce(topics_.scores, v.model_key(), s.SerializeAsString());
+    if (!verdict.alarm) continue;
+
+    v1::Alarm a;
+    a.set_id(common::random_id());
+    *a.mutable_record_id() = v.record_id();
+    a.set_model_key(v.model_key());
+    *a.mutable_principal() = v.principal();
+    a.set_call(v.call());
+    const bool forest = cfg_.detector.detector != DetectorKind::kAutoencoder;
+    const bool ae = cfg_.detector.detector != DetectorKind::kIForest;
+    if (forest) {
+      auto* d = a.add_scores();
+      d->set_detector("iforest");
+      d->set_raw(verdict.iforest_raw);
+      d->set_tail_probability(verdict.iforest_tail);
+    }
+    if (ae) {
+      auto* d = a.add_scores();
+      d->set_detector("autoencoder");
+      d->set_raw(verdict.ae_raw);
+      d->set_tail_probability(verdict.ae_tail);
+    }
+    a.set_combined_score(verdict.combined);
+    a.set_threshold(verdict.threshold);
+    a.set_severity(static_cast<v1::Severity>(std::clamp(verdict.severity, 1, 4)));
+    for (const auto& c : verdict.top) {
+      auto* f = a.add_top_features();
+      f->set_feature(c.feature);
+      f->set_contribution(c.contribution);
+      f->set_value(c.value);
+    }
+    a.set_timestamp_unix_nanos(v.timestamp_unix_nanos());
+    a.set_raised_unix_nanos(now);
+    *a.mutable_labels() = v.labels();
+    const auto& p = v.principal();
+    out.produce(topics_.alarms, p.session().empty() ? p.ip() : p.session(), a.SerializeAsString());
+    alarms_.Add({{"severity", v1::Severity_Name(a.severity())}}).Increment();
+    if (v.timestamp_unix_nanos() > 0 && now > v.timestamp_unix_nanos())
+      detection_latency_.Observe(static_cast<double>(now - v.timestamp_unix_nanos()) / 1e9);
+  }
+}
+
+void AnalyzeProcessor::snapshot_changed(common::Producer& out) {
+  for (const auto& key : changed_) {
+    auto* k = models_.find(key);
+    if (!k) continue;
+    v1::ModelSnapshot snap;
+    snap.set_model_key(key);
+    snap.set_kind("analyze");
+    snap.set_format_version(1);
+    snap.set_state(k->snapshot());
+    snap.set_taken_unix_nanos(clock_.now_unix_nanos());
+    snap.set_records_seen(k->records_seen());
+    out.produce(topics_.models, common::snapshot_key("analyze", key), snap.SerializeAsString());
+  }
+  changed_.clear();
+}
+
+void AnalyzeProcessor::tick(common::Producer& out) {
+  const int64_t now = clock_.now_unix_nanos();
+  if (last_snapshot_ns_ == 0) last_snapshot_ns_ = now;
+  if (now - last_snapshot_ns_ >= cfg_.snapshot_interval_ms * 1'000'000) {
+    snapshot_changed(out);
+    last_snapshot_ns_ = now;
+    size_t active = 0;
+    for (const auto& k : models_.keys())
+      if (auto* s = models_.find(k); s && s->state() == ModelState::kActive) ++active;
+    models_active_.Set(static_cast<double>(active));
+    models_total_.Set(static_cast<double>(models_.size()));
+    memory_.Set(static_cast<double>(models_.memory_bytes()));
+  }
+}
+
+void AnalyzeProcessor::drain(common::Producer& out) { snapshot_changed(out); }
+
+size_t AnalyzeProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
+  size_t n = 0;
+  for (const auto& [key, snap] : snaps) {
+    try {
+      models_.restore(key, snap.state());
+      ++n;
+    } catch (const std::exception& e) {
+      common::logger("analyze")->warn("snapshot of {} skipped: {}", key, e.what());
+    }
+  }
+  return n;
+}
+
+}  // namespace immunizer::analyze
