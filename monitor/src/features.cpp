@@ -54,7 +54,9 @@ FeatureConfig sanitize(FeatureConfig c) {
   need(c.max_models >= 1, "max_models");
   need(c.max_leaves_per_record >= 1, "max_leaves_per_record");
   need(c.max_depth >= 1 && c.max_depth <= 64, "max_depth");
-  need(c.max_value_bytes >= 3, "max_value_bytes");
+  need(c.max_value_bytes >= 3 && c.max_value_bytes <= 4096, "max_value_bytes");
+  need(c.outlier_novelty > 0, "outlier_novelty");
+  need(c.outlier_learn_every >= 1, "outlier_learn_every");
   need(c.trigram_sketch_width >= 16 && c.trigram_sketch_width <= (1u << 24), "trigram_sketch_width");
   need(c.trigram_sketch_depth >= 1 && c.trigram_sketch_depth <= 4, "trigram_sketch_depth");
   need(c.enum_max_values >= 1 && c.enum_max_values <= 4096, "enum_max_values");
@@ -98,6 +100,9 @@ constexpr std::array<uint8_t, 256> make_class_table() {
 }
 constexpr std::array<uint8_t, 256> kClassOf = make_class_table();
 constexpr double kClassSmoothing = 0.01;
+constexpr double kWinsor = 4.0;            // winsorising limit of running statistics, in sd
+constexpr double kMinFeatureStats = 30;    // history needed before features are normalised
+constexpr unsigned kGramSetBits = 13;      // per-value 3-gram de-dup set: 8192 slots
 
 // Per-path features, in column order.
 enum PathFeature : int {
@@ -108,13 +113,13 @@ enum PathFeature : int {
   kUnseen3gramFrac,
   kUnseenChars,
   kNonprintable,
-  kEnumUnseen,
+  kEnumSurprise,
   kNumericDeviation,
   kPathFeatures
 };
 constexpr const char* kPathFeatureNames[kPathFeatures] = {
     "length_deviation", "charclass_divergence", "rare_1gram",   "rare_3gram",       "unseen_3gram_frac",
-    "unseen_chars",     "nonprintable",         "enum_unseen", "numeric_deviation"};
+    "unseen_chars",     "nonprintable",         "enum_surprise", "numeric_deviation"};
 
 // Record-level features, in column order (they come first, then one block per path).
 enum GlobalFeature : int {
@@ -151,6 +156,15 @@ struct RunningStats {
   double stddev() const { return n > 1 ? std::sqrt(std::max(0.0, m2 / (n - 1))) : 0.0; }
   // Signed deviation in standard deviations, with a floor on the deviation unit.
   double z(double x, double floor) const { return n < 1 ? 0.0 : (x - mean) / (stddev() + floor); }
+  // Winsorised update: once there is some history, a wild value moves the statistics only
+  // as far as k standard deviations, so attacks cannot inflate what counts as normal.
+  void add_robust(double x, double k, double floor) {
+    if (n >= 30) {
+      const double lim = k * stddev() + floor;
+      x = std::clamp(x, mean - lim, mean + lim);
+    }
+    add(x);
+  }
   void write(codec::Writer& w) const { w.f64(n), w.f64(mean), w.f64(m2); }
   void read(codec::Reader& r) { n = r.f64(), mean = r.f64(), m2 = r.f64(); }
 };
@@ -166,14 +180,20 @@ struct PathState {
   std::array<uint32_t, 256> bytes{};
   uint64_t byte_total = 0;
   CountMinSketch trigrams;
-  std::vector<uint64_t> enum_values;  // distinct value hashes while it looks like an enumeration
-  bool enum_overflow = false;
+  // Distinct value hashes and counts while the path looks like an enumeration.
+  std::vector<uint64_t> enum_values;
+  std::vector<uint32_t> enum_counts;
+  uint8_t enum_state = 0;     // 0 undecided, 1 enumeration, 2 not an enumeration
   uint64_t observations = 0;  // values seen (lists give several per record)
   RunningStats numbers;
+  // Running statistics of this path's own feature values, so aggregates can compare
+  // paths with different natural variability (a free-text path vs an enumeration).
+  std::array<RunningStats, kPathFeatures> feature_stats;
+  uint64_t outliers = 0;      // values whose learning was damped
 
   size_t memory_bytes() const {
     return sizeof(*this) + name.capacity() + trigrams.memory_bytes() - sizeof(trigrams) +
-           enum_values.capacity() * sizeof(uint64_t);
+           enum_values.capacity() * sizeof(uint64_t) + enum_counts.capacity() * sizeof(uint32_t);
   }
   void write(codec::Writer& w) const {
     w.str(name);
@@ -186,10 +206,12 @@ struct PathState {
     w.u32s(trigrams.cells());
     w.u64(trigrams.total());
     w.u64(enum_values.size());
-    for (uint64_t h : enum_values) w.u64(h);
-    w.u8(enum_overflow ? 1 : 0);
+    for (size_t i = 0; i < enum_values.size(); ++i) w.u64(enum_values[i]), w.u32(enum_counts[i]);
+    w.u8(enum_state);
     w.u64(observations);
     numbers.write(w);
+    for (const auto& fs : feature_stats) fs.write(w);
+    w.u64(outliers);
   }
   void read(codec::Reader& r, size_t width, size_t depth, size_t enum_max) {
     name = r.str(4096);
@@ -205,13 +227,21 @@ struct PathState {
     const uint64_t ne = r.u64();
     if (ne > enum_max) throw std::runtime_error("monitor snapshot: enumeration larger than enum_max_values");
     enum_values.clear();
+    enum_counts.clear();
+    enum_state = 0;
     enum_values.reserve(enum_max);
-    enum_values.resize(ne);
-    for (uint64_t& h : enum_values) h = r.u64();
-    enum_overflow = r.u8() != 0;
-    if (enum_overflow) enum_values.shrink_to_fit();
+    enum_counts.reserve(enum_max);
+    for (uint64_t i = 0; i < ne; ++i) {
+      enum_values.push_back(r.u64());
+      enum_counts.push_back(r.u32());
+    }
+    enum_state = r.u8();
+    if (enum_state > 2) throw std::runtime_error("monitor snapshot: bad enumeration state");
+    if (enum_state == 2) enum_values.shrink_to_fit(), enum_counts.shrink_to_fit();
     observations = r.u64();
     numbers.read(r);
+    for (auto& fs : feature_stats) fs.read(r);
+    outliers = r.u64();
   }
 };
 
@@ -223,10 +253,43 @@ struct PrincipalSlot {
 };
 constexpr size_t kWays = 4;
 
+// Per-value de-duplication of 3-grams: open addressing with epoch stamps, fixed size,
+// scratch shared by all models of the thread (values are at most max_value_bytes <= 4096).
+struct GramSet {
+  std::vector<uint32_t> stamp = std::vector<uint32_t>(size_t{1} << kGramSetBits, 0u);
+  std::vector<uint32_t> key = std::vector<uint32_t>(size_t{1} << kGramSetBits, 0u);
+  uint32_t epoch = 0;
+  void next_value() {
+    if (++epoch == 0) {
+      std::fill(stamp.begin(), stamp.end(), 0u);
+      epoch = 1;
+    }
+  }
+  bool first(uint32_t k) {
+    size_t slot = (k * 0x9E3779B1u) >> (32 - kGramSetBits);
+    while (true) {
+      if (stamp[slot] != epoch) {
+        stamp[slot] = epoch;
+        key[slot] = k;
+        return true;
+      }
+      if (key[slot] == k) return false;
+      slot = (slot + 1) & ((size_t{1} << kGramSetBits) - 1);
+    }
+  }
+};
+GramSet& gram_set() {
+  thread_local GramSet set;
+  return set;
+}
+
 // One leaf value of the current record, kept until the record is folded in.
 struct Leaf {
   int path;  // index into paths_, or -1 for a path without columns
   const immunizer::v1::Value* value;
+  double f[kPathFeatures];  // features against the path (or the model-wide profile)
+  double z[kPathFeatures];  // the same relative to the path's own feature history
+  double novelty;
 };
 
 double clampd(double v, double lim) { return std::clamp(v, -lim, lim); }
@@ -299,16 +362,15 @@ class ModelState {
 
     // 2. Features against the current state.
     double* any = vals_.data() + kAnyBase;
-    double pf[kPathFeatures];
-    for (const Leaf& leaf : leaves_) {
+    for (Leaf& leaf : leaves_) {
       PathState& ps = leaf.path >= 0 ? paths_[leaf.path] : all_;
-      measure(ps, *leaf.value, pf);
+      measure(ps, *leaf.value, leaf.f);
+      leaf.novelty = normalise(ps, leaf.f, leaf.z);
       if (leaf.path >= 0) {
-        double* dst = vals_.data() + kGlobalFeatures + leaf.path * kPathFeatures;
-        combine(dst, pf);
+        combine(vals_.data() + kGlobalFeatures + leaf.path * kPathFeatures, leaf.f);
         ps.last_record = record_no;  // marks presence in this record
       }
-      combine(any, pf);
+      combine(any, leaf.z);
     }
     size_t arg_count = 0;
     size_t missing = 0;
@@ -330,19 +392,26 @@ class ModelState {
     if (r.duration_nanos() > 0) {
       const double d = std::log1p(static_cast<double>(r.duration_nanos()) / 1000.0);
       vals_[kDurationDeviation] = clampd(duration_.z(d, 0.05), cfg_.max_deviation);
-      duration_.add(d);
+      duration_.add_robust(d, kWinsor, 0.05);
     }
     behaviour(r);
 
-    // 3. Fold the record in.
+    // 3. Fold the record in. Values far outside what their path has shown (novelty above
+    // outlier_novelty) are learned only once every outlier_learn_every times, so a burst of
+    // attacks does not quickly become "normal" for the sketches and enumerations.
     for (const Leaf& leaf : leaves_) {
-      if (leaf.path >= 0) fold(paths_[leaf.path], *leaf.value);
-      fold(all_, *leaf.value);
+      PathState& ps = leaf.path >= 0 ? paths_[leaf.path] : all_;
+      bool learn = true;
+      if (ps.feature_stats[0].n >= kMinFeatureStats && leaf.novelty > cfg_.outlier_novelty) {
+        learn = (ps.outliers++ % cfg_.outlier_learn_every) == 0;
+      }
+      fold(ps, *leaf.value, leaf.f, learn);
+      if (leaf.path >= 0) fold(all_, *leaf.value, nullptr, learn);
     }
     for (PathState& ps : paths_) {
       if (ps.last_record == record_no) ++ps.present;
     }
-    arg_stats_.add(static_cast<double>(arg_count));
+    arg_stats_.add_robust(static_cast<double>(arg_count), kWinsor, 0.5);
     if (unseen_ > 0) ++unseen_path_records_;
     if (dropped_ > 0) ++truncated_records_;
     records_ = record_no;
@@ -446,6 +515,7 @@ class ModelState {
       paths_.back().name = path_buf_;
       paths_.back().trigrams = CountMinSketch(cfg_.trigram_sketch_width, cfg_.trigram_sketch_depth);
       paths_.back().enum_values.reserve(cfg_.enum_max_values);  // memory fixed until overflow
+      paths_.back().enum_counts.reserve(cfg_.enum_max_values);
       index_.emplace(path_buf_, idx);
       grew_ = true;
       ++unseen_;
@@ -504,10 +574,6 @@ class ModelState {
     }
   }
 
-  bool enum_trusted(const PathState& ps) const {
-    return !ps.enum_overflow && ps.observations >= cfg_.enum_min_observations;
-  }
-
   void measure(const PathState& ps, const immunizer::v1::Value& v, double* f) const {
     std::fill(f, f + kPathFeatures, 0.0);
     const std::string_view s = text_of(v);
@@ -518,18 +584,24 @@ class ModelState {
       const size_t n = std::min(s.size(), cfg_.max_value_bytes);
       const auto* p = reinterpret_cast<const uint8_t*>(s.data());
       uint32_t local[kClasses] = {};
+      uint64_t seen[4] = {};
       uint32_t min1 = UINT32_MAX;
       uint32_t unseen_chars = 0, nonprint = 0;
       for (size_t i = 0; i < n; ++i) {
         const uint8_t b = p[i];
         const uint8_t c = kClassOf[b];
         ++local[c];
-        const uint32_t cnt = ps.bytes[b];
-        unseen_chars += cnt == 0;
         nonprint += c == 11;
-        min1 = std::min(min1, cnt);
+        const uint64_t bit = uint64_t{1} << (b & 63);
+        if (seen[b >> 6] & bit) continue;
+        seen[b >> 6] |= bit;
+        const uint32_t df = ps.bytes[b];
+        unseen_chars += df == 0;
+        min1 = std::min(min1, df);
       }
+      const double values = static_cast<double>(ps.byte_total);  // textual values learned
       if (n > 0) {
+        // KL divergence of this value's class mix from the path's average class mix.
         const double inv_n = 1.0 / static_cast<double>(n);
         const double denom = ps.class_total + kClassSmoothing * kClasses;
         double kl = 0;
@@ -540,38 +612,59 @@ class ModelState {
           kl += pv * std::log(pv / q);
         }
         f[kCharclassDivergence] = std::max(0.0, kl);
-        f[kRare1gram] = std::log2((static_cast<double>(ps.byte_total) + 1.0) / (min1 + 1.0));
-      }
-      // 3-grams over the value framed by start/end markers, so short values and
-      // prefixes/suffixes count too.
-      if (n > 0) {
+        // Rarest byte: in how few of the path's values it ever appeared, in bits.
+        f[kRare1gram] = std::log2((values + 1.0) / (min1 + 1.0));
+        // 3-grams over the value framed by start/end markers, so short values and
+        // prefixes/suffixes count too; counts are per value (document frequency).
         uint32_t min3 = UINT32_MAX, unseen3 = 0, grams = 0;
-        uint32_t key = 0x02u << 8;  // start marker then first byte
+        uint32_t key = 0x02u << 8;
         for (size_t i = 0; i <= n; ++i) {
           const uint32_t b = i < n ? p[i] : 0x03u;
           key = ((key << 8) | b) & 0xFFFFFFu;
-          if (i == 0) continue;  // need a full window: [STX, b0, b1] first
+          if (i == 0) continue;
           const uint32_t e = ps.trigrams.estimate(key);
           min3 = std::min(min3, e);
           unseen3 += e == 0;
           ++grams;
         }
-        if (grams > 0) {
-          f[kRare3gram] = std::log2((static_cast<double>(ps.trigrams.total()) + 1.0) / (min3 + 1.0));
-          f[kUnseen3gramFrac] = static_cast<double>(unseen3) / grams;
-        }
+        f[kRare3gram] = std::log2((values + 1.0) / (min3 + 1.0));
+        f[kUnseen3gramFrac] = static_cast<double>(unseen3) / grams;
       }
       f[kUnseenChars] = unseen_chars;
       f[kNonprintable] = nonprint;
     }
-    if (enum_trusted(ps)) {
+    if (ps.enum_state == 1) {
       const uint64_t h = enum_hash(v);
-      f[kEnumUnseen] = std::find(ps.enum_values.begin(), ps.enum_values.end(), h) == ps.enum_values.end();
+      const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
+      const double count = it == ps.enum_values.end() ? 0.0 : ps.enum_counts[it - ps.enum_values.begin()];
+      f[kEnumSurprise] = std::log2((static_cast<double>(ps.observations) + 1.0) / (count + 1.0));
     }
     double x;
     if (number_of(v, &x)) {
       f[kNumericDeviation] = clampd(ps.numbers.z(x, 1e-3 * (std::fabs(ps.numbers.mean) + 1.0)), cfg_.max_deviation);
     }
+  }
+
+  // Each feature relative to the path's own history of that feature (z >= 0), so the
+  // record-level aggregates compare like with like; returns the largest (the novelty).
+  static double normalise(const PathState& ps, const double* f, double* z) {
+    double novelty = 0;
+    for (int i = 0; i < kPathFeatures; ++i) {
+      const RunningStats& st = ps.feature_stats[i];
+      if (kAggregateSums[i]) {
+        z[i] = f[i];
+        continue;
+      }
+      if (i == kLengthDeviation || i == kNumericDeviation) {
+        z[i] = f[i];  // already a deviation
+      } else if (st.n >= kMinFeatureStats) {
+        z[i] = std::max(0.0, (f[i] - st.mean) / (st.stddev() + std::max(0.05, 0.1 * std::fabs(st.mean))));
+      } else {
+        z[i] = f[i];
+      }
+      novelty = std::max(novelty, std::fabs(z[i]));
+    }
+    return novelty;
   }
 
   // Several values of one path (list items) or of all paths (aggregate) in one record;
@@ -589,42 +682,66 @@ class ModelState {
     }
   }
 
-  void fold(PathState& ps, const immunizer::v1::Value& v) {
+  // Folds a value into a path's state. `f` (the value's features, may be null) always
+  // feeds the feature statistics (winsorised); the value itself only when `learn`.
+  void fold(PathState& ps, const immunizer::v1::Value& v, const double* f, bool learn) {
+    if (f != nullptr) {
+      for (int i = 0; i < kPathFeatures; ++i) ps.feature_stats[i].add_robust(f[i], kWinsor, 0.05);
+    }
+    if (!learn) return;
     ++ps.observations;
     const std::string_view s = text_of(v);
     const bool textual = v.kind_case() == immunizer::v1::Value::kStringValue ||
                          v.kind_case() == immunizer::v1::Value::kBytesValue;
     if (textual) {
-      ps.length.add(static_cast<double>(s.size()));
+      ps.length.add_robust(static_cast<double>(s.size()), kWinsor, 1.0);
       const size_t n = std::min(s.size(), cfg_.max_value_bytes);
-      const auto* p = reinterpret_cast<const uint8_t*>(s.data());
-      uint32_t key = 0x02u << 8;
-      for (size_t i = 0; i <= n; ++i) {
-        const uint32_t b = i < n ? p[i] : 0x03u;
-        if (i < n) {
-          ps.classes[kClassOf[b]] += 1;
-          if (ps.bytes[b] != UINT32_MAX) ++ps.bytes[b];
+      if (n > 0) {
+        const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+        uint32_t local[kClasses] = {};
+        uint64_t seen[4] = {};
+        uint32_t key = 0x02u << 8;
+        GramSet& grams = gram_set();
+        grams.next_value();
+        for (size_t i = 0; i <= n; ++i) {
+          const uint32_t b = i < n ? p[i] : 0x03u;
+          if (i < n) {
+            ++local[kClassOf[b]];
+            const uint64_t bit = uint64_t{1} << (b & 63);
+            if (!(seen[b >> 6] & bit)) {
+              seen[b >> 6] |= bit;
+              if (ps.bytes[b] != UINT32_MAX) ++ps.bytes[b];
+            }
+          }
+          key = ((key << 8) | b) & 0xFFFFFFu;
+          if (i > 0 && grams.first(key)) ps.trigrams.add(key);
         }
-        key = ((key << 8) | b) & 0xFFFFFFu;
-        if (i > 0) ps.trigrams.add(key);
+        const double inv_n = 1.0 / static_cast<double>(n);
+        for (int c = 0; c < kClasses; ++c) ps.classes[c] += local[c] * inv_n;
+        ps.class_total += 1.0;
+        ps.byte_total += 1;
       }
-      ps.class_total += n;
-      ps.byte_total += n;
     }
-    if (!ps.enum_overflow) {
+    if (ps.enum_state != 2) {
       const uint64_t h = enum_hash(v);
-      if (std::find(ps.enum_values.begin(), ps.enum_values.end(), h) == ps.enum_values.end()) {
-        if (ps.enum_values.size() >= cfg_.enum_max_values) {
-          ps.enum_overflow = true;
-          ps.enum_values.clear();
-          ps.enum_values.shrink_to_fit();
-        } else {
-          ps.enum_values.push_back(h);
-        }
+      const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
+      if (it != ps.enum_values.end()) {
+        uint32_t& c = ps.enum_counts[it - ps.enum_values.begin()];
+        if (c != UINT32_MAX) ++c;
+      } else if (ps.enum_values.size() < cfg_.enum_max_values) {
+        ps.enum_values.push_back(h);
+        ps.enum_counts.push_back(1);
+      } else if (ps.enum_state == 0) {
+        ps.enum_state = 2;  // too many distinct values: not an enumeration
+        ps.enum_values.clear();
+        ps.enum_values.shrink_to_fit();
+        ps.enum_counts.clear();
+        ps.enum_counts.shrink_to_fit();
       }
+      if (ps.enum_state == 0 && ps.observations >= cfg_.enum_min_observations) ps.enum_state = 1;
     }
     double x;
-    if (number_of(v, &x)) ps.numbers.add(x);
+    if (number_of(v, &x)) ps.numbers.add_robust(x, kWinsor, 1e-3 * (std::fabs(ps.numbers.mean) + 1.0));
   }
 
   void behaviour(const immunizer::v1::CallRecord& r) {

@@ -49,8 +49,8 @@ TEST(FeatureMemory, BoundedPerModelAfterManyDistinctValues) {
   const ModelStats st = fx.stats("shop|buy|");
   EXPECT_LE(st.paths, cfg.max_paths_per_model);
   EXPECT_LE(fx.memory_bytes("shop|buy|"), at_freeze);
-  // ~9.3 KiB per path with the default sketch, plus the model-wide profile and principals.
-  EXPECT_LT(fx.memory_bytes("shop|buy|"), (cfg.max_paths_per_model + 2) * 10 * 1024 + 64 * 1024);
+  // ~10 KiB per path with the default sketch, plus the model-wide profile and principals.
+  EXPECT_LT(fx.memory_bytes("shop|buy|"), (cfg.max_paths_per_model + 2) * 11 * 1024 + 64 * 1024);
 }
 
 }  // namespace

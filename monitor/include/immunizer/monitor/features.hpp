@@ -29,17 +29,22 @@ struct FeatureConfig {
   // Nested values deeper than this are treated as one opaque leaf.
   size_t max_depth = 8;
   // Only the first bytes of a string value feed n-gram and character statistics (length is
-  // always the full length); bounds CPU per record against huge payloads.
+  // always the full length); bounds CPU per record against huge payloads. At most 4096.
   size_t max_value_bytes = 2048;
   // 3-gram count-min sketch per path: width (rounded to a power of two) and depth (1..4).
   // Memory per path is about 4 * width * depth bytes plus 1 KiB of 1-gram counts.
   size_t trigram_sketch_width = 1024;
   size_t trigram_sketch_depth = 2;
   // A path whose distinct values stay within this many is treated as an enumeration;
-  // a value outside the learned set then raises `enum_unseen`.
+  // a rare or unseen value then raises `enum_surprise` (-log2 of its learned frequency).
   size_t enum_max_values = 32;
-  // Observations of a path before its enumeration is trusted.
-  uint64_t enum_min_observations = 20;
+  // Observations of a path before it is judged an enumeration (<= enum_max_values distinct).
+  uint64_t enum_min_observations = 200;
+  // A value whose novelty (largest feature, relative to its path's own feature history, in
+  // standard deviations) exceeds this is an outlier: only one in outlier_learn_every
+  // outliers is learned, so bursts of attacks do not quickly become normal.
+  double outlier_novelty = 8.0;
+  uint64_t outlier_learn_every = 16;
   // Paths present in at least this fraction of records count as "usually present" for
   // `struct:missing_args`.
   double missing_presence_threshold = 0.9;
