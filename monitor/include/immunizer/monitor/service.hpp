@@ -1,0 +1,55 @@
+// The monitor service's stream processor: CallRecords in, one FeatureVector per record out
+// (keyed by model key), learned state snapshotted to the compacted models topic.
+// Runs on the StreamLoop thread only.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <set>
+
+#include "immunizer/common/config.hpp"
+#include "immunizer/common/ids.hpp"
+#include "immunizer/common/kafka.hpp"
+#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/monitor/features.hpp"
+
+namespace immunizer::monitor {
+
+struct MonitorConfig {
+  FeatureConfig features;
+  int64_t snapshot_interval_ms = 30'000;
+  std::string group = "immunizer-monitor";
+  static MonitorConfig from_config(const common::Config& c);
+};
+
+class MonitorProcessor final : public common::Processor {
+ public:
+  MonitorProcessor(MonitorConfig cfg, const common::Topics& topics, const common::Clock& clock,
+                   prometheus::Registry& registry);
+  void process(const common::Message& m, common::Producer& out) override;
+  void tick(common::Producer& out) override;
+  void drain(common::Producer& out) override;
+  size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps);
+  FeatureExtractor& extractor() { return extractor_; }
+
+ private:
+  void snapshot_changed(common::Producer& out);
+  void update_gauges();
+  MonitorConfig cfg_;
+  common::Topics topics_;
+  const common::Clock& clock_;
+  FeatureExtractor extractor_;
+  std::set<std::string> changed_;
+  int64_t last_snapshot_ns_ = 0;
+  std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
+  prometheus::Counter& records_;
+  prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Gauge& memory_total_;
+  prometheus::Family<prometheus::Gauge>& memory_model_;
+  prometheus::Gauge& models_;
+};
+
+}  // namespace immunizer::monitor

@@ -1,0 +1,114 @@
+#include "immunizer/monitor/service.hpp"
+
+#include "immunizer/common/logging.hpp"
+#include "immunizer/common/snapshots.hpp"
+
+namespace immunizer::monitor {
+
+MonitorConfig MonitorConfig::from_config(const common::Config& c) {
+  MonitorConfig m;
+  auto& f = m.features;
+  auto sz = [&](const char* key, size_t def, int64_t lo, int64_t hi) {
+    return static_cast<size_t>(c.get_int(key, static_cast<int64_t>(def), lo, hi));
+  };
+  f.schema_freeze_records = static_cast<uint64_t>(c.get_int("monitor.schema_freeze_records", static_cast<int64_t>(f.schema_freeze_records), 1, 1'000'000'000));
+  f.max_paths_per_model = sz("monitor.max_paths_per_model", f.max_paths_per_model, 1, 4096);
+  f.max_models = sz("monitor.max_models", f.max_models, 1, 10'000'000);
+  f.max_value_bytes = sz("monitor.max_value_bytes", f.max_value_bytes, 16, 1 << 24);
+  f.trigram_sketch_width = sz("monitor.trigram_sketch_width", f.trigram_sketch_width, 64, 1 << 20);
+  f.trigram_sketch_depth = sz("monitor.trigram_sketch_depth", f.trigram_sketch_depth, 1, 4);
+  f.enum_max_values = sz("monitor.enum_max_values", f.enum_max_values, 1, 1024);
+  f.max_principals = sz("monitor.max_principals", f.max_principals, 16, 1'000'000);
+  f.principal_half_life_seconds = c.get_double("monitor.principal_half_life_seconds", f.principal_half_life_seconds, 0.1, 86400);
+  try {
+    m.features = sanitize(f);
+  } catch (const std::invalid_argument& e) {
+    throw common::ConfigError(std::string("monitor: ") + e.what());
+  }
+  m.snapshot_interval_ms = c.get_int("monitor.snapshot_interval_ms", m.snapshot_interval_ms, 1000, 86'400'000);
+  m.group = c.get_string("monitor.group", m.group);
+  return m;
+}
+
+MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topics,
+                                   const common::Clock& clock, prometheus::Registry& r)
+    : cfg_(cfg),
+      topics_(topics),
+      clock_(clock),
+      extractor_(cfg.features),
+      records_(prometheus::BuildCounter().Name("immunizer_monitor_records_total")
+                   .Help("Call records turned into feature vectors").Register(r).Add({})),
+      rejected_(prometheus::BuildCounter().Name("immunizer_monitor_records_rejected_total")
+                    .Help("Call records that could not be used, by reason").Register(r)),
+      memory_total_(prometheus::BuildGauge().Name("immunizer_monitor_memory_bytes")
+                        .Help("Memory held by all monitor models").Register(r).Add({})),
+      memory_model_(prometheus::BuildGauge().Name("immunizer_monitor_model_memory_bytes")
+                        .Help("Memory held by one model key (capped by the feature config)").Register(r)),
+      models_(prometheus::BuildGauge().Name("immunizer_monitor_models").Help("Model keys held").Register(r).Add({})) {}
+
+void MonitorProcessor::process(const common::Message& m, common::Producer& out) {
+  v1::CallRecord rec;
+  if (!rec.ParseFromString(m.payload)) throw common::BadMessage("unparsable_call_record", "payload is not a CallRecord");
+  const std::string key = FeatureExtractor::model_key(rec);
+  v1::FeatureVector& v = scratch_[key];
+  std::string reason;
+  if (!extractor_.extract(rec, &v, &reason)) {
+    scratch_.erase(key);
+    rejected_.Add({{"reason", reason.substr(0, reason.find(':'))}}).Increment();
+    throw common::BadMessage("unusable_call_record", reason);
+  }
+  records_.Increment();
+  changed_.insert(v.model_key());
+  out.produce(topics_.features, v.model_key(), v.SerializeAsString());
+}
+
+void MonitorProcessor::snapshot_changed(common::Producer& out) {
+  for (const auto& key : changed_) {
+    v1::ModelSnapshot snap;
+    snap.set_model_key(key);
+    snap.set_kind("monitor");
+    snap.set_format_version(FeatureExtractor::kSnapshotFormat);
+    snap.set_state(extractor_.snapshot(key));
+    snap.set_taken_unix_nanos(clock_.now_unix_nanos());
+    snap.set_records_seen(extractor_.records_seen(key));
+    out.produce(topics_.models, common::snapshot_key("monitor", key), snap.SerializeAsString());
+  }
+  changed_.clear();
+}
+
+void MonitorProcessor::update_gauges() {
+  const auto keys = extractor_.model_keys();
+  models_.Set(static_cast<double>(keys.size()));
+  memory_total_.Set(static_cast<double>(extractor_.memory_bytes()));
+  for (const auto& k : keys) memory_model_.Add({{"model", k}}).Set(static_cast<double>(extractor_.memory_bytes(k)));
+}
+
+void MonitorProcessor::tick(common::Producer& out) {
+  const int64_t now = clock_.now_unix_nanos();
+  if (last_snapshot_ns_ == 0) last_snapshot_ns_ = now;
+  if (now - last_snapshot_ns_ >= cfg_.snapshot_interval_ms * 1'000'000) {
+    snapshot_changed(out);
+    update_gauges();
+    last_snapshot_ns_ = now;
+  }
+}
+
+void MonitorProcessor::drain(common::Producer& out) { snapshot_changed(out); }
+
+size_t MonitorProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
+  size_t n = 0;
+  for (const auto& [key, snap] : snaps) {
+    try {
+      if (snap.format_version() != FeatureExtractor::kSnapshotFormat)
+        throw std::runtime_error("format " + std::to_string(snap.format_version()));
+      extractor_.restore(key, snap.state());
+      ++n;
+    } catch (const std::exception& e) {
+      common::logger("monitor")->warn("snapshot of {} skipped: {}", key, e.what());
+    }
+  }
+  update_gauges();
+  return n;
+}
+
+}  // namespace immunizer::monitor
