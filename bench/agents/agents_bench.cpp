@@ -1,0 +1,199 @@
+// Cost of the microagents on the application's thread (issue 5 targets):
+//   BM_SensorCall4Args  begin + principal + 4 args + result + end/enqueue   target <= 250 ns median
+//   BM_SensorDisabled   the same call with the sensor switched off at run time  target <= 5 ns
+//   BM_EffectorAllows   allows() with directives active, principal not listed  target <= 30 ns
+// The sensor produces to librdkafka's in-process mock cluster, so the producer thread really
+// sends; the counters report how many records were sent and dropped during the run.
+#include <benchmark/benchmark.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "immunizer/effector/directive_signing.hpp"
+#include "immunizer/effector/effector.hpp"
+#include "immunizer/sensor/sensor.hpp"
+#include "immunizer/v1/control.pb.h"
+
+namespace {
+
+using immunizer::sensor::CallScope;
+using immunizer::sensor::DropReason;
+using immunizer::sensor::Principal;
+using immunizer::sensor::Sensor;
+
+struct MockCluster {
+  MockCluster() {
+    char err[256];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    mc = rd_kafka_mock_cluster_new(rk, 1);
+    rd_kafka_mock_topic_create(mc, "bench.calls", 4, 1);
+  }
+  ~MockCluster() {
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(rk);
+  }
+  rd_kafka_t* rk;
+  rd_kafka_mock_cluster_t* mc;
+};
+
+std::shared_ptr<Sensor> make_sensor(MockCluster& k) {
+  immunizer::sensor::SensorConfig c;
+  c.app = "bench";
+  c.instance = "b1";
+  c.bootstrap = rd_kafka_mock_cluster_bootstraps(k.mc);
+  c.topic_prefix = "bench.";
+  c.cpu_budget = 0;  // measure the full cost: no adaptive sampling
+  c.max_inflight_bytes = 256u << 20;
+  c.queue_capacity = 1u << 20;
+  c.kafka_properties["log_level"] = "0";
+  return Sensor::create(c);
+}
+
+const Principal kPrincipal{"alice", "3f2a9c1e", "192.168.1.20"};
+
+inline void one_call(Sensor& s, int64_t i) {
+  CallScope c(s, "http GET /tienda1/publico/anadir.jsp");
+  c.principal(kPrincipal)
+      .arg("id", i)
+      .arg("nombre", std::string_view("Queso Manchego"))
+      .arg("precio", 39.5)
+      .arg("cantidad", int64_t{2});
+  c.result(200);
+}
+
+void report(benchmark::State& state, Sensor& s, const immunizer::sensor::SensorStats& before) {
+  s.flush(std::chrono::seconds(10));
+  const auto after = s.stats();
+  state.counters["sent"] = static_cast<double>(after.sent - before.sent);
+  state.counters["dropped"] = static_cast<double>(after.dropped_total() - before.dropped_total());
+}
+
+void BM_SensorCall4Args(benchmark::State& state) {
+  static MockCluster k;
+  static auto s = make_sensor(k);
+  const auto before = s->stats();
+  int64_t i = 0;
+  for (auto _ : state) one_call(*s, ++i);
+  report(state, *s, before);  // after the timed loop
+}
+BENCHMARK(BM_SensorCall4Args)->Repetitions(9)->ReportAggregatesOnly(true);
+
+void BM_SensorCall4ArgsThreads(benchmark::State& state) {
+  static MockCluster k;
+  static auto s = make_sensor(k);
+  int64_t i = 0;
+  for (auto _ : state) one_call(*s, ++i);
+}
+BENCHMARK(BM_SensorCall4ArgsThreads)->Threads(2)->Repetitions(3)->ReportAggregatesOnly(true);
+
+void BM_SensorNested(benchmark::State& state) {
+  static MockCluster k;
+  static auto s = make_sensor(k);
+  int64_t i = 0;
+  for (auto _ : state) {
+    CallScope outer(*s, "http.request");
+    outer.principal(kPrincipal).arg("path", std::string_view("/tienda1/index.jsp"));
+    {
+      CallScope inner(*s, "db.query");
+      inner.arg("sql", std::string_view("select * from products where id = ?")).arg("id", ++i);
+    }
+    outer.result(200);
+  }
+}
+BENCHMARK(BM_SensorNested)->Repetitions(3)->ReportAggregatesOnly(true);
+
+void BM_SensorDisabled(benchmark::State& state) {
+  static MockCluster k;
+  static auto s = make_sensor(k);
+  s->set_enabled(false);
+  int64_t i = 0;
+  for (auto _ : state) one_call(*s, ++i);
+  s->set_enabled(true);
+}
+BENCHMARK(BM_SensorDisabled)->Repetitions(9)->ReportAggregatesOnly(true);
+
+void BM_SensorSampledOut(benchmark::State& state) {
+  static MockCluster k;
+  static std::shared_ptr<Sensor> s = [] {
+    immunizer::sensor::SensorConfig c;
+    c.app = "bench";
+    c.bootstrap = rd_kafka_mock_cluster_bootstraps(k.mc);
+    c.topic_prefix = "bench.";
+    c.sample_rate = 0;
+    c.cpu_budget = 0;
+    c.kafka_properties["log_level"] = "0";
+    return Sensor::create(c);
+  }();
+  int64_t i = 0;
+  for (auto _ : state) one_call(*s, ++i);
+}
+BENCHMARK(BM_SensorSampledOut)->Repetitions(3)->ReportAggregatesOnly(true);
+
+// ---- effector ----
+
+constexpr const char* kKey = "bench-key";
+
+std::shared_ptr<immunizer::effector::Effector> make_effector(int blocked) {
+  immunizer::effector::EffectorConfig c;
+  c.app = "bench";
+  c.signing_key = kKey;
+  c.execute_address = "127.0.0.1:1";  // never started: no stream, no background threads
+  auto e = immunizer::effector::Effector::create(c);
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  for (int i = 0; i < blocked; ++i) {
+    immunizer::v1::Directive d;
+    d.set_id("d" + std::to_string(i));
+    d.set_issued_unix_nanos(now);
+    auto* a = d.mutable_action();
+    a->set_id("a" + std::to_string(i));
+    a->set_kind(immunizer::v1::ACTION_BLOCK_PRINCIPAL);
+    // a realistic mix: mostly IPs, some users and sessions
+    const auto field = i % 5 == 0   ? immunizer::v1::PRINCIPAL_FIELD_USER
+                       : i % 5 == 1 ? immunizer::v1::PRINCIPAL_FIELD_SESSION
+                                    : immunizer::v1::PRINCIPAL_FIELD_IP;
+    a->set_target_field(field);
+    a->set_target_value("10.9." + std::to_string(i / 256) + "." + std::to_string(i % 256));
+    a->set_ttl_millis(3'600'000);
+    immunizer::effector::sign(d, kKey);
+    e->apply(d);
+  }
+  return e;
+}
+
+void BM_EffectorAllows(benchmark::State& state) {
+  static auto e = make_effector(100);
+  const immunizer::effector::PrincipalView p(kPrincipal);
+  for (auto _ : state) benchmark::DoNotOptimize(e->allows(p, "http.request"));
+}
+BENCHMARK(BM_EffectorAllows)->Repetitions(9)->ReportAggregatesOnly(true);
+
+void BM_EffectorAllowsNothingActive(benchmark::State& state) {
+  static auto e = make_effector(0);
+  const immunizer::effector::PrincipalView p(kPrincipal);
+  for (auto _ : state) benchmark::DoNotOptimize(e->allows(p, "http.request"));
+}
+BENCHMARK(BM_EffectorAllowsNothingActive)->Repetitions(3)->ReportAggregatesOnly(true);
+
+void BM_EffectorAllowsDenied(benchmark::State& state) {
+  static auto e = make_effector(100);
+  const immunizer::effector::PrincipalView p("", "", "10.9.0.7");
+  for (auto _ : state) benchmark::DoNotOptimize(e->allows(p, "http.request"));
+}
+BENCHMARK(BM_EffectorAllowsDenied)->Repetitions(3)->ReportAggregatesOnly(true);
+
+void BM_EffectorAllowsThreads(benchmark::State& state) {
+  static auto e = make_effector(100);
+  const immunizer::effector::PrincipalView p(kPrincipal);
+  for (auto _ : state) benchmark::DoNotOptimize(e->allows(p, "http.request"));
+}
+BENCHMARK(BM_EffectorAllowsThreads)->Threads(2)->Repetitions(3)->ReportAggregatesOnly(true);
+
+}  // namespace
+
+BENCHMARK_MAIN();

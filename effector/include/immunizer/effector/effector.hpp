@@ -1,0 +1,128 @@
+// The effector: holds a gRPC stream to execute (EffectorControl.Connect), verifies signed
+// Directives, keeps the active blocklist, answers allows(principal, call) and acknowledges
+// what it applied. Thread-safety: every method may be called from any thread; allows() is
+// lock-free and allocation-free (an atomically published immutable snapshot guarded by an
+// RCU-like epoch, and a single-load fast path when nothing is active). Owns one background
+// thread for the stream and one for housekeeping (expiry, resync), both ended by stop().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace prometheus {
+class Registry;
+}
+namespace immunizer::v1 {
+class Directive;
+}
+
+namespace immunizer::effector {
+
+// Who makes a call, as three views. Any type with `user`, `session` and `ip` members
+// convertible to std::string_view converts implicitly (e.g. immunizer::sensor::Principal),
+// so the effector does not depend on the sensor.
+struct PrincipalView {
+  std::string_view user;
+  std::string_view session;
+  std::string_view ip;
+
+  PrincipalView() = default;
+  PrincipalView(std::string_view u, std::string_view s, std::string_view i) : user(u), session(s), ip(i) {}
+  template <class P>
+    requires requires(const P& p) {
+      std::string_view(p.user);
+      std::string_view(p.session);
+      std::string_view(p.ip);
+    }
+  PrincipalView(const P& p) : user(p.user), session(p.session), ip(p.ip) {}  // NOLINT: implicit on purpose
+};
+
+struct EffectorConfig {
+  std::string app = "app";              // sent in the hello, labels metrics
+  std::string instance;                 // empty: "<hostname>-<pid>"
+  std::string execute_address = "127.0.0.1:7070";  // host:port of execute's gRPC
+  std::string signing_key;              // shared HMAC secret; required (create() throws if empty)
+  std::string key_id;                   // when set, directives with another key_id are rejected
+  bool fail_closed = false;             // while disconnected: deny everything (true) or apply
+                                        // only the directives already known (false)
+  std::string tls_ca_file;              // non-empty: TLS to execute with this CA bundle
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{10000};
+  std::chrono::milliseconds max_clock_skew{30000};  // reject directives issued further ahead
+  // After a reconnect execute replays every active directive; actions not replayed within
+  // this window were lifted while we were away and are dropped. 0 disables.
+  std::chrono::milliseconds resync_window{5000};
+  size_t replay_cache_size = 100000;    // directive ids remembered for replay detection
+
+  // Reads IMMUNIZER_* variables over the defaults (docs/effector.md); throws
+  // std::invalid_argument naming the variable on a bad value.
+  static EffectorConfig from_env();
+};
+
+struct EffectorStats {
+  bool connected = false;
+  uint64_t connects = 0;             // streams established
+  uint64_t connect_failures = 0;     // attempts that did not reach a stream
+  uint64_t directives = 0;           // received
+  uint64_t applied = 0;              // new actions in force
+  uint64_t revoked = 0;              // lifted by a revoke directive
+  uint64_t duplicates = 0;           // same directive again (e.g. replay after reconnect)
+  uint64_t ignored = 0;              // valid but nothing to enforce here (LOG, ESCALATE)
+  uint64_t rejected_signature = 0;   // unsigned, forged or tampered
+  uint64_t rejected_expired = 0;     // expired, or issued too far in the future
+  uint64_t rejected_replay = 0;      // an id seen before with other content, or after revoke
+  uint64_t rejected_invalid = 0;     // malformed (no id, unknown kind, missing target)
+  uint64_t expired_actions = 0;      // actions removed when their TTL ran out
+  uint64_t stale_actions = 0;        // dropped after a reconnect because not replayed
+  uint64_t denied = 0;               // allows() == false
+  uint64_t active_actions = 0;
+  uint64_t rejected() const { return rejected_signature + rejected_expired + rejected_replay + rejected_invalid; }
+};
+
+class Effector {
+ public:
+  static std::shared_ptr<Effector> create(EffectorConfig config);  // throws on bad config
+  ~Effector();  // stop()
+  Effector(const Effector&) = delete;
+  Effector& operator=(const Effector&) = delete;
+
+  void start();  // connects in the background; returns at once
+  void stop();   // closes the stream, joins the threads; allows() keeps answering
+
+  // May `principal` make `call` now? Lock-free; never blocks, never allocates, never throws.
+  // A throttled principal consumes one token per call.
+  bool allows(const PrincipalView& principal, std::string_view call) const noexcept {
+    const uint32_t m = mode_.load(std::memory_order_acquire);
+    if (m == 0) [[likely]]
+      return true;  // nothing active, and connected or failing open
+    return allows_slow(principal, call, m);
+  }
+
+  // Applies a directive that arrived out of band (e.g. a signed blocklist loaded at start),
+  // verified exactly like one from execute. Returns true when accepted; `reason` says why not.
+  bool apply(const immunizer::v1::Directive& directive, std::string* reason = nullptr);
+
+  bool connected() const noexcept;
+  EffectorStats stats() const;
+  // Exports immunizer_effector_denied_total{app}, immunizer_effector_directives_total
+  // {app,result}, immunizer_effector_connected{app}, immunizer_effector_active_actions{app}.
+  void bind_metrics(prometheus::Registry& registry);
+  const EffectorConfig& config() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Effector(std::unique_ptr<Impl> impl);
+  bool allows_slow(const PrincipalView& p, std::string_view call, uint32_t mode) const noexcept;
+  friend struct Impl;
+  // Bit 0: some action is active; bit 1: deny everything (disconnected and fail-closed).
+  std::atomic<uint32_t> mode_{0};
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace immunizer::effector

@@ -1,0 +1,436 @@
+// Effector: the gRPC transport (EffectorControl.Connect with reconnect and backoff), the
+// housekeeping thread (expiry, resync after reconnect, metrics) around the Enforcer.
+#include "immunizer/effector/effector.hpp"
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "enforcer.hpp"
+#include "immunizer/v1/control.grpc.pb.h"
+
+namespace immunizer::effector {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() {
+  static std::shared_ptr<spdlog::logger> log = [] {
+    if (auto l = spdlog::get("immunizer.effector")) return l;
+    try {
+      auto l = spdlog::stderr_color_mt("immunizer.effector");
+      l->set_level(spdlog::level::info);
+      return l;
+    } catch (...) {
+      return spdlog::default_logger();
+    }
+  }();
+  return log;
+}
+
+int64_t unix_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string default_instance() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "host");
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+std::string read_file(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::invalid_argument(std::string("effector: cannot read ") + what + " '" + path + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+struct EffectorMetrics {
+  prometheus::Counter* denied;
+  std::array<prometheus::Counter*, kOutcomes> directives;
+  prometheus::Gauge* connected;
+  prometheus::Gauge* active;
+  uint64_t last_denied = 0;
+  std::array<uint64_t, kOutcomes> last{};
+};
+
+struct Effector::Impl {
+  Impl(Effector& owner, EffectorConfig cfg)
+      : owner_(owner),
+        cfg_(std::move(cfg)),
+        enforcer_(EnforcerOptions{cfg_.signing_key, cfg_.key_id,
+                                  std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.max_clock_skew).count(),
+                                  cfg_.replay_cache_size},
+                  unix_ns) {}
+
+  // Called after every change of the active set or the connection; serialised so that the
+  // last store always reflects the latest state.
+  void update_mode() {
+    std::lock_guard lk(mode_mu_);
+    uint32_t m = 0;
+    if (enforcer_.active() > 0) m |= 1;
+    if (cfg_.fail_closed && !connected_.load(std::memory_order_acquire)) m |= 2;
+    owner_.mode_.store(m, std::memory_order_release);
+  }
+
+  bool wait_stop(std::chrono::milliseconds d) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, d, [&] { return stopping_; });
+  }
+  bool stopping() {
+    std::lock_guard lk(mu_);
+    return stopping_;
+  }
+
+  void run_stream();
+  void run_janitor();
+  void sync_metrics();
+
+  Effector& owner_;
+  EffectorConfig cfg_;
+  Enforcer enforcer_;
+  std::atomic<bool> connected_{false};
+  std::atomic<uint64_t> connects_{0}, connect_failures_{0}, directives_{0}, expired_{0}, stale_{0};
+  mutable std::atomic<uint64_t> denied_{0};
+
+  std::mutex mode_mu_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool started_ = false;
+  grpc::ClientContext* active_ctx_ = nullptr;  // guarded by mu_, for TryCancel
+  int64_t resync_deadline_ns_ = 0;             // guarded by mu_; 0: no resync pending
+  std::thread stream_thread_, janitor_thread_;
+
+  std::mutex metrics_mu_;
+  std::unique_ptr<EffectorMetrics> metrics_;
+};
+
+void Effector::Impl::run_stream() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(cfg_.backoff_initial.count()));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(cfg_.backoff_initial.count()));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(cfg_.backoff_max.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (cfg_.tls_ca_file.empty()) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = read_file(cfg_.tls_ca_file, "tls_ca_file");
+    creds = grpc::SslCredentials(o);
+  }
+  auto channel = grpc::CreateCustomChannel(cfg_.execute_address, creds, args);
+  auto stub = immunizer::v1::EffectorControl::NewStub(channel);
+  std::mt19937_64 rng(std::random_device{}());
+  auto backoff = cfg_.backoff_initial;
+  int64_t last_warn = 0;
+
+  while (!stopping()) {
+    // gRPC reconnects with its own backoff (bounded by the channel args above); wait in
+    // short slices so that stop() is prompt.
+    bool up = false;
+    const auto until = std::chrono::steady_clock::now() + cfg_.connect_timeout;
+    while (!up && !stopping() && std::chrono::steady_clock::now() < until)
+      up = channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+    if (stopping()) break;
+    if (!up) {
+      connect_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (unix_ns() - last_warn > 30'000'000'000) {
+        last_warn = unix_ns();
+        logger()->warn("effector: execute at {} unreachable; {} while disconnected", cfg_.execute_address,
+                       cfg_.fail_closed ? "denying every call" : "applying known directives only");
+      }
+      continue;
+    }
+
+    grpc::ClientContext ctx;
+    {
+      std::lock_guard lk(mu_);
+      if (stopping_) break;
+      active_ctx_ = &ctx;
+    }
+    auto stream = stub->Connect(&ctx);
+    immunizer::v1::EffectorMessage hello;
+    hello.mutable_hello()->set_app(cfg_.app);
+    hello.mutable_hello()->set_instance(cfg_.instance);
+    hello.mutable_hello()->set_version("1");
+    for (const char* c : {"block_principal", "abort_call", "throttle_principal", "disable_call"})
+      hello.mutable_hello()->add_capabilities(c);
+    if (stream->Write(hello)) {
+      connects_.fetch_add(1, std::memory_order_relaxed);
+      connected_.store(true, std::memory_order_release);
+      if (cfg_.resync_window.count() > 0) {
+        enforcer_.begin_resync();
+        std::lock_guard lk(mu_);
+        resync_deadline_ns_ = unix_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.resync_window).count();
+      }
+      update_mode();
+      backoff = cfg_.backoff_initial;
+      logger()->info("effector: connected to execute at {}", cfg_.execute_address);
+
+      immunizer::v1::ExecuteMessage in;
+      while (stream->Read(&in)) {
+        if (!in.has_directive()) continue;
+        directives_.fetch_add(1, std::memory_order_relaxed);
+        const HandleResult r = enforcer_.handle(in.directive());
+        update_mode();
+        if (!accepted(r.outcome))
+          logger()->warn("effector: directive {} rejected: {} ({})", in.directive().id(), to_string(r.outcome),
+                         r.reason);
+        immunizer::v1::EffectorMessage ack;
+        auto* a = ack.mutable_ack();
+        a->set_directive_id(in.directive().id());
+        a->set_applied(accepted(r.outcome));
+        a->set_reason(r.reason.empty() ? std::string(to_string(r.outcome)) : std::string(to_string(r.outcome)) + ": " + r.reason);
+        a->set_applied_unix_nanos(unix_ns());
+        if (!stream->Write(ack)) break;
+      }
+      connected_.store(false, std::memory_order_release);
+      update_mode();
+      logger()->warn("effector: stream to execute closed");
+    } else {
+      connect_failures_.fetch_add(1, std::memory_order_relaxed);
+    }
+    ctx.TryCancel();
+    const grpc::Status st = stream->Finish();
+    (void)st;
+    {
+      std::lock_guard lk(mu_);
+      active_ctx_ = nullptr;
+    }
+    // Jittered backoff before reopening the stream (the server may be restarting).
+    const double jitter = 0.8 + 0.4 * std::uniform_real_distribution<double>(0, 1)(rng);
+    if (wait_stop(std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(backoff.count()) * jitter))))
+      break;
+    backoff = std::min(cfg_.backoff_max, backoff * 2);
+  }
+  connected_.store(false, std::memory_order_release);
+  update_mode();
+}
+
+void Effector::Impl::run_janitor() {
+  while (!wait_stop(std::chrono::milliseconds(200))) {
+    if (const size_t n = enforcer_.expire()) expired_.fetch_add(n, std::memory_order_relaxed);
+    bool resync_due = false;
+    {
+      std::lock_guard lk(mu_);
+      if (resync_deadline_ns_ != 0 && unix_ns() >= resync_deadline_ns_) {
+        resync_deadline_ns_ = 0;
+        resync_due = connected_.load(std::memory_order_acquire);
+      }
+    }
+    if (resync_due) {
+      if (const size_t n = enforcer_.end_resync()) {
+        stale_.fetch_add(n, std::memory_order_relaxed);
+        logger()->info("effector: dropped {} action(s) not replayed by execute after reconnect", n);
+      }
+    }
+    update_mode();
+    sync_metrics();
+  }
+}
+
+void Effector::Impl::sync_metrics() {
+  std::lock_guard lk(metrics_mu_);
+  if (!metrics_) return;
+  auto& m = *metrics_;
+  const uint64_t d = denied_.load(std::memory_order_relaxed);
+  if (d > m.last_denied) m.denied->Increment(static_cast<double>(d - m.last_denied));
+  m.last_denied = d;
+  for (size_t i = 0; i < kOutcomes; ++i) {
+    const uint64_t v = enforcer_.count(static_cast<Outcome>(i));
+    if (v > m.last[i]) m.directives[i]->Increment(static_cast<double>(v - m.last[i]));
+    m.last[i] = v;
+  }
+  m.connected->Set(connected_.load() ? 1 : 0);
+  m.active->Set(static_cast<double>(enforcer_.active()));
+}
+
+// ---- Effector ----
+
+Effector::Effector(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+std::shared_ptr<Effector> Effector::create(EffectorConfig config) {
+  if (config.signing_key.empty())
+    throw std::invalid_argument("effector: signing_key is required (IMMUNIZER_SECURITY_SIGNING_KEY)");
+  if (config.execute_address.empty()) throw std::invalid_argument("effector: execute_address is required");
+  if (config.instance.empty()) config.instance = default_instance();
+  if (config.backoff_initial.count() <= 0 || config.backoff_max < config.backoff_initial)
+    throw std::invalid_argument("effector: backoff_initial must be > 0 and <= backoff_max");
+  if (config.connect_timeout.count() <= 0) throw std::invalid_argument("effector: connect_timeout must be > 0");
+  std::shared_ptr<Effector> e(new Effector(nullptr));
+  e->impl_ = std::make_unique<Impl>(*e, std::move(config));
+  e->impl_->update_mode();
+  return e;
+}
+
+Effector::~Effector() { stop(); }
+
+void Effector::start() {
+  std::lock_guard lk(impl_->mu_);
+  if (impl_->started_) return;
+  impl_->started_ = true;
+  impl_->stopping_ = false;
+  impl_->stream_thread_ = std::thread([this] { impl_->run_stream(); });
+  impl_->janitor_thread_ = std::thread([this] { impl_->run_janitor(); });
+}
+
+void Effector::stop() {
+  {
+    std::lock_guard lk(impl_->mu_);
+    if (!impl_->started_) return;
+    impl_->stopping_ = true;
+    if (impl_->active_ctx_) impl_->active_ctx_->TryCancel();
+  }
+  impl_->cv_.notify_all();
+  if (impl_->stream_thread_.joinable()) impl_->stream_thread_.join();
+  if (impl_->janitor_thread_.joinable()) impl_->janitor_thread_.join();
+  std::lock_guard lk(impl_->mu_);
+  impl_->started_ = false;
+  impl_->sync_metrics();
+}
+
+bool Effector::allows_slow(const PrincipalView& p, std::string_view call, uint32_t mode) const noexcept {
+  const bool ok = (mode & 2) == 0 && impl_->enforcer_.allows(p, call);
+  if (!ok) impl_->denied_.fetch_add(1, std::memory_order_relaxed);
+  return ok;
+}
+
+bool Effector::apply(const immunizer::v1::Directive& directive, std::string* reason) {
+  impl_->directives_.fetch_add(1, std::memory_order_relaxed);
+  const HandleResult r = impl_->enforcer_.handle(directive);
+  impl_->update_mode();
+  if (reason) *reason = r.reason.empty() ? std::string(to_string(r.outcome)) : std::string(to_string(r.outcome)) + ": " + r.reason;
+  return accepted(r.outcome);
+}
+
+bool Effector::connected() const noexcept { return impl_->connected_.load(std::memory_order_acquire); }
+
+EffectorStats Effector::stats() const {
+  impl_->sync_metrics();
+  const auto& en = impl_->enforcer_;
+  EffectorStats s;
+  s.connected = connected();
+  s.connects = impl_->connects_.load();
+  s.connect_failures = impl_->connect_failures_.load();
+  s.directives = impl_->directives_.load();
+  s.applied = en.count(Outcome::kApplied);
+  s.revoked = en.count(Outcome::kRevoked);
+  s.duplicates = en.count(Outcome::kDuplicate);
+  s.ignored = en.count(Outcome::kIgnored);
+  s.rejected_signature = en.count(Outcome::kRejectedSignature);
+  s.rejected_expired = en.count(Outcome::kRejectedExpired);
+  s.rejected_replay = en.count(Outcome::kRejectedReplay);
+  s.rejected_invalid = en.count(Outcome::kRejectedInvalid);
+  s.expired_actions = impl_->expired_.load();
+  s.stale_actions = impl_->stale_.load();
+  s.denied = impl_->denied_.load();
+  s.active_actions = en.active();
+  return s;
+}
+
+const EffectorConfig& Effector::config() const noexcept { return impl_->cfg_; }
+
+void Effector::bind_metrics(prometheus::Registry& registry) {
+  const std::string& app = impl_->cfg_.app;
+  auto m = std::make_unique<EffectorMetrics>();
+  m->denied = &prometheus::BuildCounter()
+                   .Name("immunizer_effector_denied_total")
+                   .Help("Calls denied by the effector")
+                   .Register(registry)
+                   .Add({{"app", app}});
+  auto& dirs = prometheus::BuildCounter()
+                   .Name("immunizer_effector_directives_total")
+                   .Help("Directives received, by result")
+                   .Register(registry);
+  for (size_t i = 0; i < kOutcomes; ++i)
+    m->directives[i] = &dirs.Add({{"app", app}, {"result", std::string(to_string(static_cast<Outcome>(i)))}});
+  m->connected = &prometheus::BuildGauge()
+                      .Name("immunizer_effector_connected")
+                      .Help("1 while the stream to execute is up")
+                      .Register(registry)
+                      .Add({{"app", app}});
+  m->active = &prometheus::BuildGauge()
+                   .Name("immunizer_effector_active_actions")
+                   .Help("Actions currently enforced")
+                   .Register(registry)
+                   .Add({{"app", app}});
+  {
+    std::lock_guard lk(impl_->metrics_mu_);
+    impl_->metrics_ = std::move(m);
+  }
+  impl_->sync_metrics();
+}
+
+// ---- configuration ----
+
+namespace {
+const char* env(const char* n) {
+  const char* v = std::getenv(n);
+  return (v && *v) ? v : nullptr;
+}
+[[noreturn]] void bad(const char* n, const std::string& v, const std::string& why) {
+  throw std::invalid_argument(std::string("effector: ") + n + "='" + v + "': " + why);
+}
+bool env_bool(const char* n, bool def) {
+  const char* v = env(n);
+  if (!v) return def;
+  const std::string s(v);
+  if (s == "1" || s == "true" || s == "yes" || s == "on") return true;
+  if (s == "0" || s == "false" || s == "no" || s == "off") return false;
+  bad(n, s, "not a boolean (true/false)");
+}
+std::chrono::milliseconds env_ms(const char* n, std::chrono::milliseconds def) {
+  const char* v = env(n);
+  if (!v) return def;
+  char* end = nullptr;
+  errno = 0;
+  const long long x = std::strtoll(v, &end, 10);
+  if (errno || end == v || *end || x < 0 || x > 86'400'000) bad(n, v, "expected milliseconds in [0, 86400000]");
+  return std::chrono::milliseconds(x);
+}
+}  // namespace
+
+EffectorConfig EffectorConfig::from_env() {
+  EffectorConfig c;
+  if (const char* v = env("IMMUNIZER_APP")) c.app = v;
+  if (const char* v = env("IMMUNIZER_INSTANCE")) c.instance = v;
+  if (const char* v = env("IMMUNIZER_EXECUTE_ADDRESS")) c.execute_address = v;
+  if (const char* v = env("IMMUNIZER_SECURITY_SIGNING_KEY_FILE")) {
+    c.signing_key = read_file(v, "IMMUNIZER_SECURITY_SIGNING_KEY_FILE");
+    while (!c.signing_key.empty() && (c.signing_key.back() == '\n' || c.signing_key.back() == '\r'))
+      c.signing_key.pop_back();
+  }
+  if (const char* v = env("IMMUNIZER_SECURITY_SIGNING_KEY")) c.signing_key = v;
+  if (const char* v = env("IMMUNIZER_SECURITY_KEY_ID")) c.key_id = v;
+  c.fail_closed = env_bool("IMMUNIZER_EFFECTOR_FAIL_CLOSED", c.fail_closed);
+  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_CA_FILE")) c.tls_ca_file = v;
+  c.connect_timeout = env_ms("IMMUNIZER_EFFECTOR_CONNECT_TIMEOUT_MS", c.connect_timeout);
+  c.backoff_initial = env_ms("IMMUNIZER_EFFECTOR_BACKOFF_INITIAL_MS", c.backoff_initial);
+  c.backoff_max = env_ms("IMMUNIZER_EFFECTOR_BACKOFF_MAX_MS", c.backoff_max);
+  c.max_clock_skew = env_ms("IMMUNIZER_EFFECTOR_MAX_CLOCK_SKEW_MS", c.max_clock_skew);
+  c.resync_window = env_ms("IMMUNIZER_EFFECTOR_RESYNC_WINDOW_MS", c.resync_window);
+  return c;
+}
+
+}  // namespace immunizer::effector

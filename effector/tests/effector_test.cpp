@@ -1,0 +1,391 @@
+// The effector against an in-process fake execute (EffectorControl server on 127.0.0.1,
+// port 0) that signs directives with the real signing code: hello, apply, ack with time,
+// rejection of forged/tampered/expired/replayed directives over the wire, execute down
+// (fail-open and fail-closed), reconnect with replay of the active set, metrics.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "immunizer/effector/directive_signing.hpp"
+#include "immunizer/effector/effector.hpp"
+#include "immunizer/v1/control.grpc.pb.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using immunizer::effector::Effector;
+using immunizer::effector::EffectorConfig;
+using immunizer::effector::PrincipalView;
+using namespace immunizer::v1;
+
+constexpr const char* kKey = "test-signing-key";
+constexpr auto kNeverBlocks = 100ms;
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds deadline = 20s) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::yield();
+  }
+  return pred();
+}
+
+int64_t unix_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A stand-in for the execute service: replays `active` directives on connect, then pushes
+// whatever push() is given to every connected stream, and collects hellos and acks.
+class FakeExecute final : public EffectorControl::Service {
+ public:
+  grpc::Status Connect(grpc::ServerContext* ctx, grpc::ServerReaderWriter<ExecuteMessage, EffectorMessage>* stream) override {
+    EffectorMessage first;
+    if (!stream->Read(&first) || !first.has_hello()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello first");
+    size_t next = 0;
+    std::vector<Directive> replay;
+    {
+      std::lock_guard lk(mu_);
+      hellos_.push_back(first.hello());
+      (void)next;
+      for (const auto& [id, d] : active_) replay.push_back(d);
+    }
+    cv_.notify_all();
+    for (const auto& d : replay) {
+      ExecuteMessage m;
+      *m.mutable_directive() = d;
+      stream->Write(m);
+    }
+    std::thread reader([&] {
+      EffectorMessage m;
+      while (stream->Read(&m)) {
+        if (!m.has_ack()) continue;
+        std::lock_guard lk(mu_);
+        acks_[m.ack().directive_id()] = m.ack();
+        cv_.notify_all();
+      }
+    });
+    std::unique_lock lk(mu_);
+    while (!ctx->IsCancelled() && !closing_) {
+      while (cursor_ < log_.size()) {
+        ExecuteMessage m;
+        *m.mutable_directive() = log_[cursor_++];
+        lk.unlock();
+        stream->Write(m);
+        lk.lock();
+      }
+      cv_.wait_for(lk, 20ms);
+    }
+    lk.unlock();
+    ctx->TryCancel();
+    reader.join();
+    return grpc::Status::OK;
+  }
+
+  void push(const Directive& d, bool keep_active = true) {
+    std::lock_guard lk(mu_);
+    log_.push_back(d);
+    if (keep_active && !d.revoke()) active_[d.action().id()] = d;
+    if (d.revoke()) active_.erase(d.action().id());
+    cv_.notify_all();
+  }
+  void forget(const std::string& action_id) {
+    std::lock_guard lk(mu_);
+    active_.erase(action_id);
+  }
+  std::optional<DirectiveAck> ack(const std::string& id) {
+    std::lock_guard lk(mu_);
+    auto it = acks_.find(id);
+    if (it == acks_.end()) return std::nullopt;
+    return it->second;
+  }
+  size_t hellos() {
+    std::lock_guard lk(mu_);
+    return hellos_.size();
+  }
+  EffectorHello hello(size_t i) {
+    std::lock_guard lk(mu_);
+    return hellos_.at(i);
+  }
+  void close_streams() {
+    std::lock_guard lk(mu_);
+    closing_ = true;
+    cv_.notify_all();
+  }
+  void reopen() {
+    std::lock_guard lk(mu_);
+    closing_ = false;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Directive> log_;
+  size_t cursor_ = 0;  // next directive of log_ to push (to whichever stream is up)
+  std::map<std::string, Directive> active_;
+  std::map<std::string, DirectiveAck> acks_;
+  std::vector<EffectorHello> hellos_;
+  bool closing_ = false;
+};
+
+class Server {
+ public:
+  explicit Server(FakeExecute& svc, int port = 0) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(), &port_);
+    b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+    b.RegisterService(&svc);
+    svc.reopen();
+    server_ = b.BuildAndStart();
+    svc_ = &svc;
+  }
+  ~Server() { stop(); }
+  void stop() {
+    if (!server_) return;
+    svc_->close_streams();
+    server_->Shutdown(std::chrono::system_clock::now() + 1s);
+    server_->Wait();
+    server_.reset();
+  }
+  int port() const { return port_; }
+
+ private:
+  int port_ = 0;
+  FakeExecute* svc_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+int dead_port() {
+  FakeExecute svc;
+  Server s(svc);
+  return s.port();  // closed when `s` goes away
+}
+
+int seq = 0;
+Directive block(PrincipalField f, const std::string& value, const std::string& key = kKey) {
+  Directive d;
+  d.set_id("dir-" + std::to_string(++seq));
+  d.set_issued_unix_nanos(unix_ns());
+  d.set_plan_id("plan-1");
+  auto* a = d.mutable_action();
+  a->set_id("act-" + std::to_string(seq));
+  a->set_kind(ACTION_BLOCK_PRINCIPAL);
+  a->set_target_field(f);
+  a->set_target_value(value);
+  a->set_ttl_millis(600000);
+  immunizer::effector::sign(d, key);
+  return d;
+}
+
+EffectorConfig config(int port) {
+  EffectorConfig c;
+  c.app = "shop";
+  c.instance = "i1";
+  c.execute_address = "127.0.0.1:" + std::to_string(port);
+  c.signing_key = kKey;
+  c.backoff_initial = 20ms;
+  c.backoff_max = 200ms;
+  c.connect_timeout = 500ms;
+  c.resync_window = 300ms;
+  return c;
+}
+
+// allows() never waits on anything; each call is bounded even while execute is down.
+void expect_fast_allows(const Effector& e, const PrincipalView& p, bool expected) {
+  for (int i = 0; i < 1000; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool ok = e.allows(p, "http.request");
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, kNeverBlocks);
+    ASSERT_EQ(ok, expected);
+  }
+}
+
+struct Principal {  // any struct with user/session/ip converts (like sensor::Principal)
+  std::string user, session, ip;
+};
+
+TEST(Effector, HelloApplyAckAndRevoke) {
+  FakeExecute svc;
+  Server server(svc);
+  auto e = Effector::create(config(server.port()));
+  e->start();
+  ASSERT_TRUE(eventually([&] { return e->connected() && svc.hellos() == 1; }));
+  EXPECT_EQ(svc.hello(0).app(), "shop");
+  EXPECT_EQ(svc.hello(0).instance(), "i1");
+
+  const Principal p{"alice", "s1", "10.1.1.1"};
+  EXPECT_TRUE(e->allows(p, "http.request"));
+  const auto d = block(PRINCIPAL_FIELD_IP, "10.1.1.1");
+  const int64_t before = unix_ns();
+  svc.push(d);
+  ASSERT_TRUE(eventually([&] { return !e->allows(p, "http.request"); }));
+  ASSERT_TRUE(eventually([&] { return svc.ack(d.id()).has_value(); }));
+  const auto ack = *svc.ack(d.id());
+  EXPECT_TRUE(ack.applied());
+  EXPECT_GE(ack.applied_unix_nanos(), before);
+  EXPECT_TRUE(e->allows(Principal{"alice", "s1", "10.1.1.2"}, "http.request"));
+
+  Directive revoke;
+  revoke.set_id("rev-1");
+  revoke.set_revoke(true);
+  revoke.set_issued_unix_nanos(unix_ns());
+  revoke.mutable_action()->set_id(d.action().id());
+  immunizer::effector::sign(revoke, kKey);
+  svc.push(revoke);
+  ASSERT_TRUE(eventually([&] { return e->allows(p, "http.request"); }));
+  ASSERT_TRUE(eventually([&] { return e->stats().revoked == 1; }));
+  const auto st = e->stats();
+  EXPECT_EQ(st.applied, 1u);
+  EXPECT_GE(st.denied, 1u);
+  e->stop();
+}
+
+TEST(Effector, RejectsForgedTamperedExpiredAndReplayedOverTheWire) {
+  FakeExecute svc;
+  Server server(svc);
+  prometheus::Registry reg;
+  auto e = Effector::create(config(server.port()));
+  e->bind_metrics(reg);
+  e->start();
+  ASSERT_TRUE(eventually([&] { return e->connected(); }));
+
+  Directive forged = block(PRINCIPAL_FIELD_USER, "victim1", "attacker-key");
+  auto tampered = block(PRINCIPAL_FIELD_USER, "victim2");
+  tampered.mutable_action()->set_target_value("victim3");
+  Directive expired = block(PRINCIPAL_FIELD_USER, "victim4");
+  expired.set_expires_unix_nanos(unix_ns() - 1'000'000'000);
+  immunizer::effector::sign(expired, kKey);
+  Directive unsigned_d = block(PRINCIPAL_FIELD_USER, "victim5");
+  unsigned_d.clear_signature();
+  Directive good = block(PRINCIPAL_FIELD_USER, "mallory");
+  auto replay = block(PRINCIPAL_FIELD_USER, "victim6");
+  replay.set_id(good.id());  // reuses an id already applied
+  immunizer::effector::sign(replay, kKey);
+
+  for (const Directive* d : {&forged, &tampered, &expired, &unsigned_d, &good}) svc.push(*d, false);
+  ASSERT_TRUE(eventually([&] { return svc.ack(good.id()).has_value(); }));
+  svc.push(replay, false);
+  ASSERT_TRUE(eventually([&] { return e->stats().rejected_replay == 1; }))
+      << "replay " << e->stats().rejected_replay << " dirs " << e->stats().directives << " connects " << e->stats().connects;
+
+  for (const Directive* d : {&forged, &tampered, &expired, &unsigned_d}) {
+    auto a = svc.ack(d->id());
+    ASSERT_TRUE(a.has_value()) << d->id();
+    EXPECT_FALSE(a->applied()) << d->id();
+  }
+  EXPECT_NE(svc.ack(forged.id())->reason().find("rejected_signature"), std::string::npos);
+  EXPECT_NE(svc.ack(expired.id())->reason().find("rejected_expired"), std::string::npos);
+  for (const char* v : {"victim1", "victim2", "victim3", "victim4", "victim5", "victim6"})
+    EXPECT_TRUE(e->allows(Principal{v, "", ""}, "x")) << v;
+  EXPECT_FALSE(e->allows(Principal{"mallory", "", ""}, "x"));
+
+  const auto st = e->stats();
+  EXPECT_EQ(st.rejected_signature, 3u);
+  EXPECT_EQ(st.rejected_expired, 1u);
+  EXPECT_EQ(st.rejected_replay, 1u);
+  EXPECT_EQ(st.applied, 1u);
+  double sig = -1, denied = -1;
+  for (const auto& fam : reg.Collect())
+    for (const auto& m : fam.metric) {
+      std::map<std::string, std::string> l;
+      for (const auto& x : m.label) l[x.name] = x.value;
+      if (fam.name == "immunizer_effector_directives_total" && l["result"] == "rejected_signature") sig = m.counter.value;
+      if (fam.name == "immunizer_effector_denied_total" && l["app"] == "shop") denied = m.counter.value;
+    }
+  EXPECT_EQ(sig, 3);
+  EXPECT_EQ(denied, 1);
+  e->stop();
+}
+
+TEST(Effector, ExecuteDownFailOpenKeepsKnownDirectivesAndRecovers) {
+  FakeExecute svc;
+  auto server = std::make_unique<Server>(svc);
+  const int port = server->port();
+  auto e = Effector::create(config(port));
+  e->start();
+  ASSERT_TRUE(eventually([&] { return e->connected(); }));
+  const auto d = block(PRINCIPAL_FIELD_USER, "mallory");
+  svc.push(d);
+  ASSERT_TRUE(eventually([&] { return !e->allows(Principal{"mallory", "", ""}, "x"); }));
+
+  server->stop();  // execute goes down
+  ASSERT_TRUE(eventually([&] { return !e->connected(); }));
+  expect_fast_allows(*e, Principal{"alice", "", ""}, true);     // fail-open: unknown principals pass
+  expect_fast_allows(*e, Principal{"mallory", "", ""}, false);  // known directive still enforced
+
+  server = std::make_unique<Server>(svc, port);  // back, replays the active set
+  ASSERT_TRUE(eventually([&] { return e->connected() && e->stats().connects >= 2; }));
+  ASSERT_TRUE(eventually([&] { return e->stats().duplicates >= 1; }));
+  EXPECT_FALSE(e->allows(Principal{"mallory", "", ""}, "x"));
+  e->stop();
+}
+
+TEST(Effector, ExecuteDownFailClosedDeniesUntilConnected) {
+  const int port = dead_port();
+  auto cfg = config(port);
+  cfg.fail_closed = true;
+  auto e = Effector::create(cfg);
+  e->start();
+  expect_fast_allows(*e, Principal{"alice", "", ""}, false);
+  EXPECT_FALSE(e->connected());
+  ASSERT_TRUE(eventually([&] { return e->stats().connect_failures >= 1; }));
+
+  FakeExecute svc;
+  Server server(svc, port);
+  ASSERT_TRUE(eventually([&] { return e->connected(); }));
+  EXPECT_TRUE(e->allows(Principal{"alice", "", ""}, "x"));
+  e->stop();
+}
+
+TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) {
+  FakeExecute svc;
+  auto server = std::make_unique<Server>(svc);
+  const int port = server->port();
+  auto e = Effector::create(config(port));
+  e->start();
+  ASSERT_TRUE(eventually([&] { return e->connected(); }));
+  const auto keep = block(PRINCIPAL_FIELD_USER, "keep");
+  const auto lifted = block(PRINCIPAL_FIELD_USER, "lifted");
+  svc.push(keep);
+  svc.push(lifted);
+  ASSERT_TRUE(eventually([&] { return e->stats().active_actions == 2; }));
+
+  server->stop();
+  ASSERT_TRUE(eventually([&] { return !e->connected(); }));
+  svc.forget(lifted.action().id());  // revoked on execute while this app was away
+  server = std::make_unique<Server>(svc, port);
+  ASSERT_TRUE(eventually([&] { return e->stats().stale_actions == 1; }))
+      << "connects " << e->stats().connects << " dup " << e->stats().duplicates << " active "
+      << e->stats().active_actions << " connected " << e->connected();
+  EXPECT_TRUE(e->allows(Principal{"lifted", "", ""}, "x"));
+  EXPECT_FALSE(e->allows(Principal{"keep", "", ""}, "x"));
+  e->stop();
+}
+
+TEST(Effector, ConfigurationErrors) {
+  EffectorConfig c;
+  EXPECT_THROW(Effector::create(c), std::invalid_argument);  // no signing key
+  setenv("IMMUNIZER_EXECUTE_ADDRESS", "exec:7070", 1);
+  setenv("IMMUNIZER_SECURITY_SIGNING_KEY", "s", 1);
+  setenv("IMMUNIZER_EFFECTOR_FAIL_CLOSED", "true", 1);
+  auto e = EffectorConfig::from_env();
+  EXPECT_EQ(e.execute_address, "exec:7070");
+  EXPECT_EQ(e.signing_key, "s");
+  EXPECT_TRUE(e.fail_closed);
+  setenv("IMMUNIZER_EFFECTOR_FAIL_CLOSED", "maybe", 1);
+  EXPECT_THROW(EffectorConfig::from_env(), std::invalid_argument);
+  unsetenv("IMMUNIZER_EXECUTE_ADDRESS");
+  unsetenv("IMMUNIZER_SECURITY_SIGNING_KEY");
+  unsetenv("IMMUNIZER_EFFECTOR_FAIL_CLOSED");
+}
+
+}  // namespace

@@ -1,0 +1,203 @@
+// The decision core with an injected clock: each action kind, TTLs, revocation, and every
+// way a directive can be refused (unsigned, forged, tampered, expired, replayed, invalid).
+#include "enforcer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "immunizer/effector/directive_signing.hpp"
+
+namespace {
+
+using immunizer::effector::Enforcer;
+using immunizer::effector::EnforcerOptions;
+using immunizer::effector::Outcome;
+using immunizer::effector::PrincipalView;
+using namespace immunizer::v1;
+
+constexpr int64_t kSec = 1'000'000'000;
+const char* kKey = "k3y";
+
+class EnforcerTest : public ::testing::Test {
+ protected:
+  std::atomic<int64_t> now_{1'700'000'000 * kSec};
+  Enforcer en_{EnforcerOptions{kKey, "", 30 * kSec, 1000}, [this] { return now_.load(); }};
+  int seq_ = 0;
+
+  Directive make(ActionKind kind, PrincipalField f, const std::string& value, const std::string& call = "",
+                 int64_t ttl_ms = 60000) {
+    Directive d;
+    d.set_id("d" + std::to_string(++seq_));
+    d.set_issued_unix_nanos(now_);
+    auto* a = d.mutable_action();
+    a->set_id("a" + std::to_string(seq_));
+    a->set_kind(kind);
+    a->set_target_field(f);
+    a->set_target_value(value);
+    a->set_call(call);
+    a->set_ttl_millis(ttl_ms);
+    return d;
+  }
+  Outcome send(Directive d, const std::string& key = kKey) {
+    immunizer::effector::sign(d, key);
+    return en_.handle(d).outcome;
+  }
+};
+
+TEST_F(EnforcerTest, BlockPrincipalByEachFieldUntilTtl) {
+  EXPECT_TRUE(en_.allows({"alice", "s1", "1.1.1.1"}, "http.request"));
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "1.1.1.1")), Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "mallory", "", 120000)), Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_SESSION, "bad-session")), Outcome::kApplied);
+  EXPECT_EQ(en_.active(), 3u);
+  EXPECT_FALSE(en_.allows({"alice", "s1", "1.1.1.1"}, "http.request"));
+  EXPECT_FALSE(en_.allows({"mallory", "", ""}, "anything"));
+  EXPECT_FALSE(en_.allows({"", "bad-session", ""}, "x"));
+  EXPECT_TRUE(en_.allows({"alice", "s1", "2.2.2.2"}, "http.request"));
+  EXPECT_TRUE(en_.allows({"", "", ""}, "http.request"));
+
+  now_ += 61 * kSec;  // the IP and session blocks (60 s) are over; the user block (120 s) is not
+  EXPECT_TRUE(en_.allows({"alice", "s1", "1.1.1.1"}, "http.request"));
+  EXPECT_FALSE(en_.allows({"mallory", "", ""}, "anything"));
+  EXPECT_EQ(en_.expire(), 2u);
+  EXPECT_EQ(en_.active(), 1u);
+}
+
+TEST_F(EnforcerTest, AbortCallAndDisableCall) {
+  EXPECT_EQ(send(make(ACTION_ABORT_CALL, PRINCIPAL_FIELD_USER, "bob", "checkout")), Outcome::kApplied);
+  EXPECT_FALSE(en_.allows({"bob", "", ""}, "checkout"));
+  EXPECT_TRUE(en_.allows({"bob", "", ""}, "browse"));
+  EXPECT_TRUE(en_.allows({"carol", "", ""}, "checkout"));
+
+  EXPECT_EQ(send(make(ACTION_DISABLE_CALL, PRINCIPAL_FIELD_UNSPECIFIED, "", "admin.export")), Outcome::kApplied);
+  EXPECT_FALSE(en_.allows({"carol", "", ""}, "admin.export"));
+  EXPECT_FALSE(en_.allows({}, "admin.export"));
+  EXPECT_TRUE(en_.allows({}, "admin.import"));
+}
+
+TEST_F(EnforcerTest, ThrottleIsATokenBucket) {
+  auto d = make(ACTION_THROTTLE_PRINCIPAL, PRINCIPAL_FIELD_IP, "9.9.9.9");
+  d.mutable_action()->set_rate_per_second(2);
+  d.mutable_action()->set_burst(3);
+  EXPECT_EQ(send(d), Outcome::kApplied);
+  int allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += en_.allows({"", "", "9.9.9.9"}, "x");
+  EXPECT_EQ(allowed, 3);  // the burst
+  now_ += kSec;           // two more tokens
+  allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += en_.allows({"", "", "9.9.9.9"}, "x");
+  EXPECT_EQ(allowed, 2);
+  EXPECT_TRUE(en_.allows({"", "", "8.8.8.8"}, "x"));
+}
+
+TEST_F(EnforcerTest, RevokeLiftsAndCannotBeUndoneByReplay) {
+  auto block = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "eve");
+  immunizer::effector::sign(block, kKey);
+  EXPECT_EQ(en_.handle(block).outcome, Outcome::kApplied);
+  EXPECT_EQ(en_.handle(block).outcome, Outcome::kDuplicate);  // execute replays on reconnect
+  EXPECT_FALSE(en_.allows({"eve", "", ""}, "x"));
+
+  Directive revoke;
+  revoke.set_id("r1");
+  revoke.set_revoke(true);
+  revoke.set_issued_unix_nanos(now_);
+  revoke.mutable_action()->set_id(block.action().id());
+  immunizer::effector::sign(revoke, kKey);
+  EXPECT_EQ(en_.handle(revoke).outcome, Outcome::kRevoked);
+  EXPECT_TRUE(en_.allows({"eve", "", ""}, "x"));
+
+  // An attacker replaying the captured block must not re-block eve; same for a fresh
+  // directive id carrying the revoked action.
+  EXPECT_EQ(en_.handle(block).outcome, Outcome::kRejectedReplay);
+  auto again = block;
+  again.set_id("d-new");
+  immunizer::effector::sign(again, kKey);
+  EXPECT_EQ(en_.handle(again).outcome, Outcome::kRejectedReplay);
+  EXPECT_TRUE(en_.allows({"eve", "", ""}, "x"));
+  EXPECT_EQ(en_.count(Outcome::kRejectedReplay), 2u);
+}
+
+TEST_F(EnforcerTest, RejectsUnsignedForgedTamperedExpiredInvalid) {
+  auto unsigned_d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u1");
+  EXPECT_EQ(en_.handle(unsigned_d).outcome, Outcome::kRejectedSignature);
+
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u2"), "wrong-key"), Outcome::kRejectedSignature);
+
+  auto tampered = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u3");
+  immunizer::effector::sign(tampered, kKey);
+  tampered.mutable_action()->set_target_value("admin");
+  EXPECT_EQ(en_.handle(tampered).outcome, Outcome::kRejectedSignature);
+
+  auto expired = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u4");
+  expired.set_expires_unix_nanos(now_ - 1);
+  EXPECT_EQ(send(expired), Outcome::kRejectedExpired);
+  auto old_ttl = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u5", "", 1000);
+  old_ttl.set_issued_unix_nanos(now_ - 5 * kSec);
+  EXPECT_EQ(send(old_ttl), Outcome::kRejectedExpired);
+  auto future = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u6");
+  future.set_issued_unix_nanos(now_ + 3600 * kSec);
+  EXPECT_EQ(send(future), Outcome::kRejectedExpired);
+
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_UNSPECIFIED, "u7")), Outcome::kRejectedInvalid);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "")), Outcome::kRejectedInvalid);
+  EXPECT_EQ(send(make(ACTION_DISABLE_CALL, PRINCIPAL_FIELD_UNSPECIFIED, "", "")), Outcome::kRejectedInvalid);
+  EXPECT_EQ(send(make(ACTION_LOG, PRINCIPAL_FIELD_USER, "u8")), Outcome::kIgnored);
+
+  // A reused id with different content is a replay, whatever the signature says.
+  auto first = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u9");
+  EXPECT_EQ(send(first), Outcome::kApplied);
+  auto reuse = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u10");
+  reuse.set_id(first.id());
+  EXPECT_EQ(send(reuse), Outcome::kRejectedReplay);
+
+  EXPECT_EQ(en_.count(Outcome::kRejectedSignature), 3u);
+  EXPECT_EQ(en_.count(Outcome::kRejectedExpired), 3u);
+  EXPECT_EQ(en_.count(Outcome::kRejectedInvalid), 3u);
+  EXPECT_EQ(en_.active(), 1u);  // only u9
+  EXPECT_TRUE(en_.allows({"u1", "", ""}, "x"));
+  EXPECT_TRUE(en_.allows({"admin", "", ""}, "x"));
+  EXPECT_FALSE(en_.allows({"u9", "", ""}, "x"));
+}
+
+TEST_F(EnforcerTest, ResyncDropsActionsNotReplayed) {
+  auto keep = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "keep");
+  auto gone = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "gone");
+  immunizer::effector::sign(keep, kKey);
+  immunizer::effector::sign(gone, kKey);
+  en_.handle(keep);
+  en_.handle(gone);
+  en_.begin_resync();
+  EXPECT_EQ(en_.handle(keep).outcome, Outcome::kDuplicate);
+  EXPECT_EQ(en_.end_resync(), 1u);
+  EXPECT_FALSE(en_.allows({"keep", "", ""}, "x"));
+  EXPECT_TRUE(en_.allows({"gone", "", ""}, "x"));
+}
+
+// Readers race a writer that keeps publishing and retiring snapshots (run under TSan/ASan).
+TEST_F(EnforcerTest, ConcurrentReadersAndWriter) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t)
+    readers.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        en_.allows({"user7", "s", "10.0.0.7"}, "x");
+        en_.allows({"nobody", "", ""}, "y");
+        reads.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  for (int i = 0; i < 100; ++i) {
+    auto d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "user" + std::to_string(i % 10));
+    EXPECT_EQ(send(d), Outcome::kApplied);
+    if (i % 3 == 0) en_.expire();
+  }
+  EXPECT_FALSE(en_.allows({"user7", "", ""}, "x"));
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_GT(reads.load(), 0u);
+}
+
+}  // namespace

@@ -1,0 +1,265 @@
+// The sensor: records instrumented calls (name, context, principal, typed arguments, result
+// or error, duration) and produces them to `<prefix>calls` without ever blocking the caller.
+// Thread-safety: a Sensor is shared by all threads; a CallScope belongs to the thread that
+// created it and must be destroyed there (RAII, stack only). The Sensor must outlive every
+// CallScope that references it. Memory is bounded (byte budget); every record that is not
+// delivered is counted under exactly one drop reason. Nothing here throws into the caller
+// except Sensor::create / SensorConfig::from_env on bad configuration.
+//
+// Build with IMMUNIZER_SENSOR_DISABLED defined (CMake option of the same name) to compile
+// every call away: the same API becomes empty inline no-ops.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "immunizer/sensor/value.hpp"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace immunizer::sensor {
+
+// Who makes a call. Any field may be empty. The effector accepts it as is.
+struct Principal {
+  std::string user;
+  std::string session;
+  std::string ip;
+};
+
+// Identity of one record: (app, instance, seq). Unique per Sensor; seq is not contiguous
+// across threads (each thread takes seqs in blocks).
+struct RecordId {
+  std::string_view app;
+  std::string_view instance;
+  uint64_t seq = 0;
+};
+
+// Why a record was not delivered. Exactly one reason per undelivered record.
+enum class DropReason : uint8_t {
+  kSampledOut = 0,      // per-call sampling (configured rate or lowered by the CPU budget)
+  kBudget = 1,          // in-flight byte budget exhausted (e.g. broker slow or down)
+  kQueueFull = 2,       // hand-off queue or librdkafka queue full
+  kDeliveryFailed = 3,  // librdkafka reported a delivery error (timeout, auth, ...)
+  kShutdown = 4,        // still queued when the flush deadline passed at shutdown
+};
+inline constexpr size_t kDropReasons = 5;
+std::string_view to_string(DropReason r) noexcept;
+
+struct SensorConfig {
+  std::string app = "app";             // application name: first part of the model key
+  std::string instance;                // empty: "<hostname>-<pid>"
+  std::string bootstrap = "127.0.0.1:9092";
+  std::string topic_prefix = "immunizer.";
+  bool enabled = true;                 // runtime switch (Sensor::set_enabled flips it later)
+  double sample_rate = 1.0;            // fraction of calls recorded, [0, 1]
+  double cpu_budget = 0.05;            // max share of process CPU spent in the sensor;
+                                       // <= 0 or >= 1 disables the controller
+  double min_sample_rate = 0.001;      // the CPU-budget controller never goes below this
+  size_t max_inflight_bytes = 32u << 20;  // records encoded but not yet acknowledged
+  size_t queue_capacity = 65536;       // hand-off ring (records), rounded up to a power of 2
+  int delivery_timeout_ms = 30000;     // librdkafka message.timeout.ms
+  int linger_ms = 5;                   // librdkafka linger.ms
+  bool idempotence = true;             // enable.idempotence (implies acks=all)
+  std::string compression = "lz4";     // compression.type
+  std::chrono::milliseconds shutdown_flush_timeout{2000};  // flush budget in ~Sensor
+  // Security and anything else, passed to librdkafka verbatim (e.g. "security.protocol",
+  // "sasl.mechanism", "sasl.username", "sasl.password", "ssl.ca.location").
+  std::map<std::string, std::string> kafka_properties;
+
+  // Reads IMMUNIZER_* variables over the defaults (see docs/sensor.md); throws
+  // std::invalid_argument naming the variable on a bad value.
+  static SensorConfig from_env();
+};
+
+struct SensorStats {
+  uint64_t recorded = 0;     // calls completed while enabled (sampled in or out)
+  uint64_t sent = 0;         // acknowledged by the broker
+  std::array<uint64_t, kDropReasons> dropped{};  // indexed by DropReason
+  uint64_t inflight = 0;     // recorded, neither sent nor dropped yet
+  uint64_t inflight_bytes = 0;
+  double sample_rate = 1.0;  // current effective rate (configured x CPU budget)
+  double overhead_share = 0; // last measured share of process CPU spent in the sensor
+  uint64_t dropped_total() const {
+    uint64_t n = 0;
+    for (auto d : dropped) n += d;
+    return n;
+  }
+  uint64_t dropped_by(DropReason r) const { return dropped[static_cast<size_t>(r)]; }
+};
+
+class CallScope;
+
+namespace detail {
+int64_t steady_ns() noexcept;  // CLOCK_MONOTONIC in nanoseconds
+}
+
+#ifndef IMMUNIZER_SENSOR_DISABLED
+
+class Sensor {
+ public:
+  // Starts the background producer thread. Throws std::invalid_argument / runtime_error on
+  // bad configuration (never because the broker is unreachable: that only drops records).
+  static std::shared_ptr<Sensor> create(SensorConfig config);
+  // Flushes for at most config.shutdown_flush_timeout, then stops; leftovers count as
+  // DropReason::kShutdown.
+  ~Sensor();
+  Sensor(const Sensor&) = delete;
+  Sensor& operator=(const Sensor&) = delete;
+
+  // Runtime switch: a disabled sensor costs one relaxed load per CallScope.
+  void set_enabled(bool on) noexcept { enabled_.store(on, std::memory_order_relaxed); }
+  bool enabled() const noexcept { return enabled_.load(std::memory_order_relaxed); }
+
+  // Waits until every record so far is sent or dropped, at most `deadline`. True if none
+  // is left in flight.
+  bool flush(std::chrono::milliseconds deadline);
+  SensorStats stats() const;
+  // Exports immunizer_sensor_records_sent_total{app}, immunizer_sensor_records_dropped_total
+  // {app,reason}, immunizer_sensor_records_recorded_total{app}, immunizer_sensor_inflight_bytes
+  // {app} and immunizer_sensor_sample_rate{app}; refreshed every 500 ms and by stats()/flush().
+  void bind_metrics(prometheus::Registry& registry);
+  const SensorConfig& config() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Sensor(std::unique_ptr<Impl> impl);
+  friend class CallScope;
+  std::atomic<bool> enabled_{true};
+  std::unique_ptr<Impl> impl_;
+};
+
+// One instrumented call. Construct at the start of the call, destroy at the end (the
+// destructor measures the duration and enqueues the record without blocking). `call` is
+// copied. The context is the chain of enclosing CallScopes on this thread.
+class CallScope {
+ public:
+  CallScope(Sensor& sensor, std::string_view call) noexcept {
+    if (sensor.enabled_.load(std::memory_order_relaxed)) begin(sensor, call);
+  }
+  ~CallScope() {
+    if (state_ != kOff) end();
+  }
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+
+  // True when this call is being recorded (enabled and sampled in): skip costly argument
+  // preparation when false.
+  bool recording() const noexcept { return state_ == kRecording; }
+
+  CallScope& principal(const Principal& p) noexcept {
+    if (state_ == kRecording) put_principal(p.user, p.session, p.ip);
+    return *this;
+  }
+  CallScope& principal(std::string_view user, std::string_view session = {},
+                       std::string_view ip = {}) noexcept {
+    if (state_ == kRecording) put_principal(user, session, ip);
+    return *this;
+  }
+  template <class T>
+  CallScope& arg(std::string_view name, const T& value) noexcept {
+    if (state_ == kRecording) {
+      const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+      const size_t at = detail::open_len(*buf_, 6);
+      detail::put_string_field(*buf_, 1, name);
+      ValueWriter(*buf_, 2).value(value);
+      detail::close_len(*buf_, at);
+      if (measured_) [[unlikely]]
+        own_ns_ += detail::steady_ns() - t0;
+    }
+    return *this;
+  }
+  // Writes a value with a lambda: arg_with("cart", [&](ValueWriter& w) { ... }).
+  template <class F>
+  CallScope& arg_with(std::string_view name, F&& write) noexcept {
+    if (state_ == kRecording) {
+      const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+      const size_t at = detail::open_len(*buf_, 6);
+      detail::put_string_field(*buf_, 1, name);
+      ValueWriter w(*buf_, 2);
+      write(w);
+      detail::close_len(*buf_, at);
+      if (measured_) [[unlikely]]
+        own_ns_ += detail::steady_ns() - t0;
+    }
+    return *this;
+  }
+  CallScope& label(std::string_view key, std::string_view value) noexcept {
+    if (state_ == kRecording) put_label(key, value);
+    return *this;
+  }
+  template <class T>
+  void result(const T& value) noexcept {
+    if (state_ == kRecording) {
+      const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+      ValueWriter(*buf_, 7).value(value);
+      if (measured_) [[unlikely]]
+        own_ns_ += detail::steady_ns() - t0;
+    }
+  }
+  void error(std::string_view type, std::string_view message) noexcept {
+    if (state_ == kRecording) put_error(type, message);
+  }
+  // (app, instance, seq) of this record; seq 0 when the sensor was disabled.
+  RecordId id() const noexcept;
+
+ private:
+  enum : uint8_t { kOff = 0, kContextOnly = 1, kRecording = 2 };
+  void begin(Sensor& sensor, std::string_view call) noexcept;
+  void end() noexcept;
+  void put_principal(std::string_view u, std::string_view s, std::string_view i) noexcept;
+  void put_label(std::string_view k, std::string_view v) noexcept;
+  void put_error(std::string_view type, std::string_view message) noexcept;
+
+  Sensor::Impl* impl_ = nullptr;
+  detail::Buf* buf_ = nullptr;
+  uint64_t seq_ = 0;
+  int64_t start_ns_ = 0;
+  uint32_t ctx_len_ = 0;  // length of the thread's context string before this call
+  uint8_t state_ = kOff;
+  bool measured_ = false;  // this call's own cost is being timed (CPU budget)
+  int64_t own_ns_ = 0;
+};
+
+#else  // IMMUNIZER_SENSOR_DISABLED: the same API, compiled away.
+
+class Sensor {
+ public:
+  static std::shared_ptr<Sensor> create(SensorConfig) { return std::shared_ptr<Sensor>(new Sensor); }
+  void set_enabled(bool) noexcept {}
+  bool enabled() const noexcept { return false; }
+  bool flush(std::chrono::milliseconds) { return true; }
+  SensorStats stats() const { return {}; }
+  void bind_metrics(prometheus::Registry&) {}
+};
+
+class CallScope {
+ public:
+  CallScope(Sensor&, std::string_view) noexcept {}
+  bool recording() const noexcept { return false; }
+  CallScope& principal(const Principal&) noexcept { return *this; }
+  CallScope& principal(std::string_view, std::string_view = {}, std::string_view = {}) noexcept {
+    return *this;
+  }
+  template <class T>
+  CallScope& arg(std::string_view, const T&) noexcept { return *this; }
+  template <class F>
+  CallScope& arg_with(std::string_view, F&&) noexcept { return *this; }
+  CallScope& label(std::string_view, std::string_view) noexcept { return *this; }
+  template <class T>
+  void result(const T&) noexcept {}
+  void error(std::string_view, std::string_view) noexcept {}
+  RecordId id() const noexcept { return {}; }
+};
+
+#endif
+
+}  // namespace immunizer::sensor

@@ -1,0 +1,229 @@
+// Caller side of the sensor: thread-local context chain, encoding buffers, sampling and the
+// non-blocking hand-off to the producer thread.
+#ifndef IMMUNIZER_SENSOR_DISABLED
+
+#include <time.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "sensor_impl.hpp"
+
+namespace immunizer::sensor {
+namespace detail {
+
+int64_t steady_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+Buf::~Buf() { std::free(data); }
+
+void Buf::grow(size_t extra) {
+  size_t cap2 = cap ? cap * 2 : 512;
+  while (cap2 < size + extra) cap2 *= 2;
+  char* p = static_cast<char*>(std::realloc(data, cap2));
+  if (!p) throw std::bad_alloc();
+  data = p;
+  cap = cap2;
+}
+
+void close_len_slow(Buf& b, size_t pos, size_t len) {
+  const size_t k = varint_size(len);
+  b.reserve(k - 1);
+  std::memmove(b.data + pos + k, b.data + pos + 1, len);
+  put_varint(b.data + pos, len);
+  b.size += k - 1;
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr uint32_t kMeasureEvery = 64;  // one call in 64 per thread is timed (CPU budget)
+constexpr uint64_t kSeqBlock = 1024;
+
+std::atomic<uint32_t> g_next_stripe{0};
+
+struct ThreadState {
+  std::string ctx;  // context chain of the enclosing scopes, then this thread's current call
+  std::vector<std::unique_ptr<detail::Buf>> bufs;  // one per nesting depth of recording scopes
+  uint32_t depth = 0;
+  uint32_t stripe = g_next_stripe.fetch_add(1, std::memory_order_relaxed);
+  uint32_t measure_countdown = 1 + (stripe % kMeasureEvery);
+  uint32_t rng = 0x9E3779B9u ^ (stripe * 0x85EBCA6Bu) ^ static_cast<uint32_t>(detail::steady_ns());
+  // Cached block of sequence numbers, valid for the sensor with this tag.
+  uint32_t seq_tag = 0;
+  uint64_t seq_next = 0;
+  uint64_t seq_end = 0;
+
+  uint32_t next_random() {
+    uint32_t x = rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    rng = x ? x : 1;
+    return x;
+  }
+};
+
+thread_local ThreadState tl;
+
+}  // namespace
+
+void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
+  ThreadState& t = tl;
+  Sensor::Impl* im = sensor.impl_.get();
+  measured_ = --t.measure_countdown == 0;
+  const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+  if (measured_) t.measure_countdown = kMeasureEvery;
+
+  ctx_len_ = static_cast<uint32_t>(t.ctx.size());
+  try {
+    if (ctx_len_) t.ctx.push_back('>');
+    t.ctx.append(call);
+  } catch (...) {
+    t.ctx.resize(ctx_len_);
+    return;  // stays kOff: nothing recorded, nothing counted
+  }
+  impl_ = im;
+
+  if (static_cast<uint64_t>(t.next_random()) >= im->sample_threshold_.load(std::memory_order_relaxed)) {
+    state_ = kContextOnly;
+    im->count_drop(DropReason::kSampledOut, t.stripe);
+    if (measured_) im->own_ns_.add(t.stripe, (detail::steady_ns() - t0) * kMeasureEvery);
+    measured_ = false;
+    return;
+  }
+
+  try {
+    if (t.depth == t.bufs.size()) t.bufs.push_back(std::make_unique<detail::Buf>());
+  } catch (...) {
+    state_ = kContextOnly;
+    im->count_drop(DropReason::kSampledOut, t.stripe);
+    measured_ = false;
+    return;
+  }
+  buf_ = t.bufs[t.depth++].get();
+  buf_->size = 0;
+  state_ = kRecording;
+
+  if (t.seq_tag != im->instance_tag_ || t.seq_next == t.seq_end) {
+    t.seq_next = im->next_seq_block_.fetch_add(kSeqBlock, std::memory_order_relaxed);
+    t.seq_end = t.seq_next + kSeqBlock;
+    t.seq_tag = im->instance_tag_;
+  }
+  seq_ = t.seq_next++;
+
+  // Header fields of CallRecord; field order on the wire does not matter to parsers.
+  detail::Buf& b = *buf_;
+  const std::string& idp = im->id_prefix_;
+  const size_t id_len = idp.size() + 1 + detail::varint_size(seq_);
+  char* p = b.reserve(2 + 10 + id_len + 11 + 11 + call.size() + 11 + ctx_len_);
+  *p++ = detail::tag(1, detail::kLen);
+  p = detail::put_varint(p, id_len);
+  std::memcpy(p, idp.data(), idp.size());
+  p += idp.size();
+  *p++ = detail::tag(3, detail::kVarint);
+  p = detail::put_varint(p, seq_);
+  b.size = static_cast<size_t>(p - b.data);
+  detail::put_string_field(b, 3, call);
+  if (ctx_len_) detail::put_string_field(b, 4, std::string_view(t.ctx.data(), ctx_len_));
+
+  start_ns_ = detail::steady_ns();
+  detail::put_varint_field(b, 2, static_cast<uint64_t>(start_ns_ + im->wall_offset_ns_));
+  if (measured_) own_ns_ += start_ns_ - t0;
+}
+
+void CallScope::put_principal(std::string_view u, std::string_view s, std::string_view i) noexcept {
+  const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+  const size_t at = detail::open_len(*buf_, 5);
+  if (!u.empty()) detail::put_string_field(*buf_, 1, u);
+  if (!s.empty()) detail::put_string_field(*buf_, 2, s);
+  if (!i.empty()) detail::put_string_field(*buf_, 3, i);
+  detail::close_len(*buf_, at);
+  if (measured_) own_ns_ += detail::steady_ns() - t0;
+}
+
+void CallScope::put_label(std::string_view k, std::string_view v) noexcept {
+  const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+  const size_t at = detail::open_len(*buf_, 10);
+  detail::put_string_field(*buf_, 1, k);
+  detail::put_string_field(*buf_, 2, v);
+  detail::close_len(*buf_, at);
+  if (measured_) own_ns_ += detail::steady_ns() - t0;
+}
+
+void CallScope::put_error(std::string_view type, std::string_view message) noexcept {
+  const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+  const size_t at = detail::open_len(*buf_, 8);
+  detail::put_string_field(*buf_, 1, type);
+  detail::put_string_field(*buf_, 2, message);
+  detail::close_len(*buf_, at);
+  if (measured_) own_ns_ += detail::steady_ns() - t0;
+}
+
+RecordId CallScope::id() const noexcept {
+  if (!impl_) return {};
+  return RecordId{impl_->cfg_.app, impl_->cfg_.instance, seq_};
+}
+
+void CallScope::end() noexcept {
+  ThreadState& t = tl;
+  if (state_ == kRecording) {
+    const int64_t now = detail::steady_ns();
+    Sensor::Impl* im = impl_;
+    detail::Buf& b = *buf_;
+    detail::put_varint_field(b, 9, static_cast<uint64_t>(now - start_ns_));
+
+    // Model key: "<app>|<call>|<context>"; the thread's context string holds both parts.
+    const std::string_view ctx(t.ctx.data(), ctx_len_);
+    const size_t call_at = ctx_len_ ? ctx_len_ + 1 : 0;
+    const std::string_view call(t.ctx.data() + call_at, t.ctx.size() - call_at);
+    const std::string& kp = im->key_prefix_;
+    const size_t key_len = kp.size() + call.size() + 1 + ctx.size();
+    const size_t total = sizeof(detail::Record) + key_len + b.size;
+
+    im->sampled_in_.add(t.stripe, 1);
+    const uint64_t before = im->inflight_bytes_.fetch_add(total, std::memory_order_relaxed);
+    if (before + total > im->cfg_.max_inflight_bytes) {
+      im->release_bytes(total);
+      im->count_drop(DropReason::kBudget, t.stripe);
+    } else if (auto* r = static_cast<detail::Record*>(std::malloc(total)); r == nullptr) {
+      im->release_bytes(total);
+      im->count_drop(DropReason::kBudget, t.stripe);
+    } else {
+      r->key_len = static_cast<uint32_t>(key_len);
+      r->payload_len = static_cast<uint32_t>(b.size);
+      r->accounted = total;
+      char* k = r->key();
+      std::memcpy(k, kp.data(), kp.size());
+      k += kp.size();
+      std::memcpy(k, call.data(), call.size());
+      k += call.size();
+      *k++ = '|';
+      std::memcpy(k, ctx.data(), ctx.size());
+      std::memcpy(r->payload(), b.data, b.size);
+      if (!im->ring_.try_push(r)) {
+        std::free(r);
+        im->release_bytes(total);
+        im->count_drop(DropReason::kQueueFull, t.stripe);
+      }
+    }
+    --t.depth;
+    if (measured_) {
+      own_ns_ += detail::steady_ns() - now;
+      im->own_ns_.add(t.stripe, static_cast<uint64_t>(own_ns_) * kMeasureEvery);
+    }
+  }
+  t.ctx.resize(ctx_len_);
+}
+
+}  // namespace immunizer::sensor
+
+#endif  // IMMUNIZER_SENSOR_DISABLED

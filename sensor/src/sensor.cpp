@@ -1,0 +1,387 @@
+// Producer side of the sensor: one background thread drains the hand-off ring into
+// librdkafka (never blocking: RD_KAFKA_MSG_F_COPY, no F_BLOCK), serves delivery reports,
+// runs the CPU-budget controller and refreshes metrics.
+#ifndef IMMUNIZER_SENSOR_DISABLED
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "sensor_impl.hpp"
+
+namespace immunizer::sensor {
+namespace {
+
+std::atomic<uint32_t> g_next_instance_tag{1};
+
+std::shared_ptr<spdlog::logger> logger() {
+  static std::shared_ptr<spdlog::logger> log = [] {
+    if (auto l = spdlog::get("immunizer.sensor")) return l;
+    try {
+      auto l = spdlog::stderr_color_mt("immunizer.sensor");
+      l->set_level(spdlog::level::warn);
+      return l;
+    } catch (...) {
+      return spdlog::default_logger();
+    }
+  }();
+  return log;
+}
+
+// At most one line per `period` for a hot error path.
+class Throttle {
+ public:
+  bool allow(int64_t now, int64_t period_ns) {
+    int64_t last = last_.load(std::memory_order_relaxed);
+    if (now - last < period_ns) return false;
+    return last_.compare_exchange_strong(last, now, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<int64_t> last_{INT64_MIN / 2};
+};
+Throttle g_error_throttle, g_log_throttle;
+
+int64_t cpu_ns(clockid_t clk) {
+  timespec ts;
+  if (clock_gettime(clk, &ts) != 0) return 0;
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::string default_instance() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "host");
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+void set_conf(rd_kafka_conf_t* conf, const std::string& k, const std::string& v) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    throw std::invalid_argument("sensor: kafka property '" + k + "': " + err);
+  }
+}
+
+void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  auto* im = static_cast<Sensor::Impl*>(opaque);
+  if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+    im->count_drop(DropReason::kShutdown, 0);  // purged by stop_and_drain()
+  } else if (m->err) {
+    im->count_drop(DropReason::kDeliveryFailed, 0);
+    const int64_t now = detail::steady_ns();
+    if (g_error_throttle.allow(now, 10'000'000'000)) {
+      logger()->warn("sensor: delivery failed: {} (further errors in the next 10 s are counted only)",
+                     rd_kafka_err2str(m->err));
+    }
+  } else {
+    im->sent_.add(0, 1);
+  }
+  im->release_bytes(reinterpret_cast<uintptr_t>(m->_private));
+}
+
+void on_error(rd_kafka_t*, int err, const char* reason, void*) {
+  if (g_log_throttle.allow(detail::steady_ns(), 10'000'000'000))
+    logger()->warn("sensor: kafka: {} ({})", reason, rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)));
+}
+
+void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+  if (level <= 3 && g_log_throttle.allow(detail::steady_ns(), 10'000'000'000))
+    logger()->warn("sensor: kafka {}: {}", fac, buf);
+}
+
+}  // namespace
+
+struct MetricsBinding {
+  prometheus::Counter* sent;
+  prometheus::Counter* recorded;
+  std::array<prometheus::Counter*, kDropReasons> dropped;
+  prometheus::Gauge* inflight_bytes;
+  prometheus::Gauge* sample_rate;
+  uint64_t last_sent = 0, last_recorded = 0;
+  std::array<uint64_t, kDropReasons> last_dropped{};
+};
+
+Sensor::Impl::Impl(SensorConfig cfg) : cfg_(std::move(cfg)), ring_(std::max<size_t>(cfg_.queue_capacity, 16)) {
+  if (cfg_.app.empty()) throw std::invalid_argument("sensor: app must not be empty");
+  if (cfg_.app.find('|') != std::string::npos) throw std::invalid_argument("sensor: app must not contain '|'");
+  if (cfg_.instance.empty()) cfg_.instance = default_instance();
+  if (!(cfg_.sample_rate >= 0.0 && cfg_.sample_rate <= 1.0))
+    throw std::invalid_argument("sensor: sample_rate must be in [0, 1]");
+  if (!(cfg_.min_sample_rate >= 0.0 && cfg_.min_sample_rate <= 1.0))
+    throw std::invalid_argument("sensor: min_sample_rate must be in [0, 1]");
+  if (cfg_.max_inflight_bytes < 4096) throw std::invalid_argument("sensor: max_inflight_bytes must be >= 4096");
+  if (cfg_.delivery_timeout_ms <= 0) throw std::invalid_argument("sensor: delivery_timeout_ms must be > 0");
+  instance_tag_ = g_next_instance_tag.fetch_add(1);
+
+  // RecordId.app (1) and RecordId.instance (2), then seq (3) is appended per record.
+  detail::Buf b;
+  detail::put_string_field(b, 1, cfg_.app);
+  detail::put_string_field(b, 2, cfg_.instance);
+  id_prefix_.assign(b.data, b.size);
+  key_prefix_ = cfg_.app + "|";
+
+  const auto sys = std::chrono::system_clock::now().time_since_epoch();
+  wall_offset_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(sys).count() - detail::steady_ns();
+  effective_rate_.store(cfg_.sample_rate);
+  sample_threshold_.store(static_cast<uint64_t>(cfg_.sample_rate * 4294967296.0));
+}
+
+void Sensor::Impl::start() {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  set_conf(conf, "bootstrap.servers", cfg_.bootstrap);
+  set_conf(conf, "client.id", "immunizer-sensor-" + cfg_.app);
+  set_conf(conf, "enable.idempotence", cfg_.idempotence ? "true" : "false");
+  if (!cfg_.idempotence) set_conf(conf, "acks", "all");
+  set_conf(conf, "linger.ms", std::to_string(cfg_.linger_ms));
+  set_conf(conf, "message.timeout.ms", std::to_string(cfg_.delivery_timeout_ms));
+  set_conf(conf, "compression.type", cfg_.compression);
+  // librdkafka's own limits sit above ours so that the byte budget decides first and
+  // produce() returns QUEUE_FULL instead of blocking (we never pass RD_KAFKA_MSG_F_BLOCK).
+  const size_t kbytes = std::min<size_t>(cfg_.max_inflight_bytes / 1024 + 1024, 2097151);
+  set_conf(conf, "queue.buffering.max.kbytes", std::to_string(kbytes));
+  set_conf(conf, "queue.buffering.max.messages",
+           std::to_string(std::min<size_t>(std::max<size_t>(ring_.capacity() * 4, 100000), 10000000)));
+  for (const auto& [k, v] : cfg_.kafka_properties) set_conf(conf, k, v);
+  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  rd_kafka_conf_set_error_cb(conf, on_error);
+  rd_kafka_conf_set_log_cb(conf, on_log);
+  rd_kafka_conf_set_opaque(conf, this);
+
+  char err[512];
+  rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (!rk_) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string("sensor: cannot create kafka producer: ") + err);
+  }
+  rkt_ = rd_kafka_topic_new(rk_, (cfg_.topic_prefix + "calls").c_str(), nullptr);
+  if (!rkt_) {
+    rd_kafka_destroy(rk_);
+    rk_ = nullptr;
+    throw std::runtime_error("sensor: cannot create topic handle");
+  }
+  last_tick_ns_ = detail::steady_ns();
+  last_proc_cpu_ns_ = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+  thread_ = std::thread([this] { pump(); });
+}
+
+void Sensor::Impl::pump() {
+  last_pump_cpu_ns_ = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+  while (!stop_.load(std::memory_order_acquire)) {
+    size_t n = 0;
+    while (detail::Record* r = ring_.try_pop()) {
+      ++n;
+      const rd_kafka_resp_err_t e = rd_kafka_producev(
+          rk_, RD_KAFKA_V_RKT(rkt_), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(r->key(), r->key_len), RD_KAFKA_V_VALUE(r->payload(), r->payload_len),
+          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(r->accounted))), RD_KAFKA_V_END);
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        release_bytes(r->accounted);
+        count_drop(e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DropReason::kQueueFull : DropReason::kDeliveryFailed, 1);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && g_error_throttle.allow(detail::steady_ns(), 10'000'000'000))
+          logger()->warn("sensor: produce failed: {}", rd_kafka_err2str(e));
+      }
+      std::free(r);
+      if ((n & 1023) == 0) rd_kafka_poll(rk_, 0);
+    }
+    if (n) drained_cv_.notify_all();
+    // Serves delivery reports; doubles as the idle wait (callers never wake this thread).
+    rd_kafka_poll(rk_, n ? 0 : 2);
+    const int64_t now = detail::steady_ns();
+    if (now - last_tick_ns_ >= 250'000'000) controller_tick(now);
+    if (now - last_metrics_ns_ >= 500'000'000) {
+      last_metrics_ns_ = now;
+      sync_metrics();
+    }
+  }
+}
+
+// Lowers the sampling rate when the sensor's estimated share of process CPU exceeds the
+// budget; raises it back gently when there is room. Sensor time = caller-side time
+// (timed on one call in 64, extrapolated) + this thread's CPU time.
+void Sensor::Impl::controller_tick(int64_t now) {
+  const int64_t proc = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+  const int64_t pump_cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+  const uint64_t own = own_ns_.sum();
+  const double d_proc = static_cast<double>(proc - last_proc_cpu_ns_);
+  const double d_own = static_cast<double>(own - last_own_ns_) + static_cast<double>(pump_cpu - last_pump_cpu_ns_);
+  last_tick_ns_ = now;
+  last_proc_cpu_ns_ = proc;
+  last_pump_cpu_ns_ = pump_cpu;
+  last_own_ns_ = own;
+  if (d_proc <= 1e6) return;  // process nearly idle: nothing to judge
+  const double share = std::min(1.0, d_own / d_proc);
+  overhead_share_.store(share, std::memory_order_relaxed);
+  const double budget = cfg_.cpu_budget;
+  if (budget <= 0.0 || budget >= 1.0) return;
+  double rate = effective_rate_.load(std::memory_order_relaxed);
+  if (share > budget) {
+    rate = std::max(cfg_.min_sample_rate, rate * budget / share * 0.9);
+  } else if (rate < cfg_.sample_rate && share < budget * 0.7) {
+    rate = std::min(cfg_.sample_rate, rate * 1.25);
+  } else {
+    return;
+  }
+  effective_rate_.store(rate, std::memory_order_relaxed);
+  sample_threshold_.store(static_cast<uint64_t>(rate * 4294967296.0), std::memory_order_relaxed);
+}
+
+uint64_t Sensor::Impl::inflight_records() const {
+  // Outcomes first, then records: an outcome is always counted after its record, so this
+  // never underflows.
+  uint64_t done = sent_.sum();
+  for (size_t i = 0; i < kDropReasons; ++i)
+    if (i != static_cast<size_t>(DropReason::kSampledOut)) done += dropped_[i].sum();
+  const uint64_t in = sampled_in_.sum();
+  return in > done ? in - done : 0;
+}
+
+SensorStats Sensor::Impl::stats() const {
+  SensorStats s;
+  s.sent = sent_.sum();
+  for (size_t i = 0; i < kDropReasons; ++i) s.dropped[i] = dropped_[i].sum();
+  const uint64_t in = sampled_in_.sum();
+  uint64_t done = s.sent;
+  for (size_t i = 0; i < kDropReasons; ++i)
+    if (i != static_cast<size_t>(DropReason::kSampledOut)) done += s.dropped[i];
+  s.inflight = in > done ? in - done : 0;
+  s.recorded = in + s.dropped[static_cast<size_t>(DropReason::kSampledOut)];
+  s.inflight_bytes = inflight_bytes_.load(std::memory_order_relaxed);
+  s.sample_rate = effective_rate_.load(std::memory_order_relaxed);
+  s.overhead_share = overhead_share_.load(std::memory_order_relaxed);
+  return s;
+}
+
+bool Sensor::Impl::flush(std::chrono::milliseconds deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    if (inflight_records() == 0) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
+    // Lets librdkafka send what lingers now; the producer thread keeps draining the ring.
+    rd_kafka_flush(rk_, static_cast<int>(std::clamp<int64_t>(left.count(), 1, 10)));
+  }
+  sync_metrics();
+  return inflight_records() == 0;
+}
+
+void Sensor::Impl::stop_and_drain() {
+  if (!thread_.joinable()) return;
+  stop_.store(true, std::memory_order_release);
+  thread_.join();
+  // Whatever is left was not delivered before the deadline: count it, free it.
+  while (detail::Record* r = ring_.try_pop()) {
+    release_bytes(r->accounted);
+    count_drop(DropReason::kShutdown, 1);
+    std::free(r);
+  }
+  rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  // Purged messages come back through delivery reports (counted as delivery failures),
+  // so serve them before destroying the handle.
+  const int64_t until = detail::steady_ns() + 1'000'000'000;
+  while (rd_kafka_outq_len(rk_) > 0 && detail::steady_ns() < until) rd_kafka_poll(rk_, 10);
+  rd_kafka_poll(rk_, 0);
+  sync_metrics();
+}
+
+Sensor::Impl::~Impl() {
+  stop_and_drain();
+  if (rkt_) rd_kafka_topic_destroy(rkt_);
+  if (rk_) rd_kafka_destroy(rk_);
+}
+
+void Sensor::Impl::sync_metrics() {
+  std::lock_guard lk(metrics_mu_);
+  if (!metrics_) return;
+  auto& m = *metrics_;
+  const SensorStats s = stats();
+  if (s.sent > m.last_sent) m.sent->Increment(static_cast<double>(s.sent - m.last_sent));
+  m.last_sent = s.sent;
+  if (s.recorded > m.last_recorded) m.recorded->Increment(static_cast<double>(s.recorded - m.last_recorded));
+  m.last_recorded = s.recorded;
+  for (size_t i = 0; i < kDropReasons; ++i) {
+    if (s.dropped[i] > m.last_dropped[i]) m.dropped[i]->Increment(static_cast<double>(s.dropped[i] - m.last_dropped[i]));
+    m.last_dropped[i] = s.dropped[i];
+  }
+  m.inflight_bytes->Set(static_cast<double>(s.inflight_bytes));
+  m.sample_rate->Set(s.sample_rate);
+}
+
+// ---- Sensor ----
+
+Sensor::Sensor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  enabled_.store(impl_->cfg_.enabled, std::memory_order_relaxed);
+}
+
+std::shared_ptr<Sensor> Sensor::create(SensorConfig config) {
+  auto impl = std::make_unique<Impl>(std::move(config));
+  impl->start();
+  return std::shared_ptr<Sensor>(new Sensor(std::move(impl)));
+}
+
+Sensor::~Sensor() {
+  enabled_.store(false, std::memory_order_relaxed);
+  try {
+    impl_->flush(impl_->cfg_.shutdown_flush_timeout);
+  } catch (...) {
+  }
+}
+
+bool Sensor::flush(std::chrono::milliseconds deadline) { return impl_->flush(deadline); }
+
+SensorStats Sensor::stats() const {
+  impl_->sync_metrics();
+  return impl_->stats();
+}
+
+const SensorConfig& Sensor::config() const noexcept { return impl_->cfg_; }
+
+void Sensor::bind_metrics(prometheus::Registry& registry) {
+  const std::map<std::string, std::string> app{{"app", impl_->cfg_.app}};
+  auto& sent = prometheus::BuildCounter()
+                   .Name("immunizer_sensor_records_sent_total")
+                   .Help("Call records acknowledged by the broker")
+                   .Register(registry);
+  auto& recorded = prometheus::BuildCounter()
+                       .Name("immunizer_sensor_records_recorded_total")
+                       .Help("Calls completed while the sensor was enabled (sampled in or out)")
+                       .Register(registry);
+  auto& dropped = prometheus::BuildCounter()
+                      .Name("immunizer_sensor_records_dropped_total")
+                      .Help("Call records not delivered, by reason")
+                      .Register(registry);
+  auto& bytes = prometheus::BuildGauge()
+                    .Name("immunizer_sensor_inflight_bytes")
+                    .Help("Bytes of records encoded but not yet acknowledged")
+                    .Register(registry);
+  auto& rate = prometheus::BuildGauge()
+                   .Name("immunizer_sensor_sample_rate")
+                   .Help("Effective sampling rate (configured, lowered by the CPU budget)")
+                   .Register(registry);
+  auto m = std::make_unique<MetricsBinding>();
+  m->sent = &sent.Add(app);
+  m->recorded = &recorded.Add(app);
+  for (size_t i = 0; i < kDropReasons; ++i)
+    m->dropped[i] = &dropped.Add({{"app", impl_->cfg_.app}, {"reason", std::string(to_string(static_cast<DropReason>(i)))}});
+  m->inflight_bytes = &bytes.Add(app);
+  m->sample_rate = &rate.Add(app);
+  {
+    std::lock_guard lk(impl_->metrics_mu_);
+    impl_->metrics_ = std::move(m);
+  }
+  impl_->sync_metrics();
+}
+
+}  // namespace immunizer::sensor
+
+#endif  // IMMUNIZER_SENSOR_DISABLED

@@ -1,0 +1,106 @@
+// Private state of a Sensor, shared by sensor.cpp (producer thread) and call_scope.cpp
+// (the caller side).
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "immunizer/sensor/sensor.hpp"
+#include "mpmc_ring.hpp"
+
+namespace immunizer::sensor {
+
+namespace detail {
+// One encoded record handed from a caller to the producer thread: one allocation holding
+// the key then the payload.
+struct Record {
+  uint32_t key_len;
+  uint32_t payload_len;
+  uint64_t accounted;  // bytes charged to the in-flight budget
+  char* key() { return reinterpret_cast<char*>(this + 1); }
+  char* payload() { return key() + key_len; }
+};
+
+struct alignas(64) PaddedCounter {
+  std::atomic<uint64_t> v{0};
+};
+
+// A counter striped over cache lines so that threads recording at once do not fight over
+// one line; each thread adds to its own stripe, readers sum.
+struct StripedCounter {
+  static constexpr size_t kStripes = 16;
+  PaddedCounter s[kStripes];
+  void add(size_t stripe, uint64_t n) { s[stripe & (kStripes - 1)].v.fetch_add(n, std::memory_order_release); }
+  uint64_t sum() const {
+    uint64_t n = 0;
+    for (const auto& c : s) n += c.v.load(std::memory_order_acquire);
+    return n;
+  }
+};
+
+int64_t steady_ns() noexcept;
+}  // namespace detail
+
+struct MetricsBinding;
+
+struct Sensor::Impl {
+  explicit Impl(SensorConfig cfg);
+  ~Impl();
+  void start();
+  void stop_and_drain();
+  void pump();
+  void controller_tick(int64_t now);
+  void sync_metrics();
+  bool flush(std::chrono::milliseconds deadline);
+  SensorStats stats() const;
+  void count_drop(DropReason r, size_t stripe) { dropped_[static_cast<size_t>(r)].add(stripe, 1); }
+  void release_bytes(uint64_t bytes) { inflight_bytes_.fetch_sub(bytes, std::memory_order_relaxed); }
+  uint64_t inflight_records() const;
+
+  SensorConfig cfg_;
+  std::string id_prefix_;   // RecordId fields 1,2 (app, instance) pre-encoded
+  std::string key_prefix_;  // "<app>|"
+  uint32_t instance_tag_ = 0;  // distinguishes sensors in thread-local caches
+
+  // Sampling threshold compared against a 32-bit random number; UINT32_MAX+1 means always.
+  std::atomic<uint64_t> sample_threshold_{1ull << 32};
+  std::atomic<double> effective_rate_{1.0};
+  std::atomic<double> overhead_share_{0.0};
+
+  int64_t wall_offset_ns_ = 0;  // system_clock - steady_clock, at creation
+  std::atomic<uint64_t> next_seq_block_{1};
+  // recorded = sampled_in + dropped[kSampledOut]; in flight = sampled_in - sent - other drops.
+  detail::StripedCounter sampled_in_;
+  detail::StripedCounter sent_;
+  detail::StripedCounter dropped_[kDropReasons];
+  detail::StripedCounter own_ns_;  // estimated caller-side sensor time (extrapolated)
+  alignas(64) std::atomic<uint64_t> inflight_bytes_{0};
+
+  detail::MpmcRing<detail::Record> ring_;
+
+  rd_kafka_t* rk_ = nullptr;
+  rd_kafka_topic_t* rkt_ = nullptr;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex wake_mu_;
+  std::condition_variable drained_cv_;
+
+  // Controller state (producer thread only).
+  int64_t last_tick_ns_ = 0;
+  int64_t last_proc_cpu_ns_ = 0;
+  int64_t last_pump_cpu_ns_ = 0;
+  uint64_t last_own_ns_ = 0;
+  int64_t last_metrics_ns_ = 0;
+
+  std::mutex metrics_mu_;
+  std::unique_ptr<MetricsBinding> metrics_;
+};
+
+}  // namespace immunizer::sensor

@@ -1,0 +1,374 @@
+// Sensor behaviour against librdkafka's in-process mock cluster (127.0.0.1, random ports):
+// records arrive intact, the caller never blocks whatever the broker does, every record is
+// either sent or dropped under exactly one reason, and recording resumes after an outage.
+#include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "immunizer/sensor/sensor.hpp"
+#include "immunizer/v1/records.pb.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using immunizer::sensor::CallScope;
+using immunizer::sensor::DropReason;
+using immunizer::sensor::Principal;
+using immunizer::sensor::Sensor;
+using immunizer::sensor::SensorConfig;
+using immunizer::sensor::SensorStats;
+
+constexpr auto kNeverBlocks = 100ms;  // generous bound for one call, even under TSan
+
+// Polls `pred` until true or the deadline passes (no sleeps as synchronisation).
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds deadline = 20s) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::yield();
+  }
+  return pred();
+}
+
+class MockKafka {
+ public:
+  explicit MockKafka(const std::string& topic) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    char err[256];
+    rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
+    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    mc_ = rd_kafka_mock_cluster_new(rk_, 1);
+    bootstrap_ = rd_kafka_mock_cluster_bootstraps(mc_);
+    rd_kafka_mock_topic_create(mc_, topic.c_str(), 1, 1);
+  }
+  ~MockKafka() {
+    rd_kafka_mock_cluster_destroy(mc_);
+    rd_kafka_destroy(rk_);
+  }
+  const std::string& bootstrap() const { return bootstrap_; }
+  void broker_down() { rd_kafka_mock_broker_set_down(mc_, 1); }
+  void broker_up() { rd_kafka_mock_broker_set_up(mc_, 1); }
+  void broker_rtt(int ms) { rd_kafka_mock_broker_set_rtt(mc_, 1, ms); }
+
+  // Reads `n` messages from partition 0 of `topic` (from the beginning).
+  std::vector<std::pair<std::string, std::string>> consume(const std::string& topic, size_t n) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    char err[256];
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_.c_str(), err, sizeof err);
+    rd_kafka_conf_set(conf, "group.id", "test", err, sizeof err);
+    rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
+    rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    std::vector<std::pair<std::string, std::string>> out;
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (out.size() < n && std::chrono::steady_clock::now() < until) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(c, 100);
+      if (!m) continue;
+      if (!m->err)
+        out.emplace_back(std::string(static_cast<const char*>(m->key), m->key_len),
+                         std::string(static_cast<const char*>(m->payload), m->len));
+      rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return out;
+  }
+
+ private:
+  rd_kafka_t* rk_;
+  rd_kafka_mock_cluster_t* mc_;
+  std::string bootstrap_;
+};
+
+SensorConfig config_for(const MockKafka& k) {
+  SensorConfig c;
+  c.app = "shop";
+  c.instance = "i1";
+  c.bootstrap = k.bootstrap();
+  c.topic_prefix = "t.";
+  c.cpu_budget = 0;  // controller off: tests decide the sampling
+  c.linger_ms = 1;
+  c.kafka_properties["log_level"] = "0";
+  return c;
+}
+
+void expect_balanced(const SensorStats& s) {
+  EXPECT_EQ(s.inflight, 0u);
+  EXPECT_EQ(s.sent + s.dropped_total(), s.recorded)
+      << "sent " << s.sent << " dropped " << s.dropped_total() << " recorded " << s.recorded;
+}
+
+// Records one call and returns how long the caller was held.
+std::chrono::nanoseconds record_one(Sensor& s, int i) {
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    CallScope c(s, "http.request");
+    c.principal(Principal{"alice", "s1", "10.0.0.1"}).arg("i", i).arg("path", "/tienda1/index.jsp");
+    c.arg("q", std::string(200, 'q')).arg("ok", true).result(200);
+  }
+  return std::chrono::steady_clock::now() - t0;
+}
+
+TEST(Sensor, RecordsArriveIntactWithContextAndKey) {
+  MockKafka k("t.calls");
+  auto s = Sensor::create(config_for(k));
+  {
+    CallScope outer(*s, "http.request");
+    outer.principal(Principal{"alice", "sess", "1.2.3.4"}).arg("method", "GET").arg("n", 3);
+    outer.label("trace", "t1");
+    {
+      CallScope inner(*s, "db.query");
+      inner.arg("sql", "select 1").arg("args", std::vector<double>{1.5, 2.5});
+      inner.error("Timeout", "too slow");
+    }
+    outer.result(200);
+  }
+  ASSERT_TRUE(s->flush(10s));
+  expect_balanced(s->stats());
+  EXPECT_EQ(s->stats().sent, 2u);
+
+  auto msgs = k.consume("t.calls", 2);
+  ASSERT_EQ(msgs.size(), 2u);
+  std::map<std::string, immunizer::v1::CallRecord> by_key;
+  for (auto& [key, payload] : msgs) ASSERT_TRUE(by_key[key].ParseFromString(payload));
+  ASSERT_TRUE(by_key.count("shop|db.query|http.request"));
+  ASSERT_TRUE(by_key.count("shop|http.request|"));
+  const auto& in = by_key["shop|db.query|http.request"];
+  EXPECT_EQ(in.call(), "db.query");
+  EXPECT_EQ(in.context(), "http.request");
+  EXPECT_EQ(in.error().type(), "Timeout");
+  EXPECT_EQ(in.arguments(1).value().list_value().items(1).double_value(), 2.5);
+  const auto& out = by_key["shop|http.request|"];
+  EXPECT_EQ(out.id().app(), "shop");
+  EXPECT_EQ(out.id().instance(), "i1");
+  EXPECT_NE(out.id().seq(), in.id().seq());
+  EXPECT_EQ(out.principal().user(), "alice");
+  EXPECT_EQ(out.principal().ip(), "1.2.3.4");
+  ASSERT_EQ(out.arguments_size(), 2);
+  EXPECT_EQ(out.arguments(0).name(), "method");
+  EXPECT_EQ(out.arguments(0).value().string_value(), "GET");
+  EXPECT_EQ(out.arguments(1).value().int_value(), 3);
+  EXPECT_EQ(out.result().int_value(), 200);
+  EXPECT_EQ(out.labels().at("trace"), "t1");
+  EXPECT_GT(out.duration_nanos(), 0);
+  EXPECT_GE(out.duration_nanos(), in.duration_nanos());
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_LT(std::llabs(now - out.timestamp_unix_nanos()), 60'000'000'000LL);
+}
+
+TEST(Sensor, BrokerDownNeverBlocksCountsDropsAndResumes) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.max_inflight_bytes = 64 * 1024;  // fills up while the broker is down
+  auto s = Sensor::create(cfg);
+  k.broker_down();
+
+  std::chrono::nanoseconds worst{0};
+  for (int i = 0; i < 3000; ++i) worst = std::max(worst, record_one(*s, i));
+  EXPECT_LT(worst, kNeverBlocks);
+  auto st = s->stats();
+  EXPECT_EQ(st.recorded, 3000u);
+  EXPECT_GT(st.dropped_by(DropReason::kBudget), 0u);
+  EXPECT_EQ(st.sent, 0u);
+
+  k.broker_up();
+  ASSERT_TRUE(s->flush(20s));
+  st = s->stats();
+  expect_balanced(st);
+  EXPECT_GT(st.sent, 0u);  // what was held within the budget went out after the outage
+  EXPECT_EQ(st.dropped_by(DropReason::kDeliveryFailed), 0u);
+
+  const uint64_t sent_before = st.sent;
+  for (int i = 0; i < 100; ++i) record_one(*s, i);
+  ASSERT_TRUE(s->flush(20s));
+  st = s->stats();
+  EXPECT_EQ(st.sent, sent_before + 100);
+  expect_balanced(st);
+}
+
+TEST(Sensor, DeliveryFailuresAreCountedNotThrown) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.delivery_timeout_ms = 300;
+  auto s = Sensor::create(cfg);
+  k.broker_down();
+  for (int i = 0; i < 50; ++i) record_one(*s, i);
+  ASSERT_TRUE(s->flush(20s));  // every record times out in librdkafka, each is reported
+  auto st = s->stats();
+  EXPECT_EQ(st.dropped_by(DropReason::kDeliveryFailed), 50u);
+  expect_balanced(st);
+
+  k.broker_up();
+  ASSERT_TRUE(eventually([&] {
+    record_one(*s, 0);
+    s->flush(1s);
+    return s->stats().sent > 0;
+  }));
+  expect_balanced(s->stats());
+}
+
+TEST(Sensor, SlowBrokerKeepsCallerLatencyFlat) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.max_inflight_bytes = 128 * 1024;
+  auto s = Sensor::create(cfg);
+  k.broker_rtt(500);  // every produce request takes half a second
+
+  std::chrono::nanoseconds worst{0};
+  for (int i = 0; i < 5000; ++i) worst = std::max(worst, record_one(*s, i));
+  EXPECT_LT(worst, kNeverBlocks);
+  k.broker_rtt(0);
+  ASSERT_TRUE(s->flush(30s));
+  const auto st = s->stats();
+  expect_balanced(st);
+  EXPECT_EQ(st.recorded, 5000u);
+  EXPECT_GT(st.sent, 0u);
+  EXPECT_GT(st.dropped_by(DropReason::kBudget), 0u);
+}
+
+TEST(Sensor, ManyThreadsRecordAtOnce) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.queue_capacity = 1024;  // small ring: some queue_full drops are expected, all counted
+  auto s = Sensor::create(cfg);
+  constexpr int kThreads = 8, kCalls = 2000;
+  std::atomic<int64_t> worst_ns{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        {
+          CallScope outer(*s, "worker");
+          outer.arg("t", t).arg("i", i);
+          CallScope inner(*s, "step");
+          inner.arg("v", std::map<std::string, int>{{"a", i}});
+        }
+        const int64_t d = (std::chrono::steady_clock::now() - t0).count();
+        int64_t w = worst_ns.load();
+        while (d > w && !worst_ns.compare_exchange_weak(w, d)) {
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_LT(std::chrono::nanoseconds(worst_ns.load()), kNeverBlocks);
+  ASSERT_TRUE(s->flush(30s));
+  const auto st = s->stats();
+  EXPECT_EQ(st.recorded, uint64_t{kThreads} * kCalls * 2);
+  expect_balanced(st);
+  EXPECT_GT(st.sent, 0u);
+}
+
+TEST(Sensor, SamplingAndRuntimeSwitch) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.sample_rate = 0.25;
+  auto s = Sensor::create(cfg);
+  for (int i = 0; i < 4000; ++i) record_one(*s, i);
+  ASSERT_TRUE(s->flush(10s));
+  auto st = s->stats();
+  expect_balanced(st);
+  EXPECT_EQ(st.recorded, 4000u);
+  EXPECT_GT(st.dropped_by(DropReason::kSampledOut), 2500u);
+  EXPECT_LT(st.dropped_by(DropReason::kSampledOut), 3500u);
+
+  s->set_enabled(false);
+  {
+    CallScope c(*s, "off");
+    EXPECT_FALSE(c.recording());
+    EXPECT_EQ(c.id().seq, 0u);
+  }
+  EXPECT_EQ(s->stats().recorded, 4000u);
+}
+
+TEST(Sensor, CpuBudgetLowersSamplingRate) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.cpu_budget = 0.01;  // a loop that does nothing but record is far above 1%
+  cfg.min_sample_rate = 0.01;
+  auto s = Sensor::create(cfg);
+  ASSERT_TRUE(eventually([&] {
+    for (int i = 0; i < 200; ++i) record_one(*s, i);
+    return s->stats().sample_rate < 0.5;
+  }));
+  EXPECT_GT(s->stats().overhead_share, 0.01);
+  ASSERT_TRUE(s->flush(10s));
+  expect_balanced(s->stats());
+}
+
+TEST(Sensor, ExportsPrometheusMetrics) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.sample_rate = 0;
+  prometheus::Registry reg;  // must outlive the sensor bound to it
+  auto s = Sensor::create(cfg);
+  s->bind_metrics(reg);
+  for (int i = 0; i < 10; ++i) record_one(*s, i);
+  ASSERT_TRUE(s->flush(5s));
+  s->stats();
+  double sampled = -1, sent = -1;
+  for (const auto& fam : reg.Collect()) {
+    for (const auto& m : fam.metric) {
+      std::map<std::string, std::string> labels;
+      for (const auto& l : m.label) labels[l.name] = l.value;
+      if (fam.name == "immunizer_sensor_records_dropped_total" && labels["reason"] == "sampled_out" &&
+          labels["app"] == "shop")
+        sampled = m.counter.value;
+      if (fam.name == "immunizer_sensor_records_sent_total") sent = m.counter.value;
+    }
+  }
+  EXPECT_EQ(sampled, 10);
+  EXPECT_EQ(sent, 0);
+}
+
+TEST(Sensor, ShutdownFlushesAndCountsLeftovers) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.shutdown_flush_timeout = 200ms;
+  auto s = Sensor::create(cfg);
+  k.broker_down();
+  for (int i = 0; i < 20; ++i) record_one(*s, i);
+  const auto t0 = std::chrono::steady_clock::now();
+  s.reset();  // must give up after ~200 ms, not hang on the dead broker
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+}
+
+TEST(SensorConfig, FromEnvironment) {
+  setenv("IMMUNIZER_APP", "envapp", 1);
+  setenv("IMMUNIZER_KAFKA_BOOTSTRAP", "k:1", 1);
+  setenv("IMMUNIZER_SENSOR_SAMPLE_RATE", "0.5", 1);
+  setenv("IMMUNIZER_SENSOR_KAFKA_PROPERTIES", "socket.timeout.ms=1000,client.rack=r1", 1);
+  auto c = SensorConfig::from_env();
+  EXPECT_EQ(c.app, "envapp");
+  EXPECT_EQ(c.bootstrap, "k:1");
+  EXPECT_EQ(c.sample_rate, 0.5);
+  EXPECT_EQ(c.kafka_properties.at("client.rack"), "r1");
+  setenv("IMMUNIZER_SENSOR_SAMPLE_RATE", "2", 1);
+  try {
+    SensorConfig::from_env();
+    FAIL() << "expected a configuration error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("IMMUNIZER_SENSOR_SAMPLE_RATE"), std::string::npos);
+  }
+  unsetenv("IMMUNIZER_SENSOR_SAMPLE_RATE");
+  unsetenv("IMMUNIZER_APP");
+  unsetenv("IMMUNIZER_KAFKA_BOOTSTRAP");
+  unsetenv("IMMUNIZER_SENSOR_KAFKA_PROPERTIES");
+}
+
+}  // namespace
