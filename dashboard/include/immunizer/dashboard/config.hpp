@@ -1,0 +1,44 @@
+// Settings of the dashboard service (dashboard.* keys), parsed and range-checked once at
+// start-up. A plain value type; copy freely.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace immunizer::common {
+class Config;
+}
+
+namespace immunizer::dashboard {
+
+struct DashboardConfig {
+  // Consumer group. Nothing is ever committed (the dashboard keeps no durable state), so
+  // every start replays the retained alarms/actions to rebuild the feed, and replicas with
+  // different group ids each see every message. Default: "immunizer-dashboard-<hostname>".
+  std::string group;
+  // Ring buffer sizes: the newest alarms and action events kept in memory.
+  int64_t max_alarms = 1000;
+  int64_t max_actions = 1000;
+  // Model keys tracked from immunizer.scores (per-model state table); oldest evicted.
+  int64_t max_models = 5000;
+  // Server-Sent Events: at most this many browsers at once; each has a bounded queue of
+  // events, and events for a client whose queue is full are dropped and counted.
+  int64_t sse_max_clients = 32;
+  int64_t sse_queue = 256;
+  int64_t sse_keepalive_ms = 15000;
+  // How often a `stats` event is pushed to the browsers.
+  int64_t stats_interval_ms = 1000;
+  // execute's gRPC Operations endpoint (manual block/unblock) and the per-call deadline.
+  std::string execute_address = "127.0.0.1:7070";
+  int64_t execute_timeout_ms = 3000;
+  // Optional HTTP basic auth for everything except /healthz, /readyz, /metrics.
+  std::string auth_user;
+  std::string auth_password;
+  // Default TTL of a manual block from the UI when the request gives none.
+  int64_t block_ttl_ms = 3600000;
+
+  static DashboardConfig from_config(const common::Config& c);
+  static std::string default_group();
+};
+
+}  // namespace immunizer::dashboard

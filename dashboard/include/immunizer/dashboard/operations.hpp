@@ -1,0 +1,35 @@
+// Seam to execute's gRPC Operations service (manual block/unblock, active list), so the
+// HTTP API can be tested with a fake. Implementations are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "immunizer/v1/control.pb.h"
+
+namespace immunizer::dashboard {
+
+struct OpsStatus {
+  enum Code { kOk, kUnavailable, kInvalidArgument, kNotFound, kFailed };
+  Code code = kOk;
+  std::string message;
+  bool ok() const { return code == kOk; }
+};
+
+class OperationsClient {
+ public:
+  virtual ~OperationsClient() = default;
+  virtual OpsStatus block(const v1::BlockRequest& req, v1::BlockResponse* resp) = 0;
+  virtual OpsStatus unblock(const v1::UnblockRequest& req, v1::UnblockResponse* resp) = 0;
+  virtual OpsStatus list_active(v1::ListActiveResponse* resp) = 0;
+  // Where the calls go, for error messages.
+  virtual std::string target() const = 0;
+};
+
+// Plaintext gRPC channel to `address` (host:port); each call has `timeout` as deadline.
+// Connection problems surface as kUnavailable, never as exceptions.
+std::unique_ptr<OperationsClient> make_grpc_operations_client(const std::string& address,
+                                                              std::chrono::milliseconds timeout);
+
+}  // namespace immunizer::dashboard

@@ -1,0 +1,49 @@
+// Feeds the dashboard from Kafka: alarms, actions and scores go into DashboardState and
+// out to the browsers (SseHub); a `stats` event is pushed periodically. Runs on the stream
+// loop's thread and never blocks on a browser.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "immunizer/common/ids.hpp"
+#include "immunizer/common/kafka.hpp"
+#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/dashboard/sse.hpp"
+#include "immunizer/dashboard/state.hpp"
+
+namespace immunizer::dashboard {
+
+class DashboardProcessor final : public common::Processor {
+ public:
+  DashboardProcessor(DashboardState& state, SseHub& hub, const common::Topics& topics, const common::Clock& clock,
+                     std::chrono::milliseconds stats_interval);
+  // Throws common::BadMessage for payloads that do not parse (they become dead letters).
+  void process(const common::Message& m, common::Producer& out) override;
+  void tick(common::Producer& out) override;
+
+ private:
+  DashboardState& state_;
+  SseHub& hub_;
+  common::Topics topics_;
+  const common::Clock& clock_;
+  int64_t stats_interval_nanos_;
+  int64_t last_stats_ = 0;
+};
+
+// A Consumer that never commits. The dashboard keeps no durable state, so each start
+// replays the retained history to rebuild its buffers (see docs/dashboard.md).
+class NonCommittingConsumer final : public common::Consumer {
+ public:
+  explicit NonCommittingConsumer(common::Consumer& inner) : inner_(inner) {}
+  std::vector<common::Message> poll(size_t max, std::chrono::milliseconds timeout) override {
+    return inner_.poll(max, timeout);
+  }
+  void commit(const std::vector<common::Message>&) override {}
+  void rewind(const std::vector<common::Message>& batch) override { inner_.rewind(batch); }
+  void close() override { inner_.close(); }
+
+ private:
+  common::Consumer& inner_;
+};
+
+}  // namespace immunizer::dashboard

@@ -1,0 +1,63 @@
+#include "immunizer/dashboard/operations.hpp"
+
+#include <grpcpp/grpcpp.h>
+
+#include "immunizer/v1/control.grpc.pb.h"
+
+namespace immunizer::dashboard {
+
+namespace {
+
+OpsStatus from_grpc(const grpc::Status& s, const std::string& target) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK: return {};
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return {OpsStatus::kUnavailable, "execute unreachable at " + target + ": " + s.error_message()};
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return {OpsStatus::kInvalidArgument, s.error_message()};
+    case grpc::StatusCode::NOT_FOUND: return {OpsStatus::kNotFound, s.error_message()};
+    default:
+      return {OpsStatus::kFailed, "execute at " + target + " failed: " + s.error_message()};
+  }
+}
+
+class GrpcOperationsClient final : public OperationsClient {
+ public:
+  GrpcOperationsClient(std::string address, std::chrono::milliseconds timeout)
+      : address_(std::move(address)),
+        timeout_(timeout),
+        stub_(v1::Operations::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
+
+  OpsStatus block(const v1::BlockRequest& req, v1::BlockResponse* resp) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
+    return from_grpc(stub_->Block(&ctx, req, resp), address_);
+  }
+  OpsStatus unblock(const v1::UnblockRequest& req, v1::UnblockResponse* resp) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
+    return from_grpc(stub_->Unblock(&ctx, req, resp), address_);
+  }
+  OpsStatus list_active(v1::ListActiveResponse* resp) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
+    return from_grpc(stub_->ListActive(&ctx, v1::ListActiveRequest{}, resp), address_);
+  }
+  std::string target() const override { return address_; }
+
+ private:
+  std::string address_;
+  std::chrono::milliseconds timeout_;
+  std::unique_ptr<v1::Operations::Stub> stub_;
+};
+
+}  // namespace
+
+std::unique_ptr<OperationsClient> make_grpc_operations_client(const std::string& address,
+                                                              std::chrono::milliseconds timeout) {
+  return std::make_unique<GrpcOperationsClient>(address, timeout);
+}
+
+}  // namespace immunizer::dashboard

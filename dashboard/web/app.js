@@ -1,0 +1,289 @@
+// Immunizer ops page: loads /api/*, then follows /api/events (SSE). No build step.
+'use strict';
+(() => {
+  const MAX_ROWS = 300;
+  const SEV_RANK = { unspecified: 0, low: 1, medium: 2, high: 3, critical: 4 };
+  const ENFORCING = new Set(['block_principal', 'abort_call', 'throttle_principal', 'disable_call']);
+  const alarms = new Map();   // id -> alarm JSON, insertion order = arrival order
+  let actionEvents = [];      // newest first
+  const $ = (id) => document.getElementById(id);
+
+  const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+  const fmtNum = (x, d = 3) => {
+    if (x === null || x === undefined || Number.isNaN(x)) return '–';
+    const a = Math.abs(x);
+    if (a !== 0 && (a >= 1e5 || a < 1e-3)) return x.toExponential(2);
+    return Number(x.toPrecision(d)).toString();
+  };
+  const fmtInt = (n) => Number(n || 0).toLocaleString('en-US');
+  const fmtTime = (nanos) => {
+    if (!nanos) return '–';
+    const d = new Date(Number(nanos) / 1e6);
+    return d.toLocaleTimeString('en-GB', { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
+  };
+  const fmtMs = (ms) => {
+    if (ms === null || ms === undefined) return '–';
+    if (ms < 1) return ms.toFixed(2) + ' ms';
+    if (ms < 1000) return ms.toFixed(0) + ' ms';
+    return (ms / 1000).toFixed(2) + ' s';
+  };
+  const fmtTtl = (ms) => {
+    if (!ms) return '∞';
+    const s = ms / 1000;
+    if (s < 120) return s.toFixed(0) + ' s';
+    if (s < 7200) return (s / 60).toFixed(0) + ' min';
+    return (s / 3600).toFixed(1) + ' h';
+  };
+
+  let toastTimer = null;
+  function toast(msg, error = false) {
+    const t = $('toast');
+    t.textContent = msg;
+    t.className = 'toast show' + (error ? ' error' : '');
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.className = 'toast' + (error ? ' error' : ''); }, error ? 6000 : 2500);
+  }
+
+  async function api(path, body) {
+    const opt = body === undefined ? {} : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
+    const r = await fetch(path, opt);
+    let j = null;
+    try { j = await r.json(); } catch (_) { /* empty */ }
+    if (!r.ok) throw new Error((j && j.error) || (r.status + ' ' + r.statusText));
+    return j;
+  }
+
+  // ---- alarms -------------------------------------------------------------
+  function principalHtml(p) {
+    const parts = [];
+    if (p.session) parts.push(`<div><span class="k">session</span><span class="mono">${esc(p.session)}</span></div>`);
+    if (p.ip) parts.push(`<div><span class="k">ip</span><span class="mono">${esc(p.ip)}</span></div>`);
+    if (p.user) parts.push(`<div><span class="k">user</span><span class="mono">${esc(p.user)}</span></div>`);
+    return parts.join('') || '<span class="muted">unknown</span>';
+  }
+
+  function featuresHtml(fs) {
+    if (!fs || !fs.length) return '<span class="muted">no explanation</span>';
+    const max = Math.max(...fs.map((f) => Math.abs(f.contribution) || 0), 1e-12);
+    return '<div class="features">' + fs.slice(0, 4).map((f) => {
+      const w = Math.max(4, Math.round(100 * Math.abs(f.contribution || 0) / max));
+      return `<div class="feat" title="contribution ${esc(fmtNum(f.contribution))}"><span class="name">${esc(f.feature)}</span>` +
+        `<span class="val">= ${esc(fmtNum(f.value))}</span><span class="bar"><i style="width:${w}%"></i></span></div>`;
+    }).join('') + '</div>';
+  }
+
+  function statusHtml(a) {
+    const out = [];
+    if (a.feedback) {
+      const label = a.feedback.verdict === 'false_positive' ? 'false positive' : 'confirmed';
+      out.push(`<span class="tag ${a.feedback.verdict === 'false_positive' ? 'fp' : 'ok'}" title="by ${esc(a.feedback.analyst)}">${label}</span>`);
+    }
+    for (const s of a.actions || []) {
+      const cls = s.status === 'applied' ? 'ok' : s.status === 'rejected' ? 'bad' : s.status === 'dispatched' ? 'warn' : '';
+      const lat = s.latency_ms !== null && s.latency_ms !== undefined ? ' · ' + fmtMs(s.latency_ms) : '';
+      out.push(`<span class="tag ${cls}">${esc(s.action.kind.replace('_principal', ''))}: ${esc(s.status)}${lat}</span>`);
+    }
+    return out.length ? '<div class="status">' + out.join('') + '</div>' : '<span class="muted">new</span>';
+  }
+
+  function alarmRow(a, isNew) {
+    const tr = document.createElement('tr');
+    tr.dataset.id = a.id;
+    tr.dataset.sev = SEV_RANK[a.severity] ?? 0;
+    if (isNew) tr.classList.add('new');
+    if (a.feedback) tr.classList.add('reviewed');
+    const ratio = a.threshold > 0 ? a.combined_score / a.threshold : 0;
+    const fill = Math.min(100, Math.round(100 * ratio / 2));  // the bar spans 0..2x threshold
+    const reviewed = !!a.feedback;
+    tr.innerHTML =
+      `<td class="t" title="raised ${esc(fmtTime(a.raised_unix_nanos))}">${esc(fmtTime(a.timestamp_unix_nanos || a.raised_unix_nanos))}</td>` +
+      `<td><span class="sev sev-${esc(a.severity)}">${esc(a.severity)}</span></td>` +
+      `<td class="principal">${principalHtml(a.principal || {})}</td>` +
+      `<td><div class="mono call" title="${esc(a.call)}\n${esc(a.model_key)}">${esc(a.call)}</div></td>` +
+      `<td class="num"><div class="score">${esc(fmtNum(a.combined_score))} <span class="thr">/ ${esc(fmtNum(a.threshold))}</span></div>` +
+      `<div class="scorebar" title="${esc(fmtNum(ratio))}× threshold"><i style="width:${fill}%"></i><b style="left:50%"></b></div></td>` +
+      `<td>${featuresHtml(a.top_features)}</td>` +
+      `<td class="st">${statusHtml(a)}</td>` +
+      `<td class="act"><button class="btn fp" data-testid="false-positive" ${reviewed ? 'disabled' : ''}>False positive</button>` +
+      `<button class="btn confirm" ${reviewed ? 'disabled' : ''}>Confirm</button>` +
+      `<button class="btn danger block" title="block this principal">Block</button></td>`;
+    tr.querySelector('.fp').onclick = () => feedback(a.id, 'false_positive');
+    tr.querySelector('.confirm').onclick = () => feedback(a.id, 'confirmed');
+    tr.querySelector('.block').onclick = () => blockAlarm(a);
+    applyFilter(tr);
+    return tr;
+  }
+
+  function applyFilter(tr) {
+    const min = Number($('sev-filter').value);
+    const hide = $('hide-reviewed').checked && tr.classList.contains('reviewed');
+    tr.style.display = (Number(tr.dataset.sev) < min || hide) ? 'none' : '';
+  }
+
+  function upsertAlarm(a, isNew) {
+    const body = $('alarm-rows');
+    const existing = body.querySelector(`tr[data-id="${CSS.escape(a.id)}"]`);
+    alarms.set(a.id, a);
+    const tr = alarmRow(a, isNew && !existing);
+    if (existing) existing.replaceWith(tr); else body.prepend(tr);
+    while (body.rows.length > MAX_ROWS) { alarms.delete(body.lastElementChild.dataset.id); body.lastElementChild.remove(); }
+    $('alarms-empty').style.display = body.rows.length ? 'none' : '';
+  }
+
+  async function feedback(id, verdict) {
+    try {
+      await api('/api/feedback', { alarm_id: id, verdict, comment: '' });
+      toast(verdict === 'false_positive' ? 'Marked as false positive — analyze will learn it' : 'Alarm confirmed');
+      const a = await api('/api/alarms/' + encodeURIComponent(id));
+      upsertAlarm(a, false);
+    } catch (e) { toast('Feedback failed: ' + e.message, true); }
+  }
+
+  async function blockAlarm(a) {
+    const p = a.principal || {};
+    const field = p.session ? 'session' : p.ip ? 'ip' : 'user';
+    if (!window.confirm(`Block ${field} ${p[field]} for 1 h?`)) return;
+    try {
+      const r = await api('/api/block', { alarm_id: a.id, field, ttl_ms: 3600000 });
+      toast(`Block sent (action ${r.action_id.slice(0, 8)})`);
+    } catch (e) { toast('Block failed: ' + e.message, true); }
+  }
+
+  // ---- actions -----------------------------------------------------------
+  function target(act) {
+    const t = act.target_field ? `${act.target_field} ${act.target_value}` : '';
+    return t + (act.call ? ` · ${act.call}` : '');
+  }
+
+  function renderActions() {
+    const body = $('action-rows');
+    body.innerHTML = actionEvents.slice(0, 100).map((e) => {
+      const cls = e.type === 'applied' ? 'ok' : e.type === 'rejected' ? 'bad' : e.type === 'dispatched' ? 'warn' : '';
+      return `<tr><td class="t">${esc(fmtTime(e.at_unix_nanos))}</td><td><span class="tag ${cls}" title="${esc(e.reason)}">${esc(e.type)}</span></td>` +
+        `<td>${esc(e.action.kind)}</td><td class="mono call" title="${esc(target(e.action))}">${esc(target(e.action))}</td>` +
+        `<td class="num">${esc(fmtTtl(e.action.ttl_millis))}</td><td class="num">${esc(fmtMs(e.latency_ms))}</td></tr>`;
+    }).join('');
+    $('actions-empty').style.display = actionEvents.length ? 'none' : '';
+  }
+
+  async function refreshActive() {
+    try {
+      const list = await api('/api/actions/active');
+      $('active-count').textContent = list.length ? list.length + ' enforcing' : 'none';
+      $('active-rows').innerHTML = list.map((s) =>
+        `<tr><td>${esc(s.action.kind)}<div class="muted small">${esc(s.status)}, ${s.applied_acks} ack</div></td>` +
+        `<td class="mono call" title="${esc(target(s.action))}">${esc(target(s.action))}</td>` +
+        `<td class="t">${s.expires_unix_nanos ? esc(fmtTime(s.expires_unix_nanos)) : '∞'}</td>` +
+        `<td><button class="btn unblock" data-id="${esc(s.action_id)}">Unblock</button></td></tr>`).join('');
+      for (const b of $('active-rows').querySelectorAll('button.unblock')) {
+        b.onclick = async () => {
+          try {
+            const r = await api('/api/unblock', { action_id: b.dataset.id });
+            toast(r.found ? 'Unblocked' : 'execute no longer had that action');
+          } catch (e) { toast('Unblock failed: ' + e.message, true); }
+        };
+      }
+    } catch (_) { /* next refresh */ }
+  }
+  let activeTimer = null;
+  const refreshActiveSoon = () => { clearTimeout(activeTimer); activeTimer = setTimeout(refreshActive, 300); };
+
+  // ---- stats, distribution, models -----------------------------------------
+  function renderStats(s) {
+    $('c-scored').textContent = fmtInt(s.records_scored);
+    $('c-scored-rate').textContent = s.rates.scored_per_second.toFixed(1) + ' /s (1 min)';
+    $('c-alarms').textContent = fmtInt(s.alarms);
+    $('c-alarms-rate').textContent = (s.rates.alarms_per_second * 60).toFixed(1) + ' /min · ' +
+      fmtInt(s.alarms_by_severity.critical + s.alarms_by_severity.high) + ' high+';
+    $('c-blocks').textContent = fmtInt(s.blocks_active);
+    $('c-actions').textContent = fmtInt(s.action_events) + ' action events · ' + fmtInt(s.action_events_by_type.rejected) + ' rejected';
+    const lat = s.latency_call_to_applied_ms;
+    $('c-latency').textContent = lat.p50 === null ? '–' : fmtMs(lat.p50);
+    $('c-latency-p95').textContent = lat.p95 === null ? 'p50 · no applied actions yet' : 'p50 · p95 ' + fmtMs(lat.p95) + ' · last ' + fmtMs(lat.last);
+    $('c-models').textContent = fmtInt(s.models.tracked);
+    $('c-models-state').textContent = `${fmtInt(s.models.active)} active · ${fmtInt(s.models.learning)} learning`;
+    $('c-feedback').textContent = fmtInt(s.feedback.total);
+    $('c-feedback-split').textContent = `${fmtInt(s.feedback.false_positive)} false positive · ${fmtInt(s.feedback.confirmed)} confirmed`;
+    const b = s.score_distribution.buckets;
+    const max = Math.max(1, ...b.map((x) => x.count));
+    let lo = 0;
+    $('dist').innerHTML = b.map((x) => {
+      const label = x.le === null ? `>${lo}` : `≤${x.le}`;
+      const over = x.le === null || x.le > 1;
+      if (x.le !== null) lo = x.le;
+      const h = Math.round(100 * Math.log1p(x.count) / Math.log1p(max));
+      return `<div class="col ${over ? 'over' : ''}" title="${fmtInt(x.count)} scores"><em>${x.count ? fmtInt(x.count) : ''}</em><i style="height:${h}%"></i><span>${label}</span></div>`;
+    }).join('');
+    $('dist-learning').textContent = `${fmtInt(s.score_distribution.learning)} scored while learning (not shown) · log scale · orange: above threshold`;
+  }
+
+  async function refreshModels() {
+    try {
+      const ms = await api('/api/models?limit=25');
+      $('model-rows').innerHTML = ms.map((m) =>
+        `<tr><td class="mono call" title="${esc(m.model_key)}">${esc(m.model_key)}</td><td class="state-${esc(m.state)}">${esc(m.state || '–')}</td>` +
+        `<td class="num">${fmtInt(m.scored)}</td><td class="num">${fmtInt(m.alarmed)}</td>` +
+        `<td class="num">${esc(fmtNum(m.last_score))} / ${esc(fmtNum(m.threshold))}</td></tr>`).join('') ||
+        '<tr><td colspan="5" class="muted">no scores yet</td></tr>';
+    } catch (_) { /* next refresh */ }
+  }
+
+  // ---- loading and live updates ----------------------------------------------
+  async function loadAll() {
+    const [al, ac, st] = await Promise.all([api('/api/alarms?limit=' + MAX_ROWS), api('/api/actions?limit=100'), api('/api/stats')]);
+    $('alarm-rows').innerHTML = '';
+    alarms.clear();
+    for (const a of al.slice().reverse()) upsertAlarm(a, false);
+    $('alarms-empty').style.display = al.length ? 'none' : '';
+    actionEvents = ac;
+    renderActions();
+    renderStats(st);
+    refreshActive();
+    refreshModels();
+  }
+
+  function connect() {
+    const es = new EventSource('/api/events');
+    let resync = false;
+    es.onopen = () => {
+      $('conn').textContent = 'live';
+      $('conn').className = 'conn conn-on';
+      if (resync) loadAll().catch(() => {});
+      resync = true;
+    };
+    es.onerror = () => {
+      $('conn').textContent = 'reconnecting…';
+      $('conn').className = 'conn conn-off';
+    };
+    es.addEventListener('alarm', (ev) => upsertAlarm(JSON.parse(ev.data), true));
+    es.addEventListener('action', (ev) => {
+      const e = JSON.parse(ev.data);
+      actionEvents.unshift(e);
+      if (actionEvents.length > 200) actionEvents.length = 200;
+      renderActions();
+      refreshActiveSoon();
+      if (e.alarm_id && alarms.has(e.alarm_id)) {
+        api('/api/alarms/' + encodeURIComponent(e.alarm_id)).then((a) => upsertAlarm(a, false)).catch(() => {});
+      }
+    });
+    es.addEventListener('stats', (ev) => renderStats(JSON.parse(ev.data)));
+  }
+
+  $('sev-filter').onchange = () => { for (const tr of $('alarm-rows').rows) applyFilter(tr); };
+  $('hide-reviewed').onchange = $('sev-filter').onchange;
+  $('manual-block').onsubmit = async (ev) => {
+    ev.preventDefault();
+    const field = $('mb-field').value, value = $('mb-value').value.trim();
+    if (!value) return;
+    try {
+      const r = await api('/api/block', { field, value, ttl_ms: Number($('mb-ttl').value) });
+      toast(`Block sent (action ${r.action_id.slice(0, 8)})`);
+      $('mb-value').value = '';
+      refreshActiveSoon();
+    } catch (e) { toast('Block failed: ' + e.message, true); }
+  };
+  setInterval(() => { $('clock').textContent = new Date().toLocaleTimeString('en-GB', { hour12: false }); }, 1000);
+  setInterval(refreshModels, 5000);
+  setInterval(refreshActive, 10000);
+  loadAll().catch((e) => toast('Cannot load: ' + e.message, true)).finally(connect);
+})();
