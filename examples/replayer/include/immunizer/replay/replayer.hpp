@@ -1,0 +1,85 @@
+// Replays CSIC 2010 requests against the demo shop as they are (method, target, headers,
+// body), in file order, at a bounded rate, and can play an attacker: one session (one
+// cookie, one client address) sending attack requests in a row, while a normal user keeps
+// browsing, so blocking is visible. Every loop is bounded by counts and a time limit.
+// Thread-safe: one Replayer per run; its workers own their HTTP clients.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "immunizer/monitor/csic.hpp"
+
+namespace immunizer::replay {
+
+struct Target {
+  std::string host = "127.0.0.1";
+  int port = 8088;
+  static Target parse(const std::string& url);  // "http://host:port"; throws std::invalid_argument
+};
+
+struct Sent {
+  int status = 0;          // 0: no answer (connection error)
+  int64_t sent_ns = 0;     // steady clock
+  int64_t latency_ns = 0;
+  std::string trace;
+};
+
+struct SendOptions {
+  double rate = 0;                    // requests per second over all workers; 0 = unlimited
+  int concurrency = 4;
+  std::string session_override;       // replaces JSESSIONID (attacker / normal user)
+  std::string ip;                     // X-Forwarded-For; empty: derived from the session
+  std::string trace_prefix;           // X-Immunizer-Trace = prefix + ":" + request index
+  std::chrono::seconds time_limit{600};
+  // Called after each answer (any worker thread); return false to stop early.
+  std::function<bool(const Sent&)> on_answer;
+};
+
+struct PhaseSummary {
+  std::string name;
+  uint64_t sent = 0, ok = 0, forbidden = 0, not_found = 0, other = 0, failed = 0;
+  double seconds = 0;
+  double requests_per_second() const { return seconds > 0 ? sent / seconds : 0; }
+};
+
+// A stable synthetic client address for a session (198.18.0.0/15, the benchmarking range).
+std::string address_for(const std::string& session);
+
+// Sends `requests` to `target`; returns per-status counts. Stops at the time limit, when
+// on_answer returns false, or when `stop` is set.
+PhaseSummary send_all(const Target& target, const std::vector<monitor::csic::Request>& requests,
+                      const SendOptions& opt, const std::atomic<bool>& stop, const std::string& name);
+
+struct AttackResult {
+  PhaseSummary attacker, bystander;
+  bool blocked = false;
+  uint64_t attacks_before_block = 0;   // attack requests answered before the first 403
+  double seconds_to_block = 0;         // first attack request sent -> first 403 answer
+  double seconds_from_last_allowed = 0;  // last 200-answered attack -> first 403
+};
+
+struct AttackOptions {
+  std::string session = "ATTACKER0000000000000000000000AA";
+  std::string ip = "203.0.113.66";
+  uint64_t max_attacks = 300;          // attack requests at most
+  uint64_t after_block = 20;           // attack requests sent after the first 403
+  double rate = 50;                    // attacker's requests per second
+  std::chrono::seconds time_limit{120};
+};
+
+// The attacker sends anomalous requests in a row under one session and address while a
+// bystander session sends normal requests; returns when the attacker has finished.
+AttackResult attack(const Target& target, const std::vector<monitor::csic::Request>& anomalous,
+                    const std::vector<monitor::csic::Request>& normal, const AttackOptions& opt,
+                    const std::atomic<bool>& stop);
+
+// Interleaves two lists proportionally (normal and anomalous test requests).
+std::vector<monitor::csic::Request> interleave(const std::vector<monitor::csic::Request>& a,
+                                               const std::vector<monitor::csic::Request>& b);
+
+}  // namespace immunizer::replay

@@ -1,0 +1,138 @@
+// immunizer-replay: CSIC 2010 traffic against the demo shop. Wiring only; see replayer.hpp.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "immunizer/common/service.hpp"
+#include "immunizer/replay/replayer.hpp"
+
+using namespace immunizer;
+using json = nlohmann::json;
+
+namespace {
+json to_json(const replay::PhaseSummary& s) {
+  return {{"name", s.name}, {"sent", s.sent}, {"ok", s.ok}, {"forbidden", s.forbidden}, {"not_found", s.not_found},
+          {"other", s.other}, {"failed", s.failed}, {"seconds", s.seconds}, {"requests_per_second", s.requests_per_second()}};
+}
+void print(const replay::PhaseSummary& s) {
+  std::printf("%-10s sent %6lu in %6.1f s (%7.0f req/s): 2xx %lu, 403 %lu, 404 %lu, other %lu, no answer %lu\n",
+              s.name.c_str(), (unsigned long)s.sent, s.seconds, s.requests_per_second(), (unsigned long)s.ok,
+              (unsigned long)s.forbidden, (unsigned long)s.not_found, (unsigned long)s.other, (unsigned long)s.failed);
+  std::fflush(stdout);
+}
+json to_json(const replay::AttackResult& a) {
+  return {{"attacker", to_json(a.attacker)}, {"bystander", to_json(a.bystander)}, {"blocked", a.blocked},
+          {"attacks_before_block", a.attacks_before_block}, {"seconds_to_block", a.seconds_to_block},
+          {"seconds_from_last_allowed_to_block", a.seconds_from_last_allowed}};
+}
+void print(const replay::AttackResult& a) {
+  print(a.attacker);
+  print(a.bystander);
+  if (a.blocked)
+    std::printf("attacker blocked: first 403 after %lu allowed attack requests, %.2f s after the first attack "
+                "(%.3f s after the last allowed one); bystander got %lu x 2xx, %lu x 403\n",
+                (unsigned long)a.attacks_before_block, a.seconds_to_block, a.seconds_from_last_allowed,
+                (unsigned long)a.bystander.ok, (unsigned long)a.bystander.forbidden);
+  else
+    std::printf("attacker NOT blocked after %lu attack requests\n", (unsigned long)a.attacker.sent);
+  std::fflush(stdout);
+}
+std::vector<monitor::csic::Request> take(std::vector<monitor::csic::Request> v, uint64_t n) {
+  if (n > 0 && v.size() > n) v.resize(n);
+  return v;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Replays CSIC 2010 requests against the Immunizer demo shop"};
+  std::string target_url = "http://127.0.0.1:8088", dataset, scenario = "demo", json_out;
+  uint64_t train_count = 0, mix_count = 2000, rounds = 10;
+  double rate = 0;
+  int concurrency = 4;
+  replay::AttackOptions atk;
+  int64_t time_limit_s = 1800;
+  app.add_option("--target", target_url, "shop base URL")->capture_default_str();
+  app.add_option("--dataset", dataset, "folder with the CSIC 2010 files")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--scenario", scenario, "train | mix | attack | demo (train, then rounds of mix + attack)")
+      ->check(CLI::IsMember({"train", "mix", "attack", "demo"}))->capture_default_str();
+  app.add_option("--train-count", train_count, "training requests to send (0: all)")->capture_default_str();
+  app.add_option("--mix-count", mix_count, "normal+attack test requests per mix phase (0: all)")->capture_default_str();
+  app.add_option("--rounds", rounds, "demo: rounds of mix + attack")->capture_default_str();
+  app.add_option("--rate", rate, "requests per second (0: as fast as the shop answers)")->capture_default_str();
+  app.add_option("--concurrency", concurrency, "parallel connections")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--attack-count", atk.max_attacks, "attack requests at most per attack")->capture_default_str();
+  app.add_option("--attack-rate", atk.rate, "attacker requests per second")->capture_default_str();
+  app.add_option("--time-limit", time_limit_s, "seconds before the run stops itself")->capture_default_str();
+  app.add_option("--json", json_out, "write a JSON summary here");
+  CLI11_PARSE(app, argc, argv);
+
+  std::atomic<bool> stop{false};
+  common::install_stop_signals(stop, "replay");
+  json summary;
+  try {
+    const auto target = replay::Target::parse(target_url);
+    const auto load = [&](const char* f) {
+      auto v = monitor::csic::read_file(dataset + "/" + f);
+      std::printf("loaded %zu requests from %s\n", v.size(), f);
+      return v;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(time_limit_s);
+    auto left = [&] {
+      return std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
+    };
+    replay::SendOptions base;
+    base.rate = rate;
+    base.concurrency = concurrency;
+    if (scenario == "train" || scenario == "demo") {
+      auto train = take(load("normalTrafficTraining.txt.gz"), train_count);
+      base.trace_prefix = "train";
+      base.time_limit = left();
+      auto s = replay::send_all(target, train, base, stop, "training");
+      print(s);
+      summary["training"] = to_json(s);
+    }
+    std::vector<monitor::csic::Request> normal, anomalous;
+    if (scenario != "train") {
+      normal = load("normalTrafficTest.txt.gz");
+      anomalous = load("anomalousTrafficTest.txt.gz");
+    }
+    const uint64_t n_rounds = scenario == "demo" ? rounds : 1;
+    size_t mix_at = 0, atk_at = 0;
+    for (uint64_t round = 0; round < n_rounds && !stop && left().count() > 0; ++round) {
+      if (scenario == "mix" || scenario == "demo") {
+        auto mix = replay::interleave(normal, anomalous);
+        if (mix_count > 0) {
+          std::vector<monitor::csic::Request> part;
+          for (size_t i = 0; i < mix_count && i < mix.size(); ++i) part.push_back(mix[(mix_at + i) % mix.size()]);
+          mix_at += part.size();
+          mix = std::move(part);
+        }
+        base.trace_prefix = "mix";
+        base.time_limit = left();
+        auto s = replay::send_all(target, mix, base, stop, "mix");
+        print(s);
+        summary["mix"].push_back(to_json(s));
+      }
+      if (scenario == "attack" || scenario == "demo") {
+        std::vector<monitor::csic::Request> atk_reqs(anomalous.begin() + static_cast<long>(atk_at % anomalous.size()), anomalous.end());
+        atk_at += atk.max_attacks;
+        atk.session = "ATTACKER" + std::to_string(1000000 + round) + "000000000000000000AA";
+        atk.time_limit = std::min(left(), std::chrono::seconds(120));
+        auto a = replay::attack(target, atk_reqs, normal, atk, stop);
+        print(a);
+        summary["attacks"].push_back(to_json(a));
+      }
+      if (scenario == "demo" && round + 1 < n_rounds)
+        for (int i = 0; i < 50 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "immunizer-replay: " << e.what() << "\n";
+    return 1;
+  }
+  if (!json_out.empty()) std::ofstream(json_out) << summary.dump(2) << "\n";
+  return 0;
+}
