@@ -1,0 +1,39 @@
+// Configuration of the execute service (execute.* and security.* keys), with defaults,
+// ranges and one reader. Plain value type; read once at start-up.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "immunizer/common/config.hpp"
+
+namespace immunizer::execute {
+
+struct ExecuteConfig {
+  // Address of the gRPC server (EffectorControl + Operations); port 0 picks a free port.
+  std::string grpc_listen = "0.0.0.0:7070";
+  // Consumer group on <prefix>plans.
+  std::string group = "immunizer-execute";
+  // HMAC-SHA256 key every directive is signed with (security.signing_key or
+  // security.signing_key_file). Required: effectors reject unsigned directives.
+  std::string signing_key;
+  // Sent in every directive so effectors can tell keys apart during a rotation.
+  std::string key_id = "k1";
+  // TTL for actions (plans or manual blocks) that carry none, and the longest one allowed.
+  int64_t default_ttl_ms = 300'000;
+  int64_t max_ttl_ms = 30LL * 24 * 3600 * 1000;
+  // Directives queued for one effector that does not read them; beyond it the stream is
+  // closed (the effector reconnects and gets a fresh replay).
+  size_t effector_queue_limit = 10'000;
+  // Action events waiting for the Kafka producer; beyond it new events are dropped and counted.
+  size_t event_queue_limit = 100'000;
+  // Optional TLS for the gRPC server: both files or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+
+  // Throws common::ConfigError naming the key on a bad or missing value.
+  static ExecuteConfig from_config(const common::Config& c);
+};
+
+}  // namespace immunizer::execute

@@ -1,0 +1,141 @@
+// The heart of execute: turns plan actions and manual requests into signed Directives,
+// keeps the set of active ones (deduplicated per target), pushes them to every connected
+// effector, replays them on (re)connect, tracks acknowledgements, expires TTLs and queues the
+// ActionEvent audit trail for the Kafka producer.
+// Thread-safe: the stream loop, gRPC callbacks and the TTL timer call it concurrently; one
+// internal mutex guards all state. Never blocks on I/O: links only queue directives.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "immunizer/common/ids.hpp"
+#include "immunizer/common/kafka.hpp"
+#include "immunizer/execute/config.hpp"
+#include "immunizer/v1/control.pb.h"
+#include "immunizer/v1/records.pb.h"
+
+namespace immunizer::execute {
+
+// One connected effector as the dispatcher sees it: a non-blocking outbound queue.
+class EffectorLink {
+ public:
+  virtual ~EffectorLink() = default;
+  // Queues a directive; never blocks. False when the link is closed or its queue is full.
+  virtual bool send(const v1::Directive& d) = 0;
+  // Ends the stream (the effector will reconnect). Called without dispatcher locks held.
+  virtual void close(const std::string& reason) = 0;
+};
+
+// Thrown by block() for a request that cannot become an action.
+class InvalidRequest : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+class Dispatcher {
+ public:
+  Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::Clock& clock,
+             prometheus::Registry& registry);
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Enforces every action of a non-shadow plan; LOG/ESCALATE are only recorded.
+  void on_plan(const v1::Plan& plan);
+  // Manual action (Operations.Block); returns its action id. Throws InvalidRequest.
+  std::string block(const v1::BlockRequest& req);
+  // Revokes the active action with this id (or one folded into it); false when none.
+  bool unblock(const std::string& action_id);
+  v1::ListActiveResponse list_active() const;
+
+  // An effector said hello: replays every active directive to it, then it gets new ones.
+  // Returns the session id used by on_ack/disconnect.
+  uint64_t connect(const v1::EffectorHello& hello, std::shared_ptr<EffectorLink> link);
+  void disconnect(uint64_t session);
+  void on_ack(uint64_t session, const v1::DirectiveAck& ack);
+
+  // Removes directives whose expiry has passed and records EXPIRED; returns how many.
+  size_t expire();
+  // Hands queued ActionEvents to `out` (topic <prefix>actions, key: action id).
+  size_t drain(common::Producer& out);
+
+  size_t active_count() const;
+  size_t effectors_connected() const;
+  const common::Clock& clock() const { return clock_; }
+
+ private:
+  struct Active {
+    v1::Directive directive;             // current signed directive (action id = primary)
+    std::vector<std::string> aliases;    // every action id folded into it, primary first
+    std::set<std::string> acked_by;      // effectors that applied the current directive
+    std::string alarm_id;
+  };
+  // What an ack for a directive is reported as.
+  struct Sent {
+    std::string action_id;               // the requested action (alias), for the audit trail
+    v1::Action action;
+    std::string plan_id, alarm_id;
+    int64_t call_ts = 0;
+    bool revoke = false;
+    std::set<std::string> acked_by;
+  };
+  struct Session {
+    v1::EffectorHello hello;
+    std::string name;  // app/instance
+    std::shared_ptr<EffectorLink> link;
+  };
+  using Links = std::vector<std::shared_ptr<EffectorLink>>;
+
+  std::string enforce_locked(const v1::Action& requested, const std::string& plan_id,
+                             const std::string& alarm_id, int64_t call_ts, const std::string& note,
+                             Links& overflowed);
+  void sign_and_send_locked(v1::Directive& d, Links& overflowed);
+  void remember_locked(const v1::Directive& d, Sent s);
+  void event_locked(v1::ActionEventType type, const std::string& action_id, const v1::Action& action,
+                    const std::string& plan_id, const std::string& alarm_id, int64_t call_ts,
+                    const std::string& effector, const std::string& reason);
+  void count(const std::string& type);
+  void update_gauges_locked();
+  static void close_all(const Links& links);
+
+  ExecuteConfig cfg_;
+  common::Topics topics_;
+  const common::Clock& clock_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, Active> active_;                     // by primary action id
+  std::unordered_map<std::string, std::string> by_target_;   // dedupe key -> primary
+  std::unordered_map<std::string, std::string> alias_;       // any action id -> primary
+  std::unordered_map<std::string, Sent> sent_;               // by directive id
+  std::multimap<int64_t, std::string> forget_;               // when to drop sent_ entries
+  std::map<uint64_t, Session> sessions_;
+  uint64_t next_session_ = 1;
+  std::vector<std::pair<std::string, std::string>> outbox_;  // (key, ActionEvent bytes)
+
+  prometheus::Family<prometheus::Counter>& actions_;
+  prometheus::Histogram& latency_;
+  prometheus::Gauge& connected_;
+  prometheus::Gauge& active_gauge_;
+  prometheus::Family<prometheus::Counter>& acks_;
+  prometheus::Counter& events_dropped_;
+  prometheus::Counter& slow_effectors_;
+};
+
+// The dedupe key of an action: kind, target field and value, call.
+std::string target_key(const v1::Action& a);
+// "block", "abort", "throttle", "disable", "log", "escalate" (the immunizer_actions_total type).
+std::string kind_label(v1::ActionKind k);
+
+}  // namespace immunizer::execute

@@ -1,0 +1,23 @@
+// The execute service's stream processor: Plans from <prefix>plans into the Dispatcher; the
+// Dispatcher's ActionEvents out to <prefix>actions. tick() also expires TTLs, so the stream
+// loop thread doubles as the TTL timer. Called from the StreamLoop thread only.
+#pragma once
+
+#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/execute/dispatcher.hpp"
+
+namespace immunizer::execute {
+
+class ExecuteProcessor final : public common::Processor {
+ public:
+  explicit ExecuteProcessor(Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
+  // Throws common::BadMessage for a payload that is not a Plan (it becomes a dead letter).
+  void process(const common::Message& m, common::Producer& out) override;
+  void tick(common::Producer& out) override;
+  void drain(common::Producer& out) override;
+
+ private:
+  Dispatcher& dispatcher_;
+};
+
+}  // namespace immunizer::execute

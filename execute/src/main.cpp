@@ -1,0 +1,34 @@
+// immunizer-execute: plans -> signed directives to effectors, audit trail on <prefix>actions,
+// gRPC EffectorControl + Operations. Wiring only; see execute/dispatcher.hpp.
+#include "immunizer/common/service.hpp"
+#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/execute/control_server.hpp"
+#include "immunizer/execute/dispatcher.hpp"
+#include "immunizer/execute/processor.hpp"
+
+using namespace immunizer;
+
+int main(int argc, char** argv) {
+  return common::run_service(argc, argv, "execute", 9104, [](common::ServiceContext& ctx) {
+    // Read every key first, so bad configuration fails before any connection is made.
+    auto cfg = execute::ExecuteConfig::from_config(ctx.config);
+    return [&ctx, cfg] {
+      common::KafkaMetrics metrics(*ctx.registry, "execute");
+      common::SystemClock clock;
+      execute::Dispatcher dispatcher(cfg, ctx.topics, clock, *ctx.registry);
+      execute::ControlServer server(dispatcher, cfg);
+      server.start();
+      auto producer = common::make_kafka_producer(ctx.kafka, "execute", &metrics);
+      auto consumer = common::make_kafka_consumer(ctx.kafka, cfg.group, {ctx.topics.plans}, &metrics);
+      execute::ExecuteProcessor proc(dispatcher);
+      common::StreamLoop loop(*consumer, *producer, proc,
+                              {.service = "execute", .deadletter_topic = ctx.topics.deadletter}, &metrics,
+                              ctx.registry.get());
+      loop.run(ctx.stop);  // the loop's tick() also expires TTLs
+      server.stop();
+      // Events from acks that arrived while the loop was draining.
+      dispatcher.drain(*producer);
+      if (!producer->flush(std::chrono::seconds(10)).ok()) ctx.log->error("final flush of action events incomplete");
+    };
+  });
+}

@@ -1,0 +1,25 @@
+#include "immunizer/execute/processor.hpp"
+
+namespace immunizer::execute {
+
+void ExecuteProcessor::process(const common::Message& m, common::Producer& out) {
+  v1::Plan plan;
+  if (!plan.ParseFromString(m.payload)) throw common::BadMessage("unparsable_plan", "not a Plan");
+  if (plan.id().empty()) throw common::BadMessage("plan_without_id", "plan has no id");
+  dispatcher_.on_plan(plan);
+  // Written in the same batch, so the plan's offset is committed only once its DISPATCHED
+  // events are acknowledged by the broker.
+  dispatcher_.drain(out);
+}
+
+void ExecuteProcessor::tick(common::Producer& out) {
+  dispatcher_.expire();
+  dispatcher_.drain(out);
+}
+
+void ExecuteProcessor::drain(common::Producer& out) {
+  dispatcher_.expire();
+  dispatcher_.drain(out);
+}
+
+}  // namespace immunizer::execute

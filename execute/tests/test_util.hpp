@@ -1,0 +1,99 @@
+// Helpers shared by the execute tests: plans, a recording effector link, metric readers.
+#pragma once
+
+#include <prometheus/registry.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/execute/dispatcher.hpp"
+
+namespace immunizer::execute::testing {
+
+inline constexpr const char* kKey = "test-signing-key";
+
+inline ExecuteConfig test_config() {
+  ExecuteConfig c;
+  c.grpc_listen = "127.0.0.1:0";
+  c.signing_key = kKey;
+  c.key_id = "k1";
+  return c;
+}
+
+inline v1::Plan block_plan(const std::string& plan_id, const std::string& action_id, const std::string& session,
+                           int64_t ttl_ms, int64_t call_ts = 0, v1::ActionKind kind = v1::ACTION_BLOCK_PRINCIPAL) {
+  v1::Plan p;
+  p.set_id(plan_id);
+  p.set_alarm_id("alarm-" + plan_id);
+  p.mutable_principal()->set_session(session);
+  p.set_call_timestamp_unix_nanos(call_ts);
+  auto* a = p.add_actions();
+  a->set_id(action_id);
+  a->set_kind(kind);
+  a->set_target_field(v1::PRINCIPAL_FIELD_SESSION);
+  a->set_target_value(session);
+  a->set_ttl_millis(ttl_ms);
+  if (kind == v1::ACTION_ABORT_CALL) a->set_call("http GET /x");
+  return p;
+}
+
+// Records what the dispatcher pushes; can pretend to be full.
+class RecordingLink final : public EffectorLink {
+ public:
+  bool send(const v1::Directive& d) override {
+    std::lock_guard lk(mu);
+    if (full) return false;
+    got.push_back(d);
+    return true;
+  }
+  void close(const std::string& reason) override {
+    std::lock_guard lk(mu);
+    closed = reason;
+  }
+  std::vector<v1::Directive> directives() {
+    std::lock_guard lk(mu);
+    return got;
+  }
+  std::mutex mu;
+  std::vector<v1::Directive> got;
+  bool full = false;
+  std::string closed;
+};
+
+inline std::vector<v1::ActionEvent> events(const common::FakeProducer& p, const std::string& topic) {
+  std::vector<v1::ActionEvent> out;
+  for (const auto& s : p.on(topic)) {
+    v1::ActionEvent e;
+    e.ParseFromString(s.payload);
+    out.push_back(e);
+  }
+  return out;
+}
+
+inline std::vector<v1::ActionEvent> of_type(const std::vector<v1::ActionEvent>& ev, v1::ActionEventType t) {
+  std::vector<v1::ActionEvent> out;
+  for (const auto& e : ev)
+    if (e.type() == t) out.push_back(e);
+  return out;
+}
+
+// Value of a counter or gauge (summed over series matching `label`=`value`, or all).
+inline double metric(prometheus::Registry& r, const std::string& name, const std::string& label = "",
+                     const std::string& value = "") {
+  double sum = 0;
+  for (const auto& fam : r.Collect()) {
+    if (fam.name != name) continue;
+    for (const auto& m : fam.metric) {
+      bool match = label.empty();
+      for (const auto& l : m.label)
+        if (l.name == label && l.value == value) match = true;
+      if (!match) continue;
+      sum += m.counter.value + m.gauge.value + static_cast<double>(m.histogram.sample_count);
+    }
+  }
+  return sum;
+}
+
+}  // namespace immunizer::execute::testing
