@@ -102,7 +102,8 @@ constexpr std::array<uint8_t, 256> kClassOf = make_class_table();
 constexpr double kClassSmoothing = 0.01;
 constexpr double kWinsor = 4.0;            // winsorising limit of running statistics, in sd
 constexpr double kMinFeatureStats = 30;    // history needed before features are normalised
-constexpr unsigned kGramSetBits = 13;      // per-value 3-gram de-dup set: 8192 slots
+constexpr unsigned kGramSetBits = 13;
+constexpr uint32_t kKnownValueCount = 8;   // enumeration members seen this often are "known"      // per-value 3-gram de-dup set: 8192 slots
 
 // Per-path features, in column order.
 enum PathFeature : int {
@@ -290,6 +291,8 @@ struct Leaf {
   double f[kPathFeatures];  // features against the path (or the model-wide profile)
   double z[kPathFeatures];  // the same relative to the path's own feature history
   double novelty;
+  uint64_t hash;  // enum_hash of the value
+  bool known;     // a frequent member of its path's value set: content not re-measured
 };
 
 double clampd(double v, double lim) { return std::clamp(v, -lim, lim); }
@@ -364,7 +367,8 @@ class ModelState {
     double* any = vals_.data() + kAnyBase;
     for (Leaf& leaf : leaves_) {
       PathState& ps = leaf.path >= 0 ? paths_[leaf.path] : all_;
-      measure(ps, *leaf.value, leaf.f);
+      leaf.hash = enum_hash(*leaf.value);
+      leaf.known = measure(ps, *leaf.value, leaf.hash, leaf.f);
       leaf.novelty = normalise(ps, leaf.f, leaf.z);
       if (leaf.path >= 0) {
         combine(vals_.data() + kGlobalFeatures + leaf.path * kPathFeatures, leaf.f);
@@ -405,8 +409,8 @@ class ModelState {
       if (ps.feature_stats[0].n >= kMinFeatureStats && leaf.novelty > cfg_.outlier_novelty) {
         learn = (ps.outliers++ % cfg_.outlier_learn_every) == 0;
       }
-      fold(ps, *leaf.value, leaf.f, learn);
-      if (leaf.path >= 0) fold(all_, *leaf.value, nullptr, learn);
+      fold(ps, leaf, leaf.f, learn);
+      if (leaf.path >= 0 && !leaf.known) fold(all_, leaf, nullptr, learn);
     }
     for (PathState& ps : paths_) {
       if (ps.last_record == record_no) ++ps.present;
@@ -574,8 +578,26 @@ class ModelState {
     }
   }
 
-  void measure(const PathState& ps, const immunizer::v1::Value& v, double* f) const {
+  // A value the path has seen at least kKnownValueCount times while its values still look
+  // like an enumeration: its content is known, so only its frequency is measured (and its
+  // n-grams are not counted again), which keeps constant headers cheap and quiet.
+  static int known_index(const PathState& ps, uint64_t h) {
+    if (ps.enum_state == 2) return -1;
+    const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
+    if (it == ps.enum_values.end()) return -1;
+    const auto i = static_cast<int>(it - ps.enum_values.begin());
+    return ps.enum_counts[i] >= kKnownValueCount ? i : -1;
+  }
+
+  // Returns whether the value is a known enumeration member.
+  bool measure(const PathState& ps, const immunizer::v1::Value& v, uint64_t h, double* f) const {
     std::fill(f, f + kPathFeatures, 0.0);
+    if (const int ki = known_index(ps, h); ki >= 0) {
+      if (ps.enum_state == 1) {
+        f[kEnumSurprise] = std::log2((static_cast<double>(ps.observations) + 1.0) / (ps.enum_counts[ki] + 1.0));
+      }
+      return true;
+    }
     const std::string_view s = text_of(v);
     const bool textual = v.kind_case() == immunizer::v1::Value::kStringValue ||
                          v.kind_case() == immunizer::v1::Value::kBytesValue;
@@ -634,7 +656,6 @@ class ModelState {
       f[kNonprintable] = nonprint;
     }
     if (ps.enum_state == 1) {
-      const uint64_t h = enum_hash(v);
       const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
       const double count = it == ps.enum_values.end() ? 0.0 : ps.enum_counts[it - ps.enum_values.begin()];
       f[kEnumSurprise] = std::log2((static_cast<double>(ps.observations) + 1.0) / (count + 1.0));
@@ -643,6 +664,7 @@ class ModelState {
     if (number_of(v, &x)) {
       f[kNumericDeviation] = clampd(ps.numbers.z(x, 1e-3 * (std::fabs(ps.numbers.mean) + 1.0)), cfg_.max_deviation);
     }
+    return false;
   }
 
   // Each feature relative to the path's own history of that feature (z >= 0), so the
@@ -684,7 +706,8 @@ class ModelState {
 
   // Folds a value into a path's state. `f` (the value's features, may be null) always
   // feeds the feature statistics (winsorised); the value itself only when `learn`.
-  void fold(PathState& ps, const immunizer::v1::Value& v, const double* f, bool learn) {
+  void fold(PathState& ps, const Leaf& leaf, const double* f, bool learn) {
+    const immunizer::v1::Value& v = *leaf.value;
     if (f != nullptr) {
       for (int i = 0; i < kPathFeatures; ++i) ps.feature_stats[i].add_robust(f[i], kWinsor, 0.05);
     }
@@ -693,6 +716,12 @@ class ModelState {
     const std::string_view s = text_of(v);
     const bool textual = v.kind_case() == immunizer::v1::Value::kStringValue ||
                          v.kind_case() == immunizer::v1::Value::kBytesValue;
+    if (leaf.known) {
+      const int ki = known_index(ps, leaf.hash);
+      if (ki >= 0 && ps.enum_counts[ki] != UINT32_MAX) ++ps.enum_counts[ki];
+      if (ps.enum_state == 0 && ps.observations >= cfg_.enum_min_observations) ps.enum_state = 1;
+      return;
+    }
     if (textual) {
       ps.length.add_robust(static_cast<double>(s.size()), kWinsor, 1.0);
       const size_t n = std::min(s.size(), cfg_.max_value_bytes);
@@ -723,7 +752,7 @@ class ModelState {
       }
     }
     if (ps.enum_state != 2) {
-      const uint64_t h = enum_hash(v);
+      const uint64_t h = leaf.hash;
       const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
       if (it != ps.enum_values.end()) {
         uint32_t& c = ps.enum_counts[it - ps.enum_values.begin()];
