@@ -279,6 +279,8 @@ void ControlServer::start() {
   b.AddListeningPort(cfg_.grpc_listen, creds, &port_);
   b.RegisterService(&services_->control);
   b.RegisterService(&services_->operations);
+  // A second execute on the same port must fail, not silently share the port.
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Effectors keep their stream open for days: detect dead peers.
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
