@@ -1,14 +1,304 @@
 #include "immunizer/execute/control_server.hpp"
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <thread>
+
+#include "immunizer/effector/directive_signing.hpp"
+#include "immunizer/execute/processor.hpp"
+#include "immunizer/v1/control.grpc.pb.h"
 #include "test_util.hpp"
 
 using namespace immunizer;
 using namespace immunizer::execute;
 using namespace immunizer::execute::testing;
+using namespace std::chrono_literals;
 
-TEST(ControlServer, BindsPortZeroAndReportsThePort) {
+namespace {
+
+// Polls `pred` until it holds or `timeout` passes (a deadline, not a sleep-as-synchronisation).
+template <class P>
+bool eventually(P pred, std::chrono::milliseconds timeout = 10s) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+// A minimal effector: a real gRPC client on EffectorControl.Connect that records directives.
+class FakeEffector {
+ public:
+  FakeEffector(int port, const std::string& app, const std::string& instance, bool hello = true)
+      : name_(app + "/" + instance) {
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    stub_ = v1::EffectorControl::NewStub(channel_);
+    stream_ = stub_->Connect(&ctx_);
+    if (hello) {
+      v1::EffectorMessage m;
+      m.mutable_hello()->set_app(app);
+      m.mutable_hello()->set_instance(instance);
+      m.mutable_hello()->set_version("test");
+      stream_->Write(m);
+    }
+    reader_ = std::thread([this] {
+      v1::ExecuteMessage in;
+      while (stream_->Read(&in)) {
+        std::lock_guard lk(mu_);
+        got_.push_back(in.directive());
+        cv_.notify_all();
+      }
+      std::lock_guard lk(mu_);
+      ended_ = true;
+      cv_.notify_all();
+    });
+  }
+  ~FakeEffector() {
+    if (reader_.joinable()) {
+      ctx_.TryCancel();
+      reader_.join();
+      stream_->Finish();
+    }
+  }
+  bool wait_for(size_t n, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, timeout, [&] { return got_.size() >= n; });
+  }
+  bool wait_ended(std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, timeout, [&] { return ended_; });
+  }
+  std::vector<v1::Directive> directives() {
+    std::lock_guard lk(mu_);
+    return got_;
+  }
+  void ack(const v1::Directive& d, bool applied, const std::string& reason = "", int64_t at = 0) {
+    v1::EffectorMessage m;
+    m.mutable_ack()->set_directive_id(d.id());
+    m.mutable_ack()->set_applied(applied);
+    m.mutable_ack()->set_reason(reason);
+    m.mutable_ack()->set_applied_unix_nanos(at);
+    stream_->Write(m);
+  }
+  // Closes our side and returns the server's final status.
+  grpc::Status close() {
+    stream_->WritesDone();
+    reader_.join();
+    return stream_->Finish();
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::EffectorControl::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::EffectorMessage, v1::ExecuteMessage>> stream_;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<v1::Directive> got_;
+  bool ended_ = false;
+};
+
+class ControlServerTest : public ::testing::Test {
+ protected:
+  ControlServerTest()
+      : topics(common::Topics::with_prefix("t.")),
+        dispatcher(test_config(), topics, clock, registry),
+        server(dispatcher, test_config()),
+        proc(dispatcher) {
+    server.start();
+    ops = v1::Operations::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()), grpc::InsecureChannelCredentials()));
+  }
+  ~ControlServerTest() override { server.stop(); }
+
+  std::unique_ptr<FakeEffector> effector(const std::string& instance) {
+    const size_t before = dispatcher.effectors_connected();
+    auto e = std::make_unique<FakeEffector>(server.port(), "shop", instance);
+    EXPECT_TRUE(eventually([&] { return dispatcher.effectors_connected() == before + 1; }));
+    return e;
+  }
+  // Runs the stream loop's timer hook until an event of `type` for `action_id` is on the producer.
+  std::optional<v1::ActionEvent> await_event(v1::ActionEventType type, const std::string& action_id) {
+    std::optional<v1::ActionEvent> found;
+    eventually([&] {
+      proc.tick(out);
+      out.flush(0ms);
+      for (const auto& e : events(out, topics.actions))
+        if (e.type() == type && e.action_id() == action_id) found = e;
+      return found.has_value();
+    });
+    return found;
+  }
+
+  common::ManualClock clock;
+  prometheus::Registry registry;
+  common::Topics topics;
+  Dispatcher dispatcher;
+  ControlServer server;
+  ExecuteProcessor proc;
+  common::FakeProducer out;
+  std::unique_ptr<v1::Operations::Stub> ops;
+};
+
+TEST_F(ControlServerTest, PlanIsPushedSignedAndTheAckBecomesAppliedWithLatency) {
+  auto eff = effector("i1");
+  EXPECT_EQ(metric(registry, "immunizer_execute_effectors_connected"), 1);
+  const int64_t call_ts = clock.now_unix_nanos() - 200'000'000;
+  dispatcher.on_plan(block_plan("p1", "act1", "sess-1", 60'000, call_ts));
+
+  ASSERT_TRUE(eff->wait_for(1));
+  const v1::Directive d = eff->directives()[0];
+  EXPECT_EQ(d.action().id(), "act1");
+  EXPECT_EQ(d.action().target_value(), "sess-1");
+  EXPECT_TRUE(effector::verify(d, kKey));
+
+  eff->ack(d, true, "", clock.now_unix_nanos());
+  const auto applied = await_event(v1::ACTION_EVENT_APPLIED, "act1");
+  ASSERT_TRUE(applied.has_value());
+  EXPECT_EQ(applied->effector(), "shop/i1");
+  EXPECT_EQ(applied->plan_id(), "p1");
+  EXPECT_EQ(applied->call_timestamp_unix_nanos(), call_ts);
+  EXPECT_EQ(metric(registry, "immunizer_mitigation_latency_seconds"), 1);
+
+  grpc::ClientContext ctx;
+  v1::ListActiveResponse list;
+  ASSERT_TRUE(ops->ListActive(&ctx, {}, &list).ok());
+  ASSERT_EQ(list.actions_size(), 1);
+  EXPECT_EQ(list.actions(0).action().id(), "act1");
+  EXPECT_EQ(list.actions(0).acks(), 1);
+  EXPECT_EQ(list.actions(0).plan_id(), "p1");
+  ASSERT_EQ(list.effectors_size(), 1);
+  EXPECT_EQ(list.effectors(0).instance(), "i1");
+
+  // A rejection comes back as REJECTED with the effector's reason.
+  dispatcher.on_plan(block_plan("p2", "act2", "sess-2", 60'000, call_ts));
+  ASSERT_TRUE(eff->wait_for(2));
+  eff->ack(eff->directives()[1], false, "bad signature");
+  const auto rejected = await_event(v1::ACTION_EVENT_REJECTED, "act2");
+  ASSERT_TRUE(rejected.has_value());
+  EXPECT_EQ(rejected->reason(), "bad signature");
+}
+
+TEST_F(ControlServerTest, ReconnectReplaysEveryActiveDirectiveThenNewOnes) {
+  dispatcher.on_plan(block_plan("p1", "act1", "sess-1", 60'000));
+  auto first = effector("i1");
+  ASSERT_TRUE(first->wait_for(1));
+  EXPECT_TRUE(first->close().ok());
+  ASSERT_TRUE(eventually([&] { return dispatcher.effectors_connected() == 0; }));
+  EXPECT_EQ(metric(registry, "immunizer_execute_effectors_connected"), 0);
+
+  dispatcher.on_plan(block_plan("p2", "act2", "sess-2", 60'000));  // while nobody is connected
+  auto again = effector("i1");
+  ASSERT_TRUE(again->wait_for(2));
+  dispatcher.on_plan(block_plan("p3", "act3", "sess-3", 60'000));
+  ASSERT_TRUE(again->wait_for(3));
+  const auto dirs = again->directives();
+  EXPECT_EQ(dirs[0].id(), first->directives()[0].id());  // the same signed directive
+  std::vector<std::string> replayed{dirs[0].action().id(), dirs[1].action().id()};
+  std::sort(replayed.begin(), replayed.end());
+  EXPECT_EQ(replayed, (std::vector<std::string>{"act1", "act2"}));
+  EXPECT_EQ(dirs[2].action().id(), "act3");
+}
+
+TEST_F(ControlServerTest, ExpiredDirectiveIsDroppedAndNotReplayed) {
+  auto eff = effector("i1");
+  dispatcher.on_plan(block_plan("p1", "act1", "sess-1", 5'000));
+  ASSERT_TRUE(eff->wait_for(1));
+  clock.advance(5s);
+  const auto expired = await_event(v1::ACTION_EVENT_EXPIRED, "act1");
+  ASSERT_TRUE(expired.has_value());
+  grpc::ClientContext ctx;
+  v1::ListActiveResponse list;
+  ASSERT_TRUE(ops->ListActive(&ctx, {}, &list).ok());
+  EXPECT_EQ(list.actions_size(), 0);
+
+  auto late = effector("i2");
+  dispatcher.on_plan(block_plan("p2", "act2", "sess-2", 5'000));
+  ASSERT_TRUE(late->wait_for(1));
+  EXPECT_EQ(late->directives()[0].action().id(), "act2");  // act1 was not replayed
+}
+
+TEST_F(ControlServerTest, ManualBlockAndUnblockThroughOperations) {
+  auto eff = effector("i1");
+  v1::BlockResponse blocked;
+  {
+    grpc::ClientContext ctx;
+    v1::BlockRequest req;
+    req.set_field(v1::PRINCIPAL_FIELD_USER);
+    req.set_value("mallory");
+    req.set_ttl_millis(120'000);
+    req.set_reason("known attacker");
+    ASSERT_TRUE(ops->Block(&ctx, req, &blocked).ok());
+  }
+  ASSERT_FALSE(blocked.action_id().empty());
+  ASSERT_TRUE(eff->wait_for(1));
+  EXPECT_EQ(eff->directives()[0].action().id(), blocked.action_id());
+  EXPECT_EQ(eff->directives()[0].action().target_value(), "mallory");
+  EXPECT_EQ(eff->directives()[0].expires_unix_nanos(), clock.now_unix_nanos() + 120'000'000'000LL);
+  ASSERT_TRUE(await_event(v1::ACTION_EVENT_DISPATCHED, blocked.action_id()).has_value());
+
+  {
+    grpc::ClientContext ctx;
+    v1::UnblockRequest req;
+    req.set_action_id(blocked.action_id());
+    v1::UnblockResponse resp;
+    ASSERT_TRUE(ops->Unblock(&ctx, req, &resp).ok());
+    EXPECT_TRUE(resp.found());
+  }
+  ASSERT_TRUE(eff->wait_for(2));
+  const auto revoke = eff->directives()[1];
+  EXPECT_TRUE(revoke.revoke());
+  EXPECT_EQ(revoke.action().id(), blocked.action_id());
+  EXPECT_TRUE(effector::verify(revoke, kKey));
+  ASSERT_TRUE(await_event(v1::ACTION_EVENT_REVOKED, blocked.action_id()).has_value());
+
+  {
+    grpc::ClientContext ctx;
+    v1::UnblockRequest req;
+    req.set_action_id(blocked.action_id());
+    v1::UnblockResponse resp;
+    ASSERT_TRUE(ops->Unblock(&ctx, req, &resp).ok());
+    EXPECT_FALSE(resp.found());
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::BlockResponse resp;
+    const auto st = ops->Block(&ctx, v1::BlockRequest{}, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+}
+
+TEST_F(ControlServerTest, ShadowPlansNeverReachEffectors) {
+  auto eff = effector("i1");
+  auto shadow = block_plan("p1", "act1", "sess-1", 60'000);
+  shadow.set_shadow(true);
+  dispatcher.on_plan(shadow);
+  dispatcher.on_plan(block_plan("p2", "act2", "sess-2", 60'000));
+  ASSERT_TRUE(eff->wait_for(1));
+  EXPECT_EQ(eff->directives()[0].action().id(), "act2");
+  EXPECT_EQ(dispatcher.active_count(), 1u);
+}
+
+TEST_F(ControlServerTest, StreamWithoutHelloIsRefusedAndServerStopEndsStreams) {
+  FakeEffector rude(server.port(), "shop", "x", /*hello=*/false);
+  rude.ack(v1::Directive{}, true);
+  EXPECT_TRUE(rude.wait_ended());
+  EXPECT_EQ(rude.close().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(dispatcher.effectors_connected(), 0u);
+
+  auto eff = effector("i1");
+  server.stop();
+  EXPECT_TRUE(eff->wait_ended());
+  EXPECT_TRUE(eventually([&] { return dispatcher.effectors_connected() == 0; }));
+}
+
+TEST(ControlServer, BindsPortZeroAndRefusesAPortInUse) {
   common::ManualClock clock;
   prometheus::Registry registry;
   Dispatcher d(test_config(), common::Topics::with_prefix("t."), clock, registry);
@@ -19,5 +309,6 @@ TEST(ControlServer, BindsPortZeroAndReportsThePort) {
   cfg.grpc_listen = "127.0.0.1:" + std::to_string(server.port());
   ControlServer clash(d, cfg);
   EXPECT_THROW(clash.start(), std::runtime_error);
-  server.stop();
 }
+
+}  // namespace
