@@ -40,13 +40,20 @@ void RateWindow::add(int64_t now_nanos, uint64_t n) {
   b.n += n;
 }
 
-double RateWindow::per_second(int64_t now_nanos) const {
-  if (first_second_ < 0) return 0;
+uint64_t RateWindow::count(int64_t now_nanos) const {
   const int64_t now = second_of(now_nanos);
   const auto window = static_cast<int64_t>(buckets_.size());
   uint64_t sum = 0;
   for (const auto& b : buckets_)
     if (b.second >= 0 && b.second > now - window && b.second <= now) sum += b.n;
+  return sum;
+}
+
+double RateWindow::per_second(int64_t now_nanos) const {
+  if (first_second_ < 0) return 0;
+  const int64_t now = second_of(now_nanos);
+  const auto window = static_cast<int64_t>(buckets_.size());
+  const uint64_t sum = count(now_nanos);
   // Young windows divide by the time actually observed, so the first seconds are not diluted.
   const int64_t span = std::clamp<int64_t>(now - first_second_ + 1, 1, window);
   return static_cast<double>(sum) / static_cast<double>(span);
@@ -372,6 +379,7 @@ json DashboardState::stats_json() const {
           {"feedback", {{"total", feedback_total_}, {"false_positive", false_positive_total_}, {"confirmed", confirmed_total_}}},
           {"rates", {{"scored_per_second", scored_rate_.per_second(now)},
                      {"alarms_per_second", alarm_rate_.per_second(now)},
+                     {"alarms_last_minute", alarm_rate_.count(now)},
                      {"action_events_per_second", action_rate_.per_second(now)}}},
           {"score_distribution", {{"unit", "combined_score/threshold"}, {"buckets", std::move(buckets)}, {"learning", scores_learning_}}},
           {"models", {{"tracked", models_.size()}, {"learning", learning}, {"active", active_models}}},

@@ -183,6 +183,7 @@ TEST(RateWindow, AveragesOverTheObservedWindow) {
   const int64_t t0 = 1'000'000'000'000'000'000;
   for (int s = 0; s < 5; ++s) w.add(t0 + s * 1'000'000'000LL, 10);
   EXPECT_DOUBLE_EQ(w.per_second(t0 + 4'000'000'000LL), 10.0);
+  EXPECT_EQ(w.count(t0 + 4'000'000'000LL), 50u);
   // 20 s later everything has left the window.
   EXPECT_DOUBLE_EQ(w.per_second(t0 + 24'000'000'000LL), 0.0);
 }

@@ -21,6 +21,7 @@
     const d = new Date(Number(nanos) / 1e6);
     return d.toLocaleTimeString('en-GB', { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
   };
+  const fmtClock = (nanos) => nanos ? new Date(Number(nanos) / 1e6).toLocaleTimeString('en-GB', { hour12: false }) : '–';
   const fmtMs = (ms) => {
     if (ms === null || ms === undefined) return '–';
     if (ms < 1) return ms.toFixed(2) + ' ms';
@@ -81,7 +82,8 @@
     for (const s of a.actions || []) {
       const cls = s.status === 'applied' ? 'ok' : s.status === 'rejected' ? 'bad' : s.status === 'dispatched' ? 'warn' : '';
       const lat = s.latency_ms !== null && s.latency_ms !== undefined ? ' · ' + fmtMs(s.latency_ms) : '';
-      out.push(`<span class="tag ${cls}">${esc(s.action.kind.replace('_principal', ''))}: ${esc(s.status)}${lat}</span>`);
+      const label = `${s.action.kind.replace('_principal', '')}: ${s.status}${lat}`;
+      out.push(`<span class="tag ${cls}" title="${esc(label)}">${esc(label)}</span>`);
     }
     return out.length ? '<div class="status">' + out.join('') + '</div>' : '<span class="muted">new</span>';
   }
@@ -96,17 +98,17 @@
     const fill = Math.min(100, Math.round(100 * ratio / 2));  // the bar spans 0..2x threshold
     const reviewed = !!a.feedback;
     tr.innerHTML =
-      `<td class="t" title="raised ${esc(fmtTime(a.raised_unix_nanos))}">${esc(fmtTime(a.timestamp_unix_nanos || a.raised_unix_nanos))}</td>` +
-      `<td><span class="sev sev-${esc(a.severity)}">${esc(a.severity)}</span></td>` +
+      `<td class="t" title="call at ${esc(fmtTime(a.timestamp_unix_nanos))}, raised ${esc(fmtTime(a.raised_unix_nanos))}">` +
+      `<div>${esc(fmtTime(a.timestamp_unix_nanos || a.raised_unix_nanos))}</div><span class="sev sev-${esc(a.severity)}">${esc(a.severity)}</span></td>` +
       `<td class="principal">${principalHtml(a.principal || {})}</td>` +
       `<td><div class="mono call" title="${esc(a.call)}\n${esc(a.model_key)}">${esc(a.call)}</div></td>` +
       `<td class="num"><div class="score">${esc(fmtNum(a.combined_score))} <span class="thr">/ ${esc(fmtNum(a.threshold))}</span></div>` +
       `<div class="scorebar" title="${esc(fmtNum(ratio))}× threshold"><i style="width:${fill}%"></i><b style="left:50%"></b></div></td>` +
       `<td>${featuresHtml(a.top_features)}</td>` +
       `<td class="st">${statusHtml(a)}</td>` +
-      `<td class="act"><button class="btn fp" data-testid="false-positive" ${reviewed ? 'disabled' : ''}>False positive</button>` +
+      `<td class="act"><div class="btns"><button class="btn fp" data-testid="false-positive" ${reviewed ? 'disabled' : ''}>False positive</button>` +
       `<button class="btn confirm" ${reviewed ? 'disabled' : ''}>Confirm</button>` +
-      `<button class="btn danger block" title="block this principal">Block</button></td>`;
+      `<button class="btn danger block" title="block this principal">Block</button></div></td>`;
     tr.querySelector('.fp').onclick = () => feedback(a.id, 'false_positive');
     tr.querySelector('.confirm').onclick = () => feedback(a.id, 'confirmed');
     tr.querySelector('.block').onclick = () => blockAlarm(a);
@@ -159,8 +161,8 @@
     const body = $('action-rows');
     body.innerHTML = actionEvents.slice(0, 100).map((e) => {
       const cls = e.type === 'applied' ? 'ok' : e.type === 'rejected' ? 'bad' : e.type === 'dispatched' ? 'warn' : '';
-      return `<tr><td class="t">${esc(fmtTime(e.at_unix_nanos))}</td><td><span class="tag ${cls}" title="${esc(e.reason)}">${esc(e.type)}</span></td>` +
-        `<td>${esc(e.action.kind)}</td><td class="mono call" title="${esc(target(e.action))}">${esc(target(e.action))}</td>` +
+      return `<tr><td class="t" title="${esc(fmtTime(e.at_unix_nanos))}">${esc(fmtClock(e.at_unix_nanos))}</td><td><span class="tag ${cls}" title="${esc(e.reason)}">${esc(e.type)}</span></td>` +
+        `<td><div>${esc(e.action.kind)}</div><div class="mono call muted" title="${esc(target(e.action))}">${esc(target(e.action))}</div></td>` +
         `<td class="num">${esc(fmtTtl(e.action.ttl_millis))}</td><td class="num">${esc(fmtMs(e.latency_ms))}</td></tr>`;
     }).join('');
     $('actions-empty').style.display = actionEvents.length ? 'none' : '';
@@ -173,7 +175,7 @@
       $('active-rows').innerHTML = list.map((s) =>
         `<tr><td>${esc(s.action.kind)}<div class="muted small">${esc(s.status)}, ${s.applied_acks} ack</div></td>` +
         `<td class="mono call" title="${esc(target(s.action))}">${esc(target(s.action))}</td>` +
-        `<td class="t">${s.expires_unix_nanos ? esc(fmtTime(s.expires_unix_nanos)) : '∞'}</td>` +
+        `<td class="t">${s.expires_unix_nanos ? esc(fmtClock(s.expires_unix_nanos)) : '∞'}</td>` +
         `<td><button class="btn unblock" data-id="${esc(s.action_id)}">Unblock</button></td></tr>`).join('');
       for (const b of $('active-rows').querySelectorAll('button.unblock')) {
         b.onclick = async () => {
@@ -191,9 +193,9 @@
   // ---- stats, distribution, models -----------------------------------------
   function renderStats(s) {
     $('c-scored').textContent = fmtInt(s.records_scored);
-    $('c-scored-rate').textContent = s.rates.scored_per_second.toFixed(1) + ' /s (1 min)';
+    $('c-scored-rate').textContent = s.rates.scored_per_second.toFixed(1) + ' /s over the last min';
     $('c-alarms').textContent = fmtInt(s.alarms);
-    $('c-alarms-rate').textContent = (s.rates.alarms_per_second * 60).toFixed(1) + ' /min · ' +
+    $('c-alarms-rate').textContent = fmtInt(s.rates.alarms_last_minute) + ' in the last min · ' +
       fmtInt(s.alarms_by_severity.critical + s.alarms_by_severity.high) + ' high+';
     $('c-blocks').textContent = fmtInt(s.blocks_active);
     $('c-actions').textContent = fmtInt(s.action_events) + ' action events · ' + fmtInt(s.action_events_by_type.rejected) + ' rejected';

@@ -124,6 +124,7 @@ try {
   await row.locator('.tag', { hasText: 'applied' }).waitFor({ timeout: 20_000 });
   await page.locator('#action-rows tr').first().waitFor({ timeout: 20_000 });
   await page.locator('#c-blocks', { hasText: '1' }).waitFor({ timeout: 20_000 });
+  await page.locator('#active-rows tr', { hasText: 'sess-live-1' }).waitFor({ timeout: 20_000 });
   mkdirSync(artifacts, { recursive: true });
   const shot = path.join(artifacts, 'immunizer-dashboard.png');
   await page.screenshot({ path: shot });

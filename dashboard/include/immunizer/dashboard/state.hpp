@@ -27,6 +27,8 @@ class RateWindow {
   explicit RateWindow(int seconds = 60) : buckets_(static_cast<size_t>(seconds)) {}
   void add(int64_t now_nanos, uint64_t n = 1);
   double per_second(int64_t now_nanos) const;
+  // Events within the window ending now.
+  uint64_t count(int64_t now_nanos) const;
 
  private:
   struct Bucket {
