@@ -3,12 +3,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <condition_variable>
-#include <thread>
-
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
+#include "fake_effector.hpp"
 #include "test_util.hpp"
 
 using namespace immunizer;
@@ -17,92 +15,6 @@ using namespace immunizer::execute::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-// Polls `pred` until it holds or `timeout` passes (a deadline, not a sleep-as-synchronisation).
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds timeout = 10s) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-// A minimal effector: a real gRPC client on EffectorControl.Connect that records directives.
-class FakeEffector {
- public:
-  FakeEffector(int port, const std::string& app, const std::string& instance, bool hello = true)
-      : name_(app + "/" + instance) {
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-    stub_ = v1::EffectorControl::NewStub(channel_);
-    stream_ = stub_->Connect(&ctx_);
-    if (hello) {
-      v1::EffectorMessage m;
-      m.mutable_hello()->set_app(app);
-      m.mutable_hello()->set_instance(instance);
-      m.mutable_hello()->set_version("test");
-      stream_->Write(m);
-    }
-    reader_ = std::thread([this] {
-      v1::ExecuteMessage in;
-      while (stream_->Read(&in)) {
-        std::lock_guard lk(mu_);
-        got_.push_back(in.directive());
-        cv_.notify_all();
-      }
-      std::lock_guard lk(mu_);
-      ended_ = true;
-      cv_.notify_all();
-    });
-  }
-  ~FakeEffector() {
-    if (reader_.joinable()) {
-      ctx_.TryCancel();
-      reader_.join();
-      stream_->Finish();
-    }
-  }
-  bool wait_for(size_t n, std::chrono::milliseconds timeout = 10s) {
-    std::unique_lock lk(mu_);
-    return cv_.wait_for(lk, timeout, [&] { return got_.size() >= n; });
-  }
-  bool wait_ended(std::chrono::milliseconds timeout = 10s) {
-    std::unique_lock lk(mu_);
-    return cv_.wait_for(lk, timeout, [&] { return ended_; });
-  }
-  std::vector<v1::Directive> directives() {
-    std::lock_guard lk(mu_);
-    return got_;
-  }
-  void ack(const v1::Directive& d, bool applied, const std::string& reason = "", int64_t at = 0) {
-    v1::EffectorMessage m;
-    m.mutable_ack()->set_directive_id(d.id());
-    m.mutable_ack()->set_applied(applied);
-    m.mutable_ack()->set_reason(reason);
-    m.mutable_ack()->set_applied_unix_nanos(at);
-    stream_->Write(m);
-  }
-  // Closes our side and returns the server's final status.
-  grpc::Status close() {
-    stream_->WritesDone();
-    reader_.join();
-    return stream_->Finish();
-  }
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::EffectorControl::Stub> stub_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::EffectorMessage, v1::ExecuteMessage>> stream_;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<v1::Directive> got_;
-  bool ended_ = false;
-};
 
 class ControlServerTest : public ::testing::Test {
  protected:

@@ -1,0 +1,119 @@
+// The immunizer-execute binary against the embedded broker: a Plan on <prefix>plans reaches
+// a connected effector as a signed directive; DISPATCHED and APPLIED land on <prefix>actions;
+// SIGTERM stops it cleanly. Multi-process (label e2e).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "immunizer/common/kafka.hpp"
+#include "immunizer/common/mock_broker.hpp"
+#include "immunizer/effector/directive_signing.hpp"
+#include "fake_effector.hpp"
+#include "test_util.hpp"
+
+using namespace immunizer;
+using namespace immunizer::execute::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Child {
+ public:
+  Child(const std::vector<std::string>& args, const std::string& log_path) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      FILE* f = std::freopen(log_path.c_str(), "w", stderr);
+      (void)f;
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // SIGTERM, then the exit code (-1 when it did not exit within the deadline).
+  int terminate(std::chrono::seconds deadline = 30s) {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    if (!eventually([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, deadline)) return -1;
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
+  const std::string prefix = "e2e.";
+  const auto topics = common::Topics::with_prefix(prefix);
+  std::vector<common::TopicSpec> specs;
+  for (const auto& t : topics.all()) specs.push_back({t, 1});
+  common::MockBroker broker(1, specs);
+  common::KafkaSettings kafka;
+  kafka.bootstrap = broker.bootstrap();
+  kafka.topic_prefix = prefix;
+
+  const std::string log_path = ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".log";
+  Child child({std::string(IMMUNIZER_BIN_DIR) + "/immunizer-execute", "--set", "kafka.bootstrap=" + broker.bootstrap(),
+               "--set", "kafka.topic_prefix=" + prefix, "--set", "http.listen=127.0.0.1", "--set", "http.port=0",
+               "--set", "execute.grpc_listen=127.0.0.1:0", "--set", std::string("security.signing_key=") + kKey},
+              log_path);
+  int port = 0;
+  ASSERT_TRUE(eventually([&] {
+    std::smatch m;
+    const std::string log = slurp(log_path);
+    static const std::regex re(R"(listening on 127\.0\.0\.1:0 \(port (\d+)\))");
+    if (std::regex_search(log, m, re)) port = std::stoi(m[1]);
+    return port > 0;
+  }, 30s)) << slurp(log_path);
+
+  FakeEffector eff(port, "shop", "e2e");
+  auto producer = common::make_kafka_producer(kafka, "test", nullptr);
+  const int64_t call_ts = common::now_unix_nanos();
+  producer->produce(topics.plans, "sess-1", block_plan("p1", "act1", "sess-1", 60'000, call_ts).SerializeAsString());
+  ASSERT_TRUE(producer->flush(10s).ok());
+
+  ASSERT_TRUE(eff.wait_for(1, 30s)) << slurp(log_path);
+  const auto d = eff.directives()[0];
+  EXPECT_EQ(d.action().id(), "act1");
+  EXPECT_TRUE(effector::verify(d, kKey));
+  eff.ack(d, true, "applied", common::now_unix_nanos());
+
+  auto consumer = common::make_kafka_consumer(kafka, "e2e-test", {topics.actions}, nullptr);
+  bool dispatched = false, applied = false;
+  EXPECT_TRUE(eventually([&] {
+    for (const auto& m : consumer->poll(100, 100ms)) {
+      v1::ActionEvent e;
+      if (!e.ParseFromString(m.payload) || e.action_id() != "act1") continue;
+      EXPECT_EQ(m.key, "act1");
+      dispatched |= e.type() == v1::ACTION_EVENT_DISPATCHED;
+      applied |= e.type() == v1::ACTION_EVENT_APPLIED && e.effector() == "shop/e2e";
+    }
+    return dispatched && applied;
+  }, 30s)) << slurp(log_path);
+  consumer->close();
+
+  EXPECT_EQ(child.terminate(), 0) << slurp(log_path);
+  std::remove(log_path.c_str());
+}
+
+}  // namespace
