@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     std::ofstream index(fs::path(out_dir) / "models" / "index.csv");
     index << "n,model_key\n";
     std::ofstream train_csv(fs::path(out_dir) / "train.csv"), test_csv(fs::path(out_dir) / "test.csv");
+    std::ofstream requests_tsv(fs::path(out_dir) / "requests.tsv");  // request -> what it was
     std::vector<std::string> global_names;  // record-level columns, same for every model
     immunizer::v1::FeatureVector v;
     std::string why;
@@ -154,6 +155,8 @@ int main(int argc, char** argv) {
         }
         header_done = true;
       }
+      requests_tsv << request_no << "\t" << label << "\t" << req.method << " " << req.path << "?" << req.query
+                   << "\t" << req.body << "\n";
       auto& f = is_train ? train_csv : test_csv;
       for (double x : row) f << x << ",";
       f << label << "\n";

@@ -28,6 +28,21 @@ def report(name, y, s):
           f"n={len(y)} anomalous={int(np.sum(y))}")
 
 
+def tail_bits(train_sorted, s, q=0.99):
+    """-log2 P(training score >= s): empirical below the q quantile, an exponential tail
+    fitted to the excesses above it (peaks over threshold) beyond, so models with few
+    training records are not capped at log2(n)."""
+    n = len(train_sorted)
+    u = train_sorted[int(q * (n - 1))]
+    exc = train_sorted[train_sorted > u] - u
+    scale = max(exc.mean() if len(exc) else 0.0, 1e-6)
+    ge = n - np.searchsorted(train_sorted, s, side="left")
+    emp = (ge + 1) / (n + 1)
+    tail = (1 - q) * np.exp(-(s - u) / scale)
+    p = np.where(s > u, tail, emp)
+    return -np.log2(p)
+
+
 def forest(args, n):
     return IsolationForest(n_estimators=args.trees, max_samples=min(256, n), random_state=args.seed)
 
@@ -58,10 +73,8 @@ def model_mode(args):
         tr_scores = np.sort(-f.score_samples(x[train]))
         te = ~train
         s = -f.score_samples(x[te])
-        # tail probability against the model's own training scores -> surprise in bits,
-        # plus the raw score to break ties beyond the training maximum
-        ge = len(tr_scores) - np.searchsorted(tr_scores, s, side="left")
-        surprise = -np.log2((ge + 1) / (len(tr_scores) + 1)) + s
+        # tail probability against the model's own training scores -> surprise in bits
+        surprise = tail_bits(tr_scores, s)
         for r, sc, lb in zip(req[te], surprise, label[te]):
             if r not in best or sc > best[r][0]:
                 best[r] = (sc, lb)
