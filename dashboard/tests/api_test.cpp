@@ -123,7 +123,7 @@ TEST(DashboardApi, ServesTheEmbeddedPage) {
 
 TEST(DashboardApi, AlarmsListByIdAndLimit) {
   Server s(test_config());
-  for (int i = 1; i <= 3; ++i) s.feed(make_alarm("a" + std::to_string(i), common::now_unix_nanos()));
+  for (int i = 1; i <= 3; ++i) s.feed(make_alarm(numbered("a", i), common::now_unix_nanos()));
   auto c = s.client();
   auto list = get_json(c, "/api/alarms?limit=2");
   ASSERT_EQ(list.size(), 2u);

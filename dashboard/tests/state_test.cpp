@@ -28,7 +28,7 @@ DashboardConfig small_config() {
 TEST(DashboardState, AlarmRingKeepsNewestFirstAndEvictsOldest) {
   common::ManualClock clock;
   DashboardState st(small_config(), clock);
-  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(st.add_alarm(make_alarm("a" + std::to_string(i), clock.now_unix_nanos())));
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(st.add_alarm(make_alarm(numbered("a", i), clock.now_unix_nanos())));
   const auto list = st.alarms_json(10);
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[0]["id"], "a5");
@@ -141,7 +141,7 @@ TEST(DashboardState, ActionEventRingIsBounded) {
   common::ManualClock clock;
   DashboardState st(small_config(), clock);
   for (int i = 0; i < 10; ++i)
-    st.add_action(make_action_event("act" + std::to_string(i), "", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos() + i, 0));
+    st.add_action(make_action_event(numbered("act", i), "", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos() + i, 0));
   EXPECT_EQ(st.action_event_count(), 4u);
   EXPECT_EQ(st.actions_json(100).size(), 4u);
   EXPECT_EQ(st.stats_json()["action_events"], 10);

@@ -7,6 +7,13 @@
 
 namespace immunizer::dashboard::testing {
 
+// "a" + std::to_string(i) trips GCC 12's -Wrestrict false positive; this does not.
+inline std::string numbered(const char* prefix, int i) {
+  std::string s(prefix);
+  s += std::to_string(i);
+  return s;
+}
+
 inline v1::Alarm make_alarm(const std::string& id, int64_t at_nanos, v1::Severity sev = v1::SEVERITY_HIGH) {
   v1::Alarm a;
   a.set_id(id);
