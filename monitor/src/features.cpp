@@ -103,6 +103,7 @@ constexpr double kClassSmoothing = 0.01;
 constexpr double kWinsor = 4.0;            // winsorising limit of running statistics, in sd
 constexpr double kMinFeatureStats = 30;    // history needed before features are normalised
 constexpr unsigned kGramSetBits = 13;
+constexpr uint64_t kAllProfileSample = 4;
 constexpr uint32_t kKnownValueCount = 8;   // enumeration members seen this often are "known"      // per-value 3-gram de-dup set: 8192 slots
 
 // Per-path features, in column order.
@@ -410,7 +411,9 @@ class ModelState {
         learn = (ps.outliers++ % cfg_.outlier_learn_every) == 0;
       }
       fold(ps, leaf, leaf.f, learn);
-      if (leaf.path >= 0 && !leaf.known) fold(all_, leaf, nullptr, learn);
+      // The model-wide profile (only consulted for paths without columns) learns from a
+      // deterministic 1-in-kAllProfileSample sample of records: same picture, less CPU.
+      if (leaf.path >= 0 && !leaf.known && record_no % kAllProfileSample == 0) fold(all_, leaf, nullptr, learn);
     }
     for (PathState& ps : paths_) {
       if (ps.last_record == record_no) ++ps.present;
