@@ -18,6 +18,7 @@ ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
       c.get_int("execute.effector_queue_limit", static_cast<int64_t>(e.effector_queue_limit), 16, 10'000'000));
   e.event_queue_limit = static_cast<size_t>(
       c.get_int("execute.event_queue_limit", static_cast<int64_t>(e.event_queue_limit), 16, 100'000'000));
+  e.restore_timeout_ms = c.get_int("execute.restore_timeout_ms", e.restore_timeout_ms, 0, 600'000);
   e.tls_cert_file = c.get_string("execute.tls_cert_file", "");
   e.tls_key_file = c.get_string("execute.tls_key_file", "");
   if (e.tls_cert_file.empty() != e.tls_key_file.empty())

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "immunizer/common/logging.hpp"
+#include "immunizer/common/snapshots.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 
 namespace immunizer::execute {
@@ -148,7 +149,62 @@ void Dispatcher::event_locked(v1::ActionEventType type, const std::string& actio
   e.set_reason(reason);
   e.set_at_unix_nanos(clock_.now_unix_nanos());
   e.set_call_timestamp_unix_nanos(call_ts);
-  outbox_.emplace_back(action_id, e.SerializeAsString());
+  outbox_.push_back({topics_.actions, action_id, e.SerializeAsString()});
+}
+
+// State of one entry: a ValueMap {directive: bytes, aliases: [string], alarm_id: string}.
+void Dispatcher::persist_locked(const std::string& primary, const Active* a) {
+  v1::ModelSnapshot snap;
+  snap.set_model_key(primary);
+  snap.set_kind(kSnapshotKind);
+  snap.set_format_version(1);
+  snap.set_taken_unix_nanos(clock_.now_unix_nanos());
+  if (a) {
+    v1::ValueMap m;
+    auto& f = *m.mutable_fields();
+    f["directive"].set_bytes_value(a->directive.SerializeAsString());
+    auto* list = f["aliases"].mutable_list_value();
+    for (const auto& id : a->aliases) list->add_items()->set_string_value(id);
+    f["alarm_id"].set_string_value(a->alarm_id);
+    snap.set_state(m.SerializeAsString());
+  }
+  // State is what survives a restart: never dropped for queue limits.
+  outbox_.push_back({topics_.models, common::snapshot_key(kSnapshotKind, primary), snap.SerializeAsString()});
+}
+
+size_t Dispatcher::restore(const std::map<std::string, v1::ModelSnapshot>& snapshots) {
+  std::lock_guard lk(mu_);
+  const int64_t now = clock_.now_unix_nanos();
+  size_t n = 0;
+  for (const auto& [key, snap] : snapshots) {
+    if (snap.kind() != kSnapshotKind || snap.state().empty()) continue;
+    v1::ValueMap m;
+    if (!m.ParseFromString(snap.state())) {
+      log()->warn("persisted entry {} is unreadable; skipped", key);
+      continue;
+    }
+    const auto& f = m.fields();
+    Active a;
+    if (!f.count("directive") || !a.directive.ParseFromString(f.at("directive").bytes_value()) ||
+        a.directive.action().id().empty())
+      continue;
+    if (a.directive.expires_unix_nanos() != 0 && a.directive.expires_unix_nanos() <= now) continue;
+    const std::string primary = a.directive.action().id();
+    if (active_.count(primary)) continue;
+    if (f.count("aliases"))
+      for (const auto& v : f.at("aliases").list_value().items()) a.aliases.push_back(v.string_value());
+    if (a.aliases.empty()) a.aliases.push_back(primary);
+    if (f.count("alarm_id")) a.alarm_id = f.at("alarm_id").string_value();
+    by_target_[target_key(a.directive.action())] = primary;
+    for (const auto& id : a.aliases) alias_[id] = primary;
+    // Acks for the replayed directive are reported under the primary action.
+    remember_locked(a.directive, Sent{primary, a.directive.action(), a.directive.plan_id(), a.alarm_id, 0, false, {}});
+    active_.emplace(primary, std::move(a));
+    ++n;
+  }
+  update_gauges_locked();
+  if (n) log()->info("restored {} active directive(s) from the previous run", n);
+  return n;
 }
 
 void Dispatcher::remember_locked(const v1::Directive& d, Sent s) {
@@ -211,6 +267,7 @@ std::string Dispatcher::enforce_locked(const v1::Action& requested, const std::s
       a.aliases.push_back(action.id());
       alias_[action.id()] = it->second;
     }
+    persist_locked(it->second, &a);
     reason = (note.empty() ? "" : note + "; ") + "extends active action " + it->second;
     log()->info("{} {} extended to {} s from now by action {} (plan '{}')", kind_label(action.kind()),
                 target_text(action), (until - now) / 1'000'000'000, action.id(), plan_id);
@@ -222,6 +279,7 @@ std::string Dispatcher::enforce_locked(const v1::Action& requested, const std::s
     a.directive = d;
     a.aliases.push_back(action.id());
     a.alarm_id = alarm_id;
+    persist_locked(action.id(), &a);
     active_.emplace(action.id(), std::move(a));
     by_target_[key] = action.id();
     alias_[action.id()] = action.id();
@@ -344,6 +402,7 @@ bool Dispatcher::unblock(const std::string& action_id) {
       event_locked(v1::ACTION_EVENT_REVOKED, id, a.directive.action(), a.directive.plan_id(), a.alarm_id, 0, "",
                    id == action_id ? "revoked by operator" : "revoked by operator (via " + action_id + ")");
     count("revoke");
+    persist_locked(primary, nullptr);
     update_gauges_locked();
     log()->info("revoked action {} ({} {})", primary, kind_label(d.action().kind()), target_text(d.action()));
   }
@@ -458,6 +517,7 @@ size_t Dispatcher::expire() {
     log()->info("action {} expired ({} {})", it->first, kind_label(a.directive.action().kind()),
                 target_text(a.directive.action()));
     count("expire");
+    persist_locked(it->first, nullptr);
     it = active_.erase(it);
     ++n;
   }
@@ -470,13 +530,13 @@ size_t Dispatcher::expire() {
 }
 
 size_t Dispatcher::drain(common::Producer& out) {
-  std::vector<std::pair<std::string, std::string>> events;
+  std::vector<Out> outs;
   {
     std::lock_guard lk(mu_);
-    events.swap(outbox_);
+    outs.swap(outbox_);
   }
-  for (const auto& [key, payload] : events) out.produce(topics_.actions, key, payload);
-  return events.size();
+  for (const auto& o : outs) out.produce(o.topic, o.key, o.payload);
+  return outs.size();
 }
 
 size_t Dispatcher::active_count() const {

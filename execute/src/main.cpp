@@ -1,6 +1,7 @@
 // immunizer-execute: plans -> signed directives to effectors, audit trail on <prefix>actions,
 // gRPC EffectorControl + Operations. Wiring only; see execute/dispatcher.hpp.
 #include "immunizer/common/service.hpp"
+#include "immunizer/common/snapshots.hpp"
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/execute/control_server.hpp"
 #include "immunizer/execute/dispatcher.hpp"
@@ -16,6 +17,10 @@ int main(int argc, char** argv) {
       common::KafkaMetrics metrics(*ctx.registry, "execute");
       common::SystemClock clock;
       execute::Dispatcher dispatcher(cfg, ctx.topics, clock, *ctx.registry);
+      // Take back what a previous run had in force before any effector connects and resyncs.
+      if (cfg.restore_timeout_ms > 0)
+        dispatcher.restore(common::read_snapshots(ctx.kafka, ctx.topics.models, execute::kSnapshotKind,
+                                                  std::chrono::milliseconds(cfg.restore_timeout_ms)));
       execute::ControlServer server(dispatcher, cfg);
       server.start();
       auto producer = common::make_kafka_producer(ctx.kafka, "execute", &metrics);

@@ -328,3 +328,62 @@ TEST(ExecuteProcessor, PlansInEventsOutMalformedToDeadLetters) {
 }
 
 }  // namespace
+
+namespace {
+
+// What read_snapshots() would return: the latest snapshot per model key on the models topic.
+std::map<std::string, v1::ModelSnapshot> latest_snapshots(const common::FakeProducer& out, const std::string& topic) {
+  std::map<std::string, v1::ModelSnapshot> m;
+  for (const auto& s : out.on(topic)) {
+    v1::ModelSnapshot snap;
+    if (snap.ParseFromString(s.payload) && snap.kind() == kSnapshotKind) m[snap.model_key()] = snap;
+  }
+  return m;
+}
+
+TEST(DispatcherRestart, ActiveDirectivesSurviveARestartAndEndedOnesDoNot) {
+  common::ManualClock clock;
+  const auto topics = common::Topics::with_prefix("t.");
+  common::FakeProducer out;
+  {
+    prometheus::Registry registry;
+    Dispatcher d(test_config(), topics, clock, registry);
+    d.on_plan(block_plan("p1", "act1", "sess-1", 60'000));
+    d.on_plan(block_plan("p2", "act2", "sess-1", 60'000));  // extends act1
+    d.on_plan(block_plan("p3", "act3", "sess-2", 10'000));
+    d.on_plan(block_plan("p4", "act4", "sess-3", 60'000));
+    EXPECT_TRUE(d.unblock("act4"));
+    d.drain(out);
+    out.flush(0ms);
+  }
+  prometheus::Registry registry;
+  clock.advance(20s);  // act3 is over by now
+  Dispatcher d(test_config(), topics, clock, registry);
+  EXPECT_EQ(d.restore(latest_snapshots(out, topics.models)), 1u);
+  EXPECT_EQ(d.active_count(), 1u);
+  auto link = std::make_shared<RecordingLink>();
+  v1::EffectorHello h;
+  h.set_app("shop");
+  const uint64_t s = d.connect(h, link);
+  ASSERT_EQ(link->directives().size(), 1u);
+  const auto dir = link->directives()[0];
+  EXPECT_EQ(dir.action().id(), "act1");
+  EXPECT_EQ(dir.plan_id(), "p2");  // the extended directive, unchanged: effectors see a duplicate
+  EXPECT_TRUE(effector::verify(dir, kKey));
+  v1::DirectiveAck ack;
+  ack.set_directive_id(dir.id());
+  ack.set_applied(true);
+  d.on_ack(s, ack);
+  // Deduplication and Unblock through a folded-in id keep working after the restart.
+  d.on_plan(block_plan("p5", "act5", "sess-1", 60'000));
+  EXPECT_EQ(d.active_count(), 1u);
+  EXPECT_TRUE(d.unblock("act2"));
+  EXPECT_EQ(d.active_count(), 0u);
+  common::FakeProducer out2;
+  d.drain(out2);
+  out2.flush(0ms);
+  EXPECT_EQ(of_type(events(out2, topics.actions), v1::ACTION_EVENT_APPLIED).size(), 1u);
+  EXPECT_EQ(of_type(events(out2, topics.actions), v1::ACTION_EVENT_REVOKED).size(), 3u);  // act1, act2, act5
+}
+
+}  // namespace

@@ -1,6 +1,7 @@
 // The immunizer-execute binary against the embedded broker: a Plan on <prefix>plans reaches
 // a connected effector as a signed directive; DISPATCHED and APPLIED land on <prefix>actions;
-// SIGTERM stops it cleanly. Multi-process (label e2e).
+// SIGTERM stops it cleanly; a restarted execute replays the block it had in force.
+// Multi-process (label e2e).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -27,6 +28,19 @@ std::string slurp(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The gRPC port the service reports in its log ("listening on ... (port N)"); 0 on timeout.
+int await_port(const std::string& log_path) {
+  int port = 0;
+  eventually([&] {
+    std::smatch m;
+    const std::string log = slurp(log_path);
+    static const std::regex re(R"(listening on 127\.0\.0\.1:0 \(port (\d+)\))");
+    if (std::regex_search(log, m, re)) port = std::stoi(m[1]);
+    return port > 0;
+  }, 30s);
+  return port;
 }
 
 class Child {
@@ -73,18 +87,13 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   kafka.topic_prefix = prefix;
 
   const std::string log_path = ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".log";
-  Child child({std::string(IMMUNIZER_BIN_DIR) + "/immunizer-execute", "--set", "kafka.bootstrap=" + broker.bootstrap(),
-               "--set", "kafka.topic_prefix=" + prefix, "--set", "http.listen=127.0.0.1", "--set", "http.port=0",
-               "--set", "execute.grpc_listen=127.0.0.1:0", "--set", std::string("security.signing_key=") + kKey},
-              log_path);
-  int port = 0;
-  ASSERT_TRUE(eventually([&] {
-    std::smatch m;
-    const std::string log = slurp(log_path);
-    static const std::regex re(R"(listening on 127\.0\.0\.1:0 \(port (\d+)\))");
-    if (std::regex_search(log, m, re)) port = std::stoi(m[1]);
-    return port > 0;
-  }, 30s)) << slurp(log_path);
+  const std::vector<std::string> args{
+      std::string(IMMUNIZER_BIN_DIR) + "/immunizer-execute", "--set", "kafka.bootstrap=" + broker.bootstrap(),
+      "--set", "kafka.topic_prefix=" + prefix, "--set", "http.listen=127.0.0.1", "--set", "http.port=0",
+      "--set", "execute.grpc_listen=127.0.0.1:0", "--set", std::string("security.signing_key=") + kKey};
+  Child child(args, log_path);
+  const int port = await_port(log_path);
+  ASSERT_GT(port, 0) << slurp(log_path);
 
   FakeEffector eff(port, "shop", "e2e");
   auto producer = common::make_kafka_producer(kafka, "test", nullptr);
@@ -113,7 +122,18 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   consumer->close();
 
   EXPECT_EQ(child.terminate(), 0) << slurp(log_path);
+
+  // A restarted execute takes the block back from <prefix>models and replays it.
+  const std::string log2 = log_path + ".2";
+  Child again(args, log2);
+  const int port2 = await_port(log2);
+  ASSERT_GT(port2, 0) << slurp(log2);
+  FakeEffector eff2(port2, "shop", "e2e");
+  ASSERT_TRUE(eff2.wait_for(1, 30s)) << slurp(log2);
+  EXPECT_EQ(eff2.directives()[0].id(), d.id());
+  EXPECT_EQ(again.terminate(), 0) << slurp(log2);
   std::remove(log_path.c_str());
+  std::remove(log2.c_str());
 }
 
 }  // namespace

@@ -28,6 +28,9 @@ struct ExecuteConfig {
   size_t effector_queue_limit = 10'000;
   // Action events waiting for the Kafka producer; beyond it new events are dropped and counted.
   size_t event_queue_limit = 100'000;
+  // At start-up, how long to wait reading back the active directives a previous run
+  // persisted on <prefix>models (0: start empty, which lifts every block after a restart).
+  int64_t restore_timeout_ms = 15'000;
   // Optional TLS for the gRPC server: both files or neither.
   std::string tls_cert_file;
   std::string tls_key_file;

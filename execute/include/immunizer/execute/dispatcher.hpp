@@ -68,8 +68,13 @@ class Dispatcher {
 
   // Removes directives whose expiry has passed and records EXPIRED; returns how many.
   size_t expire();
-  // Hands queued ActionEvents to `out` (topic <prefix>actions, key: action id).
+  // Hands queued outputs to `out`: ActionEvents (<prefix>actions, key: action id) and the
+  // state of each active entry (<prefix>models, kind "execute", see restore()).
   size_t drain(common::Producer& out);
+  // At start-up, before effectors connect: takes back the active directives persisted by a
+  // previous run (read_snapshots(..., topics.models, kSnapshotKind)), so a restart does not
+  // lift blocks. Expired or ended entries are skipped. Returns how many were restored.
+  size_t restore(const std::map<std::string, v1::ModelSnapshot>& snapshots);
 
   size_t active_count() const;
   size_t effectors_connected() const;
@@ -108,6 +113,7 @@ class Dispatcher {
                     const std::string& effector, const std::string& reason);
   void count(const std::string& type);
   void update_gauges_locked();
+  void persist_locked(const std::string& primary, const Active* a);  // nullptr: entry ended
   static void close_all(const Links& links);
 
   ExecuteConfig cfg_;
@@ -122,7 +128,10 @@ class Dispatcher {
   std::multimap<int64_t, std::string> forget_;               // when to drop sent_ entries
   std::map<uint64_t, Session> sessions_;
   uint64_t next_session_ = 1;
-  std::vector<std::pair<std::string, std::string>> outbox_;  // (key, ActionEvent bytes)
+  struct Out {
+    std::string topic, key, payload;
+  };
+  std::vector<Out> outbox_;
 
   prometheus::Family<prometheus::Counter>& actions_;
   prometheus::Histogram& latency_;
@@ -132,6 +141,9 @@ class Dispatcher {
   prometheus::Counter& events_dropped_;
   prometheus::Counter& slow_effectors_;
 };
+
+// ModelSnapshot.kind of execute's persisted active entries on the models topic.
+inline constexpr const char* kSnapshotKind = "execute";
 
 // The dedupe key of an action: kind, target field and value, call.
 std::string target_key(const v1::Action& a);
