@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <condition_variable>
 #include <future>
 #include <thread>
@@ -191,6 +196,41 @@ TEST(DashboardApi, EventStreamDeliversAnAlarmRaisedAfterConnecting) {
   const auto j = json::parse(received.substr(at + 19, line_end - at - 19));
   EXPECT_EQ(j["id"], "live-1");
   EXPECT_EQ(j["top_features"][0]["feature"], "arg.cantidad.rare_ngram");
+  // The browser went away: its slot is released at the next write (keepalive 200 ms).
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (s.hub.clients() != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(s.hub.clients(), 0u);
+}
+
+TEST(DashboardApi, BrowserThatStopsReadingNeverBlocksTheConsumer) {
+  auto cfg = test_config();
+  cfg.sse_queue = 4;
+  Server s(cfg);
+  // A raw client that sends the request and then never reads a byte.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(s.http.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string req = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (s.hub.clients() != 1 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_EQ(s.hub.clients(), 1u);
+  // ~40 MB of alarms: far more than the socket buffers hold. Each feed returns at once.
+  auto big = make_alarm("big", common::now_unix_nanos());
+  (*big.mutable_labels())["padding"] = std::string(20000, 'x');
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2000; ++i) {
+    big.set_id(numbered("big-", i));
+    s.feed(big);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);  // the HTTP write timeout is 5 s
+  EXPECT_GT(s.hub.dropped(), 0u);
+  EXPECT_EQ(s.state.alarm_count(), 1000u);
+  ::close(fd);
 }
 
 TEST(DashboardApi, FeedbackProducesAFeedbackMessage) {
