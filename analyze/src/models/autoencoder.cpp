@@ -14,7 +14,8 @@ namespace immunizer::analyze {
 namespace {
 
 constexpr uint32_t kAeMagic = 0x4541544B;  // "KTAE"
-constexpr uint32_t kAeVersion = 1;
+constexpr uint32_t kAeVersion = 2;
+constexpr double kTrainClip = 10, kScoreClip = 1000;
 
 Eigen::VectorXd sigmoid(const Eigen::VectorXd& v) {
   return (1.0 + (-v.array()).exp()).inverse().matrix();
@@ -34,6 +35,7 @@ void write_ae(ByteWriter& w, const TinyAutoencoder& ae) {
   w.put_vector(std::vector<double>(ae.w.data(), ae.w.data() + ae.w.size()));
   write_vec(w, ae.bh);
   write_vec(w, ae.bv);
+  w.put<uint8_t>(ae.linear_output ? 1 : 0);
 }
 TinyAutoencoder read_ae(ByteReader& r) {
   TinyAutoencoder ae;
@@ -43,11 +45,38 @@ TinyAutoencoder read_ae(ByteReader& r) {
   ae.w = Eigen::Map<const Eigen::MatrixXd>(w.data(), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
   ae.bh = read_vec(r);
   ae.bv = read_vec(r);
+  ae.linear_output = r.get<uint8_t>() != 0;
   if (ae.bh.size() != ae.w.rows() || ae.bv.size() != ae.w.cols()) throw std::runtime_error("autoencoder: corrupt");
   return ae;
 }
 
 }  // namespace
+
+void RunningMoments::reset(std::size_t n) {
+  mean = Eigen::VectorXd::Zero(static_cast<Eigen::Index>(n));
+  m2 = Eigen::VectorXd::Zero(static_cast<Eigen::Index>(n));
+  count = 0;
+}
+
+void RunningMoments::update(std::span<const double> x) {
+  count += 1;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const auto k = static_cast<Eigen::Index>(i);
+    if (!std::isfinite(x[i])) continue;
+    const double d = x[i] - mean[k];
+    mean[k] += d / count;
+    m2[k] += d * (x[i] - mean[k]);
+  }
+}
+
+void RunningMoments::apply(std::span<const double> x, Eigen::VectorXd& out, double clip) const {
+  out.resize(static_cast<Eigen::Index>(x.size()));
+  for (Eigen::Index i = 0; i < out.size(); ++i) {
+    const double sd = std::sqrt(m2[i] / std::max(count, 1.0));
+    const double v = x[static_cast<std::size_t>(i)];
+    out[i] = std::isfinite(v) ? std::clamp((v - mean[i]) / (sd > 1e-12 ? sd : 1.0), -clip, clip) : 0.0;
+  }
+}
 
 void RunningMinMax::reset(std::size_t n) {
   lo = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(n), std::numeric_limits<double>::infinity());
@@ -72,8 +101,9 @@ void RunningMinMax::apply(std::span<const double> x, Eigen::VectorXd& out) const
   }
 }
 
-void TinyAutoencoder::init(int visible, int hidden, uint64_t seed) {
+void TinyAutoencoder::init(int visible, int hidden, uint64_t seed, bool linear) {
   Rng rng(seed, 0xAE);
+  linear_output = linear;
   const double a = 1.0 / visible;
   w.resize(hidden, visible);
   for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = (2 * rng.uniform() - 1) * a;
@@ -83,8 +113,14 @@ void TinyAutoencoder::init(int visible, int hidden, uint64_t seed) {
 
 void TinyAutoencoder::train_one(const Eigen::VectorXd& x, double lr) {
   const Eigen::VectorXd y = sigmoid(w * x + bh);
-  const Eigen::VectorXd z = sigmoid(w.transpose() * y + bv);
-  const Eigen::VectorXd dz = ((z - x).array() * z.array() * (1.0 - z.array())).matrix();
+  Eigen::VectorXd z = w.transpose() * y + bv, dz;
+  if (linear_output) {
+    // Clipped so that a few extreme standardised inputs cannot blow the weights up.
+    dz = (z - x).cwiseMax(-1.0).cwiseMin(1.0);
+  } else {
+    z = sigmoid(z);
+    dz = ((z - x).array() * z.array() * (1.0 - z.array())).matrix();
+  }
   const Eigen::VectorXd dy = ((w * dz).array() * y.array() * (1.0 - y.array())).matrix();
   // Tied weights: the encoder and the decoder gradients both land on w.
   w.noalias() -= lr * (dy * x.transpose() + y * dz.transpose());
@@ -93,7 +129,8 @@ void TinyAutoencoder::train_one(const Eigen::VectorXd& x, double lr) {
 }
 
 double TinyAutoencoder::reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const {
-  recon = sigmoid(w.transpose() * sigmoid(w * x + bh) + bv);
+  recon = w.transpose() * sigmoid(w * x + bh) + bv;
+  if (!linear_output) recon = sigmoid(recon);
   return std::sqrt((recon - x).squaredNorm() / static_cast<double>(x.size()));
 }
 
@@ -167,14 +204,14 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
   for (std::size_t g = 0; g < e.groups_.size(); ++g) {
     const int v = static_cast<int>(e.groups_[g].size());
     const int h = std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * v)));
-    e.group_ae_.emplace_back().init(v, h, p.seed + g + 1);
+    e.group_ae_.emplace_back().init(v, h, p.seed + g + 1, true);
   }
   const int epochs = std::clamp(static_cast<int>((p.min_updates + data.rows - 1) / data.rows), 1, std::max(p.max_epochs, 1));
 
   Matrix norm(data.rows, data.cols);
   Eigen::VectorXd tmp;
   for (std::size_t r = 0; r < data.rows; ++r) {
-    e.input_norm_.apply(data.row(r), tmp);
+    e.input_norm_.apply(data.row(r), tmp, kTrainClip);
     std::copy(tmp.data(), tmp.data() + tmp.size(), norm.row(r).begin());
   }
   std::vector<uint32_t> order(data.rows);
@@ -215,7 +252,7 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
   e.output_norm_.reset(errs.cols);
   for (std::size_t r = 0; r < errs.rows; ++r) e.output_norm_.update(errs.row(r));
   const int k = static_cast<int>(errs.cols);
-  e.output_ae_.init(k, std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * k))), p.seed);
+  e.output_ae_.init(k, std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * k))), p.seed, false);
   for (int ep = 0; ep < epochs; ++ep) {
     shuffle();
     for (const uint32_t r : order) {
@@ -230,7 +267,7 @@ void AutoencoderEnsemble::group_errors(std::span<const double> x, Eigen::VectorX
                                        std::vector<double>* sq_err) const {
   if (x.size() != dims_) throw std::invalid_argument("autoencoder: wrong vector size");
   Eigen::VectorXd norm, slice, recon;
-  input_norm_.apply(x, norm);
+  input_norm_.apply(x, norm, kScoreClip);
   errs.resize(static_cast<Eigen::Index>(groups_.size()));
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     slice.resize(static_cast<Eigen::Index>(groups_[g].size()));
@@ -248,7 +285,7 @@ double AutoencoderEnsemble::score(std::span<const double> x) const {
   Eigen::VectorXd errs, norm, recon;
   group_errors(x, errs, nullptr);
   output_norm_.apply(std::span<const double>(errs.data(), static_cast<std::size_t>(errs.size())), norm);
-  return output_ae_.reconstruct(norm, recon);
+  return std::sqrt(errs.squaredNorm() / static_cast<double>(errs.size())) + output_ae_.reconstruct(norm, recon);
 }
 
 void AutoencoderEnsemble::score_batch(const Matrix& data, std::span<double> out) const {
@@ -271,7 +308,7 @@ std::size_t AutoencoderEnsemble::memory_bytes() const {
   };
   for (const auto& g : groups_) b += g.capacity() * sizeof(uint32_t) + sizeof(g);
   for (const auto& a : group_ae_) b += ae_bytes(a) + sizeof(a);
-  b += ae_bytes(output_ae_) + static_cast<std::size_t>(input_norm_.lo.size() * 2 + output_norm_.lo.size() * 2) * sizeof(double);
+  b += ae_bytes(output_ae_) + static_cast<std::size_t>(input_norm_.mean.size() * 2 + output_norm_.lo.size() * 2) * sizeof(double);
   return b;
 }
 
@@ -280,8 +317,9 @@ std::string AutoencoderEnsemble::serialize() const {
   w.put(kAeMagic);
   w.put(kAeVersion);
   w.put<uint64_t>(dims_);
-  write_vec(w, input_norm_.lo);
-  write_vec(w, input_norm_.hi);
+  write_vec(w, input_norm_.mean);
+  write_vec(w, input_norm_.m2);
+  w.put(input_norm_.count);
   w.put<uint64_t>(groups_.size());
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     w.put_vector(groups_[g]);
@@ -300,11 +338,12 @@ AutoencoderEnsemble AutoencoderEnsemble::deserialize(std::string_view bytes) {
   if (r.get<uint32_t>() != kAeVersion) throw std::runtime_error("autoencoder: unknown version");
   AutoencoderEnsemble e;
   e.dims_ = r.get<uint64_t>();
-  e.input_norm_.lo = read_vec(r);
-  e.input_norm_.hi = read_vec(r);
+  e.input_norm_.mean = read_vec(r);
+  e.input_norm_.m2 = read_vec(r);
+  e.input_norm_.count = r.get<double>();
   const auto groups = r.get<uint64_t>();
-  if (groups == 0 || groups > e.dims_ || static_cast<std::size_t>(e.input_norm_.lo.size()) != e.dims_ ||
-      e.input_norm_.hi.size() != e.input_norm_.lo.size())
+  if (groups == 0 || groups > e.dims_ || static_cast<std::size_t>(e.input_norm_.mean.size()) != e.dims_ ||
+      e.input_norm_.m2.size() != e.input_norm_.mean.size())
     throw std::runtime_error("autoencoder: corrupt header");
   for (uint64_t g = 0; g < groups; ++g) {
     e.groups_.push_back(r.get_vector<uint32_t>());

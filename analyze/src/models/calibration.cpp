@@ -129,11 +129,14 @@ void TailCalibrator::read(ByteReader& r) {
     throw std::runtime_error("calibrator: corrupt");
 }
 
-double combine_tails(std::span<const double> tails) {
-  if (tails.empty()) return 0.0;
-  double s = 0;
-  for (const double t : tails) s += -std::log10(std::max(t, kTailFloor));
-  return s / static_cast<double>(tails.size());
+double combine_tails(std::span<const double> tails, std::span<const double> weights) {
+  double s = 0, wsum = 0;
+  for (std::size_t i = 0; i < tails.size(); ++i) {
+    const double w = weights.empty() ? 1.0 : weights[i];
+    s += -w * std::log10(std::max(tails[i], kTailFloor));
+    wsum += w;
+  }
+  return wsum > 0 ? s / wsum : 0.0;
 }
 
 }  // namespace immunizer::analyze

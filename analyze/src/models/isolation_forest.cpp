@@ -15,7 +15,7 @@ namespace {
 
 constexpr double kEulerGamma = 0.5772156649015329;
 constexpr uint32_t kForestMagic = 0x54534649;  // "IFST"
-constexpr uint32_t kForestVersion = 1;
+constexpr uint32_t kForestVersion = 2;
 
 double harmonic(double i) {
   if (i < 16) {
@@ -36,8 +36,8 @@ class TreeBuilder {
     uint32_t left;
   };
 
-  TreeBuilder(const Matrix& data, Rng& rng, int max_depth)
-      : data_(data), rng_(rng), max_depth_(max_depth), features_(data.cols) {
+  TreeBuilder(const Matrix& data, Rng& rng, int max_depth, double c_psi)
+      : data_(data), rng_(rng), max_depth_(max_depth), inv_c_(1.0 / c_psi), features_(data.cols) {
     for (std::size_t j = 0; j < data.cols; ++j) features_[j] = static_cast<uint32_t>(j);
   }
 
@@ -52,7 +52,7 @@ class TreeBuilder {
 
  private:
   void make_leaf(uint32_t node, std::size_t n, int depth) {
-    (*nodes_)[node] = {depth + average_path_length(static_cast<double>(n)), 0xFFFFFFFFu, 0};
+    (*nodes_)[node] = {(depth + average_path_length(static_cast<double>(n))) * inv_c_, 0xFFFFFFFFu, 0};
   }
 
   void grow(uint32_t node, std::size_t begin, std::size_t end, int depth) {
@@ -91,6 +91,7 @@ class TreeBuilder {
   const Matrix& data_;
   Rng& rng_;
   int max_depth_;
+  double inv_c_;  // leaves store normalised path lengths, so trees of any psi mix
   std::vector<uint32_t> features_;
   std::vector<Node>* nodes_ = nullptr;
   std::vector<uint32_t>* counts_ = nullptr;
@@ -133,8 +134,13 @@ IsolationForest IsolationForest::fit(const Matrix& data, const ForestParams& p) 
   f.dims_ = data.cols;
   f.psi_ = std::min<std::size_t>(static_cast<std::size_t>(p.sample_size), data.rows);
   f.c_psi_ = std::max(average_path_length(static_cast<double>(f.psi_)), 1.0);
-  const int depth =
-      p.max_depth > 0 ? p.max_depth : static_cast<int>(std::ceil(std::log2(std::max<double>(f.psi_, 2))));
+  auto tree_psi = [&](int t) {
+    if (p.mixed_sample_size > 1 && t % 2 == 1) return std::min<std::size_t>(static_cast<std::size_t>(p.mixed_sample_size), data.rows);
+    return f.psi_;
+  };
+  auto depth_for = [&](std::size_t psi) {
+    return p.max_depth > 0 ? p.max_depth : static_cast<int>(std::ceil(std::log2(std::max<double>(static_cast<double>(psi), 2))));
+  };
 
   // Each tree has its own RNG stream, so the forest does not depend on the thread count.
   std::vector<std::vector<TreeBuilder::Node>> tree_nodes(p.trees);
@@ -143,8 +149,10 @@ IsolationForest IsolationForest::fit(const Matrix& data, const ForestParams& p) 
   auto work = [&] {
     for (int t = next++; t < p.trees; t = next++) {
       Rng rng(p.seed, static_cast<uint64_t>(t) + 1);
-      auto idx = sample_rows(data.rows, f.psi_, rng);
-      TreeBuilder(data, rng, depth).build(idx, tree_nodes[t], tree_counts[t]);
+      const std::size_t psi = tree_psi(t);
+      auto idx = sample_rows(data.rows, psi, rng);
+      TreeBuilder(data, rng, depth_for(psi), std::max(average_path_length(static_cast<double>(psi)), 1.0))
+          .build(idx, tree_nodes[t], tree_counts[t]);
     }
   };
   const int threads = std::clamp(p.threads, 1, p.trees);
@@ -175,11 +183,14 @@ double IsolationForest::mean_path_length(std::span<const double> x) const {
   if (x.size() != dims_) throw std::invalid_argument("isolation forest: wrong vector size");
   double sum = 0;
   for (const uint32_t r : roots_) sum += path_length(nodes_.data() + r, x);
-  return sum / static_cast<double>(roots_.size());
+  return sum / static_cast<double>(roots_.size()) * c_psi_;
 }
 
 double IsolationForest::score(std::span<const double> x) const {
-  return std::exp2(-mean_path_length(x) / c_psi_);
+  if (x.size() != dims_) throw std::invalid_argument("isolation forest: wrong vector size");
+  double sum = 0;
+  for (const uint32_t r : roots_) sum += path_length(nodes_.data() + r, x);
+  return std::exp2(-sum / static_cast<double>(roots_.size()));
 }
 
 void IsolationForest::score_batch(const Matrix& data, std::span<double> out, int threads) const {
@@ -197,7 +208,7 @@ void IsolationForest::score_batch(const Matrix& data, std::span<double> out, int
         const Node* tree = nodes_.data() + root;
         for (std::size_t r = r0; r < r1; ++r) acc[r - r0] += path_length(tree, data.row(r));
       }
-      const double k = 1.0 / (static_cast<double>(roots_.size()) * c_psi_);
+      const double k = 1.0 / static_cast<double>(roots_.size());
       for (std::size_t r = r0; r < r1; ++r) out[r] = std::exp2(-acc[r - r0] * k);
     }
   };

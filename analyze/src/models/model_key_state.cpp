@@ -79,23 +79,20 @@ void ModelKeyState::fit_models() {
   const uint64_t seed = cfg_.seed + 0x9E3779B97F4A7C15ull * fits_;
   const std::size_t n = reservoir_.rows;
   std::vector<double> combined(n, 0.0), s(n);
-  int used = 0;
   if (uses_forest()) {
-    forest_ = IsolationForest::fit(reservoir_, {cfg_.trees, cfg_.sample_size, 0, seed, cfg_.fit_threads});
+    const int mixed = cfg_.detector == DetectorKind::kIForest ? 0 : cfg_.mixed_sample_size;
+    forest_ = IsolationForest::fit(reservoir_, {cfg_.trees, cfg_.sample_size, mixed, 0, seed, cfg_.fit_threads});
     forest_.score_batch(reservoir_, s);
     forest_cal_.fit(s, cfg_.peak_quantile);
-    for (std::size_t i = 0; i < n; ++i) combined[i] += -std::log10(forest_cal_.tail(s[i]));
-    ++used;
+    for (std::size_t i = 0; i < n; ++i) combined[i] += -forest_weight() * std::log10(forest_cal_.tail(s[i]));
   }
   if (uses_ae()) {
     AutoencoderParams ap{cfg_.ae_max_group, cfg_.ae_hidden_ratio, cfg_.ae_learning_rate, cfg_.ae_min_updates, 50, seed};
     ae_ = AutoencoderEnsemble::fit(reservoir_, ap);
     ae_.score_batch(reservoir_, s);
     ae_cal_.fit(s, cfg_.peak_quantile);
-    for (std::size_t i = 0; i < n; ++i) combined[i] += -std::log10(ae_cal_.tail(s[i]));
-    ++used;
+    for (std::size_t i = 0; i < n; ++i) combined[i] += -ae_weight() * std::log10(ae_cal_.tail(s[i]));
   }
-  for (auto& c : combined) c /= used;
   combined_cal_.fit(combined, cfg_.peak_quantile);
   set_threshold();
   ++fits_;
@@ -131,19 +128,21 @@ Verdict ModelKeyState::score(std::span<const double> x) const {
   if (state_ != ModelState::kActive) return v;
   if (x.size() != names_.size()) throw std::invalid_argument("score: wrong vector size");
   v.state = ModelState::kActive;
-  double tails[2];
+  double tails[2], weights[2];
   int used = 0;
   if (uses_forest()) {
     v.iforest_raw = forest_.score(x);
     v.iforest_tail = forest_cal_.tail(v.iforest_raw);
+    weights[used] = forest_weight();
     tails[used++] = v.iforest_tail;
   }
   if (uses_ae()) {
     v.ae_raw = ae_.score(x);
     v.ae_tail = ae_cal_.tail(v.ae_raw);
+    weights[used] = ae_weight();
     tails[used++] = v.ae_tail;
   }
-  v.combined = combine_tails({tails, static_cast<std::size_t>(used)});
+  v.combined = combine_tails({tails, static_cast<std::size_t>(used)}, {weights, static_cast<std::size_t>(used)});
   v.threshold = threshold_;
   v.alarm = v.combined > threshold_;
   if (v.alarm) {
@@ -160,8 +159,9 @@ std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) cons
   std::vector<double> share(names_.size(), 0.0);
   // Each detector's attribution, as shares, weighted by how surprised that detector is.
   if (uses_forest())
-    add_shares(share, forest_.attribution(x), std::max(-std::log10(forest_cal_.tail(forest_.score(x))), 1e-3));
-  if (uses_ae()) add_shares(share, ae_.attribution(x), std::max(-std::log10(ae_cal_.tail(ae_.score(x))), 1e-3));
+    add_shares(share, forest_.attribution(x), forest_weight() * std::max(-std::log10(forest_cal_.tail(forest_.score(x))), 1e-3));
+  if (uses_ae())
+    add_shares(share, ae_.attribution(x), ae_weight() * std::max(-std::log10(ae_cal_.tail(ae_.score(x))), 1e-3));
   double total = 0;
   for (const double s : share) total += s;
   std::vector<std::size_t> idx(share.size());

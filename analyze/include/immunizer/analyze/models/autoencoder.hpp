@@ -26,7 +26,20 @@ struct AutoencoderParams {
   uint64_t seed = 0;
 };
 
-// Min-max normalisation learnt as a running min/max over the training stream.
+// Standardisation learnt as a running mean and variance (Welford) over the training stream;
+// the input of the group autoencoders.
+struct RunningMoments {
+  Eigen::VectorXd mean, m2;
+  double count = 0;
+  void reset(std::size_t n);
+  void update(std::span<const double> x);
+  // (x - mean) / sd clipped to [-clip, clip]; a constant feature has sd 1. Training clips at
+  // 10 so outliers in the training data cannot blow the weights up; scoring clips at 1000 so
+  // a wild value still shows as a wild reconstruction error.
+  void apply(std::span<const double> x, Eigen::VectorXd& out, double clip) const;
+};
+
+// Min-max normalisation learnt as a running min/max (KitNET); the output layer's input.
 struct RunningMinMax {
   Eigen::VectorXd lo, hi;
   void reset(std::size_t n);
@@ -35,11 +48,13 @@ struct RunningMinMax {
   void apply(std::span<const double> x, Eigen::VectorXd& out) const;
 };
 
-// One tied-weight sigmoid autoencoder (a KitNET dA).
+// One tied-weight autoencoder with a sigmoid hidden layer (a KitNET dA). The decoder is
+// sigmoid for inputs in [0, 1] (output layer) or linear for standardised inputs (groups).
 struct TinyAutoencoder {
   Eigen::MatrixXd w;  // hidden x visible
   Eigen::VectorXd bh, bv;
-  void init(int visible, int hidden, uint64_t seed);
+  bool linear_output = false;
+  void init(int visible, int hidden, uint64_t seed, bool linear);
   void train_one(const Eigen::VectorXd& x, double lr);
   // Reconstruction into recon; returns the RMSE.
   double reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const;
@@ -54,10 +69,14 @@ class AutoencoderEnsemble {
   std::size_t dims() const { return dims_; }
   const std::vector<std::vector<uint32_t>>& groups() const { return groups_; }
 
-  // RMSE of the output autoencoder; higher = more anomalous.
+  // How badly x is reconstructed: the root mean square of the group RMSEs (magnitude) plus
+  // the output autoencoder's RMSE (an unusual pattern of group errors). Higher = more
+  // anomalous. KitNET scores by the output RMSE alone; on the ODDS sets that misses outliers
+  // whose every group is off, because the min-max-normalised error pattern then looks usual.
   double score(std::span<const double> x) const;
   void score_batch(const Matrix& data, std::span<double> out) const;
   // Per-feature squared reconstruction error, divided by that feature's mean training error.
+
   std::vector<double> attribution(std::span<const double> x) const;
 
   std::size_t memory_bytes() const;
@@ -69,7 +88,7 @@ class AutoencoderEnsemble {
   void group_errors(std::span<const double> x, Eigen::VectorXd& errs, std::vector<double>* sq_err) const;
 
   std::size_t dims_ = 0;
-  RunningMinMax input_norm_;
+  RunningMoments input_norm_;
   std::vector<std::vector<uint32_t>> groups_;
   std::vector<TinyAutoencoder> group_ae_;
   RunningMinMax output_norm_;

@@ -53,8 +53,9 @@ class TailCalibrator {
   GpdFit gpd_;
 };
 
-// Combines calibrated evidence: mean over detectors of -log10(tail); 3 means "as rare as
-// one in a thousand training vectors", for every detector on average.
-double combine_tails(std::span<const double> tails);
+// Combines calibrated evidence: the weighted mean over detectors of -log10(tail); 3 means
+// "as rare as one in a thousand training vectors". Weights need not sum to one; empty
+// weights mean equal weights.
+double combine_tails(std::span<const double> tails, std::span<const double> weights = {});
 
 }  // namespace immunizer::analyze

@@ -21,6 +21,9 @@ double average_path_length(double n);
 struct ForestParams {
   int trees = 100;         // t in the paper
   int sample_size = 256;   // psi; clamped to the number of training rows
+  // > 0: a multi-scale forest, every odd tree is grown on this many points instead; each
+  // tree's path length is normalised by its own c(psi), so scores stay in (0, 1].
+  int mixed_sample_size = 0;
   int max_depth = 0;       // 0 = ceil(log2 psi), the paper's height limit
   uint64_t seed = 0;       // same seed + same data = same forest, whatever the thread count
   int threads = 1;         // trees fitted in parallel
@@ -38,7 +41,8 @@ class IsolationForest {
   std::size_t trees() const { return roots_.size(); }
   std::size_t sample_size() const { return psi_; }
 
-  // Mean path length E[h(x)] over the trees, leaf adjustment c(size) included.
+  // Mean path length E[h(x)] over the trees, leaf adjustment c(size) included (for a
+  // multi-scale forest: the mean of h / c(psi_tree), times c(psi)).
   double mean_path_length(std::span<const double> x) const;
   // s(x, psi) = 2^(-E[h(x)] / c(psi)), in (0, 1]; higher = more anomalous.
   double score(std::span<const double> x) const;
@@ -57,7 +61,7 @@ class IsolationForest {
  private:
   static constexpr uint32_t kLeaf = 0xFFFFFFFFu;
   struct Node {
-    double value;      // split value (go left when x < value) or, at a leaf, depth + c(size)
+    double value;      // split value (go left when x < value) or, at a leaf, (depth + c(size)) / c(psi)
     uint32_t feature;  // kLeaf at a leaf
     uint32_t left;     // index of the left child within the tree; the right one is left + 1
   };
@@ -70,7 +74,7 @@ class IsolationForest {
   std::vector<uint32_t> counts_;  // training points per node (explanations only)
   std::size_t dims_ = 0;
   std::size_t psi_ = 0;
-  double c_psi_ = 1.0;
+  double c_psi_ = 1.0;  // c(psi) of the primary sample size
 };
 
 }  // namespace immunizer::analyze
