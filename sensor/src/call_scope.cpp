@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sensor_impl.hpp"
+#include "tick_clock.hpp"
 
 namespace immunizer::sensor {
 namespace detail {
@@ -54,7 +55,7 @@ struct ThreadState {
   std::string ctx;  // context chain of the enclosing scopes, then this thread's current call
   std::vector<std::unique_ptr<detail::Buf>> bufs;  // one per nesting depth of recording scopes
   uint32_t depth = 0;
-  uint32_t stripe = g_next_stripe.fetch_add(1, std::memory_order_relaxed);
+  uint32_t stripe = g_next_stripe.fetch_add(1, std::memory_order_relaxed) % detail::StripedCounter::kProducerStripe;
   uint32_t measure_countdown = 1 + (stripe % kMeasureEvery);
   uint32_t rng = 0x9E3779B9u ^ (stripe * 0x85EBCA6Bu) ^ static_cast<uint32_t>(detail::steady_ns());
   // Cached block of sequence numbers, valid for the sensor with this tag.
@@ -74,13 +75,26 @@ struct ThreadState {
 
 thread_local ThreadState tl;
 
+// A block for `need` bytes: a recycled one when it fits (no malloc in steady state, and no
+// cross-thread free contention), else a new one rounded up so that it can be reused.
+detail::Record* obtain_record(Sensor::Impl& im, size_t need) noexcept {
+  if (detail::Record* r = im.recycle_.try_pop_mc()) {
+    if (r->capacity >= need) return r;
+    std::free(r);
+  }
+  const size_t cap = (need + 255) & ~size_t{255};
+  auto* r = static_cast<detail::Record*>(std::malloc(sizeof(detail::Record) + cap));
+  if (r) r->capacity = static_cast<uint32_t>(cap);
+  return r;
+}
+
 }  // namespace
 
 void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   ThreadState& t = tl;
   Sensor::Impl* im = sensor.impl_.get();
   measured_ = --t.measure_countdown == 0;
-  const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+  const int64_t t0 = measured_ ? detail::ticks() : 0;
   if (measured_) t.measure_countdown = kMeasureEvery;
 
   ctx_len_ = static_cast<uint32_t>(t.ctx.size());
@@ -96,7 +110,7 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   if (static_cast<uint64_t>(t.next_random()) >= im->sample_threshold_.load(std::memory_order_relaxed)) {
     state_ = kContextOnly;
     im->count_drop(DropReason::kSampledOut, t.stripe);
-    if (measured_) im->own_ns_.add(t.stripe, (detail::steady_ns() - t0) * kMeasureEvery);
+    if (measured_) im->own_ns_.add(t.stripe, static_cast<uint64_t>(detail::TickClock::instance().to_ns(detail::ticks() - t0)) * kMeasureEvery);
     measured_ = false;
     return;
   }
@@ -135,37 +149,37 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   detail::put_string_field(b, 3, call);
   if (ctx_len_) detail::put_string_field(b, 4, std::string_view(t.ctx.data(), ctx_len_));
 
-  start_ns_ = detail::steady_ns();
-  detail::put_varint_field(b, 2, static_cast<uint64_t>(start_ns_ + im->wall_offset_ns_));
-  if (measured_) own_ns_ += start_ns_ - t0;
+  start_ticks_ = detail::ticks();
+  detail::put_varint_field(b, 2, static_cast<uint64_t>(detail::TickClock::instance().wall_ns(start_ticks_)));
+  if (measured_) own_ticks_ += detail::ticks() - t0;
 }
 
 void CallScope::put_principal(std::string_view u, std::string_view s, std::string_view i) noexcept {
-  const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+  const int64_t t0 = measured_ ? detail::ticks() : 0;
   const size_t at = detail::open_len(*buf_, 5);
   if (!u.empty()) detail::put_string_field(*buf_, 1, u);
   if (!s.empty()) detail::put_string_field(*buf_, 2, s);
   if (!i.empty()) detail::put_string_field(*buf_, 3, i);
   detail::close_len(*buf_, at);
-  if (measured_) own_ns_ += detail::steady_ns() - t0;
+  if (measured_) own_ticks_ += detail::ticks() - t0;
 }
 
 void CallScope::put_label(std::string_view k, std::string_view v) noexcept {
-  const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+  const int64_t t0 = measured_ ? detail::ticks() : 0;
   const size_t at = detail::open_len(*buf_, 10);
   detail::put_string_field(*buf_, 1, k);
   detail::put_string_field(*buf_, 2, v);
   detail::close_len(*buf_, at);
-  if (measured_) own_ns_ += detail::steady_ns() - t0;
+  if (measured_) own_ticks_ += detail::ticks() - t0;
 }
 
 void CallScope::put_error(std::string_view type, std::string_view message) noexcept {
-  const int64_t t0 = measured_ ? detail::steady_ns() : 0;
+  const int64_t t0 = measured_ ? detail::ticks() : 0;
   const size_t at = detail::open_len(*buf_, 8);
   detail::put_string_field(*buf_, 1, type);
   detail::put_string_field(*buf_, 2, message);
   detail::close_len(*buf_, at);
-  if (measured_) own_ns_ += detail::steady_ns() - t0;
+  if (measured_) own_ticks_ += detail::ticks() - t0;
 }
 
 RecordId CallScope::id() const noexcept {
@@ -176,10 +190,11 @@ RecordId CallScope::id() const noexcept {
 void CallScope::end() noexcept {
   ThreadState& t = tl;
   if (state_ == kRecording) {
-    const int64_t now = detail::steady_ns();
+    const int64_t now = detail::ticks();
     Sensor::Impl* im = impl_;
     detail::Buf& b = *buf_;
-    detail::put_varint_field(b, 9, static_cast<uint64_t>(now - start_ns_));
+    const int64_t elapsed = now > start_ticks_ ? now - start_ticks_ : 0;  // thread may migrate
+    detail::put_varint_field(b, 9, static_cast<uint64_t>(detail::TickClock::instance().to_ns(elapsed)));
 
     // Model key: "<app>|<call>|<context>"; the thread's context string holds both parts.
     const std::string_view ctx(t.ctx.data(), ctx_len_);
@@ -191,16 +206,17 @@ void CallScope::end() noexcept {
 
     im->sampled_in_.add(t.stripe, 1);
     const uint64_t before = im->inflight_bytes_.fetch_add(total, std::memory_order_relaxed);
+    detail::Record* r = nullptr;
     if (before + total > im->cfg_.max_inflight_bytes) {
       im->release_bytes(total);
       im->count_drop(DropReason::kBudget, t.stripe);
-    } else if (auto* r = static_cast<detail::Record*>(std::malloc(total)); r == nullptr) {
+    } else if (r = obtain_record(*im, total - sizeof(detail::Record)); r == nullptr) {
       im->release_bytes(total);
       im->count_drop(DropReason::kBudget, t.stripe);
     } else {
       r->key_len = static_cast<uint32_t>(key_len);
       r->payload_len = static_cast<uint32_t>(b.size);
-      r->accounted = total;
+      r->accounted = static_cast<uint32_t>(total);
       char* k = r->key();
       std::memcpy(k, kp.data(), kp.size());
       k += kp.size();
@@ -210,15 +226,15 @@ void CallScope::end() noexcept {
       std::memcpy(k, ctx.data(), ctx.size());
       std::memcpy(r->payload(), b.data, b.size);
       if (!im->ring_.try_push(r)) {
-        std::free(r);
+        if (!im->recycle_.try_push(r)) std::free(r);
         im->release_bytes(total);
         im->count_drop(DropReason::kQueueFull, t.stripe);
       }
     }
     --t.depth;
     if (measured_) {
-      own_ns_ += detail::steady_ns() - now;
-      im->own_ns_.add(t.stripe, static_cast<uint64_t>(own_ns_) * kMeasureEvery);
+      own_ticks_ += detail::ticks() - now;
+      im->own_ns_.add(t.stripe, static_cast<uint64_t>(detail::TickClock::instance().to_ns(own_ticks_)) * kMeasureEvery);
     }
   }
   t.ctx.resize(ctx_len_);

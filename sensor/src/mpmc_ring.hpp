@@ -1,5 +1,5 @@
-// Bounded lock-free multi-producer queue of pointers (Vyukov's bounded MPMC ring, consumed
-// by one thread). try_push never blocks and never allocates.
+// Bounded lock-free queue of pointers (Vyukov's bounded MPMC ring). try_push / try_pop never
+// block and never allocate.
 #pragma once
 
 #include <atomic>
@@ -42,15 +42,37 @@ class MpmcRing {
     }
   }
 
-  // Single consumer.
+  // Single consumer (the producer thread).
   T* try_pop() noexcept {
-    Cell& c = cells_[head_ & mask_];
+    const size_t head = head_.load(std::memory_order_relaxed);
+    Cell& c = cells_[head & mask_];
     const size_t seq = c.seq.load(std::memory_order_acquire);
-    if (seq != head_ + 1) return nullptr;
+    if (seq != head + 1) return nullptr;
     T* item = c.item;
-    c.seq.store(head_ + mask_ + 1, std::memory_order_release);
-    ++head_;
+    c.seq.store(head + mask_ + 1, std::memory_order_release);
+    head_.store(head + 1, std::memory_order_relaxed);
     return item;
+  }
+
+  // Any number of consumers (used by the record recycler).
+  T* try_pop_mc() noexcept {
+    size_t pos = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      Cell& c = cells_[pos & mask_];
+      const size_t seq = c.seq.load(std::memory_order_acquire);
+      const auto dif = static_cast<intptr_t>(seq) - static_cast<intptr_t>(pos + 1);
+      if (dif == 0) {
+        if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          T* item = c.item;
+          c.seq.store(pos + mask_ + 1, std::memory_order_release);
+          return item;
+        }
+      } else if (dif < 0) {
+        return nullptr;  // empty
+      } else {
+        pos = head_.load(std::memory_order_relaxed);
+      }
+    }
   }
 
  private:
@@ -61,7 +83,7 @@ class MpmcRing {
   std::unique_ptr<Cell[]> cells_;
   size_t mask_ = 0;
   alignas(64) std::atomic<size_t> tail_{0};
-  alignas(64) size_t head_ = 0;
+  alignas(64) std::atomic<size_t> head_{0};
 };
 
 }  // namespace immunizer::sensor::detail

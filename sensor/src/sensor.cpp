@@ -10,6 +10,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <stdexcept>
 
 #include "sensor_impl.hpp"
+#include "tick_clock.hpp"
 
 namespace immunizer::sensor {
 namespace {
@@ -75,18 +77,19 @@ void set_conf(rd_kafka_conf_t* conf, const std::string& k, const std::string& v)
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* im = static_cast<Sensor::Impl*>(opaque);
   if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
-    im->count_drop(DropReason::kShutdown, 0);  // purged by stop_and_drain()
+    im->count_drop(DropReason::kShutdown, detail::StripedCounter::kProducerStripe);  // purged at stop
   } else if (m->err) {
-    im->count_drop(DropReason::kDeliveryFailed, 0);
+    im->count_drop(DropReason::kDeliveryFailed, detail::StripedCounter::kProducerStripe);
     const int64_t now = detail::steady_ns();
     if (g_error_throttle.allow(now, 10'000'000'000)) {
       logger()->warn("sensor: delivery failed: {} (further errors in the next 10 s are counted only)",
                      rd_kafka_err2str(m->err));
     }
   } else {
-    im->sent_.add(0, 1);
+    im->sent_.add(detail::StripedCounter::kProducerStripe, 1);
   }
-  im->release_bytes(reinterpret_cast<uintptr_t>(m->_private));
+  // Given back in one step after the poll (keeps the callers' cache line quiet).
+  im->pending_release_ += reinterpret_cast<uintptr_t>(m->_private);
 }
 
 void on_error(rd_kafka_t*, int err, const char* reason, void*) {
@@ -111,7 +114,8 @@ struct MetricsBinding {
   std::array<uint64_t, kDropReasons> last_dropped{};
 };
 
-Sensor::Impl::Impl(SensorConfig cfg) : cfg_(std::move(cfg)), ring_(std::max<size_t>(cfg_.queue_capacity, 16)) {
+Sensor::Impl::Impl(SensorConfig cfg) : cfg_(std::move(cfg)), ring_(std::max<size_t>(cfg_.queue_capacity, 16)),
+      recycle_(std::min<size_t>(std::max<size_t>(cfg_.queue_capacity, 16), 4096)) {
   if (cfg_.app.empty()) throw std::invalid_argument("sensor: app must not be empty");
   if (cfg_.app.find('|') != std::string::npos) throw std::invalid_argument("sensor: app must not contain '|'");
   if (cfg_.instance.empty()) cfg_.instance = default_instance();
@@ -130,8 +134,7 @@ Sensor::Impl::Impl(SensorConfig cfg) : cfg_(std::move(cfg)), ring_(std::max<size
   id_prefix_.assign(b.data, b.size);
   key_prefix_ = cfg_.app + "|";
 
-  const auto sys = std::chrono::system_clock::now().time_since_epoch();
-  wall_offset_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(sys).count() - detail::steady_ns();
+  detail::TickClock::instance();  // calibrates once per process (~2 ms), before any call
   effective_rate_.store(cfg_.sample_rate);
   sample_threshold_.store(static_cast<uint64_t>(cfg_.sample_rate * 4294967296.0));
 }
@@ -174,7 +177,16 @@ void Sensor::Impl::start() {
   thread_ = std::thread([this] { pump(); });
 }
 
+void Sensor::Impl::poll(int timeout_ms) {
+  rd_kafka_poll(rk_, timeout_ms);
+  if (pending_release_) {
+    release_bytes(pending_release_);
+    pending_release_ = 0;
+  }
+}
+
 void Sensor::Impl::pump() {
+  pthread_setname_np(pthread_self(), "imm-sensor");  // <= 15 chars
   last_pump_cpu_ns_ = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
   while (!stop_.load(std::memory_order_acquire)) {
     size_t n = 0;
@@ -185,19 +197,25 @@ void Sensor::Impl::pump() {
           RD_KAFKA_V_KEY(r->key(), r->key_len), RD_KAFKA_V_VALUE(r->payload(), r->payload_len),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(r->accounted))), RD_KAFKA_V_END);
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        release_bytes(r->accounted);
-        count_drop(e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DropReason::kQueueFull : DropReason::kDeliveryFailed, 1);
+        pending_release_ += r->accounted;
+        count_drop(e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DropReason::kQueueFull : DropReason::kDeliveryFailed,
+                   detail::StripedCounter::kProducerStripe);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && g_error_throttle.allow(detail::steady_ns(), 10'000'000'000))
           logger()->warn("sensor: produce failed: {}", rd_kafka_err2str(e));
       }
-      std::free(r);
-      if ((n & 1023) == 0) rd_kafka_poll(rk_, 0);
+      if (!recycle_.try_push(r)) std::free(r);
+      if ((n & 1023) == 0) poll(0);
     }
-    if (n) drained_cv_.notify_all();
+    // Someone waits in flush(): send what lingers now rather than after linger.ms.
+    if (flush_waiters_.load(std::memory_order_relaxed) > 0) rd_kafka_flush(rk_, 0);
     // Serves delivery reports; doubles as the idle wait (callers never wake this thread).
-    rd_kafka_poll(rk_, n ? 0 : 2);
+    poll(n ? 0 : 2);
+    if (flush_waiters_.load(std::memory_order_relaxed) > 0) drained_cv_.notify_all();
     const int64_t now = detail::steady_ns();
-    if (now - last_tick_ns_ >= 250'000'000) controller_tick(now);
+    if (now - last_tick_ns_ >= 250'000'000) {
+      controller_tick(now);
+      detail::TickClock::instance().recalibrate();
+    }
     if (now - last_metrics_ns_ >= 500'000'000) {
       last_metrics_ns_ = now;
       sync_metrics();
@@ -262,15 +280,15 @@ SensorStats Sensor::Impl::stats() const {
 }
 
 bool Sensor::Impl::flush(std::chrono::milliseconds deadline) {
+  // Delivery reports are served by the producer thread only; here we just wait for it.
   const auto until = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    if (inflight_records() == 0) break;
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= until) break;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
-    // Lets librdkafka send what lingers now; the producer thread keeps draining the ring.
-    rd_kafka_flush(rk_, static_cast<int>(std::clamp<int64_t>(left.count(), 1, 10)));
+  flush_waiters_.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::unique_lock lk(wake_mu_);
+    while (inflight_records() != 0 && std::chrono::steady_clock::now() < until)
+      drained_cv_.wait_until(lk, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(5)));
   }
+  flush_waiters_.fetch_sub(1, std::memory_order_relaxed);
   sync_metrics();
   return inflight_records() == 0;
 }
@@ -282,15 +300,16 @@ void Sensor::Impl::stop_and_drain() {
   // Whatever is left was not delivered before the deadline: count it, free it.
   while (detail::Record* r = ring_.try_pop()) {
     release_bytes(r->accounted);
-    count_drop(DropReason::kShutdown, 1);
+    count_drop(DropReason::kShutdown, detail::StripedCounter::kProducerStripe);
     std::free(r);
   }
+  while (detail::Record* r = recycle_.try_pop_mc()) std::free(r);
   rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   // Purged messages come back through delivery reports (counted as delivery failures),
   // so serve them before destroying the handle.
   const int64_t until = detail::steady_ns() + 1'000'000'000;
-  while (rd_kafka_outq_len(rk_) > 0 && detail::steady_ns() < until) rd_kafka_poll(rk_, 10);
-  rd_kafka_poll(rk_, 0);
+  while (inflight_records() > 0 && detail::steady_ns() < until) poll(10);
+  poll(0);
   sync_metrics();
 }
 

@@ -23,7 +23,8 @@ namespace detail {
 struct Record {
   uint32_t key_len;
   uint32_t payload_len;
-  uint64_t accounted;  // bytes charged to the in-flight budget
+  uint32_t accounted;  // bytes charged to the in-flight budget
+  uint32_t capacity;   // bytes allocated after the header (blocks are recycled)
   char* key() { return reinterpret_cast<char*>(this + 1); }
   char* payload() { return key() + key_len; }
 };
@@ -36,8 +37,10 @@ struct alignas(64) PaddedCounter {
 // one line; each thread adds to its own stripe, readers sum.
 struct StripedCounter {
   static constexpr size_t kStripes = 16;
+  static constexpr size_t kProducerStripe = kStripes - 1;  // the producer thread's own
   PaddedCounter s[kStripes];
-  void add(size_t stripe, uint64_t n) { s[stripe & (kStripes - 1)].v.fetch_add(n, std::memory_order_release); }
+  // Callers pass their thread's stripe number; the producer thread passes kProducerStripe.
+  void add(size_t stripe, uint64_t n) { s[stripe].v.fetch_add(n, std::memory_order_release); }
   uint64_t sum() const {
     uint64_t n = 0;
     for (const auto& c : s) n += c.v.load(std::memory_order_acquire);
@@ -56,6 +59,7 @@ struct Sensor::Impl {
   void start();
   void stop_and_drain();
   void pump();
+  void poll(int timeout_ms);  // producer thread: rd_kafka_poll + give back budget
   void controller_tick(int64_t now);
   void sync_metrics();
   bool flush(std::chrono::milliseconds deadline);
@@ -74,7 +78,6 @@ struct Sensor::Impl {
   std::atomic<double> effective_rate_{1.0};
   std::atomic<double> overhead_share_{0.0};
 
-  int64_t wall_offset_ns_ = 0;  // system_clock - steady_clock, at creation
   std::atomic<uint64_t> next_seq_block_{1};
   // recorded = sampled_in + dropped[kSampledOut]; in flight = sampled_in - sent - other drops.
   detail::StripedCounter sampled_in_;
@@ -84,6 +87,8 @@ struct Sensor::Impl {
   alignas(64) std::atomic<uint64_t> inflight_bytes_{0};
 
   detail::MpmcRing<detail::Record> ring_;
+  detail::MpmcRing<detail::Record> recycle_;  // sent records' blocks, reused by callers
+  uint64_t pending_release_ = 0;              // producer thread: bytes to give back at once
 
   rd_kafka_t* rk_ = nullptr;
   rd_kafka_topic_t* rkt_ = nullptr;
@@ -91,6 +96,7 @@ struct Sensor::Impl {
   std::atomic<bool> stop_{false};
   std::mutex wake_mu_;
   std::condition_variable drained_cv_;
+  std::atomic<int> flush_waiters_{0};
 
   // Controller state (producer thread only).
   int64_t last_tick_ns_ = 0;
