@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <thread>
+
+#include "hazard.hpp"
 
 #include "immunizer/effector/directive_signing.hpp"
 
@@ -47,9 +50,6 @@ bool Gcra::take(int64_t now) noexcept {
 // ---- Enforcer: readers ----
 
 namespace {
-thread_local unsigned tl_slot = 0;  // 0: not assigned yet; else slot + 1
-std::atomic<unsigned> g_next_slot{0};
-
 int field_index(immunizer::v1::PrincipalField f) {
   switch (f) {
     case immunizer::v1::PRINCIPAL_FIELD_USER: return 0;
@@ -60,25 +60,84 @@ int field_index(immunizer::v1::PrincipalField f) {
 }
 }  // namespace
 
-const Snapshot* Enforcer::enter(unsigned& slot, unsigned& parity) const noexcept {
-  unsigned s = tl_slot;
-  if (s == 0) [[unlikely]]
-    tl_slot = s = (g_next_slot.fetch_add(1, std::memory_order_relaxed) % kSlots) + 1;
-  slot = s - 1;
-  parity = epoch_.load(std::memory_order_seq_cst) & 1;
-  slots_[slot].n[parity].fetch_add(1, std::memory_order_seq_cst);
-  return current_.load(std::memory_order_seq_cst);
+uint64_t FlatIndex::hash(std::string_view s) noexcept {
+  // Short keys (IPs, user names, session ids) in a handful of multiplies; fixed-size loads
+  // only (no variable-length memcpy call), tails read as two overlapping words.
+  auto load64 = [](const char* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  };
+  auto load32 = [](const char* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return static_cast<uint64_t>(v);
+  };
+  const char* p = s.data();
+  size_t n = s.size();
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
+  while (n > 8) {
+    h = (h ^ load64(p)) * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 31;
+    p += 8;
+    n -= 8;
+  }
+  uint64_t v;
+  if (n >= 4)
+    v = (load32(p) << 32) | load32(p + n - 4);
+  else if (n > 0)
+    v = (static_cast<uint64_t>(static_cast<uint8_t>(p[0])) << 16) |
+        (static_cast<uint64_t>(static_cast<uint8_t>(p[n >> 1])) << 8) | static_cast<uint8_t>(p[n - 1]);
+  else
+    v = 0;
+  h = (h ^ v) * 0x94d049bb133111ebull;
+  h ^= h >> 29;
+  h *= 0xff51afd7ed558ccdull;
+  return h ^ (h >> 33);
 }
 
-void Enforcer::leave(unsigned slot, unsigned parity) const noexcept {
-  slots_[slot].n[parity].fetch_sub(1, std::memory_order_release);
+void FlatIndex::build(const StringMap<std::vector<const Rule*>>& from) {
+  lists_.clear();
+  slots_.clear();
+  if (from.empty()) return;
+  size_t cap = 8;
+  while (cap < from.size() * 2) cap <<= 1;  // load factor <= 0.5: misses stop at once
+  slots_.assign(cap, Slot{});
+  mask_ = cap - 1;
+  lists_.reserve(from.size());
+  for (const auto& [key, rules] : from) {
+    // The key must outlive the index: point it at the first rule's own string.
+    const Rule* r = rules.front();
+    const std::string_view k = r->field >= 0 ? std::string_view(r->value) : std::string_view(r->call);
+    lists_.push_back(rules);
+    const uint64_t h = hash(k);
+    uint64_t i = h & mask_;
+    while (slots_[i].list != 0) i = (i + 1) & mask_;
+    slots_[i] = Slot{h, k, static_cast<uint32_t>(lists_.size())};
+  }
 }
 
 bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexcept {
-  unsigned slot, parity;
-  const Snapshot* snap = enter(slot, parity);
+  detail::HazardRec* h = detail::HazardDomain::mine();
+  const Snapshot* snap = current_.load(std::memory_order_relaxed);
+  if (snap == nullptr) return true;
+  for (;;) {  // publish the hazard, then check the snapshot is still current
+    if (light_) {
+      h->ptr.store(snap, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      h->ptr.store(snap, std::memory_order_seq_cst);
+    }
+    const Snapshot* again = current_.load(std::memory_order_acquire);
+    if (again == snap) break;
+    snap = again;
+    if (snap == nullptr) {
+      h->ptr.store(nullptr, std::memory_order_release);
+      return true;
+    }
+  }
   bool ok = true;
-  if (snap) {
+  {
     int64_t now = 0;
     auto live = [&](const Rule* r) {
       if (r->end_ns == INT64_MAX) return true;
@@ -89,9 +148,9 @@ bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexc
     for (int f = 0; f < 3 && ok; ++f) {
       const auto& m = snap->by_principal[f];
       if (fields[f].empty() || m.empty()) continue;
-      const auto it = m.find(fields[f]);
-      if (it == m.end()) continue;
-      for (const Rule* r : it->second) {
+      const auto* rules = m.find(fields[f]);
+      if (rules == nullptr) continue;
+      for (const Rule* r : *rules) {
         if (!r->call.empty() && r->call != call) continue;
         if (!live(r)) continue;
         if (r->bucket) {
@@ -103,57 +162,49 @@ bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexc
       }
     }
     if (ok && !snap->by_call.empty()) {
-      const auto it = snap->by_call.find(call);
-      if (it != snap->by_call.end())
-        for (const Rule* r : it->second)
+      if (const auto* rules = snap->by_call.find(call))
+        for (const Rule* r : *rules)
           if (live(r)) {
             ok = false;
             break;
           }
     }
   }
-  leave(slot, parity);
+  h->ptr.store(nullptr, std::memory_order_release);
   return ok;
 }
 
 // ---- Enforcer: writers ----
 
-Enforcer::Enforcer(EnforcerOptions options, Clock clock) : opt_(std::move(options)), clock_(std::move(clock)) {}
+Enforcer::Enforcer(EnforcerOptions options, Clock clock)
+    : opt_(std::move(options)), clock_(std::move(clock)), light_(detail::HazardDomain::instance().light()) {}
 
 Enforcer::~Enforcer() { delete current_.load(); }
-
-// Waits until no reader can hold a snapshot older than the current one (two epoch flips,
-// as in classic userspace RCU: a reader that read the epoch before the first flip is
-// drained by the first wait or the second).
-void Enforcer::synchronize_readers() {
-  for (int phase = 0; phase < 2; ++phase) {
-    const unsigned old = epoch_.fetch_add(1, std::memory_order_seq_cst) & 1;
-    for (;;) {
-      int64_t n = 0;
-      for (const auto& s : slots_) n += s.n[old].load(std::memory_order_seq_cst);
-      if (n == 0) break;
-      std::this_thread::yield();
-    }
-  }
-}
 
 void Enforcer::publish_locked() {
   auto* snap = new Snapshot;
   snap->rules.reserve(actions_.size());
+  std::array<StringMap<std::vector<const Rule*>>, 3> by_principal;
+  StringMap<std::vector<const Rule*>> by_call;
   for (const auto& [id, e] : actions_) {
     const Rule* r = e.rule.get();
     snap->rules.push_back(e.rule);
     if (r->field >= 0)
-      snap->by_principal[r->field][r->value].push_back(r);
+      by_principal[r->field][r->value].push_back(r);
     else
-      snap->by_call[r->call].push_back(r);
+      by_call[r->call].push_back(r);
   }
+  for (int f = 0; f < 3; ++f) snap->by_principal[f].build(by_principal[f]);
+  snap->by_call.build(by_call);
   const Snapshot* publish = actions_.empty() ? nullptr : snap;
   if (!publish) delete snap;
   const Snapshot* old = current_.exchange(publish, std::memory_order_seq_cst);
   active_.store(actions_.size(), std::memory_order_release);
   if (old) {
-    synchronize_readers();
+    // Readers that saw `old` have published it by now (or will re-read current_).
+    detail::HazardDomain& d = detail::HazardDomain::instance();
+    d.heavy_barrier();
+    while (d.is_protected(old)) std::this_thread::yield();
     delete old;
   }
 }

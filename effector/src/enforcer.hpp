@@ -1,8 +1,8 @@
 // The effector's decision core, without any transport: verifies directives, keeps the set of
 // active actions and answers allows(). Writers (handle, expire, resync) are serialised by an
 // internal mutex; readers (allows) are lock-free: they read an immutable Snapshot published
-// through an atomic pointer and protected by a two-phase epoch (RCU-like) so that a writer
-// frees an old snapshot only once no reader can still hold it.
+// through an atomic pointer, protected by a per-thread hazard pointer (hazard.hpp) so that a
+// writer frees an old snapshot only once no reader can still hold it.
 #pragma once
 
 #include <array>
@@ -72,10 +72,38 @@ struct Rule {
   std::shared_ptr<Gcra> bucket;  // THROTTLE only; survives snapshot rebuilds
 };
 
+// Open-addressing string -> rule list index, built once per snapshot, read lock-free.
+// Keys are views into the snapshot's own rules.
+class FlatIndex {
+ public:
+  void build(const StringMap<std::vector<const Rule*>>& from);
+  bool empty() const noexcept { return lists_.empty(); }
+  const std::vector<const Rule*>* find(std::string_view key) const noexcept {
+    if (lists_.empty()) return nullptr;
+    const uint64_t h = hash(key);
+    for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.list == 0) return nullptr;
+      if (s.hash == h && s.key == key) return &lists_[s.list - 1];
+    }
+  }
+  static uint64_t hash(std::string_view s) noexcept;  // defined in enforcer.cpp
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    std::string_view key;
+    uint32_t list = 0;  // index + 1 into lists_; 0: empty slot
+  };
+  std::vector<Slot> slots_;
+  std::vector<std::vector<const Rule*>> lists_;
+  uint64_t mask_ = 0;
+};
+
 struct Snapshot {
-  std::vector<std::shared_ptr<const Rule>> rules;  // owns what the maps point at
-  std::array<StringMap<std::vector<const Rule*>>, 3> by_principal;
-  StringMap<std::vector<const Rule*>> by_call;
+  std::vector<std::shared_ptr<const Rule>> rules;  // owns what the indexes point at
+  std::array<FlatIndex, 3> by_principal;            // user, session, ip
+  FlatIndex by_call;                                // DISABLE_CALL
 };
 
 struct EnforcerOptions {
@@ -116,9 +144,6 @@ class Enforcer {
   HandleResult apply_locked(const immunizer::v1::Directive& d, int64_t now);
   void remember_locked(const immunizer::v1::Directive& d);
   void publish_locked();
-  void synchronize_readers();
-  const Snapshot* enter(unsigned& slot, unsigned& parity) const noexcept;
-  void leave(unsigned slot, unsigned parity) const noexcept;
 
   EnforcerOptions opt_;
   Clock clock_;
@@ -129,16 +154,10 @@ class Enforcer {
   StringMap<bool> revoked_;   // action ids lifted by a revoke
   std::deque<std::string> revoked_order_;
 
+  const bool light_;  // readers may skip the store fence (membarrier on the writer side)
   std::atomic<const Snapshot*> current_{nullptr};
   std::atomic<size_t> active_{0};
   std::array<std::atomic<uint64_t>, kOutcomes> counts_{};
-
-  static constexpr unsigned kSlots = 32;
-  struct alignas(64) ReaderSlot {
-    std::atomic<int64_t> n[2] = {0, 0};
-  };
-  mutable ReaderSlot slots_[kSlots];
-  alignas(64) std::atomic<unsigned> epoch_{0};
 };
 
 }  // namespace immunizer::effector

@@ -189,6 +189,7 @@ TEST_F(EnforcerTest, ConcurrentReadersAndWriter) {
         reads.fetch_add(1, std::memory_order_relaxed);
       }
     });
+  while (reads.load() < 4) std::this_thread::yield();  // readers are running
   for (int i = 0; i < 100; ++i) {
     auto d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "user" + std::to_string(i % 10));
     EXPECT_EQ(send(d), Outcome::kApplied);
