@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -139,7 +140,8 @@ IsolationForest IsolationForest::fit(const Matrix& data, const ForestParams& p) 
     return f.psi_;
   };
   auto depth_for = [&](std::size_t psi) {
-    return p.max_depth > 0 ? p.max_depth : static_cast<int>(std::ceil(std::log2(std::max<double>(static_cast<double>(psi), 2))));
+    const int d = p.max_depth > 0 ? p.max_depth : static_cast<int>(std::ceil(std::log2(std::max<double>(static_cast<double>(psi), 2))));
+    return std::min(d, 64);  // no tree of <= 2^32 points needs more
   };
 
   // Each tree has its own RNG stream, so the forest does not depend on the thread count.
@@ -165,38 +167,78 @@ IsolationForest IsolationForest::fit(const Matrix& data, const ForestParams& p) 
   for (const auto& t : tree_nodes) total += t.size();
   f.nodes_.reserve(total);
   f.counts_.reserve(total);
+  f.leaf_.reserve(total);
   for (int t = 0; t < p.trees; ++t) {
     f.roots_.push_back(static_cast<uint32_t>(f.nodes_.size()));
-    for (const auto& n : tree_nodes[t]) f.nodes_.push_back({n.value, n.feature, n.left});
+    f.depths_.push_back(static_cast<uint8_t>(std::min(depth_for(tree_psi(t)), 255)));
+    for (std::size_t i = 0; i < tree_nodes[t].size(); ++i) {
+      const auto& n = tree_nodes[t][i];
+      if (n.feature == kLeaf) {
+        f.nodes_.push_back(leaf_node(static_cast<uint32_t>(i)));
+        f.leaf_.push_back(n.value);
+      } else {
+        f.nodes_.push_back({n.value, n.feature, n.left});
+        f.leaf_.push_back(0.0);
+      }
+    }
     f.counts_.insert(f.counts_.end(), tree_counts[t].begin(), tree_counts[t].end());
   }
   return f;
 }
 
-inline double IsolationForest::path_length(const Node* tree, std::span<const double> x) const {
-  const Node* n = tree;
-  while (n->feature != kLeaf) n = tree + n->left + (x[n->feature] < n->value ? 0 : 1);
-  return n->value;
+// Leaves loop onto themselves (value NaN: "x < NaN" is false, so the walk takes left + 1 ==
+// the leaf), which lets every walk run a fixed number of steps without a data-dependent
+// branch, and several trees or rows advance in lockstep.
+IsolationForest::Node IsolationForest::leaf_node(uint32_t index) {
+  return {std::numeric_limits<double>::quiet_NaN(), 0, index - 1};  // unsigned: root leaf wraps to 0
+}
+
+inline uint32_t IsolationForest::step(const Node* tree, uint32_t i, const double* x) {
+  const Node& n = tree[i];
+  return n.left + static_cast<uint32_t>(!(x[n.feature] < n.value));
+}
+
+double IsolationForest::sum_leaves(const double* x) const {
+  constexpr std::size_t kLanes = 4;  // independent walks in flight
+  const std::size_t t = roots_.size();
+  double sum = 0;
+  std::size_t k = 0;
+  for (; k + kLanes <= t; k += kLanes) {
+    const Node* tr[kLanes];
+    uint32_t at[kLanes] = {};
+    int depth = 0;
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      tr[l] = nodes_.data() + roots_[k + l];
+      depth = std::max<int>(depth, depths_[k + l]);
+    }
+    for (int d = 0; d < depth; ++d)
+      for (std::size_t l = 0; l < kLanes; ++l) at[l] = step(tr[l], at[l], x);
+    for (std::size_t l = 0; l < kLanes; ++l) sum += leaf_[roots_[k + l] + at[l]];
+  }
+  for (; k < t; ++k) {
+    uint32_t at = 0;
+    const Node* tree = nodes_.data() + roots_[k];
+    for (int d = 0; d < depths_[k]; ++d) at = step(tree, at, x);
+    sum += leaf_[roots_[k] + at];
+  }
+  return sum;
 }
 
 double IsolationForest::mean_path_length(std::span<const double> x) const {
   if (x.size() != dims_) throw std::invalid_argument("isolation forest: wrong vector size");
-  double sum = 0;
-  for (const uint32_t r : roots_) sum += path_length(nodes_.data() + r, x);
-  return sum / static_cast<double>(roots_.size()) * c_psi_;
+  return sum_leaves(x.data()) / static_cast<double>(roots_.size()) * c_psi_;
 }
 
 double IsolationForest::score(std::span<const double> x) const {
   if (x.size() != dims_) throw std::invalid_argument("isolation forest: wrong vector size");
-  double sum = 0;
-  for (const uint32_t r : roots_) sum += path_length(nodes_.data() + r, x);
-  return std::exp2(-sum / static_cast<double>(roots_.size()));
+  return std::exp2(-sum_leaves(x.data()) / static_cast<double>(roots_.size()));
 }
 
 void IsolationForest::score_batch(const Matrix& data, std::span<double> out, int threads) const {
   if (data.cols != dims_ || out.size() != data.rows)
     throw std::invalid_argument("isolation forest: batch shape mismatch");
   constexpr std::size_t kBlock = 64;  // rows per block: one tree stays hot in L1 for all of them
+  constexpr std::size_t kLanes = 8;   // rows walking one tree in lockstep
   const std::size_t blocks = (data.rows + kBlock - 1) / kBlock;
   std::atomic<std::size_t> next{0};
   auto work = [&] {
@@ -204,9 +246,25 @@ void IsolationForest::score_batch(const Matrix& data, std::span<double> out, int
     for (std::size_t b = next++; b < blocks; b = next++) {
       const std::size_t r0 = b * kBlock, r1 = std::min(data.rows, r0 + kBlock);
       std::fill(acc, acc + kBlock, 0.0);
-      for (const uint32_t root : roots_) {
-        const Node* tree = nodes_.data() + root;
-        for (std::size_t r = r0; r < r1; ++r) acc[r - r0] += path_length(tree, data.row(r));
+      for (std::size_t t = 0; t < roots_.size(); ++t) {
+        const Node* tree = nodes_.data() + roots_[t];
+        const double* leaf = leaf_.data() + roots_[t];
+        const int depth = depths_[t];
+        std::size_t r = r0;
+        for (; r + kLanes <= r1; r += kLanes) {
+          uint32_t at[kLanes] = {};
+          const double* x[kLanes];
+          for (std::size_t l = 0; l < kLanes; ++l) x[l] = data.values.data() + (r + l) * dims_;
+          for (int d = 0; d < depth; ++d)
+            for (std::size_t l = 0; l < kLanes; ++l) at[l] = step(tree, at[l], x[l]);
+          for (std::size_t l = 0; l < kLanes; ++l) acc[r + l - r0] += leaf[at[l]];
+        }
+        for (; r < r1; ++r) {
+          uint32_t at = 0;
+          const double* x = data.values.data() + r * dims_;
+          for (int d = 0; d < depth; ++d) at = step(tree, at, x);
+          acc[r - r0] += leaf[at];
+        }
       }
       const double k = 1.0 / static_cast<double>(roots_.size());
       for (std::size_t r = r0; r < r1; ++r) out[r] = std::exp2(-acc[r - r0] * k);
@@ -225,8 +283,8 @@ std::vector<double> IsolationForest::attribution(std::span<const double> x) cons
     const Node* tree = nodes_.data() + root;
     const uint32_t* counts = counts_.data() + root;
     uint32_t i = 0;
-    while (tree[i].feature != kLeaf) {
-      const uint32_t child = tree[i].left + (x[tree[i].feature] < tree[i].value ? 0 : 1);
+    while (!std::isnan(tree[i].value)) {
+      const uint32_t child = step(tree, i, x.data());
       credit[tree[i].feature] += std::log2(static_cast<double>(counts[i]) / std::max<uint32_t>(counts[child], 1));
       i = child;
     }
@@ -236,8 +294,8 @@ std::vector<double> IsolationForest::attribution(std::span<const double> x) cons
 }
 
 std::size_t IsolationForest::memory_bytes() const {
-  return sizeof(*this) + nodes_.capacity() * sizeof(Node) + roots_.capacity() * sizeof(uint32_t) +
-         counts_.capacity() * sizeof(uint32_t);
+  return sizeof(*this) + nodes_.capacity() * sizeof(Node) + leaf_.capacity() * sizeof(double) +
+         roots_.capacity() * sizeof(uint32_t) + depths_.capacity() + counts_.capacity() * sizeof(uint32_t);
 }
 
 std::string IsolationForest::serialize() const {
@@ -248,7 +306,9 @@ std::string IsolationForest::serialize() const {
   w.put<uint64_t>(psi_);
   w.put(c_psi_);
   w.put_vector(nodes_);
+  w.put_vector(leaf_);
   w.put_vector(roots_);
+  w.put_vector(depths_);
   w.put_vector(counts_);
   return w.take();
 }
@@ -262,19 +322,27 @@ IsolationForest IsolationForest::deserialize(std::string_view bytes) {
   f.psi_ = r.get<uint64_t>();
   f.c_psi_ = r.get<double>();
   f.nodes_ = r.get_vector<Node>();
+  f.leaf_ = r.get_vector<double>();
   f.roots_ = r.get_vector<uint32_t>();
+  f.depths_ = r.get_vector<uint8_t>();
   f.counts_ = r.get_vector<uint32_t>();
   // Validate the structure so that scoring a corrupt snapshot can never read out of bounds.
-  if (f.counts_.size() != f.nodes_.size() || !(f.c_psi_ > 0)) throw std::runtime_error("forest: corrupt");
+  if (f.counts_.size() != f.nodes_.size() || f.leaf_.size() != f.nodes_.size() ||
+      f.depths_.size() != f.roots_.size() || !(f.c_psi_ > 0))
+    throw std::runtime_error("forest: corrupt");
   for (std::size_t t = 0; t < f.roots_.size(); ++t) {
     const std::size_t begin = f.roots_[t];
     const std::size_t end = t + 1 < f.roots_.size() ? f.roots_[t + 1] : f.nodes_.size();
     if (begin >= end || end > f.nodes_.size()) throw std::runtime_error("forest: corrupt tree offsets");
     for (std::size_t i = begin; i < end; ++i) {
       const Node& n = f.nodes_[i];
-      if (n.feature == kLeaf) continue;
-      // Children come after their parent, which also rules out cycles.
-      if (n.feature >= f.dims_ || n.left <= i - begin || begin + n.left + 1 >= end)
+      const auto local = static_cast<uint32_t>(i - begin);
+      if (std::isnan(n.value)) {
+        if (n.feature != 0 || n.left + 1 != local) throw std::runtime_error("forest: corrupt leaf");
+        continue;
+      }
+      // Children come after their parent, so walks stay inside the tree.
+      if (n.feature >= f.dims_ || n.left <= local || begin + n.left + 1 >= end)
         throw std::runtime_error("forest: corrupt node");
     }
   }

@@ -59,18 +59,23 @@ class IsolationForest {
   static IsolationForest deserialize(std::string_view bytes);  // throws on corrupt input
 
  private:
-  static constexpr uint32_t kLeaf = 0xFFFFFFFFu;
+  static constexpr uint32_t kLeaf = 0xFFFFFFFFu;  // while building only
   struct Node {
-    double value;      // split value (go left when x < value) or, at a leaf, (depth + c(size)) / c(psi)
-    uint32_t feature;  // kLeaf at a leaf
-    uint32_t left;     // index of the left child within the tree; the right one is left + 1
+    double value;      // split value (go left when x < value); NaN at a leaf
+    uint32_t feature;  // split feature; 0 at a leaf
+    uint32_t left;     // index of the left child within the tree, the right one is left + 1;
+                       // a leaf's left is its own index - 1, so a walk stays on it
   };
   static_assert(sizeof(Node) == 16);
 
-  double path_length(const Node* tree, std::span<const double> x) const;
+  static Node leaf_node(uint32_t index);
+  static uint32_t step(const Node* tree, uint32_t i, const double* x);
+  double sum_leaves(const double* x) const;  // sum over trees of normalised path lengths
 
   std::vector<Node> nodes_;       // all trees, each tree contiguous, root first
+  std::vector<double> leaf_;      // per node: (depth + c(size)) / c(psi_tree) at leaves, else 0
   std::vector<uint32_t> roots_;   // offset of each tree in nodes_
+  std::vector<uint8_t> depths_;   // height limit of each tree: steps per walk
   std::vector<uint32_t> counts_;  // training points per node (explanations only)
   std::size_t dims_ = 0;
   std::size_t psi_ = 0;
