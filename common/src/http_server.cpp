@@ -8,6 +8,7 @@ namespace immunizer::common {
 
 HttpServer::HttpServer(std::string listen, int port, std::shared_ptr<prometheus::Registry> registry)
     : listen_(std::move(listen)), port_(port), registry_(std::move(registry)) {
+  server_.set_tcp_nodelay(true);  // small responses: no Nagle/delayed-ACK stalls on keep-alive
   server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     prometheus::TextSerializer ser;
     res.set_content(ser.Serialize(registry_->Collect()), "text/plain; version=0.0.4");

@@ -85,6 +85,7 @@ PhaseSummary send_all(const Target& target, const std::vector<monitor::csic::Req
     httplib::Client cli(target.host, target.port);
     cli.set_keep_alive(true);
     cli.set_url_encode(false);
+    cli.set_tcp_nodelay(true);  // headers and body go out in two writes: no Nagle stall
     cli.set_connection_timeout(2);
     cli.set_read_timeout(10);
     for (;;) {
