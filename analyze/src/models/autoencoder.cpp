@@ -128,6 +128,28 @@ void TinyAutoencoder::train_one(const Eigen::VectorXd& x, double lr) {
   bv -= lr * dz;
 }
 
+double TinyAutoencoder::rmse(const double* x, double* recon, double* hidden) const {
+  const Eigen::Index nh = w.rows(), nv = w.cols();
+  const double* wd = w.data();  // column-major: w(h, v) = wd[v * nh + h]
+  for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = bh[h];
+  for (Eigen::Index v = 0; v < nv; ++v) {
+    const double xv = x[v];
+    const double* col = wd + v * nh;
+    for (Eigen::Index h = 0; h < nh; ++h) hidden[h] += col[h] * xv;
+  }
+  for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = 1.0 / (1.0 + std::exp(-hidden[h]));
+  double sq = 0;
+  for (Eigen::Index v = 0; v < nv; ++v) {
+    const double* col = wd + v * nh;
+    double z = bv[v];
+    for (Eigen::Index h = 0; h < nh; ++h) z += col[h] * hidden[h];
+    if (!linear_output) z = 1.0 / (1.0 + std::exp(-z));
+    recon[v] = z;
+    sq += (z - x[v]) * (z - x[v]);
+  }
+  return std::sqrt(sq / static_cast<double>(nv));
+}
+
 double TinyAutoencoder::reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const {
   recon = w.transpose() * sigmoid(w * x + bh) + bv;
   if (!linear_output) recon = sigmoid(recon);
@@ -207,6 +229,9 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
     e.group_ae_.emplace_back().init(v, h, p.seed + g + 1, true);
   }
   const int epochs = std::clamp(static_cast<int>((p.min_updates + data.rows - 1) / data.rows), 1, std::max(p.max_epochs, 1));
+  // On big training sets an epoch is a fresh random subset of min_updates rows: the fit
+  // costs the same for 10^4 and 10^6 rows.
+  const std::size_t per_epoch = std::min<std::size_t>(data.rows, static_cast<std::size_t>(std::max(p.min_updates, 1)));
 
   Matrix norm(data.rows, data.cols);
   Eigen::VectorXd tmp;
@@ -224,7 +249,8 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
   for (std::size_t g = 0; g < e.groups_.size(); ++g) slices[g].resize(static_cast<Eigen::Index>(e.groups_[g].size()));
   for (int ep = 0; ep < epochs; ++ep) {
     shuffle();
-    for (const uint32_t r : order) {
+    for (std::size_t i = 0; i < per_epoch; ++i) {
+      const uint32_t r = order[i];
       const auto x = norm.row(r);
       for (std::size_t g = 0; g < e.groups_.size(); ++g) {
         for (std::size_t k = 0; k < e.groups_[g].size(); ++k) slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
@@ -255,7 +281,8 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
   e.output_ae_.init(k, std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * k))), p.seed, false);
   for (int ep = 0; ep < epochs; ++ep) {
     shuffle();
-    for (const uint32_t r : order) {
+    for (std::size_t i = 0; i < per_epoch; ++i) {
+      const uint32_t r = order[i];
       e.output_norm_.apply(errs.row(r), tmp);
       e.output_ae_.train_one(tmp, p.learning_rate);
     }
@@ -263,29 +290,62 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
   return e;
 }
 
-void AutoencoderEnsemble::group_errors(std::span<const double> x, Eigen::VectorXd& errs,
-                                       std::vector<double>* sq_err) const {
+namespace {
+// Per-thread scratch so that scoring one vector allocates nothing after warm-up.
+std::vector<double>& scratch(std::size_t n) {
+  thread_local std::vector<double> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf;
+}
+}  // namespace
+
+void AutoencoderEnsemble::group_errors(std::span<const double> x, double* errs, double* sq_err) const {
   if (x.size() != dims_) throw std::invalid_argument("autoencoder: wrong vector size");
-  Eigen::VectorXd norm, slice, recon;
-  input_norm_.apply(x, norm, kScoreClip);
-  errs.resize(static_cast<Eigen::Index>(groups_.size()));
+  std::size_t widest = 1, hidden = 1;
+  for (const auto& a : group_ae_) {
+    widest = std::max<std::size_t>(widest, static_cast<std::size_t>(a.w.cols()));
+    hidden = std::max<std::size_t>(hidden, static_cast<std::size_t>(a.w.rows()));
+  }
+  auto& buf = scratch(dims_ + 2 * widest + hidden);
+  double* norm = buf.data();
+  double* slice = norm + dims_;
+  double* recon = slice + widest;
+  double* hid = recon + widest;
+  for (std::size_t i = 0; i < dims_; ++i) {
+    const double sd = std::sqrt(input_norm_.m2[static_cast<Eigen::Index>(i)] / std::max(input_norm_.count, 1.0));
+    const double v = x[i];
+    norm[i] = std::isfinite(v) ? std::clamp((v - input_norm_.mean[static_cast<Eigen::Index>(i)]) / (sd > 1e-12 ? sd : 1.0),
+                                            -kScoreClip, kScoreClip)
+                               : 0.0;
+  }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
-    slice.resize(static_cast<Eigen::Index>(groups_[g].size()));
-    for (std::size_t k = 0; k < groups_[g].size(); ++k) slice[static_cast<Eigen::Index>(k)] = norm[groups_[g][k]];
-    errs[static_cast<Eigen::Index>(g)] = group_ae_[g].reconstruct(slice, recon);
+    const auto& group = groups_[g];
+    for (std::size_t k = 0; k < group.size(); ++k) slice[k] = norm[group[k]];
+    errs[g] = group_ae_[g].rmse(slice, recon, hid);
     if (sq_err)
-      for (std::size_t k = 0; k < groups_[g].size(); ++k) {
-        const double diff = recon[static_cast<Eigen::Index>(k)] - slice[static_cast<Eigen::Index>(k)];
-        (*sq_err)[groups_[g][k]] = diff * diff;
-      }
+      for (std::size_t k = 0; k < group.size(); ++k) sq_err[group[k]] = (recon[k] - slice[k]) * (recon[k] - slice[k]);
   }
 }
 
 double AutoencoderEnsemble::score(std::span<const double> x) const {
-  Eigen::VectorXd errs, norm, recon;
+  const std::size_t k = groups_.size();
+  const std::size_t h = static_cast<std::size_t>(output_ae_.w.rows());
+  thread_local std::vector<double> buf;
+  if (buf.size() < 3 * k + h) buf.resize(3 * k + h);
+  double* errs = buf.data();
+  double* norm = errs + k;
+  double* recon = norm + k;
+  double* hid = recon + k;
   group_errors(x, errs, nullptr);
-  output_norm_.apply(std::span<const double>(errs.data(), static_cast<std::size_t>(errs.size())), norm);
-  return std::sqrt(errs.squaredNorm() / static_cast<double>(errs.size())) + output_ae_.reconstruct(norm, recon);
+  double sq = 0;
+  for (std::size_t g = 0; g < k; ++g) {
+    sq += errs[g] * errs[g];
+    const auto i = static_cast<Eigen::Index>(g);
+    const double l = std::isfinite(output_norm_.lo[i]) ? output_norm_.lo[i] : 0.0;
+    const double range = output_norm_.hi[i] > l ? output_norm_.hi[i] - l : 1.0;
+    norm[g] = std::clamp((errs[g] - l) / range, -10.0, 11.0);
+  }
+  return std::sqrt(sq / static_cast<double>(k)) + output_ae_.rmse(norm, recon, hid);
 }
 
 void AutoencoderEnsemble::score_batch(const Matrix& data, std::span<double> out) const {
@@ -294,9 +354,8 @@ void AutoencoderEnsemble::score_batch(const Matrix& data, std::span<double> out)
 }
 
 std::vector<double> AutoencoderEnsemble::attribution(std::span<const double> x) const {
-  std::vector<double> sq(dims_, 0.0);
-  Eigen::VectorXd errs;
-  group_errors(x, errs, &sq);
+  std::vector<double> sq(dims_, 0.0), errs(groups_.size());
+  group_errors(x, errs.data(), sq.data());
   for (std::size_t j = 0; j < dims_; ++j) sq[j] /= feature_err_[j];
   return sq;
 }

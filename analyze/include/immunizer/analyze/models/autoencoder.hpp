@@ -58,6 +58,8 @@ struct TinyAutoencoder {
   void train_one(const Eigen::VectorXd& x, double lr);
   // Reconstruction into recon; returns the RMSE.
   double reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const;
+  // The same on raw buffers (recon: visible, hidden: w.rows()), allocation-free for scoring.
+  double rmse(const double* x, double* recon, double* hidden) const;
 };
 
 class AutoencoderEnsemble {
@@ -84,8 +86,8 @@ class AutoencoderEnsemble {
   static AutoencoderEnsemble deserialize(std::string_view bytes);  // throws on corrupt input
 
  private:
-  // Group RMSEs for x; fills the normalised input per group when recon is given.
-  void group_errors(std::span<const double> x, Eigen::VectorXd& errs, std::vector<double>* sq_err) const;
+  // Group RMSEs of x into errs (one per group); per-feature squared errors into sq_err if set.
+  void group_errors(std::span<const double> x, double* errs, double* sq_err) const;
 
   std::size_t dims_ = 0;
   RunningMoments input_norm_;
