@@ -243,6 +243,13 @@ HandleResult Enforcer::handle(const immunizer::v1::Directive& d) {
       return count(Outcome::kDuplicate, "already applied");
     }
     if (d.revoke() && a == actions_.end()) return count(Outcome::kDuplicate, "already revoked");
+    // execute re-sent an active directive after our resync window dropped it: it is still
+    // active there, so apply it again (never after a revoke: see apply_locked).
+    if (!d.revoke() && a == actions_.end() && stale_.erase(d.action().id())) {
+      HandleResult r = apply_locked(d, now);
+      counts_[static_cast<size_t>(r.outcome)].fetch_add(1, std::memory_order_relaxed);
+      return r;
+    }
     return count(Outcome::kRejectedReplay, "replayed");
   }
   HandleResult r = apply_locked(d, now);
@@ -333,6 +340,7 @@ size_t Enforcer::end_resync() {
   size_t n = 0;
   for (auto it = actions_.begin(); it != actions_.end();) {
     if (!it->second.confirmed) {
+      if (stale_.size() < opt_.replay_cache_size) stale_.emplace(it->first, true);
       it = actions_.erase(it);
       ++n;
     } else {

@@ -151,6 +151,7 @@ class Enforcer {
   StringMap<Entry> actions_;  // by action id
   StringMap<Seen> seen_;      // by directive id
   std::deque<std::string> seen_order_;
+  StringMap<bool> stale_;     // action ids dropped by end_resync (not revoked)
   StringMap<bool> revoked_;   // action ids lifted by a revoke
   std::deque<std::string> revoked_order_;
 

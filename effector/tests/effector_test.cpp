@@ -195,7 +195,7 @@ EffectorConfig config(int port) {
   c.backoff_initial = 20ms;
   c.backoff_max = 200ms;
   c.connect_timeout = 500ms;
-  c.resync_window = 300ms;
+  c.resync_window = 5s;
   return c;
 }
 
@@ -350,7 +350,9 @@ TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) {
   FakeExecute svc;
   auto server = std::make_unique<Server>(svc);
   const int port = server->port();
-  auto e = Effector::create(config(port));
+  auto cfg = config(port);
+  cfg.resync_window = 300ms;
+  auto e = Effector::create(cfg);
   e->start();
   ASSERT_TRUE(eventually([&] { return e->connected(); }));
   const auto keep = block(PRINCIPAL_FIELD_USER, "keep");

@@ -174,6 +174,9 @@ TEST_F(EnforcerTest, ResyncDropsActionsNotReplayed) {
   EXPECT_EQ(en_.end_resync(), 1u);
   EXPECT_FALSE(en_.allows({"keep", "", ""}, "x"));
   EXPECT_TRUE(en_.allows({"gone", "", ""}, "x"));
+  // execute's replay arrived late (after the window): it is still active there, apply again.
+  EXPECT_EQ(en_.handle(gone).outcome, Outcome::kApplied);
+  EXPECT_FALSE(en_.allows({"gone", "", ""}, "x"));
 }
 
 // Readers race a writer that keeps publishing and retiring snapshots (run under TSan/ASan).
