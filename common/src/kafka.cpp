@@ -123,7 +123,8 @@ void log_cb(const rd_kafka_t*, int level, const char* fac, const char* buf) {
 
 class KafkaProducer final : public Producer {
  public:
-  KafkaProducer(const KafkaSettings& s, const std::string& client_id, KafkaMetrics* metrics)
+  KafkaProducer(const KafkaSettings& s, const std::string& client_id, KafkaMetrics* metrics,
+                const std::map<std::string, std::string>& overrides)
       : metrics_(metrics) {
     auto props = s.properties();
     props["client.id"] = client_id;
@@ -132,6 +133,7 @@ class KafkaProducer final : public Producer {
     props["linger.ms"] = "5";
     props["compression.type"] = "lz4";
     props["message.timeout.ms"] = "60000";
+    for (const auto& [k, v] : overrides) props[k] = v;
     rd_kafka_conf_t* conf = make_conf(props);
     rd_kafka_conf_set_opaque(conf, this);
     rd_kafka_conf_set_dr_msg_cb(conf, &KafkaProducer::on_delivery);
@@ -319,8 +321,9 @@ class KafkaConsumer final : public Consumer {
 }  // namespace
 
 std::unique_ptr<Producer> make_kafka_producer(const KafkaSettings& s, const std::string& client_id,
-                                              KafkaMetrics* metrics) {
-  return std::make_unique<KafkaProducer>(s, client_id, metrics);
+                                              KafkaMetrics* metrics,
+                                              const std::map<std::string, std::string>& overrides) {
+  return std::make_unique<KafkaProducer>(s, client_id, metrics, overrides);
 }
 
 std::unique_ptr<Consumer> make_kafka_consumer(const KafkaSettings& s, const std::string& group,

@@ -1,5 +1,6 @@
 #include "immunizer/analyze/service.hpp"
 
+#include "immunizer/common/compress.hpp"
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/snapshots.hpp"
 
@@ -160,15 +161,16 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, 
   }
 }
 
-void AnalyzeProcessor::snapshot_changed(common::Producer& out) {
+void AnalyzeProcessor::snapshot_changed(common::Producer& data_out) {
+  common::Producer& out = snapshot_out_ ? *snapshot_out_ : data_out;
   for (const auto& key : changed_) {
     auto* k = models_.find(key);
     if (!k) continue;
     v1::ModelSnapshot snap;
     snap.set_model_key(key);
     snap.set_kind("analyze");
-    snap.set_format_version(1);
-    snap.set_state(k->snapshot());
+    snap.set_format_version(2);  // 2: zlib-compressed ModelKeyState bytes
+    snap.set_state(common::zlib_compress(k->snapshot()));
     snap.set_taken_unix_nanos(clock_.now_unix_nanos());
     snap.set_records_seen(k->records_seen());
     out.produce(topics_.models, common::snapshot_key("analyze", key), snap.SerializeAsString());
@@ -191,13 +193,18 @@ void AnalyzeProcessor::tick(common::Producer& out) {
   }
 }
 
-void AnalyzeProcessor::drain(common::Producer& out) { snapshot_changed(out); }
+void AnalyzeProcessor::drain(common::Producer& out) {
+  snapshot_changed(out);
+  if (snapshot_out_ && !snapshot_out_->flush(std::chrono::seconds(10)).ok())
+    common::logger("analyze")->warn("final model snapshots not all acknowledged");
+}
 
 size_t AnalyzeProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
   size_t n = 0;
   for (const auto& [key, snap] : snaps) {
     try {
-      models_.restore(key, snap.state());
+      if (snap.format_version() != 2) throw std::runtime_error("unknown format " + std::to_string(snap.format_version()));
+      models_.restore(key, common::zlib_decompress(snap.state()));
       ++n;
     } catch (const std::exception& e) {
       common::logger("analyze")->warn("snapshot of {} skipped: {}", key, e.what());

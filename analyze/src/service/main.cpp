@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
         ctx.log->info("restored {} of {} model snapshots", proc.restore(snaps), snaps.size());
       }
       auto producer = common::make_kafka_producer(ctx.kafka, "analyze", &metrics);
+      auto snapshots = common::make_kafka_producer(ctx.kafka, "analyze-snapshots", &metrics, {{"message.max.bytes", "16000000"}});
+      proc.set_snapshot_producer(snapshots.get());
       auto consumer = common::make_kafka_consumer(ctx.kafka, cfg.group, {ctx.topics.features, ctx.topics.feedback}, &metrics);
       common::StreamLoop loop(*consumer, *producer, proc,
                               {.service = "analyze", .deadletter_topic = ctx.topics.deadletter}, &metrics,

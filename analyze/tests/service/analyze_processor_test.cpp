@@ -67,7 +67,6 @@ TEST(AnalyzeProcessor, LearnsThenAlarmsOnOutlierWithExplanation) {
   EXPECT_LE(false_alarms, 2u);
   f.in.push(f.topics.features, "k", vec(1000, 40.0, 40.0, "attacker", 25.0).SerializeAsString());
   f.loop.run_once();
-  { v1::Score sc; sc.ParseFromString(f.out.on(f.topics.scores).back().payload); std::cerr << "outlier score " << sc.combined_score() << " thr " << sc.threshold() << " state " << sc.model_state() << "\n"; }
   auto alarms = f.out.on(f.topics.alarms);
   ASSERT_EQ(alarms.size(), false_alarms + 1);
   EXPECT_EQ(alarms.back().key, "attacker");

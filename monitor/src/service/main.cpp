@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
         ctx.log->info("restored {} of {} monitor snapshots", proc.restore(snaps), snaps.size());
       }
       auto producer = common::make_kafka_producer(ctx.kafka, "monitor", &metrics);
+      auto snapshots = common::make_kafka_producer(ctx.kafka, "monitor-snapshots", &metrics, {{"message.max.bytes", "16000000"}});
+      proc.set_snapshot_producer(snapshots.get());
       auto consumer = common::make_kafka_consumer(ctx.kafka, cfg.group, {ctx.topics.calls}, &metrics);
       common::StreamLoop loop(*consumer, *producer, proc,
                               {.service = "monitor", .deadletter_topic = ctx.topics.deadletter}, &metrics,

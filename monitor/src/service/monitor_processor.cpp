@@ -62,7 +62,8 @@ void MonitorProcessor::process(const common::Message& m, common::Producer& out) 
   out.produce(topics_.features, v.model_key(), v.SerializeAsString());
 }
 
-void MonitorProcessor::snapshot_changed(common::Producer& out) {
+void MonitorProcessor::snapshot_changed(common::Producer& data_out) {
+  common::Producer& out = snapshot_out_ ? *snapshot_out_ : data_out;
   for (const auto& key : changed_) {
     v1::ModelSnapshot snap;
     snap.set_model_key(key);
@@ -93,7 +94,11 @@ void MonitorProcessor::tick(common::Producer& out) {
   }
 }
 
-void MonitorProcessor::drain(common::Producer& out) { snapshot_changed(out); }
+void MonitorProcessor::drain(common::Producer& out) {
+  snapshot_changed(out);
+  if (snapshot_out_ && !snapshot_out_->flush(std::chrono::seconds(10)).ok())
+    common::logger("monitor")->warn("final monitor snapshots not all acknowledged");
+}
 
 size_t MonitorProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
   size_t n = 0;

@@ -39,6 +39,8 @@ class AnalyzeProcessor final : public common::Processor {
   void drain(common::Producer& out) override;
   // Restores learned models (from read_snapshots); bad snapshots are skipped with a warning.
   size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps);
+  // Snapshots go to this producer (best effort, never part of a batch's commit); default: `out`.
+  void set_snapshot_producer(common::Producer* p) { snapshot_out_ = p; }
   ModelRegistry& models() { return models_; }
 
  private:
@@ -49,6 +51,7 @@ class AnalyzeProcessor final : public common::Processor {
   const common::Clock& clock_;
   ModelRegistry models_;
   std::set<std::string> changed_;
+  common::Producer* snapshot_out_ = nullptr;
   int64_t last_snapshot_ns_ = 0;
   prometheus::Family<prometheus::Counter>& alarms_;
   prometheus::Counter& scored_;

@@ -105,8 +105,10 @@ class Consumer {
 };
 
 // Idempotent, acks=all producer with delivery reports. Throws std::runtime_error on bad settings.
+// `overrides` are extra librdkafka properties (e.g. message.max.bytes for snapshots).
 std::unique_ptr<Producer> make_kafka_producer(const KafkaSettings& s, const std::string& client_id,
-                                              KafkaMetrics* metrics);
+                                              KafkaMetrics* metrics,
+                                              const std::map<std::string, std::string>& overrides = {});
 // Consumer-group member with manual commits, starting at the earliest offset for a new group.
 std::unique_ptr<Consumer> make_kafka_consumer(const KafkaSettings& s, const std::string& group,
                                               const std::vector<std::string>& topics,

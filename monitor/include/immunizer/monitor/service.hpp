@@ -33,6 +33,8 @@ class MonitorProcessor final : public common::Processor {
   void tick(common::Producer& out) override;
   void drain(common::Producer& out) override;
   size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps);
+  // Snapshots go to this producer (best effort, never part of a batch's commit); default: `out`.
+  void set_snapshot_producer(common::Producer* p) { snapshot_out_ = p; }
   FeatureExtractor& extractor() { return extractor_; }
 
  private:
@@ -43,6 +45,7 @@ class MonitorProcessor final : public common::Processor {
   const common::Clock& clock_;
   FeatureExtractor extractor_;
   std::set<std::string> changed_;
+  common::Producer* snapshot_out_ = nullptr;
   int64_t last_snapshot_ns_ = 0;
   std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
   prometheus::Counter& records_;
