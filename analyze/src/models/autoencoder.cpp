@@ -111,21 +111,41 @@ void TinyAutoencoder::init(int visible, int hidden, uint64_t seed, bool linear) 
   bv = Eigen::VectorXd::Zero(visible);
 }
 
-void TinyAutoencoder::train_one(const Eigen::VectorXd& x, double lr) {
-  const Eigen::VectorXd y = sigmoid(w * x + bh);
-  Eigen::VectorXd z = w.transpose() * y + bv, dz;
-  if (linear_output) {
-    // Clipped so that a few extreme standardised inputs cannot blow the weights up.
-    dz = (z - x).cwiseMax(-1.0).cwiseMin(1.0);
-  } else {
-    z = sigmoid(z);
-    dz = ((z - x).array() * z.array() * (1.0 - z.array())).matrix();
+void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
+  // Plain loops over the column-major weights: no temporaries, so an SGD step on a 10-input
+  // autoencoder costs well under a microsecond.
+  const Eigen::Index nh = w.rows(), nv = w.cols();
+  thread_local std::vector<double> buf;
+  if (buf.size() < static_cast<std::size_t>(2 * nh + nv)) buf.resize(static_cast<std::size_t>(2 * nh + nv));
+  double* y = buf.data();
+  double* dy = y + nh;
+  double* dz = dy + nh;
+  const double* x = xv.data();
+  double* wd = w.data();
+  for (Eigen::Index h = 0; h < nh; ++h) y[h] = bh[h];
+  for (Eigen::Index v = 0; v < nv; ++v)
+    for (Eigen::Index h = 0; h < nh; ++h) y[h] += wd[v * nh + h] * x[v];
+  for (Eigen::Index h = 0; h < nh; ++h) {
+    y[h] = 1.0 / (1.0 + std::exp(-y[h]));
+    dy[h] = 0;
   }
-  const Eigen::VectorXd dy = ((w * dz).array() * y.array() * (1.0 - y.array())).matrix();
+  for (Eigen::Index v = 0; v < nv; ++v) {
+    double z = bv[v];
+    for (Eigen::Index h = 0; h < nh; ++h) z += wd[v * nh + h] * y[h];
+    if (linear_output) {
+      dz[v] = std::clamp(z - x[v], -1.0, 1.0);  // a few extreme inputs cannot blow the weights up
+    } else {
+      z = 1.0 / (1.0 + std::exp(-z));
+      dz[v] = (z - x[v]) * z * (1.0 - z);
+    }
+    for (Eigen::Index h = 0; h < nh; ++h) dy[h] += wd[v * nh + h] * dz[v];
+  }
+  for (Eigen::Index h = 0; h < nh; ++h) dy[h] *= y[h] * (1.0 - y[h]);
   // Tied weights: the encoder and the decoder gradients both land on w.
-  w.noalias() -= lr * (dy * x.transpose() + y * dz.transpose());
-  bh -= lr * dy;
-  bv -= lr * dz;
+  for (Eigen::Index v = 0; v < nv; ++v)
+    for (Eigen::Index h = 0; h < nh; ++h) wd[v * nh + h] -= lr * (dy[h] * x[v] + y[h] * dz[v]);
+  for (Eigen::Index h = 0; h < nh; ++h) bh[h] -= lr * dy[h];
+  for (Eigen::Index v = 0; v < nv; ++v) bv[v] -= lr * dz[v];
 }
 
 double TinyAutoencoder::rmse(const double* x, double* recon, double* hidden) const {

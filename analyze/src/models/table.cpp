@@ -131,7 +131,7 @@ RawTable read_raw_table(const std::string& path) {
     rows.erase(rows.begin());
     if (rows.empty()) throw std::runtime_error(path + ": a header but no data rows");
   } else {
-    for (std::size_t j = 0; j < cols; ++j) t.names.push_back("c" + std::to_string(j));
+    for (std::size_t j = 0; j < cols; ++j) t.names.push_back(std::string(1, 'c').append(std::to_string(j)));
   }
   t.cells.reserve(rows.size());
   for (auto& r : rows) t.cells.push_back(std::move(r.second));
