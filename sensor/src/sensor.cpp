@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <stdexcept>
+#include <utility>
 
 #include "sensor_impl.hpp"
 #include "tick_clock.hpp"
@@ -77,16 +78,16 @@ void set_conf(rd_kafka_conf_t* conf, const std::string& k, const std::string& v)
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* im = static_cast<Sensor::Impl*>(opaque);
   if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
-    im->count_drop(DropReason::kShutdown, detail::StripedCounter::kProducerStripe);  // purged at stop
+    ++im->pending_purged_;  // purged at stop: counted as shutdown
   } else if (m->err) {
-    im->count_drop(DropReason::kDeliveryFailed, detail::StripedCounter::kProducerStripe);
+    ++im->pending_failed_;
     const int64_t now = detail::steady_ns();
     if (g_error_throttle.allow(now, 10'000'000'000)) {
       logger()->warn("sensor: delivery failed: {} (further errors in the next 10 s are counted only)",
                      rd_kafka_err2str(m->err));
     }
   } else {
-    im->sent_.add(detail::StripedCounter::kProducerStripe, 1);
+    ++im->pending_sent_;
   }
   // Given back in one step after the poll (keeps the callers' cache line quiet).
   im->pending_release_ += reinterpret_cast<uintptr_t>(m->_private);
@@ -183,6 +184,10 @@ void Sensor::Impl::poll(int timeout_ms) {
     release_bytes(pending_release_);
     pending_release_ = 0;
   }
+  constexpr size_t kP = detail::StripedCounter::kProducerStripe;
+  if (pending_sent_) sent_.add(kP, std::exchange(pending_sent_, 0));
+  if (pending_failed_) dropped_[static_cast<size_t>(DropReason::kDeliveryFailed)].add(kP, std::exchange(pending_failed_, 0));
+  if (pending_purged_) dropped_[static_cast<size_t>(DropReason::kShutdown)].add(kP, std::exchange(pending_purged_, 0));
 }
 
 void Sensor::Impl::pump() {
@@ -197,7 +202,7 @@ void Sensor::Impl::pump() {
           RD_KAFKA_V_KEY(r->key(), r->key_len), RD_KAFKA_V_VALUE(r->payload(), r->payload_len),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(r->accounted))), RD_KAFKA_V_END);
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        pending_release_ += r->accounted;
+        release_bytes(r->accounted);
         count_drop(e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DropReason::kQueueFull : DropReason::kDeliveryFailed,
                    detail::StripedCounter::kProducerStripe);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && g_error_throttle.allow(detail::steady_ns(), 10'000'000'000))

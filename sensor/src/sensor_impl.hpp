@@ -88,7 +88,12 @@ struct Sensor::Impl {
 
   detail::MpmcRing<detail::Record> ring_;
   detail::MpmcRing<detail::Record> recycle_;  // sent records' blocks, reused by callers
-  uint64_t pending_release_ = 0;              // producer thread: bytes to give back at once
+  // Producer thread only: outcomes of delivery reports, published after each poll with the
+  // bytes released first, so that "counted as sent or dropped" implies "budget returned".
+  uint64_t pending_release_ = 0;
+  uint64_t pending_sent_ = 0;
+  uint64_t pending_failed_ = 0;
+  uint64_t pending_purged_ = 0;
 
   rd_kafka_t* rk_ = nullptr;
   rd_kafka_topic_t* rkt_ = nullptr;
