@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "immunizer/tools/commands.hpp"
+#include "immunizer/tools/eval.hpp"
 
 using namespace immunizer::tools;
 
@@ -31,7 +32,38 @@ int main(int argc, char** argv) {
   up->add_option("--env", envs, "KEY=VALUE for every child, e.g. IMMUNIZER_ANALYZE_GRACE_RECORDS=300");
   up->add_option("--replay-arg", u.replay_args, "extra argument for the demo replayer (repeatable)");
 
+  EvalOptions ev;
+  std::vector<std::string> eval_envs;
+  auto* eval = app.add_subcommand("eval", "evaluate detection through the live pipeline");
+  eval->require_subcommand(1);
+  auto* eval_csic = eval->add_subcommand("csic", "CSIC 2010: train on one file, score normal + anomalous test requests");
+  eval_csic->add_option("--training", ev.training, "training requests (CSIC 2010 format, .txt or .txt.gz)")->required()->check(CLI::ExistingFile);
+  eval_csic->add_option("--normal", ev.normal, "normal test requests")->required()->check(CLI::ExistingFile);
+  eval_csic->add_option("--anomalous", ev.anomalous, "anomalous test requests")->required()->check(CLI::ExistingFile);
+  eval_csic->add_option("--json", ev.json_out, "write the figures and every request's score here");
+  eval_csic->add_option("--bootstrap", ev.bootstrap, "use this Kafka cluster instead of an embedded broker");
+  eval_csic->add_flag("--keep-running", ev.keep_running, "keep the stack up after the report until Ctrl-C");
+  eval_csic->add_option("--bin-dir", ev.bin_dir, "folder of the immunizer-* binaries (default: beside this one)");
+  eval_csic->add_option("--training-count", ev.training_count, "first N training requests (0: all)")->capture_default_str();
+  eval_csic->add_option("--test-count", ev.test_count, "first N requests of each test file (0: all)")->capture_default_str();
+  eval_csic->add_option("--concurrency", ev.concurrency, "replay connections")->check(CLI::Range(1, 64))->capture_default_str();
+  eval_csic->add_option("--rate", ev.rate, "requests per second (0: as fast as the shop answers)")->capture_default_str();
+  eval_csic->add_option("--time-limit", ev.time_limit_seconds, "seconds before the run stops itself")->check(CLI::Range(10, 86400))->capture_default_str();
+  eval_csic->add_option("--stall", ev.stall_seconds, "seconds without a new score before giving up waiting")->check(CLI::Range(1, 3600))->capture_default_str();
+  eval_csic->add_option("--env", eval_envs, "KEY=VALUE for every service, e.g. IMMUNIZER_ANALYZE_RISK=0.001");
+
   CLI11_PARSE(app, argc, argv);
+  if (eval_csic->parsed()) {
+    for (const auto& e : eval_envs) {
+      const auto eq = e.find('=');
+      if (eq == std::string::npos) {
+        std::cerr << "immunizer eval csic: --env '" << e << "': expected KEY=VALUE\n";
+        return 2;
+      }
+      ev.env[e.substr(0, eq)] = e.substr(eq + 1);
+    }
+    return eval_csic_command(ev);
+  }
   if (broker->parsed()) return broker_command(b);
   if (up->parsed()) {
     for (const auto& e : envs) {
