@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <zlib.h>
+
 #include "immunizer/analyze/models/serial.hpp"
 
 namespace immunizer::analyze {
@@ -12,7 +14,9 @@ namespace immunizer::analyze {
 namespace {
 
 constexpr uint32_t kStateMagic = 0x4D5A4D49;  // "IMZM"
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
+constexpr uint32_t kFrameMagic = 0x535A4D49;  // "IMZS": deflated state + checksum
+constexpr uint32_t kFrameVersion = 1;
 
 uint64_t fnv1a(std::string_view s) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -59,7 +63,8 @@ void ModelKeyState::reset(const std::vector<std::string>& names, uint32_t versio
   names_ = names;
   state_ = ModelState::kLearning;
   since_fit_ = 0;
-  reservoir_ = Matrix(0, names.size());
+  reservoir_ = {0, names.size(), {}};
+  reservoir_.values.reserve(cfg_.reservoir_size * names.size());
   ring_next_ = 0;
   forest_ = {};
   ae_ = {};
@@ -68,28 +73,32 @@ void ModelKeyState::reset(const std::vector<std::string>& names, uint32_t versio
 
 void ModelKeyState::remember(std::span<const double> x) {
   if (reservoir_.rows < cfg_.reservoir_size) {
-    reservoir_.append_row(x);
+    for (const double v : x) reservoir_.values.push_back(static_cast<float>(v));
+    ++reservoir_.rows;
     return;
   }
-  std::copy(x.begin(), x.end(), reservoir_.row(ring_next_).begin());
+  std::transform(x.begin(), x.end(), reservoir_.values.begin() + static_cast<std::ptrdiff_t>(ring_next_ * reservoir_.cols),
+                 [](double v) { return static_cast<float>(v); });
   ring_next_ = (ring_next_ + 1) % reservoir_.rows;
 }
 
 void ModelKeyState::fit_models() {
   const uint64_t seed = cfg_.seed + 0x9E3779B97F4A7C15ull * fits_;
   const std::size_t n = reservoir_.rows;
+  Matrix data(n, reservoir_.cols);
+  std::copy(reservoir_.values.begin(), reservoir_.values.end(), data.values.begin());
   std::vector<double> combined(n, 0.0), s(n);
   if (uses_forest()) {
     const int mixed = cfg_.detector == DetectorKind::kIForest ? 0 : cfg_.mixed_sample_size;
-    forest_ = IsolationForest::fit(reservoir_, {cfg_.trees, cfg_.sample_size, mixed, 0, seed, cfg_.fit_threads});
-    forest_.score_batch(reservoir_, s);
+    forest_ = IsolationForest::fit(data, {cfg_.trees, cfg_.sample_size, mixed, 0, seed, cfg_.fit_threads});
+    forest_.score_batch(data, s);
     forest_cal_.fit(s, cfg_.peak_quantile);
     for (std::size_t i = 0; i < n; ++i) combined[i] += -forest_weight() * std::log10(forest_cal_.tail(s[i]));
   }
   if (uses_ae()) {
     AutoencoderParams ap{cfg_.ae_max_group, cfg_.ae_hidden_ratio, cfg_.ae_learning_rate, cfg_.ae_min_updates, 50, seed};
-    ae_ = AutoencoderEnsemble::fit(reservoir_, ap);
-    ae_.score_batch(reservoir_, s);
+    ae_ = AutoencoderEnsemble::fit(data, ap);
+    ae_.score_batch(data, s);
     ae_cal_.fit(s, cfg_.peak_quantile);
     for (std::size_t i = 0; i < n; ++i) combined[i] += -ae_weight() * std::log10(ae_cal_.tail(s[i]));
   }
@@ -181,7 +190,7 @@ void ModelKeyState::feedback_false_positive(std::span<const double> x) {
 }
 
 std::size_t ModelKeyState::memory_bytes() const {
-  std::size_t b = sizeof(*this) + reservoir_.values.capacity() * sizeof(double);
+  std::size_t b = sizeof(*this) + reservoir_.values.capacity() * sizeof(float);
   for (const auto& n : names_) b += sizeof(n) + n.capacity();
   if (forest_.fitted()) b += forest_.memory_bytes();
   if (ae_.fitted()) b += ae_.memory_bytes();
@@ -210,16 +219,44 @@ std::string ModelKeyState::snapshot() const {
   forest_cal_.write(w);
   ae_cal_.write(w);
   combined_cal_.write(w);
-  w.put(fnv1a(w.bytes()));
-  return w.take();
+  // Deflated (level 1: ~half the bytes in milliseconds) so a key's snapshot stays well under
+  // Kafka's default 1 MB message limit; the checksum covers the compressed frame.
+  const std::string& raw = w.bytes();
+  uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
+  std::string out(16 + packed_size, '\0');
+  if (compress2(reinterpret_cast<Bytef*>(out.data() + 16), &packed_size, reinterpret_cast<const Bytef*>(raw.data()),
+                static_cast<uLong>(raw.size()), 1) != Z_OK)
+    throw std::runtime_error("model snapshot: compression failed");
+  out.resize(16 + packed_size);
+  const uint32_t magic = kFrameMagic, version = kFrameVersion;
+  const uint64_t raw_size = raw.size();
+  std::memcpy(out.data(), &magic, 4);
+  std::memcpy(out.data() + 4, &version, 4);
+  std::memcpy(out.data() + 8, &raw_size, 8);
+  const uint64_t sum = fnv1a(out);
+  out.append(reinterpret_cast<const char*>(&sum), sizeof sum);
+  return out;
 }
 
 ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cfg) {
-  if (bytes.size() < 16) throw std::runtime_error("model snapshot: too short");
-  const std::string_view body(bytes.data(), bytes.size() - sizeof(uint64_t));
-  uint64_t sum;
-  std::memcpy(&sum, bytes.data() + body.size(), sizeof sum);
-  if (sum != fnv1a(body)) throw std::runtime_error("model snapshot: checksum mismatch");
+  if (bytes.size() < 24) throw std::runtime_error("model snapshot: too short");
+  const std::string_view frame(bytes.data(), bytes.size() - sizeof(uint64_t));
+  uint64_t sum, raw_size;
+  uint32_t magic, version;
+  std::memcpy(&sum, bytes.data() + frame.size(), sizeof sum);
+  if (sum != fnv1a(frame)) throw std::runtime_error("model snapshot: checksum mismatch");
+  std::memcpy(&magic, frame.data(), 4);
+  std::memcpy(&version, frame.data() + 4, 4);
+  std::memcpy(&raw_size, frame.data() + 8, 8);
+  if (magic != kFrameMagic) throw std::runtime_error("model snapshot: bad magic");
+  if (version != kFrameVersion) throw std::runtime_error("model snapshot: unknown frame version");
+  if (raw_size > (1ull << 31)) throw std::runtime_error("model snapshot: implausible size");
+  std::string body(raw_size, '\0');
+  uLongf got = static_cast<uLongf>(raw_size);
+  if (uncompress(reinterpret_cast<Bytef*>(body.data()), &got, reinterpret_cast<const Bytef*>(frame.data() + 16),
+                 static_cast<uLong>(frame.size() - 16)) != Z_OK ||
+      got != raw_size)
+    throw std::runtime_error("model snapshot: corrupt compressed data");
   ByteReader r(body);
   if (r.get<uint32_t>() != kStateMagic) throw std::runtime_error("model snapshot: bad magic");
   if (r.get<uint32_t>() != kStateVersion) throw std::runtime_error("model snapshot: unknown version");
@@ -236,7 +273,7 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   m.fits_ = r.get<uint64_t>();
   m.reservoir_.rows = r.get<uint64_t>();
   m.reservoir_.cols = r.get<uint64_t>();
-  m.reservoir_.values = r.get_vector<double>();
+  m.reservoir_.values = r.get_vector<float>();
   m.ring_next_ = r.get<uint64_t>();
   if (m.reservoir_.cols != m.names_.size() || m.reservoir_.values.size() != m.reservoir_.rows * m.reservoir_.cols ||
       (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows))

@@ -134,7 +134,7 @@ int score_command(const std::vector<std::string>& args, std::ostream& out, std::
     buf.reserve(scores.size() * 12);
     char line[64];
     for (const double s : scores) {
-      const int n = std::snprintf(line, sizeof line, "%.9g\n", s);
+      const int n = std::snprintf(line, sizeof line, "%.9g\n", s + 0.0);  // + 0.0: print -0 as 0
       buf.append(line, static_cast<std::size_t>(n));
     }
     out << buf;

@@ -92,6 +92,24 @@ TEST(ModelKeyState, SnapshotRoundTripScoresIdentically) {
   }
 }
 
+TEST(ModelKeyState, DefaultSnapshotFitsAKafkaMessage) {
+  // 40 features, default config (ensemble, 2048-vector reservoir): the snapshot must stay
+  // under Kafka's default 1 MB message size.
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) names.push_back(std::string("f").append(std::to_string(i)));
+  ModelKeyState m{DetectorConfig{}};
+  std::mt19937_64 gen(9);
+  std::normal_distribution<double> nd;
+  std::vector<double> x(40);
+  for (int i = 0; i < 2100; ++i) {
+    for (auto& v : x) v = nd(gen);
+    m.observe(x, names, 1);
+  }
+  ASSERT_EQ(m.state(), ModelState::kActive);
+  EXPECT_LT(m.snapshot().size(), 900'000u);
+  EXPECT_LT(m.memory_bytes(), 2u << 20);
+}
+
 TEST(ModelKeyState, CorruptSnapshotThrows) {
   ModelKeyState m(small_config(DetectorKind::kIForest));
   std::mt19937_64 gen(4);

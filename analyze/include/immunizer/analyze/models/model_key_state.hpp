@@ -41,7 +41,8 @@ struct DetectorConfig {
   // Lifecycle.
   std::size_t grace_records = 1000;   // vectors learnt before the first fit; no alarms before
   std::size_t refit_every = 10000;    // refit after this many scored vectors (0 = never)
-  std::size_t reservoir_size = 2048;  // recent unalarmed vectors kept for refits (>= grace used)
+  std::size_t reservoir_size = 2048;  // recent unalarmed vectors kept for refits (>= grace used);
+                                      // the snapshot holds them: ~4 bytes x features x this
   // Threshold on the combined score (mean of -log10 tail probability over the detectors).
   double risk = 1e-3;           // EVT: target probability that a normal vector alarms
   double peak_quantile = 0.98;  // peaks-over-threshold: fit the GPD above this quantile
@@ -115,7 +116,12 @@ class ModelKeyState {
   std::size_t records_seen_ = 0;
   std::size_t since_fit_ = 0;
   std::size_t fits_ = 0;
-  Matrix reservoir_;             // ring buffer once full
+  // Training vectors kept as float (half the memory and snapshot bytes; models are fitted on
+  // exactly these values, so a restored state refits identically). Ring buffer once full.
+  struct Reservoir {
+    std::size_t rows = 0, cols = 0;
+    std::vector<float> values;
+  } reservoir_;
   std::size_t ring_next_ = 0;
   IsolationForest forest_;
   AutoencoderEnsemble ae_;
