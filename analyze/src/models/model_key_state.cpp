@@ -119,7 +119,9 @@ Verdict ModelKeyState::observe(std::span<const double> x, const std::vector<std:
     throw std::invalid_argument("observe: " + std::to_string(x.size()) + " values for " +
                                 std::to_string(feature_names.size()) + " feature names");
   if (x.empty()) throw std::invalid_argument("observe: empty feature vector");
-  if (!has_schema_ || schema_version != schema_version_ || feature_names != names_) reset(feature_names, schema_version);
+  // The schema version is the contract (comparing every name per vector would cost more than
+  // scoring); a changed width without a new version is caught too.
+  if (!has_schema_ || schema_version != schema_version_ || x.size() != names_.size()) reset(feature_names, schema_version);
   ++records_seen_;
   if (state_ == ModelState::kLearning) {
     remember(x);

@@ -75,7 +75,8 @@ class ModelKeyState {
   explicit ModelKeyState(DetectorConfig cfg);
 
   // Learns or scores x. feature_names.size() must equal x.size() (std::invalid_argument
-  // otherwise); a different schema version or feature list restarts learning.
+  // otherwise); a different schema version (or vector width) restarts learning. The names
+  // are kept from the first vector of a schema version, for explanations.
   Verdict observe(std::span<const double> x, const std::vector<std::string>& feature_names,
                   uint32_t schema_version);
   // Scores without learning (nothing changes); Verdict::state is kLearning before the first fit.
