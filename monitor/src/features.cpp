@@ -777,6 +777,7 @@ class ModelState {
   }
 
   void behaviour(const immunizer::v1::CallRecord& r) {
+    if (!cfg_.principal_features) return;
     const auto& p = r.principal();
     uint64_t h;
     if (!p.user().empty()) h = stable_hash(p.user()) ^ 0x1;

@@ -103,6 +103,9 @@ int up_command(const UpOptions& o) {
     }
     env["IMMUNIZER_KAFKA_BOOTSTRAP"] = bootstrap;
     env["IMMUNIZER_SECURITY_SIGNING_KEY"] = key;  // generated per run; never written to disk
+    // CSIC 2010 has one request per session: the demo's learned normal has no returning
+    // users, so per-principal behaviour features would flag every returning session.
+    if (o.demo && !env.count("IMMUNIZER_MONITOR_PRINCIPAL_FEATURES")) env["IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"] = "false";
     const std::string grpc = "127.0.0.1:" + std::to_string(o.port_base + 5);
     auto with = [&](std::map<std::string, std::string> extra) {
       auto e = env;
@@ -130,11 +133,16 @@ int up_command(const UpOptions& o) {
     if (o.demo) {
       sup.spawn({.name = "shop", .path = bin + "/immunizer-shop",
                  .args = {"--port", std::to_string(o.shop_port)},
-                 .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc}, {"IMMUNIZER_APP", "shop"}})});
+                 // The demo shop does almost no work of its own, so the sensor's share of its CPU
+                 // is large by construction; record every call rather than sample.
+                 .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc}, {"IMMUNIZER_APP", "shop"},
+                              {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}})});
       if (!wait_http_ok(o.shop_port, std::chrono::seconds(30), stop) && !stop)
         throw std::runtime_error("the demo shop did not answer on port " + std::to_string(o.shop_port));
       std::vector<std::string> args{"--target", "http://127.0.0.1:" + std::to_string(o.shop_port),
-                                    "--dataset", o.datasets + "/csic2010", "--scenario", "demo"};
+                                    "--dataset", o.datasets + "/csic2010", "--scenario", "demo",
+                                    "--settle-url", "http://127.0.0.1:" + std::to_string(o.port_base + 1) + "/metrics",
+                                    "--settle-url", "http://127.0.0.1:" + std::to_string(o.port_base + 2) + "/metrics"};
       args.insert(args.end(), o.replay_args.begin(), o.replay_args.end());
       sup.spawn({.name = "replay", .path = bin + "/immunizer-replay", .args = args, .may_exit = true});
       std::cout << "  Demo shop: http://127.0.0.1:" << o.shop_port << "/tienda1/index.jsp (replaying CSIC 2010 from "

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +55,8 @@ pid_t Supervisor::spawn(ChildSpec spec) {
     // Child: own process group, so a terminal Ctrl-C reaches only the launcher, which
     // then stops the children in order; default signal mask and handlers.
     setpgid(0, 0);
+    // If the launcher dies without stopping us (SIGKILL, a second Ctrl-C), stop too.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   int concurrency = 4;
   replay::AttackOptions atk;
   int64_t time_limit_s = 1800;
+  std::vector<std::string> settle_urls;
   app.add_option("--target", target_url, "shop base URL")->capture_default_str();
   app.add_option("--dataset", dataset, "folder with the CSIC 2010 files")->required()->check(CLI::ExistingDirectory);
   app.add_option("--scenario", scenario, "train | mix | attack | demo (train, then rounds of mix + attack)")
@@ -68,6 +69,8 @@ int main(int argc, char** argv) {
   app.add_option("--attack-rate", atk.rate, "attacker requests per second")->capture_default_str();
   app.add_option("--time-limit", time_limit_s, "seconds before the run stops itself")->capture_default_str();
   app.add_option("--json", json_out, "write a JSON summary here");
+  app.add_option("--settle-url", settle_urls,
+                 "after training, wait until the service behind this /metrics URL has caught up (repeatable)");
   CLI11_PARSE(app, argc, argv);
 
   std::atomic<bool> stop{false};
@@ -94,6 +97,22 @@ int main(int argc, char** argv) {
       auto s = replay::send_all(target, train, base, stop, "training");
       print(s);
       summary["training"] = to_json(s);
+      if (!settle_urls.empty()) {
+        std::printf("waiting for the pipeline to learn from the training traffic...\n");
+        std::fflush(stdout);
+        double last_printed = -1;
+        auto t0 = std::chrono::steady_clock::now();
+        const bool ok = replay::wait_for_pipeline(settle_urls, std::min(left(), std::chrono::seconds(600)), stop, [&](double n) {
+          if (n != last_printed && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(5)) {
+            std::printf("  %.0f messages consumed so far\n", n);
+            std::fflush(stdout);
+            last_printed = n;
+            t0 = std::chrono::steady_clock::now();
+          }
+        });
+        std::printf(ok ? "pipeline caught up\n" : "pipeline still behind; going on\n");
+        summary["settled"] = ok;
+      }
     }
     std::vector<monitor::csic::Request> normal, anomalous;
     if (scenario != "train") {

@@ -168,6 +168,54 @@ AttackResult attack(const Target& target, const std::vector<monitor::csic::Reque
   return r;
 }
 
+namespace {
+// Sum of the immunizer_kafka_messages_consumed_total samples on a /metrics page; -1 if unreachable.
+double consumed(const std::string& url) {
+  const auto t = Target::parse(url);
+  const size_t slash = url.find('/', url.find("://") + 3);
+  const std::string path = slash == std::string::npos ? "/metrics" : url.substr(slash);
+  httplib::Client cli(t.host, t.port);
+  cli.set_connection_timeout(1);
+  auto res = cli.Get(path.c_str());
+  if (!res || res->status != 200) return -1;
+  double sum = 0;
+  size_t at = 0;
+  const std::string& body = res->body;
+  const std::string name = "\nimmunizer_kafka_messages_consumed_total{";
+  while ((at = body.find(name, at)) != std::string::npos) {
+    const size_t sp = body.find("} ", at);
+    const size_t nl = body.find('\n', at + 1);
+    if (sp == std::string::npos || sp > nl) break;
+    sum += std::stod(body.substr(sp + 2, nl - sp - 2));
+    at = nl;
+  }
+  return sum;
+}
+}  // namespace
+
+bool wait_for_pipeline(const std::vector<std::string>& urls, std::chrono::seconds limit,
+                       const std::atomic<bool>& stop, const std::function<void(double)>& progress) {
+  // Caught up = every service has consumed something and none consumed more for 3 s.
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::vector<double> last(urls.size(), -2);
+  int quiet = 0;
+  while (!stop && std::chrono::steady_clock::now() < deadline) {
+    bool same = true;
+    double total = 0;
+    for (size_t i = 0; i < urls.size(); ++i) {
+      const double c = consumed(urls[i]);
+      same = same && c > 0 && c == last[i];
+      last[i] = c;
+      total += std::max(c, 0.0);
+    }
+    if (progress) progress(total);
+    quiet = same ? quiet + 1 : 0;
+    if (quiet >= 3) return true;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  return false;
+}
+
 std::vector<monitor::csic::Request> interleave(const std::vector<monitor::csic::Request>& a,
                                                const std::vector<monitor::csic::Request>& b) {
   std::vector<monitor::csic::Request> out;

@@ -19,6 +19,7 @@ MonitorConfig MonitorConfig::from_config(const common::Config& c) {
   f.trigram_sketch_depth = sz("monitor.trigram_sketch_depth", f.trigram_sketch_depth, 1, 4);
   f.enum_max_values = sz("monitor.enum_max_values", f.enum_max_values, 1, 1024);
   f.max_principals = sz("monitor.max_principals", f.max_principals, 16, 1'000'000);
+  f.principal_features = c.get_bool("monitor.principal_features", f.principal_features);
   f.principal_half_life_seconds = c.get_double("monitor.principal_half_life_seconds", f.principal_half_life_seconds, 0.1, 86400);
   try {
     m.features = sanitize(f);

@@ -48,6 +48,10 @@ struct FeatureConfig {
   // Paths present in at least this fraction of records count as "usually present" for
   // `struct:missing_args`.
   double missing_presence_threshold = 0.9;
+  // Per-principal behaviour features (call rate, interval deviation, new principal). Turn
+  // off when the training traffic has no realistic sessions (CSIC 2010: one request per
+  // session), or a returning user would look anomalous for returning.
+  bool principal_features = true;
   // Per-principal behaviour table size per model (fixed; older principals are evicted).
   size_t max_principals = 1024;
   // Half-life of the damped per-principal call counts and interval statistics, seconds.

@@ -78,6 +78,12 @@ AttackResult attack(const Target& target, const std::vector<monitor::csic::Reque
                     const std::vector<monitor::csic::Request>& normal, const AttackOptions& opt,
                     const std::atomic<bool>& stop);
 
+// Waits until the services behind the metrics URLs ("http://host:port/metrics") have
+// consumed messages and then consumed nothing more for 3 s: the pipeline has caught up.
+// Returns false at the time limit. `progress` receives the total consumed so far.
+bool wait_for_pipeline(const std::vector<std::string>& metrics_urls, std::chrono::seconds limit,
+                       const std::atomic<bool>& stop, const std::function<void(double)>& progress);
+
 // Interleaves two lists proportionally (normal and anomalous test requests).
 std::vector<monitor::csic::Request> interleave(const std::vector<monitor::csic::Request>& a,
                                                const std::vector<monitor::csic::Request>& b);
