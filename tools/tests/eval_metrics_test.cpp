@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "immunizer/tools/eval.hpp"
 
+using immunizer::tools::combine_fisher;
 using immunizer::tools::compute_metrics;
 
 TEST(EvalMetrics, PerfectSeparation) {
@@ -38,4 +41,12 @@ TEST(EvalMetrics, DetectionAtOnePercentFalsePositives) {
   EXPECT_DOUBLE_EQ(m.detection_at_1fp, 0.5);
   // AUC: 995 beats 995 normal scores and ties 1 (995.5), 990 -> 990.5, 989 -> 989.5, 500 -> 500.5.
   EXPECT_NEAR(m.auc, (995.5 + 990.5 + 989.5 + 500.5) / 4000.0, 1e-12);
+}
+
+TEST(EvalMetrics, FisherCombination) {
+  EXPECT_DOUBLE_EQ(combine_fisher({3.0}), 3.0);
+  // Two records at p = 0.1 each: X = -2 ln 0.01, P(chi2_4 >= X) = 0.01 (1 + ln 100).
+  EXPECT_NEAR(combine_fisher({1.0, 1.0}), -std::log10(0.01 * (1 + std::log(100.0))), 1e-12);
+  EXPECT_GT(combine_fisher({3.0, 3.0}), combine_fisher({3.0, 0.0}));
+  EXPECT_LT(combine_fisher({3.0, 0.0}), 3.0);  // a second, unsurprising record costs a little
 }

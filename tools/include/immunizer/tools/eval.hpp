@@ -46,6 +46,10 @@ struct EvalMetrics {
 EvalMetrics compute_metrics(const std::vector<double>& normal, const std::vector<double>& anomalous,
                             const std::vector<bool>& normal_alarmed, const std::vector<bool>& anomalous_alarmed);
 
+// A request's score from its records' combined scores (each -log10 of a tail probability):
+// Fisher's method, -log10 P(chi2 with 2k dof >= -2 sum ln p_i). One record: its own score.
+double combine_fisher(const std::vector<double>& scores);
+
 int eval_csic_command(const EvalOptions& o);
 
 }  // namespace immunizer::tools
