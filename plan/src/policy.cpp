@@ -7,6 +7,8 @@ namespace immunizer::plan {
 PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   PolicyConfig p;
   p.min_severity_to_act = static_cast<int>(c.get_int("plan.min_severity", p.min_severity_to_act, 1, 4));
+  p.repeat_alarms_to_act = static_cast<int>(c.get_int("plan.repeat_alarms_to_act", p.repeat_alarms_to_act, 0, 1000));
+  p.repeat_window_ms = c.get_int("plan.repeat_window_ms", p.repeat_window_ms, 1000, 86'400'000);
   p.response = c.get_enum("plan.response", p.response, {"log", "abort", "block", "throttle"});
   p.target = c.get_enum("plan.target", p.target, {"session", "ip", "user"});
   p.block_ttl_ms = c.get_int("plan.block_ttl_ms", p.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
@@ -31,6 +33,16 @@ void Policy::expire(int64_t now) {
   std::erase_if(active_, [now](const auto& kv) { return kv.second <= now; });
   std::erase_if(forgiven_, [now](const auto& kv) { return kv.second <= now; });
   while (!recent_plans_.empty() && recent_plans_.front() <= now - 60'000'000'000LL) recent_plans_.pop_front();
+  const int64_t window = cfg_.repeat_window_ms * 1'000'000;
+  while (!alarm_order_.empty() &&
+         (alarm_order_.front().first <= now - window || alarm_order_.size() > cfg_.max_tracked_principals)) {
+    auto it = alarm_times_.find(alarm_order_.front().second);
+    if (it != alarm_times_.end()) {
+      while (!it->second.empty() && it->second.front() <= now - window) it->second.pop_front();
+      if (it->second.empty() || alarm_order_.size() > cfg_.max_tracked_principals) alarm_times_.erase(it);
+    }
+    alarm_order_.pop_front();
+  }
 }
 
 Decision Policy::decide(const v1::Alarm& alarm) {
@@ -64,7 +76,14 @@ Decision Policy::decide(const v1::Alarm& alarm) {
   };
 
   const int sev = static_cast<int>(alarm.severity());
-  if (sev < cfg_.min_severity_to_act || value.empty() || cfg_.response == "log") {
+  bool repeated = false;
+  if (!value.empty() && cfg_.repeat_alarms_to_act > 0) {
+    auto& times = alarm_times_[tkey];
+    times.push_back(now);
+    alarm_order_.emplace_back(now, tkey);
+    repeated = static_cast<int>(times.size()) >= cfg_.repeat_alarms_to_act;
+  }
+  if ((sev < cfg_.min_severity_to_act && !repeated) || value.empty() || cfg_.response == "log") {
     add(v1::ACTION_LOG);
     plan.set_policy_rule(value.empty() ? "no_principal:log" : "below_severity:log");
     d.outcome = "below_severity";
@@ -89,21 +108,25 @@ Decision Policy::decide(const v1::Alarm& alarm) {
     d.plan = std::move(plan);
     return d;
   }
+  const std::string why = sev >= cfg_.min_severity_to_act
+                              ? "severity>=" + std::to_string(cfg_.min_severity_to_act)
+                              : std::to_string(cfg_.repeat_alarms_to_act) + "_alarms_in_" +
+                                    std::to_string(cfg_.repeat_window_ms / 1000) + "s";
   if (cfg_.response == "block") {
     add(v1::ACTION_BLOCK_PRINCIPAL).set_ttl_millis(cfg_.block_ttl_ms);
-    plan.set_policy_rule("severity>=" + std::to_string(cfg_.min_severity_to_act) + ":block");
+    plan.set_policy_rule(why + ":block");
     active_[tkey] = now + cfg_.block_ttl_ms * 1'000'000;
   } else if (cfg_.response == "throttle") {
     auto& a = add(v1::ACTION_THROTTLE_PRINCIPAL);
     a.set_ttl_millis(cfg_.block_ttl_ms);
     a.set_rate_per_second(cfg_.throttle_rate_per_s);
     a.set_burst(cfg_.throttle_burst);
-    plan.set_policy_rule("severity>=" + std::to_string(cfg_.min_severity_to_act) + ":throttle");
+    plan.set_policy_rule(why + ":throttle");
   } else {  // abort: deny this call for this principal
     auto& a = add(v1::ACTION_ABORT_CALL);
     a.set_call(alarm.call());
     a.set_ttl_millis(cfg_.block_ttl_ms);
-    plan.set_policy_rule("severity>=" + std::to_string(cfg_.min_severity_to_act) + ":abort");
+    plan.set_policy_rule(why + ":abort");
   }
   if (sev >= cfg_.escalate_severity) add(v1::ACTION_ESCALATE);
   recent_plans_.push_back(now);

@@ -73,6 +73,24 @@ TEST(Policy, FallsBackToIpAndEscalatesCriticalAndRateLimits) {
   EXPECT_EQ(limited.plan->actions(0).kind(), v1::ACTION_ESCALATE);
 }
 
+TEST(Policy, RepeatedLowAlarmsFromOnePrincipalAddUpToABlock) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;
+  cfg.repeat_alarms_to_act = 3;
+  cfg.repeat_window_ms = 10'000;
+  plan::Policy p(cfg, clock);
+  EXPECT_EQ(p.decide(alarm("P", 1)).outcome, "below_severity");
+  clock.advance(11s);  // the first alarm leaves the window
+  EXPECT_EQ(p.decide(alarm("P", 1)).outcome, "below_severity");
+  EXPECT_EQ(p.decide(alarm("Q", 1)).outcome, "below_severity") << "other principals do not count";
+  auto d = p.decide(alarm("P", 1));
+  EXPECT_EQ(d.outcome, "below_severity");
+  auto third = p.decide(alarm("P", 1));
+  ASSERT_EQ(third.outcome, "planned");
+  EXPECT_EQ(third.plan->actions(0).kind(), v1::ACTION_BLOCK_PRINCIPAL);
+  EXPECT_EQ(third.plan->policy_rule(), "3_alarms_in_10s:block");
+}
+
 TEST(Policy, ConfigRejectsBadValues) {
   auto c = common::Config::from_map({{"plan.response", "nuke"}});
   EXPECT_THROW(plan::PolicyConfig::from_config(c), common::ConfigError);

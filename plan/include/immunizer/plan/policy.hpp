@@ -20,6 +20,12 @@ namespace immunizer::plan {
 struct PolicyConfig {
   // Alarms below this severity are only logged (1 low .. 4 critical).
   int min_severity_to_act = 2;
+  // Below that severity, act anyway when one principal raises this many alarms within
+  // repeat_window_ms (evidence adds up: an attacker probing, not one odd request). 0: never.
+  int repeat_alarms_to_act = 3;
+  int64_t repeat_window_ms = 60'000;
+  // Principals whose alarm history is kept (oldest forgotten first).
+  size_t max_tracked_principals = 100'000;
   // What the response is for alarms at or above min_severity_to_act.
   std::string response = "block";  // log | abort | block | throttle
   // Which principal field a block or throttle targets; falls back to ip when empty.
@@ -61,6 +67,8 @@ class Policy {
   std::unordered_map<std::string, int64_t> active_;   // target -> until (unix ns)
   std::unordered_map<std::string, int64_t> forgiven_;  // target -> until (false positives)
   std::deque<int64_t> recent_plans_;                   // times of enforcing plans, last minute
+  std::unordered_map<std::string, std::deque<int64_t>> alarm_times_;  // target -> recent alarm times
+  std::deque<std::pair<int64_t, std::string>> alarm_order_;           // for bounded forgetting
 };
 
 }  // namespace immunizer::plan
