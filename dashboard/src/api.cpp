@@ -48,7 +48,7 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 void send_json(httplib::Response& res, const json& j, int status = 200) {
   res.status = status;
   res.set_header("Cache-Control", "no-store");
-  res.set_content(j.dump(), "application/json");
+  res.set_content(dump(j), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
@@ -140,7 +140,7 @@ void DashboardApi::install(httplib::Server& server) {
       if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
       res.status = 401;
       res.set_header("WWW-Authenticate", "Basic realm=\"immunizer dashboard\", charset=\"UTF-8\"");
-      res.set_content(json{{"error", "authentication required"}}.dump(), "application/json");
+      res.set_content(dump(json{{"error", "authentication required"}}), "application/json");
       return httplib::Server::HandlerResponse::Handled;
     });
   }
@@ -198,7 +198,7 @@ void DashboardApi::events(const httplib::Request&, httplib::Response& res) {
         if (*first) {
           // Greeting: the reconnect delay and the current counters, so the page is live at once.
           *first = false;
-          const std::string hello = "retry: 2000\n\n" + SseHub::frame("stats", full_stats(state_, hub_).dump());
+          const std::string hello = "retry: 2000\n\n" + SseHub::frame("stats", dump(full_stats(state_, hub_)));
           return sink.write(hello.data(), hello.size());
         }
         std::string frame;
@@ -254,7 +254,7 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
   }
   feedback_family_.Add({{"verdict", verdict}, {"result", "ok"}}).Increment();
   auto updated = state_.record_feedback(alarm_id, verdict, fb.analyst(), comment);
-  if (updated) hub_.publish("alarm", updated->dump());
+  if (updated) hub_.publish("alarm", dump(*updated));
   send_json(res, {{"ok", true}, {"alarm_id", alarm_id}, {"verdict", verdict}, {"topic", topics_.feedback}});
 }
 

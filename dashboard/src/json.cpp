@@ -53,6 +53,8 @@ v1::PrincipalField principal_field_from(const std::string& s) {
   return v1::PRINCIPAL_FIELD_UNSPECIFIED;
 }
 
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 json to_json(const v1::RecordId& id) {
   return {{"app", id.app()}, {"instance", id.instance()}, {"seq", id.seq()}};
 }

@@ -1,5 +1,7 @@
 #include "immunizer/dashboard/processor.hpp"
 
+#include "immunizer/dashboard/json.hpp"
+
 namespace immunizer::dashboard {
 
 DashboardProcessor::DashboardProcessor(DashboardState& state, SseHub& hub, const common::Topics& topics,
@@ -14,11 +16,11 @@ void DashboardProcessor::process(const common::Message& m, common::Producer&) {
   if (m.topic == topics_.alarms) {
     v1::Alarm a;
     if (!a.ParseFromString(m.payload)) throw common::BadMessage("bad_alarm", "not an Alarm protobuf");
-    if (auto j = state_.add_alarm(a)) hub_.publish("alarm", j->dump());
+    if (auto j = state_.add_alarm(a)) hub_.publish("alarm", dump(*j));
   } else if (m.topic == topics_.actions) {
     v1::ActionEvent e;
     if (!e.ParseFromString(m.payload)) throw common::BadMessage("bad_action_event", "not an ActionEvent protobuf");
-    if (auto j = state_.add_action(e)) hub_.publish("action", j->dump());
+    if (auto j = state_.add_action(e)) hub_.publish("action", dump(*j));
   } else if (m.topic == topics_.scores) {
     v1::Score s;
     if (!s.ParseFromString(m.payload)) throw common::BadMessage("bad_score", "not a Score protobuf");
@@ -35,7 +37,7 @@ void DashboardProcessor::tick(common::Producer&) {
   if (hub_.clients() == 0) return;
   nlohmann::json j = state_.stats_json();
   j["sse"] = {{"clients", hub_.clients()}, {"dropped", hub_.dropped()}};
-  hub_.publish("stats", j.dump());
+  hub_.publish("stats", dump(j));
 }
 
 }  // namespace immunizer::dashboard

@@ -142,6 +142,20 @@ TEST(DashboardApi, AlarmsListByIdAndLimit) {
   EXPECT_NE(missing["error"].get<std::string>().find("nope"), std::string::npos);
 }
 
+TEST(DashboardApi, InvalidUtf8FromTheDataPlaneIsServedNotFatal) {
+  Server s(test_config());
+  auto a = make_alarm("bin", common::now_unix_nanos());
+  a.set_call("http GET /x\xff\xfe%00");
+  a.mutable_principal()->set_user("\xc3\x28");
+  // Protobuf refuses such strings on the wire; anything else that reaches the state must
+  // still render (replaced characters), not turn every listing into a 500.
+  s.state.add_alarm(a);
+  auto c = s.client();
+  auto list = get_json(c, "/api/alarms");
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["call"].get<std::string>().rfind("http GET /x", 0), 0u);
+}
+
 TEST(DashboardApi, ActionsStatsAndModels) {
   Server s(test_config());
   const int64_t now = common::now_unix_nanos();
@@ -222,12 +236,15 @@ TEST(DashboardApi, BrowserThatStopsReadingNeverBlocksTheConsumer) {
   // ~40 MB of alarms: far more than the socket buffers hold. Each feed returns at once.
   auto big = make_alarm("big", common::now_unix_nanos());
   (*big.mutable_labels())["padding"] = std::string(20000, 'x');
-  const auto t0 = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration slowest{};
   for (int i = 0; i < 2000; ++i) {
     big.set_id(numbered("big-", i));
+    const auto t0 = std::chrono::steady_clock::now();
     s.feed(big);
+    slowest = std::max(slowest, std::chrono::steady_clock::now() - t0);
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);  // the HTTP write timeout is 5 s
+  // Waiting on the socket would take the HTTP write timeout (5 s) at least once.
+  EXPECT_LT(slowest, 1s);
   EXPECT_GT(s.hub.dropped(), 0u);
   EXPECT_EQ(s.state.alarm_count(), 1000u);
   ::close(fd);

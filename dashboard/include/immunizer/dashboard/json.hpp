@@ -17,6 +17,10 @@ std::string principal_field_name(v1::PrincipalField f);  // "user", "session", "
 // Inverse of principal_field_name; PRINCIPAL_FIELD_UNSPECIFIED for anything else.
 v1::PrincipalField principal_field_from(const std::string& s);
 
+// Serialises for the wire. Data-plane strings (calls, principals, payload-derived feature
+// names) may hold invalid UTF-8; it is replaced by U+FFFD instead of throwing.
+std::string dump(const nlohmann::json& j);
+
 nlohmann::json to_json(const v1::RecordId& id);
 nlohmann::json to_json(const v1::Principal& p);
 nlohmann::json to_json(const v1::Action& a);
