@@ -179,6 +179,23 @@ void DashboardApi::install(httplib::Server& server) {
   server.Get("/api/stats", [this](const httplib::Request&, httplib::Response& res) {
     send_json(res, full_stats(state_, hub_));
   });
+  server.Get("/api/execute/active", [this](const httplib::Request&, httplib::Response& res) {
+    // execute's authoritative view: enforcing actions with their acks, connected effectors.
+    v1::ListActiveResponse resp;
+    const auto st = ops_.list_active(&resp);
+    if (!st.ok()) return send_error(res, ops_http_status(st), st.message);
+    json actions = json::array();
+    for (const auto& a : resp.actions())
+      actions.push_back({{"action", to_json(a.action())},
+                         {"expires_unix_nanos", a.expires_unix_nanos()},
+                         {"plan_id", a.plan_id()},
+                         {"acks", a.acks()}});
+    json effectors = json::array();
+    for (const auto& e : resp.effectors())
+      effectors.push_back({{"app", e.app()}, {"instance", e.instance()}, {"version", e.version()},
+                           {"capabilities", std::vector<std::string>(e.capabilities().begin(), e.capabilities().end())}});
+    send_json(res, {{"actions", std::move(actions)}, {"effectors", std::move(effectors)}});
+  });
   server.Get("/api/events", [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
   server.Post("/api/feedback", [this](const httplib::Request& req, httplib::Response& res) { feedback(req, res); });
   server.Post("/api/block", [this](const httplib::Request& req, httplib::Response& res) { block(req, res); });

@@ -41,7 +41,16 @@ class FakeOps final : public OperationsClient {
     resp->set_found(req.action_id() == "manual-1");
     return next;
   }
-  OpsStatus list_active(v1::ListActiveResponse*) override { return next; }
+  OpsStatus list_active(v1::ListActiveResponse* resp) override {
+    auto* a = resp->add_actions();
+    a->mutable_action()->set_id("manual-1");
+    a->mutable_action()->set_kind(v1::ACTION_BLOCK_PRINCIPAL);
+    a->set_acks(2);
+    auto* e = resp->add_effectors();
+    e->set_app("shop");
+    e->set_instance("shop-1");
+    return next;
+  }
   std::string target() const override { return "fake"; }
   std::mutex mu;
   std::vector<v1::BlockRequest> blocks;
@@ -322,10 +331,15 @@ TEST(DashboardApi, BlockAndUnblockGoToExecute) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
   EXPECT_EQ(json::parse(r->body)["found"], true);
+  auto active = get_json(c, "/api/execute/active");
+  EXPECT_EQ(active["actions"][0]["action"]["kind"], "block_principal");
+  EXPECT_EQ(active["actions"][0]["acks"], 2);
+  EXPECT_EQ(active["effectors"][0]["instance"], "shop-1");
   s.ops.next = {OpsStatus::kUnavailable, "execute unreachable at fake"};
   r = c.Post("/api/unblock", R"({"action_id":"manual-1"})", "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(get_json(c, "/api/execute/active", 502)["error"], "execute unreachable at fake");
 }
 
 TEST(DashboardApi, UnreachableExecuteIs502WithAClearError) {

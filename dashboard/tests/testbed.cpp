@@ -39,7 +39,11 @@ class FakeExecute final : public v1::Operations::Service {
     resp->set_found(true);
     return grpc::Status::OK;
   }
-  grpc::Status ListActive(grpc::ServerContext*, const v1::ListActiveRequest*, v1::ListActiveResponse*) override {
+  grpc::Status ListActive(grpc::ServerContext*, const v1::ListActiveRequest*, v1::ListActiveResponse* resp) override {
+    auto* e = resp->add_effectors();
+    e->set_app("shop");
+    e->set_instance("shop-1");
+    e->set_version("testbed");
     return grpc::Status::OK;
   }
   std::optional<v1::BlockRequest> wait(std::chrono::seconds limit) {

@@ -187,6 +187,20 @@
       }
     } catch (_) { /* next refresh */ }
   }
+  async function refreshExecute() {
+    const el = $('execute-status');
+    try {
+      const r = await api('/api/execute/active');
+      const n = r.effectors.length;
+      el.textContent = `execute: ${n} effector${n === 1 ? '' : 's'} connected`;
+      el.className = n ? '' : 'warn-text';
+      el.title = r.effectors.map((e) => `${e.app}/${e.instance} ${e.version}`).join('\n');
+    } catch (e) {
+      el.textContent = 'execute unreachable';
+      el.className = 'bad-text';
+      el.title = e.message;
+    }
+  }
   let activeTimer = null;
   const refreshActiveSoon = () => { clearTimeout(activeTimer); activeTimer = setTimeout(refreshActive, 300); };
 
@@ -287,5 +301,7 @@
   setInterval(() => { $('clock').textContent = new Date().toLocaleTimeString('en-GB', { hour12: false }); }, 1000);
   setInterval(refreshModels, 5000);
   setInterval(refreshActive, 10000);
+  setInterval(refreshExecute, 10000);
+  refreshExecute();
   loadAll().catch((e) => toast('Cannot load: ' + e.message, true)).finally(connect);
 })();
