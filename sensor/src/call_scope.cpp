@@ -207,7 +207,7 @@ void CallScope::end() noexcept {
     im->sampled_in_.add(t.stripe, 1);
     const uint64_t before = im->inflight_bytes_.fetch_add(total, std::memory_order_relaxed);
     detail::Record* r = nullptr;
-    if (before + total > im->cfg_.max_inflight_bytes) {
+    if (before + total > im->cfg_.max_inflight_bytes || total > UINT32_MAX) {
       im->release_bytes(total);
       im->count_drop(DropReason::kBudget, t.stripe);
     } else if (r = obtain_record(*im, total - sizeof(detail::Record)); r == nullptr) {

@@ -217,7 +217,8 @@ class CallScope {
   void error(std::string_view type, std::string_view message) noexcept {
     if (state_ == kRecording) put_error(type, message);
   }
-  // (app, instance, seq) of this record; seq 0 when the sensor was disabled.
+  // (app, instance, seq) of this record; seq 0 when it is not recorded (disabled or
+  // sampled out).
   RecordId id() const noexcept;
 
  private:
