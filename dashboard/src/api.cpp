@@ -82,10 +82,14 @@ std::string string_field(const json& j, const char* name) {
 
 int ops_http_status(const OpsStatus& s) {
   switch (s.code) {
-    case OpsStatus::kOk: return 200;
-    case OpsStatus::kInvalidArgument: return 400;
-    case OpsStatus::kNotFound: return 404;
-    default: return 502;
+    case OpsStatus::kOk:
+      return 200;
+    case OpsStatus::kInvalidArgument:
+      return 400;
+    case OpsStatus::kNotFound:
+      return 404;
+    default:
+      return 502;
   }
 }
 
@@ -98,8 +102,8 @@ json full_stats(const DashboardState& state, const SseHub& hub) {
 }
 
 DashboardApi::DashboardApi(const DashboardConfig& cfg, DashboardState& state, SseHub& hub,
-                           common::Producer& feedback_out, const common::Topics& topics, OperationsClient& ops,
-                           const common::Clock& clock, prometheus::Registry& registry)
+                           common::Producer& feedback_out, const common::Topics& topics,
+                           OperationsClient& ops, const common::Clock& clock, prometheus::Registry& registry)
     : cfg_(cfg),
       state_(state),
       hub_(hub),
@@ -164,7 +168,8 @@ void DashboardApi::install(httplib::Server& server) {
   });
   server.Get(R"(/api/alarms/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     auto j = state_.alarm_json(req.matches[1]);
-    if (!j) return send_error(res, 404, "no alarm '" + std::string(req.matches[1]) + "' in the dashboard's buffer");
+    if (!j)
+      return send_error(res, 404, "no alarm '" + std::string(req.matches[1]) + "' in the dashboard's buffer");
     send_json(res, *j);
   });
   server.Get("/api/actions", [this, max_actions](const httplib::Request& req, httplib::Response& res) {
@@ -192,14 +197,20 @@ void DashboardApi::install(httplib::Server& server) {
                          {"acks", a.acks()}});
     json effectors = json::array();
     for (const auto& e : resp.effectors())
-      effectors.push_back({{"app", e.app()}, {"instance", e.instance()}, {"version", e.version()},
-                           {"capabilities", std::vector<std::string>(e.capabilities().begin(), e.capabilities().end())}});
+      effectors.push_back(
+          {{"app", e.app()},
+           {"instance", e.instance()},
+           {"version", e.version()},
+           {"capabilities", std::vector<std::string>(e.capabilities().begin(), e.capabilities().end())}});
     send_json(res, {{"actions", std::move(actions)}, {"effectors", std::move(effectors)}});
   });
-  server.Get("/api/events", [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
-  server.Post("/api/feedback", [this](const httplib::Request& req, httplib::Response& res) { feedback(req, res); });
+  server.Get("/api/events",
+             [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
+  server.Post("/api/feedback",
+              [this](const httplib::Request& req, httplib::Response& res) { feedback(req, res); });
   server.Post("/api/block", [this](const httplib::Request& req, httplib::Response& res) { block(req, res); });
-  server.Post("/api/unblock", [this](const httplib::Request& req, httplib::Response& res) { unblock(req, res); });
+  server.Post("/api/unblock",
+              [this](const httplib::Request& req, httplib::Response& res) { unblock(req, res); });
 }
 
 void DashboardApi::events(const httplib::Request&, httplib::Response& res) {
@@ -215,17 +226,21 @@ void DashboardApi::events(const httplib::Request&, httplib::Response& res) {
         if (*first) {
           // Greeting: the reconnect delay and the current counters, so the page is live at once.
           *first = false;
-          const std::string hello = "retry: 2000\n\n" + SseHub::frame("stats", dump(full_stats(state_, hub_)));
+          const std::string hello =
+              "retry: 2000\n\n" + SseHub::frame("stats", dump(full_stats(state_, hub_)));
           return sink.write(hello.data(), hello.size());
         }
         std::string frame;
         switch (hub_.next(*client, frame, keepalive)) {
-          case SseHub::Next::kFrame: return sink.write(frame.data(), frame.size());
+          case SseHub::Next::kFrame:
+            return sink.write(frame.data(), frame.size());
           case SseHub::Next::kTimeout: {
             static constexpr std::string_view kPing = ": keepalive\n\n";
             return sink.write(kPing.data(), kPing.size());
           }
-          case SseHub::Next::kClosed: sink.done(); return true;
+          case SseHub::Next::kClosed:
+            sink.done();
+            return true;
         }
         return false;
       },
@@ -266,7 +281,8 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
     const auto r = feedback_out_.flush(std::chrono::seconds(10));
     if (!r.ok()) {
       feedback_family_.Add({{"verdict", verdict}, {"result", "failed"}}).Increment();
-      return send_error(res, 503, "feedback was not acknowledged by Kafka (topic " + topics_.feedback + "); retry");
+      return send_error(res, 503,
+                        "feedback was not acknowledged by Kafka (topic " + topics_.feedback + "); retry");
     }
   }
   feedback_family_.Add({{"verdict", verdict}, {"result", "ok"}}).Increment();
@@ -298,18 +314,22 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
     }
   }
   const auto pf = principal_field_from(field);
-  if (pf == v1::PRINCIPAL_FIELD_UNSPECIFIED) return send_error(res, 400, "field must be \"user\", \"session\" or \"ip\"");
-  if (value.empty()) return send_error(res, 400, "value is required (or an alarm_id whose principal has that field)");
+  if (pf == v1::PRINCIPAL_FIELD_UNSPECIFIED)
+    return send_error(res, 400, "field must be \"user\", \"session\" or \"ip\"");
+  if (value.empty())
+    return send_error(res, 400, "value is required (or an alarm_id whose principal has that field)");
   int64_t ttl = cfg_.block_ttl_ms;
   if (auto it = body->find("ttl_ms"); it != body->end()) {
-    if (!it->is_number_integer() || it->get<int64_t>() <= 0) return send_error(res, 400, "ttl_ms must be a positive integer");
+    if (!it->is_number_integer() || it->get<int64_t>() <= 0)
+      return send_error(res, 400, "ttl_ms must be a positive integer");
     ttl = it->get<int64_t>();
   }
   br.set_field(pf);
   br.set_value(value);
   br.set_ttl_millis(ttl);
   std::string reason = string_field(*body, "reason");
-  if (reason.empty()) reason = "manual block from the dashboard" + (alarm_id.empty() ? "" : " (alarm " + alarm_id + ")");
+  if (reason.empty())
+    reason = "manual block from the dashboard" + (alarm_id.empty() ? "" : " (alarm " + alarm_id + ")");
   br.set_reason(reason.substr(0, 500) + " by " + analyst(req, *body));
   br.set_call(string_field(*body, "call"));
   v1::BlockResponse resp;

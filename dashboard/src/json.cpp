@@ -6,43 +6,65 @@ using nlohmann::json;
 
 std::string severity_name(v1::Severity s) {
   switch (s) {
-    case v1::SEVERITY_LOW: return "low";
-    case v1::SEVERITY_MEDIUM: return "medium";
-    case v1::SEVERITY_HIGH: return "high";
-    case v1::SEVERITY_CRITICAL: return "critical";
-    default: return "unspecified";
+    case v1::SEVERITY_LOW:
+      return "low";
+    case v1::SEVERITY_MEDIUM:
+      return "medium";
+    case v1::SEVERITY_HIGH:
+      return "high";
+    case v1::SEVERITY_CRITICAL:
+      return "critical";
+    default:
+      return "unspecified";
   }
 }
 
 std::string action_kind_name(v1::ActionKind k) {
   switch (k) {
-    case v1::ACTION_LOG: return "log";
-    case v1::ACTION_ABORT_CALL: return "abort_call";
-    case v1::ACTION_BLOCK_PRINCIPAL: return "block_principal";
-    case v1::ACTION_THROTTLE_PRINCIPAL: return "throttle_principal";
-    case v1::ACTION_DISABLE_CALL: return "disable_call";
-    case v1::ACTION_ESCALATE: return "escalate";
-    default: return "unspecified";
+    case v1::ACTION_LOG:
+      return "log";
+    case v1::ACTION_ABORT_CALL:
+      return "abort_call";
+    case v1::ACTION_BLOCK_PRINCIPAL:
+      return "block_principal";
+    case v1::ACTION_THROTTLE_PRINCIPAL:
+      return "throttle_principal";
+    case v1::ACTION_DISABLE_CALL:
+      return "disable_call";
+    case v1::ACTION_ESCALATE:
+      return "escalate";
+    default:
+      return "unspecified";
   }
 }
 
 std::string action_event_name(v1::ActionEventType t) {
   switch (t) {
-    case v1::ACTION_EVENT_DISPATCHED: return "dispatched";
-    case v1::ACTION_EVENT_APPLIED: return "applied";
-    case v1::ACTION_EVENT_REJECTED: return "rejected";
-    case v1::ACTION_EVENT_EXPIRED: return "expired";
-    case v1::ACTION_EVENT_REVOKED: return "revoked";
-    default: return "unspecified";
+    case v1::ACTION_EVENT_DISPATCHED:
+      return "dispatched";
+    case v1::ACTION_EVENT_APPLIED:
+      return "applied";
+    case v1::ACTION_EVENT_REJECTED:
+      return "rejected";
+    case v1::ACTION_EVENT_EXPIRED:
+      return "expired";
+    case v1::ACTION_EVENT_REVOKED:
+      return "revoked";
+    default:
+      return "unspecified";
   }
 }
 
 std::string principal_field_name(v1::PrincipalField f) {
   switch (f) {
-    case v1::PRINCIPAL_FIELD_USER: return "user";
-    case v1::PRINCIPAL_FIELD_SESSION: return "session";
-    case v1::PRINCIPAL_FIELD_IP: return "ip";
-    default: return "";
+    case v1::PRINCIPAL_FIELD_USER:
+      return "user";
+    case v1::PRINCIPAL_FIELD_SESSION:
+      return "session";
+    case v1::PRINCIPAL_FIELD_IP:
+      return "ip";
+    default:
+      return "";
   }
 }
 
@@ -77,7 +99,8 @@ json to_json(const v1::Action& a) {
 json to_json(const v1::Alarm& a) {
   json scores = json::array();
   for (const auto& s : a.scores())
-    scores.push_back({{"detector", s.detector()}, {"raw", s.raw()}, {"tail_probability", s.tail_probability()}});
+    scores.push_back(
+        {{"detector", s.detector()}, {"raw", s.raw()}, {"tail_probability", s.tail_probability()}});
   json features = json::array();
   for (const auto& f : a.top_features())
     features.push_back({{"feature", f.feature()}, {"contribution", f.contribution()}, {"value", f.value()}});

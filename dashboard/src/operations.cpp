@@ -10,14 +10,16 @@ namespace {
 
 OpsStatus from_grpc(const grpc::Status& s, const std::string& target) {
   switch (s.error_code()) {
-    case grpc::StatusCode::OK: return {};
+    case grpc::StatusCode::OK:
+      return {};
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return {OpsStatus::kUnavailable, "execute unreachable at " + target + ": " + s.error_message()};
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::FAILED_PRECONDITION:
       return {OpsStatus::kInvalidArgument, s.error_message()};
-    case grpc::StatusCode::NOT_FOUND: return {OpsStatus::kNotFound, s.error_message()};
+    case grpc::StatusCode::NOT_FOUND:
+      return {OpsStatus::kNotFound, s.error_message()};
     default:
       return {OpsStatus::kFailed, "execute at " + target + " failed: " + s.error_message()};
   }

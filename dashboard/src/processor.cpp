@@ -19,7 +19,8 @@ void DashboardProcessor::process(const common::Message& m, common::Producer&) {
     if (auto j = state_.add_alarm(a)) hub_.publish("alarm", dump(*j));
   } else if (m.topic == topics_.actions) {
     v1::ActionEvent e;
-    if (!e.ParseFromString(m.payload)) throw common::BadMessage("bad_action_event", "not an ActionEvent protobuf");
+    if (!e.ParseFromString(m.payload))
+      throw common::BadMessage("bad_action_event", "not an ActionEvent protobuf");
     if (auto j = state_.add_action(e)) hub_.publish("action", dump(*j));
   } else if (m.topic == topics_.scores) {
     v1::Score s;

@@ -23,7 +23,8 @@ struct Runtime {
         state(cfg, clock),
         hub(static_cast<size_t>(cfg.sse_max_clients), static_cast<size_t>(cfg.sse_queue), *ctx.registry),
         feedback_out(common::make_kafka_producer(ctx.kafka, "dashboard-feedback", &metrics)),
-        ops(make_grpc_operations_client(cfg.execute_address, std::chrono::milliseconds(cfg.execute_timeout_ms))),
+        ops(make_grpc_operations_client(cfg.execute_address,
+                                        std::chrono::milliseconds(cfg.execute_timeout_ms))),
         api(cfg, state, hub, *feedback_out, ctx.topics, *ops, clock, *ctx.registry) {}
 };
 }  // namespace
@@ -37,12 +38,14 @@ std::function<void()> setup_service(common::ServiceContext& ctx) {
     ctx.log->info("consumer group '{}' (never commits: replays retained history on start); execute at {}{}",
                   rt->cfg.group, rt->cfg.execute_address, rt->cfg.auth_user.empty() ? "" : "; basic auth on");
     auto out = common::make_kafka_producer(ctx.kafka, "dashboard", &rt->metrics);
-    auto consumer = common::make_kafka_consumer(ctx.kafka, rt->cfg.group,
-                                                {ctx.topics.alarms, ctx.topics.actions, ctx.topics.scores}, &rt->metrics);
+    auto consumer = common::make_kafka_consumer(
+        ctx.kafka, rt->cfg.group, {ctx.topics.alarms, ctx.topics.actions, ctx.topics.scores}, &rt->metrics);
     NonCommittingConsumer in(*consumer);
-    DashboardProcessor proc(rt->state, rt->hub, ctx.topics, rt->clock, std::chrono::milliseconds(rt->cfg.stats_interval_ms));
-    common::StreamLoop loop(in, *out, proc, {.service = "dashboard", .deadletter_topic = ctx.topics.deadletter},
-                            &rt->metrics, ctx.registry.get());
+    DashboardProcessor proc(rt->state, rt->hub, ctx.topics, rt->clock,
+                            std::chrono::milliseconds(rt->cfg.stats_interval_ms));
+    common::StreamLoop loop(in, *out, proc,
+                            {.service = "dashboard", .deadletter_topic = ctx.topics.deadletter}, &rt->metrics,
+                            ctx.registry.get());
     // Release the browsers before run_service stops the HTTP server (it joins their
     // threads), also when the loop throws.
     struct CloseHub {

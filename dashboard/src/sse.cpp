@@ -26,7 +26,9 @@ std::string SseHub::frame(std::string_view event, std::string_view json_data) {
   size_t start = 0;
   while (true) {
     const size_t nl = json_data.find('\n', start);
-    f.append("data: ").append(json_data.substr(start, nl == std::string_view::npos ? nl : nl - start)).append("\n");
+    f.append("data: ")
+        .append(json_data.substr(start, nl == std::string_view::npos ? nl : nl - start))
+        .append("\n");
     if (nl == std::string_view::npos) break;
     start = nl + 1;
   }

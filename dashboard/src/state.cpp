@@ -15,8 +15,8 @@ constexpr size_t kMaxLatencies = 1000;
 int64_t second_of(int64_t nanos) { return nanos / kNanosPerSecond; }
 
 bool is_enforcement(v1::ActionKind k) {
-  return k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL || k == v1::ACTION_THROTTLE_PRINCIPAL ||
-         k == v1::ACTION_DISABLE_CALL;
+  return k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL ||
+         k == v1::ACTION_THROTTLE_PRINCIPAL || k == v1::ACTION_DISABLE_CALL;
 }
 
 double percentile(std::vector<double> v, double q) {
@@ -111,8 +111,8 @@ std::optional<json> DashboardState::add_action(const v1::ActionEvent& e) {
   event_keys_.insert(key);
   while (events_.size() > static_cast<size_t>(cfg_.max_actions)) {
     const auto& old = events_.front();
-    event_keys_.erase(old.action_id() + '\x1f' + std::to_string(old.type()) + '\x1f' + old.effector() + '\x1f' +
-                      std::to_string(old.at_unix_nanos()));
+    event_keys_.erase(old.action_id() + '\x1f' + std::to_string(old.type()) + '\x1f' + old.effector() +
+                      '\x1f' + std::to_string(old.at_unix_nanos()));
     events_.pop_front();
   }
 
@@ -126,7 +126,8 @@ std::optional<json> DashboardState::add_action(const v1::ActionEvent& e) {
     }
   }
   // Later events may carry only the id; keep the richest description of the action.
-  if (e.has_action() && (e.action().kind() != v1::ACTION_KIND_UNSPECIFIED || s.action.kind() == v1::ACTION_KIND_UNSPECIFIED))
+  if (e.has_action() &&
+      (e.action().kind() != v1::ACTION_KIND_UNSPECIFIED || s.action.kind() == v1::ACTION_KIND_UNSPECIFIED))
     s.action = e.action();
   if (!e.plan_id().empty()) s.plan_id = e.plan_id();
   if (!e.alarm_id().empty()) s.alarm_id = e.alarm_id();
@@ -144,7 +145,8 @@ std::optional<json> DashboardState::add_action(const v1::ActionEvent& e) {
       if (s.applied_unix_nanos == 0) {
         s.applied_unix_nanos = e.at_unix_nanos();
         if (e.call_timestamp_unix_nanos() > 0 && e.at_unix_nanos() >= e.call_timestamp_unix_nanos()) {
-          latencies_ms_.push_back(static_cast<double>(e.at_unix_nanos() - e.call_timestamp_unix_nanos()) / 1e6);
+          latencies_ms_.push_back(static_cast<double>(e.at_unix_nanos() - e.call_timestamp_unix_nanos()) /
+                                  1e6);
           if (latencies_ms_.size() > kMaxLatencies) latencies_ms_.pop_front();
         }
       }
@@ -243,7 +245,8 @@ json DashboardState::alarm_entry_json(const AlarmEntry& e) const {
   json actions = json::array();
   if (auto it = alarm_actions_.find(e.alarm.id()); it != alarm_actions_.end()) {
     for (const auto& id : it->second)
-      if (auto a = actions_.find(id); a != actions_.end()) actions.push_back(action_state_json(id, a->second));
+      if (auto a = actions_.find(id); a != actions_.end())
+        actions.push_back(action_state_json(id, a->second));
   }
   j["actions"] = std::move(actions);
   return j;
@@ -253,7 +256,8 @@ bool DashboardState::enforcing(const ActionState& s, int64_t now) const {
   if (s.latest != v1::ACTION_EVENT_DISPATCHED && s.latest != v1::ACTION_EVENT_APPLIED) return false;
   if (!is_enforcement(s.action.kind())) return false;
   const int64_t start = s.dispatched_unix_nanos ? s.dispatched_unix_nanos : s.applied_unix_nanos;
-  if (s.action.ttl_millis() > 0 && start > 0 && start + s.action.ttl_millis() * 1'000'000 <= now) return false;
+  if (s.action.ttl_millis() > 0 && start > 0 && start + s.action.ttl_millis() * 1'000'000 <= now)
+    return false;
   return true;
 }
 
@@ -268,9 +272,11 @@ json DashboardState::action_state_json(const std::string& id, const ActionState&
             {"applied_unix_nanos", s.applied_unix_nanos},
             {"applied_acks", s.applied_acks},
             {"rejected_acks", s.rejected_acks},
-            {"expires_unix_nanos", (s.action.ttl_millis() > 0 && start > 0) ? start + s.action.ttl_millis() * 1'000'000 : 0},
+            {"expires_unix_nanos",
+             (s.action.ttl_millis() > 0 && start > 0) ? start + s.action.ttl_millis() * 1'000'000 : 0},
             {"latency_ms", nullptr}};
-  if (s.applied_unix_nanos > 0 && s.call_timestamp_unix_nanos > 0 && s.applied_unix_nanos >= s.call_timestamp_unix_nanos)
+  if (s.applied_unix_nanos > 0 && s.call_timestamp_unix_nanos > 0 &&
+      s.applied_unix_nanos >= s.call_timestamp_unix_nanos)
     j["latency_ms"] = static_cast<double>(s.applied_unix_nanos - s.call_timestamp_unix_nanos) / 1e6;
   return j;
 }
@@ -278,7 +284,8 @@ json DashboardState::action_state_json(const std::string& id, const ActionState&
 json DashboardState::alarms_json(size_t limit) const {
   std::lock_guard lock(mu_);
   json out = json::array();
-  for (auto it = alarms_.rbegin(); it != alarms_.rend() && out.size() < limit; ++it) out.push_back(alarm_entry_json(*it));
+  for (auto it = alarms_.rbegin(); it != alarms_.rend() && out.size() < limit; ++it)
+    out.push_back(alarm_entry_json(*it));
   return out;
 }
 
@@ -350,7 +357,8 @@ json DashboardState::stats_json() const {
   json buckets = json::array();
   const auto& bounds = score_bucket_bounds();
   for (size_t i = 0; i < score_buckets_.size(); ++i)
-    buckets.push_back({{"le", i < bounds.size() ? json(bounds[i]) : json(nullptr)}, {"count", score_buckets_[i]}});
+    buckets.push_back(
+        {{"le", i < bounds.size() ? json(bounds[i]) : json(nullptr)}, {"count", score_buckets_[i]}});
   json severity = json::object();
   for (const char* s : {"low", "medium", "high", "critical", "unspecified"}) {
     auto it = alarms_by_severity_.find(s);
@@ -376,12 +384,19 @@ json DashboardState::stats_json() const {
           {"action_events", action_events_total_},
           {"action_events_by_type", std::move(by_type)},
           {"blocks_active", active},
-          {"feedback", {{"total", feedback_total_}, {"false_positive", false_positive_total_}, {"confirmed", confirmed_total_}}},
-          {"rates", {{"scored_per_second", scored_rate_.per_second(now)},
-                     {"alarms_per_second", alarm_rate_.per_second(now)},
-                     {"alarms_last_minute", alarm_rate_.count(now)},
-                     {"action_events_per_second", action_rate_.per_second(now)}}},
-          {"score_distribution", {{"unit", "combined_score/threshold"}, {"buckets", std::move(buckets)}, {"learning", scores_learning_}}},
+          {"feedback",
+           {{"total", feedback_total_},
+            {"false_positive", false_positive_total_},
+            {"confirmed", confirmed_total_}}},
+          {"rates",
+           {{"scored_per_second", scored_rate_.per_second(now)},
+            {"alarms_per_second", alarm_rate_.per_second(now)},
+            {"alarms_last_minute", alarm_rate_.count(now)},
+            {"action_events_per_second", action_rate_.per_second(now)}}},
+          {"score_distribution",
+           {{"unit", "combined_score/threshold"},
+            {"buckets", std::move(buckets)},
+            {"learning", scores_learning_}}},
           {"models", {{"tracked", models_.size()}, {"learning", learning}, {"active", active_models}}},
           {"latency_call_to_applied_ms", std::move(latency)}};
 }

@@ -2,9 +2,8 @@
 // JSON endpoints, SSE, feedback to Kafka (FakeProducer), manual actions, basic auth.
 #include "immunizer/dashboard/api.hpp"
 
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -204,7 +203,8 @@ TEST(DashboardApi, EventStreamDeliversAnAlarmRaisedAfterConnecting) {
   {
     // Connected once the greeting (current stats) has arrived.
     std::unique_lock l(mu);
-    ASSERT_TRUE(cv.wait_for(l, 10s, [&] { return received.find("event: stats") != std::string::npos; })) << received;
+    ASSERT_TRUE(cv.wait_for(l, 10s, [&] { return received.find("event: stats") != std::string::npos; }))
+        << received;
   }
   EXPECT_EQ(s.hub.clients(), 1u);
   s.feed(make_alarm("live-1", common::now_unix_nanos()));

@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/dashboard/json.hpp"
 #include "immunizer/dashboard/processor.hpp"
 #include "immunizer/dashboard/sse.hpp"
-#include "immunizer/common/fake_kafka.hpp"
 #include "test_records.hpp"
 
 using namespace immunizer;
@@ -28,7 +28,8 @@ DashboardConfig small_config() {
 TEST(DashboardState, AlarmRingKeepsNewestFirstAndEvictsOldest) {
   common::ManualClock clock;
   DashboardState st(small_config(), clock);
-  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(st.add_alarm(make_alarm(numbered("a", i), clock.now_unix_nanos())));
+  for (int i = 1; i <= 5; ++i)
+    ASSERT_TRUE(st.add_alarm(make_alarm(numbered("a", i), clock.now_unix_nanos())));
   const auto list = st.alarms_json(10);
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[0]["id"], "a5");
@@ -91,19 +92,22 @@ TEST(DashboardState, ActionLifecycleLatencyAndActiveBlocks) {
   const int64_t call = clock.now_unix_nanos();
   st.add_alarm(make_alarm("a1", call));
   clock.advance(40ms);
-  auto d = st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos(), call));
+  auto d = st.add_action(
+      make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos(), call));
   ASSERT_TRUE(d);
   EXPECT_EQ((*d)["type"], "dispatched");
   EXPECT_TRUE((*d)["latency_ms"].is_null());
   clock.advance(10ms);
-  auto a = st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), call));
+  auto a =
+      st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), call));
   ASSERT_TRUE(a);
   EXPECT_NEAR((*a)["latency_ms"].get<double>(), 50.0, 1e-6);
   EXPECT_EQ((*a)["action"]["kind"], "block_principal");
   EXPECT_EQ((*a)["action"]["target_field"], "session");
   EXPECT_EQ((*a)["status"], "applied");
   // Redelivered event: ignored.
-  EXPECT_FALSE(st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), call)));
+  EXPECT_FALSE(
+      st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), call)));
 
   auto stats = st.stats_json();
   EXPECT_EQ(stats["blocks_active"], 1);
@@ -141,7 +145,8 @@ TEST(DashboardState, ActionEventRingIsBounded) {
   common::ManualClock clock;
   DashboardState st(small_config(), clock);
   for (int i = 0; i < 10; ++i)
-    st.add_action(make_action_event(numbered("act", i), "", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos() + i, 0));
+    st.add_action(make_action_event(numbered("act", i), "", v1::ACTION_EVENT_DISPATCHED,
+                                    clock.now_unix_nanos() + i, 0));
   EXPECT_EQ(st.action_event_count(), 4u);
   EXPECT_EQ(st.actions_json(100).size(), 4u);
   EXPECT_EQ(st.stats_json()["action_events"], 10);
@@ -230,7 +235,8 @@ TEST(DashboardProcessor, RoutesTopicsAndRejectsGarbage) {
   m.payload = make_alarm("a1", clock.now_unix_nanos()).SerializeAsString();
   proc.process(m, out);
   m.topic = topics.actions;
-  m.payload = make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos(), 0).SerializeAsString();
+  m.payload = make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos(), 0)
+                  .SerializeAsString();
   proc.process(m, out);
   m.topic = topics.scores;
   m.payload = make_score("m", 1, 2, "ACTIVE").SerializeAsString();

@@ -64,7 +64,8 @@ inline v1::ActionEvent make_action_event(const std::string& action_id, const std
   return e;
 }
 
-inline v1::Score make_score(const std::string& model_key, double score, double threshold, const std::string& state) {
+inline v1::Score make_score(const std::string& model_key, double score, double threshold,
+                            const std::string& state) {
   v1::Score s;
   s.set_model_key(model_key);
   s.set_combined_score(score);

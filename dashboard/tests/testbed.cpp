@@ -35,11 +35,13 @@ class FakeExecute final : public v1::Operations::Service {
     cv_.notify_all();
     return grpc::Status::OK;
   }
-  grpc::Status Unblock(grpc::ServerContext*, const v1::UnblockRequest* req, v1::UnblockResponse* resp) override {
+  grpc::Status Unblock(grpc::ServerContext*, const v1::UnblockRequest* req,
+                       v1::UnblockResponse* resp) override {
     resp->set_found(true);
     return grpc::Status::OK;
   }
-  grpc::Status ListActive(grpc::ServerContext*, const v1::ListActiveRequest*, v1::ListActiveResponse* resp) override {
+  grpc::Status ListActive(grpc::ServerContext*, const v1::ListActiveRequest*,
+                          v1::ListActiveResponse* resp) override {
     auto* e = resp->add_effectors();
     e->set_app("shop");
     e->set_instance("shop-1");
@@ -110,23 +112,28 @@ int main(int argc, char** argv) {
       in >> id >> sev;
       producer->produce(topics.alarms, "sess-" + id,
                         dashboard::testing::make_alarm(id, now, severity_from(sev)).SerializeAsString());
-      std::cout << (producer->flush(10s).ok() ? "OK alarm " + id : "ERROR alarm not acknowledged") << std::endl;
+      std::cout << (producer->flush(10s).ok() ? "OK alarm " + id : "ERROR alarm not acknowledged")
+                << std::endl;
     } else if (cmd == "action") {
       std::string id, alarm, type;
       in >> id >> alarm >> type;
-      producer->produce(topics.actions, id,
-                        dashboard::testing::make_action_event(id, alarm, event_from(type), now, now - 120'000'000)
-                            .SerializeAsString());
-      std::cout << (producer->flush(10s).ok() ? "OK action " + id : "ERROR action not acknowledged") << std::endl;
+      producer->produce(
+          topics.actions, id,
+          dashboard::testing::make_action_event(id, alarm, event_from(type), now, now - 120'000'000)
+              .SerializeAsString());
+      std::cout << (producer->flush(10s).ok() ? "OK action " + id : "ERROR action not acknowledged")
+                << std::endl;
     } else if (cmd == "scores") {
       int n = 0;
       in >> n;
       for (int i = 0; i < n; ++i) {
         const double score = 0.2 + 3.0 * static_cast<double>((i * 7919) % 100) / 100.0;
-        const std::string key = "shop|http GET /tienda1/publico/" + std::string(i % 3 ? "anadir.jsp" : "entrar.jsp") + "|";
-        producer->produce(topics.scores, key,
-                          dashboard::testing::make_score(key, score, i % 10 ? 2.0 : 0.0, i % 10 ? "ACTIVE" : "LEARNING")
-                              .SerializeAsString());
+        const std::string key =
+            "shop|http GET /tienda1/publico/" + std::string(i % 3 ? "anadir.jsp" : "entrar.jsp") + "|";
+        producer->produce(
+            topics.scores, key,
+            dashboard::testing::make_score(key, score, i % 10 ? 2.0 : 0.0, i % 10 ? "ACTIVE" : "LEARNING")
+                .SerializeAsString());
       }
       std::cout << (producer->flush(10s).ok() ? "OK scores" : "ERROR scores not acknowledged") << std::endl;
     } else if (cmd == "wait-feedback") {
@@ -138,12 +145,13 @@ int main(int argc, char** argv) {
         for (const auto& m : feedback->poll(1, 200ms)) {
           v1::Feedback fb;
           if (!fb.ParseFromString(m.payload)) continue;
-          nlohmann::json j = {{"alarm_id", fb.alarm_id()},
-                              {"model_key", fb.model_key()},
-                              {"key", m.key},
-                              {"verdict", fb.verdict() == v1::FEEDBACK_FALSE_POSITIVE ? "false_positive" : "confirmed"},
-                              {"session", fb.principal().session()},
-                              {"analyst", fb.analyst()}};
+          nlohmann::json j = {
+              {"alarm_id", fb.alarm_id()},
+              {"model_key", fb.model_key()},
+              {"key", m.key},
+              {"verdict", fb.verdict() == v1::FEEDBACK_FALSE_POSITIVE ? "false_positive" : "confirmed"},
+              {"session", fb.principal().session()},
+              {"analyst", fb.analyst()}};
           std::cout << "FEEDBACK " << j.dump() << std::endl;
           found = true;
           break;

@@ -15,8 +15,8 @@ namespace immunizer::dashboard {
 
 class DashboardProcessor final : public common::Processor {
  public:
-  DashboardProcessor(DashboardState& state, SseHub& hub, const common::Topics& topics, const common::Clock& clock,
-                     std::chrono::milliseconds stats_interval);
+  DashboardProcessor(DashboardState& state, SseHub& hub, const common::Topics& topics,
+                     const common::Clock& clock, std::chrono::milliseconds stats_interval);
   // Throws common::BadMessage for payloads that do not parse (they become dead letters).
   void process(const common::Message& m, common::Producer& out) override;
   void tick(common::Producer& out) override;

@@ -103,7 +103,7 @@ class DashboardState {
   mutable std::mutex mu_;
 
   std::deque<AlarmEntry> alarms_;
-  uint64_t alarms_evicted_ = 0;                             // absolute index of alarms_.front()
+  uint64_t alarms_evicted_ = 0;                            // absolute index of alarms_.front()
   std::unordered_map<std::string, uint64_t> alarm_index_;  // id -> absolute index
   std::unordered_map<std::string, std::vector<std::string>> alarm_actions_;  // alarm id -> action ids
 
