@@ -77,7 +77,8 @@ void set_conf(rd_kafka_conf_t* conf, const std::string& k, const std::string& v)
 
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* im = static_cast<Sensor::Impl*>(opaque);
-  if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+  if ((m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) &&
+      im->purge_reason_ == DropReason::kShutdown) {
     ++im->pending_purged_;  // purged at stop: counted as shutdown
   } else if (m->err) {
     ++im->pending_failed_;
@@ -93,7 +94,8 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   im->pending_release_ += reinterpret_cast<uintptr_t>(m->_private);
 }
 
-void on_error(rd_kafka_t*, int err, const char* reason, void*) {
+void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  if (err == RD_KAFKA_RESP_ERR__FATAL) static_cast<Sensor::Impl*>(opaque)->fatal_.store(true, std::memory_order_relaxed);
   if (g_log_throttle.allow(detail::steady_ns(), 10'000'000'000))
     logger()->warn("sensor: kafka: {} ({})", reason, rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)));
 }
@@ -141,6 +143,13 @@ Sensor::Impl::Impl(SensorConfig cfg) : cfg_(std::move(cfg)), ring_(std::max<size
 }
 
 void Sensor::Impl::start() {
+  create_producer();
+  last_tick_ns_ = detail::steady_ns();
+  last_proc_cpu_ns_ = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+  thread_ = std::thread([this] { pump(); });
+}
+
+void Sensor::Impl::create_producer() {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   set_conf(conf, "bootstrap.servers", cfg_.bootstrap);
   set_conf(conf, "client.id", "immunizer-sensor-" + cfg_.app);
@@ -173,9 +182,33 @@ void Sensor::Impl::start() {
     rk_ = nullptr;
     throw std::runtime_error("sensor: cannot create topic handle");
   }
-  last_tick_ns_ = detail::steady_ns();
-  last_proc_cpu_ns_ = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
-  thread_ = std::thread([this] { pump(); });
+}
+
+// An idempotent producer can fail fatally (e.g. the broker lost its state); it then rejects
+// everything. Replace it: what it still held is counted as delivery failures.
+void Sensor::Impl::recover_from_fatal() {
+  char why[512] = {0};
+  rd_kafka_fatal_error(rk_, why, sizeof why);
+  logger()->error("sensor: kafka producer failed fatally ({}); replacing it", why);
+  purge_reason_ = DropReason::kDeliveryFailed;
+  rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  const int64_t until = detail::steady_ns() + 1'000'000'000;
+  while (rd_kafka_outq_len(rk_) > 0 && detail::steady_ns() < until) poll(10);
+  poll(0);
+  purge_reason_ = DropReason::kShutdown;
+  rd_kafka_topic_destroy(rkt_);
+  rd_kafka_destroy(rk_);
+  rkt_ = nullptr;
+  rk_ = nullptr;
+  fatal_.store(false, std::memory_order_relaxed);
+  try {
+    create_producer();
+    producer_restarts_.fetch_add(1, std::memory_order_relaxed);
+  } catch (const std::exception& e) {
+    // Same configuration as at start, so this should not happen; keep trying later.
+    logger()->error("sensor: cannot recreate the kafka producer: {}", e.what());
+    fatal_.store(true, std::memory_order_relaxed);
+  }
 }
 
 void Sensor::Impl::poll(int timeout_ms) {
@@ -194,6 +227,23 @@ void Sensor::Impl::pump() {
   pthread_setname_np(pthread_self(), "imm-sensor");  // <= 15 chars
   last_pump_cpu_ns_ = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
   while (!stop_.load(std::memory_order_acquire)) {
+    if (fatal_.load(std::memory_order_relaxed)) [[unlikely]] {
+      if (rk_) {
+        recover_from_fatal();
+      } else {
+        try {
+          create_producer();
+          fatal_.store(false, std::memory_order_relaxed);
+          producer_restarts_.fetch_add(1, std::memory_order_relaxed);
+        } catch (...) {
+        }
+      }
+      if (!rk_) {  // no producer for now: the ring fills up and callers count queue_full
+        std::unique_lock lk(wake_mu_);
+        drained_cv_.wait_for(lk, std::chrono::milliseconds(500));
+        continue;
+      }
+    }
     size_t n = 0;
     while (detail::Record* r = ring_.try_pop()) {
       ++n;
@@ -281,6 +331,7 @@ SensorStats Sensor::Impl::stats() const {
   s.inflight_bytes = inflight_bytes_.load(std::memory_order_relaxed);
   s.sample_rate = effective_rate_.load(std::memory_order_relaxed);
   s.overhead_share = overhead_share_.load(std::memory_order_relaxed);
+  s.producer_restarts = producer_restarts_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -302,6 +353,14 @@ void Sensor::Impl::stop_and_drain() {
   if (!thread_.joinable()) return;
   stop_.store(true, std::memory_order_release);
   thread_.join();
+  if (!rk_) {
+    while (detail::Record* r = ring_.try_pop()) {
+      release_bytes(r->accounted);
+      count_drop(DropReason::kShutdown, detail::StripedCounter::kProducerStripe);
+      std::free(r);
+    }
+    return;
+  }
   // Whatever is left was not delivered before the deadline: count it, free it.
   while (detail::Record* r = ring_.try_pop()) {
     release_bytes(r->accounted);

@@ -57,6 +57,8 @@ struct Sensor::Impl {
   explicit Impl(SensorConfig cfg);
   ~Impl();
   void start();
+  void create_producer();     // rk_, rkt_ from cfg_; throws on bad configuration
+  void recover_from_fatal();  // producer thread
   void stop_and_drain();
   void pump();
   void poll(int timeout_ms);  // producer thread: rd_kafka_poll + give back budget
@@ -95,6 +97,9 @@ struct Sensor::Impl {
   uint64_t pending_failed_ = 0;
   uint64_t pending_purged_ = 0;
 
+  std::atomic<bool> fatal_{false};           // set by the error callback
+  std::atomic<uint64_t> producer_restarts_{0};
+  DropReason purge_reason_ = DropReason::kShutdown;  // how purged messages are counted
   rd_kafka_t* rk_ = nullptr;
   rd_kafka_topic_t* rkt_ = nullptr;
   std::thread thread_;

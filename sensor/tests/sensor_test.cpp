@@ -17,6 +17,13 @@
 
 #include "immunizer/sensor/sensor.hpp"
 #include "immunizer/v1/records.pb.h"
+#include "sensor_impl.hpp"
+
+namespace immunizer::sensor {
+struct SensorTestAccess {
+  static rd_kafka_t* producer(Sensor& s) { return s.impl_->rk_; }
+};
+}  // namespace immunizer::sensor
 
 namespace {
 
@@ -355,6 +362,22 @@ TEST(Sensor, ShutdownFlushesAndCountsLeftovers) {
   const auto t0 = std::chrono::steady_clock::now();
   s.reset();  // must give up after ~200 ms, not hang on the dead broker
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+}
+
+TEST(Sensor, ReplacesAProducerThatFailedFatally) {
+  MockKafka k("t.calls");
+  auto s = Sensor::create(config_for(k));
+  for (int i = 0; i < 10; ++i) record_one(*s, i);
+  ASSERT_TRUE(s->flush(10s));
+  rd_kafka_t* before = immunizer::sensor::SensorTestAccess::producer(*s);
+  rd_kafka_test_fatal_error(before, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by the test");
+  ASSERT_TRUE(eventually([&] { return s->stats().producer_restarts == 1; }));
+  ASSERT_TRUE(eventually([&] {
+    record_one(*s, 0);
+    s->flush(1s);
+    return s->stats().sent > 10;
+  }));
+  expect_balanced(s->stats());
 }
 
 TEST(SensorConfig, FromEnvironment) {

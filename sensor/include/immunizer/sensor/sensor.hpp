@@ -87,6 +87,7 @@ struct SensorStats {
   uint64_t inflight_bytes = 0;
   double sample_rate = 1.0;  // current effective rate (configured x CPU budget)
   double overhead_share = 0; // last measured share of process CPU spent in the sensor
+  uint64_t producer_restarts = 0;  // Kafka producers replaced after a fatal error
   uint64_t dropped_total() const {
     uint64_t n = 0;
     for (auto d : dropped) n += d;
@@ -142,6 +143,7 @@ class Sensor {
  private:
   explicit Sensor(std::unique_ptr<Impl> impl);
   friend class CallScope;
+  friend struct SensorTestAccess;  // tests only (sensor/tests)
   std::atomic<bool> enabled_{true};
   std::unique_ptr<Impl> impl_;
 };
