@@ -29,7 +29,7 @@ class ByteWriter {
     requires std::is_trivially_copyable_v<T>
   void put_vector(const std::vector<T>& v) {
     put<uint64_t>(v.size());
-    out_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+    if (!v.empty()) out_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
   }
   const std::string& bytes() const { return out_; }
   std::string take() { return std::move(out_); }
@@ -64,7 +64,7 @@ class ByteReader {
     const auto n = get<uint64_t>();
     if (n > (in_.size() - pos_) / sizeof(T)) throw std::runtime_error("snapshot: truncated vector");
     std::vector<T> v(n);
-    std::memcpy(v.data(), in_.data() + pos_, n * sizeof(T));
+    if (n > 0) std::memcpy(v.data(), in_.data() + pos_, n * sizeof(T));
     pos_ += n * sizeof(T);
     return v;
   }
