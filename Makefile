@@ -14,6 +14,7 @@ build: deps
 	cmake --build $(BUILD) -j$(JOBS)
 
 test: build
+	scripts/deps.sh --with-browser
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 test-unit: build

@@ -1,0 +1,127 @@
+// The whole MAPE-K loop on one machine, as `make demo` runs it: `immunizer up --demo` with
+// one round of the replayer (CSIC 2010 training traffic, a mix of normal and attack
+// requests, then an attacker session next to a bystander session). Checks what a user
+// watches: alarms for attack requests in the dashboard's API, the attacker answered 403
+// within a bounded time, the bystander answered 200 throughout, and a clean Ctrl-C.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "immunizer/tools/supervisor.hpp"
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+bool port_free(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// Eight free consecutive ports: base+1..base+5 for the services, +6 dashboard, +7 shop.
+int free_base() {
+  std::mt19937 rng(std::random_device{}());
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int base = 20000 + static_cast<int>(rng() % 30000);
+    bool ok = true;
+    for (int p = base + 1; p <= base + 7 && ok; ++p) ok = port_free(p);
+    if (ok) return base;
+  }
+  return -1;
+}
+
+json get_json(int port, const std::string& path) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(5);
+  auto r = c.Get(path.c_str());
+  if (!r || r->status != 200) return json();
+  return json::parse(r->body, nullptr, false);
+}
+}  // namespace
+
+TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
+  const std::string bin = IMMUNIZER_BIN_DIR;
+  const std::string datasets = IMMUNIZER_DATASETS;
+  if (!fs::exists(datasets + "/csic2010/normalTrafficTraining.txt.gz"))
+    GTEST_SKIP() << "no CSIC 2010 data at " << datasets;
+  const int base = free_base();
+  ASSERT_GT(base, 0);
+  const int dashboard = base + 6, shop = base + 7;
+  const std::string summary = (fs::temp_directory_path() / ("immunizer_e2e_" + std::to_string(getpid()) + ".json")).string();
+  fs::remove(summary);
+
+  immunizer::tools::Supervisor sup(true);
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t up = sup.spawn({.name = "up",
+                              .path = bin + "/immunizer",
+                              .args = {"up", "--demo", "--datasets", datasets, "--port-base", std::to_string(base),
+                                       "--dashboard-port", std::to_string(dashboard), "--shop-port", std::to_string(shop),
+                                       "--replay-arg=--rounds", "--replay-arg=1", "--replay-arg=--json",
+                                       "--replay-arg=" + summary, "--replay-arg=--time-limit", "--replay-arg=240"}});
+
+  // The replayer writes its summary when its round is done.
+  while (!fs::exists(summary) && std::chrono::steady_clock::now() - t0 < 300s) {
+    ASSERT_TRUE(sup.alive("up")) << "immunizer up died";
+    std::this_thread::sleep_for(500ms);
+  }
+  ASSERT_TRUE(fs::exists(summary)) << "the replayer did not finish within 300 s";
+  std::this_thread::sleep_for(1s);  // let the file be complete
+  json s;
+  std::ifstream(summary) >> s;
+  std::cout << "replay summary: " << s.dump() << std::endl;
+
+  ASSERT_TRUE(s.contains("attacks"));
+  const auto& a = s["attacks"][0];
+  EXPECT_TRUE(a["blocked"].get<bool>()) << "the attacking session never got a 403";
+  EXPECT_LT(a["seconds_to_block"].get<double>(), 30.0) << "blocking took too long";
+  EXPECT_GT(a["attacker"]["forbidden"].get<int>(), 0);
+  EXPECT_GT(a["bystander"]["ok"].get<int>(), 0);
+  EXPECT_EQ(a["bystander"]["forbidden"].get<int>(), 0) << "the normal session was blocked";
+  EXPECT_EQ(s["training"]["ok"].get<int>(), s["training"]["sent"].get<int>()) << "training requests were refused";
+
+  // Alarms for the attacker's requests are visible, explained, in the dashboard's API.
+  const json alarms = get_json(dashboard, "/api/alarms?limit=1000");
+  ASSERT_TRUE(alarms.is_array() || alarms.is_object()) << "dashboard API did not answer";
+  const json& list = alarms.is_array() ? alarms : alarms["alarms"];
+  int attacker_alarms = 0;
+  bool explained = false;
+  for (const auto& al : list) {
+    if (al["principal"]["session"].get<std::string>().rfind("ATTACKER", 0) == 0) {
+      ++attacker_alarms;
+      explained = explained || (!al["top_features"].empty() && al["combined_score"].get<double>() > al["threshold"].get<double>());
+    }
+  }
+  EXPECT_GT(attacker_alarms, 0) << "no alarm for the attacker's requests in /api/alarms";
+  EXPECT_TRUE(explained) << "alarms carry no explanation";
+  const json stats = get_json(dashboard, "/api/stats");
+  std::cout << "dashboard stats: " << stats.dump() << std::endl;
+  std::cout << "attacker alarms: " << attacker_alarms << ", first 403 after " << a["seconds_to_block"]
+            << " s, whole run " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s"
+            << std::endl;
+
+  // Ctrl-C stops everything cleanly.
+  kill(up, SIGINT);
+  std::atomic<bool> never{false};  // bounded by the test's CTest timeout
+  const auto e = sup.wait_any(never);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->how, "exited with status 0") << "immunizer up did not stop cleanly";
+  fs::remove(summary);
+}
