@@ -13,9 +13,11 @@ build: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
+# Unit, deploy and browser tests in parallel, then the multi-process e2e tests alone.
 test: build
 	scripts/deps.sh --with-browser
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE e2e
+	cd $(BUILD) && ctest --output-on-failure -L e2e
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE e2e
