@@ -327,9 +327,22 @@ int eval_csic_command(const EvalOptions& o) {
     so.concurrency = o.concurrency;
     so.trace_prefix = "train";
     so.time_limit = left();
+    // Backpressure: a worker waits while more than max_lag records are unscored, so no
+    // consumer falls far behind (the embedded broker keeps only a few MB per partition and
+    // a lagging consumer would lose records to its retention).
+    auto hold = [&](const std::atomic<size_t>& expected, const size_t& scored) {
+      while (!stop && now_ns() < deadline) {
+        {
+          std::lock_guard<std::mutex> lock(col.mu);
+          if (expected.load() <= scored + o.max_lag) return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    };
     so.on_answer = [&](const replay::Sent& s) {
       const size_t i = std::stoul(s.trace.substr(s.trace.find(':') + 1));
       train_expected += records_for(training[i], s.status);
+      hold(train_expected, col.train_scores);
       return true;
     };
     const int64_t t_train = now_ns();
@@ -372,6 +385,7 @@ int eval_csic_command(const EvalOptions& o) {
       const size_t k = std::stoul(s.trace.substr(s.trace.find(':') + 1));
       status[k] = s.status;
       test_expected += records_for(mix[k], s.status);
+      hold(test_expected, col.test_scores);
       return true;
     };
     const int64_t t_test = now_ns();

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   eval_csic->add_option("--rate", ev.rate, "requests per second (0: as fast as the shop answers)")->capture_default_str();
   eval_csic->add_option("--time-limit", ev.time_limit_seconds, "seconds before the run stops itself")->check(CLI::Range(10, 86400))->capture_default_str();
   eval_csic->add_option("--stall", ev.stall_seconds, "seconds without a new score before giving up waiting")->check(CLI::Range(1, 3600))->capture_default_str();
+  eval_csic->add_option("--max-lag", ev.max_lag, "replay waits while more records than this are not yet scored")->check(CLI::Range(100, 10000000))->capture_default_str();
   eval_csic->add_option("--env", eval_envs, "KEY=VALUE for every service, e.g. IMMUNIZER_ANALYZE_RISK=0.001");
 
   CLI11_PARSE(app, argc, argv);

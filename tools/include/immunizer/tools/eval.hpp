@@ -27,6 +27,7 @@ struct EvalOptions {
   double rate = 0;                          // requests per second (0: as fast as the shop answers)
   int time_limit_seconds = 3600;            // the whole run stops itself after this
   int stall_seconds = 60;                   // give up waiting for scores after this long without one
+  size_t max_lag = 4000;                    // replay waits while more records than this are unscored
   int partitions = 3;                       // embedded broker: partitions of calls/features/scores
   std::map<std::string, std::string> env;   // IMMUNIZER_* for every child (e.g. analyze settings)
 };
