@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -170,6 +171,8 @@ int main(int argc, char** argv) {
     }
   }
 
+  std::string load = "?";
+  if (std::ifstream la("/proc/loadavg"); la) la >> load;
   std::ostringstream q, s;  // quality and speed tables
   q << "| dataset | rows | paper iForest | scikit-learn | iforest | autoencoder | **ensemble (default)** | "
        "default − (paper − 0.01) | R-precision (default / sklearn) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
@@ -227,7 +230,8 @@ int main(int argc, char** argv) {
   block << "Produced by `" << command << "` (" << seeds << " seeds, AUC and R-precision are means over the seeds; "
         << "times are medians (iforest: of 15 fits and batch scorings; others: over the seeds), one thread each, "
         << "transductive: fit and score on the whole file; scikit-learn " << (sklearn ? "1.2.1 via " + python : "not run")
-        << "; single-row times: median per row over the first 2,000 rows).\n\n"
+        << "; single-row times: median per row over the first 2,000 rows; load average at the start " << load << " on "
+        << std::thread::hardware_concurrency() << " cores).\n\n"
         << q.str() << "\n" << s.str() << "\n"
         << "Summary: default detector `" << to_string(kDefaultOfflineDetector) << "` "
         << (all_pass ? "meets" : "MISSES") << " paper − 0.01 on every dataset; mean AUC "
