@@ -50,6 +50,28 @@ std::optional<DetectorKind> parse_detector(std::string_view s) {
   return std::nullopt;
 }
 
+void validate(const DetectorConfig& c) {
+  auto check = [](bool ok, const char* field, const char* rule) {
+    if (!ok) throw std::invalid_argument(std::string(field) + ": must be " + rule);
+  };
+  check(c.trees >= 1 && c.trees <= 10000, "trees", "in [1, 10000]");
+  check(c.sample_size >= 2 && c.sample_size <= 65535, "sample_size", "in [2, 65535]");
+  check(c.mixed_sample_size == 0 || (c.mixed_sample_size >= 2 && c.mixed_sample_size <= 65535), "mixed_sample_size",
+        "0 or in [2, 65535]");
+  check(c.fit_threads >= 1 && c.fit_threads <= 256, "fit_threads", "in [1, 256]");
+  check(c.ae_max_group >= 1 && c.ae_max_group <= 64, "ae_max_group", "in [1, 64]");
+  check(c.ae_hidden_ratio > 0 && c.ae_hidden_ratio <= 1, "ae_hidden_ratio", "in (0, 1]");
+  check(c.ae_learning_rate > 0 && c.ae_learning_rate <= 1, "ae_learning_rate", "in (0, 1]");
+  check(c.ae_min_updates >= 1 && c.ae_min_updates <= 10'000'000, "ae_min_updates", "in [1, 10^7]");
+  check(c.ae_weight >= 0 && c.ae_weight <= 1, "ae_weight", "in [0, 1]");
+  check(c.grace_records >= 2 && c.grace_records <= 10'000'000, "grace_records", "in [2, 10^7]");
+  check(c.reservoir_size <= 10'000'000, "reservoir_size", "at most 10^7");
+  check(c.risk > 0 && c.risk < 0.5, "risk", "in (0, 0.5)");
+  check(c.peak_quantile >= 0.5 && c.peak_quantile < 1, "peak_quantile", "in [0.5, 1)");
+  check(!c.fixed_threshold || std::isfinite(*c.fixed_threshold), "fixed_threshold", "a finite number");
+  check(c.top_features <= 1000, "top_features", "at most 1000");
+}
+
 const char* to_string(ModelState s) { return s == ModelState::kActive ? "ACTIVE" : "LEARNING"; }
 
 ModelKeyState::ModelKeyState(DetectorConfig cfg) : cfg_(std::move(cfg)) {

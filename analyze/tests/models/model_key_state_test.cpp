@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
 
 #include "immunizer/analyze/models/registry.hpp"
@@ -138,6 +139,24 @@ TEST(ModelKeyState, FixedThresholdAndFeedback) {
   for (int i = 0; i < 150; ++i) f.feedback_false_positive(odd);
   for (int i = 0; i < 200; ++i) f.observe(normal_vector(gen), kNames, 1);
   EXPECT_LT(f.score(odd).combined, before / 2);
+}
+
+TEST(DetectorConfig, ValidateNamesTheField) {
+  EXPECT_NO_THROW(validate(DetectorConfig{}));
+  DetectorConfig c;
+  c.risk = 0;
+  try {
+    validate(c);
+    FAIL() << "risk 0 accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("risk:", 0), 0u) << e.what();
+  }
+  c = {};
+  c.sample_size = 1;
+  EXPECT_THROW(validate(c), std::invalid_argument);
+  c = {};
+  c.fixed_threshold = std::numeric_limits<double>::infinity();
+  EXPECT_THROW(validate(c), std::invalid_argument);
 }
 
 TEST(ModelRegistry, ParallelEqualsSequential) {

@@ -50,6 +50,10 @@ struct DetectorConfig {
   std::size_t top_features = 5;           // contributions reported with an alarm
 };
 
+// Throws std::invalid_argument naming the first field out of range (e.g. "risk: must be in
+// (0, 0.5)"); the service's config loader calls it once at start.
+void validate(const DetectorConfig& cfg);
+
 enum class ModelState { kLearning, kActive };
 const char* to_string(ModelState s);  // "LEARNING", "ACTIVE"
 
