@@ -93,15 +93,32 @@ void ModelKeyState::reset(const std::vector<std::string>& names, uint32_t versio
   forest_cal_ = ae_cal_ = combined_cal_ = {};
 }
 
-void ModelKeyState::remember(std::span<const double> x) {
+void ModelKeyState::remember(std::span<const double> x, bool always) {
   if (reservoir_.rows < cfg_.reservoir_size) {
     for (const double v : x) reservoir_.values.push_back(static_cast<float>(v));
     ++reservoir_.rows;
     return;
   }
-  std::transform(x.begin(), x.end(), reservoir_.values.begin() + static_cast<std::ptrdiff_t>(ring_next_ * reservoir_.cols),
+  std::size_t slot = ring_next_;
+  if (!always) {
+    // Once full, the reservoir is a decaying sample of the key's history (Algorithm R with
+    // the history capped at kHistoryFactor reservoirs): a vector gets in with probability
+    // rows / min(seen, kHistoryFactor * rows), into a random slot. Recent traffic still
+    // enters (drift is learnt), but a burst of attacks that were not alarmed cannot replace
+    // the whole reservoir before the next refit, as a ring of the latest vectors would.
+    constexpr std::size_t kHistoryFactor = 16;
+    const std::size_t history = std::min<std::size_t>(records_seen_, kHistoryFactor * reservoir_.rows);
+    uint64_t h = cfg_.seed ^ (0x9E3779B97F4A7C15ull * (records_seen_ + 1));
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    h ^= h >> 31;
+    slot = static_cast<std::size_t>(h % std::max<std::size_t>(history, 1));
+    if (slot >= reservoir_.rows) return;
+  } else {
+    ring_next_ = (ring_next_ + 1) % reservoir_.rows;
+  }
+  std::transform(x.begin(), x.end(), reservoir_.values.begin() + static_cast<std::ptrdiff_t>(slot * reservoir_.cols),
                  [](double v) { return static_cast<float>(v); });
-  ring_next_ = (ring_next_ + 1) % reservoir_.rows;
 }
 
 void ModelKeyState::fit_models() {
@@ -210,7 +227,7 @@ std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) cons
 
 void ModelKeyState::feedback_false_positive(std::span<const double> x) {
   if (!has_schema_ || x.size() != names_.size()) return;  // stale feedback for an old schema
-  remember(x);
+  remember(x, /*always=*/true);
 }
 
 std::size_t ModelKeyState::memory_bytes() const {
