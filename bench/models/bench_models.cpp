@@ -222,9 +222,9 @@ int main(int argc, char** argv) {
     ++n;
     std::cerr << "bench_models: " << d.name << " done\n";
   }
-  q << "| **mean** | | " << fmt("%.3f", sum["paper"] / n) << " | " << fmt("%.3f", sum["sk"] / n) << " | "
-    << fmt("%.3f", sum["iforest"] / n) << " | " << fmt("%.3f", sum["autoencoder"] / n) << " | **"
-    << fmt("%.3f", sum[to_string(kDefaultOfflineDetector)] / n) << "** | | |\n";
+  q << "| **mean** | | " << fmt("%.4f", sum["paper"] / n) << " | " << fmt("%.4f", sum["sk"] / n) << " | "
+    << fmt("%.4f", sum["iforest"] / n) << " | " << fmt("%.4f", sum["autoencoder"] / n) << " | **"
+    << fmt("%.4f", sum[to_string(kDefaultOfflineDetector)] / n) << "** | | |\n";
 
   std::ostringstream block;
   block << "Produced by `" << command << "` (" << seeds << " seeds, AUC and R-precision are means over the seeds; "
@@ -235,7 +235,7 @@ int main(int argc, char** argv) {
         << q.str() << "\n" << s.str() << "\n"
         << "Summary: default detector `" << to_string(kDefaultOfflineDetector) << "` "
         << (all_pass ? "meets" : "MISSES") << " paper − 0.01 on every dataset; mean AUC "
-        << fmt("%.3f", sum[to_string(kDefaultOfflineDetector)] / n) << " vs scikit-learn " << fmt("%.3f", sum["sk"] / n)
+        << fmt("%.4f", sum[to_string(kDefaultOfflineDetector)] / n) << " vs scikit-learn " << fmt("%.4f", sum["sk"] / n)
         << ". iforest vs scikit-learn, worst dataset: fit " << fmt("%.0f", min_fit_ratio) << "× faster, batch scoring "
         << fmt("%.0f", min_rate_ratio) << "× the rows/s; slowest single-vector score " << fmt("%.2f", max_single)
         << " µs; largest default forest " << fmt("%.0f", max_kib) << " KiB.\n";
