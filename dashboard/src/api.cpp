@@ -270,7 +270,7 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
   fb.set_model_key(alarm->model_key());
   *fb.mutable_record_id() = alarm->record_id();
   fb.set_verdict(v);
-  // Alarms do not carry the alarmed vector yet, so `values` stays empty.
+  *fb.mutable_values() = alarm->values();  // analyze learns a false positive from it
   fb.set_analyst(analyst(req, *body));
   fb.set_comment(comment);
   fb.set_at_unix_nanos(clock_.now_unix_nanos());

@@ -153,6 +153,8 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, 
     a.set_timestamp_unix_nanos(v.timestamp_unix_nanos());
     a.set_raised_unix_nanos(now);
     *a.mutable_labels() = v.labels();
+    *a.mutable_values() = v.values();
+    a.set_schema_version(v.schema().version());
     const auto& p = v.principal();
     out.produce(topics_.alarms, p.session().empty() ? p.ip() : p.session(), a.SerializeAsString());
     alarms_.Add({{"severity", v1::Severity_Name(a.severity())}}).Increment();

@@ -78,6 +78,17 @@ TEST(AnalyzeProcessor, LearnsThenAlarmsOnOutlierWithExplanation) {
   ASSERT_GE(a.top_features_size(), 2);
   EXPECT_GE(a.top_features(0).value(), 25.0);
   EXPECT_EQ(a.labels().at("trace"), "1000");
+  ASSERT_EQ(a.values_size(), 8) << "the alarm carries its vector for feedback";
+  EXPECT_DOUBLE_EQ(a.values(0), 40.0);
+
+  // An analyst's "false positive" on that alarm reaches the model (as the dashboard sends it).
+  v1::Feedback fb;
+  fb.set_verdict(v1::FEEDBACK_FALSE_POSITIVE);
+  fb.set_model_key(a.model_key());
+  *fb.mutable_values() = a.values();
+  f.in.push(f.topics.feedback, a.model_key(), fb.SerializeAsString());
+  f.loop.run_once();
+  EXPECT_TRUE(f.out.on(f.topics.deadletter).empty());
   ASSERT_EQ(a.scores_size(), 1);
   EXPECT_EQ(a.scores(0).detector(), "iforest");
 }
