@@ -44,7 +44,7 @@ constexpr auto kNeverBlocks = 250ms;
 #endif
 
 // Polls `pred` until true or the deadline passes (no sleeps as synchronisation).
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds deadline = 20s) {
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds deadline = 30s) {
   const auto until = std::chrono::steady_clock::now() + deadline;
   while (std::chrono::steady_clock::now() < until) {
     if (pred()) return true;
@@ -149,7 +149,7 @@ TEST(Sensor, RecordsArriveIntactWithContextAndKey) {
     }
     outer.result(200);
   }
-  ASSERT_TRUE(s->flush(10s));
+  ASSERT_TRUE(s->flush(30s));
   expect_balanced(s->stats());
   EXPECT_EQ(s->stats().sent, 2u);
 
@@ -199,7 +199,7 @@ TEST(Sensor, BrokerDownNeverBlocksCountsDropsAndResumes) {
   EXPECT_EQ(st.sent, 0u);
 
   k.broker_up();
-  ASSERT_TRUE(s->flush(20s));
+  ASSERT_TRUE(s->flush(30s));
   st = s->stats();
   expect_balanced(st);
   EXPECT_GT(st.sent, 0u);  // what was held within the budget went out after the outage
@@ -207,7 +207,7 @@ TEST(Sensor, BrokerDownNeverBlocksCountsDropsAndResumes) {
 
   const uint64_t sent_before = st.sent;
   for (int i = 0; i < 100; ++i) record_one(*s, i);
-  ASSERT_TRUE(s->flush(20s));
+  ASSERT_TRUE(s->flush(30s));
   st = s->stats();
   EXPECT_EQ(st.sent, sent_before + 100);
   expect_balanced(st);
@@ -220,7 +220,7 @@ TEST(Sensor, DeliveryFailuresAreCountedNotThrown) {
   auto s = Sensor::create(cfg);
   k.broker_down();
   for (int i = 0; i < 50; ++i) record_one(*s, i);
-  ASSERT_TRUE(s->flush(20s));  // every record times out in librdkafka, each is reported
+  ASSERT_TRUE(s->flush(30s));  // every record times out in librdkafka, each is reported
   auto st = s->stats();
   EXPECT_EQ(st.dropped_by(DropReason::kDeliveryFailed), 50u);
   expect_balanced(st);
@@ -293,7 +293,7 @@ TEST(Sensor, SamplingAndRuntimeSwitch) {
   cfg.sample_rate = 0.25;
   auto s = Sensor::create(cfg);
   for (int i = 0; i < 4000; ++i) record_one(*s, i);
-  ASSERT_TRUE(s->flush(10s));
+  ASSERT_TRUE(s->flush(30s));
   auto st = s->stats();
   expect_balanced(st);
   EXPECT_EQ(st.recorded, 4000u);
@@ -323,7 +323,7 @@ TEST(Sensor, CpuBudgetLowersSamplingRate) {
     return s->stats().sample_rate < 0.5;
   }));
   EXPECT_GT(s->stats().overhead_share, 0.01);
-  ASSERT_TRUE(s->flush(10s));
+  ASSERT_TRUE(s->flush(30s));
   expect_balanced(s->stats());
 }
 
@@ -335,7 +335,7 @@ TEST(Sensor, ExportsPrometheusMetrics) {
   auto s = Sensor::create(cfg);
   s->bind_metrics(reg);
   for (int i = 0; i < 10; ++i) record_one(*s, i);
-  ASSERT_TRUE(s->flush(5s));
+  ASSERT_TRUE(s->flush(30s));
   s->stats();
   double sampled = -1, sent = -1;
   for (const auto& fam : reg.Collect()) {
@@ -368,7 +368,7 @@ TEST(Sensor, ReplacesAProducerThatFailedFatally) {
   MockKafka k("t.calls");
   auto s = Sensor::create(config_for(k));
   for (int i = 0; i < 10; ++i) record_one(*s, i);
-  ASSERT_TRUE(s->flush(10s));
+  ASSERT_TRUE(s->flush(30s));
   rd_kafka_t* before = immunizer::sensor::SensorTestAccess::producer(*s);
   rd_kafka_test_fatal_error(before, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by the test");
   ASSERT_TRUE(eventually([&] { return s->stats().producer_restarts == 1; }));
