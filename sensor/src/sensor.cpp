@@ -158,6 +158,8 @@ void Sensor::Impl::create_producer() {
   set_conf(conf, "linger.ms", std::to_string(cfg_.linger_ms));
   set_conf(conf, "message.timeout.ms", std::to_string(cfg_.delivery_timeout_ms));
   set_conf(conf, "compression.type", cfg_.compression);
+  // Reconnect within 2 s of the broker coming back (librdkafka's default ceiling is 10 s).
+  set_conf(conf, "reconnect.backoff.max.ms", "2000");
   // librdkafka's own limits sit above ours so that the byte budget decides first and
   // produce() returns QUEUE_FULL instead of blocking (we never pass RD_KAFKA_MSG_F_BLOCK).
   const size_t kbytes = std::min<size_t>(cfg_.max_inflight_bytes / 1024 + 1024, 2097151);
