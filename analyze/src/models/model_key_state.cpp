@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include <zlib.h>
@@ -121,11 +122,33 @@ void ModelKeyState::remember(std::span<const double> x, bool always) {
                  [](double v) { return static_cast<float>(v); });
 }
 
+void ModelKeyState::learn_constants(const Matrix& data) {
+  constant_.assign(data.cols, std::numeric_limits<double>::quiet_NaN());
+  if (data.rows == 0) return;
+  for (std::size_t j = 0; j < data.cols; ++j) {
+    const double c = data.values[j];
+    bool same = true;
+    for (std::size_t i = 1; i < data.rows && same; ++i) same = data.values[i * data.cols + j] == c;
+    if (same) constant_[j] = c;
+  }
+}
+
+double ModelKeyState::constant_violation_tail(std::span<const double> x) const {
+  // Features are counts, flags and surprises in bits or deviations: a step of at least half
+  // a unit away from a value that never varied is a change of kind, not drift.
+  constexpr double kMargin = 0.5;
+  for (std::size_t j = 0; j < constant_.size() && j < x.size(); ++j)
+    if (!std::isnan(constant_[j]) && std::fabs(x[j] - constant_[j]) >= kMargin)
+      return 1.0 / (static_cast<double>(std::max<std::size_t>(records_seen_, reservoir_.rows)) + 1.0);
+  return 1.0;
+}
+
 void ModelKeyState::fit_models() {
   const uint64_t seed = cfg_.seed + 0x9E3779B97F4A7C15ull * fits_;
   const std::size_t n = reservoir_.rows;
   Matrix data(n, reservoir_.cols);
   std::copy(reservoir_.values.begin(), reservoir_.values.end(), data.values.begin());
+  learn_constants(data);
   std::vector<double> combined(n, 0.0), s(n);
   if (uses_forest()) {
     const int mixed = cfg_.detector == DetectorKind::kIForest ? 0 : cfg_.mixed_sample_size;
@@ -182,7 +205,7 @@ Verdict ModelKeyState::score(std::span<const double> x) const {
   int used = 0;
   if (uses_forest()) {
     v.iforest_raw = forest_.score(x);
-    v.iforest_tail = forest_cal_.tail(v.iforest_raw);
+    v.iforest_tail = std::min(forest_cal_.tail(v.iforest_raw), constant_violation_tail(x));
     weights[used] = forest_weight();
     tails[used++] = v.iforest_tail;
   }
@@ -319,6 +342,11 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   if (m.reservoir_.cols != m.names_.size() || m.reservoir_.values.size() != m.reservoir_.rows * m.reservoir_.cols ||
       (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows))
     throw std::runtime_error("model snapshot: corrupt reservoir");
+  if (active && m.reservoir_.rows > 0) {
+    Matrix data(m.reservoir_.rows, m.reservoir_.cols);
+    std::copy(m.reservoir_.values.begin(), m.reservoir_.values.end(), data.values.begin());
+    m.learn_constants(data);
+  }
   const std::string forest = r.get_string(), ae = r.get_string();
   if (!forest.empty()) m.forest_ = IsolationForest::deserialize(forest);
   if (!ae.empty()) m.ae_ = AutoencoderEnsemble::deserialize(ae);

@@ -113,6 +113,8 @@ class ModelKeyState {
   // Adds x to the refit reservoir; `always` (analyst feedback) bypasses the sampling.
   void remember(std::span<const double> x, bool always = false);
   void fit_models();
+  void learn_constants(const Matrix& data);
+  double constant_violation_tail(std::span<const double> x) const;
   void set_threshold();
 
   DetectorConfig cfg_;
@@ -134,6 +136,11 @@ class ModelKeyState {
   AutoencoderEnsemble ae_;
   TailCalibrator forest_cal_, ae_cal_, combined_cal_;
   double threshold_ = 0;
+  // Per feature: its value if it was constant over the last fit's data, else NaN. A forest
+  // never splits on such a feature, so a vector that leaves it is invisible to the trees;
+  // score() treats that as a value never seen in the key's history. Rebuilt from the
+  // reservoir on restore.
+  std::vector<double> constant_;
 };
 
 }  // namespace immunizer::analyze
