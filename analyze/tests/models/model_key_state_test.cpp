@@ -62,6 +62,32 @@ TEST(ModelKeyState, LearnsThenScores) {
   EXPECT_GT(v.top[0].contribution, 0.3);
 }
 
+TEST(ModelKeyState, LeavingAFeatureConstantInTrainingIsNovel) {
+  // "unseen" (like the monitor's unseen-argument count) is 0 in every training vector: no
+  // tree can split on it, so the forest alone would not see a vector that sets it.
+  const std::vector<std::string> names = {"len", "digits", "rate", "unseen"};
+  ModelKeyState m(small_config(DetectorKind::kIForest));
+  std::mt19937_64 gen(5);
+  auto sample = [&] {
+    auto v = normal_vector(gen);
+    v[3] = 0;
+    return v;
+  };
+  for (int i = 0; i < 300; ++i) m.observe(sample(), names, 1);
+  ASSERT_EQ(m.state(), ModelState::kActive);
+  auto x = sample();
+  EXPECT_GT(m.score(x).iforest_tail, 0.01);
+  x[3] = 0.2;  // drift below half a unit: not a change of kind
+  EXPECT_GT(m.score(x).iforest_tail, 0.01);
+  x[3] = 1;
+  const auto v = m.score(x);
+  EXPECT_LE(v.iforest_tail, 1.0 / 301.0);  // as rare as never seen in the 300 vectors so far
+  EXPECT_GE(v.combined, std::log10(301.0) - 1e-9);
+  // Restored from a snapshot, the model still knows which features were constant.
+  const auto back = ModelKeyState::restore(m.snapshot(), small_config(DetectorKind::kIForest));
+  EXPECT_DOUBLE_EQ(back.score(x).iforest_tail, v.iforest_tail);
+}
+
 TEST(ModelKeyState, SchemaChangeRestartsLearning) {
   ModelKeyState m(small_config(DetectorKind::kIForest));
   std::mt19937_64 gen(2);
