@@ -592,12 +592,22 @@ class ModelState {
     return ps.enum_counts[i] >= kKnownValueCount ? i : -1;
   }
 
+  // How much rarer than the path's most frequent value this value is, in bits. Relative to
+  // the mode rather than to all observations, so the usual value scores exactly 0 however
+  // the mix drifts (a feature constant in training that creeps up by a fraction of a bit
+  // once some other value turns up would otherwise isolate every normal record).
+  static double enum_surprise(const PathState& ps, double count) {
+    uint32_t mode = 0;
+    for (uint32_t c : ps.enum_counts) mode = std::max(mode, c);
+    return std::max(0.0, std::log2((static_cast<double>(mode) + 1.0) / (count + 1.0)));
+  }
+
   // Returns whether the value is a known enumeration member.
   bool measure(const PathState& ps, const immunizer::v1::Value& v, uint64_t h, double* f) const {
     std::fill(f, f + kPathFeatures, 0.0);
     if (const int ki = known_index(ps, h); ki >= 0) {
       if (ps.enum_state == 1) {
-        f[kEnumSurprise] = std::log2((static_cast<double>(ps.observations) + 1.0) / (ps.enum_counts[ki] + 1.0));
+        f[kEnumSurprise] = enum_surprise(ps, ps.enum_counts[ki]);
       }
       return true;
     }
@@ -661,7 +671,7 @@ class ModelState {
     if (ps.enum_state == 1) {
       const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
       const double count = it == ps.enum_values.end() ? 0.0 : ps.enum_counts[it - ps.enum_values.begin()];
-      f[kEnumSurprise] = std::log2((static_cast<double>(ps.observations) + 1.0) / (count + 1.0));
+      f[kEnumSurprise] = enum_surprise(ps, count);
     }
     double x;
     if (number_of(v, &x)) {

@@ -36,7 +36,8 @@ struct FeatureConfig {
   size_t trigram_sketch_width = 1024;
   size_t trigram_sketch_depth = 2;
   // A path whose distinct values stay within this many is treated as an enumeration;
-  // a rare or unseen value then raises `enum_surprise` (-log2 of its learned frequency).
+  // a rare or unseen value then raises `enum_surprise` (log2 of how much rarer it is than
+  // the path's most frequent value; the most frequent value scores 0).
   size_t enum_max_values = 32;
   // Observations of a path before it is judged an enumeration (<= enum_max_values distinct).
   uint64_t enum_min_observations = 200;
