@@ -29,8 +29,9 @@ void PlanProcessor::process(const common::Message& m, common::Producer& out) {
   const auto& p = alarm.principal();
   out.produce(topics_.plans, p.session().empty() ? p.ip() : p.session(), d.plan->SerializeAsString());
   if (d.outcome == "planned" || d.outcome == "shadow")
-    common::logger("plan")->info("alarm {} ({} score {:.3f}): plan {} rule {}", alarm.id(), alarm.call(),
-                                 alarm.combined_score(), d.plan->id(), d.plan->policy_rule());
+    common::logger("plan")->info("alarm {} ({} score {:.3f}, session '{}', ip {}): plan {} rule {}", alarm.id(),
+                                 alarm.call(), alarm.combined_score(), p.session(), p.ip(), d.plan->id(),
+                                 d.plan->policy_rule());
 }
 
 }  // namespace immunizer::plan

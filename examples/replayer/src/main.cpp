@@ -94,15 +94,17 @@ int main(int argc, char** argv) {
       auto train = take(load("normalTrafficTraining.txt.gz"), train_count);
       base.trace_prefix = "train";
       base.time_limit = left();
+      const auto train_t0 = std::chrono::steady_clock::now();
       auto s = replay::send_all(target, train, base, stop, "training");
       print(s);
       summary["training"] = to_json(s);
       if (!settle_urls.empty()) {
         std::printf("waiting for the pipeline to learn from the training traffic...\n");
         std::fflush(stdout);
-        double last_printed = -1;
+        double last_printed = -1, consumed_total = 0;
         auto t0 = std::chrono::steady_clock::now();
         const bool ok = replay::wait_for_pipeline(settle_urls, std::min(left(), std::chrono::seconds(600)), stop, [&](double n) {
+          consumed_total = n;
           if (n != last_printed && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(5)) {
             std::printf("  %.0f messages consumed so far\n", n);
             std::fflush(stdout);
@@ -110,8 +112,14 @@ int main(int argc, char** argv) {
             t0 = std::chrono::steady_clock::now();
           }
         });
-        std::printf(ok ? "pipeline caught up\n" : "pipeline still behind; going on\n");
+        // The last 3 s were the quiet period that proved the pipeline idle.
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_t0).count() - 3.0;
+        std::printf(ok ? "pipeline caught up: %.0f messages consumed by the watched services in %.1f s from the first "
+                         "training request (%.0f/s)\n"
+                       : "pipeline still behind after %.0f messages in %.1f s (%.0f/s); going on\n",
+                    consumed_total, secs, consumed_total / std::max(secs, 1e-9));
         summary["settled"] = ok;
+        summary["pipeline"] = {{"messages_consumed", consumed_total}, {"seconds", secs}};
       }
     }
     std::vector<monitor::csic::Request> normal, anomalous;

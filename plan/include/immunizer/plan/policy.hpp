@@ -19,7 +19,7 @@ namespace immunizer::plan {
 
 struct PolicyConfig {
   // Alarms below this severity are only logged (1 low .. 4 critical).
-  int min_severity_to_act = 2;
+  int min_severity_to_act = 3;
   // Below that severity, act anyway when one principal raises this many alarms within
   // repeat_window_ms (evidence adds up: an attacker probing, not one odd request). 0: never.
   int repeat_alarms_to_act = 3;

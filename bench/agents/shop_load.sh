@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Demo shop throughput with and without the microagents, side by side in one run, under a
+# bounded loopback load from wrk (Debian's wrk): requests per second of
+#   baseline      immunizer-shop --no-sensor --no-effector
+#   agents        sensor + effector (connected to execute, no active directive: the
+#                 allows() fast path; BM_EffectorAllows measures it with 100 blocks),
+#                 sensor at its default CPU budget (5%)
+#   agents-all    the same, recording every call (IMMUNIZER_SENSOR_CPU_BUDGET=1)
+# Rounds alternate so machine noise spreads evenly; the median per variant is reported.
+# Usage: bench/agents/shop_load.sh [BIN_DIR]   (env: DURATION=10 CONNECTIONS=16 ROUNDS=3)
+set -euo pipefail
+BIN=${1:-build/release/bin}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-16}
+ROUNDS=${ROUNDS:-3}
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 2; }
+WORK=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
+
+"$BIN/immunizer" broker > "$WORK/broker.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do grep -q bootstrap= "$WORK/broker.log" && break; sleep 0.1; done
+export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$WORK/broker.log")
+export IMMUNIZER_SECURITY_SIGNING_KEY=bench-key-$RANDOM$RANDOM
+GRPC=$(free_port); EXEC_HTTP=$(free_port)
+IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$GRPC IMMUNIZER_HTTP_PORT=$EXEC_HTTP "$BIN/immunizer-execute" > "$WORK/execute.log" 2>&1 & pids+=($!)
+wait_http "$EXEC_HTTP"
+export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:$GRPC IMMUNIZER_APP=shop IMMUNIZER_LOG_LEVEL=warn
+
+start_shop() {  # name port extra-args... ; env comes from the caller
+  local name=$1 port=$2; shift 2
+  "$BIN/immunizer-shop" --port "$port" "$@" > "$WORK/$name.log" 2>&1 & pids+=($!)
+  wait_http "$port"
+}
+P_BASE=$(free_port); P_AGENTS=$(free_port); P_ALL=$(free_port)
+start_shop baseline "$P_BASE" --no-sensor --no-effector
+start_shop agents "$P_AGENTS"
+IMMUNIZER_SENSOR_CPU_BUDGET=1 start_shop agents-all "$P_ALL"
+
+URL_PATH='/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito'
+run() {  # port -> requests/s
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -H 'Cookie: JSESSIONID=1F767F17239C9B670A39E9B10C3825F4' \
+      -H 'User-Agent: Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)' \
+      "http://127.0.0.1:$1$URL_PATH" | awk '/Requests\/sec/ {print $2}'
+}
+declare -A results
+for r in $(seq "$ROUNDS"); do
+  for v in baseline agents agents-all; do
+    case $v in baseline) p=$P_BASE;; agents) p=$P_AGENTS;; agents-all) p=$P_ALL;; esac
+    rps=$(run "$p"); results[$v]="${results[$v]:-} $rps"
+    echo "round $r  $v  $rps req/s"
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+B=$(echo "${results[baseline]}" | median); A=$(echo "${results[agents]}" | median); F=$(echo "${results[agents-all]}" | median)
+echo
+echo "shop under wrk -t2 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS rounds (2-core machine, load generator on the same cores)"
+printf '%-12s %12s %8s\n' variant "req/s" ratio
+printf '%-12s %12.0f %8s\n' baseline "$B" "1.000"
+printf '%-12s %12.0f %8.3f\n' agents "$A" "$(echo "$A / $B" | bc -l)"
+printf '%-12s %12.0f %8.3f\n' agents-all "$F" "$(echo "$F / $B" | bc -l)"
+curl -fs "http://127.0.0.1:$P_AGENTS/metrics" | grep -E '^immunizer_sensor_(records_sent_total|sample_rate|records_dropped_total\{.*sampled)' || true
+curl -fs "http://127.0.0.1:$P_ALL/metrics" | grep -E '^immunizer_sensor_(records_sent_total|records_dropped_total)' | grep -v ' 0$' || true
