@@ -123,24 +123,47 @@ void ModelKeyState::remember(std::span<const double> x, bool always) {
 }
 
 void ModelKeyState::learn_constants(const Matrix& data) {
+  // Per feature: its usual value when at least 99% of the fit's rows hold it, and how rare
+  // leaving it (by half a unit or more) was in those rows. Constant: rarity -1 (never seen).
+  constexpr double kUsualShare = 0.99, kMargin = 0.5;
   constant_.assign(data.cols, std::numeric_limits<double>::quiet_NaN());
+  rarity_.assign(data.cols, 1.0);
   if (data.rows == 0) return;
+  std::vector<double> col(data.rows);
+  std::size_t watched = 0;
   for (std::size_t j = 0; j < data.cols; ++j) {
-    const double c = data.values[j];
-    bool same = true;
-    for (std::size_t i = 1; i < data.rows && same; ++i) same = data.values[i * data.cols + j] == c;
-    if (same) constant_[j] = c;
+    for (std::size_t i = 0; i < data.rows; ++i) col[i] = data.values[i * data.cols + j];
+    std::sort(col.begin(), col.end());
+    double mode = col[0];
+    std::size_t best = 0;
+    for (std::size_t i = 0; i < col.size();) {
+      std::size_t k = i;
+      while (k < col.size() && col[k] == col[i]) ++k;
+      if (k - i > best) best = k - i, mode = col[i];
+      i = k;
+    }
+    if (static_cast<double>(best) < kUsualShare * static_cast<double>(data.rows)) continue;
+    std::size_t away = 0;
+    for (double v : col) away += std::fabs(v - mode) >= kMargin;
+    constant_[j] = mode;
+    rarity_[j] = away == 0 ? -1.0 : (static_cast<double>(away) + 1.0) / (static_cast<double>(data.rows) + 1.0);
+    watched += away > 0;
   }
+  // Several rarely-varying features each get a chance to fire: Bonferroni over them.
+  for (double& r : rarity_)
+    if (r > 0) r = std::min(1.0, r * static_cast<double>(std::max<std::size_t>(watched, 1)));
 }
 
 double ModelKeyState::constant_violation_tail(std::span<const double> x) const {
   // Features are counts, flags and surprises in bits or deviations: a step of at least half
-  // a unit away from a value that never varied is a change of kind, not drift.
+  // a unit away from a value that (almost) never varied is a change of kind, not drift.
   constexpr double kMargin = 0.5;
+  double tail = 1.0;
   for (std::size_t j = 0; j < constant_.size() && j < x.size(); ++j)
     if (!std::isnan(constant_[j]) && std::fabs(x[j] - constant_[j]) >= kMargin)
-      return 1.0 / (static_cast<double>(std::max<std::size_t>(records_seen_, reservoir_.rows)) + 1.0);
-  return 1.0;
+      tail = std::min(tail, rarity_[j] < 0 ? 1.0 / (static_cast<double>(std::max<std::size_t>(records_seen_, reservoir_.rows)) + 1.0)
+                                           : rarity_[j]);
+  return tail;
 }
 
 void ModelKeyState::fit_models() {
