@@ -88,6 +88,25 @@ TEST(ModelKeyState, LeavingAFeatureConstantInTrainingIsNovel) {
   EXPECT_DOUBLE_EQ(back.score(x).iforest_tail, v.iforest_tail);
 }
 
+TEST(ModelKeyState, LeavingAnAlmostConstantFeatureScoresItsRarity) {
+  // "flag" is 1 in 2 of the 300 training vectors (< 1%): leaving 0 has tail ~3/301.
+  const std::vector<std::string> names = {"len", "digits", "rate", "flag"};
+  ModelKeyState m(small_config(DetectorKind::kIForest));
+  std::mt19937_64 gen(9);
+  for (int i = 0; i < 300; ++i) {
+    auto v = normal_vector(gen);
+    v[3] = (i == 50 || i == 150) ? 1 : 0;
+    m.observe(v, names, 1);
+  }
+  ASSERT_EQ(m.state(), ModelState::kActive);
+  auto x = normal_vector(gen);
+  x[3] = 0;
+  EXPECT_GT(m.score(x).iforest_tail, 0.01);
+  x[3] = 1;
+  EXPECT_LE(m.score(x).iforest_tail, 3.0 / 301.0 + 1e-12);
+  EXPECT_GT(m.score(x).iforest_tail, 1.0 / 301.0);  // seen before: rarer than usual, not new
+}
+
 TEST(ModelKeyState, SchemaChangeRestartsLearning) {
   ModelKeyState m(small_config(DetectorKind::kIForest));
   std::mt19937_64 gen(2);
