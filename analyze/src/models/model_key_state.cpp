@@ -128,12 +128,16 @@ void ModelKeyState::learn_constants(const Matrix& data) {
   constexpr double kUsualShare = 0.99, kMargin = 0.5;
   constant_.assign(data.cols, std::numeric_limits<double>::quiet_NaN());
   rarity_.assign(data.cols, 1.0);
+  lo_.assign(data.cols, -std::numeric_limits<double>::infinity());
+  hi_.assign(data.cols, std::numeric_limits<double>::infinity());
   if (data.rows == 0) return;
   std::vector<double> col(data.rows);
   std::size_t watched = 0;
   for (std::size_t j = 0; j < data.cols; ++j) {
     for (std::size_t i = 0; i < data.rows; ++i) col[i] = data.values[i * data.cols + j];
     std::sort(col.begin(), col.end());
+    lo_[j] = col.front();
+    hi_[j] = col.back();
     double mode = col[0];
     std::size_t best = 0;
     for (std::size_t i = 0; i < col.size();) {
@@ -163,6 +167,16 @@ double ModelKeyState::constant_violation_tail(std::span<const double> x) const {
     if (!std::isnan(constant_[j]) && std::fabs(x[j] - constant_[j]) >= kMargin)
       tail = std::min(tail, rarity_[j] < 0 ? 1.0 / (static_cast<double>(std::max<std::size_t>(records_seen_, reservoir_.rows)) + 1.0)
                                            : rarity_[j]);
+  // Far outside the fit's range (by more than the range itself): a forest isolates such a
+  // value no faster than the most extreme training point. A new normal vector exceeds the
+  // extremes of n exchangeable ones with probability <= 2/(n + 1) per feature (Bonferroni
+  // over the features).
+  const double n = static_cast<double>(std::max<std::size_t>(records_seen_, reservoir_.rows)) + 1.0;
+  for (std::size_t j = 0; j < lo_.size() && j < x.size(); ++j) {
+    const double reach = std::max(kMargin, hi_[j] - lo_[j]);
+    if (x[j] > hi_[j] + reach || x[j] < lo_[j] - reach)
+      tail = std::min(tail, std::min(1.0, 2.0 * static_cast<double>(lo_.size()) / n));
+  }
   return tail;
 }
 

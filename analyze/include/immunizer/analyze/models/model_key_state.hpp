@@ -141,6 +141,7 @@ class ModelKeyState {
   // score() treats that as a value never seen in the key's history. Rebuilt from the
   // reservoir on restore.
   std::vector<double> constant_;
+  std::vector<double> lo_, hi_;  // each feature's range in the fit's data
   std::vector<double> rarity_;  // tail for leaving the usual value; -1: it never varied
 };
 
