@@ -107,6 +107,17 @@ TEST(ModelKeyState, LeavingAnAlmostConstantFeatureScoresItsRarity) {
   EXPECT_GT(m.score(x).iforest_tail, 1.0 / 301.0);  // seen before: rarer than usual, not new
 }
 
+TEST(ModelKeyState, FarOutsideTheTrainingRangeIsRare) {
+  ModelKeyState m(small_config(DetectorKind::kIForest));
+  std::mt19937_64 gen(13);
+  for (int i = 0; i < 300; ++i) m.observe(normal_vector(gen), kNames, 1);
+  ASSERT_EQ(m.state(), ModelState::kActive);
+  auto x = normal_vector(gen);
+  EXPECT_GT(m.score(x).iforest_tail, 0.01);
+  x[0] = 1000;  // "len" ~ N(10, 1): far beyond its range
+  EXPECT_LE(m.score(x).iforest_tail, 2.0 * 4 / 301.0 + 1e-12);
+}
+
 TEST(ModelKeyState, SchemaChangeRestartsLearning) {
   ModelKeyState m(small_config(DetectorKind::kIForest));
   std::mt19937_64 gen(2);
