@@ -69,24 +69,28 @@ void Shop::handle(const httplib::Request& req, httplib::Response& res) {
   }
 
   sensor::CallScope outer(*sensor_, "http.request");
-  std::map<std::string, std::string> headers;
-  for (const auto& [k, v] : req.headers) {
-    std::string lk = k;
-    for (auto& c : lk) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (lk == "cookie" || lk == "content-length" || lk.rfind("x-immunizer-", 0) == 0 || lk == "x-forwarded-for" ||
-        lk == "remote_addr" || lk == "remote_port" || lk == "local_addr" || lk == "local_port")
-      continue;
-    headers[lk] = csic::latin1_to_utf8(v);
+  // Arguments are built only for calls the sensor records (sampling may skip this one).
+  if (outer.recording()) {
+    std::map<std::string, std::string> headers;
+    for (const auto& [k, v] : req.headers) {
+      std::string lk = k;
+      for (auto& c : lk) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lk == "cookie" || lk == "content-length" || lk.rfind("x-immunizer-", 0) == 0 || lk == "x-forwarded-for" ||
+          lk == "remote_addr" || lk == "remote_port" || lk == "local_addr" || lk == "local_port")
+        continue;
+      headers[lk] = csic::latin1_to_utf8(v);
+    }
+    outer.principal(principal)
+        .arg("method", req.method)
+        .arg("path", csic::latin1_to_utf8(req.path))
+        .arg("query", csic::latin1_to_utf8(raw_query))
+        .arg("headers", headers)
+        .arg("body_length", static_cast<int64_t>(req.body.size()));
+    if (!trace.empty()) outer.label("trace", trace);
+    const auto rid = outer.id();
+    res.set_header("X-Immunizer-Record",
+                   std::string(rid.app) + "/" + std::string(rid.instance) + "/" + std::to_string(rid.seq));
   }
-  outer.principal(principal)
-      .arg("method", req.method)
-      .arg("path", csic::latin1_to_utf8(req.path))
-      .arg("query", csic::latin1_to_utf8(raw_query))
-      .arg("headers", headers)
-      .arg("body_length", static_cast<int64_t>(req.body.size()));
-  if (!trace.empty()) outer.label("trace", trace);
-  const auto rid = outer.id();
-  res.set_header("X-Immunizer-Record", std::string(rid.app) + "/" + std::string(rid.instance) + "/" + std::to_string(rid.seq));
 
   if (effector_ && !effector_->allows(principal, "http.request")) {
     counters_.blocked.fetch_add(1, std::memory_order_relaxed);
@@ -110,12 +114,14 @@ void Shop::handle(const httplib::Request& req, httplib::Response& res) {
   }
   {
     sensor::CallScope inner(*sensor_, req.path);
-    inner.principal(principal);
-    if (!trace.empty()) inner.label("trace", trace);
-    for (const auto& [k, v] : csic::parse_params(raw_query)) inner.arg(csic::latin1_to_utf8(k), csic::latin1_to_utf8(v));
-    const std::string ctype = req.get_header_value("Content-Type");
-    if (!req.body.empty() && (ctype.empty() || ctype.find("x-www-form-urlencoded") != std::string::npos))
-      for (const auto& [k, v] : csic::parse_params(req.body)) inner.arg(csic::latin1_to_utf8(k), csic::latin1_to_utf8(v));
+    if (inner.recording()) {
+      inner.principal(principal);
+      if (!trace.empty()) inner.label("trace", trace);
+      for (const auto& [k, v] : csic::parse_params(raw_query)) inner.arg(csic::latin1_to_utf8(k), csic::latin1_to_utf8(v));
+      const std::string ctype = req.get_header_value("Content-Type");
+      if (!req.body.empty() && (ctype.empty() || ctype.find("x-www-form-urlencoded") != std::string::npos))
+        for (const auto& [k, v] : csic::parse_params(req.body)) inner.arg(csic::latin1_to_utf8(k), csic::latin1_to_utf8(v));
+    }
     if (effector_ && !effector_->allows(principal, req.path)) {
       counters_.blocked.fetch_add(1, std::memory_order_relaxed);
       inner.error("Denied", "call denied by Immunizer");
