@@ -72,4 +72,36 @@ std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s, 
   return out;
 }
 
+void SnapshotWriter::write(Producer& data_out, const StateFn& state) {
+  Producer& out = own_ ? *own_ : data_out;
+  for (const auto& key : changed_) {
+    auto st = state(key);
+    if (!st) continue;
+    v1::ModelSnapshot snap;
+    snap.set_model_key(key);
+    snap.set_kind(kind_);
+    snap.set_format_version(format_);
+    snap.set_state(std::move(st->first));
+    snap.set_taken_unix_nanos(clock_.now_unix_nanos());
+    snap.set_records_seen(st->second);
+    out.produce(topic_, snapshot_key(kind_, key), snap.SerializeAsString());
+  }
+  changed_.clear();
+}
+
+bool SnapshotWriter::maybe_write(Producer& data_out, const StateFn& state) {
+  const int64_t now = clock_.now_unix_nanos();
+  if (last_ns_ == 0) last_ns_ = now;
+  if (now - last_ns_ < interval_ns_) return false;
+  write(data_out, state);
+  last_ns_ = now;
+  return true;
+}
+
+void SnapshotWriter::write_final(Producer& data_out, const StateFn& state) {
+  write(data_out, state);
+  if (own_ && !own_->flush(std::chrono::seconds(10)).ok())
+    logger(kind_)->warn("final {} snapshots not all acknowledged", kind_);
+}
+
 }  // namespace immunizer::common

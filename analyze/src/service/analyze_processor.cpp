@@ -32,6 +32,7 @@ AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topi
       topics_(topics),
       clock_(clock),
       models_(cfg.detector, cfg.threads),
+      snapshots_("analyze", 2, topics.models, cfg.snapshot_interval_ms, clock),
       alarms_(prometheus::BuildCounter().Name("immunizer_alarms_total").Help("Alarms raised, by severity").Register(r)),
       scored_(prometheus::BuildCounter().Name("immunizer_analyze_vectors_scored_total")
                   .Help("Feature vectors scored by an active model").Register(r).Add({})),
@@ -57,7 +58,7 @@ void AnalyzeProcessor::feedback(const v1::Feedback& f) {
   if (f.verdict() != v1::FEEDBACK_FALSE_POSITIVE || f.values().empty()) return;
   if (auto* k = models_.find(f.model_key())) {
     k->feedback_false_positive(std::vector<double>(f.values().begin(), f.values().end()));
-    changed_.insert(f.model_key());
+    snapshots_.mark(f.model_key());
   }
 }
 
@@ -107,7 +108,7 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, 
       reject(*src[i], "model_rejected_vector", r.error);
       continue;
     }
-    changed_.insert(v.model_key());
+    snapshots_.mark(v.model_key());
     const Verdict& verdict = r.verdict;
     (verdict.state == ModelState::kActive ? scored_ : learning_).Increment();
     v1::Score s;
@@ -163,42 +164,28 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, 
   }
 }
 
-void AnalyzeProcessor::snapshot_changed(common::Producer& data_out) {
-  common::Producer& out = snapshot_out_ ? *snapshot_out_ : data_out;
-  for (const auto& key : changed_) {
-    auto* k = models_.find(key);
-    if (!k) continue;
-    v1::ModelSnapshot snap;
-    snap.set_model_key(key);
-    snap.set_kind("analyze");
-    snap.set_format_version(2);  // 2: zlib-compressed ModelKeyState bytes
-    snap.set_state(common::zlib_compress(k->snapshot()));
-    snap.set_taken_unix_nanos(clock_.now_unix_nanos());
-    snap.set_records_seen(k->records_seen());
-    out.produce(topics_.models, common::snapshot_key("analyze", key), snap.SerializeAsString());
-  }
-  changed_.clear();
+// Format 2: zlib-compressed ModelKeyState bytes.
+std::optional<std::pair<std::string, uint64_t>> AnalyzeProcessor::state_of(const std::string& key) {
+  auto* k = models_.find(key);
+  if (!k) return std::nullopt;
+  return std::make_pair(common::zlib_compress(k->snapshot()), static_cast<uint64_t>(k->records_seen()));
+}
+
+void AnalyzeProcessor::update_gauges() {
+  size_t active = 0;
+  for (const auto& k : models_.keys())
+    if (auto* s = models_.find(k); s && s->state() == ModelState::kActive) ++active;
+  models_active_.Set(static_cast<double>(active));
+  models_total_.Set(static_cast<double>(models_.size()));
+  memory_.Set(static_cast<double>(models_.memory_bytes()));
 }
 
 void AnalyzeProcessor::tick(common::Producer& out) {
-  const int64_t now = clock_.now_unix_nanos();
-  if (last_snapshot_ns_ == 0) last_snapshot_ns_ = now;
-  if (now - last_snapshot_ns_ >= cfg_.snapshot_interval_ms * 1'000'000) {
-    snapshot_changed(out);
-    last_snapshot_ns_ = now;
-    size_t active = 0;
-    for (const auto& k : models_.keys())
-      if (auto* s = models_.find(k); s && s->state() == ModelState::kActive) ++active;
-    models_active_.Set(static_cast<double>(active));
-    models_total_.Set(static_cast<double>(models_.size()));
-    memory_.Set(static_cast<double>(models_.memory_bytes()));
-  }
+  if (snapshots_.maybe_write(out, [this](const std::string& k) { return state_of(k); })) update_gauges();
 }
 
 void AnalyzeProcessor::drain(common::Producer& out) {
-  snapshot_changed(out);
-  if (snapshot_out_ && !snapshot_out_->flush(std::chrono::seconds(10)).ok())
-    common::logger("analyze")->warn("final model snapshots not all acknowledged");
+  snapshots_.write_final(out, [this](const std::string& k) { return state_of(k); });
 }
 
 size_t AnalyzeProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {

@@ -37,6 +37,7 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
       topics_(topics),
       clock_(clock),
       extractor_(cfg.features),
+      snapshots_("monitor", FeatureExtractor::kSnapshotFormat, topics.models, cfg.snapshot_interval_ms, clock),
       records_(prometheus::BuildCounter().Name("immunizer_monitor_records_total")
                    .Help("Call records turned into feature vectors").Register(r).Add({})),
       rejected_(prometheus::BuildCounter().Name("immunizer_monitor_records_rejected_total")
@@ -59,23 +60,12 @@ void MonitorProcessor::process(const common::Message& m, common::Producer& out) 
     throw common::BadMessage("unusable_call_record", reason);
   }
   records_.Increment();
-  changed_.insert(v.model_key());
+  snapshots_.mark(v.model_key());
   out.produce(topics_.features, v.model_key(), v.SerializeAsString());
 }
 
-void MonitorProcessor::snapshot_changed(common::Producer& data_out) {
-  common::Producer& out = snapshot_out_ ? *snapshot_out_ : data_out;
-  for (const auto& key : changed_) {
-    v1::ModelSnapshot snap;
-    snap.set_model_key(key);
-    snap.set_kind("monitor");
-    snap.set_format_version(FeatureExtractor::kSnapshotFormat);
-    snap.set_state(extractor_.snapshot(key));
-    snap.set_taken_unix_nanos(clock_.now_unix_nanos());
-    snap.set_records_seen(extractor_.records_seen(key));
-    out.produce(topics_.models, common::snapshot_key("monitor", key), snap.SerializeAsString());
-  }
-  changed_.clear();
+std::optional<std::pair<std::string, uint64_t>> MonitorProcessor::state_of(const std::string& key) const {
+  return std::make_pair(extractor_.snapshot(key), extractor_.records_seen(key));
 }
 
 void MonitorProcessor::update_gauges() {
@@ -86,19 +76,11 @@ void MonitorProcessor::update_gauges() {
 }
 
 void MonitorProcessor::tick(common::Producer& out) {
-  const int64_t now = clock_.now_unix_nanos();
-  if (last_snapshot_ns_ == 0) last_snapshot_ns_ = now;
-  if (now - last_snapshot_ns_ >= cfg_.snapshot_interval_ms * 1'000'000) {
-    snapshot_changed(out);
-    update_gauges();
-    last_snapshot_ns_ = now;
-  }
+  if (snapshots_.maybe_write(out, [this](const std::string& k) { return state_of(k); })) update_gauges();
 }
 
 void MonitorProcessor::drain(common::Producer& out) {
-  snapshot_changed(out);
-  if (snapshot_out_ && !snapshot_out_->flush(std::chrono::seconds(10)).ok())
-    common::logger("monitor")->warn("final monitor snapshots not all acknowledged");
+  snapshots_.write_final(out, [this](const std::string& k) { return state_of(k); });
 }
 
 size_t MonitorProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {

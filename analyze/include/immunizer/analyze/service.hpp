@@ -15,6 +15,7 @@
 #include "immunizer/common/config.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/common/snapshots.hpp"
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/v1/records.pb.h"
 
@@ -40,19 +41,18 @@ class AnalyzeProcessor final : public common::Processor {
   // Restores learned models (from read_snapshots); bad snapshots are skipped with a warning.
   size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps);
   // Snapshots go to this producer (best effort, never part of a batch's commit); default: `out`.
-  void set_snapshot_producer(common::Producer* p) { snapshot_out_ = p; }
+  void set_snapshot_producer(common::Producer* p) { snapshots_.set_producer(p); }
   ModelRegistry& models() { return models_; }
 
  private:
   void feedback(const v1::Feedback& f);
-  void snapshot_changed(common::Producer& out);
+  std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key);
+  void update_gauges();
   AnalyzeConfig cfg_;
   common::Topics topics_;
   const common::Clock& clock_;
   ModelRegistry models_;
-  std::set<std::string> changed_;
-  common::Producer* snapshot_out_ = nullptr;
-  int64_t last_snapshot_ns_ = 0;
+  common::SnapshotWriter snapshots_;
   prometheus::Family<prometheus::Counter>& alarms_;
   prometheus::Counter& scored_;
   prometheus::Counter& learning_;

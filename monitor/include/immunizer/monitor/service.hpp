@@ -13,6 +13,7 @@
 #include "immunizer/common/config.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/common/snapshots.hpp"
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/monitor/features.hpp"
 
@@ -34,19 +35,17 @@ class MonitorProcessor final : public common::Processor {
   void drain(common::Producer& out) override;
   size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps);
   // Snapshots go to this producer (best effort, never part of a batch's commit); default: `out`.
-  void set_snapshot_producer(common::Producer* p) { snapshot_out_ = p; }
+  void set_snapshot_producer(common::Producer* p) { snapshots_.set_producer(p); }
   FeatureExtractor& extractor() { return extractor_; }
 
  private:
-  void snapshot_changed(common::Producer& out);
+  std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) const;
   void update_gauges();
   MonitorConfig cfg_;
   common::Topics topics_;
   const common::Clock& clock_;
   FeatureExtractor extractor_;
-  std::set<std::string> changed_;
-  common::Producer* snapshot_out_ = nullptr;
-  int64_t last_snapshot_ns_ = 0;
+  common::SnapshotWriter snapshots_;
   std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
