@@ -37,10 +37,11 @@ bool port_free(int port) {
 }
 
 // Eight free consecutive ports: base+1..base+5 for the services, +6 dashboard, +7 shop.
+// Below Linux's ephemeral range (32768+), so outgoing connections cannot take them meanwhile.
 int free_base() {
   std::mt19937 rng(std::random_device{}());
   for (int attempt = 0; attempt < 200; ++attempt) {
-    const int base = 20000 + static_cast<int>(rng() % 30000);
+    const int base = 20000 + static_cast<int>(rng() % 12000);
     bool ok = true;
     for (int p = base + 1; p <= base + 7 && ok; ++p) ok = port_free(p);
     if (ok) return base;

@@ -131,8 +131,15 @@ std::optional<ChildExit> Supervisor::wait_any(const std::atomic<bool>& stop) {
 
 bool Supervisor::alive(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& c : children_)
-    if (c->spec.name == name) return c->running;
+  for (auto& c : children_) {
+    if (c->spec.name != name) continue;
+    if (!c->running) return false;
+    // Exited but not yet reaped? Look without reaping, so wait_any() still reports it.
+    siginfo_t info{};
+    const bool exited = waitid(P_PID, static_cast<id_t>(c->pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                        info.si_pid == c->pid;
+    return !exited;
+  }
   return false;
 }
 

@@ -1,6 +1,7 @@
 #include "immunizer/tools/supervisor.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 using namespace immunizer::tools;
 
@@ -41,4 +42,16 @@ TEST(Supervisor, MissingProgramIsAClearError) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("ghost"), std::string::npos);
   }
+}
+
+TEST(Supervisor, AliveNoticesAnExitWithoutReapingIt) {
+  Supervisor sup(false);
+  sup.spawn({.name = "short", .path = "/bin/sh", .args = {"-c", "exit 4"}});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (sup.alive("short") && std::chrono::steady_clock::now() < deadline) usleep(20'000);
+  EXPECT_FALSE(sup.alive("short"));
+  std::atomic<bool> stop{false};
+  auto e = sup.wait_any(stop);  // still reported with its status
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->how, "exited with status 4");
 }

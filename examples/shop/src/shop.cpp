@@ -94,6 +94,8 @@ void Shop::handle(const httplib::Request& req, httplib::Response& res) {
 
   if (effector_ && !effector_->allows(principal, "http.request")) {
     counters_.blocked.fetch_add(1, std::memory_order_relaxed);
+    // Recorded for the audit trail, marked so the monitor does not score our own denial.
+    outer.label("immunizer.denied", "effector");
     outer.result(int64_t{403});
     res.status = 403;
     res.set_content("blocked by Immunizer\n", "text/plain");
@@ -124,7 +126,9 @@ void Shop::handle(const httplib::Request& req, httplib::Response& res) {
     }
     if (effector_ && !effector_->allows(principal, req.path)) {
       counters_.blocked.fetch_add(1, std::memory_order_relaxed);
+      inner.label("immunizer.denied", "effector");
       inner.error("Denied", "call denied by Immunizer");
+      outer.label("immunizer.denied", "effector");
       outer.result(int64_t{403});
       res.status = 403;
       res.set_content("blocked by Immunizer\n", "text/plain");

@@ -51,6 +51,12 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
 void MonitorProcessor::process(const common::Message& m, common::Producer& out) {
   v1::CallRecord rec;
   if (!rec.ParseFromString(m.payload)) throw common::BadMessage("unparsable_call_record", "payload is not a CallRecord");
+  if (rec.labels().contains("immunizer.denied")) {
+    // A call the effector denied never ran: scoring it would only raise alarms about our own
+    // 403s, and learning it would teach the model that denials are normal.
+    rejected_.Add({{"reason", "denied_by_effector"}}).Increment();
+    return;
+  }
   const std::string key = FeatureExtractor::model_key(rec);
   v1::FeatureVector& v = scratch_[key];
   std::string reason;

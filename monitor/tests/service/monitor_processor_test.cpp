@@ -48,6 +48,17 @@ TEST(MonitorProcessor, OneVectorPerRecordKeyedByModelKey) {
   EXPECT_GT(v.values_size(), 0);
 }
 
+TEST(MonitorProcessor, CallsDeniedByTheEffectorAreNeitherScoredNorLearned) {
+  Fixture f;
+  auto r = record(1, "5");
+  (*r.mutable_labels())["immunizer.denied"] = "effector";
+  f.in.push(f.topics.calls, "k", r.SerializeAsString());
+  f.loop.run_once();
+  EXPECT_TRUE(f.out.on(f.topics.features).empty());
+  EXPECT_TRUE(f.out.on(f.topics.deadletter).empty());
+  EXPECT_TRUE(f.proc.extractor().model_keys().empty());
+}
+
 TEST(MonitorProcessor, GarbageIsDeadLetteredAndStateSurvivesRestart) {
   Fixture f;
   f.in.push(f.topics.calls, "k", "\x01\x02garbage");
