@@ -1,5 +1,5 @@
 // immunizer-plan: alarms -> plans under a policy. Wiring only; see plan/policy.hpp.
-#include "immunizer/common/service.hpp"
+#include "immunizer/common/stream_service.hpp"
 #include "immunizer/plan/service.hpp"
 
 using namespace immunizer;
@@ -13,12 +13,7 @@ int main(int argc, char** argv) {
       common::KafkaMetrics metrics(*ctx.registry, "plan");
       common::SystemClock clock;
       plan::PlanProcessor proc(cfg, ctx.topics, clock, *ctx.registry);
-      auto producer = common::make_kafka_producer(ctx.kafka, "plan", &metrics);
-      auto consumer = common::make_kafka_consumer(ctx.kafka, group, {ctx.topics.alarms, ctx.topics.feedback}, &metrics);
-      common::StreamLoop loop(*consumer, *producer, proc,
-                              {.service = "plan", .deadletter_topic = ctx.topics.deadletter}, &metrics,
-                              ctx.registry.get());
-      loop.run(ctx.stop);
+      common::run_stream_service(ctx, proc, metrics, group, {ctx.topics.alarms, ctx.topics.feedback});
     };
   });
 }

@@ -3,6 +3,7 @@
 #include "immunizer/common/compress.hpp"
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/snapshots.hpp"
+#include "immunizer/common/stream_service.hpp"
 
 namespace immunizer::analyze {
 
@@ -189,17 +190,10 @@ void AnalyzeProcessor::drain(common::Producer& out) {
 }
 
 size_t AnalyzeProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
-  size_t n = 0;
-  for (const auto& [key, snap] : snaps) {
-    try {
-      if (snap.format_version() != 2) throw std::runtime_error("unknown format " + std::to_string(snap.format_version()));
-      models_.restore(key, common::zlib_decompress(snap.state()));
-      ++n;
-    } catch (const std::exception& e) {
-      common::logger("analyze")->warn("snapshot of {} skipped: {}", key, e.what());
-    }
-  }
-  return n;
+  return common::restore_each(snaps, "analyze", [this](const std::string& key, const v1::ModelSnapshot& snap) {
+    if (snap.format_version() != 2) throw std::runtime_error("unknown format " + std::to_string(snap.format_version()));
+    models_.restore(key, common::zlib_decompress(snap.state()));
+  });
 }
 
 }  // namespace immunizer::analyze

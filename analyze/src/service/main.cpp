@@ -5,7 +5,7 @@
 #include "immunizer/analyze/models/score_command.hpp"
 #include "immunizer/analyze/service.hpp"
 #include "immunizer/common/service.hpp"
-#include "immunizer/common/snapshots.hpp"
+#include "immunizer/common/stream_service.hpp"
 
 using namespace immunizer;
 
@@ -23,18 +23,10 @@ int main(int argc, char** argv) {
       common::KafkaMetrics metrics(*ctx.registry, "analyze");
       common::SystemClock clock;
       analyze::AnalyzeProcessor proc(cfg, ctx.topics, clock, *ctx.registry);
-      if (restore) {
-        const auto snaps = common::read_snapshots(ctx.kafka, ctx.topics.models, "analyze", std::chrono::seconds(30));
-        ctx.log->info("restored {} of {} model snapshots", proc.restore(snaps), snaps.size());
-      }
-      auto producer = common::make_kafka_producer(ctx.kafka, "analyze", &metrics);
-      auto snapshots = common::make_kafka_producer(ctx.kafka, "analyze-snapshots", &metrics, {{"message.max.bytes", "16000000"}});
-      proc.set_snapshot_producer(snapshots.get());
-      auto consumer = common::make_kafka_consumer(ctx.kafka, cfg.group, {ctx.topics.features, ctx.topics.feedback}, &metrics);
-      common::StreamLoop loop(*consumer, *producer, proc,
-                              {.service = "analyze", .deadletter_topic = ctx.topics.deadletter}, &metrics,
-                              ctx.registry.get());
-      loop.run(ctx.stop);
+      const common::SnapshotHooks snapshots{
+          "analyze", restore, [&](const auto& snaps) { return proc.restore(snaps); },
+          [&](common::Producer* p) { proc.set_snapshot_producer(p); }};
+      common::run_stream_service(ctx, proc, metrics, cfg.group, {ctx.topics.features, ctx.topics.feedback}, &snapshots);
     };
   });
 }

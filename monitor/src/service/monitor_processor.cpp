@@ -1,6 +1,7 @@
 #include "immunizer/monitor/service.hpp"
 
 #include "immunizer/common/logging.hpp"
+#include "immunizer/common/stream_service.hpp"
 #include "immunizer/common/snapshots.hpp"
 
 namespace immunizer::monitor {
@@ -90,17 +91,11 @@ void MonitorProcessor::drain(common::Producer& out) {
 }
 
 size_t MonitorProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
-  size_t n = 0;
-  for (const auto& [key, snap] : snaps) {
-    try {
-      if (snap.format_version() != FeatureExtractor::kSnapshotFormat)
-        throw std::runtime_error("format " + std::to_string(snap.format_version()));
-      extractor_.restore(key, snap.state());
-      ++n;
-    } catch (const std::exception& e) {
-      common::logger("monitor")->warn("snapshot of {} skipped: {}", key, e.what());
-    }
-  }
+  const size_t n = common::restore_each(snaps, "monitor", [this](const std::string& key, const v1::ModelSnapshot& snap) {
+    if (snap.format_version() != FeatureExtractor::kSnapshotFormat)
+      throw std::runtime_error("format " + std::to_string(snap.format_version()));
+    extractor_.restore(key, snap.state());
+  });
   update_gauges();
   return n;
 }

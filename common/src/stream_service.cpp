@@ -1,0 +1,40 @@
+#include "immunizer/common/stream_service.hpp"
+
+#include "immunizer/common/snapshots.hpp"
+
+namespace immunizer::common {
+
+void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metrics, const std::string& group,
+                        const std::vector<std::string>& topics, const SnapshotHooks* snapshots) {
+  std::unique_ptr<Producer> snapshot_producer;
+  if (snapshots) {
+    if (snapshots->restore) {
+      const auto snaps = read_snapshots(ctx.kafka, ctx.topics.models, snapshots->kind, std::chrono::seconds(30));
+      ctx.log->info("restored {} of {} {} snapshots", snapshots->apply(snaps), snaps.size(), snapshots->kind);
+    }
+    snapshot_producer = make_kafka_producer(ctx.kafka, ctx.name + "-snapshots", &metrics,
+                                            {{"message.max.bytes", "16000000"}});
+    snapshots->attach(snapshot_producer.get());
+  }
+  auto producer = make_kafka_producer(ctx.kafka, ctx.name, &metrics);
+  auto consumer = make_kafka_consumer(ctx.kafka, group, topics, &metrics);
+  StreamLoop loop(*consumer, *producer, proc, {.service = ctx.name, .deadletter_topic = ctx.topics.deadletter},
+                  &metrics, ctx.registry.get());
+  loop.run(ctx.stop);
+}
+
+size_t restore_each(const std::map<std::string, v1::ModelSnapshot>& snaps, const std::string& kind,
+                    const std::function<void(const std::string&, const v1::ModelSnapshot&)>& restore_one) {
+  size_t n = 0;
+  for (const auto& [key, snap] : snaps) {
+    try {
+      restore_one(key, snap);
+      ++n;
+    } catch (const std::exception& e) {
+      logger(kind)->warn("snapshot of {} skipped: {}", key, e.what());
+    }
+  }
+  return n;
+}
+
+}  // namespace immunizer::common
