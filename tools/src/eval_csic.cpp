@@ -345,12 +345,15 @@ int eval_csic_command(const EvalOptions& o) {
       hold(train_expected, col.train_scores);
       return true;
     };
+    auto print_sent = [](const char* label, const replay::PhaseSummary& p) {
+      std::printf("%s sent %lu requests in %.1f s (%.0f req/s): 2xx %lu, 404 %lu, other %lu, no answer %lu\n", label,
+                  (unsigned long)p.sent, p.seconds, p.requests_per_second(), (unsigned long)p.ok,
+                  (unsigned long)p.not_found, (unsigned long)p.other, (unsigned long)p.failed);
+      std::fflush(stdout);
+    };
     const int64_t t_train = now_ns();
     auto train_sum = replay::send_all(target, training, so, stop, "training");
-    std::printf("training: sent %lu requests in %.1f s (%.0f req/s): 2xx %lu, 404 %lu, other %lu, no answer %lu\n",
-                (unsigned long)train_sum.sent, train_sum.seconds, train_sum.requests_per_second(), (unsigned long)train_sum.ok,
-                (unsigned long)train_sum.not_found, (unsigned long)train_sum.other, (unsigned long)train_sum.failed);
-    std::fflush(stdout);
+    print_sent("training:", train_sum);
     wait_scored("training", [&] { return col.train_scores; }, train_expected.load());
     const double train_seconds = static_cast<double>(now_ns() - t_train) / 1e9;
     size_t active = 0, keys = 0;
@@ -390,10 +393,7 @@ int eval_csic_command(const EvalOptions& o) {
     };
     const int64_t t_test = now_ns();
     auto test_sum = replay::send_all(target, mix, so, stop, "test");
-    std::printf("test:     sent %lu requests in %.1f s (%.0f req/s): 2xx %lu, 404 %lu, other %lu, no answer %lu\n",
-                (unsigned long)test_sum.sent, test_sum.seconds, test_sum.requests_per_second(), (unsigned long)test_sum.ok,
-                (unsigned long)test_sum.not_found, (unsigned long)test_sum.other, (unsigned long)test_sum.failed);
-    std::fflush(stdout);
+    print_sent("test:    ", test_sum);
     wait_scored("test", [&] { return col.test_scores; }, test_expected.load());
 
     // Per request: the maximum combined score over its records (each is -log10 of a tail
