@@ -20,10 +20,14 @@ const std::vector<immunizer::v1::CallRecord>& records() {
     const std::string dir = std::string(IMMUNIZER_DATASETS) + "/csic2010/";
     std::vector<csic::Request> reqs;
     if (std::filesystem::exists(dir + "normalTrafficTraining.txt.gz")) {
-      reqs = csic::read_file(dir + "normalTrafficTraining.txt.gz");
+      auto normal = csic::read_file(dir + "normalTrafficTraining.txt.gz");
       auto anom = csic::read_file(dir + "anomalousTrafficTest.txt.gz");
       // ~1 attack per 10 requests, so the rarer code paths are exercised too.
-      for (size_t i = 0; i < anom.size() && i < reqs.size() / 10; ++i) reqs.insert(reqs.begin() + i * 10, anom[i]);
+      reqs.reserve(normal.size() + anom.size());
+      for (size_t i = 0, a = 0; i < normal.size(); ++i) {
+        if (i % 9 == 0 && a < anom.size()) reqs.push_back(std::move(anom[a++]));
+        reqs.push_back(std::move(normal[i]));
+      }
     } else {
       csic::Request r;
       r.method = "GET";
@@ -105,9 +109,12 @@ BENCHMARK(BM_SnapshotOuterModel)->Unit(benchmark::kMillisecond);
 void print_memory_after_100k() {
   const auto& recs = records();
   FeatureExtractor fx;
-  immunizer::v1::FeatureVector v;
+  std::unordered_map<std::string, immunizer::v1::FeatureVector> outs;  // as in the benchmark
   std::string why;
-  for (size_t n = 0; n < 100000; ++n) fx.extract(recs[n % recs.size()], &v, &why);
+  for (size_t n = 0; n < 100000; ++n) {
+    const auto& r = recs[n % recs.size()];
+    fx.extract(r, &outs[FeatureExtractor::model_key(r)], &why);
+  }
   std::cout << "memory after 100000 records (" << fx.model_keys().size() << " model keys, total "
             << fx.memory_bytes() / 1024 << " KiB):\n";
   for (const auto& k : fx.model_keys()) {

@@ -27,8 +27,20 @@ uint64_t stable_hash(std::string_view s) noexcept {
     k ^= k >> 31;
     h = (h ^ k) * 0x9E3779B97F4A7C15ull;
   }
+  // The remaining 0-7 bytes as a little-endian integer, from at most three loads (overlapping
+  // loads repeat bytes at the same positions, so OR-ing them gives the same value).
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data()) + i;
+  const size_t rem = s.size() - i;
   uint64_t tail = 0;
-  for (size_t j = 0; i < s.size(); ++i, j += 8) tail |= static_cast<uint64_t>(static_cast<uint8_t>(s[i])) << j;
+  if (rem >= 4) {
+    uint32_t lo, hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + rem - 4, 4);
+    tail = lo | (static_cast<uint64_t>(hi) << ((rem - 4) * 8));
+  } else if (rem > 0) {
+    tail = p[0] | (static_cast<uint64_t>(p[rem / 2]) << ((rem / 2) * 8)) |
+           (static_cast<uint64_t>(p[rem - 1]) << ((rem - 1) * 8));
+  }
   h = (h ^ (tail * 0xC2B2AE3D27D4EB4Full)) * 0x9E3779B97F4A7C15ull;
   h ^= h >> 29;
   h *= 0xBF58476D1CE4E5B9ull;
@@ -102,9 +114,9 @@ constexpr std::array<uint8_t, 256> kClassOf = make_class_table();
 constexpr double kClassSmoothing = 0.01;
 constexpr double kWinsor = 4.0;            // winsorising limit of running statistics, in sd
 constexpr double kMinFeatureStats = 30;    // history needed before features are normalised
-constexpr unsigned kGramSetBits = 13;
+constexpr unsigned kGramSetBits = 13;       // per-value 3-gram de-dup set: 8192 slots
 constexpr uint64_t kAllProfileSample = 4;
-constexpr uint32_t kKnownValueCount = 8;   // enumeration members seen this often are "known"      // per-value 3-gram de-dup set: 8192 slots
+constexpr uint32_t kKnownValueCount = 8;   // enumeration members seen this often are "known"
 
 // Per-path features, in column order.
 enum PathFeature : int {
@@ -119,6 +131,10 @@ enum PathFeature : int {
   kNumericDeviation,
   kPathFeatures
 };
+// The features compared with their own history in normalise() (a contiguous range); the
+// others are deviations already (length, numbers) or counts that are summed.
+constexpr int kFirstNormalised = kCharclassDivergence;
+constexpr int kLastNormalised = kUnseen3gramFrac;
 constexpr const char* kPathFeatureNames[kPathFeatures] = {
     "length_deviation", "charclass_divergence", "rare_1gram",   "rare_3gram",       "unseen_3gram_frac",
     "unseen_chars",     "nonprintable",         "enum_surprise", "numeric_deviation"};
@@ -160,10 +176,15 @@ struct RunningStats {
   double z(double x, double floor) const { return n < 1 ? 0.0 : (x - mean) / (stddev() + floor); }
   // Winsorised update: once there is some history, a wild value moves the statistics only
   // as far as k standard deviations, so attacks cannot inflate what counts as normal.
-  void add_robust(double x, double k, double floor) {
+  [[gnu::always_inline]] void add_robust(double x, double k, double floor) {
+    // Clamped when |x - mean| > k sd + floor; the square root is only taken for values
+    // outside the floor whose squared excess passes k^2 var.
     if (n >= 30) {
-      const double lim = k * stddev() + floor;
-      x = std::clamp(x, mean - lim, mean + lim);
+      const double excess = std::fabs(x - mean) - floor;
+      if (excess > 0 && excess * excess > k * k * std::max(0.0, m2 / (n - 1))) {
+        const double lim = k * stddev() + floor;
+        x = std::clamp(x, mean - lim, mean + lim);
+      }
     }
     add(x);
   }
@@ -185,6 +206,7 @@ struct PathState {
   // Distinct value hashes and counts while the path looks like an enumeration.
   std::vector<uint64_t> enum_values;
   std::vector<uint32_t> enum_counts;
+  uint32_t enum_mode = 0;     // largest of enum_counts (not stored: recomputed on restore)
   uint8_t enum_state = 0;     // 0 undecided, 1 enumeration, 2 not an enumeration
   uint64_t observations = 0;  // values seen (lists give several per record)
   RunningStats numbers;
@@ -240,6 +262,8 @@ struct PathState {
     enum_state = r.u8();
     if (enum_state > 2) throw std::runtime_error("monitor snapshot: bad enumeration state");
     if (enum_state == 2) enum_values.shrink_to_fit(), enum_counts.shrink_to_fit();
+    enum_mode = 0;
+    for (uint32_t c : enum_counts) enum_mode = std::max(enum_mode, c);
     observations = r.u64();
     numbers.read(r);
     for (auto& fs : feature_stats) fs.read(r);
@@ -261,14 +285,19 @@ struct GramSet {
   std::vector<uint32_t> stamp = std::vector<uint32_t>(size_t{1} << kGramSetBits, 0u);
   std::vector<uint32_t> key = std::vector<uint32_t>(size_t{1} << kGramSetBits, 0u);
   uint32_t epoch = 0;
-  void next_value() {
+  unsigned bits = kGramSetBits;
+  // Starts a value of n+1 grams: only a prefix of the table at least twice that size is
+  // used, so short values touch a few cache lines instead of the whole table.
+  void next_value(size_t grams) {
     if (++epoch == 0) {
       std::fill(stamp.begin(), stamp.end(), 0u);
       epoch = 1;
     }
+    bits = std::clamp<unsigned>(static_cast<unsigned>(std::bit_width(2 * grams)), 6, kGramSetBits);
   }
   bool first(uint32_t k) {
-    size_t slot = (k * 0x9E3779B1u) >> (32 - kGramSetBits);
+    const size_t mask = (size_t{1} << bits) - 1;
+    size_t slot = (k * 0x9E3779B1u) >> (32 - bits);
     while (true) {
       if (stamp[slot] != epoch) {
         stamp[slot] = epoch;
@@ -276,7 +305,7 @@ struct GramSet {
         return true;
       }
       if (key[slot] == k) return false;
-      slot = (slot + 1) & ((size_t{1} << kGramSetBits) - 1);
+      slot = (slot + 1) & mask;
     }
   }
 };
@@ -285,8 +314,58 @@ GramSet& gram_set() {
   return set;
 }
 
+// Path name -> index into a model's paths: open addressing over (hash, index) pairs, the
+// names themselves live in the PathStates. Grows at half load; never shrinks.
+class PathIndex {
+ public:
+  template <class Paths>
+  int find(std::string_view name, const Paths& paths) const {
+    if (slots_.empty()) return -1;
+    const uint64_t h = stable_hash(name);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& sl = slots_[i];
+      if (sl.idx < 0) return -1;
+      if (sl.hash == h && paths[static_cast<size_t>(sl.idx)].name == name) return sl.idx;
+    }
+  }
+  void insert(std::string_view name, int idx) {
+    if (2 * (used_ + 1) > slots_.size()) grow();
+    place(stable_hash(name), idx);
+    ++used_;
+  }
+  void clear() {
+    slots_.clear();
+    used_ = 0;
+    mask_ = 0;
+  }
+  size_t memory_bytes() const { return slots_.capacity() * sizeof(Slot); }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    int idx = -1;  // -1: empty
+  };
+  void place(uint64_t h, int idx) {
+    size_t i = h & mask_;
+    while (slots_[i].idx >= 0) i = (i + 1) & mask_;
+    slots_[i] = Slot{h, idx};
+  }
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(std::max<size_t>(16, old.size() * 2), Slot{});
+    mask_ = slots_.size() - 1;
+    for (const Slot& sl : old) {
+      if (sl.idx >= 0) place(sl.hash, sl.idx);
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t used_ = 0;
+  size_t mask_ = 0;
+};
+
 // One leaf value of the current record, kept until the record is folded in.
 struct Leaf {
+  Leaf(int p, const immunizer::v1::Value* v) : path(p), value(v) {}  // the rest is filled later
   int path;  // index into paths_, or -1 for a path without columns
   const immunizer::v1::Value* value;
   double f[kPathFeatures];  // features against the path (or the model-wide profile)
@@ -294,6 +373,7 @@ struct Leaf {
   double novelty;
   uint64_t hash;  // enum_hash of the value
   bool known;     // a frequent member of its path's value set: content not re-measured
+  int known_at;   // its position in the path's enumeration when known
 };
 
 double clampd(double v, double lim) { return std::clamp(v, -lim, lim); }
@@ -335,9 +415,11 @@ class ModelState {
 
   size_t memory_bytes() const {
     size_t m = sizeof(*this) + all_.memory_bytes() + principals_.capacity() * sizeof(PrincipalSlot);
-    for (const auto& p : paths_) m += p.memory_bytes() + p.name.size() + 48;  // + index entry
+    for (const auto& p : paths_) m += p.memory_bytes();
     for (const auto& n : names_) m += n.capacity() + sizeof(std::string);
-    m += vals_.capacity() * sizeof(double) + leaves_.capacity() * sizeof(Leaf) + path_buf_.capacity();
+    for (const auto& [path, _] : path_cache_) m += path.capacity() + sizeof(std::pair<std::string, int>);
+    m += index_.memory_bytes() + vals_.capacity() * sizeof(double) + leaves_.capacity() * sizeof(Leaf) +
+         path_buf_.capacity();
     return m;
   }
 
@@ -369,7 +451,8 @@ class ModelState {
     for (Leaf& leaf : leaves_) {
       PathState& ps = leaf.path >= 0 ? paths_[leaf.path] : all_;
       leaf.hash = enum_hash(*leaf.value);
-      leaf.known = measure(ps, *leaf.value, leaf.hash, leaf.f);
+      leaf.known_at = measure(ps, *leaf.value, leaf.hash, leaf.f);
+      leaf.known = leaf.known_at >= 0;
       leaf.novelty = normalise(ps, leaf.f, leaf.z);
       if (leaf.path >= 0) {
         combine(vals_.data() + kGlobalFeatures + leaf.path * kPathFeatures, leaf.f);
@@ -460,11 +543,13 @@ class ModelState {
     if (np > std::max<size_t>(cfg_.max_paths_per_model, 4096)) throw std::runtime_error("monitor snapshot: too many paths");
     paths_.resize(np);
     index_.clear();
+    path_cache_.clear();
     for (size_t i = 0; i < np; ++i) {
       paths_[i].read(r, cfg_.trigram_sketch_width, cfg_.trigram_sketch_depth, cfg_.enum_max_values);
-      if (!index_.emplace(paths_[i].name, static_cast<int>(i)).second) {
+      if (index_.find(paths_[i].name, paths_) >= 0) {
         throw std::runtime_error("monitor snapshot: duplicate path");
       }
+      index_.insert(paths_[i].name, static_cast<int>(i));
     }
     const uint64_t used = r.u64();
     if (used > principals_.size()) throw std::runtime_error("monitor snapshot: too many principals");
@@ -480,15 +565,6 @@ class ModelState {
   }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return stable_hash(s); }
-  };
-  struct Eq {
-    using is_transparent = void;
-    bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
-  };
-
   void collect(const immunizer::v1::Value& v, size_t depth) {
     using K = immunizer::v1::Value;
     if (v.kind_case() == K::kMapValue && depth < cfg_.max_depth) {
@@ -513,9 +589,20 @@ class ModelState {
       return;
     }
     int idx = -1;
-    auto it = index_.find(std::string_view(path_buf_));
-    if (it != index_.end()) {
-      idx = it->second;
+    // Records of one model mostly repeat the same argument paths in the same order: the
+    // path of the previous record's leaf at this position is checked before the index.
+    const size_t pos = leaves_.size();
+    if (pos < path_cache_.size() && path_cache_[pos].first == path_buf_) {
+      leaves_.emplace_back(path_cache_[pos].second, &v);
+      return;
+    }
+    if (const int found = index_.find(path_buf_, paths_); found >= 0) {
+      idx = found;
+      if (pos < kPathCacheSize) {
+        if (path_cache_.size() <= pos) path_cache_.resize(pos + 1);
+        path_cache_[pos].first.assign(path_buf_);
+        path_cache_[pos].second = idx;
+      }
     } else if (!frozen() && paths_.size() < cfg_.max_paths_per_model && path_buf_.size() <= 256) {
       idx = static_cast<int>(paths_.size());
       paths_.emplace_back();
@@ -523,14 +610,14 @@ class ModelState {
       paths_.back().trigrams = CountMinSketch(cfg_.trigram_sketch_width, cfg_.trigram_sketch_depth);
       paths_.back().enum_values.reserve(cfg_.enum_max_values);  // memory fixed until overflow
       paths_.back().enum_counts.reserve(cfg_.enum_max_values);
-      index_.emplace(path_buf_, idx);
+      index_.insert(path_buf_, idx);
       grew_ = true;
       ++unseen_;
     } else {
       ++unseen_;
       ++columnless_;
     }
-    leaves_.push_back(Leaf{idx, &v});
+    leaves_.emplace_back(idx, &v);
   }
 
   static std::string_view text_of(const immunizer::v1::Value& v) {
@@ -597,19 +684,18 @@ class ModelState {
   // the mix drifts (a feature constant in training that creeps up by a fraction of a bit
   // once some other value turns up would otherwise isolate every normal record).
   static double enum_surprise(const PathState& ps, double count) {
-    uint32_t mode = 0;
-    for (uint32_t c : ps.enum_counts) mode = std::max(mode, c);
-    return std::max(0.0, std::log2((static_cast<double>(mode) + 1.0) / (count + 1.0)));
+    if (count == ps.enum_mode) return 0.0;  // the usual value: log2(1)
+    return std::max(0.0, std::log2((static_cast<double>(ps.enum_mode) + 1.0) / (count + 1.0)));
   }
 
-  // Returns whether the value is a known enumeration member.
-  bool measure(const PathState& ps, const immunizer::v1::Value& v, uint64_t h, double* f) const {
+  // Returns the value's position in the path's enumeration if it is a known member, else -1.
+  int measure(const PathState& ps, const immunizer::v1::Value& v, uint64_t h, double* f) const {
     std::fill(f, f + kPathFeatures, 0.0);
     if (const int ki = known_index(ps, h); ki >= 0) {
       if (ps.enum_state == 1) {
         f[kEnumSurprise] = enum_surprise(ps, ps.enum_counts[ki]);
       }
-      return true;
+      return ki;
     }
     const std::string_view s = text_of(v);
     const bool textual = v.kind_case() == immunizer::v1::Value::kStringValue ||
@@ -677,7 +763,7 @@ class ModelState {
     if (number_of(v, &x)) {
       f[kNumericDeviation] = clampd(ps.numbers.z(x, 1e-3 * (std::fabs(ps.numbers.mean) + 1.0)), cfg_.max_deviation);
     }
-    return false;
+    return -1;
   }
 
   // Each feature relative to the path's own history of that feature (z >= 0), so the
@@ -690,8 +776,10 @@ class ModelState {
         z[i] = f[i];
         continue;
       }
-      if (i == kLengthDeviation || i == kNumericDeviation) {
+      if (i < kFirstNormalised || i > kLastNormalised) {
         z[i] = f[i];  // already a deviation
+      } else if (f[i] == 0 && st.mean >= 0) {
+        z[i] = 0;  // what the expression below gives for a zero feature, without the divide
       } else if (st.n >= kMinFeatureStats) {
         z[i] = std::max(0.0, (f[i] - st.mean) / (st.stddev() + std::max(0.05, 0.1 * std::fabs(st.mean))));
       } else {
@@ -722,7 +810,10 @@ class ModelState {
   void fold(PathState& ps, const Leaf& leaf, const double* f, bool learn) {
     const immunizer::v1::Value& v = *leaf.value;
     if (f != nullptr) {
-      for (int i = 0; i < kPathFeatures; ++i) ps.feature_stats[i].add_robust(f[i], kWinsor, 0.05);
+      // Only the features normalise() compares against their own history keep statistics;
+      // the first slot also counts the path's values (the learning gate reads its n).
+      ps.feature_stats[0].n += 1;
+      for (int i = kFirstNormalised; i <= kLastNormalised; ++i) ps.feature_stats[i].add_robust(f[i], kWinsor, 0.05);
     }
     if (!learn) return;
     ++ps.observations;
@@ -730,8 +821,9 @@ class ModelState {
     const bool textual = v.kind_case() == immunizer::v1::Value::kStringValue ||
                          v.kind_case() == immunizer::v1::Value::kBytesValue;
     if (leaf.known) {
-      const int ki = known_index(ps, leaf.hash);
-      if (ki >= 0 && ps.enum_counts[ki] != UINT32_MAX) ++ps.enum_counts[ki];
+      // known_at stays valid unless an earlier value of this record ended the enumeration.
+      const int ki = ps.enum_state == 2 ? -1 : leaf.known_at;
+      if (ki >= 0 && ps.enum_counts[ki] != UINT32_MAX) ps.enum_mode = std::max(ps.enum_mode, ++ps.enum_counts[ki]);
       if (ps.enum_state == 0 && ps.observations >= cfg_.enum_min_observations) ps.enum_state = 1;
       return;
     }
@@ -744,7 +836,7 @@ class ModelState {
         uint64_t seen[4] = {};
         uint32_t key = 0x02u << 8;
         GramSet& grams = gram_set();
-        grams.next_value();
+        grams.next_value(n + 1);
         for (size_t i = 0; i <= n; ++i) {
           const uint32_t b = i < n ? p[i] : 0x03u;
           if (i < n) {
@@ -769,16 +861,18 @@ class ModelState {
       const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
       if (it != ps.enum_values.end()) {
         uint32_t& c = ps.enum_counts[it - ps.enum_values.begin()];
-        if (c != UINT32_MAX) ++c;
+        if (c != UINT32_MAX) ps.enum_mode = std::max(ps.enum_mode, ++c);
       } else if (ps.enum_values.size() < cfg_.enum_max_values) {
         ps.enum_values.push_back(h);
         ps.enum_counts.push_back(1);
+        ps.enum_mode = std::max<uint32_t>(ps.enum_mode, 1);
       } else if (ps.enum_state == 0) {
         ps.enum_state = 2;  // too many distinct values: not an enumeration
         ps.enum_values.clear();
         ps.enum_values.shrink_to_fit();
         ps.enum_counts.clear();
         ps.enum_counts.shrink_to_fit();
+        ps.enum_mode = 0;
       }
       if (ps.enum_state == 0 && ps.observations >= cfg_.enum_min_observations) ps.enum_state = 1;
     }
@@ -859,13 +953,15 @@ class ModelState {
   RunningStats duration_;
   PathState all_;
   std::vector<PathState> paths_;
-  std::unordered_map<std::string, int, Hash, Eq> index_;
+  PathIndex index_;
   std::vector<PrincipalSlot> principals_;
   std::vector<std::string> names_;
   // scratch, per record
   std::vector<double> vals_;
   std::vector<Leaf> leaves_;
   std::string path_buf_;
+  static constexpr size_t kPathCacheSize = 64;
+  std::vector<std::pair<std::string, int>> path_cache_;  // leaf position -> path, index
   size_t dropped_ = 0;
   size_t unseen_ = 0;      // leaves whose path had no learned state before this record
   size_t columnless_ = 0;  // leaves whose path has no columns (schema frozen or full)

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "immunizer/monitor/features.hpp"
+#include "immunizer/monitor/sketch.hpp"
 #include "test_records.hpp"
 
 namespace immunizer::monitor {
@@ -275,6 +277,69 @@ TEST_F(Features, MaxPathsPerModelCapsColumns) {
   EXPECT_EQ(feature(v, "struct:unseen_args"), 5.0);
   ASSERT_TRUE(capped.extract(r, &v, &why));
   EXPECT_EQ(feature(v, "struct:unseen_args"), 2.0);
+}
+
+// Snapshots hold value hashes, so stable_hash must never change: compare it with the
+// byte-at-a-time definition for every tail length.
+TEST(StableHash, MatchesTheByteAtATimeDefinition) {
+  auto reference = [](std::string_view s) {
+    uint64_t h = 0x243F6A8885A308D3ull ^ (s.size() * 0x9E3779B97F4A7C15ull);
+    size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+      uint64_t k = 0;
+      for (size_t j = 0; j < 8; ++j) k |= static_cast<uint64_t>(static_cast<uint8_t>(s[i + j])) << (8 * j);
+      k *= 0xC2B2AE3D27D4EB4Full;
+      k ^= k >> 31;
+      h = (h ^ k) * 0x9E3779B97F4A7C15ull;
+    }
+    uint64_t tail = 0;
+    for (size_t j = 0; i < s.size(); ++i, j += 8) tail |= static_cast<uint64_t>(static_cast<uint8_t>(s[i])) << j;
+    h = (h ^ (tail * 0xC2B2AE3D27D4EB4Full)) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 32;
+    return h;
+  };
+  std::mt19937 rng(3);
+  std::string s;
+  for (size_t n = 0; n <= 70; ++n) {
+    for (int trial = 0; trial < 20; ++trial) {
+      s.resize(n);
+      for (auto& c : s) c = static_cast<char>(rng());
+      ASSERT_EQ(stable_hash(s), reference(s)) << "length " << n;
+    }
+  }
+  EXPECT_EQ(stable_hash(""), reference(""));
+}
+
+// Paths are looked up by name whatever order the arguments come in (map fields have no
+// fixed order), and hundreds of paths per model resolve to their own columns.
+TEST_F(Features, ArgumentOrderAndManyPathsResolveToTheRightColumns) {
+  FeatureConfig cfg;
+  cfg.max_paths_per_model = 600;
+  cfg.max_leaves_per_record = 1000;
+  FeatureExtractor many(cfg);
+  auto build = [](int i, bool reversed) {
+    std::vector<std::pair<std::string, immunizer::v1::Value>> args;
+    for (int p = 0; p < 500; ++p) args.emplace_back("p" + std::to_string(p), str(std::string(1 + p % 7, 'a')));
+    args.emplace_back("n", num(100 + i % 3));
+    if (reversed) std::reverse(args.begin(), args.end());
+    return record(args, static_cast<uint64_t>(i));
+  };
+  FeatureVector v;
+  for (int i = 0; i < 80; ++i) ASSERT_TRUE(many.extract(build(i, i % 2 == 1), &v, &why)) << why;
+  EXPECT_EQ(many.stats("shop|buy|").paths, 501u);
+  ASSERT_TRUE(many.extract(build(80, true), &v, &why));
+  EXPECT_EQ(feature(v, "struct:unseen_args"), 0.0);
+  EXPECT_EQ(feature(v, "struct:arg_count"), 501.0);
+  EXPECT_EQ(feature(v, "arg:p499:length_deviation"), 0.0);  // each path kept its own length
+  // A value that is wrong for its path shows in that path's columns only.
+  auto odd = build(81, false);
+  odd.mutable_arguments(3)->mutable_value()->set_string_value(std::string(40, 'a'));
+  ASSERT_TRUE(many.extract(odd, &v, &why));
+  EXPECT_GT(feature(v, "arg:p3:length_deviation"), 3.0);
+  EXPECT_EQ(feature(v, "arg:p4:length_deviation"), 0.0);
+  EXPECT_EQ(feature(v, "arg:p10:length_deviation"), 0.0);
 }
 
 TEST_F(Features, SnapshotRestoreContinuesIdentically) {
