@@ -13,6 +13,15 @@ BIN=${1:-build/release/bin}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-16}
 ROUNDS=${ROUNDS:-3}
+# PIN=1: the shops on CPU 0, wrk (and broker, execute) on the other CPUs, so that each shop's
+# throughput is its own CPU cost per request rather than a share of cores it fights wrk for.
+PIN=${PIN:-0}
+PIN_SHOP=""; PIN_LOAD=""; WRK_THREADS=2
+if [ "$PIN" = 1 ]; then
+  NCPU=$(nproc)
+  [ "$NCPU" -ge 2 ] || { echo "PIN=1 needs 2 CPUs" >&2; exit 2; }
+  PIN_SHOP="taskset -c 0"; PIN_LOAD="taskset -c 1-$((NCPU - 1))"; WRK_THREADS=$((NCPU - 1))
+fi
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 2; }
 WORK=$(mktemp -d)
 pids=()
@@ -22,18 +31,18 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 
-"$BIN/immunizer" broker > "$WORK/broker.log" 2>&1 & pids+=($!)
+$PIN_LOAD "$BIN/immunizer" broker > "$WORK/broker.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do grep -q bootstrap= "$WORK/broker.log" && break; sleep 0.1; done
 export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$WORK/broker.log")
 export IMMUNIZER_SECURITY_SIGNING_KEY=bench-key-$RANDOM$RANDOM
 GRPC=$(free_port); EXEC_HTTP=$(free_port)
-IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$GRPC IMMUNIZER_HTTP_PORT=$EXEC_HTTP "$BIN/immunizer-execute" > "$WORK/execute.log" 2>&1 & pids+=($!)
+IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$GRPC IMMUNIZER_HTTP_PORT=$EXEC_HTTP $PIN_LOAD "$BIN/immunizer-execute" > "$WORK/execute.log" 2>&1 & pids+=($!)
 wait_http "$EXEC_HTTP"
 export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:$GRPC IMMUNIZER_APP=shop IMMUNIZER_LOG_LEVEL=warn
 
 start_shop() {  # name port extra-args... ; env comes from the caller
   local name=$1 port=$2; shift 2
-  "$BIN/immunizer-shop" --port "$port" "$@" > "$WORK/$name.log" 2>&1 & pids+=($!)
+  $PIN_SHOP "$BIN/immunizer-shop" --port "$port" "$@" > "$WORK/$name.log" 2>&1 & pids+=($!)
   wait_http "$port"
 }
 P_BASE=$(free_port); P_AGENTS=$(free_port); P_ALL=$(free_port)
@@ -43,7 +52,7 @@ IMMUNIZER_SENSOR_CPU_BUDGET=1 start_shop agents-all "$P_ALL"
 
 URL_PATH='/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito'
 run() {  # port -> requests/s
-  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -H 'Cookie: JSESSIONID=1F767F17239C9B670A39E9B10C3825F4' \
+  $PIN_LOAD wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -H 'Cookie: JSESSIONID=1F767F17239C9B670A39E9B10C3825F4' \
       -H 'User-Agent: Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)' \
       "http://127.0.0.1:$1$URL_PATH" | awk '/Requests\/sec/ {print $2}'
 }

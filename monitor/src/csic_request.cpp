@@ -1,6 +1,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cctype>
 #include <fstream>
 #include <stdexcept>
@@ -182,27 +183,36 @@ std::vector<Request> read_file(const std::string& file) {
   return parse(data);
 }
 
-std::string url_decode(std::string_view s, bool plus_as_space) {
-  std::string out;
-  out.reserve(s.size());
+std::string_view url_decode_view(std::string_view s, std::string& scratch, bool plus_as_space) {
+  bool plain = true;
+  for (const char c : s) plain &= c != '%' && !(plus_as_space && c == '+');
+  if (plain) return s;
+  scratch.clear();
+  scratch.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     if (c == '%' && i + 2 < s.size()) {
       const int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
       if (h >= 0 && l >= 0) {
-        out.push_back(static_cast<char>(h * 16 + l));
+        scratch.push_back(static_cast<char>(h * 16 + l));
         i += 2;
         continue;
       }
     }
-    out.push_back(plus_as_space && c == '+' ? ' ' : c);
+    scratch.push_back(plus_as_space && c == '+' ? ' ' : c);
   }
-  return out;
+  return scratch;
+}
+
+std::string url_decode(std::string_view s, bool plus_as_space) {
+  std::string scratch;
+  return std::string(url_decode_view(s, scratch, plus_as_space));
 }
 
 std::vector<std::pair<std::string, std::string>> parse_params(std::string_view encoded) {
   std::vector<std::pair<std::string, std::string>> out;
   size_t pos = 0;
+  std::string dk, dv;
   while (pos <= encoded.size()) {
     size_t amp = encoded.find('&', pos);
     if (amp == std::string_view::npos) amp = encoded.size();
@@ -210,9 +220,9 @@ std::vector<std::pair<std::string, std::string>> parse_params(std::string_view e
     if (!part.empty()) {
       const size_t eq = part.find('=');
       if (eq == std::string_view::npos) {
-        out.emplace_back(url_decode(part), std::string());
+        out.emplace_back(url_decode_view(part, dk), std::string());
       } else {
-        out.emplace_back(url_decode(part.substr(0, eq)), url_decode(part.substr(eq + 1)));
+        out.emplace_back(url_decode_view(part.substr(0, eq), dk), url_decode_view(part.substr(eq + 1), dv));
       }
     }
     pos = amp + 1;
@@ -220,19 +230,32 @@ std::vector<std::pair<std::string, std::string>> parse_params(std::string_view e
   return out;
 }
 
-std::string latin1_to_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + s.size() / 8);
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
+std::string_view latin1_to_utf8_view(std::string_view s, std::string& scratch) {
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {  // ASCII check a word at a time
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if (w & 0x8080808080808080ull) break;
+  }
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+  if (i == s.size()) return s;
+  scratch.assign(s.data(), i);
+  scratch.reserve(s.size() + (s.size() - i));
+  for (; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
+      scratch.push_back(static_cast<char>(c));
     } else {
-      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+      scratch.push_back(static_cast<char>(0xC0 | (c >> 6)));
+      scratch.push_back(static_cast<char>(0x80 | (c & 0x3F)));
     }
   }
-  return out;
+  return scratch;
+}
+
+std::string latin1_to_utf8(std::string_view s) {
+  std::string scratch;
+  return std::string(latin1_to_utf8_view(s, scratch));
 }
 
 const std::vector<std::string>& shop_endpoints() {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 
 #include "immunizer/monitor/csic.hpp"
 #include "immunizer/monitor/features.hpp"
@@ -56,6 +57,29 @@ TEST(CsicParse, DecodesParameters) {
   EXPECT_EQ(p[1].second, "Jam\xF3n Ib\xE9rico");
   EXPECT_EQ(p[2].first, "flag");
   EXPECT_EQ(latin1_to_utf8("Jam\xF3n"), "Jam\xC3\xB3n");
+}
+
+// The allocation-free helpers the shop uses give what parse_params + latin1_to_utf8 give.
+TEST(CsicParse, ViewHelpersMatchTheAllocatingOnes) {
+  std::mt19937 rng(11);
+  const std::string alphabet = "ab=&%+2F41zZ\xE9\xF1 ;'";
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string s(rng() % 40, 'x');
+    for (auto& c : s) c = alphabet[rng() % alphabet.size()];
+    std::vector<std::pair<std::string, std::string>> got;
+    for_each_param(s, [&](std::string_view k, std::string_view v) { got.emplace_back(k, v); });
+    std::vector<std::pair<std::string, std::string>> want;
+    for (const auto& [k, v] : parse_params(s)) want.emplace_back(latin1_to_utf8(k), latin1_to_utf8(v));
+    ASSERT_EQ(got, want) << s;
+    std::string scratch;
+    ASSERT_EQ(url_decode_view(s, scratch), url_decode(s)) << s;
+    ASSERT_EQ(url_decode_view(s, scratch, false), url_decode(s, false)) << s;
+    ASSERT_EQ(latin1_to_utf8_view(s, scratch), latin1_to_utf8(s)) << s;
+  }
+  std::string scratch;
+  const std::string ascii = "plain-ascii-text-longer-than-a-word";
+  EXPECT_EQ(latin1_to_utf8_view(ascii, scratch).data(), ascii.data());  // no copy
+  EXPECT_EQ(url_decode_view(ascii, scratch).data(), ascii.data());
 }
 
 TEST(CsicRecords, ShopEmitsOuterAndInnerCalls) {

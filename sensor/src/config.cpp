@@ -79,6 +79,10 @@ SensorConfig SensorConfig::from_env() {
   c.delivery_timeout_ms =
       static_cast<int>(env_int("IMMUNIZER_SENSOR_DELIVERY_TIMEOUT_MS", c.delivery_timeout_ms, 1, 3'600'000));
   c.linger_ms = static_cast<int>(env_int("IMMUNIZER_SENSOR_LINGER_MS", c.linger_ms, 0, 60'000));
+  c.max_batch_records = static_cast<size_t>(
+      env_int("IMMUNIZER_SENSOR_MAX_BATCH_RECORDS", static_cast<long long>(c.max_batch_records), 1, 65536));
+  c.max_batch_bytes = static_cast<size_t>(
+      env_int("IMMUNIZER_SENSOR_MAX_BATCH_BYTES", static_cast<long long>(c.max_batch_bytes), 1024, 16 << 20));
   c.idempotence = env_bool("IMMUNIZER_SENSOR_IDEMPOTENCE", c.idempotence);
   if (const char* v = env("IMMUNIZER_SENSOR_COMPRESSION")) c.compression = v;
   c.shutdown_flush_timeout = std::chrono::milliseconds(env_int(

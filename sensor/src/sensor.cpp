@@ -75,23 +75,31 @@ void set_conf(rd_kafka_conf_t* conf, const std::string& k, const std::string& v)
   }
 }
 
+// A message's opaque: its records (high 24 bits) and budget bytes (low 40 bits).
+constexpr unsigned kOpaqueBytesBits = 40;
+void* message_opaque(uint32_t records, uint64_t accounted) {
+  return reinterpret_cast<void*>(static_cast<uintptr_t>((static_cast<uint64_t>(records) << kOpaqueBytesBits) | accounted));
+}
+
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* im = static_cast<Sensor::Impl*>(opaque);
+  const auto tag = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(m->_private));
+  const uint64_t records = tag >> kOpaqueBytesBits;
   if ((m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) &&
       im->purge_reason_ == DropReason::kShutdown) {
-    ++im->pending_purged_;  // purged at stop: counted as shutdown
+    im->pending_purged_ += records;  // purged at stop: counted as shutdown
   } else if (m->err) {
-    ++im->pending_failed_;
+    im->pending_failed_ += records;
     const int64_t now = detail::steady_ns();
     if (g_error_throttle.allow(now, 10'000'000'000)) {
       logger()->warn("sensor: delivery failed: {} (further errors in the next 10 s are counted only)",
                      rd_kafka_err2str(m->err));
     }
   } else {
-    ++im->pending_sent_;
+    im->pending_sent_ += records;
   }
   // Given back in one step after the poll (keeps the callers' cache line quiet).
-  im->pending_release_ += reinterpret_cast<uintptr_t>(m->_private);
+  im->pending_release_ += tag & ((uint64_t{1} << kOpaqueBytesBits) - 1);
 }
 
 void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
@@ -105,7 +113,48 @@ void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) {
     logger()->warn("sensor: kafka {}: {}", fac, buf);
 }
 
+rd_kafka_resp_err_t on_kafka_thread_start(rd_kafka_t*, rd_kafka_thread_type_t, const char*, void* opaque) {
+  static_cast<Sensor::Impl*>(opaque)->kafka_thread_started();
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+rd_kafka_resp_err_t on_kafka_thread_exit(rd_kafka_t*, rd_kafka_thread_type_t, const char*, void* opaque) {
+  static_cast<Sensor::Impl*>(opaque)->kafka_thread_exiting();
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+rd_kafka_resp_err_t on_kafka_new(rd_kafka_t* rk, const rd_kafka_conf_t*, void* opaque, char*, size_t) {
+  rd_kafka_interceptor_add_on_thread_start(rk, "immunizer-sensor", on_kafka_thread_start, opaque);
+  rd_kafka_interceptor_add_on_thread_exit(rk, "immunizer-sensor", on_kafka_thread_exit, opaque);
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 }  // namespace
+
+void Sensor::Impl::kafka_thread_started() {
+  clockid_t cid;
+  if (pthread_getcpuclockid(pthread_self(), &cid) != 0) return;
+  std::lock_guard lk(kafka_threads_mu_);
+  kafka_threads_.emplace_back(pthread_self(), cid);
+}
+
+void Sensor::Impl::kafka_thread_exiting() {
+  const int64_t spent = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+  std::lock_guard lk(kafka_threads_mu_);
+  for (size_t i = 0; i < kafka_threads_.size(); ++i) {
+    if (pthread_equal(kafka_threads_[i].first, pthread_self())) {
+      kafka_threads_exited_ns_ += spent;
+      kafka_threads_[i] = kafka_threads_.back();
+      kafka_threads_.pop_back();
+      return;
+    }
+  }
+}
+
+int64_t Sensor::Impl::kafka_threads_cpu_ns() {
+  std::lock_guard lk(kafka_threads_mu_);
+  int64_t total = kafka_threads_exited_ns_;
+  for (const auto& [thread, cid] : kafka_threads_) total += cpu_ns(cid);
+  return total;
+}
 
 struct MetricsBinding {
   prometheus::Counter* sent;
@@ -127,6 +176,8 @@ Sensor::Impl::Impl(SensorConfig cfg) : cfg_(std::move(cfg)), ring_(std::max<size
   if (!(cfg_.min_sample_rate >= 0.0 && cfg_.min_sample_rate <= 1.0))
     throw std::invalid_argument("sensor: min_sample_rate must be in [0, 1]");
   if (cfg_.max_inflight_bytes < 4096) throw std::invalid_argument("sensor: max_inflight_bytes must be >= 4096");
+  if (cfg_.max_batch_records < 1) throw std::invalid_argument("sensor: max_batch_records must be >= 1");
+  if (cfg_.max_batch_bytes < 1024) throw std::invalid_argument("sensor: max_batch_bytes must be >= 1024");
   if (cfg_.delivery_timeout_ms <= 0) throw std::invalid_argument("sensor: delivery_timeout_ms must be > 0");
   instance_tag_ = g_next_instance_tag.fetch_add(1);
 
@@ -146,6 +197,7 @@ void Sensor::Impl::start() {
   create_producer();
   last_tick_ns_ = detail::steady_ns();
   last_proc_cpu_ns_ = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+  last_kafka_cpu_ns_ = kafka_threads_cpu_ns();
   thread_ = std::thread([this] { pump(); });
 }
 
@@ -171,6 +223,7 @@ void Sensor::Impl::create_producer() {
   rd_kafka_conf_set_error_cb(conf, on_error);
   rd_kafka_conf_set_log_cb(conf, on_log);
   rd_kafka_conf_set_opaque(conf, this);
+  rd_kafka_conf_interceptor_add_on_new(conf, "immunizer-sensor", on_kafka_new, this);
 
   char err[512];
   rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
@@ -249,24 +302,29 @@ void Sensor::Impl::pump() {
     size_t n = 0;
     while (detail::Record* r = ring_.try_pop()) {
       ++n;
-      const rd_kafka_resp_err_t e = rd_kafka_producev(
-          rk_, RD_KAFKA_V_RKT(rkt_), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(r->key(), r->key_len), RD_KAFKA_V_VALUE(r->payload(), r->payload_len),
-          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(r->accounted))), RD_KAFKA_V_END);
-      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        release_bytes(r->accounted);
-        count_drop(e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DropReason::kQueueFull : DropReason::kDeliveryFailed,
-                   detail::StripedCounter::kProducerStripe);
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && g_error_throttle.allow(detail::steady_ns(), 10'000'000'000))
-          logger()->warn("sensor: produce failed: {}", rd_kafka_err2str(e));
+      if (cfg_.max_batch_records > 1) {
+        batch_record(r);
+      } else {
+        produce_message(std::string_view(r->key(), r->key_len), std::string_view(r->payload(), r->payload_len), 1,
+                        r->accounted);
+        if (!recycle_.try_push(r)) std::free(r);
       }
-      if (!recycle_.try_push(r)) std::free(r);
-      if ((n & 1023) == 0) poll(0);
+      if ((n & 1023) == 0) {
+        produce_all_batches();
+        poll(0);
+      }
     }
+    produce_all_batches();
     // Someone waits in flush(): send what lingers now rather than after linger.ms.
     if (flush_waiters_.load(std::memory_order_relaxed) > 0) rd_kafka_flush(rk_, 0);
-    // Serves delivery reports; doubles as the idle wait (callers never wake this thread).
-    poll(n ? 0 : 2);
+    // Serves delivery reports; doubles as the wait (callers never wake this thread). Waiting
+    // a little even while records trickle in lets them accumulate into batches: one wake-up
+    // per millisecond instead of a thread spinning on the ring, which on a busy host costs
+    // the application more in context switches than the records themselves. A full batch
+    // (the ring filling up) goes round again at once.
+    const size_t busy_batch = ring_.capacity() / 16;
+    const int gather_ms = std::clamp(cfg_.linger_ms, 1, 10);
+    poll(n >= busy_batch ? 0 : n > 0 ? gather_ms : 10);
     if (flush_waiters_.load(std::memory_order_relaxed) > 0) drained_cv_.notify_all();
     const int64_t now = detail::steady_ns();
     if (now - last_tick_ns_ >= 250'000'000) {
@@ -280,31 +338,114 @@ void Sensor::Impl::pump() {
   }
 }
 
+void Sensor::Impl::produce_message(std::string_view key, std::string_view value, uint32_t records, uint64_t accounted) {
+  const rd_kafka_resp_err_t e = rd_kafka_producev(
+      rk_, RD_KAFKA_V_RKT(rkt_), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+      RD_KAFKA_V_OPAQUE(message_opaque(records, accounted)), RD_KAFKA_V_END);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    release_bytes(accounted);
+    count_drop(e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DropReason::kQueueFull : DropReason::kDeliveryFailed,
+               detail::StripedCounter::kProducerStripe, records);
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && g_error_throttle.allow(detail::steady_ns(), 10'000'000'000))
+      logger()->warn("sensor: produce failed: {}", rd_kafka_err2str(e));
+  }
+}
+
+// Records of one key gathered in this round go out as one CallRecordBatch: batch_format
+// first, then each record as field 2 (the record's bytes are already a CallRecord).
+void Sensor::Impl::batch_record(detail::Record* r) {
+  const std::string_view key(r->key(), r->key_len);
+  KeyBatch* b = nullptr;
+  for (auto& kb : batches_) {
+    if (kb.records > 0 && kb.key == key) {
+      b = &kb;
+      break;
+    }
+  }
+  if (b == nullptr) {
+    for (auto& kb : batches_) {
+      if (kb.records == 0) {
+        b = &kb;
+        break;
+      }
+    }
+    if (b == nullptr) {
+      if (batches_.size() >= 64) {  // many keys in one round: send what there is
+        produce_all_batches();
+        b = &batches_.front();
+      } else {
+        b = &batches_.emplace_back();
+      }
+    }
+    b->key.assign(key);
+  }
+  const size_t entry = 1 + detail::varint_size(r->payload_len) + r->payload_len;
+  if (b->records > 0 && b->payload.size() + entry > cfg_.max_batch_bytes) {
+    produce_batch(*b);
+    b->key.assign(key);
+  }
+  if (b->records == 0) b->payload.assign("\x08\x01", 2);  // batch_format (field 1) = 1
+  char hdr[11];
+  hdr[0] = detail::tag(2, detail::kLen);  // records (field 2)
+  char* end = detail::put_varint(hdr + 1, r->payload_len);
+  b->payload.append(hdr, static_cast<size_t>(end - hdr));
+  b->payload.append(r->payload(), r->payload_len);
+  ++b->records;
+  b->accounted += r->accounted;
+  if (!recycle_.try_push(r)) std::free(r);
+  if (b->records >= cfg_.max_batch_records) produce_batch(*b);
+}
+
+void Sensor::Impl::produce_batch(KeyBatch& b) {
+  if (b.records == 0) return;
+  produce_message(b.key, b.payload, b.records, b.accounted);
+  b.records = 0;
+  b.accounted = 0;
+  b.payload.clear();
+}
+
+void Sensor::Impl::produce_all_batches() {
+  for (auto& b : batches_) produce_batch(b);
+}
+
 // Lowers the sampling rate when the sensor's estimated share of process CPU exceeds the
-// budget; raises it back gently when there is room. Sensor time = caller-side time
-// (timed on one call in 64, extrapolated) + this thread's CPU time.
+// budget; raises it back gently when there is room. Sensor time = caller-side time (timed on
+// one call in 64, extrapolated) + this thread's CPU time + librdkafka's threads' CPU time.
+// The budget is about load: while the process is nearly idle (under 10% of one core over the
+// tick) nothing is lowered and the rate climbs back towards the configured one, since a
+// sensor's fixed background cost would otherwise look like a large share of almost nothing.
 void Sensor::Impl::controller_tick(int64_t now) {
   const int64_t proc = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
   const int64_t pump_cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+  const int64_t kafka_cpu = kafka_threads_cpu_ns();
   const uint64_t own = own_ns_.sum();
+  const double d_wall = static_cast<double>(now - last_tick_ns_);
   const double d_proc = static_cast<double>(proc - last_proc_cpu_ns_);
-  const double d_own = static_cast<double>(own - last_own_ns_) + static_cast<double>(pump_cpu - last_pump_cpu_ns_);
+  const double d_own = static_cast<double>(own - last_own_ns_) + static_cast<double>(pump_cpu - last_pump_cpu_ns_) +
+                       static_cast<double>(kafka_cpu - last_kafka_cpu_ns_);
   last_tick_ns_ = now;
   last_proc_cpu_ns_ = proc;
   last_pump_cpu_ns_ = pump_cpu;
+  last_kafka_cpu_ns_ = kafka_cpu;
   last_own_ns_ = own;
-  if (d_proc <= 1e6) return;  // process nearly idle: nothing to judge
-  const double share = std::min(1.0, d_own / d_proc);
-  overhead_share_.store(share, std::memory_order_relaxed);
   const double budget = cfg_.cpu_budget;
-  if (budget <= 0.0 || budget >= 1.0) return;
   double rate = effective_rate_.load(std::memory_order_relaxed);
-  if (share > budget) {
-    rate = std::max(cfg_.min_sample_rate, rate * budget / share * 0.9);
-  } else if (rate < cfg_.sample_rate && share < budget * 0.7) {
+  if (d_proc < 0.1 * d_wall) {  // nearly idle: nothing to judge, room to record
+    overhead_share_.store(0.0, std::memory_order_relaxed);
+    if (budget <= 0.0 || budget >= 1.0 || rate >= cfg_.sample_rate) return;
     rate = std::min(cfg_.sample_rate, rate * 1.25);
   } else {
-    return;
+    const double share = std::min(1.0, d_own / d_proc);
+    overhead_share_.store(share, std::memory_order_relaxed);
+    if (budget <= 0.0 || budget >= 1.0) return;
+    if (share > budget) {
+      rate = std::max(cfg_.min_sample_rate, rate * budget / share * 0.9);
+    } else if (rate < cfg_.sample_rate && share < budget * 0.7) {
+      rate = std::min(cfg_.sample_rate, rate * 1.25);
+    } else {
+      return;
+    }
   }
   effective_rate_.store(rate, std::memory_order_relaxed);
   sample_threshold_.store(static_cast<uint64_t>(rate * 4294967296.0), std::memory_order_relaxed);

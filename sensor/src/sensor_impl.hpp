@@ -11,6 +11,11 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
+
+#include <pthread.h>
+#include <time.h>
 
 #include "immunizer/sensor/sensor.hpp"
 #include "mpmc_ring.hpp"
@@ -66,7 +71,19 @@ struct Sensor::Impl {
   void sync_metrics();
   bool flush(std::chrono::milliseconds deadline);
   SensorStats stats() const;
-  void count_drop(DropReason r, size_t stripe) { dropped_[static_cast<size_t>(r)].add(stripe, 1); }
+  void count_drop(DropReason r, size_t stripe, uint64_t n = 1) { dropped_[static_cast<size_t>(r)].add(stripe, n); }
+  // Producer thread: batching of records by model key into CallRecordBatch messages.
+  struct KeyBatch {
+    std::string key;
+    std::string payload;    // CallRecordBatch wire bytes
+    uint32_t records = 0;
+    uint64_t accounted = 0; // budget bytes of its records
+  };
+  void batch_record(detail::Record* r);  // appends (and recycles r), producing full batches
+  void produce_batch(KeyBatch& b);
+  void produce_all_batches();
+  void produce_message(std::string_view key, std::string_view value, uint32_t records, uint64_t accounted);
+  std::vector<KeyBatch> batches_;
   void release_bytes(uint64_t bytes) { inflight_bytes_.fetch_sub(bytes, std::memory_order_relaxed); }
   uint64_t inflight_records() const;
 
@@ -108,10 +125,20 @@ struct Sensor::Impl {
   std::condition_variable drained_cv_;
   std::atomic<int> flush_waiters_{0};
 
+  // CPU clocks of librdkafka's threads for this producer (registered by an interceptor as
+  // they start): their time is the sensor's too, and the CPU budget counts it.
+  void kafka_thread_started();
+  void kafka_thread_exiting();
+  int64_t kafka_threads_cpu_ns();
+  std::mutex kafka_threads_mu_;
+  std::vector<std::pair<pthread_t, clockid_t>> kafka_threads_;
+  int64_t kafka_threads_exited_ns_ = 0;
+
   // Controller state (producer thread only).
   int64_t last_tick_ns_ = 0;
   int64_t last_proc_cpu_ns_ = 0;
   int64_t last_pump_cpu_ns_ = 0;
+  int64_t last_kafka_cpu_ns_ = 0;
   uint64_t last_own_ns_ = 0;
   int64_t last_metrics_ns_ = 0;
 

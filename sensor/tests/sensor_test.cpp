@@ -11,11 +11,13 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "immunizer/sensor/sensor.hpp"
+#include "immunizer/v1/call_records.hpp"
 #include "immunizer/v1/records.pb.h"
 #include "sensor_impl.hpp"
 
@@ -75,6 +77,38 @@ class MockKafka {
 
   // Reads `n` messages from partition 0 of `topic` (from the beginning).
   std::vector<std::pair<std::string, std::string>> consume(const std::string& topic, size_t n) {
+    std::vector<std::pair<std::string, std::string>> out;
+    read(topic, [&](std::string key, std::string payload) {
+      out.emplace_back(std::move(key), std::move(payload));
+      return out.size() >= n;
+    });
+    return out;
+  }
+
+  // Reads messages until they hold `n` call records (batched or not).
+  struct Records {
+    size_t messages = 0;
+    size_t batches = 0;  // messages that were CallRecordBatches
+    std::vector<std::pair<std::string, immunizer::v1::CallRecord>> records;  // with their message key
+    bool parsed = true;
+  };
+  Records consume_records(const std::string& topic, size_t n) {
+    Records out;
+    read(topic, [&](std::string key, std::string payload) {
+      ++out.messages;
+      out.batches += immunizer::v1::is_call_record_batch(payload);
+      std::vector<immunizer::v1::CallRecord> recs;
+      if (!immunizer::v1::parse_call_records(payload, &recs)) out.parsed = false;
+      for (auto& r : recs) out.records.emplace_back(key, std::move(r));
+      return out.records.size() >= n;
+    });
+    return out;
+  }
+
+ private:
+  // Calls `take(key, payload)` for each message from the beginning until it returns true
+  // or 20 s pass.
+  void read(const std::string& topic, const std::function<bool(std::string, std::string)>& take) {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     char err[256];
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_.c_str(), err, sizeof err);
@@ -85,22 +119,20 @@ class MockKafka {
     rd_kafka_topic_partition_list_add(parts, topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(c, parts);
     rd_kafka_topic_partition_list_destroy(parts);
-    std::vector<std::pair<std::string, std::string>> out;
     const auto until = std::chrono::steady_clock::now() + 20s;
-    while (out.size() < n && std::chrono::steady_clock::now() < until) {
+    bool done = false;
+    while (!done && std::chrono::steady_clock::now() < until) {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(c, 100);
       if (!m) continue;
       if (!m->err)
-        out.emplace_back(std::string(static_cast<const char*>(m->key), m->key_len),
-                         std::string(static_cast<const char*>(m->payload), m->len));
+        done = take(std::string(static_cast<const char*>(m->key), m->key_len),
+                    std::string(static_cast<const char*>(m->payload), m->len));
       rd_kafka_message_destroy(m);
     }
     rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
-    return out;
   }
 
- private:
   rd_kafka_t* rk_;
   rd_kafka_mock_cluster_t* mc_;
   std::string bootstrap_;
@@ -153,10 +185,12 @@ TEST(Sensor, RecordsArriveIntactWithContextAndKey) {
   expect_balanced(s->stats());
   EXPECT_EQ(s->stats().sent, 2u);
 
-  auto msgs = k.consume("t.calls", 2);
-  ASSERT_EQ(msgs.size(), 2u);
+  auto got = k.consume_records("t.calls", 2);
+  ASSERT_TRUE(got.parsed);
+  ASSERT_EQ(got.records.size(), 2u);
+  EXPECT_EQ(got.messages, 2u);  // two keys: two messages
   std::map<std::string, immunizer::v1::CallRecord> by_key;
-  for (auto& [key, payload] : msgs) ASSERT_TRUE(by_key[key].ParseFromString(payload));
+  for (auto& [key, rec] : got.records) by_key[key] = rec;
   ASSERT_TRUE(by_key.count("shop|db.query|http.request"));
   ASSERT_TRUE(by_key.count("shop|http.request|"));
   const auto& in = by_key["shop|db.query|http.request"];
@@ -181,6 +215,57 @@ TEST(Sensor, RecordsArriveIntactWithContextAndKey) {
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   EXPECT_LT(std::llabs(now - out.timestamp_unix_nanos()), 60'000'000'000LL);
+}
+
+// Records of one key recorded together travel as CallRecordBatches: fewer messages than
+// records, every record intact and once, each message holding its key's records only.
+TEST(Sensor, BatchesRecordsOfOneKeyIntoFewMessages) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.max_batch_records = 50;
+  auto s = Sensor::create(cfg);
+  constexpr int kCalls = 600;
+  for (int i = 0; i < kCalls; ++i) {
+    CallScope c(*s, i % 3 == 0 ? "db.query" : "http.request");
+    c.arg("i", i);
+  }
+  ASSERT_TRUE(s->flush(30s));
+  expect_balanced(s->stats());
+  EXPECT_EQ(s->stats().sent, static_cast<uint64_t>(kCalls));
+  auto got = k.consume_records("t.calls", kCalls);
+  ASSERT_TRUE(got.parsed);
+  ASSERT_EQ(got.records.size(), static_cast<size_t>(kCalls));
+  EXPECT_LT(got.messages, static_cast<size_t>(kCalls) / 2);
+  EXPECT_EQ(got.batches, got.messages);
+  EXPECT_GE(got.messages, static_cast<size_t>(kCalls) / 50);  // max_batch_records holds
+  std::set<int64_t> seen;
+  for (const auto& [key, rec] : got.records) {
+    EXPECT_EQ(key, "shop|" + rec.call() + "|");
+    const int64_t i = rec.arguments(0).value().int_value();
+    EXPECT_EQ(rec.call(), i % 3 == 0 ? "db.query" : "http.request");
+    EXPECT_TRUE(seen.insert(i).second) << "record " << i << " twice";
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kCalls));
+}
+
+// max_batch_records = 1 sends plain CallRecords, one per message (for consumers that do not
+// read batches).
+TEST(Sensor, BatchingCanBeTurnedOff) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.max_batch_records = 1;
+  auto s = Sensor::create(cfg);
+  for (int i = 0; i < 20; ++i) CallScope(*s, "http.request").arg("i", i);
+  ASSERT_TRUE(s->flush(30s));
+  auto msgs = k.consume("t.calls", 20);
+  ASSERT_EQ(msgs.size(), 20u);
+  for (const auto& [key, payload] : msgs) {
+    EXPECT_FALSE(immunizer::v1::is_call_record_batch(payload));
+    immunizer::v1::CallRecord r;
+    EXPECT_TRUE(r.ParseFromString(payload));
+  }
+  cfg.max_batch_records = 0;
+  EXPECT_THROW(Sensor::create(cfg), std::invalid_argument);
 }
 
 TEST(Sensor, BrokerDownNeverBlocksCountsDropsAndResumes) {

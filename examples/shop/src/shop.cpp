@@ -1,6 +1,5 @@
 #include "immunizer/shop/shop.hpp"
 
-#include <map>
 
 #include "immunizer/monitor/csic.hpp"
 
@@ -69,27 +68,41 @@ void Shop::handle(const httplib::Request& req, httplib::Response& res) {
   }
 
   sensor::CallScope outer(*sensor_, "http.request");
-  // Arguments are built only for calls the sensor records (sampling may skip this one).
+  // Arguments are built only for calls the sensor records (sampling may skip this one), and
+  // straight into the record: no intermediate containers, no copies of plain ASCII text.
   if (outer.recording()) {
-    std::map<std::string, std::string> headers;
-    for (const auto& [k, v] : req.headers) {
-      std::string lk = k;
-      for (auto& c : lk) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (lk == "cookie" || lk == "content-length" || lk.rfind("x-immunizer-", 0) == 0 || lk == "x-forwarded-for" ||
-          lk == "remote_addr" || lk == "remote_port" || lk == "local_addr" || lk == "local_port")
-        continue;
-      headers[lk] = csic::latin1_to_utf8(v);
-    }
+    std::string s1, s2;  // scratch for the rare non-ASCII value
     outer.principal(principal)
-        .arg("method", req.method)
-        .arg("path", csic::latin1_to_utf8(req.path))
-        .arg("query", csic::latin1_to_utf8(raw_query))
-        .arg("headers", headers)
+        .arg("method", std::string_view(req.method))
+        .arg("path", csic::latin1_to_utf8_view(req.path, s1))
+        .arg("query", csic::latin1_to_utf8_view(raw_query, s2))
+        .arg_with("headers", [&](sensor::ValueWriter& w) {
+          auto m = w.map();
+          std::string lk, uv;
+          for (const auto& [k, v] : req.headers) {
+            lk.assign(k);
+            for (auto& c : lk) {
+              if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+            }
+            if (lk == "cookie" || lk == "content-length" || lk.starts_with("x-immunizer-") || lk == "x-forwarded-for" ||
+                lk == "remote_addr" || lk == "remote_port" || lk == "local_addr" || lk == "local_port")
+              continue;
+            m.field(lk, csic::latin1_to_utf8_view(v, uv));
+          }
+        })
         .arg("body_length", static_cast<int64_t>(req.body.size()));
-    if (!trace.empty()) outer.label("trace", trace);
-    const auto rid = outer.id();
-    res.set_header("X-Immunizer-Record",
-                   std::string(rid.app) + "/" + std::string(rid.instance) + "/" + std::to_string(rid.seq));
+    if (!trace.empty()) {
+      // A client tracing its requests gets the record id back (httplib's header handling
+      // is costly enough per request that untraced traffic does not pay for it).
+      outer.label("trace", trace);
+      const auto rid = outer.id();
+      std::string record_ref;
+      record_ref.reserve(rid.app.size() + rid.instance.size() + 24);
+      record_ref.append(rid.app).push_back('/');
+      record_ref.append(rid.instance).push_back('/');
+      record_ref.append(std::to_string(rid.seq));
+      res.set_header("X-Immunizer-Record", record_ref);
+    }
   }
 
   if (effector_ && !effector_->allows(principal, "http.request")) {
@@ -119,10 +132,12 @@ void Shop::handle(const httplib::Request& req, httplib::Response& res) {
     if (inner.recording()) {
       inner.principal(principal);
       if (!trace.empty()) inner.label("trace", trace);
-      for (const auto& [k, v] : csic::parse_params(raw_query)) inner.arg(csic::latin1_to_utf8(k), csic::latin1_to_utf8(v));
-      const std::string ctype = req.get_header_value("Content-Type");
-      if (!req.body.empty() && (ctype.empty() || ctype.find("x-www-form-urlencoded") != std::string::npos))
-        for (const auto& [k, v] : csic::parse_params(req.body)) inner.arg(csic::latin1_to_utf8(k), csic::latin1_to_utf8(v));
+      auto param = [&](std::string_view k, std::string_view v) { inner.arg(k, v); };
+      csic::for_each_param(raw_query, param);
+      if (!req.body.empty()) {
+        const std::string ctype = req.get_header_value("Content-Type");
+        if (ctype.empty() || ctype.find("x-www-form-urlencoded") != std::string::npos) csic::for_each_param(req.body, param);
+      }
     }
     if (effector_ && !effector_->allows(principal, req.path)) {
       counters_.blocked.fetch_add(1, std::memory_order_relaxed);

@@ -1,4 +1,5 @@
 #include "immunizer/shop/shop.hpp"
+#include "immunizer/v1/call_records.hpp"
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
@@ -63,11 +64,7 @@ TEST(Shop, RecordsOuterAndInnerCallsWithPrincipalAndTrace) {
   std::vector<v1::CallRecord> recs;
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (recs.size() < 2 && std::chrono::steady_clock::now() < deadline)
-    for (const auto& m : c->poll(10, 200ms)) {
-      v1::CallRecord r;
-      ASSERT_TRUE(r.ParseFromString(m.payload));
-      recs.push_back(r);
-    }
+    for (const auto& m : c->poll(10, 200ms)) ASSERT_TRUE(v1::parse_call_records(m.payload, &recs));
   ASSERT_EQ(recs.size(), 2u);
   // The inner call ends first, so it is produced first.
   const auto& inner = recs[0].call() == "http.request" ? recs[1] : recs[0];

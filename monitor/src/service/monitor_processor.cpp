@@ -3,6 +3,7 @@
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/stream_service.hpp"
 #include "immunizer/common/snapshots.hpp"
+#include "immunizer/v1/call_records.hpp"
 
 namespace immunizer::monitor {
 
@@ -50,25 +51,43 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
       models_(prometheus::BuildGauge().Name("immunizer_monitor_models").Help("Model keys held").Register(r).Add({})) {}
 
 void MonitorProcessor::process(const common::Message& m, common::Producer& out) {
-  v1::CallRecord rec;
-  if (!rec.ParseFromString(m.payload)) throw common::BadMessage("unparsable_call_record", "payload is not a CallRecord");
+  records_buf_.clear();
+  if (!v1::parse_call_records(m.payload, &records_buf_))
+    throw common::BadMessage("unparsable_call_record", "payload is not a CallRecord or CallRecordBatch");
+  // Every record of a batch is used; if some are not, the whole message goes to the dead
+  // letters afterwards (with the others already turned into vectors) so nothing is lost.
+  size_t bad = 0;
+  std::string first_reason;
+  for (const auto& rec : records_buf_) {
+    std::string reason;
+    if (!process_record(rec, out, &reason)) {
+      if (bad++ == 0) first_reason = reason;
+    }
+  }
+  if (bad > 0) {
+    throw common::BadMessage("unusable_call_record", records_buf_.size() == 1 ? first_reason
+        : std::to_string(bad) + " of " + std::to_string(records_buf_.size()) + " records in the batch: " + first_reason);
+  }
+}
+
+bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Producer& out, std::string* reason) {
   if (rec.labels().contains("immunizer.denied")) {
     // A call the effector denied never ran: scoring it would only raise alarms about our own
     // 403s, and learning it would teach the model that denials are normal.
     rejected_.Add({{"reason", "denied_by_effector"}}).Increment();
-    return;
+    return true;
   }
   const std::string key = FeatureExtractor::model_key(rec);
   v1::FeatureVector& v = scratch_[key];
-  std::string reason;
-  if (!extractor_.extract(rec, &v, &reason)) {
+  if (!extractor_.extract(rec, &v, reason)) {
     scratch_.erase(key);
-    rejected_.Add({{"reason", reason.substr(0, reason.find(':'))}}).Increment();
-    throw common::BadMessage("unusable_call_record", reason);
+    rejected_.Add({{"reason", reason->substr(0, reason->find(':'))}}).Increment();
+    return false;
   }
   records_.Increment();
   snapshots_.mark(v.model_key());
   out.produce(topics_.features, v.model_key(), v.SerializeAsString());
+  return true;
 }
 
 std::optional<std::pair<std::string, uint64_t>> MonitorProcessor::state_of(const std::string& key) const {

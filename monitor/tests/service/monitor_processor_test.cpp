@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/v1/call_records.hpp"
 
 using namespace immunizer;
 
@@ -46,6 +47,42 @@ TEST(MonitorProcessor, OneVectorPerRecordKeyedByModelKey) {
   EXPECT_EQ(v.record_id().seq(), 49u);
   EXPECT_EQ(v.values_size(), v.schema().names_size());
   EXPECT_GT(v.values_size(), 0);
+}
+
+// What the sensor sends by default: several records of one key per message.
+TEST(MonitorProcessor, BatchesGiveOneVectorPerRecordAndABadRecordDeadLettersItsBatch) {
+  Fixture f;
+  v1::CallRecordBatch b;
+  b.set_batch_format(1);
+  for (uint64_t i = 0; i < 20; ++i) *b.add_records() = record(i, std::to_string(i % 9 + 1));
+  std::string payload = b.SerializeAsString();
+  ASSERT_TRUE(v1::is_call_record_batch(payload));  // the marker field is written first
+  f.in.push(f.topics.calls, "k", payload);
+  f.loop.run_once();
+  auto vecs = f.out.on(f.topics.features);
+  ASSERT_EQ(vecs.size(), 20u);
+  v1::FeatureVector v;
+  ASSERT_TRUE(v.ParseFromString(vecs.back().payload));
+  EXPECT_EQ(v.record_id().seq(), 19u);
+  EXPECT_TRUE(f.out.on(f.topics.deadletter).empty());
+
+  // One unusable record (no app): the others still become vectors, the batch is kept.
+  v1::CallRecordBatch mixed;
+  mixed.set_batch_format(1);
+  *mixed.add_records() = record(20, "3");
+  *mixed.add_records() = v1::CallRecord();
+  *mixed.add_records() = record(21, "4");
+  f.in.push(f.topics.calls, "k", mixed.SerializeAsString());
+  f.loop.run_once();
+  EXPECT_EQ(f.out.on(f.topics.features).size(), 22u);
+  ASSERT_EQ(f.out.on(f.topics.deadletter).size(), 1u);
+
+  // An unknown batch format is refused as a whole.
+  mixed.set_batch_format(2);
+  f.in.push(f.topics.calls, "k", mixed.SerializeAsString());
+  f.loop.run_once();
+  EXPECT_EQ(f.out.on(f.topics.features).size(), 22u);
+  EXPECT_EQ(f.out.on(f.topics.deadletter).size(), 2u);
 }
 
 TEST(MonitorProcessor, CallsDeniedByTheEffectorAreNeitherScoredNorLearned) {

@@ -38,10 +38,36 @@ std::vector<Request> read_file(const std::string& file);
 
 // Percent-decodes (and '+' -> ' ' when plus_as_space) into raw bytes; bad escapes kept as is.
 std::string url_decode(std::string_view s, bool plus_as_space = true);
+// The same without allocating when there is nothing to decode: returns `s` itself, or the
+// decoded bytes held in `scratch` (valid until scratch changes).
+std::string_view url_decode_view(std::string_view s, std::string& scratch, bool plus_as_space = true);
 // Splits "a=1&b=2" into decoded (name, value) pairs, in order; a name without '=' gets "".
 std::vector<std::pair<std::string, std::string>> parse_params(std::string_view encoded);
 // Latin-1 bytes to UTF-8 (protobuf string fields must hold valid UTF-8).
 std::string latin1_to_utf8(std::string_view s);
+// The same returning `s` itself when it is ASCII, else the conversion held in `scratch`.
+std::string_view latin1_to_utf8_view(std::string_view s, std::string& scratch);
+
+// Calls f(name, value) for each parameter of "a=1&b=2" in order, percent-decoded and converted
+// from Latin-1 to UTF-8 (what parse_params + latin1_to_utf8 give), without allocating for
+// plain ASCII parameters. The views are valid during the call only.
+template <class F>
+void for_each_param(std::string_view encoded, F&& f) {
+  std::string dk, dv, uk, uv;  // scratch, used only by parameters that need decoding
+  size_t pos = 0;
+  while (pos <= encoded.size()) {
+    size_t amp = encoded.find('&', pos);
+    if (amp == std::string_view::npos) amp = encoded.size();
+    const std::string_view part = encoded.substr(pos, amp - pos);
+    if (!part.empty()) {
+      const size_t eq = part.find('=');
+      const std::string_view k = eq == std::string_view::npos ? part : part.substr(0, eq);
+      const std::string_view v = eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
+      f(latin1_to_utf8_view(url_decode_view(k, dk), uk), latin1_to_utf8_view(url_decode_view(v, dv), uv));
+    }
+    pos = amp + 1;
+  }
+}
 
 // The shop's endpoints: the application pages of the CSIC 2010 shop ("tienda1"), which the
 // shop instruments with an inner call named by the path.

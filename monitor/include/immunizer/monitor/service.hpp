@@ -39,6 +39,8 @@ class MonitorProcessor final : public common::Processor {
   FeatureExtractor& extractor() { return extractor_; }
 
  private:
+  // One record of a message: false (reason set) when the extractor cannot use it.
+  bool process_record(const v1::CallRecord& rec, common::Producer& out, std::string* reason);
   std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) const;
   void update_gauges();
   MonitorConfig cfg_;
@@ -47,6 +49,7 @@ class MonitorProcessor final : public common::Processor {
   FeatureExtractor extractor_;
   common::SnapshotWriter snapshots_;
   std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
+  std::vector<v1::CallRecord> records_buf_;            // the records of the current message
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Gauge& memory_total_;

@@ -67,6 +67,9 @@ struct SensorConfig {
   size_t queue_capacity = 65536;       // hand-off ring (records), rounded up to a power of 2
   int delivery_timeout_ms = 30000;     // librdkafka message.timeout.ms
   int linger_ms = 5;                   // librdkafka linger.ms
+  size_t max_batch_records = 256;      // records of one model key per Kafka message
+                                       // (CallRecordBatch); 1: one CallRecord per message
+  size_t max_batch_bytes = 256u << 10; // and at most this many bytes per message
   bool idempotence = true;             // enable.idempotence (implies acks=all)
   std::string compression = "lz4";     // compression.type
   std::chrono::milliseconds shutdown_flush_timeout{2000};  // flush budget in ~Sensor
