@@ -4,7 +4,7 @@
 #   baseline      immunizer-shop --no-sensor --no-effector
 #   agents        sensor + effector (connected to execute, no active directive: the
 #                 allows() fast path; BM_EffectorAllows measures it with 100 blocks),
-#                 sensor at its default CPU budget (5%)
+#                 sensor at its default CPU budget (2%)
 #   agents-all    the same, recording every call (IMMUNIZER_SENSOR_CPU_BUDGET=1)
 # Rounds alternate so machine noise spreads evenly; the median per variant is reported.
 # Usage: bench/agents/shop_load.sh [BIN_DIR]   (env: DURATION=10 CONNECTIONS=16 ROUNDS=3)
@@ -46,31 +46,45 @@ start_shop() {  # name port extra-args... ; env comes from the caller
   wait_http "$port"
 }
 P_BASE=$(free_port); P_AGENTS=$(free_port); P_ALL=$(free_port)
-start_shop baseline "$P_BASE" --no-sensor --no-effector
-start_shop agents "$P_AGENTS"
-IMMUNIZER_SENSOR_CPU_BUDGET=1 start_shop agents-all "$P_ALL"
+declare -A PID_OF
+start_shop baseline "$P_BASE" --no-sensor --no-effector; PID_OF[baseline]=${pids[-1]}
+start_shop agents "$P_AGENTS"; PID_OF[agents]=${pids[-1]}
+IMMUNIZER_SENSOR_CPU_BUDGET=1 start_shop agents-all "$P_ALL"; PID_OF[agents-all]=${pids[-1]}
+BROKER_PID=${pids[0]}
 
 URL_PATH='/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito'
-run() {  # port -> requests/s
-  $PIN_LOAD wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -H 'Cookie: JSESSIONID=1F767F17239C9B670A39E9B10C3825F4' \
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, clock ticks
+TCK=$(getconf CLK_TCK)
+run() {  # variant port -> "requests/s  cpu-µs-per-request (shop + broker)"
+  local v=$1 port=$2 s0 b0 s1 b1 out
+  s0=$(cpu_ticks "${PID_OF[$v]}"); b0=$(cpu_ticks "$BROKER_PID")
+  out=$($PIN_LOAD wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -H 'Cookie: JSESSIONID=1F767F17239C9B670A39E9B10C3825F4' \
       -H 'User-Agent: Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)' \
-      "http://127.0.0.1:$1$URL_PATH" | awk '/Requests\/sec/ {print $2}'
+      "http://127.0.0.1:$port$URL_PATH")
+  s1=$(cpu_ticks "${PID_OF[$v]}"); b1=$(cpu_ticks "$BROKER_PID")
+  echo "$out" | awk -v ds=$((s1 - s0)) -v db=$((b1 - b0)) -v tck="$TCK" '
+    /requests in/ {n = $1} /Requests\/sec/ {rps = $2}
+    END {printf "%s %.2f\n", rps, (ds + db) * 1e6 / tck / n}'
 }
-declare -A results
+declare -A results cpu
 for r in $(seq "$ROUNDS"); do
   for v in baseline agents agents-all; do
     case $v in baseline) p=$P_BASE;; agents) p=$P_AGENTS;; agents-all) p=$P_ALL;; esac
-    rps=$(run "$p"); results[$v]="${results[$v]:-} $rps"
-    echo "round $r  $v  $rps req/s"
+    read -r rps us <<< "$(run "$v" "$p")"
+    results[$v]="${results[$v]:-} $rps"; cpu[$v]="${cpu[$v]:-} $us"
+    echo "round $r  $v  $rps req/s  $us CPU-us/request (shop + broker)"
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 B=$(echo "${results[baseline]}" | median); A=$(echo "${results[agents]}" | median); F=$(echo "${results[agents-all]}" | median)
+CB=$(echo "${cpu[baseline]}" | median); CA=$(echo "${cpu[agents]}" | median); CF=$(echo "${cpu[agents-all]}" | median)
 echo
-echo "shop under wrk -t2 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS rounds (2-core machine, load generator on the same cores)"
-printf '%-12s %12s %8s\n' variant "req/s" ratio
-printf '%-12s %12.0f %8s\n' baseline "$B" "1.000"
-printf '%-12s %12.0f %8.3f\n' agents "$A" "$(echo "$A / $B" | bc -l)"
-printf '%-12s %12.0f %8.3f\n' agents-all "$F" "$(echo "$F / $B" | bc -l)"
+if [ "$PIN" = 1 ]; then where="shops on CPU 0, wrk/broker/execute on the others"; else where="2-core machine, load generator on the same cores"; fi
+echo "shop under wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS rounds ($where)"
+echo "capacity = baseline CPU per request / variant CPU per request (shop process + broker process)"
+printf '%-12s %12s %8s %14s %9s\n' variant "req/s" ratio "CPU-us/req" capacity
+printf '%-12s %12.0f %8s %14.2f %9s\n' baseline "$B" "1.000" "$CB" "1.000"
+printf '%-12s %12.0f %8.3f %14.2f %9.3f\n' agents "$A" "$(echo "$A / $B" | bc -l)" "$CA" "$(echo "$CB / $CA" | bc -l)"
+printf '%-12s %12.0f %8.3f %14.2f %9.3f\n' agents-all "$F" "$(echo "$F / $B" | bc -l)" "$CF" "$(echo "$CB / $CF" | bc -l)"
 curl -fs "http://127.0.0.1:$P_AGENTS/metrics" | grep -E '^immunizer_sensor_(records_sent_total|sample_rate|records_dropped_total\{.*sampled)' || true
 curl -fs "http://127.0.0.1:$P_ALL/metrics" | grep -E '^immunizer_sensor_(records_sent_total|records_dropped_total)' | grep -v ' 0$' || true

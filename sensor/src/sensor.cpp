@@ -162,6 +162,7 @@ struct MetricsBinding {
   std::array<prometheus::Counter*, kDropReasons> dropped;
   prometheus::Gauge* inflight_bytes;
   prometheus::Gauge* sample_rate;
+  prometheus::Gauge* overhead_share;
   uint64_t last_sent = 0, last_recorded = 0;
   std::array<uint64_t, kDropReasons> last_dropped{};
 };
@@ -541,6 +542,7 @@ void Sensor::Impl::sync_metrics() {
   }
   m.inflight_bytes->Set(static_cast<double>(s.inflight_bytes));
   m.sample_rate->Set(s.sample_rate);
+  m.overhead_share->Set(s.overhead_share);
 }
 
 // ---- Sensor ----
@@ -594,6 +596,10 @@ void Sensor::bind_metrics(prometheus::Registry& registry) {
                    .Name("immunizer_sensor_sample_rate")
                    .Help("Effective sampling rate (configured, lowered by the CPU budget)")
                    .Register(registry);
+  auto& share = prometheus::BuildGauge()
+                    .Name("immunizer_sensor_overhead_share")
+                    .Help("Measured share of process CPU spent in the sensor (callers, its thread, librdkafka's threads)")
+                    .Register(registry);
   auto m = std::make_unique<MetricsBinding>();
   m->sent = &sent.Add(app);
   m->recorded = &recorded.Add(app);
@@ -601,6 +607,7 @@ void Sensor::bind_metrics(prometheus::Registry& registry) {
     m->dropped[i] = &dropped.Add({{"app", impl_->cfg_.app}, {"reason", std::string(to_string(static_cast<DropReason>(i)))}});
   m->inflight_bytes = &bytes.Add(app);
   m->sample_rate = &rate.Add(app);
+  m->overhead_share = &share.Add(app);
   {
     std::lock_guard lk(impl_->metrics_mu_);
     impl_->metrics_ = std::move(m);

@@ -410,6 +410,13 @@ TEST(Sensor, CpuBudgetLowersSamplingRate) {
   EXPECT_GT(s->stats().overhead_share, 0.01);
   ASSERT_TRUE(s->flush(30s));
   expect_balanced(s->stats());
+  // Load gone: the process is nearly idle, so the budget no longer binds and the rate climbs
+  // back to the configured one (it used to stay at the floor).
+  const double low = s->stats().sample_rate;
+  ASSERT_TRUE(eventually([&] {
+    std::this_thread::sleep_for(100ms);
+    return s->stats().sample_rate >= 1.0;
+  })) << "rate stayed at " << s->stats().sample_rate << " (was " << low << " under load)";
 }
 
 TEST(Sensor, ExportsPrometheusMetrics) {

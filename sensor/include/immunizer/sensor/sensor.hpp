@@ -60,7 +60,8 @@ struct SensorConfig {
   std::string topic_prefix = "immunizer.";
   bool enabled = true;                 // runtime switch (Sensor::set_enabled flips it later)
   double sample_rate = 1.0;            // fraction of calls recorded, [0, 1]
-  double cpu_budget = 0.05;            // max share of process CPU spent in the sensor;
+  double cpu_budget = 0.02;            // max share of process CPU spent in the sensor (as
+                                       // measured: callers, its thread, librdkafka's);
                                        // <= 0 or >= 1 disables the controller
   double min_sample_rate = 0.001;      // the CPU-budget controller never goes below this
   size_t max_inflight_bytes = 32u << 20;  // records encoded but not yet acknowledged

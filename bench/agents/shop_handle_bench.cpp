@@ -1,0 +1,93 @@
+// The demo shop's request handler called directly (no sockets): what instrumenting a
+// request costs on the application's thread, side by side with the uninstrumented handler.
+//   BM_ShopHandle/0   baseline: no sensor, no effector
+//   BM_ShopHandle/1   sensor recording every call + effector allows() (no directive)
+//   BM_ShopHandle/2   the same with 5% of calls sampled (what a CPU budget leaves under load)
+// The request is the one bench/agents/shop_load.sh sends with wrk. The sensor produces to
+// librdkafka's in-process mock cluster (its producer thread runs on the other core).
+#include <benchmark/benchmark.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <memory>
+
+#include "immunizer/shop/shop.hpp"
+
+namespace {
+
+struct MockCluster {
+  MockCluster() {
+    char err[256];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    mc = rd_kafka_mock_cluster_new(rk, 1);
+    rd_kafka_mock_topic_create(mc, "bench.calls", 4, 1);
+  }
+  ~MockCluster() {
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(rk);
+  }
+  rd_kafka_t* rk;
+  rd_kafka_mock_cluster_t* mc;
+};
+
+httplib::Request wrk_request() {
+  httplib::Request req;
+  req.method = "GET";
+  req.target = "/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito";
+  req.path = "/tienda1/publico/anadir.jsp";
+  req.remote_addr = "127.0.0.1";
+  req.headers.emplace("Host", "127.0.0.1:8080");
+  req.headers.emplace("Cookie", "JSESSIONID=1F767F17239C9B670A39E9B10C3825F4");
+  req.headers.emplace("User-Agent", "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)");
+  req.headers.emplace("REMOTE_ADDR", "127.0.0.1");
+  req.headers.emplace("REMOTE_PORT", "40000");
+  req.headers.emplace("LOCAL_ADDR", "127.0.0.1");
+  req.headers.emplace("LOCAL_PORT", "8080");
+  return req;
+}
+
+void BM_ShopHandle(benchmark::State& state) {
+  const bool instrumented = state.range(0) >= 1;
+  MockCluster k;
+  std::shared_ptr<immunizer::sensor::Sensor> sensor;
+  std::shared_ptr<immunizer::effector::Effector> effector;
+  if (instrumented) {
+    immunizer::sensor::SensorConfig c;
+    c.app = "shop";
+    c.instance = "b1";
+    c.bootstrap = rd_kafka_mock_cluster_bootstraps(k.mc);
+    c.topic_prefix = "bench.";
+    c.cpu_budget = 0;  // the controller off: the rate below holds
+    c.sample_rate = state.range(0) == 2 ? 0.05 : 1.0;
+    c.max_inflight_bytes = 256u << 20;
+    c.queue_capacity = 1u << 20;
+    c.kafka_properties["log_level"] = "0";
+    sensor = immunizer::sensor::Sensor::create(c);
+    immunizer::effector::EffectorConfig e;
+    e.app = "shop";
+    e.execute_address = "127.0.0.1:1";  // nothing listens: allows() decides locally (fail-open)
+    e.signing_key = "bench-key";
+    effector = immunizer::effector::Effector::create(e);
+  }
+  immunizer::shop::Shop shop(sensor, effector, {});
+  const httplib::Request req = wrk_request();
+  for (auto _ : state) {
+    httplib::Response res;
+    shop.handle(req, res);
+    benchmark::DoNotOptimize(res.status);
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (sensor) {
+    sensor->flush(std::chrono::seconds(10));
+    const auto st = sensor->stats();
+    state.counters["records_sent"] = static_cast<double>(st.sent);
+    state.counters["records_dropped"] = static_cast<double>(st.dropped_total());
+  }
+}
+BENCHMARK(BM_ShopHandle)->Arg(0)->Arg(1)->Arg(2)->Repetitions(5)->ReportAggregatesOnly(true)->MinTime(1.0);
+
+}  // namespace
+
+BENCHMARK_MAIN();
