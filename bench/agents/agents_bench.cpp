@@ -8,6 +8,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "mock_cluster.hpp"
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -24,28 +26,13 @@ using immunizer::sensor::DropReason;
 using immunizer::sensor::Principal;
 using immunizer::sensor::Sensor;
 
-struct MockCluster {
-  MockCluster() {
-    char err[256];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    mc = rd_kafka_mock_cluster_new(rk, 1);
-    rd_kafka_mock_topic_create(mc, "bench.calls", 4, 1);
-  }
-  ~MockCluster() {
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(rk);
-  }
-  rd_kafka_t* rk;
-  rd_kafka_mock_cluster_t* mc;
-};
+using immunizer::bench::MockCluster;
 
 std::shared_ptr<Sensor> make_sensor(MockCluster& k) {
   immunizer::sensor::SensorConfig c;
   c.app = "bench";
   c.instance = "b1";
-  c.bootstrap = rd_kafka_mock_cluster_bootstraps(k.mc);
+  c.bootstrap = k.bootstrap();
   c.topic_prefix = "bench.";
   c.cpu_budget = 0;  // measure the full cost: no adaptive sampling
   c.max_inflight_bytes = 256u << 20;
@@ -144,7 +131,7 @@ void BM_SensorSampledOut(benchmark::State& state) {
   static std::shared_ptr<Sensor> s = [] {
     immunizer::sensor::SensorConfig c;
     c.app = "bench";
-    c.bootstrap = rd_kafka_mock_cluster_bootstraps(k.mc);
+    c.bootstrap = k.bootstrap();
     c.topic_prefix = "bench.";
     c.sample_rate = 0;
     c.cpu_budget = 0;

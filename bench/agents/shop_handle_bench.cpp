@@ -9,28 +9,15 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "mock_cluster.hpp"
+
 #include <memory>
 
 #include "immunizer/shop/shop.hpp"
 
 namespace {
 
-struct MockCluster {
-  MockCluster() {
-    char err[256];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    mc = rd_kafka_mock_cluster_new(rk, 1);
-    rd_kafka_mock_topic_create(mc, "bench.calls", 4, 1);
-  }
-  ~MockCluster() {
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(rk);
-  }
-  rd_kafka_t* rk;
-  rd_kafka_mock_cluster_t* mc;
-};
+using immunizer::bench::MockCluster;
 
 httplib::Request wrk_request() {
   httplib::Request req;
@@ -57,7 +44,7 @@ void BM_ShopHandle(benchmark::State& state) {
     immunizer::sensor::SensorConfig c;
     c.app = "shop";
     c.instance = "b1";
-    c.bootstrap = rd_kafka_mock_cluster_bootstraps(k.mc);
+    c.bootstrap = k.bootstrap();
     c.topic_prefix = "bench.";
     c.cpu_budget = 0;  // the controller off: the rate below holds
     c.sample_rate = state.range(0) == 2 ? 0.05 : 1.0;

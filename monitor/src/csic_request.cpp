@@ -211,22 +211,7 @@ std::string url_decode(std::string_view s, bool plus_as_space) {
 
 std::vector<std::pair<std::string, std::string>> parse_params(std::string_view encoded) {
   std::vector<std::pair<std::string, std::string>> out;
-  size_t pos = 0;
-  std::string dk, dv;
-  while (pos <= encoded.size()) {
-    size_t amp = encoded.find('&', pos);
-    if (amp == std::string_view::npos) amp = encoded.size();
-    const std::string_view part = encoded.substr(pos, amp - pos);
-    if (!part.empty()) {
-      const size_t eq = part.find('=');
-      if (eq == std::string_view::npos) {
-        out.emplace_back(url_decode_view(part, dk), std::string());
-      } else {
-        out.emplace_back(url_decode_view(part.substr(0, eq), dk), url_decode_view(part.substr(eq + 1), dv));
-      }
-    }
-    pos = amp + 1;
-  }
+  for_each_decoded_param(encoded, [&](std::string_view k, std::string_view v) { out.emplace_back(k, v); });
   return out;
 }
 

@@ -48,12 +48,12 @@ std::string latin1_to_utf8(std::string_view s);
 // The same returning `s` itself when it is ASCII, else the conversion held in `scratch`.
 std::string_view latin1_to_utf8_view(std::string_view s, std::string& scratch);
 
-// Calls f(name, value) for each parameter of "a=1&b=2" in order, percent-decoded and converted
-// from Latin-1 to UTF-8 (what parse_params + latin1_to_utf8 give), without allocating for
-// plain ASCII parameters. The views are valid during the call only.
+// Calls f(name, value) for each parameter of "a=1&b=2" in order, percent-decoded (raw bytes,
+// what parse_params gives) without allocating for parameters with nothing to decode. A name
+// without '=' gets an empty value. The views are valid during the call only.
 template <class F>
-void for_each_param(std::string_view encoded, F&& f) {
-  std::string dk, dv, uk, uv;  // scratch, used only by parameters that need decoding
+void for_each_decoded_param(std::string_view encoded, F&& f) {
+  std::string dk, dv;  // scratch, used only by parameters that need decoding
   size_t pos = 0;
   while (pos <= encoded.size()) {
     size_t amp = encoded.find('&', pos);
@@ -63,10 +63,19 @@ void for_each_param(std::string_view encoded, F&& f) {
       const size_t eq = part.find('=');
       const std::string_view k = eq == std::string_view::npos ? part : part.substr(0, eq);
       const std::string_view v = eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
-      f(latin1_to_utf8_view(url_decode_view(k, dk), uk), latin1_to_utf8_view(url_decode_view(v, dv), uv));
+      f(url_decode_view(k, dk), url_decode_view(v, dv));
     }
     pos = amp + 1;
   }
+}
+
+// The same converted from Latin-1 to UTF-8 (what parse_params + latin1_to_utf8 give).
+template <class F>
+void for_each_param(std::string_view encoded, F&& f) {
+  std::string uk, uv;
+  for_each_decoded_param(encoded, [&](std::string_view k, std::string_view v) {
+    f(latin1_to_utf8_view(k, uk), latin1_to_utf8_view(v, uv));
+  });
 }
 
 // The shop's endpoints: the application pages of the CSIC 2010 shop ("tienda1"), which the
