@@ -66,13 +66,14 @@ run() {  # variant port -> "requests/s  cpu-µs-per-request (shop + broker)"
     /requests in/ {n = $1} /Requests\/sec/ {rps = $2}
     END {printf "%s %.2f\n", rps, (ds + db) * 1e6 / tck / n}'
 }
-declare -A results cpu
+declare -A results cpu paired
 for r in $(seq "$ROUNDS"); do
   for v in baseline agents agents-all; do
     case $v in baseline) p=$P_BASE;; agents) p=$P_AGENTS;; agents-all) p=$P_ALL;; esac
     read -r rps us <<< "$(run "$v" "$p")"
     results[$v]="${results[$v]:-} $rps"; cpu[$v]="${cpu[$v]:-} $us"
     echo "round $r  $v  $rps req/s  $us CPU-us/request (shop + broker)"
+    if [ "$v" = baseline ]; then base_rps=$rps; else paired[$v]="${paired[$v]:-} $(echo "$rps / $base_rps" | bc -l)"; fi
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -82,9 +83,10 @@ echo
 if [ "$PIN" = 1 ]; then where="shops on CPU 0, wrk/broker/execute on the others"; else where="2-core machine, load generator on the same cores"; fi
 echo "shop under wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS rounds ($where)"
 echo "capacity = baseline CPU per request / variant CPU per request (shop process + broker process)"
-printf '%-12s %12s %8s %14s %9s\n' variant "req/s" ratio "CPU-us/req" capacity
-printf '%-12s %12.0f %8s %14.2f %9s\n' baseline "$B" "1.000" "$CB" "1.000"
-printf '%-12s %12.0f %8.3f %14.2f %9.3f\n' agents "$A" "$(echo "$A / $B" | bc -l)" "$CA" "$(echo "$CB / $CA" | bc -l)"
-printf '%-12s %12.0f %8.3f %14.2f %9.3f\n' agents-all "$F" "$(echo "$F / $B" | bc -l)" "$CF" "$(echo "$CB / $CF" | bc -l)"
+echo "paired = median over rounds of (variant req/s / baseline req/s of the same round)"
+printf '%-12s %12s %8s %8s %14s %9s\n' variant "req/s" ratio paired "CPU-us/req" capacity
+printf '%-12s %12.0f %8s %8s %14.2f %9s\n' baseline "$B" "1.000" "1.000" "$CB" "1.000"
+printf '%-12s %12.0f %8.3f %8.3f %14.2f %9.3f\n' agents "$A" "$(echo "$A / $B" | bc -l)" "$(echo "${paired[agents]}" | median)" "$CA" "$(echo "$CB / $CA" | bc -l)"
+printf '%-12s %12.0f %8.3f %8.3f %14.2f %9.3f\n' agents-all "$F" "$(echo "$F / $B" | bc -l)" "$(echo "${paired[agents-all]}" | median)" "$CF" "$(echo "$CB / $CF" | bc -l)"
 curl -fs "http://127.0.0.1:$P_AGENTS/metrics" | grep -E '^immunizer_sensor_(records_sent_total|sample_rate|records_dropped_total\{.*sampled)' || true
 curl -fs "http://127.0.0.1:$P_ALL/metrics" | grep -E '^immunizer_sensor_(records_sent_total|records_dropped_total)' | grep -v ' 0$' || true
