@@ -6,7 +6,8 @@
 #                 allows() fast path; BM_EffectorAllows measures it with 100 blocks),
 #                 sensor at its default CPU budget (2%)
 #   agents-all    the same, recording every call (IMMUNIZER_SENSOR_CPU_BUDGET=1)
-# Rounds alternate so machine noise spreads evenly; the median per variant is reported.
+# Rounds alternate (and rotate their order) so machine noise spreads evenly; the median per
+# variant is reported.
 # Usage: bench/agents/shop_load.sh [BIN_DIR]   (env: DURATION=10 CONNECTIONS=16 ROUNDS=3)
 set -euo pipefail
 BIN=${1:-build/release/bin}
@@ -45,12 +46,19 @@ start_shop() {  # name port extra-args... ; env comes from the caller
   $PIN_SHOP "$BIN/immunizer-shop" --port "$port" "$@" > "$WORK/$name.log" 2>&1 & pids+=($!)
   wait_http "$port"
 }
-P_BASE=$(free_port); P_AGENTS=$(free_port); P_ALL=$(free_port)
-declare -A PID_OF
-start_shop baseline "$P_BASE" --no-sensor --no-effector; PID_OF[baseline]=${pids[-1]}
-start_shop agents "$P_AGENTS"; PID_OF[agents]=${pids[-1]}
-IMMUNIZER_SENSOR_CPU_BUDGET=1 start_shop agents-all "$P_ALL"; PID_OF[agents-all]=${pids[-1]}
 BROKER_PID=${pids[0]}
+declare -A PID_OF PORT_OF
+start_variant() {  # variant: a fresh shop process on a fresh port
+  local v=$1 port
+  port=$(free_port)
+  case $v in
+    baseline) start_shop baseline "$port" --no-sensor --no-effector;;
+    agents) start_shop agents "$port";;
+    agents-all) IMMUNIZER_SENSOR_CPU_BUDGET=1 start_shop agents-all "$port";;
+  esac
+  PID_OF[$v]=${pids[-1]}; PORT_OF[$v]=$port
+}
+stop_variant() { kill "${PID_OF[$1]}" 2>/dev/null || true; wait "${PID_OF[$1]}" 2>/dev/null || true; }
 
 URL_PATH='/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito'
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, clock ticks
@@ -67,14 +75,25 @@ run() {  # variant port -> "requests/s  cpu-µs-per-request (shop + broker)"
     END {printf "%s %.2f\n", rps, (ds + db) * 1e6 / tck / n}'
 }
 declare -A results cpu paired
+VARIANTS=(baseline agents agents-all)
 for r in $(seq "$ROUNDS"); do
-  for v in baseline agents agents-all; do
-    case $v in baseline) p=$P_BASE;; agents) p=$P_AGENTS;; agents-all) p=$P_ALL;; esac
-    read -r rps us <<< "$(run "$v" "$p")"
+  # The order rotates from round to round.
+  # Every round starts fresh shop processes (in that order too): one long-lived process can
+  # sit 5-10% above or below another running identical code, which no number of rounds
+  # averages out.
+  order=()
+  for k in 0 1 2; do order+=("${VARIANTS[$(( (k + r - 1) % 3 ))]}"); done
+  if [ "$r" -gt 1 ]; then for v in "${VARIANTS[@]}"; do stop_variant "$v"; done; fi
+  for v in "${order[@]}"; do start_variant "$v"; done
+  sleep 1
+  declare -A this_round=()
+  for v in "${order[@]}"; do
+    read -r rps us <<< "$(run "$v" "${PORT_OF[$v]}")"
     results[$v]="${results[$v]:-} $rps"; cpu[$v]="${cpu[$v]:-} $us"
     echo "round $r  $v  $rps req/s  $us CPU-us/request (shop + broker)"
-    if [ "$v" = baseline ]; then base_rps=$rps; else paired[$v]="${paired[$v]:-} $(echo "$rps / $base_rps" | bc -l)"; fi
+    this_round[$v]=$rps
   done
+  for v in agents agents-all; do paired[$v]="${paired[$v]:-} $(echo "${this_round[$v]} / ${this_round[baseline]}" | bc -l)"; done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 B=$(echo "${results[baseline]}" | median); A=$(echo "${results[agents]}" | median); F=$(echo "${results[agents-all]}" | median)
@@ -88,5 +107,5 @@ printf '%-12s %12s %8s %8s %14s %9s\n' variant "req/s" ratio paired "CPU-us/req"
 printf '%-12s %12.0f %8s %8s %14.2f %9s\n' baseline "$B" "1.000" "1.000" "$CB" "1.000"
 printf '%-12s %12.0f %8.3f %8.3f %14.2f %9.3f\n' agents "$A" "$(echo "$A / $B" | bc -l)" "$(echo "${paired[agents]}" | median)" "$CA" "$(echo "$CB / $CA" | bc -l)"
 printf '%-12s %12.0f %8.3f %8.3f %14.2f %9.3f\n' agents-all "$F" "$(echo "$F / $B" | bc -l)" "$(echo "${paired[agents-all]}" | median)" "$CF" "$(echo "$CB / $CF" | bc -l)"
-curl -fs "http://127.0.0.1:$P_AGENTS/metrics" | grep -E '^immunizer_sensor_(records_sent_total|sample_rate|records_dropped_total\{.*sampled)' || true
-curl -fs "http://127.0.0.1:$P_ALL/metrics" | grep -E '^immunizer_sensor_(records_sent_total|records_dropped_total)' | grep -v ' 0$' || true
+curl -fs "http://127.0.0.1:${PORT_OF[agents]}/metrics" | grep -E '^immunizer_sensor_(records_sent_total|sample_rate|records_dropped_total\{.*sampled)' || true
+curl -fs "http://127.0.0.1:${PORT_OF[agents-all]}/metrics" | grep -E '^immunizer_sensor_(records_sent_total|records_dropped_total)' | grep -v ' 0$' || true

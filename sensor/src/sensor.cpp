@@ -328,8 +328,11 @@ void Sensor::Impl::pump() {
     poll(n >= busy_batch ? 0 : n > 0 ? gather_ms : 10);
     if (flush_waiters_.load(std::memory_order_relaxed) > 0) drained_cv_.notify_all();
     const int64_t now = detail::steady_ns();
-    if (now - last_tick_ns_ >= 250'000'000) {
-      controller_tick(now);
+    // The controller looks every 100 ms: a burst of load after an idle spell (when the rate
+    // has climbed back to the configured one) is recorded in full for at most that long.
+    if (now - last_tick_ns_ >= 100'000'000) controller_tick(now);
+    if (now - last_recalibration_ns_ >= 250'000'000) {
+      last_recalibration_ns_ = now;
       detail::TickClock::instance().recalibrate();
     }
     if (now - last_metrics_ns_ >= 500'000'000) {
@@ -434,14 +437,19 @@ void Sensor::Impl::controller_tick(int64_t now) {
   double rate = effective_rate_.load(std::memory_order_relaxed);
   if (d_proc < 0.1 * d_wall) {  // nearly idle: nothing to judge, room to record
     overhead_share_.store(0.0, std::memory_order_relaxed);
+    smoothed_share_ = -1;
     if (budget <= 0.0 || budget >= 1.0 || rate >= cfg_.sample_rate) return;
     rate = std::min(cfg_.sample_rate, rate * 1.25);
   } else {
-    const double share = std::min(1.0, d_own / d_proc);
+    // Smoothed over ticks: one timed call preempted on a busy host is extrapolated 64-fold
+    // and would otherwise cut the rate several-fold at once, while raising is gradual.
+    const double tick_share = std::min(1.0, d_own / d_proc);
+    smoothed_share_ = smoothed_share_ < 0 ? tick_share : 0.7 * smoothed_share_ + 0.3 * tick_share;
+    const double share = smoothed_share_;
     overhead_share_.store(share, std::memory_order_relaxed);
     if (budget <= 0.0 || budget >= 1.0) return;
     if (share > budget) {
-      rate = std::max(cfg_.min_sample_rate, rate * budget / share * 0.9);
+      rate = std::max(cfg_.min_sample_rate, rate * std::max(0.5, budget / share * 0.9));
     } else if (rate < cfg_.sample_rate && share < budget * 0.7) {
       rate = std::min(cfg_.sample_rate, rate * 1.25);
     } else {

@@ -141,6 +141,8 @@ struct Sensor::Impl {
   int64_t last_kafka_cpu_ns_ = 0;
   uint64_t last_own_ns_ = 0;
   int64_t last_metrics_ns_ = 0;
+  int64_t last_recalibration_ns_ = 0;
+  double smoothed_share_ = -1;  // EWMA of the measured share; < 0: none yet
 
   std::mutex metrics_mu_;
   std::unique_ptr<MetricsBinding> metrics_;
