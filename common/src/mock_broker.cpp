@@ -1,4 +1,5 @@
 #include "immunizer/common/mock_broker.hpp"
+#include "immunizer/common/kafka.hpp"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -6,6 +7,12 @@
 #include <stdexcept>
 
 namespace immunizer::common {
+
+std::vector<TopicSpec> all_topic_specs(const std::string& prefix, int partitions) {
+  std::vector<TopicSpec> specs;
+  for (const auto& t : Topics::with_prefix(prefix).all()) specs.push_back({t, partitions});
+  return specs;
+}
 
 MockBroker::MockBroker(int brokers, const std::vector<TopicSpec>& topics) {
   char err[512];

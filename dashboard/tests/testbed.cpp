@@ -80,9 +80,7 @@ v1::ActionEventType event_from(const std::string& s) {
 int main(int argc, char** argv) {
   const std::string prefix = argc > 1 ? argv[1] : "immunizer.";
   const auto topics = common::Topics::with_prefix(prefix);
-  std::vector<common::TopicSpec> specs;
-  for (const auto& t : topics.all()) specs.push_back({t, 1});
-  common::MockBroker broker(1, specs);
+  common::MockBroker broker(1, common::all_topic_specs(prefix));
   common::KafkaSettings ks;
   ks.bootstrap = broker.bootstrap();
   ks.topic_prefix = prefix;

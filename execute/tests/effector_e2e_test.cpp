@@ -16,15 +16,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds timeout = 15s) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+constexpr auto kWait = 15s;  // deadline of every eventually() below
 
 class ExecuteEffectorTest : public ::testing::Test {
  protected:
@@ -62,7 +54,7 @@ class ExecuteEffectorTest : public ::testing::Test {
         if (e.type() == type && e.action_id() == action_id && (effector_name.empty() || e.effector() == effector_name))
           found = e;
       return found.has_value();
-    });
+    }, kWait);
     return found;
   }
 
@@ -78,14 +70,14 @@ class ExecuteEffectorTest : public ::testing::Test {
 
 TEST_F(ExecuteEffectorTest, PlanBlocksThePrincipalInTheAppAndUnblockLiftsIt) {
   auto eff = effector("e2e");
-  ASSERT_TRUE(eventually([&] { return eff->connected() && dispatcher.effectors_connected() == 1; }));
+  ASSERT_TRUE(eventually([&] { return eff->connected() && dispatcher.effectors_connected() == 1; }, kWait));
   const effector::PrincipalView mallory("", "sess-1", "");
   const effector::PrincipalView alice("", "sess-2", "");
   EXPECT_TRUE(eff->allows(mallory, "http GET /tienda1/index.jsp"));
 
   const int64_t call_ts = clock.now_unix_nanos() - 100'000'000;
   dispatcher.on_plan(block_plan("p1", "act1", "sess-1", 60'000, call_ts));
-  ASSERT_TRUE(eventually([&] { return !eff->allows(mallory, "http GET /tienda1/index.jsp"); }));
+  ASSERT_TRUE(eventually([&] { return !eff->allows(mallory, "http GET /tienda1/index.jsp"); }, kWait));
   EXPECT_TRUE(eff->allows(alice, "http GET /tienda1/index.jsp"));
 
   const auto applied = await_event(v1::ACTION_EVENT_APPLIED, "act1");
@@ -102,15 +94,15 @@ TEST_F(ExecuteEffectorTest, PlanBlocksThePrincipalInTheAppAndUnblockLiftsIt) {
 
   // A late-joining instance of the app gets the block replayed.
   auto second = effector("e2e-2");
-  ASSERT_TRUE(eventually([&] { return !second->allows(mallory, "x"); }));
+  ASSERT_TRUE(eventually([&] { return !second->allows(mallory, "x"); }, kWait));
 
   EXPECT_TRUE(dispatcher.unblock("act2"));
-  ASSERT_TRUE(eventually([&] { return eff->allows(mallory, "x") && second->allows(mallory, "x"); }));
+  ASSERT_TRUE(eventually([&] { return eff->allows(mallory, "x") && second->allows(mallory, "x"); }, kWait));
 }
 
 TEST_F(ExecuteEffectorTest, EffectorWithAnotherKeyRejectsAndExecuteRecordsIt) {
   auto eff = effector("wrong-key", "not-the-key");
-  ASSERT_TRUE(eventually([&] { return dispatcher.effectors_connected() == 1; }));
+  ASSERT_TRUE(eventually([&] { return dispatcher.effectors_connected() == 1; }, kWait));
   dispatcher.on_plan(block_plan("p1", "act1", "sess-1", 60'000));
   const auto rejected = await_event(v1::ACTION_EVENT_REJECTED, "act1", "shop/wrong-key");
   ASSERT_TRUE(rejected.has_value());

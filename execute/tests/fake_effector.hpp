@@ -12,21 +12,11 @@
 #include <vector>
 
 #include "immunizer/v1/control.grpc.pb.h"
+#include "test_util.hpp"
 
 namespace immunizer::execute::testing {
 
 using namespace std::chrono_literals;
-
-// Polls `pred` until it holds or `timeout` passes (a deadline, not a sleep-as-synchronisation).
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds timeout = 10s) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 // A minimal effector: a real gRPC client on EffectorControl.Connect that records directives.
 class FakeEffector {

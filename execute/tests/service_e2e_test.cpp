@@ -79,9 +79,7 @@ class Child {
 TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   const std::string prefix = "e2e.";
   const auto topics = common::Topics::with_prefix(prefix);
-  std::vector<common::TopicSpec> specs;
-  for (const auto& t : topics.all()) specs.push_back({t, 1});
-  common::MockBroker broker(1, specs);
+  common::MockBroker broker(1, common::all_topic_specs(prefix));
   common::KafkaSettings kafka;
   kafka.bootstrap = broker.bootstrap();
   kafka.topic_prefix = prefix;

@@ -3,7 +3,9 @@
 
 #include <prometheus/registry.h>
 
+#include <chrono>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,17 @@
 #include "immunizer/execute/dispatcher.hpp"
 
 namespace immunizer::execute::testing {
+
+// Polls `pred` until it holds or `timeout` passes (a deadline, not a sleep-as-synchronisation).
+template <class P>
+bool eventually(P pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 inline constexpr const char* kKey = "test-signing-key";
 

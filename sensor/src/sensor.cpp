@@ -361,19 +361,17 @@ void Sensor::Impl::produce_message(std::string_view key, std::string_view value,
 void Sensor::Impl::batch_record(detail::Record* r) {
   const std::string_view key(r->key(), r->key_len);
   KeyBatch* b = nullptr;
+  KeyBatch* free_slot = nullptr;  // an empty batch to reuse if the key has none
   for (auto& kb : batches_) {
-    if (kb.records > 0 && kb.key == key) {
+    if (kb.records == 0) {
+      if (free_slot == nullptr) free_slot = &kb;
+    } else if (kb.key == key) {
       b = &kb;
       break;
     }
   }
   if (b == nullptr) {
-    for (auto& kb : batches_) {
-      if (kb.records == 0) {
-        b = &kb;
-        break;
-      }
-    }
+    b = free_slot;
     if (b == nullptr) {
       if (batches_.size() >= 64) {  // many keys in one round: send what there is
         produce_all_batches();

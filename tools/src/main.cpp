@@ -1,10 +1,32 @@
 // immunizer: the one-machine launcher (embedded broker, `up [--demo]`) and evaluation driver.
 #include <CLI/CLI.hpp>
 
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
 #include "immunizer/tools/commands.hpp"
 #include "immunizer/tools/eval.hpp"
 
 using namespace immunizer::tools;
+
+namespace {
+
+// --env KEY=VALUE options into `out`; false (after saying which one) on a malformed one.
+bool env_assignments(const char* command, const std::vector<std::string>& list, std::map<std::string, std::string>* out) {
+  for (const auto& e : list) {
+    const auto eq = e.find('=');
+    if (eq == std::string::npos) {
+      std::cerr << command << ": --env '" << e << "': expected KEY=VALUE\n";
+      return false;
+    }
+    (*out)[e.substr(0, eq)] = e.substr(eq + 1);
+  }
+  return true;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Immunizer: self-protecting applications. Runs the MAPE-K loop on one machine."};
@@ -55,26 +77,12 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   if (eval_csic->parsed()) {
-    for (const auto& e : eval_envs) {
-      const auto eq = e.find('=');
-      if (eq == std::string::npos) {
-        std::cerr << "immunizer eval csic: --env '" << e << "': expected KEY=VALUE\n";
-        return 2;
-      }
-      ev.env[e.substr(0, eq)] = e.substr(eq + 1);
-    }
+    if (!env_assignments("immunizer eval csic", eval_envs, &ev.env)) return 2;
     return eval_csic_command(ev);
   }
   if (broker->parsed()) return broker_command(b);
   if (up->parsed()) {
-    for (const auto& e : envs) {
-      const auto eq = e.find('=');
-      if (eq == std::string::npos) {
-        std::cerr << "immunizer up: --env '" << e << "': expected KEY=VALUE\n";
-        return 2;
-      }
-      u.env[e.substr(0, eq)] = e.substr(eq + 1);
-    }
+    if (!env_assignments("immunizer up", envs, &u.env)) return 2;
     return up_command(u);
   }
   return 2;

@@ -17,6 +17,9 @@ struct TopicSpec {
   int partitions = 1;
 };
 
+// Every topic of a prefix, with `partitions` each (tests and test beds).
+std::vector<TopicSpec> all_topic_specs(const std::string& prefix, int partitions = 1);
+
 class MockBroker {
  public:
   // Throws std::runtime_error when the cluster cannot start.
