@@ -417,7 +417,6 @@ class ModelState {
     size_t m = sizeof(*this) + all_.memory_bytes() + principals_.capacity() * sizeof(PrincipalSlot);
     for (const auto& p : paths_) m += p.memory_bytes();
     for (const auto& n : names_) m += n.capacity() + sizeof(std::string);
-    for (const auto& [path, _] : path_cache_) m += path.capacity() + sizeof(std::pair<std::string, int>);
     m += index_.memory_bytes() + vals_.capacity() * sizeof(double) + leaves_.capacity() * sizeof(Leaf) +
          path_buf_.capacity();
     return m;
@@ -543,7 +542,6 @@ class ModelState {
     if (np > std::max<size_t>(cfg_.max_paths_per_model, 4096)) throw std::runtime_error("monitor snapshot: too many paths");
     paths_.resize(np);
     index_.clear();
-    path_cache_.clear();
     for (size_t i = 0; i < np; ++i) {
       paths_[i].read(r, cfg_.trigram_sketch_width, cfg_.trigram_sketch_depth, cfg_.enum_max_values);
       if (index_.find(paths_[i].name, paths_) >= 0) {
@@ -589,20 +587,8 @@ class ModelState {
       return;
     }
     int idx = -1;
-    // Records of one model mostly repeat the same argument paths in the same order: the
-    // path of the previous record's leaf at this position is checked before the index.
-    const size_t pos = leaves_.size();
-    if (pos < path_cache_.size() && path_cache_[pos].first == path_buf_) {
-      leaves_.emplace_back(path_cache_[pos].second, &v);
-      return;
-    }
     if (const int found = index_.find(path_buf_, paths_); found >= 0) {
       idx = found;
-      if (pos < kPathCacheSize) {
-        if (path_cache_.size() <= pos) path_cache_.resize(pos + 1);
-        path_cache_[pos].first.assign(path_buf_);
-        path_cache_[pos].second = idx;
-      }
     } else if (!frozen() && paths_.size() < cfg_.max_paths_per_model && path_buf_.size() <= 256) {
       idx = static_cast<int>(paths_.size());
       paths_.emplace_back();
@@ -960,8 +946,6 @@ class ModelState {
   std::vector<double> vals_;
   std::vector<Leaf> leaves_;
   std::string path_buf_;
-  static constexpr size_t kPathCacheSize = 64;
-  std::vector<std::pair<std::string, int>> path_cache_;  // leaf position -> path, index
   size_t dropped_ = 0;
   size_t unseen_ = 0;      // leaves whose path had no learned state before this record
   size_t columnless_ = 0;  // leaves whose path has no columns (schema frozen or full)
