@@ -95,8 +95,17 @@ struct Effector::Impl {
     std::lock_guard lk(mode_mu_);
     uint32_t m = 0;
     if (enforcer_.active() > 0) m |= 1;
-    if (cfg_.fail_closed && !connected_.load(std::memory_order_acquire)) m |= 2;
+    if (cfg_.fail_closed && !link_up_.load(std::memory_order_acquire)) m |= 2;
     owner_.mode_.store(m, std::memory_order_release);
+  }
+
+  // The stream's state changes: the enforcement mode first, then what connected() reports, so
+  // that an observer who sees connected() == true also sees allows() out of fail-closed mode
+  // (and the other way round on a disconnect).
+  void set_link(bool up) {
+    link_up_.store(up, std::memory_order_release);
+    update_mode();
+    connected_.store(up, std::memory_order_release);
   }
 
   bool wait_stop(std::chrono::milliseconds d) {
@@ -115,7 +124,8 @@ struct Effector::Impl {
   Effector& owner_;
   EffectorConfig cfg_;
   Enforcer enforcer_;
-  std::atomic<bool> connected_{false};
+  std::atomic<bool> link_up_{false};    // drives the enforcement mode
+  std::atomic<bool> connected_{false};  // what connected() reports; set after the mode
   std::atomic<uint64_t> connects_{0}, connect_failures_{0}, directives_{0}, expired_{0}, stale_{0};
   mutable std::atomic<uint64_t> denied_{0};
 
@@ -186,13 +196,12 @@ void Effector::Impl::run_stream() {
       hello.mutable_hello()->add_capabilities(c);
     if (stream->Write(hello)) {
       connects_.fetch_add(1, std::memory_order_relaxed);
-      connected_.store(true, std::memory_order_release);
       if (cfg_.resync_window.count() > 0) {
         enforcer_.begin_resync();
         std::lock_guard lk(mu_);
         resync_deadline_ns_ = unix_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.resync_window).count();
       }
-      update_mode();
+      set_link(true);
       backoff = cfg_.backoff_initial;
       logger()->info("effector: connected to execute at {}", cfg_.execute_address);
 
@@ -213,8 +222,7 @@ void Effector::Impl::run_stream() {
         a->set_applied_unix_nanos(unix_ns());
         if (!stream->Write(ack)) break;
       }
-      connected_.store(false, std::memory_order_release);
-      update_mode();
+      set_link(false);
       logger()->warn("effector: stream to execute closed");
     } else {
       connect_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -232,8 +240,7 @@ void Effector::Impl::run_stream() {
       break;
     backoff = std::min(cfg_.backoff_max, backoff * 2);
   }
-  connected_.store(false, std::memory_order_release);
-  update_mode();
+  set_link(false);
 }
 
 void Effector::Impl::run_janitor() {
