@@ -245,35 +245,54 @@
   }
 
   // ---- loading and live updates ----------------------------------------------
+  // Events that arrive while a load is in flight: re-applied on top of the loaded history, so
+  // nothing that happens between the history request and its answer is lost.
+  let pending = null;
   async function loadAll() {
-    const [al, ac, st] = await Promise.all([api('/api/alarms?limit=' + MAX_ROWS), api('/api/actions?limit=100'), api('/api/stats')]);
-    $('alarm-rows').innerHTML = '';
-    alarms.clear();
-    for (const a of al.slice().reverse()) upsertAlarm(a, false);
-    $('alarms-empty').style.display = al.length ? 'none' : '';
-    actionEvents = ac;
-    renderActions();
-    renderStats(st);
-    refreshActive();
-    refreshModels();
+    const mine = pending = [];
+    try {
+      const [al, ac, st] = await Promise.all([api('/api/alarms?limit=' + MAX_ROWS), api('/api/actions?limit=100'), api('/api/stats')]);
+      $('alarm-rows').innerHTML = '';
+      alarms.clear();
+      for (const a of al.slice().reverse()) upsertAlarm(a, false);
+      $('alarms-empty').style.display = al.length ? 'none' : '';
+      actionEvents = ac;
+      for (const ev of mine) ev();
+      renderActions();
+      renderStats(st);
+      refreshActive();
+      refreshModels();
+    } finally {
+      if (pending === mine) pending = null;
+    }
   }
 
+  // The event stream opens first and the history loads once it is open (and again after every
+  // reconnect): an alarm consumed between the two is then either in the history or an event.
   function connect() {
     const es = new EventSource('/api/events');
-    let resync = false;
+    let first = true;
     es.onopen = () => {
       $('conn').textContent = 'live';
       $('conn').className = 'conn conn-on';
-      if (resync) loadAll().catch(() => {});
-      resync = true;
+      loadAll().catch((e) => { if (first) toast('Cannot load: ' + e.message, true); });
+      first = false;
     };
     es.onerror = () => {
       $('conn').textContent = 'reconnecting…';
       $('conn').className = 'conn conn-off';
     };
-    es.addEventListener('alarm', (ev) => upsertAlarm(JSON.parse(ev.data), true));
-    es.addEventListener('action', (ev) => {
+    // apply(event, replayed): replayed is true when re-applied over freshly loaded history.
+    const live = (apply) => (ev) => {
       const e = JSON.parse(ev.data);
+      if (pending) pending.push(() => apply(e, true));
+      apply(e, false);
+    };
+    // A loaded alarm is at least as fresh as its "new alarm" event (it may carry actions).
+    es.addEventListener('alarm', live((a, replayed) => { if (!(replayed && alarms.has(a.id))) upsertAlarm(a, true); }));
+    es.addEventListener('action', live((e) => {
+      const same = (x) => x.action_id === e.action_id && x.type === e.type && x.at_unix_nanos === e.at_unix_nanos;
+      if (actionEvents.some(same)) return;  // already in the loaded history
       actionEvents.unshift(e);
       if (actionEvents.length > 200) actionEvents.length = 200;
       renderActions();
@@ -281,7 +300,7 @@
       if (e.alarm_id && alarms.has(e.alarm_id)) {
         api('/api/alarms/' + encodeURIComponent(e.alarm_id)).then((a) => upsertAlarm(a, false)).catch(() => {});
       }
-    });
+    }));
     es.addEventListener('stats', (ev) => renderStats(JSON.parse(ev.data)));
   }
 
@@ -303,5 +322,5 @@
   setInterval(refreshActive, 10000);
   setInterval(refreshExecute, 10000);
   refreshExecute();
-  loadAll().catch((e) => toast('Cannot load: ' + e.message, true)).finally(connect);
+  connect();
 })();

@@ -34,8 +34,10 @@ async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
 }
+const recent = [];  // the children's last output lines, printed on failure
 function fail(msg) {
   console.error(`FAIL: ${msg}`);
+  if (recent.length) console.error(`last output of the test bed and the dashboard:\n${recent.join('\n')}`);
   return cleanup().then(() => process.exit(1));
 }
 const timer = setTimeout(() => fail('test timed out after 120 s'), 120_000);
@@ -46,6 +48,8 @@ function lines(stream, tag) {
   const waiters = [];
   createInterface({ input: stream }).on('line', (line) => {
     if (process.env.VERBOSE) console.log(`[${tag}] ${line}`);
+    recent.push(`[${tag}] ${line}`);
+    if (recent.length > 40) recent.shift();
     const w = waiters.findIndex((x) => x.pred(line));
     if (w >= 0) waiters.splice(w, 1)[0].resolve(line); else buf.push(line);
   });
