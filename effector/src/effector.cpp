@@ -117,6 +117,20 @@ struct Effector::Impl {
     return stopping_;
   }
 
+  // Ends a pending resync: drops every action execute did not send again since the reconnect.
+  void finish_resync(const char* why) {
+    {
+      std::lock_guard lk(mu_);
+      if (resync_deadline_ns_ == 0) return;
+      resync_deadline_ns_ = 0;
+    }
+    if (const size_t n = enforcer_.end_resync()) {
+      stale_.fetch_add(n, std::memory_order_relaxed);
+      logger()->info("effector: dropped {} action(s) not replayed by execute after reconnect ({})", n, why);
+    }
+    update_mode();
+  }
+
   void run_stream();
   void run_janitor();
   void sync_metrics();
@@ -207,7 +221,11 @@ void Effector::Impl::run_stream() {
 
       immunizer::v1::ExecuteMessage in;
       while (stream->Read(&in)) {
-        if (!in.has_directive()) continue;
+        if (in.has_replay_complete()) {
+          finish_resync("end of replay");
+          continue;
+        }
+        if (!in.has_directive()) continue;  // a message kind from a newer execute
         directives_.fetch_add(1, std::memory_order_relaxed);
         const HandleResult r = enforcer_.handle(in.directive());
         update_mode();
@@ -246,20 +264,13 @@ void Effector::Impl::run_stream() {
 void Effector::Impl::run_janitor() {
   while (!wait_stop(std::chrono::milliseconds(200))) {
     if (const size_t n = enforcer_.expire()) expired_.fetch_add(n, std::memory_order_relaxed);
+    // Fallback for an execute that does not mark the end of its replay: the window elapsed.
     bool resync_due = false;
     {
       std::lock_guard lk(mu_);
-      if (resync_deadline_ns_ != 0 && unix_ns() >= resync_deadline_ns_) {
-        resync_deadline_ns_ = 0;
-        resync_due = connected_.load(std::memory_order_acquire);
-      }
+      resync_due = resync_deadline_ns_ != 0 && unix_ns() >= resync_deadline_ns_;
     }
-    if (resync_due) {
-      if (const size_t n = enforcer_.end_resync()) {
-        stale_.fetch_add(n, std::memory_order_relaxed);
-        logger()->info("effector: dropped {} action(s) not replayed by execute after reconnect", n);
-      }
-    }
+    if (resync_due && connected_.load(std::memory_order_acquire)) finish_resync("resync window elapsed");
     update_mode();
     sync_metrics();
   }

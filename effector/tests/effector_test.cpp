@@ -44,25 +44,31 @@ int64_t unix_ns() {
       .count();
 }
 
-// A stand-in for the execute service: replays `active` directives on connect, then pushes
-// whatever push() is given to every connected stream, and collects hellos and acks.
+// A stand-in for the execute service: replays `active` directives on connect (then, unless
+// told to behave like an older execute, the end-of-replay marker), then pushes whatever push()
+// is given to every connected stream, and collects hellos and acks.
 class FakeExecute final : public EffectorControl::Service {
  public:
   grpc::Status Connect(grpc::ServerContext* ctx, grpc::ServerReaderWriter<ExecuteMessage, EffectorMessage>* stream) override {
     EffectorMessage first;
     if (!stream->Read(&first) || !first.has_hello()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello first");
-    size_t next = 0;
     std::vector<Directive> replay;
+    bool marker = false;
     {
       std::lock_guard lk(mu_);
       hellos_.push_back(first.hello());
-      (void)next;
       for (const auto& [id, d] : active_) replay.push_back(d);
+      marker = replay_marker_;
     }
     cv_.notify_all();
     for (const auto& d : replay) {
       ExecuteMessage m;
       *m.mutable_directive() = d;
+      stream->Write(m);
+    }
+    if (marker) {
+      ExecuteMessage m;
+      m.mutable_replay_complete()->set_directives(static_cast<uint32_t>(replay.size()));
       stream->Write(m);
     }
     std::thread reader([&] {
@@ -125,6 +131,10 @@ class FakeExecute final : public EffectorControl::Service {
     std::lock_guard lk(mu_);
     closing_ = false;
   }
+  void send_replay_marker(bool on) {
+    std::lock_guard lk(mu_);
+    replay_marker_ = on;
+  }
 
  private:
   std::mutex mu_;
@@ -135,6 +145,7 @@ class FakeExecute final : public EffectorControl::Service {
   std::map<std::string, DirectiveAck> acks_;
   std::vector<EffectorHello> hellos_;
   bool closing_ = false;
+  bool replay_marker_ = true;
 };
 
 class Server {
@@ -346,8 +357,10 @@ TEST(Effector, ExecuteDownFailClosedDeniesUntilConnected) {
   e->stop();
 }
 
+// An execute without the end-of-replay marker: the resync window decides.
 TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) {
   FakeExecute svc;
+  svc.send_replay_marker(false);
   auto server = std::make_unique<Server>(svc);
   const int port = server->port();
   auto cfg = config(port);
@@ -370,6 +383,36 @@ TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) {
       << e->stats().active_actions << " connected " << e->connected();
   EXPECT_TRUE(e->allows(Principal{"lifted", "", ""}, "x"));
   EXPECT_FALSE(e->allows(Principal{"keep", "", ""}, "x"));
+  e->stop();
+}
+
+// With the end-of-replay marker the effector drops what execute revoked meanwhile at once,
+// not after its (here very long) resync window; what was replayed stays enforced.
+TEST(Effector, EndOfReplayDropsRevokedActionsAtOnce) {
+  FakeExecute svc;
+  auto server = std::make_unique<Server>(svc);
+  const int port = server->port();
+  auto cfg = config(port);
+  cfg.resync_window = 600s;
+  auto e = Effector::create(cfg);
+  e->start();
+  ASSERT_TRUE(eventually([&] { return e->connected(); }));
+  const auto keep = block(PRINCIPAL_FIELD_USER, "keep");
+  const auto lifted = block(PRINCIPAL_FIELD_USER, "lifted");
+  svc.push(keep);
+  svc.push(lifted);
+  ASSERT_TRUE(eventually([&] { return e->stats().active_actions == 2; }));
+  EXPECT_EQ(e->stats().stale_actions, 0u);  // the first connect's marker dropped nothing
+
+  server->stop();
+  ASSERT_TRUE(eventually([&] { return !e->connected(); }));
+  EXPECT_FALSE(e->allows(Principal{"lifted", "", ""}, "x"));  // still held while away
+  svc.forget(lifted.action().id());
+  server = std::make_unique<Server>(svc, port);
+  ASSERT_TRUE(eventually([&] { return e->stats().stale_actions == 1; }, 10s));
+  EXPECT_TRUE(e->allows(Principal{"lifted", "", ""}, "x"));
+  EXPECT_FALSE(e->allows(Principal{"keep", "", ""}, "x"));
+  EXPECT_EQ(e->stats().active_actions, 1u);
   e->stop();
 }
 

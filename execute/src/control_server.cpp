@@ -30,6 +30,7 @@ class StreamLink final : public EffectorLink {
  public:
   explicit StreamLink(ConnectReactor* r) : reactor_(r) {}
   bool send(const v1::Directive& d) override;
+  bool end_replay(uint32_t directives) override;
   void close(const std::string& reason) override;
   void detach() {
     std::lock_guard lk(mu_);
@@ -51,14 +52,15 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::EffectorMessage,
     StartRead(&in_);
   }
 
-  // Queues a directive; false when finishing or the queue is full.
-  bool enqueue(const v1::Directive& d) {
+  // Queues a message; false when finishing or the queue is full.
+  template <class Fill>
+  bool enqueue(Fill&& fill) {
     const v1::ExecuteMessage* next = nullptr;
     {
       std::lock_guard lk(mu_);
       if (finishing_ || queue_.size() >= queue_limit_) return false;
       queue_.emplace_back();
-      *queue_.back().mutable_directive() = d;
+      fill(queue_.back());
       if (!writing_) {
         writing_ = true;
         next = &queue_.front();  // deque: stays valid while others are appended
@@ -192,7 +194,13 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::EffectorMessage,
 
 bool StreamLink::send(const v1::Directive& d) {
   std::lock_guard lk(mu_);
-  return reactor_ != nullptr && reactor_->enqueue(d);
+  return reactor_ != nullptr && reactor_->enqueue([&](v1::ExecuteMessage& m) { *m.mutable_directive() = d; });
+}
+
+bool StreamLink::end_replay(uint32_t directives) {
+  std::lock_guard lk(mu_);
+  return reactor_ != nullptr &&
+         reactor_->enqueue([&](v1::ExecuteMessage& m) { m.mutable_replay_complete()->set_directives(directives); });
 }
 
 void StreamLink::close(const std::string& reason) {

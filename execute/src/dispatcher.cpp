@@ -432,13 +432,18 @@ uint64_t Dispatcher::connect(const v1::EffectorHello& hello, std::shared_ptr<Eff
     std::lock_guard lk(mu_);
     id = next_session_++;
     // Replay under the lock: no new directive can be queued before the replay.
+    bool complete = true;
     for (const auto& [aid, a] : active_) {
       if (!link->send(a.directive)) {
-        slow_effectors_.Increment();
-        overflowed.push_back(link);
+        complete = false;
         break;
       }
       ++replayed;
+    }
+    // The marker lets the effector drop at once what was revoked while it was away.
+    if (!complete || !link->end_replay(static_cast<uint32_t>(replayed))) {
+      slow_effectors_.Increment();
+      overflowed.push_back(link);
     }
     sessions_[id] = Session{hello, hello.app() + "/" + hello.instance(), std::move(link)};
     update_gauges_locked();

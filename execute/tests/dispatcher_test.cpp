@@ -195,11 +195,15 @@ TEST_F(DispatcherTest, ReconnectingEffectorGetsEveryActiveDirectiveReplayedFirst
   auto again = connect("shop", "1");
   const auto dirs = again->directives();
   ASSERT_EQ(dirs.size(), 3u);
+  // The end-of-replay marker follows the replayed directives and counts them.
+  EXPECT_EQ(first->replay_markers, (std::vector<std::pair<size_t, uint32_t>>{{2, 2}}));
+  EXPECT_EQ(again->replay_markers, (std::vector<std::pair<size_t, uint32_t>>{{3, 3}}));
   // Replays are the very same signed directives (effectors recognise them as duplicates).
   EXPECT_EQ(dirs[0].id(), first->directives()[0].id());
   EXPECT_EQ(dirs[0].signature(), first->directives()[0].signature());
   d.on_plan(block_plan("p4", "act4", "sess-4", 60'000));
   EXPECT_EQ(again->directives().back().action().id(), "act4");
+  EXPECT_EQ(again->replay_markers.size(), 1u);  // once per stream
 }
 
 TEST_F(DispatcherTest, ShadowPlansAreNotEnforced) {

@@ -39,7 +39,10 @@ class FakeEffector {
       v1::ExecuteMessage in;
       while (stream_->Read(&in)) {
         std::lock_guard lk(mu_);
-        got_.push_back(in.directive());
+        if (in.has_replay_complete())
+          replay_markers_.push_back({got_.size(), in.replay_complete().directives()});
+        else
+          got_.push_back(in.directive());
         cv_.notify_all();
       }
       std::lock_guard lk(mu_);
@@ -57,6 +60,11 @@ class FakeEffector {
   bool wait_for(size_t n, std::chrono::milliseconds timeout = 10s) {
     std::unique_lock lk(mu_);
     return cv_.wait_for(lk, timeout, [&] { return got_.size() >= n; });
+  }
+  // The end-of-replay markers received: (directives received before it, the count it carries).
+  std::vector<std::pair<size_t, uint32_t>> replay_markers() {
+    std::lock_guard lk(mu_);
+    return replay_markers_;
   }
   bool wait_ended(std::chrono::milliseconds timeout = 10s) {
     std::unique_lock lk(mu_);
@@ -92,6 +100,7 @@ class FakeEffector {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<v1::Directive> got_;
+  std::vector<std::pair<size_t, uint32_t>> replay_markers_;  // (directives received before it, its count)
   bool ended_ = false;
 };
 

@@ -61,6 +61,12 @@ class RecordingLink final : public EffectorLink {
     got.push_back(d);
     return true;
   }
+  bool end_replay(uint32_t directives) override {
+    std::lock_guard lk(mu);
+    if (full) return false;
+    replay_markers.push_back({got.size(), directives});
+    return true;
+  }
   void close(const std::string& reason) override {
     std::lock_guard lk(mu);
     closed = reason;
@@ -71,6 +77,7 @@ class RecordingLink final : public EffectorLink {
   }
   std::mutex mu;
   std::vector<v1::Directive> got;
+  std::vector<std::pair<size_t, uint32_t>> replay_markers;  // (directives received before it, its count)
   bool full = false;
   std::string closed;
 };

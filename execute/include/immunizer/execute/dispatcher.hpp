@@ -35,6 +35,8 @@ class EffectorLink {
   virtual ~EffectorLink() = default;
   // Queues a directive; never blocks. False when the link is closed or its queue is full.
   virtual bool send(const v1::Directive& d) = 0;
+  // Queues the end-of-replay marker after the replayed directives; never blocks. False as send().
+  virtual bool end_replay(uint32_t directives) = 0;
   // Ends the stream (the effector will reconnect). Called without dispatcher locks held.
   virtual void close(const std::string& reason) = 0;
 };
