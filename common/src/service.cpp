@@ -27,6 +27,19 @@ void install_stop_signals(std::atomic<bool>& stop, const std::string& name) {
   }).detach();
 }
 
+void ServiceContext::ready() {
+  if (!http) return;
+  http->set_status("running");
+  http->set_ready(true);
+  if (log) log->info("ready");
+}
+
+void ServiceContext::starting(const std::string& what) {
+  if (!http) return;
+  http->set_ready(false);
+  http->set_status(what);
+}
+
 int run_service(int argc, char** argv, const std::string& name, int default_http_port,
                 const ServiceSetup& setup) {
   CLI::App app{"immunizer " + name + " service"};
@@ -70,8 +83,7 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     ctx.http->start();
     ctx.log->info("started; kafka {} (prefix '{}'); metrics and health on http port {}",
                   ctx.kafka.bootstrap, ctx.kafka.topic_prefix, ctx.http->port());
-    ctx.http->set_ready(true);
-    ctx.http->set_status("running");
+    ctx.starting("starting");
     body();
     ctx.http->set_ready(false);
     ctx.http->stop();

@@ -9,6 +9,7 @@ void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metr
   std::unique_ptr<Producer> snapshot_producer;
   if (snapshots) {
     if (snapshots->restore) {
+      ctx.starting("restoring " + snapshots->kind + " snapshots");
       const auto snaps = read_snapshots(ctx.kafka, ctx.topics.models, snapshots->kind, std::chrono::seconds(30));
       ctx.log->info("restored {} of {} {} snapshots", snapshots->apply(snaps), snaps.size(), snapshots->kind);
     }
@@ -20,6 +21,7 @@ void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metr
   auto consumer = make_kafka_consumer(ctx.kafka, group, topics, &metrics);
   StreamLoop loop(*consumer, *producer, proc, {.service = ctx.name, .deadletter_topic = ctx.topics.deadletter},
                   &metrics, ctx.registry.get());
+  ctx.ready();
   loop.run(ctx.stop);
 }
 

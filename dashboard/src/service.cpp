@@ -83,6 +83,7 @@ std::function<void()> setup_service(common::ServiceContext& ctx) {
       SseHub& hub;
       ~CloseHub() { hub.close(); }
     } close_hub{rt->hub};
+    ctx.ready();
     loop.run(ctx.stop);
     rt->feedback_out.flush(std::chrono::seconds(5));
   };

@@ -18,9 +18,11 @@ int main(int argc, char** argv) {
       common::SystemClock clock;
       execute::Dispatcher dispatcher(cfg, ctx.topics, clock, *ctx.registry);
       // Take back what a previous run had in force before any effector connects and resyncs.
-      if (cfg.restore_timeout_ms > 0)
+      if (cfg.restore_timeout_ms > 0) {
+        ctx.starting("restoring active actions");
         dispatcher.restore(common::read_snapshots(ctx.kafka, ctx.topics.models, execute::kSnapshotKind,
                                                   std::chrono::milliseconds(cfg.restore_timeout_ms)));
+      }
       execute::ControlServer server(dispatcher, cfg);
       server.start();
       auto producer = common::make_kafka_producer(ctx.kafka, "execute", &metrics);
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
       common::StreamLoop loop(*consumer, *producer, proc,
                               {.service = "execute", .deadletter_topic = ctx.topics.deadletter}, &metrics,
                               ctx.registry.get());
+      ctx.ready();
       loop.run(ctx.stop);  // the loop's tick() also expires TTLs
       server.stop();
       // Events from acks that arrived while the loop was draining.

@@ -19,7 +19,7 @@ namespace immunizer::tools {
 
 std::string default_datasets() {
   if (const char* e = std::getenv("IMMUNIZER_DATASETS")) return e;
-  for (const fs::path p : {fs::current_path() / "../shared/datasets", fs::path(IMMUNIZER_SOURCE_DIR) / "../shared/datasets"})
+  for (const fs::path& p : {fs::current_path() / "../shared/datasets", fs::path(IMMUNIZER_SOURCE_DIR) / "../shared/datasets"})
     if (fs::exists(p / "csic2010")) return fs::weakly_canonical(p).string();
   return (fs::path(IMMUNIZER_SOURCE_DIR) / "../shared/datasets").string();
 }
@@ -60,12 +60,12 @@ std::string random_key() {
   return s;
 }
 
-bool wait_http_ok(int port, std::chrono::seconds limit, const std::atomic<bool>& stop) {
+bool wait_http_ok(int port, const char* path, std::chrono::seconds limit, const std::atomic<bool>& stop) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline && !stop) {
     httplib::Client c("127.0.0.1", port);
     c.set_connection_timeout(0, 200'000);
-    if (auto r = c.Get("/healthz"); r && r->status == 200) return true;
+    if (auto r = c.Get(path); r && r->status == 200) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return false;
@@ -125,9 +125,11 @@ int up_command(const UpOptions& o) {
       if (std::string(s.name) == "dashboard") extra["IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS"] = grpc;
       sup.spawn({.name = s.name, .path = bin + "/immunizer-" + s.name, .env = with(extra)});
     }
+    // Ready: state restored from the models topic and consuming (/readyz answers 503 before).
     for (const auto& s : services)
-      if (!wait_http_ok(s.port, std::chrono::seconds(30), stop) && !stop)
-        throw std::runtime_error(std::string(s.name) + " did not answer /healthz on port " + std::to_string(s.port) + " within 30 s");
+      if (!wait_http_ok(s.port, "/readyz", std::chrono::seconds(90), stop) && !stop)
+        throw std::runtime_error(std::string(s.name) + " was not ready (/readyz on port " + std::to_string(s.port) +
+                                 ") within 90 s");
     std::cout << "\n  Immunizer is up.  Kafka: " << bootstrap << "\n"
               << "  Dashboard: http://127.0.0.1:" << o.dashboard_port << "/\n";
     if (o.demo) {
@@ -137,7 +139,7 @@ int up_command(const UpOptions& o) {
                  // is large by construction; record every call rather than sample.
                  .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc}, {"IMMUNIZER_APP", "shop"},
                               {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}})});
-      if (!wait_http_ok(o.shop_port, std::chrono::seconds(30), stop) && !stop)
+      if (!wait_http_ok(o.shop_port, "/healthz", std::chrono::seconds(30), stop) && !stop)
         throw std::runtime_error("the demo shop did not answer on port " + std::to_string(o.shop_port));
       std::vector<std::string> args{"--target", "http://127.0.0.1:" + std::to_string(o.shop_port),
                                     "--dataset", o.datasets + "/csic2010", "--scenario", "demo",

@@ -25,6 +25,12 @@ struct ServiceContext {
   std::unique_ptr<HttpServer> http;     // started after setup, before the body runs
   std::atomic<bool> stop{false};
   std::shared_ptr<spdlog::logger> log;
+
+  // The body calls this once its state is restored and it is about to consume: /readyz
+  // answers 503 ("starting"/"restoring ...") until then, 200 "running" after.
+  void ready();
+  // A progress line for /readyz while not ready (e.g. "restoring snapshots").
+  void starting(const std::string& what);
 };
 
 // Reads the component's configuration and builds it (throw ConfigError for bad config),
