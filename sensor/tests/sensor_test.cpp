@@ -403,11 +403,16 @@ TEST(Sensor, CpuBudgetLowersSamplingRate) {
   cfg.cpu_budget = 0.01;  // a loop that does nothing but record is far above 1%
   cfg.min_sample_rate = 0.01;
   auto s = Sensor::create(cfg);
+  // The share is reported per 100 ms tick (0 for a tick in which this process was starved of
+  // CPU, as on a loaded CI machine), so keep the largest one seen while the loop runs.
+  double max_share = 0;
   ASSERT_TRUE(eventually([&] {
     for (int i = 0; i < 200; ++i) record_one(*s, i);
-    return s->stats().sample_rate < 0.5;
+    const auto st = s->stats();
+    max_share = std::max(max_share, st.overhead_share);
+    return st.sample_rate < 0.5;
   }));
-  EXPECT_GT(s->stats().overhead_share, 0.01);
+  EXPECT_GT(max_share, 0.01);
   ASSERT_TRUE(s->flush(30s));
   expect_balanced(s->stats());
   // Load gone: the process is nearly idle, so the budget no longer binds and the rate climbs

@@ -22,6 +22,8 @@ MonitorConfig MonitorConfig::from_config(const common::Config& c) {
   f.enum_max_values = sz("monitor.enum_max_values", f.enum_max_values, 1, 1024);
   f.max_principals = sz("monitor.max_principals", f.max_principals, 16, 1'000'000);
   f.principal_features = c.get_bool("monitor.principal_features", f.principal_features);
+  f.outlier_novelty = c.get_double("monitor.outlier_novelty", f.outlier_novelty, 0.5, 1e6);
+  f.outlier_learn_every = static_cast<uint64_t>(c.get_int("monitor.outlier_learn_every", static_cast<int64_t>(f.outlier_learn_every), 1, 1'000'000'000));
   f.principal_half_life_seconds = c.get_double("monitor.principal_half_life_seconds", f.principal_half_life_seconds, 0.1, 86400);
   try {
     m.features = sanitize(f);

@@ -125,3 +125,25 @@ TEST(MonitorProcessor, GarbageIsDeadLetteredAndStateSurvivesRestart) {
   ASSERT_EQ(vf.values_size(), vg.values_size());
   for (int i = 0; i < vf.values_size(); ++i) EXPECT_DOUBLE_EQ(vf.values(i), vg.values(i)) << vf.schema().names(i);
 }
+
+TEST(MonitorConfig, ReadsEveryKeyAndRejectsBadValuesByName) {
+  using common::Config;
+  const auto m = monitor::MonitorConfig::from_config(Config::from_map({{"monitor.outlier_novelty", "5.5"},
+                                                                       {"monitor.outlier_learn_every", "64"},
+                                                                       {"monitor.principal_features", "false"},
+                                                                       {"monitor.max_paths_per_model", "12"}}));
+  EXPECT_DOUBLE_EQ(m.features.outlier_novelty, 5.5);
+  EXPECT_EQ(m.features.outlier_learn_every, 64u);
+  EXPECT_FALSE(m.features.principal_features);
+  EXPECT_EQ(m.features.max_paths_per_model, 12u);
+  for (const auto& [key, bad] : std::vector<std::pair<std::string, std::string>>{
+           {"monitor.outlier_novelty", "0"}, {"monitor.outlier_learn_every", "0"},
+           {"monitor.max_paths_per_model", "x"}, {"monitor.trigram_sketch_depth", "9"}}) {
+    try {
+      monitor::MonitorConfig::from_config(Config::from_map({{key, bad}}));
+      ADD_FAILURE() << key << "=" << bad << " accepted";
+    } catch (const common::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(key.substr(key.find('.') + 1)), std::string::npos) << e.what();
+    }
+  }
+}
