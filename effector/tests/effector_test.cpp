@@ -357,14 +357,16 @@ TEST(Effector, ExecuteDownFailClosedDeniesUntilConnected) {
   e->stop();
 }
 
-// An execute without the end-of-replay marker: the resync window decides.
-TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) {
+// Two blocks in force; execute goes down and, meanwhile, lifts one of them; it comes back and
+// replays the other. The effector must drop the lifted one and keep enforcing the other.
+void revoked_while_away(bool replay_marker, std::chrono::milliseconds resync_window,
+                        std::chrono::milliseconds deadline) {
   FakeExecute svc;
-  svc.send_replay_marker(false);
+  svc.send_replay_marker(replay_marker);
   auto server = std::make_unique<Server>(svc);
   const int port = server->port();
   auto cfg = config(port);
-  cfg.resync_window = 300ms;
+  cfg.resync_window = resync_window;
   auto e = Effector::create(cfg);
   e->start();
   ASSERT_TRUE(eventually([&] { return e->connected(); }));
@@ -373,48 +375,28 @@ TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) {
   svc.push(keep);
   svc.push(lifted);
   ASSERT_TRUE(eventually([&] { return e->stats().active_actions == 2; }));
-
-  server->stop();
-  ASSERT_TRUE(eventually([&] { return !e->connected(); }));
-  svc.forget(lifted.action().id());  // revoked on execute while this app was away
-  server = std::make_unique<Server>(svc, port);
-  ASSERT_TRUE(eventually([&] { return e->stats().stale_actions == 1; }))
-      << "connects " << e->stats().connects << " dup " << e->stats().duplicates << " active "
-      << e->stats().active_actions << " connected " << e->connected();
-  EXPECT_TRUE(e->allows(Principal{"lifted", "", ""}, "x"));
-  EXPECT_FALSE(e->allows(Principal{"keep", "", ""}, "x"));
-  e->stop();
-}
-
-// With the end-of-replay marker the effector drops what execute revoked meanwhile at once,
-// not after its (here very long) resync window; what was replayed stays enforced.
-TEST(Effector, EndOfReplayDropsRevokedActionsAtOnce) {
-  FakeExecute svc;
-  auto server = std::make_unique<Server>(svc);
-  const int port = server->port();
-  auto cfg = config(port);
-  cfg.resync_window = 600s;
-  auto e = Effector::create(cfg);
-  e->start();
-  ASSERT_TRUE(eventually([&] { return e->connected(); }));
-  const auto keep = block(PRINCIPAL_FIELD_USER, "keep");
-  const auto lifted = block(PRINCIPAL_FIELD_USER, "lifted");
-  svc.push(keep);
-  svc.push(lifted);
-  ASSERT_TRUE(eventually([&] { return e->stats().active_actions == 2; }));
-  EXPECT_EQ(e->stats().stale_actions, 0u);  // the first connect's marker dropped nothing
+  EXPECT_EQ(e->stats().stale_actions, 0u);  // the first connect's resync dropped nothing
 
   server->stop();
   ASSERT_TRUE(eventually([&] { return !e->connected(); }));
   EXPECT_FALSE(e->allows(Principal{"lifted", "", ""}, "x"));  // still held while away
-  svc.forget(lifted.action().id());
+  svc.forget(lifted.action().id());  // revoked on execute while this app was away
   server = std::make_unique<Server>(svc, port);
-  ASSERT_TRUE(eventually([&] { return e->stats().stale_actions == 1; }, 10s));
+  ASSERT_TRUE(eventually([&] { return e->stats().stale_actions == 1; }, deadline))
+      << "connects " << e->stats().connects << " dup " << e->stats().duplicates << " active "
+      << e->stats().active_actions << " connected " << e->connected();
   EXPECT_TRUE(e->allows(Principal{"lifted", "", ""}, "x"));
   EXPECT_FALSE(e->allows(Principal{"keep", "", ""}, "x"));
   EXPECT_EQ(e->stats().active_actions, 1u);
   e->stop();
 }
+
+// An execute without the end-of-replay marker: the resync window decides.
+TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) { revoked_while_away(false, 300ms, 20s); }
+
+// With the end-of-replay marker the effector drops what execute revoked meanwhile at once,
+// not after its (here very long) resync window.
+TEST(Effector, EndOfReplayDropsRevokedActionsAtOnce) { revoked_while_away(true, 600s, 10s); }
 
 TEST(Effector, ConfigurationErrors) {
   EffectorConfig c;
