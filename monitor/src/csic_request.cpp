@@ -126,7 +126,7 @@ std::vector<Request> parse(std::string_view text) {
     size_t nl = text.find('\n', pos);
     if (nl == std::string_view::npos) nl = text.size();
     std::string_view l = text.substr(pos, nl - pos);
-    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    while (!l.empty() && l.back() == '\r') l.remove_suffix(1);  // CRLF, or CRLF saved again as CRCRLF
     lines.push_back(l);
     pos = nl + 1;
   }

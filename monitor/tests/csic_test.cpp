@@ -49,6 +49,27 @@ TEST(CsicParse, SplitsRequestsLineHeadersAndBody) {
   EXPECT_EQ(reqs[2].index, 2u);
 }
 
+// The dataset's training file ends lines with CRLF, its test files with LF; a file saved
+// again by a tool that adds a CR to each line has CRCRLF. All parse the same.
+TEST(CsicParse, LineEndingsDoNotMatter) {
+  const auto lf = parse(kSample);
+  for (const char* ending : {"\r\n", "\r\r\n"}) {
+    std::string text;
+    for (const char* p = kSample; *p; ++p) {
+      if (*p == '\n') text += ending;
+      else text += *p;
+    }
+    const auto reqs = parse(text);
+    ASSERT_EQ(reqs.size(), lf.size()) << "line ending " << (ending[1] == '\n' ? "CRLF" : "CRCRLF");
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      EXPECT_EQ(reqs[i].url, lf[i].url);
+      EXPECT_EQ(reqs[i].version, lf[i].version);
+      EXPECT_EQ(reqs[i].body, lf[i].body);
+      EXPECT_EQ(reqs[i].headers, lf[i].headers);
+    }
+  }
+}
+
 TEST(CsicParse, DecodesParameters) {
   EXPECT_EQ(url_decode("a%20b+c%2"), "a b c%2");
   EXPECT_EQ(url_decode("a+b", false), "a+b");

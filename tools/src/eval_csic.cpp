@@ -450,6 +450,10 @@ int eval_csic_command(const EvalOptions& o) {
     std::printf("\nCSIC 2010 through the live pipeline (per request: Fisher combination of its records' scores)\n");
     std::printf("  requests scored: normal %zu (missing %zu), anomalous %zu (missing %zu); %zu with a record of a model still LEARNING\n",
                 ns.size(), missing_n, as.size(), missing_a, learning);
+    if (learning > 0)
+      std::printf("  warning: %zu test requests met a model key still LEARNING (it had not seen analyze.grace_records\n"
+                  "           vectors when they arrived): a larger training file, or a lower IMMUNIZER_ANALYZE_GRACE_RECORDS\n",
+                  learning);
     std::printf("  AUC                         %.4f\n", m.auc);
     std::printf("  detection at 1%% FP          %.2f%%  (score > %.3f; FP %.2f%%)\n", 100 * m.detection_at_1fp,
                 m.threshold_at_1fp, 100 * m.fp_rate_at_1fp);
