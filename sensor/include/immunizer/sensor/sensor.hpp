@@ -67,7 +67,7 @@ struct SensorConfig {
   size_t max_inflight_bytes = 32u << 20;  // records encoded but not yet acknowledged
   size_t queue_capacity = 65536;       // hand-off ring (records), rounded up to a power of 2
   int delivery_timeout_ms = 30000;     // librdkafka message.timeout.ms
-  int linger_ms = 5;                   // librdkafka linger.ms
+  int linger_ms = 50;                  // librdkafka linger.ms (records reach Kafka at most this much later)
   size_t max_batch_records = 256;      // records of one model key per Kafka message
                                        // (CallRecordBatch); 1: one CallRecord per message
   size_t max_batch_bytes = 256u << 10; // and at most this many bytes per message
