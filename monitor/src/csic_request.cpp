@@ -184,23 +184,27 @@ std::vector<Request> read_file(const std::string& file) {
 }
 
 std::string_view url_decode_view(std::string_view s, std::string& scratch, bool plus_as_space) {
-  bool plain = true;
-  for (const char c : s) plain &= c != '%' && !(plus_as_space && c == '+');
-  if (plain) return s;
-  scratch.clear();
-  scratch.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
+  // First byte that needs decoding; a value without one is returned as it is.
+  size_t i = 0;
+  while (i < s.size() && s[i] != '%' && !(plus_as_space && s[i] == '+')) ++i;
+  if (i == s.size()) return s;
+  scratch.resize(s.size());  // decoding never grows the text
+  char* out = scratch.data();
+  std::memcpy(out, s.data(), i);
+  char* o = out + i;
+  for (; i < s.size(); ++i) {
     const char c = s[i];
     if (c == '%' && i + 2 < s.size()) {
       const int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
       if (h >= 0 && l >= 0) {
-        scratch.push_back(static_cast<char>(h * 16 + l));
+        *o++ = static_cast<char>(h * 16 + l);
         i += 2;
         continue;
       }
     }
-    scratch.push_back(plus_as_space && c == '+' ? ' ' : c);
+    *o++ = plus_as_space && c == '+' ? ' ' : c;
   }
+  scratch.resize(static_cast<size_t>(o - out));
   return scratch;
 }
 
@@ -224,17 +228,20 @@ std::string_view latin1_to_utf8_view(std::string_view s, std::string& scratch) {
   }
   while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
   if (i == s.size()) return s;
-  scratch.assign(s.data(), i);
-  scratch.reserve(s.size() + (s.size() - i));
+  scratch.resize(s.size() + (s.size() - i));  // at most two bytes per remaining byte
+  char* out = scratch.data();
+  std::memcpy(out, s.data(), i);
+  char* o = out + i;
   for (; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
-      scratch.push_back(static_cast<char>(c));
+      *o++ = static_cast<char>(c);
     } else {
-      scratch.push_back(static_cast<char>(0xC0 | (c >> 6)));
-      scratch.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+      *o++ = static_cast<char>(0xC0 | (c >> 6));
+      *o++ = static_cast<char>(0x80 | (c & 0x3F));
     }
   }
+  scratch.resize(static_cast<size_t>(o - out));
   return scratch;
 }
 
