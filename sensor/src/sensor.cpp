@@ -316,8 +316,10 @@ void Sensor::Impl::pump() {
       }
     }
     produce_all_batches();
-    // Someone waits in flush(): send what lingers now rather than after linger.ms.
-    if (flush_waiters_.load(std::memory_order_relaxed) > 0) rd_kafka_flush(rk_, 0);
+    // Someone waits in flush(): send what lingers now rather than after linger.ms. librdkafka
+    // ignores linger.ms only while a flush is in progress, so this one lasts a few ms (it
+    // serves delivery reports meanwhile, as poll() does).
+    if (flush_waiters_.load(std::memory_order_relaxed) > 0) rd_kafka_flush(rk_, 5);
     // Serves delivery reports; doubles as the wait (callers never wake this thread). Waiting
     // a little even while records trickle in lets them accumulate into batches: one wake-up
     // per millisecond instead of a thread spinning on the ring, which on a busy host costs
