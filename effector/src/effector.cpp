@@ -118,10 +118,12 @@ struct Effector::Impl {
   }
 
   // Ends a pending resync: drops every action execute did not send again since the reconnect.
-  void finish_resync(const char* why) {
+  // `deadline` (when not 0) is the resync the caller judged due: a newer one, begun by a
+  // reconnect meanwhile, is left alone.
+  void finish_resync(const char* why, int64_t deadline = 0) {
     {
       std::lock_guard lk(mu_);
-      if (resync_deadline_ns_ == 0) return;
+      if (resync_deadline_ns_ == 0 || (deadline != 0 && resync_deadline_ns_ != deadline)) return;
       resync_deadline_ns_ = 0;
     }
     if (const size_t n = enforcer_.end_resync()) {
@@ -265,12 +267,16 @@ void Effector::Impl::run_janitor() {
   while (!wait_stop(std::chrono::milliseconds(200))) {
     if (const size_t n = enforcer_.expire()) expired_.fetch_add(n, std::memory_order_relaxed);
     // Fallback for an execute that does not mark the end of its replay: the window elapsed.
-    bool resync_due = false;
+    // A window that ran out while disconnected is abandoned (the next connect begins anew).
+    int64_t due = 0;
     {
       std::lock_guard lk(mu_);
-      resync_due = resync_deadline_ns_ != 0 && unix_ns() >= resync_deadline_ns_;
+      if (resync_deadline_ns_ != 0 && unix_ns() >= resync_deadline_ns_) {
+        if (connected_.load(std::memory_order_acquire)) due = resync_deadline_ns_;
+        else resync_deadline_ns_ = 0;
+      }
     }
-    if (resync_due && connected_.load(std::memory_order_acquire)) finish_resync("resync window elapsed");
+    if (due != 0) finish_resync("resync window elapsed", due);
     update_mode();
     sync_metrics();
   }

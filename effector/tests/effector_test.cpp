@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -104,9 +105,14 @@ class FakeExecute final : public EffectorControl::Service {
     if (d.revoke()) active_.erase(d.action().id());
     cv_.notify_all();
   }
+  // Lifts an action on this "execute" without telling anyone: no longer replayed, and not
+  // pushed either if no stream took it yet (a stream can end before pushing its log).
   void forget(const std::string& action_id) {
     std::lock_guard lk(mu_);
     active_.erase(action_id);
+    log_.erase(std::remove_if(log_.begin() + static_cast<std::ptrdiff_t>(cursor_), log_.end(),
+                              [&](const Directive& d) { return d.action().id() == action_id; }),
+               log_.end());
   }
   std::optional<DirectiveAck> ack(const std::string& id) {
     std::lock_guard lk(mu_);
