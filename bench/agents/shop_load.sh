@@ -23,14 +23,8 @@ if [ "$PIN" = 1 ]; then
   [ "$NCPU" -ge 2 ] || { echo "PIN=1 needs 2 CPUs" >&2; exit 2; }
   PIN_SHOP="taskset -c 0"; PIN_LOAD="taskset -c 1-$((NCPU - 1))"; WRK_THREADS=$((NCPU - 1))
 fi
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 2; }
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
+# shellcheck source=bench/agents/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 $PIN_LOAD "$BIN/immunizer" broker > "$WORK/broker.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do grep -q bootstrap= "$WORK/broker.log" && break; sleep 0.1; done

@@ -10,12 +10,8 @@ BIN=${1:-build/release/bin}
 shift || true
 DURATION=${DURATION:-6}
 CONNECTIONS=${CONNECTIONS:-16}
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 2; }
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/agents/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 "$BIN/immunizer" broker > "$WORK/broker.log" 2>&1 & pids+=($!)
 BROKER=${pids[-1]}
@@ -27,7 +23,7 @@ export IMMUNIZER_LOG_LEVEL=warn IMMUNIZER_SENSOR_CPU_BUDGET=1
 PORT=$(free_port)
 env "$@" "$BIN/immunizer-shop" --port "$PORT" > "$WORK/shop.log" 2>&1 & pids+=($!)
 SHOP=${pids[-1]}
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_http "$PORT"
 URL="http://127.0.0.1:$PORT/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito"
 
 threads() { for t in /proc/"$SHOP"/task/*; do echo "$(basename "$t")|$(cat "$t/comm")|$(awk '{print $1}' "$t/schedstat")"; done | sort; }
