@@ -83,23 +83,12 @@ int up_command(const UpOptions& o) {
   try {
     std::string bootstrap = o.bootstrap;
     if (bootstrap.empty()) {
-      std::mutex mu;
-      std::condition_variable cv;
-      std::string got;
-      sup.spawn({.name = "broker",
-                 .path = bin + "/immunizer",
-                 .args = {"broker", "--partitions", std::to_string(o.partitions)},
-                 .on_line = [&](const std::string& line) {
-                   if (line.rfind("bootstrap=", 0) == 0) {
-                     std::lock_guard<std::mutex> lock(mu);
-                     got = line.substr(10);
-                     cv.notify_all();
-                   }
-                 }});
-      std::unique_lock<std::mutex> lock(mu);
-      if (!cv.wait_for(lock, std::chrono::seconds(15), [&] { return !got.empty(); }))
-        throw std::runtime_error("the embedded broker did not report its address within 15 s");
-      bootstrap = got;
+      // Stopped last (stop_order 0): the services flush and commit to it while they stop.
+      bootstrap = sup.spawn_until({.name = "broker",
+                                   .path = bin + "/immunizer",
+                                   .args = {"broker", "--partitions", std::to_string(o.partitions)},
+                                   .stop_order = 0},
+                                  "^bootstrap=(.+)$", std::chrono::seconds(15));
     }
     env["IMMUNIZER_KAFKA_BOOTSTRAP"] = bootstrap;
     env["IMMUNIZER_SECURITY_SIGNING_KEY"] = key;  // generated per run; never written to disk
@@ -123,7 +112,7 @@ int up_command(const UpOptions& o) {
       std::map<std::string, std::string> extra{{"IMMUNIZER_HTTP_PORT", std::to_string(s.port)}};
       if (std::string(s.name) == "execute") extra["IMMUNIZER_EXECUTE_GRPC_LISTEN"] = grpc;
       if (std::string(s.name) == "dashboard") extra["IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS"] = grpc;
-      sup.spawn({.name = s.name, .path = bin + "/immunizer-" + s.name, .env = with(extra)});
+      sup.spawn({.name = s.name, .path = bin + "/immunizer-" + s.name, .env = with(extra), .stop_order = 1});
     }
     // Ready: state restored from the models topic and consuming (/readyz answers 503 before).
     for (const auto& s : services)
@@ -138,7 +127,8 @@ int up_command(const UpOptions& o) {
                  // The demo shop does almost no work of its own, so the sensor's share of its CPU
                  // is large by construction; record every call rather than sample.
                  .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc}, {"IMMUNIZER_APP", "shop"},
-                              {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}})});
+                              {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}}),
+                 .stop_order = 2});
       if (!wait_http_ok(o.shop_port, "/healthz", std::chrono::seconds(30), stop) && !stop)
         throw std::runtime_error("the demo shop did not answer on port " + std::to_string(o.shop_port));
       std::vector<std::string> args{"--target", "http://127.0.0.1:" + std::to_string(o.shop_port),
@@ -146,7 +136,8 @@ int up_command(const UpOptions& o) {
                                     "--settle-url", "http://127.0.0.1:" + std::to_string(o.port_base + 1) + "/metrics",
                                     "--settle-url", "http://127.0.0.1:" + std::to_string(o.port_base + 2) + "/metrics"};
       args.insert(args.end(), o.replay_args.begin(), o.replay_args.end());
-      sup.spawn({.name = "replay", .path = bin + "/immunizer-replay", .args = args, .may_exit = true});
+      sup.spawn({.name = "replay", .path = bin + "/immunizer-replay", .args = args, .may_exit = true,
+                 .stop_order = 2});
       std::cout << "  Demo shop: http://127.0.0.1:" << o.shop_port << "/tienda1/index.jsp (replaying CSIC 2010 from "
                 << o.datasets << "/csic2010)\n";
     }

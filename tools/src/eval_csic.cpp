@@ -259,27 +259,13 @@ int eval_csic_command(const EvalOptions& o) {
           std::fprintf(stderr, "[%s] %s\n", name.c_str(), line.c_str());
       };
     };
-    sup.spawn({.name = "monitor", .path = bin + "/immunizer-monitor", .env = env, .on_line = echo_problems("monitor")});
-    sup.spawn({.name = "analyze", .path = bin + "/immunizer-analyze", .env = env, .on_line = echo_problems("analyze")});
-    std::mutex mu;
-    std::condition_variable cv;
-    int shop_port = 0;
-    const std::regex port_re("shop on http://[^:/]+:([0-9]+)/");
-    sup.spawn({.name = "shop", .path = bin + "/immunizer-shop", .args = {"--listen", "127.0.0.1", "--port", "0", "--no-effector"},
-               .env = env, .on_line = [&, problems = echo_problems("shop")](const std::string& line) {
-                 std::smatch m;
-                 if (std::regex_search(line, m, port_re)) {
-                   std::lock_guard<std::mutex> lock(mu);
-                   shop_port = std::stoi(m[1]);
-                   cv.notify_all();
-                 }
-                 problems(line);
-               }});
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      if (!cv.wait_for(lock, std::chrono::seconds(30), [&] { return shop_port != 0; }))
-        throw std::runtime_error("the shop did not report its port within 30 s");
-    }
+    sup.spawn({.name = "monitor", .path = bin + "/immunizer-monitor", .env = env, .on_line = echo_problems("monitor"), .stop_order = 1});
+    sup.spawn({.name = "analyze", .path = bin + "/immunizer-analyze", .env = env, .on_line = echo_problems("analyze"), .stop_order = 1});
+    // The shop is stopped before the services (stop_order 2 > 1); the broker is in-process.
+    const int shop_port = std::stoi(sup.spawn_until(
+        {.name = "shop", .path = bin + "/immunizer-shop", .args = {"--listen", "127.0.0.1", "--port", "0", "--no-effector"},
+         .env = env, .on_line = echo_problems("shop"), .stop_order = 2},
+        "shop on http://[^:/]+:([0-9]+)/", std::chrono::seconds(30)));
     std::printf("stack: broker %s (topics '%s*'), monitor, analyze, shop on 127.0.0.1:%d (effector off; plan/execute not started)\n",
                 bootstrap.c_str(), prefix.c_str(), shop_port);
     std::fflush(stdout);

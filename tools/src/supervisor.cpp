@@ -7,8 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <iostream>
+#include <regex>
+#include <set>
 #include <stdexcept>
 
 extern char** environ;
@@ -30,7 +34,45 @@ Supervisor::~Supervisor() {
     if (c->reader.joinable()) c->reader.join();
 }
 
-pid_t Supervisor::spawn(ChildSpec spec) {
+pid_t Supervisor::spawn(ChildSpec spec) { return spawn_impl(std::move(spec), nullptr); }
+
+std::string Supervisor::spawn_until(ChildSpec spec, const std::string& pattern, std::chrono::milliseconds limit) {
+  // Owned jointly by this call and the reader thread, which goes on after we return.
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::regex re;
+    std::optional<std::string> got;
+    bool eof = false;
+  };
+  auto w = std::make_shared<Wait>();
+  w->re = std::regex(pattern);
+  const std::string name = spec.name;
+  auto user = std::move(spec.on_line);
+  spec.on_line = [w, user](const std::string& line) {
+    if (user) user(line);
+    std::lock_guard<std::mutex> lock(w->mu);
+    if (w->got) return;
+    std::smatch m;
+    if (std::regex_search(line, m, w->re)) {
+      w->got = m.size() > 1 ? m[1].str() : m[0].str();
+      w->cv.notify_all();
+    }
+  };
+  spawn_impl(std::move(spec), [w] {
+    std::lock_guard<std::mutex> lock(w->mu);
+    w->eof = true;
+    w->cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(w->mu);
+  if (!w->cv.wait_for(lock, limit, [&] { return w->got || w->eof; }))
+    throw std::runtime_error(name + " did not print a line matching '" + pattern + "' within " +
+                             std::to_string(limit.count()) + " ms");
+  if (!w->got) throw std::runtime_error(name + " closed its output before printing a line matching '" + pattern + "'");
+  return *w->got;
+}
+
+pid_t Supervisor::spawn_impl(ChildSpec spec, std::function<void()> on_eof) {
   if (access(spec.path.c_str(), X_OK) != 0)
     throw std::runtime_error("cannot start " + spec.name + ": " + spec.path + " is not an executable (" + strerror(errno) + ")");
   int fds[2];
@@ -72,7 +114,7 @@ pid_t Supervisor::spawn(ChildSpec spec) {
   child->pid = pid;
   Child* raw = child.get();
   const bool echo = echo_;
-  child->reader = std::thread([raw, fd = fds[0], echo] {
+  child->reader = std::thread([raw, fd = fds[0], echo, on_eof = std::move(on_eof)] {
     FILE* f = fdopen(fd, "r");
     char* line = nullptr;
     size_t cap = 0;
@@ -91,6 +133,7 @@ pid_t Supervisor::spawn(ChildSpec spec) {
     }
     free(line);
     fclose(f);
+    if (on_eof) on_eof();
   });
   std::lock_guard<std::mutex> lock(mu_);
   children_.push_back(std::move(child));
@@ -143,37 +186,58 @@ bool Supervisor::alive(const std::string& name) {
   return false;
 }
 
-void Supervisor::stop_all(std::chrono::milliseconds grace) {
+void Supervisor::stop_stage(int order, std::chrono::milliseconds grace) {
+  std::vector<pid_t> stage;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = children_.rbegin(); it != children_.rend(); ++it)
-      if ((*it)->running) kill((*it)->pid, SIGTERM);
+      if ((*it)->running && (*it)->spec.stop_order == order) {
+        kill((*it)->pid, SIGTERM);
+        stage.push_back((*it)->pid);
+      }
   }
   const auto deadline = std::chrono::steady_clock::now() + grace;
+  bool killed = false;
   for (;;) {
     bool any = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto& c : children_) any = any || c->running;
-    }
-    if (!any) break;
-    if (std::chrono::steady_clock::now() >= deadline) {
-      std::lock_guard<std::mutex> lock(mu_);
       for (auto& c : children_)
-        if (c->running) {
-          std::cerr << c->spec.name << " did not stop within the grace period; killing it\n";
-          kill(c->pid, SIGKILL);
-        }
+        any = any || (c->running && std::find(stage.begin(), stage.end(), c->pid) != stage.end());
+      if (any && !killed && std::chrono::steady_clock::now() >= deadline) {
+        killed = true;
+        for (auto& c : children_)
+          if (c->running && std::find(stage.begin(), stage.end(), c->pid) != stage.end()) {
+            std::cerr << c->spec.name << " did not stop within " << grace.count() << " ms of SIGTERM; killing it\n";
+            kill(c->pid, SIGKILL);
+          }
+      }
     }
+    if (!any) return;
     if (auto e = reap(false)) {
       if (!e->clean && e->how.find("SIGTERM") == std::string::npos)
         std::cout << e->name << " " << e->how << "\n";
       continue;
     }
-    usleep(50'000);
+    usleep(20'000);
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& c : children_)
+}
+
+void Supervisor::stop_all(std::chrono::milliseconds grace) {
+  std::set<int, std::greater<int>> orders;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : children_)
+      if (c->running) orders.insert(c->spec.stop_order);
+  }
+  for (const int order : orders) stop_stage(order, grace);
+  // Join outside the lock: an on_line callback may call alive().
+  std::vector<Child*> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : children_) all.push_back(c.get());
+  }
+  for (Child* c : all)
     if (c->reader.joinable()) c->reader.join();
 }
 
