@@ -1,23 +1,12 @@
 #include "immunizer/dashboard/json.hpp"
 
+#include "immunizer/v1/names.hpp"
+
 namespace immunizer::dashboard {
 
 using nlohmann::json;
 
-std::string severity_name(v1::Severity s) {
-  switch (s) {
-    case v1::SEVERITY_LOW:
-      return "low";
-    case v1::SEVERITY_MEDIUM:
-      return "medium";
-    case v1::SEVERITY_HIGH:
-      return "high";
-    case v1::SEVERITY_CRITICAL:
-      return "critical";
-    default:
-      return "unspecified";
-  }
-}
+std::string severity_name(v1::Severity s) { return std::string(v1::severity_label(s)); }
 
 std::string action_kind_name(v1::ActionKind k) {
   switch (k) {

@@ -4,6 +4,7 @@
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/snapshots.hpp"
 #include "immunizer/common/stream_service.hpp"
+#include "immunizer/v1/names.hpp"
 
 namespace immunizer::analyze {
 
@@ -42,10 +43,10 @@ AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topi
       detection_latency_(prometheus::BuildHistogram().Name("immunizer_detection_latency_seconds")
                              .Help("From the instrumented call to its alarm").Register(r)
                              .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
-      models_active_(prometheus::BuildGauge().Name("immunizer_analyze_models").Help("Model keys by state")
-                         .Register(r).Add({{"state", "ACTIVE"}})),
-      models_total_(prometheus::BuildGauge().Name("immunizer_analyze_models_total").Help("Model keys held")
-                        .Register(r).Add({})),
+      models_by_state_(prometheus::BuildGauge().Name("immunizer_analyze_models").Help("Model keys held, by state")
+                           .Register(r)),
+      models_active_(models_by_state_.Add({{"state", "active"}})),
+      models_learning_(models_by_state_.Add({{"state", "learning"}})),
       memory_(prometheus::BuildGauge().Name("immunizer_analyze_model_memory_bytes")
                   .Help("Memory held by all models").Register(r).Add({})) {}
 
@@ -159,7 +160,7 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, 
     a.set_schema_version(v.schema().version());
     const auto& p = v.principal();
     out.produce(topics_.alarms, p.session().empty() ? p.ip() : p.session(), a.SerializeAsString());
-    alarms_.Add({{"severity", v1::Severity_Name(a.severity())}}).Increment();
+    alarms_.Add({{"severity", std::string(v1::severity_label(a.severity()))}}).Increment();
     if (v.timestamp_unix_nanos() > 0 && now > v.timestamp_unix_nanos())
       detection_latency_.Observe(static_cast<double>(now - v.timestamp_unix_nanos()) / 1e9);
   }
@@ -177,7 +178,7 @@ void AnalyzeProcessor::update_gauges() {
   for (const auto& k : models_.keys())
     if (auto* s = models_.find(k); s && s->state() == ModelState::kActive) ++active;
   models_active_.Set(static_cast<double>(active));
-  models_total_.Set(static_cast<double>(models_.size()));
+  models_learning_.Set(static_cast<double>(models_.size() - active));
   memory_.Set(static_cast<double>(models_.memory_bytes()));
 }
 

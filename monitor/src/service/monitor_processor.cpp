@@ -1,5 +1,7 @@
 #include "immunizer/monitor/service.hpp"
 
+#include <algorithm>
+
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/stream_service.hpp"
 #include "immunizer/common/snapshots.hpp"
@@ -48,8 +50,9 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
                     .Help("Call records that could not be used, by reason").Register(r)),
       memory_total_(prometheus::BuildGauge().Name("immunizer_monitor_memory_bytes")
                         .Help("Memory held by all monitor models").Register(r).Add({})),
-      memory_model_(prometheus::BuildGauge().Name("immunizer_monitor_model_memory_bytes")
-                        .Help("Memory held by one model key (capped by the feature config)").Register(r)),
+      memory_model_max_(prometheus::BuildGauge().Name("immunizer_monitor_model_memory_max_bytes")
+                            .Help("Memory held by the largest model key (each is capped by the feature config)")
+                            .Register(r).Add({})),
       models_(prometheus::BuildGauge().Name("immunizer_monitor_models").Help("Model keys held").Register(r).Add({})) {}
 
 void MonitorProcessor::process(const common::Message& m, common::Producer& out) {
@@ -100,7 +103,11 @@ void MonitorProcessor::update_gauges() {
   const auto keys = extractor_.model_keys();
   models_.Set(static_cast<double>(keys.size()));
   memory_total_.Set(static_cast<double>(extractor_.memory_bytes()));
-  for (const auto& k : keys) memory_model_.Add({{"model", k}}).Set(static_cast<double>(extractor_.memory_bytes(k)));
+  // One gauge for the largest key, not one series per key: model keys come from the app's
+  // call names and contexts and are unbounded.
+  size_t largest = 0;
+  for (const auto& k : keys) largest = std::max(largest, extractor_.memory_bytes(k));
+  memory_model_max_.Set(static_cast<double>(largest));
 }
 
 void MonitorProcessor::tick(common::Producer& out) {

@@ -57,8 +57,9 @@ class AnalyzeProcessor final : public common::Processor {
   prometheus::Counter& scored_;
   prometheus::Counter& learning_;
   prometheus::Histogram& detection_latency_;
+  prometheus::Family<prometheus::Gauge>& models_by_state_;
   prometheus::Gauge& models_active_;
-  prometheus::Gauge& models_total_;
+  prometheus::Gauge& models_learning_;
   prometheus::Gauge& memory_;
 };
 

@@ -53,7 +53,7 @@ class MonitorProcessor final : public common::Processor {
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Gauge& memory_total_;
-  prometheus::Family<prometheus::Gauge>& memory_model_;
+  prometheus::Gauge& memory_model_max_;
   prometheus::Gauge& models_;
 };
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark under bench/, each printing its own figures (with the
+# reference beside it where one exists). Benchmarks never pass or fail on a figure; the script
+# fails only when a benchmark cannot run.
+# Usage: bench/run_all.sh [BUILD_DIR]
+#   env QUICK=1     shorter runs (fewer seeds, short load rounds): a smoke of every benchmark
+#   env ONLY="a b"  run only these: agents shop_handle monitor models shop_load pipeline
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="$(cd "${1:-$ROOT/build/release}" && pwd)"
+DATASETS="${IMMUNIZER_DATASETS:-$ROOT/../shared/datasets}"
+QUICK="${QUICK:-0}"
+ONLY="${ONLY:-agents shop_handle monitor models shop_load pipeline}"
+min_time=1.0
+seeds=10
+if [[ "$QUICK" == 1 ]]; then min_time=0.2; seeds=2; fi
+failed=()
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+section() { printf '\n=== %s ===\n%s\n\n' "$1" "$2"; }
+run() {
+  local name="$1"; shift
+  if ! "$@"; then echo "bench: $name did not run to the end" >&2; failed+=("$name"); fi
+}
+if want agents; then
+  section "agents" "sensor record cost and effector allows() (targets: 250 ns, 30 ns; docs/evaluation.md)"
+  run agents "$BUILD/bench/agents_bench" --benchmark_min_time="$min_time"
+fi
+if want shop_handle; then
+  section "shop_handle" "demo shop handler with and without recording (CPU per request)"
+  run shop_handle "$BUILD/bench/shop_handle_bench" --benchmark_min_time="$min_time"
+fi
+if want monitor; then
+  section "monitor" "feature extraction on CSIC 2010 records (records/s on one core)"
+  if [[ -d "$DATASETS/csic2010" ]]; then
+    run monitor "$BUILD/bench/bench_monitor_features" --benchmark_min_time="$min_time"
+  else
+    echo "skipped: $DATASETS/csic2010 not found (the benchmark reads real requests)"
+  fi
+fi
+if want models; then
+  section "models" "isolation forest + autoencoder on the ODDS sets, beside scikit-learn and the paper"
+  if [[ -d "$DATASETS/odds" ]]; then
+    sk=(--python /usr/bin/python3)
+    /usr/bin/python3 -c 'import sklearn' 2>/dev/null || sk=(--no-sklearn)
+    run models "$BUILD/bench/bench_models" --datasets "$DATASETS/odds" --seeds "$seeds" "${sk[@]}"
+  else
+    echo "skipped: $DATASETS/odds not found"
+  fi
+fi
+if want shop_load; then
+  section "shop_load" "demo shop requests/s under wrk, without agents vs with them"
+  if command -v wrk >/dev/null; then
+    if [[ "$QUICK" == 1 ]]; then export DURATION=${DURATION:-2} ROUNDS=${ROUNDS:-1}; fi
+    run shop_load bash "$ROOT/bench/agents/shop_load.sh" "$BUILD/bin"
+  else
+    echo "skipped: wrk not installed (scripts/deps.sh installs it)"
+  fi
+fi
+if want pipeline; then
+  section "pipeline" "records through sensor -> embedded broker -> monitor -> analyze"
+  if [[ -x "$ROOT/bench/pipeline/run.sh" ]]; then
+    run pipeline bash "$ROOT/bench/pipeline/run.sh" "$BUILD"
+  else
+    echo "skipped: bench/pipeline is not written yet (issue 13)"
+  fi
+fi
+if ((${#failed[@]})); then
+  echo "bench: failed to run: ${failed[*]}" >&2
+  exit 1
+fi
+echo "bench: all figures above; docs/evaluation.md says what each one is compared with"
