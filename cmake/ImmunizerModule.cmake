@@ -14,9 +14,11 @@ function(immunizer_library)
   cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   add_library(${A_NAME} STATIC ${A_SOURCES})
   if(EXISTS "${CMAKE_CURRENT_SOURCE_DIR}/include")
-    target_include_directories(${A_NAME} PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}/include")
+    # Relocatable, so the agents' libraries can be exported (cmake/Install.cmake).
+    target_include_directories(${A_NAME} PUBLIC
+      "$<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>" "$<INSTALL_INTERFACE:include>")
   endif()
-  target_include_directories(${A_NAME} PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}/src")
+  target_include_directories(${A_NAME} PRIVATE "$<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/src>")
   target_link_libraries(${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
   set_target_properties(${A_NAME} PROPERTIES POSITION_INDEPENDENT_CODE ON)
 endfunction()

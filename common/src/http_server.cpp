@@ -4,10 +4,13 @@
 
 #include <stdexcept>
 
+#include "immunizer/common/build_info.hpp"
+
 namespace immunizer::common {
 
 HttpServer::HttpServer(std::string listen, int port, std::shared_ptr<prometheus::Registry> registry)
     : listen_(std::move(listen)), port_(port), registry_(std::move(registry)) {
+  if (registry_) register_build_info(*registry_);
   server_.set_tcp_nodelay(true);  // small responses: no Nagle/delayed-ACK stalls on keep-alive
   server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     prometheus::TextSerializer ser;

@@ -8,6 +8,8 @@
 #include <iostream>
 #include <thread>
 
+#include "immunizer/common/build_info.hpp"
+
 namespace immunizer::common {
 
 void install_stop_signals(std::atomic<bool>& stop, const std::string& name) {
@@ -49,6 +51,7 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
   app.add_option("-c,--config", config_path, "YAML configuration file");
   app.add_option("--set", sets, "override a key: --set key=value (repeatable)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.set_version_flag("--version", version_line("immunizer-" + name));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -25,6 +25,7 @@
 
 #include "enforcer.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
+#include "immunizer/version.hpp"
 
 namespace immunizer::effector {
 namespace {
@@ -207,7 +208,7 @@ void Effector::Impl::run_stream() {
     immunizer::v1::EffectorMessage hello;
     hello.mutable_hello()->set_app(cfg_.app);
     hello.mutable_hello()->set_instance(cfg_.instance);
-    hello.mutable_hello()->set_version("1");
+    hello.mutable_hello()->set_version(IMMUNIZER_VERSION);
     for (const char* c : {"block_principal", "abort_call", "throttle_principal", "disable_call"})
       hello.mutable_hello()->add_capabilities(c);
     if (stream->Write(hello)) {

@@ -71,6 +71,9 @@ class ExecuteEffectorTest : public ::testing::Test {
 TEST_F(ExecuteEffectorTest, PlanBlocksThePrincipalInTheAppAndUnblockLiftsIt) {
   auto eff = effector("e2e");
   ASSERT_TRUE(eventually([&] { return eff->connected() && dispatcher.effectors_connected() == 1; }, kWait));
+  const auto listed = dispatcher.list_active();
+  ASSERT_EQ(listed.effectors_size(), 1);
+  EXPECT_EQ(listed.effectors(0).version(), IMMUNIZER_PROJECT_VERSION);  // the hello carries the project version
   const effector::PrincipalView mallory("", "sess-1", "");
   const effector::PrincipalView alice("", "sess-2", "");
   EXPECT_TRUE(eff->allows(mallory, "http GET /tienda1/index.jsp"));

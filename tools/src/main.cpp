@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "immunizer/common/build_info.hpp"
 #include "immunizer/tools/commands.hpp"
 #include "immunizer/tools/eval.hpp"
 
@@ -30,6 +31,7 @@ bool env_assignments(const char* command, const std::vector<std::string>& list, 
 
 int main(int argc, char** argv) {
   CLI::App app{"Immunizer: self-protecting applications. Runs the MAPE-K loop on one machine."};
+  app.set_version_flag("--version", immunizer::common::version_line("immunizer"));
   app.require_subcommand(1);
 
   BrokerOptions b;

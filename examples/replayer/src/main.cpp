@@ -7,6 +7,7 @@
 #include <iostream>
 #include <thread>
 
+#include "immunizer/common/build_info.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/replay/replayer.hpp"
 
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
   replay::AttackOptions atk;
   int64_t time_limit_s = 1800;
   std::vector<std::string> settle_urls;
+  app.set_version_flag("--version", common::version_line("immunizer-replay"));
   app.add_option("--target", target_url, "shop base URL")->capture_default_str();
   app.add_option("--dataset", dataset, "folder with the CSIC 2010 files")->required()->check(CLI::ExistingDirectory);
   app.add_option("--scenario", scenario, "train | mix | attack | demo (train, then rounds of mix + attack)")

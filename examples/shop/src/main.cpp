@@ -5,6 +5,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "immunizer/common/build_info.hpp"
 #include "immunizer/common/http_server.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/shop/shop.hpp"
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1";
   int port = 8088;
   bool no_sensor = false, no_effector = false, trust_xff = true;
+  app.set_version_flag("--version", common::version_line("immunizer-shop"));
   app.add_option("--listen", listen, "address to listen on")->capture_default_str();
   app.add_option("--port", port, "port (0: any)")->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_flag("--no-sensor", no_sensor, "do not record calls (baseline)");
