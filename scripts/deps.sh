@@ -9,7 +9,7 @@ PKGS=(
   librdkafka-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libssl-dev zlib1g-dev
-  libcpp-httplib-dev libyaml-cpp-dev libcli11-dev
+  libcpp-httplib-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev
   python3 python3-sklearn python3-numpy python3-yaml python3-jsonschema
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
   docker-compose curl procps wrk bc prometheus

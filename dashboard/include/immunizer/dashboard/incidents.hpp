@@ -1,0 +1,131 @@
+// Incidents: alarms grouped per principal (session, address, /24 or /64 prefix,
+// user) within a sliding window, identical alarms (principal, model, top
+// feature) collapsed into one row with a count, actions attached through their
+// alarm, and an operator-driven state (open -> acknowledged -> resolved /
+// false_positive). Everything is written through to the IncidentStore, so the
+// history survives restarts. Thread-safe (one mutex around the store): the
+// consumer thread feeds it, HTTP threads query it and change states. Store
+// failures never escape to the consumer: they are logged (throttled) and
+// counted.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "immunizer/common/ids.hpp"
+#include "immunizer/dashboard/store.hpp"
+#include "immunizer/v1/records.pb.h"
+
+namespace immunizer::dashboard {
+
+struct IncidentConfig {
+  // Which principal an incident groups on: session | ip | prefix | user. When
+  // the alarm has no such field, the next of session, ip, user that it has is
+  // used.
+  std::string key = "session";
+  // An alarm joins its principal's open incident when it comes at most this
+  // long after the incident's last alarm; later, it opens a new incident.
+  int64_t window_ms = 600'000;
+  // Prefix lengths for key = prefix.
+  int ipv4_prefix = 24;
+  int ipv6_prefix = 64;
+  RetentionConfig retention;
+  // How often retention runs (from tick()).
+  int64_t prune_interval_ms = 60'000;
+};
+
+// "session:abc", "ip:1.2.3.4", "prefix:1.2.3.0/24", "user:bob"; "none:" without
+// any field.
+std::string principal_key(const v1::Principal &p, const IncidentConfig &cfg);
+// The address's network prefix ("10.1.2.0/24", "2001:db8:1:2::/64"); "" if not
+// an address.
+std::string address_prefix(const std::string &ip, int v4_bits, int v6_bits);
+// The incident as the API renders it (summary; details come from
+// IncidentEngine::detail).
+nlohmann::json incident_json(const Incident &i);
+
+// What a change did, for the SSE feed and the notifier.
+struct IncidentChange {
+  enum Kind { kUpdated, kOpened, kEscalated, kStateChanged };
+  Kind kind = kUpdated;
+  Incident incident;
+};
+const char *change_name(IncidentChange::Kind k); // "updated", "opened",
+                                                 // "escalated", "state_changed"
+
+class IncidentEngine {
+public:
+  IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store,
+                 const common::Clock &clock, prometheus::Registry &registry);
+
+  // nullopt for a duplicate alarm (already stored) or when the store failed.
+  std::optional<IncidentChange> on_alarm(const v1::Alarm &a);
+  // The incident the event's action belongs to, if known (the change is
+  // kUpdated).
+  std::optional<IncidentChange> on_action(const v1::ActionEvent &e);
+  // Runs retention when it is due.
+  void tick();
+
+  std::optional<v1::Alarm> find_alarm(const std::string &alarm_id);
+  void record_feedback(const std::string &alarm_id,
+                       const nlohmann::json &feedback);
+
+  // {"incidents": [...], "total": N, "limit", "offset"}
+  nlohmann::json list(const IncidentQuery &q);
+  std::vector<Incident> list_rows(const IncidentQuery &q);
+  // The incident with its alarm groups, newest alarms, actions and operator
+  // history.
+  std::optional<nlohmann::json> detail(int64_t id, size_t alarm_limit);
+
+  struct StateResult {
+    enum Code { kOk, kNotFound, kInvalid, kFailed };
+    Code code = kOk;
+    std::string message;
+    std::optional<IncidentChange> change;
+  };
+  // open -> acknowledged | resolved | false_positive; acknowledged -> resolved
+  // | false_positive; resolved / false_positive -> open (reopen). Audited as an
+  // operator action.
+  StateResult set_state(int64_t id, const std::string &state,
+                        const std::string &who, const std::string &comment);
+  // Records an operator action that is not a state change (e.g. a block from an
+  // incident).
+  void audit(int64_t incident_id, const std::string &who,
+             const std::string &what, const std::string &detail);
+
+  // {"open": n, "acknowledged": n, "resolved": n, "false_positive": n, "total":
+  // n}
+  nlohmann::json counts();
+  uint64_t store_errors() const;
+
+private:
+  template <typename F> auto guarded(const char *op, F &&f) -> decltype(f());
+  void failed(const char *op, const std::exception &e);
+
+  IncidentConfig cfg_;
+  std::unique_ptr<IncidentStore> store_;
+  const common::Clock &clock_;
+  mutable std::mutex mu_;
+  int64_t last_prune_ = 0;
+  int64_t last_error_log_ = 0;
+  uint64_t errors_ = 0;
+  prometheus::Family<prometheus::Counter> &incidents_family_;
+  prometheus::Counter &alarms_grouped_;
+  prometheus::Counter &alarms_duplicate_;
+  prometheus::Counter &alarms_collapsed_;
+  prometheus::Family<prometheus::Counter> &errors_family_;
+  prometheus::Counter &pruned_;
+  prometheus::Gauge &db_bytes_;
+};
+
+} // namespace immunizer::dashboard
