@@ -134,10 +134,12 @@ std::string DashboardApi::analyst(const httplib::Request& req, const json& body)
   return a.empty() ? "dashboard" : a.substr(0, 128);
 }
 
-void DashboardApi::install(httplib::Server& server) {
+void DashboardApi::install(common::HttpServer& http) {
   // Every SSE client holds a worker thread: size the pool so the API stays responsive.
-  const size_t threads = static_cast<size_t>(cfg_.sse_max_clients) + 8;
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  auto& limits = http.limits();
+  limits.worker_threads = std::max(limits.worker_threads, static_cast<int>(cfg_.sse_max_clients) + 8);
+  limits.max_connections = std::max(limits.max_connections, limits.worker_threads + 16);
+  httplib::Server& server = http.routes();
 
   if (!expected_auth_.empty()) {
     server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {

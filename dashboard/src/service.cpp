@@ -63,7 +63,7 @@ std::function<void()> setup_service(common::ServiceContext& ctx) {
   // Read every key first, so bad configuration fails before any connection is made.
   const auto cfg = DashboardConfig::from_config(ctx.config);
   auto rt = std::make_shared<Runtime>(cfg, ctx);
-  rt->api.install(ctx.http->routes());
+  rt->api.install(*ctx.http);
   return [&ctx, rt] {
     ctx.log->info("consumer group '{}' (never commits: replays retained history on start); execute at {}{}",
                   rt->cfg.group, rt->cfg.execute_address, rt->cfg.auth_user.empty() ? "" : "; basic auth on");

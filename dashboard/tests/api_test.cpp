@@ -67,7 +67,7 @@ struct Server {
         api(cfg, state, hub, producer, topics, ops_override ? *ops_override : ops, clock, *registry),
         proc(state, hub, topics, clock, 1000ms),
         http("127.0.0.1", 0, registry) {
-    api.install(http.routes());
+    api.install(http);
     http.start();
     http.set_ready(true);
   }

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "immunizer/common/http_server.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/dashboard/config.hpp"
@@ -29,7 +30,7 @@ class DashboardApi {
                const common::Topics& topics, OperationsClient& ops, const common::Clock& clock,
                prometheus::Registry& registry);
   // Adds the routes (and the auth check, when configured) to `server`; before it starts.
-  void install(httplib::Server& server);
+  void install(common::HttpServer& http);
 
  private:
   bool authorized(const httplib::Request& req) const;
