@@ -1,5 +1,11 @@
 #include "immunizer/execute/config.hpp"
 
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "immunizer/crypto/ed25519.hpp"
+
 namespace immunizer::execute {
 
 ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
@@ -30,7 +36,41 @@ ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
         "config key 'security.signing_key' is empty: execute signs every directive and effectors reject "
         "unsigned ones; set security.signing_key (IMMUNIZER_SECURITY_SIGNING_KEY) or security.signing_key_file "
         "(the 'immunizer up' launcher generates one per run)");
+  read_plan_guard(c, e);
   return e;
+}
+
+void ExecuteConfig::read_plan_guard(const common::Config& c, ExecuteConfig& e) {
+  const auto paths = c.get_list("execute.plan_public_keys", {});
+  if (paths.empty())
+    throw common::ConfigError(
+        "config key 'execute.plan_public_keys' is empty: execute enforces only plans signed by a trusted plan key; "
+        "set it (IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS, comma-separated) to the PEM public key file(s) of plan's "
+        "signing key ('immunizer up' generates them in its state folder)");
+  for (const auto& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (!in) throw common::ConfigError("config key 'execute.plan_public_keys': cannot read '" + path + "'");
+    try {
+      (void)crypto::VerifyingKey::from_pem(ss.str());
+    } catch (const std::exception& ex) {
+      throw common::ConfigError("config key 'execute.plan_public_keys': '" + path + "': " + ex.what());
+    }
+    e.plan_public_keys_pem.push_back(ss.str());
+  }
+  e.guard_automatic_actions = c.get_list("execute.guard.automatic_actions", e.guard_automatic_actions);
+  for (const auto& k : e.guard_automatic_actions)
+    if (k != "block" && k != "throttle" && k != "abort" && k != "disable")
+      throw common::ConfigError("config key 'execute.guard.automatic_actions': '" + k +
+                                "' is not one of block, throttle, abort, disable");
+  e.guard_automatic_max_ttl_ms =
+      c.get_int("execute.guard.automatic_max_ttl_ms", std::min(e.guard_automatic_max_ttl_ms, e.max_ttl_ms), 1000,
+                e.max_ttl_ms);
+  e.guard_max_automatic_blocks_per_minute = c.get_int("execute.guard.max_automatic_blocks_per_minute",
+                                                      e.guard_max_automatic_blocks_per_minute, 1, 1'000'000);
+  e.guard_breaker_cooldown_ms =
+      c.get_int("execute.guard.breaker_cooldown_ms", e.guard_breaker_cooldown_ms, 1000, 86'400'000);
 }
 
 }  // namespace immunizer::execute

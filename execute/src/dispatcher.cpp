@@ -5,6 +5,7 @@
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/snapshots.hpp"
 #include "immunizer/effector/directive_signing.hpp"
+#include "immunizer/plan/plan_signing.hpp"
 
 namespace immunizer::execute {
 namespace {
@@ -119,7 +120,97 @@ Dispatcher::Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::C
                           .Name("immunizer_execute_slow_effectors_total")
                           .Help("Effector streams closed because they did not read their directives")
                           .Register(registry)
-                          .Add({})) {}
+                          .Add({})),
+      plans_refused_(prometheus::BuildCounter()
+                         .Name("immunizer_execute_plans_refused_total")
+                         .Help("Plans dead-lettered unenforced, by reason (unsigned_plan, untrusted_plan_key, "
+                               "bad_plan_signature)")
+                         .Register(registry)),
+      guard_(prometheus::BuildCounter()
+                 .Name("immunizer_execute_guard_total")
+                 .Help("Guard policy decisions on automatic actions (refused_kind, ttl_clamped, breaker_open, "
+                       "breaker_tripped, breaker_closed)")
+                 .Register(registry)),
+      breaker_gauge_(prometheus::BuildGauge()
+                         .Name("immunizer_execute_breaker_open")
+                         .Help("1 while the circuit breaker stops automatic enforcement")
+                         .Register(registry)
+                         .Add({})) {
+  for (const auto& pem : cfg_.plan_public_keys_pem) plan_keys_.add(crypto::VerifyingKey::from_pem(pem));
+  for (const auto& k : cfg_.guard_automatic_actions) {
+    if (k == "block") automatic_kinds_.insert(v1::ACTION_BLOCK_PRINCIPAL);
+    else if (k == "throttle") automatic_kinds_.insert(v1::ACTION_THROTTLE_PRINCIPAL);
+    else if (k == "abort") automatic_kinds_.insert(v1::ACTION_ABORT_CALL);
+    else if (k == "disable") automatic_kinds_.insert(v1::ACTION_DISABLE_CALL);
+    else throw std::invalid_argument("execute guard: unknown action kind '" + k + "'");
+  }
+}
+
+std::string Dispatcher::admit(const v1::Plan& plan) {
+  std::string why = plan::verify(plan, plan_keys_);
+  if (!why.empty()) plans_refused_.Add({{"reason", why}}).Increment();
+  return why;
+}
+
+std::string Dispatcher::guard_locked(const v1::Plan& plan, v1::Action& a, std::string& note, int64_t now) {
+  if (!automatic_kinds_.count(a.kind())) {
+    guard_.Add({{"decision", "refused_kind"}}).Increment();
+    log()->warn("guard: plan {} action {}: automatic plans may not {} (execute.guard.automatic_actions); refused",
+                plan.id(), a.id(), kind_label(a.kind()));
+    return "guard: automatic plans may not " + kind_label(a.kind()) + " (execute.guard.automatic_actions)";
+  }
+  // The circuit breaker: a model gone wrong must not lock everyone out.
+  while (!automatic_blocks_.empty() && automatic_blocks_.front() <= now - 60'000'000'000LL)
+    automatic_blocks_.pop_front();
+  if (breaker_open_until_ != 0 && breaker_open_until_ <= now) {
+    breaker_open_until_ = 0;
+    automatic_blocks_.clear();
+    breaker_gauge_.Set(0);
+    guard_.Add({{"decision", "breaker_closed"}}).Increment();
+    log()->warn("guard: circuit breaker closed; automatic enforcement resumes");
+    v1::Action e;
+    e.set_id("breaker-closed-" + std::to_string(now));
+    e.set_kind(v1::ACTION_ESCALATE);
+    event_locked(v1::ACTION_EVENT_DISPATCHED, e.id(), e, plan.id(), plan.alarm_id(), 0, "execute",
+                 "circuit breaker closed: automatic enforcement resumes");
+  }
+  if (breaker_open_until_ != 0) {
+    guard_.Add({{"decision", "breaker_open"}}).Increment();
+    return "guard: circuit breaker open (more than " + std::to_string(cfg_.guard_max_automatic_blocks_per_minute) +
+           " automatic blocks within a minute); logged, not enforced";
+  }
+  const bool new_lockout = !by_target_.count(target_key(a));
+  if (new_lockout) {
+    if (static_cast<int64_t>(automatic_blocks_.size()) >= cfg_.guard_max_automatic_blocks_per_minute) {
+      breaker_open_until_ = now + cfg_.guard_breaker_cooldown_ms * kNanosPerMilli;
+      breaker_gauge_.Set(1);
+      guard_.Add({{"decision", "breaker_tripped"}}).Increment();
+      guard_.Add({{"decision", "breaker_open"}}).Increment();
+      const std::string what = "circuit breaker opened: more than " +
+                               std::to_string(cfg_.guard_max_automatic_blocks_per_minute) +
+                               " new automatic blocks within a minute; automatic enforcement stopped for " +
+                               std::to_string(cfg_.guard_breaker_cooldown_ms / 1000) +
+                               " s (plans are still logged; manual blocks still work)";
+      log()->error("ALARM: guard: {} (plan {})", what, plan.id());
+      // In the audit trail as an escalation, so operators see it next to the actions.
+      v1::Action e;
+      e.set_id("breaker-opened-" + std::to_string(now));
+      e.set_kind(v1::ACTION_ESCALATE);
+      event_locked(v1::ACTION_EVENT_DISPATCHED, e.id(), e, plan.id(), plan.alarm_id(), 0, "execute", what);
+      count("escalate");
+      return "guard: " + what;
+    }
+    automatic_blocks_.push_back(now);
+  }
+  const int64_t ttl_ms = a.ttl_millis() > 0 ? a.ttl_millis() : cfg_.default_ttl_ms;
+  if (ttl_ms > cfg_.guard_automatic_max_ttl_ms) {
+    a.set_ttl_millis(cfg_.guard_automatic_max_ttl_ms);
+    guard_.Add({{"decision", "ttl_clamped"}}).Increment();
+    note = "guard: ttl clamped from " + std::to_string(ttl_ms) + " ms to " +
+           std::to_string(cfg_.guard_automatic_max_ttl_ms) + " ms (execute.guard.automatic_max_ttl_ms)";
+  }
+  return {};
+}
 
 void Dispatcher::count(const std::string& type) { actions_.Add({{"type", type}}).Increment(); }
 
@@ -340,7 +431,15 @@ void Dispatcher::on_plan(const v1::Plan& plan) {
             count("stale");
             break;
           }
-          enforce_locked(a, plan.id(), plan.alarm_id(), call_ts, "", overflowed);
+          if (alias_.count(a.id())) break;  // the same action again (a plan read twice): already in force
+          v1::Action guarded = a;
+          std::string note;
+          if (std::string why = guard_locked(plan, guarded, note, now); !why.empty()) {
+            event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, plan.id(), plan.alarm_id(), call_ts, "execute", why);
+            count("reject");
+            break;
+          }
+          enforce_locked(guarded, plan.id(), plan.alarm_id(), call_ts, note, overflowed);
         }
       }
     }
@@ -547,6 +646,11 @@ size_t Dispatcher::drain(common::Producer& out) {
 size_t Dispatcher::active_count() const {
   std::lock_guard lk(mu_);
   return active_.size();
+}
+
+bool Dispatcher::breaker_open() const {
+  std::lock_guard lk(mu_);
+  return breaker_open_until_ != 0 && breaker_open_until_ > clock_.now_unix_nanos();
 }
 
 size_t Dispatcher::effectors_connected() const {

@@ -318,7 +318,7 @@ TEST(ExecuteProcessor, PlansInEventsOutMalformedToDeadLetters) {
   common::FakeConsumer in;
   common::FakeProducer out;
   common::StreamLoop loop(in, out, proc, {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
-  in.push(topics.plans, "sess-1", block_plan("p1", "act1", "sess-1", 1'000).SerializeAsString());
+  in.push(topics.plans, "sess-1", signed_plan(block_plan("p1", "act1", "sess-1", 1'000)).SerializeAsString());
   in.push(topics.plans, "x", "\xff\xff not a plan");
   EXPECT_EQ(loop.run_once(), 2u);
   EXPECT_EQ(out.on(topics.deadletter).size(), 1u);

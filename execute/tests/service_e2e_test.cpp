@@ -85,10 +85,13 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   kafka.topic_prefix = prefix;
 
   const std::string log_path = ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".log";
+  const std::string plan_pub = ::testing::TempDir() + "/execute_e2e_plan_" + std::to_string(getpid()) + ".pem";
+  std::ofstream(plan_pub) << plan_key_pair().public_pem;
   const std::vector<std::string> args{
       std::string(IMMUNIZER_BIN_DIR) + "/immunizer-execute", "--set", "kafka.bootstrap=" + broker.bootstrap(),
       "--set", "kafka.topic_prefix=" + prefix, "--set", "http.listen=127.0.0.1", "--set", "http.port=0",
-      "--set", "execute.grpc_listen=127.0.0.1:0", "--set", std::string("security.signing_key=") + kKey};
+      "--set", "execute.grpc_listen=127.0.0.1:0", "--set", std::string("security.signing_key=") + kKey,
+      "--set", "execute.plan_public_keys=" + plan_pub};
   Child child(args, log_path);
   const int port = await_port(log_path);
   ASSERT_GT(port, 0) << slurp(log_path);
@@ -96,7 +99,12 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   FakeEffector eff(port, "shop", "e2e");
   auto producer = common::make_kafka_producer(kafka, "test", nullptr);
   const int64_t call_ts = common::now_unix_nanos();
-  producer->produce(topics.plans, "sess-1", block_plan("p1", "act1", "sess-1", 60'000, call_ts).SerializeAsString());
+  // An unsigned plan first (anyone with write access to the topic): dead-lettered, not enforced.
+  auto forged = block_plan("p0", "act0", "victim", 60'000, call_ts, v1::ACTION_DISABLE_CALL);
+  forged.mutable_actions(0)->set_call("http.request");
+  producer->produce(topics.plans, "victim", forged.SerializeAsString());
+  producer->produce(topics.plans, "sess-1",
+                    signed_plan(block_plan("p1", "act1", "sess-1", 60'000, call_ts)).SerializeAsString());
   ASSERT_TRUE(producer->flush(10s).ok());
 
   ASSERT_TRUE(eff.wait_for(1, 30s)) << slurp(log_path);
@@ -118,6 +126,18 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
     return dispatched && applied;
   }, 30s)) << slurp(log_path);
   consumer->close();
+  auto dl = common::make_kafka_consumer(kafka, "e2e-test-dl", {topics.deadletter}, nullptr);
+  std::string dl_reason;
+  EXPECT_TRUE(eventually([&] {
+    for (const auto& m : dl->poll(100, 100ms)) {
+      v1::DeadLetter l;
+      if (l.ParseFromString(m.payload)) dl_reason = l.reason();
+    }
+    return !dl_reason.empty();
+  }, 30s)) << slurp(log_path);
+  dl->close();
+  EXPECT_EQ(dl_reason.rfind("unsigned_plan", 0), 0u) << dl_reason;
+  EXPECT_EQ(eff.directives().size(), 1u);  // only the signed plan's block
 
   EXPECT_EQ(child.terminate(), 0) << slurp(log_path);
 
@@ -132,6 +152,7 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   EXPECT_EQ(again.terminate(), 0) << slurp(log2);
   std::remove(log_path.c_str());
   std::remove(log2.c_str());
+  std::remove(plan_pub.c_str());
 }
 
 }  // namespace

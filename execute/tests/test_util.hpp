@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/dispatcher.hpp"
+#include "immunizer/plan/plan_signing.hpp"
 
 namespace immunizer::execute::testing {
 
@@ -27,11 +29,27 @@ bool eventually(P pred, std::chrono::milliseconds timeout = std::chrono::seconds
 
 inline constexpr const char* kKey = "test-signing-key";
 
+// plan's key pair in the tests (made once per test binary): test_config() trusts it.
+inline const crypto::KeyPair& plan_key_pair() {
+  static const crypto::KeyPair pair = crypto::generate_ed25519();
+  return pair;
+}
+inline const crypto::SigningKey& plan_key() {
+  static const crypto::SigningKey key = crypto::SigningKey::from_pem(plan_key_pair().private_pem);
+  return key;
+}
+// `p` signed by plan's trusted key, as the plan service publishes it.
+inline v1::Plan signed_plan(v1::Plan p) {
+  plan::sign(p, plan_key());
+  return p;
+}
+
 inline ExecuteConfig test_config() {
   ExecuteConfig c;
   c.grpc_listen = "127.0.0.1:0";
   c.signing_key = kKey;
   c.key_id = "k1";
+  c.plan_public_keys_pem = {plan_key_pair().public_pem};
   return c;
 }
 

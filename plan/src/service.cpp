@@ -1,17 +1,22 @@
 #include "immunizer/plan/service.hpp"
 
 #include "immunizer/common/logging.hpp"
+#include "immunizer/plan/plan_signing.hpp"
 
 namespace immunizer::plan {
 
 PlanProcessor::PlanProcessor(PolicyConfig cfg, const common::Topics& topics,
-                             const common::Clock& clock, prometheus::Registry& registry)
+                             const common::Clock& clock, prometheus::Registry& registry,
+                             std::shared_ptr<const crypto::SigningKey> key)
     : policy_(std::move(cfg), clock),
       topics_(topics),
+      key_(std::move(key)),
       outcomes_(prometheus::BuildCounter()
                     .Name("immunizer_plans_total")
                     .Help("Alarms handled by the policy, by outcome")
-                    .Register(registry)) {}
+                    .Register(registry)) {
+  if (!key_) throw std::invalid_argument("plan: a signing key is required (execute refuses unsigned plans)");
+}
 
 void PlanProcessor::process(const common::Message& m, common::Producer& out) {
   if (m.topic == topics_.feedback) {
@@ -26,6 +31,7 @@ void PlanProcessor::process(const common::Message& m, common::Producer& out) {
   Decision d = policy_.decide(alarm);
   outcomes_.Add({{"outcome", d.outcome}}).Increment();
   if (!d.plan) return;
+  sign(*d.plan, *key_);
   const auto& p = alarm.principal();
   out.produce(topics_.plans, p.session().empty() ? p.ip() : p.session(), d.plan->SerializeAsString());
   if (d.outcome == "planned" || d.outcome == "shadow")

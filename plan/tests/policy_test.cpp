@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/plan/plan_signing.hpp"
 #include "immunizer/plan/service.hpp"
 
 using namespace immunizer;
@@ -102,7 +103,9 @@ TEST(PlanProcessor, PublishesPlansKeyedByPrincipalAndDeadLettersGarbage) {
   common::ManualClock clock;
   prometheus::Registry reg;
   auto topics = common::Topics::with_prefix("t.");
-  plan::PlanProcessor proc({}, topics, clock, reg);
+  auto pair = crypto::generate_ed25519();
+  auto key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(pair.private_pem));
+  plan::PlanProcessor proc({}, topics, clock, reg, key);
   common::FakeConsumer in;
   common::FakeProducer out;
   common::StreamLoop loop(in, out, proc, {.service = "plan", .deadletter_topic = topics.deadletter}, nullptr);
@@ -114,5 +117,13 @@ TEST(PlanProcessor, PublishesPlansKeyedByPrincipalAndDeadLettersGarbage) {
   v1::Plan plan;
   ASSERT_TRUE(plan.ParseFromString(out.on(topics.plans)[0].payload));
   EXPECT_EQ(plan.alarm_id(), "a-S93");
+  // Signed with plan's key: verifies with its public key only.
+  crypto::KeyRing ring;
+  ring.add(crypto::VerifyingKey::from_pem(pair.public_pem));
+  EXPECT_EQ(plan.key_id(), key->key_id());
+  EXPECT_EQ(plan::verify(plan, ring), "");
+  crypto::KeyRing other;
+  other.add(crypto::VerifyingKey::from_pem(crypto::generate_ed25519().public_pem));
+  EXPECT_EQ(plan::verify(plan, other), "untrusted_plan_key");
   EXPECT_EQ(out.on(topics.deadletter).size(), 1u);
 }

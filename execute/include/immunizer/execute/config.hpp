@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "immunizer/common/config.hpp"
 
@@ -35,8 +36,24 @@ struct ExecuteConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
 
+  // Plans are enforced only when signed by one of these Ed25519 public keys (PEM contents,
+  // read from the files listed in execute.plan_public_keys; several during a rotation).
+  // Required: an unsigned or forged plan is dead-lettered.
+  std::vector<std::string> plan_public_keys_pem;
+  // Guard policy over automatic plans (Operations requests from an operator are not limited
+  // by it): the enforcing kinds they may ask for (block, throttle, abort, disable; disable is
+  // off unless listed), the longest TTL they get (longer ones are clamped), and a circuit
+  // breaker: more than guard_max_automatic_blocks_per_minute new automatic blocks within a
+  // minute stop automatic enforcement for guard_breaker_cooldown_ms (plans are still logged).
+  std::vector<std::string> guard_automatic_actions = {"block", "throttle", "abort"};
+  int64_t guard_automatic_max_ttl_ms = 3'600'000;
+  int64_t guard_max_automatic_blocks_per_minute = 300;
+  int64_t guard_breaker_cooldown_ms = 300'000;
+
   // Throws common::ConfigError naming the key on a bad or missing value.
   static ExecuteConfig from_config(const common::Config& c);
+  // The execute.plan_public_keys and execute.guard.* part of from_config.
+  static void read_plan_guard(const common::Config& c, ExecuteConfig& e);
 };
 
 }  // namespace immunizer::execute

@@ -1,7 +1,9 @@
 // The heart of execute: turns plan actions and manual requests into signed Directives,
 // keeps the set of active ones (deduplicated per target), pushes them to every connected
 // effector, replays them on (re)connect, tracks acknowledgements, expires TTLs and queues the
-// ActionEvent audit trail for the Kafka producer.
+// ActionEvent audit trail for the Kafka producer. Plans are admitted only with a valid
+// signature by a trusted plan key, and automatic plans pass a guard policy (allowed kinds,
+// a TTL cap, a circuit breaker on the rate of new automatic blocks); manual requests do not.
 // Thread-safe: the stream loop, gRPC callbacks and the TTL timer call it concurrently; one
 // internal mutex guards all state. Never blocks on I/O: links only queue directives.
 #pragma once
@@ -12,6 +14,7 @@
 #include <prometheus/registry.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +26,7 @@
 
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/config.hpp"
 #include "immunizer/v1/control.pb.h"
 #include "immunizer/v1/records.pb.h"
@@ -54,7 +58,12 @@ class Dispatcher {
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  // Enforces every action of a non-shadow plan; LOG/ESCALATE are only recorded.
+  // Empty when `plan` carries a valid signature by a trusted plan key (cfg.plan_public_keys_pem),
+  // else the reason it is refused ("unsigned_plan", "untrusted_plan_key", "bad_plan_signature"),
+  // counted in immunizer_execute_plans_refused_total. Call before on_plan.
+  std::string admit(const v1::Plan& plan);
+  // Enforces every action of a non-shadow plan under the guard policy; LOG/ESCALATE are only
+  // recorded. The plan is assumed admitted (see admit()).
   void on_plan(const v1::Plan& plan);
   // Manual action (Operations.Block); returns its action id. Throws InvalidRequest.
   std::string block(const v1::BlockRequest& req);
@@ -80,6 +89,8 @@ class Dispatcher {
 
   size_t active_count() const;
   size_t effectors_connected() const;
+  // Whether the circuit breaker currently stops automatic enforcement.
+  bool breaker_open() const;
   const common::Clock& clock() const { return clock_; }
 
  private:
@@ -116,6 +127,9 @@ class Dispatcher {
   void count(const std::string& type);
   void update_gauges_locked();
   void persist_locked(const std::string& primary, const Active* a);  // nullptr: entry ended
+  // Guard policy for one automatic action: empty to enforce `a` (its TTL possibly clamped,
+  // `note` saying so), else why it is refused.
+  std::string guard_locked(const v1::Plan& plan, v1::Action& a, std::string& note, int64_t now);
   static void close_all(const Links& links);
 
   ExecuteConfig cfg_;
@@ -135,6 +149,11 @@ class Dispatcher {
   };
   std::vector<Out> outbox_;
 
+  crypto::KeyRing plan_keys_;
+  std::set<v1::ActionKind> automatic_kinds_;  // enforcing kinds automatic plans may ask for
+  std::deque<int64_t> automatic_blocks_;       // times of new automatic blocks, last minute
+  int64_t breaker_open_until_ = 0;             // unix ns; 0: closed
+
   prometheus::Family<prometheus::Counter>& actions_;
   prometheus::Histogram& latency_;
   prometheus::Gauge& connected_;
@@ -142,6 +161,9 @@ class Dispatcher {
   prometheus::Family<prometheus::Counter>& acks_;
   prometheus::Counter& events_dropped_;
   prometheus::Counter& slow_effectors_;
+  prometheus::Family<prometheus::Counter>& plans_refused_;
+  prometheus::Family<prometheus::Counter>& guard_;
+  prometheus::Gauge& breaker_gauge_;
 };
 
 // ModelSnapshot.kind of execute's persisted active entries on the models topic.

@@ -11,7 +11,8 @@ namespace immunizer::execute {
 class ExecuteProcessor final : public common::Processor {
  public:
   explicit ExecuteProcessor(Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
-  // Throws common::BadMessage for a payload that is not a Plan (it becomes a dead letter).
+  // Throws common::BadMessage for a payload that is not a Plan, or a Plan without a valid
+  // signature by a trusted plan key (it becomes a dead letter; nothing of it is enforced).
   void process(const common::Message& m, common::Producer& out) override;
   void tick(common::Producer& out) override;
   void drain(common::Producer& out) override;

@@ -1,5 +1,5 @@
-// The plan service's stream processor: alarms and feedback in, plans out.
-// Runs on the StreamLoop thread only.
+// The plan service's stream processor: alarms and feedback in, plans out, each signed with
+// plan's Ed25519 key (execute refuses unsigned plans). Runs on the StreamLoop thread only.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -7,6 +7,7 @@
 
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/stream_loop.hpp"
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/plan/policy.hpp"
 
 namespace immunizer::plan {
@@ -14,13 +15,14 @@ namespace immunizer::plan {
 class PlanProcessor final : public common::Processor {
  public:
   PlanProcessor(PolicyConfig cfg, const common::Topics& topics, const common::Clock& clock,
-                prometheus::Registry& registry);
+                prometheus::Registry& registry, std::shared_ptr<const crypto::SigningKey> key);
   void process(const common::Message& m, common::Producer& out) override;
   Policy& policy() { return policy_; }
 
  private:
   Policy policy_;
   common::Topics topics_;
+  std::shared_ptr<const crypto::SigningKey> key_;
   prometheus::Family<prometheus::Counter>& outcomes_;
 };
 
