@@ -30,6 +30,10 @@ $PIN_LOAD "$BIN/immunizer" broker > "$WORK/broker.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do grep -q bootstrap= "$WORK/broker.log" && break; sleep 0.1; done
 export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$WORK/broker.log")
 export IMMUNIZER_SECURITY_SIGNING_KEY=bench-key-$RANDOM$RANDOM
+# execute requires the public key of plan's signing key (no plan runs here: any valid key).
+openssl genpkey -algorithm ed25519 -out "$WORK/plan.key.pem" 2>/dev/null
+openssl pkey -in "$WORK/plan.key.pem" -pubout -out "$WORK/plan.pub.pem"
+export IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS=$WORK/plan.pub.pem
 GRPC=$(free_port); EXEC_HTTP=$(free_port)
 IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$GRPC IMMUNIZER_HTTP_PORT=$EXEC_HTTP $PIN_LOAD "$BIN/immunizer-execute" > "$WORK/execute.log" 2>&1 & pids+=($!)
 wait_http "$EXEC_HTTP"

@@ -37,6 +37,7 @@
 #include <CLI/CLI.hpp>
 
 #include "immunizer/sensor/sensor.hpp"
+#include "immunizer/tools/plan_keys.hpp"
 #include "immunizer/tools/supervisor.hpp"
 #include "immunizer/v1/records.pb.h"
 
@@ -350,7 +351,9 @@ int main(int argc, char** argv) {
     };
     for (int i = 0; i < o.monitors; ++i) start("monitor", i);
     for (int i = 0; i < o.analyzers; ++i) start("analyze", i);
+    std::unique_ptr<immunizer::tools::RunPlanKeys> plan_keys;  // plan signs, execute verifies
     if (o.with_control) {
+      plan_keys = std::make_unique<immunizer::tools::RunPlanKeys>(env);
       start("plan", 0);
       env["IMMUNIZER_EXECUTE_GRPC_LISTEN"] = "127.0.0.1:" + std::to_string(o.port_base + 50);
       start("execute", 0);

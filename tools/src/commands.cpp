@@ -12,7 +12,7 @@
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/mock_broker.hpp"
 #include "immunizer/common/service.hpp"
-#include "immunizer/crypto/ed25519.hpp"
+#include "immunizer/tools/plan_keys.hpp"
 #include "immunizer/tools/supervisor.hpp"
 
 namespace fs = std::filesystem;
@@ -75,31 +75,6 @@ bool wait_http_ok(int port, const char* path, std::chrono::seconds limit, const 
 
 }  // namespace
 
-namespace {
-
-// plan signs every plan and execute trusts only the matching public key: without given key
-// files, a key pair made for this run in a private temporary folder, removed at the end.
-struct RunPlanKeys {
-  std::string dir;
-  explicit RunPlanKeys(std::map<std::string, std::string>& env) {
-    if (env.count("IMMUNIZER_PLAN_SIGNING_KEY_FILE") || env.count("IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS")) return;
-    std::string tmpl = (fs::temp_directory_path() / "immunizer-up-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("cannot create a folder for the plan keys in " + tmpl);
-    dir = tmpl;
-    const auto pair = crypto::generate_ed25519();
-    crypto::write_secret_file(dir + "/plan.key.pem", pair.private_pem);
-    crypto::write_secret_file(dir + "/plan.pub.pem", pair.public_pem);
-    env["IMMUNIZER_PLAN_SIGNING_KEY_FILE"] = dir + "/plan.key.pem";
-    env["IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS"] = dir + "/plan.pub.pem";
-  }
-  ~RunPlanKeys() {
-    std::error_code ec;
-    if (!dir.empty()) fs::remove_all(dir, ec);
-  }
-};
-
-}  // namespace
-
 int up_command(const UpOptions& o) {
   std::atomic<bool> stop{false};
   common::install_stop_signals(stop, "immunizer");
@@ -107,7 +82,7 @@ int up_command(const UpOptions& o) {
   Supervisor sup;
   std::map<std::string, std::string> env = o.env;
   const std::string key = random_key();
-  std::unique_ptr<RunPlanKeys> plan_keys;
+  std::unique_ptr<RunPlanKeys> plan_keys;  // before the services start; removed after they stop
   try {
     plan_keys = std::make_unique<RunPlanKeys>(env);
     std::string bootstrap = o.bootstrap;
