@@ -18,6 +18,8 @@ PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   p.allowlist = c.get_list("plan.allowlist", p.allowlist);
   p.max_plans_per_minute = static_cast<int>(c.get_int("plan.max_plans_per_minute", p.max_plans_per_minute, 1, 1'000'000));
   p.shadow = c.get_bool("plan.shadow", p.shadow);
+  p.forgive_window_ms = c.get_int("plan.forgive_window_ms", p.forgive_window_ms, 0, 86'400'000);
+  p.forgive_max_alarms = static_cast<int>(c.get_int("plan.forgive_max_alarms", p.forgive_max_alarms, 0, 10'000));
   return p;
 }
 
@@ -31,7 +33,12 @@ std::pair<v1::PrincipalField, std::string> Policy::target_of(const v1::Principal
 
 void Policy::expire(int64_t now) {
   std::erase_if(active_, [now](const auto& kv) { return kv.second <= now; });
-  std::erase_if(forgiven_, [now](const auto& kv) { return kv.second <= now; });
+  while (!forgiven_order_.empty() &&
+         (forgiven_order_.front().first <= now || forgiven_order_.size() > cfg_.max_tracked_principals)) {
+    auto it = forgiven_.find(forgiven_order_.front().second);
+    if (it != forgiven_.end() && it->second.until == forgiven_order_.front().first) forgiven_.erase(it);
+    forgiven_order_.pop_front();
+  }
   while (!recent_plans_.empty() && recent_plans_.front() <= now - 60'000'000'000LL) recent_plans_.pop_front();
   const int64_t window = cfg_.repeat_window_ms * 1'000'000;
   while (!alarm_order_.empty() &&
@@ -90,10 +97,19 @@ Decision Policy::decide(const v1::Alarm& alarm) {
     d.plan = std::move(plan);
     return d;
   }
-  if (allowlisted || forgiven_.count(tkey)) {
+  if (allowlisted) {
     add(v1::ACTION_LOG);
-    plan.set_policy_rule(allowlisted ? "allowlist:log" : "false_positive_feedback:log");
+    plan.set_policy_rule("allowlist:log");
     d.outcome = "allowlisted";
+    d.plan = std::move(plan);
+    return d;
+  }
+  if (auto f = forgiven_.find(tkey); f != forgiven_.end() && f->second.until > now && f->second.alarms_left > 0) {
+    // Bounded: this alarm uses up one of the forgiveness's alarms.
+    --f->second.alarms_left;  // spent at 0; forgotten when its window ends
+    add(v1::ACTION_LOG);
+    plan.set_policy_rule("false_positive_feedback:log");
+    d.outcome = "forgiven";
     d.plan = std::move(plan);
     return d;
   }
@@ -141,8 +157,14 @@ void Policy::on_feedback(const v1::Feedback& f) {
   if (value.empty()) return;
   const std::string tkey = std::to_string(field) + ":" + value;
   const int64_t now = clock_.now_unix_nanos();
-  forgiven_[tkey] = now + cfg_.block_ttl_ms * 1'000'000;
+  expire(now);
   active_.erase(tkey);
+  if (cfg_.forgive_window_ms == 0 || cfg_.forgive_max_alarms == 0) return;
+  if (auto it = forgiven_.find(tkey); it != forgiven_.end() && it->second.until > now && it->second.alarms_left > 0)
+    return;  // already forgiven: more feedback neither extends nor adds alarms
+  const int64_t until = now + cfg_.forgive_window_ms * 1'000'000;
+  forgiven_[tkey] = Forgiven{until, cfg_.forgive_max_alarms};
+  forgiven_order_.emplace_back(until, tkey);
 }
 
 }  // namespace immunizer::plan

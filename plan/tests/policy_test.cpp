@@ -55,7 +55,45 @@ TEST(Policy, LowSeverityAllowlistAndFeedbackOnlyLog) {
   f.set_verdict(v1::FEEDBACK_FALSE_POSITIVE);
   f.mutable_principal()->set_session("S4");
   p.on_feedback(f);
-  EXPECT_EQ(p.decide(alarm("S4", 4)).outcome, "allowlisted");
+  EXPECT_EQ(p.decide(alarm("S4", 4)).outcome, "forgiven");
+}
+
+TEST(Policy, FalsePositiveFeedbackForgivesForABoundedWindowAndNumberOfAlarms) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;
+  cfg.forgive_window_ms = 60'000;
+  cfg.forgive_max_alarms = 3;
+  plan::Policy p(cfg, clock);
+  v1::Feedback f;
+  f.set_verdict(v1::FEEDBACK_FALSE_POSITIVE);
+  f.mutable_principal()->set_session("S1");
+  // A thousand clicks count as one: three alarms forgiven, the fourth acts again.
+  for (int i = 0; i < 1000; ++i) p.on_feedback(f);
+  for (int i = 0; i < 3; ++i) {
+    auto d = p.decide(alarm("S1", 4));
+    EXPECT_EQ(d.outcome, "forgiven") << i;
+    EXPECT_EQ(d.plan->actions(0).kind(), v1::ACTION_LOG);
+  }
+  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, "planned");
+  // Only that principal: others are acted on meanwhile.
+  EXPECT_EQ(p.decide(alarm("S2", 4)).outcome, "planned");
+  // The window bounds it too: forgiven again, then the window ends with alarms left.
+  p.on_feedback(f);
+  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, "forgiven");
+  clock.advance(61s);
+  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, "planned");
+  // Feedback while forgiven does not extend the window.
+  clock.advance(400s);  // the block of S1 is over
+  p.on_feedback(f);
+  clock.advance(50s);
+  p.on_feedback(f);
+  clock.advance(11s);
+  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, "planned");
+  // 0 alarms: feedback never forgives.
+  cfg.forgive_max_alarms = 0;
+  plan::Policy none(cfg, clock);
+  none.on_feedback(f);
+  EXPECT_EQ(none.decide(alarm("S1", 4)).outcome, "planned");
 }
 
 TEST(Policy, FallsBackToIpAndEscalatesCriticalAndRateLimits) {

@@ -15,7 +15,7 @@ namespace immunizer::analyze {
 namespace {
 
 constexpr uint32_t kStateMagic = 0x4D5A4D49;  // "IMZM"
-constexpr uint32_t kStateVersion = 2;
+constexpr uint32_t kStateVersion = 3;  // 3: feedback marks per reservoir row (2 is read too)
 constexpr uint32_t kFrameMagic = 0x535A4D49;  // "IMZS": deflated state + checksum
 constexpr uint32_t kFrameVersion = 1;
 
@@ -67,6 +67,7 @@ void validate(const DetectorConfig& c) {
   check(c.ae_weight >= 0 && c.ae_weight <= 1, "ae_weight", "in [0, 1]");
   check(c.grace_records >= 2 && c.grace_records <= 10'000'000, "grace_records", "in [2, 10^7]");
   check(c.reservoir_size <= 10'000'000, "reservoir_size", "at most 10^7");
+  check(c.feedback_share >= 0 && c.feedback_share <= 0.5, "feedback_share", "in [0, 0.5]");
   check(c.risk > 0 && c.risk < 0.5, "risk", "in (0, 0.5)");
   check(c.peak_quantile >= 0.5 && c.peak_quantile < 1, "peak_quantile", "in [0.5, 1)");
   check(!c.fixed_threshold || std::isfinite(*c.fixed_threshold), "fixed_threshold", "a finite number");
@@ -89,19 +90,31 @@ void ModelKeyState::reset(const std::vector<std::string>& names, uint32_t versio
   reservoir_ = {0, names.size(), {}};
   reservoir_.values.reserve(cfg_.reservoir_size * names.size());
   ring_next_ = 0;
+  feedback_mark_.clear();
+  feedback_rows_ = 0;
   forest_ = {};
   ae_ = {};
   forest_cal_ = ae_cal_ = combined_cal_ = {};
 }
 
-void ModelKeyState::remember(std::span<const double> x, bool always) {
-  if (reservoir_.rows < cfg_.reservoir_size) {
+void ModelKeyState::write_row(std::size_t slot, std::span<const double> x) {
+  if (slot == reservoir_.rows) {
     for (const double v : x) reservoir_.values.push_back(static_cast<float>(v));
     ++reservoir_.rows;
+    feedback_mark_.push_back(0);
     return;
   }
-  std::size_t slot = ring_next_;
-  if (!always) {
+  std::transform(x.begin(), x.end(), reservoir_.values.begin() + static_cast<std::ptrdiff_t>(slot * reservoir_.cols),
+                 [](double v) { return static_cast<float>(v); });
+}
+
+void ModelKeyState::remember(std::span<const double> x) {
+  if (reservoir_.rows < cfg_.reservoir_size) {
+    write_row(reservoir_.rows, x);
+    return;
+  }
+  std::size_t slot = 0;
+  {
     // Once full, the reservoir is a decaying sample of the key's history (Algorithm R with
     // the history capped at kHistoryFactor reservoirs): a vector gets in with probability
     // rows / min(seen, kHistoryFactor * rows), into a random slot. Recent traffic still
@@ -115,14 +128,15 @@ void ModelKeyState::remember(std::span<const double> x, bool always) {
     h ^= h >> 31;
     slot = static_cast<std::size_t>(h % std::max<std::size_t>(history, 1));
     if (slot >= reservoir_.rows) return;
-  } else {
-    ring_next_ = (ring_next_ + 1) % reservoir_.rows;
   }
-  std::transform(x.begin(), x.end(), reservoir_.values.begin() + static_cast<std::ptrdiff_t>(slot * reservoir_.cols),
-                 [](double v) { return static_cast<float>(v); });
+  if (feedback_mark_[slot]) {  // traffic replaces a feedback row like any other
+    feedback_mark_[slot] = 0;
+    --feedback_rows_;
+  }
+  write_row(slot, x);
 }
 
-void ModelKeyState::learn_constants(const Matrix& data) {
+void ModelKeyState::learn_constants(const Matrix& data, const Matrix* feedback) {
   // Per feature: its usual value when at least 99% of the fit's rows hold it, and how rare
   // leaving it (by half a unit or more) was in those rows. Constant: rarity -1 (never seen).
   constexpr double kUsualShare = 0.99, kMargin = 0.5;
@@ -156,6 +170,26 @@ void ModelKeyState::learn_constants(const Matrix& data) {
   // Several rarely-varying features each get a chance to fire: Bonferroni over them.
   for (double& r : rarity_)
     if (r > 0) r = std::min(1.0, r * static_cast<double>(std::max<std::size_t>(watched, 1)));
+  // Feedback widens the range only where several distinct feedback rows lie beyond it: to the
+  // kSupport-th most extreme of them, so one vector clicked many times moves nothing.
+  constexpr std::size_t kSupport = 5;
+  if (feedback == nullptr || feedback->rows < kSupport) return;
+  for (std::size_t j = 0; j < data.cols; ++j) {
+    std::vector<double> above, below;
+    for (std::size_t i = 0; i < feedback->rows; ++i) {
+      const double v = feedback->values[i * feedback->cols + j];
+      if (v > hi_[j]) above.push_back(v);
+      if (v < lo_[j]) below.push_back(v);
+    }
+    if (above.size() >= kSupport) {
+      std::nth_element(above.begin(), above.end() - kSupport, above.end());
+      hi_[j] = *(above.end() - kSupport);
+    }
+    if (below.size() >= kSupport) {
+      std::nth_element(below.begin(), below.begin() + (kSupport - 1), below.end());
+      lo_[j] = below[kSupport - 1];
+    }
+  }
 }
 
 double ModelKeyState::constant_violation_tail(std::span<const double> x) const {
@@ -180,28 +214,61 @@ double ModelKeyState::constant_violation_tail(std::span<const double> x) const {
   return tail;
 }
 
+Matrix ModelKeyState::rows_from(bool feedback) const {
+  std::size_t kept = feedback ? feedback_rows_ : reservoir_.rows - feedback_rows_;
+  const bool all = !feedback && kept < 2;  // traffic: every row when fewer than 2 are left
+  if (all) kept = reservoir_.rows;
+  Matrix m(kept, reservoir_.cols);
+  std::size_t out = 0;
+  for (std::size_t r = 0; r < reservoir_.rows; ++r) {
+    if (!all && (feedback_mark_[r] != 0) != feedback) continue;
+    std::copy_n(reservoir_.values.begin() + static_cast<std::ptrdiff_t>(r * reservoir_.cols), reservoir_.cols,
+                m.values.begin() + static_cast<std::ptrdiff_t>(out * reservoir_.cols));
+    ++out;
+  }
+  return m;
+}
+
 void ModelKeyState::fit_models() {
   const uint64_t seed = cfg_.seed + 0x9E3779B97F4A7C15ull * fits_;
   const std::size_t n = reservoir_.rows;
   Matrix data(n, reservoir_.cols);
   std::copy(reservoir_.values.begin(), reservoir_.values.end(), data.values.begin());
-  learn_constants(data);
+  // Which features are constant, and their range, are learnt from traffic (like the
+  // calibration below); feedback only widens the range where enough of it agrees.
+  if (feedback_rows_ > 0) {
+    const Matrix fb = rows_from(true);
+    learn_constants(rows_from(false), &fb);
+  } else {
+    learn_constants(data, nullptr);
+  }
   std::vector<double> combined(n, 0.0), s(n);
+  // Calibration (tails and threshold) is learnt from the rows that did not come from
+  // feedback: analysts may teach the detectors, not move the threshold.
+  const bool skip_feedback = feedback_rows_ > 0 && n - feedback_rows_ >= 2;
+  auto calibration_rows = [&](const std::vector<double>& all) {
+    if (!skip_feedback) return all;
+    std::vector<double> kept;
+    kept.reserve(n - feedback_rows_);
+    for (std::size_t i = 0; i < n; ++i)
+      if (!feedback_mark_[i]) kept.push_back(all[i]);
+    return kept;
+  };
   if (uses_forest()) {
     const int mixed = cfg_.detector == DetectorKind::kIForest ? 0 : cfg_.mixed_sample_size;
     forest_ = IsolationForest::fit(data, {cfg_.trees, cfg_.sample_size, mixed, 0, seed, cfg_.fit_threads});
     forest_.score_batch(data, s);
-    forest_cal_.fit(s, cfg_.peak_quantile);
+    forest_cal_.fit(calibration_rows(s), cfg_.peak_quantile);
     for (std::size_t i = 0; i < n; ++i) combined[i] += -forest_weight() * std::log10(forest_cal_.tail(s[i]));
   }
   if (uses_ae()) {
     AutoencoderParams ap{cfg_.ae_max_group, cfg_.ae_hidden_ratio, cfg_.ae_learning_rate, cfg_.ae_min_updates, 50, seed};
     ae_ = AutoencoderEnsemble::fit(data, ap);
     ae_.score_batch(data, s);
-    ae_cal_.fit(s, cfg_.peak_quantile);
+    ae_cal_.fit(calibration_rows(s), cfg_.peak_quantile);
     for (std::size_t i = 0; i < n; ++i) combined[i] += -ae_weight() * std::log10(ae_cal_.tail(s[i]));
   }
-  combined_cal_.fit(combined, cfg_.peak_quantile);
+  combined_cal_.fit(calibration_rows(combined), cfg_.peak_quantile);
   set_threshold();
   ++fits_;
   since_fit_ = 0;
@@ -285,9 +352,51 @@ std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) cons
   return out;
 }
 
-void ModelKeyState::feedback_false_positive(std::span<const double> x) {
-  if (!has_schema_ || x.size() != names_.size()) return;  // stale feedback for an old schema
-  remember(x, /*always=*/true);
+ModelKeyState::FeedbackOutcome ModelKeyState::feedback_false_positive(std::span<const double> x) {
+  if (!has_schema_ || x.size() != names_.size()) return FeedbackOutcome::kIgnored;  // stale: an old schema
+  const auto cap = static_cast<std::size_t>(cfg_.feedback_share * static_cast<double>(cfg_.reservoir_size));
+  if (cap == 0) return FeedbackOutcome::kIgnored;
+  const std::size_t cols = reservoir_.cols;
+  if (feedback_rows_ > 0) {
+    // Close to a vector feedback already taught: every feature within kMergeShare of its
+    // spread (over the reservoir and x). Many clicks on alike alarms then weigh as one row,
+    // so they cannot build a dense cluster that the detectors would learn as normal.
+    constexpr double kMergeShare = 0.1;
+    std::vector<double> lo(x.begin(), x.end()), hi(x.begin(), x.end());
+    for (std::size_t r = 0; r < reservoir_.rows; ++r)
+      for (std::size_t j = 0; j < cols; ++j) {
+        const double v = reservoir_.values[r * cols + j];
+        lo[j] = std::min(lo[j], v);
+        hi[j] = std::max(hi[j], v);
+      }
+    for (std::size_t r = 0; r < reservoir_.rows; ++r) {
+      if (!feedback_mark_[r]) continue;
+      bool close = true;
+      for (std::size_t j = 0; j < cols && close; ++j)
+        close = std::abs(static_cast<double>(reservoir_.values[r * cols + j]) - x[j]) <=
+                kMergeShare * (hi[j] - lo[j]) + 1e-9 * std::max(1.0, std::abs(x[j]));
+      if (close) return FeedbackOutcome::kMerged;
+    }
+  }
+  if (feedback_rows_ < cap) {
+    std::size_t slot = reservoir_.rows;
+    if (reservoir_.rows >= cfg_.reservoir_size) {
+      // The next row, from the cursor on, that is not feedback (there is one: cap < rows).
+      slot = ring_next_ % reservoir_.rows;
+      while (feedback_mark_[slot]) slot = (slot + 1) % reservoir_.rows;
+      ring_next_ = (slot + 1) % reservoir_.rows;
+    }
+    write_row(slot, x);
+    feedback_mark_[slot] = 1;
+    ++feedback_rows_;
+    return FeedbackOutcome::kAdded;
+  }
+  // The share is full: feedback replaces feedback, in turn, never other rows.
+  std::size_t slot = ring_next_ % reservoir_.rows;
+  while (!feedback_mark_[slot]) slot = (slot + 1) % reservoir_.rows;
+  ring_next_ = (slot + 1) % reservoir_.rows;
+  write_row(slot, x);
+  return FeedbackOutcome::kReplaced;
 }
 
 std::size_t ModelKeyState::memory_bytes() const {
@@ -315,6 +424,7 @@ std::string ModelKeyState::snapshot() const {
   w.put<uint64_t>(reservoir_.cols);
   w.put_vector(reservoir_.values);
   w.put<uint64_t>(ring_next_);
+  w.put_vector(feedback_mark_);
   w.put_string(forest_.fitted() ? forest_.serialize() : std::string());
   w.put_string(ae_.fitted() ? ae_.serialize() : std::string());
   forest_cal_.write(w);
@@ -360,7 +470,8 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
     throw std::runtime_error("model snapshot: corrupt compressed data");
   ByteReader r(body);
   if (r.get<uint32_t>() != kStateMagic) throw std::runtime_error("model snapshot: bad magic");
-  if (r.get<uint32_t>() != kStateVersion) throw std::runtime_error("model snapshot: unknown version");
+  const uint32_t state_version = r.get<uint32_t>();
+  if (state_version != kStateVersion && state_version != 2) throw std::runtime_error("model snapshot: unknown version");
   ModelKeyState m(std::move(cfg));
   const bool active = r.get<uint8_t>() != 0;
   const auto kind = r.get<uint8_t>();
@@ -376,13 +487,21 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   m.reservoir_.cols = r.get<uint64_t>();
   m.reservoir_.values = r.get_vector<float>();
   m.ring_next_ = r.get<uint64_t>();
+  if (state_version >= 3) {
+    m.feedback_mark_ = r.get_vector<uint8_t>();
+  } else {
+    m.feedback_mark_.assign(m.reservoir_.rows, 0);  // version 2 did not tell feedback rows apart
+  }
   if (m.reservoir_.cols != m.names_.size() || m.reservoir_.values.size() != m.reservoir_.rows * m.reservoir_.cols ||
-      (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows))
+      (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows) || m.feedback_mark_.size() != m.reservoir_.rows)
     throw std::runtime_error("model snapshot: corrupt reservoir");
+  for (const uint8_t f : m.feedback_mark_) {
+    if (f > 1) throw std::runtime_error("model snapshot: corrupt feedback marks");
+    m.feedback_rows_ += f;
+  }
   if (active && m.reservoir_.rows > 0) {
-    Matrix data(m.reservoir_.rows, m.reservoir_.cols);
-    std::copy(m.reservoir_.values.begin(), m.reservoir_.values.end(), data.values.begin());
-    m.learn_constants(data);
+    const Matrix fb = m.rows_from(true);
+    m.learn_constants(m.rows_from(false), &fb);
   }
   const std::string forest = r.get_string(), ae = r.get_string();
   if (!forest.empty()) m.forest_ = IsolationForest::deserialize(forest);

@@ -21,6 +21,7 @@ AnalyzeConfig AnalyzeConfig::from_config(const common::Config& c) {
   d.reservoir_size = static_cast<size_t>(c.get_int("analyze.reservoir_size", static_cast<int64_t>(d.reservoir_size), 16, 10'000'000));
   d.risk = c.get_double("analyze.risk", d.risk, 1e-12, 0.5);
   if (c.has("analyze.fixed_threshold")) d.fixed_threshold = c.get_double("analyze.fixed_threshold", 0, 0, 1e9);
+  d.feedback_share = c.get_double("analyze.feedback_share", d.feedback_share, 0, 0.5);
   d.top_features = static_cast<size_t>(c.get_int("analyze.top_features", static_cast<int64_t>(d.top_features), 1, 100));
   a.threads = static_cast<size_t>(c.get_int("analyze.threads", static_cast<int64_t>(a.threads), 1, 256));
   a.snapshot_interval_ms = c.get_int("analyze.snapshot_interval_ms", a.snapshot_interval_ms, 1000, 86'400'000);
@@ -48,7 +49,11 @@ AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topi
       models_active_(models_by_state_.Add({{"state", "active"}})),
       models_learning_(models_by_state_.Add({{"state", "learning"}})),
       memory_(prometheus::BuildGauge().Name("immunizer_analyze_model_memory_bytes")
-                  .Help("Memory held by all models").Register(r).Add({})) {}
+                  .Help("Memory held by all models").Register(r).Add({})),
+      feedback_(prometheus::BuildCounter().Name("immunizer_analyze_feedback_total")
+                    .Help("False-positive feedback, by what it did to the model's reservoir (added, replaced: "
+                          "within the feedback share; merged: alike to a row already taught; ignored, unknown_model)")
+                    .Register(r)) {}
 
 void AnalyzeProcessor::process(const common::Message& m, common::Producer& out) {
   process_batch({m}, out, [](const common::Message&, const std::string& reason, const std::string& detail) {
@@ -58,10 +63,16 @@ void AnalyzeProcessor::process(const common::Message& m, common::Producer& out) 
 
 void AnalyzeProcessor::feedback(const v1::Feedback& f) {
   if (f.verdict() != v1::FEEDBACK_FALSE_POSITIVE || f.values().empty()) return;
-  if (auto* k = models_.find(f.model_key())) {
-    k->feedback_false_positive(std::vector<double>(f.values().begin(), f.values().end()));
-    snapshots_.mark(f.model_key());
+  auto* k = models_.find(f.model_key());
+  if (!k) {
+    feedback_.Add({{"outcome", "unknown_model"}}).Increment();
+    return;
   }
+  using O = ModelKeyState::FeedbackOutcome;
+  const O o = k->feedback_false_positive(std::vector<double>(f.values().begin(), f.values().end()));
+  feedback_.Add({{"outcome", o == O::kAdded ? "added" : o == O::kReplaced ? "replaced" : o == O::kMerged ? "merged" : "ignored"}})
+      .Increment();
+  if (o == O::kAdded || o == O::kReplaced) snapshots_.mark(f.model_key());
 }
 
 void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, common::Producer& out,

@@ -188,13 +188,77 @@ TEST(ModelKeyState, FixedThresholdAndFeedback) {
   EXPECT_FALSE(m.observe(odd, kNames, 1).alarm);
   EXPECT_EQ(m.threshold(), 100.0);
 
-  // A false positive fed back often enough becomes normal after the next refit.
-  ModelKeyState f(small_config(DetectorKind::kIForest));
-  for (int i = 0; i < 300; ++i) f.observe(normal_vector(gen), kNames, 1);
-  const double before = f.score(odd).combined;
-  for (int i = 0; i < 150; ++i) f.feedback_false_positive(odd);
-  for (int i = 0; i < 200; ++i) f.observe(normal_vector(gen), kNames, 1);
-  EXPECT_LT(f.score(odd).combined, before / 2);
+  // False positives of one kind fed back (alike, not identical alarms) teach the model within
+  // the feedback share of the reservoir: after the refit they no longer alarm, while they do
+  // for a twin fed the same traffic without feedback.
+  std::vector<std::vector<double>> traffic;
+  for (int i = 0; i < 500; ++i) traffic.push_back(normal_vector(gen));
+  ModelKeyState f(small_config()), twin(small_config());
+  for (int i = 0; i < 300; ++i) f.observe(traffic[i], kNames, 1), twin.observe(traffic[i], kNames, 1);
+  std::normal_distribution<double> nd;
+  for (int i = 0; i < 150; ++i) {
+    auto x = normal_vector(gen);
+    x[3] = 4.0 + 0.5 * nd(gen);
+    f.feedback_false_positive(x);
+  }
+  EXPECT_EQ(f.feedback_rows(), 40u);  // 10% of the 400-vector reservoir, whatever the clicks
+  for (int i = 300; i < 500; ++i) f.observe(traffic[i], kNames, 1), twin.observe(traffic[i], kNames, 1);
+  ASSERT_EQ(f.fits(), twin.fits());
+  EXPECT_TRUE(twin.score(odd).alarm);
+  EXPECT_FALSE(f.score(odd).alarm) << f.score(odd).combined << " vs " << f.score(odd).threshold;
+}
+
+TEST(ModelKeyState, AThousandFalsePositiveFeedbacksCannotMakeADetectedAttackNormal) {
+  for (const auto kind : {DetectorKind::kIForest, DetectorKind::kAutoencoder, DetectorKind::kEnsemble}) {
+    ModelKeyState m(small_config(kind));
+    std::mt19937_64 gen(21);
+    for (int i = 0; i < 700; ++i) m.observe(normal_vector(gen), kNames, 1);
+    // Off in every feature for the forest alone, off in one for the others (both detected).
+    const std::vector<double> attack =
+        kind == DetectorKind::kIForest ? std::vector<double>{25, -10, 5, 4.0} : std::vector<double>{10, 3, 1, 4.0};
+    ASSERT_TRUE(m.score(attack).alarm) << to_string(kind);
+    // 1,000 clicks on the attack's alarms: the vector itself and alike ones (within 2%).
+    std::uniform_real_distribution<double> jitter(-0.02, 0.02);
+    for (int i = 0; i < 1000; ++i) {
+      auto x = attack;
+      if (i % 2) for (auto& v : x) v *= 1 + jitter(gen);
+      const auto outcome = m.feedback_false_positive(x);
+      EXPECT_NE(outcome, ModelKeyState::FeedbackOutcome::kIgnored);
+    }
+    EXPECT_LE(m.feedback_rows(), m.reservoir_rows() / 10) << to_string(kind);
+    // Several refits later the attack is still an attack.
+    const size_t fits = m.fits();
+    for (int i = 0; i < 600; ++i) m.observe(normal_vector(gen), kNames, 1);
+    ASSERT_GE(m.fits(), fits + 3);
+    const auto v = m.score(attack);
+    EXPECT_TRUE(v.alarm) << to_string(kind) << ": combined " << v.combined << " threshold " << v.threshold;
+    // And so after a restart from the snapshot.
+    auto r = ModelKeyState::restore(m.snapshot(), small_config(kind));
+    EXPECT_EQ(r.feedback_rows(), m.feedback_rows());
+    EXPECT_TRUE(r.score(attack).alarm);
+  }
+}
+
+TEST(ModelKeyState, FeedbackShareIsAHardCapAndTrafficStillReplacesFeedbackRows) {
+  auto cfg = small_config(DetectorKind::kIForest);
+  cfg.feedback_share = 0.05;
+  ModelKeyState m(cfg);
+  std::mt19937_64 gen(8);
+  for (int i = 0; i < 400; ++i) m.observe(normal_vector(gen), kNames, 1);
+  std::uniform_real_distribution<double> far(0, 1000);
+  for (int i = 0; i < 1000; ++i) {
+    const std::vector<double> x = {far(gen), far(gen), far(gen), far(gen)};
+    m.feedback_false_positive(x);
+  }
+  EXPECT_EQ(m.feedback_rows(), 20u);
+  EXPECT_EQ(m.reservoir_rows(), 400u);
+  for (int i = 0; i < 5000; ++i) m.observe(normal_vector(gen), kNames, 1);
+  EXPECT_LT(m.feedback_rows(), 20u);  // sampled traffic overwrites them like any row
+  cfg.feedback_share = 0;
+  ModelKeyState none(cfg);
+  for (int i = 0; i < 300; ++i) none.observe(normal_vector(gen), kNames, 1);
+  EXPECT_EQ(none.feedback_false_positive(std::vector<double>{10, 3, 1, 4.0}), ModelKeyState::FeedbackOutcome::kIgnored);
+  EXPECT_EQ(none.feedback_rows(), 0u);
 }
 
 TEST(DetectorConfig, ValidateNamesTheField) {

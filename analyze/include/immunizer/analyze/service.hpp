@@ -61,6 +61,7 @@ class AnalyzeProcessor final : public common::Processor {
   prometheus::Gauge& models_active_;
   prometheus::Gauge& models_learning_;
   prometheus::Gauge& memory_;
+  prometheus::Family<prometheus::Counter>& feedback_;
 };
 
 }  // namespace immunizer::analyze

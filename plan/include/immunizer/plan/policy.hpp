@@ -42,20 +42,26 @@ struct PolicyConfig {
   int max_plans_per_minute = 600;
   // Decide and publish plans marked shadow: execute records them, effectors never see them.
   bool shadow = false;
+  // A false-positive feedback forgives the alarm's principal (only logs its alarms) for at
+  // most this long and for at most this many of its alarms, whichever ends first; further
+  // feedback for it while forgiven neither extends the window nor adds alarms.
+  int64_t forgive_window_ms = 600'000;
+  int forgive_max_alarms = 10;
 
   static PolicyConfig from_config(const common::Config& c);
 };
 
 struct Decision {
   std::optional<v1::Plan> plan;  // empty: nothing to publish
-  std::string outcome;           // "planned", "deduplicated", "allowlisted", "below_severity", "rate_limited", "shadow"
+  std::string outcome;           // "planned", "deduplicated", "allowlisted", "forgiven", "below_severity", "rate_limited", "shadow"
 };
 
 class Policy {
  public:
   Policy(PolicyConfig cfg, const common::Clock& clock) : cfg_(std::move(cfg)), clock_(clock) {}
   Decision decide(const v1::Alarm& alarm);
-  // An analyst said an alarm was a false positive: stop acting on that principal for a TTL.
+  // An analyst said an alarm was a false positive: only log that principal's alarms for a
+  // bounded window and number of alarms (forgive_window_ms, forgive_max_alarms).
   void on_feedback(const v1::Feedback& f);
   size_t active_blocks() const { return active_.size(); }
 
@@ -65,7 +71,12 @@ class Policy {
   PolicyConfig cfg_;
   const common::Clock& clock_;
   std::unordered_map<std::string, int64_t> active_;   // target -> until (unix ns)
-  std::unordered_map<std::string, int64_t> forgiven_;  // target -> until (false positives)
+  struct Forgiven {
+    int64_t until = 0;  // unix ns
+    int alarms_left = 0;
+  };
+  std::unordered_map<std::string, Forgiven> forgiven_;  // target -> forgiveness (false positives)
+  std::deque<std::pair<int64_t, std::string>> forgiven_order_;  // (until, target), for bounded forgetting
   std::deque<int64_t> recent_plans_;                   // times of enforcing plans, last minute
   std::unordered_map<std::string, std::deque<int64_t>> alarm_times_;  // target -> recent alarm times
   std::deque<std::pair<int64_t, std::string>> alarm_order_;           // for bounded forgetting

@@ -44,6 +44,11 @@ struct DetectorConfig {
   std::size_t reservoir_size = 2048;  // unalarmed vectors kept for refits (>= grace used): all of
                                       // the first ones, then a decaying sample of the history;
                                       // the snapshot holds them: ~4 bytes x features x this
+  // Analyst feedback (false positives) takes at most this share of the reservoir; a vector
+  // close to one already taught (every feature within 10% of its spread) is not added again,
+  // and the threshold is calibrated on the other rows only. So no amount of feedback can make
+  // the reservoir, or the threshold, be mostly what feedback said.
+  double feedback_share = 0.1;
   // Threshold on the combined score (mean of -log10 tail probability over the detectors).
   double risk = 1e-3;           // EVT: target probability that a normal vector alarms
   double peak_quantile = 0.98;  // peaks-over-threshold: fit the GPD above this quantile
@@ -88,8 +93,18 @@ class ModelKeyState {
   Verdict score(std::span<const double> x) const;
   // Top contributions for x, whether or not it alarms (empty while learning).
   std::vector<Contribution> explain(std::span<const double> x) const;
-  // An analyst says x was normal: it joins the reservoir of the next refit.
-  void feedback_false_positive(std::span<const double> x);
+  // An analyst says x was normal: it joins the reservoir of the next refit, within the
+  // feedback share (DetectorConfig::feedback_share).
+  enum class FeedbackOutcome {
+    kAdded,     // a new feedback row
+    kReplaced,  // the share is full: replaced the feedback row after the last one replaced
+    kMerged,    // close to a feedback row already in the reservoir: nothing changed
+    kIgnored,   // no schema yet, another schema's width, or a share of 0
+  };
+  FeedbackOutcome feedback_false_positive(std::span<const double> x);
+  // Reservoir rows that came from feedback, and all rows.
+  std::size_t feedback_rows() const { return feedback_rows_; }
+  std::size_t reservoir_rows() const { return reservoir_.rows; }
 
   std::string snapshot() const;
   // cfg may differ from the snapshot's (e.g. a new risk applies at once); throws
@@ -110,10 +125,15 @@ class ModelKeyState {
   double forest_weight() const { return uses_ae() ? 1.0 - cfg_.ae_weight : 1.0; }
   double ae_weight() const { return uses_forest() ? cfg_.ae_weight : 1.0; }
   void reset(const std::vector<std::string>& names, uint32_t version);
-  // Adds x to the refit reservoir; `always` (analyst feedback) bypasses the sampling.
-  void remember(std::span<const double> x, bool always = false);
+  // Adds x to the refit reservoir (sampled once full).
+  void remember(std::span<const double> x);
+  void write_row(std::size_t slot, std::span<const double> x);
   void fit_models();
-  void learn_constants(const Matrix& data);
+  // The reservoir rows that came from feedback, or the others (all rows when fewer than 2
+  // others are left).
+  Matrix rows_from(bool feedback) const;
+  // Constants and ranges from `data` (traffic); `feedback` rows may widen the ranges.
+  void learn_constants(const Matrix& data, const Matrix* feedback);
   double constant_violation_tail(std::span<const double> x) const;
   void set_threshold();
 
@@ -131,7 +151,9 @@ class ModelKeyState {
     std::size_t rows = 0, cols = 0;
     std::vector<float> values;
   } reservoir_;
-  std::size_t ring_next_ = 0;
+  std::size_t ring_next_ = 0;         // where the next scan for a feedback slot starts
+  std::vector<uint8_t> feedback_mark_;  // per reservoir row: 1 when it came from feedback
+  std::size_t feedback_rows_ = 0;
   IsolationForest forest_;
   AutoencoderEnsemble ae_;
   TailCalibrator forest_cal_, ae_cal_, combined_cal_;
