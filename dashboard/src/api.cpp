@@ -95,15 +95,25 @@ int ops_http_status(const OpsStatus& s) {
 
 }  // namespace
 
-json full_stats(const DashboardState& state, const SseHub& hub) {
+json full_stats(const DashboardState& state, const SseHub& hub, const DashboardParts& parts) {
   json j = state.stats_json();
   j["sse"] = {{"clients", hub.clients()}, {"dropped", hub.dropped()}};
+  j["blocks_active_source"] = "audit_trail";
+  if (parts.execute) {
+    j["execute"] = parts.execute->summary();
+    if (auto n = parts.execute->fresh_enforcing_active()) {
+      j["blocks_active"] = *n;  // execute's list: merged and extended actions are one entry
+      j["blocks_active_source"] = "execute";
+    }
+  }
+  if (parts.incidents) j["incidents"] = parts.incidents->counts();
   return j;
 }
 
 DashboardApi::DashboardApi(const DashboardConfig& cfg, DashboardState& state, SseHub& hub,
                            common::Producer& feedback_out, const common::Topics& topics,
-                           OperationsClient& ops, const common::Clock& clock, prometheus::Registry& registry)
+                           OperationsClient& ops, const common::Clock& clock, prometheus::Registry& registry,
+                           DashboardParts parts)
     : cfg_(cfg),
       state_(state),
       hub_(hub),
@@ -118,7 +128,8 @@ DashboardApi::DashboardApi(const DashboardConfig& cfg, DashboardState& state, Ss
       operations_family_(prometheus::BuildCounter()
                              .Name("immunizer_dashboard_operations_total")
                              .Help("Manual actions sent to execute, by operation and result")
-                             .Register(registry)) {
+                             .Register(registry)),
+      parts_(parts) {
   if (!cfg_.auth_user.empty()) expected_auth_ = "Basic " + base64(cfg_.auth_user + ":" + cfg_.auth_password);
 }
 
@@ -170,6 +181,16 @@ void DashboardApi::install(common::HttpServer& http) {
   });
   server.Get(R"(/api/alarms/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     auto j = state_.alarm_json(req.matches[1]);
+    if (!j && parts_.incidents) {
+      // Evicted from the ring: the incident history still has it.
+      if (auto a = parts_.incidents->find_alarm(req.matches[1])) {
+        json h = to_json(*a);
+        h["feedback"] = nullptr;
+        h["actions"] = json::array();
+        h["from_history"] = true;
+        return send_json(res, h);
+      }
+    }
     if (!j)
       return send_error(res, 404, "no alarm '" + std::string(req.matches[1]) + "' in the dashboard's buffer");
     send_json(res, *j);
@@ -184,7 +205,7 @@ void DashboardApi::install(common::HttpServer& http) {
     send_json(res, state_.models_json(limit_param(req, 50, static_cast<size_t>(cfg_.max_models))));
   });
   server.Get("/api/stats", [this](const httplib::Request&, httplib::Response& res) {
-    send_json(res, full_stats(state_, hub_));
+    send_json(res, full_stats(state_, hub_, parts_));
   });
   server.Get("/api/execute/active", [this](const httplib::Request&, httplib::Response& res) {
     // execute's authoritative view: enforcing actions with their acks, connected effectors.
@@ -213,6 +234,7 @@ void DashboardApi::install(common::HttpServer& http) {
   server.Post("/api/block", [this](const httplib::Request& req, httplib::Response& res) { block(req, res); });
   server.Post("/api/unblock",
               [this](const httplib::Request& req, httplib::Response& res) { unblock(req, res); });
+  install_incidents(server);
 }
 
 void DashboardApi::events(const httplib::Request&, httplib::Response& res) {
@@ -229,7 +251,7 @@ void DashboardApi::events(const httplib::Request&, httplib::Response& res) {
           // Greeting: the reconnect delay and the current counters, so the page is live at once.
           *first = false;
           const std::string hello =
-              "retry: 2000\n\n" + SseHub::frame("stats", dump(full_stats(state_, hub_)));
+              "retry: 2000\n\n" + SseHub::frame("stats", dump(full_stats(state_, hub_, parts_)));
           return sink.write(hello.data(), hello.size());
         }
         std::string frame;
@@ -264,8 +286,8 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
   } else {
     return send_error(res, 400, "verdict must be \"false_positive\" or \"confirmed\"");
   }
-  auto alarm = state_.find_alarm(alarm_id);
-  if (!alarm) return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer");
+  auto alarm = any_alarm(alarm_id);
+  if (!alarm) return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer or history");
 
   v1::Feedback fb;
   fb.set_alarm_id(alarm_id);
@@ -289,6 +311,11 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
   }
   feedback_family_.Add({{"verdict", verdict}, {"result", "ok"}}).Increment();
   auto updated = state_.record_feedback(alarm_id, verdict, fb.analyst(), comment);
+  if (parts_.incidents)
+    parts_.incidents->record_feedback(alarm_id, {{"verdict", verdict},
+                                                 {"analyst", fb.analyst()},
+                                                 {"comment", comment},
+                                                 {"at_unix_nanos", fb.at_unix_nanos()}});
   if (updated) hub_.publish("alarm", dump(*updated));
   send_json(res, {{"ok", true}, {"alarm_id", alarm_id}, {"verdict", verdict}, {"topic", topics_.feedback}});
 }
@@ -302,8 +329,9 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
   const std::string alarm_id = string_field(*body, "alarm_id");
   if (value.empty() && !alarm_id.empty()) {
     // Block the principal of an alarm: the requested field, else session, then ip, then user.
-    auto alarm = state_.find_alarm(alarm_id);
-    if (!alarm) return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer");
+    auto alarm = any_alarm(alarm_id);
+    if (!alarm)
+      return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer or history");
     const auto& p = alarm->principal();
     const std::vector<std::pair<std::string, std::string>> order = {
         {"session", p.session()}, {"ip", p.ip()}, {"user", p.user()}};
@@ -338,6 +366,8 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
   const auto st = ops_.block(br, &resp);
   operations_family_.Add({{"op", "block"}, {"result", st.ok() ? "ok" : "error"}}).Increment();
   if (!st.ok()) return send_error(res, ops_http_status(st), st.message);
+  audit_incident(req, *body, "block",
+                 field + " " + value + " for " + std::to_string(ttl) + " ms: action " + resp.action_id());
   send_json(res, {{"action_id", resp.action_id()}, {"field", field}, {"value", value}, {"ttl_ms", ttl}});
 }
 
@@ -351,6 +381,8 @@ void DashboardApi::unblock(const httplib::Request& req, httplib::Response& res) 
   const auto st = ops_.unblock(ur, &resp);
   operations_family_.Add({{"op", "unblock"}, {"result", st.ok() ? "ok" : "error"}}).Increment();
   if (!st.ok()) return send_error(res, ops_http_status(st), st.message);
+  audit_incident(req, *body, "unblock",
+                 "action " + ur.action_id() + (resp.found() ? "" : " (no longer active)"));
   send_json(res, {{"action_id", ur.action_id()}, {"found", resp.found()}});
 }
 

@@ -12,7 +12,7 @@ std::string DashboardConfig::default_group() {
   return std::string("immunizer-dashboard-") + host;
 }
 
-DashboardConfig DashboardConfig::from_config(const common::Config& c) {
+DashboardConfig DashboardConfig::from_config(const common::Config &c) {
   DashboardConfig d;
   d.group = c.get_string("dashboard.group", default_group());
   d.max_alarms = c.get_int("dashboard.max_alarms", d.max_alarms, 1, 1'000'000);
@@ -27,6 +27,41 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.auth_user = c.get_string("dashboard.auth_user", "");
   d.auth_password = c.get_secret("dashboard.auth_password");
   d.block_ttl_ms = c.get_int("dashboard.block_ttl_ms", d.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
+  d.data_dir = c.get_string("dashboard.data_dir", d.data_dir);
+  d.retention_days = c.get_int("dashboard.retention_days", d.retention_days, 1, 3650);
+  d.retention_max_mb = c.get_int("dashboard.retention_max_mb", d.retention_max_mb, 1, 1'000'000);
+  d.incident_key = c.get_enum("dashboard.incident_key", d.incident_key, {"session", "ip", "prefix", "user"});
+  d.incident_window_ms =
+      c.get_int("dashboard.incident_window_ms", d.incident_window_ms, 1000, 7LL * 24 * 3600 * 1000);
+  d.incident_ipv4_prefix = c.get_int("dashboard.incident_ipv4_prefix", d.incident_ipv4_prefix, 8, 32);
+  d.incident_ipv6_prefix = c.get_int("dashboard.incident_ipv6_prefix", d.incident_ipv6_prefix, 16, 128);
+  d.execute_poll_ms = c.get_int("dashboard.execute_poll_ms", d.execute_poll_ms, 200, 600'000);
+  d.notify_webhook_urls = c.get_list("dashboard.notify_webhook_urls", {});
+  d.notify_webhook_secret = c.get_secret("dashboard.notify_webhook_secret");
+  d.notify_jsonl_path = c.get_string("dashboard.notify_jsonl_path", "");
+  d.notify_events = c.get_list("dashboard.notify_events", d.notify_events);
+  d.notify_queue = c.get_int("dashboard.notify_queue", d.notify_queue, 1, 1'000'000);
+  d.notify_max_attempts = c.get_int("dashboard.notify_max_attempts", d.notify_max_attempts, 1, 100);
+  d.notify_backoff_ms = c.get_int("dashboard.notify_backoff_ms", d.notify_backoff_ms, 1, 600'000);
+  d.notify_max_backoff_ms =
+      c.get_int("dashboard.notify_max_backoff_ms", d.notify_max_backoff_ms, 1, 3'600'000);
+  d.notify_timeout_ms = c.get_int("dashboard.notify_timeout_ms", d.notify_timeout_ms, 100, 600'000);
+  if (d.data_dir.empty())
+    throw common::ConfigError(
+        "dashboard.data_dir: must not be empty "
+        "(\":memory:\" keeps no history)");
+  if (!d.notify_webhook_urls.empty() && d.notify_webhook_secret.empty())
+    throw common::ConfigError(
+        "dashboard.notify_webhook_secret: required when "
+        "dashboard.notify_webhook_urls is set");
+  for (const auto &e : d.notify_events)
+    if (e != "opened" && e != "escalated" && e != "resolved")
+      throw common::ConfigError("dashboard.notify_events: '" + e +
+                                "' is not one of opened, escalated, resolved");
+  for (const auto &u : d.notify_webhook_urls)
+    if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0)
+      throw common::ConfigError("dashboard.notify_webhook_urls: '" + u +
+                                "' is not an http:// or https:// URL");
   if (d.group.empty()) throw common::ConfigError("dashboard.group: must not be empty");
   if (!d.auth_user.empty() && d.auth_password.empty())
     throw common::ConfigError("dashboard.auth_password: required when dashboard.auth_user is set");

@@ -8,8 +8,7 @@ namespace immunizer::dashboard {
 
 using nlohmann::json;
 
-ExecuteView::ExecuteView(OperationsClient &ops,
-                         std::chrono::milliseconds interval,
+ExecuteView::ExecuteView(OperationsClient &ops, std::chrono::milliseconds interval,
                          const common::Clock &clock)
     : ops_(ops), interval_(interval), clock_(clock) {}
 
@@ -33,8 +32,7 @@ void ExecuteView::stop() {
     stopping_ = true;
     cv_.notify_all();
   }
-  if (thread_.joinable())
-    thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 bool ExecuteView::refresh() {
@@ -53,14 +51,12 @@ bool ExecuteView::refresh() {
   blocks_ = enforcing_ = 0;
   by_kind_ = json::object();
   for (const auto &a : resp.actions()) {
-    if (!a.action().id().empty() && !seen.insert(a.action().id()).second)
-      continue; // listed once per id
+    if (!a.action().id().empty() && !seen.insert(a.action().id()).second) continue;  // listed once per id
     const auto k = a.action().kind();
     by_kind_[action_kind_name(k)] = by_kind_.value(action_kind_name(k), 0) + 1;
-    if (k == v1::ACTION_BLOCK_PRINCIPAL)
-      ++blocks_;
-    if (k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL ||
-        k == v1::ACTION_THROTTLE_PRINCIPAL || k == v1::ACTION_DISABLE_CALL)
+    if (k == v1::ACTION_BLOCK_PRINCIPAL) ++blocks_;
+    if (k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL || k == v1::ACTION_THROTTLE_PRINCIPAL ||
+        k == v1::ACTION_DISABLE_CALL)
       ++enforcing_;
   }
   effectors_ = resp.effectors_size();
@@ -80,12 +76,9 @@ json ExecuteView::summary() const {
 
 std::optional<int64_t> ExecuteView::fresh_enforcing_active() const {
   std::lock_guard l(mu_);
-  const int64_t max_age =
-      3 *
-      std::chrono::duration_cast<std::chrono::nanoseconds>(interval_).count();
-  if (!answered_ || !reachable_ || clock_.now_unix_nanos() - at_ > max_age)
-    return std::nullopt;
+  const int64_t max_age = 3 * std::chrono::duration_cast<std::chrono::nanoseconds>(interval_).count();
+  if (!answered_ || !reachable_ || clock_.now_unix_nanos() - at_ > max_age) return std::nullopt;
   return enforcing_;
 }
 
-} // namespace immunizer::dashboard
+}  // namespace immunizer::dashboard

@@ -37,18 +37,14 @@ void count_into(std::map<std::string, int64_t> &m, const std::string &key) {
 // feature of value 0 says what is absent, which no person reads as a reason).
 const v1::FeatureContribution *top_feature(const v1::Alarm &a) {
   for (const auto &f : a.top_features())
-    if (f.contribution() > 0 && f.value() != 0)
-      return &f;
+    if (f.contribution() > 0 && f.value() != 0) return &f;
   return nullptr;
 }
 
 bool valid_state(const std::string &s) {
-  return s == "open" || s == "acknowledged" || s == "resolved" ||
-         s == "false_positive";
+  return s == "open" || s == "acknowledged" || s == "resolved" || s == "false_positive";
 }
-bool closed(const std::string &s) {
-  return s == "resolved" || s == "false_positive";
-}
+bool closed(const std::string &s) { return s == "resolved" || s == "false_positive"; }
 
 json features_json(const std::map<std::string, double> &m, size_t limit) {
   std::vector<std::pair<std::string, double>> v(m.begin(), m.end());
@@ -67,22 +63,21 @@ json counted_json(const std::map<std::string, int64_t> &m) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
   json out = json::array();
-  for (const auto &[k, n] : v)
-    out.push_back({{"value", k}, {"alarms", n}});
+  for (const auto &[k, n] : v) out.push_back({{"value", k}, {"alarms", n}});
   return out;
 }
-} // namespace
+}  // namespace
 
 const char *change_name(IncidentChange::Kind k) {
   switch (k) {
-  case IncidentChange::kOpened:
-    return "opened";
-  case IncidentChange::kEscalated:
-    return "escalated";
-  case IncidentChange::kStateChanged:
-    return "state_changed";
-  default:
-    return "updated";
+    case IncidentChange::kOpened:
+      return "opened";
+    case IncidentChange::kEscalated:
+      return "escalated";
+    case IncidentChange::kStateChanged:
+      return "state_changed";
+    default:
+      return "updated";
   }
 }
 
@@ -91,8 +86,7 @@ std::string address_prefix(const std::string &ip, int v4_bits, int v6_bits) {
   char out[INET6_ADDRSTRLEN];
   int family = AF_INET, bits = v4_bits, len = 4;
   if (inet_pton(AF_INET, ip.c_str(), buf) != 1) {
-    if (inet_pton(AF_INET6, ip.c_str(), buf) != 1)
-      return "";
+    if (inet_pton(AF_INET6, ip.c_str(), buf) != 1) return "";
     family = AF_INET6;
     bits = v6_bits;
     len = 16;
@@ -100,44 +94,34 @@ std::string address_prefix(const std::string &ip, int v4_bits, int v6_bits) {
   bits = std::clamp(bits, 0, len * 8);
   for (int i = 0; i < len; ++i) {
     const int keep = std::clamp(bits - i * 8, 0, 8);
-    buf[i] = static_cast<unsigned char>(
-        buf[i] & (keep == 0 ? 0 : (0xFF << (8 - keep)) & 0xFF));
+    buf[i] = static_cast<unsigned char>(buf[i] & (keep == 0 ? 0 : (0xFF << (8 - keep)) & 0xFF));
   }
-  if (!inet_ntop(family, buf, out, sizeof out))
-    return "";
+  if (!inet_ntop(family, buf, out, sizeof out)) return "";
   return std::string(out) + "/" + std::to_string(bits);
 }
 
 std::string principal_key(const v1::Principal &p, const IncidentConfig &cfg) {
-  if (cfg.key == "user" && !p.user().empty())
-    return "user:" + p.user();
-  if (cfg.key == "ip" && !p.ip().empty())
-    return "ip:" + p.ip();
+  if (cfg.key == "user" && !p.user().empty()) return "user:" + p.user();
+  if (cfg.key == "ip" && !p.ip().empty()) return "ip:" + p.ip();
   if (cfg.key == "prefix" && !p.ip().empty()) {
-    const std::string net =
-        address_prefix(p.ip(), cfg.ipv4_prefix, cfg.ipv6_prefix);
+    const std::string net = address_prefix(p.ip(), cfg.ipv4_prefix, cfg.ipv6_prefix);
     return net.empty() ? "ip:" + p.ip() : "prefix:" + net;
   }
-  if (!p.session().empty())
-    return "session:" + p.session();
-  if (!p.ip().empty())
-    return "ip:" + p.ip();
-  if (!p.user().empty())
-    return "user:" + p.user();
+  if (!p.session().empty()) return "session:" + p.session();
+  if (!p.ip().empty()) return "ip:" + p.ip();
+  if (!p.user().empty()) return "user:" + p.user();
   return "none:";
 }
 
 json incident_json(const Incident &i) {
   json sev = json::object();
-  for (int k = 1; k < 5; ++k)
-    sev[severity_of_rank(k)] = i.by_severity[k];
+  for (int k = 1; k < 5; ++k) sev[severity_of_rank(k)] = i.by_severity[k];
   sev["unspecified"] = i.by_severity[0];
   const auto colon = i.principal_key.find(':');
   return {{"id", i.id},
           {"principal_key", i.principal_key},
           {"principal_kind", i.principal_key.substr(0, colon)},
-          {"principal_value",
-           colon == std::string::npos ? "" : i.principal_key.substr(colon + 1)},
+          {"principal_value", colon == std::string::npos ? "" : i.principal_key.substr(colon + 1)},
           {"principal", i.principal},
           {"state", i.state},
           {"first_seen_unix_nanos", i.first_seen},
@@ -156,11 +140,11 @@ json incident_json(const Incident &i) {
           {"state_comment", i.state_comment}};
 }
 
-IncidentEngine::IncidentEngine(IncidentConfig cfg,
-                               std::unique_ptr<IncidentStore> store,
-                               const common::Clock &clock,
-                               prometheus::Registry &registry)
-    : cfg_(std::move(cfg)), store_(std::move(store)), clock_(clock),
+IncidentEngine::IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store,
+                               const common::Clock &clock, prometheus::Registry &registry)
+    : cfg_(std::move(cfg)),
+      store_(std::move(store)),
+      clock_(clock),
       incidents_family_(prometheus::BuildCounter()
                             .Name("immunizer_dashboard_incidents_total")
                             .Help("Incident events: opened, escalated, state "
@@ -171,20 +155,17 @@ IncidentEngine::IncidentEngine(IncidentConfig cfg,
                           .Help("Alarms added to incidents")
                           .Register(registry)
                           .Add({})),
-      alarms_duplicate_(
-          prometheus::BuildCounter()
-              .Name("immunizer_dashboard_incident_alarms_duplicate_total")
-              .Help(
-                  "Alarms already stored (redelivery, replay after a restart)")
-              .Register(registry)
-              .Add({})),
-      alarms_collapsed_(
-          prometheus::BuildCounter()
-              .Name("immunizer_dashboard_incident_alarms_collapsed_total")
-              .Help("Alarms collapsed into an existing row (same principal, "
-                    "model, top feature)")
-              .Register(registry)
-              .Add({})),
+      alarms_duplicate_(prometheus::BuildCounter()
+                            .Name("immunizer_dashboard_incident_alarms_duplicate_total")
+                            .Help("Alarms already stored (redelivery, replay after a restart)")
+                            .Register(registry)
+                            .Add({})),
+      alarms_collapsed_(prometheus::BuildCounter()
+                            .Name("immunizer_dashboard_incident_alarms_collapsed_total")
+                            .Help("Alarms collapsed into an existing row (same principal, "
+                                  "model, top feature)")
+                            .Register(registry)
+                            .Add({})),
       errors_family_(prometheus::BuildCounter()
                          .Name("immunizer_dashboard_store_errors_total")
                          .Help("Failed writes or reads of the dashboard "
@@ -200,10 +181,8 @@ IncidentEngine::IncidentEngine(IncidentConfig cfg,
                     .Help("Bytes in use in the dashboard database")
                     .Register(registry)
                     .Add({})) {
-  for (const char *e : {"opened", "escalated", "state_changed"})
-    incidents_family_.Add({{"event", e}});
-  for (const char *op :
-       {"alarm", "action", "query", "state", "prune", "feedback"})
+  for (const char *e : {"opened", "escalated", "state_changed"}) incidents_family_.Add({{"event", e}});
+  for (const char *op : {"alarm", "action", "query", "state", "prune", "feedback"})
     errors_family_.Add({{"op", op}});
 }
 
@@ -213,8 +192,7 @@ void IncidentEngine::failed(const char *op, const std::exception &e) {
   const int64_t now = clock_.now_unix_nanos();
   if (now - last_error_log_ >= 5'000'000'000LL) {
     last_error_log_ = now;
-    log()->error("dashboard database: {} failed: {} ({} failures so far)", op,
-                 e.what(), errors_);
+    log()->error("dashboard database: {} failed: {} ({} failures so far)", op, e.what(), errors_);
   }
 }
 
@@ -233,9 +211,7 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm &in) {
   std::lock_guard lock(mu_);
   return guarded("alarm", [&]() -> std::optional<IncidentChange> {
     v1::Alarm a = in;
-    if (a.id().empty())
-      a.set_id(
-          common::random_id()); // stored once; no redelivery dedupe possible
+    if (a.id().empty()) a.set_id(common::random_id());  // stored once; no redelivery dedupe possible
     store_->begin();
     if (store_->has_alarm(a.id())) {
       store_->rollback();
@@ -248,7 +224,7 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm &in) {
     const std::string key = principal_key(a.principal(), cfg_);
     auto inc = store_->latest_open(key);
     if (inc && at - inc->last_seen > cfg_.window_ms * kNanosPerMilli)
-      inc.reset(); // a quiet gap: new incident
+      inc.reset();  // a quiet gap: new incident
     const bool opened = !inc;
     if (!inc) {
       Incident n;
@@ -260,8 +236,7 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm &in) {
     }
     const int old_severity = inc->max_severity;
     const int sev = std::clamp(static_cast<int>(a.severity()), 0, 4);
-    const double ratio =
-        a.threshold() > 0 ? a.combined_score() / a.threshold() : 0;
+    const double ratio = a.threshold() > 0 ? a.combined_score() / a.threshold() : 0;
     inc->first_seen = std::min(inc->first_seen, at);
     inc->last_seen = std::max(inc->last_seen, at);
     inc->principal = to_json(a.principal());
@@ -272,24 +247,20 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm &in) {
     count_into(inc->calls, a.call());
     count_into(inc->models, a.model_key());
     for (const auto &f : a.top_features()) {
-      if (f.contribution() <= 0 || f.value() == 0)
-        continue;
-      if (inc->features.count(f.feature()) ||
-          inc->features.size() < Incident::kMaxListed) {
+      if (f.contribution() <= 0 || f.value() == 0) continue;
+      if (inc->features.count(f.feature()) || inc->features.size() < Incident::kMaxListed) {
         inc->features[f.feature()] += f.contribution();
       }
     }
     const auto *top = top_feature(a);
-    const auto [group_id, new_group] =
-        store_->add_to_group(inc->id, a, top ? top->feature() : "", at, ratio);
+    const auto [group_id, new_group] = store_->add_to_group(inc->id, a, top ? top->feature() : "", at, ratio);
     if (new_group) {
       ++inc->group_count;
     } else {
       alarms_collapsed_.Increment();
     }
     store_->insert_alarm(a, inc->id, group_id, at);
-    if (store_->link_actions(a.id(), inc->id) > 0)
-      inc->action_count = store_->count_actions(inc->id);
+    if (store_->link_actions(a.id(), inc->id) > 0) inc->action_count = store_->count_actions(inc->id);
     store_->update_incident(*inc);
     store_->commit();
     alarms_grouped_.Increment();
@@ -304,80 +275,63 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm &in) {
   });
 }
 
-std::optional<IncidentChange>
-IncidentEngine::on_action(const v1::ActionEvent &e) {
-  if (e.action_id().empty())
-    return std::nullopt;
+std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent &e) {
+  if (e.action_id().empty()) return std::nullopt;
   std::lock_guard lock(mu_);
   return guarded("action", [&]() -> std::optional<IncidentChange> {
     store_->begin();
     ActionRecord r = store_->action(e.action_id()).value_or(ActionRecord{});
-    const std::string ek = std::to_string(e.type()) + '\x1f' + e.effector() +
-                           '\x1f' + std::to_string(e.at_unix_nanos());
-    if (std::find(r.event_keys.begin(), r.event_keys.end(), ek) !=
-        r.event_keys.end()) {
+    const std::string ek =
+        std::to_string(e.type()) + '\x1f' + e.effector() + '\x1f' + std::to_string(e.at_unix_nanos());
+    if (std::find(r.event_keys.begin(), r.event_keys.end(), ek) != r.event_keys.end()) {
       store_->rollback();
-      return std::nullopt; // redelivered
+      return std::nullopt;  // redelivered
     }
     r.event_keys.push_back(ek);
-    if (r.event_keys.size() > kMaxEventKeys)
-      r.event_keys.erase(r.event_keys.begin());
+    if (r.event_keys.size() > kMaxEventKeys) r.event_keys.erase(r.event_keys.begin());
     r.action_id = e.action_id();
-    if (!e.alarm_id().empty())
-      r.alarm_id = e.alarm_id();
-    if (!e.plan_id().empty())
-      r.plan_id = e.plan_id();
-    if (e.has_action() &&
-        (e.action().kind() != v1::ACTION_KIND_UNSPECIFIED || r.kind.empty())) {
+    if (!e.alarm_id().empty()) r.alarm_id = e.alarm_id();
+    if (!e.plan_id().empty()) r.plan_id = e.plan_id();
+    if (e.has_action() && (e.action().kind() != v1::ACTION_KIND_UNSPECIFIED || r.kind.empty())) {
       r.kind = action_kind_name(e.action().kind());
       r.target_field = principal_field_name(e.action().target_field());
       r.target_value = e.action().target_value();
       r.call = e.action().call();
       r.ttl_ms = e.action().ttl_millis();
     }
-    if (e.call_timestamp_unix_nanos() > 0)
-      r.call_at = e.call_timestamp_unix_nanos();
+    if (e.call_timestamp_unix_nanos() > 0) r.call_at = e.call_timestamp_unix_nanos();
     if (e.reason().rfind(kExtendsPrefix, 0) == 0 ||
-        e.reason().find(std::string("; ") + kExtendsPrefix) !=
-            std::string::npos) {
-      r.extends = e.reason().substr(e.reason().find(kExtendsPrefix) +
-                                    std::strlen(kExtendsPrefix));
+        e.reason().find(std::string("; ") + kExtendsPrefix) != std::string::npos) {
+      r.extends = e.reason().substr(e.reason().find(kExtendsPrefix) + std::strlen(kExtendsPrefix));
     }
-    if (!e.reason().empty())
-      r.reason = e.reason().substr(0, 500);
+    if (!e.reason().empty()) r.reason = e.reason().substr(0, 500);
     const bool terminal = r.status == "expired" || r.status == "revoked";
     switch (e.type()) {
-    case v1::ACTION_EVENT_DISPATCHED:
-      if (r.dispatched_at == 0)
-        r.dispatched_at = e.at_unix_nanos();
-      if (!terminal && r.status != "applied")
-        r.status = "dispatched";
-      break;
-    case v1::ACTION_EVENT_APPLIED:
-      ++r.applied_acks;
-      if (r.applied_at == 0)
-        r.applied_at = e.at_unix_nanos();
-      if (!terminal)
-        r.status = "applied";
-      break;
-    case v1::ACTION_EVENT_REJECTED:
-      ++r.rejected_acks;
-      if (!terminal && r.applied_acks == 0)
-        r.status = "rejected";
-      break;
-    case v1::ACTION_EVENT_EXPIRED:
-      r.status = "expired";
-      break;
-    case v1::ACTION_EVENT_REVOKED:
-      r.status = "revoked";
-      break;
-    default:
-      break;
+      case v1::ACTION_EVENT_DISPATCHED:
+        if (r.dispatched_at == 0) r.dispatched_at = e.at_unix_nanos();
+        if (!terminal && r.status != "applied") r.status = "dispatched";
+        break;
+      case v1::ACTION_EVENT_APPLIED:
+        ++r.applied_acks;
+        if (r.applied_at == 0) r.applied_at = e.at_unix_nanos();
+        if (!terminal) r.status = "applied";
+        break;
+      case v1::ACTION_EVENT_REJECTED:
+        ++r.rejected_acks;
+        if (!terminal && r.applied_acks == 0) r.status = "rejected";
+        break;
+      case v1::ACTION_EVENT_EXPIRED:
+        r.status = "expired";
+        break;
+      case v1::ACTION_EVENT_REVOKED:
+        r.status = "revoked";
+        break;
+      default:
+        break;
     }
     r.last_at = std::max(r.last_at, e.at_unix_nanos());
     std::optional<int64_t> incident_id;
-    if (!r.alarm_id.empty())
-      incident_id = store_->incident_of_alarm(r.alarm_id);
+    if (!r.alarm_id.empty()) incident_id = store_->incident_of_alarm(r.alarm_id);
     store_->put_action(r, incident_id.value_or(0));
     std::optional<IncidentChange> change;
     if (incident_id) {
@@ -395,39 +349,35 @@ IncidentEngine::on_action(const v1::ActionEvent &e) {
 void IncidentEngine::tick() {
   std::lock_guard lock(mu_);
   const int64_t now = clock_.now_unix_nanos();
-  if (last_prune_ != 0 &&
-      now - last_prune_ < cfg_.prune_interval_ms * kNanosPerMilli)
-    return;
+  if (last_prune_ != 0 && now - last_prune_ < cfg_.prune_interval_ms * kNanosPerMilli) return;
   last_prune_ = now;
   guarded("prune", [&] {
     const int64_t n = store_->prune(now, cfg_.retention);
     if (n > 0) {
       pruned_.Increment(static_cast<double>(n));
-      log()->info("retention deleted {} incident(s) (older than {} ms or over "
-                  "{} bytes)",
-                  n, cfg_.retention.max_age_ms, cfg_.retention.max_bytes);
+      log()->info(
+          "retention deleted {} incident(s) (older than {} ms or over "
+          "{} bytes)",
+          n, cfg_.retention.max_age_ms, cfg_.retention.max_bytes);
     }
     db_bytes_.Set(static_cast<double>(store_->size_bytes()));
     return 0;
   });
 }
 
-std::optional<v1::Alarm>
-IncidentEngine::find_alarm(const std::string &alarm_id) {
+std::optional<v1::Alarm> IncidentEngine::find_alarm(const std::string &alarm_id) {
   std::lock_guard lock(mu_);
   return guarded("query", [&] { return store_->alarm(alarm_id); });
 }
 
-void IncidentEngine::record_feedback(const std::string &alarm_id,
-                                     const json &feedback) {
+void IncidentEngine::record_feedback(const std::string &alarm_id, const json &feedback) {
   std::lock_guard lock(mu_);
   guarded("feedback", [&] {
     store_->set_alarm_feedback(alarm_id, feedback);
     if (auto id = store_->incident_of_alarm(alarm_id))
-      store_->add_operator_action(
-          clock_.now_unix_nanos(), feedback.value("analyst", std::string()),
-          "feedback:" + feedback.value("verdict", std::string()), *id,
-          "alarm " + alarm_id);
+      store_->add_operator_action(clock_.now_unix_nanos(), feedback.value("analyst", std::string()),
+                                  "feedback:" + feedback.value("verdict", std::string()), *id,
+                                  "alarm " + alarm_id);
     return 0;
   });
 }
@@ -442,12 +392,8 @@ json IncidentEngine::list(const IncidentQuery &q) {
   return guarded("query", [&] {
     auto [rows, total] = store_->list(q);
     json items = json::array();
-    for (const auto &i : rows)
-      items.push_back(incident_json(i));
-    return json{{"incidents", std::move(items)},
-                {"total", total},
-                {"limit", q.limit},
-                {"offset", q.offset}};
+    for (const auto &i : rows) items.push_back(incident_json(i));
+    return json{{"incidents", std::move(items)}, {"total", total}, {"limit", q.limit}, {"offset", q.offset}};
   });
 }
 
@@ -455,8 +401,7 @@ std::optional<json> IncidentEngine::detail(int64_t id, size_t alarm_limit) {
   std::lock_guard lock(mu_);
   return guarded("query", [&]() -> std::optional<json> {
     auto inc = store_->incident(id);
-    if (!inc)
-      return std::nullopt;
+    if (!inc) return std::nullopt;
     json j = incident_json(*inc);
     j["groups"] = store_->groups_json(id, 500);
     j["recent_alarms"] = store_->alarms_json(id, alarm_limit);
@@ -466,12 +411,10 @@ std::optional<json> IncidentEngine::detail(int64_t id, size_t alarm_limit) {
   });
 }
 
-IncidentEngine::StateResult
-IncidentEngine::set_state(int64_t id, const std::string &state,
-                          const std::string &who, const std::string &comment) {
+IncidentEngine::StateResult IncidentEngine::set_state(int64_t id, const std::string &state,
+                                                      const std::string &who, const std::string &comment) {
   if (!valid_state(state))
-    return {StateResult::kInvalid,
-            "state must be open, acknowledged, resolved or false_positive",
+    return {StateResult::kInvalid, "state must be open, acknowledged, resolved or false_positive",
             std::nullopt};
   std::lock_guard lock(mu_);
   try {
@@ -479,17 +422,14 @@ IncidentEngine::set_state(int64_t id, const std::string &state,
     auto inc = store_->incident(id);
     if (!inc) {
       store_->rollback();
-      return {StateResult::kNotFound, "no incident " + std::to_string(id),
-              std::nullopt};
+      return {StateResult::kNotFound, "no incident " + std::to_string(id), std::nullopt};
     }
     const std::string &from = inc->state;
-    const bool allowed = (from == "open" && state != "open") ||
-                         (from == "acknowledged" && closed(state)) ||
+    const bool allowed = (from == "open" && state != "open") || (from == "acknowledged" && closed(state)) ||
                          (closed(from) && state == "open");
     if (!allowed) {
       store_->rollback();
-      return {StateResult::kInvalid, "cannot go from " + from + " to " + state,
-              std::nullopt};
+      return {StateResult::kInvalid, "cannot go from " + from + " to " + state, std::nullopt};
     }
     const int64_t now = clock_.now_unix_nanos();
     const std::string what = "state:" + from + "->" + state;
@@ -501,23 +441,19 @@ IncidentEngine::set_state(int64_t id, const std::string &state,
     store_->add_operator_action(now, who, what, id, comment);
     store_->commit();
     incidents_family_.Add({{"event", "state_changed"}}).Increment();
-    return {StateResult::kOk, "",
-            IncidentChange{IncidentChange::kStateChanged, std::move(*inc)}};
+    return {StateResult::kOk, "", IncidentChange{IncidentChange::kStateChanged, std::move(*inc)}};
   } catch (const std::exception &e) {
     store_->rollback();
     failed("state", e);
-    return {StateResult::kFailed,
-            std::string("the dashboard database failed: ") + e.what(),
-            std::nullopt};
+    return {StateResult::kFailed, std::string("the dashboard database failed: ") + e.what(), std::nullopt};
   }
 }
 
-void IncidentEngine::audit(int64_t incident_id, const std::string &who,
-                           const std::string &what, const std::string &detail) {
+void IncidentEngine::audit(int64_t incident_id, const std::string &who, const std::string &what,
+                           const std::string &detail) {
   std::lock_guard lock(mu_);
   guarded("state", [&] {
-    store_->add_operator_action(clock_.now_unix_nanos(), who, what, incident_id,
-                                detail);
+    store_->add_operator_action(clock_.now_unix_nanos(), who, what, incident_id, detail);
     return 0;
   });
 }
@@ -525,10 +461,7 @@ void IncidentEngine::audit(int64_t incident_id, const std::string &who,
 json IncidentEngine::counts() {
   std::lock_guard lock(mu_);
   return guarded("query", [&] {
-    json j = {{"open", 0},
-              {"acknowledged", 0},
-              {"resolved", 0},
-              {"false_positive", 0}};
+    json j = {{"open", 0}, {"acknowledged", 0}, {"resolved", 0}, {"false_positive", 0}};
     int64_t total = 0;
     for (const auto &[s, n] : store_->count_by_state()) {
       j[s] = n;
@@ -544,4 +477,4 @@ uint64_t IncidentEngine::store_errors() const {
   return errors_;
 }
 
-} // namespace immunizer::dashboard
+}  // namespace immunizer::dashboard

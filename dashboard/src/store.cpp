@@ -15,8 +15,7 @@ namespace immunizer::dashboard {
 using nlohmann::json;
 
 namespace {
-constexpr const char *kSeverityNames[5] = {"unspecified", "low", "medium",
-                                           "high", "critical"};
+constexpr const char *kSeverityNames[5] = {"unspecified", "low", "medium", "high", "critical"};
 
 // Every table in one script; IF NOT EXISTS keeps a restart idempotent.
 constexpr const char *kSchema = R"sql(
@@ -86,19 +85,16 @@ INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '1');
 
 json counts_json(const std::map<std::string, int64_t> &m) {
   json j = json::object();
-  for (const auto &[k, v] : m)
-    j[k] = v;
+  for (const auto &[k, v] : m) j[k] = v;
   return j;
 }
 template <typename T>
 std::map<std::string, T> counts_from(const std::string &text) {
   std::map<std::string, T> m;
   json j = json::parse(text, nullptr, false);
-  if (!j.is_object())
-    return m;
+  if (!j.is_object()) return m;
   for (auto it = j.begin(); it != j.end(); ++it)
-    if (it->is_number())
-      m[it.key()] = it->get<T>();
+    if (it->is_number()) m[it.key()] = it->get<T>();
   return m;
 }
 
@@ -146,8 +142,7 @@ ActionRecord action_from_json(const json &j) {
   a.rejected_acks = n("rejected_acks");
   if (auto it = j.find("event_keys"); it != j.end() && it->is_array())
     for (const auto &k : *it)
-      if (k.is_string())
-        a.event_keys.push_back(k.get<std::string>());
+      if (k.is_string()) a.event_keys.push_back(k.get<std::string>());
   return a;
 }
 
@@ -155,27 +150,23 @@ ActionRecord action_from_json(const json &j) {
 std::string like_pattern(const std::string &s) {
   std::string out = "%";
   for (char c : s) {
-    if (c == '%' || c == '_' || c == '\\')
-      out += '\\';
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
     out += c;
   }
   return out + "%";
 }
-} // namespace
+}  // namespace
 
 int severity_rank(const std::string &name) {
   for (int i = 0; i < 5; ++i)
-    if (name == kSeverityNames[i])
-      return i;
+    if (name == kSeverityNames[i]) return i;
   return -1;
 }
-const char *severity_of_rank(int rank) {
-  return kSeverityNames[std::clamp(rank, 0, 4)];
-}
+const char *severity_of_rank(int rank) { return kSeverityNames[std::clamp(rank, 0, 4)]; }
 
 // A prepared statement; bind() numbers from 1. Finalised on destruction.
 class IncidentStore::Stmt {
-public:
+ public:
   Stmt(sqlite3 *db, const char *sql) : db_(db) {
     if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
       throw StoreError(std::string("sqlite prepare: ") + sqlite3_errmsg(db));
@@ -191,22 +182,18 @@ public:
     return *this;
   }
   Stmt &bind(int i, const std::string &v) {
-    check(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()),
-                            SQLITE_TRANSIENT));
+    check(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
   }
   Stmt &bind_blob(int i, const std::string &v) {
-    check(sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()),
-                            SQLITE_TRANSIENT));
+    check(sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
   }
   // True while there is a row.
   bool step() {
     const int rc = sqlite3_step(s_);
-    if (rc == SQLITE_ROW)
-      return true;
-    if (rc == SQLITE_DONE)
-      return false;
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
     throw StoreError(std::string("sqlite step: ") + sqlite3_errmsg(db_));
   }
   void run() {
@@ -217,22 +204,17 @@ public:
   double f64(int c) const { return sqlite3_column_double(s_, c); }
   std::string text(int c) const {
     const auto *p = reinterpret_cast<const char *>(sqlite3_column_text(s_, c));
-    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c)))
-             : std::string();
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
   }
   std::string blob(int c) const {
     const auto *p = static_cast<const char *>(sqlite3_column_blob(s_, c));
-    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c)))
-             : std::string();
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
   }
-  bool is_null(int c) const {
-    return sqlite3_column_type(s_, c) == SQLITE_NULL;
-  }
+  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
 
-private:
+ private:
   void check(int rc) {
-    if (rc != SQLITE_OK)
-      throw StoreError(std::string("sqlite bind: ") + sqlite3_errmsg(db_));
+    if (rc != SQLITE_OK) throw StoreError(std::string("sqlite bind: ") + sqlite3_errmsg(db_));
   }
   sqlite3 *db_;
   sqlite3_stmt *s_ = nullptr;
@@ -243,13 +225,10 @@ IncidentStore::IncidentStore(const std::string &path) {
     // Create the file owner-only before SQLite opens it: it holds attack
     // payloads and who did what.
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-      throw StoreError("cannot open " + path + ": " + std::strerror(errno));
+    if (fd < 0) throw StoreError("cannot open " + path + ": " + std::strerror(errno));
     ::close(fd);
   }
-  if (sqlite3_open_v2(path.c_str(), &db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                          SQLITE_OPEN_NOMUTEX,
+  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
@@ -261,8 +240,7 @@ IncidentStore::IncidentStore(const std::string &path) {
     exec("PRAGMA auto_vacuum=INCREMENTAL");
     if (path != ":memory:") {
       Stmt wal(db_, "PRAGMA journal_mode=WAL");
-      if (!wal.step() || wal.text(0) != "wal")
-        throw StoreError("cannot switch " + path + " to WAL mode");
+      if (!wal.step() || wal.text(0) != "wal") throw StoreError("cannot switch " + path + " to WAL mode");
     }
     exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=OFF");
@@ -287,8 +265,7 @@ void IncidentStore::exec(const char *sql) {
 void IncidentStore::begin() { exec("BEGIN IMMEDIATE"); }
 void IncidentStore::commit() { exec("COMMIT"); }
 void IncidentStore::rollback() noexcept {
-  if (!sqlite3_get_autocommit(db_))
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 bool IncidentStore::has_alarm(const std::string &alarm_id) {
@@ -307,21 +284,20 @@ constexpr const char *kIncidentColumns =
 }
 
 namespace {
-template <typename S> Incident read_incident(const S &s) {
+template <typename S>
+Incident read_incident(const S &s) {
   Incident i;
   i.id = s.i64(0);
   i.principal_key = s.text(1);
   i.principal = json::parse(s.text(2), nullptr, false);
-  if (!i.principal.is_object())
-    i.principal = json::object();
+  if (!i.principal.is_object()) i.principal = json::object();
   i.state = s.text(3);
   i.first_seen = s.i64(4);
   i.last_seen = s.i64(5);
   i.alarm_count = s.i64(6);
   i.group_count = s.i64(7);
   i.action_count = s.i64(8);
-  for (int k = 0; k < 5; ++k)
-    i.by_severity[k] = s.i64(9 + k);
+  for (int k = 0; k < 5; ++k) i.by_severity[k] = s.i64(9 + k);
   i.max_severity = static_cast<int>(s.i64(14));
   i.max_ratio = s.f64(15);
   i.calls = counts_from<int64_t>(s.text(16));
@@ -332,34 +308,31 @@ template <typename S> Incident read_incident(const S &s) {
   i.state_comment = s.text(21);
   return i;
 }
-} // namespace
+}  // namespace
 
-std::optional<Incident>
-IncidentStore::latest_open(const std::string &principal_key) {
+std::optional<Incident> IncidentStore::latest_open(const std::string &principal_key) {
   const std::string sql = std::string("SELECT ") + kIncidentColumns +
                           " FROM incidents WHERE principal_key = ? AND state "
                           "IN ('open', 'acknowledged') "
                           "ORDER BY last_seen DESC LIMIT 1";
   Stmt s(db_, sql.c_str());
   s.bind(1, principal_key);
-  if (!s.step())
-    return std::nullopt;
+  if (!s.step()) return std::nullopt;
   return read_incident(s);
 }
 
 std::optional<Incident> IncidentStore::incident(int64_t id) {
-  const std::string sql = std::string("SELECT ") + kIncidentColumns +
-                          " FROM incidents WHERE id = ?";
+  const std::string sql = std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE id = ?";
   Stmt s(db_, sql.c_str());
   s.bind(1, id);
-  if (!s.step())
-    return std::nullopt;
+  if (!s.step()) return std::nullopt;
   return read_incident(s);
 }
 
 namespace {
 // Binds every column but id, from parameter 1, in kIncidentColumns order.
-template <typename S> void bind_incident(S &s, const Incident &i) {
+template <typename S>
+void bind_incident(S &s, const Incident &i) {
   s.bind(1, i.principal_key)
       .bind(2, dump(i.principal))
       .bind(3, i.state)
@@ -368,8 +341,7 @@ template <typename S> void bind_incident(S &s, const Incident &i) {
       .bind(6, i.alarm_count)
       .bind(7, i.group_count)
       .bind(8, i.action_count);
-  for (int k = 0; k < 5; ++k)
-    s.bind(9 + k, i.by_severity[k]);
+  for (int k = 0; k < 5; ++k) s.bind(9 + k, i.by_severity[k]);
   std::map<std::string, double> features = i.features;
   s.bind(14, i.max_severity)
       .bind(15, i.max_ratio)
@@ -380,50 +352,47 @@ template <typename S> void bind_incident(S &s, const Incident &i) {
       .bind(20, i.state_at)
       .bind(21, i.state_comment);
 }
-} // namespace
+}  // namespace
 
 int64_t IncidentStore::insert_incident(const Incident &i) {
-  Stmt s(db_, "INSERT INTO incidents(principal_key, principal, state, "
-              "first_seen, last_seen, alarm_count, group_count, "
-              "action_count, sev0, sev1, sev2, sev3, sev4, max_severity, "
-              "max_ratio, calls, models, features, state_by, "
-              "state_at, state_comment) "
-              "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  Stmt s(db_,
+         "INSERT INTO incidents(principal_key, principal, state, "
+         "first_seen, last_seen, alarm_count, group_count, "
+         "action_count, sev0, sev1, sev2, sev3, sev4, max_severity, "
+         "max_ratio, calls, models, features, state_by, "
+         "state_at, state_comment) "
+         "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   bind_incident(s, i);
   s.run();
   return sqlite3_last_insert_rowid(db_);
 }
 
 void IncidentStore::update_incident(const Incident &i) {
-  Stmt s(db_, "UPDATE incidents SET principal_key=?, principal=?, state=?, "
-              "first_seen=?, last_seen=?, alarm_count=?, "
-              "group_count=?, action_count=?, sev0=?, sev1=?, sev2=?, sev3=?, "
-              "sev4=?, max_severity=?, max_ratio=?, "
-              "calls=?, models=?, features=?, state_by=?, state_at=?, "
-              "state_comment=? WHERE id=?");
+  Stmt s(db_,
+         "UPDATE incidents SET principal_key=?, principal=?, state=?, "
+         "first_seen=?, last_seen=?, alarm_count=?, "
+         "group_count=?, action_count=?, sev0=?, sev1=?, sev2=?, sev3=?, "
+         "sev4=?, max_severity=?, max_ratio=?, "
+         "calls=?, models=?, features=?, state_by=?, state_at=?, "
+         "state_comment=? WHERE id=?");
   bind_incident(s, i);
   s.bind(22, i.id);
   s.run();
 }
 
-std::pair<int64_t, bool>
-IncidentStore::add_to_group(int64_t incident_id, const v1::Alarm &a,
-                            const std::string &top_feature, int64_t at,
-                            double ratio) {
+std::pair<int64_t, bool> IncidentStore::add_to_group(int64_t incident_id, const v1::Alarm &a,
+                                                     const std::string &top_feature, int64_t at,
+                                                     double ratio) {
   const int sev = std::clamp(static_cast<int>(a.severity()), 0, 4);
   {
-    Stmt u(db_, "UPDATE alarm_groups SET count = count + 1, first_seen = "
-                "min(first_seen, ?1), last_seen = max(last_seen, "
-                "?1), max_severity = max(max_severity, ?2), max_ratio = "
-                "max(max_ratio, ?3), last_alarm_id = ?4 "
-                "WHERE incident_id = ?5 AND model_key = ?6 AND top_feature = "
-                "?7 RETURNING id");
-    u.bind(1, at)
-        .bind(2, sev)
-        .bind(3, ratio)
-        .bind(4, a.id())
-        .bind(5, incident_id)
-        .bind(6, a.model_key());
+    Stmt u(db_,
+           "UPDATE alarm_groups SET count = count + 1, first_seen = "
+           "min(first_seen, ?1), last_seen = max(last_seen, "
+           "?1), max_severity = max(max_severity, ?2), max_ratio = "
+           "max(max_ratio, ?3), last_alarm_id = ?4 "
+           "WHERE incident_id = ?5 AND model_key = ?6 AND top_feature = "
+           "?7 RETURNING id");
+    u.bind(1, at).bind(2, sev).bind(3, ratio).bind(4, a.id()).bind(5, incident_id).bind(6, a.model_key());
     u.bind(7, top_feature);
     if (u.step()) {
       const int64_t id = u.i64(0);
@@ -446,13 +415,12 @@ IncidentStore::add_to_group(int64_t incident_id, const v1::Alarm &a,
   return {sqlite3_last_insert_rowid(db_), true};
 }
 
-void IncidentStore::insert_alarm(const v1::Alarm &a, int64_t incident_id,
-                                 int64_t group_id, int64_t at) {
-  Stmt s(db_, "INSERT OR IGNORE INTO alarms(id, incident_id, group_id, at, "
-              "severity, ratio, proto) "
-              "VALUES(?,?,?,?,?,?,?)");
-  const double ratio =
-      a.threshold() > 0 ? a.combined_score() / a.threshold() : 0;
+void IncidentStore::insert_alarm(const v1::Alarm &a, int64_t incident_id, int64_t group_id, int64_t at) {
+  Stmt s(db_,
+         "INSERT OR IGNORE INTO alarms(id, incident_id, group_id, at, "
+         "severity, ratio, proto) "
+         "VALUES(?,?,?,?,?,?,?)");
+  const double ratio = a.threshold() > 0 ? a.combined_score() / a.threshold() : 0;
   s.bind(1, a.id()).bind(2, incident_id).bind(3, group_id).bind(4, at);
   s.bind(5, std::clamp(static_cast<int>(a.severity()), 0, 4))
       .bind(6, ratio)
@@ -463,48 +431,41 @@ void IncidentStore::insert_alarm(const v1::Alarm &a, int64_t incident_id,
 std::optional<v1::Alarm> IncidentStore::alarm(const std::string &alarm_id) {
   Stmt s(db_, "SELECT proto FROM alarms WHERE id = ?");
   s.bind(1, alarm_id);
-  if (!s.step())
-    return std::nullopt;
+  if (!s.step()) return std::nullopt;
   v1::Alarm a;
-  if (!a.ParseFromString(s.blob(0)))
-    return std::nullopt;
+  if (!a.ParseFromString(s.blob(0))) return std::nullopt;
   return a;
 }
 
-std::optional<int64_t>
-IncidentStore::incident_of_alarm(const std::string &alarm_id) {
+std::optional<int64_t> IncidentStore::incident_of_alarm(const std::string &alarm_id) {
   Stmt s(db_, "SELECT incident_id FROM alarms WHERE id = ?");
   s.bind(1, alarm_id);
-  if (!s.step())
-    return std::nullopt;
+  if (!s.step()) return std::nullopt;
   return s.i64(0);
 }
 
-void IncidentStore::set_alarm_feedback(const std::string &alarm_id,
-                                       const json &feedback) {
+void IncidentStore::set_alarm_feedback(const std::string &alarm_id, const json &feedback) {
   Stmt s(db_, "UPDATE alarms SET feedback = ? WHERE id = ?");
   s.bind(1, dump(feedback)).bind(2, alarm_id);
   s.run();
 }
 
-std::optional<ActionRecord>
-IncidentStore::action(const std::string &action_id) {
+std::optional<ActionRecord> IncidentStore::action(const std::string &action_id) {
   Stmt s(db_, "SELECT record FROM actions WHERE action_id = ?");
   s.bind(1, action_id);
-  if (!s.step())
-    return std::nullopt;
+  if (!s.step()) return std::nullopt;
   json j = json::parse(s.text(0), nullptr, false);
-  if (!j.is_object())
-    return std::nullopt;
+  if (!j.is_object()) return std::nullopt;
   return action_from_json(j);
 }
 
 void IncidentStore::put_action(const ActionRecord &a, int64_t incident_id) {
-  Stmt s(db_, "INSERT INTO actions(action_id, incident_id, alarm_id, last_at, "
-              "record) VALUES(?1,?2,?3,?4,?5) "
-              "ON CONFLICT(action_id) DO UPDATE SET incident_id = CASE WHEN ?2 "
-              "!= 0 THEN ?2 ELSE incident_id END, "
-              "alarm_id = ?3, last_at = ?4, record = ?5");
+  Stmt s(db_,
+         "INSERT INTO actions(action_id, incident_id, alarm_id, last_at, "
+         "record) VALUES(?1,?2,?3,?4,?5) "
+         "ON CONFLICT(action_id) DO UPDATE SET incident_id = CASE WHEN ?2 "
+         "!= 0 THEN ?2 ELSE incident_id END, "
+         "alarm_id = ?3, last_at = ?4, record = ?5");
   s.bind(1, a.action_id)
       .bind(2, incident_id)
       .bind(3, a.alarm_id)
@@ -513,12 +474,11 @@ void IncidentStore::put_action(const ActionRecord &a, int64_t incident_id) {
   s.run();
 }
 
-int64_t IncidentStore::link_actions(const std::string &alarm_id,
-                                    int64_t incident_id) {
-  if (alarm_id.empty())
-    return 0;
-  Stmt s(db_, "UPDATE actions SET incident_id = ? WHERE alarm_id = ? AND "
-              "incident_id = 0");
+int64_t IncidentStore::link_actions(const std::string &alarm_id, int64_t incident_id) {
+  if (alarm_id.empty()) return 0;
+  Stmt s(db_,
+         "UPDATE actions SET incident_id = ? WHERE alarm_id = ? AND "
+         "incident_id = 0");
   s.bind(1, incident_id).bind(2, alarm_id);
   s.run();
   return sqlite3_changes(db_);
@@ -531,18 +491,16 @@ int64_t IncidentStore::count_actions(int64_t incident_id) {
   return s.i64(0);
 }
 
-void IncidentStore::add_operator_action(int64_t at, const std::string &who,
-                                        const std::string &what,
-                                        int64_t incident_id,
-                                        const std::string &detail) {
-  Stmt s(db_, "INSERT INTO operator_actions(at, who, what, incident_id, "
-              "detail) VALUES(?,?,?,?,?)");
+void IncidentStore::add_operator_action(int64_t at, const std::string &who, const std::string &what,
+                                        int64_t incident_id, const std::string &detail) {
+  Stmt s(db_,
+         "INSERT INTO operator_actions(at, who, what, incident_id, "
+         "detail) VALUES(?,?,?,?,?)");
   s.bind(1, at).bind(2, who).bind(3, what).bind(4, incident_id).bind(5, detail);
   s.run();
 }
 
-std::pair<std::vector<Incident>, int64_t>
-IncidentStore::list(const IncidentQuery &q) {
+std::pair<std::vector<Incident>, int64_t> IncidentStore::list(const IncidentQuery &q) {
   std::string where = " WHERE 1=1";
   struct Arg {
     bool is_text;
@@ -563,15 +521,17 @@ IncidentStore::list(const IncidentQuery &q) {
     args.push_back({false, q.min_severity, {}});
   }
   if (!q.principal.empty()) {
-    where += " AND (principal_key LIKE ? ESCAPE '\\' OR principal LIKE ? "
-             "ESCAPE '\\')";
+    where +=
+        " AND (principal_key LIKE ? ESCAPE '\\' OR principal LIKE ? "
+        "ESCAPE '\\')";
     args.push_back({true, 0, like_pattern(q.principal)});
     args.push_back({true, 0, like_pattern(q.principal)});
   }
   if (!q.call.empty()) {
-    where += " AND EXISTS (SELECT 1 FROM alarm_groups g WHERE g.incident_id = "
-             "incidents.id AND g.call LIKE ? "
-             "ESCAPE '\\')";
+    where +=
+        " AND EXISTS (SELECT 1 FROM alarm_groups g WHERE g.incident_id = "
+        "incidents.id AND g.call LIKE ? "
+        "ESCAPE '\\')";
     args.push_back({true, 0, like_pattern(q.call)});
   }
   if (q.from > 0) {
@@ -600,99 +560,95 @@ IncidentStore::list(const IncidentQuery &q) {
     c.step();
     total = c.i64(0);
   }
-  Stmt s(db_, (std::string("SELECT ") + kIncidentColumns + " FROM incidents" +
-               where + " ORDER BY last_seen DESC, id DESC LIMIT ? OFFSET ?")
+  Stmt s(db_, (std::string("SELECT ") + kIncidentColumns + " FROM incidents" + where +
+               " ORDER BY last_seen DESC, id DESC LIMIT ? OFFSET ?")
                   .c_str());
   int k = bind_all(s);
   s.bind(k++, q.limit);
   s.bind(k, q.offset);
   std::vector<Incident> out;
-  while (s.step())
-    out.push_back(read_incident(s));
+  while (s.step()) out.push_back(read_incident(s));
   return {std::move(out), total};
 }
 
 json IncidentStore::groups_json(int64_t incident_id, size_t limit) {
-  Stmt s(db_, "SELECT id, model_key, top_feature, call, count, first_seen, "
-              "last_seen, max_severity, max_ratio, "
-              "last_alarm_id FROM alarm_groups WHERE incident_id = ? ORDER BY "
-              "count DESC, last_seen DESC LIMIT ?");
+  Stmt s(db_,
+         "SELECT id, model_key, top_feature, call, count, first_seen, "
+         "last_seen, max_severity, max_ratio, "
+         "last_alarm_id FROM alarm_groups WHERE incident_id = ? ORDER BY "
+         "count DESC, last_seen DESC LIMIT ?");
   s.bind(1, incident_id).bind(2, static_cast<int64_t>(limit));
   json out = json::array();
   while (s.step())
-    out.push_back(
-        {{"group_id", s.i64(0)},
-         {"model_key", s.text(1)},
-         {"top_feature", s.text(2)},
-         {"call", s.text(3)},
-         {"count", s.i64(4)},
-         {"first_seen_unix_nanos", s.i64(5)},
-         {"last_seen_unix_nanos", s.i64(6)},
-         {"max_severity", severity_of_rank(static_cast<int>(s.i64(7)))},
-         {"max_ratio", s.f64(8)},
-         {"last_alarm_id", s.text(9)}});
+    out.push_back({{"group_id", s.i64(0)},
+                   {"model_key", s.text(1)},
+                   {"top_feature", s.text(2)},
+                   {"call", s.text(3)},
+                   {"count", s.i64(4)},
+                   {"first_seen_unix_nanos", s.i64(5)},
+                   {"last_seen_unix_nanos", s.i64(6)},
+                   {"max_severity", severity_of_rank(static_cast<int>(s.i64(7)))},
+                   {"max_ratio", s.f64(8)},
+                   {"last_alarm_id", s.text(9)}});
   return out;
 }
 
 json IncidentStore::alarms_json(int64_t incident_id, size_t limit) {
-  Stmt s(db_, "SELECT id, group_id, at, severity, ratio, proto, feedback FROM "
-              "alarms WHERE incident_id = ? "
-              "ORDER BY at DESC LIMIT ?");
+  Stmt s(db_,
+         "SELECT id, group_id, at, severity, ratio, proto, feedback FROM "
+         "alarms WHERE incident_id = ? "
+         "ORDER BY at DESC LIMIT ?");
   s.bind(1, incident_id).bind(2, static_cast<int64_t>(limit));
   json out = json::array();
   while (s.step()) {
     v1::Alarm a;
     a.ParseFromString(s.blob(5));
     json j = to_json(a);
-    j.erase("values"); // the feature vector is for feedback, not for people
+    j.erase("values");  // the feature vector is for feedback, not for people
     j["group_id"] = s.i64(1);
     j["ratio"] = s.f64(4);
-    j["feedback"] =
-        s.is_null(6) ? json(nullptr) : json::parse(s.text(6), nullptr, false);
+    j["feedback"] = s.is_null(6) ? json(nullptr) : json::parse(s.text(6), nullptr, false);
     out.push_back(std::move(j));
   }
   return out;
 }
 
 json IncidentStore::actions_json(int64_t incident_id) {
-  Stmt s(db_, "SELECT record FROM actions WHERE incident_id = ? ORDER BY "
-              "last_at DESC LIMIT 500");
+  Stmt s(db_,
+         "SELECT record FROM actions WHERE incident_id = ? ORDER BY "
+         "last_at DESC LIMIT 500");
   s.bind(1, incident_id);
   json out = json::array();
   while (s.step()) {
     json j = json::parse(s.text(0), nullptr, false);
-    if (!j.is_object())
-      continue;
+    if (!j.is_object()) continue;
     const auto a = action_from_json(j);
     j.erase("event_keys");
-    j["latency_ms"] =
-        (a.applied_at > 0 && a.call_at > 0 && a.applied_at >= a.call_at)
-            ? json(static_cast<double>(a.applied_at - a.call_at) / 1e6)
-            : json(nullptr);
+    j["latency_ms"] = (a.applied_at > 0 && a.call_at > 0 && a.applied_at >= a.call_at)
+                          ? json(static_cast<double>(a.applied_at - a.call_at) / 1e6)
+                          : json(nullptr);
     out.push_back(std::move(j));
   }
   return out;
 }
 
 json IncidentStore::operator_actions_json(int64_t incident_id, size_t limit) {
-  Stmt s(db_, "SELECT at, who, what, detail FROM operator_actions WHERE "
-              "incident_id = ? ORDER BY at DESC, id DESC "
-              "LIMIT ?");
+  Stmt s(db_,
+         "SELECT at, who, what, detail FROM operator_actions WHERE "
+         "incident_id = ? ORDER BY at DESC, id DESC "
+         "LIMIT ?");
   s.bind(1, incident_id).bind(2, static_cast<int64_t>(limit));
   json out = json::array();
   while (s.step())
-    out.push_back({{"at_unix_nanos", s.i64(0)},
-                   {"who", s.text(1)},
-                   {"what", s.text(2)},
-                   {"detail", s.text(3)}});
+    out.push_back(
+        {{"at_unix_nanos", s.i64(0)}, {"who", s.text(1)}, {"what", s.text(2)}, {"detail", s.text(3)}});
   return out;
 }
 
 std::map<std::string, int64_t> IncidentStore::count_by_state() {
   Stmt s(db_, "SELECT state, count(*) FROM incidents GROUP BY state");
   std::map<std::string, int64_t> out;
-  while (s.step())
-    out[s.text(0)] = s.i64(1);
+  while (s.step()) out[s.text(0)] = s.i64(1);
   return out;
 }
 
@@ -713,11 +669,8 @@ int64_t IncidentStore::prune(int64_t now, const RetentionConfig &r) {
     begin();
     try {
       const std::string sub = "SELECT id FROM incidents WHERE " + cond;
-      for (const char *table :
-           {"alarm_groups", "alarms", "actions", "operator_actions"}) {
-        Stmt s(db_, (std::string("DELETE FROM ") + table +
-                     " WHERE incident_id IN (" + sub + ")")
-                        .c_str());
+      for (const char *table : {"alarm_groups", "alarms", "actions", "operator_actions"}) {
+        Stmt s(db_, (std::string("DELETE FROM ") + table + " WHERE incident_id IN (" + sub + ")").c_str());
         s.bind(1, arg);
         s.run();
       }
@@ -750,17 +703,16 @@ int64_t IncidentStore::prune(int64_t now, const RetentionConfig &r) {
     Stmt c(db_, "SELECT count(*) FROM incidents");
     c.step();
     const int64_t n = c.i64(0);
-    if (n == 0)
-      break;
-    Stmt t(db_, "SELECT last_seen FROM incidents ORDER BY last_seen ASC LIMIT "
-                "1 OFFSET ?");
+    if (n == 0) break;
+    Stmt t(db_,
+           "SELECT last_seen FROM incidents ORDER BY last_seen ASC LIMIT "
+           "1 OFFSET ?");
     t.bind(1, std::max<int64_t>(0, n / 10 - 1));
-    if (!t.step())
-      break;
+    if (!t.step()) break;
     deleted += delete_where("last_seen <= ?", t.i64(0));
   }
   exec("PRAGMA incremental_vacuum");
   return deleted;
 }
 
-} // namespace immunizer::dashboard
+}  // namespace immunizer::dashboard

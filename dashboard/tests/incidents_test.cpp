@@ -29,9 +29,8 @@ struct TempDir {
   ~TempDir() { std::filesystem::remove_all(path); }
 };
 
-v1::Alarm alarm_for(const std::string &id, const std::string &session,
-                    int64_t at, v1::Severity sev = v1::SEVERITY_HIGH,
-                    const std::string &call = "http GET /a") {
+v1::Alarm alarm_for(const std::string &id, const std::string &session, int64_t at,
+                    v1::Severity sev = v1::SEVERITY_HIGH, const std::string &call = "http GET /a") {
   v1::Alarm a = make_alarm(id, at, sev);
   a.mutable_principal()->set_session(session);
   a.set_call(call);
@@ -50,8 +49,7 @@ struct Fixture : ::testing::Test {
   void open() {
     engine.reset();
     registry_ = std::make_unique<prometheus::Registry>();
-    engine = std::make_unique<IncidentEngine>(
-        cfg, std::make_unique<IncidentStore>(db()), clock, *registry_);
+    engine = std::make_unique<IncidentEngine>(cfg, std::make_unique<IncidentStore>(db()), clock, *registry_);
   }
   void SetUp() override { open(); }
 };
@@ -61,31 +59,25 @@ using Incidents = Fixture;
 TEST_F(Incidents, AlarmsOfOnePrincipalWithinTheWindowAreOneIncident) {
   const int64_t t0 = clock.now_unix_nanos();
   for (int i = 0; i < 50; ++i) {
-    auto c = engine->on_alarm(
-        alarm_for(numbered("a", i), "ATTACKER1", t0 + i * kSec));
+    auto c = engine->on_alarm(alarm_for(numbered("a", i), "ATTACKER1", t0 + i * kSec));
     ASSERT_TRUE(c);
-    EXPECT_EQ(c->kind,
-              i == 0 ? IncidentChange::kOpened : IncidentChange::kUpdated)
-        << i;
+    EXPECT_EQ(c->kind, i == 0 ? IncidentChange::kOpened : IncidentChange::kUpdated) << i;
   }
   engine->on_alarm(alarm_for("b0", "bystander", t0));
   auto l = engine->list({});
   ASSERT_EQ(l["total"], 2);
-  const auto &inc = l["incidents"][0]["principal_key"] == "session:ATTACKER1"
-                        ? l["incidents"][0]
-                        : l["incidents"][1];
+  const auto &inc =
+      l["incidents"][0]["principal_key"] == "session:ATTACKER1" ? l["incidents"][0] : l["incidents"][1];
   EXPECT_EQ(inc["alarms"], 50);
-  EXPECT_EQ(
-      inc["rows"],
-      1); // identical alarms (same principal, model, top feature) collapse
+  EXPECT_EQ(inc["rows"],
+            1);  // identical alarms (same principal, model, top feature) collapse
   EXPECT_EQ(inc["by_severity"]["high"], 50);
   EXPECT_EQ(inc["first_seen_unix_nanos"], t0);
   EXPECT_EQ(inc["last_seen_unix_nanos"], t0 + 49 * kSec);
   EXPECT_EQ(inc["state"], "open");
   ASSERT_FALSE(inc["top_features"].empty());
   EXPECT_EQ(inc["top_features"][0]["feature"], "arg.cantidad.rare_ngram");
-  EXPECT_NEAR(inc["top_features"][0]["contribution"].get<double>(), 50 * 2.1,
-              1e-6);
+  EXPECT_NEAR(inc["top_features"][0]["contribution"].get<double>(), 50 * 2.1, 1e-6);
 
   // A duplicate (redelivery) changes nothing.
   EXPECT_FALSE(engine->on_alarm(alarm_for("a3", "ATTACKER1", t0 + 3 * kSec)));
@@ -106,18 +98,14 @@ TEST_F(Incidents, AQuietGapLongerThanTheWindowOpensANewIncident) {
   EXPECT_EQ(engine->list({})["total"], 2);
 }
 
-TEST_F(Incidents,
-       DifferentModelsOrTopFeaturesAreSeparateRowsAndEscalationIsReported) {
+TEST_F(Incidents, DifferentModelsOrTopFeaturesAreSeparateRowsAndEscalationIsReported) {
   const int64_t t0 = clock.now_unix_nanos();
-  engine->on_alarm(
-      alarm_for("a1", "s", t0, v1::SEVERITY_MEDIUM, "http GET /a"));
-  engine->on_alarm(
-      alarm_for("a2", "s", t0 + 1, v1::SEVERITY_MEDIUM, "http GET /b"));
+  engine->on_alarm(alarm_for("a1", "s", t0, v1::SEVERITY_MEDIUM, "http GET /a"));
+  engine->on_alarm(alarm_for("a2", "s", t0 + 1, v1::SEVERITY_MEDIUM, "http GET /b"));
   auto other = alarm_for("a3", "s", t0 + 2, v1::SEVERITY_MEDIUM, "http GET /a");
   other.mutable_top_features(0)->set_feature("arg.x.len_dev");
   engine->on_alarm(other);
-  auto c = engine->on_alarm(
-      alarm_for("a4", "s", t0 + 3, v1::SEVERITY_CRITICAL, "http GET /a"));
+  auto c = engine->on_alarm(alarm_for("a4", "s", t0 + 3, v1::SEVERITY_CRITICAL, "http GET /a"));
   ASSERT_TRUE(c);
   EXPECT_EQ(c->kind, IncidentChange::kEscalated);
   const auto id = engine->list({})["incidents"][0]["id"].get<int64_t>();
@@ -126,7 +114,7 @@ TEST_F(Incidents,
   EXPECT_EQ((*d)["alarms"], 4);
   EXPECT_EQ((*d)["rows"], 3);
   EXPECT_EQ((*d)["groups"].size(), 3u);
-  EXPECT_EQ((*d)["groups"][0]["count"], 2); // /a with rare_ngram: a1 and a4
+  EXPECT_EQ((*d)["groups"][0]["count"], 2);  // /a with rare_ngram: a1 and a4
   EXPECT_EQ((*d)["groups"][0]["max_severity"], "critical");
   EXPECT_EQ((*d)["recent_alarms"].size(), 4u);
   EXPECT_EQ((*d)["severity"], "critical");
@@ -135,49 +123,40 @@ TEST_F(Incidents,
 
 TEST_F(Incidents, FeaturesOfValueZeroAreNeverReasons) {
   auto a = alarm_for("a1", "s", clock.now_unix_nanos());
-  a.mutable_top_features(0)->set_value(
-      0); // struct:missing_args = 0 with a contribution
+  a.mutable_top_features(0)->set_value(0);  // struct:missing_args = 0 with a contribution
   engine->on_alarm(a);
   const auto inc = engine->list({})["incidents"][0];
-  for (const auto &f : inc["top_features"])
-    EXPECT_NE(f["feature"], "arg.cantidad.rare_ngram");
+  for (const auto &f : inc["top_features"]) EXPECT_NE(f["feature"], "arg.cantidad.rare_ngram");
   auto d = engine->detail(inc["id"].get<int64_t>(), 10);
   EXPECT_EQ((*d)["groups"][0]["top_feature"], "arg.cantidad.len_dev");
 }
 
-TEST_F(Incidents,
-       ActionsAttachThroughTheirAlarmInEitherOrderAndRepeatsCountOnce) {
+TEST_F(Incidents, ActionsAttachThroughTheirAlarmInEitherOrderAndRepeatsCountOnce) {
   const int64_t t0 = clock.now_unix_nanos();
   // The action's events arrive before its alarm (different topics, no ordering
   // between them).
-  engine->on_action(make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED,
-                                      t0 + 10, t0 - 30'000'000));
+  engine->on_action(make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, t0 + 10, t0 - 30'000'000));
   engine->on_alarm(alarm_for("a1", "s", t0));
   auto c = engine->on_action(
-      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, t0 + 50'000'000,
-                        t0 - 30'000'000));
+      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, t0 + 50'000'000, t0 - 30'000'000));
   ASSERT_TRUE(c);
   EXPECT_EQ(c->incident.action_count, 1);
   // Redelivered event: ignored.
   EXPECT_FALSE(engine->on_action(
-      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, t0 + 50'000'000,
-                        t0 - 30'000'000)));
+      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, t0 + 50'000'000, t0 - 30'000'000)));
   // An extension of it by a second plan is its own action, marked as extending
   // the first.
-  auto ext = make_action_event("act2", "a2", v1::ACTION_EVENT_DISPATCHED,
-                               t0 + 60'000'000, t0);
+  auto ext = make_action_event("act2", "a2", v1::ACTION_EVENT_DISPATCHED, t0 + 60'000'000, t0);
   ext.set_reason("extends active action act1");
   engine->on_alarm(alarm_for("a2", "s", t0 + 1));
   engine->on_action(ext);
   auto d = engine->detail(c->incident.id, 10);
   ASSERT_TRUE(d);
   ASSERT_EQ((*d)["action_list"].size(), 2u);
-  const json &first = (*d)["action_list"][1]["action_id"] == "act1"
-                          ? (*d)["action_list"][1]
-                          : (*d)["action_list"][0];
-  const json &second = (*d)["action_list"][1]["action_id"] == "act1"
-                           ? (*d)["action_list"][0]
-                           : (*d)["action_list"][1];
+  const json &first =
+      (*d)["action_list"][1]["action_id"] == "act1" ? (*d)["action_list"][1] : (*d)["action_list"][0];
+  const json &second =
+      (*d)["action_list"][1]["action_id"] == "act1" ? (*d)["action_list"][0] : (*d)["action_list"][1];
   EXPECT_EQ(first["status"], "applied");
   EXPECT_EQ(first["applied_acks"], 1);
   EXPECT_NEAR(first["latency_ms"].get<double>(), 80.0, 1e-6);
@@ -187,18 +166,15 @@ TEST_F(Incidents,
 TEST_F(Incidents, StateChangesAreValidatedAndAudited) {
   engine->on_alarm(alarm_for("a1", "s", clock.now_unix_nanos()));
   const auto id = engine->list({})["incidents"][0]["id"].get<int64_t>();
-  EXPECT_EQ(engine->set_state(id, "bogus", "alice", "").code,
-            IncidentEngine::StateResult::kInvalid);
+  EXPECT_EQ(engine->set_state(id, "bogus", "alice", "").code, IncidentEngine::StateResult::kInvalid);
   EXPECT_EQ(engine->set_state(id + 100, "resolved", "alice", "").code,
             IncidentEngine::StateResult::kNotFound);
   auto r = engine->set_state(id, "acknowledged", "alice", "looking");
   ASSERT_EQ(r.code, IncidentEngine::StateResult::kOk) << r.message;
-  EXPECT_EQ(engine->set_state(id, "open", "alice", "").code,
-            IncidentEngine::StateResult::kInvalid);
+  EXPECT_EQ(engine->set_state(id, "open", "alice", "").code, IncidentEngine::StateResult::kInvalid);
   clock.advance(std::chrono::seconds(5));
-  ASSERT_EQ(
-      engine->set_state(id, "false_positive", "bob", "scanner of ours").code,
-      IncidentEngine::StateResult::kOk);
+  ASSERT_EQ(engine->set_state(id, "false_positive", "bob", "scanner of ours").code,
+            IncidentEngine::StateResult::kOk);
   auto d = engine->detail(id, 10);
   EXPECT_EQ((*d)["state"], "false_positive");
   EXPECT_EQ((*d)["state_by"], "bob");
@@ -217,26 +193,25 @@ TEST_F(Incidents, StateChangesAreValidatedAndAudited) {
 TEST_F(Incidents, SearchFiltersAndPagination) {
   const int64_t t0 = clock.now_unix_nanos();
   for (int i = 0; i < 25; ++i)
-    engine->on_alarm(
-        alarm_for(numbered("a", i), numbered("sess-", i), t0 + i * kSec,
-                  i % 5 == 0 ? v1::SEVERITY_CRITICAL : v1::SEVERITY_LOW,
-                  i % 2 ? "http GET /odd" : "http POST /even%_"));
+    engine->on_alarm(alarm_for(numbered("a", i), numbered("sess-", i), t0 + i * kSec,
+                               i % 5 == 0 ? v1::SEVERITY_CRITICAL : v1::SEVERITY_LOW,
+                               i % 2 ? "http GET /odd" : "http POST /even%_"));
   IncidentQuery q;
   q.limit = 10;
   auto p1 = engine->list(q);
   EXPECT_EQ(p1["total"], 25);
   ASSERT_EQ(p1["incidents"].size(), 10u);
-  EXPECT_EQ(p1["incidents"][0]["principal_value"], "sess-24"); // newest first
+  EXPECT_EQ(p1["incidents"][0]["principal_value"], "sess-24");  // newest first
   q.offset = 20;
   EXPECT_EQ(engine->list(q)["incidents"].size(), 5u);
   q = {};
   q.min_severity = 4;
   EXPECT_EQ(engine->list(q)["total"], 5);
   q = {};
-  q.principal = "sess-1"; // sess-1, sess-10..19
+  q.principal = "sess-1";  // sess-1, sess-10..19
   EXPECT_EQ(engine->list(q)["total"], 11);
   q = {};
-  q.call = "/even%_"; // LIKE wildcards are literal
+  q.call = "/even%_";  // LIKE wildcards are literal
   EXPECT_EQ(engine->list(q)["total"], 13);
   q.call = "/ev%n";
   EXPECT_EQ(engine->list(q)["total"], 0);
@@ -245,8 +220,7 @@ TEST_F(Incidents, SearchFiltersAndPagination) {
   EXPECT_EQ(engine->list(q)["total"], 5);
   q.to = t0 + 21 * kSec;
   EXPECT_EQ(engine->list(q)["total"], 2);
-  engine->set_state(engine->list({})["incidents"][0]["id"].get<int64_t>(),
-                    "resolved", "op", "");
+  engine->set_state(engine->list({})["incidents"][0]["id"].get<int64_t>(), "resolved", "op", "");
   q = {};
   q.states = {"resolved"};
   EXPECT_EQ(engine->list(q)["total"], 1);
@@ -256,13 +230,11 @@ TEST_F(Incidents, SearchFiltersAndPagination) {
 
 TEST_F(Incidents, RestartKeepsIncidentsStatesAndDeduplicatesTheReplay) {
   const int64_t t0 = clock.now_unix_nanos();
-  for (int i = 0; i < 10; ++i)
-    engine->on_alarm(alarm_for(numbered("a", i), "ATTACKER", t0 + i * kSec));
+  for (int i = 0; i < 10; ++i) engine->on_alarm(alarm_for(numbered("a", i), "ATTACKER", t0 + i * kSec));
   const auto id = engine->list({})["incidents"][0]["id"].get<int64_t>();
-  ASSERT_EQ(engine->set_state(id, "acknowledged", "alice", "on it").code,
-            IncidentEngine::StateResult::kOk);
+  ASSERT_EQ(engine->set_state(id, "acknowledged", "alice", "on it").code, IncidentEngine::StateResult::kOk);
 
-  open(); // a new process on the same data folder
+  open();  // a new process on the same data folder
   auto l = engine->list({});
   ASSERT_EQ(l["total"], 1);
   EXPECT_EQ(l["incidents"][0]["state"], "acknowledged");
@@ -271,8 +243,7 @@ TEST_F(Incidents, RestartKeepsIncidentsStatesAndDeduplicatesTheReplay) {
   // The dashboard never commits offsets: a restart replays the retained alarms.
   // None counts twice.
   for (int i = 0; i < 10; ++i)
-    EXPECT_FALSE(engine->on_alarm(
-        alarm_for(numbered("a", i), "ATTACKER", t0 + i * kSec)));
+    EXPECT_FALSE(engine->on_alarm(alarm_for(numbered("a", i), "ATTACKER", t0 + i * kSec)));
   // A new alarm of the same attacker joins the acknowledged incident.
   auto c = engine->on_alarm(alarm_for("a10", "ATTACKER", t0 + 10 * kSec));
   ASSERT_TRUE(c);
@@ -299,16 +270,14 @@ TEST_F(Incidents, RetentionByAgeAndBySize) {
   cfg.retention.max_bytes = 256 * 1024;
   open();
   for (int i = 0; i < 400; ++i) {
-    auto a = alarm_for(numbered("big", i), numbered("s", i),
-                       clock.now_unix_nanos() + i * kSec);
-    for (int k = 0; k < 200; ++k)
-      a.add_values(k);
+    auto a = alarm_for(numbered("big", i), numbered("s", i), clock.now_unix_nanos() + i * kSec);
+    for (int k = 0; k < 200; ++k) a.add_values(k);
     engine->on_alarm(a);
   }
   const auto before = engine->list({})["total"].get<int64_t>();
-  engine->tick(); // the first tick of a new engine prunes at once
+  engine->tick();  // the first tick of a new engine prunes at once
   const auto after = engine->list({})["total"].get<int64_t>();
-  EXPECT_EQ(before, 401); // with s-new from above
+  EXPECT_EQ(before, 401);  // with s-new from above
   EXPECT_LT(after, before);
   EXPECT_GT(after, 0);
   EXPECT_TRUE(engine->find_alarm("big399"));
@@ -319,25 +288,21 @@ TEST_F(Incidents, RetentionByAgeAndBySize) {
 
 TEST_F(Incidents, TheDatabaseFileIsOwnerOnlyAndInWalMode) {
   engine->on_alarm(alarm_for("a1", "s", clock.now_unix_nanos()));
-  EXPECT_EQ(
-      std::filesystem::status(db()).permissions() & std::filesystem::perms::all,
-      std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_EQ(std::filesystem::status(db()).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   EXPECT_TRUE(std::filesystem::exists(db() + "-wal"));
 }
 
 TEST_F(Incidents, HostilePrincipalsAndCallsAreStoredVerbatim) {
-  auto a = alarm_for(
-      "x'; DROP TABLE incidents;--", "s' OR '1'='1", clock.now_unix_nanos(),
-      v1::SEVERITY_HIGH,
-      std::string("http GET /<script>alert(1)</script>\xc3\xa9\0x", 39));
+  auto a = alarm_for("x'; DROP TABLE incidents;--", "s' OR '1'='1", clock.now_unix_nanos(), v1::SEVERITY_HIGH,
+                     std::string("http GET /<script>alert(1)</script>\xc3\xa9\0x", 39));
   ASSERT_TRUE(engine->on_alarm(a));
   IncidentQuery q;
   q.principal = "' OR '1'='1";
   auto l = engine->list(q);
   ASSERT_EQ(l["total"], 1);
   EXPECT_TRUE(engine->find_alarm("x'; DROP TABLE incidents;--"));
-  EXPECT_EQ(engine->find_alarm("x'; DROP TABLE incidents;--")->call(),
-            a.call());
+  EXPECT_EQ(engine->find_alarm("x'; DROP TABLE incidents;--")->call(), a.call());
 }
 
 TEST(PrincipalKey, FieldsFallbackAndPrefixes) {
@@ -366,4 +331,4 @@ TEST(PrincipalKey, FieldsFallbackAndPrefixes) {
   EXPECT_EQ(address_prefix("192.168.7.9", 20, 64), "192.168.0.0/20");
 }
 
-} // namespace
+}  // namespace

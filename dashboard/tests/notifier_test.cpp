@@ -21,19 +21,15 @@ using nlohmann::json;
 
 namespace {
 
-double metric(prometheus::Registry &r, const std::string &name,
-              const std::string &dest, const std::string &result) {
+double metric(prometheus::Registry &r, const std::string &name, const std::string &dest,
+              const std::string &result) {
   for (const auto &f : r.Collect()) {
-    if (f.name != name)
-      continue;
+    if (f.name != name) continue;
     for (const auto &m : f.metric) {
       std::map<std::string, std::string> labels;
-      for (const auto &l : m.label)
-        labels[l.name] = l.value;
-      if (labels["destination"] == dest &&
-          (result.empty() || labels["result"] == result))
-        return f.type == prometheus::MetricType::Counter ? m.counter.value
-                                                         : m.gauge.value;
+      for (const auto &l : m.label) labels[l.name] = l.value;
+      if (labels["destination"] == dest && (result.empty() || labels["result"] == result))
+        return f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
     }
   }
   return -1;
@@ -46,18 +42,17 @@ struct Receiver {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<httplib::Request> got;
-  std::vector<int> answers; // status per request in order; the last repeats
-  bool hold = false;        // handlers wait while set
+  std::vector<int> answers;  // status per request in order; the last repeats
+  bool hold = false;         // handlers wait while set
   Receiver() {
-    server.Post("/hook",
-                [this](const httplib::Request &req, httplib::Response &res) {
-                  std::unique_lock l(mu);
-                  cv.wait(l, [&] { return !hold; });
-                  got.push_back(req);
-                  const size_t i = std::min(got.size() - 1, answers.size() - 1);
-                  res.status = answers.empty() ? 200 : answers[i];
-                  cv.notify_all();
-                });
+    server.Post("/hook", [this](const httplib::Request &req, httplib::Response &res) {
+      std::unique_lock l(mu);
+      cv.wait(l, [&] { return !hold; });
+      got.push_back(req);
+      const size_t i = std::min(got.size() - 1, answers.size() - 1);
+      res.status = answers.empty() ? 200 : answers[i];
+      cv.notify_all();
+    });
     port = server.bind_to_any_port("127.0.0.1");
     thread = std::thread([this] { server.listen_after_bind(); });
   }
@@ -74,12 +69,8 @@ struct Receiver {
     std::unique_lock l(mu);
     return cv.wait_for(l, 20s, [&] { return got.size() >= n; });
   }
-  std::string url() const {
-    return "http://127.0.0.1:" + std::to_string(port) + "/hook";
-  }
-  std::string dest() const {
-    return "webhook:127.0.0.1:" + std::to_string(port);
-  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/hook"; }
+  std::string dest() const { return "webhook:127.0.0.1:" + std::to_string(port); }
 };
 
 struct TempDir {
@@ -94,8 +85,7 @@ struct TempDir {
 std::vector<json> lines(const std::filesystem::path &p) {
   std::vector<json> out;
   std::ifstream in(p);
-  for (std::string l; std::getline(in, l);)
-    out.push_back(json::parse(l));
+  for (std::string l; std::getline(in, l);) out.push_back(json::parse(l));
   return out;
 }
 
@@ -128,20 +118,13 @@ TEST(Notifier, SignedWebhookRetriedUntilAccepted) {
   EXPECT_EQ(req.get_header_value("X-Immunizer-Event"), "incident.opened");
   EXPECT_EQ(req.get_header_value("Content-Type"), "application/json");
   // Every attempt carries the same delivery id, so a receiver can deduplicate.
-  EXPECT_EQ(r.got[0].get_header_value("X-Immunizer-Delivery"),
-            req.get_header_value("X-Immunizer-Delivery"));
+  EXPECT_EQ(r.got[0].get_header_value("X-Immunizer-Delivery"), req.get_header_value("X-Immunizer-Delivery"));
   const json body = json::parse(req.body);
   EXPECT_EQ(body["type"], "incident.opened");
   EXPECT_EQ(body["incident"]["id"], 7);
-  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(),
-                   "delivered"),
-            1);
-  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(),
-                   "retried"),
-            2);
-  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(),
-                   "dead_letter"),
-            0);
+  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "delivered"), 1);
+  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "retried"), 2);
+  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "dead_letter"), 0);
 }
 
 TEST(Notifier, SignatureIsHmacSha256OverTimestampDotBody) {
@@ -166,12 +149,8 @@ TEST(Notifier, DeadLetterAfterTheLastAttemptAndNoRetryOn4xx) {
     n.stop(5s);
   }
   EXPECT_EQ(r.got.size(), 3u);
-  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(),
-                   "dead_letter"),
-            1);
-  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(),
-                   "retried"),
-            2);
+  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "dead_letter"), 1);
+  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "retried"), 2);
   auto dl = lines(c.deadletter_path);
   ASSERT_EQ(dl.size(), 1u);
   EXPECT_EQ(dl[0]["attempts"], 3);
@@ -188,10 +167,8 @@ TEST(Notifier, DeadLetterAfterTheLastAttemptAndNoRetryOn4xx) {
     ASSERT_TRUE(r4.wait_for(1));
     n.stop(5s);
   }
-  EXPECT_EQ(r4.got.size(), 1u); // a 400 will not change with another try
-  EXPECT_EQ(metric(reg4, "immunizer_dashboard_notifications_total", r4.dest(),
-                   "dead_letter"),
-            1);
+  EXPECT_EQ(r4.got.size(), 1u);  // a 400 will not change with another try
+  EXPECT_EQ(metric(reg4, "immunizer_dashboard_notifications_total", r4.dest(), "dead_letter"), 1);
 }
 
 TEST(Notifier, JsonLinesAndEventFilter) {
@@ -204,7 +181,7 @@ TEST(Notifier, JsonLinesAndEventFilter) {
   {
     Notifier n(c, reg, clock);
     n.notify("opened", {{"id", 1}});
-    n.notify("escalated", {{"id", 1}}); // not configured
+    n.notify("escalated", {{"id", 1}});  // not configured
     n.notify("resolved", {{"id", 1}, {"state", "false_positive"}});
     n.stop(5s);
   }
@@ -213,33 +190,27 @@ TEST(Notifier, JsonLinesAndEventFilter) {
   EXPECT_EQ(l[0]["type"], "incident.opened");
   EXPECT_EQ(l[1]["type"], "incident.resolved");
   EXPECT_EQ(l[1]["incident"]["state"], "false_positive");
-  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", "jsonl",
-                   "delivered"),
-            2);
-  EXPECT_EQ(std::filesystem::status(c.jsonl_path).permissions() &
-                std::filesystem::perms::all,
-            std::filesystem::perms::owner_read |
-                std::filesystem::perms::owner_write);
+  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", "jsonl", "delivered"), 2);
+  EXPECT_EQ(std::filesystem::status(c.jsonl_path).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
 
 TEST(Notifier, AFullQueueDropsAndCountsInsteadOfBlocking) {
   Receiver r;
   {
     std::lock_guard l(r.mu);
-    r.hold = true; // the receiver does not answer: the worker is stuck in its
-                   // first POST
+    r.hold = true;  // the receiver does not answer: the worker is stuck in its
+                    // first POST
   }
   prometheus::Registry reg;
   common::SystemClock clock;
   auto c = webhook_config(r);
   c.queue = 2;
   Notifier n(c, reg, clock);
-  for (int i = 0; i < 20; ++i)
-    n.notify("opened", {{"id", i}});
+  for (int i = 0; i < 20; ++i) n.notify("opened", {{"id", i}});
   // 1 in flight (perhaps not yet taken), 2 queued: at least 17 dropped, all
   // counted.
-  const double dropped = metric(reg, "immunizer_dashboard_notifications_total",
-                                r.dest(), "dropped");
+  const double dropped = metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "dropped");
   EXPECT_GE(dropped, 17);
   EXPECT_LE(dropped, 18);
   {
@@ -249,9 +220,7 @@ TEST(Notifier, AFullQueueDropsAndCountsInsteadOfBlocking) {
   }
   ASSERT_TRUE(r.wait_for(static_cast<size_t>(20 - dropped)));
   n.stop(5s);
-  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(),
-                   "delivered"),
-            20 - dropped);
+  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "delivered"), 20 - dropped);
 }
 
 TEST(Notifier, RejectsBadConfiguration) {
@@ -259,7 +228,7 @@ TEST(Notifier, RejectsBadConfiguration) {
   common::SystemClock clock;
   NotifierConfig c;
   c.webhook_urls = {"http://127.0.0.1:1/x"};
-  EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument); // no secret
+  EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument);  // no secret
   c.webhook_secret = "k";
   c.webhook_urls = {"ftp://host/x"};
   EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument);
@@ -271,4 +240,4 @@ TEST(Notifier, RejectsBadConfiguration) {
   EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument);
 }
 
-} // namespace
+}  // namespace

@@ -32,7 +32,7 @@ TEST(Store, ReopenRollbackAndLinking) {
     s.begin();
     Incident j = i;
     s.insert_incident(j);
-    s.rollback(); // discarded
+    s.rollback();  // discarded
     ActionRecord r;
     r.action_id = "act";
     r.alarm_id = "al";
@@ -40,11 +40,11 @@ TEST(Store, ReopenRollbackAndLinking) {
     s.put_action(r, 0);
     EXPECT_EQ(s.count_actions(id), 0);
     EXPECT_EQ(s.link_actions("al", id), 1);
-    EXPECT_EQ(s.link_actions("al", id), 0); // already linked
+    EXPECT_EQ(s.link_actions("al", id), 0);  // already linked
     EXPECT_EQ(s.count_actions(id), 1);
   }
   {
-    IncidentStore s(path); // same file: schema statements are idempotent
+    IncidentStore s(path);  // same file: schema statements are idempotent
     auto [rows, total] = s.list({});
     EXPECT_EQ(total, 1);
     ASSERT_EQ(rows.size(), 1u);
@@ -61,4 +61,4 @@ TEST(Store, ReopenRollbackAndLinking) {
   std::filesystem::remove_all(dir);
 }
 
-} // namespace
+}  // namespace

@@ -168,9 +168,21 @@
     $('actions-empty').style.display = actionEvents.length ? 'none' : '';
   }
 
+  // execute's own list is authoritative (an action extended by later plans is one entry);
+  // the dashboard's audit-trail view is the fallback while execute is unreachable.
+  async function activeList() {
+    try {
+      const r = await api('/api/execute/active');
+      return r.actions.filter((x) => ENFORCING.has(x.action.kind)).map((x) => ({
+        action_id: x.action.id, action: x.action, status: 'active', applied_acks: x.acks,
+        expires_unix_nanos: x.expires_unix_nanos }));
+    } catch (_) {
+      return api('/api/actions/active');
+    }
+  }
   async function refreshActive() {
     try {
-      const list = await api('/api/actions/active');
+      const list = await activeList();
       $('active-count').textContent = list.length ? list.length + ' enforcing' : 'none';
       $('active-rows').innerHTML = list.map((s) =>
         `<tr><td>${esc(s.action.kind)}<div class="muted small">${esc(s.status)}, ${s.applied_acks} ack</div></td>` +
@@ -297,8 +309,16 @@
       if (actionEvents.length > 200) actionEvents.length = 200;
       renderActions();
       refreshActiveSoon();
-      if (e.alarm_id && alarms.has(e.alarm_id)) {
-        api('/api/alarms/' + encodeURIComponent(e.alarm_id)).then((a) => upsertAlarm(a, false)).catch(() => {});
+      // Update the alarm's row from the event itself: no request per event (an alarm evicted
+      // from the server's ring used to cost one 404 per action event).
+      const a = e.alarm_id && alarms.get(e.alarm_id);
+      if (a) {
+        const acts = a.actions || (a.actions = []);
+        let s = acts.find((x) => x.action_id === e.action_id);
+        if (!s) { s = { action_id: e.action_id, action: e.action, latency_ms: null }; acts.push(s); }
+        s.status = e.status || e.type;
+        if (e.type === 'applied' && e.latency_ms !== null && e.latency_ms !== undefined && s.latency_ms === null) s.latency_ms = e.latency_ms;
+        upsertAlarm(a, false);
       }
     }));
     es.addEventListener('stats', (ev) => renderStats(JSON.parse(ev.data)));

@@ -16,19 +16,21 @@
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/dashboard/config.hpp"
 #include "immunizer/dashboard/operations.hpp"
+#include "immunizer/dashboard/processor.hpp"
 #include "immunizer/dashboard/sse.hpp"
 #include "immunizer/dashboard/state.hpp"
 
 namespace immunizer::dashboard {
 
-// /api/stats: the state's counters plus the SSE fan-out's.
-nlohmann::json full_stats(const DashboardState& state, const SseHub& hub);
+// /api/stats: the state's counters plus the SSE fan-out's; with the parts present, enforcing
+// actions from execute's authoritative list and incident counts from the database.
+nlohmann::json full_stats(const DashboardState& state, const SseHub& hub, const DashboardParts& parts = {});
 
 class DashboardApi {
  public:
   DashboardApi(const DashboardConfig& cfg, DashboardState& state, SseHub& hub, common::Producer& feedback_out,
                const common::Topics& topics, OperationsClient& ops, const common::Clock& clock,
-               prometheus::Registry& registry);
+               prometheus::Registry& registry, DashboardParts parts = {});
   // Adds the routes (and the auth check, when configured) to `server`; before it starts.
   void install(common::HttpServer& http);
 
@@ -39,6 +41,17 @@ class DashboardApi {
   void unblock(const httplib::Request& req, httplib::Response& res);
   void events(const httplib::Request& req, httplib::Response& res);
   std::string analyst(const httplib::Request& req, const nlohmann::json& body) const;
+  // Incident routes (api_incidents.cpp).
+  void install_incidents(httplib::Server& server);
+  void incidents_list(const httplib::Request& req, httplib::Response& res);
+  void incidents_export(const httplib::Request& req, httplib::Response& res);
+  void incident_detail(const httplib::Request& req, httplib::Response& res);
+  void incident_state(const httplib::Request& req, httplib::Response& res);
+  // The alarm from the ring buffer, else from the incident history.
+  std::optional<v1::Alarm> any_alarm(const std::string& id) const;
+  // Audits a manual action taken from an incident (the body's incident_id), if any.
+  void audit_incident(const httplib::Request& req, const nlohmann::json& body, const std::string& what,
+                      const std::string& detail);
 
   DashboardConfig cfg_;
   DashboardState& state_;
@@ -51,6 +64,7 @@ class DashboardApi {
   std::mutex feedback_mu_;     // one produce+flush at a time, so a flush reports our message
   prometheus::Family<prometheus::Counter>& feedback_family_;
   prometheus::Family<prometheus::Counter>& operations_family_;
+  DashboardParts parts_;
 };
 
 }  // namespace immunizer::dashboard

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace immunizer::common {
 class Config;
@@ -36,6 +37,31 @@ struct DashboardConfig {
   std::string auth_password;
   // Default TTL of a manual block from the UI when the request gives none.
   int64_t block_ttl_ms = 3600000;
+
+  // Durable history (incidents, alarms, actions, operator actions) in SQLite (WAL) at
+  // <data_dir>/dashboard.db; the folder is created owner-only. ":memory:" keeps nothing.
+  std::string data_dir = "dashboard-data";
+  // Retention: incidents whose last alarm is older, then the oldest beyond the size.
+  int64_t retention_days = 30;
+  int64_t retention_max_mb = 1024;
+  // Incidents: the principal alarms are grouped on (session | ip | prefix | user), the quiet
+  // gap after which a principal's next alarm opens a new incident, and the prefix lengths.
+  std::string incident_key = "session";
+  int64_t incident_window_ms = 600'000;
+  int64_t incident_ipv4_prefix = 24;
+  int64_t incident_ipv6_prefix = 64;
+  // How often execute's active list (the authoritative enforcing actions) is read.
+  int64_t execute_poll_ms = 2000;
+  // Incident notifications (docs/dashboard.md, "Notifications").
+  std::vector<std::string> notify_webhook_urls;
+  std::string notify_webhook_secret;
+  std::string notify_jsonl_path;
+  std::vector<std::string> notify_events = {"opened", "escalated", "resolved"};
+  int64_t notify_queue = 1000;
+  int64_t notify_max_attempts = 5;
+  int64_t notify_backoff_ms = 500;
+  int64_t notify_max_backoff_ms = 30'000;
+  int64_t notify_timeout_ms = 5000;
 
   static DashboardConfig from_config(const common::Config& c);
   static std::string default_group();

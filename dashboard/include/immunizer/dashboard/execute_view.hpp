@@ -18,14 +18,13 @@
 namespace immunizer::dashboard {
 
 class ExecuteView {
-public:
-  ExecuteView(OperationsClient &ops, std::chrono::milliseconds interval,
-              const common::Clock &clock);
+ public:
+  ExecuteView(OperationsClient &ops, std::chrono::milliseconds interval, const common::Clock &clock);
   ~ExecuteView();
   ExecuteView(const ExecuteView &) = delete;
   ExecuteView &operator=(const ExecuteView &) = delete;
 
-  void start(); // polls every interval until stop()
+  void start();  // polls every interval until stop()
   void stop();
   // One poll now; false when execute did not answer.
   bool refresh();
@@ -38,7 +37,7 @@ public:
   // within 3 intervals.
   std::optional<int64_t> fresh_enforcing_active() const;
 
-private:
+ private:
   OperationsClient &ops_;
   std::chrono::milliseconds interval_;
   const common::Clock &clock_;
@@ -52,4 +51,4 @@ private:
   std::string error_;
 };
 
-} // namespace immunizer::dashboard
+}  // namespace immunizer::dashboard

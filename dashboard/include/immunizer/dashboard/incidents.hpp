@@ -60,13 +60,13 @@ struct IncidentChange {
   Kind kind = kUpdated;
   Incident incident;
 };
-const char *change_name(IncidentChange::Kind k); // "updated", "opened",
-                                                 // "escalated", "state_changed"
+const char *change_name(IncidentChange::Kind k);  // "updated", "opened",
+                                                  // "escalated", "state_changed"
 
 class IncidentEngine {
-public:
-  IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store,
-                 const common::Clock &clock, prometheus::Registry &registry);
+ public:
+  IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store, const common::Clock &clock,
+                 prometheus::Registry &registry);
 
   // nullopt for a duplicate alarm (already stored) or when the store failed.
   std::optional<IncidentChange> on_alarm(const v1::Alarm &a);
@@ -77,8 +77,7 @@ public:
   void tick();
 
   std::optional<v1::Alarm> find_alarm(const std::string &alarm_id);
-  void record_feedback(const std::string &alarm_id,
-                       const nlohmann::json &feedback);
+  void record_feedback(const std::string &alarm_id, const nlohmann::json &feedback);
 
   // {"incidents": [...], "total": N, "limit", "offset"}
   nlohmann::json list(const IncidentQuery &q);
@@ -96,20 +95,20 @@ public:
   // open -> acknowledged | resolved | false_positive; acknowledged -> resolved
   // | false_positive; resolved / false_positive -> open (reopen). Audited as an
   // operator action.
-  StateResult set_state(int64_t id, const std::string &state,
-                        const std::string &who, const std::string &comment);
+  StateResult set_state(int64_t id, const std::string &state, const std::string &who,
+                        const std::string &comment);
   // Records an operator action that is not a state change (e.g. a block from an
   // incident).
-  void audit(int64_t incident_id, const std::string &who,
-             const std::string &what, const std::string &detail);
+  void audit(int64_t incident_id, const std::string &who, const std::string &what, const std::string &detail);
 
   // {"open": n, "acknowledged": n, "resolved": n, "false_positive": n, "total":
   // n}
   nlohmann::json counts();
   uint64_t store_errors() const;
 
-private:
-  template <typename F> auto guarded(const char *op, F &&f) -> decltype(f());
+ private:
+  template <typename F>
+  auto guarded(const char *op, F &&f) -> decltype(f());
   void failed(const char *op, const std::exception &e);
 
   IncidentConfig cfg_;
@@ -128,4 +127,4 @@ private:
   prometheus::Gauge &db_bytes_;
 };
 
-} // namespace immunizer::dashboard
+}  // namespace immunizer::dashboard

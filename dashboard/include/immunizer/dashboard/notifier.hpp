@@ -33,11 +33,11 @@ struct NotifierConfig {
   // Which incident events are sent: opened, escalated, resolved (resolved
   // includes false_positive).
   std::vector<std::string> events = {"opened", "escalated", "resolved"};
-  int64_t queue = 1000;            // notifications waiting per destination
-  int64_t max_attempts = 5;        // then the notification is a dead letter
-  int64_t backoff_ms = 500;        // first retry delay, doubled per attempt ...
-  int64_t max_backoff_ms = 30'000; // ... up to this
-  int64_t timeout_ms = 5000; // connect + read timeout of one webhook attempt
+  int64_t queue = 1000;             // notifications waiting per destination
+  int64_t max_attempts = 5;         // then the notification is a dead letter
+  int64_t backoff_ms = 500;         // first retry delay, doubled per attempt ...
+  int64_t max_backoff_ms = 30'000;  // ... up to this
+  int64_t timeout_ms = 5000;        // connect + read timeout of one webhook attempt
   // Dead letters (destination, error, attempts, the notification) as JSON
   // lines; "" = only counted and logged.
   std::string deadletter_path;
@@ -47,16 +47,14 @@ struct NotifierConfig {
 // hex(HMAC-SHA256(secret, timestamp + "." + body)): what X-Immunizer-Signature
 // carries (as "sha256=<hex>"), with the timestamp in X-Immunizer-Timestamp
 // (unix seconds).
-std::string webhook_signature(const std::string &secret,
-                              const std::string &timestamp,
+std::string webhook_signature(const std::string &secret, const std::string &timestamp,
                               const std::string &body);
 
 class Notifier {
-public:
+ public:
   class Destination;
   // Throws std::invalid_argument for a bad URL or a webhook without a secret.
-  Notifier(NotifierConfig cfg, prometheus::Registry &registry,
-           const common::Clock &clock);
+  Notifier(NotifierConfig cfg, prometheus::Registry &registry, const common::Clock &clock);
   ~Notifier();
   Notifier(const Notifier &) = delete;
   Notifier &operator=(const Notifier &) = delete;
@@ -67,13 +65,12 @@ public:
   void stop(std::chrono::milliseconds drain = std::chrono::milliseconds(2000));
   size_t destinations() const { return dests_.size(); }
 
-private:
+ private:
   struct DeadLetterSink;
   NotifierConfig cfg_;
   const common::Clock &clock_;
-  std::unique_ptr<DeadLetterSink>
-      deadletters_; // outlives the destinations that write to it
+  std::unique_ptr<DeadLetterSink> deadletters_;  // outlives the destinations that write to it
   std::vector<std::unique_ptr<Destination>> dests_;
 };
 
-} // namespace immunizer::dashboard
+}  // namespace immunizer::dashboard

@@ -8,15 +8,30 @@
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/stream_loop.hpp"
+#include "immunizer/dashboard/execute_view.hpp"
+#include "immunizer/dashboard/incidents.hpp"
+#include "immunizer/dashboard/notifier.hpp"
 #include "immunizer/dashboard/sse.hpp"
 #include "immunizer/dashboard/state.hpp"
 
 namespace immunizer::dashboard {
 
+// Optional parts of the service the processor and the API feed or read (nullptr: absent).
+struct DashboardParts {
+  IncidentEngine* incidents = nullptr;
+  Notifier* notifier = nullptr;
+  const ExecuteView* execute = nullptr;
+};
+
+// Sends an incident change to the browsers ("incident" event) and, for opened, escalated
+// and resolved/false_positive incidents, to the notifier.
+void announce(const IncidentChange& c, SseHub& hub, Notifier* notifier);
+
 class DashboardProcessor final : public common::Processor {
  public:
   DashboardProcessor(DashboardState& state, SseHub& hub, const common::Topics& topics,
-                     const common::Clock& clock, std::chrono::milliseconds stats_interval);
+                     const common::Clock& clock, std::chrono::milliseconds stats_interval,
+                     DashboardParts parts = {});
   // Throws common::BadMessage for payloads that do not parse (they become dead letters).
   void process(const common::Message& m, common::Producer& out) override;
   void tick(common::Producer& out) override;
@@ -28,10 +43,11 @@ class DashboardProcessor final : public common::Processor {
   const common::Clock& clock_;
   int64_t stats_interval_nanos_;
   int64_t last_stats_ = 0;
+  DashboardParts parts_;
 };
 
-// A Consumer that never commits. The dashboard keeps no durable state, so each start
-// replays the retained history to rebuild its buffers (see docs/dashboard.md).
+// A Consumer that never commits: each start replays the retained history to rebuild the
+// in-memory buffers; the incident history deduplicates the replay by alarm id.
 class NonCommittingConsumer final : public common::Consumer {
  public:
   explicit NonCommittingConsumer(common::Consumer& inner) : inner_(inner) {}

@@ -20,12 +20,12 @@
 namespace immunizer::dashboard {
 
 class StoreError : public std::runtime_error {
-public:
+ public:
   using std::runtime_error::runtime_error;
 };
 
 // Severity ranks: 0 unspecified, 1 low, 2 medium, 3 high, 4 critical.
-int severity_rank(const std::string &name); // -1 for an unknown name
+int severity_rank(const std::string &name);  // -1 for an unknown name
 const char *severity_of_rank(int rank);
 
 // One incident as stored. calls/models count alarms per value (at most
@@ -34,16 +34,15 @@ const char *severity_of_rank(int rank);
 struct Incident {
   static constexpr size_t kMaxListed = 32;
   int64_t id = 0;
-  std::string principal_key; // "session:abc", "ip:10.0.0.1",
-                             // "prefix:10.0.0.0/24", "user:bob"
-  nlohmann::json principal =
-      nlohmann::json::object(); // the newest alarm's {user, session, ip}
-  std::string state = "open"; // open | acknowledged | resolved | false_positive
-  int64_t first_seen = 0, last_seen = 0; // alarm raise times (unix ns)
+  std::string principal_key;                            // "session:abc", "ip:10.0.0.1",
+                                                        // "prefix:10.0.0.0/24", "user:bob"
+  nlohmann::json principal = nlohmann::json::object();  // the newest alarm's {user, session, ip}
+  std::string state = "open";                           // open | acknowledged | resolved | false_positive
+  int64_t first_seen = 0, last_seen = 0;                // alarm raise times (unix ns)
   int64_t alarm_count = 0, group_count = 0, action_count = 0;
-  int64_t by_severity[5] = {0, 0, 0, 0, 0}; // by rank
+  int64_t by_severity[5] = {0, 0, 0, 0, 0};  // by rank
   int max_severity = 0;
-  double max_ratio = 0; // highest combined_score / threshold
+  double max_ratio = 0;  // highest combined_score / threshold
   std::map<std::string, int64_t> calls, models;
   std::map<std::string, double> features;
   std::string state_by, state_comment;
@@ -54,25 +53,21 @@ struct Incident {
 struct IncidentQuery {
   std::vector<std::string> states;
   int min_severity = 0;
-  std::string
-      principal;    // substring of the principal key or of any principal field
-  std::string call; // substring of any call of the incident
+  std::string principal;  // substring of the principal key or of any principal field
+  std::string call;       // substring of any call of the incident
   int64_t from = 0,
-          to = 0; // incidents overlapping [from, to] (unix ns; 0 = open-ended)
+          to = 0;  // incidents overlapping [from, to] (unix ns; 0 = open-ended)
   int64_t limit = 50, offset = 0;
 };
 
 // One action of an incident, merged from its events.
 struct ActionRecord {
-  std::string action_id, alarm_id, plan_id, kind, target_field, target_value,
-      call, status, reason;
-  std::string extends; // the primary action this one extended (execute merged
-                       // them), or ""
-  int64_t ttl_ms = 0, dispatched_at = 0, applied_at = 0, call_at = 0,
-          last_at = 0;
+  std::string action_id, alarm_id, plan_id, kind, target_field, target_value, call, status, reason;
+  std::string extends;  // the primary action this one extended (execute merged
+                        // them), or ""
+  int64_t ttl_ms = 0, dispatched_at = 0, applied_at = 0, call_at = 0, last_at = 0;
   int64_t applied_acks = 0, rejected_acks = 0;
-  std::vector<std::string>
-      event_keys; // events already merged (redelivery); the newest 64
+  std::vector<std::string> event_keys;  // events already merged (redelivery); the newest 64
 };
 
 struct RetentionConfig {
@@ -81,7 +76,7 @@ struct RetentionConfig {
 };
 
 class IncidentStore {
-public:
+ public:
   // `path` is a file (created with mode 0600) or ":memory:". Creates the
   // schema, turns on WAL.
   explicit IncidentStore(const std::string &path);
@@ -96,20 +91,17 @@ public:
   bool has_alarm(const std::string &alarm_id);
   // The newest incident of `principal_key` still open or acknowledged, if any.
   std::optional<Incident> latest_open(const std::string &principal_key);
-  int64_t insert_incident(const Incident &i); // returns the new id
+  int64_t insert_incident(const Incident &i);  // returns the new id
   void update_incident(const Incident &i);
   std::optional<Incident> incident(int64_t id);
   // Adds one alarm to its collapsed group (incident, model, top feature);
   // returns the group id and whether the group is new.
   std::pair<int64_t, bool> add_to_group(int64_t incident_id, const v1::Alarm &a,
-                                        const std::string &top_feature,
-                                        int64_t at, double ratio);
-  void insert_alarm(const v1::Alarm &a, int64_t incident_id, int64_t group_id,
-                    int64_t at);
+                                        const std::string &top_feature, int64_t at, double ratio);
+  void insert_alarm(const v1::Alarm &a, int64_t incident_id, int64_t group_id, int64_t at);
   std::optional<v1::Alarm> alarm(const std::string &alarm_id);
   std::optional<int64_t> incident_of_alarm(const std::string &alarm_id);
-  void set_alarm_feedback(const std::string &alarm_id,
-                          const nlohmann::json &feedback);
+  void set_alarm_feedback(const std::string &alarm_id, const nlohmann::json &feedback);
 
   std::optional<ActionRecord> action(const std::string &action_id);
   // Inserts or replaces; incident_id 0 = not (yet) linked to an incident.
@@ -118,8 +110,7 @@ public:
   int64_t link_actions(const std::string &alarm_id, int64_t incident_id);
   int64_t count_actions(int64_t incident_id);
 
-  void add_operator_action(int64_t at, const std::string &who,
-                           const std::string &what, int64_t incident_id,
+  void add_operator_action(int64_t at, const std::string &who, const std::string &what, int64_t incident_id,
                            const std::string &detail);
 
   // Newest last_seen first, and the total matching the filters (for
@@ -127,7 +118,7 @@ public:
   std::pair<std::vector<Incident>, int64_t> list(const IncidentQuery &q);
   nlohmann::json groups_json(int64_t incident_id, size_t limit);
   nlohmann::json alarms_json(int64_t incident_id,
-                             size_t limit); // brief rows, newest first
+                             size_t limit);  // brief rows, newest first
   nlohmann::json actions_json(int64_t incident_id);
   nlohmann::json operator_actions_json(int64_t incident_id, size_t limit);
   std::map<std::string, int64_t> count_by_state();
@@ -139,10 +130,10 @@ public:
   // Bytes in use (pages not on the free list).
   int64_t size_bytes();
 
-private:
+ private:
   class Stmt;
   void exec(const char *sql);
   sqlite3 *db_ = nullptr;
 };
 
-} // namespace immunizer::dashboard
+}  // namespace immunizer::dashboard

@@ -301,6 +301,12 @@ spec:
               mountPath: /etc/immunizer/secrets
               readOnly: true
             {{- end }}
+            {{- if eq .name "dashboard" }}
+            # The incident history (dashboard.data_dir, relative to the image's WORKDIR): kept
+            # across container restarts; not across pod rescheduling.
+            - name: dashboard-data
+              mountPath: /var/lib/immunizer/dashboard-data
+            {{- end }}
             {{- if $root.Values.kafka.tls.caSecret }}
             - name: kafka-ca
               mountPath: {{ include "immunizer.kafkaCaDir" $root }}
@@ -313,6 +319,10 @@ spec:
         - name: config
           configMap:
             name: {{ include "immunizer.componentName" . }}-file
+        {{- end }}
+        {{- if eq .name "dashboard" }}
+        - name: dashboard-data
+          emptyDir: {}
         {{- end }}
         {{- if eq .name "execute" }}
         - name: signing-key
