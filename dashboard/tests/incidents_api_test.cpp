@@ -76,7 +76,7 @@ struct Server {
         api(cfg, state, hub, producer, topics, ops, clock, *registry, {&incidents, &notifier, &execute}),
         proc(state, hub, topics, clock, 1000ms, {&incidents, &notifier, &execute}),
         http("127.0.0.1", 0, registry) {
-    api.install(http.routes());
+    api.install(http);
     http.start();
     http.set_ready(true);
   }
