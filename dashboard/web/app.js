@@ -151,6 +151,155 @@
     } catch (e) { toast('Block failed: ' + e.message, true); }
   }
 
+  // ---- incidents ------------------------------------------------------------
+  const INC_PAGE = 25;
+  let incOffset = 0, incTotal = 0, incSelected = null, incReloadTimer = null;
+  const incidents = new Map();  // id -> incident JSON on the current page
+
+  function incQuery() {
+    const q = new URLSearchParams();
+    const st = $('inc-state').value, sev = $('inc-sev').value;
+    const pr = $('inc-principal').value.trim(), call = $('inc-call').value.trim();
+    if (st) q.set('state', st);
+    if (sev) q.set('severity', sev);
+    if (pr) q.set('principal', pr);
+    if (call) q.set('call', call);
+    return q;
+  }
+  function sevCounts(b) {
+    return ['critical', 'high', 'medium', 'low'].filter((k) => b[k]).map((k) => `${fmtInt(b[k])} ${k}`).join(' · ');
+  }
+  function incStateButtons(inc) {
+    const next = inc.state === 'open' ? ['acknowledged', 'resolved', 'false_positive']
+      : inc.state === 'acknowledged' ? ['resolved', 'false_positive'] : ['open'];
+    const label = { acknowledged: 'Acknowledge', resolved: 'Resolve', false_positive: 'False positive', open: 'Reopen' };
+    return next.map((n) => `<button class="btn inc-set" type="button" data-state="${n}" data-id="${inc.id}">${label[n]}</button>`).join('');
+  }
+  function incidentRow(inc) {
+    const tr = document.createElement('tr');
+    tr.className = 'inc' + (incSelected === inc.id ? ' selected' : '');
+    tr.dataset.id = inc.id;
+    tr.tabIndex = 0;
+    tr.setAttribute('aria-label', `incident ${inc.id}: ${inc.principal_key}, ${inc.alarms} alarms, ${inc.state}`);
+    const calls = inc.calls.slice(0, 3).map((c) => `<div class="mono call" title="${esc(c.value)} (${c.alarms} alarms)">${esc(c.value)}</div>`).join('') +
+      (inc.calls.length > 3 ? `<div class="muted small">+${inc.calls.length - 3} more</div>` : '');
+    const feats = inc.top_features.slice(0, 3).map((f) => `<div class="mono call" title="${esc(f.feature)}: summed contribution ${esc(fmtNum(f.contribution))}">${esc(f.feature)}</div>`).join('') ||
+      '<span class="muted">none</span>';
+    tr.innerHTML =
+      `<td class="t" title="first ${esc(fmtTime(inc.first_seen_unix_nanos))}, last ${esc(fmtTime(inc.last_seen_unix_nanos))}">` +
+      `<div>${esc(fmtTime(inc.last_seen_unix_nanos))}</div><span class="sev sev-${esc(inc.severity)}">${esc(inc.severity)}</span></td>` +
+      `<td><span class="muted small">${esc(inc.principal_kind)}</span><div class="mono wrap-all">${esc(inc.principal_value)}</div></td>` +
+      `<td class="num"><div>${fmtInt(inc.alarms)}</div><div class="muted small" title="${esc(sevCounts(inc.by_severity))}">${fmtInt(inc.rows)} row${inc.rows === 1 ? '' : 's'}</div></td>` +
+      `<td>${calls}</td><td>${feats}</td><td class="num">${fmtInt(inc.actions)}</td>` +
+      `<td><div class="state-${esc(inc.state)}">${esc(inc.state.replace('_', ' '))}</div>` +
+      (inc.state_by ? `<div class="muted small" title="${esc(fmtTime(inc.state_at_unix_nanos))}">by ${esc(inc.state_by)}</div>` : '') +
+      `<div class="btns">${incStateButtons(inc)}</div></td>`;
+    tr.onclick = (ev) => { if (!ev.target.closest('button')) showIncident(inc.id); };
+    tr.onkeydown = (ev) => { if (ev.key === 'Enter' && ev.target === tr) showIncident(inc.id); };
+    for (const b of tr.querySelectorAll('button.inc-set')) b.onclick = () => setIncidentState(inc.id, b.dataset.state);
+    return tr;
+  }
+  function renderIncidents() {
+    const body = $('incident-rows');
+    body.replaceChildren(...[...incidents.values()].map(incidentRow));
+    $('incidents-empty').style.display = incidents.size ? 'none' : '';
+    const last = Math.min(incOffset + incidents.size, incTotal);
+    $('inc-count').textContent = incTotal ? `${incOffset + 1}–${last} of ${fmtInt(incTotal)}` : '';
+    $('inc-prev').disabled = incOffset === 0;
+    $('inc-next').disabled = last >= incTotal;
+  }
+  async function loadIncidents() {
+    const q = incQuery();
+    q.set('limit', INC_PAGE);
+    q.set('offset', incOffset);
+    const exp = incQuery();
+    exp.set('format', 'csv');
+    $('inc-csv').href = '/api/incidents/export?' + exp;
+    exp.set('format', 'json');
+    $('inc-json').href = '/api/incidents/export?' + exp;
+    try {
+      const r = await api('/api/incidents?' + q);
+      incidents.clear();
+      for (const i of r.incidents) incidents.set(i.id, i);
+      incTotal = r.total;
+      renderIncidents();
+    } catch (e) { $('inc-count').textContent = 'incidents unavailable: ' + e.message; }
+  }
+  const reloadIncidentsSoon = () => { if (!incReloadTimer) incReloadTimer = setTimeout(() => { incReloadTimer = null; loadIncidents(); }, 1000); };
+  function onIncidentEvent(inc) {
+    // Rows on this page update in place; anything else (a new incident, a state that leaves
+    // the filter) reloads the page at most once a second.
+    if (incidents.has(inc.id) && inc.change !== 'state_changed') {
+      incidents.set(inc.id, inc);
+      const tr = $('incident-rows').querySelector(`tr[data-id="${inc.id}"]`);
+      if (tr) tr.replaceWith(incidentRow(inc));
+    } else {
+      reloadIncidentsSoon();
+    }
+    if (incSelected === inc.id) showIncidentSoon();
+  }
+  async function setIncidentState(id, state) {
+    try {
+      await api(`/api/incidents/${id}/state`, { state, comment: '' });
+      toast(`Incident ${id}: ${state.replace('_', ' ')}`);
+      loadIncidents();
+      if (incSelected === id) showIncident(id);
+    } catch (e) { toast('State change failed: ' + e.message, true); }
+  }
+  let detailTimer = null;
+  const showIncidentSoon = () => { if (!detailTimer) detailTimer = setTimeout(() => { detailTimer = null; if (incSelected) showIncident(incSelected, false); }, 1000); };
+  async function showIncident(id, focus = true) {
+    incSelected = id;
+    for (const tr of $('incident-rows').rows) tr.classList.toggle('selected', Number(tr.dataset.id) === id);
+    const el = $('inc-detail');
+    try {
+      const d = await api(`/api/incidents/${id}?alarms=50`);
+      const groups = d.groups.map((g) => `<tr><td class="num">${fmtInt(g.count)}</td><td><span class="sev sev-${esc(g.max_severity)}">${esc(g.max_severity)}</span></td>` +
+        `<td class="mono wrap-all">${esc(g.call)}</td><td class="mono wrap-all">${esc(g.top_feature) || '<span class="muted">–</span>'}</td>` +
+        `<td class="t">${esc(fmtTime(g.first_seen_unix_nanos))} – ${esc(fmtTime(g.last_seen_unix_nanos))}</td><td class="num">${esc(fmtNum(g.max_ratio))}×</td></tr>`).join('');
+      const acts = d.action_list.map((a) => `<tr><td>${esc(a.kind)}${a.extends ? ` <span class="muted small">extends ${esc(a.extends.slice(0, 8))}</span>` : ''}</td>` +
+        `<td class="mono wrap-all">${esc(a.target_field)} ${esc(a.target_value)}</td><td>${esc(a.status)}</td><td class="num">${esc(fmtMs(a.latency_ms))}</td>` +
+        `<td>${ENFORCING.has(a.kind) && (a.status === 'applied' || a.status === 'dispatched') ? `<button class="btn unblock" type="button" data-id="${esc(a.extends || a.action_id)}">Unblock</button>` : ''}</td></tr>`).join('');
+      const hist = d.history.map((h) => `<li><span class="t">${esc(fmtTime(h.at_unix_nanos))}</span> <b>${esc(h.who)}</b> ${esc(h.what)} <span class="muted">${esc(h.detail)}</span></li>`).join('');
+      const p = d.principal || {};
+      el.innerHTML = `<div class="panel-head"><h2>Incident ${d.id}: <span class="mono">${esc(d.principal_key)}</span></h2>` +
+        `<span><button class="btn danger" type="button" id="inc-block">Block ${esc(d.principal_kind === 'prefix' ? 'ip' : d.principal_kind)}</button> <button class="btn" type="button" id="inc-close">Close</button></span></div>` +
+        `<div class="muted">${fmtInt(d.alarms)} alarms (${esc(sevCounts(d.by_severity))}) from ${esc(fmtTime(d.first_seen_unix_nanos))} to ${esc(fmtTime(d.last_seen_unix_nanos))}; ` +
+        `session <span class="mono">${esc(p.session || '–')}</span>, ip <span class="mono">${esc(p.ip || '–')}</span>, user <span class="mono">${esc(p.user || '–')}</span></div>` +
+        `<h3>Alarms, identical ones collapsed</h3><table class="compact"><thead><tr><th class="num">Count</th><th>Max</th><th>Call</th><th>Top feature</th><th class="t">Seen</th><th class="num">Score</th></tr></thead><tbody>${groups}</tbody></table>` +
+        `<h3>Actions</h3>` + (acts ? `<table class="compact"><thead><tr><th>Kind</th><th>Target</th><th>Status</th><th class="num">Call → applied</th><th></th></tr></thead><tbody>${acts}</tbody></table>` : '<div class="muted">none</div>') +
+        `<h3>History</h3>` + (hist ? `<ul class="small">${hist}</ul>` : '<div class="muted">no operator actions yet</div>');
+      el.hidden = false;
+      $('inc-close').onclick = () => { el.hidden = true; incSelected = null; renderIncidents(); };
+      $('inc-block').onclick = async () => {
+        const field = d.principal_kind === 'prefix' ? 'ip' : d.principal_kind;
+        const value = field === 'ip' ? p.ip : field === 'session' ? p.session : p.user;
+        if (!value || !window.confirm(`Block ${field} ${value} for 1 h?`)) return;
+        try {
+          const r = await api('/api/block', { field, value, ttl_ms: 3600000, incident_id: d.id, reason: `incident ${d.id}` });
+          toast(`Block sent (action ${r.action_id.slice(0, 8)})`);
+          refreshActiveSoon();
+          showIncident(d.id, false);
+        } catch (e) { toast('Block failed: ' + e.message, true); }
+      };
+      for (const b of el.querySelectorAll('button.unblock')) {
+        b.onclick = async () => {
+          try {
+            const r = await api('/api/unblock', { action_id: b.dataset.id, incident_id: d.id });
+            toast(r.found ? 'Unblocked' : 'execute no longer had that action');
+            showIncident(d.id, false);
+          } catch (e) { toast('Unblock failed: ' + e.message, true); }
+        };
+      }
+      if (focus) el.focus();
+    } catch (e) { toast('Cannot load incident: ' + e.message, true); }
+  }
+  $('inc-filter').onsubmit = (ev) => { ev.preventDefault(); incOffset = 0; loadIncidents(); };
+  $('inc-state').onchange = $('inc-filter').onsubmit;
+  $('inc-sev').onchange = $('inc-filter').onsubmit;
+  $('inc-prev').onclick = () => { incOffset = Math.max(0, incOffset - INC_PAGE); loadIncidents(); };
+  $('inc-next').onclick = () => { incOffset += INC_PAGE; loadIncidents(); };
+
   // ---- actions -----------------------------------------------------------
   function target(act) {
     const t = act.target_field ? `${act.target_field} ${act.target_value}` : '';
@@ -219,6 +368,10 @@
   // ---- stats, distribution, models -----------------------------------------
   function renderStats(s) {
     $('c-scored').textContent = fmtInt(s.records_scored);
+    if (s.incidents) {
+      $('c-incidents').textContent = fmtInt(s.incidents.open);
+      $('c-incidents-split').textContent = `${fmtInt(s.incidents.acknowledged)} acknowledged · ${fmtInt(s.incidents.total)} total`;
+    }
     $('c-scored-rate').textContent = s.rates.scored_per_second.toFixed(1) + ' /s over the last min';
     $('c-alarms').textContent = fmtInt(s.alarms);
     $('c-alarms-rate').textContent = fmtInt(s.rates.alarms_last_minute) + ' in the last min · ' +
@@ -272,6 +425,7 @@
       for (const ev of mine) ev();
       renderActions();
       renderStats(st);
+      loadIncidents();
       refreshActive();
       refreshModels();
     } finally {
@@ -322,6 +476,7 @@
       }
     }));
     es.addEventListener('stats', (ev) => renderStats(JSON.parse(ev.data)));
+    es.addEventListener('incident', (ev) => onIncidentEvent(JSON.parse(ev.data)));
   }
 
   $('sev-filter').onchange = () => { for (const tr of $('alarm-rows').rows) applyFilter(tr); };
