@@ -46,7 +46,7 @@ std::optional<int64_t> int_param(const httplib::Request &req, httplib::Response 
 std::optional<IncidentQuery> query_of(const httplib::Request &req, httplib::Response &res, int64_t def_limit,
                                       int64_t max_limit) {
   IncidentQuery q;
-  if (req.has_param("state")) {
+  if (req.has_param("state") && !req.get_param_value("state").empty()) {
     std::string s = req.get_param_value("state");
     size_t start = 0;
     while (start <= s.size()) {

@@ -187,6 +187,8 @@ TEST_F(IncidentsApi, OneIncidentPerAttackerWithAlarmsActionsAndLatency) {
   EXPECT_NEAR(d["action_list"][0]["latency_ms"].get<double>(), 50.0, 1e-6);
   get_json(c, "/api/incidents/999999", 404);
   get_json(c, "/api/incidents?state=bogus", 400);
+  EXPECT_EQ(get_json(c, "/api/incidents?state=")["total"], 2);  // empty: no filter
+  EXPECT_EQ(get_json(c, "/api/incidents?state=resolved,false_positive")["total"], 0);
   get_json(c, "/api/incidents?severity=extreme", 400);
   get_json(c, "/api/incidents?limit=0", 400);
   EXPECT_EQ(get_json(c, "/api/incidents?severity=critical")["total"], 0);
