@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -42,11 +43,28 @@ class FakeExecute final : public v1::Operations::Service {
   }
   grpc::Status ListActive(grpc::ServerContext*, const v1::ListActiveRequest*,
                           v1::ListActiveResponse* resp) override {
+    {
+      std::lock_guard l(mu_);
+      for (const auto& [id, a] : active_) {
+        auto* x = resp->add_actions();
+        *x->mutable_action() = a;
+        x->set_acks(1);
+      }
+    }
     auto* e = resp->add_effectors();
     e->set_app("shop");
     e->set_instance("shop-1");
     e->set_version("testbed");
     return grpc::Status::OK;
+  }
+  // Like execute: an action is in its active list from dispatch until it expires or is revoked.
+  void track(const v1::ActionEvent& e) {
+    std::lock_guard l(mu_);
+    if (e.type() == v1::ACTION_EVENT_EXPIRED || e.type() == v1::ACTION_EVENT_REVOKED) {
+      active_.erase(e.action_id());
+    } else if (e.type() == v1::ACTION_EVENT_DISPATCHED || e.type() == v1::ACTION_EVENT_APPLIED) {
+      active_[e.action_id()] = e.action();
+    }
   }
   std::optional<v1::BlockRequest> wait(std::chrono::seconds limit) {
     std::unique_lock l(mu_);
@@ -58,6 +76,7 @@ class FakeExecute final : public v1::Operations::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<v1::BlockRequest> blocks_;
+  std::map<std::string, v1::Action> active_;
   size_t taken_ = 0;
 };
 
@@ -115,10 +134,9 @@ int main(int argc, char** argv) {
     } else if (cmd == "action") {
       std::string id, alarm, type;
       in >> id >> alarm >> type;
-      producer->produce(
-          topics.actions, id,
-          dashboard::testing::make_action_event(id, alarm, event_from(type), now, now - 120'000'000)
-              .SerializeAsString());
+      const auto event = dashboard::testing::make_action_event(id, alarm, event_from(type), now, now - 120'000'000);
+      execute.track(event);
+      producer->produce(topics.actions, id, event.SerializeAsString());
       std::cout << (producer->flush(10s).ok() ? "OK action " + id : "ERROR action not acknowledged")
                 << std::endl;
     } else if (cmd == "scores") {
