@@ -63,12 +63,37 @@
     return parts.join('') || '<span class="muted">unknown</span>';
   }
 
-  function featuresHtml(fs) {
-    if (!fs || !fs.length) return '<span class="muted">no explanation</span>';
+  // Plain-language legend of the monitor's feature ids (monitor/src/features.cpp):
+  // "arg:<param>:<family>", "any:<family>" (the most unusual parameter), "struct:…", "outcome:…", "principal:…".
+  const FAMILY = {
+    length_deviation: 'unusual length', charclass_divergence: 'unusual mix of letters, digits and symbols',
+    rare_1gram: 'rare characters', rare_3gram: 'unusual character sequence',
+    unseen_3gram_frac: 'character sequences never seen before', unseen_chars: 'characters never seen before',
+    nonprintable: 'non-printable characters', enum_surprise: 'a value outside the usual set',
+    numeric_deviation: 'a number far outside the usual range',
+  };
+  const RECORD = {
+    'struct:arg_count': 'unusual number of parameters', 'struct:arg_count_deviation': 'unusual number of parameters',
+    'struct:unseen_args': 'parameters never seen on this call', 'struct:missing_args': 'usual parameters missing',
+    'struct:dropped_args': 'parameters dropped', 'outcome:error': 'the call failed',
+    'outcome:duration_deviation': 'unusual response time', 'principal:new': 'a client never seen before',
+    'principal:recent_calls': 'many recent calls from this client', 'principal:interval_deviation': 'unusual pace of calls',
+  };
+  function explain(id) {
+    if (RECORD[id]) return RECORD[id];
+    const m = /^(arg|any):(?:(.*):)?([a-z0-9_]+)$/.exec(id);
+    if (m && FAMILY[m[3]]) return m[1] === 'any' ? `${FAMILY[m[3]]} in a parameter` : `${FAMILY[m[3]]} in parameter “${m[2]}”`;
+    return id;
+  }
+
+  function featuresHtml(all) {
+    // A feature of value 0 says what is absent: never shown as a reason.
+    const fs = (all || []).filter((f) => f.value !== 0);
+    if (!fs.length) return '<span class="muted">no explanation</span>';
     const max = Math.max(...fs.map((f) => Math.abs(f.contribution) || 0), 1e-12);
     return '<div class="features">' + fs.slice(0, 4).map((f) => {
       const w = Math.max(4, Math.round(100 * Math.abs(f.contribution || 0) / max));
-      return `<div class="feat" title="contribution ${esc(fmtNum(f.contribution))}"><span class="name">${esc(f.feature)}</span>` +
+      return `<div class="feat" title="${esc(f.feature)}: contribution ${esc(fmtNum(f.contribution))}"><span class="name">${esc(explain(f.feature))}</span>` +
         `<span class="val">= ${esc(fmtNum(f.value))}</span><span class="bar"><i style="width:${w}%"></i></span></div>`;
     }).join('') + '</div>';
   }
@@ -183,7 +208,7 @@
     tr.setAttribute('aria-label', `incident ${inc.id}: ${inc.principal_key}, ${inc.alarms} alarms, ${inc.state}`);
     const calls = inc.calls.slice(0, 3).map((c) => `<div class="mono call" title="${esc(c.value)} (${c.alarms} alarms)">${esc(c.value)}</div>`).join('') +
       (inc.calls.length > 3 ? `<div class="muted small">+${inc.calls.length - 3} more</div>` : '');
-    const feats = inc.top_features.slice(0, 3).map((f) => `<div class="mono call" title="${esc(f.feature)}: summed contribution ${esc(fmtNum(f.contribution))}">${esc(f.feature)}</div>`).join('') ||
+    const feats = inc.top_features.slice(0, 3).map((f) => `<div class="call" title="${esc(f.feature)}: summed contribution ${esc(fmtNum(f.contribution))}">${esc(explain(f.feature))}</div>`).join('') ||
       '<span class="muted">none</span>';
     tr.innerHTML =
       `<td class="t" title="first ${esc(fmtTime(inc.first_seen_unix_nanos))}, last ${esc(fmtTime(inc.last_seen_unix_nanos))}">` +
@@ -255,7 +280,7 @@
     try {
       const d = await api(`/api/incidents/${id}?alarms=50`);
       const groups = d.groups.map((g) => `<tr><td class="num">${fmtInt(g.count)}</td><td><span class="sev sev-${esc(g.max_severity)}">${esc(g.max_severity)}</span></td>` +
-        `<td class="mono wrap-all">${esc(g.call)}</td><td class="mono wrap-all">${esc(g.top_feature) || '<span class="muted">–</span>'}</td>` +
+        `<td class="mono wrap-all">${esc(g.call)}</td><td title="${esc(g.top_feature)}">${g.top_feature ? esc(explain(g.top_feature)) : '<span class="muted">–</span>'}</td>` +
         `<td class="t">${esc(fmtTime(g.first_seen_unix_nanos))} – ${esc(fmtTime(g.last_seen_unix_nanos))}</td><td class="num">${esc(fmtNum(g.max_ratio))}×</td></tr>`).join('');
       const acts = d.action_list.map((a) => `<tr><td>${esc(a.kind)}${a.extends ? ` <span class="muted small">extends ${esc(a.extends.slice(0, 8))}</span>` : ''}</td>` +
         `<td class="mono wrap-all">${esc(a.target_field)} ${esc(a.target_value)}</td><td>${esc(a.status)}</td><td class="num">${esc(fmtMs(a.latency_ms))}</td>` +
