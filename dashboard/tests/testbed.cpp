@@ -1,6 +1,7 @@
 // Test bed for the browser test (tests/browser): an embedded broker, a fake execute
 // Operations gRPC server, and canned records produced on demand. Line protocol on stdin:
 //   alarm <id> [low|medium|high|critical]     produce an Alarm
+//   attack <session> <n>                       produce n high alarms of one session (ids <session>-<i>)
 //   action <action_id> <alarm_id> <dispatched|applied|expired>
 //   scores <n>                                 produce n Score records
 //   wait-feedback <seconds>                    print the next Feedback as JSON
@@ -130,6 +131,17 @@ int main(int argc, char** argv) {
       producer->produce(topics.alarms, "sess-" + id,
                         dashboard::testing::make_alarm(id, now, severity_from(sev)).SerializeAsString());
       std::cout << (producer->flush(10s).ok() ? "OK alarm " + id : "ERROR alarm not acknowledged")
+                << std::endl;
+    } else if (cmd == "attack") {
+      std::string session;
+      int n = 0;
+      in >> session >> n;
+      for (int i = 0; i < n; ++i) {
+        auto a = dashboard::testing::make_alarm(session + "-" + std::to_string(i), now + i, v1::SEVERITY_HIGH);
+        a.mutable_principal()->set_session(session);
+        producer->produce(topics.alarms, session, a.SerializeAsString());
+      }
+      std::cout << (producer->flush(10s).ok() ? "OK attack " + session : "ERROR attack not acknowledged")
                 << std::endl;
     } else if (cmd == "action") {
       std::string id, alarm, type;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CTest entry of the browser test: prints "SKIPPED: ..." and exits 0 when node, chromium
 # or playwright-core are missing (apt-get install chromium nodejs npm; tests/browser/install.sh).
-#   run.sh <immunizer-dashboard> <dashboard-testbed> <artifact dir>
+#   [BROWSER_TEST=incidents.test.mjs] run.sh <immunizer-dashboard> <dashboard-testbed> <artifact dir>
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 command -v node >/dev/null || { echo "SKIPPED: node not found (apt-get install nodejs npm)"; exit 0; }
@@ -12,4 +12,4 @@ if [ ! -d "$here/node_modules/playwright-core" ]; then
     exit 0
   fi
 fi
-cd "$here" && exec node dashboard.test.mjs "$@"
+cd "$here" && exec node "${BROWSER_TEST:-dashboard.test.mjs}" "$@"

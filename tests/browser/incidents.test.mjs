@@ -1,0 +1,187 @@
+// Browser test of the incident list: testbed (embedded broker + fake execute) -> immunizer-dashboard
+// (its own data folder) -> Debian's chromium driven by playwright-core. An attacker session's
+// 30 alarms become one incident; acknowledge it; mark another false positive; search by
+// principal; block from the incident (reaches execute, audited); export CSV; restart the
+// dashboard and find the same incidents in the same states.
+//   node incidents.test.mjs <immunizer-dashboard> <dashboard-testbed> [artifact dir]
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const [dashboardBin, testbedBin, artifactsArg] = process.argv.slice(2);
+const artifacts = artifactsArg || process.env.IMMUNIZER_BROWSER_ARTIFACTS || '/tmp';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function skip(why) {
+  console.log(`SKIPPED: ${why}`);
+  process.exit(0);
+}
+if (!dashboardBin || !testbedBin) {
+  console.error('usage: node incidents.test.mjs <immunizer-dashboard> <dashboard-testbed> [artifact dir]');
+  process.exit(2);
+}
+if (!existsSync(CHROMIUM)) skip(`${CHROMIUM} not found (apt-get install chromium)`);
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch (e) {
+  skip(`playwright-core not installed (run tests/browser/install.sh): ${e.message}`);
+}
+
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'immunizer-browser-incidents-'));
+const children = [];
+let browser = null;
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  rmSync(dataDir, { recursive: true, force: true });
+}
+const recent = [];
+function fail(msg) {
+  console.error(`FAIL: ${msg}`);
+  if (recent.length) console.error(`last output of the test bed and the dashboard:\n${recent.join('\n')}`);
+  return cleanup().then(() => process.exit(1));
+}
+const timer = setTimeout(() => fail('test timed out after 150 s'), 150_000);
+
+function lines(stream, tag) {
+  const buf = [];
+  const waiters = [];
+  createInterface({ input: stream }).on('line', (line) => {
+    if (process.env.VERBOSE) console.log(`[${tag}] ${line}`);
+    recent.push(`[${tag}] ${line}`);
+    if (recent.length > 40) recent.shift();
+    const w = waiters.findIndex((x) => x.pred(line));
+    if (w >= 0) waiters.splice(w, 1)[0].resolve(line); else buf.push(line);
+  });
+  return {
+    next(pred, ms, what) {
+      const i = buf.findIndex(pred);
+      if (i >= 0) return Promise.resolve(buf.splice(i, 1)[0]);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve };
+        waiters.push(w);
+        setTimeout(() => { const k = waiters.indexOf(w); if (k >= 0) { waiters.splice(k, 1); reject(new Error(`timeout waiting for ${what}`)); } }, ms);
+      });
+    },
+  };
+}
+
+try {
+  const prefix = 'bi.';
+  const bed = spawn(testbedBin, [prefix], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(bed);
+  const bedOut = lines(bed.stdout, 'testbed');
+  const bootstrap = (await bedOut.next((l) => l.startsWith('BOOTSTRAP '), 20_000, 'testbed bootstrap')).split(' ')[1];
+  const execute = (await bedOut.next((l) => l.startsWith('EXECUTE '), 20_000, 'testbed execute')).split(' ')[1];
+  await bedOut.next((l) => l === 'READY', 20_000, 'testbed ready');
+  const send = async (cmd, expect, ms = 20_000) => {
+    bed.stdin.write(cmd + '\n');
+    return bedOut.next((l) => l.startsWith(expect) || l.startsWith('TIMEOUT') || l.startsWith('ERROR'), ms, cmd);
+  };
+
+  // The dashboard; started twice on the same data folder (the second time is the restart).
+  async function startDashboard() {
+    const dash = spawn(dashboardBin, [
+      '--set', `kafka.bootstrap=${bootstrap}`, '--set', `kafka.topic_prefix=${prefix}`,
+      '--set', 'http.listen=127.0.0.1', '--set', 'http.port=0',
+      '--set', `dashboard.execute_address=${execute}`, '--set', 'dashboard.group=browser-incidents',
+      '--set', 'dashboard.stats_interval_ms=300', '--set', `dashboard.data_dir=${dataDir}`,
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(dash);
+    const err = lines(dash.stderr, 'dashboard');
+    lines(dash.stdout, 'dashboard');
+    const portLine = await err.next((l) => /http port \d+/.test(l), 30_000, 'dashboard http port');
+    await err.next((l) => /\bready\b/.test(l), 30_000, 'dashboard ready');
+    return { proc: dash, url: `http://127.0.0.1:${Number(portLine.match(/http port (\d+)/)[1])}/` };
+  }
+  let dash = await startDashboard();
+  console.log(`dashboard on ${dash.url}, broker ${bootstrap}, execute ${execute}, data ${dataDir}`);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1200 }, acceptDownloads: true });
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  page.on('dialog', (d) => d.accept());
+  await page.goto(dash.url);
+  await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 20_000 });
+
+  // 1. One attacker, 30 alarms -> one incident; a bystander's alarm -> its own incident.
+  if (!(await send('attack ATTACKER-BT 30', 'OK')).startsWith('OK')) throw new Error('cannot produce the attack');
+  if (!(await send('alarm stray-1 medium', 'OK')).startsWith('OK')) throw new Error('cannot produce');
+  const attackerRow = page.locator('#incident-rows tr', { hasText: 'ATTACKER-BT' });
+  await attackerRow.locator('td.num', { hasText: '30' }).first().waitFor({ timeout: 20_000 });
+  const strayRow = page.locator('#incident-rows tr', { hasText: 'sess-stray-1' });
+  await strayRow.waitFor({ timeout: 20_000 });
+  const rows = await page.locator('#incident-rows tr').count();
+  if (rows !== 2) throw new Error(`expected 2 incidents, the page lists ${rows}`);
+  const rowText = await attackerRow.innerText();
+  if (!/1 row\b/.test(rowText)) throw new Error(`30 identical alarms should be 1 row: ${rowText}`);
+
+  // 2. Acknowledge the attacker's incident; mark the stray one as false positive.
+  await attackerRow.locator('button.inc-set[data-state="acknowledged"]').click();
+  await attackerRow.locator('.state-acknowledged').waitFor({ timeout: 10_000 });
+  await strayRow.locator('button.inc-set[data-state="false_positive"]').click();
+  await strayRow.waitFor({ state: 'detached', timeout: 10_000 });  // leaves the open+acknowledged list
+
+  // 3. Search by principal, with all states.
+  await page.selectOption('#inc-state', '');
+  await page.fill('#inc-principal', 'stray');
+  await page.click('#inc-filter button[type=submit]');
+  await page.locator('#incident-rows tr', { hasText: 'sess-stray-1' }).locator('.state-false_positive').waitFor({ timeout: 10_000 });
+  if ((await page.locator('#incident-rows tr').count()) !== 1) throw new Error('search by principal should list 1 incident');
+
+  // 4. Open the attacker's incident and block its session from there.
+  await page.fill('#inc-principal', 'ATTACKER-BT');
+  await page.click('#inc-filter button[type=submit]');
+  await page.locator('#incident-rows tr', { hasText: 'ATTACKER-BT' }).locator('.state-acknowledged').waitFor({ timeout: 10_000 });
+  await page.locator('#incident-rows tr', { hasText: 'ATTACKER-BT' }).click();
+  await page.locator('#inc-detail:not([hidden])').waitFor({ timeout: 10_000 });
+  await page.locator('#inc-block').click();
+  const blockLine = await send('wait-block 20', 'BLOCK', 30_000);
+  const blk = JSON.parse(blockLine.slice('BLOCK '.length));
+  if (blk.field !== 'session' || blk.value !== 'ATTACKER-BT') throw new Error(`unexpected block ${blockLine}`);
+  await page.locator('#inc-detail li', { hasText: 'block' }).waitFor({ timeout: 10_000 });
+  await page.screenshot({ path: path.join(artifacts, 'immunizer-incidents.png'), fullPage: true });
+
+  // 5. CSV export of the filtered list (the link the page offers).
+  const href = await page.locator('#inc-csv').getAttribute('href');
+  const csv = await page.evaluate(async (u) => (await fetch(u)).text(), href);
+  const csvLines = csv.trim().split('\r\n');
+  if (csvLines.length !== 2 || !csvLines[0].startsWith('id,state,principal') || !csvLines[1].includes('"session:ATTACKER-BT"') ||
+      !csvLines[1].includes('"acknowledged"')) {
+    throw new Error(`unexpected CSV export: ${csv}`);
+  }
+
+  // 6. Restart the dashboard: the same incidents, in the same states, with their history.
+  dash.proc.kill('SIGTERM');
+  await new Promise((r) => dash.proc.once('exit', r));
+  dash = await startDashboard();
+  await page.goto(dash.url);
+  await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 20_000 });
+  await page.selectOption('#inc-state', '');
+  await page.locator('#incident-rows tr', { hasText: 'sess-stray-1' }).locator('.state-false_positive').waitFor({ timeout: 20_000 });
+  const again = page.locator('#incident-rows tr', { hasText: 'ATTACKER-BT' });
+  await again.locator('.state-acknowledged').waitFor({ timeout: 20_000 });
+  const againText = await again.innerText();
+  if (!againText.includes('30')) throw new Error(`after the restart (and the Kafka replay) the incident should still have 30 alarms: ${againText}`);
+  if ((await page.locator('#incident-rows tr').count()) !== 2) throw new Error('after the restart: expected the same 2 incidents');
+  await page.screenshot({ path: path.join(artifacts, 'immunizer-incidents-after-restart.png') });
+
+  if (consoleErrors.length) throw new Error(`browser console errors: ${consoleErrors.join(' | ')}`);
+  bed.stdin.write('quit\n');
+  clearTimeout(timer);
+  await cleanup();
+  console.log('PASS: attacker -> one incident; acknowledge; false positive; search; block from the incident; CSV; restart keeps them');
+  process.exit(0);
+} catch (e) {
+  clearTimeout(timer);
+  await fail(e.stack || String(e));
+}
