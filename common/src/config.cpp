@@ -131,39 +131,38 @@ std::string Config::get_string(const std::string& key, const std::string& def) c
 int64_t Config::get_int(const std::string& key, int64_t def, int64_t min, int64_t max) const {
   const auto* v = lookup(key);
   if (!v) return def;
+  long long x = 0;
   try {
     size_t pos = 0;
-    const long long x = std::stoll(*v, &pos);
+    x = std::stoll(*v, &pos);
     if (pos != v->size()) throw std::invalid_argument("trailing");
-    if (x < min || x > max)
-      throw ConfigError("config key '" + key + "': " + *v + " is out of range [" +
-                        std::to_string(min) + ", " + std::to_string(max) + "]");
-    return x;
-  } catch (const ConfigError&) {
-    throw;
   } catch (const std::exception&) {
-    throw ConfigError("config key '" + key + "': '" + *v + "' is not an integer");
+    return fail("config key '" + key + "': '" + *v + "' is not an integer", def);
   }
+  if (x < min || x > max)
+    return fail("config key '" + key + "': " + *v + " is out of range [" + std::to_string(min) + ", " +
+                    std::to_string(max) + "]",
+                def);
+  return x;
 }
 
 double Config::get_double(const std::string& key, double def, double min, double max) const {
   const auto* v = lookup(key);
   if (!v) return def;
+  double x = 0;
   try {
     size_t pos = 0;
-    const double x = std::stod(*v, &pos);
+    x = std::stod(*v, &pos);
     if (pos != v->size()) throw std::invalid_argument("trailing");
-    if (!(x >= min && x <= max)) {
-      std::ostringstream os;
-      os << "config key '" << key << "': " << *v << " is out of range [" << min << ", " << max << "]";
-      throw ConfigError(os.str());
-    }
-    return x;
-  } catch (const ConfigError&) {
-    throw;
   } catch (const std::exception&) {
-    throw ConfigError("config key '" + key + "': '" + *v + "' is not a number");
+    return fail("config key '" + key + "': '" + *v + "' is not a number", def);
   }
+  if (!(x >= min && x <= max)) {
+    std::ostringstream os;
+    os << "config key '" << key << "': " << *v << " is out of range [" << min << ", " << max << "]";
+    return fail(os.str(), def);
+  }
+  return x;
 }
 
 bool Config::get_bool(const std::string& key, bool def) const {
@@ -173,7 +172,7 @@ bool Config::get_bool(const std::string& key, bool def) const {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   if (s == "true" || s == "1" || s == "yes" || s == "on") return true;
   if (s == "false" || s == "0" || s == "no" || s == "off") return false;
-  throw ConfigError("config key '" + key + "': '" + *v + "' is not a boolean (true/false)");
+  return fail("config key '" + key + "': '" + *v + "' is not a boolean (true/false)", def);
 }
 
 std::string Config::get_enum(const std::string& key, const std::string& def,
@@ -182,7 +181,7 @@ std::string Config::get_enum(const std::string& key, const std::string& def,
   if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
   std::string list;
   for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-  throw ConfigError("config key '" + key + "': '" + v + "' is not one of: " + list);
+  return fail("config key '" + key + "': '" + v + "' is not one of: " + list, def);
 }
 
 std::vector<std::string> Config::get_list(const std::string& key,
@@ -203,10 +202,10 @@ std::string Config::get_secret(const std::string& key) const {
   std::string direct = get_string(key, "");
   const std::string file = get_string(key + "_file", "");
   if (!direct.empty() && !file.empty())
-    throw ConfigError("config keys '" + key + "' and '" + key + "_file' are both set; choose one");
+    return fail("config keys '" + key + "' and '" + key + "_file' are both set; choose one", direct);
   if (file.empty()) return direct;
   std::ifstream in(file);
-  if (!in) throw ConfigError("config key '" + key + "_file': cannot read '" + file + "'");
+  if (!in) return fail("config key '" + key + "_file': cannot read '" + file + "'", std::string());
   std::stringstream ss;
   ss << in.rdbuf();
   return trim(ss.str());
@@ -215,8 +214,11 @@ std::string Config::get_secret(const std::string& key) const {
 void Config::reject_unknown() const {
   std::string unknown;
   for (const auto& [k, v] : values_) {
-    if (!read_.count(k)) unknown += (unknown.empty() ? "" : ", ") + ("'" + k + "' (from " + origin_.at(k) + ")");
+    if (read_.count(k)) continue;
+    unknown += (unknown.empty() ? "" : ", ") + ("'" + k + "' (from " + origin_.at(k) + ")");
+    if (collect_) errors_.push_back("config key '" + k + "' (from " + origin_.at(k) + "): unknown key");
   }
+  if (collect_) return;
   if (!unknown.empty()) throw ConfigError("unknown config key(s): " + unknown);
 }
 

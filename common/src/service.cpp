@@ -52,6 +52,9 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
   app.add_option("--set", sets, "override a key: --set key=value (repeatable)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.set_version_flag("--version", version_line("immunizer-" + name));
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "read the configuration as the service would, print every error with its key, exit (0: valid)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -60,11 +63,13 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
 
   ServiceContext ctx;
   ctx.name = name;
-  install_stop_signals(ctx.stop, name);
+  if (!check_config) install_stop_signals(ctx.stop, name);
   std::function<void()> body;
+  std::vector<std::string> errors;
   try {
     if (!log_level.empty()) sets.push_back("log.level=" + log_level);
     ctx.config = Config::load(config_path, sets);
+    if (check_config) ctx.config.collect_errors();
     init_logging(ctx.config.get_string("log.level", "info"));
     ctx.log = logger(name);
     ctx.kafka = KafkaSettings::from_config(ctx.config);
@@ -74,14 +79,31 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     const std::string listen = ctx.config.get_string("http.listen", "127.0.0.1");
     const int port = static_cast<int>(ctx.config.get_int("http.port", default_http_port, 0, 65535));
     ctx.http = std::make_unique<HttpServer>(listen, port, ctx.registry, HttpLimits::from_config(ctx.config));
-    body = setup(ctx);
+    try {
+      body = setup(ctx);
+    } catch (const ConfigError& e) {
+      if (!check_config) throw;
+      errors.push_back(e.what());  // a check the component makes itself: it stops at the first
+    }
     ctx.config.reject_unknown();
   } catch (const ConfigError& e) {
-    std::cerr << "immunizer-" << name << ": configuration error: " << e.what() << "\n";
-    return 2;
+    if (!check_config) {
+      std::cerr << "immunizer-" << name << ": configuration error: " << e.what() << "\n";
+      return 2;
+    }
+    errors.push_back(e.what());
   } catch (const std::exception& e) {
     std::cerr << "immunizer-" << name << ": cannot start: " << e.what() << "\n";
     return 1;
+  }
+  if (check_config) {
+    const auto& collected = ctx.config.errors();
+    errors.insert(errors.begin(), collected.begin(), collected.end());
+    const std::string what = config_path.empty() ? "configuration" : config_path;
+    for (const auto& e : errors) std::cout << what << ": " << e << "\n";
+    if (errors.empty()) std::cout << what << ": valid configuration for immunizer-" << name << "\n";
+    else std::cout << errors.size() << " error(s)\n";
+    return errors.empty() ? 0 : 2;
   }
   try {
     ctx.http->start();

@@ -68,3 +68,20 @@ TEST(Config, MalformedFileAndFlagAreClear) {
   EXPECT_THROW(Config::load("", {"novalue"}, ""), ConfigError);
   EXPECT_THROW(Config::load("/nonexistent/file.yaml", {}, ""), ConfigError);
 }
+
+TEST(Config, CheckingModeCollectsEveryErrorWithItsKeyAndReturnsDefaults) {
+  auto c = Config::load("", {"a.n=12x", "a.r=500", "a.b=maybe", "a.e=blue", "a.d=x", "a.typo=1", "a.ok=3"}, "");
+  c.collect_errors();
+  EXPECT_EQ(c.get_int("a.n", 1, 0, 10), 1);
+  EXPECT_EQ(c.get_int("a.r", 2, 0, 10), 2);
+  EXPECT_TRUE(c.get_bool("a.b", true));
+  EXPECT_EQ(c.get_enum("a.e", "red", {"red", "green"}), "red");
+  EXPECT_EQ(c.get_double("a.d", 0.5, 0, 1), 0.5);
+  EXPECT_EQ(c.get_int("a.ok", 0, 0, 10), 3);
+  EXPECT_NO_THROW(c.reject_unknown());
+  const auto& errors = c.errors();
+  ASSERT_EQ(errors.size(), 6u);
+  const char* keys[] = {"'a.n'", "'a.r'", "'a.b'", "'a.e'", "'a.d'", "'a.typo'"};
+  for (size_t i = 0; i < 6; ++i) EXPECT_NE(errors[i].find(keys[i]), std::string::npos) << errors[i];
+  EXPECT_NE(errors[5].find("unknown"), std::string::npos);
+}

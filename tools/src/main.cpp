@@ -1,4 +1,5 @@
-// immunizer: the one-machine launcher (embedded broker, `up [--demo]`) and evaluation driver.
+// immunizer: the one-machine launcher (embedded broker, `up [--demo]`), evaluation driver and
+// ops CLI (block, unblock, list, topics, status, config check: tools/ops.hpp).
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -9,6 +10,7 @@
 #include "immunizer/common/build_info.hpp"
 #include "immunizer/tools/commands.hpp"
 #include "immunizer/tools/eval.hpp"
+#include "immunizer/tools/ops.hpp"
 
 using namespace immunizer::tools;
 
@@ -77,7 +79,10 @@ int main(int argc, char** argv) {
   eval_csic->add_option("--max-lag", ev.max_lag, "replay waits while more records than this are not yet scored")->check(CLI::Range(100, 10000000))->capture_default_str();
   eval_csic->add_option("--env", eval_envs, "KEY=VALUE for every service, e.g. IMMUNIZER_ANALYZE_RISK=0.001");
 
+  const OpsCommands ops = add_ops_commands(app);
+
   CLI11_PARSE(app, argc, argv);
+  if (const auto rc = run_ops_command(ops, std::cout, std::cerr)) return *rc;
   if (eval_csic->parsed()) {
     if (!env_assignments("immunizer eval csic", eval_envs, &ev.env)) return 2;
     return eval_csic_command(ev);

@@ -47,6 +47,12 @@ class Config {
   // The environment variable that overrides `key`: "a.b_c" -> "IMMUNIZER_A_B_C".
   std::string env_name(const std::string& key) const;
 
+  // Checking mode (`--check-config`): a bad value no longer throws; the getter records the
+  // error (naming the key) and returns the default, and reject_unknown() records one error
+  // per unknown key, so a check can print every error at once.
+  void collect_errors() { collect_ = true; }
+  const std::vector<std::string>& errors() const { return errors_; }
+
  private:
   const std::string* lookup(const std::string& key) const;
   std::map<std::string, std::string> values_;  // file + flags, dotted keys
@@ -54,6 +60,15 @@ class Config {
   std::string env_prefix_;
   mutable std::set<std::string> read_;
   mutable std::map<std::string, std::string> env_cache_;
+  bool collect_ = false;
+  mutable std::vector<std::string> errors_;
+  // Throws ConfigError(what), or in checking mode records it and returns `def`.
+  template <class T>
+  T fail(std::string what, T def) const {
+    if (!collect_) throw ConfigError(what);
+    errors_.push_back(std::move(what));
+    return def;
+  }
 };
 
 }  // namespace immunizer::common

@@ -1,0 +1,152 @@
+// C API (immunizer/effector.h) over the C++ core. Nothing here throws across the C boundary.
+#include "immunizer/effector.h"
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+
+#include "immunizer/effector/effector.hpp"
+#include "immunizer/v1/control.pb.h"
+#include "immunizer/version.hpp"
+
+using immunizer::effector::Effector;
+using immunizer::effector::EffectorConfig;
+using immunizer::effector::PrincipalView;
+
+struct immunizer_effector {
+  std::shared_ptr<Effector> effector;
+};
+
+namespace {
+
+std::string_view sv(const char* s, size_t n) { return s ? std::string_view(s, n) : std::string_view(); }
+std::string_view sv(const char* s) { return s ? std::string_view(s) : std::string_view(); }
+
+void write_err(char* err, size_t n, const char* what) {
+  if (err && n) std::snprintf(err, n, "%s", what);
+}
+
+immunizer_effector* make(const char* app, const char* execute_address, const char* signing_key, char* err,
+                         size_t err_size) {
+  try {
+    EffectorConfig cfg = EffectorConfig::from_env();
+    if (app) cfg.app = app;
+    if (execute_address) cfg.execute_address = execute_address;
+    if (signing_key) cfg.signing_key = signing_key;
+    auto h = std::make_unique<immunizer_effector>();
+    h->effector = Effector::create(std::move(cfg));
+    return h.release();
+  } catch (const std::exception& e) {
+    write_err(err, err_size, e.what());
+  } catch (...) {
+    write_err(err, err_size, "unknown error");
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* immunizer_effector_version(void) { return IMMUNIZER_VERSION; }
+
+immunizer_effector* immunizer_effector_new_from_env(const char* app, char* err, size_t err_size) {
+  return make(app, nullptr, nullptr, err, err_size);
+}
+
+immunizer_effector* immunizer_effector_new(const char* app, const char* execute_address, const char* signing_key,
+                                           char* err, size_t err_size) {
+  return make(app, execute_address, signing_key, err, err_size);
+}
+
+void immunizer_effector_start(immunizer_effector* e) {
+  if (!e) return;
+  try {
+    e->effector->start();
+  } catch (...) {
+  }
+}
+
+void immunizer_effector_stop(immunizer_effector* e) {
+  if (!e) return;
+  try {
+    e->effector->stop();
+  } catch (...) {
+  }
+}
+
+void immunizer_effector_free(immunizer_effector* e) {
+  if (!e) return;
+  immunizer_effector_stop(e);
+  delete e;
+}
+
+int immunizer_effector_allows(const immunizer_effector* e, const char* user, size_t user_len, const char* session,
+                              size_t session_len, const char* ip, size_t ip_len, const char* call, size_t call_len) {
+  if (!e) return 1;
+  return e->effector->allows(PrincipalView(sv(user, user_len), sv(session, session_len), sv(ip, ip_len)),
+                             sv(call, call_len))
+             ? 1
+             : 0;
+}
+
+int immunizer_effector_allows_z(const immunizer_effector* e, const char* user, const char* session, const char* ip,
+                                const char* call) {
+  if (!e) return 1;
+  return e->effector->allows(PrincipalView(sv(user), sv(session), sv(ip)), sv(call)) ? 1 : 0;
+}
+
+int immunizer_effector_apply(immunizer_effector* e, const void* directive, size_t len, char* reason,
+                             size_t reason_size) {
+  if (!e) {
+    write_err(reason, reason_size, "no effector");
+    return 0;
+  }
+  try {
+    immunizer::v1::Directive d;
+    if (!directive || len > static_cast<size_t>(INT32_MAX) || !d.ParseFromArray(directive, static_cast<int>(len))) {
+      write_err(reason, reason_size, "not a serialized immunizer.v1.Directive");
+      return 0;
+    }
+    std::string why;
+    if (e->effector->apply(d, &why)) return 1;
+    write_err(reason, reason_size, why.c_str());
+  } catch (const std::exception& ex) {
+    write_err(reason, reason_size, ex.what());
+  } catch (...) {
+    write_err(reason, reason_size, "unknown error");
+  }
+  return 0;
+}
+
+int immunizer_effector_connected(const immunizer_effector* e) { return e && e->effector->connected() ? 1 : 0; }
+
+void immunizer_effector_get_stats(const immunizer_effector* e, immunizer_effector_stats* out) {
+  if (!out) return;
+  std::memset(out, 0, sizeof *out);
+  if (!e) return;
+  try {
+    const auto s = e->effector->stats();
+    out->connected = s.connected ? 1 : 0;
+    out->connects = s.connects;
+    out->connect_failures = s.connect_failures;
+    out->directives = s.directives;
+    out->applied = s.applied;
+    out->revoked = s.revoked;
+    out->duplicates = s.duplicates;
+    out->ignored = s.ignored;
+    out->rejected_signature = s.rejected_signature;
+    out->rejected_expired = s.rejected_expired;
+    out->rejected_replay = s.rejected_replay;
+    out->rejected_invalid = s.rejected_invalid;
+    out->expired_actions = s.expired_actions;
+    out->stale_actions = s.stale_actions;
+    out->denied = s.denied;
+    out->active_actions = s.active_actions;
+  } catch (...) {
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Out-of-tree consumer test. MODE install: `cmake --install` of BUILD into a temporary prefix;
+# MODE deb: the .deb packages CPack makes from BUILD, unpacked with dpkg -x into a temporary
+# root. Then, against that tree only: a separate CMake project (tests/install/consumer) with
+# find_package(Immunizer CONFIG REQUIRED) links both agents (shared, static, C), the C
+# example is also built with the C compiler and pkg-config alone, and each program runs
+# against the installed embedded broker and execute: its records must reach the calls topic
+# and a block issued with the installed `immunizer block` must reach its effector.
+#   run_consumer.sh MODE BUILD_DIR SOURCE_DIR WORK_DIR
+set -euo pipefail
+mode=$1 build=$2 src=$3 work=$4
+rm -rf "$work"
+mkdir -p "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$work"/*.log; do echo "--- $f"; tail -n 20 "$f"; done >&2
+  exit 1
+}
+# wait_for FILE REGEX SECONDS
+wait_for() {
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -Eq "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+case $mode in
+  install)
+    cmake --install "$build" --prefix "$work/prefix" >"$work/install.log"
+    prefix=$work/prefix
+    ;;
+  deb)
+    cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work/debs" >"$work/cpack.log" 2>&1 || fail "cpack"
+    for pkg in immunizer-agents immunizer-agents-dev immunizer-services; do
+      deb=$(ls "$work"/debs/${pkg}_*.deb 2>/dev/null | head -n 1)
+      [[ -n $deb ]] || fail "no $pkg package in $work/debs"
+      dpkg-deb --field "$deb" Package Version Depends | sed "s|^|$pkg: |"
+      dpkg -x "$deb" "$work/root"
+    done
+    prefix=$work/root/usr
+    ;;
+  *) echo "usage: $0 install|deb BUILD_DIR SOURCE_DIR WORK_DIR" >&2; exit 2 ;;
+esac
+
+config=$(find "$prefix" -name ImmunizerConfig.cmake | head -n 1)
+[[ -n $config ]] || fail "no ImmunizerConfig.cmake under $prefix"
+libdir=$(dirname "$(dirname "$(dirname "$config")")")
+for f in "$libdir"/libimmunizer-sensor.so.* "$libdir"/libimmunizer-effector.a "$libdir/pkgconfig/immunizer-sensor.pc" \
+         "$libdir/pkgconfig/immunizer-effector.pc" "$prefix/include/immunizer/effector.h" \
+         "$prefix/include/immunizer/version.hpp" "$prefix/bin/immunizer-execute"; do
+  [[ -e $f ]] || fail "missing $f"
+done
+readelf -d "$libdir/libimmunizer-effector.so" | grep -q "SONAME.*libimmunizer-effector.so.[0-9]" || fail "no SONAME"
+
+# --- build the consumers against the installed tree only ------------------------------------
+cmake -S "$src/tests/install/consumer" -B "$work/consumer" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF >"$work/consumer-configure.log" 2>&1 ||
+  fail "consumer configure"
+grep -q "Immunizer .* from $prefix" "$work/consumer-configure.log" || fail "Immunizer not found in $prefix"
+cmake --build "$work/consumer" -j2 >"$work/consumer-build.log" 2>&1 || fail "consumer build"
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+cc -std=c99 -o "$work/c_pkgconfig" "$src/examples/c_effector/main.c" \
+  $(pkg-config --cflags --libs immunizer-sensor immunizer-effector) >"$work/pkgconfig-build.log" 2>&1 ||
+  fail "C example with pkg-config"
+[[ $(pkg-config --modversion immunizer-effector) == "$(sed -n 's/^#define IMMUNIZER_VERSION "\(.*\)"/\1/p' "$prefix/include/immunizer/version.hpp")" ]] ||
+  fail "pkg-config version differs from version.hpp"
+
+# --- run them against the installed broker and execute ---------------------------------------
+bin=$prefix/bin
+export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+"$bin/immunizer" broker >"$work/broker.log" 2>&1 &
+pids+=($!)
+wait_for "$work/broker.log" '^bootstrap=' 30 || fail "broker did not start"
+export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$work/broker.log" | head -n 1)
+grpc_port=$(free_port)
+export IMMUNIZER_SECURITY_SIGNING_KEY=$(head -c 32 /dev/urandom | base64) IMMUNIZER_SECURITY_KEY_ID=k1
+export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:$grpc_port
+IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$grpc_port IMMUNIZER_HTTP_LISTEN=127.0.0.1 IMMUNIZER_HTTP_PORT=0 \
+  "$bin/immunizer-execute" >"$work/execute.log" 2>&1 &
+pids+=($!)
+for ((i = 0; i < 300; i++)); do
+  "$bin/immunizer" list >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$bin/immunizer" list >/dev/null || fail "execute not answering at $IMMUNIZER_EXECUTE_ADDRESS"
+
+calls_messages() { "$bin/immunizer" topics | awk '$1 == "immunizer.calls" { print $3 }'; }
+
+# run_one NAME PROGRAM ARGS...: records, waits for a block from execute.
+run_one() {
+  local name=$1
+  shift
+  local before after id rc=0
+  before=$(calls_messages)
+  CONSUMER_CALLS=40 "$@" >"$work/$name.log" 2>&1 &
+  local pid=$!
+  pids+=($pid)
+  wait_for "$work/$name.log" '^(requests|recorded)=' 40 || fail "$name: no records sent"
+  id=$("$bin/immunizer" block --user mallory --ttl-ms 60000 --reason "install test: $name") || fail "$name: block"
+  wait "$pid" || rc=$?
+  [[ $rc == 0 ]] || fail "$name exited $rc"
+  grep -q '^blocked' "$work/$name.log" || fail "$name: block did not arrive"
+  after=$(calls_messages)
+  ((after > before)) || fail "$name: no new messages on immunizer.calls ($before -> $after)"
+  "$bin/immunizer" unblock "$id" >/dev/null || fail "$name: unblock $id"
+  echo "$name: $(grep -E '^(requests|recorded)=' "$work/$name.log"); immunizer.calls $before -> $after; $(grep '^blocked' "$work/$name.log")"
+}
+run_one consumer "$work/consumer/consumer"
+run_one consumer_static "$work/consumer/consumer_static"
+run_one consumer_c "$work/consumer/consumer_c" 40 --wait-block 60
+run_one c_pkgconfig "$work/c_pkgconfig" 40 --wait-block 60
+echo "OK ($mode): consumer, consumer_static, consumer_c and c_pkgconfig built against $prefix, records arrived, blocks reached them"
