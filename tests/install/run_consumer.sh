@@ -84,6 +84,9 @@ export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$work/broker.log" 
 grpc_port=$(free_port)
 export IMMUNIZER_SECURITY_SIGNING_KEY=$(head -c 32 /dev/urandom | base64) IMMUNIZER_SECURITY_KEY_ID=k1
 export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:$grpc_port
+# execute enforces plans signed by a trusted plan key; no plan runs here, but it needs one.
+openssl genpkey -algorithm ed25519 2>/dev/null | openssl pkey -pubout >"$work/plan.pub.pem" || fail "openssl genpkey"
+export IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS=$work/plan.pub.pem
 IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$grpc_port IMMUNIZER_HTTP_LISTEN=127.0.0.1 IMMUNIZER_HTTP_PORT=0 \
   "$bin/immunizer-execute" >"$work/execute.log" 2>&1 &
 pids+=($!)
