@@ -90,7 +90,8 @@ export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:$grpc_port
 # execute enforces plans signed by a trusted plan key; no plan runs here, but it needs one.
 openssl genpkey -algorithm ed25519 2>/dev/null | openssl pkey -pubout >"$work/plan.pub.pem" || fail "openssl genpkey"
 export IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS=$work/plan.pub.pem
-IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$grpc_port IMMUNIZER_HTTP_LISTEN=127.0.0.1 IMMUNIZER_HTTP_PORT=0 \
+http_port=$(free_port)
+IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$grpc_port IMMUNIZER_HTTP_LISTEN=127.0.0.1 IMMUNIZER_HTTP_PORT=$http_port \
   "$bin/immunizer-execute" >"$work/execute.log" 2>&1 &
 pids+=($!)
 for ((i = 0; i < 300; i++)); do
@@ -98,6 +99,18 @@ for ((i = 0; i < 300; i++)); do
   sleep 0.1
 done
 "$bin/immunizer" list >/dev/null || fail "execute not answering at $IMMUNIZER_EXECUTE_ADDRESS"
+
+# `immunizer status`: execute ready, its loss counters and version; a dead port is reported.
+for ((i = 0; i < 100; i++)); do
+  "$bin/immunizer" status --service execute=http://127.0.0.1:$http_port >"$work/status.log" 2>&1 && break
+  sleep 0.1
+done
+grep -Eq "^execute +ready .* lag [0-9]+ .*version [0-9]" "$work/status.log" || fail "immunizer status: $(cat "$work/status.log")"
+if "$bin/immunizer" status --service gone=http://127.0.0.1:1 >"$work/status-dead.log" 2>&1 ||
+   ! grep -q "gone .*unreachable" "$work/status-dead.log"; then
+  fail "immunizer status did not report an unreachable service"
+fi
+echo "status: $(head -n 1 "$work/status.log")"
 
 calls_messages() { "$bin/immunizer" topics | awk '$1 == "immunizer.calls" { print $3 }'; }
 
