@@ -2,6 +2,8 @@
 
 #include <random>
 
+#include "immunizer/crypto/ed25519.hpp"
+
 namespace immunizer::common {
 
 std::string random_id() {
@@ -17,6 +19,16 @@ std::string random_id() {
     }
   }
   return s;
+}
+
+std::string derived_id(std::initializer_list<std::string_view> parts) {
+  std::string buf;
+  for (const auto p : parts) {
+    buf += std::to_string(p.size());
+    buf += ':';
+    buf.append(p);
+  }
+  return crypto::sha256_hex(buf).substr(0, 32);
 }
 
 }  // namespace immunizer::common

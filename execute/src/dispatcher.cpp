@@ -15,6 +15,8 @@ constexpr int64_t kNanosPerMilli = 1'000'000;
 constexpr int64_t kAckGraceNanos = 120LL * 1'000'000'000;
 // Action ids remembered per active entry (each extension adds one).
 constexpr size_t kMaxAliases = 256;
+// Plan ids remembered to drop a plan read again (oldest forgotten first).
+constexpr size_t kRecentPlans = 100'000;
 
 std::shared_ptr<spdlog::logger> log() { return common::logger("execute"); }
 
@@ -135,7 +137,12 @@ Dispatcher::Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::C
                          .Name("immunizer_execute_breaker_open")
                          .Help("1 while the circuit breaker stops automatic enforcement")
                          .Register(registry)
-                         .Add({})) {
+                         .Add({})),
+      duplicates_(prometheus::BuildCounter()
+                      .Name("immunizer_duplicates_dropped_total")
+                      .Help("Inputs read again (a replay after a crash or rebalance) and dropped, by what (plan, "
+                            "action)")
+                      .Register(registry)) {
   for (const auto& pem : cfg_.plan_public_keys_pem) plan_keys_.add(crypto::VerifyingKey::from_pem(pem));
   for (const auto& k : cfg_.guard_automatic_actions) {
     if (k == "block") automatic_kinds_.insert(v1::ACTION_BLOCK_PRINCIPAL);
@@ -385,6 +392,19 @@ std::string Dispatcher::enforce_locked(const v1::Action& requested, const std::s
 }
 
 void Dispatcher::on_plan(const v1::Plan& plan) {
+  {
+    std::lock_guard lk(mu_);
+    if (!seen_plans_.insert(plan.id()).second) {
+      duplicates_.Add({{"what", "plan"}}).Increment();
+      log()->debug("plan {} read again; dropped", plan.id());
+      return;
+    }
+    seen_plans_order_.push_back(plan.id());
+    if (seen_plans_order_.size() > kRecentPlans) {
+      seen_plans_.erase(seen_plans_order_.front());
+      seen_plans_order_.pop_front();
+    }
+  }
   if (plan.shadow()) {
     for (int i = 0; i < plan.actions_size(); ++i) count("shadow");
     log()->info("plan {} is shadow: {} action(s) recorded, not enforced", plan.id(), plan.actions_size());
@@ -431,7 +451,10 @@ void Dispatcher::on_plan(const v1::Plan& plan) {
             count("stale");
             break;
           }
-          if (alias_.count(a.id())) break;  // the same action again (a plan read twice): already in force
+          if (alias_.count(a.id())) {  // the same action again (a plan read twice): already in force
+            duplicates_.Add({{"what", "action"}}).Increment();
+            break;
+          }
           v1::Action guarded = a;
           std::string note;
           if (std::string why = guard_locked(plan, guarded, note, now); !why.empty()) {

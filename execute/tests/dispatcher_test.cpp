@@ -256,6 +256,8 @@ TEST_F(DispatcherTest, RepeatedOrStalePlansAreNotDispatchedAgain) {
   d.on_plan(p);
   d.on_plan(p);  // read twice (at-least-once)
   EXPECT_EQ(link->directives().size(), 1u);
+  EXPECT_EQ(metric(registry, "immunizer_duplicates_dropped_total", "what", "plan"), 1);
+  EXPECT_EQ(drained().size(), 1u);  // one DISPATCHED, not two
   auto old = block_plan("p0", "act0", "sess-9", 60'000);
   old.set_created_unix_nanos(clock.now_unix_nanos() - 61'000'000'000LL);
   d.on_plan(old);
@@ -378,6 +380,10 @@ TEST(DispatcherRestart, ActiveDirectivesSurviveARestartAndEndedOnesDoNot) {
   ack.set_directive_id(dir.id());
   ack.set_applied(true);
   d.on_ack(s, ack);
+  // A plan replayed after the restart (same deterministic action id) is dropped as in force.
+  d.on_plan(block_plan("p1", "act1", "sess-1", 60'000));
+  EXPECT_EQ(metric(registry, "immunizer_duplicates_dropped_total", "what", "action"), 1);
+  EXPECT_EQ(link->directives().size(), 1u);
   // Deduplication and Unblock through a folded-in id keep working after the restart.
   d.on_plan(block_plan("p5", "act5", "sess-1", 60'000));
   EXPECT_EQ(d.active_count(), 1u);

@@ -65,7 +65,9 @@ Decision Policy::decide(const v1::Alarm& alarm) {
       });
 
   v1::Plan plan;
-  plan.set_id(common::random_id());
+  // Deterministic: the same alarm read again (a replay after a crash) makes the same plan
+  // and action ids, which execute recognises.
+  plan.set_id(common::derived_id({"plan", alarm.id()}));
   plan.set_alarm_id(alarm.id());
   *plan.mutable_record_id() = alarm.record_id();
   *plan.mutable_principal() = alarm.principal();
@@ -75,7 +77,7 @@ Decision Policy::decide(const v1::Alarm& alarm) {
   plan.set_shadow(cfg_.shadow);
   auto add = [&](v1::ActionKind kind) -> v1::Action& {
     v1::Action& a = *plan.add_actions();
-    a.set_id(common::random_id());
+    a.set_id(common::derived_id({"action", plan.id(), std::to_string(plan.actions_size() - 1)}));
     a.set_kind(kind);
     a.set_target_field(field);
     a.set_target_value(value);

@@ -14,7 +14,12 @@ PlanProcessor::PlanProcessor(PolicyConfig cfg, const common::Topics& topics,
       outcomes_(prometheus::BuildCounter()
                     .Name("immunizer_plans_total")
                     .Help("Alarms handled by the policy, by outcome")
-                    .Register(registry)) {
+                    .Register(registry)),
+      duplicates_(prometheus::BuildCounter()
+                      .Name("immunizer_duplicates_dropped_total")
+                      .Help("Inputs read again (a replay after a crash or rebalance) and dropped, by what")
+                      .Register(registry)
+                      .Add({{"what", "alarm"}})) {
   if (!key_) throw std::invalid_argument("plan: a signing key is required (execute refuses unsigned plans)");
 }
 
@@ -28,6 +33,16 @@ void PlanProcessor::process(const common::Message& m, common::Producer& out) {
   v1::Alarm alarm;
   if (!alarm.ParseFromString(m.payload)) throw common::BadMessage("unparsable_alarm", "not an Alarm");
   if (alarm.id().empty()) throw common::BadMessage("alarm_without_id", "alarm has no id");
+  if (!seen_alarms_.insert(alarm.id()).second) {
+    duplicates_.Increment();
+    outcomes_.Add({{"outcome", "duplicate"}}).Increment();
+    return;
+  }
+  seen_order_.push_back(alarm.id());
+  if (seen_order_.size() > kRecentAlarms) {
+    seen_alarms_.erase(seen_order_.front());
+    seen_order_.pop_front();
+  }
   Decision d = policy_.decide(alarm);
   outcomes_.Add({{"outcome", d.outcome}}).Increment();
   if (!d.plan) return;

@@ -165,3 +165,43 @@ TEST(PlanProcessor, PublishesPlansKeyedByPrincipalAndDeadLettersGarbage) {
   EXPECT_EQ(plan::verify(plan, other), "untrusted_plan_key");
   EXPECT_EQ(out.on(topics.deadletter).size(), 1u);
 }
+
+TEST(PlanProcessor, AnAlarmReadAgainIsDroppedAndAReplayAfterACrashMakesTheSameIds) {
+  common::ManualClock clock;
+  auto topics = common::Topics::with_prefix("t.");
+  auto key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(crypto::generate_ed25519().private_pem));
+  auto run = [&](prometheus::Registry& reg, common::FakeProducer& out, int times) {
+    plan::PlanProcessor proc({}, topics, clock, reg, key);
+    common::FakeConsumer in;
+    common::StreamLoop loop(in, out, proc, {.service = "plan", .deadletter_topic = topics.deadletter}, nullptr);
+    for (int i = 0; i < times; ++i) in.push(topics.alarms, "S9", alarm("S9", 4).SerializeAsString());
+    loop.run_once();
+  };
+  prometheus::Registry reg;
+  common::FakeProducer out;
+  run(reg, out, 2);
+  ASSERT_EQ(out.on(topics.plans).size(), 1u);
+  double dups = 0;
+  for (const auto& fam : reg.Collect())
+    if (fam.name == "immunizer_duplicates_dropped_total")
+      for (const auto& m : fam.metric) dups += m.counter.value;
+  EXPECT_EQ(dups, 1);
+  v1::Plan first;
+  ASSERT_TRUE(first.ParseFromString(out.on(topics.plans)[0].payload));
+  ASSERT_EQ(first.actions_size(), 2);  // block + escalate
+  EXPECT_NE(first.actions(0).id(), first.actions(1).id());
+  // A fresh plan (restarted after a crash) reading the same alarm makes the same ids.
+  prometheus::Registry reg2;
+  common::FakeProducer out2;
+  run(reg2, out2, 1);
+  ASSERT_EQ(out2.on(topics.plans).size(), 1u);
+  v1::Plan second;
+  ASSERT_TRUE(second.ParseFromString(out2.on(topics.plans)[0].payload));
+  EXPECT_EQ(second.id(), first.id());
+  EXPECT_EQ(second.actions(0).id(), first.actions(0).id());
+  EXPECT_EQ(second.actions(1).id(), first.actions(1).id());
+  // Another alarm: other ids.
+  auto d = plan::Policy({}, clock).decide(alarm("S8", 4));
+  ASSERT_TRUE(d.plan);
+  EXPECT_NE(d.plan->id(), first.id());
+}

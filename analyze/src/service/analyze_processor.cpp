@@ -136,7 +136,15 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, 
     if (!verdict.alarm) continue;
 
     v1::Alarm a;
-    a.set_id(common::random_id());
+    // Deterministic: a replay after a crash raises the same alarm, which downstream drops.
+    // The model version is the feature schema version (what a replayed vector is scored
+    // under; the fit count may differ when the restored snapshot is newer than the offsets).
+    const auto& rid = v.record_id();
+    if (rid.app().empty() && rid.instance().empty() && rid.seq() == 0)
+      a.set_id(common::random_id());  // no identity to derive from
+    else
+      a.set_id(common::derived_id({"alarm", rid.app(), rid.instance(), std::to_string(rid.seq()), v.model_key(),
+                                   std::to_string(v.schema().version())}));
     *a.mutable_record_id() = v.record_id();
     a.set_model_key(v.model_key());
     *a.mutable_principal() = v.principal();

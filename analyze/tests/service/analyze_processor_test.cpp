@@ -80,6 +80,19 @@ TEST(AnalyzeProcessor, LearnsThenAlarmsOnOutlierWithExplanation) {
   EXPECT_EQ(a.labels().at("trace"), "1000");
   ASSERT_EQ(a.values_size(), 8) << "the alarm carries its vector for feedback";
   EXPECT_DOUBLE_EQ(a.values(0), 40.0);
+  // The same vector read again (a replay after a crash) raises the alarm under the same id,
+  // so downstream can drop it; another record gets another id.
+  f.in.push(f.topics.features, "k", vec(1000, 40.0, 40.0, "attacker", 25.0).SerializeAsString());
+  f.in.push(f.topics.features, "k", vec(1001, 40.0, 40.0, "attacker", 25.0).SerializeAsString());
+  f.loop.run_once();
+  alarms = f.out.on(f.topics.alarms);
+  ASSERT_EQ(alarms.size(), false_alarms + 3);
+  v1::Alarm again, other;
+  ASSERT_TRUE(again.ParseFromString(alarms[alarms.size() - 2].payload));
+  ASSERT_TRUE(other.ParseFromString(alarms.back().payload));
+  EXPECT_EQ(again.id(), a.id());
+  EXPECT_NE(other.id(), a.id());
+  EXPECT_EQ(a.id().size(), 32u);
 
   // An analyst's "false positive" on that alarm reaches the model (as the dashboard sends it).
   v1::Feedback fb;

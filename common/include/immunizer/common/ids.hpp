@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 namespace immunizer::common {
 
@@ -15,6 +17,11 @@ inline int64_t now_unix_nanos() {
 
 // 128 random bits as 32 hex characters.
 std::string random_id();
+
+// 32 hex characters (128 bits of SHA-256) determined by `parts` (each length-prefixed, so
+// ("ab","c") and ("a","bc") differ). For ids that a replay after a crash must reproduce:
+// an alarm's from its record id, model key and model version; a plan's from its alarm's.
+std::string derived_id(std::initializer_list<std::string_view> parts);
 
 // Injected time source, so tests control TTLs and grace periods.
 class Clock {

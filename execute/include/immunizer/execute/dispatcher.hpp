@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "immunizer/common/ids.hpp"
@@ -63,7 +64,8 @@ class Dispatcher {
   // counted in immunizer_execute_plans_refused_total. Call before on_plan.
   std::string admit(const v1::Plan& plan);
   // Enforces every action of a non-shadow plan under the guard policy; LOG/ESCALATE are only
-  // recorded. The plan is assumed admitted (see admit()).
+  // recorded. The plan is assumed admitted (see admit()). A plan id handled recently, or an
+  // action already in force, is dropped and counted (immunizer_duplicates_dropped_total).
   void on_plan(const v1::Plan& plan);
   // Manual action (Operations.Block); returns its action id. Throws InvalidRequest.
   std::string block(const v1::BlockRequest& req);
@@ -149,6 +151,9 @@ class Dispatcher {
   };
   std::vector<Out> outbox_;
 
+  std::unordered_set<std::string> seen_plans_;  // plan ids recently handled (a plan read again is dropped)
+  std::deque<std::string> seen_plans_order_;
+
   crypto::KeyRing plan_keys_;
   std::set<v1::ActionKind> automatic_kinds_;  // enforcing kinds automatic plans may ask for
   std::deque<int64_t> automatic_blocks_;       // times of new automatic blocks, last minute
@@ -164,6 +169,7 @@ class Dispatcher {
   prometheus::Family<prometheus::Counter>& plans_refused_;
   prometheus::Family<prometheus::Counter>& guard_;
   prometheus::Gauge& breaker_gauge_;
+  prometheus::Family<prometheus::Counter>& duplicates_;
 };
 
 // ModelSnapshot.kind of execute's persisted active entries on the models topic.

@@ -5,6 +5,10 @@
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
+#include <deque>
+#include <string>
+#include <unordered_set>
+
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/crypto/ed25519.hpp"
@@ -18,12 +22,17 @@ class PlanProcessor final : public common::Processor {
                 prometheus::Registry& registry, std::shared_ptr<const crypto::SigningKey> key);
   void process(const common::Message& m, common::Producer& out) override;
   Policy& policy() { return policy_; }
+  // Alarm ids remembered to drop an alarm read again (oldest forgotten first).
+  static constexpr size_t kRecentAlarms = 100'000;
 
  private:
   Policy policy_;
   common::Topics topics_;
   std::shared_ptr<const crypto::SigningKey> key_;
   prometheus::Family<prometheus::Counter>& outcomes_;
+  prometheus::Counter& duplicates_;
+  std::unordered_set<std::string> seen_alarms_;
+  std::deque<std::string> seen_order_;
 };
 
 }  // namespace immunizer::plan
