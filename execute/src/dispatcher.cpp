@@ -267,7 +267,8 @@ void Dispatcher::persist_locked(const std::string& primary, const Active* a) {
     snap.set_state(m.SerializeAsString());
   }
   // State is what survives a restart: never dropped for queue limits.
-  outbox_.push_back({topics_.models, common::snapshot_key(kSnapshotKind, primary), snap.SerializeAsString()});
+  (state_sink_ ? state_outbox_ : outbox_)
+      .push_back({topics_.models, common::snapshot_key(kSnapshotKind, primary), snap.SerializeAsString()});
 }
 
 size_t Dispatcher::restore(const std::map<std::string, v1::ModelSnapshot>& snapshots) {
@@ -493,6 +494,9 @@ std::string Dispatcher::block(const v1::BlockRequest& req) {
     id = enforce_locked(a, "", "", 0, "manual" + (req.reason().empty() ? "" : ": " + req.reason()), overflowed);
   }
   close_all(overflowed);
+  // Acknowledged only once durable: a restart right after the answer keeps the block.
+  if (!flush_state())
+    throw std::runtime_error("block " + id + " is in force but its state was not persisted by Kafka in time");
   return id;
 }
 
@@ -529,6 +533,8 @@ bool Dispatcher::unblock(const std::string& action_id) {
     log()->info("revoked action {} ({} {})", primary, kind_label(d.action().kind()), target_text(d.action()));
   }
   close_all(overflowed);
+  if (!flush_state())
+    throw std::runtime_error("unblock of " + action_id + " is done but its state was not persisted by Kafka in time");
   return true;
 }
 
@@ -663,7 +669,50 @@ size_t Dispatcher::drain(common::Producer& out) {
     outs.swap(outbox_);
   }
   for (const auto& o : outs) out.produce(o.topic, o.key, o.payload);
-  return outs.size();
+  size_t n = outs.size();
+  if (state_sink_) {
+    std::lock_guard sl(state_mu_);
+    {
+      std::lock_guard lk(mu_);
+      n += state_outbox_.size();
+    }
+    produce_state();
+  }
+  return n;
+}
+
+void Dispatcher::set_state_sink(common::Producer* sink, std::chrono::milliseconds timeout) {
+  std::lock_guard sl(state_mu_);
+  std::lock_guard lk(mu_);
+  state_sink_ = sink;
+  state_timeout_ = timeout;
+}
+
+void Dispatcher::produce_state() {
+  std::vector<Out> outs;
+  {
+    std::lock_guard lk(mu_);
+    if (repersist_all_) {
+      // A flush failed: what it carried may be lost; the current state of every entry again.
+      repersist_all_ = false;
+      for (const auto& [primary, a] : active_) persist_locked(primary, &a);
+    }
+    outs.swap(state_outbox_);
+  }
+  for (const auto& o : outs) state_sink_->produce(o.topic, o.key, o.payload);
+}
+
+bool Dispatcher::flush_state() {
+  if (!state_sink_) return true;
+  std::lock_guard sl(state_mu_);
+  produce_state();
+  const common::FlushResult r = state_sink_->flush(state_timeout_);
+  if (r.ok()) return true;
+  log()->error("active-action state not acknowledged by Kafka ({} failed, {}); it is written again",
+               r.failed, r.complete ? "delivery failed" : "timed out");
+  std::lock_guard lk(mu_);
+  repersist_all_ = true;
+  return false;
 }
 
 size_t Dispatcher::active_count() const {

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
         dispatcher.restore(common::read_snapshots(ctx.kafka, ctx.topics.models, execute::kSnapshotKind,
                                                   std::chrono::milliseconds(cfg.restore_timeout_ms)));
       }
+      // Active-action state on its own producer: a manual Block answers once it is acknowledged.
+      auto state_producer = common::make_kafka_producer(ctx.kafka, "execute-state", &metrics);
+      dispatcher.set_state_sink(state_producer.get(), std::chrono::seconds(5));
       execute::ControlServer server(dispatcher, cfg);
       server.start();
       auto producer = common::make_kafka_producer(ctx.kafka, "execute", &metrics);
@@ -37,6 +40,7 @@ int main(int argc, char** argv) {
       // Events from acks that arrived while the loop was draining.
       dispatcher.drain(*producer);
       if (!producer->flush(std::chrono::seconds(10)).ok()) ctx.log->error("final flush of action events incomplete");
+      if (!dispatcher.flush_state()) ctx.log->error("final flush of active-action state incomplete");
     };
   });
 }

@@ -16,6 +16,13 @@ void ExecuteProcessor::process(const common::Message& m, common::Producer& out) 
   dispatcher_.drain(out);
 }
 
+void ExecuteProcessor::process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                                     const Reject& reject) {
+  common::Processor::process_batch(batch, out, reject);
+  if (!dispatcher_.flush_state())
+    throw std::runtime_error("state of the batch's actions not acknowledged by Kafka");
+}
+
 void ExecuteProcessor::tick(common::Producer& out) {
   dispatcher_.expire();
   dispatcher_.drain(out);

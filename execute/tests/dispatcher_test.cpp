@@ -397,3 +397,80 @@ TEST(DispatcherRestart, ActiveDirectivesSurviveARestartAndEndedOnesDoNot) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(DispatcherDurability, ManualBlockReturnsOnlyOnceItsStateIsAcknowledgedAndSurvivesARestart) {
+  common::ManualClock clock;
+  const auto topics = common::Topics::with_prefix("t.");
+  prometheus::Registry registry;
+  Dispatcher d(test_config(), topics, clock, registry);
+  common::FakeProducer sink;
+  d.set_state_sink(&sink, 1s);
+  v1::BlockRequest req;
+  req.set_field(v1::PRINCIPAL_FIELD_IP);
+  req.set_value("10.0.0.9");
+  req.set_ttl_millis(600'000);
+  const std::string id = d.block(req);
+  // Acknowledged (flushed) before block() returned: nothing left pending.
+  EXPECT_TRUE(sink.pending.empty());
+  const auto state = latest_snapshots(sink, topics.models);
+  ASSERT_EQ(state.size(), 1u);
+  EXPECT_EQ(state.begin()->second.model_key(), id);
+  // Events still go with the stream loop's producer, not the state sink.
+  common::FakeProducer out;
+  d.drain(out);
+  out.flush(0ms);
+  EXPECT_TRUE(out.on(topics.models).empty());
+  EXPECT_EQ(of_type(events(out, topics.actions), v1::ACTION_EVENT_DISPATCHED).size(), 1u);
+
+  // Kafka does not acknowledge: the caller is told, and the state is written again later.
+  sink.fail_next_flush = true;
+  v1::BlockRequest other = req;
+  other.set_value("10.0.0.10");
+  EXPECT_THROW(d.block(other), std::runtime_error);
+  EXPECT_EQ(d.active_count(), 2u);  // in force meanwhile
+  EXPECT_TRUE(d.flush_state());
+  EXPECT_EQ(latest_snapshots(sink, topics.models).size(), 2u);
+
+  // kill -9 right after: a new execute takes both back with their expiry.
+  clock.advance(60s);
+  prometheus::Registry registry2;
+  Dispatcher again(test_config(), topics, clock, registry2);
+  EXPECT_EQ(again.restore(latest_snapshots(sink, topics.models)), 2u);
+  const auto listed = again.list_active();
+  ASSERT_EQ(listed.actions_size(), 2);
+  for (const auto& a : listed.actions())
+    EXPECT_EQ(a.expires_unix_nanos(), clock.now_unix_nanos() - 60'000'000'000LL + 600'000'000'000LL);
+
+  // Unblock is durable too.
+  EXPECT_TRUE(d.unblock(id));
+  EXPECT_TRUE(sink.pending.empty());
+  prometheus::Registry registry3;
+  Dispatcher third(test_config(), topics, clock, registry3);
+  EXPECT_EQ(third.restore(latest_snapshots(sink, topics.models)), 1u);
+}
+
+TEST(DispatcherDurability, APlanBatchIsReadAgainWhenItsStateIsNotAcknowledged) {
+  common::ManualClock clock;
+  prometheus::Registry registry;
+  const auto topics = common::Topics::with_prefix("t.");
+  Dispatcher d(test_config(), topics, clock, registry);
+  common::FakeProducer sink;
+  d.set_state_sink(&sink, 1s);
+  ExecuteProcessor proc(d);
+  common::FakeConsumer in;
+  common::FakeProducer out;
+  common::StreamLoop loop(in, out, proc, {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
+  in.push(topics.plans, "s", signed_plan(block_plan("p1", "act1", "sess-1", 60'000)).SerializeAsString());
+  sink.fail_next_flush = true;
+  loop.run_once();
+  EXPECT_EQ((in.committed[{topics.plans, 0}]), 0) << "committed although its state was not acknowledged";
+  EXPECT_TRUE(latest_snapshots(sink, topics.models).empty());
+  loop.run_once();  // read again: the plan is known, its state is written again
+  EXPECT_EQ((in.committed[{topics.plans, 0}]), 1);
+  EXPECT_EQ(latest_snapshots(sink, topics.models).size(), 1u);
+  EXPECT_EQ(d.active_count(), 1u);
+}
+
+}  // namespace

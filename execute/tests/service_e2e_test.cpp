@@ -14,6 +14,7 @@
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/mock_broker.hpp"
 #include "immunizer/effector/directive_signing.hpp"
+#include "immunizer/v1/control.grpc.pb.h"
 #include "fake_effector.hpp"
 #include "test_util.hpp"
 
@@ -62,6 +63,12 @@ class Child {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
+  }
+  // SIGKILL: a crash, nothing flushed or committed on the way out.
+  void kill9() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
   }
   // SIGTERM, then the exit code (-1 when it did not exit within the deadline).
   int terminate(std::chrono::seconds deadline = 30s) {
@@ -149,7 +156,39 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   FakeEffector eff2(port2, "shop", "e2e");
   ASSERT_TRUE(eff2.wait_for(1, 30s)) << slurp(log2);
   EXPECT_EQ(eff2.directives()[0].id(), d.id());
-  EXPECT_EQ(again.terminate(), 0) << slurp(log2);
+
+  // A manual Block is answered only once its state is acknowledged by Kafka: kill -9 right
+  // after the answer, and the next execute still has it, with its TTL.
+  auto ops = v1::Operations::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port2), grpc::InsecureChannelCredentials()));
+  v1::BlockRequest req;
+  req.set_field(v1::PRINCIPAL_FIELD_IP);
+  req.set_value("203.0.113.7");
+  req.set_ttl_millis(600'000);
+  v1::BlockResponse resp;
+  grpc::ClientContext bctx;
+  bctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  const int64_t before = common::now_unix_nanos();
+  ASSERT_TRUE(ops->Block(&bctx, req, &resp).ok()) << slurp(log2);
+  const int64_t after = common::now_unix_nanos();
+  again.kill9();  // at once
+  const std::string log3 = log_path + ".3";
+  Child third(args, log3);
+  const int port3 = await_port(log3);
+  ASSERT_GT(port3, 0) << slurp(log3);
+  FakeEffector eff3(port3, "shop", "e2e");
+  ASSERT_TRUE(eff3.wait_for(2, 30s)) << slurp(log3);
+  bool kept = false;
+  for (const auto& dir : eff3.directives())
+    if (dir.action().id() == resp.action_id()) {
+      kept = true;
+      EXPECT_GE(dir.expires_unix_nanos(), before + 600'000'000'000LL) << "the TTL is kept";
+      EXPECT_LE(dir.expires_unix_nanos(), after + 600'000'000'000LL) << "the TTL is kept";
+      EXPECT_TRUE(effector::verify(dir, kKey));
+    }
+  EXPECT_TRUE(kept) << "the manual block vanished with the crash\n" << slurp(log3);
+  EXPECT_EQ(third.terminate(), 0) << slurp(log3);
+  std::remove(log3.c_str());
   std::remove(log_path.c_str());
   std::remove(log2.c_str());
   std::remove(plan_pub.c_str());

@@ -13,6 +13,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -67,9 +68,20 @@ class Dispatcher {
   // recorded. The plan is assumed admitted (see admit()). A plan id handled recently, or an
   // action already in force, is dropped and counted (immunizer_duplicates_dropped_total).
   void on_plan(const v1::Plan& plan);
-  // Manual action (Operations.Block); returns its action id. Throws InvalidRequest.
+  // Where the state of active entries goes (<prefix>models), apart from the action events: a
+  // producer of its own, so that a manual Block/Unblock returns only once its state is
+  // produced and acknowledged by Kafka (within `timeout`), and a restart right after keeps it.
+  // Unset (tests): state goes out with the events in drain(). Call before any traffic.
+  void set_state_sink(common::Producer* sink, std::chrono::milliseconds timeout);
+  // With a state sink: waits until every state record queued so far is acknowledged; false
+  // when not (then every active entry is persisted again with the next drain).
+  bool flush_state();
+  // Manual action (Operations.Block); returns its action id once persisted. Throws
+  // InvalidRequest, or std::runtime_error when its state could not be persisted in time (the
+  // action is in force meanwhile, but the caller is not told it is durable).
   std::string block(const v1::BlockRequest& req);
-  // Revokes the active action with this id (or one folded into it); false when none.
+  // Revokes the active action with this id (or one folded into it); false when none. Returns
+  // once persisted, like block().
   bool unblock(const std::string& action_id);
   v1::ListActiveResponse list_active() const;
 
@@ -150,6 +162,12 @@ class Dispatcher {
     std::string topic, key, payload;
   };
   std::vector<Out> outbox_;
+  std::vector<Out> state_outbox_;      // with a state sink: state records not yet produced
+  std::mutex state_mu_;                // taken before mu_: one writer of state at a time, in order
+  common::Producer* state_sink_ = nullptr;
+  std::chrono::milliseconds state_timeout_{5000};
+  bool repersist_all_ = false;         // a state flush failed: persist every active entry again
+  void produce_state();                // state_outbox_ -> state_sink_ (state_mu_ held)
 
   std::unordered_set<std::string> seen_plans_;  // plan ids recently handled (a plan read again is dropped)
   std::deque<std::string> seen_plans_order_;

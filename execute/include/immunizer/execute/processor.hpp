@@ -14,6 +14,10 @@ class ExecuteProcessor final : public common::Processor {
   // Throws common::BadMessage for a payload that is not a Plan, or a Plan without a valid
   // signature by a trusted plan key (it becomes a dead letter; nothing of it is enforced).
   void process(const common::Message& m, common::Producer& out) override;
+  // process() per plan, then waits for the dispatcher's state records (a plan's blocks) to be
+  // acknowledged; throws when they are not, so the batch is read again and not committed.
+  void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                     const Reject& reject) override;
   void tick(common::Producer& out) override;
   void drain(common::Producer& out) override;
 
