@@ -4,7 +4,10 @@ PRESET ?= release
 BUILD  := build/$(PRESET)
 JOBS   ?= 2
 
-.PHONY: deps build test test-unit test-e2e demo bench clean
+.PHONY: deps build test test-unit test-e2e test-asan fuzz fuzz-build demo bench clean
+# `make fuzz`: seconds per fuzz target; `make test` runs each for FUZZ_SMOKE_SECONDS.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 15
 
 deps:
 	scripts/deps.sh
@@ -24,6 +27,21 @@ test-unit: build
 
 test-e2e: build
 	cd $(BUILD) && ctest --output-on-failure -L e2e
+
+# Unit and e2e tests built with the asan preset (GCC, ASan + UBSan).
+test-asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build build/asan -j$(JOBS)
+	cd build/asan && ctest --output-on-failure -j$(JOBS) -LE e2e
+	cd build/asan && ctest --output-on-failure -L e2e
+
+# libFuzzer targets (fuzz/, clang-14, ASan + UBSan), a build of their own.
+fuzz-build: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build build/fuzz -j$(JOBS) --target fuzz_all
+
+fuzz: fuzz-build
+	fuzz/run.sh build/fuzz $(FUZZ_SECONDS)
 
 demo: build
 	$(BUILD)/bin/immunizer up --demo

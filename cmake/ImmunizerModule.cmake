@@ -9,6 +9,19 @@ if(IMMUNIZER_SANITIZE)
   add_compile_options(-fsanitize=${IMMUNIZER_SANITIZE} -fno-omit-frame-pointer)
   add_link_options(-fsanitize=${IMMUNIZER_SANITIZE})
 endif()
+# The `fuzz` preset (clang): coverage instrumentation for libFuzzer in every library, and
+# UBSan findings abort (a fuzzer only notices a crash). fuzz/ links the targets.
+option(IMMUNIZER_FUZZ "build the libFuzzer targets under fuzz/ (clang)" OFF)
+if(IMMUNIZER_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined)
+endif()
+# clang before 15 miscompiles the cleanup of temporaries in a full-expression holding a
+# consteval call (fmt's checked format strings): `log()->warn("{}", x)` in a switch case
+# destroys the logger temporary after its scope, which ASan reports (GCC is fine). fmt then
+# checks format strings at run time instead.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 15)
+  add_compile_definitions(FMT_CONSTEVAL=)
+endif()
 
 function(immunizer_library)
   cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})

@@ -75,7 +75,8 @@ Decision Policy::decide(const v1::Alarm& alarm) {
   plan.set_alarm_raised_unix_nanos(alarm.raised_unix_nanos());
   plan.set_call_timestamp_unix_nanos(alarm.timestamp_unix_nanos());
   plan.set_shadow(cfg_.shadow);
-  auto add = [&](v1::ActionKind kind) -> v1::Action& {
+  // Explicit captures: clang 14 (the fuzz preset) cannot capture structured bindings implicitly.
+  auto add = [&, &field = field, &value = value](v1::ActionKind kind) -> v1::Action& {
     v1::Action& a = *plan.add_actions();
     a.set_id(common::derived_id({"action", plan.id(), std::to_string(plan.actions_size() - 1)}));
     a.set_kind(kind);

@@ -1,0 +1,17 @@
+// immunizer.alarms (Alarm) and immunizer.feedback (Feedback) payloads through the plan
+// processor as the plan service runs them: evidence per principal, thresholds, plans.
+#include "fuzz_util.hpp"
+#include "immunizer/common/ids.hpp"
+#include "immunizer/plan/service.hpp"
+
+using namespace immunizer;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const common::Topics topics = common::Topics::with_prefix("f.");
+  common::ManualClock clock;
+  prometheus::Registry registry;
+  plan::PlanProcessor proc(plan::PolicyConfig{}, topics, clock, registry);
+  fuzz::NullProducer out;
+  fuzz::run_processor(proc, {topics.alarms, topics.feedback}, data, size, out);
+  return 0;
+}
