@@ -16,11 +16,13 @@ build: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Unit, deploy and browser tests in parallel, then the multi-process e2e tests alone.
-test: build
+# Unit, deploy and browser tests in parallel, then the multi-process e2e tests alone, then
+# a short run of every fuzz target (ASan + UBSan; docs/testing.md).
+test: build fuzz-build
 	scripts/deps.sh --with-browser
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE e2e
 	cd $(BUILD) && ctest --output-on-failure -L e2e
+	fuzz/run.sh build/fuzz $(FUZZ_SMOKE_SECONDS)
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE e2e

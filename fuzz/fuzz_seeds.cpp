@@ -12,6 +12,7 @@
 #include "immunizer/analyze/service.hpp"
 #include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/ids.hpp"
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/monitor/csic.hpp"
 #include "immunizer/monitor/service.hpp"
@@ -193,7 +194,9 @@ int main(int argc, char** argv) {
   // the default policy only logs them; an operator's "act on every alarm" policy blocks.
   plan::PolicyConfig pcfg;
   pcfg.min_severity_to_act = 1;
-  plan::PlanProcessor plan_proc(pcfg, topics, clock, registry);
+  const crypto::KeyPair plan_pair = crypto::generate_ed25519();
+  plan::PlanProcessor plan_proc(pcfg, topics, clock, registry,
+                                std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(plan_pair.private_pem)));
   common::FakeProducer planned;
   for (const auto& a : alarms) {
     common::Message m;
@@ -206,13 +209,15 @@ int main(int argc, char** argv) {
   }
   planned.flush(std::chrono::milliseconds(0));
   std::vector<std::pair<uint8_t, std::string>> plan_msgs;
-  for (const auto& p : planned.on(topics.plans)) plan_msgs.push_back({0, p.payload});
+  // Tag 1: fuzz_plan re-signs them with the key its execute trusts.
+  for (const auto& p : planned.on(topics.plans)) plan_msgs.push_back({1, p.payload});
   write_framed("plan", plan_msgs, 4, 20);
 
   // Execute: plans -> directives to an effector, action events.
   execute::ExecuteConfig ecfg;
   ecfg.grpc_listen = "127.0.0.1:0";
   ecfg.signing_key = std::string(32, 'k');  // the key the directive target's effector holds
+  ecfg.plan_public_keys_pem = {plan_pair.public_pem};
   execute::Dispatcher dispatcher(ecfg, topics, clock, registry);
   auto link = std::make_shared<CollectLink>();
   v1::EffectorHello hello;

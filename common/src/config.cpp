@@ -76,7 +76,14 @@ Config Config::load(const std::string& yaml_path, const std::vector<std::string>
     if (!root.IsNull() && !root.IsMap())
       throw ConfigError("config file '" + yaml_path + "': top level must be a mapping");
     std::map<std::string, std::string> flat;
-    if (root.IsMap()) flatten(root, "", flat);
+    try {
+      if (root.IsMap()) flatten(root, "", flat);
+    } catch (const YAML::Exception& e) {
+      // A key that is itself a mapping or sequence ("? [a]: 1"), a sequence of sequences...
+      // (found by fuzz_config: it escaped as a YAML exception, not a configuration error).
+      throw ConfigError("config file '" + yaml_path + "': " + e.what() +
+                        " (keys must be plain words, list items plain values)");
+    }
     for (auto& [k, v] : flat) {
       c.values_[k] = expand_env(k, v);
       c.origin_[k] = yaml_path;

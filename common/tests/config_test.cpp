@@ -62,6 +62,15 @@ TEST(Config, ExpandsEnvironmentInFileValues) {
   EXPECT_THROW(Config::load(bad, {}, ""), ConfigError);
 }
 
+// Found by fuzz_config: YAML that parses but does not flatten (a mapping or sequence as a
+// key, a sequence inside a sequence) escaped as a yaml-cpp exception.
+TEST(Config, YamlThatIsNotKeyValueIsAConfigError) {
+  for (const char* text : {"? [a]: 1\nb: 2\n", "{[x, y]: 1}\n", "a:\n  - [1, 2]\n", "a:\n  - {b: 1}\n"}) {
+    const auto path = write_yaml(text);
+    EXPECT_THROW(Config::load(path, {}, ""), ConfigError) << text;
+  }
+}
+
 TEST(Config, MalformedFileAndFlagAreClear) {
   const auto path = write_yaml("a: [unclosed\n");
   EXPECT_THROW(Config::load(path, {}, ""), ConfigError);
