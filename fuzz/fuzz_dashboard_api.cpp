@@ -60,7 +60,7 @@ struct Stack {
       m.payload = a.SerializeAsString();
       proc.process(m, producer);
     }
-    api.install(http.routes());
+    api.install(http);
     http.start();
     http.set_ready(true);
     client = std::make_unique<httplib::Client>("127.0.0.1", http.port());
