@@ -37,6 +37,10 @@ if want monitor; then
     echo "skipped: $DATASETS/csic2010 not found (the benchmark reads real requests)"
   fi
 fi
+if want dashboard; then
+  section "dashboard" "incident engine on SQLite (WAL): alarms/s into incidents, filtered list"
+  run dashboard "$BUILD/bench/bench_dashboard_incidents" --benchmark_min_time="$min_time"
+fi
 if want models; then
   section "models" "isolation forest + autoencoder on the ODDS sets, beside scikit-learn and the paper"
   if [[ -d "$DATASETS/odds" ]]; then

@@ -16,18 +16,18 @@ namespace {
 constexpr int64_t kMaxPage = 500;
 constexpr int64_t kMaxExport = 10'000;
 
-void reply(httplib::Response &res, const json &j, int status = 200) {
+void reply(httplib::Response& res, const json& j, int status = 200) {
   res.status = status;
   res.set_header("Cache-Control", "no-store");
   res.set_content(dump(j), "application/json");
 }
-void reply_error(httplib::Response &res, int status, const std::string &message) {
+void reply_error(httplib::Response& res, int status, const std::string& message) {
   reply(res, {{"error", message}}, status);
 }
 
 // An integer query parameter in [lo, hi]; nullopt (and a 400 answer) when it is
 // not one.
-std::optional<int64_t> int_param(const httplib::Request &req, httplib::Response &res, const char *name,
+std::optional<int64_t> int_param(const httplib::Request& req, httplib::Response& res, const char* name,
                                  int64_t def, int64_t lo, int64_t hi) {
   if (!req.has_param(name)) return def;
   const std::string v = req.get_param_value(name);
@@ -43,7 +43,7 @@ std::optional<int64_t> int_param(const httplib::Request &req, httplib::Response 
 }
 
 // Filters shared by the list and the export; nullopt after answering 400.
-std::optional<IncidentQuery> query_of(const httplib::Request &req, httplib::Response &res, int64_t def_limit,
+std::optional<IncidentQuery> query_of(const httplib::Request& req, httplib::Response& res, int64_t def_limit,
                                       int64_t max_limit) {
   IncidentQuery q;
   if (req.has_param("state") && !req.get_param_value("state").empty()) {
@@ -100,7 +100,7 @@ std::string iso_time(int64_t nanos) {
 
 // One CSV cell (RFC 4180 quoting). Cells a spreadsheet would run as a formula
 // are prefixed with a quote: principals and calls come from attackers.
-std::string csv_cell(const std::string &v) {
+std::string csv_cell(const std::string& v) {
   std::string s = v;
   if (!s.empty() &&
       (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' || s[0] == '\r'))
@@ -113,41 +113,41 @@ std::string csv_cell(const std::string &v) {
   return out + "\"";
 }
 
-std::string joined(const std::map<std::string, int64_t> &m) {
+std::string joined(const std::map<std::string, int64_t>& m) {
   std::string out;
-  for (const auto &[k, n] : m) out += (out.empty() ? "" : " | ") + k + " (" + std::to_string(n) + ")";
+  for (const auto& [k, n] : m) out += (out.empty() ? "" : " | ") + k + " (" + std::to_string(n) + ")";
   return out;
 }
 
 }  // namespace
 
-std::optional<v1::Alarm> DashboardApi::any_alarm(const std::string &id) const {
+std::optional<v1::Alarm> DashboardApi::any_alarm(const std::string& id) const {
   if (auto a = state_.find_alarm(id)) return a;
   if (parts_.incidents) return parts_.incidents->find_alarm(id);
   return std::nullopt;
 }
 
-void DashboardApi::audit_incident(const httplib::Request &req, const json &body, const std::string &what,
-                                  const std::string &detail) {
+void DashboardApi::audit_incident(const httplib::Request& req, const json& body, const std::string& what,
+                                  const std::string& detail) {
   if (!parts_.incidents) return;
   auto it = body.find("incident_id");
   if (it == body.end() || !it->is_number_integer()) return;
   parts_.incidents->audit(it->get<int64_t>(), analyst(req, body), what, detail);
 }
 
-void DashboardApi::install_incidents(httplib::Server &server) {
+void DashboardApi::install_incidents(httplib::Server& server) {
   if (!parts_.incidents) return;
   server.Get("/api/incidents",
-             [this](const httplib::Request &req, httplib::Response &res) { incidents_list(req, res); });
+             [this](const httplib::Request& req, httplib::Response& res) { incidents_list(req, res); });
   server.Get("/api/incidents/export",
-             [this](const httplib::Request &req, httplib::Response &res) { incidents_export(req, res); });
+             [this](const httplib::Request& req, httplib::Response& res) { incidents_export(req, res); });
   server.Get(R"(/api/incidents/(\d{1,18}))",
-             [this](const httplib::Request &req, httplib::Response &res) { incident_detail(req, res); });
+             [this](const httplib::Request& req, httplib::Response& res) { incident_detail(req, res); });
   server.Post(R"(/api/incidents/(\d{1,18})/state)",
-              [this](const httplib::Request &req, httplib::Response &res) { incident_state(req, res); });
+              [this](const httplib::Request& req, httplib::Response& res) { incident_state(req, res); });
 }
 
-void DashboardApi::incidents_list(const httplib::Request &req, httplib::Response &res) {
+void DashboardApi::incidents_list(const httplib::Request& req, httplib::Response& res) {
   auto q = query_of(req, res, 50, kMaxPage);
   if (!q) return;
   json j = parts_.incidents->list(*q);
@@ -155,7 +155,7 @@ void DashboardApi::incidents_list(const httplib::Request &req, httplib::Response
   reply(res, j);
 }
 
-void DashboardApi::incidents_export(const httplib::Request &req, httplib::Response &res) {
+void DashboardApi::incidents_export(const httplib::Request& req, httplib::Response& res) {
   auto q = query_of(req, res, kMaxExport, kMaxExport);
   if (!q) return;
   const std::string format = req.has_param("format") ? req.get_param_value("format") : "csv";
@@ -164,7 +164,7 @@ void DashboardApi::incidents_export(const httplib::Request &req, httplib::Respon
   res.set_header("Cache-Control", "no-store");
   if (format == "json") {
     json out = json::array();
-    for (const auto &i : rows) out.push_back(incident_json(i));
+    for (const auto& i : rows) out.push_back(incident_json(i));
     res.set_header("Content-Disposition", "attachment; filename=\"incidents.json\"");
     res.set_content(dump(out), "application/json");
     return;
@@ -173,9 +173,9 @@ void DashboardApi::incidents_export(const httplib::Request &req, httplib::Respon
       "id,state,principal,severity,alarms,rows,actions,first_"
       "seen,last_seen,max_score_ratio,calls,models,"
       "top_features,state_by,state_at,state_comment\r\n";
-  for (const auto &i : rows) {
+  for (const auto& i : rows) {
     std::string features;
-    for (const auto &f : incident_json(i)["top_features"])
+    for (const auto& f : incident_json(i)["top_features"])
       features += (features.empty() ? "" : " | ") + f["feature"].get<std::string>();
     char ratio[32];
     std::snprintf(ratio, sizeof ratio, "%.3f", i.max_ratio);
@@ -202,7 +202,7 @@ void DashboardApi::incidents_export(const httplib::Request &req, httplib::Respon
   res.set_content(csv, "text/csv; charset=utf-8");
 }
 
-void DashboardApi::incident_detail(const httplib::Request &req, httplib::Response &res) {
+void DashboardApi::incident_detail(const httplib::Request& req, httplib::Response& res) {
   const int64_t id = std::stoll(req.matches[1]);
   const auto alarms = int_param(req, res, "alarms", 100, 0, 1000);
   if (!alarms) return;
@@ -211,12 +211,12 @@ void DashboardApi::incident_detail(const httplib::Request &req, httplib::Respons
   reply(res, *j);
 }
 
-void DashboardApi::incident_state(const httplib::Request &req, httplib::Response &res) {
+void DashboardApi::incident_state(const httplib::Request& req, httplib::Response& res) {
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded() || !body.is_object())
     return reply_error(res, 400, "the request body must be a JSON object");
   const int64_t id = std::stoll(req.matches[1]);
-  auto field = [&](const char *k) {
+  auto field = [&](const char* k) {
     auto it = body.find(k);
     return it != body.end() && it->is_string() ? it->get<std::string>() : std::string();
   };

@@ -12,7 +12,7 @@ std::string DashboardConfig::default_group() {
   return std::string("immunizer-dashboard-") + host;
 }
 
-DashboardConfig DashboardConfig::from_config(const common::Config &c) {
+DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   DashboardConfig d;
   d.group = c.get_string("dashboard.group", default_group());
   d.max_alarms = c.get_int("dashboard.max_alarms", d.max_alarms, 1, 1'000'000);
@@ -54,11 +54,11 @@ DashboardConfig DashboardConfig::from_config(const common::Config &c) {
     throw common::ConfigError(
         "dashboard.notify_webhook_secret: required when "
         "dashboard.notify_webhook_urls is set");
-  for (const auto &e : d.notify_events)
+  for (const auto& e : d.notify_events)
     if (e != "opened" && e != "escalated" && e != "resolved")
       throw common::ConfigError("dashboard.notify_events: '" + e +
                                 "' is not one of opened, escalated, resolved");
-  for (const auto &u : d.notify_webhook_urls)
+  for (const auto& u : d.notify_webhook_urls)
     if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0)
       throw common::ConfigError("dashboard.notify_webhook_urls: '" + u +
                                 "' is not an http:// or https:// URL");

@@ -8,8 +8,8 @@ namespace immunizer::dashboard {
 
 using nlohmann::json;
 
-ExecuteView::ExecuteView(OperationsClient &ops, std::chrono::milliseconds interval,
-                         const common::Clock &clock)
+ExecuteView::ExecuteView(OperationsClient& ops, std::chrono::milliseconds interval,
+                         const common::Clock& clock)
     : ops_(ops), interval_(interval), clock_(clock) {}
 
 ExecuteView::~ExecuteView() { stop(); }
@@ -50,7 +50,7 @@ bool ExecuteView::refresh() {
   std::set<std::string> seen;
   blocks_ = enforcing_ = 0;
   by_kind_ = json::object();
-  for (const auto &a : resp.actions()) {
+  for (const auto& a : resp.actions()) {
     if (!a.action().id().empty() && !seen.insert(a.action().id()).second) continue;  // listed once per id
     const auto k = a.action().kind();
     by_kind_[action_kind_name(k)] = by_kind_.value(action_kind_name(k), 0) + 1;

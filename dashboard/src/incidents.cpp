@@ -14,8 +14,8 @@ using nlohmann::json;
 
 namespace {
 constexpr int64_t kNanosPerMilli = 1'000'000;
-constexpr const char *kOthers = "(others)";
-constexpr const char *kExtendsPrefix = "extends active action ";
+constexpr const char* kOthers = "(others)";
+constexpr const char* kExtendsPrefix = "extends active action ";
 constexpr size_t kMaxEventKeys = 64;
 
 auto log() {
@@ -25,7 +25,7 @@ auto log() {
 
 // Counts one more under `key`; beyond kMaxListed distinct keys, under
 // "(others)".
-void count_into(std::map<std::string, int64_t> &m, const std::string &key) {
+void count_into(std::map<std::string, int64_t>& m, const std::string& key) {
   if (m.count(key) || m.size() < Incident::kMaxListed) {
     ++m[key];
   } else {
@@ -35,20 +35,20 @@ void count_into(std::map<std::string, int64_t> &m, const std::string &key) {
 
 // The first explaining feature: positive contribution and a non-zero value (a
 // feature of value 0 says what is absent, which no person reads as a reason).
-const v1::FeatureContribution *top_feature(const v1::Alarm &a) {
-  for (const auto &f : a.top_features())
+const v1::FeatureContribution* top_feature(const v1::Alarm& a) {
+  for (const auto& f : a.top_features())
     if (f.contribution() > 0 && f.value() != 0) return &f;
   return nullptr;
 }
 
-bool valid_state(const std::string &s) {
+bool valid_state(const std::string& s) {
   return s == "open" || s == "acknowledged" || s == "resolved" || s == "false_positive";
 }
-bool closed(const std::string &s) { return s == "resolved" || s == "false_positive"; }
+bool closed(const std::string& s) { return s == "resolved" || s == "false_positive"; }
 
-json features_json(const std::map<std::string, double> &m, size_t limit) {
+json features_json(const std::map<std::string, double>& m, size_t limit) {
   std::vector<std::pair<std::string, double>> v(m.begin(), m.end());
-  std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) {
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
   json out = json::array();
@@ -57,18 +57,18 @@ json features_json(const std::map<std::string, double> &m, size_t limit) {
   return out;
 }
 
-json counted_json(const std::map<std::string, int64_t> &m) {
+json counted_json(const std::map<std::string, int64_t>& m) {
   std::vector<std::pair<std::string, int64_t>> v(m.begin(), m.end());
-  std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) {
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
   json out = json::array();
-  for (const auto &[k, n] : v) out.push_back({{"value", k}, {"alarms", n}});
+  for (const auto& [k, n] : v) out.push_back({{"value", k}, {"alarms", n}});
   return out;
 }
 }  // namespace
 
-const char *change_name(IncidentChange::Kind k) {
+const char* change_name(IncidentChange::Kind k) {
   switch (k) {
     case IncidentChange::kOpened:
       return "opened";
@@ -81,7 +81,7 @@ const char *change_name(IncidentChange::Kind k) {
   }
 }
 
-std::string address_prefix(const std::string &ip, int v4_bits, int v6_bits) {
+std::string address_prefix(const std::string& ip, int v4_bits, int v6_bits) {
   unsigned char buf[16];
   char out[INET6_ADDRSTRLEN];
   int family = AF_INET, bits = v4_bits, len = 4;
@@ -100,7 +100,7 @@ std::string address_prefix(const std::string &ip, int v4_bits, int v6_bits) {
   return std::string(out) + "/" + std::to_string(bits);
 }
 
-std::string principal_key(const v1::Principal &p, const IncidentConfig &cfg) {
+std::string principal_key(const v1::Principal& p, const IncidentConfig& cfg) {
   if (cfg.key == "user" && !p.user().empty()) return "user:" + p.user();
   if (cfg.key == "ip" && !p.ip().empty()) return "ip:" + p.ip();
   if (cfg.key == "prefix" && !p.ip().empty()) {
@@ -113,7 +113,7 @@ std::string principal_key(const v1::Principal &p, const IncidentConfig &cfg) {
   return "none:";
 }
 
-json incident_json(const Incident &i) {
+json incident_json(const Incident& i) {
   json sev = json::object();
   for (int k = 1; k < 5; ++k) sev[severity_of_rank(k)] = i.by_severity[k];
   sev["unspecified"] = i.by_severity[0];
@@ -141,7 +141,7 @@ json incident_json(const Incident &i) {
 }
 
 IncidentEngine::IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store,
-                               const common::Clock &clock, prometheus::Registry &registry)
+                               const common::Clock& clock, prometheus::Registry& registry)
     : cfg_(std::move(cfg)),
       store_(std::move(store)),
       clock_(clock),
@@ -181,12 +181,12 @@ IncidentEngine::IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore
                     .Help("Bytes in use in the dashboard database")
                     .Register(registry)
                     .Add({})) {
-  for (const char *e : {"opened", "escalated", "state_changed"}) incidents_family_.Add({{"event", e}});
-  for (const char *op : {"alarm", "action", "query", "state", "prune", "feedback"})
+  for (const char* e : {"opened", "escalated", "state_changed"}) incidents_family_.Add({{"event", e}});
+  for (const char* op : {"alarm", "action", "query", "state", "prune", "feedback"})
     errors_family_.Add({{"op", op}});
 }
 
-void IncidentEngine::failed(const char *op, const std::exception &e) {
+void IncidentEngine::failed(const char* op, const std::exception& e) {
   ++errors_;
   errors_family_.Add({{"op", op}}).Increment();
   const int64_t now = clock_.now_unix_nanos();
@@ -197,17 +197,17 @@ void IncidentEngine::failed(const char *op, const std::exception &e) {
 }
 
 template <typename F>
-auto IncidentEngine::guarded(const char *op, F &&f) -> decltype(f()) {
+auto IncidentEngine::guarded(const char* op, F&& f) -> decltype(f()) {
   try {
     return f();
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     store_->rollback();
     failed(op, e);
     return decltype(f()){};
   }
 }
 
-std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm &in) {
+std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm& in) {
   std::lock_guard lock(mu_);
   return guarded("alarm", [&]() -> std::optional<IncidentChange> {
     v1::Alarm a = in;
@@ -246,13 +246,13 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm &in) {
     inc->max_ratio = std::max(inc->max_ratio, ratio);
     count_into(inc->calls, a.call());
     count_into(inc->models, a.model_key());
-    for (const auto &f : a.top_features()) {
+    for (const auto& f : a.top_features()) {
       if (f.contribution() <= 0 || f.value() == 0) continue;
       if (inc->features.count(f.feature()) || inc->features.size() < Incident::kMaxListed) {
         inc->features[f.feature()] += f.contribution();
       }
     }
-    const auto *top = top_feature(a);
+    const auto* top = top_feature(a);
     const auto [group_id, new_group] = store_->add_to_group(inc->id, a, top ? top->feature() : "", at, ratio);
     if (new_group) {
       ++inc->group_count;
@@ -275,7 +275,7 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm &in) {
   });
 }
 
-std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent &e) {
+std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent& e) {
   if (e.action_id().empty()) return std::nullopt;
   std::lock_guard lock(mu_);
   return guarded("action", [&]() -> std::optional<IncidentChange> {
@@ -346,8 +346,32 @@ std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent &e
   });
 }
 
+void IncidentEngine::begin_batch() {
+  std::lock_guard lock(mu_);
+  if (in_batch_) return;
+  try {
+    store_->begin_outer();
+    in_batch_ = true;
+  } catch (const std::exception& e) {
+    failed("batch", e);  // the units then commit one by one
+  }
+}
+
+void IncidentEngine::end_batch() {
+  std::lock_guard lock(mu_);
+  if (!in_batch_) return;
+  in_batch_ = false;
+  try {
+    store_->commit_outer();
+  } catch (const std::exception& e) {
+    store_->rollback_outer();
+    failed("batch", e);
+  }
+}
+
 void IncidentEngine::tick() {
   std::lock_guard lock(mu_);
+  if (in_batch_) return;
   const int64_t now = clock_.now_unix_nanos();
   if (last_prune_ != 0 && now - last_prune_ < cfg_.prune_interval_ms * kNanosPerMilli) return;
   last_prune_ = now;
@@ -365,12 +389,12 @@ void IncidentEngine::tick() {
   });
 }
 
-std::optional<v1::Alarm> IncidentEngine::find_alarm(const std::string &alarm_id) {
+std::optional<v1::Alarm> IncidentEngine::find_alarm(const std::string& alarm_id) {
   std::lock_guard lock(mu_);
   return guarded("query", [&] { return store_->alarm(alarm_id); });
 }
 
-void IncidentEngine::record_feedback(const std::string &alarm_id, const json &feedback) {
+void IncidentEngine::record_feedback(const std::string& alarm_id, const json& feedback) {
   std::lock_guard lock(mu_);
   guarded("feedback", [&] {
     store_->set_alarm_feedback(alarm_id, feedback);
@@ -382,17 +406,17 @@ void IncidentEngine::record_feedback(const std::string &alarm_id, const json &fe
   });
 }
 
-std::vector<Incident> IncidentEngine::list_rows(const IncidentQuery &q) {
+std::vector<Incident> IncidentEngine::list_rows(const IncidentQuery& q) {
   std::lock_guard lock(mu_);
   return guarded("query", [&] { return store_->list(q).first; });
 }
 
-json IncidentEngine::list(const IncidentQuery &q) {
+json IncidentEngine::list(const IncidentQuery& q) {
   std::lock_guard lock(mu_);
   return guarded("query", [&] {
     auto [rows, total] = store_->list(q);
     json items = json::array();
-    for (const auto &i : rows) items.push_back(incident_json(i));
+    for (const auto& i : rows) items.push_back(incident_json(i));
     return json{{"incidents", std::move(items)}, {"total", total}, {"limit", q.limit}, {"offset", q.offset}};
   });
 }
@@ -411,8 +435,8 @@ std::optional<json> IncidentEngine::detail(int64_t id, size_t alarm_limit) {
   });
 }
 
-IncidentEngine::StateResult IncidentEngine::set_state(int64_t id, const std::string &state,
-                                                      const std::string &who, const std::string &comment) {
+IncidentEngine::StateResult IncidentEngine::set_state(int64_t id, const std::string& state,
+                                                      const std::string& who, const std::string& comment) {
   if (!valid_state(state))
     return {StateResult::kInvalid, "state must be open, acknowledged, resolved or false_positive",
             std::nullopt};
@@ -424,7 +448,7 @@ IncidentEngine::StateResult IncidentEngine::set_state(int64_t id, const std::str
       store_->rollback();
       return {StateResult::kNotFound, "no incident " + std::to_string(id), std::nullopt};
     }
-    const std::string &from = inc->state;
+    const std::string& from = inc->state;
     const bool allowed = (from == "open" && state != "open") || (from == "acknowledged" && closed(state)) ||
                          (closed(from) && state == "open");
     if (!allowed) {
@@ -442,15 +466,15 @@ IncidentEngine::StateResult IncidentEngine::set_state(int64_t id, const std::str
     store_->commit();
     incidents_family_.Add({{"event", "state_changed"}}).Increment();
     return {StateResult::kOk, "", IncidentChange{IncidentChange::kStateChanged, std::move(*inc)}};
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     store_->rollback();
     failed("state", e);
     return {StateResult::kFailed, std::string("the dashboard database failed: ") + e.what(), std::nullopt};
   }
 }
 
-void IncidentEngine::audit(int64_t incident_id, const std::string &who, const std::string &what,
-                           const std::string &detail) {
+void IncidentEngine::audit(int64_t incident_id, const std::string& who, const std::string& what,
+                           const std::string& detail) {
   std::lock_guard lock(mu_);
   guarded("state", [&] {
     store_->add_operator_action(clock_.now_unix_nanos(), who, what, incident_id, detail);
@@ -463,7 +487,7 @@ json IncidentEngine::counts() {
   return guarded("query", [&] {
     json j = {{"open", 0}, {"acknowledged", 0}, {"resolved", 0}, {"false_positive", 0}};
     int64_t total = 0;
-    for (const auto &[s, n] : store_->count_by_state()) {
+    for (const auto& [s, n] : store_->count_by_state()) {
       j[s] = n;
       total += n;
     }

@@ -42,7 +42,7 @@ class LineFile {
   ~LineFile() {
     if (fd_ >= 0) ::close(fd_);
   }
-  Delivery append(const std::string &line) {
+  Delivery append(const std::string& line) {
     if (fd_ < 0) fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd_ < 0) return {false, true, "cannot open " + path_ + ": " + std::strerror(errno)};
     const std::string data = line + "\n";
@@ -62,7 +62,7 @@ class LineFile {
   int fd_ = -1;
 };
 
-std::string hex(const unsigned char *p, size_t n) {
+std::string hex(const unsigned char* p, size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
   out.reserve(n * 2);
@@ -74,13 +74,13 @@ std::string hex(const unsigned char *p, size_t n) {
 }
 }  // namespace
 
-std::string webhook_signature(const std::string &secret, const std::string &timestamp,
-                              const std::string &body) {
+std::string webhook_signature(const std::string& secret, const std::string& timestamp,
+                              const std::string& body) {
   const std::string msg = timestamp + "." + body;
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-            reinterpret_cast<const unsigned char *>(msg.data()), msg.size(), mac, &len))
+            reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), mac, &len))
     throw std::runtime_error("webhook signature: HMAC-SHA256 failed");
   return hex(mac, len);
 }
@@ -94,8 +94,8 @@ class Notifier::Destination {
     std::string event, id;
   };
 
-  Destination(std::string label, const NotifierConfig &cfg, prometheus::Registry &registry,
-              LineFile *deadletters, std::mutex *deadletter_mu)
+  Destination(std::string label, const NotifierConfig& cfg, prometheus::Registry& registry,
+              LineFile* deadletters, std::mutex* deadletter_mu)
       : label_(std::move(label)),
         cfg_(cfg),
         deadletters_(deadletters),
@@ -146,10 +146,10 @@ class Notifier::Destination {
     if (thread_.joinable()) thread_.join();
   }
 
-  const std::string &label() const { return label_; }
+  const std::string& label() const { return label_; }
 
  protected:
-  virtual Delivery deliver(const Item &it) = 0;
+  virtual Delivery deliver(const Item& it) = 0;
 
  private:
   void run() {
@@ -169,7 +169,7 @@ class Notifier::Destination {
       }
     }
     // Stopped with notifications still queued: they are lost, but counted.
-    for (const auto &it : queue_) {
+    for (const auto& it : queue_) {
       dead_.Increment();
       write_deadletter(it, "dashboard stopping", 0);
     }
@@ -178,13 +178,13 @@ class Notifier::Destination {
   }
 
   // Returns false when stopping interrupted the retries.
-  bool attempt_all(const Item &it) {
+  bool attempt_all(const Item& it) {
     int64_t delay = cfg_.backoff_ms;
     Delivery d;
     for (int64_t attempt = 1; attempt <= cfg_.max_attempts; ++attempt) {
       try {
         d = deliver(it);
-      } catch (const std::exception &e) {
+      } catch (const std::exception& e) {
         d = {false, true, e.what()};
       }
       if (d.ok) {
@@ -208,7 +208,7 @@ class Notifier::Destination {
     return true;
   }
 
-  void write_deadletter(const Item &it, const std::string &error, int64_t attempts) {
+  void write_deadletter(const Item& it, const std::string& error, int64_t attempts) {
     if (!deadletters_) return;
     json j = {{"destination", label_}, {"error", error}, {"attempts", attempts}};
     j["notification"] = json::parse(it.body, nullptr, false);
@@ -218,9 +218,9 @@ class Notifier::Destination {
   }
 
   std::string label_;
-  const NotifierConfig &cfg_;
-  LineFile *deadletters_;
-  std::mutex *deadletter_mu_;
+  const NotifierConfig& cfg_;
+  LineFile* deadletters_;
+  std::mutex* deadletter_mu_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
@@ -228,17 +228,17 @@ class Notifier::Destination {
   std::chrono::steady_clock::time_point deadline_{};
   std::thread thread_;
   common::LogThrottle drop_log_;
-  prometheus::Family<prometheus::Counter> &family_;
+  prometheus::Family<prometheus::Counter>& family_;
   prometheus::Counter &delivered_, &retried_, &dead_, &dropped_;
-  prometheus::Gauge &queued_;
+  prometheus::Gauge& queued_;
 };
 
 namespace {
 
 class WebhookDestination final : public Notifier::Destination {
  public:
-  WebhookDestination(const std::string &url, const NotifierConfig &cfg, prometheus::Registry &registry,
-                     LineFile *dl, std::mutex *dl_mu, const common::Clock &clock)
+  WebhookDestination(const std::string& url, const NotifierConfig& cfg, prometheus::Registry& registry,
+                     LineFile* dl, std::mutex* dl_mu, const common::Clock& clock)
       : Destination(label_of(url), cfg, registry, dl, dl_mu), cfg_(cfg), clock_(clock) {
     const auto scheme_end = url.find("://");
     const auto path_start = url.find('/', scheme_end + 3);
@@ -247,7 +247,7 @@ class WebhookDestination final : public Notifier::Destination {
   }
 
   // "webhook:host:port" (never the path or query, which may hold a token).
-  static std::string label_of(const std::string &url) {
+  static std::string label_of(const std::string& url) {
     const auto scheme_end = url.find("://");
     if (scheme_end == std::string::npos ||
         (url.compare(0, scheme_end, "http") != 0 && url.compare(0, scheme_end, "https") != 0))
@@ -261,7 +261,7 @@ class WebhookDestination final : public Notifier::Destination {
   }
 
  protected:
-  Delivery deliver(const Item &it) override {
+  Delivery deliver(const Item& it) override {
     httplib::Client client(origin_);
     const auto t = std::chrono::milliseconds(cfg_.timeout_ms);
     client.set_connection_timeout(t);
@@ -283,18 +283,18 @@ class WebhookDestination final : public Notifier::Destination {
   }
 
  private:
-  const NotifierConfig &cfg_;
-  const common::Clock &clock_;
+  const NotifierConfig& cfg_;
+  const common::Clock& clock_;
   std::string origin_, path_;
 };
 
 class JsonlDestination final : public Notifier::Destination {
  public:
-  JsonlDestination(const NotifierConfig &cfg, prometheus::Registry &registry, LineFile *dl, std::mutex *dl_mu)
+  JsonlDestination(const NotifierConfig& cfg, prometheus::Registry& registry, LineFile* dl, std::mutex* dl_mu)
       : Destination("jsonl", cfg, registry, dl, dl_mu), file_(cfg.jsonl_path) {}
 
  protected:
-  Delivery deliver(const Item &it) override { return file_.append(it.body); }
+  Delivery deliver(const Item& it) override { return file_.append(it.body); }
 
  private:
   LineFile file_;
@@ -308,34 +308,34 @@ struct Notifier::DeadLetterSink {
   std::unique_ptr<LineFile> file;
 };
 
-Notifier::Notifier(NotifierConfig cfg, prometheus::Registry &registry, const common::Clock &clock)
+Notifier::Notifier(NotifierConfig cfg, prometheus::Registry& registry, const common::Clock& clock)
     : cfg_(std::move(cfg)), clock_(clock) {
   if (!cfg_.webhook_urls.empty() && cfg_.webhook_secret.empty())
     throw std::invalid_argument("a webhook needs a signing secret (dashboard.notify_webhook_secret)");
-  for (const auto &e : cfg_.events)
+  for (const auto& e : cfg_.events)
     if (e != "opened" && e != "escalated" && e != "resolved")
       throw std::invalid_argument("unknown notification event '" + e + "' (opened, escalated, resolved)");
   cfg_.max_attempts = std::max<int64_t>(1, cfg_.max_attempts);
   cfg_.queue = std::max<int64_t>(1, cfg_.queue);
   deadletters_ = std::make_unique<DeadLetterSink>();
-  auto &dl = *deadletters_;
+  auto& dl = *deadletters_;
   if (!cfg_.deadletter_path.empty()) dl.file = std::make_unique<LineFile>(cfg_.deadletter_path);
-  for (const auto &url : cfg_.webhook_urls)
+  for (const auto& url : cfg_.webhook_urls)
     dests_.push_back(
         std::make_unique<WebhookDestination>(url, cfg_, registry, dl.file.get(), &dl.mu, clock_));
   if (!cfg_.jsonl_path.empty())
     dests_.push_back(std::make_unique<JsonlDestination>(cfg_, registry, dl.file.get(), &dl.mu));
-  for (auto &d : dests_) d->start();
+  for (auto& d : dests_) d->start();
 }
 
 Notifier::~Notifier() { stop(std::chrono::milliseconds(0)); }
 
 void Notifier::stop(std::chrono::milliseconds drain) {
   const auto deadline = std::chrono::steady_clock::now() + drain;
-  for (auto &d : dests_) d->stop(deadline);
+  for (auto& d : dests_) d->stop(deadline);
 }
 
-void Notifier::notify(const std::string &event, const json &incident) {
+void Notifier::notify(const std::string& event, const json& incident) {
   if (dests_.empty() || std::find(cfg_.events.begin(), cfg_.events.end(), event) == cfg_.events.end()) return;
   Destination::Item it;
   it.event = event;
@@ -344,7 +344,7 @@ void Notifier::notify(const std::string &event, const json &incident) {
                   {"delivery_id", it.id},
                   {"at_unix_nanos", clock_.now_unix_nanos()},
                   {"incident", incident}});
-  for (auto &d : dests_) d->push(it);
+  for (auto& d : dests_) d->push(it);
 }
 
 }  // namespace immunizer::dashboard

@@ -5,7 +5,7 @@
 
 namespace immunizer::dashboard {
 
-void announce(const IncidentChange &c, SseHub &hub, Notifier *notifier) {
+void announce(const IncidentChange& c, SseHub& hub, Notifier* notifier) {
   nlohmann::json j = incident_json(c.incident);
   j["change"] = change_name(c.kind);
   hub.publish("incident", dump(j));
@@ -17,8 +17,8 @@ void announce(const IncidentChange &c, SseHub &hub, Notifier *notifier) {
     notifier->notify("resolved", j);
 }
 
-DashboardProcessor::DashboardProcessor(DashboardState &state, SseHub &hub, const common::Topics &topics,
-                                       const common::Clock &clock, std::chrono::milliseconds stats_interval,
+DashboardProcessor::DashboardProcessor(DashboardState& state, SseHub& hub, const common::Topics& topics,
+                                       const common::Clock& clock, std::chrono::milliseconds stats_interval,
                                        DashboardParts parts)
     : state_(state),
       hub_(hub),
@@ -27,7 +27,7 @@ DashboardProcessor::DashboardProcessor(DashboardState &state, SseHub &hub, const
       stats_interval_nanos_(std::chrono::duration_cast<std::chrono::nanoseconds>(stats_interval).count()),
       parts_(parts) {}
 
-void DashboardProcessor::process(const common::Message &m, common::Producer &) {
+void DashboardProcessor::process(const common::Message& m, common::Producer&) {
   if (m.topic == topics_.alarms) {
     v1::Alarm a;
     if (!a.ParseFromString(m.payload)) throw common::BadMessage("bad_alarm", "not an Alarm protobuf");
@@ -50,7 +50,18 @@ void DashboardProcessor::process(const common::Message &m, common::Producer &) {
   }
 }
 
-void DashboardProcessor::tick(common::Producer &) {
+void DashboardProcessor::process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                                       const Reject& reject) {
+  if (!parts_.incidents) return Processor::process_batch(batch, out, reject);
+  struct Batch {
+    IncidentEngine& e;
+    explicit Batch(IncidentEngine& x) : e(x) { e.begin_batch(); }
+    ~Batch() { e.end_batch(); }
+  } b(*parts_.incidents);
+  Processor::process_batch(batch, out, reject);
+}
+
+void DashboardProcessor::tick(common::Producer&) {
   if (parts_.incidents) parts_.incidents->tick();
   const int64_t now = clock_.now_unix_nanos();
   if (now - last_stats_ < stats_interval_nanos_) return;

@@ -24,7 +24,7 @@ class DeferredProducer final : public common::Producer {
     std::lock_guard l(mu_);
     inner_ = std::move(p);
   }
-  void produce(const std::string &topic, std::string_view key, std::string_view payload) override {
+  void produce(const std::string& topic, std::string_view key, std::string_view payload) override {
     std::lock_guard l(mu_);
     if (inner_) {
       inner_->produce(topic, key, payload);
@@ -46,7 +46,7 @@ class DeferredProducer final : public common::Producer {
 
 // The data folder (created owner-only) and the database in it; ":memory:" stays
 // in memory.
-std::string database_path(const std::string &data_dir) {
+std::string database_path(const std::string& data_dir) {
   if (data_dir == ":memory:") return data_dir;
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
@@ -55,7 +55,7 @@ std::string database_path(const std::string &data_dir) {
   return (std::filesystem::path(data_dir) / "dashboard.db").string();
 }
 
-IncidentConfig incident_config(const DashboardConfig &c) {
+IncidentConfig incident_config(const DashboardConfig& c) {
   IncidentConfig i;
   i.key = c.incident_key;
   i.window_ms = c.incident_window_ms;
@@ -66,7 +66,7 @@ IncidentConfig incident_config(const DashboardConfig &c) {
   return i;
 }
 
-NotifierConfig notifier_config(const DashboardConfig &c) {
+NotifierConfig notifier_config(const DashboardConfig& c) {
   NotifierConfig n;
   n.webhook_urls = c.notify_webhook_urls;
   n.webhook_secret = c.notify_webhook_secret;
@@ -95,7 +95,7 @@ struct Runtime {
   Notifier notifier;
   ExecuteView execute;
   DashboardApi api;
-  Runtime(const DashboardConfig &c, common::ServiceContext &ctx)
+  Runtime(const DashboardConfig& c, common::ServiceContext& ctx)
       : cfg(c),
         metrics(*ctx.registry, "dashboard"),
         state(cfg, clock),
@@ -111,7 +111,7 @@ struct Runtime {
 };
 }  // namespace
 
-std::function<void()> setup_service(common::ServiceContext &ctx) {
+std::function<void()> setup_service(common::ServiceContext& ctx) {
   // Read every key first, so bad configuration fails before any connection is
   // made.
   const auto cfg = DashboardConfig::from_config(ctx.config);
@@ -141,7 +141,7 @@ std::function<void()> setup_service(common::ServiceContext &ctx) {
     // Release the browsers before run_service stops the HTTP server (it joins
     // their threads), also when the loop throws.
     struct CloseHub {
-      SseHub &hub;
+      SseHub& hub;
       ~CloseHub() { hub.close(); }
     } close_hub{rt->hub};
     ctx.ready();

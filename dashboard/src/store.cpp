@@ -15,10 +15,10 @@ namespace immunizer::dashboard {
 using nlohmann::json;
 
 namespace {
-constexpr const char *kSeverityNames[5] = {"unspecified", "low", "medium", "high", "critical"};
+constexpr const char* kSeverityNames[5] = {"unspecified", "low", "medium", "high", "critical"};
 
 // Every table in one script; IF NOT EXISTS keeps a restart idempotent.
-constexpr const char *kSchema = R"sql(
+constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,13 +83,13 @@ CREATE INDEX IF NOT EXISTS operator_actions_at ON operator_actions(at);
 INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '1');
 )sql";
 
-json counts_json(const std::map<std::string, int64_t> &m) {
+json counts_json(const std::map<std::string, int64_t>& m) {
   json j = json::object();
-  for (const auto &[k, v] : m) j[k] = v;
+  for (const auto& [k, v] : m) j[k] = v;
   return j;
 }
 template <typename T>
-std::map<std::string, T> counts_from(const std::string &text) {
+std::map<std::string, T> counts_from(const std::string& text) {
   std::map<std::string, T> m;
   json j = json::parse(text, nullptr, false);
   if (!j.is_object()) return m;
@@ -98,7 +98,7 @@ std::map<std::string, T> counts_from(const std::string &text) {
   return m;
 }
 
-json action_to_json(const ActionRecord &a) {
+json action_to_json(const ActionRecord& a) {
   return {{"action_id", a.action_id},
           {"alarm_id", a.alarm_id},
           {"plan_id", a.plan_id},
@@ -119,10 +119,10 @@ json action_to_json(const ActionRecord &a) {
           {"event_keys", a.event_keys}};
 }
 
-ActionRecord action_from_json(const json &j) {
+ActionRecord action_from_json(const json& j) {
   ActionRecord a;
-  auto s = [&](const char *k) { return j.value(k, std::string()); };
-  auto n = [&](const char *k) { return j.value(k, int64_t{0}); };
+  auto s = [&](const char* k) { return j.value(k, std::string()); };
+  auto n = [&](const char* k) { return j.value(k, int64_t{0}); };
   a.action_id = s("action_id");
   a.alarm_id = s("alarm_id");
   a.plan_id = s("plan_id");
@@ -141,13 +141,13 @@ ActionRecord action_from_json(const json &j) {
   a.applied_acks = n("applied_acks");
   a.rejected_acks = n("rejected_acks");
   if (auto it = j.find("event_keys"); it != j.end() && it->is_array())
-    for (const auto &k : *it)
+    for (const auto& k : *it)
       if (k.is_string()) a.event_keys.push_back(k.get<std::string>());
   return a;
 }
 
 // LIKE pattern matching `s` literally anywhere (escape character '\').
-std::string like_pattern(const std::string &s) {
+std::string like_pattern(const std::string& s) {
   std::string out = "%";
   for (char c : s) {
     if (c == '%' || c == '_' || c == '\\') out += '\\';
@@ -157,35 +157,35 @@ std::string like_pattern(const std::string &s) {
 }
 }  // namespace
 
-int severity_rank(const std::string &name) {
+int severity_rank(const std::string& name) {
   for (int i = 0; i < 5; ++i)
     if (name == kSeverityNames[i]) return i;
   return -1;
 }
-const char *severity_of_rank(int rank) { return kSeverityNames[std::clamp(rank, 0, 4)]; }
+const char* severity_of_rank(int rank) { return kSeverityNames[std::clamp(rank, 0, 4)]; }
 
 // A prepared statement; bind() numbers from 1. Finalised on destruction.
 class IncidentStore::Stmt {
  public:
-  Stmt(sqlite3 *db, const char *sql) : db_(db) {
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
     if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
       throw StoreError(std::string("sqlite prepare: ") + sqlite3_errmsg(db));
   }
   ~Stmt() { sqlite3_finalize(s_); }
-  Stmt &bind(int i, int64_t v) {
+  Stmt& bind(int i, int64_t v) {
     check(sqlite3_bind_int64(s_, i, v));
     return *this;
   }
-  Stmt &bind(int i, int v) { return bind(i, static_cast<int64_t>(v)); }
-  Stmt &bind(int i, double v) {
+  Stmt& bind(int i, int v) { return bind(i, static_cast<int64_t>(v)); }
+  Stmt& bind(int i, double v) {
     check(sqlite3_bind_double(s_, i, v));
     return *this;
   }
-  Stmt &bind(int i, const std::string &v) {
+  Stmt& bind(int i, const std::string& v) {
     check(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
   }
-  Stmt &bind_blob(int i, const std::string &v) {
+  Stmt& bind_blob(int i, const std::string& v) {
     check(sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
   }
@@ -203,11 +203,11 @@ class IncidentStore::Stmt {
   int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
   double f64(int c) const { return sqlite3_column_double(s_, c); }
   std::string text(int c) const {
-    const auto *p = reinterpret_cast<const char *>(sqlite3_column_text(s_, c));
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
   }
   std::string blob(int c) const {
-    const auto *p = static_cast<const char *>(sqlite3_column_blob(s_, c));
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
   }
   bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
@@ -216,11 +216,11 @@ class IncidentStore::Stmt {
   void check(int rc) {
     if (rc != SQLITE_OK) throw StoreError(std::string("sqlite bind: ") + sqlite3_errmsg(db_));
   }
-  sqlite3 *db_;
-  sqlite3_stmt *s_ = nullptr;
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
 };
 
-IncidentStore::IncidentStore(const std::string &path) {
+IncidentStore::IncidentStore(const std::string& path) {
   if (path != ":memory:") {
     // Create the file owner-only before SQLite opens it: it holds attack
     // payloads and who did what.
@@ -253,8 +253,8 @@ IncidentStore::IncidentStore(const std::string &path) {
 
 IncidentStore::~IncidentStore() { sqlite3_close(db_); }
 
-void IncidentStore::exec(const char *sql) {
-  char *err = nullptr;
+void IncidentStore::exec(const char* sql) {
+  char* err = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : sqlite3_errmsg(db_);
     sqlite3_free(err);
@@ -262,20 +262,27 @@ void IncidentStore::exec(const char *sql) {
   }
 }
 
-void IncidentStore::begin() { exec("BEGIN IMMEDIATE"); }
-void IncidentStore::commit() { exec("COMMIT"); }
+void IncidentStore::begin() { exec("SAVEPOINT unit"); }
+void IncidentStore::commit() { exec("RELEASE unit"); }
 void IncidentStore::rollback() noexcept {
+  if (sqlite3_get_autocommit(db_)) return;
+  sqlite3_exec(db_, "ROLLBACK TO unit", nullptr, nullptr, nullptr);
+  sqlite3_exec(db_, "RELEASE unit", nullptr, nullptr, nullptr);
+}
+void IncidentStore::begin_outer() { exec("BEGIN IMMEDIATE"); }
+void IncidentStore::commit_outer() { exec("COMMIT"); }
+void IncidentStore::rollback_outer() noexcept {
   if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
-bool IncidentStore::has_alarm(const std::string &alarm_id) {
+bool IncidentStore::has_alarm(const std::string& alarm_id) {
   Stmt s(db_, "SELECT 1 FROM alarms WHERE id = ?");
   s.bind(1, alarm_id);
   return s.step();
 }
 
 namespace {
-constexpr const char *kIncidentColumns =
+constexpr const char* kIncidentColumns =
     "id, principal_key, principal, state, first_seen, last_seen, alarm_count, "
     "group_count, action_count, "
     "sev0, sev1, sev2, sev3, sev4, max_severity, max_ratio, calls, models, "
@@ -285,7 +292,7 @@ constexpr const char *kIncidentColumns =
 
 namespace {
 template <typename S>
-Incident read_incident(const S &s) {
+Incident read_incident(const S& s) {
   Incident i;
   i.id = s.i64(0);
   i.principal_key = s.text(1);
@@ -310,7 +317,7 @@ Incident read_incident(const S &s) {
 }
 }  // namespace
 
-std::optional<Incident> IncidentStore::latest_open(const std::string &principal_key) {
+std::optional<Incident> IncidentStore::latest_open(const std::string& principal_key) {
   const std::string sql = std::string("SELECT ") + kIncidentColumns +
                           " FROM incidents WHERE principal_key = ? AND state "
                           "IN ('open', 'acknowledged') "
@@ -332,7 +339,7 @@ std::optional<Incident> IncidentStore::incident(int64_t id) {
 namespace {
 // Binds every column but id, from parameter 1, in kIncidentColumns order.
 template <typename S>
-void bind_incident(S &s, const Incident &i) {
+void bind_incident(S& s, const Incident& i) {
   s.bind(1, i.principal_key)
       .bind(2, dump(i.principal))
       .bind(3, i.state)
@@ -354,7 +361,7 @@ void bind_incident(S &s, const Incident &i) {
 }
 }  // namespace
 
-int64_t IncidentStore::insert_incident(const Incident &i) {
+int64_t IncidentStore::insert_incident(const Incident& i) {
   Stmt s(db_,
          "INSERT INTO incidents(principal_key, principal, state, "
          "first_seen, last_seen, alarm_count, group_count, "
@@ -367,7 +374,7 @@ int64_t IncidentStore::insert_incident(const Incident &i) {
   return sqlite3_last_insert_rowid(db_);
 }
 
-void IncidentStore::update_incident(const Incident &i) {
+void IncidentStore::update_incident(const Incident& i) {
   Stmt s(db_,
          "UPDATE incidents SET principal_key=?, principal=?, state=?, "
          "first_seen=?, last_seen=?, alarm_count=?, "
@@ -380,8 +387,8 @@ void IncidentStore::update_incident(const Incident &i) {
   s.run();
 }
 
-std::pair<int64_t, bool> IncidentStore::add_to_group(int64_t incident_id, const v1::Alarm &a,
-                                                     const std::string &top_feature, int64_t at,
+std::pair<int64_t, bool> IncidentStore::add_to_group(int64_t incident_id, const v1::Alarm& a,
+                                                     const std::string& top_feature, int64_t at,
                                                      double ratio) {
   const int sev = std::clamp(static_cast<int>(a.severity()), 0, 4);
   {
@@ -415,7 +422,7 @@ std::pair<int64_t, bool> IncidentStore::add_to_group(int64_t incident_id, const 
   return {sqlite3_last_insert_rowid(db_), true};
 }
 
-void IncidentStore::insert_alarm(const v1::Alarm &a, int64_t incident_id, int64_t group_id, int64_t at) {
+void IncidentStore::insert_alarm(const v1::Alarm& a, int64_t incident_id, int64_t group_id, int64_t at) {
   Stmt s(db_,
          "INSERT OR IGNORE INTO alarms(id, incident_id, group_id, at, "
          "severity, ratio, proto) "
@@ -428,7 +435,7 @@ void IncidentStore::insert_alarm(const v1::Alarm &a, int64_t incident_id, int64_
   s.run();
 }
 
-std::optional<v1::Alarm> IncidentStore::alarm(const std::string &alarm_id) {
+std::optional<v1::Alarm> IncidentStore::alarm(const std::string& alarm_id) {
   Stmt s(db_, "SELECT proto FROM alarms WHERE id = ?");
   s.bind(1, alarm_id);
   if (!s.step()) return std::nullopt;
@@ -437,20 +444,20 @@ std::optional<v1::Alarm> IncidentStore::alarm(const std::string &alarm_id) {
   return a;
 }
 
-std::optional<int64_t> IncidentStore::incident_of_alarm(const std::string &alarm_id) {
+std::optional<int64_t> IncidentStore::incident_of_alarm(const std::string& alarm_id) {
   Stmt s(db_, "SELECT incident_id FROM alarms WHERE id = ?");
   s.bind(1, alarm_id);
   if (!s.step()) return std::nullopt;
   return s.i64(0);
 }
 
-void IncidentStore::set_alarm_feedback(const std::string &alarm_id, const json &feedback) {
+void IncidentStore::set_alarm_feedback(const std::string& alarm_id, const json& feedback) {
   Stmt s(db_, "UPDATE alarms SET feedback = ? WHERE id = ?");
   s.bind(1, dump(feedback)).bind(2, alarm_id);
   s.run();
 }
 
-std::optional<ActionRecord> IncidentStore::action(const std::string &action_id) {
+std::optional<ActionRecord> IncidentStore::action(const std::string& action_id) {
   Stmt s(db_, "SELECT record FROM actions WHERE action_id = ?");
   s.bind(1, action_id);
   if (!s.step()) return std::nullopt;
@@ -459,7 +466,7 @@ std::optional<ActionRecord> IncidentStore::action(const std::string &action_id) 
   return action_from_json(j);
 }
 
-void IncidentStore::put_action(const ActionRecord &a, int64_t incident_id) {
+void IncidentStore::put_action(const ActionRecord& a, int64_t incident_id) {
   Stmt s(db_,
          "INSERT INTO actions(action_id, incident_id, alarm_id, last_at, "
          "record) VALUES(?1,?2,?3,?4,?5) "
@@ -474,7 +481,7 @@ void IncidentStore::put_action(const ActionRecord &a, int64_t incident_id) {
   s.run();
 }
 
-int64_t IncidentStore::link_actions(const std::string &alarm_id, int64_t incident_id) {
+int64_t IncidentStore::link_actions(const std::string& alarm_id, int64_t incident_id) {
   if (alarm_id.empty()) return 0;
   Stmt s(db_,
          "UPDATE actions SET incident_id = ? WHERE alarm_id = ? AND "
@@ -491,8 +498,8 @@ int64_t IncidentStore::count_actions(int64_t incident_id) {
   return s.i64(0);
 }
 
-void IncidentStore::add_operator_action(int64_t at, const std::string &who, const std::string &what,
-                                        int64_t incident_id, const std::string &detail) {
+void IncidentStore::add_operator_action(int64_t at, const std::string& who, const std::string& what,
+                                        int64_t incident_id, const std::string& detail) {
   Stmt s(db_,
          "INSERT INTO operator_actions(at, who, what, incident_id, "
          "detail) VALUES(?,?,?,?,?)");
@@ -500,7 +507,7 @@ void IncidentStore::add_operator_action(int64_t at, const std::string &who, cons
   s.run();
 }
 
-std::pair<std::vector<Incident>, int64_t> IncidentStore::list(const IncidentQuery &q) {
+std::pair<std::vector<Incident>, int64_t> IncidentStore::list(const IncidentQuery& q) {
   std::string where = " WHERE 1=1";
   struct Arg {
     bool is_text;
@@ -542,9 +549,9 @@ std::pair<std::vector<Incident>, int64_t> IncidentStore::list(const IncidentQuer
     where += " AND first_seen <= ?";
     args.push_back({false, q.to, {}});
   }
-  auto bind_all = [&](Stmt &s) {
+  auto bind_all = [&](Stmt& s) {
     int k = 1;
-    for (const auto &a : args) {
+    for (const auto& a : args) {
       if (a.is_text) {
         s.bind(k++, a.s);
       } else {
@@ -664,12 +671,12 @@ int64_t IncidentStore::size_bytes() {
   return (pages - free_pages) * p.i64(0);
 }
 
-int64_t IncidentStore::prune(int64_t now, const RetentionConfig &r) {
-  auto delete_where = [this](const std::string &cond, int64_t arg) {
+int64_t IncidentStore::prune(int64_t now, const RetentionConfig& r) {
+  auto delete_where = [this](const std::string& cond, int64_t arg) {
     begin();
     try {
       const std::string sub = "SELECT id FROM incidents WHERE " + cond;
-      for (const char *table : {"alarm_groups", "alarms", "actions", "operator_actions"}) {
+      for (const char* table : {"alarm_groups", "alarms", "actions", "operator_actions"}) {
         Stmt s(db_, (std::string("DELETE FROM ") + table + " WHERE incident_id IN (" + sub + ")").c_str());
         s.bind(1, arg);
         s.run();

@@ -28,22 +28,22 @@ constexpr int64_t kSec = 1'000'000'000;
 // throttle; a log action is not enforcing.
 class ListingOps final : public OperationsClient {
  public:
-  OpsStatus block(const v1::BlockRequest &, v1::BlockResponse *resp) override {
+  OpsStatus block(const v1::BlockRequest&, v1::BlockResponse* resp) override {
     resp->set_action_id("manual-1");
     return {};
   }
-  OpsStatus unblock(const v1::UnblockRequest &, v1::UnblockResponse *resp) override {
+  OpsStatus unblock(const v1::UnblockRequest&, v1::UnblockResponse* resp) override {
     resp->set_found(true);
     return {};
   }
-  OpsStatus list_active(v1::ListActiveResponse *resp) override {
+  OpsStatus list_active(v1::ListActiveResponse* resp) override {
     if (!up) return {OpsStatus::kUnavailable, "down"};
-    for (const auto &[id, kind] :
+    for (const auto& [id, kind] :
          std::vector<std::pair<std::string, v1::ActionKind>>{{"b1", v1::ACTION_BLOCK_PRINCIPAL},
                                                              {"b1", v1::ACTION_BLOCK_PRINCIPAL},
                                                              {"t1", v1::ACTION_THROTTLE_PRINCIPAL},
                                                              {"l1", v1::ACTION_LOG}}) {
-      auto *a = resp->add_actions();
+      auto* a = resp->add_actions();
       a->mutable_action()->set_id(id);
       a->mutable_action()->set_kind(kind);
     }
@@ -64,7 +64,7 @@ struct TempDir {
 };
 
 struct Server {
-  Server(DashboardConfig c, const std::string &db, const std::string &jsonl)
+  Server(DashboardConfig c, const std::string& db, const std::string& jsonl)
       : cfg(std::move(c)),
         registry(std::make_shared<prometheus::Registry>()),
         topics(common::Topics::with_prefix("t.")),
@@ -84,7 +84,7 @@ struct Server {
     hub.close();
     http.stop();
   }
-  static NotifierConfig notify_cfg(const std::string &jsonl) {
+  static NotifierConfig notify_cfg(const std::string& jsonl) {
     NotifierConfig n;
     n.jsonl_path = jsonl;
     return n;
@@ -95,13 +95,13 @@ struct Server {
     c.set_basic_auth("alice", "pw");
     return c;
   }
-  void feed(const v1::Alarm &a) {
+  void feed(const v1::Alarm& a) {
     common::Message m;
     m.topic = topics.alarms;
     m.payload = a.SerializeAsString();
     proc.process(m, producer);
   }
-  void feed(const v1::ActionEvent &e) {
+  void feed(const v1::ActionEvent& e) {
     common::Message m;
     m.topic = topics.actions;
     m.payload = e.SerializeAsString();
@@ -131,7 +131,7 @@ DashboardConfig test_config() {
   return c;
 }
 
-json get_json(httplib::Client &c, const std::string &path, int expect = 200) {
+json get_json(httplib::Client& c, const std::string& path, int expect = 200) {
   auto r = c.Get(path.c_str());
   EXPECT_TRUE(r) << path;
   if (!r) return nullptr;
@@ -139,14 +139,14 @@ json get_json(httplib::Client &c, const std::string &path, int expect = 200) {
   return json::parse(r->body);
 }
 
-int post(httplib::Client &c, const std::string &path, const json &body, json *out = nullptr) {
+int post(httplib::Client& c, const std::string& path, const json& body, json* out = nullptr) {
   auto r = c.Post(path.c_str(), body.dump(), "application/json");
   if (!r) return -1;
   if (out) *out = json::parse(r->body, nullptr, false);
   return r->status;
 }
 
-v1::Alarm attack(int i, int64_t t0, const std::string &session = "ATTACKER1") {
+v1::Alarm attack(int i, int64_t t0, const std::string& session = "ATTACKER1") {
   auto a = make_alarm(numbered(session == "ATTACKER1" ? "a" : "b", i), t0 + i * kSec);
   a.mutable_principal()->set_session(session);
   return a;
@@ -285,7 +285,7 @@ TEST_F(IncidentsApi, EvictedAlarmsComeFromTheHistoryAndTakeFeedback) {
   EXPECT_EQ(fb.analyst(), "alice");
   auto d = get_json(c, "/api/incidents/1?alarms=1000");
   bool found = false;
-  for (const auto &al : d["recent_alarms"])
+  for (const auto& al : d["recent_alarms"])
     if (al["id"] == "a0") found = al["feedback"]["verdict"] == "false_positive";
   EXPECT_TRUE(found);
 }

@@ -29,8 +29,8 @@ struct TempDir {
   ~TempDir() { std::filesystem::remove_all(path); }
 };
 
-v1::Alarm alarm_for(const std::string &id, const std::string &session, int64_t at,
-                    v1::Severity sev = v1::SEVERITY_HIGH, const std::string &call = "http GET /a") {
+v1::Alarm alarm_for(const std::string& id, const std::string& session, int64_t at,
+                    v1::Severity sev = v1::SEVERITY_HIGH, const std::string& call = "http GET /a") {
   v1::Alarm a = make_alarm(id, at, sev);
   a.mutable_principal()->set_session(session);
   a.set_call(call);
@@ -66,7 +66,7 @@ TEST_F(Incidents, AlarmsOfOnePrincipalWithinTheWindowAreOneIncident) {
   engine->on_alarm(alarm_for("b0", "bystander", t0));
   auto l = engine->list({});
   ASSERT_EQ(l["total"], 2);
-  const auto &inc =
+  const auto& inc =
       l["incidents"][0]["principal_key"] == "session:ATTACKER1" ? l["incidents"][0] : l["incidents"][1];
   EXPECT_EQ(inc["alarms"], 50);
   EXPECT_EQ(inc["rows"],
@@ -126,7 +126,7 @@ TEST_F(Incidents, FeaturesOfValueZeroAreNeverReasons) {
   a.mutable_top_features(0)->set_value(0);  // struct:missing_args = 0 with a contribution
   engine->on_alarm(a);
   const auto inc = engine->list({})["incidents"][0];
-  for (const auto &f : inc["top_features"]) EXPECT_NE(f["feature"], "arg.cantidad.rare_ngram");
+  for (const auto& f : inc["top_features"]) EXPECT_NE(f["feature"], "arg.cantidad.rare_ngram");
   auto d = engine->detail(inc["id"].get<int64_t>(), 10);
   EXPECT_EQ((*d)["groups"][0]["top_feature"], "arg.cantidad.len_dev");
 }
@@ -153,9 +153,9 @@ TEST_F(Incidents, ActionsAttachThroughTheirAlarmInEitherOrderAndRepeatsCountOnce
   auto d = engine->detail(c->incident.id, 10);
   ASSERT_TRUE(d);
   ASSERT_EQ((*d)["action_list"].size(), 2u);
-  const json &first =
+  const json& first =
       (*d)["action_list"][1]["action_id"] == "act1" ? (*d)["action_list"][1] : (*d)["action_list"][0];
-  const json &second =
+  const json& second =
       (*d)["action_list"][1]["action_id"] == "act1" ? (*d)["action_list"][0] : (*d)["action_list"][1];
   EXPECT_EQ(first["status"], "applied");
   EXPECT_EQ(first["applied_acks"], 1);
@@ -303,6 +303,19 @@ TEST_F(Incidents, HostilePrincipalsAndCallsAreStoredVerbatim) {
   ASSERT_EQ(l["total"], 1);
   EXPECT_TRUE(engine->find_alarm("x'; DROP TABLE incidents;--"));
   EXPECT_EQ(engine->find_alarm("x'; DROP TABLE incidents;--")->call(), a.call());
+}
+
+TEST_F(Incidents, ABatchIsOneTransactionAndAFailedAlarmInsideItDoesNotUndoTheOthers) {
+  const int64_t t0 = clock.now_unix_nanos();
+  engine->begin_batch();
+  for (int i = 0; i < 20; ++i) engine->on_alarm(alarm_for(numbered("a", i), "s", t0 + i));
+  EXPECT_FALSE(engine->on_alarm(alarm_for("a3", "s", t0 + 3)));  // a duplicate rolls back its own unit only
+  engine->end_batch();
+  IncidentStore other(db());
+  auto [rows, total] = other.list({});
+  ASSERT_EQ(total, 1);
+  EXPECT_EQ(rows[0].alarm_count, 20);
+  EXPECT_EQ(engine->store_errors(), 0u);
 }
 
 TEST(PrincipalKey, FieldsFallbackAndPrefixes) {

@@ -21,13 +21,13 @@ using nlohmann::json;
 
 namespace {
 
-double metric(prometheus::Registry &r, const std::string &name, const std::string &dest,
-              const std::string &result) {
-  for (const auto &f : r.Collect()) {
+double metric(prometheus::Registry& r, const std::string& name, const std::string& dest,
+              const std::string& result) {
+  for (const auto& f : r.Collect()) {
     if (f.name != name) continue;
-    for (const auto &m : f.metric) {
+    for (const auto& m : f.metric) {
       std::map<std::string, std::string> labels;
-      for (const auto &l : m.label) labels[l.name] = l.value;
+      for (const auto& l : m.label) labels[l.name] = l.value;
       if (labels["destination"] == dest && (result.empty() || labels["result"] == result))
         return f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
     }
@@ -45,7 +45,7 @@ struct Receiver {
   std::vector<int> answers;  // status per request in order; the last repeats
   bool hold = false;         // handlers wait while set
   Receiver() {
-    server.Post("/hook", [this](const httplib::Request &req, httplib::Response &res) {
+    server.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
       std::unique_lock l(mu);
       cv.wait(l, [&] { return !hold; });
       got.push_back(req);
@@ -82,14 +82,14 @@ struct TempDir {
   ~TempDir() { std::filesystem::remove_all(path); }
 };
 
-std::vector<json> lines(const std::filesystem::path &p) {
+std::vector<json> lines(const std::filesystem::path& p) {
   std::vector<json> out;
   std::ifstream in(p);
   for (std::string l; std::getline(in, l);) out.push_back(json::parse(l));
   return out;
 }
 
-NotifierConfig webhook_config(const Receiver &r) {
+NotifierConfig webhook_config(const Receiver& r) {
   NotifierConfig c;
   c.webhook_urls = {r.url()};
   c.webhook_secret = "s3cret";
@@ -110,7 +110,7 @@ TEST(Notifier, SignedWebhookRetriedUntilAccepted) {
   n.stop(5s);
   std::lock_guard l(r.mu);
   ASSERT_EQ(r.got.size(), 3u);
-  const auto &req = r.got.back();
+  const auto& req = r.got.back();
   const std::string ts = req.get_header_value("X-Immunizer-Timestamp");
   const std::string sig = req.get_header_value("X-Immunizer-Signature");
   EXPECT_EQ(sig, "sha256=" + webhook_signature("s3cret", ts, req.body));

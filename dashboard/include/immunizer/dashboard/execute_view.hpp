@@ -19,10 +19,10 @@ namespace immunizer::dashboard {
 
 class ExecuteView {
  public:
-  ExecuteView(OperationsClient &ops, std::chrono::milliseconds interval, const common::Clock &clock);
+  ExecuteView(OperationsClient& ops, std::chrono::milliseconds interval, const common::Clock& clock);
   ~ExecuteView();
-  ExecuteView(const ExecuteView &) = delete;
-  ExecuteView &operator=(const ExecuteView &) = delete;
+  ExecuteView(const ExecuteView&) = delete;
+  ExecuteView& operator=(const ExecuteView&) = delete;
 
   void start();  // polls every interval until stop()
   void stop();
@@ -38,9 +38,9 @@ class ExecuteView {
   std::optional<int64_t> fresh_enforcing_active() const;
 
  private:
-  OperationsClient &ops_;
+  OperationsClient& ops_;
   std::chrono::milliseconds interval_;
-  const common::Clock &clock_;
+  const common::Clock& clock_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -46,13 +46,13 @@ struct IncidentConfig {
 
 // "session:abc", "ip:1.2.3.4", "prefix:1.2.3.0/24", "user:bob"; "none:" without
 // any field.
-std::string principal_key(const v1::Principal &p, const IncidentConfig &cfg);
+std::string principal_key(const v1::Principal& p, const IncidentConfig& cfg);
 // The address's network prefix ("10.1.2.0/24", "2001:db8:1:2::/64"); "" if not
 // an address.
-std::string address_prefix(const std::string &ip, int v4_bits, int v6_bits);
+std::string address_prefix(const std::string& ip, int v4_bits, int v6_bits);
 // The incident as the API renders it (summary; details come from
 // IncidentEngine::detail).
-nlohmann::json incident_json(const Incident &i);
+nlohmann::json incident_json(const Incident& i);
 
 // What a change did, for the SSE feed and the notifier.
 struct IncidentChange {
@@ -60,28 +60,32 @@ struct IncidentChange {
   Kind kind = kUpdated;
   Incident incident;
 };
-const char *change_name(IncidentChange::Kind k);  // "updated", "opened",
+const char* change_name(IncidentChange::Kind k);  // "updated", "opened",
                                                   // "escalated", "state_changed"
 
 class IncidentEngine {
  public:
-  IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store, const common::Clock &clock,
-                 prometheus::Registry &registry);
+  IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store, const common::Clock& clock,
+                 prometheus::Registry& registry);
 
   // nullopt for a duplicate alarm (already stored) or when the store failed.
-  std::optional<IncidentChange> on_alarm(const v1::Alarm &a);
+  std::optional<IncidentChange> on_alarm(const v1::Alarm& a);
   // The incident the event's action belongs to, if known (the change is
   // kUpdated).
-  std::optional<IncidentChange> on_action(const v1::ActionEvent &e);
-  // Runs retention when it is due.
+  std::optional<IncidentChange> on_action(const v1::ActionEvent& e);
+  // Runs retention when it is due (not inside a batch).
   void tick();
+  // Everything between begin_batch() and end_batch() is one transaction (one commit per
+  // consumed Kafka batch instead of one per alarm). Without end_batch nothing is durable.
+  void begin_batch();
+  void end_batch();
 
-  std::optional<v1::Alarm> find_alarm(const std::string &alarm_id);
-  void record_feedback(const std::string &alarm_id, const nlohmann::json &feedback);
+  std::optional<v1::Alarm> find_alarm(const std::string& alarm_id);
+  void record_feedback(const std::string& alarm_id, const nlohmann::json& feedback);
 
   // {"incidents": [...], "total": N, "limit", "offset"}
-  nlohmann::json list(const IncidentQuery &q);
-  std::vector<Incident> list_rows(const IncidentQuery &q);
+  nlohmann::json list(const IncidentQuery& q);
+  std::vector<Incident> list_rows(const IncidentQuery& q);
   // The incident with its alarm groups, newest alarms, actions and operator
   // history.
   std::optional<nlohmann::json> detail(int64_t id, size_t alarm_limit);
@@ -95,11 +99,11 @@ class IncidentEngine {
   // open -> acknowledged | resolved | false_positive; acknowledged -> resolved
   // | false_positive; resolved / false_positive -> open (reopen). Audited as an
   // operator action.
-  StateResult set_state(int64_t id, const std::string &state, const std::string &who,
-                        const std::string &comment);
+  StateResult set_state(int64_t id, const std::string& state, const std::string& who,
+                        const std::string& comment);
   // Records an operator action that is not a state change (e.g. a block from an
   // incident).
-  void audit(int64_t incident_id, const std::string &who, const std::string &what, const std::string &detail);
+  void audit(int64_t incident_id, const std::string& who, const std::string& what, const std::string& detail);
 
   // {"open": n, "acknowledged": n, "resolved": n, "false_positive": n, "total":
   // n}
@@ -108,23 +112,24 @@ class IncidentEngine {
 
  private:
   template <typename F>
-  auto guarded(const char *op, F &&f) -> decltype(f());
-  void failed(const char *op, const std::exception &e);
+  auto guarded(const char* op, F&& f) -> decltype(f());
+  void failed(const char* op, const std::exception& e);
 
   IncidentConfig cfg_;
   std::unique_ptr<IncidentStore> store_;
-  const common::Clock &clock_;
+  const common::Clock& clock_;
   mutable std::mutex mu_;
   int64_t last_prune_ = 0;
+  bool in_batch_ = false;
   int64_t last_error_log_ = 0;
   uint64_t errors_ = 0;
-  prometheus::Family<prometheus::Counter> &incidents_family_;
-  prometheus::Counter &alarms_grouped_;
-  prometheus::Counter &alarms_duplicate_;
-  prometheus::Counter &alarms_collapsed_;
-  prometheus::Family<prometheus::Counter> &errors_family_;
-  prometheus::Counter &pruned_;
-  prometheus::Gauge &db_bytes_;
+  prometheus::Family<prometheus::Counter>& incidents_family_;
+  prometheus::Counter& alarms_grouped_;
+  prometheus::Counter& alarms_duplicate_;
+  prometheus::Counter& alarms_collapsed_;
+  prometheus::Family<prometheus::Counter>& errors_family_;
+  prometheus::Counter& pruned_;
+  prometheus::Gauge& db_bytes_;
 };
 
 }  // namespace immunizer::dashboard

@@ -47,20 +47,20 @@ struct NotifierConfig {
 // hex(HMAC-SHA256(secret, timestamp + "." + body)): what X-Immunizer-Signature
 // carries (as "sha256=<hex>"), with the timestamp in X-Immunizer-Timestamp
 // (unix seconds).
-std::string webhook_signature(const std::string &secret, const std::string &timestamp,
-                              const std::string &body);
+std::string webhook_signature(const std::string& secret, const std::string& timestamp,
+                              const std::string& body);
 
 class Notifier {
  public:
   class Destination;
   // Throws std::invalid_argument for a bad URL or a webhook without a secret.
-  Notifier(NotifierConfig cfg, prometheus::Registry &registry, const common::Clock &clock);
+  Notifier(NotifierConfig cfg, prometheus::Registry& registry, const common::Clock& clock);
   ~Notifier();
-  Notifier(const Notifier &) = delete;
-  Notifier &operator=(const Notifier &) = delete;
+  Notifier(const Notifier&) = delete;
+  Notifier& operator=(const Notifier&) = delete;
 
   // event: "opened", "escalated", "resolved"; ignored unless configured.
-  void notify(const std::string &event, const nlohmann::json &incident);
+  void notify(const std::string& event, const nlohmann::json& incident);
   // Stops the workers after at most `drain` spent delivering what is queued.
   void stop(std::chrono::milliseconds drain = std::chrono::milliseconds(2000));
   size_t destinations() const { return dests_.size(); }
@@ -68,7 +68,7 @@ class Notifier {
  private:
   struct DeadLetterSink;
   NotifierConfig cfg_;
-  const common::Clock &clock_;
+  const common::Clock& clock_;
   std::unique_ptr<DeadLetterSink> deadletters_;  // outlives the destinations that write to it
   std::vector<std::unique_ptr<Destination>> dests_;
 };

@@ -34,6 +34,9 @@ class DashboardProcessor final : public common::Processor {
                      DashboardParts parts = {});
   // Throws common::BadMessage for payloads that do not parse (they become dead letters).
   void process(const common::Message& m, common::Producer& out) override;
+  // One incident-history transaction per batch.
+  void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                     const Reject& reject) override;
   void tick(common::Producer& out) override;
 
  private:

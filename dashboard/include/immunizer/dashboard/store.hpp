@@ -25,8 +25,8 @@ class StoreError : public std::runtime_error {
 };
 
 // Severity ranks: 0 unspecified, 1 low, 2 medium, 3 high, 4 critical.
-int severity_rank(const std::string &name);  // -1 for an unknown name
-const char *severity_of_rank(int rank);
+int severity_rank(const std::string& name);  // -1 for an unknown name
+const char* severity_of_rank(int rank);
 
 // One incident as stored. calls/models count alarms per value (at most
 // kMaxListed kept); features sum the positive contributions of non-zero
@@ -79,43 +79,48 @@ class IncidentStore {
  public:
   // `path` is a file (created with mode 0600) or ":memory:". Creates the
   // schema, turns on WAL.
-  explicit IncidentStore(const std::string &path);
+  explicit IncidentStore(const std::string& path);
   ~IncidentStore();
-  IncidentStore(const IncidentStore &) = delete;
-  IncidentStore &operator=(const IncidentStore &) = delete;
+  IncidentStore(const IncidentStore&) = delete;
+  IncidentStore& operator=(const IncidentStore&) = delete;
 
+  // A unit of work: a savepoint, so it nests inside an outer batch transaction.
   void begin();
   void commit();
   void rollback() noexcept;
+  // An outer transaction around many units (one commit per consumed batch).
+  void begin_outer();
+  void commit_outer();
+  void rollback_outer() noexcept;
 
-  bool has_alarm(const std::string &alarm_id);
+  bool has_alarm(const std::string& alarm_id);
   // The newest incident of `principal_key` still open or acknowledged, if any.
-  std::optional<Incident> latest_open(const std::string &principal_key);
-  int64_t insert_incident(const Incident &i);  // returns the new id
-  void update_incident(const Incident &i);
+  std::optional<Incident> latest_open(const std::string& principal_key);
+  int64_t insert_incident(const Incident& i);  // returns the new id
+  void update_incident(const Incident& i);
   std::optional<Incident> incident(int64_t id);
   // Adds one alarm to its collapsed group (incident, model, top feature);
   // returns the group id and whether the group is new.
-  std::pair<int64_t, bool> add_to_group(int64_t incident_id, const v1::Alarm &a,
-                                        const std::string &top_feature, int64_t at, double ratio);
-  void insert_alarm(const v1::Alarm &a, int64_t incident_id, int64_t group_id, int64_t at);
-  std::optional<v1::Alarm> alarm(const std::string &alarm_id);
-  std::optional<int64_t> incident_of_alarm(const std::string &alarm_id);
-  void set_alarm_feedback(const std::string &alarm_id, const nlohmann::json &feedback);
+  std::pair<int64_t, bool> add_to_group(int64_t incident_id, const v1::Alarm& a,
+                                        const std::string& top_feature, int64_t at, double ratio);
+  void insert_alarm(const v1::Alarm& a, int64_t incident_id, int64_t group_id, int64_t at);
+  std::optional<v1::Alarm> alarm(const std::string& alarm_id);
+  std::optional<int64_t> incident_of_alarm(const std::string& alarm_id);
+  void set_alarm_feedback(const std::string& alarm_id, const nlohmann::json& feedback);
 
-  std::optional<ActionRecord> action(const std::string &action_id);
+  std::optional<ActionRecord> action(const std::string& action_id);
   // Inserts or replaces; incident_id 0 = not (yet) linked to an incident.
-  void put_action(const ActionRecord &a, int64_t incident_id);
+  void put_action(const ActionRecord& a, int64_t incident_id);
   // Actions whose alarm arrived after them; returns how many were linked.
-  int64_t link_actions(const std::string &alarm_id, int64_t incident_id);
+  int64_t link_actions(const std::string& alarm_id, int64_t incident_id);
   int64_t count_actions(int64_t incident_id);
 
-  void add_operator_action(int64_t at, const std::string &who, const std::string &what, int64_t incident_id,
-                           const std::string &detail);
+  void add_operator_action(int64_t at, const std::string& who, const std::string& what, int64_t incident_id,
+                           const std::string& detail);
 
   // Newest last_seen first, and the total matching the filters (for
   // pagination).
-  std::pair<std::vector<Incident>, int64_t> list(const IncidentQuery &q);
+  std::pair<std::vector<Incident>, int64_t> list(const IncidentQuery& q);
   nlohmann::json groups_json(int64_t incident_id, size_t limit);
   nlohmann::json alarms_json(int64_t incident_id,
                              size_t limit);  // brief rows, newest first
@@ -126,14 +131,14 @@ class IncidentStore {
   // Deletes incidents (with their groups, alarms, actions) whose last alarm is
   // older than the age limit, then the oldest ones until the database is under
   // the size limit. Returns the number of incidents deleted.
-  int64_t prune(int64_t now_unix_nanos, const RetentionConfig &r);
+  int64_t prune(int64_t now_unix_nanos, const RetentionConfig& r);
   // Bytes in use (pages not on the free list).
   int64_t size_bytes();
 
  private:
   class Stmt;
-  void exec(const char *sql);
-  sqlite3 *db_ = nullptr;
+  void exec(const char* sql);
+  sqlite3* db_ = nullptr;
 };
 
 }  // namespace immunizer::dashboard
