@@ -1,5 +1,8 @@
 #include "immunizer/dashboard/api.hpp"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <algorithm>
 
 #include "immunizer/common/logging.hpp"
@@ -11,39 +14,6 @@ namespace immunizer::dashboard {
 using nlohmann::json;
 
 namespace {
-
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += kAlphabet[n & 63];
-  }
-  if (i + 1 == in.size()) {
-    const uint32_t n = uint8_t(in[i]) << 16;
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    const uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char d = 0;
-  for (size_t i = 0; i < a.size(); ++i) d |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return d == 0;
-}
 
 void send_json(httplib::Response& res, const json& j, int status = 200) {
   res.status = status;
@@ -79,6 +49,56 @@ std::string string_field(const json& j, const char* name) {
   auto it = j.find(name);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
+
+bool is_loopback(const std::string& addr) {
+  return addr.rfind("127.", 0) == 0 || addr == "::1" || addr.rfind("::ffff:127.", 0) == 0;
+}
+
+// The media type of a Content-Type header, lowercased, without parameters.
+std::string media_type(const std::string& content_type) {
+  std::string t = content_type.substr(0, content_type.find(';'));
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  return t;
+}
+
+std::string cookie_value(const httplib::Request& req, std::string_view name) {
+  const std::string cookies = req.get_header_value("Cookie");
+  size_t at = 0;
+  while (at < cookies.size()) {
+    size_t end = cookies.find(';', at);
+    if (end == std::string::npos) end = cookies.size();
+    std::string_view kv(cookies.data() + at, end - at);
+    while (!kv.empty() && kv.front() == ' ') kv.remove_prefix(1);
+    if (kv.size() > name.size() && kv.substr(0, name.size()) == name && kv[name.size()] == '=')
+      return std::string(kv.substr(name.size() + 1));
+    at = end + 1;
+  }
+  return "";
+}
+
+std::optional<std::pair<std::string, std::string>> basic_credentials(const httplib::Request& req) {
+  const std::string h = req.get_header_value("Authorization");
+  static constexpr std::string_view kBasic = "Basic ";
+  if (h.size() <= kBasic.size() || h.compare(0, kBasic.size(), kBasic) != 0 || h.size() > 4096) return std::nullopt;
+  const std::string enc = h.substr(kBasic.size());
+  std::string dec(3 * enc.size() / 4 + 1, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(dec.data()),
+                                reinterpret_cast<const unsigned char*>(enc.data()), static_cast<int>(enc.size()));
+  if (n < 0 || enc.size() % 4 != 0) return std::nullopt;
+  size_t len = static_cast<size_t>(n);
+  for (size_t i = enc.size(); i > 0 && enc[i - 1] == '='; --i) --len;
+  dec.resize(len);
+  const size_t colon = dec.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  return std::make_pair(dec.substr(0, colon), dec.substr(colon + 1));
+}
+
+bool tokens_equal(const std::string& a, const std::string& b) {
+  return !a.empty() && a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+constexpr std::string_view kSessionCookie = "immunizer_session";
 
 int ops_http_status(const OpsStatus& s) {
   switch (s.code) {
@@ -129,20 +149,155 @@ DashboardApi::DashboardApi(const DashboardConfig& cfg, DashboardState& state, Ss
                              .Name("immunizer_dashboard_operations_total")
                              .Help("Manual actions sent to execute, by operation and result")
                              .Register(registry)),
-      parts_(parts) {
-  if (!cfg_.auth_user.empty()) expected_auth_ = "Basic " + base64(cfg_.auth_user + ":" + cfg_.auth_password);
+      parts_(parts),
+      refused_family_(prometheus::BuildCounter()
+                          .Name("immunizer_dashboard_requests_refused_total")
+                          .Help("Requests the dashboard refused, by reason (unauthenticated, forbidden, csrf, "
+                                "rate_limited, ...)")
+                          .Register(registry)),
+      logins_family_(prometheus::BuildCounter()
+                         .Name("immunizer_dashboard_logins_total")
+                         .Help("Login attempts, by result")
+                         .Register(registry)),
+      auth_(cfg, clock),
+      log_(common::logger("dashboard")) {
+  for (const char* r : {"unauthenticated", "forbidden", "csrf", "content_type", "cross_origin", "rate_limited",
+                        "basic_without_tls"})
+    refused_family_.Add({{"reason", r}});
+  for (const char* r : {"ok", "failed", "rate_limited"}) logins_family_.Add({{"result", r}});
 }
 
-bool DashboardApi::authorized(const httplib::Request& req) const {
-  if (expected_auth_.empty()) return true;
-  if (req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics") return true;
-  return constant_time_equal(req.get_header_value("Authorization"), expected_auth_);
+std::string DashboardApi::analyst(const httplib::Request& req) {
+  auto caller = authenticate(req, nullptr, false);
+  return caller ? caller->user : "unknown";
 }
 
-std::string DashboardApi::analyst(const httplib::Request& req, const json& body) const {
-  if (!cfg_.auth_user.empty()) return cfg_.auth_user;  // the authenticated operator
-  std::string a = string_field(body, "analyst");
-  return a.empty() ? "dashboard" : a.substr(0, 128);
+std::string DashboardApi::expected_origin(const httplib::Request& req) const {
+  if (!cfg_.public_origin.empty()) return cfg_.public_origin;
+  return "http://" + req.get_header_value("Host");
+}
+
+bool DashboardApi::over_tls() const { return cfg_.public_origin.rfind("https://", 0) == 0; }
+
+bool DashboardApi::refuse(httplib::Response& res, int status, const char* reason, const std::string& message) const {
+  refused_family_.Add({{"reason", reason}}).Increment();
+  send_error(res, status, message);
+  return false;
+}
+
+std::optional<DashboardApi::Caller> DashboardApi::authenticate(const httplib::Request& req, httplib::Response* res,
+                                                               bool count_failure) {
+  if (!auth_.enabled()) return Caller{"anonymous", Role::kOperator, false, ""};
+  if (auto s = auth_.find_session(cookie_value(req, kSessionCookie)))
+    return Caller{s->user, s->role, true, s->csrf_token};
+  if (auto basic = basic_credentials(req)) {
+    if (!over_tls() && !is_loopback(req.remote_addr)) {
+      if (res) refuse(*res, 401, "basic_without_tls", "basic auth is accepted only over TLS or from loopback");
+      return std::nullopt;
+    }
+    const int64_t now = clock_.now_unix_nanos();
+    if (!auth_.login_failures().would_allow(req.remote_addr, now)) {
+      if (res) {
+        res->set_header("Retry-After",
+                        std::to_string(auth_.login_failures().retry_after(req.remote_addr, now) / 1'000'000'000 + 1));
+        refuse(*res, 429, "rate_limited", "too many failed logins from this address; retry later");
+      }
+      return std::nullopt;
+    }
+    if (auto role = auth_.check_password(basic->first, basic->second)) return Caller{basic->first, *role, false, ""};
+    if (count_failure) {
+      auth_.login_failures().allow(req.remote_addr, now);
+      log_->warn("failed basic auth for user '{}' from {}", basic->first.substr(0, 64), req.remote_addr);
+    }
+  }
+  if (res) refuse(*res, 401, "unauthenticated", "authentication required: log in at /login.html or use basic auth");
+  return std::nullopt;
+}
+
+// Every state-changing request: JSON only, and from the dashboard's own origin. A
+// cross-site form or fetch cannot send Content-Type: application/json without a CORS
+// preflight (which is never answered), and browsers send Origin / Sec-Fetch-Site.
+bool DashboardApi::same_origin_json(const httplib::Request& req, httplib::Response& res) const {
+  if (media_type(req.get_header_value("Content-Type")) != "application/json")
+    return refuse(res, 415, "content_type", "state-changing requests must have Content-Type: application/json");
+  if (req.has_header("Sec-Fetch-Site") && req.get_header_value("Sec-Fetch-Site") != "same-origin")
+    return refuse(res, 403, "cross_origin", "cross-site request refused (Sec-Fetch-Site)");
+  if (req.has_header("Origin") && req.get_header_value("Origin") != expected_origin(req))
+    return refuse(res, 403, "cross_origin",
+                  "cross-origin request refused (Origin is not " + expected_origin(req) + ")");
+  return true;
+}
+
+httplib::Server::HandlerResponse DashboardApi::gate(const httplib::Request& req, httplib::Response& res) {
+  using HR = httplib::Server::HandlerResponse;
+  const bool changes_state = req.method != "GET" && req.method != "HEAD";
+  if (changes_state && !same_origin_json(req, res)) return HR::Handled;
+  static const std::vector<std::string> kPublic = {"/healthz", "/readyz", "/metrics", "/login.html",
+                                                   "/login.js", "/app.css", "/api/login"};
+  if (std::find(kPublic.begin(), kPublic.end(), req.path) != kPublic.end()) return HR::Unhandled;
+  if (!auth_.enabled()) return HR::Unhandled;
+  if (!changes_state && (req.path == "/" || req.path == "/index.html") && !req.has_header("Authorization") &&
+      !auth_.find_session(cookie_value(req, kSessionCookie))) {
+    res.status = 302;
+    res.set_header("Location", "/login.html");
+    refused_family_.Add({{"reason", "unauthenticated"}}).Increment();
+    return HR::Handled;
+  }
+  auto caller = authenticate(req, &res, true);
+  if (!caller) {
+    // A browser's fetch would pop up a password dialog on a Basic challenge: API clients only.
+    if (!req.has_header("Sec-Fetch-Mode")) res.set_header("WWW-Authenticate", "Basic realm=\"immunizer dashboard\"");
+    return HR::Handled;
+  }
+  if (!changes_state) return HR::Unhandled;
+  if (caller->session) {
+    // Cookie sessions: the page's own origin must be stated, and the CSRF token match.
+    if (!req.has_header("Origin") && !req.has_header("Sec-Fetch-Site")) {
+      refuse(res, 403, "cross_origin", "a session request must carry Origin or Sec-Fetch-Site");
+      return HR::Handled;
+    }
+    if (!tokens_equal(req.get_header_value("X-CSRF-Token"), caller->csrf)) {
+      refuse(res, 403, "csrf", "missing or wrong X-CSRF-Token (GET /api/session gives it)");
+      return HR::Handled;
+    }
+  }
+  if (req.path != "/api/logout" && caller->role != Role::kOperator) {
+    refuse(res, 403, "forbidden",
+           "the operator role is required; '" + caller->user + "' is a " + role_name(caller->role));
+    return HR::Handled;
+  }
+  return HR::Unhandled;
+}
+
+void DashboardApi::login(const httplib::Request& req, httplib::Response& res) {
+  if (!auth_.enabled()) return send_error(res, 404, "authentication is off (dashboard.auth=none)");
+  const int64_t now = clock_.now_unix_nanos();
+  if (!auth_.login_failures().would_allow(req.remote_addr, now)) {
+    logins_family_.Add({{"result", "rate_limited"}}).Increment();
+    res.set_header("Retry-After",
+                   std::to_string(auth_.login_failures().retry_after(req.remote_addr, now) / 1'000'000'000 + 1));
+    refuse(res, 429, "rate_limited", "too many failed logins from this address; retry later");
+    return;
+  }
+  auto body = json_body(req, res);
+  if (!body) return;
+  const std::string user = string_field(*body, "user").substr(0, 256);
+  const std::string password = string_field(*body, "password").substr(0, 1024);
+  auto role = auth_.check_password(user, password);
+  if (!role) {
+    auth_.login_failures().allow(req.remote_addr, now);
+    logins_family_.Add({{"result", "failed"}}).Increment();
+    log_->warn("failed login for user '{}' from {}", user.substr(0, 64), req.remote_addr);
+    return send_error(res, 401, "wrong user or password");
+  }
+  auto [id, session] = auth_.create_session(user, *role);
+  logins_family_.Add({{"result", "ok"}}).Increment();
+  log_->info("login: '{}' ({}) from {}", user, role_name(*role), req.remote_addr);
+  std::string cookie = std::string(kSessionCookie) + "=" + id + "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" +
+                       std::to_string(cfg_.session_ttl_ms / 1000);
+  if (over_tls()) cookie += "; Secure";
+  res.set_header("Set-Cookie", cookie);
+  send_json(res, {{"user", user}, {"role", role_name(*role)}, {"csrf_token", session.csrf_token}});
 }
 
 void DashboardApi::install(common::HttpServer& http) {
@@ -152,15 +307,36 @@ void DashboardApi::install(common::HttpServer& http) {
   limits.max_connections = std::max(limits.max_connections, limits.worker_threads + 16);
   httplib::Server& server = http.routes();
 
-  if (!expected_auth_.empty()) {
-    server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
-      res.status = 401;
-      res.set_header("WWW-Authenticate", "Basic realm=\"immunizer dashboard\", charset=\"UTF-8\"");
-      res.set_content(dump(json{{"error", "authentication required"}}), "application/json");
-      return httplib::Server::HandlerResponse::Handled;
-    });
-  }
+  // On every response, errors included. No inline script anywhere (the pages load /app.js
+  // and /login.js); inline style attributes are used for bar widths.
+  server.set_default_headers({
+      {"Content-Security-Policy",
+       "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"},
+      {"X-Content-Type-Options", "nosniff"},
+      {"X-Frame-Options", "DENY"},
+      {"Referrer-Policy", "no-referrer"},
+      {"Cross-Origin-Opener-Policy", "same-origin"},
+      {"Cross-Origin-Resource-Policy", "same-origin"},
+  });
+  server.set_pre_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) { return gate(req, res); });
+  server.Post("/api/login", [this](const httplib::Request& req, httplib::Response& res) { login(req, res); });
+  server.Post("/api/logout", [this](const httplib::Request& req, httplib::Response& res) {
+    auth_.end_session(cookie_value(req, kSessionCookie));
+    res.set_header("Set-Cookie", std::string(kSessionCookie) + "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0" +
+                                     (over_tls() ? "; Secure" : ""));
+    send_json(res, {{"ok", true}});
+  });
+  server.Get("/api/session", [this](const httplib::Request& req, httplib::Response& res) {
+    auto caller = authenticate(req, nullptr, false);
+    if (!caller) return send_error(res, 401, "authentication required");
+    json j = {{"user", caller->user},
+              {"role", role_name(caller->role)},
+              {"auth", !auth_.enabled() ? "none" : caller->session ? "session" : "basic"}};
+    if (caller->session) j["csrf_token"] = caller->csrf;
+    send_json(res, j);
+  });
 
   auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {
     const WebAsset* a = find_web_asset(req.path);
@@ -272,6 +448,9 @@ void DashboardApi::events(const httplib::Request&, httplib::Response& res) {
 }
 
 void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res) {
+  // The operator is who authenticated (gate() let only operators through), never a body field.
+  auto caller = authenticate(req, nullptr, false);
+  if (!caller) return send_error(res, 401, "authentication required");
   auto body = json_body(req, res);
   if (!body) return;
   const std::string alarm_id = string_field(*body, "alarm_id");
@@ -288,6 +467,15 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
   }
   auto alarm = any_alarm(alarm_id);
   if (!alarm) return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer or history");
+  const int64_t now = clock_.now_unix_nanos();
+  if (!auth_.feedback_limit().allow(caller->user, now)) {
+    feedback_family_.Add({{"verdict", verdict}, {"result", "rate_limited"}}).Increment();
+    res.set_header("Retry-After", std::to_string(auth_.feedback_limit().retry_after(caller->user, now) / 1'000'000'000 + 1));
+    refuse(res, 429, "rate_limited",
+           "feedback limit reached for '" + caller->user + "' (dashboard.feedback_per_minute=" +
+               std::to_string(cfg_.feedback_per_minute) + ")");
+    return;
+  }
 
   v1::Feedback fb;
   fb.set_alarm_id(alarm_id);
@@ -295,7 +483,7 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
   *fb.mutable_record_id() = alarm->record_id();
   fb.set_verdict(v);
   *fb.mutable_values() = alarm->values();  // analyze learns a false positive from it
-  fb.set_analyst(analyst(req, *body));
+  fb.set_analyst(caller->user);
   fb.set_comment(comment);
   fb.set_at_unix_nanos(clock_.now_unix_nanos());
   *fb.mutable_principal() = alarm->principal();
@@ -310,6 +498,7 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
     }
   }
   feedback_family_.Add({{"verdict", verdict}, {"result", "ok"}}).Increment();
+  log_->info("feedback {} on alarm {} by '{}'", verdict, alarm_id, caller->user);
   auto updated = state_.record_feedback(alarm_id, verdict, fb.analyst(), comment);
   if (parts_.incidents)
     parts_.incidents->record_feedback(alarm_id, {{"verdict", verdict},
@@ -321,6 +510,8 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
 }
 
 void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
+  auto caller = authenticate(req, nullptr, false);
+  if (!caller) return send_error(res, 401, "authentication required");
   auto body = json_body(req, res);
   if (!body) return;
   v1::BlockRequest br;
@@ -360,11 +551,12 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
   std::string reason = string_field(*body, "reason");
   if (reason.empty())
     reason = "manual block from the dashboard" + (alarm_id.empty() ? "" : " (alarm " + alarm_id + ")");
-  br.set_reason(reason.substr(0, 500) + " by " + analyst(req, *body));
+  br.set_reason(reason.substr(0, 500) + " by " + caller->user);
   br.set_call(string_field(*body, "call"));
   v1::BlockResponse resp;
   const auto st = ops_.block(br, &resp);
   operations_family_.Add({{"op", "block"}, {"result", st.ok() ? "ok" : "error"}}).Increment();
+  log_->info("block {}={} for {} ms by '{}': {}", field, value, ttl, caller->user, st.ok() ? "ok" : st.message);
   if (!st.ok()) return send_error(res, ops_http_status(st), st.message);
   audit_incident(req, *body, "block",
                  field + " " + value + " for " + std::to_string(ttl) + " ms: action " + resp.action_id());
@@ -372,6 +564,8 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
 }
 
 void DashboardApi::unblock(const httplib::Request& req, httplib::Response& res) {
+  auto caller = authenticate(req, nullptr, false);
+  if (!caller) return send_error(res, 401, "authentication required");
   auto body = json_body(req, res);
   if (!body) return;
   v1::UnblockRequest ur;
@@ -380,6 +574,7 @@ void DashboardApi::unblock(const httplib::Request& req, httplib::Response& res) 
   v1::UnblockResponse resp;
   const auto st = ops_.unblock(ur, &resp);
   operations_family_.Add({{"op", "unblock"}, {"result", st.ok() ? "ok" : "error"}}).Increment();
+  log_->info("unblock {} by '{}': {}", ur.action_id(), caller->user, st.ok() ? "ok" : st.message);
   if (!st.ok()) return send_error(res, ops_http_status(st), st.message);
   audit_incident(req, *body, "unblock",
                  "action " + ur.action_id() + (resp.found() ? "" : " (no longer active)"));

@@ -132,7 +132,7 @@ void DashboardApi::audit_incident(const httplib::Request& req, const json& body,
   if (!parts_.incidents) return;
   auto it = body.find("incident_id");
   if (it == body.end() || !it->is_number_integer()) return;
-  parts_.incidents->audit(it->get<int64_t>(), analyst(req, body), what, detail);
+  parts_.incidents->audit(it->get<int64_t>(), analyst(req), what, detail);
 }
 
 void DashboardApi::install_incidents(httplib::Server& server) {
@@ -224,7 +224,7 @@ void DashboardApi::incident_state(const httplib::Request& req, httplib::Response
   const std::string comment = field("comment").substr(0, 2000);
   if (state != "open" && state != "acknowledged" && state != "resolved" && state != "false_positive")
     return reply_error(res, 400, "state must be open, acknowledged, resolved or false_positive");
-  auto r = parts_.incidents->set_state(id, state, analyst(req, body), comment);
+  auto r = parts_.incidents->set_state(id, state, analyst(req), comment);
   switch (r.code) {
     case IncidentEngine::StateResult::kNotFound:
       return reply_error(res, 404, r.message);

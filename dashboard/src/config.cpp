@@ -24,8 +24,20 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.stats_interval_ms = c.get_int("dashboard.stats_interval_ms", d.stats_interval_ms, 50, 600'000);
   d.execute_address = c.get_string("dashboard.execute_address", d.execute_address);
   d.execute_timeout_ms = c.get_int("dashboard.execute_timeout_ms", d.execute_timeout_ms, 10, 600'000);
+  d.auth = c.get_enum("dashboard.auth", d.auth, {"on", "none"});
+  d.credentials_file = c.get_string("dashboard.credentials_file", "");
   d.auth_user = c.get_string("dashboard.auth_user", "");
   d.auth_password = c.get_secret("dashboard.auth_password");
+  d.users = c.get_list("dashboard.users", {});
+  d.public_origin = c.get_string("dashboard.public_origin", "");
+  while (!d.public_origin.empty() && d.public_origin.back() == '/') d.public_origin.pop_back();
+  if (!d.public_origin.empty() && d.public_origin.rfind("http://", 0) != 0 && d.public_origin.rfind("https://", 0) != 0)
+    throw common::ConfigError("dashboard.public_origin: must start with http:// or https:// (e.g. "
+                              "https://immunizer.example.com), not '" + d.public_origin + "'");
+  d.session_ttl_ms = c.get_int("dashboard.session_ttl_ms", d.session_ttl_ms, 60'000, 30LL * 24 * 3600 * 1000);
+  d.login_attempts_per_minute =
+      c.get_int("dashboard.login_attempts_per_minute", d.login_attempts_per_minute, 1, 100'000);
+  d.feedback_per_minute = c.get_int("dashboard.feedback_per_minute", d.feedback_per_minute, 1, 100'000);
   d.block_ttl_ms = c.get_int("dashboard.block_ttl_ms", d.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
   d.data_dir = c.get_string("dashboard.data_dir", d.data_dir);
   d.retention_days = c.get_int("dashboard.retention_days", d.retention_days, 1, 3650);

@@ -118,10 +118,15 @@ std::function<void()> setup_service(common::ServiceContext& ctx) {
   auto rt = std::make_shared<Runtime>(cfg, ctx);
   rt->api.install(*ctx.http);
   return [&ctx, rt] {
-    ctx.log->info(
-        "consumer group '{}' (never commits: replays retained "
-        "history on start); execute at {}{}",
-        rt->cfg.group, rt->cfg.execute_address, rt->cfg.auth_user.empty() ? "" : "; basic auth on");
+    ctx.log->info("consumer group '{}' (never commits: replays retained history on start); execute at {}",
+                  rt->cfg.group, rt->cfg.execute_address);
+    if (rt->cfg.auth == "none") {
+      ctx.log->warn("dashboard.auth=none: NO AUTHENTICATION - anyone who reaches http port {} can block, unblock "
+                    "and give feedback",
+                    ctx.http->port());
+    } else {
+      ctx.log->info("authentication on: {} user(s) from {}", rt->api.user_count(), rt->api.user_sources());
+    }
     ctx.log->info(
         "incident history in {} (incidents per {}, window {} ms); {} "
         "notification destination(s)",

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -99,8 +101,10 @@ struct Server {
   common::HttpServer http;
 };
 
+// The API tests below run without authentication; the auth tests at the end turn it on.
 DashboardConfig test_config() {
   DashboardConfig c;
+  c.auth = "none";
   c.sse_keepalive_ms = 200;
   c.sse_max_clients = 4;
   return c;
@@ -278,7 +282,7 @@ TEST(DashboardApi, FeedbackProducesAFeedbackMessage) {
   EXPECT_EQ(fb.record_id().seq(), 42u);
   EXPECT_EQ(fb.principal().session(), "sess-a1");
   EXPECT_EQ(fb.comment(), "our scanner");
-  EXPECT_EQ(fb.analyst(), "dashboard");
+  EXPECT_EQ(fb.analyst(), "anonymous");  // dashboard.auth=none: nobody authenticated
   EXPECT_GT(fb.at_unix_nanos(), 0);
   EXPECT_EQ(fb.values_size(), 0);  // alarms do not carry the vector yet
   EXPECT_EQ(get_json(c, "/api/alarms/a1")["feedback"]["verdict"], "false_positive");
@@ -355,22 +359,27 @@ TEST(DashboardApi, UnreachableExecuteIs502WithAClearError) {
 
 TEST(DashboardApi, BasicAuthGuardsEverythingButHealthAndMetrics) {
   auto cfg = test_config();
+  cfg.auth = "on";
   cfg.auth_user = "ops";
   cfg.auth_password = "s3cret";
   Server s(cfg);
   s.feed(make_alarm("a1", common::now_unix_nanos()));
   auto c = s.client();
-  for (const char* path : {"/", "/app.js", "/api/alarms", "/api/stats", "/api/events"}) {
+  for (const char* path : {"/app.js", "/api/alarms", "/api/stats", "/api/events", "/api/session"}) {
     auto r = c.Get(path);
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, 401) << path;
     EXPECT_NE(r->get_header_value("WWW-Authenticate").find("Basic"), std::string::npos);
   }
-  auto r = c.Post("/api/feedback", R"({"alarm_id":"a1","verdict":"confirmed"})", "application/json");
+  auto r = c.Get("/");  // the page sends browsers to the login form
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 302);
+  EXPECT_EQ(r->get_header_value("Location"), "/login.html");
+  r = c.Post("/api/feedback", R"({"alarm_id":"a1","verdict":"confirmed"})", "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
   EXPECT_TRUE(s.producer.sent.empty());
-  for (const char* path : {"/healthz", "/readyz", "/metrics"}) {
+  for (const char* path : {"/healthz", "/readyz", "/metrics", "/login.html", "/login.js", "/app.css"}) {
     r = c.Get(path);
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, 200) << path;
@@ -381,12 +390,13 @@ TEST(DashboardApi, BasicAuthGuardsEverythingButHealthAndMetrics) {
   EXPECT_EQ(r->status, 401);
   c.set_basic_auth("ops", "s3cret");
   EXPECT_EQ(get_json(c, "/api/alarms").size(), 1u);
-  r = c.Post("/api/feedback", R"({"alarm_id":"a1","verdict":"confirmed"})", "application/json");
+  r = c.Post("/api/feedback", R"({"alarm_id":"a1","verdict":"confirmed","analyst":"someone else"})",
+             "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   v1::Feedback fb;
   ASSERT_TRUE(fb.ParseFromString(s.producer.on("t.feedback").at(0).payload));
-  EXPECT_EQ(fb.analyst(), "ops");  // the authenticated operator
+  EXPECT_EQ(fb.analyst(), "ops");  // the authenticated operator, not the body's field
 }
 
 TEST(DashboardApi, MetricsExposeSseGauges) {
@@ -411,4 +421,328 @@ TEST(DashboardConfig, DefaultsAndValidation) {
                common::ConfigError);
   EXPECT_THROW(DashboardConfig::from_config(common::Config::from_map({{"dashboard.auth_user", "ops"}})),
                common::ConfigError);
+  EXPECT_EQ(c.auth, "on");  // on by default
+  EXPECT_THROW(DashboardConfig::from_config(common::Config::from_map({{"dashboard.auth", "off"}})),
+               common::ConfigError);
+  EXPECT_THROW(DashboardConfig::from_config(common::Config::from_map({{"dashboard.public_origin", "evil.example"}})),
+               common::ConfigError);
+}
+
+// ---- authentication, roles, CSRF, rate limits ------------------------------------------------
+
+namespace {
+
+// A credentials file as `immunizer up` writes it (one line user:password).
+std::string credentials_file(const std::string& line) {
+  static int n = 0;
+  const auto p = std::filesystem::temp_directory_path() /
+                 ("immunizer_dash_cred_" + std::to_string(::getpid()) + "_" + std::to_string(++n));
+  std::ofstream(p) << line << "\n";
+  return p.string();
+}
+
+DashboardConfig auth_config() {
+  auto c = test_config();
+  c.auth = "on";
+  c.credentials_file = credentials_file("admin:pa55-word");
+  // A viewer and a second operator, with PBKDF2 hashes (the minimum cost, for test speed).
+  c.users = {"val:viewer:" + hash_password("viewer-pw", 10000), "olga:operator:" + hash_password("olga-pw", 10000)};
+  return c;
+}
+
+struct LoggedIn {
+  std::string cookie;  // "immunizer_session=..."
+  std::string csrf;
+  std::string set_cookie;
+};
+
+LoggedIn login(Server& s, const std::string& user, const std::string& password) {
+  auto c = s.client();
+  const std::string origin = "http://127.0.0.1:" + std::to_string(s.http.port());
+  auto r = c.Post("/api/login", {{"Origin", origin}}, json{{"user", user}, {"password", password}}.dump(),
+                  "application/json");
+  LoggedIn out;
+  if (!r || r->status != 200) {
+    ADD_FAILURE() << "login " << user << ": " << (r ? r->status : -1) << " " << (r ? r->body : "");
+    return out;
+  }
+  out.set_cookie = r->get_header_value("Set-Cookie");
+  out.cookie = out.set_cookie.substr(0, out.set_cookie.find(';'));
+  out.csrf = json::parse(r->body).at("csrf_token").get<std::string>();
+  return out;
+}
+
+// POST as the page would: session cookie, same Origin, CSRF token, JSON.
+httplib::Result page_post(Server& s, const LoggedIn& l, const std::string& path, const json& body,
+                          httplib::Headers extra = {}, const char* content_type = "application/json") {
+  auto c = s.client();
+  httplib::Headers h = {{"Cookie", l.cookie}, {"X-CSRF-Token", l.csrf},
+                        {"Origin", "http://127.0.0.1:" + std::to_string(s.http.port())}};
+  for (auto& [k, v] : extra) {
+    h.erase(k);
+    if (!v.empty()) h.emplace(k, v);
+  }
+  return c.Post(path.c_str(), h, body.dump(), content_type);
+}
+
+}  // namespace
+
+TEST(DashboardAuth, UnauthenticatedPostsAreRefused) {
+  Server s(auth_config());
+  s.feed(make_alarm("a1", common::now_unix_nanos()));
+  auto c = s.client();
+  // The attack of issue 10: no credentials, text/plain, a foreign Origin; and a clean JSON one.
+  auto r = c.Post("/api/block", {{"Origin", "http://evil.example"}},
+                  R"({"field":"ip","value":"10.0.0.9","ttl_ms":99999999999})", "text/plain");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 415);
+  for (const char* path : {"/api/block", "/api/unblock", "/api/feedback", "/api/logout"}) {
+    r = c.Post(path, R"({"field":"ip","value":"10.0.0.9","action_id":"manual-1","alarm_id":"a1","verdict":"confirmed"})",
+               "application/json");
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 401) << path << ": " << r->body;
+  }
+  // A made-up session cookie is nobody.
+  r = c.Post("/api/block", {{"Cookie", "immunizer_session=00ff"}, {"X-CSRF-Token", "x"}},
+             R"({"field":"ip","value":"10.0.0.9"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_TRUE(s.ops.blocks.empty());
+  EXPECT_TRUE(s.ops.unblocks.empty());
+  EXPECT_TRUE(s.producer.sent.empty());
+}
+
+TEST(DashboardAuth, CsrfShapedPostsAreRefused) {
+  Server s(auth_config());
+  const auto l = login(s, "admin", "pa55-word");
+  ASSERT_FALSE(l.csrf.empty());
+  const json block = {{"field", "ip"}, {"value", "10.0.0.9"}};
+  struct Case {
+    const char* what;
+    httplib::Headers extra;
+    const char* content_type;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      {"foreign Origin", {{"Origin", "http://evil.example"}}, "application/json", 403},
+      {"text/plain", {}, "text/plain", 415},
+      {"form encoding", {}, "application/x-www-form-urlencoded", 415},
+      {"no CSRF token", {{"X-CSRF-Token", ""}}, "application/json", 403},
+      {"wrong CSRF token", {{"X-CSRF-Token", std::string(64, '0')}}, "application/json", 403},
+      {"cross-site fetch", {{"Sec-Fetch-Site", "cross-site"}}, "application/json", 403},
+      {"no Origin nor Sec-Fetch-Site", {{"Origin", ""}}, "application/json", 403},
+  };
+  for (const auto& c : cases) {
+    auto r = page_post(s, l, "/api/block", block, c.extra, c.content_type);
+    ASSERT_TRUE(r) << c.what;
+    EXPECT_EQ(r->status, c.status) << c.what << ": " << r->body;
+  }
+  EXPECT_TRUE(s.ops.blocks.empty());
+  // Basic auth with a foreign Origin is refused as well (a browser that cached the password).
+  auto c = s.client();
+  c.set_basic_auth("admin", "pa55-word");
+  auto r = c.Post("/api/block", {{"Origin", "http://evil.example"}}, block.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+  EXPECT_TRUE(s.ops.blocks.empty());
+  // The page's own request goes through, with Sec-Fetch-Site alone too; the reason names the user.
+  r = page_post(s, l, "/api/block", block);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = page_post(s, l, "/api/block", block, {{"Origin", ""}, {"Sec-Fetch-Site", "same-origin"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  ASSERT_EQ(s.ops.blocks.size(), 2u);
+  EXPECT_NE(s.ops.blocks[0].reason().find("by admin"), std::string::npos) << s.ops.blocks[0].reason();
+  // After logout the cookie is worthless.
+  r = page_post(s, l, "/api/logout", json::object());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  r = page_post(s, l, "/api/block", block);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+}
+
+TEST(DashboardAuth, ViewerCannotBlockUnblockOrGiveFeedback) {
+  Server s(auth_config());
+  s.feed(make_alarm("a1", common::now_unix_nanos()));
+  const auto l = login(s, "val", "viewer-pw");
+  ASSERT_FALSE(l.csrf.empty());
+  auto c = s.client();
+  c.set_default_headers({{"Cookie", l.cookie}});
+  EXPECT_EQ(get_json(c, "/api/alarms").size(), 1u);  // a viewer sees
+  EXPECT_EQ(get_json(c, "/api/session")["role"], "viewer");
+  for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
+           {"/api/block", {{"field", "ip"}, {"value", "10.0.0.9"}}},
+           {"/api/unblock", {{"action_id", "manual-1"}}},
+           {"/api/feedback", {{"alarm_id", "a1"}, {"verdict", "false_positive"}}}}) {
+    auto r = page_post(s, l, path, body);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 403) << path << ": " << r->body;
+  }
+  // Basic auth as the viewer: the same.
+  auto b = s.client();
+  b.set_basic_auth("val", "viewer-pw");
+  auto r = b.Post("/api/block", R"({"field":"ip","value":"10.0.0.9"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+  EXPECT_TRUE(s.ops.blocks.empty());
+  EXPECT_TRUE(s.ops.unblocks.empty());
+  EXPECT_TRUE(s.producer.sent.empty());
+  // The configured operator may.
+  b.set_basic_auth("olga", "olga-pw");
+  r = b.Post("/api/block", R"({"field":"ip","value":"10.0.0.9"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+}
+
+TEST(DashboardAuth, FeedbackRecordsTheSessionUserNotTheBody) {
+  Server s(auth_config());
+  s.feed(make_alarm("a1", common::now_unix_nanos()));
+  const auto l = login(s, "olga", "olga-pw");
+  auto r = page_post(s, l, "/api/feedback",
+                     {{"alarm_id", "a1"}, {"verdict", "false_positive"}, {"analyst", "mallory"}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  v1::Feedback fb;
+  ASSERT_TRUE(fb.ParseFromString(s.producer.on("t.feedback").at(0).payload));
+  EXPECT_EQ(fb.analyst(), "olga");
+  auto c = s.client();
+  c.set_default_headers({{"Cookie", l.cookie}});
+  EXPECT_EQ(get_json(c, "/api/alarms/a1")["feedback"]["analyst"], "olga");
+}
+
+TEST(DashboardAuth, FeedbackIsRateLimitedPerOperator) {
+  auto cfg = auth_config();
+  cfg.feedback_per_minute = 3;
+  Server s(cfg);
+  for (int i = 1; i <= 5; ++i) s.feed(make_alarm(numbered("a", i), common::now_unix_nanos()));
+  const auto admin = login(s, "admin", "pa55-word");
+  const auto olga = login(s, "olga", "olga-pw");
+  for (int i = 1; i <= 4; ++i) {
+    auto r = page_post(s, admin, "/api/feedback", {{"alarm_id", numbered("a", i)}, {"verdict", "false_positive"}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, i <= 3 ? 200 : 429) << i << ": " << r->body;
+    if (i == 4) {
+      EXPECT_FALSE(r->get_header_value("Retry-After").empty());
+    }
+  }
+  // A second session of the same operator shares the limit; another operator has its own.
+  const auto admin2 = login(s, "admin", "pa55-word");
+  auto r = page_post(s, admin2, "/api/feedback", {{"alarm_id", "a5"}, {"verdict", "false_positive"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  r = page_post(s, olga, "/api/feedback", {{"alarm_id", "a5"}, {"verdict", "false_positive"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(s.producer.on("t.feedback").size(), 4u);
+}
+
+TEST(DashboardAuth, LoginAttemptsAreRateLimited) {
+  auto cfg = auth_config();
+  cfg.login_attempts_per_minute = 3;
+  Server s(cfg);
+  auto c = s.client();
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.Post("/api/login", R"({"user":"admin","password":"guess"})", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401);
+    EXPECT_TRUE(r->get_header_value("Set-Cookie").empty());
+  }
+  // Now even the right password waits, and so does basic auth from the same address.
+  auto r = c.Post("/api/login", R"({"user":"admin","password":"pa55-word"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_FALSE(r->get_header_value("Retry-After").empty());
+  c.set_basic_auth("admin", "pa55-word");
+  r = c.Get("/api/stats");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+}
+
+TEST(DashboardAuth, SessionCookieFlagsAndSecurityHeaders) {
+  Server s(auth_config());
+  const auto l = login(s, "admin", "pa55-word");
+  EXPECT_NE(l.set_cookie.find("HttpOnly"), std::string::npos) << l.set_cookie;
+  EXPECT_NE(l.set_cookie.find("SameSite=Strict"), std::string::npos) << l.set_cookie;
+  EXPECT_EQ(l.set_cookie.find("Secure"), std::string::npos) << "plain http: no Secure" << l.set_cookie;
+  auto c = s.client();
+  for (const char* path : {"/", "/login.html", "/api/alarms", "/no-such-page", "/healthz"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    const std::string csp = r->get_header_value("Content-Security-Policy");
+    EXPECT_NE(csp.find("frame-ancestors 'none'"), std::string::npos) << path << ": " << csp;
+    EXPECT_NE(csp.find("script-src 'self';"), std::string::npos) << path << ": " << csp;
+    EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << path;
+    EXPECT_EQ(r->get_header_value("Referrer-Policy"), "no-referrer") << path;
+  }
+  // No inline script in the pages (the CSP would refuse it).
+  for (const char* path : {"/login.html"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body.find("<script>"), std::string::npos);
+    EXPECT_EQ(r->body.find("onclick="), std::string::npos);
+  }
+  c.set_default_headers({{"Cookie", l.cookie}});
+  auto r = c.Get("/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.find("<script>"), std::string::npos);
+
+  // Behind a TLS front (public_origin https): the cookie is Secure, the Origin is the public one.
+  auto cfg = auth_config();
+  cfg.public_origin = "https://immunizer.example.com";
+  Server t(cfg);
+  auto tc = t.client();
+  r = tc.Post("/api/login", {{"Origin", "https://immunizer.example.com"}}, R"({"user":"admin","password":"pa55-word"})",
+              "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->get_header_value("Set-Cookie").find("; Secure"), std::string::npos);
+  r = tc.Post("/api/login", {{"Origin", "http://127.0.0.1:" + std::to_string(t.http.port())}},
+              R"({"user":"admin","password":"pa55-word"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+}
+
+TEST(DashboardAuth, UsersAndCredentialsAreValidated) {
+  auto cfg = test_config();
+  cfg.auth = "on";
+  common::ManualClock clock;
+  EXPECT_THROW(Authenticator(cfg, clock), common::ConfigError);  // on, and no users at all
+  cfg.credentials_file = "/nonexistent/dashboard.credentials";
+  EXPECT_THROW(Authenticator(cfg, clock), common::ConfigError);
+  cfg.credentials_file = credentials_file("no-colon-here");
+  EXPECT_THROW(Authenticator(cfg, clock), common::ConfigError);
+  cfg.credentials_file = "";
+  cfg.users = {"bob:admin:" + hash_password("x", 10000)};
+  EXPECT_THROW(Authenticator(cfg, clock), common::ConfigError);  // unknown role
+  cfg.users = {"bob:viewer:plaintext"};
+  EXPECT_THROW(Authenticator(cfg, clock), common::ConfigError);  // not a hash
+  cfg.users = {"bob:viewer:pbkdf2-sha256$10$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA=="};
+  EXPECT_THROW(Authenticator(cfg, clock), common::ConfigError);  // too few iterations
+  cfg.users = {"bob:viewer:" + hash_password("right", 10000)};
+  Authenticator a(cfg, clock);
+  EXPECT_EQ(a.check_password("bob", "right"), Role::kViewer);
+  EXPECT_EQ(a.check_password("bob", "wrong"), std::nullopt);
+  EXPECT_EQ(a.check_password("eve", "right"), std::nullopt);
+  cfg.auth = "none";
+  EXPECT_FALSE(Authenticator(cfg, clock).enabled());
+  // Hashes: salted (two hashes of one password differ), verified, malformed ones refused.
+  const auto h1 = hash_password("pw", 10000), h2 = hash_password("pw", 10000);
+  EXPECT_NE(h1, h2);
+  EXPECT_TRUE(verify_password("pw", h1));
+  EXPECT_FALSE(verify_password("pW", h1));
+  EXPECT_FALSE(verify_password("pw", "pbkdf2-sha256$x$y$z"));
+}
+
+TEST(DashboardAuth, SessionsExpire) {
+  auto cfg = auth_config();
+  common::ManualClock clock;
+  Authenticator a(cfg, clock);
+  auto [id, s] = a.create_session("admin", Role::kOperator);
+  EXPECT_EQ(s.csrf_token.size(), 64u);
+  ASSERT_TRUE(a.find_session(id));
+  clock.advance(std::chrono::milliseconds(cfg.session_ttl_ms + 1));
+  EXPECT_FALSE(a.find_session(id));
 }

@@ -45,9 +45,16 @@
     toastTimer = setTimeout(() => { t.className = 'toast' + (error ? ' error' : ''); }, error ? 6000 : 2500);
   }
 
+  // The signed-in user (GET /api/session): its role and the CSRF token every POST carries.
+  let session = { user: '', role: 'viewer', csrf_token: '' };
   async function api(path, body) {
-    const opt = body === undefined ? {} : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
+    const opt = body === undefined ? {} : {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token || '' },
+      body: JSON.stringify(body),
+    };
     const r = await fetch(path, opt);
+    if (r.status === 401) { location.href = '/login.html'; throw new Error('signed out'); }
     let j = null;
     try { j = await r.json(); } catch (_) { /* empty */ }
     if (!r.ok) throw new Error((j && j.error) || (r.status + ' ' + r.statusText));
@@ -521,6 +528,16 @@
   setInterval(refreshModels, 5000);
   setInterval(refreshActive, 10000);
   setInterval(refreshExecute, 10000);
-  refreshExecute();
-  connect();
+  $('logout').onclick = async () => {
+    try { await api('/api/logout', {}); } catch (_) { /* signed out anyway */ }
+    location.href = '/login.html';
+  };
+  api('/api/session').then((s) => {
+    session = s;
+    $('who').textContent = `${s.user} (${s.role})`;
+    $('logout').hidden = s.auth !== 'session';
+    document.body.classList.toggle('viewer', s.role !== 'operator');
+    refreshExecute();
+    connect();
+  }).catch(() => {});
 })();

@@ -1,11 +1,15 @@
 // Browser test of the dashboard: testbed (embedded broker + fake execute) -> immunizer-dashboard
 // -> Debian's chromium driven by playwright-core. Asserts that an alarm produced to Kafka
 // appears live with its top feature, that "False positive" produces a Feedback message and
-// that "Block" reaches execute's Operations API.
+// that "Block" reaches execute's Operations API. Authentication is on, as by default: the page
+// sends the browser to the login form, which signs in with a generated credentials file (as
+// `immunizer up` writes it); feedback records that user.
 //   node dashboard.test.mjs <immunizer-dashboard> <dashboard-testbed> [artifact dir]
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 
 const [dashboardBin, testbedBin, artifactsArg] = process.argv.slice(2);
@@ -81,8 +85,13 @@ try {
     return bedOut.next((l) => l.startsWith(expect) || l.startsWith('TIMEOUT') || l.startsWith('ERROR'), ms, cmd);
   };
 
-  // 2. Dashboard against it.
+  // 2. Dashboard against it, with generated credentials (one line user:password, mode 0600).
+  const credDir = mkdtempSync(path.join(os.tmpdir(), 'immunizer-browser-'));
+  const credFile = path.join(credDir, 'dashboard.credentials');
+  const password = randomBytes(18).toString('base64url');
+  writeFileSync(credFile, `operator:${password}\n`, { mode: 0o600 });
   const dash = spawn(dashboardBin, [
+    '--set', `dashboard.credentials_file=${credFile}`,
     '--set', `kafka.bootstrap=${bootstrap}`, '--set', `kafka.topic_prefix=${prefix}`,
     '--set', 'http.listen=127.0.0.1', '--set', 'http.port=0',
     '--set', `dashboard.execute_address=${execute}`, '--set', 'dashboard.group=browser-test',
@@ -111,7 +120,19 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   page.on('dialog', (d) => d.accept());
+  // Not signed in: the page sends the browser to the login form; a wrong password is refused.
   await page.goto(url);
+  await page.waitForURL(/\/login\.html$/, { timeout: 10_000 });
+  await page.fill('#user', 'operator');
+  await page.fill('#password', 'not-the-password');
+  await page.click('#sign-in');
+  await page.locator('#error', { hasText: 'wrong user or password' }).waitFor({ timeout: 10_000 });
+  await page.fill('#password', password);
+  await page.click('#sign-in');
+  await page.waitForURL(url, { timeout: 10_000 });
+  await page.locator('#who', { hasText: 'operator (operator)' }).waitFor({ timeout: 10_000 });
+  const cookie = (await page.context().cookies()).find((c) => c.name === 'immunizer_session');
+  if (!cookie || !cookie.httpOnly || cookie.sameSite !== 'Strict') throw new Error(`session cookie flags: ${JSON.stringify(cookie)}`);
   await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 20_000 });
   await page.locator('tr[data-id="hist-1"]').waitFor({ timeout: 20_000 });
 
@@ -140,6 +161,7 @@ try {
   if (!fbLine.startsWith('FEEDBACK ')) throw new Error(`no feedback message: ${fbLine}`);
   const fb = JSON.parse(fbLine.slice('FEEDBACK '.length));
   if (fb.alarm_id !== 'live-1' || fb.verdict !== 'false_positive' || fb.session !== 'sess-live-1' ||
+      fb.analyst !== 'operator' ||
       fb.key !== 'shop|http GET /tienda1/publico/anadir.jsp|') {
     throw new Error(`unexpected feedback ${fbLine}`);
   }
@@ -154,11 +176,13 @@ try {
   await page.locator('#toast', { hasText: 'Block sent' }).waitFor({ timeout: 10_000 });
   await page.screenshot({ path: path.join(artifacts, 'immunizer-dashboard-after.png') });
 
-  if (consoleErrors.length) throw new Error(`browser console errors: ${consoleErrors.join(' | ')}`);
+  // The wrong password above logs a 401 in the console; anything else is an error.
+  const unexpected = consoleErrors.filter((e) => !/401 \(Unauthorized\)/.test(e));
+  if (unexpected.length) throw new Error(`browser console errors: ${unexpected.join(' | ')}`);
   bed.stdin.write('quit\n');
   clearTimeout(timer);
   await cleanup();
-  console.log('PASS: alarm shown live with its top feature; false positive -> Feedback; block -> execute');
+  console.log('PASS: login with the generated credentials; alarm shown live with its top feature; false positive -> Feedback; block -> execute');
   process.exit(0);
 } catch (e) {
   clearTimeout(timer);

@@ -1,6 +1,7 @@
 // The dashboard's HTTP surface on the service's HTTP server: the embedded ops page, the
 // JSON API (/api/*), Server-Sent Events (/api/events), feedback to Kafka and manual
-// actions through execute, and optional basic auth. Handlers run on httplib's worker
+// actions through execute, behind login sessions / basic auth, roles and CSRF checks
+// (auth.hpp). Handlers run on the HTTP server's worker
 // threads; everything they touch is thread-safe. Referenced objects must outlive it.
 #pragma once
 
@@ -14,6 +15,8 @@
 #include "immunizer/common/http_server.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/common/logging.hpp"
+#include "immunizer/dashboard/auth.hpp"
 #include "immunizer/dashboard/config.hpp"
 #include "immunizer/dashboard/operations.hpp"
 #include "immunizer/dashboard/processor.hpp"
@@ -31,16 +34,36 @@ class DashboardApi {
   DashboardApi(const DashboardConfig& cfg, DashboardState& state, SseHub& hub, common::Producer& feedback_out,
                const common::Topics& topics, OperationsClient& ops, const common::Clock& clock,
                prometheus::Registry& registry, DashboardParts parts = {});
-  // Adds the routes (and the auth check, when configured) to `server`; before it starts.
+  // Throws common::ConfigError when the users cannot be read (dashboard.auth=on).
+  // Adds the routes, the security headers and the authentication gate; before it starts.
   void install(common::HttpServer& http);
+  size_t user_count() const { return auth_.user_count(); }
+  std::string user_sources() const { return auth_.sources(); }
 
  private:
-  bool authorized(const httplib::Request& req) const;
+  struct Caller {
+    std::string user;
+    Role role = Role::kViewer;
+    bool session = false;  // cookie session (CSRF token required), else basic auth or auth=none
+    std::string csrf;
+  };
+  // Who sent the request: a session cookie, or basic auth over TLS/loopback; with `res`,
+  // answers 401/429 when nobody. `count_failure` counts a wrong basic password against the
+  // address's login limit (once per request).
+  std::optional<Caller> authenticate(const httplib::Request& req, httplib::Response* res, bool count_failure);
+  // The pre-routing check of every request (see docs/dashboard.md "Authentication").
+  httplib::Server::HandlerResponse gate(const httplib::Request& req, httplib::Response& res);
+  bool same_origin_json(const httplib::Request& req, httplib::Response& res) const;
+  std::string expected_origin(const httplib::Request& req) const;
+  bool over_tls() const;
+  bool refuse(httplib::Response& res, int status, const char* reason, const std::string& message) const;
+  void login(const httplib::Request& req, httplib::Response& res);
   void feedback(const httplib::Request& req, httplib::Response& res);
   void block(const httplib::Request& req, httplib::Response& res);
   void unblock(const httplib::Request& req, httplib::Response& res);
   void events(const httplib::Request& req, httplib::Response& res);
-  std::string analyst(const httplib::Request& req, const nlohmann::json& body) const;
+  // The authenticated user's name (for audit records), "anonymous" with dashboard.auth=none.
+  std::string analyst(const httplib::Request& req);
   // Incident routes (api_incidents.cpp).
   void install_incidents(httplib::Server& server);
   void incidents_list(const httplib::Request& req, httplib::Response& res);
@@ -60,11 +83,14 @@ class DashboardApi {
   common::Topics topics_;
   OperationsClient& ops_;
   const common::Clock& clock_;
-  std::string expected_auth_;  // "Basic base64(user:password)", empty without auth
   std::mutex feedback_mu_;     // one produce+flush at a time, so a flush reports our message
   prometheus::Family<prometheus::Counter>& feedback_family_;
   prometheus::Family<prometheus::Counter>& operations_family_;
   DashboardParts parts_;
+  prometheus::Family<prometheus::Counter>& refused_family_;
+  prometheus::Family<prometheus::Counter>& logins_family_;
+  Authenticator auth_;
+  std::shared_ptr<spdlog::logger> log_;
 };
 
 }  // namespace immunizer::dashboard

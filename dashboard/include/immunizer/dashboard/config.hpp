@@ -32,9 +32,24 @@ struct DashboardConfig {
   // execute's gRPC Operations endpoint (manual block/unblock) and the per-call deadline.
   std::string execute_address = "127.0.0.1:7070";
   int64_t execute_timeout_ms = 3000;
-  // Optional HTTP basic auth for everything except /healthz, /readyz, /metrics.
+  // Authentication (docs/dashboard.md): "on" (default) or "none" (no login at all; a
+  // warning at every start). With "on", users come from any of: the credentials file (one
+  // line user:password, an operator; `immunizer up` generates it), auth_user/auth_password
+  // (an operator), users ("name:role:pbkdf2-sha256$..." entries, role viewer or operator).
+  std::string auth = "on";
+  std::string credentials_file;
   std::string auth_user;
   std::string auth_password;
+  std::vector<std::string> users;
+  // The origin browsers use to reach the dashboard (e.g. "https://immunizer.example.com"
+  // behind a TLS ingress). Empty: "http://<Host header>". An https origin marks the session
+  // cookie Secure and allows basic auth from non-loopback clients (TLS is in front).
+  std::string public_origin;
+  int64_t session_ttl_ms = 12LL * 3600 * 1000;
+  // Failed logins (or basic-auth checks) per client address per minute.
+  int64_t login_attempts_per_minute = 10;
+  // Feedback messages per operator per minute.
+  int64_t feedback_per_minute = 30;
   // Default TTL of a manual block from the UI when the request gives none.
   int64_t block_ttl_ms = 3600000;
 
