@@ -49,9 +49,13 @@ int free_base() {
   return -1;
 }
 
+// The dashboard's operator, as `immunizer up` passes it (IMMUNIZER_DASHBOARD_CREDENTIALS_FILE).
+std::pair<std::string, std::string> dashboard_user;
+
 json get_json(int port, const std::string& path) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(5);
+  if (!dashboard_user.first.empty()) c.set_basic_auth(dashboard_user.first, dashboard_user.second);
   auto r = c.Get(path.c_str());
   if (!r || r->status != 200) return json();
   return json::parse(r->body, nullptr, false);
@@ -69,6 +73,12 @@ TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
   const std::string summary = (fs::temp_directory_path() / ("immunizer_e2e_" + std::to_string(getpid()) + ".json")).string();
   fs::remove(summary);
 
+  // Credentials for the dashboard (auth is on by default), given to `up` through the environment.
+  const std::string credentials =
+      (fs::temp_directory_path() / ("immunizer_e2e_" + std::to_string(getpid()) + ".credentials")).string();
+  std::ofstream(credentials) << "e2e:pw-" << getpid() << "\n";
+  dashboard_user = {"e2e", "pw-" + std::to_string(getpid())};
+  ::setenv("IMMUNIZER_DASHBOARD_CREDENTIALS_FILE", credentials.c_str(), 1);
   immunizer::tools::Supervisor sup(true);
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t up = sup.spawn({.name = "up",

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -62,6 +64,33 @@ std::string random_key() {
   return s;
 }
 
+// The dashboard's operator credentials (one line user:password, 0600) in the state folder,
+// made on the first start and reused later, unless the caller gave a file or turned auth off.
+// Returns the file, or "" when not ours to make.
+std::string dashboard_credentials(std::map<std::string, std::string>& env) {
+  static constexpr const char* kVar = "IMMUNIZER_DASHBOARD_CREDENTIALS_FILE";
+  if (env.count(kVar) || std::getenv(kVar) || env.count("IMMUNIZER_DASHBOARD_AUTH") ||
+      std::getenv("IMMUNIZER_DASHBOARD_AUTH"))
+    return "";
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::absolute(".immunizer");
+  const fs::path file = dir / "dashboard.credentials";
+  if (!fs::exists(file)) {
+    fs::create_directories(dir);
+    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
+    const std::string tmp = (dir / "dashboard.credentials.tmp").string();
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+      out << "operator:" << random_key().substr(0, 32) << "\n";
+      if (!out) throw std::runtime_error("cannot write " + tmp);
+    }
+    fs::rename(tmp, file);
+  }
+  env[kVar] = file.string();
+  return file.string();
+}
+
 bool wait_http_ok(int port, const char* path, std::chrono::seconds limit, const std::atomic<bool>& stop) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline && !stop) {
@@ -85,6 +114,7 @@ int up_command(const UpOptions& o) {
   std::unique_ptr<RunPlanKeys> plan_keys;  // before the services start; removed after they stop
   try {
     plan_keys = std::make_unique<RunPlanKeys>(env);
+    const std::string credentials = dashboard_credentials(env);
     std::string bootstrap = o.bootstrap;
     if (bootstrap.empty()) {
       // Stopped last (stop_order 0): the services flush and commit to it while they stop.
@@ -124,7 +154,10 @@ int up_command(const UpOptions& o) {
         throw std::runtime_error(std::string(s.name) + " was not ready (/readyz on port " + std::to_string(s.port) +
                                  ") within 90 s");
     std::cout << "\n  Immunizer is up.  Kafka: " << bootstrap << "\n"
-              << "  Dashboard: http://127.0.0.1:" << o.dashboard_port << "/\n";
+              << "  Dashboard: http://127.0.0.1:" << o.dashboard_port << "/"
+              << (credentials.empty() ? std::string()
+                                      : "  (sign in with the user:password in " + credentials + ")")
+              << "\n";
     if (o.demo) {
       sup.spawn({.name = "shop", .path = bin + "/immunizer-shop",
                  .args = {"--port", std::to_string(o.shop_port)},
