@@ -4,9 +4,15 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <cstdlib>
+#include <system_error>
 #include <fstream>
+#include <cstring>
 #include <sstream>
+
+extern char** environ;
 
 namespace immunizer::common {
 namespace {
@@ -58,7 +64,58 @@ std::string expand_env(const std::string& key, const std::string& v) {
   return out;
 }
 
+// Edit distance (insert, delete, substitute), for did-you-mean suggestions.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// " (did you mean 'x'?)" for the closest candidate within a third of the name's length.
+std::string did_you_mean(const std::string& name, const std::set<std::string>& candidates) {
+  const std::string* best = nullptr;
+  size_t best_d = std::max<size_t>(2, name.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(name, c);
+    if (d < best_d) best_d = d, best = &c;
+  }
+  return best ? " (did you mean '" + *best + "'?)" : "";
+}
+
+// The whole string as a base-10 integer: no sign other than '-', no blanks, no base prefix.
+bool parse_strict_int(const std::string& v, long long* out) {
+  if (v.empty()) return false;
+  const char* end = v.data() + v.size();
+  const auto [p, ec] = std::from_chars(v.data(), end, *out, 10);
+  return ec == std::errc() && p == end;
+}
+
+// The whole string as a finite decimal number: no '+', blanks, hex, inf or nan.
+bool parse_strict_double(const std::string& v, double* out) {
+  if (v.empty()) return false;
+  const char* end = v.data() + v.size();
+  const auto [p, ec] = std::from_chars(v.data(), end, *out, std::chars_format::general);
+  return ec == std::errc() && p == end && std::isfinite(*out);
+}
+
 }  // namespace
+
+// Variables of the in-app agents (sensor, effector) that fall in a service's namespace:
+// `immunizer up` gives every child the same environment, so a service accepts these too.
+const std::set<std::string>& agent_environment_variables() {
+  static const std::set<std::string> kNames{"IMMUNIZER_EXECUTE_ADDRESS", "IMMUNIZER_SECURITY_SIGNING_KEY",
+                                            "IMMUNIZER_SECURITY_SIGNING_KEY_FILE", "IMMUNIZER_SECURITY_KEY_ID"};
+  return kNames;
+}
 
 Config Config::load(const std::string& yaml_path, const std::vector<std::string>& overrides,
                     const std::string& env_prefix) {
@@ -139,13 +196,7 @@ int64_t Config::get_int(const std::string& key, int64_t def, int64_t min, int64_
   const auto* v = lookup(key);
   if (!v) return def;
   long long x = 0;
-  try {
-    size_t pos = 0;
-    x = std::stoll(*v, &pos);
-    if (pos != v->size()) throw std::invalid_argument("trailing");
-  } catch (const std::exception&) {
-    return fail("config key '" + key + "': '" + *v + "' is not an integer", def);
-  }
+  if (!parse_strict_int(*v, &x)) return fail("config key '" + key + "': '" + *v + "' is not a decimal integer", def);
   if (x < min || x > max)
     return fail("config key '" + key + "': " + *v + " is out of range [" + std::to_string(min) + ", " +
                     std::to_string(max) + "]",
@@ -157,13 +208,7 @@ double Config::get_double(const std::string& key, double def, double min, double
   const auto* v = lookup(key);
   if (!v) return def;
   double x = 0;
-  try {
-    size_t pos = 0;
-    x = std::stod(*v, &pos);
-    if (pos != v->size()) throw std::invalid_argument("trailing");
-  } catch (const std::exception&) {
-    return fail("config key '" + key + "': '" + *v + "' is not a number", def);
-  }
+  if (!parse_strict_double(*v, &x)) return fail("config key '" + key + "': '" + *v + "' is not a decimal number", def);
   if (!(x >= min && x <= max)) {
     std::ostringstream os;
     os << "config key '" << key << "': " << *v << " is out of range [" << min << ", " << max << "]";
@@ -218,12 +263,44 @@ std::string Config::get_secret(const std::string& key) const {
   return trim(ss.str());
 }
 
-void Config::reject_unknown() const {
+void Config::reject_unknown() const { reject_unknown(environ_names()); }
+
+std::vector<std::string> Config::environ_names() {
+  std::vector<std::string> names;
+  for (char** e = environ; e && *e; ++e) {
+    const char* eq = std::strchr(*e, '=');
+    names.emplace_back(*e, eq ? static_cast<size_t>(eq - *e) : std::strlen(*e));
+  }
+  return names;
+}
+
+void Config::reject_unknown(const std::vector<std::string>& environment) const {
   std::string unknown;
+  auto add = [&](const std::string& what) { unknown += (unknown.empty() ? "" : ", ") + what; };
   for (const auto& [k, v] : values_) {
     if (read_.count(k)) continue;
-    unknown += (unknown.empty() ? "" : ", ") + ("'" + k + "' (from " + origin_.at(k) + ")");
-    if (collect_) errors_.push_back("config key '" + k + "' (from " + origin_.at(k) + "): unknown key");
+    const std::string hint = did_you_mean(k, read_);
+    add("'" + k + "' (from " + origin_.at(k) + ")" + hint);
+    if (collect_) errors_.push_back("config key '" + k + "' (from " + origin_.at(k) + "): unknown key" + hint);
+  }
+  // Environment: only this service's namespaces (the first segment of every key it read,
+  // e.g. IMMUNIZER_MONITOR_*, IMMUNIZER_KAFKA_*) are checked, since one environment is shared
+  // with the other services and the agents (IMMUNIZER_SENSOR_*, IMMUNIZER_APP, ...).
+  if (!env_prefix_.empty()) {
+    std::set<std::string> namespaces, known = agent_environment_variables();
+    for (const auto& k : read_) {
+      known.insert(env_name(k));
+      namespaces.insert(env_name(k.substr(0, k.find('.'))) + "_");
+    }
+    for (const auto& name : environment) {
+      if (name.rfind(env_prefix_, 0) != 0 || known.count(name)) continue;
+      const bool ours = std::any_of(namespaces.begin(), namespaces.end(),
+                                    [&](const std::string& ns) { return name.rfind(ns, 0) == 0; });
+      if (!ours) continue;
+      const std::string hint = did_you_mean(name, known);
+      add("'" + name + "' (from the environment)" + hint);
+      if (collect_) errors_.push_back("environment variable '" + name + "': unknown" + hint);
+    }
   }
   if (collect_) return;
   if (!unknown.empty()) throw ConfigError("unknown config key(s): " + unknown);

@@ -58,6 +58,10 @@ KafkaMetrics::KafkaMetrics(prometheus::Registry& r, std::string service)
                              .Name("immunizer_deadletters_total")
                              .Help("Messages sent to the dead-letter topic, by reason")
                              .Register(r)),
+      lost_family_(prometheus::BuildCounter()
+                       .Name("immunizer_records_lost_total")
+                       .Help("Messages a consumer never saw: its offset was reset past unread data, by topic")
+                       .Register(r)),
       lag_family_(prometheus::BuildGauge()
                       .Name("immunizer_kafka_consumer_lag")
                       .Help("Messages between the committed position and the end of the partition")
@@ -84,6 +88,9 @@ void KafkaMetrics::consumed(const std::string& topic, uint64_t n) {
 }
 void KafkaMetrics::produced(const std::string& topic, uint64_t n) {
   counter(produced_family_, produced_, "topic", topic).Increment(static_cast<double>(n));
+}
+void KafkaMetrics::records_lost(const std::string& topic, uint64_t n) {
+  counter(lost_family_, lost_, "topic", topic).Increment(static_cast<double>(n));
 }
 void KafkaMetrics::deadletter(const std::string& reason) {
   counter(deadletter_family_, deadletters_, "reason", reason).Increment();
@@ -119,6 +126,23 @@ void log_cb(const rd_kafka_t*, int level, const char* fac, const char* buf) {
   uint64_t suppressed = 0;
   if (level <= 4 && throttle.allow(&suppressed))
     logger("kafka")->warn("{}: {} (+{} similar suppressed)", fac, buf, suppressed);
+}
+
+// Errors that sending the same message again cannot fix.
+bool is_permanent(rd_kafka_resp_err_t e) {
+  switch (e) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
 }
 
 class KafkaProducer final : public Producer {
@@ -161,7 +185,7 @@ class KafkaProducer final : public Producer {
         continue;
       }
       delete topic_name;
-      failed_.fetch_add(1);
+      note_failure(e);
       if (metrics_) metrics_->delivery_failed();
       logger("kafka")->error("produce to {} failed: {}", topic, rd_kafka_err2str(e));
       return;
@@ -174,6 +198,9 @@ class KafkaProducer final : public Producer {
     FlushResult r;
     r.complete = (e == RD_KAFKA_RESP_ERR_NO_ERROR);
     r.failed = failed_.exchange(0);
+    r.permanent = permanent_.exchange(0);
+    const int first = first_permanent_.exchange(0);
+    if (r.permanent > 0) r.permanent_reason = rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(first));
     return r;
   }
 
@@ -182,7 +209,7 @@ class KafkaProducer final : public Producer {
     auto* self = static_cast<KafkaProducer*>(opaque);
     auto* topic = static_cast<std::string*>(m->_private);
     if (m->err) {
-      self->failed_.fetch_add(1);
+      self->note_failure(m->err);
       if (self->metrics_) self->metrics_->delivery_failed();
       static LogThrottle throttle;
       uint64_t suppressed = 0;
@@ -195,9 +222,20 @@ class KafkaProducer final : public Producer {
     delete topic;
   }
 
+  void note_failure(rd_kafka_resp_err_t e) {
+    failed_.fetch_add(1);
+    if (is_permanent(e)) {
+      permanent_.fetch_add(1);
+      int none = 0;
+      first_permanent_.compare_exchange_strong(none, static_cast<int>(e));
+    }
+  }
+
   rd_kafka_t* rk_ = nullptr;
   KafkaMetrics* metrics_;
   std::atomic<uint64_t> failed_{0};
+  std::atomic<uint64_t> permanent_{0};
+  std::atomic<int> first_permanent_{0};  // error code of the first permanent failure, 0: none
 };
 
 class KafkaConsumer final : public Consumer {
@@ -256,6 +294,7 @@ class KafkaConsumer final : public Consumer {
       msg.topic = rd_kafka_topic_name(m->rkt);
       msg.partition = m->partition;
       msg.offset = m->offset;
+      check_continuity(msg.topic, msg.partition, msg.offset);
       if (m->key) msg.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload) msg.payload.assign(static_cast<const char*>(m->payload), m->len);
       msg.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
@@ -298,6 +337,7 @@ class KafkaConsumer final : public Consumer {
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
     for (const auto& [tp, off] : first)
       rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+    for (const auto& [tp, off] : first) next_[tp] = off;  // reading again from there is no gap
     if (rd_kafka_error_t* err = rd_kafka_seek_partitions(rk_, list, 5000)) {
       logger("kafka")->error("rewind failed: {}", rd_kafka_error_string(err));
       rd_kafka_error_destroy(err);
@@ -313,9 +353,52 @@ class KafkaConsumer final : public Consumer {
   }
 
  private:
+  // Offset resets past unread data (the broker dropped what this group had not read yet,
+  // librdkafka then resets to the earliest offset with only a warning) are losses: each
+  // partition's next offset is tracked (from the group's committed offset on first sight),
+  // and a message further on counts the messages in between as lost, with an error.
+  void check_continuity(const std::string& topic, int32_t partition, int64_t offset) {
+    const auto tp = std::make_pair(topic, partition);
+    auto it = next_.find(tp);
+    int64_t expected = -1;
+    if (it == next_.end()) {
+      expected = committed_offset(topic, partition);
+    } else {
+      expected = it->second;
+      // Another member may have read the partition meanwhile (rebalance): only what the group
+      // has not committed is a loss.
+      if (offset > expected) expected = std::max(expected, committed_offset(topic, partition));
+    }
+    if (expected >= 0 && offset > expected) {
+      const int64_t lost = offset - expected;
+      if (metrics_) metrics_->records_lost(topic, static_cast<uint64_t>(lost));
+      lost_ += static_cast<uint64_t>(lost);
+      logger("kafka")->error(
+          "{}[{}]: {} messages lost: the consumer was reset from offset {} to {} (the broker no longer had "
+          "them; raise retention or partitions, or consume faster)",
+          topic, partition, lost, expected, offset);
+    }
+    next_[tp] = offset + 1;
+  }
+
+  int64_t committed_offset(const std::string& topic, int32_t partition) {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
+    int64_t off = -1;
+    if (rd_kafka_committed(rk_, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].err == 0)
+      off = list->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(list);
+    return off;  // < 0: nothing committed (RD_KAFKA_OFFSET_INVALID)
+  }
+
   rd_kafka_t* rk_ = nullptr;
   KafkaMetrics* metrics_;
   bool closed_ = false;
+  std::map<std::pair<std::string, int32_t>, int64_t> next_;  // next offset expected per partition
+  uint64_t lost_ = 0;
+
+ public:
+  uint64_t lost() const override { return lost_; }
 };
 
 }  // namespace

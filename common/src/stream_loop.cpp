@@ -4,7 +4,18 @@
 #include "immunizer/common/logging.hpp"
 #include "immunizer/v1/records.pb.h"
 
+#include <openssl/evp.h>
+
+#include <algorithm>
+
 namespace immunizer::common {
+
+std::string sha256(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr) != 1) return {};
+  return std::string(reinterpret_cast<const char*>(md), n);
+}
 
 void Processor::process_batch(const std::vector<Message>& batch, Producer& out, const Reject& reject) {
   for (const auto& m : batch) {
@@ -22,6 +33,10 @@ StreamLoop::StreamLoop(Consumer& in, Producer& out, Processor& p, StreamLoopOpti
                        KafkaMetrics* metrics, prometheus::Registry* registry)
     : in_(in), out_(out), proc_(p), opt_(std::move(opt)), metrics_(metrics) {
   if (registry) {
+    skipped_family_ = &prometheus::BuildCounter()
+                           .Name("immunizer_outputs_skipped_total")
+                           .Help("Outputs the broker refused for good (after retries), skipped, by reason")
+                           .Register(*registry);
     batch_seconds_ = &prometheus::BuildHistogram()
                           .Name("immunizer_batch_seconds")
                           .Help("Time to process, flush and commit one consumed batch")
@@ -38,8 +53,17 @@ void StreamLoop::dead_letter(const Message& m, const std::string& reason, const 
   dl.set_offset(m.offset);
   dl.set_service(opt_.service);
   dl.set_reason(reason + ": " + detail);
-  dl.set_payload(m.payload);
-  dl.set_key(m.key);
+  // A bounded slice: a dead letter must never be the message the broker refuses.
+  const size_t keep = std::min(m.payload.size(), opt_.deadletter_payload_bytes);
+  dl.set_payload(m.payload.data(), keep);
+  dl.set_payload_truncated(keep < m.payload.size());
+  dl.set_payload_length(m.payload.size());
+  dl.set_payload_sha256(sha256(m.payload));
+  if (m.key.size() > 1024) {
+    dl.set_key(m.key.data(), 1024);
+  } else {
+    dl.set_key(m.key);
+  }
   dl.set_at_unix_nanos(now_unix_nanos());
   out_.produce(opt_.deadletter_topic, m.topic, dl.SerializeAsString());
   ++deadlettered_;
@@ -70,13 +94,37 @@ size_t StreamLoop::run_once() {
   proc_.tick(out_);
   if (batch.empty()) return 0;
   const FlushResult r = out_.flush(opt_.flush_timeout);
+  const Message& first = batch.front();
+  const bool same_batch = first.topic == retry_topic_ && first.partition == retry_partition_ && first.offset == retry_offset_;
   if (r.ok()) {
     in_.commit(batch);
     processed_ += batch.size();
+    retry_attempts_ = 0;
+    retry_offset_ = -1;
+  } else if (r.permanent > 0 && r.permanent == r.failed && r.complete &&
+             (same_batch ? retry_attempts_ : 0) + 1 >= opt_.max_output_attempts) {
+    // Every failure was permanent and has recurred max_output_attempts times: reading the
+    // batch again cannot help. The refused outputs are counted and skipped, the rest of the
+    // batch's outputs were acknowledged, the batch is committed.
+    outputs_skipped_ += r.permanent;
+    if (skipped_family_) skipped_family_->Add({{"service", opt_.service}, {"reason", r.permanent_reason}}).Increment(static_cast<double>(r.permanent));
+    logger(opt_.service)->error("{} outputs of the batch at {}[{}]@{} refused by the broker {} times ({}); skipped",
+                                r.permanent, first.topic, first.partition, first.offset, opt_.max_output_attempts,
+                                r.permanent_reason);
+    in_.commit(batch);
+    processed_ += batch.size();
+    retry_attempts_ = 0;
+    retry_offset_ = -1;
   } else {
     // Outputs not acknowledged: do not commit; read the batch again (at-least-once).
-    logger(opt_.service)->error("{} outputs not acknowledged ({}); re-reading {} messages",
-                                r.failed, r.complete ? "delivery failed" : "flush timed out", batch.size());
+    if (r.permanent > 0) {
+      retry_attempts_ = same_batch ? retry_attempts_ + 1 : 1;
+      retry_topic_ = first.topic, retry_partition_ = first.partition, retry_offset_ = first.offset;
+    }
+    logger(opt_.service)->error("{} outputs not acknowledged ({}{}); re-reading {} messages", r.failed,
+                                r.complete ? "delivery failed" : "flush timed out",
+                                r.permanent ? ", " + std::to_string(r.permanent) + " refused: " + r.permanent_reason : "",
+                                batch.size());
     in_.rewind(batch);
   }
   if (batch_seconds_)

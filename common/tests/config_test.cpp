@@ -94,3 +94,72 @@ TEST(Config, CheckingModeCollectsEveryErrorWithItsKeyAndReturnsDefaults) {
   for (size_t i = 0; i < 6; ++i) EXPECT_NE(errors[i].find(keys[i]), std::string::npos) << errors[i];
   EXPECT_NE(errors[5].find("unknown"), std::string::npos);
 }
+
+// Issue 11: `0x10`, ` 5000` and `+5000` were accepted as numbers.
+TEST(Config, NumbersAreParsedStrictly) {
+  for (const std::string bad : {"0x10", " 5000", "+5000", "5000 ", "5e3x", "", "1_000", "0x1p4"}) {
+    auto c = Config::from_map({{"n", bad}, {"d", bad}});
+    EXPECT_THROW(c.get_int("n", 0, -1'000'000, 1'000'000), ConfigError) << "'" << bad << "'";
+    EXPECT_THROW(c.get_double("d", 0, -1e9, 1e9), ConfigError) << "'" << bad << "'";
+  }
+  for (const std::string bad : {"inf", "nan", "-inf"}) {
+    auto c = Config::from_map({{"d", bad}});
+    EXPECT_THROW(c.get_double("d", 0, -1e300, 1e300), ConfigError) << bad;
+  }
+  auto c = Config::from_map({{"n", "-42"}, {"d", "2.5e-3"}, {"e", "7"}});
+  EXPECT_EQ(c.get_int("n", 0, -100, 100), -42);
+  EXPECT_DOUBLE_EQ(c.get_double("d", 0, 0, 1), 0.0025);
+  EXPECT_DOUBLE_EQ(c.get_double("e", 0, 0, 10), 7.0);
+  try {
+    Config::from_map({{"monitor.max_models", "0x10"}}).get_int("monitor.max_models", 1, 1, 100);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("monitor.max_models"), std::string::npos);
+  }
+}
+
+// A misspelled variable in the service's own namespaces is rejected by name with a
+// suggestion; variables of other services and of the agents are left alone.
+TEST(Config, UnknownEnvironmentVariablesInOwnNamespacesAreRejected) {
+  auto c = Config::load("", {}, "IMMUNIZER_");
+  c.get_string("kafka.bootstrap", "");
+  c.get_int("monitor.max_models", 10, 1, 100);
+  c.get_string("log.level", "info");
+  const std::vector<std::string> shared_env{
+      "IMMUNIZER_KAFKA_BOOTSTRAP",  "IMMUNIZER_MONITOR_MAX_MODELS", "IMMUNIZER_SENSOR_SAMPLE_RATE",
+      "IMMUNIZER_APP",              "IMMUNIZER_ANALYZE_GROUP",      "IMMUNIZER_EXECUTE_ADDRESS",
+      "IMMUNIZER_EFFECTOR_FAIL_CLOSED", "PATH", "HOME"};
+  EXPECT_NO_THROW(c.reject_unknown(shared_env));
+  auto env = shared_env;
+  env.push_back("IMMUNIZER_MONITOR_MAX_MODEL");
+  try {
+    c.reject_unknown(env);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'IMMUNIZER_MONITOR_MAX_MODEL'"), std::string::npos) << what;
+    EXPECT_NE(what.find("did you mean 'IMMUNIZER_MONITOR_MAX_MODELS'"), std::string::npos) << what;
+  }
+  env = shared_env;
+  env.push_back("IMMUNIZER_KAFKA_BOOTSTRAPS");
+  EXPECT_THROW(c.reject_unknown(env), ConfigError);
+  // A file or flag key gets a suggestion too.
+  auto f = Config::load("", {"monitor.max_model=5"}, "");
+  f.get_int("monitor.max_models", 10, 1, 100);
+  try {
+    f.reject_unknown({});
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("did you mean 'monitor.max_models'"), std::string::npos) << e.what();
+  }
+}
+
+// The real environment is what reject_unknown() checks by default.
+TEST(Config, RejectUnknownReadsTheProcessEnvironment) {
+  ::setenv("IMMUNIZERTEST_LOG_LEVL", "debug", 1);
+  auto c = Config::load("", {}, "IMMUNIZERTEST_");
+  c.get_string("log.level", "info");
+  EXPECT_THROW(c.reject_unknown(), ConfigError);
+  ::unsetenv("IMMUNIZERTEST_LOG_LEVL");
+  EXPECT_NO_THROW(c.reject_unknown());
+}

@@ -52,6 +52,58 @@ TEST(Kafka, ProduceConsumeCommitAndResume) {
   for (const auto& m : rest) EXPECT_FALSE(seen.count(m.payload)) << m.payload << " delivered twice";
 }
 
+// Issue 11: the embedded broker keeps a bounded log per partition; a group that fell behind
+// was reset to the earliest offset with only a warning, and the skipped messages were gone
+// silently. The consumer now counts them (immunizer_records_lost_total{topic}) and says so.
+TEST(Kafka, AnOffsetResetPastUnreadDataIsCountedAsLost) {
+  MockBroker broker(1, {{"t.features", 1}});
+  KafkaSettings s;
+  s.bootstrap = broker.bootstrap();
+  prometheus::Registry reg;
+  KafkaMetrics metrics(reg, "test");
+  auto p = make_kafka_producer(s, "p", &metrics);
+  p->produce("t.features", "k", "first");
+  ASSERT_TRUE(p->flush(10s).ok());
+  {
+    auto c = make_kafka_consumer(s, "g", {"t.features"}, &metrics);
+    ASSERT_EQ(consume_n(*c, 1, 30s).size(), 1u);  // committed at offset 1
+    EXPECT_EQ(c->lost(), 0u);
+    c->close();
+  }
+  // More than the mock broker's per-partition log keeps: the oldest unread messages go.
+  // (Incompressible: the log holds compressed batches.)
+  std::string big(64 << 10, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 160; ++i) {
+    for (auto& c : big) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    p->produce("t.features", "k", big);
+  }
+  ASSERT_TRUE(p->flush(30s).ok());
+  auto c2 = make_kafka_consumer(s, "g", {"t.features"}, &metrics);
+  auto got = consume_n(*c2, 1, 30s);
+  ASSERT_FALSE(got.empty());
+  ASSERT_GT(got.front().offset, 1) << "the broker kept everything: the test needs more data";
+  EXPECT_EQ(c2->lost(), static_cast<uint64_t>(got.front().offset - 1));
+  double lost = 0;
+  for (const auto& fam : reg.Collect())
+    if (fam.name == "immunizer_records_lost_total")
+      for (const auto& m : fam.metric) {
+        lost += m.counter.value;
+        bool topic = false;
+        for (const auto& l : m.label) topic |= l.name == "topic" && l.value == "t.features";
+        EXPECT_TRUE(topic);
+      }
+  EXPECT_EQ(lost, static_cast<double>(got.front().offset - 1));
+  // Reading on (and reading a batch again) is no loss.
+  auto more = consume_n(*c2, 5, 30s);
+  c2->rewind(more);
+  consume_n(*c2, more.size(), 30s);
+  EXPECT_EQ(c2->lost(), static_cast<uint64_t>(got.front().offset - 1));
+}
+
 #include "immunizer/common/snapshots.hpp"
 
 TEST(Snapshots, LatestPerKeyOfOneKind) {

@@ -68,3 +68,85 @@ TEST(StreamLoop, StopDrainsAndCloses) {
   loop.run(stop);
   EXPECT_TRUE(in.closed);
 }
+
+// Issue 11: a ~1 MB message made the monitor re-read its batch forever, because its dead
+// letter carried the whole payload, over the broker's limit. A dead letter now carries a
+// bounded slice, the payload's length and SHA-256.
+TEST(StreamLoop, DeadLettersCarryABoundedSliceWithLengthAndDigest) {
+  FakeConsumer in;
+  FakeProducer out;
+  out.max_message_bytes = 1000000;  // the broker's default limit
+  Upper p;
+  StreamLoop loop(in, out, p, {.service = "t", .deadletter_topic = "dl"}, nullptr);
+  const std::string huge = "!" + std::string(1 << 20, 'z');
+  in.push("in", "k", huge);
+  in.push("in", "k", "fine");
+  loop.run_once();
+  ASSERT_EQ(out.on("dl").size(), 1u);
+  immunizer::v1::DeadLetter dl;
+  ASSERT_TRUE(dl.ParseFromString(out.on("dl")[0].payload));
+  EXPECT_EQ(dl.payload(), huge.substr(0, 64 << 10));
+  EXPECT_TRUE(dl.payload_truncated());
+  EXPECT_EQ(dl.payload_length(), huge.size());
+  EXPECT_EQ(dl.payload_sha256(), sha256(huge));
+  EXPECT_EQ(dl.payload_sha256().size(), 32u);
+  EXPECT_EQ((in.committed[{"in", 0}]), 2);
+  EXPECT_EQ(in.rewinds, 0);
+}
+
+namespace {
+// Echoes payloads to "out" (any size).
+class Echo final : public Processor {
+ public:
+  void process(const Message& m, Producer& out) override { out.produce("out", m.key, m.payload); }
+};
+}  // namespace
+
+// An output the broker refuses for good is retried max_output_attempts times, then counted
+// and skipped; the batch is committed and the loop moves on (it used to re-read it forever).
+TEST(StreamLoop, PermanentlyRefusedOutputsAreSkippedAfterBoundedRetries) {
+  FakeConsumer in;
+  FakeProducer out;
+  out.max_message_bytes = 1000;
+  Echo p;
+  prometheus::Registry reg;
+  StreamLoop loop(in, out, p, {.service = "t", .deadletter_topic = "dl", .max_output_attempts = 3}, nullptr, &reg);
+  in.push("in", "k", "small");
+  in.push("in", "k", std::string(5000, 'x'));
+  in.push("in", "k", "also small");
+  for (int i = 0; i < 2; ++i) {
+    loop.run_once();
+    EXPECT_TRUE(in.committed.empty()) << "attempt " << i + 1;
+  }
+  EXPECT_EQ(in.rewinds, 2);
+  loop.run_once();
+  EXPECT_EQ((in.committed[{"in", 0}]), 3);
+  EXPECT_EQ(loop.outputs_skipped(), 1u);
+  EXPECT_EQ(loop.run_once(), 0u);  // nothing is read again
+  EXPECT_EQ(in.rewinds, 2);
+  double skipped = 0;
+  for (const auto& fam : reg.Collect())
+    if (fam.name == "immunizer_outputs_skipped_total")
+      for (const auto& m : fam.metric) skipped += m.counter.value;
+  EXPECT_EQ(skipped, 1.0);
+  // The small outputs went through (at least once: each attempt produced them again).
+  EXPECT_GE(out.on("out").size(), 2u);
+}
+
+// Outputs that only wait for the broker (not acknowledged yet) are never skipped.
+TEST(StreamLoop, TransientFailuresAreRetriedWithoutLimit) {
+  FakeConsumer in;
+  FakeProducer out;
+  Echo p;
+  StreamLoop loop(in, out, p, {.service = "t", .deadletter_topic = "dl", .max_output_attempts = 2}, nullptr);
+  in.push("in", "k", "a");
+  for (int i = 0; i < 5; ++i) {
+    out.fail_next_flush = true;
+    loop.run_once();
+  }
+  EXPECT_TRUE(in.committed.empty());
+  EXPECT_EQ(loop.outputs_skipped(), 0u);
+  loop.run_once();
+  EXPECT_EQ((in.committed[{"in", 0}]), 1);
+  EXPECT_EQ(out.on("out").size(), 1u);
+}

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <cctype>
 #include <fstream>
+#include <map>
 #include <stdexcept>
 
 #include "immunizer/monitor/csic.hpp"
@@ -307,7 +308,11 @@ std::vector<immunizer::v1::CallRecord> to_call_records(const Request& req, const
     r.set_duration_nanos(o.duration_nanos);
     r.mutable_principal()->set_session(latin1_to_utf8(req.session()));
     r.mutable_principal()->set_ip(o.ip);
-    if (!o.trace.empty()) (*r.mutable_labels())["trace"] = o.trace;
+    if (!o.trace.empty()) {
+      auto* l = r.add_labels();
+      l->set_key("trace");
+      l->set_value(o.trace);
+    }
   };
   auto add_arg = [](immunizer::v1::CallRecord& r, std::string name, immunizer::v1::Value v) {
     auto* a = r.add_arguments();
@@ -322,11 +327,17 @@ std::vector<immunizer::v1::CallRecord> to_call_records(const Request& req, const
   add_arg(outer, "path", string_value(req.path));
   add_arg(outer, "query", string_value(req.query));
   immunizer::v1::Value headers;
-  auto* fields = headers.mutable_map_value()->mutable_fields();
+  std::map<std::string, std::string> by_name;  // one entry per name (the last), sorted
   for (const auto& [k, v] : req.headers) {
     std::string name = lower(k);
     if (name == "cookie" || name == "content-length") continue;
-    (*fields)[latin1_to_utf8(name)].set_string_value(latin1_to_utf8(v));
+    by_name[latin1_to_utf8(name)] = latin1_to_utf8(v);
+  }
+  auto* fields = headers.mutable_map_value()->mutable_fields();
+  for (auto& [k, v] : by_name) {
+    auto* f = fields->Add();
+    f->set_key(k);
+    f->mutable_value()->set_string_value(std::move(v));
   }
   add_arg(outer, "headers", std::move(headers));
   immunizer::v1::Value body_length;

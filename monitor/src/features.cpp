@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "immunizer/monitor/sketch.hpp"
+#include "immunizer/v1/text.hpp"
 #include "state_codec.hpp"
 
 namespace immunizer::monitor {
@@ -151,6 +152,9 @@ enum GlobalFeature : int {
   kPrincipalNew,
   kPrincipalRecentCalls,
   kPrincipalIntervalDeviation,
+  kInvalidUtf8,      // text fields (values, names, principal, call, labels) not valid UTF-8
+  kTruncatedValues,  // string / bytes values the sensor cut to its per-string cap
+  kRecordTruncated,  // the record outgrew the sensor's per-record cap (arguments left out)
   kAnyBase,  // kAnyBase + PathFeature: aggregate of that feature over every argument
   kGlobalFeatures = kAnyBase + kPathFeatures
 };
@@ -158,7 +162,8 @@ constexpr const char* kGlobalNames[kAnyBase] = {
     "struct:arg_count",      "struct:arg_count_deviation", "struct:unseen_args",
     "struct:missing_args",   "struct:dropped_args",        "outcome:error",
     "outcome:duration_deviation", "principal:new",         "principal:recent_calls",
-    "principal:interval_deviation"};
+    "principal:interval_deviation", "encoding:invalid_utf8", "size:truncated_values",
+    "size:record_truncated"};
 // How an aggregate combines a feature over arguments: sums for counts, max otherwise.
 constexpr bool kAggregateSums[kPathFeatures] = {false, false, false, false, false,
                                                 true,  true,  true,  false};
@@ -430,9 +435,11 @@ class ModelState {
     grew_ = false;
     unseen_ = 0;
     columnless_ = 0;
+    invalid_names_ = 0;
     // 1. Collect leaves, growing the schema while young.
     for (const auto& a : r.arguments()) {
-      path_buf_.assign(a.name());
+      path_buf_.clear();
+      append_name(a.name());
       collect(a.value(), 0);
     }
     if (r.outcome_case() == immunizer::v1::CallRecord::kResult) {
@@ -476,6 +483,26 @@ class ModelState {
     vals_[kMissingArgs] = static_cast<double>(missing);
     vals_[kDroppedArgs] = static_cast<double>(dropped_);
     vals_[kError] = r.outcome_case() == immunizer::v1::CallRecord::kError ? 1.0 : 0.0;
+    {
+      // Hostile bytes are measured, not refused: every text field that is not valid UTF-8
+      // counts once; so does every value the sensor had to cut.
+      using immunizer::v1::is_valid_utf8;
+      size_t invalid = invalid_names_, truncated = 0;
+      for (const Leaf& leaf : leaves_) {
+        const auto& v = *leaf.value;
+        if (v.kind_case() == immunizer::v1::Value::kStringValue && !is_valid_utf8(v.string_value())) ++invalid;
+        if (v.truncated()) ++truncated;
+      }
+      const auto& p = r.principal();
+      invalid += !is_valid_utf8(p.user()) + !is_valid_utf8(p.session()) + !is_valid_utf8(p.ip());
+      invalid += !is_valid_utf8(r.call()) + !is_valid_utf8(r.context());
+      for (const auto& l : r.labels()) invalid += !is_valid_utf8(l.key()) + !is_valid_utf8(l.value());
+      if (r.outcome_case() == immunizer::v1::CallRecord::kError)
+        invalid += !is_valid_utf8(r.error().type()) + !is_valid_utf8(r.error().message());
+      vals_[kInvalidUtf8] = static_cast<double>(invalid);
+      vals_[kTruncatedValues] = static_cast<double>(truncated);
+      vals_[kRecordTruncated] = r.truncated() || r.dropped_arguments() > 0 ? 1.0 : 0.0;
+    }
     if (r.duration_nanos() > 0) {
       const double d = std::log1p(static_cast<double>(r.duration_nanos()) / 1000.0);
       vals_[kDurationDeviation] = clampd(duration_.z(d, 0.05), cfg_.max_deviation);
@@ -567,10 +594,10 @@ class ModelState {
     using K = immunizer::v1::Value;
     if (v.kind_case() == K::kMapValue && depth < cfg_.max_depth) {
       const size_t base = path_buf_.size();
-      for (const auto& [k, child] : v.map_value().fields()) {
+      for (const auto& entry : v.map_value().fields()) {
         path_buf_.push_back('.');
-        path_buf_.append(k);
-        collect(child, depth + 1);
+        append_name(entry.key());
+        collect(entry.value(), depth + 1);
         path_buf_.resize(base);
       }
       return;
@@ -604,6 +631,22 @@ class ModelState {
       ++columnless_;
     }
     leaves_.emplace_back(idx, &v);
+  }
+
+  // Paths become feature names (proto3 strings): invalid UTF-8 in a name is escaped, counted.
+  void append_name(std::string_view name) {
+    if (immunizer::v1::is_valid_utf8(name)) {
+      path_buf_.append(name);
+    } else {
+      ++invalid_names_;
+      immunizer::v1::append_escaped_utf8(path_buf_, name);
+    }
+  }
+
+  // Length of a text value as the app saw it: a value the sensor cut keeps its original length.
+  static size_t length_of(const immunizer::v1::Value& v) {
+    const size_t n = text_of(v).size();
+    return v.truncated() && v.original_length() > n ? static_cast<size_t>(v.original_length()) : n;
   }
 
   static std::string_view text_of(const immunizer::v1::Value& v) {
@@ -687,7 +730,7 @@ class ModelState {
     const bool textual = v.kind_case() == immunizer::v1::Value::kStringValue ||
                          v.kind_case() == immunizer::v1::Value::kBytesValue;
     if (textual) {
-      f[kLengthDeviation] = clampd(ps.length.z(static_cast<double>(s.size()), 1.0), cfg_.max_deviation);
+      f[kLengthDeviation] = clampd(ps.length.z(static_cast<double>(length_of(v)), 1.0), cfg_.max_deviation);
       const size_t n = std::min(s.size(), cfg_.max_value_bytes);
       const auto* p = reinterpret_cast<const uint8_t*>(s.data());
       uint32_t local[kClasses] = {};
@@ -814,7 +857,7 @@ class ModelState {
       return;
     }
     if (textual) {
-      ps.length.add_robust(static_cast<double>(s.size()), kWinsor, 1.0);
+      ps.length.add_robust(static_cast<double>(length_of(*leaf.value)), kWinsor, 1.0);
       const size_t n = std::min(s.size(), cfg_.max_value_bytes);
       if (n > 0) {
         const auto* p = reinterpret_cast<const uint8_t*>(s.data());
@@ -949,6 +992,7 @@ class ModelState {
   size_t dropped_ = 0;
   size_t unseen_ = 0;      // leaves whose path had no learned state before this record
   size_t columnless_ = 0;  // leaves whose path has no columns (schema frozen or full)
+  size_t invalid_names_ = 0;  // argument names / map keys of this record not valid UTF-8
   bool grew_ = false;
 };
 
@@ -965,9 +1009,11 @@ FeatureExtractor& FeatureExtractor::operator=(FeatureExtractor&&) noexcept = def
 std::string FeatureExtractor::model_key(const immunizer::v1::CallRecord& r) {
   std::string k;
   k.reserve(r.id().app().size() + r.call().size() + r.context().size() + 2);
-  k.append(r.id().app()).push_back('|');
-  k.append(r.call()).push_back('|');
-  k.append(r.context());
+  v1::append_escaped_utf8(k, r.id().app());
+  k.push_back('|');
+  v1::append_escaped_utf8(k, r.call());
+  k.push_back('|');
+  v1::append_escaped_utf8(k, r.context());
   return k;
 }
 
@@ -980,10 +1026,14 @@ bool FeatureExtractor::extract(const immunizer::v1::CallRecord& r, immunizer::v1
   if (out == nullptr) return fail("no output vector");
   if (r.id().app().empty()) return fail("record has no app");
   if (r.call().empty()) return fail("record has no call name");
+  // The model key, call and labels travel downstream as proto3 strings: hostile bytes in
+  // them are escaped (and measured by the model as encoding:invalid_utf8).
   key_buf_.clear();
-  key_buf_.append(r.id().app()).push_back('|');
-  key_buf_.append(r.call()).push_back('|');
-  key_buf_.append(r.context());
+  v1::append_escaped_utf8(key_buf_, r.id().app());
+  key_buf_.push_back('|');
+  v1::append_escaped_utf8(key_buf_, r.call());
+  key_buf_.push_back('|');
+  v1::append_escaped_utf8(key_buf_, r.context());
   auto it = models_.find(std::string_view(key_buf_));
   if (it == models_.end()) {
     if (models_.size() >= cfg_.max_models) return fail("model limit reached (max_models)");
@@ -1005,12 +1055,17 @@ bool FeatureExtractor::extract(const immunizer::v1::CallRecord& r, immunizer::v1
   out->mutable_values()->Assign(vals.begin(), vals.end());
   *out->mutable_record_id() = r.id();
   *out->mutable_principal() = r.principal();
-  out->set_call(r.call());
-  out->set_timestamp_unix_nanos(r.timestamp_unix_nanos());
-  if (r.labels().empty()) {
-    out->mutable_labels()->clear();
+  if (v1::is_valid_utf8(r.call())) {
+    out->set_call(r.call());
   } else {
-    *out->mutable_labels() = r.labels();
+    out->set_call(v1::escape_invalid_utf8(r.call()));
+  }
+  out->set_timestamp_unix_nanos(r.timestamp_unix_nanos());
+  auto* labels = out->mutable_labels();
+  labels->clear();
+  for (const auto& l : r.labels()) {
+    // A repeated key: the last one wins, as when labels were a map<string, string>.
+    (*labels)[v1::escape_invalid_utf8(l.key())] = v1::escape_invalid_utf8(l.value());
   }
   return true;
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "immunizer/v1/call_records.hpp"
 #include "immunizer/monitor/features.hpp"
 #include "immunizer/monitor/sketch.hpp"
 #include "test_records.hpp"
@@ -69,7 +70,11 @@ TEST_F(Features, VectorCarriesIdentitySchemaAndLabels) {
   auto r = normal(0);
   r.mutable_principal()->set_session("S1");
   r.set_timestamp_unix_nanos(123);
-  (*r.mutable_labels())["trace"] = "t-1";
+  {
+    auto* l = r.add_labels();
+    l->set_key("trace");
+    l->set_value("t-1");
+  }
   auto v = run(r);
   EXPECT_EQ(v.model_key(), "shop|buy|");
   EXPECT_EQ(v.record_id().seq(), 0u);
@@ -162,7 +167,11 @@ TEST_F(Features, StructureUnseenAndMissingArgumentsAndCount) {
 
 TEST_F(Features, NestedValuesFlattenToPathsWithArrayIndicesCollapsed) {
   immunizer::v1::Value headers;
-  (*headers.mutable_map_value()->mutable_fields())["user-agent"] = str("Mozilla");
+  {
+    auto* f = headers.mutable_map_value()->add_fields();
+    f->set_key("user-agent");
+    *f->mutable_value() = str("Mozilla");
+  }
   immunizer::v1::Value list;
   *list.mutable_list_value()->add_items() = str("a");
   *list.mutable_list_value()->add_items() = str("b");

@@ -125,6 +125,7 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   }
   buf_ = t.bufs[t.depth++].get();
   buf_->size = 0;
+  buf_->reset_caps(im->cfg_.max_string_bytes, im->cfg_.max_record_bytes);
   state_ = kRecording;
 
   if (t.seq_tag != im->instance_tag_ || t.seq_next == t.seq_end) {
@@ -138,7 +139,7 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   detail::Buf& b = *buf_;
   const std::string& idp = im->id_prefix_;
   const size_t id_len = idp.size() + 1 + detail::varint_size(seq_);
-  char* p = b.reserve(2 + 10 + id_len + 11 + 11 + call.size() + 11 + ctx_len_);
+  char* p = b.reserve(2 + 10 + id_len + 11);
   *p++ = detail::tag(1, detail::kLen);
   p = detail::put_varint(p, id_len);
   std::memcpy(p, idp.data(), idp.size());
@@ -146,8 +147,8 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   *p++ = detail::tag(3, detail::kVarint);
   p = detail::put_varint(p, seq_);
   b.size = static_cast<size_t>(p - b.data);
-  detail::put_string_field(b, 3, call);
-  if (ctx_len_) detail::put_string_field(b, 4, std::string_view(t.ctx.data(), ctx_len_));
+  detail::put_capped_string_field(b, 3, call);
+  if (ctx_len_) detail::put_capped_string_field(b, 4, std::string_view(t.ctx.data(), ctx_len_));
 
   start_ticks_ = detail::ticks();
   detail::put_varint_field(b, 2, static_cast<uint64_t>(detail::TickClock::instance().wall_ns(start_ticks_)));
@@ -157,9 +158,9 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
 void CallScope::put_principal(std::string_view u, std::string_view s, std::string_view i) noexcept {
   const int64_t t0 = measured_ ? detail::ticks() : 0;
   const size_t at = detail::open_len(*buf_, 5);
-  if (!u.empty()) detail::put_string_field(*buf_, 1, u);
-  if (!s.empty()) detail::put_string_field(*buf_, 2, s);
-  if (!i.empty()) detail::put_string_field(*buf_, 3, i);
+  if (!u.empty()) detail::put_capped_string_field(*buf_, 1, u);
+  if (!s.empty()) detail::put_capped_string_field(*buf_, 2, s);
+  if (!i.empty()) detail::put_capped_string_field(*buf_, 3, i);
   detail::close_len(*buf_, at);
   if (measured_) own_ticks_ += detail::ticks() - t0;
 }
@@ -167,8 +168,8 @@ void CallScope::put_principal(std::string_view u, std::string_view s, std::strin
 void CallScope::put_label(std::string_view k, std::string_view v) noexcept {
   const int64_t t0 = measured_ ? detail::ticks() : 0;
   const size_t at = detail::open_len(*buf_, 10);
-  detail::put_string_field(*buf_, 1, k);
-  detail::put_string_field(*buf_, 2, v);
+  detail::put_capped_string_field(*buf_, 1, k);
+  detail::put_capped_string_field(*buf_, 2, v);
   detail::close_len(*buf_, at);
   if (measured_) own_ticks_ += detail::ticks() - t0;
 }
@@ -176,10 +177,16 @@ void CallScope::put_label(std::string_view k, std::string_view v) noexcept {
 void CallScope::put_error(std::string_view type, std::string_view message) noexcept {
   const int64_t t0 = measured_ ? detail::ticks() : 0;
   const size_t at = detail::open_len(*buf_, 8);
-  detail::put_string_field(*buf_, 1, type);
-  detail::put_string_field(*buf_, 2, message);
+  detail::put_capped_string_field(*buf_, 1, type);
+  detail::put_capped_string_field(*buf_, 2, message);
   detail::close_len(*buf_, at);
   if (measured_) own_ticks_ += detail::ticks() - t0;
+}
+
+CallScope& CallScope::skip_part() noexcept {
+  ++buf_->dropped_parts;
+  buf_->truncated = true;
+  return *this;
 }
 
 RecordId CallScope::id() const noexcept {
@@ -195,13 +202,25 @@ void CallScope::end() noexcept {
     detail::Buf& b = *buf_;
     const int64_t elapsed = now > start_ticks_ ? now - start_ticks_ : 0;  // thread may migrate
     detail::put_varint_field(b, 9, static_cast<uint64_t>(detail::TickClock::instance().to_ns(elapsed)));
+    if (b.truncated) [[unlikely]] {
+      // Bytes cut from strings are known exactly; parts left out are not encoded at all,
+      // so original_size is a lower bound when dropped_arguments > 0.
+      const uint64_t original = b.size + b.cut_bytes;
+      detail::put_varint_field(b, 11, 1);         // truncated
+      detail::put_varint_field(b, 12, original);  // original_size
+      if (b.dropped_parts) detail::put_varint_field(b, 13, b.dropped_parts);
+    }
 
-    // Model key: "<app>|<call>|<context>"; the thread's context string holds both parts.
+    // Model key: "<app>|<call>|<context>"; the thread's context string holds both parts,
+    // each cut like the record's fields when over the string cap.
     const std::string_view ctx(t.ctx.data(), ctx_len_);
     const size_t call_at = ctx_len_ ? ctx_len_ + 1 : 0;
     const std::string_view call(t.ctx.data() + call_at, t.ctx.size() - call_at);
+    const size_t cap = b.max_string;
+    const size_t call_cut = call.size() > cap ? call.size() - cap : 0;
+    const size_t ctx_cut = ctx.size() > cap ? ctx.size() - cap : 0;
     const std::string& kp = im->key_prefix_;
-    const size_t key_len = kp.size() + call.size() + 1 + ctx.size();
+    const size_t key_len = kp.size() + call.size() - call_cut + 1 + ctx.size() - ctx_cut;
     const size_t total = sizeof(detail::Record) + key_len + b.size;
 
     im->sampled_in_.add(t.stripe, 1);
@@ -220,10 +239,20 @@ void CallScope::end() noexcept {
       char* k = r->key();
       std::memcpy(k, kp.data(), kp.size());
       k += kp.size();
-      std::memcpy(k, call.data(), call.size());
-      k += call.size();
+      auto put_cut = [&](std::string_view s, size_t cut) {
+        if (cut == 0) {
+          std::memcpy(k, s.data(), s.size());
+          k += s.size();
+        } else {  // first and last half of the cap, as put_capped_string_field
+          const size_t head = cap / 2, tail = cap - head;
+          std::memcpy(k, s.data(), head);
+          std::memcpy(k + head, s.data() + s.size() - tail, tail);
+          k += cap;
+        }
+      };
+      put_cut(call, call_cut);
       *k++ = '|';
-      std::memcpy(k, ctx.data(), ctx.size());
+      put_cut(ctx, ctx_cut);
       std::memcpy(r->payload(), b.data, b.size);
       if (!im->ring_.try_push(r)) {
         if (!im->recycle_.try_push(r)) std::free(r);

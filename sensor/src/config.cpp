@@ -1,10 +1,19 @@
 // SensorConfig::from_env: zero-code setup from IMMUNIZER_* environment variables.
-#include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <set>
+#include <system_error>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
+#include <algorithm>
 
 #include "immunizer/sensor/sensor.hpp"
+
+extern char** environ;
 
 namespace immunizer::sensor {
 namespace {
@@ -18,13 +27,14 @@ const char* env(const char* name) {
   throw std::invalid_argument(std::string("sensor: ") + name + "='" + value + "': " + why);
 }
 
+// Numbers are parsed strictly: the whole value, decimal, no '+', blanks, hex, inf or nan.
 double env_double(const char* name, double def, double lo, double hi) {
   const char* v = env(name);
   if (!v) return def;
-  char* end = nullptr;
-  errno = 0;
-  const double d = std::strtod(v, &end);
-  if (errno || end == v || *end) bad(name, v, "not a number");
+  const char* end = v + std::strlen(v);
+  double d = 0;
+  const auto [p, ec] = std::from_chars(v, end, d, std::chars_format::general);
+  if (ec != std::errc() || p != end || !std::isfinite(d)) bad(name, v, "not a decimal number");
   if (d < lo || d > hi) bad(name, v, ("out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
   return d;
 }
@@ -32,10 +42,10 @@ double env_double(const char* name, double def, double lo, double hi) {
 long long env_int(const char* name, long long def, long long lo, long long hi) {
   const char* v = env(name);
   if (!v) return def;
-  char* end = nullptr;
-  errno = 0;
-  const long long d = std::strtoll(v, &end, 10);
-  if (errno || end == v || *end) bad(name, v, "not an integer");
+  const char* end = v + std::strlen(v);
+  long long d = 0;
+  const auto [p, ec] = std::from_chars(v, end, d, 10);
+  if (ec != std::errc() || p != end) bad(name, v, "not a decimal integer");
   if (d < lo || d > hi) bad(name, v, ("out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
   return d;
 }
@@ -47,6 +57,21 @@ bool env_bool(const char* name, bool def) {
   if (s == "1" || s == "true" || s == "yes" || s == "on") return true;
   if (s == "0" || s == "false" || s == "no" || s == "off") return false;
   bad(name, s, "not a boolean (true/false)");
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
 }
 
 }  // namespace
@@ -63,6 +88,28 @@ std::string_view to_string(DropReason r) noexcept {
 }
 
 SensorConfig SensorConfig::from_env() {
+  // The sensor's own namespace is strict: a misspelled IMMUNIZER_SENSOR_* variable is an
+  // error, not silently ignored (other IMMUNIZER_* variables belong to other components).
+  static const std::set<std::string> kKnown{
+      "IMMUNIZER_SENSOR_ENABLED",           "IMMUNIZER_SENSOR_SAMPLE_RATE",       "IMMUNIZER_SENSOR_CPU_BUDGET",
+      "IMMUNIZER_SENSOR_MIN_SAMPLE_RATE",   "IMMUNIZER_SENSOR_MAX_INFLIGHT_BYTES", "IMMUNIZER_SENSOR_QUEUE_CAPACITY",
+      "IMMUNIZER_SENSOR_DELIVERY_TIMEOUT_MS", "IMMUNIZER_SENSOR_LINGER_MS",       "IMMUNIZER_SENSOR_MAX_BATCH_RECORDS",
+      "IMMUNIZER_SENSOR_MAX_BATCH_BYTES",   "IMMUNIZER_SENSOR_MAX_STRING_BYTES",  "IMMUNIZER_SENSOR_MAX_RECORD_BYTES",
+      "IMMUNIZER_SENSOR_IDEMPOTENCE",       "IMMUNIZER_SENSOR_COMPRESSION",       "IMMUNIZER_SENSOR_SHUTDOWN_FLUSH_MS",
+      "IMMUNIZER_SENSOR_KAFKA_PROPERTIES"};
+  for (char** e = environ; e && *e; ++e) {
+    const std::string_view entry(*e);
+    const std::string name(entry.substr(0, entry.find('=')));
+    if (name.rfind("IMMUNIZER_SENSOR_", 0) == 0 && !kKnown.count(name)) {
+      std::string hint;
+      size_t best = 4;
+      for (const auto& k : kKnown) {
+        const size_t d = edit_distance(name, k);
+        if (d < best) best = d, hint = " (did you mean " + k + "?)";
+      }
+      throw std::invalid_argument("sensor: unknown environment variable " + name + hint);
+    }
+  }
   SensorConfig c;
   if (const char* v = env("IMMUNIZER_APP")) c.app = v;
   if (const char* v = env("IMMUNIZER_INSTANCE")) c.instance = v;
@@ -83,6 +130,10 @@ SensorConfig SensorConfig::from_env() {
       env_int("IMMUNIZER_SENSOR_MAX_BATCH_RECORDS", static_cast<long long>(c.max_batch_records), 1, 65536));
   c.max_batch_bytes = static_cast<size_t>(
       env_int("IMMUNIZER_SENSOR_MAX_BATCH_BYTES", static_cast<long long>(c.max_batch_bytes), 1024, 16 << 20));
+  c.max_string_bytes = static_cast<size_t>(
+      env_int("IMMUNIZER_SENSOR_MAX_STRING_BYTES", static_cast<long long>(c.max_string_bytes), 16, 16 << 20));
+  c.max_record_bytes = static_cast<size_t>(
+      env_int("IMMUNIZER_SENSOR_MAX_RECORD_BYTES", static_cast<long long>(c.max_record_bytes), 1024, 16 << 20));
   c.idempotence = env_bool("IMMUNIZER_SENSOR_IDEMPOTENCE", c.idempotence);
   if (const char* v = env("IMMUNIZER_SENSOR_COMPRESSION")) c.compression = v;
   c.shutdown_flush_timeout = std::chrono::milliseconds(env_int(

@@ -179,6 +179,11 @@ Sensor::Impl::Impl(SensorConfig cfg) : cfg_(std::move(cfg)), ring_(std::max<size
   if (cfg_.max_inflight_bytes < 4096) throw std::invalid_argument("sensor: max_inflight_bytes must be >= 4096");
   if (cfg_.max_batch_records < 1) throw std::invalid_argument("sensor: max_batch_records must be >= 1");
   if (cfg_.max_batch_bytes < 1024) throw std::invalid_argument("sensor: max_batch_bytes must be >= 1024");
+  if (cfg_.max_string_bytes < 16) throw std::invalid_argument("sensor: max_string_bytes must be >= 16");
+  if (cfg_.max_record_bytes < 1024 || cfg_.max_record_bytes > cfg_.max_batch_bytes)
+    throw std::invalid_argument("sensor: max_record_bytes must be in [1024, max_batch_bytes]");
+  if (cfg_.max_string_bytes > cfg_.max_record_bytes)
+    throw std::invalid_argument("sensor: max_string_bytes must be <= max_record_bytes");
   if (cfg_.delivery_timeout_ms <= 0) throw std::invalid_argument("sensor: delivery_timeout_ms must be > 0");
   instance_tag_ = g_next_instance_tag.fetch_add(1);
 

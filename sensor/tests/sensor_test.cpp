@@ -209,12 +209,62 @@ TEST(Sensor, RecordsArriveIntactWithContextAndKey) {
   EXPECT_EQ(out.arguments(0).value().string_value(), "GET");
   EXPECT_EQ(out.arguments(1).value().int_value(), 3);
   EXPECT_EQ(out.result().int_value(), 200);
-  EXPECT_EQ(out.labels().at("trace"), "t1");
+  ASSERT_NE(immunizer::v1::find_label(out, "trace"), nullptr);
+  EXPECT_EQ(*immunizer::v1::find_label(out, "trace"), "t1");
   EXPECT_GT(out.duration_nanos(), 0);
   EXPECT_GE(out.duration_nanos(), in.duration_nanos());
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   EXPECT_LT(std::llabs(now - out.timestamp_unix_nanos()), 60'000'000'000LL);
+}
+
+// Issue 11: a POST with a ~1 MB body was dropped whole ("Message size too large"). Size is
+// truncation, not loss: the record arrives, each long string cut to its prefix and suffix
+// with its original length, arguments past the record cap left out and counted, and
+// hostile bytes (an invalid UTF-8 cookie) carried as they were.
+TEST(Sensor, OversizedCallsAreCutNotLostAndHostileBytesKept) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.max_string_bytes = 1024;
+  cfg.max_record_bytes = 16 << 10;
+  auto s = Sensor::create(cfg);
+  std::string body(1 << 20, 'b');
+  body.replace(0, 5, "HEAD:");
+  body.replace(body.size() - 5, 5, ":TAIL");
+  const std::string session("\xff\xfe JSESSIONID \xc0\xaf");
+  {
+    CallScope c(*s, "http.request");
+    c.principal("", session, "10.0.0.1").arg("query", "id=1' OR '1'='1").arg("body", body);
+    for (int i = 0; i < 40; ++i) c.arg("p" + std::to_string(i), std::string(900, 'x'));  // 36 KB more
+    c.arg_with("headers", [&](immunizer::sensor::ValueWriter& w) {
+      auto m = w.map();
+      for (int i = 0; i < 100; ++i) m.field("h" + std::to_string(i), std::string(500, 'h'));
+    });
+    c.result(200);
+  }
+  ASSERT_TRUE(s->flush(30s));
+  expect_balanced(s->stats());
+  EXPECT_EQ(s->stats().sent, 1u);
+  auto got = k.consume_records("t.calls", 1);
+  ASSERT_TRUE(got.parsed);
+  ASSERT_EQ(got.records.size(), 1u);
+  const auto& r = got.records[0].second;
+  EXPECT_EQ(r.principal().session(), session);
+  ASSERT_GE(r.arguments_size(), 2);
+  EXPECT_EQ(r.arguments(0).value().string_value(), "id=1' OR '1'='1");
+  const auto& b = r.arguments(1).value();
+  EXPECT_TRUE(b.truncated());
+  EXPECT_EQ(b.original_length(), body.size());
+  ASSERT_EQ(b.string_value().size(), 1024u);
+  EXPECT_EQ(b.string_value().substr(0, 5), "HEAD:");
+  EXPECT_EQ(b.string_value().substr(1019), ":TAIL");
+  EXPECT_FALSE(r.arguments(0).value().truncated());
+  EXPECT_TRUE(r.truncated());
+  EXPECT_GT(r.dropped_arguments(), 0u);
+  EXPECT_LT(r.arguments_size(), 42);
+  EXPECT_GT(r.original_size(), static_cast<uint64_t>(1 << 20));
+  EXPECT_LE(r.ByteSizeLong(), static_cast<size_t>(16 << 10) + 2 * 1024 + 256);  // the cap + two strings
+  EXPECT_EQ(r.result().int_value(), 200);
 }
 
 // Records of one key recorded together travel as CallRecordBatches: fewer messages than
@@ -487,6 +537,14 @@ TEST(SensorConfig, FromEnvironment) {
   EXPECT_EQ(c.bootstrap, "k:1");
   EXPECT_EQ(c.sample_rate, 0.5);
   EXPECT_EQ(c.kafka_properties.at("client.rack"), "r1");
+  EXPECT_EQ(c.max_string_bytes, 4096u);
+  setenv("IMMUNIZER_SENSOR_MAX_STRING_BYTES", "100", 1);
+  setenv("IMMUNIZER_SENSOR_MAX_RECORD_BYTES", "2048", 1);
+  c = SensorConfig::from_env();
+  EXPECT_EQ(c.max_string_bytes, 100u);
+  EXPECT_EQ(c.max_record_bytes, 2048u);
+  unsetenv("IMMUNIZER_SENSOR_MAX_STRING_BYTES");
+  unsetenv("IMMUNIZER_SENSOR_MAX_RECORD_BYTES");
   setenv("IMMUNIZER_SENSOR_SAMPLE_RATE", "2", 1);
   try {
     SensorConfig::from_env();
@@ -494,7 +552,29 @@ TEST(SensorConfig, FromEnvironment) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("IMMUNIZER_SENSOR_SAMPLE_RATE"), std::string::npos);
   }
+  for (const char* bad : {"0x10", " 0.5", "+0.5", "0.5 ", "nan"}) {
+    setenv("IMMUNIZER_SENSOR_SAMPLE_RATE", bad, 1);
+    EXPECT_THROW(SensorConfig::from_env(), std::invalid_argument) << "'" << bad << "'";
+  }
   unsetenv("IMMUNIZER_SENSOR_SAMPLE_RATE");
+  for (const char* bad : {"0x10", " 5000", "+5000"}) {
+    setenv("IMMUNIZER_SENSOR_LINGER_MS", bad, 1);
+    EXPECT_THROW(SensorConfig::from_env(), std::invalid_argument) << "'" << bad << "'";
+  }
+  unsetenv("IMMUNIZER_SENSOR_LINGER_MS");
+  // A misspelled variable of the sensor's own namespace is an error with a suggestion.
+  setenv("IMMUNIZER_SENSOR_SAMPLERATE", "0.5", 1);
+  try {
+    SensorConfig::from_env();
+    FAIL() << "expected a configuration error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("IMMUNIZER_SENSOR_SAMPLERATE"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("did you mean IMMUNIZER_SENSOR_SAMPLE_RATE"), std::string::npos) << e.what();
+  }
+  unsetenv("IMMUNIZER_SENSOR_SAMPLERATE");
+  setenv("IMMUNIZER_MONITOR_GROUP", "g", 1);  // another component's: not the sensor's business
+  EXPECT_NO_THROW(SensorConfig::from_env());
+  unsetenv("IMMUNIZER_MONITOR_GROUP");
   unsetenv("IMMUNIZER_APP");
   unsetenv("IMMUNIZER_KAFKA_BOOTSTRAP");
   unsetenv("IMMUNIZER_SENSOR_KAFKA_PROPERTIES");

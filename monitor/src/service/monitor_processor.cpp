@@ -55,28 +55,57 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
                             .Register(r).Add({})),
       models_(prometheus::BuildGauge().Name("immunizer_monitor_models").Help("Model keys held").Register(r).Add({})) {}
 
-void MonitorProcessor::process(const common::Message& m, common::Producer& out) {
-  records_buf_.clear();
-  if (!v1::parse_call_records(m.payload, &records_buf_))
-    throw common::BadMessage("unparsable_call_record", "payload is not a CallRecord or CallRecordBatch");
-  // Every record of a batch is used; if some are not, the whole message goes to the dead
-  // letters afterwards (with the others already turned into vectors) so nothing is lost.
-  size_t bad = 0;
-  std::string first_reason;
-  for (const auto& rec : records_buf_) {
-    std::string reason;
-    if (!process_record(rec, out, &reason)) {
-      if (bad++ == 0) first_reason = reason;
+void MonitorProcessor::process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                                     const Reject& reject) {
+  for (const auto& m : batch) {
+    try {
+      process_message(m, out, reject);
+    } catch (const std::exception& e) {
+      reject(m, "processing_error", e.what());
     }
   }
-  if (bad > 0) {
-    throw common::BadMessage("unusable_call_record", records_buf_.size() == 1 ? first_reason
-        : std::to_string(bad) + " of " + std::to_string(records_buf_.size()) + " records in the batch: " + first_reason);
+}
+
+void MonitorProcessor::process(const common::Message& m, common::Producer& out) {
+  size_t bad = 0;
+  std::string first_reason, first_detail;
+  process_message(m, out, [&](const common::Message&, const std::string& reason, const std::string& detail) {
+    if (bad++ == 0) first_reason = reason, first_detail = detail;
+  });
+  if (bad > 0) throw common::BadMessage(first_reason, bad == 1 ? first_detail : std::to_string(bad) + " records: " + first_detail);
+}
+
+void MonitorProcessor::process_message(const common::Message& m, common::Producer& out, const Reject& reject) {
+  records_buf_.clear();
+  undecodable_.clear();
+  if (!v1::parse_call_records(m.payload, &records_buf_, &undecodable_)) {
+    rejected_.Add({{"reason", "unparsable_call_record"}}).Increment();
+    reject(m, "unparsable_call_record", "payload is not a CallRecord or CallRecordBatch");
+    return;
+  }
+  // A dead letter carries the one record it is about, with the message's coordinates.
+  auto reject_part = [&](std::string_view bytes, const std::string& reason, const std::string& detail) {
+    common::Message part;
+    part.topic = m.topic;
+    part.partition = m.partition;
+    part.offset = m.offset;
+    part.key = m.key;
+    part.timestamp_ms = m.timestamp_ms;
+    part.payload.assign(bytes);
+    reject(part, reason, detail);
+  };
+  for (const auto& u : undecodable_) {
+    rejected_.Add({{"reason", "undecodable_call_record"}}).Increment();
+    reject_part(u.bytes, "undecodable_call_record", u.reason);
+  }
+  for (const auto& rec : records_buf_) {
+    std::string reason;
+    if (!process_record(rec, out, &reason)) reject_part(rec.SerializeAsString(), "unusable_call_record", reason);
   }
 }
 
 bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Producer& out, std::string* reason) {
-  if (rec.labels().contains("immunizer.denied")) {
+  if (v1::find_label(rec, "immunizer.denied") != nullptr) {
     // A call the effector denied never ran: scoring it would only raise alarms about our own
     // 403s, and learning it would teach the model that denials are normal.
     rejected_.Add({{"reason", "denied_by_effector"}}).Increment();

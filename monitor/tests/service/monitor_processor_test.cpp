@@ -4,6 +4,7 @@
 
 #include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/v1/call_records.hpp"
+#include "immunizer/v1/text.hpp"
 
 using namespace immunizer;
 
@@ -88,7 +89,11 @@ TEST(MonitorProcessor, BatchesGiveOneVectorPerRecordAndABadRecordDeadLettersItsB
 TEST(MonitorProcessor, CallsDeniedByTheEffectorAreNeitherScoredNorLearned) {
   Fixture f;
   auto r = record(1, "5");
-  (*r.mutable_labels())["immunizer.denied"] = "effector";
+  {
+    auto* l = r.add_labels();
+    l->set_key("immunizer.denied");
+    l->set_value("effector");
+  }
   f.in.push(f.topics.calls, "k", r.SerializeAsString());
   f.loop.run_once();
   EXPECT_TRUE(f.out.on(f.topics.features).empty());
@@ -146,4 +151,105 @@ TEST(MonitorConfig, ReadsEveryKeyAndRejectsBadValuesByName) {
       EXPECT_NE(std::string(e.what()).find(key.substr(key.find('.') + 1)), std::string::npos) << e.what();
     }
   }
+}
+
+namespace {
+// Index of a feature by name in a vector's schema, or -1.
+int feature_index(const v1::FeatureVector& v, const std::string& name) {
+  for (int i = 0; i < v.schema().names_size(); ++i)
+    if (v.schema().names(i) == name) return i;
+  return -1;
+}
+}  // namespace
+
+// Issue 11: a request with an attack in its query and a session cookie `JSESSIONID=\xff...`
+// used to lose its whole batch (proto3 strings reject invalid UTF-8). Hostile bytes anywhere
+// in a record are recorded and scored; the others of its batch are untouched.
+TEST(MonitorProcessor, InvalidUtf8AnywhereIsScoredNotDeadLettered) {
+  Fixture f;
+  v1::CallRecordBatch b;
+  b.set_batch_format(1);
+  for (uint64_t i = 0; i < 5; ++i) *b.add_records() = record(i, std::to_string(i + 1));
+  auto hostile = record(5, "1' OR '1'='1 \xc0\xaf");
+  hostile.mutable_principal()->set_session("\xff\xfe\xfd-session");
+  hostile.mutable_principal()->set_ip("\xc0\xaf");
+  hostile.mutable_arguments(0)->set_name("cant\xe9idad");
+  auto* l = hostile.add_labels();
+  l->set_key("trace");
+  l->set_value("t\xff");
+  *b.add_records() = hostile;
+  for (uint64_t i = 6; i < 10; ++i) *b.add_records() = record(i, std::to_string(i + 1));
+  f.in.push(f.topics.calls, "k", b.SerializeAsString());
+  f.loop.run_once();
+  EXPECT_TRUE(f.out.on(f.topics.deadletter).empty());
+  const auto vecs = f.out.on(f.topics.features);
+  ASSERT_EQ(vecs.size(), 10u);
+  v1::FeatureVector v;
+  ASSERT_TRUE(v.ParseFromString(vecs[5].payload));  // downstream parsers accept it
+  EXPECT_EQ(v.record_id().seq(), 5u);
+  EXPECT_EQ(v.principal().session(), "\xff\xfe\xfd-session");  // carried as it was
+  EXPECT_EQ(v.labels().at("trace"), "t\\xff");                  // escaped into a string field
+  const int inv = feature_index(v, "encoding:invalid_utf8");
+  ASSERT_GE(inv, 0);
+  // The value, the argument name, the session, the address and the label.
+  EXPECT_EQ(v.values(inv), 5.0);
+  for (const auto& name : v.schema().names()) EXPECT_TRUE(v1::is_valid_utf8(name)) << name;
+  v1::FeatureVector normal;
+  ASSERT_TRUE(normal.ParseFromString(vecs[4].payload));
+  EXPECT_EQ(normal.values(feature_index(normal, "encoding:invalid_utf8")), 0.0);
+}
+
+// A record of a batch that cannot be decoded at all is dead-lettered alone: its own bytes,
+// not the batch; the other records become vectors.
+TEST(MonitorProcessor, AnUndecodableRecordIsDeadLetteredAloneAndItsBatchProcessed) {
+  Fixture f;
+  std::string payload("\x08\x01", 2);
+  auto add = [&](const std::string& rec) {
+    payload.push_back('\x12');  // field 2, LEN
+    payload.push_back(static_cast<char>(rec.size()));
+    payload.append(rec);
+  };
+  add(record(1, "1").SerializeAsString());
+  const std::string broken("\x0a\x7f\x01", 3);  // RecordId claiming 127 bytes, 1 present
+  add(broken);
+  add(record(2, "2").SerializeAsString());
+  ASSERT_LT(payload.size(), 250u);
+  f.in.push(f.topics.calls, "k", payload);
+  f.loop.run_once();
+  EXPECT_EQ(f.out.on(f.topics.features).size(), 2u);
+  const auto dls = f.out.on(f.topics.deadletter);
+  ASSERT_EQ(dls.size(), 1u);
+  v1::DeadLetter dl;
+  ASSERT_TRUE(dl.ParseFromString(dls[0].payload));
+  EXPECT_EQ(dl.payload(), broken);
+  EXPECT_EQ(dl.payload_length(), broken.size());
+  EXPECT_NE(dl.reason().find("undecodable_call_record"), std::string::npos);
+}
+
+// What the sensor cut is measured: the value's original length feeds the length feature,
+// and the truncation itself is a feature.
+TEST(MonitorProcessor, TruncatedValuesAndRecordsAreScored) {
+  Fixture f;
+  for (uint64_t i = 0; i < 100; ++i) f.in.push(f.topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
+  auto cut = record(100, std::string(64, 'a'));
+  cut.mutable_arguments(0)->mutable_value()->set_truncated(true);
+  cut.mutable_arguments(0)->mutable_value()->set_original_length(1 << 20);
+  cut.set_truncated(true);
+  cut.set_dropped_arguments(3);
+  f.in.push(f.topics.calls, "k", cut.SerializeAsString());
+  auto same_len = record(101, std::string(64, 'a'));  // the same bytes, not cut
+  f.in.push(f.topics.calls, "k", same_len.SerializeAsString());
+  while (f.loop.run_once() > 0) {
+  }
+  const auto vecs = f.out.on(f.topics.features);
+  ASSERT_EQ(vecs.size(), 102u);
+  v1::FeatureVector a, b;
+  ASSERT_TRUE(a.ParseFromString(vecs[100].payload));
+  ASSERT_TRUE(b.ParseFromString(vecs[101].payload));
+  EXPECT_EQ(a.values(feature_index(a, "size:truncated_values")), 1.0);
+  EXPECT_EQ(a.values(feature_index(a, "size:record_truncated")), 1.0);
+  EXPECT_EQ(b.values(feature_index(b, "size:truncated_values")), 0.0);
+  const int len = feature_index(a, "arg:cantidad:length_deviation");
+  ASSERT_GE(len, 0);
+  EXPECT_GT(a.values(len), 10 * b.values(len));
 }

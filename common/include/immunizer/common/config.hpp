@@ -19,6 +19,10 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// IMMUNIZER_* variables of the in-app agents that fall in a service namespace (e.g. the
+// effector's IMMUNIZER_EXECUTE_ADDRESS); every service accepts them.
+const std::set<std::string>& agent_environment_variables();
+
 class Config {
  public:
   // yaml_path may be empty. overrides are "key=value". env_prefix "" disables env lookup.
@@ -41,8 +45,15 @@ class Config {
   std::string get_secret(const std::string& key) const;
 
   bool has(const std::string& key) const;
-  // Throws ConfigError naming every key given in the file or flags that no getter asked for.
+  // Throws ConfigError naming every key given in the file or flags that no getter asked for,
+  // and every environment variable in this service's namespaces that names no key it read
+  // (with a did-you-mean). A namespace is the first segment of a key read (`monitor.group`
+  // -> IMMUNIZER_MONITOR_*); variables outside them belong to other services or to the
+  // agents and are left alone, as are agent_environment_variables().
   void reject_unknown() const;
+  // The same against a given list of variable names (tests).
+  void reject_unknown(const std::vector<std::string>& environment) const;
+  static std::vector<std::string> environ_names();
 
   // The environment variable that overrides `key`: "a.b_c" -> "IMMUNIZER_A_B_C".
   std::string env_name(const std::string& key) const;

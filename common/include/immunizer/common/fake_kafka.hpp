@@ -19,8 +19,18 @@ class FakeProducer final : public Producer {
     pending.push_back({topic, std::string(key), std::string(payload)});
   }
   FlushResult flush(std::chrono::milliseconds) override {
+    ++flushes;
     FlushResult r{true, fail_next_flush ? pending.size() : 0};
-    if (!fail_next_flush) sent.insert(sent.end(), pending.begin(), pending.end());
+    if (!fail_next_flush) {
+      for (auto& m : pending) {
+        if (max_message_bytes && m.payload.size() + m.key.size() > max_message_bytes) {
+          ++r.failed;  // what a broker does with a message over its limit
+          if (r.permanent++ == 0) r.permanent_reason = "Broker: Message size too large";
+        } else {
+          sent.push_back(std::move(m));
+        }
+      }
+    }
     fail_next_flush = false;
     pending.clear();
     return r;
@@ -32,7 +42,9 @@ class FakeProducer final : public Producer {
     return out;
   }
   std::vector<Sent> pending, sent;
-  bool fail_next_flush = false;
+  bool fail_next_flush = false;   // the next flush fails every message, transiently
+  size_t max_message_bytes = 0;   // > 0: larger messages fail permanently
+  int flushes = 0;
 };
 
 class FakeConsumer final : public Consumer {

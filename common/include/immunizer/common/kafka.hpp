@@ -59,6 +59,8 @@ class KafkaMetrics {
   void produced(const std::string& topic, uint64_t n = 1);
   void delivery_failed(uint64_t n = 1) { delivery_failures_.Increment(static_cast<double>(n)); }
   void deadletter(const std::string& reason);
+  // Messages skipped by an offset reset past unread data (immunizer_records_lost_total).
+  void records_lost(const std::string& topic, uint64_t n);
   void lag(const std::string& topic, int32_t partition, int64_t lag);
 
  private:
@@ -70,15 +72,20 @@ class KafkaMetrics {
   prometheus::Family<prometheus::Counter>& consumed_family_;
   prometheus::Family<prometheus::Counter>& produced_family_;
   prometheus::Family<prometheus::Counter>& deadletter_family_;
+  prometheus::Family<prometheus::Counter>& lost_family_;
   prometheus::Family<prometheus::Gauge>& lag_family_;
   prometheus::Counter& delivery_failures_;
-  std::map<std::string, prometheus::Counter*> consumed_, produced_, deadletters_;
+  std::map<std::string, prometheus::Counter*> consumed_, produced_, deadletters_, lost_;
   std::map<std::string, prometheus::Gauge*> lag_;
 };
 
 struct FlushResult {
   bool complete = false;   // every message produced so far has a delivery report
   uint64_t failed = 0;     // messages whose delivery failed since the previous flush
+  // Of `failed`, those that trying again cannot fix (message over the broker's size limit,
+  // invalid, not authorised), and why the first of them failed.
+  uint64_t permanent = 0;
+  std::string permanent_reason;
   bool ok() const { return complete && failed == 0; }
 };
 
@@ -102,6 +109,8 @@ class Consumer {
   virtual void rewind(const std::vector<Message>& batch) = 0;
   // Unsubscribes and leaves the group.
   virtual void close() = 0;
+  // Messages this consumer never saw because its position was reset past unread data.
+  virtual uint64_t lost() const { return 0; }
 };
 
 // Idempotent, acks=all producer with delivery reports. Throws std::runtime_error on bad settings.

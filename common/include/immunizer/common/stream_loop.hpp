@@ -1,9 +1,14 @@
 // The consume -> process -> produce -> commit loop every stream service runs.
 // A batch's offsets are committed only after every output derived from it has been
 // acknowledged by the broker; a message that fails processing becomes a DeadLetter and
-// the loop goes on. One thread runs the loop; the Processor is called only from it.
+// the loop goes on. Outputs the broker refuses for good (too large, invalid) are retried
+// max_output_attempts times, then counted, logged once and skipped: a batch is never
+// re-read forever. Outputs that merely wait for the broker (timeouts, broker down) are
+// retried until they are acknowledged. One thread runs the loop; the Processor is called
+// only from it.
 #pragma once
 
+#include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
 #include <atomic>
@@ -28,6 +33,9 @@ class BadMessage : public std::runtime_error {
   std::string reason_;
 };
 
+// SHA-256 of `bytes` (32 raw bytes), e.g. to identify a dead letter's whole payload.
+std::string sha256(std::string_view bytes);
+
 class Processor {
  public:
   virtual ~Processor() = default;
@@ -49,6 +57,11 @@ struct StreamLoopOptions {
   size_t max_batch = 500;
   std::chrono::milliseconds poll_timeout{20};
   std::chrono::milliseconds flush_timeout{30000};
+  // Attempts at a batch whose outputs the broker refuses permanently, before they are skipped.
+  int max_output_attempts = 3;
+  // A dead letter carries at most this many bytes of the message (plus its length and
+  // SHA-256), so that it stays far below the broker's message size limit.
+  size_t deadletter_payload_bytes = 64 << 10;
 };
 
 class StreamLoop {
@@ -61,6 +74,7 @@ class StreamLoop {
   size_t run_once();
   uint64_t processed() const { return processed_; }
   uint64_t deadlettered() const { return deadlettered_; }
+  uint64_t outputs_skipped() const { return outputs_skipped_; }
 
  private:
   void dead_letter(const Message& m, const std::string& reason, const std::string& detail);
@@ -70,8 +84,16 @@ class StreamLoop {
   StreamLoopOptions opt_;
   KafkaMetrics* metrics_;
   prometheus::Histogram* batch_seconds_ = nullptr;
+  prometheus::Family<prometheus::Counter>* skipped_family_ = nullptr;
   uint64_t processed_ = 0;
   uint64_t deadlettered_ = 0;
+  uint64_t outputs_skipped_ = 0;
+  // The batch being retried because of permanently refused outputs: its first message and
+  // how many attempts it had.
+  std::string retry_topic_;
+  int32_t retry_partition_ = -1;
+  int64_t retry_offset_ = -1;
+  int retry_attempts_ = 0;
 };
 
 }  // namespace immunizer::common

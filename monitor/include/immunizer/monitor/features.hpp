@@ -115,8 +115,9 @@ class FeatureExtractor {
   size_t memory_bytes() const;
   const FeatureConfig& config() const { return cfg_; }
 
-  // Snapshot format version (ModelSnapshot.format_version); kind is "monitor".
-  static constexpr uint32_t kSnapshotFormat = 1;
+  // Snapshot format version (ModelSnapshot.format_version); kind is "monitor". 2: record
+  // features encoding:invalid_utf8 and size:* were added (older states are relearned).
+  static constexpr uint32_t kSnapshotFormat = 2;
 
  private:
   struct Hash {

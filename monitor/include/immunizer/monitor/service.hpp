@@ -16,6 +16,7 @@
 #include "immunizer/common/snapshots.hpp"
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/monitor/features.hpp"
+#include "immunizer/v1/call_records.hpp"
 
 namespace immunizer::monitor {
 
@@ -30,6 +31,10 @@ class MonitorProcessor final : public common::Processor {
  public:
   MonitorProcessor(MonitorConfig cfg, const common::Topics& topics, const common::Clock& clock,
                    prometheus::Registry& registry);
+  // Every record of a message stands alone: one that cannot be decoded or used goes to the
+  // dead letters by itself (its own bytes), the others of its batch are processed.
+  void process_batch(const std::vector<common::Message>& batch, common::Producer& out, const Reject& reject) override;
+  // One message; throws BadMessage after processing the usable records if any was not.
   void process(const common::Message& m, common::Producer& out) override;
   void tick(common::Producer& out) override;
   void drain(common::Producer& out) override;
@@ -41,6 +46,7 @@ class MonitorProcessor final : public common::Processor {
  private:
   // One record of a message: false (reason set) when the extractor cannot use it.
   bool process_record(const v1::CallRecord& rec, common::Producer& out, std::string* reason);
+  void process_message(const common::Message& m, common::Producer& out, const Reject& reject);
   std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) const;
   void update_gauges();
   MonitorConfig cfg_;
@@ -50,6 +56,7 @@ class MonitorProcessor final : public common::Processor {
   common::SnapshotWriter snapshots_;
   std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
   std::vector<v1::CallRecord> records_buf_;            // the records of the current message
+  std::vector<v1::UndecodableRecord> undecodable_;     // and those that did not decode
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Gauge& memory_total_;

@@ -71,6 +71,14 @@ struct SensorConfig {
   size_t max_batch_records = 256;      // records of one model key per Kafka message
                                        // (CallRecordBatch); 1: one CallRecord per message
   size_t max_batch_bytes = 256u << 10; // and at most this many bytes per message
+  // Size caps, so that an oversized call is still recorded, cut rather than lost: a string
+  // (argument value, name, principal, label, call name) longer than max_string_bytes keeps
+  // its first and last max_string_bytes / 2 bytes and is flagged with its original length;
+  // once a record is past max_record_bytes, further arguments, list items and map entries
+  // are left out and the record flagged (the result is always kept; a record may exceed the
+  // cap by about two strings). max_record_bytes is at most max_batch_bytes (one record per message fits).
+  size_t max_string_bytes = 4096;
+  size_t max_record_bytes = 64u << 10;
   bool idempotence = true;             // enable.idempotence (implies acks=all)
   std::string compression = "lz4";     // compression.type
   std::chrono::milliseconds shutdown_flush_timeout{2000};  // flush budget in ~Sensor
@@ -182,9 +190,11 @@ class CallScope {
   template <class T>
   CallScope& arg(std::string_view name, const T& value) noexcept {
     if (state_ == kRecording) {
+      if (buf_->size >= buf_->max_record) [[unlikely]]
+        return skip_part();
       const int64_t t0 = measured_ ? detail::ticks() : 0;
       const size_t at = detail::open_len(*buf_, 6);
-      detail::put_string_field(*buf_, 1, name);
+      detail::put_capped_string_field(*buf_, 1, name);
       ValueWriter(*buf_, 2).value(value);
       detail::close_len(*buf_, at);
       if (measured_) [[unlikely]]
@@ -196,9 +206,11 @@ class CallScope {
   template <class F>
   CallScope& arg_with(std::string_view name, F&& write) noexcept {
     if (state_ == kRecording) {
+      if (buf_->size >= buf_->max_record) [[unlikely]]
+        return skip_part();
       const int64_t t0 = measured_ ? detail::ticks() : 0;
       const size_t at = detail::open_len(*buf_, 6);
-      detail::put_string_field(*buf_, 1, name);
+      detail::put_capped_string_field(*buf_, 1, name);
       ValueWriter w(*buf_, 2);
       write(w);
       detail::close_len(*buf_, at);
@@ -214,6 +226,8 @@ class CallScope {
   template <class T>
   void result(const T& value) noexcept {
     if (state_ == kRecording) {
+      // Written even past the record cap (the outcome matters most): a string is capped, a
+      // list or map past the cap stays empty.
       const int64_t t0 = measured_ ? detail::ticks() : 0;
       ValueWriter(*buf_, 7).value(value);
       if (measured_) [[unlikely]]
@@ -234,6 +248,10 @@ class CallScope {
   void put_principal(std::string_view u, std::string_view s, std::string_view i) noexcept;
   void put_label(std::string_view k, std::string_view v) noexcept;
   void put_error(std::string_view type, std::string_view message) noexcept;
+  // The record is past its cap (SensorConfig::max_record_bytes): the argument is left out,
+  // counted, and the record marked truncated. (Lists and maps being written stop
+  // taking items at the cap too, so a record exceeds the cap by at most one string.)
+  CallScope& skip_part() noexcept;
 
   Sensor::Impl* impl_ = nullptr;
   detail::Buf* buf_ = nullptr;

@@ -38,10 +38,25 @@ struct Bytes {
 namespace detail {
 
 // Growable byte buffer owned by a thread (reused across calls: no allocation once warm).
+// It also carries the size caps of the record being encoded and what they cut.
 struct Buf {
   char* data = nullptr;
   size_t size = 0;
   size_t cap = 0;
+  // Strings longer than max_string keep their first and last max_string / 2 bytes; once the
+  // record is past max_record, further list items, map entries and arguments are left out.
+  size_t max_string = SIZE_MAX;
+  size_t max_record = SIZE_MAX;
+  uint64_t cut_bytes = 0;      // bytes of this record left out so far (strings and dropped parts)
+  uint32_t dropped_parts = 0;  // list items, map entries, arguments or result left out
+  bool truncated = false;      // something of this record was cut
+  void reset_caps(size_t string_cap, size_t record_cap) {
+    max_string = string_cap;
+    max_record = record_cap;
+    cut_bytes = 0;
+    dropped_parts = 0;
+    truncated = false;
+  }
   Buf() = default;
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
@@ -82,6 +97,24 @@ inline void put_string_field(Buf& b, uint32_t field, std::string_view s) {
   p = put_varint(p, s.size());
   if (!s.empty()) std::memcpy(p, s.data(), s.size());
   b.size = static_cast<size_t>(p + s.size() - b.data);
+}
+
+// Like put_string_field, but a string over the buffer's max_string keeps only its first and
+// last bytes (half the cap each) and the cut is noted on the buffer.
+inline void put_capped_string_field(Buf& b, uint32_t field, std::string_view s) {
+  if (s.size() <= b.max_string) [[likely]] {
+    put_string_field(b, field, s);
+    return;
+  }
+  const size_t head = b.max_string / 2, tail = b.max_string - head;
+  char* p = b.reserve(1 + 10 + b.max_string);
+  *p++ = tag(field, kLen);
+  p = put_varint(p, b.max_string);
+  std::memcpy(p, s.data(), head);
+  std::memcpy(p + head, s.data() + s.size() - tail, tail);
+  b.size = static_cast<size_t>(p + b.max_string - b.data);
+  b.cut_bytes += s.size() - b.max_string;
+  b.truncated = true;
 }
 
 inline void put_varint_field(Buf& b, uint32_t field, uint64_t v) {
@@ -173,6 +206,10 @@ class ValueWriter {
     b_.size += 4;
   }
   void len_value(uint32_t inner_field, const void* data, size_t n) {
+    if (n > b_.max_string) [[unlikely]] {
+      cut_value(inner_field, static_cast<const char*>(data), n);
+      return;
+    }
     const size_t inner = 1 + detail::varint_size(n) + n;
     char* p = b_.reserve(1 + 10 + inner);
     *p++ = detail::tag(field_, detail::kLen);
@@ -181,6 +218,28 @@ class ValueWriter {
     p = detail::put_varint(p, n);
     if (n) std::memcpy(p, data, n);
     b_.size = static_cast<size_t>(p + n - b_.data);
+  }
+
+  // A string or bytes value over the cap: prefix + suffix, Value.truncated and
+  // Value.original_length.
+  void cut_value(uint32_t inner_field, const char* data, size_t n) {
+    const size_t keep = b_.max_string, head = keep / 2, tail = keep - head;
+    const size_t inner = 1 + detail::varint_size(keep) + keep + 2 + 1 + detail::varint_size(n);
+    char* p = b_.reserve(1 + 10 + inner);
+    *p++ = detail::tag(field_, detail::kLen);
+    p = detail::put_varint(p, inner);
+    *p++ = detail::tag(inner_field, detail::kLen);
+    p = detail::put_varint(p, keep);
+    std::memcpy(p, data, head);
+    std::memcpy(p + head, data + n - tail, tail);
+    p += keep;
+    *p++ = detail::tag(9, detail::kVarint);  // truncated = true
+    *p++ = 1;
+    *p++ = detail::tag(10, detail::kVarint);  // original_length
+    p = detail::put_varint(p, n);
+    b_.size = static_cast<size_t>(p - b_.data);
+    b_.cut_bytes += n - keep;
+    b_.truncated = true;
   }
 
   friend class ListWriter;
@@ -204,6 +263,11 @@ class ListWriter {
   }
   template <class T>
   ListWriter& item(const T& v) {
+    if (b_.size > b_.max_record) [[unlikely]] {
+      ++b_.dropped_parts;
+      b_.truncated = true;
+      return *this;
+    }
     ValueWriter(b_, 1).value(v);
     return *this;
   }
@@ -229,8 +293,13 @@ class MapWriter {
   }
   template <class T>
   MapWriter& field(std::string_view key, const T& v) {
+    if (b_.size > b_.max_record) [[unlikely]] {
+      ++b_.dropped_parts;
+      b_.truncated = true;
+      return *this;
+    }
     const size_t entry = detail::open_len(b_, 1);
-    detail::put_string_field(b_, 1, key);
+    detail::put_capped_string_field(b_, 1, key);
     ValueWriter(b_, 2).value(v);
     detail::close_len(b_, entry);
     return *this;

@@ -9,7 +9,10 @@ namespace immunizer::tools {
 
 struct BrokerOptions {
   int brokers = 1;
-  int partitions = 3;              // calls, features, scores
+  // Partitions of calls, features, scores. The embedded broker keeps at most 5 MiB (of
+  // compressed batches) per partition and drops older data, so capacity grows with them: 12
+  // hold ~60 MiB per topic, enough that the demo's consumers never fall behind past it.
+  int partitions = 12;
   int control_partitions = 1;      // alarms, plans, actions, feedback, models, deadletter
   std::string topic_prefix = "immunizer.";
 };
@@ -23,7 +26,7 @@ struct UpOptions {
   int dashboard_port = 8080;
   int shop_port = 8088;
   int port_base = 9100;            // monitor +1, analyze +2, plan +3, execute +4 (http), +5 (grpc)
-  int partitions = 3;
+  int partitions = 12;             // of the embedded broker (see BrokerOptions)
   std::string bootstrap;           // use this Kafka instead of starting the embedded broker
   std::vector<std::string> replay_args;  // extra arguments for the demo replayer
   std::map<std::string, std::string> env;  // IMMUNIZER_* passed to every child
