@@ -33,8 +33,12 @@ class NullOps final : public OperationsClient {
 };
 
 struct Stack {
-  DashboardConfig cfg;
-  cfg.auth = "none";  // the handlers behind the login gate (with auth on every request would be 401)
+  // The handlers behind the login gate (with auth on, every request would be 401).
+  DashboardConfig cfg = [] {
+    DashboardConfig c;
+    c.auth = "none";
+    return c;
+  }();
   common::ManualClock clock;
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   common::Topics topics = common::Topics::with_prefix("f.");
