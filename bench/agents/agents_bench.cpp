@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/effector/effector.hpp"
 #include "immunizer/sensor/sensor.hpp"
@@ -145,13 +146,17 @@ BENCHMARK(BM_SensorSampledOut)->Repetitions(3)->ReportAggregatesOnly(true);
 
 // ---- effector ----
 
-constexpr const char* kKey = "bench-key";
+const immunizer::crypto::SigningKey& bench_key() {
+  static const auto k = immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
+  return k;
+}
 
 std::shared_ptr<immunizer::effector::Effector> make_effector(int blocked) {
   immunizer::effector::EffectorConfig c;
   c.app = "bench";
-  c.signing_key = kKey;
-  c.execute_address = "127.0.0.1:1";  // never started: no stream, no background threads
+  c.directive_public_keys = {bench_key().public_pem()};
+  c.tls = "none";                     // never started: no stream, no background threads
+  c.execute_address = "127.0.0.1:1";
   auto e = immunizer::effector::Effector::create(c);
   const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
@@ -169,7 +174,7 @@ std::shared_ptr<immunizer::effector::Effector> make_effector(int blocked) {
     a->set_target_field(field);
     a->set_target_value("10.9." + std::to_string(i / 256) + "." + std::to_string(i % 256));
     a->set_ttl_millis(3'600'000);
-    immunizer::effector::sign(d, kKey);
+    immunizer::effector::sign(d, bench_key());
     e->apply(d);
   }
   return e;

@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/shop/shop.hpp"
 
 namespace {
@@ -77,7 +78,8 @@ void BM_ShopHandle(benchmark::State& state) {
     immunizer::effector::EffectorConfig e;
     e.app = "shop";
     e.execute_address = "127.0.0.1:1";  // nothing listens: allows() decides locally (fail-open)
-    e.signing_key = "bench-key";
+    e.directive_public_keys = {immunizer::crypto::generate_ed25519().public_pem};
+    e.tls = "none";  // never connects
     effector = immunizer::effector::Effector::create(e);
   }
   immunizer::shop::Shop shop(sensor, effector, {});

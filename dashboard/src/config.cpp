@@ -26,6 +26,11 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.execute_timeout_ms = c.get_int("dashboard.execute_timeout_ms", d.execute_timeout_ms, 10, 600'000);
   d.auth = c.get_enum("dashboard.auth", d.auth, {"on", "none"});
   d.credentials_file = c.get_string("dashboard.credentials_file", "");
+  d.execute_tls.enabled = c.get_enum("dashboard.execute_tls", "mtls", {"mtls", "none"}) == "mtls";
+  d.execute_tls.ca_file = c.get_string("dashboard.execute_tls_ca_file", "");
+  d.execute_tls.cert_file = c.get_string("dashboard.execute_tls_cert_file", "");
+  d.execute_tls.key_file = c.get_string("dashboard.execute_tls_key_file", "");
+  d.execute_tls.server_name = c.get_string("dashboard.execute_tls_server_name", "");
   d.auth_user = c.get_string("dashboard.auth_user", "");
   d.auth_password = c.get_secret("dashboard.auth_password");
   d.users = c.get_list("dashboard.users", {});

@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "immunizer/common/config.hpp"
+#include "immunizer/common/logging.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
 
 namespace immunizer::dashboard {
@@ -20,6 +22,10 @@ OpsStatus from_grpc(const grpc::Status& s, const std::string& target) {
       return {OpsStatus::kInvalidArgument, s.error_message()};
     case grpc::StatusCode::NOT_FOUND:
       return {OpsStatus::kNotFound, s.error_message()};
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return {OpsStatus::kFailed, "execute at " + target + " refused the dashboard's certificate (it must name an "
+                                  "operator, spiffe://immunizer/operator/...): " + s.error_message()};
     default:
       return {OpsStatus::kFailed, "execute at " + target + " failed: " + s.error_message()};
   }
@@ -27,10 +33,13 @@ OpsStatus from_grpc(const grpc::Status& s, const std::string& target) {
 
 class GrpcOperationsClient final : public OperationsClient {
  public:
-  GrpcOperationsClient(std::string address, std::chrono::milliseconds timeout)
-      : address_(std::move(address)),
-        timeout_(timeout),
-        stub_(v1::Operations::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
+  GrpcOperationsClient(std::string address, std::chrono::milliseconds timeout,
+                       const std::shared_ptr<grpc::ChannelCredentials>& creds, const common::TlsFiles& tls)
+      : address_(std::move(address)), timeout_(timeout) {
+    grpc::ChannelArguments args;
+    common::apply_channel_args(tls, args);
+    stub_ = v1::Operations::NewStub(grpc::CreateCustomChannel(address_, creds, args));
+  }
 
   OpsStatus block(const v1::BlockRequest& req, v1::BlockResponse* resp) override {
     grpc::ClientContext ctx;
@@ -58,8 +67,19 @@ class GrpcOperationsClient final : public OperationsClient {
 }  // namespace
 
 std::unique_ptr<OperationsClient> make_grpc_operations_client(const std::string& address,
-                                                              std::chrono::milliseconds timeout) {
-  return std::make_unique<GrpcOperationsClient>(address, timeout);
+                                                              std::chrono::milliseconds timeout,
+                                                              const common::TlsFiles& tls) {
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  try {
+    creds = common::client_credentials(tls, "dashboard.execute_tls_{ca,cert,key}_file");
+  } catch (const std::runtime_error& e) {
+    throw common::ConfigError(e.what());
+  }
+  if (!tls.enabled)
+    common::logger("dashboard")->warn("dashboard.execute_tls=none: calls to execute at {} are plaintext and "
+                                      "unauthenticated (execute refuses them unless it runs with execute.tls=none)",
+                                      address);
+  return std::make_unique<GrpcOperationsClient>(address, timeout, creds, tls);
 }
 
 }  // namespace immunizer::dashboard

@@ -101,7 +101,7 @@ struct Runtime {
         state(cfg, clock),
         hub(static_cast<size_t>(cfg.sse_max_clients), static_cast<size_t>(cfg.sse_queue), *ctx.registry),
         ops(make_grpc_operations_client(cfg.execute_address,
-                                        std::chrono::milliseconds(cfg.execute_timeout_ms))),
+                                        std::chrono::milliseconds(cfg.execute_timeout_ms), cfg.execute_tls)),
         incidents(incident_config(cfg), std::make_unique<IncidentStore>(database_path(cfg.data_dir)), clock,
                   *ctx.registry),
         notifier(notifier_config(cfg), *ctx.registry, clock),

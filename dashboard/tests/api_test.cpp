@@ -347,7 +347,9 @@ TEST(DashboardApi, BlockAndUnblockGoToExecute) {
 }
 
 TEST(DashboardApi, UnreachableExecuteIs502WithAClearError) {
-  auto ops = make_grpc_operations_client("127.0.0.1:1", 500ms);  // nothing listens on port 1
+  common::TlsFiles plaintext;
+  plaintext.enabled = false;
+  auto ops = make_grpc_operations_client("127.0.0.1:1", 500ms, plaintext);  // nothing listens on port 1
   Server s(test_config(), ops.get());
   auto c = s.client();
   auto r = c.Post("/api/block", R"({"field":"ip","value":"10.1.2.3","ttl_ms":1000})", "application/json");

@@ -1,9 +1,5 @@
 #include "immunizer/effector/directive_signing.hpp"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -20,14 +16,6 @@ void put_str(std::string& out, std::string_view s) {
   const auto n = static_cast<uint32_t>(s.size());
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
   out.append(s);
-}
-
-bool hmac_sha256(std::string_view key, std::string_view data, unsigned char out[32]) noexcept {
-  unsigned int len = 0;
-  const unsigned char* r = HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-                                reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-                                out, &len);
-  return r != nullptr && len == 32;
 }
 
 }  // namespace
@@ -54,21 +42,15 @@ std::string canonical_bytes(const immunizer::v1::Directive& d) {
   return out;
 }
 
-void sign(immunizer::v1::Directive& d, std::string_view key, std::string_view key_id) {
-  if (key.empty()) throw std::invalid_argument("directive signing: empty signing key");
-  if (!key_id.empty()) d.set_key_id(std::string(key_id));
-  unsigned char mac[32];
-  if (!hmac_sha256(key, canonical_bytes(d), mac))
-    throw std::runtime_error("directive signing: HMAC-SHA256 failed");
-  d.set_signature(reinterpret_cast<const char*>(mac), sizeof mac);
+void sign(immunizer::v1::Directive& d, const crypto::SigningKey& key) {
+  d.set_key_id(key.key_id());
+  d.set_signature(key.sign(canonical_bytes(d)));
 }
 
-bool verify(const immunizer::v1::Directive& d, std::string_view key) noexcept {
-  if (key.empty() || d.signature().size() != 32) return false;
+bool verify(const immunizer::v1::Directive& d, const crypto::KeyRing& trusted) noexcept {
+  if (d.signature().empty()) return false;
   try {
-    unsigned char mac[32];
-    if (!hmac_sha256(key, canonical_bytes(d), mac)) return false;
-    return CRYPTO_memcmp(mac, d.signature().data(), sizeof mac) == 0;
+    return trusted.verify(d.key_id(), canonical_bytes(d), d.signature());
   } catch (...) {
     return false;  // allocation failure: treat as unverifiable
   }

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "enforcer.hpp"
+#include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
 #include "immunizer/version.hpp"
 
@@ -62,13 +63,6 @@ std::string default_instance() {
   return std::string(host) + "-" + std::to_string(getpid());
 }
 
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::invalid_argument(std::string("effector: cannot read ") + what + " '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -82,13 +76,24 @@ struct EffectorMetrics {
 };
 
 struct Effector::Impl {
-  Impl(Effector& owner, EffectorConfig cfg)
+  Impl(Effector& owner, EffectorConfig cfg, std::shared_ptr<const crypto::KeyRing> trusted)
       : owner_(owner),
         cfg_(std::move(cfg)),
-        enforcer_(EnforcerOptions{cfg_.signing_key, cfg_.key_id,
+        enforcer_(EnforcerOptions{std::move(trusted),
                                   std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.max_clock_skew).count(),
                                   cfg_.replay_cache_size},
                   coarse_unix_ns) {}
+
+  static std::shared_ptr<const crypto::KeyRing> trusted_keys(const EffectorConfig& c) {
+    auto ring = std::make_shared<crypto::KeyRing>();
+    try {
+      for (const auto& pem : c.directive_public_keys) ring->add(crypto::VerifyingKey::from_pem(pem));
+      for (const auto& path : c.directive_public_key_files) ring->add(crypto::VerifyingKey::load(path));
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(std::string("effector: directive public keys: ") + e.what());
+    }
+    return ring;
+  }
 
   // Called after every change of the active set or the connection; serialised so that the
   // last store always reflects the latest state.
@@ -141,6 +146,8 @@ struct Effector::Impl {
   Effector& owner_;
   EffectorConfig cfg_;
   Enforcer enforcer_;
+  common::TlsFiles tls_;
+  std::shared_ptr<grpc::ChannelCredentials> creds_;  // read once in create(): bad files fail early
   std::atomic<bool> link_up_{false};    // drives the enforcement mode
   std::atomic<bool> connected_{false};  // what connected() reports; set after the mode
   std::atomic<uint64_t> connects_{0}, connect_failures_{0}, directives_{0}, expired_{0}, stale_{0};
@@ -166,15 +173,8 @@ void Effector::Impl::run_stream() {
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(cfg_.backoff_max.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (cfg_.tls_ca_file.empty()) {
-    creds = grpc::InsecureChannelCredentials();
-  } else {
-    grpc::SslCredentialsOptions o;
-    o.pem_root_certs = read_file(cfg_.tls_ca_file, "tls_ca_file");
-    creds = grpc::SslCredentials(o);
-  }
-  auto channel = grpc::CreateCustomChannel(cfg_.execute_address, creds, args);
+  common::apply_channel_args(tls_, args);
+  auto channel = grpc::CreateCustomChannel(cfg_.execute_address, creds_, args);
   auto stub = immunizer::v1::EffectorControl::NewStub(channel);
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = cfg_.backoff_initial;
@@ -304,20 +304,41 @@ void Effector::Impl::sync_metrics() {
 Effector::Effector(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 std::shared_ptr<Effector> Effector::create(EffectorConfig config) {
-  if (config.signing_key.empty())
-    throw std::invalid_argument("effector: signing_key is required (IMMUNIZER_SECURITY_SIGNING_KEY)");
+  if (config.directive_public_keys.empty() && config.directive_public_key_files.empty())
+    throw std::invalid_argument(
+        "effector: no directive public key: set IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS to execute's public key "
+        "file(s) (keys/execute.pub in the state folder of 'immunizer up' or 'immunizer pki init')");
+  common::TlsFiles tls;
+  tls.enabled = common::parse_tls_mode(config.tls, "effector: tls (IMMUNIZER_EFFECTOR_TLS)");
+  tls.ca_file = config.tls_ca_file;
+  tls.cert_file = config.tls_cert_file;
+  tls.key_file = config.tls_key_file;
+  tls.server_name = config.tls_server_name;
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  try {
+    creds = common::client_credentials(tls, "effector: TLS to execute (IMMUNIZER_EFFECTOR_TLS_*_FILE)");
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(e.what());
+  }
+  if (!tls.enabled)
+    logger()->warn("effector: IMMUNIZER_EFFECTOR_TLS=none: the stream to execute is plaintext and unauthenticated");
   if (config.execute_address.empty()) throw std::invalid_argument("effector: execute_address is required");
   if (config.instance.empty()) config.instance = default_instance();
   if (config.backoff_initial.count() <= 0 || config.backoff_max < config.backoff_initial)
     throw std::invalid_argument("effector: backoff_initial must be > 0 and <= backoff_max");
   if (config.connect_timeout.count() <= 0) throw std::invalid_argument("effector: connect_timeout must be > 0");
+  auto trusted = Impl::trusted_keys(config);
   std::shared_ptr<Effector> e(new Effector(nullptr));
-  e->impl_ = std::make_unique<Impl>(*e, std::move(config));
+  e->impl_ = std::make_unique<Impl>(*e, std::move(config), std::move(trusted));
+  e->impl_->tls_ = std::move(tls);
+  e->impl_->creds_ = std::move(creds);
   e->impl_->update_mode();
   return e;
 }
 
-Effector::~Effector() { stop(); }
+Effector::~Effector() {
+  if (impl_) stop();
+}
 
 void Effector::start() {
   std::lock_guard lk(impl_->mu_);
@@ -442,6 +463,20 @@ std::chrono::milliseconds env_ms(const char* n, std::chrono::milliseconds def) {
   if (errno || end == v || *end || x < 0 || x > 86'400'000) bad(n, v, "expected milliseconds in [0, 86400000]");
   return std::chrono::milliseconds(x);
 }
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(start, end - start);
+    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (!item.empty()) out.push_back(std::move(item));
+    start = end + 1;
+  }
+  return out;
+}
 }  // namespace
 
 EffectorConfig EffectorConfig::from_env() {
@@ -449,15 +484,18 @@ EffectorConfig EffectorConfig::from_env() {
   if (const char* v = env("IMMUNIZER_APP")) c.app = v;
   if (const char* v = env("IMMUNIZER_INSTANCE")) c.instance = v;
   if (const char* v = env("IMMUNIZER_EXECUTE_ADDRESS")) c.execute_address = v;
-  if (const char* v = env("IMMUNIZER_SECURITY_SIGNING_KEY_FILE")) {
-    c.signing_key = read_file(v, "IMMUNIZER_SECURITY_SIGNING_KEY_FILE");
-    while (!c.signing_key.empty() && (c.signing_key.back() == '\n' || c.signing_key.back() == '\r'))
-      c.signing_key.pop_back();
-  }
-  if (const char* v = env("IMMUNIZER_SECURITY_SIGNING_KEY")) c.signing_key = v;
-  if (const char* v = env("IMMUNIZER_SECURITY_KEY_ID")) c.key_id = v;
+  // The shared HMAC key is gone: an effector that could verify with it could also forge.
+  for (const char* old : {"IMMUNIZER_SECURITY_SIGNING_KEY", "IMMUNIZER_SECURITY_SIGNING_KEY_FILE", "IMMUNIZER_SECURITY_KEY_ID"})
+    if (env(old))
+      bad(old, "(not shown)", "no longer used: directives are signed with Ed25519; give execute's public key(s) in "
+                              "IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
+  if (const char* v = env("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS")) c.directive_public_key_files = split_list(v);
   c.fail_closed = env_bool("IMMUNIZER_EFFECTOR_FAIL_CLOSED", c.fail_closed);
+  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS")) c.tls = v;
   if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_CA_FILE")) c.tls_ca_file = v;
+  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_CERT_FILE")) c.tls_cert_file = v;
+  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_KEY_FILE")) c.tls_key_file = v;
+  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_SERVER_NAME")) c.tls_server_name = v;
   c.connect_timeout = env_ms("IMMUNIZER_EFFECTOR_CONNECT_TIMEOUT_MS", c.connect_timeout);
   c.backoff_initial = env_ms("IMMUNIZER_EFFECTOR_BACKOFF_INITIAL_MS", c.backoff_initial);
   c.backoff_max = env_ms("IMMUNIZER_EFFECTOR_BACKOFF_MAX_MS", c.backoff_max);

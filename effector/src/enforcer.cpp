@@ -226,9 +226,9 @@ HandleResult Enforcer::handle(const immunizer::v1::Directive& d) {
     return HandleResult{o, std::move(reason)};
   };
   if (d.signature().empty()) return count(Outcome::kRejectedSignature, "unsigned");
-  if (!opt_.key_id.empty() && d.key_id() != opt_.key_id)
-    return count(Outcome::kRejectedSignature, "unknown key id '" + d.key_id() + "'");
-  if (!verify(d, opt_.signing_key)) return count(Outcome::kRejectedSignature, "bad signature");
+  if (!opt_.trusted_keys || opt_.trusted_keys->find(d.key_id()) == nullptr)
+    return count(Outcome::kRejectedSignature, "untrusted key id '" + d.key_id().substr(0, 64) + "'");
+  if (!verify(d, *opt_.trusted_keys)) return count(Outcome::kRejectedSignature, "bad signature");
   if (d.id().empty()) return count(Outcome::kRejectedInvalid, "no directive id");
   if (d.issued_unix_nanos() > now + opt_.max_clock_skew_ns)
     return count(Outcome::kRejectedExpired, "issued in the future");

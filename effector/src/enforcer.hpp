@@ -18,6 +18,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/effector.hpp"
 #include "immunizer/v1/control.pb.h"
 
@@ -107,8 +108,8 @@ struct Snapshot {
 };
 
 struct EnforcerOptions {
-  std::string signing_key;
-  std::string key_id;
+  // Public keys whose directives are accepted (execute's; several during a rotation).
+  std::shared_ptr<const crypto::KeyRing> trusted_keys;
   int64_t max_clock_skew_ns = 30'000'000'000;
   size_t replay_cache_size = 100000;
 };

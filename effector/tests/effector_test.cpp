@@ -6,7 +6,11 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -16,8 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/effector/effector.hpp"
+#include "immunizer/tools/pki.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
 
 namespace {
@@ -28,7 +34,25 @@ using immunizer::effector::EffectorConfig;
 using immunizer::effector::PrincipalView;
 using namespace immunizer::v1;
 
-constexpr const char* kKey = "test-signing-key";
+using immunizer::crypto::SigningKey;
+const SigningKey& key_of(int n) {  // 0: execute's key, 1: a key the effector does not trust
+  static const SigningKey k[2] = {SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem),
+                                  SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem)};
+  return k[n];
+}
+const SigningKey& kKey = key_of(0);
+
+// Certificates for the fake execute and the effector "shop", made once per run.
+const immunizer::tools::pki::Layout& test_pki() {
+  static const immunizer::tools::pki::Layout l = [] {
+    immunizer::tools::pki::Layout x{(std::filesystem::temp_directory_path() /
+                                     ("immunizer-effector-test-" + std::to_string(getpid()))).string()};
+    immunizer::tools::pki::init(x, {.effectors = {"shop", "other"}});
+    std::atexit([] { std::filesystem::remove_all(test_pki().dir); });
+    return x;
+  }();
+  return l;
+}
 constexpr auto kNeverBlocks = 100ms;
 
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds deadline = 20s) {
@@ -158,7 +182,10 @@ class Server {
  public:
   explicit Server(FakeExecute& svc, int port = 0) {
     grpc::ServerBuilder b;
-    b.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(), &port_);
+    b.AddListeningPort("127.0.0.1:" + std::to_string(port),
+                       immunizer::common::server_credentials(
+                           test_pki().tls(immunizer::common::Role::kExecute, "execute"), "test server"),
+                       &port_);
     b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
     b.RegisterService(&svc);
     svc.reopen();
@@ -188,7 +215,7 @@ int dead_port() {
 }
 
 int seq = 0;
-Directive block(PrincipalField f, const std::string& value, const std::string& key = kKey) {
+Directive block(PrincipalField f, const std::string& value, const SigningKey& key = kKey) {
   Directive d;
   d.set_id("dir-" + std::to_string(++seq));
   d.set_issued_unix_nanos(unix_ns());
@@ -208,7 +235,11 @@ EffectorConfig config(int port) {
   c.app = "shop";
   c.instance = "i1";
   c.execute_address = "127.0.0.1:" + std::to_string(port);
-  c.signing_key = kKey;
+  c.directive_public_keys = {kKey.public_pem()};
+  const auto tls = test_pki().tls(immunizer::common::Role::kEffector, "shop");
+  c.tls_ca_file = tls.ca_file;
+  c.tls_cert_file = tls.cert_file;
+  c.tls_key_file = tls.key_file;
   c.backoff_initial = 20ms;
   c.backoff_max = 200ms;
   c.connect_timeout = 500ms;
@@ -275,7 +306,7 @@ TEST(Effector, RejectsForgedTamperedExpiredAndReplayedOverTheWire) {
   e->start();
   ASSERT_TRUE(eventually([&] { return e->connected(); }));
 
-  Directive forged = block(PRINCIPAL_FIELD_USER, "victim1", "attacker-key");
+  Directive forged = block(PRINCIPAL_FIELD_USER, "victim1", key_of(1));
   auto tampered = block(PRINCIPAL_FIELD_USER, "victim2");
   tampered.mutable_action()->set_target_value("victim3");
   Directive expired = block(PRINCIPAL_FIELD_USER, "victim4");
@@ -406,19 +437,65 @@ TEST(Effector, EndOfReplayDropsRevokedActionsAtOnce) { revoked_while_away(true, 
 
 TEST(Effector, ConfigurationErrors) {
   EffectorConfig c;
-  EXPECT_THROW(Effector::create(c), std::invalid_argument);  // no signing key
+  EXPECT_THROW(Effector::create(c), std::invalid_argument);  // no directive public key
+  c.directive_public_keys = {kKey.public_pem()};
+  EXPECT_THROW(Effector::create(c), std::invalid_argument);  // mutual TLS by default: no files
+  c.tls = "plaintext";
+  EXPECT_THROW(Effector::create(c), std::invalid_argument);  // only mtls or none
+  c.tls = "none";
+  EXPECT_NO_THROW(Effector::create(c));                      // explicit plaintext (warned)
+  c.directive_public_keys = {"not a key"};
+  EXPECT_THROW(Effector::create(c), std::invalid_argument);
+  c.directive_public_keys = {kKey.public_pem()};             // a private key is no public key
+  c.directive_public_key_files = {test_pki().signing_key("execute")};
+  EXPECT_THROW(Effector::create(c), std::invalid_argument);
+
   setenv("IMMUNIZER_EXECUTE_ADDRESS", "exec:7070", 1);
-  setenv("IMMUNIZER_SECURITY_SIGNING_KEY", "s", 1);
+  setenv("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS", "/a.pub, /b.pub", 1);
   setenv("IMMUNIZER_EFFECTOR_FAIL_CLOSED", "true", 1);
+  setenv("IMMUNIZER_EFFECTOR_TLS_CERT_FILE", "/c.crt", 1);
   auto e = EffectorConfig::from_env();
   EXPECT_EQ(e.execute_address, "exec:7070");
-  EXPECT_EQ(e.signing_key, "s");
+  EXPECT_EQ(e.directive_public_key_files, (std::vector<std::string>{"/a.pub", "/b.pub"}));
+  EXPECT_EQ(e.tls, "mtls");
+  EXPECT_EQ(e.tls_cert_file, "/c.crt");
   EXPECT_TRUE(e.fail_closed);
   setenv("IMMUNIZER_EFFECTOR_FAIL_CLOSED", "maybe", 1);
   EXPECT_THROW(EffectorConfig::from_env(), std::invalid_argument);
-  unsetenv("IMMUNIZER_EXECUTE_ADDRESS");
-  unsetenv("IMMUNIZER_SECURITY_SIGNING_KEY");
   unsetenv("IMMUNIZER_EFFECTOR_FAIL_CLOSED");
+  // The shared HMAC key of old releases is refused by name, not silently ignored.
+  setenv("IMMUNIZER_SECURITY_SIGNING_KEY", "s", 1);
+  EXPECT_THROW(EffectorConfig::from_env(), std::invalid_argument);
+  unsetenv("IMMUNIZER_SECURITY_SIGNING_KEY");
+  unsetenv("IMMUNIZER_EXECUTE_ADDRESS");
+  unsetenv("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
+  unsetenv("IMMUNIZER_EFFECTOR_TLS_CERT_FILE");
+}
+
+// The effector checks execute's certificate: a server whose certificate comes from another CA
+// (a network peer posing as execute) never gets a stream, so it can push nothing.
+TEST(Effector, RefusesAnExecuteWithoutACertificateFromItsCa) {
+  immunizer::tools::pki::Layout rogue{test_pki().dir + "-rogue"};
+  immunizer::tools::pki::init(rogue, {.effectors = {}, .operators = {}});
+  FakeExecute svc;
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0",
+                     immunizer::common::server_credentials(rogue.tls(immunizer::common::Role::kExecute, "execute"), "rogue"),
+                     &port);
+  b.RegisterService(&svc);
+  auto server = b.BuildAndStart();
+  ASSERT_NE(port, 0);
+  auto e = Effector::create(config(port));
+  e->start();
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_FALSE(e->connected());
+  EXPECT_EQ(svc.hellos(), 0u);
+  EXPECT_GE(e->stats().connect_failures, 1u);
+  e->stop();
+  svc.close_streams();
+  server->Shutdown(std::chrono::system_clock::now() + 1s);
+  std::filesystem::remove_all(rogue.dir);
 }
 
 }  // namespace

@@ -19,12 +19,23 @@ using immunizer::effector::PrincipalView;
 using namespace immunizer::v1;
 
 constexpr int64_t kSec = 1'000'000'000;
-const char* kKey = "k3y";
+using immunizer::crypto::SigningKey;
+const SigningKey& key_of(int n) {  // 0: execute's key, 1: a key the effector does not trust
+  static const SigningKey k[2] = {SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem),
+                                  SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem)};
+  return k[n];
+}
+const SigningKey& kKey = key_of(0);
+std::shared_ptr<const immunizer::crypto::KeyRing> trusted() {
+  auto r = std::make_shared<immunizer::crypto::KeyRing>();
+  r->add(immunizer::crypto::VerifyingKey::from_pem(kKey.public_pem()));
+  return r;
+}
 
 class EnforcerTest : public ::testing::Test {
  protected:
   std::atomic<int64_t> now_{1'700'000'000 * kSec};
-  Enforcer en_{EnforcerOptions{kKey, "", 30 * kSec, 1000}, [this] { return now_.load(); }};
+  Enforcer en_{EnforcerOptions{trusted(), 30 * kSec, 1000}, [this] { return now_.load(); }};
   int seq_ = 0;
 
   Directive make(ActionKind kind, PrincipalField f, const std::string& value, const std::string& call = "",
@@ -41,7 +52,7 @@ class EnforcerTest : public ::testing::Test {
     a->set_ttl_millis(ttl_ms);
     return d;
   }
-  Outcome send(Directive d, const std::string& key = kKey) {
+  Outcome send(Directive d, const SigningKey& key = kKey) {
     immunizer::effector::sign(d, key);
     return en_.handle(d).outcome;
   }
@@ -124,7 +135,7 @@ TEST_F(EnforcerTest, RejectsUnsignedForgedTamperedExpiredInvalid) {
   auto unsigned_d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u1");
   EXPECT_EQ(en_.handle(unsigned_d).outcome, Outcome::kRejectedSignature);
 
-  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u2"), "wrong-key"), Outcome::kRejectedSignature);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u2"), key_of(1)), Outcome::kRejectedSignature);
 
   auto tampered = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u3");
   immunizer::effector::sign(tampered, kKey);

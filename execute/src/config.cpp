@@ -25,17 +25,30 @@ ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
   e.event_queue_limit = static_cast<size_t>(
       c.get_int("execute.event_queue_limit", static_cast<int64_t>(e.event_queue_limit), 16, 100'000'000));
   e.restore_timeout_ms = c.get_int("execute.restore_timeout_ms", e.restore_timeout_ms, 0, 600'000);
-  e.tls_cert_file = c.get_string("execute.tls_cert_file", "");
-  e.tls_key_file = c.get_string("execute.tls_key_file", "");
-  if (e.tls_cert_file.empty() != e.tls_key_file.empty())
-    throw common::ConfigError("config keys 'execute.tls_cert_file' and 'execute.tls_key_file' go together: set both or neither");
-  e.key_id = c.get_string("security.key_id", e.key_id);
-  e.signing_key = c.get_secret("security.signing_key");
-  if (e.signing_key.empty())
+  e.tls.enabled = c.get_enum("execute.tls", "mtls", {"mtls", "none"}) == "mtls";
+  e.tls.ca_file = c.get_string("execute.tls_ca_file", "");
+  e.tls.cert_file = c.get_string("execute.tls_cert_file", "");
+  e.tls.key_file = c.get_string("execute.tls_key_file", "");
+  if (e.tls.enabled && (e.tls.ca_file.empty() || e.tls.cert_file.empty() || e.tls.key_file.empty()))
     throw common::ConfigError(
-        "config key 'security.signing_key' is empty: execute signs every directive and effectors reject "
-        "unsigned ones; set security.signing_key (IMMUNIZER_SECURITY_SIGNING_KEY) or security.signing_key_file "
-        "(the 'immunizer up' launcher generates one per run)");
+        "config keys 'execute.tls_ca_file', 'execute.tls_cert_file' and 'execute.tls_key_file' are required: the gRPC "
+        "server uses mutual TLS ('immunizer pki init' makes the files; execute.tls=none turns TLS off, for tests only)");
+  // The shared HMAC key of earlier releases: anyone holding it could forge directives.
+  for (const char* old : {"security.signing_key", "security.signing_key_file", "security.key_id"})
+    if (c.has(old))
+      throw common::ConfigError(std::string("config key '") + old +
+                                "' is no longer used: directives are signed with Ed25519; set "
+                                "'execute.directive_signing_key_file' (keys/execute.key of 'immunizer pki init')");
+  const std::string key_file = c.get_string("execute.directive_signing_key_file", "");
+  if (key_file.empty())
+    throw common::ConfigError(
+        "config key 'execute.directive_signing_key_file' is empty: execute signs every directive with its Ed25519 key "
+        "and effectors reject unsigned ones ('immunizer pki init' or 'immunizer up' makes keys/execute.key)");
+  try {
+    e.signing_key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::load(key_file));
+  } catch (const std::exception& ex) {
+    throw common::ConfigError(std::string("config key 'execute.directive_signing_key_file': ") + ex.what());
+  }
   read_plan_guard(c, e);
   return e;
 }

@@ -1,26 +1,76 @@
 #include "immunizer/execute/control_server.hpp"
 
 #include <grpcpp/grpcpp.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
 
 #include <deque>
-#include <fstream>
-#include <sstream>
 
+#include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/common/logging.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
 
 namespace immunizer::execute {
+
+// Who may do what: every call is checked against the role of the client certificate's
+// identity before anything else happens; each refusal is counted by reason and logged.
+class Access {
+ public:
+  Access(bool enabled, prometheus::Registry& registry)
+      : enabled_(enabled),
+        family_(prometheus::BuildCounter()
+                    .Name("immunizer_execute_grpc_refused_total")
+                    .Help("gRPC calls refused by execute, by reason (unauthenticated: no Immunizer client "
+                          "certificate; wrong_role: a role not allowed for the method; identity_mismatch: an "
+                          "effector hello for an app/instance its certificate does not name)")
+                    .Register(registry)) {
+    for (const char* r : {"unauthenticated", "wrong_role", "identity_mismatch"}) counters_.emplace(r, &family_.Add({{"reason", r}}));
+  }
+
+  bool enabled() const { return enabled_; }
+
+  // OK when the caller holds `role` (or TLS is off); otherwise the status to answer with.
+  grpc::Status check(grpc::CallbackServerContext* ctx, common::Role role, const char* method,
+                     common::PeerIdentity* who) {
+    if (!enabled_) return grpc::Status::OK;
+    const auto auth = ctx->auth_context();
+    *who = auth ? common::peer_identity(*auth) : common::PeerIdentity{};
+    if (who->role == common::Role::kNone) {
+      refuse("unauthenticated", ctx, method, "no Immunizer client certificate");
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "a client certificate with an Immunizer identity (spiffe://immunizer/...) is required");
+    }
+    if (who->role != role) {
+      refuse("wrong_role", ctx, method, who->uri);
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          std::string(method) + " needs the " + std::string(common::to_string(role)) + " role, not " +
+                              std::string(common::to_string(who->role)));
+    }
+    return grpc::Status::OK;
+  }
+
+  void refuse(const char* reason, grpc::CallbackServerContext* ctx, const char* method, const std::string& detail) {
+    counters_.at(reason)->Increment();
+    log()->warn("refused {} from {}: {} ({})", method, ctx->peer(), reason, detail);
+  }
+
+  uint64_t refused(const std::string& reason) const {
+    const auto it = counters_.find(reason);
+    return it == counters_.end() ? 0 : static_cast<uint64_t>(it->second->Value());
+  }
+
+  static std::shared_ptr<spdlog::logger> log() { return common::logger("execute"); }
+
+ private:
+  const bool enabled_;
+  prometheus::Family<prometheus::Counter>& family_;
+  std::map<std::string, prometheus::Counter*> counters_;
+};
+
 namespace {
 
 std::shared_ptr<spdlog::logger> log() { return common::logger("execute"); }
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class ConnectReactor;
 
@@ -46,9 +96,14 @@ class StreamLink final : public EffectorLink {
 // write in flight at a time. Deletes itself in OnDone.
 class ConnectReactor final : public grpc::ServerBidiReactor<v1::EffectorMessage, v1::ExecuteMessage> {
  public:
-  ConnectReactor(Dispatcher& d, grpc::CallbackServerContext* ctx, size_t queue_limit)
-      : dispatcher_(d), ctx_(ctx), queue_limit_(queue_limit), link_(std::make_shared<StreamLink>(this)) {
+  ConnectReactor(Dispatcher& d, Access& access, grpc::CallbackServerContext* ctx, size_t queue_limit)
+      : dispatcher_(d), access_(access), ctx_(ctx), queue_limit_(queue_limit), link_(std::make_shared<StreamLink>(this)) {
     peer_ = ctx->peer();
+    // Only effectors open control streams; anyone else is refused before reading a byte.
+    if (grpc::Status st = access_.check(ctx, common::Role::kEffector, "EffectorControl.Connect", &who_); !st.ok()) {
+      finish(std::move(st));
+      return;
+    }
     StartRead(&in_);
   }
 
@@ -89,6 +144,16 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::EffectorMessage,
         } else {
           if (in_.hello().app().empty()) {
             finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello needs an app name"));
+            return;
+          }
+          // An effector speaks only as itself: its certificate names its app (and instance).
+          if (access_.enabled() &&
+              !common::effector_name_matches(who_.name, in_.hello().app(), in_.hello().instance())) {
+            access_.refuse("identity_mismatch", ctx_, "EffectorControl.Connect",
+                           "hello as '" + in_.hello().app().substr(0, 100) + "/" + in_.hello().instance().substr(0, 100) +
+                               "' with certificate " + who_.uri);
+            finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                "hello app/instance does not match the client certificate (" + who_.uri + ")"));
             return;
           }
           {
@@ -175,8 +240,10 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::EffectorMessage,
   }
 
   Dispatcher& dispatcher_;
+  Access& access_;
   grpc::CallbackServerContext* ctx_;
   const size_t queue_limit_;
+  common::PeerIdentity who_;  // from the client certificate (empty with TLS off)
   std::shared_ptr<StreamLink> link_;
   std::string peer_;
   v1::EffectorMessage in_;  // read side: one read in flight
@@ -210,20 +277,21 @@ void StreamLink::close(const std::string& reason) {
 
 class EffectorControlImpl final : public v1::EffectorControl::CallbackService {
  public:
-  EffectorControlImpl(Dispatcher& d, size_t limit) : dispatcher_(d), limit_(limit) {}
+  EffectorControlImpl(Dispatcher& d, Access& a, size_t limit) : dispatcher_(d), access_(a), limit_(limit) {}
   grpc::ServerBidiReactor<v1::EffectorMessage, v1::ExecuteMessage>* Connect(
       grpc::CallbackServerContext* ctx) override {
-    return new ConnectReactor(dispatcher_, ctx, limit_);
+    return new ConnectReactor(dispatcher_, access_, ctx, limit_);
   }
 
  private:
   Dispatcher& dispatcher_;
+  Access& access_;
   size_t limit_;
 };
 
 class OperationsImpl final : public v1::Operations::CallbackService {
  public:
-  explicit OperationsImpl(Dispatcher& d) : dispatcher_(d) {}
+  OperationsImpl(Dispatcher& d, Access& a) : dispatcher_(d), access_(a) {}
 
   grpc::ServerUnaryReactor* Block(grpc::CallbackServerContext* ctx, const v1::BlockRequest* req,
                                   v1::BlockResponse* resp) override {
@@ -245,7 +313,12 @@ class OperationsImpl final : public v1::Operations::CallbackService {
   template <class F>
   grpc::ServerUnaryReactor* run(grpc::CallbackServerContext* ctx, const char* what, F&& f) {
     auto* r = ctx->DefaultReactor();
-    grpc::Status st = grpc::Status::OK;
+    common::PeerIdentity who;
+    grpc::Status st = access_.check(ctx, common::Role::kOperator, what, &who);
+    if (!st.ok()) {
+      r->Finish(st);
+      return r;
+    }
     try {
       f();
     } catch (const InvalidRequest& e) {
@@ -258,31 +331,36 @@ class OperationsImpl final : public v1::Operations::CallbackService {
     return r;
   }
   Dispatcher& dispatcher_;
+  Access& access_;
 };
 
 }  // namespace
 
 struct ControlServer::Services {
-  Services(Dispatcher& d, size_t limit) : control(d, limit), operations(d) {}
+  Services(Dispatcher& d, Access& a, size_t limit) : control(d, a, limit), operations(d, a) {}
   EffectorControlImpl control;
   OperationsImpl operations;
 };
 
-ControlServer::ControlServer(Dispatcher& dispatcher, ExecuteConfig cfg)
-    : dispatcher_(dispatcher), cfg_(std::move(cfg)) {}
+ControlServer::ControlServer(Dispatcher& dispatcher, ExecuteConfig cfg, prometheus::Registry* registry)
+    : dispatcher_(dispatcher), cfg_(std::move(cfg)) {
+  if (!registry) {
+    own_registry_ = std::make_shared<prometheus::Registry>();
+    registry = own_registry_.get();
+  }
+  access_ = std::make_unique<Access>(cfg_.tls.enabled, *registry);
+}
+
+uint64_t ControlServer::refused(const std::string& reason) const { return access_->refused(reason); }
 
 ControlServer::~ControlServer() { stop(); }
 
 void ControlServer::start() {
-  services_ = std::make_unique<Services>(dispatcher_, cfg_.effector_queue_limit);
-  std::shared_ptr<grpc::ServerCredentials> creds;
-  if (!cfg_.tls_cert_file.empty()) {
-    grpc::SslServerCredentialsOptions opt;
-    opt.pem_key_cert_pairs.push_back({read_file(cfg_.tls_key_file), read_file(cfg_.tls_cert_file)});
-    creds = grpc::SslServerCredentials(opt);
-  } else {
-    creds = grpc::InsecureServerCredentials();
-  }
+  services_ = std::make_unique<Services>(dispatcher_, *access_, cfg_.effector_queue_limit);
+  const auto creds = common::server_credentials(cfg_.tls, "execute: gRPC TLS (execute.tls_*_file)");
+  if (!cfg_.tls.enabled)
+    log()->warn("execute.tls=none: the gRPC server is plaintext and unauthenticated; anyone who reaches {} can "
+                "block, unblock and pose as an effector", cfg_.grpc_listen);
   grpc::ServerBuilder b;
   b.AddListeningPort(cfg_.grpc_listen, creds, &port_);
   b.RegisterService(&services_->control);
@@ -300,8 +378,8 @@ void ControlServer::start() {
     throw std::runtime_error("execute: cannot listen for gRPC on '" + cfg_.grpc_listen +
                              "' (execute.grpc_listen): address in use or invalid");
   }
-  log()->info("gRPC (EffectorControl, Operations{}) listening on {} (port {})",
-              cfg_.tls_cert_file.empty() ? "" : ", TLS", cfg_.grpc_listen, port_);
+  log()->info("gRPC (EffectorControl, Operations; {}) listening on {} (port {})",
+              cfg_.tls.enabled ? "mutual TLS" : "PLAINTEXT", cfg_.grpc_listen, port_);
 }
 
 void ControlServer::stop() {

@@ -313,7 +313,7 @@ void Dispatcher::remember_locked(const v1::Directive& d, Sent s) {
 }
 
 void Dispatcher::sign_and_send_locked(v1::Directive& d, Links& overflowed) {
-  effector::sign(d, cfg_.signing_key, cfg_.key_id);
+  effector::sign(d, *cfg_.signing_key);
   for (auto& [id, s] : sessions_) {
     if (!s.link->send(d)) {
       slow_effectors_.Increment();

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
       // Active-action state on its own producer: a manual Block answers once it is acknowledged.
       auto state_producer = common::make_kafka_producer(ctx.kafka, "execute-state", &metrics);
       dispatcher.set_state_sink(state_producer.get(), std::chrono::seconds(5));
-      execute::ControlServer server(dispatcher, cfg);
+      execute::ControlServer server(dispatcher, cfg, ctx.registry.get());
       server.start();
       auto producer = common::make_kafka_producer(ctx.kafka, "execute", &metrics);
       auto consumer = common::make_kafka_consumer(ctx.kafka, cfg.group, {ctx.topics.plans}, &metrics);

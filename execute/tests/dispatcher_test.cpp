@@ -65,14 +65,14 @@ TEST_F(DispatcherTest, PlanBecomesSignedDirectivePushedToEveryEffectorAndDispatc
   EXPECT_EQ(dir.action().target_value(), "sess-1");
   EXPECT_EQ(dir.issued_unix_nanos(), clock.now_unix_nanos());
   EXPECT_EQ(dir.expires_unix_nanos(), clock.now_unix_nanos() + 60'000'000'000LL);
-  EXPECT_EQ(dir.key_id(), "k1");
+  EXPECT_EQ(dir.key_id(), execute_key()->key_id());
   EXPECT_EQ(dir.plan_id(), "p1");
   EXPECT_FALSE(dir.revoke());
-  EXPECT_TRUE(effector::verify(dir, kKey));
-  EXPECT_FALSE(effector::verify(dir, "another key"));
+  EXPECT_TRUE(effector::verify(dir, trusted_keys()));
+  EXPECT_FALSE(effector::verify(dir, crypto::KeyRing{}));
   v1::Directive tampered = dir;
   tampered.set_expires_unix_nanos(dir.expires_unix_nanos() + 1);
-  EXPECT_FALSE(effector::verify(tampered, kKey));
+  EXPECT_FALSE(effector::verify(tampered, trusted_keys()));
 
   const auto ev = drained();
   ASSERT_EQ(ev.size(), 1u);
@@ -133,7 +133,7 @@ TEST_F(DispatcherTest, SecondPlanForBlockedPrincipalExtendsTheActiveDirective) {
   EXPECT_EQ(dirs[1].expires_unix_nanos(), clock.now_unix_nanos() + 60'000'000'000LL);
   EXPECT_EQ(dirs[1].action().ttl_millis(), 60'000);
   EXPECT_EQ(dirs[1].plan_id(), "p2");
-  EXPECT_TRUE(effector::verify(dirs[1], kKey));
+  EXPECT_TRUE(effector::verify(dirs[1], trusted_keys()));
 
   const auto dispatched = of_type(drained(), v1::ACTION_EVENT_DISPATCHED);
   ASSERT_EQ(dispatched.size(), 2u);
@@ -285,7 +285,7 @@ TEST_F(DispatcherTest, ManualBlockAndUnblock) {
   EXPECT_TRUE(revoke.revoke());
   EXPECT_EQ(revoke.action().id(), id);
   EXPECT_NE(revoke.id(), dir.id());
-  EXPECT_TRUE(effector::verify(revoke, kKey));
+  EXPECT_TRUE(effector::verify(revoke, trusted_keys()));
   EXPECT_FALSE(d.unblock(id));
   EXPECT_EQ(d.active_count(), 0u);
   const auto ev = drained();
@@ -375,7 +375,7 @@ TEST(DispatcherRestart, ActiveDirectivesSurviveARestartAndEndedOnesDoNot) {
   const auto dir = link->directives()[0];
   EXPECT_EQ(dir.action().id(), "act1");
   EXPECT_EQ(dir.plan_id(), "p2");  // the extended directive, unchanged: effectors see a duplicate
-  EXPECT_TRUE(effector::verify(dir, kKey));
+  EXPECT_TRUE(effector::verify(dir, trusted_keys()));
   v1::DirectiveAck ack;
   ack.set_directive_id(dir.id());
   ack.set_applied(true);

@@ -23,7 +23,7 @@ class ExecuteEffectorTest : public ::testing::Test {
   ExecuteEffectorTest()
       : topics(common::Topics::with_prefix("t.")),
         dispatcher(test_config(), topics, clock, registry),
-        server(dispatcher, test_config()),
+        server(dispatcher, test_config(), &registry),
         proc(dispatcher) {
     server.start();
   }
@@ -31,13 +31,17 @@ class ExecuteEffectorTest : public ::testing::Test {
     for (auto& e : effectors) e->stop();
     server.stop();
   }
-  std::shared_ptr<effector::Effector> effector(const std::string& instance, const std::string& key = kKey) {
+  // An effector of app "shop" with its certificate, trusting `trusted_pem` (default: execute's key).
+  std::shared_ptr<effector::Effector> effector(const std::string& instance, const std::string& trusted_pem = "") {
     effector::EffectorConfig c;
     c.app = "shop";
     c.instance = instance;
     c.execute_address = "127.0.0.1:" + std::to_string(server.port());
-    c.signing_key = key;
-    c.key_id = "k1";
+    c.directive_public_keys = {trusted_pem.empty() ? execute_key_pair().public_pem : trusted_pem};
+    const auto tls = client_tls(common::Role::kEffector, "shop");
+    c.tls_ca_file = tls.ca_file;
+    c.tls_cert_file = tls.cert_file;
+    c.tls_key_file = tls.key_file;
     c.backoff_initial = 10ms;
     auto e = effector::Effector::create(c);
     e->start();
@@ -103,8 +107,10 @@ TEST_F(ExecuteEffectorTest, PlanBlocksThePrincipalInTheAppAndUnblockLiftsIt) {
   ASSERT_TRUE(eventually([&] { return eff->allows(mallory, "x") && second->allows(mallory, "x"); }, kWait));
 }
 
+// An effector that trusts another public key than execute's rejects execute's directives (as it
+// would reject directives signed by anyone but the execute it trusts), and execute records it.
 TEST_F(ExecuteEffectorTest, EffectorWithAnotherKeyRejectsAndExecuteRecordsIt) {
-  auto eff = effector("wrong-key", "not-the-key");
+  auto eff = effector("wrong-key", crypto::generate_ed25519().public_pem);
   ASSERT_TRUE(eventually([&] { return dispatcher.effectors_connected() == 1; }, kWait));
   dispatcher.on_plan(block_plan("p1", "act1", "sess-1", 60'000));
   const auto rejected = await_event(v1::ACTION_EVENT_REJECTED, "act1", "shop/wrong-key");

@@ -21,11 +21,14 @@ using namespace std::chrono_literals;
 // A minimal effector: a real gRPC client on EffectorControl.Connect that records directives.
 class FakeEffector {
  public:
-  FakeEffector(int port, const std::string& app, const std::string& instance, bool hello = true)
-      : FakeEffector("127.0.0.1:" + std::to_string(port), app, instance, hello) {}
-  FakeEffector(const std::string& target, const std::string& app, const std::string& instance, bool hello = true)
+  // Connects with the certificate of effector "shop" (any instance) unless `tls` says otherwise.
+  FakeEffector(int port, const std::string& app, const std::string& instance, bool hello = true,
+               const common::TlsFiles& tls = client_tls(common::Role::kEffector, "shop"))
+      : FakeEffector("127.0.0.1:" + std::to_string(port), app, instance, hello, tls) {}
+  FakeEffector(const std::string& target, const std::string& app, const std::string& instance, bool hello,
+               const common::TlsFiles& tls)
       : name_(app + "/" + instance) {
-    channel_ = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    channel_ = grpc::CreateChannel(target, common::client_credentials(tls, "fake effector"));
     stub_ = v1::EffectorControl::NewStub(channel_);
     stream_ = stub_->Connect(&ctx_);
     if (hello) {

@@ -94,10 +94,16 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   const std::string log_path = ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".log";
   const std::string plan_pub = ::testing::TempDir() + "/execute_e2e_plan_" + std::to_string(getpid()) + ".pem";
   std::ofstream(plan_pub) << plan_key_pair().public_pem;
+  const std::string key_file = ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".key";
+  crypto::write_secret_file(key_file, execute_key_pair().private_pem);
   const std::vector<std::string> args{
       std::string(IMMUNIZER_BIN_DIR) + "/immunizer-execute", "--set", "kafka.bootstrap=" + broker.bootstrap(),
       "--set", "kafka.topic_prefix=" + prefix, "--set", "http.listen=127.0.0.1", "--set", "http.port=0",
-      "--set", "execute.grpc_listen=127.0.0.1:0", "--set", std::string("security.signing_key=") + kKey,
+      "--set", "execute.grpc_listen=127.0.0.1:0",
+      "--set", "execute.directive_signing_key_file=" + key_file,
+      "--set", "execute.tls_ca_file=" + test_pki().ca_cert(),
+      "--set", "execute.tls_cert_file=" + test_pki().cert(common::Role::kExecute, "execute"),
+      "--set", "execute.tls_key_file=" + test_pki().key(common::Role::kExecute, "execute"),
       "--set", "execute.plan_public_keys=" + plan_pub};
   Child child(args, log_path);
   const int port = await_port(log_path);
@@ -117,7 +123,7 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   ASSERT_TRUE(eff.wait_for(1, 30s)) << slurp(log_path);
   const auto d = eff.directives()[0];
   EXPECT_EQ(d.action().id(), "act1");
-  EXPECT_TRUE(effector::verify(d, kKey));
+  EXPECT_TRUE(effector::verify(d, trusted_keys()));
   eff.ack(d, true, "applied", common::now_unix_nanos());
 
   auto consumer = common::make_kafka_consumer(kafka, "e2e-test", {topics.actions}, nullptr);
@@ -192,6 +198,7 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   std::remove(log_path.c_str());
   std::remove(log2.c_str());
   std::remove(plan_pub.c_str());
+  std::remove(key_file.c_str());
 }
 
 }  // namespace

@@ -2,16 +2,22 @@
 #pragma once
 
 #include <prometheus/registry.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <string>
 #include <vector>
 
 #include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/dispatcher.hpp"
+#include "immunizer/tools/pki.hpp"
 #include "immunizer/plan/plan_signing.hpp"
 
 namespace immunizer::execute::testing {
@@ -27,7 +33,38 @@ bool eventually(P pred, std::chrono::milliseconds timeout = std::chrono::seconds
   return true;
 }
 
-inline constexpr const char* kKey = "test-signing-key";
+// execute's directive key pair in the tests, and the key ring effectors would trust.
+inline const crypto::KeyPair& execute_key_pair() {
+  static const crypto::KeyPair pair = crypto::generate_ed25519();
+  return pair;
+}
+inline std::shared_ptr<const crypto::SigningKey> execute_key() {
+  static const auto key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(execute_key_pair().private_pem));
+  return key;
+}
+inline const crypto::KeyRing& trusted_keys() {
+  static const crypto::KeyRing ring = [] {
+    crypto::KeyRing r;
+    r.add(crypto::VerifyingKey::from_pem(execute_key_pair().public_pem));
+    return r;
+  }();
+  return ring;
+}
+
+// A state folder made by the real PKI code once per test binary: execute's server
+// certificate, operators "dashboard" and "cli", effectors "shop" (any instance) and
+// "billing/b1" (one instance), and a "plan" identity (a role Operations refuses).
+inline const tools::pki::Layout& test_pki() {
+  static const tools::pki::Layout l = [] {
+    tools::pki::Layout x{(std::filesystem::temp_directory_path() / ("immunizer-execute-test-" + std::to_string(getpid()))).string()};
+    tools::pki::init(x, {.effectors = {"shop", "billing/b1"}});
+    tools::pki::issue(x, {common::Role::kPlan, "plan", {}, {}});
+    std::atexit([] { std::filesystem::remove_all(test_pki().dir); });
+    return x;
+  }();
+  return l;
+}
+inline common::TlsFiles client_tls(common::Role role, const std::string& name) { return test_pki().tls(role, name); }
 
 // plan's key pair in the tests (made once per test binary): test_config() trusts it.
 inline const crypto::KeyPair& plan_key_pair() {
@@ -47,9 +84,9 @@ inline v1::Plan signed_plan(v1::Plan p) {
 inline ExecuteConfig test_config() {
   ExecuteConfig c;
   c.grpc_listen = "127.0.0.1:0";
-  c.signing_key = kKey;
-  c.key_id = "k1";
   c.plan_public_keys_pem = {plan_key_pair().public_pem};
+  c.signing_key = execute_key();
+  c.tls = test_pki().tls(common::Role::kExecute, "execute");
   return c;
 }
 

@@ -95,6 +95,7 @@ try {
     '--set', `kafka.bootstrap=${bootstrap}`, '--set', `kafka.topic_prefix=${prefix}`,
     '--set', 'http.listen=127.0.0.1', '--set', 'http.port=0',
     '--set', `dashboard.execute_address=${execute}`, '--set', 'dashboard.group=browser-test',
+    '--set', 'dashboard.execute_tls=none',  // the testbed's fake execute is plaintext
     '--set', 'dashboard.stats_interval_ms=300',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(dash);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "immunizer/common/grpc_tls.hpp"
+
 namespace immunizer::common {
 class Config;
 }
@@ -38,6 +40,10 @@ struct DashboardConfig {
   // (an operator), users ("name:role:pbkdf2-sha256$..." entries, role viewer or operator).
   std::string auth = "on";
   std::string credentials_file;
+  // Mutual TLS to execute (dashboard.execute_tls: mtls, the default, or none; the files in
+  // dashboard.execute_tls_{ca,cert,key}_file; the certificate must name an operator). The files
+  // are checked when the client is made (make_grpc_operations_client).
+  common::TlsFiles execute_tls;
   std::string auth_user;
   std::string auth_password;
   std::vector<std::string> users;

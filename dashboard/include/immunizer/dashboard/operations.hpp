@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/v1/control.pb.h"
 
 namespace immunizer::dashboard {
@@ -27,9 +28,13 @@ class OperationsClient {
   virtual std::string target() const = 0;
 };
 
-// Plaintext gRPC channel to `address` (host:port); each call has `timeout` as deadline.
-// Connection problems surface as kUnavailable, never as exceptions.
+// gRPC channel to `address` (host:port) with mutual TLS from `tls` (plaintext only when
+// tls.enabled is false, logged as a warning); each call has `timeout` as deadline. Throws
+// common::ConfigError naming the dashboard.execute_tls_* key when a TLS file is missing or
+// unreadable. Connection problems surface as kUnavailable, refusals by execute
+// (UNAUTHENTICATED, PERMISSION_DENIED) as kFailed, never as exceptions.
 std::unique_ptr<OperationsClient> make_grpc_operations_client(const std::string& address,
-                                                              std::chrono::milliseconds timeout);
+                                                              std::chrono::milliseconds timeout,
+                                                              const common::TlsFiles& tls);
 
 }  // namespace immunizer::dashboard

@@ -1,29 +1,34 @@
-// Signing and verification of control-plane Directives (execute signs, effectors verify).
-// Pure functions, thread-safe, no state. HMAC-SHA256 over a canonical byte string of every
-// Directive field except `signature` (layout in docs/effector.md); compare is constant-time.
+// Signing and verification of control-plane Directives: execute signs with its Ed25519
+// private key, effectors verify with a KeyRing of trusted public keys (several during a key
+// rotation), so a host that holds an effector cannot forge directives for any other host.
+// Pure functions over const keys, thread-safe. The signature covers a canonical byte string
+// of every Directive field except `signature` (layout in docs/effector.md).
 #pragma once
 
 #include <string>
 #include <string_view>
 
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/v1/control.pb.h"
 
 namespace immunizer::effector {
 
-// Domain tag that opens the canonical byte string; bump it if the layout ever changes.
-inline constexpr std::string_view kDirectiveDomain = "immunizer.directive.v1";
+// Domain tag that opens the canonical byte string; bump it if the layout or scheme changes
+// (v1 was HMAC-SHA256 with a shared key).
+inline constexpr std::string_view kDirectiveDomain = "immunizer.directive.v2";
 
 // The exact bytes the signature covers: every field of `d` but `signature`, in a fixed
 // order, each string length-prefixed (u32 big-endian), each integer u64 big-endian,
 // doubles by their IEEE-754 bits, booleans one byte. Independent of protobuf encoding.
 std::string canonical_bytes(const immunizer::v1::Directive& d);
 
-// Sets d.key_id (when `key_id` is not empty) and d.signature = HMAC-SHA256(key, canonical).
-// Throws std::invalid_argument if `key` is empty.
-void sign(immunizer::v1::Directive& d, std::string_view key, std::string_view key_id = {});
+// Sets d.key_id = key.key_id() and d.signature = Ed25519(key, canonical_bytes(d)) (64 bytes).
+// Throws std::runtime_error if OpenSSL fails.
+void sign(immunizer::v1::Directive& d, const crypto::SigningKey& key);
 
-// True when d.signature is HMAC-SHA256(key, canonical_bytes(d)). Constant-time compare.
-// False for an empty key or an unsigned directive. Never throws.
-bool verify(const immunizer::v1::Directive& d, std::string_view key) noexcept;
+// True when d.key_id names a key of `trusted` and d.signature is that key's Ed25519
+// signature of canonical_bytes(d). False for an unsigned directive or an unknown key id.
+// Never throws.
+bool verify(const immunizer::v1::Directive& d, const crypto::KeyRing& trusted) noexcept;
 
 }  // namespace immunizer::effector

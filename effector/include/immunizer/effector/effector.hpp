@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace prometheus {
 class Registry;
@@ -45,11 +46,20 @@ struct EffectorConfig {
   std::string app = "app";              // sent in the hello, labels metrics
   std::string instance;                 // empty: "<hostname>-<pid>"
   std::string execute_address = "127.0.0.1:7070";  // host:port of execute's gRPC
-  std::string signing_key;              // shared HMAC secret; required (create() throws if empty)
-  std::string key_id;                   // when set, directives with another key_id are rejected
+  // Execute's Ed25519 public keys (PEM text, or files holding one PEM each): only directives
+  // signed by one of them are accepted; several during a key rotation. At least one is
+  // required (create() throws otherwise). The effector holds no secret that can sign.
+  std::vector<std::string> directive_public_keys;
+  std::vector<std::string> directive_public_key_files;
   bool fail_closed = false;             // while disconnected: deny everything (true) or apply
                                         // only the directives already known (false)
-  std::string tls_ca_file;              // non-empty: TLS to execute with this CA bundle
+  // Mutual TLS to execute: "mtls" (default; ca, cert and key files required) or "none"
+  // (plaintext, only when explicitly set; warned at start).
+  std::string tls = "mtls";
+  std::string tls_ca_file;              // CA bundle execute's certificate must chain to
+  std::string tls_cert_file;            // this effector's certificate (SAN spiffe://immunizer/effector/<app>[/<instance>])
+  std::string tls_key_file;
+  std::string tls_server_name;          // name checked in execute's certificate (empty: the address's host)
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{10000};

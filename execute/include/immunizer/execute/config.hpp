@@ -4,23 +4,26 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "immunizer/common/config.hpp"
+#include "immunizer/common/grpc_tls.hpp"
+#include "immunizer/crypto/ed25519.hpp"
 
 namespace immunizer::execute {
 
 struct ExecuteConfig {
   // Address of the gRPC server (EffectorControl + Operations); port 0 picks a free port.
-  std::string grpc_listen = "0.0.0.0:7070";
+  // Loopback unless configured: deployments set their interface explicitly.
+  std::string grpc_listen = "127.0.0.1:7070";
   // Consumer group on <prefix>plans.
   std::string group = "immunizer-execute";
-  // HMAC-SHA256 key every directive is signed with (security.signing_key or
-  // security.signing_key_file). Required: effectors reject unsigned directives.
-  std::string signing_key;
-  // Sent in every directive so effectors can tell keys apart during a rotation.
-  std::string key_id = "k1";
+  // Execute's Ed25519 private key, which signs every directive (read from
+  // execute.directive_signing_key_file). Required: effectors reject unsigned directives and
+  // hold only the public key; the key id goes into every directive.
+  std::shared_ptr<const crypto::SigningKey> signing_key;
   // TTL for actions (plans or manual blocks) that carry none, and the longest one allowed.
   int64_t default_ttl_ms = 300'000;
   int64_t max_ttl_ms = 30LL * 24 * 3600 * 1000;
@@ -32,9 +35,10 @@ struct ExecuteConfig {
   // At start-up, how long to wait reading back the active directives a previous run
   // persisted on <prefix>models (0: start empty, which lifts every block after a restart).
   int64_t restore_timeout_ms = 15'000;
-  // Optional TLS for the gRPC server: both files or neither.
-  std::string tls_cert_file;
-  std::string tls_key_file;
+  // Mutual TLS of the gRPC server (execute.tls: mtls, the default, or none; execute.tls_ca_file,
+  // execute.tls_cert_file, execute.tls_key_file): clients must present a certificate from the
+  // CA with an Immunizer identity; effectors may only Connect, operators only call Operations.
+  common::TlsFiles tls;
 
   // Plans are enforced only when signed by one of these Ed25519 public keys (PEM contents,
   // read from the files listed in execute.plan_public_keys; several during a rotation).
