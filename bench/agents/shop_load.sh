@@ -29,15 +29,19 @@ fi
 $PIN_LOAD "$BIN/immunizer" broker > "$WORK/broker.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do grep -q bootstrap= "$WORK/broker.log" && break; sleep 0.1; done
 export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$WORK/broker.log")
-export IMMUNIZER_SECURITY_SIGNING_KEY=bench-key-$RANDOM$RANDOM
-# execute requires the public key of plan's signing key (no plan runs here: any valid key).
-openssl genpkey -algorithm ed25519 -out "$WORK/plan.key.pem" 2>/dev/null
-openssl pkey -in "$WORK/plan.key.pem" -pubout -out "$WORK/plan.pub.pem"
-export IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS=$WORK/plan.pub.pem
+# Keys and certificates as `immunizer up` makes them; execute and the shops use mutual TLS.
+S="$WORK/state"
+"$BIN/immunizer" pki --state-dir "$S" init > /dev/null
 GRPC=$(free_port); EXEC_HTTP=$(free_port)
-IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$GRPC IMMUNIZER_HTTP_PORT=$EXEC_HTTP $PIN_LOAD "$BIN/immunizer-execute" > "$WORK/execute.log" 2>&1 & pids+=($!)
+IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$GRPC IMMUNIZER_HTTP_PORT=$EXEC_HTTP \
+  IMMUNIZER_EXECUTE_DIRECTIVE_SIGNING_KEY_FILE="$S/keys/execute.key" IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS="$S/keys/plan.pub" \
+  IMMUNIZER_EXECUTE_TLS_CA_FILE="$S/tls/ca.crt" IMMUNIZER_EXECUTE_TLS_CERT_FILE="$S/tls/execute-execute.crt" \
+  IMMUNIZER_EXECUTE_TLS_KEY_FILE="$S/tls/execute-execute.key" \
+  $PIN_LOAD "$BIN/immunizer-execute" > "$WORK/execute.log" 2>&1 & pids+=($!)
 wait_http "$EXEC_HTTP"
 export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:$GRPC IMMUNIZER_APP=shop IMMUNIZER_LOG_LEVEL=warn
+export IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS="$S/keys/execute.pub" IMMUNIZER_EFFECTOR_TLS_CA_FILE="$S/tls/ca.crt"
+export IMMUNIZER_EFFECTOR_TLS_CERT_FILE="$S/tls/effector-shop.crt" IMMUNIZER_EFFECTOR_TLS_KEY_FILE="$S/tls/effector-shop.key"
 
 start_shop() {  # name port extra-args... ; env comes from the caller
   local name=$1 port=$2; shift 2

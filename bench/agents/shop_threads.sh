@@ -18,7 +18,9 @@ BROKER=${pids[-1]}
 for _ in $(seq 100); do grep -q bootstrap= "$WORK/broker.log" && break; sleep 0.1; done
 export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$WORK/broker.log")
 # No execute: the effector stays disconnected (fail-open), allows() answers locally.
-export IMMUNIZER_SECURITY_SIGNING_KEY=bench-key IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:1 IMMUNIZER_APP=shop
+"$BIN/immunizer" pki --state-dir "$WORK/state" init > /dev/null
+export IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS="$WORK/state/keys/execute.pub" IMMUNIZER_EFFECTOR_TLS=none
+export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:1 IMMUNIZER_APP=shop
 export IMMUNIZER_LOG_LEVEL=warn IMMUNIZER_SENSOR_CPU_BUDGET=1
 PORT=$(free_port)
 env "$@" "$BIN/immunizer-shop" --port "$PORT" > "$WORK/shop.log" 2>&1 & pids+=($!)

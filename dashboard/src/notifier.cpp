@@ -312,6 +312,10 @@ Notifier::Notifier(NotifierConfig cfg, prometheus::Registry& registry, const com
     : cfg_(std::move(cfg)), clock_(clock) {
   if (!cfg_.webhook_urls.empty() && cfg_.webhook_secret.empty())
     throw std::invalid_argument("a webhook needs a signing secret (dashboard.notify_webhook_secret)");
+  // A short HMAC key can be guessed offline from one signed delivery.
+  if (!cfg_.webhook_urls.empty() && cfg_.webhook_secret.size() < 32)
+    throw std::invalid_argument("dashboard.notify_webhook_secret: " + std::to_string(cfg_.webhook_secret.size()) +
+                                " bytes; at least 32 are required (e.g. head -c 32 /dev/urandom | base64)");
   for (const auto& e : cfg_.events)
     if (e != "opened" && e != "escalated" && e != "resolved")
       throw std::invalid_argument("unknown notification event '" + e + "' (opened, escalated, resolved)");

@@ -89,10 +89,12 @@ std::vector<json> lines(const std::filesystem::path& p) {
   return out;
 }
 
+const std::string kSecret = "0123456789abcdef0123456789abcdef-test";
+
 NotifierConfig webhook_config(const Receiver& r) {
   NotifierConfig c;
   c.webhook_urls = {r.url()};
-  c.webhook_secret = "s3cret";
+  c.webhook_secret = kSecret;
   c.backoff_ms = 10;
   c.max_backoff_ms = 40;
   c.timeout_ms = 5000;
@@ -113,7 +115,7 @@ TEST(Notifier, SignedWebhookRetriedUntilAccepted) {
   const auto& req = r.got.back();
   const std::string ts = req.get_header_value("X-Immunizer-Timestamp");
   const std::string sig = req.get_header_value("X-Immunizer-Signature");
-  EXPECT_EQ(sig, "sha256=" + webhook_signature("s3cret", ts, req.body));
+  EXPECT_EQ(sig, "sha256=" + webhook_signature(kSecret, ts, req.body));
   EXPECT_NE(sig, "sha256=" + webhook_signature("other", ts, req.body));
   EXPECT_EQ(req.get_header_value("X-Immunizer-Event"), "incident.opened");
   EXPECT_EQ(req.get_header_value("Content-Type"), "application/json");
@@ -230,6 +232,14 @@ TEST(Notifier, RejectsBadConfiguration) {
   c.webhook_urls = {"http://127.0.0.1:1/x"};
   EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument);  // no secret
   c.webhook_secret = "k";
+  EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument); // 1-byte key
+  c.webhook_secret = std::string(31, 'k');
+  EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument); // 31 bytes
+  c.webhook_secret = std::string(32, 'k');
+  {
+    prometheus::Registry ok_reg;
+    EXPECT_NO_THROW(Notifier(c, ok_reg, clock));
+  }
   c.webhook_urls = {"ftp://host/x"};
   EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument);
   c.webhook_urls = {"http://user:pw@host/x"};

@@ -34,7 +34,12 @@ immunizer_effector* make(const char* app, const char* execute_address, const cha
     EffectorConfig cfg = EffectorConfig::from_env();
     if (app) cfg.app = app;
     if (execute_address) cfg.execute_address = execute_address;
-    if (signing_key) cfg.signing_key = signing_key;
+    // Execute's Ed25519 public key: PEM text, or the path of a PEM file.
+    if (signing_key && *signing_key) {
+      const std::string k(signing_key);
+      if (k.rfind("-----BEGIN", 0) == 0) cfg.directive_public_keys = {k};
+      else cfg.directive_public_key_files = {k};
+    }
     auto h = std::make_unique<immunizer_effector>();
     h->effector = Effector::create(std::move(cfg));
     return h.release();

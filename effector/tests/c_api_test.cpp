@@ -8,20 +8,29 @@
 #include <cstdlib>
 #include <string>
 
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/v1/control.pb.h"
 #include "immunizer/version.hpp"
 
 namespace {
 
-constexpr const char* kKey = "c-api-test-signing-key";
+const immunizer::crypto::SigningKey& test_key() {
+  static const auto k = immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
+  return k;
+}
+const immunizer::crypto::SigningKey& other_key() {
+  static const auto k = immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
+  return k;
+}
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-std::string block_user(const std::string& id, const std::string& user, const char* key) {
+std::string block_user(const std::string& id, const std::string& user,
+                       const immunizer::crypto::SigningKey& key = test_key()) {
   immunizer::v1::Directive d;
   d.set_id(id);
   d.mutable_action()->set_id("act-" + id);
@@ -39,7 +48,9 @@ struct CEffector {
   CEffector() {
     char err[256] = "";
     // Nothing listens on port 1: the effector stays disconnected and fails open.
-    e = immunizer_effector_new("c-test", "127.0.0.1:1", kKey, err, sizeof err);
+    ::setenv("IMMUNIZER_EFFECTOR_TLS", "none", 1);  // never connects
+    e = immunizer_effector_new("c-test", "127.0.0.1:1", test_key().public_pem().c_str(), err, sizeof err);
+    ::unsetenv("IMMUNIZER_EFFECTOR_TLS");
   }
   ~CEffector() { immunizer_effector_free(e); }
 };
@@ -49,12 +60,11 @@ struct CEffector {
 TEST(EffectorCApi, VersionIsTheProjectVersion) { EXPECT_STREQ(immunizer_effector_version(), IMMUNIZER_VERSION); }
 
 TEST(EffectorCApi, MissingSigningKeyIsAnErrorWithAReason) {
-  ::unsetenv("IMMUNIZER_SECURITY_SIGNING_KEY");
-  ::unsetenv("IMMUNIZER_SECURITY_SIGNING_KEY_FILE");
+  ::unsetenv("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
   char err[256] = "";
   immunizer_effector* e = immunizer_effector_new_from_env("c-test", err, sizeof err);
   EXPECT_EQ(e, nullptr);
-  EXPECT_NE(std::string(err).find("signing"), std::string::npos) << err;
+  EXPECT_NE(std::string(err).find("public key"), std::string::npos) << err;
   immunizer_effector_free(e);  // NULL is fine
 }
 
@@ -77,7 +87,7 @@ TEST(EffectorCApi, SignedBlockAppliedThroughTheCApiDeniesOnlyThatUser) {
   ASSERT_NE(c.e, nullptr);
   EXPECT_EQ(immunizer_effector_allows_z(c.e, "mallory", "", "", "GET /"), 1);
 
-  const std::string d = block_user("d1", "mallory", kKey);
+  const std::string d = block_user("d1", "mallory");
   char reason[256] = "";
   ASSERT_EQ(immunizer_effector_apply(c.e, d.data(), d.size(), reason, sizeof reason), 1) << reason;
 
@@ -98,7 +108,7 @@ TEST(EffectorCApi, SignedBlockAppliedThroughTheCApiDeniesOnlyThatUser) {
 TEST(EffectorCApi, ForgedOrMalformedDirectivesAreRejectedWithAReason) {
   CEffector c;
   ASSERT_NE(c.e, nullptr);
-  const std::string forged = block_user("d2", "mallory", "another-key");
+  const std::string forged = block_user("d2", "mallory", other_key());
   char reason[256] = "";
   EXPECT_EQ(immunizer_effector_apply(c.e, forged.data(), forged.size(), reason, sizeof reason), 0);
   EXPECT_STRNE(reason, "");

@@ -13,10 +13,16 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
+
+#include "immunizer/common/grpc_tls.hpp"
+#include "immunizer/tools/pki.hpp"
 #include "immunizer/tools/supervisor.hpp"
+#include "immunizer/v1/control.grpc.pb.h"
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
@@ -49,13 +55,22 @@ int free_base() {
   return -1;
 }
 
-// The dashboard's operator, as `immunizer up` passes it (IMMUNIZER_DASHBOARD_CREDENTIALS_FILE).
-std::pair<std::string, std::string> dashboard_user;
+// user:password from the credentials file `up` generated (HTTP Basic for the dashboard's API).
+std::pair<std::string, std::string> credentials(const std::string& state) {
+  std::ifstream in(state + "/dashboard.credentials");
+  std::string line;
+  std::getline(in, line);
+  const auto colon = line.find(':');
+  if (colon == std::string::npos) return {};
+  return {line.substr(0, colon), line.substr(colon + 1)};
+}
+
+std::string g_state;  // the state folder of this run
 
 json get_json(int port, const std::string& path) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(5);
-  if (!dashboard_user.first.empty()) c.set_basic_auth(dashboard_user.first, dashboard_user.second);
+  if (const auto [u, p] = credentials(g_state); !u.empty()) c.set_basic_auth(u, p);
   auto r = c.Get(path.c_str());
   if (!r || r->status != 200) return json();
   return json::parse(r->body, nullptr, false);
@@ -73,17 +88,15 @@ TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
   const std::string summary = (fs::temp_directory_path() / ("immunizer_e2e_" + std::to_string(getpid()) + ".json")).string();
   fs::remove(summary);
 
-  // Credentials for the dashboard (auth is on by default), given to `up` through the environment.
-  const std::string credentials =
-      (fs::temp_directory_path() / ("immunizer_e2e_" + std::to_string(getpid()) + ".credentials")).string();
-  std::ofstream(credentials) << "e2e:pw-" << getpid() << "\n";
-  dashboard_user = {"e2e", "pw-" + std::to_string(getpid())};
-  ::setenv("IMMUNIZER_DASHBOARD_CREDENTIALS_FILE", credentials.c_str(), 1);
+  g_state = (fs::temp_directory_path() / ("immunizer_e2e_state_" + std::to_string(getpid()))).string();
+  fs::remove_all(g_state);
+
   immunizer::tools::Supervisor sup(true);
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t up = sup.spawn({.name = "up",
                               .path = bin + "/immunizer",
                               .args = {"up", "--demo", "--datasets", datasets, "--port-base", std::to_string(base),
+                                       "--state-dir", g_state,
                                        "--dashboard-port", std::to_string(dashboard), "--shop-port", std::to_string(shop),
                                        "--replay-arg=--rounds", "--replay-arg=1", "--replay-arg=--json",
                                        "--replay-arg=" + summary, "--replay-arg=--time-limit", "--replay-arg=240"}});
@@ -128,6 +141,34 @@ TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
             << " s, whole run " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s"
             << std::endl;
 
+  // execute's gRPC is mutual TLS with the certificates `up` made: the operator certificate may
+  // list the active actions (the attacker's block, the shop's effector connected); the shop's
+  // effector certificate may not, nor may a client without a certificate.
+  {
+    namespace common = immunizer::common;
+    const immunizer::tools::pki::Layout l{g_state};
+    const std::string target = "127.0.0.1:" + std::to_string(base + 5);
+    auto list = [&](const std::shared_ptr<grpc::ChannelCredentials>& creds, immunizer::v1::ListActiveResponse* r) {
+      auto stub = immunizer::v1::Operations::NewStub(grpc::CreateChannel(target, creds));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+      return stub->ListActive(&ctx, {}, r).error_code();
+    };
+    immunizer::v1::ListActiveResponse r;
+    ASSERT_EQ(list(common::client_credentials(l.tls(common::Role::kOperator, "cli"), "e2e"), &r), grpc::StatusCode::OK);
+    bool shop_connected = false;
+    for (const auto& e : r.effectors()) shop_connected |= e.app() == "shop";
+    EXPECT_TRUE(shop_connected) << "the shop's effector is not connected over mutual TLS";
+    immunizer::v1::ListActiveResponse denied;
+    EXPECT_EQ(list(common::client_credentials(l.tls(common::Role::kEffector, "shop"), "e2e"), &denied),
+              grpc::StatusCode::PERMISSION_DENIED);
+    grpc::SslCredentialsOptions anon;
+    std::ifstream ca(l.ca_cert());
+    anon.pem_root_certs.assign(std::istreambuf_iterator<char>(ca), {});
+    EXPECT_EQ(list(grpc::SslCredentials(anon), &denied), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(list(grpc::InsecureChannelCredentials(), &denied), grpc::StatusCode::UNAVAILABLE);
+  }
+
   // Ctrl-C stops everything cleanly.
   kill(up, SIGINT);
   std::atomic<bool> never{false};  // bounded by the test's CTest timeout
@@ -135,4 +176,5 @@ TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
   ASSERT_TRUE(e);
   EXPECT_EQ(e->how, "exited with status 0") << "immunizer up did not stop cleanly";
   fs::remove(summary);
+  fs::remove_all(g_state);
 }

@@ -85,11 +85,17 @@ pids+=($!)
 wait_for "$work/broker.log" '^bootstrap=' 30 || fail "broker did not start"
 export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$work/broker.log" | head -n 1)
 grpc_port=$(free_port)
-export IMMUNIZER_SECURITY_SIGNING_KEY=$(head -c 32 /dev/urandom | base64) IMMUNIZER_SECURITY_KEY_ID=k1
 export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:$grpc_port
-# execute enforces plans signed by a trusted plan key; no plan runs here, but it needs one.
-openssl genpkey -algorithm ed25519 2>/dev/null | openssl pkey -pubout >"$work/plan.pub.pem" || fail "openssl genpkey"
-export IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS=$work/plan.pub.pem
+# Keys and certificates as `immunizer up` makes them: mutual TLS, Ed25519 directive and plan keys.
+S=$work/state
+"$bin/immunizer" pki --state-dir "$S" init --effector consumer >/dev/null || fail "immunizer pki init"
+export IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS=$S/keys/plan.pub IMMUNIZER_EXECUTE_DIRECTIVE_SIGNING_KEY_FILE=$S/keys/execute.key
+export IMMUNIZER_EXECUTE_TLS_CA_FILE=$S/tls/ca.crt IMMUNIZER_EXECUTE_TLS_CERT_FILE=$S/tls/execute-execute.crt
+export IMMUNIZER_EXECUTE_TLS_KEY_FILE=$S/tls/execute-execute.key
+export IMMUNIZER_OPS_TLS_CA_FILE=$S/tls/ca.crt IMMUNIZER_OPS_TLS_CERT_FILE=$S/tls/operator-cli.crt
+export IMMUNIZER_OPS_TLS_KEY_FILE=$S/tls/operator-cli.key
+export IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS=$S/keys/execute.pub IMMUNIZER_EFFECTOR_TLS_CA_FILE=$S/tls/ca.crt
+export IMMUNIZER_EFFECTOR_TLS_CERT_FILE=$S/tls/effector-consumer.crt IMMUNIZER_EFFECTOR_TLS_KEY_FILE=$S/tls/effector-consumer.key
 http_port=$(free_port)
 IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$grpc_port IMMUNIZER_HTTP_LISTEN=127.0.0.1 IMMUNIZER_HTTP_PORT=$http_port \
   "$bin/immunizer-execute" >"$work/execute.log" 2>&1 &

@@ -14,7 +14,7 @@
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/mock_broker.hpp"
 #include "immunizer/common/service.hpp"
-#include "immunizer/tools/plan_keys.hpp"
+#include "immunizer/tools/pki.hpp"
 #include "immunizer/tools/supervisor.hpp"
 
 namespace fs = std::filesystem;
@@ -56,45 +56,11 @@ std::string self_dir() {
   return fs::read_symlink("/proc/self/exe").parent_path().string();
 }
 
-std::string random_key() {
-  std::random_device rd;
-  std::string s;
-  static const char* hex = "0123456789abcdef";
-  for (int i = 0; i < 64; ++i) s += hex[rd() & 0xf];
-  return s;
-}
-
-// The dashboard's operator credentials (one line user:password, 0600) in the state folder,
-// made on the first start and reused later, unless the caller gave a file or turned auth off.
-// Returns the file, or "" when not ours to make.
-std::string dashboard_credentials(std::map<std::string, std::string>& env) {
-  static constexpr const char* kVar = "IMMUNIZER_DASHBOARD_CREDENTIALS_FILE";
-  if (env.count(kVar) || std::getenv(kVar) || env.count("IMMUNIZER_DASHBOARD_AUTH") ||
-      std::getenv("IMMUNIZER_DASHBOARD_AUTH"))
-    return "";
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::absolute(".immunizer");
-  const fs::path file = dir / "dashboard.credentials";
-  if (!fs::exists(file)) {
-    fs::create_directories(dir);
-    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
-    const std::string tmp = (dir / "dashboard.credentials.tmp").string();
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
-      out << "operator:" << random_key().substr(0, 32) << "\n";
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    }
-    fs::rename(tmp, file);
-  }
-  env[kVar] = file.string();
-  return file.string();
-}
-
-bool wait_http_ok(int port, const char* path, std::chrono::seconds limit, const std::atomic<bool>& stop) {
+bool wait_http_ok(const std::string& host, int port, const char* path, std::chrono::seconds limit,
+                  const std::atomic<bool>& stop) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline && !stop) {
-    httplib::Client c("127.0.0.1", port);
+    httplib::Client c(host, port);
     c.set_connection_timeout(0, 200'000);
     if (auto r = c.Get(path); r && r->status == 200) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -102,7 +68,41 @@ bool wait_http_ok(int port, const char* path, std::chrono::seconds limit, const 
   return false;
 }
 
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ",") + x;
+  return out;
+}
+
 }  // namespace
+
+std::map<std::string, std::string> security_env(const std::string& child, const std::string& state_dir) {
+  const pki::Layout l{state_dir};
+  std::map<std::string, std::string> e;
+  auto tls = [&](const std::string& prefix, common::Role role, const std::string& name) {
+    const auto t = l.tls(role, name);
+    e[prefix + "CA_FILE"] = t.ca_file;
+    e[prefix + "CERT_FILE"] = t.cert_file;
+    e[prefix + "KEY_FILE"] = t.key_file;
+  };
+  if (child == "execute") {
+    tls("IMMUNIZER_EXECUTE_TLS_", common::Role::kExecute, "execute");
+    e["IMMUNIZER_EXECUTE_DIRECTIVE_SIGNING_KEY_FILE"] = l.signing_key("execute");
+    e["IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS"] = join(l.trusted_keys("plan"));
+  } else if (child == "plan") {
+    e["IMMUNIZER_PLAN_SIGNING_KEY_FILE"] = l.signing_key("plan");
+  } else if (child == "dashboard") {
+    tls("IMMUNIZER_DASHBOARD_EXECUTE_TLS_", common::Role::kOperator, "dashboard");
+    // execute's certificate names localhost and 127.0.0.1, whatever --listen says.
+    e["IMMUNIZER_DASHBOARD_EXECUTE_TLS_SERVER_NAME"] = "localhost";
+    e["IMMUNIZER_DASHBOARD_CREDENTIALS_FILE"] = l.dashboard_credentials();
+  } else if (child == "shop") {
+    tls("IMMUNIZER_EFFECTOR_TLS_", common::Role::kEffector, "shop");
+    e["IMMUNIZER_EFFECTOR_TLS_SERVER_NAME"] = "localhost";
+    e["IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS"] = join(l.trusted_keys("execute"));
+  }
+  return e;
+}
 
 int up_command(const UpOptions& o) {
   std::atomic<bool> stop{false};
@@ -110,11 +110,15 @@ int up_command(const UpOptions& o) {
   const std::string bin = o.bin_dir.empty() ? self_dir() : o.bin_dir;
   Supervisor sup;
   std::map<std::string, std::string> env = o.env;
-  const std::string key = random_key();
-  std::unique_ptr<RunPlanKeys> plan_keys;  // before the services start; removed after they stop
+  // Clients (readiness probes, the shop, the replayer) reach the listeners here.
+  const std::string host = (o.listen == "0.0.0.0" || o.listen == "::" || o.listen.empty()) ? "127.0.0.1" : o.listen;
   try {
-    plan_keys = std::make_unique<RunPlanKeys>(env);
-    const std::string credentials = dashboard_credentials(env);
+    // The state folder: made on the first start, reused after (nothing is regenerated).
+    const pki::Layout layout{o.state_dir};
+    const auto created = pki::init(layout);
+    if (!created.empty())
+      std::cout << "immunizer up: created the local PKI in " << o.state_dir << " (CA, certificates, signing keys, "
+                << "dashboard credentials)" << std::endl;
     std::string bootstrap = o.bootstrap;
     if (bootstrap.empty()) {
       // Stopped last (stop_order 0): the services flush and commit to it while they stop.
@@ -125,14 +129,18 @@ int up_command(const UpOptions& o) {
                                   "^bootstrap=(.+)$", std::chrono::seconds(15));
     }
     env["IMMUNIZER_KAFKA_BOOTSTRAP"] = bootstrap;
-    env["IMMUNIZER_SECURITY_SIGNING_KEY"] = key;  // generated per run; never written to disk
+    env["IMMUNIZER_HTTP_LISTEN"] = o.listen;
     // CSIC 2010 has one request per session: the demo's learned normal has no returning
     // users, so per-principal behaviour features would flag every returning session.
     if (o.demo && !env.count("IMMUNIZER_MONITOR_PRINCIPAL_FEATURES")) env["IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"] = "false";
-    const std::string grpc = "127.0.0.1:" + std::to_string(o.port_base + 5);
-    auto with = [&](std::map<std::string, std::string> extra) {
+    const std::string grpc_port = std::to_string(o.port_base + 5);
+    const std::string grpc = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + grpc_port;
+    auto with = [&](std::map<std::string, std::string> extra, const std::string& child) {
       auto e = env;
       e.insert(extra.begin(), extra.end());
+      // --env, or the variable in up's own environment, overrides the state folder's file.
+      for (auto& [k, v] : security_env(child, o.state_dir))
+        if (!std::getenv(k.c_str())) e.emplace(k, v);
       return e;
     };
     struct Svc {
@@ -144,38 +152,42 @@ int up_command(const UpOptions& o) {
                                     {"dashboard", o.dashboard_port}};
     for (const auto& s : services) {
       std::map<std::string, std::string> extra{{"IMMUNIZER_HTTP_PORT", std::to_string(s.port)}};
-      if (std::string(s.name) == "execute") extra["IMMUNIZER_EXECUTE_GRPC_LISTEN"] = grpc;
+      if (std::string(s.name) == "execute")
+        extra["IMMUNIZER_EXECUTE_GRPC_LISTEN"] =
+            (o.listen.find(':') != std::string::npos ? "[" + o.listen + "]" : o.listen) + ":" + grpc_port;
       if (std::string(s.name) == "dashboard") extra["IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS"] = grpc;
-      sup.spawn({.name = s.name, .path = bin + "/immunizer-" + s.name, .env = with(extra), .stop_order = 1});
+      sup.spawn({.name = s.name, .path = bin + "/immunizer-" + s.name, .env = with(extra, s.name), .stop_order = 1});
     }
     // Ready: state restored from the models topic and consuming (/readyz answers 503 before).
     for (const auto& s : services)
-      if (!wait_http_ok(s.port, "/readyz", std::chrono::seconds(90), stop) && !stop)
+      if (!wait_http_ok(host, s.port, "/readyz", std::chrono::seconds(90), stop) && !stop)
         throw std::runtime_error(std::string(s.name) + " was not ready (/readyz on port " + std::to_string(s.port) +
                                  ") within 90 s");
     std::cout << "\n  Immunizer is up.  Kafka: " << bootstrap << "\n"
-              << "  Dashboard: http://127.0.0.1:" << o.dashboard_port << "/"
-              << (credentials.empty() ? std::string()
-                                      : "  (sign in with the user:password in " + credentials + ")")
-              << "\n";
+              << "  Dashboard: http://" << host << ":" << o.dashboard_port << "/\n"
+              << "  Dashboard credentials: " << layout.dashboard_credentials()
+              << "  (curl -u \"$(cat " << layout.dashboard_credentials() << ")\" ...)\n"
+              << "  Certificates and keys: " << o.state_dir << "/tls, " << o.state_dir
+              << "/keys (mutual TLS on execute's gRPC at " << grpc << ")\n";
     if (o.demo) {
       sup.spawn({.name = "shop", .path = bin + "/immunizer-shop",
-                 .args = {"--port", std::to_string(o.shop_port)},
+                 .args = {"--listen", o.listen, "--port", std::to_string(o.shop_port)},
                  // The demo shop does almost no work of its own, so the sensor's share of its CPU
                  // is large by construction; record every call rather than sample.
                  .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc}, {"IMMUNIZER_APP", "shop"},
-                              {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}}),
+                              {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}}, "shop"),
                  .stop_order = 2});
-      if (!wait_http_ok(o.shop_port, "/healthz", std::chrono::seconds(30), stop) && !stop)
+      if (!wait_http_ok(host, o.shop_port, "/healthz", std::chrono::seconds(30), stop) && !stop)
         throw std::runtime_error("the demo shop did not answer on port " + std::to_string(o.shop_port));
-      std::vector<std::string> args{"--target", "http://127.0.0.1:" + std::to_string(o.shop_port),
+      const std::string base = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":";
+      std::vector<std::string> args{"--target", base + std::to_string(o.shop_port),
                                     "--dataset", o.datasets + "/csic2010", "--scenario", "demo",
-                                    "--settle-url", "http://127.0.0.1:" + std::to_string(o.port_base + 1) + "/metrics",
-                                    "--settle-url", "http://127.0.0.1:" + std::to_string(o.port_base + 2) + "/metrics"};
+                                    "--settle-url", base + std::to_string(o.port_base + 1) + "/metrics",
+                                    "--settle-url", base + std::to_string(o.port_base + 2) + "/metrics"};
       args.insert(args.end(), o.replay_args.begin(), o.replay_args.end());
       sup.spawn({.name = "replay", .path = bin + "/immunizer-replay", .args = args, .may_exit = true,
                  .stop_order = 2});
-      std::cout << "  Demo shop: http://127.0.0.1:" << o.shop_port << "/tienda1/index.jsp (replaying CSIC 2010 from "
+      std::cout << "  Demo shop: http://" << host << ":" << o.shop_port << "/tienda1/index.jsp (replaying CSIC 2010 from "
                 << o.datasets << "/csic2010)\n";
     }
     std::cout << "  Ctrl-C stops everything.\n" << std::endl;

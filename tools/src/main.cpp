@@ -11,6 +11,7 @@
 #include "immunizer/tools/commands.hpp"
 #include "immunizer/tools/eval.hpp"
 #include "immunizer/tools/ops.hpp"
+#include "immunizer/tools/pki.hpp"
 
 using namespace immunizer::tools;
 
@@ -57,6 +58,27 @@ int main(int argc, char** argv) {
   up->add_option("--bootstrap", u.bootstrap, "use this Kafka cluster instead of the embedded broker");
   up->add_option("--env", envs, "KEY=VALUE for every child, e.g. IMMUNIZER_ANALYZE_GRACE_RECORDS=300");
   up->add_option("--replay-arg", u.replay_args, "extra argument for the demo replayer (repeatable)");
+  up->add_option("--state-dir", u.state_dir, "CA, certificates, keys and dashboard credentials (made on first start)")
+      ->capture_default_str();
+  up->add_option("--listen", u.listen, "address every listener binds (0.0.0.0: all interfaces)")->capture_default_str();
+
+  pki::PkiOptions pk;
+  auto* pki_cmd = app.add_subcommand("pki", "local PKI: CA, service certificates, signing keys, dashboard credentials");
+  pki_cmd->require_subcommand(1);
+  pki_cmd->add_option("--state-dir", pk.state_dir, "folder holding tls/, keys/, dashboard.credentials")
+      ->capture_default_str();
+  auto* pki_init = pki_cmd->add_subcommand("init", "make whatever is missing (kept when present)");
+  pki_init->add_option("--effector", pk.effectors, "effector identities (app or app/instance)")->capture_default_str();
+  pki_init->add_option("--dns", pk.dns, "extra DNS name of execute's certificate (repeatable)");
+  pki_init->add_option("--ip", pk.ips, "extra IP address of execute's certificate (repeatable)");
+  auto* pki_issue = pki_cmd->add_subcommand("issue", "issue (or re-issue) a certificate from the CA");
+  pki_issue->add_option("role", pk.role, "effector, operator, execute or plan")->required();
+  pki_issue->add_option("name", pk.name, "e.g. shop, shop/pod-1, dashboard, alice")->required();
+  pki_issue->add_option("--dns", pk.dns, "DNS name (repeatable)");
+  pki_issue->add_option("--ip", pk.ips, "IP address (repeatable)");
+  auto* pki_rotate = pki_cmd->add_subcommand("rotate", "new signing keys and certificates; the previous stay trusted");
+  pki_rotate->add_flag("--ca", pk.ca, "also a new CA (the bundle trusts the old and the new)");
+  pki_rotate->add_flag("--finish", pk.finish, "end the overlap: drop the previous keys and CA");
 
   EvalOptions ev;
   std::vector<std::string> eval_envs;
@@ -88,6 +110,10 @@ int main(int argc, char** argv) {
     return eval_csic_command(ev);
   }
   if (broker->parsed()) return broker_command(b);
+  if (pki_cmd->parsed()) {
+    pk.action = pki_init->parsed() ? "init" : pki_issue->parsed() ? "issue" : "rotate";
+    return pki::pki_command(pk);
+  }
   if (up->parsed()) {
     if (!env_assignments("immunizer up", envs, &u.env)) return 2;
     return up_command(u);

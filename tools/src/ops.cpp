@@ -15,6 +15,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
 
 namespace fs = std::filesystem;
@@ -37,15 +38,13 @@ std::string read_file(const std::string& path) {
 }
 
 std::unique_ptr<v1::Operations::Stub> operations_stub(const OpsOptions& o) {
-  std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (o.tls_ca_file.empty()) {
-    creds = grpc::InsecureChannelCredentials();
-  } else {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = read_file(o.tls_ca_file);
-    creds = grpc::SslCredentials(ssl);
-  }
-  return v1::Operations::NewStub(grpc::CreateChannel(o.execute, creds));
+  common::TlsFiles tls;
+  tls.enabled = !(o.tls_ca_file.empty() && o.tls_cert_file.empty() && o.tls_key_file.empty());
+  tls.ca_file = o.tls_ca_file;
+  tls.cert_file = o.tls_cert_file;
+  tls.key_file = o.tls_key_file;
+  return v1::Operations::NewStub(
+      grpc::CreateChannel(o.execute, common::client_credentials(tls, "immunizer: --tls-ca/--tls-cert/--tls-key")));
 }
 
 void set_deadline(grpc::ClientContext& ctx, const OpsOptions& o) {
@@ -336,11 +335,17 @@ OpsCommands add_ops_commands(CLI::App& app) {
   c.options = std::make_shared<OpsOptions>();
   auto& o = *c.options;
   o.execute = env_or("IMMUNIZER_EXECUTE_ADDRESS", o.execute);
+  // The operator certificate `immunizer up` / `immunizer pki init` made, when run beside it.
+  o.tls_ca_file = env_or("IMMUNIZER_OPS_TLS_CA_FILE", std::filesystem::exists(".immunizer/tls/operator-cli.crt") ? ".immunizer/tls/ca.crt" : "");
+  o.tls_cert_file = env_or("IMMUNIZER_OPS_TLS_CERT_FILE", std::filesystem::exists(".immunizer/tls/operator-cli.crt") ? ".immunizer/tls/operator-cli.crt" : "");
+  o.tls_key_file = env_or("IMMUNIZER_OPS_TLS_KEY_FILE", std::filesystem::exists(".immunizer/tls/operator-cli.key") ? ".immunizer/tls/operator-cli.key" : "");
   o.bootstrap = env_or("IMMUNIZER_KAFKA_BOOTSTRAP", o.bootstrap);
   o.topic_prefix = env_or("IMMUNIZER_KAFKA_TOPIC_PREFIX", o.topic_prefix);
   auto grpc_options = [&o](CLI::App* sub) {
     sub->add_option("--execute", o.execute, "execute's gRPC host:port ($IMMUNIZER_EXECUTE_ADDRESS)")->capture_default_str();
-    sub->add_option("--tls-ca", o.tls_ca_file, "TLS to execute with this CA bundle")->check(CLI::ExistingFile);
+    sub->add_option("--tls-ca", o.tls_ca_file, "CA bundle of execute's certificate ($IMMUNIZER_OPS_TLS_CA_FILE; default .immunizer/tls/ca.crt if present)");
+    sub->add_option("--tls-cert", o.tls_cert_file, "operator certificate ($IMMUNIZER_OPS_TLS_CERT_FILE; default .immunizer/tls/operator-cli.crt)");
+    sub->add_option("--tls-key", o.tls_key_file, "its key ($IMMUNIZER_OPS_TLS_KEY_FILE)");
     sub->add_option("--timeout-ms", o.timeout_ms, "deadline of the call")->check(CLI::Range(1, 600000))->capture_default_str();
   };
   c.block = app.add_subcommand("block", "block a principal now (execute's Operations.Block); prints the action id");

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -399,6 +400,47 @@ std::vector<std::string> rotate(const Layout& l, const RotateOptions& o) {
     done.push_back("re-issued " + l.cert(spec.role, spec.name));
   }
   return done;
+}
+
+}  // namespace immunizer::tools::pki
+
+namespace immunizer::tools::pki {
+
+int pki_command(const PkiOptions& o) {
+  const Layout l{o.state_dir};
+  try {
+    if (o.action == "init") {
+      InitOptions io;
+      io.effectors = o.effectors;
+      io.execute_dns = o.dns;
+      io.execute_ips = o.ips;
+      const auto made = init(l, io);
+      for (const auto& m : made) std::cout << "created " << m << "\n";
+      if (made.empty()) std::cout << "nothing to do: " << o.state_dir << " is complete\n";
+      std::cout << "dashboard credentials: " << l.dashboard_credentials() << "\n";
+    } else if (o.action == "issue") {
+      const auto role = common::parse_role(o.role);
+      if (!role) {
+        std::cerr << "immunizer pki issue: role '" << o.role << "' is not one of effector, operator, execute, plan\n";
+        return 1;
+      }
+      issue(l, {*role, o.name, o.dns, o.ips});
+      std::cout << "issued " << l.cert(*role, o.name) << " (" << common::spiffe_uri(*role, o.name) << ") and "
+                << l.key(*role, o.name) << "\n";
+    } else if (o.action == "rotate") {
+      for (const auto& line : rotate(l, {o.ca, o.finish})) std::cout << line << "\n";
+      if (!o.finish)
+        std::cout << "overlap: verifiers trust the previous and the new keys (and CAs) until "
+                     "'immunizer pki rotate --finish' (docs/security.md)\n";
+    } else {
+      std::cerr << "immunizer pki: unknown action '" << o.action << "' (init, issue, rotate)\n";
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "immunizer pki " << o.action << ": " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace immunizer::tools::pki

@@ -44,12 +44,14 @@ const char* immunizer_effector_version(void);
 
 /* Creates an effector configured from IMMUNIZER_* environment variables (docs/effector.md),
  * with `app` overriding IMMUNIZER_APP when not NULL. It is not connected yet: call
- * immunizer_effector_start. Returns NULL on bad configuration (e.g. no signing key) and, if
+ * immunizer_effector_start. Returns NULL on bad configuration (e.g. no directive public key, no TLS files) and, if
  * `err` is not NULL, writes a NUL-terminated reason into err[0..err_size). */
 immunizer_effector* immunizer_effector_new_from_env(const char* app, char* err, size_t err_size);
 
-/* Same, with an explicit execute address ("host:port") and signing key when not NULL; every
- * other setting still comes from the environment. */
+/* Same, with an explicit execute address ("host:port") and execute's Ed25519 public key
+ * (`signing_key`: PEM text, or the path of a PEM file; directives signed by another key are
+ * rejected) when not NULL; every other setting (mutual TLS files, ...) still comes from the
+ * environment. */
 immunizer_effector* immunizer_effector_new(const char* app, const char* execute_address, const char* signing_key,
                                            char* err, size_t err_size);
 

@@ -30,8 +30,18 @@ struct UpOptions {
   std::string bootstrap;           // use this Kafka instead of starting the embedded broker
   std::vector<std::string> replay_args;  // extra arguments for the demo replayer
   std::map<std::string, std::string> env;  // IMMUNIZER_* passed to every child
+  // CA, certificates, signing keys and dashboard credentials: made on the first start, reused after.
+  std::string state_dir = ".immunizer";
+  // Address every listener started by `up` binds (HTTP of each service, execute's gRPC, the shop).
+  std::string listen = "127.0.0.1";
 };
 int up_command(const UpOptions& o);
+
+// The environment `up` gives each child so that it finds its identity and keys in the state
+// folder `l` (mutual TLS files, signing keys, trusted public keys, dashboard credentials).
+// `child` is "monitor", "analyze", "plan", "execute", "dashboard" or "shop".
+std::map<std::string, std::string> security_env(const std::string& child, const std::string& state_dir);
+
 
 // Default datasets folder: $IMMUNIZER_DATASETS, else ../shared/datasets from the cwd or
 // from the source tree the binary was built from.

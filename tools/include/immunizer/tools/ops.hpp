@@ -19,7 +19,10 @@ struct OpsOptions {
   // Operations
   std::string execute = "127.0.0.1:7070";   // IMMUNIZER_EXECUTE_ADDRESS when set
   int timeout_ms = 5000;
-  std::string tls_ca_file;                  // empty: plaintext
+  std::string tls_ca_file;                  // mutual TLS to execute: CA bundle, and an operator
+  std::string tls_cert_file;                // certificate (spiffe://immunizer/operator/<name>)
+  std::string tls_key_file;                 // and its key; all empty: plaintext (execute refuses it
+                                            // unless it runs with execute.tls=none)
   std::string user, session, ip, call, reason = "manual block (immunizer block)";
   int64_t ttl_ms = 0;                       // 0: execute's default
   std::string action_id;

@@ -82,4 +82,17 @@ std::vector<std::string> rotate(const Layout& l, const RotateOptions& o);
 // "admin:<24 random characters>" (letters and digits).
 std::string make_credentials(std::string_view user);
 
+// `immunizer pki init|issue ROLE NAME|rotate`: prints what it made or changed; 0 on success,
+// 1 on failure (the message says which file or argument).
+struct PkiOptions {
+  std::string action;              // init, issue, rotate
+  std::string state_dir = ".immunizer";
+  std::string role, name;          // issue
+  std::vector<std::string> dns, ips;  // issue (and init: extra SANs of execute's certificate)
+  std::vector<std::string> effectors = {"shop"};  // init
+  bool ca = false;                 // rotate: a new CA too
+  bool finish = false;             // rotate: end the overlap
+};
+int pki_command(const PkiOptions& o);
+
 }  // namespace immunizer::tools::pki
