@@ -26,7 +26,7 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.pat
 COMPOSE = os.path.join(ROOT, "docker", "docker-compose.yml")
 ENV_FILE = os.path.join(ROOT, "tests", "deploy", "compose.test.env")
 SERVICES = {"monitor": 9101, "analyze": 9102, "plan": 9103, "execute": 9104, "dashboard": 8080, "shop": 8088}
-REQUIRED_SECRETS = ["IMMUNIZER_SECURITY_SIGNING_KEY", "IMMUNIZER_DASHBOARD_AUTH_USER",
+REQUIRED_SECRETS = ["IMMUNIZER_DASHBOARD_AUTH_USER",
                     "IMMUNIZER_DASHBOARD_AUTH_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]
 failures = []
 
@@ -110,8 +110,35 @@ def main():
         check(waits, f"{name}: starts after kafka-topics completed")
         check(s.get("command", [""])[0] == f"immunizer-{name}", f"{name}: runs immunizer-{name}")
         check(s.get("user") in (None, "") and "privileged" not in s, f"{name}: image's non-root user kept, not privileged")
-    check(svcs.get("execute", {}).get("environment", {}).get("IMMUNIZER_SECURITY_SIGNING_KEY") == "test-only-not-a-secret",
-          "execute: signing key comes from the environment file")
+    # Keys and certificates: made by the one-shot pki service, read-only in the services; no
+    # shared symmetric key anywhere.
+    pki = svcs.get("pki", {})
+    check(pki.get("command", [])[:2] == ["immunizer", "pki"] and "init" in pki.get("command", []) and pki.get("restart") == "no",
+          "pki: one-shot `immunizer pki init`")
+    check(not any("IMMUNIZER_SECURITY_SIGNING_KEY" in str(s.get("environment", {})) for s in svcs.values()),
+          "no service gets the former shared HMAC key")
+    def env_of(n):
+        return svcs.get(n, {}).get("environment", {})
+    def mounts_pki_ro(n):
+        return any((isinstance(v, str) and v.startswith("immunizer-pki:") and v.endswith(":ro")) or
+                   (isinstance(v, dict) and v.get("source") == "immunizer-pki" and v.get("read_only"))
+                   for v in svcs.get(n, {}).get("volumes", []))
+    for n in ("execute", "plan", "dashboard", "shop"):
+        check(mounts_pki_ro(n), f"{n}: mounts the pki volume read-only")
+        check(svcs.get(n, {}).get("depends_on", {}).get("pki", {}).get("condition") == "service_completed_successfully",
+              f"{n}: starts after pki completed")
+    e = env_of("execute")
+    check(all(e.get(k, "").startswith("/etc/immunizer/") for k in
+              ("IMMUNIZER_EXECUTE_TLS_CA_FILE", "IMMUNIZER_EXECUTE_TLS_CERT_FILE", "IMMUNIZER_EXECUTE_TLS_KEY_FILE",
+               "IMMUNIZER_EXECUTE_DIRECTIVE_SIGNING_KEY_FILE", "IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS")),
+          "execute: mutual TLS files, directive signing key and trusted plan keys from mounted files")
+    check(str(e.get("IMMUNIZER_EXECUTE_TLS", "mtls")) == "mtls", "execute: TLS not turned off")
+    s_env = env_of("shop")
+    check(s_env.get("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS", "").endswith(".pub") and
+          "IMMUNIZER_EFFECTOR_TLS_CERT_FILE" in s_env, "shop: effector gets execute's public key and its own certificate only")
+    check("execute.key" not in str(s_env) and "plan.key" not in str(s_env), "shop: no signing key")
+    check(env_of("plan").get("IMMUNIZER_PLAN_SIGNING_KEY_FILE", "").endswith("plan.key"), "plan: signs with keys/plan.key")
+    check("IMMUNIZER_DASHBOARD_EXECUTE_TLS_CERT_FILE" in env_of("dashboard"), "dashboard: operator certificate for execute")
     check(svcs.get("shop", {}).get("environment", {}).get("IMMUNIZER_EXECUTE_ADDRESS") == "execute:7070", "shop: effector reaches execute:7070")
     check(svcs.get("dashboard", {}).get("environment", {}).get("IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS") == "execute:7070", "dashboard: reaches execute:7070")
     replay = svcs.get("replay", {})
@@ -151,6 +178,8 @@ def main():
 
     # No literal secret values in the compose file itself.
     for m in re.finditer(r"^\s*([A-Z0-9_]*(?:PASSWORD|SECRET|SIGNING_KEY|TOKEN)[A-Z0-9_]*):\s*(.+)$", raw, re.M):
+        if m.group(1).endswith("_FILE"):  # a path to a mounted file, not the secret itself
+            continue
         check(m.group(2).strip().startswith("${"), f"{m.group(1)} is taken from the environment, not written in the file")
 
     print(f"compose: {len(failures)} failure(s)")

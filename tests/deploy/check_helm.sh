@@ -27,9 +27,9 @@ else
   echo "ok   helm template refuses analyze maxReplicas above the partition count"
 fi
 if helm template test "$CHART" >/dev/null 2>&1; then
-  echo "FAIL helm template rendered without a signing key"; fails=$((fails + 1))
+  echo "FAIL helm template rendered without the required secrets"; fails=$((fails + 1))
 else
-  echo "ok   helm template refuses to render without a signing key"
+  echo "ok   helm template refuses to render without the required secrets"
 fi
 echo "helm: $fails failure(s)"
 [[ $fails -eq 0 ]]

@@ -108,23 +108,50 @@ def main():
             mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
             for m in mounts:
                 check(m in vols, f"{n}: volumeMount {m} has a volume")
-            if "IMMUNIZER_SECURITY_SIGNING_KEY_FILE" in env:
-                path = env["IMMUNIZER_SECURITY_SIGNING_KEY_FILE"]["value"]
-                mount = [m for m, p in mounts.items() if path.startswith(p + "/")]
-                ok = bool(mount) and "secret" in vols.get(mount[0], {})
-                if ok:
-                    sv = vols[mount[0]]["secret"]
-                    ok = sv["secretName"] == chart_secret_name and any(i["path"] == os.path.basename(path) for i in sv.get("items", []))
-                    if ok and chart_secret:
-                        ok = all(i["key"] in chart_secret["data"] for i in sv["items"])
-                check(ok, f"{n}: signing key file {path} is mounted from Secret {chart_secret_name}")
+            # Every *_FILE variable (TLS files, signing keys) names a file mounted read-only from a Secret item.
+            for name, e in env.items():
+                if not name.endswith(("_FILE", "_PUBLIC_KEYS")) or "value" not in e:
+                    continue
+                for path in str(e["value"]).split(","):
+                    mount = [m for m, p in mounts.items() if path.startswith(p + "/")]
+                    ok = bool(mount) and "secret" in vols.get(mount[0], {})
+                    if ok:
+                        sv = vols[mount[0]]["secret"]
+                        ok = any(i["path"] == os.path.basename(path) for i in sv.get("items", []))
+                    check(ok, f"{n}: {name} file {path} is mounted from a Secret item")
+            check("IMMUNIZER_SECURITY_SIGNING_KEY" not in str(env) and "IMMUNIZER_EFFECTOR_TLS" not in str(env),
+                  f"{n}: no shared HMAC key")
         for v in vols.values():
             if "configMap" in v:
                 check(v["configMap"]["name"] in cms, f"{n}: volume ConfigMap {v['configMap']['name']} rendered")
     execute = [d for n, d in deps.items() if n.endswith("-execute")]
     if execute:
         envs = [e["name"] for c in execute[0]["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])]
-        check("IMMUNIZER_SECURITY_SIGNING_KEY_FILE" in envs, "execute reads the signing key from a mounted file")
+        for k in ("IMMUNIZER_EXECUTE_DIRECTIVE_SIGNING_KEY_FILE", "IMMUNIZER_EXECUTE_TLS_CA_FILE", "IMMUNIZER_EXECUTE_TLS_CERT_FILE",
+                  "IMMUNIZER_EXECUTE_TLS_KEY_FILE", "IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS"):
+            check(k in envs, f"execute: {k} from a mounted Secret")
+        vols = execute[0]["spec"]["template"]["spec"].get("volumes", [])
+        tls = [v for v in vols if v.get("name") == "tls"]
+        check(bool(tls) and {i["key"] for i in tls[0]["secret"].get("items", [])} == {"tls.crt", "tls.key", "ca.crt"},
+              "execute: TLS from a Secret with cert-manager's keys tls.crt, tls.key, ca.crt")
+        keys = [v for v in vols if v.get("name") == "signing-keys"]
+        check(bool(keys) and "plan.key" not in {i["key"] for i in keys[0]["secret"].get("items", [])},
+              "execute: gets its own signing key and plan's public key, never plan's private key")
+    plan = [d for n, d in deps.items() if n.endswith("-plan")]
+    if plan:
+        vols = plan[0]["spec"]["template"]["spec"].get("volumes", [])
+        keys = [v for v in vols if v.get("name") == "signing-keys"]
+        check(bool(keys) and {i["key"] for i in keys[0]["secret"].get("items", [])} == {"plan.key"},
+              "plan: mounts plan.key only")
+    # NetworkPolicy: execute's gRPC port only from the dashboard and effector pods.
+    nps = by_kind.get("NetworkPolicy", {})
+    if execute:
+        grpc_rules = [r for np in nps.values() for r in np["spec"].get("ingress", [])
+                      if any(p.get("port") == "grpc" for p in r.get("ports", []))]
+        check(bool(grpc_rules) and all(r.get("from") for r in grpc_rules),
+              "NetworkPolicy: execute's gRPC port is reachable only from listed pods")
+        check(not any(p.get("port") == "grpc" for np in nps.values() for r in np["spec"].get("ingress", [])
+                      if not r.get("from") for p in r.get("ports", [])), "NetworkPolicy: no open rule on the gRPC port")
 
     for n, svc in by_kind.get("Service", {}).items():
         sel = svc["spec"]["selector"]

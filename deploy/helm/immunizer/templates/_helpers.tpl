@@ -77,6 +77,18 @@ app.kubernetes.io/component: {{ .name }}
 {{- end }}
 
 {{/* Secret and key holding the Kafka SASL password. */}}
+{{/* The TLS Secret of a component's identity (execute: server certificate; dashboard: operator). */}}
+{{- define "immunizer.tlsSecretName" -}}
+{{- $t := .root.Values.controlPlane.tls -}}
+{{- $given := ternary $t.executeSecret $t.dashboardSecret (eq .name "execute") -}}
+{{- $given | default (printf "%s-%s-tls" (include "immunizer.fullname" .root) .name) -}}
+{{- end }}
+
+{{/* The Secret holding execute.key, plan.key and the public keys (immunizer pki init). */}}
+{{- define "immunizer.signingSecretName" -}}
+{{- .Values.controlPlane.signing.secret | default (printf "%s-signing" (include "immunizer.fullname" .)) -}}
+{{- end }}
+
 {{- define "immunizer.kafkaSaslSecretName" -}}
 {{- if .Values.kafka.sasl.existingSecret }}
 {{- .Values.kafka.sasl.existingSecret }}
@@ -177,10 +189,28 @@ data:
       key: {{ include "immunizer.kafkaSaslSecretKey" $root }}
 {{- end }}
 {{- if eq .name "execute" }}
-- name: IMMUNIZER_SECURITY_SIGNING_KEY_FILE
-  value: /etc/immunizer/secrets/signing-key
+- name: IMMUNIZER_EXECUTE_TLS_CA_FILE
+  value: /etc/immunizer/tls/ca.crt
+- name: IMMUNIZER_EXECUTE_TLS_CERT_FILE
+  value: /etc/immunizer/tls/tls.crt
+- name: IMMUNIZER_EXECUTE_TLS_KEY_FILE
+  value: /etc/immunizer/tls/tls.key
+- name: IMMUNIZER_EXECUTE_DIRECTIVE_SIGNING_KEY_FILE
+  value: /etc/immunizer/keys/execute.key
+- name: IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS
+  value: {{ $keys := list }}{{ range $root.Values.controlPlane.signing.trustedPlanKeys }}{{ $keys = append $keys (printf "/etc/immunizer/keys/%s" .) }}{{ end }}{{ join "," $keys | quote }}
+{{- end }}
+{{- if eq .name "plan" }}
+- name: IMMUNIZER_PLAN_SIGNING_KEY_FILE
+  value: /etc/immunizer/keys/plan.key
 {{- end }}
 {{- if eq .name "dashboard" }}
+- name: IMMUNIZER_DASHBOARD_EXECUTE_TLS_CA_FILE
+  value: /etc/immunizer/tls/ca.crt
+- name: IMMUNIZER_DASHBOARD_EXECUTE_TLS_CERT_FILE
+  value: /etc/immunizer/tls/tls.crt
+- name: IMMUNIZER_DASHBOARD_EXECUTE_TLS_KEY_FILE
+  value: /etc/immunizer/tls/tls.key
 - name: IMMUNIZER_DASHBOARD_AUTH_USER
   valueFrom:
     secretKeyRef:
@@ -296,9 +326,14 @@ spec:
               mountPath: /etc/immunizer/config
               readOnly: true
             {{- end }}
-            {{- if eq .name "execute" }}
-            - name: signing-key
-              mountPath: /etc/immunizer/secrets
+            {{- if or (eq .name "execute") (eq .name "dashboard") }}
+            - name: tls
+              mountPath: /etc/immunizer/tls
+              readOnly: true
+            {{- end }}
+            {{- if or (eq .name "execute") (eq .name "plan") }}
+            - name: signing-keys
+              mountPath: /etc/immunizer/keys
               readOnly: true
             {{- end }}
             {{- if eq .name "dashboard" }}
@@ -324,14 +359,32 @@ spec:
         - name: dashboard-data
           emptyDir: {}
         {{- end }}
-        {{- if eq .name "execute" }}
-        - name: signing-key
+        {{- if or (eq .name "execute") (eq .name "dashboard") }}
+        # cert-manager-compatible Secret (tls.crt, tls.key, ca.crt) of this pod's identity.
+        - name: tls
           secret:
-            secretName: {{ include "immunizer.secretName" $root }}
+            secretName: {{ include "immunizer.tlsSecretName" . }}
             defaultMode: 0440
             items:
-              - key: {{ $root.Values.secrets.keys.signingKey }}
-                path: signing-key
+              - {key: tls.crt, path: tls.crt}
+              - {key: tls.key, path: tls.key}
+              - {key: ca.crt, path: ca.crt}
+        {{- end }}
+        {{- if or (eq .name "execute") (eq .name "plan") }}
+        # Only this pod's own signing key (and, for execute, the plan keys it trusts).
+        - name: signing-keys
+          secret:
+            secretName: {{ include "immunizer.signingSecretName" $root }}
+            defaultMode: 0440
+            items:
+              {{- if eq .name "execute" }}
+              - {key: execute.key, path: execute.key}
+              {{- range $root.Values.controlPlane.signing.trustedPlanKeys }}
+              - {key: {{ . }}, path: {{ . }}}
+              {{- end }}
+              {{- else }}
+              - {key: plan.key, path: plan.key}
+              {{- end }}
         {{- end }}
         {{- if $root.Values.kafka.tls.caSecret }}
         - name: kafka-ca
