@@ -64,7 +64,7 @@ if(TARGET immunizer_effector_shared)
   target_link_libraries(immunizer_effector_shared PUBLIC protobuf::libprotobuf)
 endif()
 # Static libraries the static agents link (their objects are inside the shared ones).
-foreach(internal immunizer_proto immunizer_directive_signing immunizer_crypto)
+foreach(internal immunizer_proto immunizer_directive_signing immunizer_crypto immunizer_grpc_tls)
   if(TARGET ${internal})
     string(REPLACE "immunizer_" "" name ${internal})
     set_target_properties(${internal} PROPERTIES EXPORT_NAME ${name})
@@ -85,6 +85,8 @@ foreach(agent sensor effector)
     install(DIRECTORY ${CMAKE_SOURCE_DIR}/${agent}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
   endif()
 endforeach()
+# directive_signing.hpp includes the crypto header.
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/crypto/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
 install(FILES ${IMMUNIZER_VERSION_HPP} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/immunizer COMPONENT dev)
 install(DIRECTORY ${CMAKE_BINARY_DIR}/proto/gen/immunizer/v1/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/immunizer/v1
   COMPONENT dev FILES_MATCHING PATTERN "*.pb.h")

@@ -190,7 +190,7 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
       kept = true;
       EXPECT_GE(dir.expires_unix_nanos(), before + 600'000'000'000LL) << "the TTL is kept";
       EXPECT_LE(dir.expires_unix_nanos(), after + 600'000'000'000LL) << "the TTL is kept";
-      EXPECT_TRUE(effector::verify(dir, kKey));
+      EXPECT_TRUE(effector::verify(dir, trusted_keys()));
     }
   EXPECT_TRUE(kept) << "the manual block vanished with the crash\n" << slurp(log3);
   EXPECT_EQ(third.terminate(), 0) << slurp(log3);
