@@ -6,13 +6,22 @@
 #include <chrono>
 
 #include "fuzz_util.hpp"
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/effector/effector.hpp"
 
 using namespace immunizer;
 
 namespace {
-const std::string kKey(32, 'k');
+// A fixed test-only Ed25519 key (the seeds are signed with it, fuzz_seeds.cpp): the effector
+// trusts its public key only.
+const crypto::SigningKey& fuzz_key() {
+  static const crypto::SigningKey k = crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
+-----END PRIVATE KEY-----
+)PEM");
+  return k;
+}
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -22,8 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   effector::EffectorConfig cfg;
   cfg.app = "fuzz";
   cfg.instance = "fuzz-1";
-  cfg.signing_key = kKey;
-  cfg.key_id = "k1";
+  cfg.directive_public_keys = {fuzz_key().public_pem()};
+  cfg.tls = "none";  // never started: no connection
   cfg.replay_cache_size = 64;
   auto eff = effector::Effector::create(cfg);  // never started: no connection
   for (const auto& f : fuzz::split(data, size, 32)) {
@@ -31,13 +40,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!msg.ParseFromArray(f.bytes.data(), static_cast<int>(f.bytes.size())) || !msg.has_directive()) continue;
     v1::Directive d = msg.directive();
     (void)effector::canonical_bytes(d);
-    (void)effector::verify(d, kKey);
+    static const crypto::KeyRing ring = [] {
+      crypto::KeyRing r;
+      r.add(crypto::VerifyingKey::from_pem(fuzz_key().public_pem()));
+      return r;
+    }();
+    (void)effector::verify(d, ring);
     if (f.tag & 2) {
       const int64_t ttl = d.expires_unix_nanos() - d.issued_unix_nanos();
       d.set_issued_unix_nanos(now_ns());
       if (d.expires_unix_nanos() != 0) d.set_expires_unix_nanos(now_ns() + (ttl > 0 ? ttl % 3'600'000'000'000 : 1));
     }
-    if (f.tag & 1) effector::sign(d, kKey, "k1");
+    if (f.tag & 1) effector::sign(d, fuzz_key());
     std::string reason;
     (void)eff->apply(d, &reason);
     const auto& a = d.action();

@@ -23,7 +23,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   prometheus::Registry registry;
   execute::ExecuteConfig cfg;
   cfg.grpc_listen = "127.0.0.1:0";
-  cfg.signing_key = std::string(32, 'k');
+  cfg.signing_key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
+-----END PRIVATE KEY-----
+)PEM"));
   cfg.plan_public_keys_pem = {plan_pair().public_pem};
   static const crypto::SigningKey plan_key = crypto::SigningKey::from_pem(plan_pair().private_pem);
   execute::Dispatcher dispatcher(cfg, topics, clock, registry);

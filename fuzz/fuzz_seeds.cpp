@@ -216,7 +216,10 @@ int main(int argc, char** argv) {
   // Execute: plans -> directives to an effector, action events.
   execute::ExecuteConfig ecfg;
   ecfg.grpc_listen = "127.0.0.1:0";
-  ecfg.signing_key = std::string(32, 'k');  // the key the directive target's effector holds
+  ecfg.signing_key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
+-----END PRIVATE KEY-----
+)PEM"));  // the key the directive target's effector holds
   ecfg.plan_public_keys_pem = {plan_pair.public_pem};
   execute::Dispatcher dispatcher(ecfg, topics, clock, registry);
   auto link = std::make_shared<CollectLink>();
