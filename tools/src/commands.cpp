@@ -171,7 +171,8 @@ int up_command(const UpOptions& o) {
               << "/keys (mutual TLS on execute's gRPC at " << grpc << ")\n";
     if (o.demo) {
       sup.spawn({.name = "shop", .path = bin + "/immunizer-shop",
-                 .args = {"--listen", o.listen, "--port", std::to_string(o.shop_port)},
+                 // The replayer plays many clients from loopback, naming each in X-Forwarded-For.
+                 .args = {"--listen", o.listen, "--port", std::to_string(o.shop_port), "--trusted-proxy", "127.0.0.1/32"},
                  // The demo shop does almost no work of its own, so the sensor's share of its CPU
                  // is large by construction; record every call rather than sample.
                  .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc}, {"IMMUNIZER_APP", "shop"},

@@ -263,7 +263,8 @@ int eval_csic_command(const EvalOptions& o) {
     sup.spawn({.name = "analyze", .path = bin + "/immunizer-analyze", .env = env, .on_line = echo_problems("analyze"), .stop_order = 1});
     // The shop is stopped before the services (stop_order 2 > 1); the broker is in-process.
     const int shop_port = std::stoi(sup.spawn_until(
-        {.name = "shop", .path = bin + "/immunizer-shop", .args = {"--listen", "127.0.0.1", "--port", "0", "--no-effector"},
+        {.name = "shop", .path = bin + "/immunizer-shop", .args = {"--listen", "127.0.0.1", "--port", "0", "--no-effector",
+                  "--trusted-proxy", "127.0.0.1/32"},
          .env = env, .on_line = echo_problems("shop"), .stop_order = 2},
         "shop on http://[^:/]+:([0-9]+)/", std::chrono::seconds(30)));
     std::printf("stack: broker %s (topics '%s*'), monitor, analyze, shop on 127.0.0.1:%d (effector off; plan/execute not started)\n",

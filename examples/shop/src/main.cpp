@@ -16,13 +16,16 @@ int main(int argc, char** argv) {
   CLI::App app{"Immunizer demo shop: the CSIC 2010 'tienda1' endpoints, instrumented"};
   std::string listen = "127.0.0.1";
   int port = 8088;
-  bool no_sensor = false, no_effector = false, trust_xff = true;
+  bool no_sensor = false, no_effector = false;
+  std::vector<std::string> trusted_proxies;
   app.set_version_flag("--version", common::version_line("immunizer-shop"));
   app.add_option("--listen", listen, "address to listen on")->capture_default_str();
   app.add_option("--port", port, "port (0: any)")->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_flag("--no-sensor", no_sensor, "do not record calls (baseline)");
   app.add_flag("--no-effector", no_effector, "do not enforce directives (baseline)");
-  app.add_option("--trust-forwarded-for", trust_xff, "client address from X-Forwarded-For")->capture_default_str();
+  app.add_option("--trusted-proxy", trusted_proxies,
+                 "CIDR of a proxy whose X-Forwarded-For is honoured (repeatable; adds to IMMUNIZER_PRINCIPAL_TRUSTED_PROXIES; "
+                 "default: none, the socket peer is the client)");
   CLI11_PARSE(app, argc, argv);
 
   std::atomic<bool> stop{false};
@@ -46,21 +49,29 @@ int main(int argc, char** argv) {
       effector->bind_metrics(*registry);
       effector->start();
     }
-    shop::Shop shop(sensor, effector, {.trust_forwarded_for = trust_xff});
+    shop::ShopOptions opt{.principal = integrations::PrincipalOptions::from_env()};
+    auto& proxies = opt.principal.proxies.trusted_proxies;
+    proxies.insert(proxies.end(), trusted_proxies.begin(), trusted_proxies.end());
+    shop::Shop shop(sensor, effector, opt);
     common::HttpServer http(listen, port, registry);
     shop.install(http.routes());
     http.start();
     http.set_ready(true);
-    log->info("shop on http://{}:{}/tienda1/index.jsp (sensor {}, effector {})", listen, http.port(),
-              sensor ? "on" : "off", effector ? "on, execute at " + effector->config().execute_address : "off");
+    log->info("shop on http://{}:{}/tienda1/index.jsp (sensor {}, effector {}; trusted proxies: {})", listen, http.port(),
+              sensor ? "on" : "off", effector ? "on, execute at " + effector->config().execute_address : "off",
+              proxies.empty() ? std::string("none") : [&] {
+                std::string j;
+                for (const auto& c : proxies) j += (j.empty() ? "" : ", ") + c;
+                return j;
+              }());
     while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     http.stop();
     if (effector) effector->stop();
     if (sensor) {
       const bool flushed = sensor->flush(std::chrono::seconds(5));
       const auto st = sensor->stats();
-      log->info("stopped: {} requests, {} blocked; sensor sent {} records, dropped {}{}", shop.counters().requests.load(),
-                shop.counters().blocked.load(), st.sent, st.dropped_total(), flushed ? "" : " (flush timed out)");
+      log->info("stopped: {} requests, {} blocked; sensor sent {} records, dropped {}{}", shop.counters().requests.load() + shop.blocked(),
+                shop.blocked(), st.sent, st.dropped_total(), flushed ? "" : " (flush timed out)");
     }
   } catch (const std::exception& e) {
     std::cerr << "immunizer-shop: " << e.what() << "\n";

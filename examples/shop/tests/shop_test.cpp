@@ -40,7 +40,9 @@ TEST(Shop, RecordsOuterAndInnerCallsWithPrincipalAndTrace) {
   cfg.bootstrap = broker.bootstrap();
   cfg.cpu_budget = 1.0;
   auto sensor = sensor::Sensor::create(cfg);
-  shop::Shop s(sensor, nullptr, {});
+  shop::ShopOptions opt;
+  opt.principal.proxies.trusted_proxies = {"127.0.0.1/32"};
+  shop::Shop s(sensor, nullptr, opt);
   httplib::Request req;
   req.method = "POST";
   req.path = "/tienda1/publico/anadir.jsp";
@@ -90,4 +92,34 @@ TEST(Shop, RecordsOuterAndInnerCallsWithPrincipalAndTrace) {
       EXPECT_EQ(v1::find_field(a.value().map_value(), "cookie"), nullptr);
     }
   EXPECT_TRUE(saw_headers);
+}
+
+TEST(Shop, ForwardedForFromAnUntrustedPeerIsNotTheAddress) {
+  common::MockBroker broker(1, {{"immunizer.calls", 1}});
+  sensor::SensorConfig cfg;
+  cfg.app = "shop";
+  cfg.instance = "t";
+  cfg.bootstrap = broker.bootstrap();
+  cfg.cpu_budget = 0;
+  auto sensor = sensor::Sensor::create(cfg);
+  shop::Shop s(sensor, nullptr, {});  // default: no trusted proxy
+  httplib::Request req;
+  req.method = "GET";
+  req.path = "/tienda1/index.jsp";
+  req.target = req.path;
+  req.remote_addr = "127.0.0.1";
+  req.headers.emplace("X-Forwarded-For", "192.0.2.10");
+  httplib::Response res;
+  s.handle(req, res);
+  EXPECT_EQ(res.status, 200);
+  ASSERT_TRUE(sensor->flush(10s));
+  common::KafkaSettings ks;
+  ks.bootstrap = broker.bootstrap();
+  auto c = common::make_kafka_consumer(ks, "t", {"immunizer.calls"}, nullptr);
+  std::vector<v1::CallRecord> recs;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (recs.size() < 2 && std::chrono::steady_clock::now() < deadline)
+    for (const auto& m : c->poll(10, 200ms)) ASSERT_TRUE(v1::parse_call_records(m.payload, &recs));
+  ASSERT_EQ(recs.size(), 2u);
+  for (const auto& r : recs) EXPECT_EQ(r.principal().ip(), "127.0.0.1");
 }
