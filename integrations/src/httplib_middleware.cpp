@@ -134,7 +134,9 @@ Middleware::Middleware(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<e
 
 void Middleware::install(httplib::Server& server) {
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return pre_routing(req, res); });
-  server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { log(req, res); });
+  // The post-routing handler runs once the status is final and before the response is
+  // written: the recorded duration is the server's work, not the client's socket.
+  server.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) { log(req, res); });
 }
 
 MiddlewareStats Middleware::stats() const {

@@ -181,15 +181,20 @@ int up_command(const UpOptions& o) {
       if (!wait_http_ok(host, o.shop_port, "/healthz", std::chrono::seconds(30), stop) && !stop)
         throw std::runtime_error("the demo shop did not answer on port " + std::to_string(o.shop_port));
       const std::string base = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":";
-      std::vector<std::string> args{"--target", base + std::to_string(o.shop_port),
-                                    "--dataset", o.datasets + "/csic2010", "--scenario", "demo",
+      // Without the CSIC 2010 folder the replayer generates its traffic (README, "Datasets").
+      const bool csic = fs::exists(fs::path(o.datasets) / "csic2010");
+      std::vector<std::string> args{"--target", base + std::to_string(o.shop_port), "--scenario", "demo",
                                     "--settle-url", base + std::to_string(o.port_base + 1) + "/metrics",
                                     "--settle-url", base + std::to_string(o.port_base + 2) + "/metrics"};
+      if (csic) args.insert(args.end(), {"--dataset", o.datasets + "/csic2010"});
+      else args.push_back("--generate");
       args.insert(args.end(), o.replay_args.begin(), o.replay_args.end());
       sup.spawn({.name = "replay", .path = bin + "/immunizer-replay", .args = args, .may_exit = true,
                  .stop_order = 2});
-      std::cout << "  Demo shop: http://" << host << ":" << o.shop_port << "/tienda1/index.jsp (replaying CSIC 2010 from "
-                << o.datasets << "/csic2010)\n";
+      std::cout << "  Demo shop: http://" << host << ":" << o.shop_port << "/tienda1/index.jsp ("
+                << (csic ? "replaying CSIC 2010 from " + o.datasets + "/csic2010"
+                         : std::string("generated traffic: no ") + o.datasets + "/csic2010")
+                << ")\n";
     }
     std::cout << "  Ctrl-C stops everything.\n" << std::endl;
   } catch (const std::exception& e) {

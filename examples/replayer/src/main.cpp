@@ -3,12 +3,14 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "immunizer/common/build_info.hpp"
 #include "immunizer/common/service.hpp"
+#include "immunizer/replay/generator.hpp"
 #include "immunizer/replay/replayer.hpp"
 
 using namespace immunizer;
@@ -49,7 +51,7 @@ std::vector<monitor::csic::Request> take(std::vector<monitor::csic::Request> v, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Replays CSIC 2010 requests against the Immunizer demo shop"};
+  CLI::App app{"Replays CSIC 2010 (or generated) requests against the Immunizer demo shop"};
   std::string target_url = "http://127.0.0.1:8088", dataset, scenario = "demo", json_out;
   uint64_t train_count = 0, mix_count = 2000, rounds = 10;
   double rate = 0;
@@ -59,7 +61,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> settle_urls;
   app.set_version_flag("--version", common::version_line("immunizer-replay"));
   app.add_option("--target", target_url, "shop base URL")->capture_default_str();
-  app.add_option("--dataset", dataset, "folder with the CSIC 2010 files")->required()->check(CLI::ExistingDirectory);
+  bool generate = false;
+  std::string write_dataset;
+  replay::GeneratorOptions gen;
+  auto* ds = app.add_option("--dataset", dataset, "folder with the CSIC 2010 files")->check(CLI::ExistingDirectory);
+  auto* gf = app.add_flag("--generate", generate,
+                          "built-in generated traffic (browsing sessions and attacks) instead of CSIC 2010")->excludes(ds);
+  app.add_option("--seed", gen.seed, "generator seed")->capture_default_str();
+  app.add_option("--write-dataset", write_dataset,
+                 "write the generated traffic as CSIC-format files into this folder and exit (for immunizer eval csic)")
+      ->needs(gf);
   app.add_option("--scenario", scenario, "train | mix | attack | demo (train, then rounds of mix + attack)")
       ->check(CLI::IsMember({"train", "mix", "attack", "demo"}))->capture_default_str();
   app.add_option("--train-count", train_count, "training requests to send (0: all)")->capture_default_str();
@@ -79,8 +90,32 @@ int main(int argc, char** argv) {
   common::install_stop_signals(stop, "replay");
   json summary;
   try {
+    if (dataset.empty() && !generate) throw std::invalid_argument("give --dataset DIR (CSIC 2010) or --generate");
     const auto target = replay::Target::parse(target_url);
+    replay::GeneratedTraffic generated;
+    if (generate) {
+      generated = replay::generate(gen);
+      std::printf("generated %zu training, %zu normal and %zu attack requests (seed %llu; attack classes:",
+                  generated.training.size(), generated.normal.size(), generated.anomalous.size(),
+                  static_cast<unsigned long long>(gen.seed));
+      for (const auto& c : replay::attack_classes()) std::printf(" %s", c.c_str());
+      std::printf(")\n");
+      if (!write_dataset.empty()) {
+        std::filesystem::create_directories(write_dataset);
+        replay::write_csic(write_dataset + "/normalTrafficTraining.txt", generated.training);
+        replay::write_csic(write_dataset + "/normalTrafficTest.txt", generated.normal);
+        replay::write_csic(write_dataset + "/anomalousTrafficTest.txt", generated.anomalous);
+        std::printf("wrote %s/{normalTrafficTraining,normalTrafficTest,anomalousTrafficTest}.txt\n", write_dataset.c_str());
+        return 0;
+      }
+    }
     const auto load = [&](const char* f) {
+      if (generate) {
+        const std::string n = f;
+        return n.starts_with("normalTrafficTraining") ? generated.training
+               : n.starts_with("normalTrafficTest")   ? generated.normal
+                                                      : generated.anomalous;
+      }
       auto v = monitor::csic::read_file(dataset + "/" + f);
       std::printf("loaded %zu requests from %s\n", v.size(), f);
       return v;

@@ -1,6 +1,8 @@
 // Immunizer middleware for cpp-httplib servers: a pre-routing handler that asks the effector
 // whether the request's principal may proceed (403 otherwise, before any handler runs) and a
-// logger that records the request with the sensor. Two calls per request:
+// logger that records the request with the sensor (installed as httplib's post-routing
+// handler: it runs when the status is final, before the response is written, so durations
+// do not include the client's socket). Two calls per request:
 //   - `http.request` (configurable): method, path, raw query, headers (minus credentials and
 //     forwarding headers), body length; result = the status code;
 //   - for a request matching a route (or named by the `endpoint` callback): a call named by
@@ -8,7 +10,7 @@
 //     and JSON body fields as typed arguments; result = the status code.
 // The application's own CallScopes opened by a handler nest under both.
 // Setup: `Middleware mw(sensor, effector, options); mw.install(server);` (one line), or call
-// pre_routing()/log() from your own handlers of those two slots.
+// pre_routing()/log() from your own pre-routing and post-routing handlers.
 // Thread-safety: one Middleware per server, shared by its worker threads; it must outlive the
 // server's last request. Each worker thread keeps the open scopes of its current request in
 // thread-local storage between pre_routing() and log() (httplib runs both on that thread).
@@ -80,14 +82,14 @@ class Middleware {
   Middleware(const Middleware&) = delete;
   Middleware& operator=(const Middleware&) = delete;
 
-  // Sets the server's pre-routing handler and logger to this middleware's.
+  // Sets the server's pre-routing and post-routing handlers to this middleware's.
   void install(httplib::Server& server);
 
   // Opens the request's records and enforces; Handled (403 written) when denied. A denied
   // request with a body is answered with "Connection: close" (httplib has not read the
   // body yet, so the connection cannot carry another request).
   httplib::Server::HandlerResponse pre_routing(const httplib::Request& req, httplib::Response& res);
-  // Completes and closes the request's records (after the response was written).
+  // Completes and closes the request's records (post-routing: the status is final).
   void log(const httplib::Request& req, const httplib::Response& res);
 
   // The principal of a request (client address per the trusted proxies).

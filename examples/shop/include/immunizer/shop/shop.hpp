@@ -42,6 +42,7 @@ class Shop {
 
  private:
   void serve(const httplib::Request& req, httplib::Response& res);
+  static int page_status(const httplib::Request& req);
   std::unique_ptr<integrations::http::Middleware> middleware_;  // null when uninstrumented
   ShopCounters counters_;
 };
