@@ -12,6 +12,8 @@ using namespace std::chrono_literals;
 using integrations::testing::arg;
 using integrations::testing::Bed;
 using integrations::testing::find_call;
+using integrations::testing::field;
+using integrations::testing::label;
 namespace ig = immunizer::integrations::grpc;
 
 namespace {
@@ -103,10 +105,10 @@ TEST(GrpcInterceptor, RecordsEveryRpcWithTypedNestedArguments) {
   EXPECT_DOUBLE_EQ(arg(*ok, "price")->double_value(), 9.5);
   EXPECT_TRUE(arg(*ok, "gift")->bool_value());
   EXPECT_EQ(arg(*ok, "speed")->string_value(), "EXPRESS");
-  EXPECT_EQ(arg(*ok, "ship_to")->map_value().fields().at("city").string_value(), "Madrid");
+  EXPECT_EQ(field(arg(*ok, "ship_to")->map_value(), "city").string_value(), "Madrid");
   ASSERT_EQ(arg(*ok, "coupons")->list_value().items_size(), 2);
   EXPECT_EQ(arg(*ok, "coupons")->list_value().items(1).string_value(), "Y2");
-  EXPECT_EQ(arg(*ok, "extras")->map_value().fields().at("wrap").int_value(), 2);
+  EXPECT_EQ(field(arg(*ok, "extras")->map_value(), "wrap").int_value(), 2);
   EXPECT_EQ(arg(*ok, "note")->bytes_value(), std::string("\x00\xff", 2));
   EXPECT_DOUBLE_EQ(arg(*ok, "big")->double_value(), 18446744073709551615.0);
   EXPECT_EQ(failed->error().type(), "NOT_FOUND");
@@ -130,7 +132,7 @@ TEST(GrpcInterceptor, DeniedCallGetsPermissionDeniedAndTheHandlerNeverSeesThePay
   EXPECT_EQ(s.stats->denied.load(), 1u);
   const auto recs = bed.records(1);
   ASSERT_EQ(recs.size(), 1u);
-  EXPECT_EQ(recs[0].labels().at("immunizer.denied"), "effector");
+  EXPECT_EQ(label(recs[0], "immunizer.denied"), "effector");
   EXPECT_EQ(recs[0].error().type(), "PERMISSION_DENIED");
   EXPECT_EQ(arg(recs[0], "product")->string_value(), "Vino Rioja");  // recorded for the audit trail
 }
@@ -187,7 +189,7 @@ TEST(GrpcInterceptor, DeepAndWideMessagesAreBounded) {
   EXPECT_TRUE(s.stub()->Order(&ctx, r, &rep).ok());
   const auto recs = bed.records(1);
   ASSERT_EQ(recs.size(), 1u);
-  EXPECT_EQ(recs[0].labels().at("grpc.truncated"), "true");
+  EXPECT_EQ(label(recs[0], "grpc.truncated"), "true");
   EXPECT_LT(recs[0].ByteSizeLong(), 4000u);
   EXPECT_EQ(s.stats->truncated.load(), 1u);
 }

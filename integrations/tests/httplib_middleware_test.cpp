@@ -13,6 +13,8 @@ using namespace std::chrono_literals;
 using testing_bed = integrations::testing::Bed;
 using integrations::testing::arg;
 using integrations::testing::find_call;
+using integrations::testing::field;
+using integrations::testing::label;
 
 namespace {
 
@@ -87,15 +89,15 @@ TEST(HttplibMiddleware, RecordsRequestAndRouteCallWithTypedArguments) {
   EXPECT_EQ(inner->principal().session(), "S-42");
   EXPECT_EQ(outer->result().int_value(), 200);
   EXPECT_EQ(inner->result().int_value(), 200);
-  EXPECT_EQ(outer->labels().at("trace"), "tr:1");
+  EXPECT_EQ(label(*outer, "trace"), "tr:1");
   EXPECT_EQ(arg(*outer, "method")->string_value(), "POST");
   EXPECT_EQ(arg(*outer, "path")->string_value(), "/orders/17/items/a b");  // httplib decodes the path
   EXPECT_EQ(arg(*outer, "query")->string_value(), "coupon=X1&n=2");
   EXPECT_GT(arg(*outer, "body_length")->int_value(), 50);
-  const auto& headers = arg(*outer, "headers")->map_value().fields();
-  EXPECT_EQ(headers.at("user-agent").string_value(), "t/1");
+  const auto& headers = arg(*outer, "headers")->map_value();
+  EXPECT_EQ(field(headers, "user-agent").string_value(), "t/1");
   for (const char* hidden : {"cookie", "authorization", "content-length", "x-immunizer-trace", "remote_addr"})
-    EXPECT_FALSE(headers.contains(hidden)) << hidden;
+    EXPECT_FALSE(v1::find_field(headers, hidden) != nullptr) << hidden;
   // Path parameters, query, JSON body: typed.
   EXPECT_EQ(arg(*inner, "id")->string_value(), "17");
   EXPECT_EQ(arg(*inner, "item")->string_value(), "a b");
@@ -104,10 +106,10 @@ TEST(HttplibMiddleware, RecordsRequestAndRouteCallWithTypedArguments) {
   EXPECT_DOUBLE_EQ(arg(*inner, "price")->double_value(), 9.5);
   EXPECT_TRUE(arg(*inner, "gift")->bool_value());
   EXPECT_TRUE(arg(*inner, "note")->null_value());
-  const auto& to = arg(*inner, "to")->map_value().fields();
-  EXPECT_EQ(to.at("name").string_value(), "Bo");
-  ASSERT_EQ(to.at("tags").list_value().items_size(), 2);
-  EXPECT_EQ(to.at("tags").list_value().items(1).int_value(), 1);
+  const auto& to = arg(*inner, "to")->map_value();
+  EXPECT_EQ(field(to, "name").string_value(), "Bo");
+  ASSERT_EQ(field(to, "tags").list_value().items_size(), 2);
+  EXPECT_EQ(field(to, "tags").list_value().items(1).int_value(), 1);
 }
 
 TEST(HttplibMiddleware, FormFieldsAndUnroutedRequests) {
@@ -156,11 +158,11 @@ TEST(HttplibMiddleware, HostileJsonIsBoundedAndInvalidJsonKeptAsText) {
     if (r.call() == "/orders/:id/items/:item") inner.at(std::stoi(arg(r, "item")->string_value()) - 2) = &r;
   ASSERT_TRUE(inner[0] && inner[1] && inner[2]);
   ASSERT_TRUE(arg(*inner[0], "b") && arg(*inner[1], "k") && arg(*inner[2], "body"));
-  EXPECT_EQ(inner[0]->labels().at("json.truncated"), "true");
+  EXPECT_EQ(label(*inner[0], "json.truncated"), "true");
   EXPECT_EQ(arg(*inner[0], "b")->int_value(), 1);
-  EXPECT_EQ(inner[1]->labels().at("json.truncated"), "true");
+  EXPECT_EQ(label(*inner[1], "json.truncated"), "true");
   EXPECT_LE(arg(*inner[1], "k")->list_value().items_size(), 50);
-  EXPECT_EQ(inner[2]->labels().at("json.invalid"), "true");
+  EXPECT_EQ(label(*inner[2], "json.invalid"), "true");
   EXPECT_EQ(arg(*inner[2], "body")->string_value(), "{\"a\": ");
 }
 
@@ -187,7 +189,7 @@ TEST(HttplibMiddleware, DeniesBeforeTheHandlerAndRecordsTheDenial) {
   for (const auto& r : recs)
     if (r.call() == "http.request" && r.principal().session() == "BAD") denied = &r;
   ASSERT_TRUE(denied);
-  EXPECT_EQ(denied->labels().at("immunizer.denied"), "effector");
+  EXPECT_EQ(label(*denied, "immunizer.denied"), "effector");
   EXPECT_EQ(denied->result().int_value(), 403);
   EXPECT_EQ(arg(*denied, "body_length")->int_value(), 3);  // from Content-Length: the body was not read
 }
@@ -208,7 +210,7 @@ TEST(HttplibMiddleware, DeniesOneRouteCallOnly) {
   const auto* inner = find_call(recs, "/orders/:id/items/:item");
   ASSERT_TRUE(inner);
   EXPECT_EQ(inner->error().type(), "Denied");
-  EXPECT_EQ(inner->labels().at("immunizer.denied"), "effector");
+  EXPECT_EQ(label(*inner, "immunizer.denied"), "effector");
   EXPECT_EQ(arg(*inner, "z")->string_value(), "1");
 }
 

@@ -89,4 +89,16 @@ inline const v1::Value* arg(const v1::CallRecord& r, const std::string& name) {
   return nullptr;
 }
 
+inline std::string label(const v1::CallRecord& r, std::string_view key) {
+  const std::string* p = v1::find_label(r, key);
+  return p ? *p : std::string();
+}
+
+// A map entry's value (an empty Value when absent).
+inline const v1::Value& field(const v1::ValueFields& m, std::string_view key) {
+  static const v1::Value kNone;
+  const v1::Value* p = v1::find_field(m, key);
+  return p ? *p : kNone;
+}
+
 }  // namespace immunizer::integrations::testing
