@@ -11,6 +11,7 @@
 
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/mock_broker.hpp"
+#include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/effector/effector.hpp"
 #include "immunizer/sensor/sensor.hpp"
@@ -19,7 +20,6 @@
 
 namespace immunizer::integrations::testing {
 
-inline constexpr const char* kKey = "integrations-test-key-0123456789abcdef";
 
 struct Bed {
   common::MockBroker broker{1, {{"immunizer.calls", 1}}};
@@ -27,6 +27,8 @@ struct Bed {
   std::shared_ptr<effector::Effector> effector;
   std::unique_ptr<common::Consumer> consumer;
   int directive_seq = 0;
+  crypto::KeyPair keys = crypto::generate_ed25519();
+  crypto::SigningKey signing = crypto::SigningKey::from_pem(keys.private_pem);
 
   Bed() {
     sensor::SensorConfig cfg;
@@ -38,7 +40,8 @@ struct Bed {
     effector::EffectorConfig e;
     e.app = "app";
     e.execute_address = "127.0.0.1:1";  // never started: directives are applied out of band
-    e.signing_key = kKey;
+    e.directive_public_keys = {keys.public_pem};
+    e.tls = "none";  // never connects
     effector = effector::Effector::create(e);
     common::KafkaSettings ks;
     ks.bootstrap = broker.bootstrap();
@@ -60,7 +63,7 @@ struct Bed {
     a->set_target_value(value);
     a->set_call(call);
     a->set_ttl_millis(600000);
-    effector::sign(d, kKey);
+    effector::sign(d, signing);
     std::string why;
     ASSERT_TRUE(effector->apply(d, &why)) << why;
   }
