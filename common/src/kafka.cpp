@@ -21,6 +21,14 @@ KafkaSettings KafkaSettings::from_config(const Config& c) {
   s.sasl_username = c.get_string("kafka.sasl_username", "");
   s.sasl_password = c.get_secret("kafka.sasl_password");
   s.ssl_ca_location = c.get_string("kafka.ssl_ca_location", "");
+  s.ssl_certificate_location = c.get_string("kafka.ssl_certificate_location", "");
+  s.ssl_key_location = c.get_string("kafka.ssl_key_location", "");
+  if (s.ssl_certificate_location.empty() != s.ssl_key_location.empty())
+    throw ConfigError("config keys 'kafka.ssl_certificate_location' and 'kafka.ssl_key_location': set both (the "
+                      "service's client certificate for mutual TLS to Kafka) or neither");
+  if (!s.ssl_certificate_location.empty() && s.security_protocol != "ssl" && s.security_protocol != "sasl_ssl")
+    throw ConfigError("config key 'kafka.ssl_certificate_location': needs kafka.security_protocol ssl or sasl_ssl, not " +
+                      s.security_protocol);
   if (s.bootstrap.empty()) throw ConfigError("config key 'kafka.bootstrap': must not be empty");
   return s;
 }
@@ -32,6 +40,8 @@ std::map<std::string, std::string> KafkaSettings::properties() const {
   if (!sasl_username.empty()) p["sasl.username"] = sasl_username;
   if (!sasl_password.empty()) p["sasl.password"] = sasl_password;
   if (!ssl_ca_location.empty()) p["ssl.ca.location"] = ssl_ca_location;
+  if (!ssl_certificate_location.empty()) p["ssl.certificate.location"] = ssl_certificate_location;
+  if (!ssl_key_location.empty()) p["ssl.key.location"] = ssl_key_location;
   return p;
 }
 

@@ -1,6 +1,8 @@
 // Producer and consumer against the embedded broker on 127.0.0.1.
 #include "immunizer/common/kafka.hpp"
 
+#include "immunizer/common/config.hpp"
+
 #include <gtest/gtest.h>
 #include <iostream>
 #include <set>
@@ -128,4 +130,25 @@ TEST(Snapshots, LatestPerKeyOfOneKind) {
   EXPECT_EQ(got["a|x|"].state(), "new");
   EXPECT_EQ(got["a|y|"].state(), "y1");
   EXPECT_TRUE(read_snapshots(s, "t.absent", "analyze", 3s).empty());
+}
+
+// Mutual TLS to Kafka: a service's client certificate and key reach librdkafka, both or none.
+TEST(KafkaSettings, ClientCertificateForMutualTls) {
+  using immunizer::common::Config;
+  using immunizer::common::ConfigError;
+  using immunizer::common::KafkaSettings;
+  const auto s = KafkaSettings::from_config(Config::load(
+      "", {"kafka.security_protocol=ssl", "kafka.ssl_ca_location=/pki/ca.crt",
+           "kafka.ssl_certificate_location=/pki/analyze.crt", "kafka.ssl_key_location=/pki/analyze.key"}, ""));
+  const auto p = s.properties();
+  EXPECT_EQ(p.at("ssl.certificate.location"), "/pki/analyze.crt");
+  EXPECT_EQ(p.at("ssl.key.location"), "/pki/analyze.key");
+  EXPECT_EQ(p.at("security.protocol"), "ssl");
+  EXPECT_THROW(KafkaSettings::from_config(Config::load(
+                   "", {"kafka.security_protocol=ssl", "kafka.ssl_certificate_location=/pki/a.crt"}, "")),
+               ConfigError);
+  EXPECT_THROW(KafkaSettings::from_config(Config::load(
+                   "", {"kafka.ssl_certificate_location=/pki/a.crt", "kafka.ssl_key_location=/pki/a.key"}, "")),
+               ConfigError);
+  EXPECT_EQ(KafkaSettings::from_config(Config::load("", {}, "")).properties().count("ssl.key.location"), 0u);
 }

@@ -2,7 +2,7 @@
  * immunizer/effector.h); compiled by a C compiler, linked against the shared agents.
  *
  *   IMMUNIZER_KAFKA_BOOTSTRAP=127.0.0.1:9092 IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:7070 \
- *   IMMUNIZER_SECURITY_SIGNING_KEY=... ./c_effector_example [calls] [--wait-block SECONDS]
+ *   IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS=.immunizer/keys/execute.pub ./c_effector_example [calls] [--wait-block SECONDS]
  *
  * Each request asks the effector first (a denied request is answered 403 and recorded as
  * such), then is recorded by the sensor. With --wait-block it first waits for execute, then,

@@ -30,6 +30,8 @@ struct KafkaSettings {
   std::string sasl_username;
   std::string sasl_password;
   std::string ssl_ca_location;
+  std::string ssl_certificate_location;  // mutual TLS to Kafka: this service's client
+  std::string ssl_key_location;          // certificate and key (PEM files), both or neither
   static KafkaSettings from_config(const Config& c);
   // librdkafka properties for these settings.
   std::map<std::string, std::string> properties() const;
