@@ -165,8 +165,9 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
 
   // A manual Block is answered only once its state is acknowledged by Kafka: kill -9 right
   // after the answer, and the next execute still has it, with its TTL.
-  auto ops = v1::Operations::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port2), grpc::InsecureChannelCredentials()));
+  auto ops = v1::Operations::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port2),
+      common::client_credentials(client_tls(common::Role::kOperator, "cli"), "test operator")));
   v1::BlockRequest req;
   req.set_field(v1::PRINCIPAL_FIELD_IP);
   req.set_value("203.0.113.7");

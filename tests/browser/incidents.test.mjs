@@ -6,7 +6,8 @@
 //   node incidents.test.mjs <immunizer-dashboard> <dashboard-testbed> [artifact dir]
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -82,6 +83,12 @@ try {
     return bedOut.next((l) => l.startsWith(expect) || l.startsWith('TIMEOUT') || l.startsWith('ERROR'), ms, cmd);
   };
 
+  // Generated operator credentials (one line user:password, mode 0600), as `immunizer up` writes.
+  const credDir = mkdtempSync(path.join(os.tmpdir(), 'immunizer-incidents-'));
+  const credFile = path.join(credDir, 'dashboard.credentials');
+  const password = randomBytes(18).toString('base64url');
+  writeFileSync(credFile, `operator:${password}\n`, { mode: 0o600 });
+
   // The dashboard; started twice on the same data folder (the second time is the restart).
   async function startDashboard() {
     const dash = spawn(dashboardBin, [
@@ -89,6 +96,8 @@ try {
       '--set', 'http.listen=127.0.0.1', '--set', 'http.port=0',
       '--set', `dashboard.execute_address=${execute}`, '--set', 'dashboard.group=browser-incidents',
       '--set', 'dashboard.stats_interval_ms=300', '--set', `dashboard.data_dir=${dataDir}`,
+      '--set', 'dashboard.execute_tls=none',  // the testbed's fake execute is plaintext
+      '--set', `dashboard.credentials_file=${credFile}`,
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(dash);
     const err = lines(dash.stderr, 'dashboard');
@@ -110,8 +119,19 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   page.on('dialog', (d) => d.accept());
-  await page.goto(dash.url);
-  await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 20_000 });
+  // Opens the page, signing in on the login form when the dashboard asks (sessions do not
+  // survive a restart).
+  const openSignedIn = async (url) => {
+    await page.goto(url);
+    if (/\/login\.html$/.test(page.url())) {
+      await page.fill('#user', 'operator');
+      await page.fill('#password', password);
+      await page.click('#sign-in');
+      await page.waitForURL((u) => !/login\.html$/.test(u.toString()), { timeout: 10_000 });
+    }
+    await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 20_000 });
+  };
+  await openSignedIn(dash.url);
 
   // 1. One attacker, 30 alarms -> one incident; a bystander's alarm -> its own incident.
   if (!(await send('attack ATTACKER-BT 30', 'OK')).startsWith('OK')) throw new Error('cannot produce the attack');
@@ -164,8 +184,7 @@ try {
   dash.proc.kill('SIGTERM');
   await new Promise((r) => dash.proc.once('exit', r));
   dash = await startDashboard();
-  await page.goto(dash.url);
-  await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 20_000 });
+  await openSignedIn(dash.url);
   await page.selectOption('#inc-state', '');
   await page.locator('#incident-rows tr', { hasText: 'sess-stray-1' }).locator('.state-false_positive').waitFor({ timeout: 20_000 });
   const again = page.locator('#incident-rows tr', { hasText: 'ATTACKER-BT' });
