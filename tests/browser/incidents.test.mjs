@@ -5,11 +5,11 @@
 // dashboard and find the same incidents in the same states.
 //   node incidents.test.mjs <immunizer-dashboard> <dashboard-testbed> [artifact dir]
 import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { lineReader } from './lib.mjs';
 
 const [dashboardBin, testbedBin, artifactsArg] = process.argv.slice(2);
 const artifacts = artifactsArg || process.env.IMMUNIZER_BROWSER_ARTIFACTS || '/tmp';
@@ -47,28 +47,7 @@ function fail(msg) {
 }
 const timer = setTimeout(() => fail('test timed out after 150 s'), 150_000);
 
-function lines(stream, tag) {
-  const buf = [];
-  const waiters = [];
-  createInterface({ input: stream }).on('line', (line) => {
-    if (process.env.VERBOSE) console.log(`[${tag}] ${line}`);
-    recent.push(`[${tag}] ${line}`);
-    if (recent.length > 40) recent.shift();
-    const w = waiters.findIndex((x) => x.pred(line));
-    if (w >= 0) waiters.splice(w, 1)[0].resolve(line); else buf.push(line);
-  });
-  return {
-    next(pred, ms, what) {
-      const i = buf.findIndex(pred);
-      if (i >= 0) return Promise.resolve(buf.splice(i, 1)[0]);
-      return new Promise((resolve, reject) => {
-        const w = { pred, resolve };
-        waiters.push(w);
-        setTimeout(() => { const k = waiters.indexOf(w); if (k >= 0) { waiters.splice(k, 1); reject(new Error(`timeout waiting for ${what}`)); } }, ms);
-      });
-    },
-  };
-}
+const lines = (stream, tag) => lineReader(stream, tag, recent);
 
 try {
   const prefix = 'bi.';
