@@ -19,6 +19,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "ports.hpp"
 #include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/tools/pki.hpp"
 #include "immunizer/tools/supervisor.hpp"
@@ -29,31 +30,7 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-bool port_free(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
-
-// Eight free consecutive ports: base+1..base+5 for the services, +6 dashboard, +7 shop.
-// Below Linux's ephemeral range (32768+), so outgoing connections cannot take them meanwhile.
-int free_base() {
-  std::mt19937 rng(std::random_device{}());
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int base = 20000 + static_cast<int>(rng() % 12000);
-    bool ok = true;
-    for (int p = base + 1; p <= base + 7 && ok; ++p) ok = port_free(p);
-    if (ok) return base;
-  }
-  return -1;
-}
+int free_base() { return immunizer::e2e::free_base(7); }  // services, gRPC, dashboard, shop
 
 // user:password from the credentials file `up` generated (HTTP Basic for the dashboard's API).
 std::pair<std::string, std::string> credentials(const std::string& state) {

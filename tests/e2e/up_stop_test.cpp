@@ -15,35 +15,13 @@
 #include <fstream>
 #include <thread>
 
+#include "ports.hpp"
 #include "immunizer/tools/supervisor.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
-bool port_free(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
-
-// Base+1..base+6 free (services, execute's gRPC, dashboard), below the ephemeral range.
-int free_base() {
-  std::mt19937 rng(std::random_device{}());
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int base = 20000 + static_cast<int>(rng() % 12000);
-    bool ok = true;
-    for (int p = base + 1; p <= base + 6 && ok; ++p) ok = port_free(p);
-    if (ok) return base;
-  }
-  return -1;
-}
+int free_base() { return immunizer::e2e::free_base(6); }  // services, gRPC, dashboard
 
 struct Log {
   std::mutex mu;
