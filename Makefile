@@ -4,7 +4,7 @@ PRESET ?= release
 BUILD  := build/$(PRESET)
 JOBS   ?= 2
 
-.PHONY: deps build test test-unit test-e2e test-asan fuzz fuzz-build fuzz-smoke demo bench clean
+.PHONY: deps build test test-unit test-e2e test-asan fuzz fuzz-build fuzz-smoke demo bench clean format format-check
 # `make fuzz`: seconds per fuzz target; `make fuzz-smoke` runs each for FUZZ_SMOKE_SECONDS.
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 15
@@ -17,7 +17,7 @@ build: deps
 	cmake --build $(BUILD) -j$(JOBS)
 
 # Unit, deploy and browser tests in parallel, then the multi-process e2e tests alone.
-test: build
+test: build format-check
 	scripts/deps.sh --with-browser
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE e2e
 	cd $(BUILD) && ctest --output-on-failure -L e2e
@@ -53,6 +53,13 @@ demo: build
 
 bench: build
 	bench/run_all.sh $(BUILD)
+
+# .clang-format over every tracked C/C++ file; format-check is part of `make test`.
+format: deps
+	scripts/format.sh
+
+format-check: deps
+	scripts/format.sh --check
 
 clean:
 	rm -rf build

@@ -11,8 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const common::Topics topics = common::Topics::with_prefix("f.");
   common::ManualClock clock;
   prometheus::Registry registry;
-  static const auto key =
-      std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(crypto::generate_ed25519().private_pem));
+  static const auto key = std::make_shared<const crypto::SigningKey>(
+      crypto::SigningKey::from_pem(crypto::generate_ed25519().private_pem));
   plan::PlanProcessor proc(plan::PolicyConfig{}, topics, clock, registry, key);
   fuzz::NullProducer out;
   fuzz::run_processor(proc, {topics.alarms, topics.feedback}, data, size, out);

@@ -22,16 +22,23 @@
 using namespace immunizer;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = "/tmp/immunizer_fuzz_config_" + std::to_string(getpid()) + ".yaml";
+  static const std::string path =
+      "/tmp/immunizer_fuzz_config_" + std::to_string(getpid()) + ".yaml";
   std::string yaml;
   std::vector<std::string> sets, envs;
   for (const auto& f : fuzz::split(data, size, 32)) {
     const std::string s(f.bytes);
     switch (f.tag % 3) {
-      case 0: yaml += s; break;
-      case 1: sets.push_back(s); break;
+      case 0:
+        yaml += s;
+        break;
+      case 1:
+        sets.push_back(s);
+        break;
       default:
-        if (s.find('\0') == std::string::npos && s.find('=') != std::string::npos && s.find('=') > 0) envs.push_back(s);
+        if (s.find('\0') == std::string::npos && s.find('=') != std::string::npos &&
+            s.find('=') > 0)
+          envs.push_back(s);
     }
   }
   std::ofstream(path, std::ios::binary | std::ios::trunc) << yaml;

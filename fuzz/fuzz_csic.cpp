@@ -31,15 +31,18 @@ void check(bool ok, const char* what) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   std::string scratch;
-  check(csic::url_decode_view(text, scratch) == csic::url_decode(text), "url_decode_view == url_decode");
-  check(csic::url_decode_view(text, scratch, false) == csic::url_decode(text, false), "url_decode_view (no plus)");
+  check(csic::url_decode_view(text, scratch) == csic::url_decode(text),
+        "url_decode_view == url_decode");
+  check(csic::url_decode_view(text, scratch, false) == csic::url_decode(text, false),
+        "url_decode_view (no plus)");
   const std::string utf8 = csic::latin1_to_utf8(text);
   check(valid_utf8(utf8), "latin1_to_utf8 is valid UTF-8");
   check(csic::latin1_to_utf8_view(text, scratch) == utf8, "latin1_to_utf8_view == latin1_to_utf8");
   const auto params = csic::parse_params(text);
   size_t i = 0;
   csic::for_each_decoded_param(text, [&](std::string_view k, std::string_view v) {
-    check(i < params.size() && params[i].first == k && params[i].second == v, "for_each_decoded_param == parse_params");
+    check(i < params.size() && params[i].first == k && params[i].second == v,
+          "for_each_decoded_param == parse_params");
     ++i;
   });
   check(i == params.size(), "for_each_decoded_param visits every parameter");

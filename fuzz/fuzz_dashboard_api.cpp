@@ -82,17 +82,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string body(f.bytes);
     const auto r = [&]() -> httplib::Result {
       switch (f.tag % 6) {
-        case 0: return s->client->Post("/api/feedback", body, "application/json");
-        case 1: return s->client->Post("/api/block", body, "application/json");
-        case 2: return s->client->Post("/api/unblock", body, "application/json");
-        case 3: return s->client->Get("/api/alarms?limit=" + httplib::detail::encode_query_param(body));
-        case 4: return s->client->Get("/api/alarms/" + httplib::detail::encode_query_param(body));
-        default: return s->client->Get("/api/actions?limit=" + httplib::detail::encode_query_param(body));
+        case 0:
+          return s->client->Post("/api/feedback", body, "application/json");
+        case 1:
+          return s->client->Post("/api/block", body, "application/json");
+        case 2:
+          return s->client->Post("/api/unblock", body, "application/json");
+        case 3:
+          return s->client->Get("/api/alarms?limit=" + httplib::detail::encode_query_param(body));
+        case 4:
+          return s->client->Get("/api/alarms/" + httplib::detail::encode_query_param(body));
+        default:
+          return s->client->Get("/api/actions?limit=" + httplib::detail::encode_query_param(body));
       }
     }();
     // The server must answer every request (a handler that throws answers 500: a finding).
     if (!r || r->status >= 500) {
-      fprintf(stderr, "request %u answered %d: %s\n", f.tag % 6, r ? r->status : -1, r ? r->body.c_str() : "no answer");
+      fprintf(stderr, "request %u answered %d: %s\n", f.tag % 6, r ? r->status : -1,
+              r ? r->body.c_str() : "no answer");
       abort();
     }
   }

@@ -23,7 +23,9 @@ MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
   return k;
 }
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 }  // namespace
 
@@ -37,7 +39,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto eff = effector::Effector::create(cfg);  // never started: no connection
   for (const auto& f : fuzz::split(data, size, 32)) {
     v1::ExecuteMessage msg;
-    if (!msg.ParseFromArray(f.bytes.data(), static_cast<int>(f.bytes.size())) || !msg.has_directive()) continue;
+    if (!msg.ParseFromArray(f.bytes.data(), static_cast<int>(f.bytes.size())) ||
+        !msg.has_directive())
+      continue;
     v1::Directive d = msg.directive();
     (void)effector::canonical_bytes(d);
     static const crypto::KeyRing ring = [] {
@@ -49,7 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (f.tag & 2) {
       const int64_t ttl = d.expires_unix_nanos() - d.issued_unix_nanos();
       d.set_issued_unix_nanos(now_ns());
-      if (d.expires_unix_nanos() != 0) d.set_expires_unix_nanos(now_ns() + (ttl > 0 ? ttl % 3'600'000'000'000 : 1));
+      if (d.expires_unix_nanos() != 0)
+        d.set_expires_unix_nanos(now_ns() + (ttl > 0 ? ttl % 3'600'000'000'000 : 1));
     }
     if (f.tag & 1) effector::sign(d, fuzz_key());
     std::string reason;

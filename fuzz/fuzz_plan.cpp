@@ -23,7 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   prometheus::Registry registry;
   execute::ExecuteConfig cfg;
   cfg.grpc_listen = "127.0.0.1:0";
-  cfg.signing_key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
+  cfg.signing_key = std::make_shared<const crypto::SigningKey>(
+      crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
 MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
 -----END PRIVATE KEY-----
 )PEM"));
@@ -43,7 +44,8 @@ MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
       fuzz::append_frame(input, 0, f.bytes);
     }
   }
-  fuzz::run_processor(proc, {topics.plans}, reinterpret_cast<const uint8_t*>(input.data()), input.size(), out);
+  fuzz::run_processor(proc, {topics.plans}, reinterpret_cast<const uint8_t*>(input.data()),
+                      input.size(), out);
   clock.advance(std::chrono::hours(24 * 31));  // every TTL runs out
   proc.tick(out);
   return 0;

@@ -34,11 +34,13 @@ void write_seed(const std::string& target, const std::string& name, const std::s
 }
 
 // Frames `msgs` (tag, payload) into seeds of at most `per_seed` messages.
-void write_framed(const std::string& target, const std::vector<std::pair<uint8_t, std::string>>& msgs,
-                  size_t per_seed, size_t max_seeds) {
+void write_framed(const std::string& target,
+                  const std::vector<std::pair<uint8_t, std::string>>& msgs, size_t per_seed,
+                  size_t max_seeds) {
   for (size_t i = 0, n = 0; i < msgs.size() && n < max_seeds; i += per_seed, ++n) {
     std::string s;
-    for (size_t k = i; k < std::min(msgs.size(), i + per_seed); ++k) fuzz::append_frame(s, msgs[k].first, msgs[k].second);
+    for (size_t k = i; k < std::min(msgs.size(), i + per_seed); ++k)
+      fuzz::append_frame(s, msgs[k].first, msgs[k].second);
     write_seed(target, "real_" + std::to_string(n), s);
   }
 }
@@ -98,7 +100,8 @@ int main(int argc, char** argv) {
   prometheus::Registry registry;
   std::vector<std::pair<uint8_t, std::string>> calls_train, calls_attack;
   uint64_t seq = 0;
-  auto records_of = [&](const monitor::csic::Request& r, const char* who, std::vector<std::pair<uint8_t, std::string>>& to) {
+  auto records_of = [&](const monitor::csic::Request& r, const char* who,
+                        std::vector<std::pair<uint8_t, std::string>>& to) {
     monitor::csic::ShopRecordOptions o;
     o.seq = seq;
     seq += 2;
@@ -128,7 +131,8 @@ int main(int argc, char** argv) {
   common::FakeProducer vectors;
   for (auto* set : {&calls_train, &calls_attack})
     for (const auto& [tag, payload] : *set) {
-      if (payload.size() >= 2 && payload[0] == '\x08' && payload[1] == '\x01') continue;  // the batch duplicates
+      if (payload.size() >= 2 && payload[0] == '\x08' && payload[1] == '\x01')
+        continue;  // the batch duplicates
       common::Message m;
       m.topic = topics.calls;
       m.payload = payload;
@@ -165,7 +169,8 @@ int main(int argc, char** argv) {
     common::Message m;
     m.topic = topics.features;
     m.payload = s.payload;
-    analyze_proc.process_batch({m}, scored, [](const common::Message&, const std::string&, const std::string&) {});
+    analyze_proc.process_batch(
+        {m}, scored, [](const common::Message&, const std::string&, const std::string&) {});
     clock.advance(std::chrono::milliseconds(5));
   }
   scored.flush(std::chrono::milliseconds(0));
@@ -196,7 +201,8 @@ int main(int argc, char** argv) {
   pcfg.min_severity_to_act = 1;
   const crypto::KeyPair plan_pair = crypto::generate_ed25519();
   plan::PlanProcessor plan_proc(pcfg, topics, clock, registry,
-                                std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(plan_pair.private_pem)));
+                                std::make_shared<const crypto::SigningKey>(
+                                    crypto::SigningKey::from_pem(plan_pair.private_pem)));
   common::FakeProducer planned;
   for (const auto& a : alarms) {
     common::Message m;
@@ -216,7 +222,8 @@ int main(int argc, char** argv) {
   // Execute: plans -> directives to an effector, action events.
   execute::ExecuteConfig ecfg;
   ecfg.grpc_listen = "127.0.0.1:0";
-  ecfg.signing_key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
+  ecfg.signing_key = std::make_shared<const crypto::SigningKey>(
+      crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
 MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
 -----END PRIVATE KEY-----
 )PEM"));  // the key the directive target's effector holds
@@ -238,11 +245,12 @@ MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
     } catch (const std::exception&) {
     }
   }
-  if (!plan_msgs.empty()) dispatcher.unblock([&] {
-    v1::Plan p;
-    p.ParseFromString(plan_msgs.front().second);
-    return p.actions_size() > 0 ? p.actions(0).id() : std::string();
-  }());
+  if (!plan_msgs.empty())
+    dispatcher.unblock([&] {
+      v1::Plan p;
+      p.ParseFromString(plan_msgs.front().second);
+      return p.actions_size() > 0 ? p.actions(0).id() : std::string();
+    }());
   exec_proc.drain(executed);
   executed.flush(std::chrono::milliseconds(0));
   std::vector<std::pair<uint8_t, std::string>> directive_msgs;
@@ -260,9 +268,11 @@ MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
   for (size_t i = 0; i < scores.size() && i < 40; ++i) dash.push_back({2, scores[i].payload});
   write_framed("dashboard_records", dash, 8, 20);
 
-  // Dashboard API: request bodies (tag 0 feedback, 1 block, 2 unblock, 3 limit, 4 alarm id, 5 actions limit).
+  // Dashboard API: request bodies (tag 0 feedback, 1 block, 2 unblock, 3 limit, 4 alarm id, 5
+  // actions limit).
   const std::vector<std::pair<uint8_t, std::string>> api = {
-      {0, R"({"alarm_id":"alarm-1","verdict":"false_positive","comment":"known scanner","analyst":"ann"})"},
+      {0,
+       R"({"alarm_id":"alarm-1","verdict":"false_positive","comment":"known scanner","analyst":"ann"})"},
       {0, R"({"alarm_id":"alarm-2","verdict":"confirmed"})"},
       {1, R"({"field":"ip","value":"203.0.113.9","ttl_ms":60000,"reason":"manual"})"},
       {1, R"({"alarm_id":"alarm-1","field":"session"})"},
@@ -278,14 +288,20 @@ MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
 
   // Configuration: YAML (tag 0), --set (1), environment (2).
   const std::vector<std::vector<std::pair<uint8_t, std::string>>> configs = {
-      {{0, "kafka:\n  bootstrap: 127.0.0.1:9092\n  topic_prefix: immunizer.\nsecurity:\n  signing_key: "
-           "0123456789abcdef0123456789abcdef\nmonitor:\n  max_models: 100\n  principal_features: false\n"
-           "analyze:\n  risk: 0.001\n  grace_records: 500\nplan:\n  repeat_alarms_to_act: 3\n"
-           "dashboard:\n  max_alarms: 50\nlog:\n  level: debug\n"},
+      {{0,
+        "kafka:\n  bootstrap: 127.0.0.1:9092\n  topic_prefix: immunizer.\nsecurity:\n  "
+        "signing_key: "
+        "0123456789abcdef0123456789abcdef\nmonitor:\n  max_models: 100\n  principal_features: "
+        "false\n"
+        "analyze:\n  risk: 0.001\n  grace_records: 500\nplan:\n  repeat_alarms_to_act: 3\n"
+        "dashboard:\n  max_alarms: 50\nlog:\n  level: debug\n"},
        {1, "http.port=9200"},
        {2, "ANALYZE_THREADS=4"}},
-      {{1, "security.signing_key=0123456789abcdef0123456789abcdef"}, {1, "monitor.enum_max_values=16"},
-       {2, "EXECUTE_DEFAULT_TTL_MS=60000"}, {2, "SENSOR_CPU_BUDGET=0.05"}, {2, "EFFECTOR_FAIL_CLOSED=true"}},
+      {{1, "security.signing_key=0123456789abcdef0123456789abcdef"},
+       {1, "monitor.enum_max_values=16"},
+       {2, "EXECUTE_DEFAULT_TTL_MS=60000"},
+       {2, "SENSOR_CPU_BUDGET=0.05"},
+       {2, "EFFECTOR_FAIL_CLOSED=true"}},
       {{0, "security:\n  signing_key: ${IMMUNIZER_TEST_KEY}\nanalyze:\n  detector: iforest\n"},
        {2, "TEST_KEY=abcdefabcdefabcdefabcdefabcdefab"}}};
   for (size_t i = 0; i < configs.size(); ++i) {
@@ -294,8 +310,9 @@ MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
     write_seed("config", "hand_" + std::to_string(i), s);
   }
 
-  std::cout << "fuzz_seeds: " << written << " seeds in " << out_root.string() << " from " << train.size() << " + "
-            << attack.size() << " CSIC requests (" << fvs.size() << " vectors, " << alarms.size() << " alarms, "
-            << plan_msgs.size() << " plans, " << link->directives.size() << " directives)\n";
+  std::cout << "fuzz_seeds: " << written << " seeds in " << out_root.string() << " from "
+            << train.size() << " + " << attack.size() << " CSIC requests (" << fvs.size()
+            << " vectors, " << alarms.size() << " alarms, " << plan_msgs.size() << " plans, "
+            << link->directives.size() << " directives)\n";
   return 0;
 }

@@ -73,8 +73,8 @@ class NullProducer final : public common::Producer {
 // failures become rejects, i.e. dead letters; anything escaping process_batch would make the
 // service re-read the batch forever and is left to crash the fuzzer), then tick and drain.
 // topics[tag % topics.size()] is each message's topic.
-inline size_t run_processor(common::Processor& p, const std::vector<std::string>& topics, const uint8_t* data,
-                            size_t size, common::Producer& out) {
+inline size_t run_processor(common::Processor& p, const std::vector<std::string>& topics,
+                            const uint8_t* data, size_t size, common::Producer& out) {
   std::vector<common::Message> batch;
   int64_t offset = 0;
   for (const auto& f : split(data, size)) {
@@ -86,7 +86,9 @@ inline size_t run_processor(common::Processor& p, const std::vector<std::string>
     batch.push_back(std::move(m));
   }
   size_t rejected = 0;
-  p.process_batch(batch, out, [&](const common::Message&, const std::string&, const std::string&) { ++rejected; });
+  p.process_batch(batch, out, [&](const common::Message&, const std::string&, const std::string&) {
+    ++rejected;
+  });
   p.tick(out);
   p.drain(out);
   return rejected;

@@ -79,7 +79,11 @@ void BM_SensorCall4Args(benchmark::State& state) {
   }
   report(state, *s, before);
 }
-BENCHMARK(BM_SensorCall4Args)->UseManualTime()->Iterations(400)->Repetitions(9)->ReportAggregatesOnly(true);
+BENCHMARK(BM_SensorCall4Args)
+    ->UseManualTime()
+    ->Iterations(400)
+    ->Repetitions(9)
+    ->ReportAggregatesOnly(true);
 
 // The same call in a flood: the producer thread cannot keep up on two cores, the ring fills,
 // records are dropped (counted). CPU column = the caller's own cost.
@@ -147,7 +151,8 @@ BENCHMARK(BM_SensorSampledOut)->Repetitions(3)->ReportAggregatesOnly(true);
 // ---- effector ----
 
 const immunizer::crypto::SigningKey& bench_key() {
-  static const auto k = immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
+  static const auto k =
+      immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
   return k;
 }
 
@@ -155,11 +160,12 @@ std::shared_ptr<immunizer::effector::Effector> make_effector(int blocked) {
   immunizer::effector::EffectorConfig c;
   c.app = "bench";
   c.directive_public_keys = {bench_key().public_pem()};
-  c.tls = "none";                     // never started: no stream, no background threads
+  c.tls = "none";  // never started: no stream, no background threads
   c.execute_address = "127.0.0.1:1";
   auto e = immunizer::effector::Effector::create(c);
   const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count();
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
   for (int i = 0; i < blocked; ++i) {
     immunizer::v1::Directive d;
     d.set_id("d" + std::to_string(i));

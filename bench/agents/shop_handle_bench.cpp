@@ -32,12 +32,15 @@ using immunizer::bench::MockCluster;
 httplib::Request wrk_request() {
   httplib::Request req;
   req.method = "GET";
-  req.target = "/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito";
+  req.target =
+      "/tienda1/publico/"
+      "anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito";
   req.path = "/tienda1/publico/anadir.jsp";
   req.remote_addr = "127.0.0.1";
   req.headers.emplace("Host", "127.0.0.1:8080");
   req.headers.emplace("Cookie", "JSESSIONID=1F767F17239C9B670A39E9B10C3825F4");
-  req.headers.emplace("User-Agent", "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)");
+  req.headers.emplace("User-Agent",
+                      "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)");
   req.headers.emplace("REMOTE_ADDR", "127.0.0.1");
   req.headers.emplace("REMOTE_PORT", "40000");
   req.headers.emplace("LOCAL_ADDR", "127.0.0.1");
@@ -97,14 +100,17 @@ void BM_ShopHandle(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
   const double n = static_cast<double>(state.iterations());
-  if (sensor) sensor->flush(std::chrono::seconds(10));  // the records of this run are CPU of this run
+  if (sensor)
+    sensor->flush(std::chrono::seconds(10));  // the records of this run are CPU of this run
   state.counters["cpu_ns_per_req"] = (process_cpu_ns() - cpu0) / n;
   if (sensor) {
     // The sensor's background threads (created with it, so all their time is this run's).
     double producer = 0, kafka = 0;
     for (const auto& [name, ns] : cpu_by_thread()) {
-      if (name == "imm-sensor") producer += ns;
-      else if (name.rfind("rdk:broker", 0) == 0 && name != "rdk:broker-1") kafka += ns;  // not the mock's
+      if (name == "imm-sensor")
+        producer += ns;
+      else if (name.rfind("rdk:broker", 0) == 0 && name != "rdk:broker-1")
+        kafka += ns;  // not the mock's
     }
     state.counters["producer_ns_per_req"] = producer / n;
     state.counters["kafka_ns_per_req"] = kafka / n;
@@ -113,7 +119,13 @@ void BM_ShopHandle(benchmark::State& state) {
     state.counters["records_dropped"] = static_cast<double>(st.dropped_total());
   }
 }
-BENCHMARK(BM_ShopHandle)->Arg(0)->Arg(1)->Arg(2)->Repetitions(5)->ReportAggregatesOnly(true)->MinTime(1.0);
+BENCHMARK(BM_ShopHandle)
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Repetitions(5)
+    ->ReportAggregatesOnly(true)
+    ->MinTime(1.0);
 
 }  // namespace
 

@@ -76,7 +76,8 @@ void BM_OnAlarmBatched(benchmark::State& state) {
   for (auto _ : state) {
     engine.begin_batch();
     for (int k = 0; k < 100; ++k, ++i)
-      benchmark::DoNotOptimize(engine.on_alarm(alarm(i, principals, clock.now_unix_nanos() + i * 1'000'000)));
+      benchmark::DoNotOptimize(
+          engine.on_alarm(alarm(i, principals, clock.now_unix_nanos() + i * 1'000'000)));
     engine.end_batch();
   }
   state.SetItemsProcessed(i);

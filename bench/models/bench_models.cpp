@@ -36,7 +36,8 @@ struct Dataset {
 constexpr Dataset kDatasets[] = {{"shuttle", 1.00},    {"satellite", 0.71}, {"mammography", 0.86},
                                  {"annthyroid", 0.82}, {"breastw", 0.99},   {"pima", 0.67},
                                  {"ionosphere", 0.85}, {"arrhythmia", 0.80}};
-constexpr DetectorKind kDetectors[] = {DetectorKind::kIForest, DetectorKind::kAutoencoder, DetectorKind::kEnsemble};
+constexpr DetectorKind kDetectors[] = {DetectorKind::kIForest, DetectorKind::kAutoencoder,
+                                       DetectorKind::kEnsemble};
 
 struct Result {
   double auc = 0, rprec = 0;
@@ -58,7 +59,8 @@ double single_us(const Matrix& x, F&& score) {
   for (int k = 0; k < 5; ++k) {
     const auto t0 = Clock::now();
     for (std::size_t r = 0; r < n; ++r) sink = sink + score(x.row(r));
-    rounds.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / static_cast<double>(n));
+    rounds.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() /
+                     static_cast<double>(n));
   }
   return median(rounds);
 }
@@ -108,12 +110,14 @@ Result run_detector(const NumericTable& t, DetectorKind kind, int seeds) {
     ModelKeyState m(cfg);
     std::vector<std::string> names = t.feature_names;
     for (std::size_t i = 0; i < t.features.rows; ++i) m.observe(t.features.row(i), names, 1);
-    r.single_us = single_us(t.features, [&](std::span<const double> x) { return m.score(x).combined; });
+    r.single_us =
+        single_us(t.features, [&](std::span<const double> x) { return m.score(x).combined; });
   }
   return r;
 }
 
-nlohmann::json run_sklearn(const std::string& python, const std::string& script, const std::string& file, int seeds) {
+nlohmann::json run_sklearn(const std::string& python, const std::string& script,
+                           const std::string& file, int seeds) {
   const std::string cmd = python + " " + script + " " + file + " " + std::to_string(seeds);
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("cannot run " + cmd);
@@ -158,14 +162,21 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) throw std::runtime_error(a + ": missing value");
       return argv[++i];
     };
-    if (a == "--datasets") datasets = next();
-    else if (a == "--out") out_doc = next();
-    else if (a == "--command") command = next();
-    else if (a == "--python") python = next();
-    else if (a == "--seeds") seeds = std::stoi(next());
-    else if (a == "--no-sklearn") sklearn = false;
+    if (a == "--datasets")
+      datasets = next();
+    else if (a == "--out")
+      out_doc = next();
+    else if (a == "--command")
+      command = next();
+    else if (a == "--python")
+      python = next();
+    else if (a == "--seeds")
+      seeds = std::stoi(next());
+    else if (a == "--no-sklearn")
+      sklearn = false;
     else {
-      std::cerr << "usage: bench_models [--datasets DIR] [--out evaluation.md] [--command STR] [--python PATH] "
+      std::cerr << "usage: bench_models [--datasets DIR] [--out evaluation.md] [--command STR] "
+                   "[--python PATH] "
                    "[--seeds N] [--no-sklearn]\n";
       return 2;
     }
@@ -174,10 +185,13 @@ int main(int argc, char** argv) {
   std::string load = "?";
   if (std::ifstream la("/proc/loadavg"); la) la >> load;
   std::ostringstream q, s;  // quality and speed tables
-  q << "| dataset | rows | paper iForest | scikit-learn | iforest | autoencoder | **ensemble (default)** | "
-       "default − (paper − 0.01) | R-precision (default / sklearn) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  q << "| dataset | rows | paper iForest | scikit-learn | iforest | autoencoder | **ensemble "
+       "(default)** | "
+       "default − (paper − 0.01) | R-precision (default / sklearn) "
+       "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   s << "| dataset | fit ms sklearn | fit ms iforest (×) | fit ms ensemble | score rows/s sklearn | "
-       "rows/s iforest (×) | rows/s ensemble | one row sklearn | one row iforest | one row ensemble | "
+       "rows/s iforest (×) | rows/s ensemble | one row sklearn | one row iforest | one row "
+       "ensemble | "
        "forest KiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   std::map<std::string, double> sum;
   bool all_pass = true;
@@ -192,7 +206,8 @@ int main(int argc, char** argv) {
     const auto t = to_numeric(read_raw_table(file), {"last"});
     std::map<DetectorKind, Result> res;
     for (const auto k : kDetectors) res[k] = run_detector(t, k, seeds);
-    nlohmann::json sk = {{"auc", NAN}, {"rprec", NAN}, {"fit_s", NAN}, {"score_s", NAN}, {"single_s", NAN}};
+    nlohmann::json sk = {
+        {"auc", NAN}, {"rprec", NAN}, {"fit_s", NAN}, {"score_s", NAN}, {"single_s", NAN}};
     if (sklearn) sk = run_sklearn(python, script, file, seeds);
     const auto f = IsolationForest::fit(t.features, {});
     const double kib = static_cast<double>(f.memory_bytes()) / 1024;
@@ -209,36 +224,46 @@ int main(int argc, char** argv) {
     max_kib = std::max(max_kib, kib);
     q << "| " << d.name << " | " << t.features.rows << " | " << fmt("%.2f", d.paper_auc) << " | "
       << fmt("%.3f", sk["auc"].get<double>()) << " | " << fmt("%.3f", ifr.auc) << " | "
-      << fmt("%.3f", res[DetectorKind::kAutoencoder].auc) << " | **" << fmt("%.3f", def.auc) << "** | "
-      << fmt("%+.3f", margin) << " | " << fmt("%.3f", def.rprec) << " / " << fmt("%.3f", sk["rprec"].get<double>()) << " |\n";
-    s << "| " << d.name << " | " << fmt("%.1f", sk["fit_s"].get<double>() * 1e3) << " | " << fmt("%.2f", ifr.fit_s * 1e3)
-      << " (" << fmt("%.0f", fit_ratio) << "×) | " << fmt("%.1f", def.fit_s * 1e3) << " | " << fmt("%.0f", sk_rate) << " | "
-      << fmt("%.0f", if_rate) << " (" << fmt("%.0f", rate_ratio) << "×) | " << fmt("%.0f", rows / def.score_s) << " | "
-      << fmt("%.1f ms", sk["single_s"].get<double>() * 1e3) << " | " << fmt("%.2f µs", ifr.single_us) << " | "
-      << fmt("%.1f µs", def.single_us) << " | " << fmt("%.0f", kib) << " |\n";
+      << fmt("%.3f", res[DetectorKind::kAutoencoder].auc) << " | **" << fmt("%.3f", def.auc)
+      << "** | " << fmt("%+.3f", margin) << " | " << fmt("%.3f", def.rprec) << " / "
+      << fmt("%.3f", sk["rprec"].get<double>()) << " |\n";
+    s << "| " << d.name << " | " << fmt("%.1f", sk["fit_s"].get<double>() * 1e3) << " | "
+      << fmt("%.2f", ifr.fit_s * 1e3) << " (" << fmt("%.0f", fit_ratio) << "×) | "
+      << fmt("%.1f", def.fit_s * 1e3) << " | " << fmt("%.0f", sk_rate) << " | "
+      << fmt("%.0f", if_rate) << " (" << fmt("%.0f", rate_ratio) << "×) | "
+      << fmt("%.0f", rows / def.score_s) << " | "
+      << fmt("%.1f ms", sk["single_s"].get<double>() * 1e3) << " | "
+      << fmt("%.2f µs", ifr.single_us) << " | " << fmt("%.1f µs", def.single_us) << " | "
+      << fmt("%.0f", kib) << " |\n";
     sum["sk"] += sk["auc"].get<double>();
     sum["paper"] += d.paper_auc;
     for (const auto k : kDetectors) sum[to_string(k)] += res[k].auc;
     ++n;
     std::cerr << "bench_models: " << d.name << " done\n";
   }
-  q << "| **mean** | | " << fmt("%.4f", sum["paper"] / n) << " | " << fmt("%.4f", sum["sk"] / n) << " | "
-    << fmt("%.4f", sum["iforest"] / n) << " | " << fmt("%.4f", sum["autoencoder"] / n) << " | **"
-    << fmt("%.4f", sum[to_string(kDefaultOfflineDetector)] / n) << "** | | |\n";
+  q << "| **mean** | | " << fmt("%.4f", sum["paper"] / n) << " | " << fmt("%.4f", sum["sk"] / n)
+    << " | " << fmt("%.4f", sum["iforest"] / n) << " | " << fmt("%.4f", sum["autoencoder"] / n)
+    << " | **" << fmt("%.4f", sum[to_string(kDefaultOfflineDetector)] / n) << "** | | |\n";
 
   std::ostringstream block;
-  block << "Produced by `" << command << "` (" << seeds << " seeds, AUC and R-precision are means over the seeds; "
-        << "times are medians (iforest: of 15 fits and batch scorings; others: over the seeds), one thread each, "
-        << "transductive: fit and score on the whole file; scikit-learn " << (sklearn ? "1.2.1 via " + python : "not run")
-        << "; single-row times: median per row over the first 2,000 rows; load average at the start " << load << " on "
-        << std::thread::hardware_concurrency() << " cores).\n\n"
-        << q.str() << "\n" << s.str() << "\n"
-        << "Summary: default detector `" << to_string(kDefaultOfflineDetector) << "` "
-        << (all_pass ? "meets" : "MISSES") << " paper − 0.01 on every dataset; mean AUC "
-        << fmt("%.4f", sum[to_string(kDefaultOfflineDetector)] / n) << " vs scikit-learn " << fmt("%.4f", sum["sk"] / n)
-        << ". iforest vs scikit-learn, worst dataset: fit " << fmt("%.0f", min_fit_ratio) << "× faster, batch scoring "
-        << fmt("%.0f", min_rate_ratio) << "× the rows/s; slowest single-vector score " << fmt("%.2f", max_single)
-        << " µs; largest default forest " << fmt("%.0f", max_kib) << " KiB.\n";
+  block
+      << "Produced by `" << command << "` (" << seeds
+      << " seeds, AUC and R-precision are means over the seeds; "
+      << "times are medians (iforest: of 15 fits and batch scorings; others: over the seeds), one "
+         "thread each, "
+      << "transductive: fit and score on the whole file; scikit-learn "
+      << (sklearn ? "1.2.1 via " + python : "not run")
+      << "; single-row times: median per row over the first 2,000 rows; load average at the start "
+      << load << " on " << std::thread::hardware_concurrency() << " cores).\n\n"
+      << q.str() << "\n"
+      << s.str() << "\n"
+      << "Summary: default detector `" << to_string(kDefaultOfflineDetector) << "` "
+      << (all_pass ? "meets" : "MISSES") << " paper − 0.01 on every dataset; mean AUC "
+      << fmt("%.4f", sum[to_string(kDefaultOfflineDetector)] / n) << " vs scikit-learn "
+      << fmt("%.4f", sum["sk"] / n) << ". iforest vs scikit-learn, worst dataset: fit "
+      << fmt("%.0f", min_fit_ratio) << "× faster, batch scoring " << fmt("%.0f", min_rate_ratio)
+      << "× the rows/s; slowest single-vector score " << fmt("%.2f", max_single)
+      << " µs; largest default forest " << fmt("%.0f", max_kib) << " KiB.\n";
   std::cout << block.str();
   if (!out_doc.empty()) write_doc(out_doc, block.str());
   return 0;

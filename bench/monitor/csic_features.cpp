@@ -38,8 +38,10 @@ struct ModelOut {
 std::string csv_escape(const std::string& s) {
   std::string o = "\"";
   for (char c : s) {
-    if (c == '"') o += "\"\"";
-    else o += c;
+    if (c == '"')
+      o += "\"\"";
+    else
+      o += c;
   }
   return o + "\"";
 }
@@ -50,10 +52,14 @@ int main(int argc, char** argv) {
   std::string training, normal, anomalous, out_dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--training") training = argv[i + 1];
-    else if (k == "--normal") normal = argv[i + 1];
-    else if (k == "--anomalous") anomalous = argv[i + 1];
-    else if (k == "--out") out_dir = argv[i + 1];
+    if (k == "--training")
+      training = argv[i + 1];
+    else if (k == "--normal")
+      normal = argv[i + 1];
+    else if (k == "--anomalous")
+      anomalous = argv[i + 1];
+    else if (k == "--out")
+      out_dir = argv[i + 1];
     else {
       std::cerr << "unknown flag " << k << "\n";
       return 2;
@@ -80,16 +86,20 @@ int main(int argc, char** argv) {
     size_t a = 0, b = 0;
     while (a < normal_reqs.size() || b < anomalous_reqs.size()) {
       const double fa = normal_reqs.empty() ? 1.0 : static_cast<double>(a) / normal_reqs.size();
-      const double fb = anomalous_reqs.empty() ? 1.0 : static_cast<double>(b) / anomalous_reqs.size();
-      if (b >= anomalous_reqs.size() || (a < normal_reqs.size() && fa <= fb)) test.push_back({&normal_reqs[a++], 0});
-      else test.push_back({&anomalous_reqs[b++], 1});
+      const double fb =
+          anomalous_reqs.empty() ? 1.0 : static_cast<double>(b) / anomalous_reqs.size();
+      if (b >= anomalous_reqs.size() || (a < normal_reqs.size() && fa <= fb))
+        test.push_back({&normal_reqs[a++], 0});
+      else
+        test.push_back({&anomalous_reqs[b++], 1});
     }
 
     FeatureExtractor fx;
     std::map<std::string, ModelOut> models;
     std::ofstream index(fs::path(out_dir) / "models" / "index.csv");
     index << "n,model_key\n";
-    std::ofstream train_csv(fs::path(out_dir) / "train.csv"), test_csv(fs::path(out_dir) / "test.csv");
+    std::ofstream train_csv(fs::path(out_dir) / "train.csv"),
+        test_csv(fs::path(out_dir) / "test.csv");
     std::ofstream requests_tsv(fs::path(out_dir) / "requests.tsv");  // request -> what it was
     std::vector<std::string> global_names;  // record-level columns, same for every model
     immunizer::v1::FeatureVector v;
@@ -131,8 +141,8 @@ int main(int argc, char** argv) {
               index << mo.n << "," << csv_escape(v.model_key()) << "\n";
             }
             mo.version = v.schema().version();
-            mo.file = std::make_unique<std::ofstream>(fs::path(out_dir) / "models" / (std::to_string(mo.n) + ".csv"),
-                                                      std::ios::trunc);
+            mo.file = std::make_unique<std::ofstream>(
+                fs::path(out_dir) / "models" / (std::to_string(mo.n) + ".csv"), std::ios::trunc);
             *mo.file << "request,is_train,label";
             for (const auto& n : v.schema().names()) *mo.file << "," << csv_escape(n);
             *mo.file << "\n";
@@ -155,8 +165,8 @@ int main(int argc, char** argv) {
         }
         header_done = true;
       }
-      requests_tsv << request_no << "\t" << label << "\t" << req.method << " " << req.path << "?" << req.query
-                   << "\t" << req.body << "\n";
+      requests_tsv << request_no << "\t" << label << "\t" << req.method << " " << req.path << "?"
+                   << req.query << "\t" << req.body << "\n";
       auto& f = is_train ? train_csv : test_csv;
       for (double x : row) f << x << ",";
       f << label << "\n";
@@ -167,9 +177,10 @@ int main(int argc, char** argv) {
     for (const auto& it : test) process(*it.req, it.label, false);
     for (const auto& k : fx.model_keys()) {
       const auto st = fx.stats(k);
-      std::cerr << k << ": records " << st.records << ", features " << st.features << ", paths " << st.paths
-                << ", unseen-path records " << st.unseen_path_records << ", memory " << st.memory_bytes / 1024
-                << " KiB, snapshot " << fx.snapshot(k).size() / 1024 << " KiB\n";
+      std::cerr << k << ": records " << st.records << ", features " << st.features << ", paths "
+                << st.paths << ", unseen-path records " << st.unseen_path_records << ", memory "
+                << st.memory_bytes / 1024 << " KiB, snapshot " << fx.snapshot(k).size() / 1024
+                << " KiB\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "csic_features: " << e.what() << "\n";

@@ -33,9 +33,10 @@ const std::vector<immunizer::v1::CallRecord>& records() {
       r.method = "GET";
       r.path = "/tienda1/publico/anadir.jsp";
       r.query = "id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito";
-      r.headers = {{"User-Agent", "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)"},
-                   {"Accept", "text/xml,application/xml,application/xhtml+xml,text/html;q=0.9,*/*;q=0.5"},
-                   {"Cookie", "JSESSIONID=1F767F17239C9B670A39E9B10C3825F4"}};
+      r.headers = {
+          {"User-Agent", "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)"},
+          {"Accept", "text/xml,application/xml,application/xhtml+xml,text/html;q=0.9,*/*;q=0.5"},
+          {"Cookie", "JSESSIONID=1F767F17239C9B670A39E9B10C3825F4"}};
       reqs.assign(1000, r);
     }
     uint64_t seq = 0;
@@ -119,9 +120,9 @@ void print_memory_after_100k() {
             << fx.memory_bytes() / 1024 << " KiB):\n";
   for (const auto& k : fx.model_keys()) {
     const auto st = fx.stats(k);
-    std::cout << "  " << k << ": " << st.records << " records, " << st.paths << " paths, " << st.features
-              << " features, " << st.memory_bytes / 1024 << " KiB, snapshot " << fx.snapshot(k).size() / 1024
-              << " KiB\n";
+    std::cout << "  " << k << ": " << st.records << " records, " << st.paths << " paths, "
+              << st.features << " features, " << st.memory_bytes / 1024 << " KiB, snapshot "
+              << fx.snapshot(k).size() / 1024 << " KiB\n";
   }
 }
 

@@ -49,7 +49,8 @@ namespace {
 constexpr const char* kLatencyLabel = "bench.created_ns";
 
 int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -81,50 +82,67 @@ class Workload {
     if (sample_latency) c.label(kLatencyLabel, std::to_string(wall_ns()));
     switch (kind) {
       case 0:  // product page
-        c.arg("id", static_cast<int64_t>(1 + pick(500))).arg("lang", kLangs[pick(3)]).arg("ref", word());
+        c.arg("id", static_cast<int64_t>(1 + pick(500)))
+            .arg("lang", kLangs[pick(3)])
+            .arg("ref", word());
         c.result(200);
         break;
       case 1:  // search
-        c.arg("q", word() + " " + word()).arg("page", static_cast<int64_t>(1 + pick(5)))
-            .arg("sort", kSorts[pick(3)]).arg("lang", kLangs[pick(3)]);
+        c.arg("q", word() + " " + word())
+            .arg("page", static_cast<int64_t>(1 + pick(5)))
+            .arg("sort", kSorts[pick(3)])
+            .arg("lang", kLangs[pick(3)]);
         c.result(200);
         break;
       case 2:  // add to cart
-        c.arg("product", static_cast<int64_t>(1 + pick(500))).arg("quantity", static_cast<int64_t>(1 + pick(4)))
-            .arg("price", 0.5 * static_cast<double>(1 + pick(200))).arg("currency", std::string_view("EUR"));
+        c.arg("product", static_cast<int64_t>(1 + pick(500)))
+            .arg("quantity", static_cast<int64_t>(1 + pick(4)))
+            .arg("price", 0.5 * static_cast<double>(1 + pick(200)))
+            .arg("currency", std::string_view("EUR"));
         c.result(201);
         break;
       case 3:  // login
-        c.arg("user", p.user).arg("remember", pick(2) == 1).arg("method", std::string_view("password"));
+        c.arg("user", p.user)
+            .arg("remember", pick(2) == 1)
+            .arg("method", std::string_view("password"));
         c.result(pick(20) == 0 ? 401 : 200);
         break;
       case 4:  // checkout
         c.arg("name", kNames[pick(8)] + std::string(" ") + kSurnames[pick(8)])
             .arg("address", std::to_string(1 + pick(200)) + " " + word() + " street")
-            .arg("zip", static_cast<int64_t>(10000 + pick(89999))).arg("card_last4", static_cast<int64_t>(pick(10000)))
-            .arg("total", 0.01 * static_cast<double>(pick(100000))).arg("items", static_cast<int64_t>(1 + pick(9)));
+            .arg("zip", static_cast<int64_t>(10000 + pick(89999)))
+            .arg("card_last4", static_cast<int64_t>(pick(10000)))
+            .arg("total", 0.01 * static_cast<double>(pick(100000)))
+            .arg("items", static_cast<int64_t>(1 + pick(9)));
         c.result(200);
         break;
       case 5:  // db query (inner call)
-        c.arg("table", kTables[pick(4)]).arg("rows", static_cast<int64_t>(pick(50))).arg("ms", static_cast<double>(pick(30)));
+        c.arg("table", kTables[pick(4)])
+            .arg("rows", static_cast<int64_t>(pick(50)))
+            .arg("ms", static_cast<double>(pick(30)));
         c.result(static_cast<int64_t>(pick(50)));
         break;
       case 6:  // profile update
-        c.arg("email", p.user + "@" + kDomains[pick(4)]).arg("phone", "+34 6" + std::to_string(10000000 + pick(89999999)))
+        c.arg("email", p.user + "@" + kDomains[pick(4)])
+            .arg("phone", "+34 6" + std::to_string(10000000 + pick(89999999)))
             .arg("city", kCities[pick(6)]);
         c.result(200);
         break;
       case 7:  // static asset
-        c.arg("path", std::string("/static/") + word() + kExt[pick(3)]).arg("etag", std::to_string(rng_() & 0xffffff));
+        c.arg("path", std::string("/static/") + word() + kExt[pick(3)])
+            .arg("etag", std::to_string(rng_() & 0xffffff));
         c.result(304);
         break;
       case 8:  // api list
-        c.arg("limit", static_cast<int64_t>(10 * (1 + pick(5)))).arg("offset", static_cast<int64_t>(10 * pick(20)))
+        c.arg("limit", static_cast<int64_t>(10 * (1 + pick(5))))
+            .arg("offset", static_cast<int64_t>(10 * pick(20)))
             .arg("filter", word());
         c.result(200);
         break;
       default:  // logout
-        c.arg("session", p.session).arg("reason", kReasons[pick(2)]).arg("after_s", static_cast<int64_t>(pick(3600)));
+        c.arg("session", p.session)
+            .arg("reason", kReasons[pick(2)])
+            .arg("after_s", static_cast<int64_t>(pick(3600)));
         c.result(204);
     }
   }
@@ -132,21 +150,24 @@ class Workload {
  private:
   size_t pick(size_t n) { return static_cast<size_t>(rng_() % n); }
   std::string word() { return kWords[pick(sizeof kWords / sizeof *kWords)]; }
-  static constexpr const char* kCalls[10] = {"http GET /product", "http GET /search", "http POST /cart",
-                                             "http POST /login",  "http POST /checkout", "db.query",
-                                             "http POST /profile", "http GET /static", "http GET /api/items",
-                                             "http POST /logout"};
-  static constexpr const char* kWords[24] = {"queso", "vino", "aceite", "jamon", "pan", "miel", "turron", "cafe",
-                                             "leche", "arroz", "sal", "azucar", "fresa", "limon", "naranja",
-                                             "tomate", "ajo", "cebolla", "pimienta", "oregano", "albahaca",
-                                             "chocolate", "galleta", "yogur"};
+  static constexpr const char* kCalls[10] = {
+      "http GET /product",   "http GET /search", "http POST /cart",    "http POST /login",
+      "http POST /checkout", "db.query",         "http POST /profile", "http GET /static",
+      "http GET /api/items", "http POST /logout"};
+  static constexpr const char* kWords[24] = {
+      "queso", "vino",    "aceite",   "jamon",   "pan",      "miel",      "turron",  "cafe",
+      "leche", "arroz",   "sal",      "azucar",  "fresa",    "limon",     "naranja", "tomate",
+      "ajo",   "cebolla", "pimienta", "oregano", "albahaca", "chocolate", "galleta", "yogur"};
   static constexpr const char* kLangs[3] = {"es", "en", "ca"};
   static constexpr const char* kSorts[3] = {"price", "name", "rating"};
-  static constexpr const char* kNames[8] = {"Ana", "Luis", "Marta", "Pablo", "Lucia", "Jorge", "Elena", "Raul"};
-  static constexpr const char* kSurnames[8] = {"Garcia", "Lopez", "Martin", "Sanz", "Ruiz", "Diaz", "Moreno", "Gil"};
+  static constexpr const char* kNames[8] = {"Ana",   "Luis",  "Marta", "Pablo",
+                                            "Lucia", "Jorge", "Elena", "Raul"};
+  static constexpr const char* kSurnames[8] = {"Garcia", "Lopez", "Martin", "Sanz",
+                                               "Ruiz",   "Diaz",  "Moreno", "Gil"};
   static constexpr const char* kTables[4] = {"products", "orders", "users", "carts"};
   static constexpr const char* kDomains[4] = {"mail.es", "correo.com", "example.org", "web.net"};
-  static constexpr const char* kCities[6] = {"Madrid", "Sevilla", "Valencia", "Bilbao", "Zaragoza", "Murcia"};
+  static constexpr const char* kCities[6] = {"Madrid", "Sevilla",  "Valencia",
+                                             "Bilbao", "Zaragoza", "Murcia"};
   static constexpr const char* kExt[3] = {".css", ".js", ".png"};
   static constexpr const char* kReasons[2] = {"user", "timeout"};
   std::mt19937_64 rng_;
@@ -282,16 +303,16 @@ struct Options {
 // and production waits while it says the pipeline is too far behind: a burst larger than the
 // broker's retention would otherwise be lost, not measured.
 template <class Behind>
-void produce(immunizer::sensor::Sensor& sensor, Workload& w, uint64_t n, double rate, int latency_every,
-             Behind behind) {
+void produce(immunizer::sensor::Sensor& sensor, Workload& w, uint64_t n, double rate,
+             int latency_every, Behind behind) {
   const auto t0 = Clock::now();
   for (uint64_t i = 0; i < n; ++i) {
     if ((i & 1023) == 0)
       while (behind(i)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     w.call(sensor, latency_every > 0 && i % static_cast<uint64_t>(latency_every) == 0);
     if (rate > 0 && (i & 255) == 255) {
-      const auto due = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
-                                static_cast<double>(i + 1) / rate));
+      const auto due = t0 + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(static_cast<double>(i + 1) / rate));
       std::this_thread::sleep_until(due);
     }
   }
@@ -304,19 +325,31 @@ int main(int argc, char** argv) {
   Options o;
   std::string probe_bootstrap, probe_topic, probe_out;
   app.add_option("--records", o.records, "measured records")->capture_default_str();
-  app.add_option("--warmup", o.warmup, "records before the measurement (models learn and fit)")->capture_default_str();
-  app.add_option("--rate", o.rate, "records/s the app offers (0: as fast as it can)")->capture_default_str();
-  app.add_option("--partitions", o.partitions, "partitions of calls/features/scores")->check(CLI::Range(1, 64))->capture_default_str();
-  app.add_option("--monitors", o.monitors, "monitor instances (one consumer group)")->check(CLI::Range(1, 8))->capture_default_str();
-  app.add_option("--analyzers", o.analyzers, "analyze instances (one consumer group)")->check(CLI::Range(1, 8))->capture_default_str();
+  app.add_option("--warmup", o.warmup, "records before the measurement (models learn and fit)")
+      ->capture_default_str();
+  app.add_option("--rate", o.rate, "records/s the app offers (0: as fast as it can)")
+      ->capture_default_str();
+  app.add_option("--partitions", o.partitions, "partitions of calls/features/scores")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--monitors", o.monitors, "monitor instances (one consumer group)")
+      ->check(CLI::Range(1, 8))
+      ->capture_default_str();
+  app.add_option("--analyzers", o.analyzers, "analyze instances (one consumer group)")
+      ->check(CLI::Range(1, 8))
+      ->capture_default_str();
   app.add_flag("--with-control", o.with_control, "also run plan and execute");
   app.add_option("--port-base", o.port_base, "HTTP ports from here")->capture_default_str();
-  app.add_option("--max-lag", o.max_lag,
-                 "the app waits while more records than this are not yet processed by analyze (0: never)")
+  app.add_option(
+         "--max-lag", o.max_lag,
+         "the app waits while more records than this are not yet processed by analyze (0: never)")
       ->capture_default_str();
-  app.add_option("--latency-every", o.latency_every, "sample the latency of one record in N")->capture_default_str();
-  app.add_option("--stall", o.stall_seconds, "give up after this many seconds without progress")->capture_default_str();
-  app.add_option("--bin-dir", o.bin_dir, "folder of immunizer and immunizer-* (default: ../bin beside this one)");
+  app.add_option("--latency-every", o.latency_every, "sample the latency of one record in N")
+      ->capture_default_str();
+  app.add_option("--stall", o.stall_seconds, "give up after this many seconds without progress")
+      ->capture_default_str();
+  app.add_option("--bin-dir", o.bin_dir,
+                 "folder of immunizer and immunizer-* (default: ../bin beside this one)");
   app.add_option("--env", o.env, "KEY=VALUE for every service (e.g. IMMUNIZER_ANALYZE_THREADS=2)");
   auto* probe = app.add_subcommand("probe", "internal: consume scores and time them");
   probe->add_option("--bootstrap", probe_bootstrap)->required();
@@ -326,7 +359,8 @@ int main(int argc, char** argv) {
   if (probe->parsed()) return run_probe(probe_bootstrap, probe_topic, probe_out);
 
   const std::string self = fs::read_symlink("/proc/self/exe").string();
-  const std::string bin = o.bin_dir.empty() ? (fs::path(self).parent_path().parent_path() / "bin").string() : o.bin_dir;
+  const std::string bin =
+      o.bin_dir.empty() ? (fs::path(self).parent_path().parent_path() / "bin").string() : o.bin_dir;
   immunizer::tools::Supervisor sup(/*echo=*/false);
   std::vector<Stage> stages;
   int rc = 0;
@@ -334,12 +368,14 @@ int main(int argc, char** argv) {
     // The broker's pid is needed for its CPU, so spawn() with a reader that owns its state.
     auto address = std::make_shared<std::promise<std::string>>();
     auto once = std::make_shared<std::once_flag>();
-    const pid_t broker_pid = sup.spawn({.name = "broker", .path = bin + "/immunizer",
-                                        .args = {"broker", "--partitions", std::to_string(o.partitions)},
-                                        .on_line = [address, once](const std::string& line) {
-                                          if (line.rfind("bootstrap=", 0) == 0)
-                                            std::call_once(*once, [&] { address->set_value(line.substr(10)); });
-                                        }});
+    const pid_t broker_pid =
+        sup.spawn({.name = "broker",
+                   .path = bin + "/immunizer",
+                   .args = {"broker", "--partitions", std::to_string(o.partitions)},
+                   .on_line = [address, once](const std::string& line) {
+                     if (line.rfind("bootstrap=", 0) == 0)
+                       std::call_once(*once, [&] { address->set_value(line.substr(10)); });
+                   }});
     auto fut = address->get_future();
     if (fut.wait_for(std::chrono::seconds(15)) != std::future_status::ready)
       throw std::runtime_error("the embedded broker did not report its address within 15 s");
@@ -356,7 +392,8 @@ int main(int argc, char** argv) {
       auto e = env;
       e["IMMUNIZER_HTTP_PORT"] = std::to_string(port);
       const std::string name = svc + (instance > 0 ? std::to_string(instance + 1) : "");
-      const pid_t pid = sup.spawn({.name = name, .path = bin + "/immunizer-" + svc, .env = e, .stop_order = 1});
+      const pid_t pid =
+          sup.spawn({.name = name, .path = bin + "/immunizer-" + svc, .env = e, .stop_order = 1});
       stages.push_back({name, pid, port});
       ++port;
     };
@@ -372,11 +409,15 @@ int main(int argc, char** argv) {
     for (const auto& s : stages)
       if (s.port && !wait_ready(s.port, std::chrono::seconds(60)))
         throw std::runtime_error(s.name + " was not ready within 60 s");
-    const std::string latency_file = (fs::temp_directory_path() / ("pipeline_bench_" + std::to_string(getpid()))).string();
-    sup.spawn_until(
-        {.name = "probe", .path = self, .args = {"probe", "--bootstrap", bootstrap, "--topic", "immunizer.scores",
-                                                  "--out", latency_file}, .may_exit = true, .stop_order = 2},
-        "^(probe assigned)$", std::chrono::seconds(30));
+    const std::string latency_file =
+        (fs::temp_directory_path() / ("pipeline_bench_" + std::to_string(getpid()))).string();
+    sup.spawn_until({.name = "probe",
+                     .path = self,
+                     .args = {"probe", "--bootstrap", bootstrap, "--topic", "immunizer.scores",
+                              "--out", latency_file},
+                     .may_exit = true,
+                     .stop_order = 2},
+                    "^(probe assigned)$", std::chrono::seconds(30));
 
     immunizer::sensor::SensorConfig sc;
     sc.app = "bench";
@@ -397,7 +438,8 @@ int main(int argc, char** argv) {
     auto per_stage = [&]() {
       std::map<std::string, double> m;
       for (const auto& s : stages) {
-        if (s.name.rfind("monitor", 0) == 0) m[s.name] = scrape(s.port, "immunizer_monitor_records_total").value_or(0);
+        if (s.name.rfind("monitor", 0) == 0)
+          m[s.name] = scrape(s.port, "immunizer_monitor_records_total").value_or(0);
         if (s.name.rfind("analyze", 0) == 0) m[s.name] = analyze_total(s);
       }
       return m;
@@ -406,7 +448,8 @@ int main(int argc, char** argv) {
       std::map<std::string, double> m;
       double mon = 0, ana = 0;
       for (const auto& s : stages) {
-        if (s.name.rfind("monitor", 0) == 0) mon += scrape(s.port, "immunizer_monitor_records_total").value_or(0);
+        if (s.name.rfind("monitor", 0) == 0)
+          mon += scrape(s.port, "immunizer_monitor_records_total").value_or(0);
         if (s.name.rfind("analyze", 0) == 0) ana += analyze_total(s);
       }
       m["monitor"] = mon;
@@ -415,7 +458,8 @@ int main(int argc, char** argv) {
     };
     // Polls the stages' counters until each reaches its target or nothing moved for --stall;
     // records when each stage got there.
-    auto wait_totals = [&](const std::map<std::string, double>& want, std::map<std::string, Clock::time_point>& done_at,
+    auto wait_totals = [&](const std::map<std::string, double>& want,
+                           std::map<std::string, Clock::time_point>& done_at,
                            std::map<std::string, double>& last) {
       auto last_move = Clock::now();
       std::map<std::string, double> prev;
@@ -472,7 +516,9 @@ int main(int argc, char** argv) {
     std::map<std::string, Clock::time_point> done_at;
     std::map<std::string, double> last;
     const double n_records = static_cast<double>(o.records);
-    wait_totals({{"monitor", base.at("monitor") + n_records}, {"analyze", base.at("analyze") + n_records}}, done_at, last);
+    wait_totals(
+        {{"monitor", base.at("monitor") + n_records}, {"analyze", base.at("analyze") + n_records}},
+        done_at, last);
     const auto last_stage = per_stage();
     const double self1 = cpu_seconds(getpid());
     std::map<std::string, double> cpu1;
@@ -486,24 +532,36 @@ int main(int argc, char** argv) {
     const uint64_t dropped = stats1.dropped_total() - stats0.dropped_total();
     const double mon = last["monitor"] - base.at("monitor");
     const double ana = last["analyze"] - base.at("analyze");
-    const auto secs = [&](Clock::time_point t) { return std::chrono::duration<double>(t - t0).count(); };
+    const auto secs = [&](Clock::time_point t) {
+      return std::chrono::duration<double>(t - t0).count();
+    };
     const double end_s = done_at.count("analyze") ? secs(done_at["analyze"]) : secs(Clock::now());
-    std::printf("\nrecords             %.0f measured (after %llu warm-up), %d partition(s), %d monitor(s), %d analyze(s)%s\n",
-                n, static_cast<unsigned long long>(o.warmup), o.partitions, o.monitors, o.analyzers,
-                o.with_control ? ", plan + execute" : "");
-    std::printf("offered             %.0f records/s by the app (%.2f s to record, %.2f s until the sensor had sent all)\n",
-                n / secs(t_produced), secs(t_produced), secs(t_sent));
-    std::printf("end to end          %.0f records/s (last record processed by analyze after %.2f s)\n", ana / end_s, end_s);
+    std::printf(
+        "\nrecords             %.0f measured (after %llu warm-up), %d partition(s), %d monitor(s), "
+        "%d analyze(s)%s\n",
+        n, static_cast<unsigned long long>(o.warmup), o.partitions, o.monitors, o.analyzers,
+        o.with_control ? ", plan + execute" : "");
+    std::printf(
+        "offered             %.0f records/s by the app (%.2f s to record, %.2f s until the sensor "
+        "had sent all)\n",
+        n / secs(t_produced), secs(t_produced), secs(t_sent));
+    std::printf(
+        "end to end          %.0f records/s (last record processed by analyze after %.2f s)\n",
+        ana / end_s, end_s);
     for (const char* k : {"monitor", "analyze"})
-      if (done_at.count(k)) std::printf("  %-17s %.0f records/s\n", k, (last[k] - base.at(k)) / secs(done_at[k]));
+      if (done_at.count(k))
+        std::printf("  %-17s %.0f records/s\n", k, (last[k] - base.at(k)) / secs(done_at[k]));
     // Each process's CPU over the records it handled (sent, for the app and the broker).
     const double sent_d = std::max(1.0, static_cast<double>(sent));
-    std::printf("CPU per record      sensor side (this process) %.2f us\n", (self1 - self0) / sent_d * 1e6);
+    std::printf("CPU per record      sensor side (this process) %.2f us\n",
+                (self1 - self0) / sent_d * 1e6);
     for (const auto& s : stages) {
       if (!s.pid) continue;
       double handled = sent_d;
-      if (last_stage.count(s.name)) handled = std::max(1.0, last_stage.at(s.name) - base_stage.at(s.name));
-      std::printf("                    %-8s %.2f us\n", s.name.c_str(), (cpu1[s.name] - cpu0[s.name]) / handled * 1e6);
+      if (last_stage.count(s.name))
+        handled = std::max(1.0, last_stage.at(s.name) - base_stage.at(s.name));
+      std::printf("                    %-8s %.2f us\n", s.name.c_str(),
+                  (cpu1[s.name] - cpu0[s.name]) / handled * 1e6);
     }
     std::ifstream lat(latency_file);
     std::vector<double> ms;
@@ -511,10 +569,12 @@ int main(int argc, char** argv) {
     lat >> probe_scores;
     for (double v; lat >> v;) ms.push_back(v);
     fs::remove(latency_file);
-    std::printf("latency to score    p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu sampled records)\n", percentile(ms, 0.5),
-                percentile(ms, 0.99), ms.empty() ? NAN : *std::max_element(ms.begin(), ms.end()), ms.size());
+    std::printf("latency to score    p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu sampled records)\n",
+                percentile(ms, 0.5), percentile(ms, 0.99),
+                ms.empty() ? NAN : *std::max_element(ms.begin(), ms.end()), ms.size());
     const double lost = std::max(0.0, static_cast<double>(sent) - ana);
-    std::printf("dropped             %llu by the sensor\n", static_cast<unsigned long long>(dropped));
+    std::printf("dropped             %llu by the sensor\n",
+                static_cast<unsigned long long>(dropped));
     std::printf("lost                %.0f (sent %llu, monitor %.0f, analyze %.0f)\n", lost,
                 static_cast<unsigned long long>(sent), mon, ana);
     if (dropped > 0 || lost > 0 || ana < n) {

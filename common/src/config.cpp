@@ -7,10 +7,10 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <system_error>
-#include <fstream>
 #include <cstring>
+#include <fstream>
 #include <sstream>
+#include <system_error>
 
 extern char** environ;
 
@@ -51,10 +51,12 @@ std::string expand_env(const std::string& key, const std::string& v) {
   for (size_t i = 0; i < v.size();) {
     if (v.compare(i, 2, "${") == 0) {
       const size_t end = v.find('}', i);
-      if (end == std::string::npos) throw ConfigError("config key '" + key + "': unterminated ${ in '" + v + "'");
+      if (end == std::string::npos)
+        throw ConfigError("config key '" + key + "': unterminated ${ in '" + v + "'");
       const std::string name = v.substr(i + 2, end - i - 2);
       const char* e = std::getenv(name.c_str());
-      if (e == nullptr) throw ConfigError("config key '" + key + "': environment variable " + name + " is not set");
+      if (e == nullptr)
+        throw ConfigError("config key '" + key + "': environment variable " + name + " is not set");
       out += e;
       i = end + 1;
     } else {
@@ -112,8 +114,9 @@ bool parse_strict_double(const std::string& v, double* out) {
 // Variables of the in-app agents (sensor, effector) that fall in a service's namespace:
 // `immunizer up` gives every child the same environment, so a service accepts these too.
 const std::set<std::string>& agent_environment_variables() {
-  static const std::set<std::string> kNames{"IMMUNIZER_EXECUTE_ADDRESS", "IMMUNIZER_SECURITY_SIGNING_KEY",
-                                            "IMMUNIZER_SECURITY_SIGNING_KEY_FILE", "IMMUNIZER_SECURITY_KEY_ID"};
+  static const std::set<std::string> kNames{
+      "IMMUNIZER_EXECUTE_ADDRESS", "IMMUNIZER_SECURITY_SIGNING_KEY",
+      "IMMUNIZER_SECURITY_SIGNING_KEY_FILE", "IMMUNIZER_SECURITY_KEY_ID"};
   return kNames;
 }
 
@@ -167,7 +170,9 @@ Config Config::from_map(std::map<std::string, std::string> values, const std::st
 
 std::string Config::env_name(const std::string& key) const {
   std::string n = env_prefix_;
-  for (char ch : key) n += (ch == '.' || ch == '-') ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  for (char ch : key)
+    n += (ch == '.' || ch == '-') ? '_'
+                                  : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   return n;
 }
 
@@ -196,10 +201,11 @@ int64_t Config::get_int(const std::string& key, int64_t def, int64_t min, int64_
   const auto* v = lookup(key);
   if (!v) return def;
   long long x = 0;
-  if (!parse_strict_int(*v, &x)) return fail("config key '" + key + "': '" + *v + "' is not a decimal integer", def);
+  if (!parse_strict_int(*v, &x))
+    return fail("config key '" + key + "': '" + *v + "' is not a decimal integer", def);
   if (x < min || x > max)
-    return fail("config key '" + key + "': " + *v + " is out of range [" + std::to_string(min) + ", " +
-                    std::to_string(max) + "]",
+    return fail("config key '" + key + "': " + *v + " is out of range [" + std::to_string(min) +
+                    ", " + std::to_string(max) + "]",
                 def);
   return x;
 }
@@ -208,7 +214,8 @@ double Config::get_double(const std::string& key, double def, double min, double
   const auto* v = lookup(key);
   if (!v) return def;
   double x = 0;
-  if (!parse_strict_double(*v, &x)) return fail("config key '" + key + "': '" + *v + "' is not a decimal number", def);
+  if (!parse_strict_double(*v, &x))
+    return fail("config key '" + key + "': '" + *v + "' is not a decimal number", def);
   if (!(x >= min && x <= max)) {
     std::ostringstream os;
     os << "config key '" << key << "': " << *v << " is out of range [" << min << ", " << max << "]";
@@ -254,7 +261,8 @@ std::string Config::get_secret(const std::string& key) const {
   std::string direct = get_string(key, "");
   const std::string file = get_string(key + "_file", "");
   if (!direct.empty() && !file.empty())
-    return fail("config keys '" + key + "' and '" + key + "_file' are both set; choose one", direct);
+    return fail("config keys '" + key + "' and '" + key + "_file' are both set; choose one",
+                direct);
   if (file.empty()) return direct;
   std::ifstream in(file);
   if (!in) return fail("config key '" + key + "_file': cannot read '" + file + "'", std::string());
@@ -281,7 +289,8 @@ void Config::reject_unknown(const std::vector<std::string>& environment) const {
     if (read_.count(k)) continue;
     const std::string hint = did_you_mean(k, read_);
     add("'" + k + "' (from " + origin_.at(k) + ")" + hint);
-    if (collect_) errors_.push_back("config key '" + k + "' (from " + origin_.at(k) + "): unknown key" + hint);
+    if (collect_)
+      errors_.push_back("config key '" + k + "' (from " + origin_.at(k) + "): unknown key" + hint);
   }
   // Environment: only this service's namespaces (the first segment of every key it read,
   // e.g. IMMUNIZER_MONITOR_*, IMMUNIZER_KAFKA_*) are checked, since one environment is shared

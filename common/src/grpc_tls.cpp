@@ -11,8 +11,10 @@ namespace immunizer::common {
 namespace {
 
 std::string read_pem(const std::string& path, const std::string& what, const char* which) {
-  if (path.empty()) throw std::runtime_error(what + ": " + which + " is not set (mutual TLS needs ca, cert and key files; " +
-                                             "'immunizer pki init' makes them)");
+  if (path.empty())
+    throw std::runtime_error(what + ": " + which +
+                             " is not set (mutual TLS needs ca, cert and key files; " +
+                             "'immunizer pki init' makes them)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(what + ": cannot read " + which + " '" + path + "'");
   std::stringstream ss;
@@ -32,8 +34,8 @@ bool valid_name(std::string_view n) noexcept {
       seg_empty = true;
       continue;
     }
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
     if (!ok) return false;
     seg_empty = false;
   }
@@ -48,7 +50,8 @@ bool parse_tls_mode(std::string_view mode, const std::string& what) {
   throw std::invalid_argument(what + "='" + std::string(mode) + "': expected 'mtls' or 'none'");
 }
 
-std::shared_ptr<grpc::ChannelCredentials> client_credentials(const TlsFiles& tls, const std::string& what) {
+std::shared_ptr<grpc::ChannelCredentials> client_credentials(const TlsFiles& tls,
+                                                             const std::string& what) {
   if (!tls.enabled) return grpc::InsecureChannelCredentials();
   grpc::SslCredentialsOptions o;
   o.pem_root_certs = read_pem(tls.ca_file, what, "ca file");
@@ -61,21 +64,28 @@ void apply_channel_args(const TlsFiles& tls, grpc::ChannelArguments& args) {
   if (tls.enabled && !tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
 }
 
-std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls, const std::string& what) {
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls,
+                                                            const std::string& what) {
   if (!tls.enabled) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions o(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   o.pem_root_certs = read_pem(tls.ca_file, what, "ca file");
-  o.pem_key_cert_pairs.push_back({read_pem(tls.key_file, what, "key file"), read_pem(tls.cert_file, what, "certificate file")});
+  o.pem_key_cert_pairs.push_back({read_pem(tls.key_file, what, "key file"),
+                                  read_pem(tls.cert_file, what, "certificate file")});
   return grpc::SslServerCredentials(o);
 }
 
 std::string_view to_string(Role r) noexcept {
   switch (r) {
-    case Role::kEffector: return "effector";
-    case Role::kOperator: return "operator";
-    case Role::kExecute: return "execute";
-    case Role::kPlan: return "plan";
-    case Role::kNone: break;
+    case Role::kEffector:
+      return "effector";
+    case Role::kOperator:
+      return "operator";
+    case Role::kExecute:
+      return "execute";
+    case Role::kPlan:
+      return "plan";
+    case Role::kNone:
+      break;
   }
   return "none";
 }
@@ -110,7 +120,8 @@ PeerIdentity peer_identity(const grpc::AuthContext& ctx) {
   return {};
 }
 
-bool effector_name_matches(std::string_view cert_name, std::string_view app, std::string_view instance) noexcept {
+bool effector_name_matches(std::string_view cert_name, std::string_view app,
+                           std::string_view instance) noexcept {
   const auto slash = cert_name.find('/');
   if (slash == std::string_view::npos) return !app.empty() && cert_name == app;
   return cert_name.substr(0, slash) == app && cert_name.substr(slash + 1) == instance;

@@ -32,12 +32,15 @@ HttpLimits HttpLimits::from_config(const Config& c) {
   HttpLimits l;
   l.max_body_bytes = static_cast<size_t>(
       c.get_int("http.max_body_bytes", static_cast<int64_t>(l.max_body_bytes), 0, 1LL << 30));
-  l.max_connections = static_cast<int>(c.get_int("http.max_connections", l.max_connections, 1, 1000));
+  l.max_connections =
+      static_cast<int>(c.get_int("http.max_connections", l.max_connections, 1, 1000));
   l.worker_threads = static_cast<int>(c.get_int("http.worker_threads", l.worker_threads, 1, 1000));
-  l.header_timeout = std::chrono::milliseconds(c.get_int("http.header_timeout_ms", l.header_timeout.count(), 50, 600'000));
-  l.read_timeout = std::chrono::milliseconds(c.get_int("http.read_timeout_ms", l.read_timeout.count(), 50, 600'000));
-  l.keep_alive_timeout =
-      std::chrono::milliseconds(c.get_int("http.keep_alive_timeout_ms", l.keep_alive_timeout.count(), 50, 600'000));
+  l.header_timeout = std::chrono::milliseconds(
+      c.get_int("http.header_timeout_ms", l.header_timeout.count(), 50, 600'000));
+  l.read_timeout = std::chrono::milliseconds(
+      c.get_int("http.read_timeout_ms", l.read_timeout.count(), 50, 600'000));
+  l.keep_alive_timeout = std::chrono::milliseconds(
+      c.get_int("http.keep_alive_timeout_ms", l.keep_alive_timeout.count(), 50, 600'000));
   return l;
 }
 
@@ -46,7 +49,8 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 
 int remaining_ms(SteadyClock::time_point deadline) {
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
   return left <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 1 << 30));
 }
 
@@ -80,26 +84,36 @@ void ip_and_port(const sockaddr_storage& a, std::string& ip, int& port) {
 }
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(x) == std::tolower(y);
+         });
 }
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 400:
+      return "Bad Request";
+    case 408:
+      return "Request Timeout";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -125,7 +139,8 @@ struct HttpConn {
 // wait bounded by the request's deadlines.
 class ConnStream final : public httplib::Stream {
  public:
-  ConnStream(HttpConn& c, std::chrono::milliseconds write_timeout) : c_(c), write_timeout_(write_timeout) {}
+  ConnStream(HttpConn& c, std::chrono::milliseconds write_timeout)
+      : c_(c), write_timeout_(write_timeout) {}
   bool is_readable() const override {
     return c_.pos < c_.in.size() || wait_fd(c_.fd, POLLIN, c_.read_deadline);
   }
@@ -189,10 +204,11 @@ class ConnStream final : public httplib::Stream {
 class HttpEngine final : public httplib::Server {
  public:
   HttpEngine(prometheus::Registry& registry)
-      : refused_family_(prometheus::BuildCounter()
-                            .Name("immunizer_http_refused_total")
-                            .Help("HTTP requests or connections refused by the server's limits, by reason")
-                            .Register(registry)),
+      : refused_family_(
+            prometheus::BuildCounter()
+                .Name("immunizer_http_refused_total")
+                .Help("HTTP requests or connections refused by the server's limits, by reason")
+                .Register(registry)),
         connections_(prometheus::BuildGauge()
                          .Name("immunizer_http_connections")
                          .Help("Open HTTP connections")
@@ -200,8 +216,9 @@ class HttpEngine final : public httplib::Server {
                          .Add({})),
         log_(logger("http")) {
     // Register every reason up front, so the series exist (at 0) before anything happens.
-    for (const char* r : {"connection_limit", "header_timeout", "header_too_large", "body_too_large",
-                          "transfer_encoding", "content_encoding", "bad_request", "body_timeout"})
+    for (const char* r :
+         {"connection_limit", "header_timeout", "header_too_large", "body_too_large",
+          "transfer_encoding", "content_encoding", "bad_request", "body_timeout"})
       refused_family_.Add({{"reason", r}});
   }
   ~HttpEngine() override { stop_serving(); }
@@ -214,7 +231,8 @@ class HttpEngine final : public httplib::Server {
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     addrinfo* res = nullptr;
     const std::string service = std::to_string(port);
-    if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res) != 0 || !res)
+    if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res) != 0 ||
+        !res)
       return -1;
     int fd = -1;
     for (addrinfo* ai = res; ai; ai = ai->ai_next) {
@@ -245,7 +263,8 @@ class HttpEngine final : public httplib::Server {
     svr_sock_ = listen_fd_;  // httplib's "not shutting down" test for streaming responses
     stopping_ = false;
     poller_ = std::thread([this] { poll_loop(); });
-    for (int i = 0; i < std::max(1, limits_.worker_threads); ++i) workers_.emplace_back([this] { work_loop(); });
+    for (int i = 0; i < std::max(1, limits_.worker_threads); ++i)
+      workers_.emplace_back([this] { work_loop(); });
   }
 
   void stop_serving() {
@@ -294,9 +313,10 @@ class HttpEngine final : public httplib::Server {
   // not lost to a reset when the client is still sending).
   void refuse(HttpConn* c, int status, const char* reason, std::string_view text) {
     count_refusal(reason, *c);
-    std::string r = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
-                    "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size() + 1) +
-                    "\r\nConnection: close\r\n\r\n" + std::string(text) + "\n";
+    std::string r =
+        "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
+        "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size() + 1) +
+        "\r\nConnection: close\r\n\r\n" + std::string(text) + "\n";
     [[maybe_unused]] auto n = ::send(c->fd, r.data(), r.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     ::shutdown(c->fd, SHUT_WR);
     c->draining = true;
@@ -337,7 +357,8 @@ class HttpEngine final : public httplib::Server {
       const std::string_view name = line.substr(0, colon);
       const std::string_view value = trim(line.substr(colon + 1));
       if (iequals(name, "Transfer-Encoding")) {
-        refuse(c, 411, "transfer_encoding", "chunked request bodies are not accepted: send a Content-Length");
+        refuse(c, 411, "transfer_encoding",
+               "chunked request bodies are not accepted: send a Content-Length");
         return false;
       }
       if (iequals(name, "Content-Encoding") && !iequals(value, "identity")) {
@@ -347,7 +368,8 @@ class HttpEngine final : public httplib::Server {
       if (iequals(name, "Content-Length")) {
         uint64_t v = 0;
         bool ok = !value.empty() && value.size() <= 18;
-        for (char ch : value) ok = ok && ch >= '0' && ch <= '9', v = v * 10 + static_cast<uint64_t>(ch - '0');
+        for (char ch : value)
+          ok = ok && ch >= '0' && ch <= '9', v = v * 10 + static_cast<uint64_t>(ch - '0');
         if (!ok || (has_length && v != length)) {
           refuse(c, 400, "bad_request", "malformed Content-Length");
           return false;
@@ -362,8 +384,8 @@ class HttpEngine final : public httplib::Server {
                  std::to_string(limits_.max_body_bytes));
       return false;
     }
-    if (!has_length && (method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE" ||
-                        method == "PRI")) {
+    if (!has_length && (method == "POST" || method == "PUT" || method == "PATCH" ||
+                        method == "DELETE" || method == "PRI")) {
       // No Content-Length and no Transfer-Encoding: the body is empty (RFC 9112 6.3); say so,
       // or httplib would read until the client closes.
       c->in.insert(c->pos + end + 2, "Content-Length: 0\r\n");
@@ -375,14 +397,16 @@ class HttpEngine final : public httplib::Server {
     for (;;) {
       sockaddr_storage a{};
       socklen_t len = sizeof a;
-      const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len,
+                               SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) return;  // EAGAIN, or a transient error: poll again
       auto* c = new HttpConn;
       c->fd = fd;
       ip_and_port(a, c->remote_ip, c->remote_port);
       sockaddr_storage l{};
       socklen_t llen = sizeof l;
-      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&l), &llen) == 0) ip_and_port(l, c->local_ip, c->local_port);
+      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&l), &llen) == 0)
+        ip_and_port(l, c->local_ip, c->local_port);
       int yes = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
       open_.fetch_add(1);
@@ -435,7 +459,8 @@ class HttpEngine final : public httplib::Server {
           c->in.erase(0, c->pos);
           c->pos = 0;
           c->in_head = !c->in.empty();
-          c->deadline = SteadyClock::now() + (c->in_head ? limits_.header_timeout : limits_.keep_alive_timeout);
+          c->deadline = SteadyClock::now() +
+                        (c->in_head ? limits_.header_timeout : limits_.keep_alive_timeout);
           waiting_.push_back(c);
         }
         returned_.clear();

@@ -24,11 +24,15 @@ KafkaSettings KafkaSettings::from_config(const Config& c) {
   s.ssl_certificate_location = c.get_string("kafka.ssl_certificate_location", "");
   s.ssl_key_location = c.get_string("kafka.ssl_key_location", "");
   if (s.ssl_certificate_location.empty() != s.ssl_key_location.empty())
-    throw ConfigError("config keys 'kafka.ssl_certificate_location' and 'kafka.ssl_key_location': set both (the "
-                      "service's client certificate for mutual TLS to Kafka) or neither");
-  if (!s.ssl_certificate_location.empty() && s.security_protocol != "ssl" && s.security_protocol != "sasl_ssl")
-    throw ConfigError("config key 'kafka.ssl_certificate_location': needs kafka.security_protocol ssl or sasl_ssl, not " +
-                      s.security_protocol);
+    throw ConfigError(
+        "config keys 'kafka.ssl_certificate_location' and 'kafka.ssl_key_location': set both (the "
+        "service's client certificate for mutual TLS to Kafka) or neither");
+  if (!s.ssl_certificate_location.empty() && s.security_protocol != "ssl" &&
+      s.security_protocol != "sasl_ssl")
+    throw ConfigError(
+        "config key 'kafka.ssl_certificate_location': needs kafka.security_protocol ssl or "
+        "sasl_ssl, not " +
+        s.security_protocol);
   if (s.bootstrap.empty()) throw ConfigError("config key 'kafka.bootstrap': must not be empty");
   return s;
 }
@@ -46,7 +50,7 @@ std::map<std::string, std::string> KafkaSettings::properties() const {
 }
 
 Topics Topics::with_prefix(const std::string& p) {
-  return Topics{p + "calls",  p + "features", p + "scores",   p + "alarms",    p + "plans",
+  return Topics{p + "calls",   p + "features", p + "scores", p + "alarms",    p + "plans",
                 p + "actions", p + "feedback", p + "models", p + "deadletter"};
 }
 
@@ -68,10 +72,12 @@ KafkaMetrics::KafkaMetrics(prometheus::Registry& r, std::string service)
                              .Name("immunizer_deadletters_total")
                              .Help("Messages sent to the dead-letter topic, by reason")
                              .Register(r)),
-      lost_family_(prometheus::BuildCounter()
-                       .Name("immunizer_records_lost_total")
-                       .Help("Messages a consumer never saw: its offset was reset past unread data, by topic")
-                       .Register(r)),
+      lost_family_(
+          prometheus::BuildCounter()
+              .Name("immunizer_records_lost_total")
+              .Help(
+                  "Messages a consumer never saw: its offset was reset past unread data, by topic")
+              .Register(r)),
       lag_family_(prometheus::BuildGauge()
                       .Name("immunizer_kafka_consumer_lag")
                       .Help("Messages between the committed position and the end of the partition")
@@ -84,7 +90,8 @@ KafkaMetrics::KafkaMetrics(prometheus::Registry& r, std::string service)
 
 prometheus::Counter& KafkaMetrics::counter(prometheus::Family<prometheus::Counter>& f,
                                            std::map<std::string, prometheus::Counter*>& cache,
-                                           const std::string& label_name, const std::string& value) {
+                                           const std::string& label_name,
+                                           const std::string& value) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = cache.find(value);
   if (it != cache.end()) return *it->second;
@@ -110,8 +117,9 @@ void KafkaMetrics::lag(const std::string& topic, int32_t partition, int64_t lag)
   const std::string k = topic + "/" + std::to_string(partition);
   auto it = lag_.find(k);
   if (it == lag_.end()) {
-    it = lag_.emplace(k, &lag_family_.Add({{"service", service_}, {"topic", topic},
-                                            {"partition", std::to_string(partition)}}))
+    it = lag_.emplace(k, &lag_family_.Add({{"service", service_},
+                                           {"topic", topic},
+                                           {"partition", std::to_string(partition)}}))
              .first;
   }
   it->second->Set(static_cast<double>(lag));
@@ -210,7 +218,8 @@ class KafkaProducer final : public Producer {
     r.failed = failed_.exchange(0);
     r.permanent = permanent_.exchange(0);
     const int first = first_permanent_.exchange(0);
-    if (r.permanent > 0) r.permanent_reason = rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(first));
+    if (r.permanent > 0)
+      r.permanent_reason = rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(first));
     return r;
   }
 
@@ -268,8 +277,10 @@ class KafkaConsumer final : public Consumer {
     rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk_) throw std::runtime_error(std::string("kafka consumer: ") + err);
     rd_kafka_poll_set_consumer(rk_);
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
-    for (const auto& t : topics) rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
+    for (const auto& t : topics)
+      rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
     const auto e = rd_kafka_subscribe(rk_, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (e) throw std::runtime_error(std::string("kafka subscribe: ") + rd_kafka_err2str(e));
@@ -285,7 +296,8 @@ class KafkaConsumer final : public Consumer {
     while (out.size() < max) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, out.empty() ? std::max<int>(0, left.count()) : 0);
+      rd_kafka_message_t* m =
+          rd_kafka_consumer_poll(rk_, out.empty() ? std::max<int>(0, left.count()) : 0);
       if (!m) {
         if (!out.empty() || std::chrono::steady_clock::now() >= deadline) break;
         continue;
@@ -295,7 +307,8 @@ class KafkaConsumer final : public Consumer {
           static LogThrottle throttle;
           uint64_t suppressed = 0;
           if (throttle.allow(&suppressed))
-            logger("kafka")->warn("consume: {} (+{} suppressed)", rd_kafka_message_errstr(m), suppressed);
+            logger("kafka")->warn("consume: {} (+{} suppressed)", rd_kafka_message_errstr(m),
+                                  suppressed);
         }
         rd_kafka_message_destroy(m);
         continue;
@@ -322,16 +335,19 @@ class KafkaConsumer final : public Consumer {
       auto& v = next[{m.topic, m.partition}];
       v = std::max(v, m.offset + 1);
     }
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
     for (const auto& [tp, off] : next)
       rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
     const auto e = rd_kafka_commit(rk_, list, 0);
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-      logger("kafka")->warn("commit failed: {} (messages will be re-read after a restart)", rd_kafka_err2str(e));
+      logger("kafka")->warn("commit failed: {} (messages will be re-read after a restart)",
+                            rd_kafka_err2str(e));
     if (metrics_) {
       for (const auto& [tp, off] : next) {
         int64_t lo = 0, hi = 0;
-        if (rd_kafka_get_watermark_offsets(rk_, tp.first.c_str(), tp.second, &lo, &hi) == 0 && hi >= off)
+        if (rd_kafka_get_watermark_offsets(rk_, tp.first.c_str(), tp.second, &lo, &hi) == 0 &&
+            hi >= off)
           metrics_->lag(tp.first, tp.second, hi - off);
       }
     }
@@ -344,7 +360,8 @@ class KafkaConsumer final : public Consumer {
       auto it = first.find({m.topic, m.partition});
       if (it == first.end() || m.offset < it->second) first[{m.topic, m.partition}] = m.offset;
     }
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
     for (const auto& [tp, off] : first)
       rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
     for (const auto& [tp, off] : first) next_[tp] = off;  // reading again from there is no gap
@@ -384,7 +401,8 @@ class KafkaConsumer final : public Consumer {
       if (metrics_) metrics_->records_lost(topic, static_cast<uint64_t>(lost));
       lost_ += static_cast<uint64_t>(lost);
       logger("kafka")->error(
-          "{}[{}]: {} messages lost: the consumer was reset from offset {} to {} (the broker no longer had "
+          "{}[{}]: {} messages lost: the consumer was reset from offset {} to {} (the broker no "
+          "longer had "
           "them; raise retention or partitions, or consume faster)",
           topic, partition, lost, expected, offset);
     }
@@ -395,7 +413,8 @@ class KafkaConsumer final : public Consumer {
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
     int64_t off = -1;
-    if (rd_kafka_committed(rk_, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].err == 0)
+    if (rd_kafka_committed(rk_, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        list->elems[0].err == 0)
       off = list->elems[0].offset;
     rd_kafka_topic_partition_list_destroy(list);
     return off;  // < 0: nothing committed (RD_KAFKA_OFFSET_INVALID)

@@ -11,7 +11,8 @@ namespace immunizer::common {
 void init_logging(const std::string& level) {
   const auto lvl = spdlog::level::from_str(level);
   if (lvl == spdlog::level::off && level != "off")
-    throw ConfigError("config key 'log.level': '" + level + "' is not one of trace, debug, info, warn, error, off");
+    throw ConfigError("config key 'log.level': '" + level +
+                      "' is not one of trace, debug, info, warn, error, off");
   spdlog::set_level(lvl);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
 }
@@ -27,7 +28,8 @@ std::shared_ptr<spdlog::logger> logger(const std::string& name) {
 
 bool LogThrottle::allow(uint64_t* suppressed) {
   const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch()).count();
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
   int64_t next = next_ns_.load(std::memory_order_relaxed);
   if (now >= next && next_ns_.compare_exchange_strong(next, now + interval_ns_)) {
     if (suppressed) *suppressed = suppressed_.exchange(0);

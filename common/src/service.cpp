@@ -1,8 +1,8 @@
 #include "immunizer/common/service.hpp"
 
-#include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <signal.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdlib>
 #include <iostream>
@@ -21,7 +21,8 @@ void install_stop_signals(std::atomic<bool>& stop, const std::string& name) {
   std::thread([set, &stop, name]() mutable {
     int sig = 0;
     sigwait(&set, &sig);
-    logger(name)->info("received {}, stopping: drain, flush, commit", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    logger(name)->info("received {}, stopping: drain, flush, commit",
+                       sig == SIGINT ? "SIGINT" : "SIGTERM");
     stop = true;
     sigwait(&set, &sig);
     logger(name)->warn("second signal, exiting now");
@@ -54,7 +55,8 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
   app.set_version_flag("--version", version_line("immunizer-" + name));
   bool check_config = false;
   app.add_flag("--check-config", check_config,
-               "read the configuration as the service would, print every error with its key, exit (0: valid)");
+               "read the configuration as the service would, print every error with its key, exit "
+               "(0: valid)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -78,7 +80,8 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     // Loopback unless configured: the chart and compose set http.listen=0.0.0.0 explicitly.
     const std::string listen = ctx.config.get_string("http.listen", "127.0.0.1");
     const int port = static_cast<int>(ctx.config.get_int("http.port", default_http_port, 0, 65535));
-    ctx.http = std::make_unique<HttpServer>(listen, port, ctx.registry, HttpLimits::from_config(ctx.config));
+    ctx.http = std::make_unique<HttpServer>(listen, port, ctx.registry,
+                                            HttpLimits::from_config(ctx.config));
     try {
       body = setup(ctx);
     } catch (const ConfigError& e) {
@@ -101,8 +104,10 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     errors.insert(errors.begin(), collected.begin(), collected.end());
     const std::string what = config_path.empty() ? "configuration" : config_path;
     for (const auto& e : errors) std::cout << what << ": " << e << "\n";
-    if (errors.empty()) std::cout << what << ": valid configuration for immunizer-" << name << "\n";
-    else std::cout << errors.size() << " error(s)\n";
+    if (errors.empty())
+      std::cout << what << ": valid configuration for immunizer-" << name << "\n";
+    else
+      std::cout << errors.size() << " error(s)\n";
     return errors.empty() ? 0 : 2;
   }
   try {

@@ -8,7 +8,8 @@
 
 namespace immunizer::common {
 
-std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s, const std::string& topic,
+std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s,
+                                                        const std::string& topic,
                                                         const std::string& kind,
                                                         std::chrono::milliseconds timeout) {
   std::map<std::string, v1::ModelSnapshot> out;
@@ -37,7 +38,8 @@ std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s, 
     return out;
   }
   std::map<int32_t, int64_t> end;  // partition -> high watermark
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
   for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
     const int32_t p = md->topics[0].partitions[i].id;
     int64_t lo = 0, hi = 0;
@@ -58,17 +60,21 @@ std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s, 
     if (!m->err) {
       ++read;
       v1::ModelSnapshot snap;
-      if (m->payload && snap.ParseFromArray(m->payload, static_cast<int>(m->len)) && snap.kind() == kind)
+      if (m->payload && snap.ParseFromArray(m->payload, static_cast<int>(m->len)) &&
+          snap.kind() == kind)
         out[snap.model_key()] = std::move(snap);
       auto it = end.find(m->partition);
       if (it != end.end() && m->offset + 1 >= it->second) end.erase(it);
     }
     rd_kafka_message_destroy(m);
   }
-  if (!end.empty()) logger("snapshots")->warn("snapshot read of {} timed out; {} partitions incomplete", topic, end.size());
+  if (!end.empty())
+    logger("snapshots")
+        ->warn("snapshot read of {} timed out; {} partitions incomplete", topic, end.size());
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
-  logger("snapshots")->info("read {} messages from {}: {} {} snapshots", read, topic, out.size(), kind);
+  logger("snapshots")
+      ->info("read {} messages from {}: {} {} snapshots", read, topic, out.size(), kind);
   return out;
 }
 

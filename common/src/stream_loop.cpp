@@ -17,7 +17,8 @@ std::string sha256(std::string_view bytes) {
   return std::string(reinterpret_cast<const char*>(md), n);
 }
 
-void Processor::process_batch(const std::vector<Message>& batch, Producer& out, const Reject& reject) {
+void Processor::process_batch(const std::vector<Message>& batch, Producer& out,
+                              const Reject& reject) {
   for (const auto& m : batch) {
     try {
       process(m, out);
@@ -33,20 +34,23 @@ StreamLoop::StreamLoop(Consumer& in, Producer& out, Processor& p, StreamLoopOpti
                        KafkaMetrics* metrics, prometheus::Registry* registry)
     : in_(in), out_(out), proc_(p), opt_(std::move(opt)), metrics_(metrics) {
   if (registry) {
-    skipped_family_ = &prometheus::BuildCounter()
-                           .Name("immunizer_outputs_skipped_total")
-                           .Help("Outputs the broker refused for good (after retries), skipped, by reason")
-                           .Register(*registry);
-    batch_seconds_ = &prometheus::BuildHistogram()
-                          .Name("immunizer_batch_seconds")
-                          .Help("Time to process, flush and commit one consumed batch")
-                          .Register(*registry)
-                          .Add({{"service", opt_.service}},
-                               prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5});
+    skipped_family_ =
+        &prometheus::BuildCounter()
+             .Name("immunizer_outputs_skipped_total")
+             .Help("Outputs the broker refused for good (after retries), skipped, by reason")
+             .Register(*registry);
+    batch_seconds_ =
+        &prometheus::BuildHistogram()
+             .Name("immunizer_batch_seconds")
+             .Help("Time to process, flush and commit one consumed batch")
+             .Register(*registry)
+             .Add({{"service", opt_.service}}, prometheus::Histogram::BucketBoundaries{
+                                                   0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5});
   }
 }
 
-void StreamLoop::dead_letter(const Message& m, const std::string& reason, const std::string& detail) {
+void StreamLoop::dead_letter(const Message& m, const std::string& reason,
+                             const std::string& detail) {
   immunizer::v1::DeadLetter dl;
   dl.set_source_topic(m.topic);
   dl.set_partition(m.partition);
@@ -71,8 +75,9 @@ void StreamLoop::dead_letter(const Message& m, const std::string& reason, const 
   static LogThrottle throttle;
   uint64_t suppressed = 0;
   if (throttle.allow(&suppressed))
-    logger(opt_.service)->warn("dead letter {}[{}]@{}: {}: {} (+{} suppressed)", m.topic, m.partition,
-                               m.offset, reason, detail, suppressed);
+    logger(opt_.service)
+        ->warn("dead letter {}[{}]@{}: {}: {} (+{} suppressed)", m.topic, m.partition, m.offset,
+               reason, detail, suppressed);
 }
 
 size_t StreamLoop::run_once() {
@@ -80,12 +85,13 @@ size_t StreamLoop::run_once() {
   const auto t0 = std::chrono::steady_clock::now();
   if (!batch.empty()) {
     try {
-      proc_.process_batch(batch, out_, [this](const Message& m, const std::string& reason, const std::string& detail) {
-        dead_letter(m, reason, detail);
-      });
+      proc_.process_batch(batch, out_,
+                          [this](const Message& m, const std::string& reason,
+                                 const std::string& detail) { dead_letter(m, reason, detail); });
     } catch (const std::exception& e) {
       // A batch-level failure: nothing of it is committed; it is read again.
-      logger(opt_.service)->error("batch failed, re-reading {} messages: {}", batch.size(), e.what());
+      logger(opt_.service)
+          ->error("batch failed, re-reading {} messages: {}", batch.size(), e.what());
       out_.flush(opt_.flush_timeout);
       in_.rewind(batch);
       return batch.size();
@@ -95,7 +101,8 @@ size_t StreamLoop::run_once() {
   if (batch.empty()) return 0;
   const FlushResult r = out_.flush(opt_.flush_timeout);
   const Message& first = batch.front();
-  const bool same_batch = first.topic == retry_topic_ && first.partition == retry_partition_ && first.offset == retry_offset_;
+  const bool same_batch = first.topic == retry_topic_ && first.partition == retry_partition_ &&
+                          first.offset == retry_offset_;
   if (r.ok()) {
     in_.commit(batch);
     processed_ += batch.size();
@@ -107,10 +114,13 @@ size_t StreamLoop::run_once() {
     // batch again cannot help. The refused outputs are counted and skipped, the rest of the
     // batch's outputs were acknowledged, the batch is committed.
     outputs_skipped_ += r.permanent;
-    if (skipped_family_) skipped_family_->Add({{"service", opt_.service}, {"reason", r.permanent_reason}}).Increment(static_cast<double>(r.permanent));
-    logger(opt_.service)->error("{} outputs of the batch at {}[{}]@{} refused by the broker {} times ({}); skipped",
-                                r.permanent, first.topic, first.partition, first.offset, opt_.max_output_attempts,
-                                r.permanent_reason);
+    if (skipped_family_)
+      skipped_family_->Add({{"service", opt_.service}, {"reason", r.permanent_reason}})
+          .Increment(static_cast<double>(r.permanent));
+    logger(opt_.service)
+        ->error("{} outputs of the batch at {}[{}]@{} refused by the broker {} times ({}); skipped",
+                r.permanent, first.topic, first.partition, first.offset, opt_.max_output_attempts,
+                r.permanent_reason);
     in_.commit(batch);
     processed_ += batch.size();
     retry_attempts_ = 0;
@@ -121,14 +131,17 @@ size_t StreamLoop::run_once() {
       retry_attempts_ = same_batch ? retry_attempts_ + 1 : 1;
       retry_topic_ = first.topic, retry_partition_ = first.partition, retry_offset_ = first.offset;
     }
-    logger(opt_.service)->error("{} outputs not acknowledged ({}{}); re-reading {} messages", r.failed,
-                                r.complete ? "delivery failed" : "flush timed out",
-                                r.permanent ? ", " + std::to_string(r.permanent) + " refused: " + r.permanent_reason : "",
-                                batch.size());
+    logger(opt_.service)
+        ->error("{} outputs not acknowledged ({}{}); re-reading {} messages", r.failed,
+                r.complete ? "delivery failed" : "flush timed out",
+                r.permanent ? ", " + std::to_string(r.permanent) + " refused: " + r.permanent_reason
+                            : "",
+                batch.size());
     in_.rewind(batch);
   }
   if (batch_seconds_)
-    batch_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    batch_seconds_->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return batch.size();
 }
 

@@ -4,14 +4,17 @@
 
 namespace immunizer::common {
 
-void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metrics, const std::string& group,
-                        const std::vector<std::string>& topics, const SnapshotHooks* snapshots) {
+void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metrics,
+                        const std::string& group, const std::vector<std::string>& topics,
+                        const SnapshotHooks* snapshots) {
   std::unique_ptr<Producer> snapshot_producer;
   if (snapshots) {
     if (snapshots->restore) {
       ctx.starting("restoring " + snapshots->kind + " snapshots");
-      const auto snaps = read_snapshots(ctx.kafka, ctx.topics.models, snapshots->kind, std::chrono::seconds(30));
-      ctx.log->info("restored {} of {} {} snapshots", snapshots->apply(snaps), snaps.size(), snapshots->kind);
+      const auto snaps =
+          read_snapshots(ctx.kafka, ctx.topics.models, snapshots->kind, std::chrono::seconds(30));
+      ctx.log->info("restored {} of {} {} snapshots", snapshots->apply(snaps), snaps.size(),
+                    snapshots->kind);
     }
     snapshot_producer = make_kafka_producer(ctx.kafka, ctx.name + "-snapshots", &metrics,
                                             {{"message.max.bytes", "16000000"}});
@@ -19,14 +22,16 @@ void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metr
   }
   auto producer = make_kafka_producer(ctx.kafka, ctx.name, &metrics);
   auto consumer = make_kafka_consumer(ctx.kafka, group, topics, &metrics);
-  StreamLoop loop(*consumer, *producer, proc, {.service = ctx.name, .deadletter_topic = ctx.topics.deadletter},
-                  &metrics, ctx.registry.get());
+  StreamLoop loop(*consumer, *producer, proc,
+                  {.service = ctx.name, .deadletter_topic = ctx.topics.deadletter}, &metrics,
+                  ctx.registry.get());
   ctx.ready();
   loop.run(ctx.stop);
 }
 
-size_t restore_each(const std::map<std::string, v1::ModelSnapshot>& snaps, const std::string& kind,
-                    const std::function<void(const std::string&, const v1::ModelSnapshot&)>& restore_one) {
+size_t restore_each(
+    const std::map<std::string, v1::ModelSnapshot>& snaps, const std::string& kind,
+    const std::function<void(const std::string&, const v1::ModelSnapshot&)>& restore_one) {
   size_t n = 0;
   for (const auto& [key, snap] : snaps) {
     try {

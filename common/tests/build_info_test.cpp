@@ -8,7 +8,9 @@
 using namespace immunizer::common;
 
 namespace {
-std::string scrape(prometheus::Registry& r) { return prometheus::TextSerializer().Serialize(r.Collect()); }
+std::string scrape(prometheus::Registry& r) {
+  return prometheus::TextSerializer().Serialize(r.Collect());
+}
 }  // namespace
 
 TEST(BuildInfo, VersionLineCarriesTheProjectVersion) {

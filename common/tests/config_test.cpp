@@ -11,7 +11,8 @@ using immunizer::common::ConfigError;
 
 namespace {
 std::string write_yaml(const std::string& text) {
-  auto p = std::filesystem::temp_directory_path() / ("immunizer_cfg_" + std::to_string(::getpid()) + ".yaml");
+  auto p = std::filesystem::temp_directory_path() /
+           ("immunizer_cfg_" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(p) << text;
   return p.string();
 }
@@ -65,7 +66,8 @@ TEST(Config, ExpandsEnvironmentInFileValues) {
 // Found by fuzz_config: YAML that parses but does not flatten (a mapping or sequence as a
 // key, a sequence inside a sequence) escaped as a yaml-cpp exception.
 TEST(Config, YamlThatIsNotKeyValueIsAConfigError) {
-  for (const char* text : {"? [a]: 1\nb: 2\n", "{[x, y]: 1}\n", "a:\n  - [1, 2]\n", "a:\n  - {b: 1}\n"}) {
+  for (const char* text :
+       {"? [a]: 1\nb: 2\n", "{[x, y]: 1}\n", "a:\n  - [1, 2]\n", "a:\n  - {b: 1}\n"}) {
     const auto path = write_yaml(text);
     EXPECT_THROW(Config::load(path, {}, ""), ConfigError) << text;
   }
@@ -79,7 +81,8 @@ TEST(Config, MalformedFileAndFlagAreClear) {
 }
 
 TEST(Config, CheckingModeCollectsEveryErrorWithItsKeyAndReturnsDefaults) {
-  auto c = Config::load("", {"a.n=12x", "a.r=500", "a.b=maybe", "a.e=blue", "a.d=x", "a.typo=1", "a.ok=3"}, "");
+  auto c = Config::load(
+      "", {"a.n=12x", "a.r=500", "a.b=maybe", "a.e=blue", "a.d=x", "a.typo=1", "a.ok=3"}, "");
   c.collect_errors();
   EXPECT_EQ(c.get_int("a.n", 1, 0, 10), 1);
   EXPECT_EQ(c.get_int("a.r", 2, 0, 10), 2);
@@ -125,10 +128,15 @@ TEST(Config, UnknownEnvironmentVariablesInOwnNamespacesAreRejected) {
   c.get_string("kafka.bootstrap", "");
   c.get_int("monitor.max_models", 10, 1, 100);
   c.get_string("log.level", "info");
-  const std::vector<std::string> shared_env{
-      "IMMUNIZER_KAFKA_BOOTSTRAP",  "IMMUNIZER_MONITOR_MAX_MODELS", "IMMUNIZER_SENSOR_SAMPLE_RATE",
-      "IMMUNIZER_APP",              "IMMUNIZER_ANALYZE_GROUP",      "IMMUNIZER_EXECUTE_ADDRESS",
-      "IMMUNIZER_EFFECTOR_FAIL_CLOSED", "PATH", "HOME"};
+  const std::vector<std::string> shared_env{"IMMUNIZER_KAFKA_BOOTSTRAP",
+                                            "IMMUNIZER_MONITOR_MAX_MODELS",
+                                            "IMMUNIZER_SENSOR_SAMPLE_RATE",
+                                            "IMMUNIZER_APP",
+                                            "IMMUNIZER_ANALYZE_GROUP",
+                                            "IMMUNIZER_EXECUTE_ADDRESS",
+                                            "IMMUNIZER_EFFECTOR_FAIL_CLOSED",
+                                            "PATH",
+                                            "HOME"};
   EXPECT_NO_THROW(c.reject_unknown(shared_env));
   auto env = shared_env;
   env.push_back("IMMUNIZER_MONITOR_MAX_MODEL");
@@ -150,7 +158,8 @@ TEST(Config, UnknownEnvironmentVariablesInOwnNamespacesAreRejected) {
     f.reject_unknown({});
     FAIL() << "expected ConfigError";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("did you mean 'monitor.max_models'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("did you mean 'monitor.max_models'"), std::string::npos)
+        << e.what();
   }
 }
 

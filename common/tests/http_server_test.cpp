@@ -62,7 +62,8 @@ std::string read_some(int fd, std::chrono::milliseconds timeout, std::string_vie
   char buf[4096];
   while (std::chrono::steady_clock::now() < deadline) {
     pollfd p{fd, POLLIN, 0};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 1))) <= 0) break;
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
@@ -92,7 +93,8 @@ double refused(HttpServer& s, const std::string& reason) {
 }
 
 struct Started {
-  explicit Started(HttpLimits l = {}) : server("127.0.0.1", 0, std::make_shared<prometheus::Registry>(), l) {
+  explicit Started(HttpLimits l = {})
+      : server("127.0.0.1", 0, std::make_shared<prometheus::Registry>(), l) {
     server.routes().Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content(std::to_string(req.body.size()), "text/plain");
     });
@@ -112,8 +114,10 @@ TEST(HttpServer, FiftyMegabyteBodyIsRefusedEarlyWith413AndNotBuffered) {
   const int fd = connect_to(s.server.port());
   ASSERT_GE(fd, 0);
   const size_t total = 50u * 1024 * 1024;
-  ASSERT_TRUE(send_all(fd, "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: " +
-                               std::to_string(total) + "\r\n\r\n"));
+  ASSERT_TRUE(send_all(
+      fd,
+      "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: " +
+          std::to_string(total) + "\r\n\r\n"));
   // Send the body as a client that does not wait would, reading the answer as soon as it comes.
   std::string answer;
   size_t sent = 0, sent_at_answer = 0, next_sample = 0;
@@ -133,7 +137,8 @@ TEST(HttpServer, FiftyMegabyteBodyIsRefusedEarlyWith413AndNotBuffered) {
       next_sample = sent + 512 * 1024;
     }
     if (p.revents & POLLOUT) {
-      const ssize_t n = ::send(fd, chunk.data(), std::min(chunk.size(), total - sent), MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n = ::send(fd, chunk.data(), std::min(chunk.size(), total - sent),
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0 && errno != EAGAIN) break;
       if (n > 0) sent += static_cast<size_t>(n);
     }
@@ -143,10 +148,11 @@ TEST(HttpServer, FiftyMegabyteBodyIsRefusedEarlyWith413AndNotBuffered) {
   peak = std::max(peak, rss_kb());
   ::close(fd);
   const long grown_kb = peak - before;
-  std::cout << "sent " << sent << " bytes of the body (" << sent_at_answer << " when the answer came); peak RSS grew "
-            << grown_kb << " kB" << std::endl;
+  std::cout << "sent " << sent << " bytes of the body (" << sent_at_answer
+            << " when the answer came); peak RSS grew " << grown_kb << " kB" << std::endl;
   EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
-  EXPECT_LT(sent_at_answer, 8u * 1024 * 1024) << "the 413 came only after most of the body was sent";
+  EXPECT_LT(sent_at_answer, 8u * 1024 * 1024)
+      << "the 413 came only after most of the body was sent";
   EXPECT_LT(grown_kb, 4 * 1024);
   EXPECT_EQ(refused(s.server, "body_too_large"), 1);
 }
@@ -167,7 +173,8 @@ TEST(HttpServer, TenSlowHeaderSocketsDoNotStopHealthz) {
   c.set_read_timeout(1, 0);
   const auto t0 = std::chrono::steady_clock::now();
   auto r = c.Get("/healthz");
-  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   std::cout << "/healthz with 10 slow-header sockets open: " << took.count() << " ms" << std::endl;
   ASSERT_TRUE(r) << "no answer within 1 s";
   EXPECT_EQ(r->status, 200);
@@ -200,7 +207,8 @@ TEST(HttpServer, ABodyNotCompleteInTimeFreesTheWorker) {
   Started s(l);
   const int fd = connect_to(s.server.port());
   ASSERT_GE(fd, 0);
-  ASSERT_TRUE(send_all(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789"));
+  ASSERT_TRUE(
+      send_all(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789"));
   EXPECT_TRUE(closed_by_peer(fd, 2000ms));
   ::close(fd);
   httplib::Client c("127.0.0.1", s.server.port());
@@ -239,19 +247,23 @@ TEST(HttpServer, OversizedHeadChunkedAndCompressedBodiesAreRefused) {
     const char* reason;
   };
   const std::vector<Case> cases = {
-      {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n", "431", "header_too_large"},
-      {"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "411",
-       "transfer_encoding"},
-      {"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd", "415",
-       "content_encoding"},
-      {"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", "400", "bad_request"},
+      {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n", "431",
+       "header_too_large"},
+      {"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+       "411", "transfer_encoding"},
+      {"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd",
+       "415", "content_encoding"},
+      {"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
+       "400", "bad_request"},
   };
   for (const auto& c : cases) {
     const int fd = connect_to(s.server.port());
     ASSERT_GE(fd, 0);
     send_all(fd, c.request);
     const std::string answer = read_some(fd, 2s, "\r\n\r\n");
-    EXPECT_EQ(answer.rfind(std::string("HTTP/1.1 ") + c.status, 0), 0u) << c.reason << ": " << answer;
+    EXPECT_EQ(answer.rfind(std::string("HTTP/1.1 ") + c.status, 0), 0u)
+        << c.reason << ": " << answer;
     ::close(fd);
     EXPECT_EQ(refused(s.server, c.reason), 1) << c.reason;
   }
@@ -270,7 +282,9 @@ TEST(HttpServer, KeepAlivePipeliningAndBodiesWithinTheLimitWork) {
   const int fd = connect_to(s.server.port());
   ASSERT_GE(fd, 0);
   // Two requests in one write; a POST without Content-Length has an empty body.
-  send_all(fd, "POST /echo HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  send_all(fd,
+           "POST /echo HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nConnection: "
+           "close\r\n\r\n");
   const std::string answers = read_some(fd, 2s);
   ::close(fd);
   EXPECT_EQ(answers.rfind("HTTP/1.1 200", 0), 0u) << answers;
@@ -287,6 +301,7 @@ TEST(HttpServer, LimitsComeFromTheHttpKeys) {
   EXPECT_EQ(l.max_connections, 10);
   EXPECT_EQ(l.header_timeout, 700ms);
   EXPECT_NO_THROW(c.reject_unknown());
-  EXPECT_THROW(HttpLimits::from_config(immunizer::common::Config::from_map({{"http.max_connections", "0"}})),
-               immunizer::common::ConfigError);
+  EXPECT_THROW(
+      HttpLimits::from_config(immunizer::common::Config::from_map({{"http.max_connections", "0"}})),
+      immunizer::common::ConfigError);
 }

@@ -32,7 +32,8 @@ TEST(Kafka, ProduceConsumeCommitAndResume) {
   prometheus::Registry reg;
   KafkaMetrics metrics(reg, "test");
   auto p = make_kafka_producer(s, "p", &metrics);
-  for (int i = 0; i < 20; ++i) p->produce("t.calls", "k" + std::to_string(i % 3), "v" + std::to_string(i));
+  for (int i = 0; i < 20; ++i)
+    p->produce("t.calls", "k" + std::to_string(i % 3), "v" + std::to_string(i));
   ASSERT_TRUE(p->flush(10s).ok());
   std::set<std::string> seen;
   {
@@ -48,7 +49,9 @@ TEST(Kafka, ProduceConsumeCommitAndResume) {
   auto c2 = make_kafka_consumer(s, "g", {"t.calls"}, &metrics);
   auto t0 = std::chrono::steady_clock::now();
   auto rest = consume_n(*c2, 5, 40s);
-  std::cerr << "second member: " << rest.size() << " in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
+  std::cerr << "second member: " << rest.size() << " in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+            << " s\n";
   // Committed messages are not delivered again to the group.
   ASSERT_EQ(rest.size(), 5u);
   for (const auto& m : rest) EXPECT_FALSE(seen.count(m.payload)) << m.payload << " delivered twice";
@@ -137,18 +140,26 @@ TEST(KafkaSettings, ClientCertificateForMutualTls) {
   using immunizer::common::Config;
   using immunizer::common::ConfigError;
   using immunizer::common::KafkaSettings;
-  const auto s = KafkaSettings::from_config(Config::load(
-      "", {"kafka.security_protocol=ssl", "kafka.ssl_ca_location=/pki/ca.crt",
-           "kafka.ssl_certificate_location=/pki/analyze.crt", "kafka.ssl_key_location=/pki/analyze.key"}, ""));
+  const auto s = KafkaSettings::from_config(
+      Config::load("",
+                   {"kafka.security_protocol=ssl", "kafka.ssl_ca_location=/pki/ca.crt",
+                    "kafka.ssl_certificate_location=/pki/analyze.crt",
+                    "kafka.ssl_key_location=/pki/analyze.key"},
+                   ""));
   const auto p = s.properties();
   EXPECT_EQ(p.at("ssl.certificate.location"), "/pki/analyze.crt");
   EXPECT_EQ(p.at("ssl.key.location"), "/pki/analyze.key");
   EXPECT_EQ(p.at("security.protocol"), "ssl");
-  EXPECT_THROW(KafkaSettings::from_config(Config::load(
-                   "", {"kafka.security_protocol=ssl", "kafka.ssl_certificate_location=/pki/a.crt"}, "")),
-               ConfigError);
-  EXPECT_THROW(KafkaSettings::from_config(Config::load(
-                   "", {"kafka.ssl_certificate_location=/pki/a.crt", "kafka.ssl_key_location=/pki/a.key"}, "")),
-               ConfigError);
-  EXPECT_EQ(KafkaSettings::from_config(Config::load("", {}, "")).properties().count("ssl.key.location"), 0u);
+  EXPECT_THROW(
+      KafkaSettings::from_config(Config::load(
+          "", {"kafka.security_protocol=ssl", "kafka.ssl_certificate_location=/pki/a.crt"}, "")),
+      ConfigError);
+  EXPECT_THROW(
+      KafkaSettings::from_config(Config::load(
+          "", {"kafka.ssl_certificate_location=/pki/a.crt", "kafka.ssl_key_location=/pki/a.key"},
+          "")),
+      ConfigError);
+  EXPECT_EQ(
+      KafkaSettings::from_config(Config::load("", {}, "")).properties().count("ssl.key.location"),
+      0u);
 }

@@ -110,7 +110,8 @@ TEST(StreamLoop, PermanentlyRefusedOutputsAreSkippedAfterBoundedRetries) {
   out.max_message_bytes = 1000;
   Echo p;
   prometheus::Registry reg;
-  StreamLoop loop(in, out, p, {.service = "t", .deadletter_topic = "dl", .max_output_attempts = 3}, nullptr, &reg);
+  StreamLoop loop(in, out, p, {.service = "t", .deadletter_topic = "dl", .max_output_attempts = 3},
+                  nullptr, &reg);
   in.push("in", "k", "small");
   in.push("in", "k", std::string(5000, 'x'));
   in.push("in", "k", "also small");
@@ -138,7 +139,8 @@ TEST(StreamLoop, TransientFailuresAreRetriedWithoutLimit) {
   FakeConsumer in;
   FakeProducer out;
   Echo p;
-  StreamLoop loop(in, out, p, {.service = "t", .deadletter_topic = "dl", .max_output_attempts = 2}, nullptr);
+  StreamLoop loop(in, out, p, {.service = "t", .deadletter_topic = "dl", .max_output_attempts = 2},
+                  nullptr);
   in.push("in", "k", "a");
   for (int i = 0; i < 5; ++i) {
     out.fail_next_flush = true;

@@ -69,7 +69,8 @@ std::string key_id_of(EVP_PKEY* k) {
 
 std::string public_pem_of(EVP_PKEY* k) {
   Bio out(BIO_new(BIO_s_mem()));
-  if (!out || PEM_write_bio_PUBKEY(out.get(), k) != 1) throw std::runtime_error("ed25519: cannot write public key");
+  if (!out || PEM_write_bio_PUBKEY(out.get(), k) != 1)
+    throw std::runtime_error("ed25519: cannot write public key");
   return bio_string(out.get());
 }
 
@@ -107,7 +108,8 @@ KeyPair generate_ed25519() {
   if (!ok) throw std::runtime_error("ed25519: key generation failed");
   Pkey k(raw);
   Bio priv(BIO_new(BIO_s_mem()));
-  if (!priv || PEM_write_bio_PrivateKey(priv.get(), k.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+  if (!priv ||
+      PEM_write_bio_PrivateKey(priv.get(), k.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
     throw std::runtime_error("ed25519: cannot write private key");
   return {bio_string(priv.get()), public_pem_of(k.get())};
 }
@@ -120,7 +122,8 @@ struct SigningKey::Impl {
   Pkey key;
 };
 
-SigningKey::SigningKey(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), key_id_(key_id_of(impl_->key.get())) {}
+SigningKey::SigningKey(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)), key_id_(key_id_of(impl_->key.get())) {}
 SigningKey::SigningKey(SigningKey&&) noexcept = default;
 SigningKey& SigningKey::operator=(SigningKey&&) noexcept = default;
 SigningKey::~SigningKey() = default;
@@ -142,8 +145,8 @@ std::string SigningKey::sign(std::string_view message) const {
   unsigned char sig[64];
   size_t len = sizeof sig;
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) != 1 ||
-      EVP_DigestSign(ctx.get(), sig, &len, reinterpret_cast<const unsigned char*>(message.data()), message.size()) !=
-          1)
+      EVP_DigestSign(ctx.get(), sig, &len, reinterpret_cast<const unsigned char*>(message.data()),
+                     message.size()) != 1)
     throw std::runtime_error("ed25519: signing failed");
   return std::string(reinterpret_cast<const char*>(sig), len);
 }
@@ -175,9 +178,11 @@ VerifyingKey VerifyingKey::load(const std::string& path) {
 bool VerifyingKey::verify(std::string_view message, std::string_view signature) const noexcept {
   if (signature.size() != 64) return false;
   MdCtx ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) != 1) return false;
-  return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
-                          reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) != 1)
+    return false;
+  return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                          signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                          message.size()) == 1;
 }
 
 void KeyRing::add(VerifyingKey k) {
@@ -201,7 +206,8 @@ const VerifyingKey* KeyRing::find(std::string_view key_id) const noexcept {
   return nullptr;
 }
 
-bool KeyRing::verify(std::string_view key_id, std::string_view message, std::string_view signature) const noexcept {
+bool KeyRing::verify(std::string_view key_id, std::string_view message,
+                     std::string_view signature) const noexcept {
   const VerifyingKey* k = find(key_id);
   return k != nullptr && k->verify(message, signature);
 }

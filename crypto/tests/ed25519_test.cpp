@@ -70,7 +70,8 @@ TEST(Ed25519, KeyRingTrustsEveryKeyDuringRotation) {
 }
 
 TEST(Ed25519, SecretFilesAreOwnerOnlyAndLoad) {
-  const auto dir = std::filesystem::temp_directory_path() / ("ed25519_test_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ed25519_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto kp = c::generate_ed25519();
   const std::string priv = (dir / "k.key").string();
@@ -88,5 +89,6 @@ TEST(Ed25519, SecretFilesAreOwnerOnlyAndLoad) {
 }
 
 TEST(Ed25519, Sha256Hex) {
-  EXPECT_EQ(c::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(c::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }

@@ -80,11 +80,13 @@ std::string cookie_value(const httplib::Request& req, std::string_view name) {
 std::optional<std::pair<std::string, std::string>> basic_credentials(const httplib::Request& req) {
   const std::string h = req.get_header_value("Authorization");
   static constexpr std::string_view kBasic = "Basic ";
-  if (h.size() <= kBasic.size() || h.compare(0, kBasic.size(), kBasic) != 0 || h.size() > 4096) return std::nullopt;
+  if (h.size() <= kBasic.size() || h.compare(0, kBasic.size(), kBasic) != 0 || h.size() > 4096)
+    return std::nullopt;
   const std::string enc = h.substr(kBasic.size());
   std::string dec(3 * enc.size() / 4 + 1, '\0');
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(dec.data()),
-                                reinterpret_cast<const unsigned char*>(enc.data()), static_cast<int>(enc.size()));
+                                reinterpret_cast<const unsigned char*>(enc.data()),
+                                static_cast<int>(enc.size()));
   if (n < 0 || enc.size() % 4 != 0) return std::nullopt;
   size_t len = static_cast<size_t>(n);
   for (size_t i = enc.size(); i > 0 && enc[i - 1] == '='; --i) --len;
@@ -132,8 +134,8 @@ json full_stats(const DashboardState& state, const SseHub& hub, const DashboardP
 
 DashboardApi::DashboardApi(const DashboardConfig& cfg, DashboardState& state, SseHub& hub,
                            common::Producer& feedback_out, const common::Topics& topics,
-                           OperationsClient& ops, const common::Clock& clock, prometheus::Registry& registry,
-                           DashboardParts parts)
+                           OperationsClient& ops, const common::Clock& clock,
+                           prometheus::Registry& registry, DashboardParts parts)
     : cfg_(cfg),
       state_(state),
       hub_(hub),
@@ -150,19 +152,20 @@ DashboardApi::DashboardApi(const DashboardConfig& cfg, DashboardState& state, Ss
                              .Help("Manual actions sent to execute, by operation and result")
                              .Register(registry)),
       parts_(parts),
-      refused_family_(prometheus::BuildCounter()
-                          .Name("immunizer_dashboard_requests_refused_total")
-                          .Help("Requests the dashboard refused, by reason (unauthenticated, forbidden, csrf, "
-                                "rate_limited, ...)")
-                          .Register(registry)),
+      refused_family_(
+          prometheus::BuildCounter()
+              .Name("immunizer_dashboard_requests_refused_total")
+              .Help("Requests the dashboard refused, by reason (unauthenticated, forbidden, csrf, "
+                    "rate_limited, ...)")
+              .Register(registry)),
       logins_family_(prometheus::BuildCounter()
                          .Name("immunizer_dashboard_logins_total")
                          .Help("Login attempts, by result")
                          .Register(registry)),
       auth_(cfg, clock),
       log_(common::logger("dashboard")) {
-  for (const char* r : {"unauthenticated", "forbidden", "csrf", "content_type", "cross_origin", "rate_limited",
-                        "basic_without_tls"})
+  for (const char* r : {"unauthenticated", "forbidden", "csrf", "content_type", "cross_origin",
+                        "rate_limited", "basic_without_tls"})
     refused_family_.Add({{"reason", r}});
   for (const char* r : {"ok", "failed", "rate_limited"}) logins_family_.Add({{"result", r}});
 }
@@ -179,38 +182,48 @@ std::string DashboardApi::expected_origin(const httplib::Request& req) const {
 
 bool DashboardApi::over_tls() const { return cfg_.public_origin.rfind("https://", 0) == 0; }
 
-bool DashboardApi::refuse(httplib::Response& res, int status, const char* reason, const std::string& message) const {
+bool DashboardApi::refuse(httplib::Response& res, int status, const char* reason,
+                          const std::string& message) const {
   refused_family_.Add({{"reason", reason}}).Increment();
   send_error(res, status, message);
   return false;
 }
 
-std::optional<DashboardApi::Caller> DashboardApi::authenticate(const httplib::Request& req, httplib::Response* res,
+std::optional<DashboardApi::Caller> DashboardApi::authenticate(const httplib::Request& req,
+                                                               httplib::Response* res,
                                                                bool count_failure) {
   if (!auth_.enabled()) return Caller{"anonymous", Role::kOperator, false, ""};
   if (auto s = auth_.find_session(cookie_value(req, kSessionCookie)))
     return Caller{s->user, s->role, true, s->csrf_token};
   if (auto basic = basic_credentials(req)) {
     if (!over_tls() && !is_loopback(req.remote_addr)) {
-      if (res) refuse(*res, 401, "basic_without_tls", "basic auth is accepted only over TLS or from loopback");
+      if (res)
+        refuse(*res, 401, "basic_without_tls",
+               "basic auth is accepted only over TLS or from loopback");
       return std::nullopt;
     }
     const int64_t now = clock_.now_unix_nanos();
     if (!auth_.login_failures().would_allow(req.remote_addr, now)) {
       if (res) {
-        res->set_header("Retry-After",
-                        std::to_string(auth_.login_failures().retry_after(req.remote_addr, now) / 1'000'000'000 + 1));
+        res->set_header(
+            "Retry-After",
+            std::to_string(
+                auth_.login_failures().retry_after(req.remote_addr, now) / 1'000'000'000 + 1));
         refuse(*res, 429, "rate_limited", "too many failed logins from this address; retry later");
       }
       return std::nullopt;
     }
-    if (auto role = auth_.check_password(basic->first, basic->second)) return Caller{basic->first, *role, false, ""};
+    if (auto role = auth_.check_password(basic->first, basic->second))
+      return Caller{basic->first, *role, false, ""};
     if (count_failure) {
       auth_.login_failures().allow(req.remote_addr, now);
-      log_->warn("failed basic auth for user '{}' from {}", basic->first.substr(0, 64), req.remote_addr);
+      log_->warn("failed basic auth for user '{}' from {}", basic->first.substr(0, 64),
+                 req.remote_addr);
     }
   }
-  if (res) refuse(*res, 401, "unauthenticated", "authentication required: log in at /login.html or use basic auth");
+  if (res)
+    refuse(*res, 401, "unauthenticated",
+           "authentication required: log in at /login.html or use basic auth");
   return std::nullopt;
 }
 
@@ -219,7 +232,8 @@ std::optional<DashboardApi::Caller> DashboardApi::authenticate(const httplib::Re
 // preflight (which is never answered), and browsers send Origin / Sec-Fetch-Site.
 bool DashboardApi::same_origin_json(const httplib::Request& req, httplib::Response& res) const {
   if (media_type(req.get_header_value("Content-Type")) != "application/json")
-    return refuse(res, 415, "content_type", "state-changing requests must have Content-Type: application/json");
+    return refuse(res, 415, "content_type",
+                  "state-changing requests must have Content-Type: application/json");
   if (req.has_header("Sec-Fetch-Site") && req.get_header_value("Sec-Fetch-Site") != "same-origin")
     return refuse(res, 403, "cross_origin", "cross-site request refused (Sec-Fetch-Site)");
   if (req.has_header("Origin") && req.get_header_value("Origin") != expected_origin(req))
@@ -228,16 +242,17 @@ bool DashboardApi::same_origin_json(const httplib::Request& req, httplib::Respon
   return true;
 }
 
-httplib::Server::HandlerResponse DashboardApi::gate(const httplib::Request& req, httplib::Response& res) {
+httplib::Server::HandlerResponse DashboardApi::gate(const httplib::Request& req,
+                                                    httplib::Response& res) {
   using HR = httplib::Server::HandlerResponse;
   const bool changes_state = req.method != "GET" && req.method != "HEAD";
   if (changes_state && !same_origin_json(req, res)) return HR::Handled;
-  static const std::vector<std::string> kPublic = {"/healthz", "/readyz", "/metrics", "/login.html",
-                                                   "/login.js", "/app.css", "/api/login"};
+  static const std::vector<std::string> kPublic = {
+      "/healthz", "/readyz", "/metrics", "/login.html", "/login.js", "/app.css", "/api/login"};
   if (std::find(kPublic.begin(), kPublic.end(), req.path) != kPublic.end()) return HR::Unhandled;
   if (!auth_.enabled()) return HR::Unhandled;
-  if (!changes_state && (req.path == "/" || req.path == "/index.html") && !req.has_header("Authorization") &&
-      !auth_.find_session(cookie_value(req, kSessionCookie))) {
+  if (!changes_state && (req.path == "/" || req.path == "/index.html") &&
+      !req.has_header("Authorization") && !auth_.find_session(cookie_value(req, kSessionCookie))) {
     res.status = 302;
     res.set_header("Location", "/login.html");
     refused_family_.Add({{"reason", "unauthenticated"}}).Increment();
@@ -246,7 +261,8 @@ httplib::Server::HandlerResponse DashboardApi::gate(const httplib::Request& req,
   auto caller = authenticate(req, &res, true);
   if (!caller) {
     // A browser's fetch would pop up a password dialog on a Basic challenge: API clients only.
-    if (!req.has_header("Sec-Fetch-Mode")) res.set_header("WWW-Authenticate", "Basic realm=\"immunizer dashboard\"");
+    if (!req.has_header("Sec-Fetch-Mode"))
+      res.set_header("WWW-Authenticate", "Basic realm=\"immunizer dashboard\"");
     return HR::Handled;
   }
   if (!changes_state) return HR::Unhandled;
@@ -274,8 +290,10 @@ void DashboardApi::login(const httplib::Request& req, httplib::Response& res) {
   const int64_t now = clock_.now_unix_nanos();
   if (!auth_.login_failures().would_allow(req.remote_addr, now)) {
     logins_family_.Add({{"result", "rate_limited"}}).Increment();
-    res.set_header("Retry-After",
-                   std::to_string(auth_.login_failures().retry_after(req.remote_addr, now) / 1'000'000'000 + 1));
+    res.set_header(
+        "Retry-After",
+        std::to_string(auth_.login_failures().retry_after(req.remote_addr, now) / 1'000'000'000 +
+                       1));
     refuse(res, 429, "rate_limited", "too many failed logins from this address; retry later");
     return;
   }
@@ -293,8 +311,9 @@ void DashboardApi::login(const httplib::Request& req, httplib::Response& res) {
   auto [id, session] = auth_.create_session(user, *role);
   logins_family_.Add({{"result", "ok"}}).Increment();
   log_->info("login: '{}' ({}) from {}", user, role_name(*role), req.remote_addr);
-  std::string cookie = std::string(kSessionCookie) + "=" + id + "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" +
-                       std::to_string(cfg_.session_ttl_ms / 1000);
+  std::string cookie =
+      std::string(kSessionCookie) + "=" + id +
+      "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" + std::to_string(cfg_.session_ttl_ms / 1000);
   if (over_tls()) cookie += "; Secure";
   res.set_header("Set-Cookie", cookie);
   send_json(res, {{"user", user}, {"role", role_name(*role)}, {"csrf_token", session.csrf_token}});
@@ -303,7 +322,8 @@ void DashboardApi::login(const httplib::Request& req, httplib::Response& res) {
 void DashboardApi::install(common::HttpServer& http) {
   // Every SSE client holds a worker thread: size the pool so the API stays responsive.
   auto& limits = http.limits();
-  limits.worker_threads = std::max(limits.worker_threads, static_cast<int>(cfg_.sse_max_clients) + 8);
+  limits.worker_threads =
+      std::max(limits.worker_threads, static_cast<int>(cfg_.sse_max_clients) + 8);
   limits.max_connections = std::max(limits.max_connections, limits.worker_threads + 16);
   httplib::Server& server = http.routes();
 
@@ -311,7 +331,8 @@ void DashboardApi::install(common::HttpServer& http) {
   // and /login.js); inline style attributes are used for bar widths.
   server.set_default_headers({
       {"Content-Security-Policy",
-       "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
+       "data:; "
        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"},
       {"X-Content-Type-Options", "nosniff"},
       {"X-Frame-Options", "DENY"},
@@ -321,10 +342,12 @@ void DashboardApi::install(common::HttpServer& http) {
   });
   server.set_pre_routing_handler(
       [this](const httplib::Request& req, httplib::Response& res) { return gate(req, res); });
-  server.Post("/api/login", [this](const httplib::Request& req, httplib::Response& res) { login(req, res); });
+  server.Post("/api/login",
+              [this](const httplib::Request& req, httplib::Response& res) { login(req, res); });
   server.Post("/api/logout", [this](const httplib::Request& req, httplib::Response& res) {
     auth_.end_session(cookie_value(req, kSessionCookie));
-    res.set_header("Set-Cookie", std::string(kSessionCookie) + "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0" +
+    res.set_header("Set-Cookie", std::string(kSessionCookie) +
+                                     "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0" +
                                      (over_tls() ? "; Secure" : ""));
     send_json(res, {{"ok", true}});
   });
@@ -333,7 +356,9 @@ void DashboardApi::install(common::HttpServer& http) {
     if (!caller) return send_error(res, 401, "authentication required");
     json j = {{"user", caller->user},
               {"role", role_name(caller->role)},
-              {"auth", !auth_.enabled() ? "none" : caller->session ? "session" : "basic"}};
+              {"auth", !auth_.enabled()  ? "none"
+                       : caller->session ? "session"
+                                         : "basic"}};
     if (caller->session) j["csrf_token"] = caller->csrf;
     send_json(res, j);
   });
@@ -348,13 +373,15 @@ void DashboardApi::install(common::HttpServer& http) {
     res.set_content(std::string(a->body), std::string(a->content_type).c_str());
   };
   server.Get("/", serve_asset);
-  for (size_t i = 0; i < kWebAssetCount; ++i) server.Get(std::string(kWebAssets[i].path), serve_asset);
+  for (size_t i = 0; i < kWebAssetCount; ++i)
+    server.Get(std::string(kWebAssets[i].path), serve_asset);
 
   const auto max_alarms = static_cast<size_t>(cfg_.max_alarms);
   const auto max_actions = static_cast<size_t>(cfg_.max_actions);
-  server.Get("/api/alarms", [this, max_alarms](const httplib::Request& req, httplib::Response& res) {
-    send_json(res, state_.alarms_json(limit_param(req, 100, max_alarms)));
-  });
+  server.Get("/api/alarms",
+             [this, max_alarms](const httplib::Request& req, httplib::Response& res) {
+               send_json(res, state_.alarms_json(limit_param(req, 100, max_alarms)));
+             });
   server.Get(R"(/api/alarms/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     auto j = state_.alarm_json(req.matches[1]);
     if (!j && parts_.incidents) {
@@ -368,12 +395,14 @@ void DashboardApi::install(common::HttpServer& http) {
       }
     }
     if (!j)
-      return send_error(res, 404, "no alarm '" + std::string(req.matches[1]) + "' in the dashboard's buffer");
+      return send_error(res, 404,
+                        "no alarm '" + std::string(req.matches[1]) + "' in the dashboard's buffer");
     send_json(res, *j);
   });
-  server.Get("/api/actions", [this, max_actions](const httplib::Request& req, httplib::Response& res) {
-    send_json(res, state_.actions_json(limit_param(req, 100, max_actions)));
-  });
+  server.Get("/api/actions",
+             [this, max_actions](const httplib::Request& req, httplib::Response& res) {
+               send_json(res, state_.actions_json(limit_param(req, 100, max_actions)));
+             });
   server.Get("/api/actions/active", [this](const httplib::Request&, httplib::Response& res) {
     send_json(res, state_.active_actions_json());
   });
@@ -396,18 +425,19 @@ void DashboardApi::install(common::HttpServer& http) {
                          {"acks", a.acks()}});
     json effectors = json::array();
     for (const auto& e : resp.effectors())
-      effectors.push_back(
-          {{"app", e.app()},
-           {"instance", e.instance()},
-           {"version", e.version()},
-           {"capabilities", std::vector<std::string>(e.capabilities().begin(), e.capabilities().end())}});
+      effectors.push_back({{"app", e.app()},
+                           {"instance", e.instance()},
+                           {"version", e.version()},
+                           {"capabilities", std::vector<std::string>(e.capabilities().begin(),
+                                                                     e.capabilities().end())}});
     send_json(res, {{"actions", std::move(actions)}, {"effectors", std::move(effectors)}});
   });
   server.Get("/api/events",
              [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
   server.Post("/api/feedback",
               [this](const httplib::Request& req, httplib::Response& res) { feedback(req, res); });
-  server.Post("/api/block", [this](const httplib::Request& req, httplib::Response& res) { block(req, res); });
+  server.Post("/api/block",
+              [this](const httplib::Request& req, httplib::Response& res) { block(req, res); });
   server.Post("/api/unblock",
               [this](const httplib::Request& req, httplib::Response& res) { unblock(req, res); });
   install_incidents(server);
@@ -415,7 +445,8 @@ void DashboardApi::install(common::HttpServer& http) {
 
 void DashboardApi::events(const httplib::Request&, httplib::Response& res) {
   auto client = hub_.subscribe();
-  if (!client) return send_error(res, 503, "too many event-stream clients (dashboard.sse_max_clients)");
+  if (!client)
+    return send_error(res, 503, "too many event-stream clients (dashboard.sse_max_clients)");
   res.set_header("Cache-Control", "no-store");
   res.set_header("X-Accel-Buffering", "no");  // proxies must not buffer the stream
   const auto keepalive = std::chrono::milliseconds(cfg_.sse_keepalive_ms);
@@ -466,11 +497,14 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
     return send_error(res, 400, "verdict must be \"false_positive\" or \"confirmed\"");
   }
   auto alarm = any_alarm(alarm_id);
-  if (!alarm) return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer or history");
+  if (!alarm)
+    return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer or history");
   const int64_t now = clock_.now_unix_nanos();
   if (!auth_.feedback_limit().allow(caller->user, now)) {
     feedback_family_.Add({{"verdict", verdict}, {"result", "rate_limited"}}).Increment();
-    res.set_header("Retry-After", std::to_string(auth_.feedback_limit().retry_after(caller->user, now) / 1'000'000'000 + 1));
+    res.set_header(
+        "Retry-After",
+        std::to_string(auth_.feedback_limit().retry_after(caller->user, now) / 1'000'000'000 + 1));
     refuse(res, 429, "rate_limited",
            "feedback limit reached for '" + caller->user + "' (dashboard.feedback_per_minute=" +
                std::to_string(cfg_.feedback_per_minute) + ")");
@@ -493,8 +527,9 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
     const auto r = feedback_out_.flush(std::chrono::seconds(10));
     if (!r.ok()) {
       feedback_family_.Add({{"verdict", verdict}, {"result", "failed"}}).Increment();
-      return send_error(res, 503,
-                        "feedback was not acknowledged by Kafka (topic " + topics_.feedback + "); retry");
+      return send_error(
+          res, 503,
+          "feedback was not acknowledged by Kafka (topic " + topics_.feedback + "); retry");
     }
   }
   feedback_family_.Add({{"verdict", verdict}, {"result", "ok"}}).Increment();
@@ -506,7 +541,9 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
                                                  {"comment", comment},
                                                  {"at_unix_nanos", fb.at_unix_nanos()}});
   if (updated) hub_.publish("alarm", dump(*updated));
-  send_json(res, {{"ok", true}, {"alarm_id", alarm_id}, {"verdict", verdict}, {"topic", topics_.feedback}});
+  send_json(
+      res,
+      {{"ok", true}, {"alarm_id", alarm_id}, {"verdict", verdict}, {"topic", topics_.feedback}});
 }
 
 void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
@@ -522,7 +559,8 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
     // Block the principal of an alarm: the requested field, else session, then ip, then user.
     auto alarm = any_alarm(alarm_id);
     if (!alarm)
-      return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer or history");
+      return send_error(res, 404,
+                        "no alarm '" + alarm_id + "' in the dashboard's buffer or history");
     const auto& p = alarm->principal();
     const std::vector<std::pair<std::string, std::string>> order = {
         {"session", p.session()}, {"ip", p.ip()}, {"user", p.user()}};
@@ -538,7 +576,8 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
   if (pf == v1::PRINCIPAL_FIELD_UNSPECIFIED)
     return send_error(res, 400, "field must be \"user\", \"session\" or \"ip\"");
   if (value.empty())
-    return send_error(res, 400, "value is required (or an alarm_id whose principal has that field)");
+    return send_error(res, 400,
+                      "value is required (or an alarm_id whose principal has that field)");
   int64_t ttl = cfg_.block_ttl_ms;
   if (auto it = body->find("ttl_ms"); it != body->end()) {
     if (!it->is_number_integer() || it->get<int64_t>() <= 0)
@@ -550,17 +589,21 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
   br.set_ttl_millis(ttl);
   std::string reason = string_field(*body, "reason");
   if (reason.empty())
-    reason = "manual block from the dashboard" + (alarm_id.empty() ? "" : " (alarm " + alarm_id + ")");
+    reason =
+        "manual block from the dashboard" + (alarm_id.empty() ? "" : " (alarm " + alarm_id + ")");
   br.set_reason(reason.substr(0, 500) + " by " + caller->user);
   br.set_call(string_field(*body, "call"));
   v1::BlockResponse resp;
   const auto st = ops_.block(br, &resp);
   operations_family_.Add({{"op", "block"}, {"result", st.ok() ? "ok" : "error"}}).Increment();
-  log_->info("block {}={} for {} ms by '{}': {}", field, value, ttl, caller->user, st.ok() ? "ok" : st.message);
+  log_->info("block {}={} for {} ms by '{}': {}", field, value, ttl, caller->user,
+             st.ok() ? "ok" : st.message);
   if (!st.ok()) return send_error(res, ops_http_status(st), st.message);
-  audit_incident(req, *body, "block",
-                 field + " " + value + " for " + std::to_string(ttl) + " ms: action " + resp.action_id());
-  send_json(res, {{"action_id", resp.action_id()}, {"field", field}, {"value", value}, {"ttl_ms", ttl}});
+  audit_incident(
+      req, *body, "block",
+      field + " " + value + " for " + std::to_string(ttl) + " ms: action " + resp.action_id());
+  send_json(res,
+            {{"action_id", resp.action_id()}, {"field", field}, {"value", value}, {"ttl_ms", ttl}});
 }
 
 void DashboardApi::unblock(const httplib::Request& req, httplib::Response& res) {

@@ -27,8 +27,8 @@ void reply_error(httplib::Response& res, int status, const std::string& message)
 
 // An integer query parameter in [lo, hi]; nullopt (and a 400 answer) when it is
 // not one.
-std::optional<int64_t> int_param(const httplib::Request& req, httplib::Response& res, const char* name,
-                                 int64_t def, int64_t lo, int64_t hi) {
+std::optional<int64_t> int_param(const httplib::Request& req, httplib::Response& res,
+                                 const char* name, int64_t def, int64_t lo, int64_t hi) {
   if (!req.has_param(name)) return def;
   const std::string v = req.get_param_value(name);
   try {
@@ -38,13 +38,14 @@ std::optional<int64_t> int_param(const httplib::Request& req, httplib::Response&
   } catch (...) {
   }
   reply_error(res, 400,
-              std::string(name) + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+              std::string(name) + " must be an integer in " + std::to_string(lo) + ".." +
+                  std::to_string(hi));
   return std::nullopt;
 }
 
 // Filters shared by the list and the export; nullopt after answering 400.
-std::optional<IncidentQuery> query_of(const httplib::Request& req, httplib::Response& res, int64_t def_limit,
-                                      int64_t max_limit) {
+std::optional<IncidentQuery> query_of(const httplib::Request& req, httplib::Response& res,
+                                      int64_t def_limit, int64_t max_limit) {
   IncidentQuery q;
   if (req.has_param("state") && !req.get_param_value("state").empty()) {
     std::string s = req.get_param_value("state");
@@ -115,7 +116,8 @@ std::string csv_cell(const std::string& v) {
 
 std::string joined(const std::map<std::string, int64_t>& m) {
   std::string out;
-  for (const auto& [k, n] : m) out += (out.empty() ? "" : " | ") + k + " (" + std::to_string(n) + ")";
+  for (const auto& [k, n] : m)
+    out += (out.empty() ? "" : " | ") + k + " (" + std::to_string(n) + ")";
   return out;
 }
 
@@ -127,8 +129,8 @@ std::optional<v1::Alarm> DashboardApi::any_alarm(const std::string& id) const {
   return std::nullopt;
 }
 
-void DashboardApi::audit_incident(const httplib::Request& req, const json& body, const std::string& what,
-                                  const std::string& detail) {
+void DashboardApi::audit_incident(const httplib::Request& req, const json& body,
+                                  const std::string& what, const std::string& detail) {
   if (!parts_.incidents) return;
   auto it = body.find("incident_id");
   if (it == body.end() || !it->is_number_integer()) return;
@@ -137,21 +139,26 @@ void DashboardApi::audit_incident(const httplib::Request& req, const json& body,
 
 void DashboardApi::install_incidents(httplib::Server& server) {
   if (!parts_.incidents) return;
-  server.Get("/api/incidents",
-             [this](const httplib::Request& req, httplib::Response& res) { incidents_list(req, res); });
-  server.Get("/api/incidents/export",
-             [this](const httplib::Request& req, httplib::Response& res) { incidents_export(req, res); });
-  server.Get(R"(/api/incidents/(\d{1,18}))",
-             [this](const httplib::Request& req, httplib::Response& res) { incident_detail(req, res); });
-  server.Post(R"(/api/incidents/(\d{1,18})/state)",
-              [this](const httplib::Request& req, httplib::Response& res) { incident_state(req, res); });
+  server.Get("/api/incidents", [this](const httplib::Request& req, httplib::Response& res) {
+    incidents_list(req, res);
+  });
+  server.Get("/api/incidents/export", [this](const httplib::Request& req, httplib::Response& res) {
+    incidents_export(req, res);
+  });
+  server.Get(
+      R"(/api/incidents/(\d{1,18}))",
+      [this](const httplib::Request& req, httplib::Response& res) { incident_detail(req, res); });
+  server.Post(
+      R"(/api/incidents/(\d{1,18})/state)",
+      [this](const httplib::Request& req, httplib::Response& res) { incident_state(req, res); });
 }
 
 void DashboardApi::incidents_list(const httplib::Request& req, httplib::Response& res) {
   auto q = query_of(req, res, 50, kMaxPage);
   if (!q) return;
   json j = parts_.incidents->list(*q);
-  if (j.is_null()) return reply_error(res, 503, "the dashboard database failed; see the dashboard's log");
+  if (j.is_null())
+    return reply_error(res, 503, "the dashboard database failed; see the dashboard's log");
   reply(res, j);
 }
 
@@ -159,7 +166,8 @@ void DashboardApi::incidents_export(const httplib::Request& req, httplib::Respon
   auto q = query_of(req, res, kMaxExport, kMaxExport);
   if (!q) return;
   const std::string format = req.has_param("format") ? req.get_param_value("format") : "csv";
-  if (format != "csv" && format != "json") return reply_error(res, 400, "format must be csv or json");
+  if (format != "csv" && format != "json")
+    return reply_error(res, 400, "format must be csv or json");
   const auto rows = parts_.incidents->list_rows(*q);
   res.set_header("Cache-Control", "no-store");
   if (format == "json") {
@@ -222,7 +230,8 @@ void DashboardApi::incident_state(const httplib::Request& req, httplib::Response
   };
   const std::string state = field("state");
   const std::string comment = field("comment").substr(0, 2000);
-  if (state != "open" && state != "acknowledged" && state != "resolved" && state != "false_positive")
+  if (state != "open" && state != "acknowledged" && state != "resolved" &&
+      state != "false_positive")
     return reply_error(res, 400, "state must be open, acknowledged, resolved or false_positive");
   auto r = parts_.incidents->set_state(id, state, analyst(req), comment);
   switch (r.code) {

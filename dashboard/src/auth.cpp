@@ -37,7 +37,8 @@ bool equal_digests(const std::string& a, const std::string& b) {
 std::string b64encode(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
   const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -46,19 +47,23 @@ std::optional<std::string> b64decode(std::string_view in) {
   if (in.empty() || in.size() % 4 != 0) return std::nullopt;
   std::string out(3 * in.size() / 4 + 1, '\0');
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
   if (n < 0) return std::nullopt;
   size_t len = static_cast<size_t>(n);
-  for (size_t i = in.size(); i > 0 && in[i - 1] == '='; --i) --len;  // EVP_DecodeBlock keeps padding bytes
+  for (size_t i = in.size(); i > 0 && in[i - 1] == '='; --i)
+    --len;  // EVP_DecodeBlock keeps padding bytes
   out.resize(len);
   return out;
 }
 
-std::optional<std::string> pbkdf2(std::string_view password, std::string_view salt, int iterations, size_t len) {
+std::optional<std::string> pbkdf2(std::string_view password, std::string_view salt, int iterations,
+                                  size_t len) {
   std::string out(len, '\0');
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
-                        reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()), iterations,
-                        EVP_sha256(), static_cast<int>(len), reinterpret_cast<unsigned char*>(out.data())) != 1)
+                        reinterpret_cast<const unsigned char*>(salt.data()),
+                        static_cast<int>(salt.size()), iterations, EVP_sha256(),
+                        static_cast<int>(len), reinterpret_cast<unsigned char*>(out.data())) != 1)
     return std::nullopt;
   return out;
 }
@@ -95,7 +100,9 @@ std::optional<Parsed> parse_hash(std::string_view encoded) {
 }
 
 std::string trim_line(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
+  while (!s.empty() &&
+         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
+    s.pop_back();
   size_t i = 0;
   while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
   return s.substr(i);
@@ -126,7 +133,8 @@ std::string hash_password(std::string_view password, int iterations) {
     throw std::runtime_error("RAND_bytes failed");
   auto h = pbkdf2(password, salt, iterations, 32);
   if (!h) throw std::runtime_error("PBKDF2 failed");
-  return "pbkdf2-sha256$" + std::to_string(iterations) + "$" + b64encode(salt) + "$" + b64encode(*h);
+  return "pbkdf2-sha256$" + std::to_string(iterations) + "$" + b64encode(salt) + "$" +
+         b64encode(*h);
 }
 
 bool verify_password(std::string_view password, std::string_view encoded) {
@@ -195,10 +203,12 @@ Authenticator::Authenticator(const DashboardConfig& cfg, const common::Clock& cl
     if (colon == std::string::npos || colon == 0 || colon + 1 == line.size())
       throw common::ConfigError("dashboard.credentials_file: '" + cfg.credentials_file +
                                 "' must hold one line user:password");
-    add_user(line.substr(0, colon), {Role::kOperator, "", sha256(line.substr(colon + 1))}, "credentials file");
+    add_user(line.substr(0, colon), {Role::kOperator, "", sha256(line.substr(colon + 1))},
+             "credentials file");
   }
   if (!cfg.auth_user.empty())
-    add_user(cfg.auth_user, {Role::kOperator, "", sha256(cfg.auth_password)}, "dashboard.auth_user");
+    add_user(cfg.auth_user, {Role::kOperator, "", sha256(cfg.auth_password)},
+             "dashboard.auth_user");
   for (const auto& entry : cfg.users) {
     // name:role:hash (the hash holds no ':')
     const size_t a = entry.find(':');
@@ -206,22 +216,27 @@ Authenticator::Authenticator(const DashboardConfig& cfg, const common::Clock& cl
     if (b == std::string::npos)
       throw common::ConfigError("dashboard.users: '" + entry.substr(0, entry.find(':')) +
                                 "...' must be name:role:pbkdf2-sha256$iterations$salt$hash");
-    const std::string name = entry.substr(0, a), role = entry.substr(a + 1, b - a - 1), hash = entry.substr(b + 1);
+    const std::string name = entry.substr(0, a), role = entry.substr(a + 1, b - a - 1),
+                      hash = entry.substr(b + 1);
     if (name.empty()) throw common::ConfigError("dashboard.users: an entry has an empty name");
     if (role != "viewer" && role != "operator")
-      throw common::ConfigError("dashboard.users: user '" + name + "': role must be viewer or operator, not '" + role +
-                                "'");
-    if (!parse_hash(hash))
       throw common::ConfigError("dashboard.users: user '" + name +
-                                "': the password must be a hash from `immunizer-dashboard hash-password` "
-                                "(pbkdf2-sha256$iterations>=10000$salt$hash)");
-    add_user(name, {role == "operator" ? Role::kOperator : Role::kViewer, hash, ""}, "dashboard.users");
+                                "': role must be viewer or operator, not '" + role + "'");
+    if (!parse_hash(hash))
+      throw common::ConfigError(
+          "dashboard.users: user '" + name +
+          "': the password must be a hash from `immunizer-dashboard hash-password` "
+          "(pbkdf2-sha256$iterations>=10000$salt$hash)");
+    add_user(name, {role == "operator" ? Role::kOperator : Role::kViewer, hash, ""},
+             "dashboard.users");
   }
   if (users_.empty())
     throw common::ConfigError(
         "dashboard.auth: no users. Set dashboard.credentials_file (immunizer up writes "
-        "<state-dir>/dashboard.credentials and passes IMMUNIZER_DASHBOARD_CREDENTIALS_FILE), dashboard.users, or "
-        "dashboard.auth_user and dashboard.auth_password; or dashboard.auth=none to run without authentication");
+        "<state-dir>/dashboard.credentials and passes IMMUNIZER_DASHBOARD_CREDENTIALS_FILE), "
+        "dashboard.users, or "
+        "dashboard.auth_user and dashboard.auth_password; or dashboard.auth=none to run without "
+        "authentication");
   // Same cost as the configured hashes, so unknown names are not faster.
   int iterations = kMinIterations;
   for (const auto& [n, u] : users_)
@@ -230,13 +245,16 @@ Authenticator::Authenticator(const DashboardConfig& cfg, const common::Clock& cl
 }
 
 void Authenticator::add_user(const std::string& name, User u, const std::string& source) {
-  if (name.find(':') != std::string::npos) throw common::ConfigError(source + ": user names cannot contain ':'");
+  if (name.find(':') != std::string::npos)
+    throw common::ConfigError(source + ": user names cannot contain ':'");
   if (!users_.emplace(name, std::move(u)).second)
     throw common::ConfigError(source + ": user '" + name + "' is defined twice");
-  if (sources_.find(source) == std::string::npos) sources_ += (sources_.empty() ? "" : ", ") + source;
+  if (sources_.find(source) == std::string::npos)
+    sources_ += (sources_.empty() ? "" : ", ") + source;
 }
 
-std::optional<Role> Authenticator::check_password(const std::string& user, const std::string& password) {
+std::optional<Role> Authenticator::check_password(const std::string& user,
+                                                  const std::string& password) {
   auto it = users_.find(user);
   if (it == users_.end()) {
     verify_password(password, dummy_hash_.empty() ? "x" : dummy_hash_);
@@ -252,7 +270,8 @@ std::optional<Role> Authenticator::check_password(const std::string& user, const
   {
     std::lock_guard l(mu_);
     auto c = cache_.find(key);
-    if (c != cache_.end() && c->second.expires > now && c->second.user == user) return c->second.role;
+    if (c != cache_.end() && c->second.expires > now && c->second.user == user)
+      return c->second.role;
   }
   if (!verify_password(password, u.pbkdf2)) return std::nullopt;
   std::lock_guard l(mu_);

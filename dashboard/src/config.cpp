@@ -23,7 +23,8 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.sse_keepalive_ms = c.get_int("dashboard.sse_keepalive_ms", d.sse_keepalive_ms, 100, 600'000);
   d.stats_interval_ms = c.get_int("dashboard.stats_interval_ms", d.stats_interval_ms, 50, 600'000);
   d.execute_address = c.get_string("dashboard.execute_address", d.execute_address);
-  d.execute_timeout_ms = c.get_int("dashboard.execute_timeout_ms", d.execute_timeout_ms, 10, 600'000);
+  d.execute_timeout_ms =
+      c.get_int("dashboard.execute_timeout_ms", d.execute_timeout_ms, 10, 600'000);
   d.auth = c.get_enum("dashboard.auth", d.auth, {"on", "none"});
   d.credentials_file = c.get_string("dashboard.credentials_file", "");
   d.execute_tls.enabled = c.get_enum("dashboard.execute_tls", "mtls", {"mtls", "none"}) == "mtls";
@@ -36,22 +37,31 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.users = c.get_list("dashboard.users", {});
   d.public_origin = c.get_string("dashboard.public_origin", "");
   while (!d.public_origin.empty() && d.public_origin.back() == '/') d.public_origin.pop_back();
-  if (!d.public_origin.empty() && d.public_origin.rfind("http://", 0) != 0 && d.public_origin.rfind("https://", 0) != 0)
-    throw common::ConfigError("dashboard.public_origin: must start with http:// or https:// (e.g. "
-                              "https://immunizer.example.com), not '" + d.public_origin + "'");
-  d.session_ttl_ms = c.get_int("dashboard.session_ttl_ms", d.session_ttl_ms, 60'000, 30LL * 24 * 3600 * 1000);
+  if (!d.public_origin.empty() && d.public_origin.rfind("http://", 0) != 0 &&
+      d.public_origin.rfind("https://", 0) != 0)
+    throw common::ConfigError(
+        "dashboard.public_origin: must start with http:// or https:// (e.g. "
+        "https://immunizer.example.com), not '" +
+        d.public_origin + "'");
+  d.session_ttl_ms =
+      c.get_int("dashboard.session_ttl_ms", d.session_ttl_ms, 60'000, 30LL * 24 * 3600 * 1000);
   d.login_attempts_per_minute =
       c.get_int("dashboard.login_attempts_per_minute", d.login_attempts_per_minute, 1, 100'000);
-  d.feedback_per_minute = c.get_int("dashboard.feedback_per_minute", d.feedback_per_minute, 1, 100'000);
-  d.block_ttl_ms = c.get_int("dashboard.block_ttl_ms", d.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
+  d.feedback_per_minute =
+      c.get_int("dashboard.feedback_per_minute", d.feedback_per_minute, 1, 100'000);
+  d.block_ttl_ms =
+      c.get_int("dashboard.block_ttl_ms", d.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
   d.data_dir = c.get_string("dashboard.data_dir", d.data_dir);
   d.retention_days = c.get_int("dashboard.retention_days", d.retention_days, 1, 3650);
   d.retention_max_mb = c.get_int("dashboard.retention_max_mb", d.retention_max_mb, 1, 1'000'000);
-  d.incident_key = c.get_enum("dashboard.incident_key", d.incident_key, {"session", "ip", "prefix", "user"});
+  d.incident_key =
+      c.get_enum("dashboard.incident_key", d.incident_key, {"session", "ip", "prefix", "user"});
   d.incident_window_ms =
       c.get_int("dashboard.incident_window_ms", d.incident_window_ms, 1000, 7LL * 24 * 3600 * 1000);
-  d.incident_ipv4_prefix = c.get_int("dashboard.incident_ipv4_prefix", d.incident_ipv4_prefix, 8, 32);
-  d.incident_ipv6_prefix = c.get_int("dashboard.incident_ipv6_prefix", d.incident_ipv6_prefix, 16, 128);
+  d.incident_ipv4_prefix =
+      c.get_int("dashboard.incident_ipv4_prefix", d.incident_ipv4_prefix, 8, 32);
+  d.incident_ipv6_prefix =
+      c.get_int("dashboard.incident_ipv6_prefix", d.incident_ipv6_prefix, 16, 128);
   d.execute_poll_ms = c.get_int("dashboard.execute_poll_ms", d.execute_poll_ms, 200, 600'000);
   d.notify_webhook_urls = c.get_list("dashboard.notify_webhook_urls", {});
   d.notify_webhook_secret = c.get_secret("dashboard.notify_webhook_secret");

@@ -51,12 +51,13 @@ bool ExecuteView::refresh() {
   blocks_ = enforcing_ = 0;
   by_kind_ = json::object();
   for (const auto& a : resp.actions()) {
-    if (!a.action().id().empty() && !seen.insert(a.action().id()).second) continue;  // listed once per id
+    if (!a.action().id().empty() && !seen.insert(a.action().id()).second)
+      continue;  // listed once per id
     const auto k = a.action().kind();
     by_kind_[action_kind_name(k)] = by_kind_.value(action_kind_name(k), 0) + 1;
     if (k == v1::ACTION_BLOCK_PRINCIPAL) ++blocks_;
-    if (k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL || k == v1::ACTION_THROTTLE_PRINCIPAL ||
-        k == v1::ACTION_DISABLE_CALL)
+    if (k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL ||
+        k == v1::ACTION_THROTTLE_PRINCIPAL || k == v1::ACTION_DISABLE_CALL)
       ++enforcing_;
   }
   effectors_ = resp.effectors_size();
@@ -76,7 +77,8 @@ json ExecuteView::summary() const {
 
 std::optional<int64_t> ExecuteView::fresh_enforcing_active() const {
   std::lock_guard l(mu_);
-  const int64_t max_age = 3 * std::chrono::duration_cast<std::chrono::nanoseconds>(interval_).count();
+  const int64_t max_age =
+      3 * std::chrono::duration_cast<std::chrono::nanoseconds>(interval_).count();
   if (!answered_ || !reachable_ || clock_.now_unix_nanos() - at_ > max_age) return std::nullopt;
   return enforcing_;
 }

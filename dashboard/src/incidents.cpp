@@ -181,7 +181,8 @@ IncidentEngine::IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore
                     .Help("Bytes in use in the dashboard database")
                     .Register(registry)
                     .Add({})) {
-  for (const char* e : {"opened", "escalated", "state_changed"}) incidents_family_.Add({{"event", e}});
+  for (const char* e : {"opened", "escalated", "state_changed"})
+    incidents_family_.Add({{"event", e}});
   for (const char* op : {"alarm", "action", "query", "state", "prune", "feedback"})
     errors_family_.Add({{"op", op}});
 }
@@ -211,7 +212,8 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm& in) {
   std::lock_guard lock(mu_);
   return guarded("alarm", [&]() -> std::optional<IncidentChange> {
     v1::Alarm a = in;
-    if (a.id().empty()) a.set_id(common::random_id());  // stored once; no redelivery dedupe possible
+    if (a.id().empty())
+      a.set_id(common::random_id());  // stored once; no redelivery dedupe possible
     store_->begin();
     if (store_->has_alarm(a.id())) {
       store_->rollback();
@@ -253,14 +255,16 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm& in) {
       }
     }
     const auto* top = top_feature(a);
-    const auto [group_id, new_group] = store_->add_to_group(inc->id, a, top ? top->feature() : "", at, ratio);
+    const auto [group_id, new_group] =
+        store_->add_to_group(inc->id, a, top ? top->feature() : "", at, ratio);
     if (new_group) {
       ++inc->group_count;
     } else {
       alarms_collapsed_.Increment();
     }
     store_->insert_alarm(a, inc->id, group_id, at);
-    if (store_->link_actions(a.id(), inc->id) > 0) inc->action_count = store_->count_actions(inc->id);
+    if (store_->link_actions(a.id(), inc->id) > 0)
+      inc->action_count = store_->count_actions(inc->id);
     store_->update_incident(*inc);
     store_->commit();
     alarms_grouped_.Increment();
@@ -281,8 +285,8 @@ std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent& e
   return guarded("action", [&]() -> std::optional<IncidentChange> {
     store_->begin();
     ActionRecord r = store_->action(e.action_id()).value_or(ActionRecord{});
-    const std::string ek =
-        std::to_string(e.type()) + '\x1f' + e.effector() + '\x1f' + std::to_string(e.at_unix_nanos());
+    const std::string ek = std::to_string(e.type()) + '\x1f' + e.effector() + '\x1f' +
+                           std::to_string(e.at_unix_nanos());
     if (std::find(r.event_keys.begin(), r.event_keys.end(), ek) != r.event_keys.end()) {
       store_->rollback();
       return std::nullopt;  // redelivered
@@ -417,7 +421,10 @@ json IncidentEngine::list(const IncidentQuery& q) {
     auto [rows, total] = store_->list(q);
     json items = json::array();
     for (const auto& i : rows) items.push_back(incident_json(i));
-    return json{{"incidents", std::move(items)}, {"total", total}, {"limit", q.limit}, {"offset", q.offset}};
+    return json{{"incidents", std::move(items)},
+                {"total", total},
+                {"limit", q.limit},
+                {"offset", q.offset}};
   });
 }
 
@@ -436,7 +443,8 @@ std::optional<json> IncidentEngine::detail(int64_t id, size_t alarm_limit) {
 }
 
 IncidentEngine::StateResult IncidentEngine::set_state(int64_t id, const std::string& state,
-                                                      const std::string& who, const std::string& comment) {
+                                                      const std::string& who,
+                                                      const std::string& comment) {
   if (!valid_state(state))
     return {StateResult::kInvalid, "state must be open, acknowledged, resolved or false_positive",
             std::nullopt};
@@ -449,7 +457,8 @@ IncidentEngine::StateResult IncidentEngine::set_state(int64_t id, const std::str
       return {StateResult::kNotFound, "no incident " + std::to_string(id), std::nullopt};
     }
     const std::string& from = inc->state;
-    const bool allowed = (from == "open" && state != "open") || (from == "acknowledged" && closed(state)) ||
+    const bool allowed = (from == "open" && state != "open") ||
+                         (from == "acknowledged" && closed(state)) ||
                          (closed(from) && state == "open");
     if (!allowed) {
       store_->rollback();
@@ -469,7 +478,8 @@ IncidentEngine::StateResult IncidentEngine::set_state(int64_t id, const std::str
   } catch (const std::exception& e) {
     store_->rollback();
     failed("state", e);
-    return {StateResult::kFailed, std::string("the dashboard database failed: ") + e.what(), std::nullopt};
+    return {StateResult::kFailed, std::string("the dashboard database failed: ") + e.what(),
+            std::nullopt};
   }
 }
 

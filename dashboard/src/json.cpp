@@ -92,7 +92,8 @@ json to_json(const v1::Alarm& a) {
         {{"detector", s.detector()}, {"raw", s.raw()}, {"tail_probability", s.tail_probability()}});
   json features = json::array();
   for (const auto& f : a.top_features())
-    features.push_back({{"feature", f.feature()}, {"contribution", f.contribution()}, {"value", f.value()}});
+    features.push_back(
+        {{"feature", f.feature()}, {"contribution", f.contribution()}, {"value", f.value()}});
   json labels = json::object();
   for (const auto& [k, v] : a.labels()) labels[k] = v;
   return {{"id", a.id()},

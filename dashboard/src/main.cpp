@@ -19,5 +19,6 @@ int main(int argc, char** argv) {
     std::cout << immunizer::dashboard::hash_password(password) << "\n";
     return 0;
   }
-  return immunizer::common::run_service(argc, argv, "dashboard", 8080, immunizer::dashboard::setup_service);
+  return immunizer::common::run_service(argc, argv, "dashboard", 8080,
+                                        immunizer::dashboard::setup_service);
 }

@@ -203,7 +203,8 @@ class Notifier::Destination {
       delay = std::min(delay * 2, cfg_.max_backoff_ms);
     }
     dead_.Increment();
-    log()->warn("notifier {}: giving up on {} notification {}: {}", label_, it.event, it.id, d.error);
+    log()->warn("notifier {}: giving up on {} notification {}: {}", label_, it.event, it.id,
+                d.error);
     write_deadletter(it, d.error, cfg_.max_attempts);
     return true;
   }
@@ -237,8 +238,9 @@ namespace {
 
 class WebhookDestination final : public Notifier::Destination {
  public:
-  WebhookDestination(const std::string& url, const NotifierConfig& cfg, prometheus::Registry& registry,
-                     LineFile* dl, std::mutex* dl_mu, const common::Clock& clock)
+  WebhookDestination(const std::string& url, const NotifierConfig& cfg,
+                     prometheus::Registry& registry, LineFile* dl, std::mutex* dl_mu,
+                     const common::Clock& clock)
       : Destination(label_of(url), cfg, registry, dl, dl_mu), cfg_(cfg), clock_(clock) {
     const auto scheme_end = url.find("://");
     const auto path_start = url.find('/', scheme_end + 3);
@@ -253,8 +255,9 @@ class WebhookDestination final : public Notifier::Destination {
         (url.compare(0, scheme_end, "http") != 0 && url.compare(0, scheme_end, "https") != 0))
       throw std::invalid_argument("webhook URL must start with http:// or https://: " + url);
     const auto host_end = url.find_first_of("/?#", scheme_end + 3);
-    const std::string host = url.substr(
-        scheme_end + 3, host_end == std::string::npos ? std::string::npos : host_end - scheme_end - 3);
+    const std::string host =
+        url.substr(scheme_end + 3,
+                   host_end == std::string::npos ? std::string::npos : host_end - scheme_end - 3);
     if (host.empty() || host.find('@') != std::string::npos)
       throw std::invalid_argument("webhook URL needs a host (and no user:password@): " + url);
     return "webhook:" + host;
@@ -290,7 +293,8 @@ class WebhookDestination final : public Notifier::Destination {
 
 class JsonlDestination final : public Notifier::Destination {
  public:
-  JsonlDestination(const NotifierConfig& cfg, prometheus::Registry& registry, LineFile* dl, std::mutex* dl_mu)
+  JsonlDestination(const NotifierConfig& cfg, prometheus::Registry& registry, LineFile* dl,
+                   std::mutex* dl_mu)
       : Destination("jsonl", cfg, registry, dl, dl_mu), file_(cfg.jsonl_path) {}
 
  protected:
@@ -311,14 +315,17 @@ struct Notifier::DeadLetterSink {
 Notifier::Notifier(NotifierConfig cfg, prometheus::Registry& registry, const common::Clock& clock)
     : cfg_(std::move(cfg)), clock_(clock) {
   if (!cfg_.webhook_urls.empty() && cfg_.webhook_secret.empty())
-    throw std::invalid_argument("a webhook needs a signing secret (dashboard.notify_webhook_secret)");
+    throw std::invalid_argument(
+        "a webhook needs a signing secret (dashboard.notify_webhook_secret)");
   // A short HMAC key can be guessed offline from one signed delivery.
   if (!cfg_.webhook_urls.empty() && cfg_.webhook_secret.size() < 32)
-    throw std::invalid_argument("dashboard.notify_webhook_secret: " + std::to_string(cfg_.webhook_secret.size()) +
-                                " bytes; at least 32 are required (e.g. head -c 32 /dev/urandom | base64)");
+    throw std::invalid_argument(
+        "dashboard.notify_webhook_secret: " + std::to_string(cfg_.webhook_secret.size()) +
+        " bytes; at least 32 are required (e.g. head -c 32 /dev/urandom | base64)");
   for (const auto& e : cfg_.events)
     if (e != "opened" && e != "escalated" && e != "resolved")
-      throw std::invalid_argument("unknown notification event '" + e + "' (opened, escalated, resolved)");
+      throw std::invalid_argument("unknown notification event '" + e +
+                                  "' (opened, escalated, resolved)");
   cfg_.max_attempts = std::max<int64_t>(1, cfg_.max_attempts);
   cfg_.queue = std::max<int64_t>(1, cfg_.queue);
   deadletters_ = std::make_unique<DeadLetterSink>();
@@ -340,7 +347,9 @@ void Notifier::stop(std::chrono::milliseconds drain) {
 }
 
 void Notifier::notify(const std::string& event, const json& incident) {
-  if (dests_.empty() || std::find(cfg_.events.begin(), cfg_.events.end(), event) == cfg_.events.end()) return;
+  if (dests_.empty() ||
+      std::find(cfg_.events.begin(), cfg_.events.end(), event) == cfg_.events.end())
+    return;
   Destination::Item it;
   it.event = event;
   it.id = common::random_id();

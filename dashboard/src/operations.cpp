@@ -16,7 +16,8 @@ OpsStatus from_grpc(const grpc::Status& s, const std::string& target) {
       return {};
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return {OpsStatus::kUnavailable, "execute unreachable at " + target + ": " + s.error_message()};
+      return {OpsStatus::kUnavailable,
+              "execute unreachable at " + target + ": " + s.error_message()};
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::FAILED_PRECONDITION:
       return {OpsStatus::kInvalidArgument, s.error_message()};
@@ -24,8 +25,10 @@ OpsStatus from_grpc(const grpc::Status& s, const std::string& target) {
       return {OpsStatus::kNotFound, s.error_message()};
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::PERMISSION_DENIED:
-      return {OpsStatus::kFailed, "execute at " + target + " refused the dashboard's certificate (it must name an "
-                                  "operator, spiffe://immunizer/operator/...): " + s.error_message()};
+      return {OpsStatus::kFailed, "execute at " + target +
+                                      " refused the dashboard's certificate (it must name an "
+                                      "operator, spiffe://immunizer/operator/...): " +
+                                      s.error_message()};
     default:
       return {OpsStatus::kFailed, "execute at " + target + " failed: " + s.error_message()};
   }
@@ -34,7 +37,8 @@ OpsStatus from_grpc(const grpc::Status& s, const std::string& target) {
 class GrpcOperationsClient final : public OperationsClient {
  public:
   GrpcOperationsClient(std::string address, std::chrono::milliseconds timeout,
-                       const std::shared_ptr<grpc::ChannelCredentials>& creds, const common::TlsFiles& tls)
+                       const std::shared_ptr<grpc::ChannelCredentials>& creds,
+                       const common::TlsFiles& tls)
       : address_(std::move(address)), timeout_(timeout) {
     grpc::ChannelArguments args;
     common::apply_channel_args(tls, args);
@@ -76,9 +80,11 @@ std::unique_ptr<OperationsClient> make_grpc_operations_client(const std::string&
     throw common::ConfigError(e.what());
   }
   if (!tls.enabled)
-    common::logger("dashboard")->warn("dashboard.execute_tls=none: calls to execute at {} are plaintext and "
-                                      "unauthenticated (execute refuses them unless it runs with execute.tls=none)",
-                                      address);
+    common::logger("dashboard")
+        ->warn(
+            "dashboard.execute_tls=none: calls to execute at {} are plaintext and "
+            "unauthenticated (execute refuses them unless it runs with execute.tls=none)",
+            address);
   return std::make_unique<GrpcOperationsClient>(address, timeout, creds, tls);
 }
 

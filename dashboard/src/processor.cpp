@@ -17,20 +17,23 @@ void announce(const IncidentChange& c, SseHub& hub, Notifier* notifier) {
     notifier->notify("resolved", j);
 }
 
-DashboardProcessor::DashboardProcessor(DashboardState& state, SseHub& hub, const common::Topics& topics,
-                                       const common::Clock& clock, std::chrono::milliseconds stats_interval,
+DashboardProcessor::DashboardProcessor(DashboardState& state, SseHub& hub,
+                                       const common::Topics& topics, const common::Clock& clock,
+                                       std::chrono::milliseconds stats_interval,
                                        DashboardParts parts)
     : state_(state),
       hub_(hub),
       topics_(topics),
       clock_(clock),
-      stats_interval_nanos_(std::chrono::duration_cast<std::chrono::nanoseconds>(stats_interval).count()),
+      stats_interval_nanos_(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(stats_interval).count()),
       parts_(parts) {}
 
 void DashboardProcessor::process(const common::Message& m, common::Producer&) {
   if (m.topic == topics_.alarms) {
     v1::Alarm a;
-    if (!a.ParseFromString(m.payload)) throw common::BadMessage("bad_alarm", "not an Alarm protobuf");
+    if (!a.ParseFromString(m.payload))
+      throw common::BadMessage("bad_alarm", "not an Alarm protobuf");
     if (auto j = state_.add_alarm(a)) hub_.publish("alarm", dump(*j));
     if (parts_.incidents)
       if (auto c = parts_.incidents->on_alarm(a)) announce(*c, hub_, parts_.notifier);
@@ -43,15 +46,16 @@ void DashboardProcessor::process(const common::Message& m, common::Producer&) {
       if (auto c = parts_.incidents->on_action(e)) announce(*c, hub_, parts_.notifier);
   } else if (m.topic == topics_.scores) {
     v1::Score s;
-    if (!s.ParseFromString(m.payload)) throw common::BadMessage("bad_score", "not a Score protobuf");
+    if (!s.ParseFromString(m.payload))
+      throw common::BadMessage("bad_score", "not a Score protobuf");
     state_.add_score(s);
   } else {
     throw common::BadMessage("unexpected_topic", "dashboard does not read " + m.topic);
   }
 }
 
-void DashboardProcessor::process_batch(const std::vector<common::Message>& batch, common::Producer& out,
-                                       const Reject& reject) {
+void DashboardProcessor::process_batch(const std::vector<common::Message>& batch,
+                                       common::Producer& out, const Reject& reject) {
   if (!parts_.incidents) return Processor::process_batch(batch, out, reject);
   struct Batch {
     IncidentEngine& e;

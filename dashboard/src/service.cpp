@@ -50,7 +50,9 @@ std::string database_path(const std::string& data_dir) {
   if (data_dir == ":memory:") return data_dir;
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
-  if (ec) throw std::runtime_error("dashboard.data_dir: cannot create '" + data_dir + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("dashboard.data_dir: cannot create '" + data_dir +
+                             "': " + ec.message());
   ::chmod(data_dir.c_str(), 0700);
   return (std::filesystem::path(data_dir) / "dashboard.db").string();
 }
@@ -99,10 +101,13 @@ struct Runtime {
       : cfg(c),
         metrics(*ctx.registry, "dashboard"),
         state(cfg, clock),
-        hub(static_cast<size_t>(cfg.sse_max_clients), static_cast<size_t>(cfg.sse_queue), *ctx.registry),
+        hub(static_cast<size_t>(cfg.sse_max_clients), static_cast<size_t>(cfg.sse_queue),
+            *ctx.registry),
         ops(make_grpc_operations_client(cfg.execute_address,
-                                        std::chrono::milliseconds(cfg.execute_timeout_ms), cfg.execute_tls)),
-        incidents(incident_config(cfg), std::make_unique<IncidentStore>(database_path(cfg.data_dir)), clock,
+                                        std::chrono::milliseconds(cfg.execute_timeout_ms),
+                                        cfg.execute_tls)),
+        incidents(incident_config(cfg),
+                  std::make_unique<IncidentStore>(database_path(cfg.data_dir)), clock,
                   *ctx.registry),
         notifier(notifier_config(cfg), *ctx.registry, clock),
         execute(*ops, std::chrono::milliseconds(cfg.execute_poll_ms), clock),
@@ -118,14 +123,18 @@ std::function<void()> setup_service(common::ServiceContext& ctx) {
   auto rt = std::make_shared<Runtime>(cfg, ctx);
   rt->api.install(*ctx.http);
   return [&ctx, rt] {
-    ctx.log->info("consumer group '{}' (never commits: replays retained history on start); execute at {}",
-                  rt->cfg.group, rt->cfg.execute_address);
+    ctx.log->info(
+        "consumer group '{}' (never commits: replays retained history on start); execute at {}",
+        rt->cfg.group, rt->cfg.execute_address);
     if (rt->cfg.auth == "none") {
-      ctx.log->warn("dashboard.auth=none: NO AUTHENTICATION - anyone who reaches http port {} can block, unblock "
-                    "and give feedback",
-                    ctx.http->port());
+      ctx.log->warn(
+          "dashboard.auth=none: NO AUTHENTICATION - anyone who reaches http port {} can block, "
+          "unblock "
+          "and give feedback",
+          ctx.http->port());
     } else {
-      ctx.log->info("authentication on: {} user(s) from {}", rt->api.user_count(), rt->api.user_sources());
+      ctx.log->info("authentication on: {} user(s) from {}", rt->api.user_count(),
+                    rt->api.user_sources());
     }
     ctx.log->info(
         "incident history in {} (incidents per {}, window {} ms); {} "
@@ -133,16 +142,18 @@ std::function<void()> setup_service(common::ServiceContext& ctx) {
         database_path(rt->cfg.data_dir), rt->cfg.incident_key, rt->cfg.incident_window_ms,
         rt->notifier.destinations());
     rt->execute.start();
-    rt->feedback_out.set(common::make_kafka_producer(ctx.kafka, "dashboard-feedback", &rt->metrics));
+    rt->feedback_out.set(
+        common::make_kafka_producer(ctx.kafka, "dashboard-feedback", &rt->metrics));
     auto out = common::make_kafka_producer(ctx.kafka, "dashboard", &rt->metrics);
     auto consumer = common::make_kafka_consumer(
-        ctx.kafka, rt->cfg.group, {ctx.topics.alarms, ctx.topics.actions, ctx.topics.scores}, &rt->metrics);
+        ctx.kafka, rt->cfg.group, {ctx.topics.alarms, ctx.topics.actions, ctx.topics.scores},
+        &rt->metrics);
     NonCommittingConsumer in(*consumer);
     DashboardProcessor proc(rt->state, rt->hub, ctx.topics, rt->clock,
                             std::chrono::milliseconds(rt->cfg.stats_interval_ms), rt->parts());
     common::StreamLoop loop(in, *out, proc,
-                            {.service = "dashboard", .deadletter_topic = ctx.topics.deadletter}, &rt->metrics,
-                            ctx.registry.get());
+                            {.service = "dashboard", .deadletter_topic = ctx.topics.deadletter},
+                            &rt->metrics, ctx.registry.get());
     // Release the browsers before run_service stops the HTTP server (it joins
     // their threads), also when the loop throws.
     struct CloseHub {

@@ -100,8 +100,8 @@ std::optional<json> DashboardState::add_alarm(const v1::Alarm& a) {
 std::optional<json> DashboardState::add_action(const v1::ActionEvent& e) {
   std::lock_guard lock(mu_);
   const int64_t now = clock_.now_unix_nanos();
-  const std::string key = e.action_id() + '\x1f' + std::to_string(e.type()) + '\x1f' + e.effector() + '\x1f' +
-                          std::to_string(e.at_unix_nanos());
+  const std::string key = e.action_id() + '\x1f' + std::to_string(e.type()) + '\x1f' +
+                          e.effector() + '\x1f' + std::to_string(e.at_unix_nanos());
   if (event_keys_.count(key)) return std::nullopt;
   ++action_events_total_;
   ++events_by_type_[action_event_name(e.type())];
@@ -111,8 +111,8 @@ std::optional<json> DashboardState::add_action(const v1::ActionEvent& e) {
   event_keys_.insert(key);
   while (events_.size() > static_cast<size_t>(cfg_.max_actions)) {
     const auto& old = events_.front();
-    event_keys_.erase(old.action_id() + '\x1f' + std::to_string(old.type()) + '\x1f' + old.effector() +
-                      '\x1f' + std::to_string(old.at_unix_nanos()));
+    event_keys_.erase(old.action_id() + '\x1f' + std::to_string(old.type()) + '\x1f' +
+                      old.effector() + '\x1f' + std::to_string(old.at_unix_nanos()));
     events_.pop_front();
   }
 
@@ -126,15 +126,17 @@ std::optional<json> DashboardState::add_action(const v1::ActionEvent& e) {
     }
   }
   // Later events may carry only the id; keep the richest description of the action.
-  if (e.has_action() &&
-      (e.action().kind() != v1::ACTION_KIND_UNSPECIFIED || s.action.kind() == v1::ACTION_KIND_UNSPECIFIED))
+  if (e.has_action() && (e.action().kind() != v1::ACTION_KIND_UNSPECIFIED ||
+                         s.action.kind() == v1::ACTION_KIND_UNSPECIFIED))
     s.action = e.action();
   if (!e.plan_id().empty()) s.plan_id = e.plan_id();
   if (!e.alarm_id().empty()) s.alarm_id = e.alarm_id();
-  if (e.call_timestamp_unix_nanos() > 0) s.call_timestamp_unix_nanos = e.call_timestamp_unix_nanos();
+  if (e.call_timestamp_unix_nanos() > 0)
+    s.call_timestamp_unix_nanos = e.call_timestamp_unix_nanos();
   // Events can arrive out of order across partitions: a terminal state (expired, revoked)
   // is never undone by a late dispatched/applied event.
-  const bool terminal = s.latest == v1::ACTION_EVENT_EXPIRED || s.latest == v1::ACTION_EVENT_REVOKED;
+  const bool terminal =
+      s.latest == v1::ACTION_EVENT_EXPIRED || s.latest == v1::ACTION_EVENT_REVOKED;
   switch (e.type()) {
     case v1::ACTION_EVENT_DISPATCHED:
       if (s.dispatched_unix_nanos == 0) s.dispatched_unix_nanos = e.at_unix_nanos();
@@ -144,9 +146,10 @@ std::optional<json> DashboardState::add_action(const v1::ActionEvent& e) {
       ++s.applied_acks;
       if (s.applied_unix_nanos == 0) {
         s.applied_unix_nanos = e.at_unix_nanos();
-        if (e.call_timestamp_unix_nanos() > 0 && e.at_unix_nanos() >= e.call_timestamp_unix_nanos()) {
-          latencies_ms_.push_back(static_cast<double>(e.at_unix_nanos() - e.call_timestamp_unix_nanos()) /
-                                  1e6);
+        if (e.call_timestamp_unix_nanos() > 0 &&
+            e.at_unix_nanos() >= e.call_timestamp_unix_nanos()) {
+          latencies_ms_.push_back(
+              static_cast<double>(e.at_unix_nanos() - e.call_timestamp_unix_nanos()) / 1e6);
           if (latencies_ms_.size() > kMaxLatencies) latencies_ms_.pop_front();
         }
       }
@@ -216,8 +219,10 @@ std::optional<v1::Alarm> DashboardState::find_alarm(const std::string& id) const
   return e->alarm;
 }
 
-std::optional<json> DashboardState::record_feedback(const std::string& alarm_id, const std::string& verdict,
-                                                    const std::string& analyst, const std::string& comment) {
+std::optional<json> DashboardState::record_feedback(const std::string& alarm_id,
+                                                    const std::string& verdict,
+                                                    const std::string& analyst,
+                                                    const std::string& comment) {
   std::lock_guard lock(mu_);
   ++feedback_total_;
   if (verdict == "false_positive") ++false_positive_total_;
@@ -263,18 +268,19 @@ bool DashboardState::enforcing(const ActionState& s, int64_t now) const {
 
 json DashboardState::action_state_json(const std::string& id, const ActionState& s) const {
   const int64_t start = s.dispatched_unix_nanos ? s.dispatched_unix_nanos : s.applied_unix_nanos;
-  json j = {{"action_id", id},
-            {"plan_id", s.plan_id},
-            {"alarm_id", s.alarm_id},
-            {"status", action_event_name(s.latest)},
-            {"action", to_json(s.action)},
-            {"dispatched_unix_nanos", s.dispatched_unix_nanos},
-            {"applied_unix_nanos", s.applied_unix_nanos},
-            {"applied_acks", s.applied_acks},
-            {"rejected_acks", s.rejected_acks},
-            {"expires_unix_nanos",
-             (s.action.ttl_millis() > 0 && start > 0) ? start + s.action.ttl_millis() * 1'000'000 : 0},
-            {"latency_ms", nullptr}};
+  json j = {
+      {"action_id", id},
+      {"plan_id", s.plan_id},
+      {"alarm_id", s.alarm_id},
+      {"status", action_event_name(s.latest)},
+      {"action", to_json(s.action)},
+      {"dispatched_unix_nanos", s.dispatched_unix_nanos},
+      {"applied_unix_nanos", s.applied_unix_nanos},
+      {"applied_acks", s.applied_acks},
+      {"rejected_acks", s.rejected_acks},
+      {"expires_unix_nanos",
+       (s.action.ttl_millis() > 0 && start > 0) ? start + s.action.ttl_millis() * 1'000'000 : 0},
+      {"latency_ms", nullptr}};
   if (s.applied_unix_nanos > 0 && s.call_timestamp_unix_nanos > 0 &&
       s.applied_unix_nanos >= s.call_timestamp_unix_nanos)
     j["latency_ms"] = static_cast<double>(s.applied_unix_nanos - s.call_timestamp_unix_nanos) / 1e6;
@@ -357,8 +363,8 @@ json DashboardState::stats_json() const {
   json buckets = json::array();
   const auto& bounds = score_bucket_bounds();
   for (size_t i = 0; i < score_buckets_.size(); ++i)
-    buckets.push_back(
-        {{"le", i < bounds.size() ? json(bounds[i]) : json(nullptr)}, {"count", score_buckets_[i]}});
+    buckets.push_back({{"le", i < bounds.size() ? json(bounds[i]) : json(nullptr)},
+                       {"count", score_buckets_[i]}});
   json severity = json::object();
   for (const char* s : {"low", "medium", "high", "critical", "unspecified"}) {
     auto it = alarms_by_severity_.find(s);
@@ -374,31 +380,32 @@ json DashboardState::stats_json() const {
                   {"last", lat.empty() ? json(nullptr) : json(lat.back())},
                   {"p50", lat.empty() ? json(nullptr) : json(percentile(lat, 0.5))},
                   {"p95", lat.empty() ? json(nullptr) : json(percentile(lat, 0.95))}};
-  return {{"now_unix_nanos", now},
-          {"records_scored", scored_total_},
-          {"records_alarmed", scored_alarmed_total_},
-          {"alarms", alarms_total_},
-          {"alarms_duplicate", alarms_duplicate_},
-          {"alarms_buffered", alarms_.size()},
-          {"alarms_by_severity", std::move(severity)},
-          {"action_events", action_events_total_},
-          {"action_events_by_type", std::move(by_type)},
-          {"blocks_active", active},
-          {"feedback",
-           {{"total", feedback_total_},
-            {"false_positive", false_positive_total_},
-            {"confirmed", confirmed_total_}}},
-          {"rates",
-           {{"scored_per_second", scored_rate_.per_second(now)},
-            {"alarms_per_second", alarm_rate_.per_second(now)},
-            {"alarms_last_minute", alarm_rate_.count(now)},
-            {"action_events_per_second", action_rate_.per_second(now)}}},
-          {"score_distribution",
-           {{"unit", "combined_score/threshold"},
-            {"buckets", std::move(buckets)},
-            {"learning", scores_learning_}}},
-          {"models", {{"tracked", models_.size()}, {"learning", learning}, {"active", active_models}}},
-          {"latency_call_to_applied_ms", std::move(latency)}};
+  return {
+      {"now_unix_nanos", now},
+      {"records_scored", scored_total_},
+      {"records_alarmed", scored_alarmed_total_},
+      {"alarms", alarms_total_},
+      {"alarms_duplicate", alarms_duplicate_},
+      {"alarms_buffered", alarms_.size()},
+      {"alarms_by_severity", std::move(severity)},
+      {"action_events", action_events_total_},
+      {"action_events_by_type", std::move(by_type)},
+      {"blocks_active", active},
+      {"feedback",
+       {{"total", feedback_total_},
+        {"false_positive", false_positive_total_},
+        {"confirmed", confirmed_total_}}},
+      {"rates",
+       {{"scored_per_second", scored_rate_.per_second(now)},
+        {"alarms_per_second", alarm_rate_.per_second(now)},
+        {"alarms_last_minute", alarm_rate_.count(now)},
+        {"action_events_per_second", action_rate_.per_second(now)}}},
+      {"score_distribution",
+       {{"unit", "combined_score/threshold"},
+        {"buckets", std::move(buckets)},
+        {"learning", scores_learning_}}},
+      {"models", {{"tracked", models_.size()}, {"learning", learning}, {"active", active_models}}},
+      {"latency_call_to_applied_ms", std::move(latency)}};
 }
 
 size_t DashboardState::alarm_count() const {

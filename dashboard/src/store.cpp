@@ -228,7 +228,8 @@ IncidentStore::IncidentStore(const std::string& path) {
     if (fd < 0) throw StoreError("cannot open " + path + ": " + std::strerror(errno));
     ::close(fd);
   }
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+  if (sqlite3_open_v2(path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
@@ -240,7 +241,8 @@ IncidentStore::IncidentStore(const std::string& path) {
     exec("PRAGMA auto_vacuum=INCREMENTAL");
     if (path != ":memory:") {
       Stmt wal(db_, "PRAGMA journal_mode=WAL");
-      if (!wal.step() || wal.text(0) != "wal") throw StoreError("cannot switch " + path + " to WAL mode");
+      if (!wal.step() || wal.text(0) != "wal")
+        throw StoreError("cannot switch " + path + " to WAL mode");
     }
     exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=OFF");
@@ -329,7 +331,8 @@ std::optional<Incident> IncidentStore::latest_open(const std::string& principal_
 }
 
 std::optional<Incident> IncidentStore::incident(int64_t id) {
-  const std::string sql = std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE id = ?";
+  const std::string sql =
+      std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE id = ?";
   Stmt s(db_, sql.c_str());
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
@@ -399,7 +402,12 @@ std::pair<int64_t, bool> IncidentStore::add_to_group(int64_t incident_id, const 
            "max(max_ratio, ?3), last_alarm_id = ?4 "
            "WHERE incident_id = ?5 AND model_key = ?6 AND top_feature = "
            "?7 RETURNING id");
-    u.bind(1, at).bind(2, sev).bind(3, ratio).bind(4, a.id()).bind(5, incident_id).bind(6, a.model_key());
+    u.bind(1, at)
+        .bind(2, sev)
+        .bind(3, ratio)
+        .bind(4, a.id())
+        .bind(5, incident_id)
+        .bind(6, a.model_key());
     u.bind(7, top_feature);
     if (u.step()) {
       const int64_t id = u.i64(0);
@@ -422,7 +430,8 @@ std::pair<int64_t, bool> IncidentStore::add_to_group(int64_t incident_id, const 
   return {sqlite3_last_insert_rowid(db_), true};
 }
 
-void IncidentStore::insert_alarm(const v1::Alarm& a, int64_t incident_id, int64_t group_id, int64_t at) {
+void IncidentStore::insert_alarm(const v1::Alarm& a, int64_t incident_id, int64_t group_id,
+                                 int64_t at) {
   Stmt s(db_,
          "INSERT OR IGNORE INTO alarms(id, incident_id, group_id, at, "
          "severity, ratio, proto) "
@@ -647,8 +656,10 @@ json IncidentStore::operator_actions_json(int64_t incident_id, size_t limit) {
   s.bind(1, incident_id).bind(2, static_cast<int64_t>(limit));
   json out = json::array();
   while (s.step())
-    out.push_back(
-        {{"at_unix_nanos", s.i64(0)}, {"who", s.text(1)}, {"what", s.text(2)}, {"detail", s.text(3)}});
+    out.push_back({{"at_unix_nanos", s.i64(0)},
+                   {"who", s.text(1)},
+                   {"what", s.text(2)},
+                   {"detail", s.text(3)}});
   return out;
 }
 
@@ -677,7 +688,9 @@ int64_t IncidentStore::prune(int64_t now, const RetentionConfig& r) {
     try {
       const std::string sub = "SELECT id FROM incidents WHERE " + cond;
       for (const char* table : {"alarm_groups", "alarms", "actions", "operator_actions"}) {
-        Stmt s(db_, (std::string("DELETE FROM ") + table + " WHERE incident_id IN (" + sub + ")").c_str());
+        Stmt s(
+            db_,
+            (std::string("DELETE FROM ") + table + " WHERE incident_id IN (" + sub + ")").c_str());
         s.bind(1, arg);
         s.run();
       }

@@ -65,8 +65,10 @@ struct Server {
         registry(std::make_shared<prometheus::Registry>()),
         topics(common::Topics::with_prefix("t.")),
         state(cfg, clock),
-        hub(static_cast<size_t>(cfg.sse_max_clients), static_cast<size_t>(cfg.sse_queue), *registry),
-        api(cfg, state, hub, producer, topics, ops_override ? *ops_override : ops, clock, *registry),
+        hub(static_cast<size_t>(cfg.sse_max_clients), static_cast<size_t>(cfg.sse_queue),
+            *registry),
+        api(cfg, state, hub, producer, topics, ops_override ? *ops_override : ops, clock,
+            *registry),
         proc(state, hub, topics, clock, 1000ms),
         http("127.0.0.1", 0, registry) {
     api.install(http);
@@ -171,7 +173,8 @@ TEST(DashboardApi, InvalidUtf8FromTheDataPlaneIsServedNotFatal) {
 TEST(DashboardApi, ActionsStatsAndModels) {
   Server s(test_config());
   const int64_t now = common::now_unix_nanos();
-  s.state.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, now, now - 80'000'000));
+  s.state.add_action(
+      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, now, now - 80'000'000));
   s.state.add_score(make_score("m1", 3, 2, "ACTIVE"));
   auto c = s.client();
   auto actions = get_json(c, "/api/actions?limit=5");
@@ -207,8 +210,9 @@ TEST(DashboardApi, EventStreamDeliversAnAlarmRaisedAfterConnecting) {
   {
     // Connected once the greeting (current stats) has arrived.
     std::unique_lock l(mu);
-    ASSERT_TRUE(cv.wait_for(l, 10s, [&] { return received.find("event: stats") != std::string::npos; }))
-        << received;
+    ASSERT_TRUE(cv.wait_for(l, 10s, [&] {
+      return received.find("event: stats") != std::string::npos;
+    })) << received;
   }
   EXPECT_EQ(s.hub.clients(), 1u);
   s.feed(make_alarm("live-1", common::now_unix_nanos()));
@@ -225,7 +229,8 @@ TEST(DashboardApi, EventStreamDeliversAnAlarmRaisedAfterConnecting) {
   EXPECT_EQ(j["top_features"][0]["feature"], "arg.cantidad.rare_ngram");
   // The browser went away: its slot is released at the next write (keepalive 200 ms).
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (s.hub.clients() != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  while (s.hub.clients() != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
   EXPECT_EQ(s.hub.clients(), 0u);
 }
 
@@ -244,7 +249,8 @@ TEST(DashboardApi, BrowserThatStopsReadingNeverBlocksTheConsumer) {
   const std::string req = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
   ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (s.hub.clients() != 1 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  while (s.hub.clients() != 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
   ASSERT_EQ(s.hub.clients(), 1u);
   // ~40 MB of alarms: far more than the socket buffers hold. Each feed returns at once.
   auto big = make_alarm("big", common::now_unix_nanos());
@@ -267,7 +273,8 @@ TEST(DashboardApi, FeedbackProducesAFeedbackMessage) {
   Server s(test_config());
   s.feed(make_alarm("a1", common::now_unix_nanos()));
   auto c = s.client();
-  auto r = c.Post("/api/feedback", R"({"alarm_id":"a1","verdict":"false_positive","comment":"our scanner"})",
+  auto r = c.Post("/api/feedback",
+                  R"({"alarm_id":"a1","verdict":"false_positive","comment":"our scanner"})",
                   "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
@@ -304,7 +311,8 @@ TEST(DashboardApi, FeedbackNotAcknowledgedIs503) {
   s.feed(make_alarm("a1", common::now_unix_nanos()));
   s.producer.fail_next_flush = true;
   auto c = s.client();
-  auto r = c.Post("/api/feedback", R"({"alarm_id":"a1","verdict":"confirmed"})", "application/json");
+  auto r =
+      c.Post("/api/feedback", R"({"alarm_id":"a1","verdict":"confirmed"})", "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
   EXPECT_TRUE(get_json(c, "/api/alarms/a1")["feedback"].is_null());
@@ -349,10 +357,12 @@ TEST(DashboardApi, BlockAndUnblockGoToExecute) {
 TEST(DashboardApi, UnreachableExecuteIs502WithAClearError) {
   common::TlsFiles plaintext;
   plaintext.enabled = false;
-  auto ops = make_grpc_operations_client("127.0.0.1:1", 500ms, plaintext);  // nothing listens on port 1
+  auto ops =
+      make_grpc_operations_client("127.0.0.1:1", 500ms, plaintext);  // nothing listens on port 1
   Server s(test_config(), ops.get());
   auto c = s.client();
-  auto r = c.Post("/api/block", R"({"field":"ip","value":"10.1.2.3","ttl_ms":1000})", "application/json");
+  auto r = c.Post("/api/block", R"({"field":"ip","value":"10.1.2.3","ttl_ms":1000})",
+                  "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 502);
   const auto err = json::parse(r->body)["error"].get<std::string>();
@@ -381,7 +391,8 @@ TEST(DashboardApi, BasicAuthGuardsEverythingButHealthAndMetrics) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
   EXPECT_TRUE(s.producer.sent.empty());
-  for (const char* path : {"/healthz", "/readyz", "/metrics", "/login.html", "/login.js", "/app.css"}) {
+  for (const char* path :
+       {"/healthz", "/readyz", "/metrics", "/login.html", "/login.js", "/app.css"}) {
     r = c.Get(path);
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, 200) << path;
@@ -419,14 +430,17 @@ TEST(DashboardConfig, DefaultsAndValidation) {
       common::Config::from_map({{"dashboard.max_alarms", "5"}, {"dashboard.group", "g"}}));
   EXPECT_EQ(d.max_alarms, 5);
   EXPECT_EQ(d.group, "g");
-  EXPECT_THROW(DashboardConfig::from_config(common::Config::from_map({{"dashboard.max_alarms", "0"}})),
-               common::ConfigError);
-  EXPECT_THROW(DashboardConfig::from_config(common::Config::from_map({{"dashboard.auth_user", "ops"}})),
-               common::ConfigError);
+  EXPECT_THROW(
+      DashboardConfig::from_config(common::Config::from_map({{"dashboard.max_alarms", "0"}})),
+      common::ConfigError);
+  EXPECT_THROW(
+      DashboardConfig::from_config(common::Config::from_map({{"dashboard.auth_user", "ops"}})),
+      common::ConfigError);
   EXPECT_EQ(c.auth, "on");  // on by default
   EXPECT_THROW(DashboardConfig::from_config(common::Config::from_map({{"dashboard.auth", "off"}})),
                common::ConfigError);
-  EXPECT_THROW(DashboardConfig::from_config(common::Config::from_map({{"dashboard.public_origin", "evil.example"}})),
+  EXPECT_THROW(DashboardConfig::from_config(
+                   common::Config::from_map({{"dashboard.public_origin", "evil.example"}})),
                common::ConfigError);
 }
 
@@ -448,7 +462,8 @@ DashboardConfig auth_config() {
   c.auth = "on";
   c.credentials_file = credentials_file("admin:pa55-word");
   // A viewer and a second operator, with PBKDF2 hashes (the minimum cost, for test speed).
-  c.users = {"val:viewer:" + hash_password("viewer-pw", 10000), "olga:operator:" + hash_password("olga-pw", 10000)};
+  c.users = {"val:viewer:" + hash_password("viewer-pw", 10000),
+             "olga:operator:" + hash_password("olga-pw", 10000)};
   return c;
 }
 
@@ -461,8 +476,8 @@ struct LoggedIn {
 LoggedIn login(Server& s, const std::string& user, const std::string& password) {
   auto c = s.client();
   const std::string origin = "http://127.0.0.1:" + std::to_string(s.http.port());
-  auto r = c.Post("/api/login", {{"Origin", origin}}, json{{"user", user}, {"password", password}}.dump(),
-                  "application/json");
+  auto r = c.Post("/api/login", {{"Origin", origin}},
+                  json{{"user", user}, {"password", password}}.dump(), "application/json");
   LoggedIn out;
   if (!r || r->status != 200) {
     ADD_FAILURE() << "login " << user << ": " << (r ? r->status : -1) << " " << (r ? r->body : "");
@@ -476,9 +491,11 @@ LoggedIn login(Server& s, const std::string& user, const std::string& password) 
 
 // POST as the page would: session cookie, same Origin, CSRF token, JSON.
 httplib::Result page_post(Server& s, const LoggedIn& l, const std::string& path, const json& body,
-                          httplib::Headers extra = {}, const char* content_type = "application/json") {
+                          httplib::Headers extra = {},
+                          const char* content_type = "application/json") {
   auto c = s.client();
-  httplib::Headers h = {{"Cookie", l.cookie}, {"X-CSRF-Token", l.csrf},
+  httplib::Headers h = {{"Cookie", l.cookie},
+                        {"X-CSRF-Token", l.csrf},
                         {"Origin", "http://127.0.0.1:" + std::to_string(s.http.port())}};
   for (auto& [k, v] : extra) {
     h.erase(k);
@@ -499,8 +516,10 @@ TEST(DashboardAuth, UnauthenticatedPostsAreRefused) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 415);
   for (const char* path : {"/api/block", "/api/unblock", "/api/feedback", "/api/logout"}) {
-    r = c.Post(path, R"({"field":"ip","value":"10.0.0.9","action_id":"manual-1","alarm_id":"a1","verdict":"confirmed"})",
-               "application/json");
+    r = c.Post(
+        path,
+        R"({"field":"ip","value":"10.0.0.9","action_id":"manual-1","alarm_id":"a1","verdict":"confirmed"})",
+        "application/json");
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, 401) << path << ": " << r->body;
   }
@@ -543,7 +562,8 @@ TEST(DashboardAuth, CsrfShapedPostsAreRefused) {
   // Basic auth with a foreign Origin is refused as well (a browser that cached the password).
   auto c = s.client();
   c.set_basic_auth("admin", "pa55-word");
-  auto r = c.Post("/api/block", {{"Origin", "http://evil.example"}}, block.dump(), "application/json");
+  auto r =
+      c.Post("/api/block", {{"Origin", "http://evil.example"}}, block.dump(), "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 403);
   EXPECT_TRUE(s.ops.blocks.empty());
@@ -555,7 +575,8 @@ TEST(DashboardAuth, CsrfShapedPostsAreRefused) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   ASSERT_EQ(s.ops.blocks.size(), 2u);
-  EXPECT_NE(s.ops.blocks[0].reason().find("by admin"), std::string::npos) << s.ops.blocks[0].reason();
+  EXPECT_NE(s.ops.blocks[0].reason().find("by admin"), std::string::npos)
+      << s.ops.blocks[0].reason();
   // After logout the cookie is worthless.
   r = page_post(s, l, "/api/logout", json::object());
   ASSERT_TRUE(r);
@@ -622,7 +643,8 @@ TEST(DashboardAuth, FeedbackIsRateLimitedPerOperator) {
   const auto admin = login(s, "admin", "pa55-word");
   const auto olga = login(s, "olga", "olga-pw");
   for (int i = 1; i <= 4; ++i) {
-    auto r = page_post(s, admin, "/api/feedback", {{"alarm_id", numbered("a", i)}, {"verdict", "false_positive"}});
+    auto r = page_post(s, admin, "/api/feedback",
+                       {{"alarm_id", numbered("a", i)}, {"verdict", "false_positive"}});
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, i <= 3 ? 200 : 429) << i << ": " << r->body;
     if (i == 4) {
@@ -631,7 +653,8 @@ TEST(DashboardAuth, FeedbackIsRateLimitedPerOperator) {
   }
   // A second session of the same operator shares the limit; another operator has its own.
   const auto admin2 = login(s, "admin", "pa55-word");
-  auto r = page_post(s, admin2, "/api/feedback", {{"alarm_id", "a5"}, {"verdict", "false_positive"}});
+  auto r =
+      page_post(s, admin2, "/api/feedback", {{"alarm_id", "a5"}, {"verdict", "false_positive"}});
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 429);
   r = page_post(s, olga, "/api/feedback", {{"alarm_id", "a5"}, {"verdict", "false_positive"}});
@@ -667,7 +690,8 @@ TEST(DashboardAuth, SessionCookieFlagsAndSecurityHeaders) {
   const auto l = login(s, "admin", "pa55-word");
   EXPECT_NE(l.set_cookie.find("HttpOnly"), std::string::npos) << l.set_cookie;
   EXPECT_NE(l.set_cookie.find("SameSite=Strict"), std::string::npos) << l.set_cookie;
-  EXPECT_EQ(l.set_cookie.find("Secure"), std::string::npos) << "plain http: no Secure" << l.set_cookie;
+  EXPECT_EQ(l.set_cookie.find("Secure"), std::string::npos)
+      << "plain http: no Secure" << l.set_cookie;
   auto c = s.client();
   for (const char* path : {"/", "/login.html", "/api/alarms", "/no-such-page", "/healthz"}) {
     auto r = c.Get(path);
@@ -696,8 +720,8 @@ TEST(DashboardAuth, SessionCookieFlagsAndSecurityHeaders) {
   cfg.public_origin = "https://immunizer.example.com";
   Server t(cfg);
   auto tc = t.client();
-  r = tc.Post("/api/login", {{"Origin", "https://immunizer.example.com"}}, R"({"user":"admin","password":"pa55-word"})",
-              "application/json");
+  r = tc.Post("/api/login", {{"Origin", "https://immunizer.example.com"}},
+              R"({"user":"admin","password":"pa55-word"})", "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_NE(r->get_header_value("Set-Cookie").find("; Secure"), std::string::npos);

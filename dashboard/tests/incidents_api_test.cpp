@@ -73,7 +73,8 @@ struct Server {
         incidents(IncidentConfig{}, std::make_unique<IncidentStore>(db), clock, *registry),
         notifier(notify_cfg(jsonl), *registry, clock),
         execute(ops, 1000ms, clock),
-        api(cfg, state, hub, producer, topics, ops, clock, *registry, {&incidents, &notifier, &execute}),
+        api(cfg, state, hub, producer, topics, ops, clock, *registry,
+            {&incidents, &notifier, &execute}),
         proc(state, hub, topics, clock, 1000ms, {&incidents, &notifier, &execute}),
         http("127.0.0.1", 0, registry) {
     api.install(http);
@@ -198,7 +199,8 @@ TEST_F(IncidentsApi, OneIncidentPerAttackerWithAlarmsActionsAndLatency) {
   s.notifier.stop(5s);
   std::ifstream in(jsonl());
   int opened = 0;
-  for (std::string line; std::getline(in, line);) opened += json::parse(line)["type"] == "incident.opened";
+  for (std::string line; std::getline(in, line);)
+    opened += json::parse(line)["type"] == "incident.opened";
   EXPECT_EQ(opened, 2);
 }
 
@@ -215,8 +217,9 @@ TEST_F(IncidentsApi, StateChangesNeedTheOperatorAndAreAuditedAndNotified) {
   json out;
   EXPECT_EQ(post(c, path, {{"state", "nonsense"}}), 400);
   EXPECT_EQ(post(c, "/api/incidents/424242/state", {{"state", "resolved"}}), 404);
-  ASSERT_EQ(post(c, path, {{"state", "acknowledged"}, {"comment", "mine"}, {"analyst", "mallory"}}, &out),
-            200);
+  ASSERT_EQ(
+      post(c, path, {{"state", "acknowledged"}, {"comment", "mine"}, {"analyst", "mallory"}}, &out),
+      200);
   EXPECT_EQ(out["state"], "acknowledged");
   EXPECT_EQ(out["state_by"],
             "alice");  // the authenticated operator, not what the body claims
@@ -229,7 +232,9 @@ TEST_F(IncidentsApi, StateChangesNeedTheOperatorAndAreAuditedAndNotified) {
   EXPECT_EQ(d["history"][1]["detail"], "mine");
 
   // A block from the incident is audited on it.
-  ASSERT_EQ(post(c, "/api/block", {{"field", "session"}, {"value", "ATTACKER1"}, {"incident_id", id}}), 200);
+  ASSERT_EQ(
+      post(c, "/api/block", {{"field", "session"}, {"value", "ATTACKER1"}, {"incident_id", id}}),
+      200);
   d = get_json(c, "/api/incidents/" + std::to_string(id));
   EXPECT_EQ(d["history"][0]["what"], "block");
   EXPECT_EQ(d["history"][0]["who"], "alice");
@@ -277,7 +282,9 @@ TEST_F(IncidentsApi, EvictedAlarmsComeFromTheHistoryAndTakeFeedback) {
   EXPECT_EQ(a["id"], "a0");
   EXPECT_EQ(a["from_history"], true);
   json out;
-  ASSERT_EQ(post(c, "/api/feedback", {{"alarm_id", "a0"}, {"verdict", "false_positive"}}, &out), 200) << out;
+  ASSERT_EQ(post(c, "/api/feedback", {{"alarm_id", "a0"}, {"verdict", "false_positive"}}, &out),
+            200)
+      << out;
   ASSERT_EQ(s.producer.sent.size(), 1u);
   v1::Feedback fb;
   ASSERT_TRUE(fb.ParseFromString(s.producer.sent[0].payload));
@@ -296,7 +303,8 @@ TEST_F(IncidentsApi, EnforcingActionsComeFromExecuteCountedOnce) {
   // The audit trail alone would count 30 enforcing actions (one per plan, all
   // extending one).
   for (int i = 0; i < 30; ++i)
-    s.state.add_action(make_action_event(numbered("x", i), "a1", v1::ACTION_EVENT_DISPATCHED, now, now));
+    s.state.add_action(
+        make_action_event(numbered("x", i), "a1", v1::ACTION_EVENT_DISPATCHED, now, now));
   auto c = s.client();
   auto st = get_json(c, "/api/stats");
   EXPECT_EQ(st["blocks_active"], 30);
@@ -325,7 +333,9 @@ TEST_F(IncidentsApi, RestartTheDashboardAndTheIncidentsAndStatesAreStillThere) {
     s.feed(attack(0, t0, "other"));
     auto c = s.client();
     id = get_json(c, "/api/incidents?principal=ATTACKER1")["incidents"][0]["id"].get<int64_t>();
-    ASSERT_EQ(post(c, "/api/incidents/" + std::to_string(id) + "/state", {{"state", "false_positive"}}), 200);
+    ASSERT_EQ(
+        post(c, "/api/incidents/" + std::to_string(id) + "/state", {{"state", "false_positive"}}),
+        200);
   }
   Server s(test_config(), db(), jsonl());
   // Kafka replays what it retains; nothing is counted twice.

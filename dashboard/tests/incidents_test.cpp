@@ -49,7 +49,8 @@ struct Fixture : ::testing::Test {
   void open() {
     engine.reset();
     registry_ = std::make_unique<prometheus::Registry>();
-    engine = std::make_unique<IncidentEngine>(cfg, std::make_unique<IncidentStore>(db()), clock, *registry_);
+    engine = std::make_unique<IncidentEngine>(cfg, std::make_unique<IncidentStore>(db()), clock,
+                                              *registry_);
   }
   void SetUp() override { open(); }
 };
@@ -66,8 +67,8 @@ TEST_F(Incidents, AlarmsOfOnePrincipalWithinTheWindowAreOneIncident) {
   engine->on_alarm(alarm_for("b0", "bystander", t0));
   auto l = engine->list({});
   ASSERT_EQ(l["total"], 2);
-  const auto& inc =
-      l["incidents"][0]["principal_key"] == "session:ATTACKER1" ? l["incidents"][0] : l["incidents"][1];
+  const auto& inc = l["incidents"][0]["principal_key"] == "session:ATTACKER1" ? l["incidents"][0]
+                                                                              : l["incidents"][1];
   EXPECT_EQ(inc["alarms"], 50);
   EXPECT_EQ(inc["rows"],
             1);  // identical alarms (same principal, model, top feature) collapse
@@ -135,7 +136,8 @@ TEST_F(Incidents, ActionsAttachThroughTheirAlarmInEitherOrderAndRepeatsCountOnce
   const int64_t t0 = clock.now_unix_nanos();
   // The action's events arrive before its alarm (different topics, no ordering
   // between them).
-  engine->on_action(make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, t0 + 10, t0 - 30'000'000));
+  engine->on_action(
+      make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, t0 + 10, t0 - 30'000'000));
   engine->on_alarm(alarm_for("a1", "s", t0));
   auto c = engine->on_action(
       make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, t0 + 50'000'000, t0 - 30'000'000));
@@ -153,10 +155,10 @@ TEST_F(Incidents, ActionsAttachThroughTheirAlarmInEitherOrderAndRepeatsCountOnce
   auto d = engine->detail(c->incident.id, 10);
   ASSERT_TRUE(d);
   ASSERT_EQ((*d)["action_list"].size(), 2u);
-  const json& first =
-      (*d)["action_list"][1]["action_id"] == "act1" ? (*d)["action_list"][1] : (*d)["action_list"][0];
-  const json& second =
-      (*d)["action_list"][1]["action_id"] == "act1" ? (*d)["action_list"][0] : (*d)["action_list"][1];
+  const json& first = (*d)["action_list"][1]["action_id"] == "act1" ? (*d)["action_list"][1]
+                                                                    : (*d)["action_list"][0];
+  const json& second = (*d)["action_list"][1]["action_id"] == "act1" ? (*d)["action_list"][0]
+                                                                     : (*d)["action_list"][1];
   EXPECT_EQ(first["status"], "applied");
   EXPECT_EQ(first["applied_acks"], 1);
   EXPECT_NEAR(first["latency_ms"].get<double>(), 80.0, 1e-6);
@@ -166,7 +168,8 @@ TEST_F(Incidents, ActionsAttachThroughTheirAlarmInEitherOrderAndRepeatsCountOnce
 TEST_F(Incidents, StateChangesAreValidatedAndAudited) {
   engine->on_alarm(alarm_for("a1", "s", clock.now_unix_nanos()));
   const auto id = engine->list({})["incidents"][0]["id"].get<int64_t>();
-  EXPECT_EQ(engine->set_state(id, "bogus", "alice", "").code, IncidentEngine::StateResult::kInvalid);
+  EXPECT_EQ(engine->set_state(id, "bogus", "alice", "").code,
+            IncidentEngine::StateResult::kInvalid);
   EXPECT_EQ(engine->set_state(id + 100, "resolved", "alice", "").code,
             IncidentEngine::StateResult::kNotFound);
   auto r = engine->set_state(id, "acknowledged", "alice", "looking");
@@ -230,9 +233,11 @@ TEST_F(Incidents, SearchFiltersAndPagination) {
 
 TEST_F(Incidents, RestartKeepsIncidentsStatesAndDeduplicatesTheReplay) {
   const int64_t t0 = clock.now_unix_nanos();
-  for (int i = 0; i < 10; ++i) engine->on_alarm(alarm_for(numbered("a", i), "ATTACKER", t0 + i * kSec));
+  for (int i = 0; i < 10; ++i)
+    engine->on_alarm(alarm_for(numbered("a", i), "ATTACKER", t0 + i * kSec));
   const auto id = engine->list({})["incidents"][0]["id"].get<int64_t>();
-  ASSERT_EQ(engine->set_state(id, "acknowledged", "alice", "on it").code, IncidentEngine::StateResult::kOk);
+  ASSERT_EQ(engine->set_state(id, "acknowledged", "alice", "on it").code,
+            IncidentEngine::StateResult::kOk);
 
   open();  // a new process on the same data folder
   auto l = engine->list({});
@@ -294,7 +299,8 @@ TEST_F(Incidents, TheDatabaseFileIsOwnerOnlyAndInWalMode) {
 }
 
 TEST_F(Incidents, HostilePrincipalsAndCallsAreStoredVerbatim) {
-  auto a = alarm_for("x'; DROP TABLE incidents;--", "s' OR '1'='1", clock.now_unix_nanos(), v1::SEVERITY_HIGH,
+  auto a = alarm_for("x'; DROP TABLE incidents;--", "s' OR '1'='1", clock.now_unix_nanos(),
+                     v1::SEVERITY_HIGH,
                      std::string("http GET /<script>alert(1)</script>\xc3\xa9\0x", 39));
   ASSERT_TRUE(engine->on_alarm(a));
   IncidentQuery q;
@@ -309,7 +315,8 @@ TEST_F(Incidents, ABatchIsOneTransactionAndAFailedAlarmInsideItDoesNotUndoTheOth
   const int64_t t0 = clock.now_unix_nanos();
   engine->begin_batch();
   for (int i = 0; i < 20; ++i) engine->on_alarm(alarm_for(numbered("a", i), "s", t0 + i));
-  EXPECT_FALSE(engine->on_alarm(alarm_for("a3", "s", t0 + 3)));  // a duplicate rolls back its own unit only
+  EXPECT_FALSE(
+      engine->on_alarm(alarm_for("a3", "s", t0 + 3)));  // a duplicate rolls back its own unit only
   engine->end_batch();
   IncidentStore other(db());
   auto [rows, total] = other.list({});

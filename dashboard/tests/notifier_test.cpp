@@ -120,7 +120,8 @@ TEST(Notifier, SignedWebhookRetriedUntilAccepted) {
   EXPECT_EQ(req.get_header_value("X-Immunizer-Event"), "incident.opened");
   EXPECT_EQ(req.get_header_value("Content-Type"), "application/json");
   // Every attempt carries the same delivery id, so a receiver can deduplicate.
-  EXPECT_EQ(r.got[0].get_header_value("X-Immunizer-Delivery"), req.get_header_value("X-Immunizer-Delivery"));
+  EXPECT_EQ(r.got[0].get_header_value("X-Immunizer-Delivery"),
+            req.get_header_value("X-Immunizer-Delivery"));
   const json body = json::parse(req.body);
   EXPECT_EQ(body["type"], "incident.opened");
   EXPECT_EQ(body["incident"]["id"], 7);
@@ -212,7 +213,8 @@ TEST(Notifier, AFullQueueDropsAndCountsInsteadOfBlocking) {
   for (int i = 0; i < 20; ++i) n.notify("opened", {{"id", i}});
   // 1 in flight (perhaps not yet taken), 2 queued: at least 17 dropped, all
   // counted.
-  const double dropped = metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "dropped");
+  const double dropped =
+      metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "dropped");
   EXPECT_GE(dropped, 17);
   EXPECT_LE(dropped, 18);
   {
@@ -222,7 +224,8 @@ TEST(Notifier, AFullQueueDropsAndCountsInsteadOfBlocking) {
   }
   ASSERT_TRUE(r.wait_for(static_cast<size_t>(20 - dropped)));
   n.stop(5s);
-  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "delivered"), 20 - dropped);
+  EXPECT_EQ(metric(reg, "immunizer_dashboard_notifications_total", r.dest(), "delivered"),
+            20 - dropped);
 }
 
 TEST(Notifier, RejectsBadConfiguration) {
@@ -232,9 +235,9 @@ TEST(Notifier, RejectsBadConfiguration) {
   c.webhook_urls = {"http://127.0.0.1:1/x"};
   EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument);  // no secret
   c.webhook_secret = "k";
-  EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument); // 1-byte key
+  EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument);  // 1-byte key
   c.webhook_secret = std::string(31, 'k');
-  EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument); // 31 bytes
+  EXPECT_THROW(Notifier(c, reg, clock), std::invalid_argument);  // 31 bytes
   c.webhook_secret = std::string(32, 'k');
   {
     prometheus::Registry ok_reg;

@@ -98,16 +98,16 @@ TEST(DashboardState, ActionLifecycleLatencyAndActiveBlocks) {
   EXPECT_EQ((*d)["type"], "dispatched");
   EXPECT_TRUE((*d)["latency_ms"].is_null());
   clock.advance(10ms);
-  auto a =
-      st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), call));
+  auto a = st.add_action(
+      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), call));
   ASSERT_TRUE(a);
   EXPECT_NEAR((*a)["latency_ms"].get<double>(), 50.0, 1e-6);
   EXPECT_EQ((*a)["action"]["kind"], "block_principal");
   EXPECT_EQ((*a)["action"]["target_field"], "session");
   EXPECT_EQ((*a)["status"], "applied");
   // Redelivered event: ignored.
-  EXPECT_FALSE(
-      st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), call)));
+  EXPECT_FALSE(st.add_action(
+      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), call)));
 
   auto stats = st.stats_json();
   EXPECT_EQ(stats["blocks_active"], 1);
@@ -124,17 +124,20 @@ TEST(DashboardState, ActionLifecycleLatencyAndActiveBlocks) {
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0]["type"], "applied");  // newest first
 
-  st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_EXPIRED, clock.now_unix_nanos(), call));
+  st.add_action(
+      make_action_event("act1", "a1", v1::ACTION_EVENT_EXPIRED, clock.now_unix_nanos(), call));
   EXPECT_EQ(st.stats_json()["blocks_active"], 0);
   // A late applied ack never revives an expired action.
-  st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos() + 1, call));
+  st.add_action(
+      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos() + 1, call));
   EXPECT_EQ(st.stats_json()["blocks_active"], 0);
 }
 
 TEST(DashboardState, BlockStopsCountingWhenItsTtlRunsOut) {
   common::ManualClock clock;
   DashboardState st(small_config(), clock);
-  st.add_action(make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), 0, 1000));
+  st.add_action(
+      make_action_event("act1", "a1", v1::ACTION_EVENT_APPLIED, clock.now_unix_nanos(), 0, 1000));
   EXPECT_EQ(st.stats_json()["blocks_active"], 1);
   clock.advance(1001ms);
   EXPECT_EQ(st.stats_json()["blocks_active"], 0);
@@ -235,8 +238,9 @@ TEST(DashboardProcessor, RoutesTopicsAndRejectsGarbage) {
   m.payload = make_alarm("a1", clock.now_unix_nanos()).SerializeAsString();
   proc.process(m, out);
   m.topic = topics.actions;
-  m.payload = make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos(), 0)
-                  .SerializeAsString();
+  m.payload =
+      make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, clock.now_unix_nanos(), 0)
+          .SerializeAsString();
   proc.process(m, out);
   m.topic = topics.scores;
   m.payload = make_score("m", 1, 2, "ACTIVE").SerializeAsString();

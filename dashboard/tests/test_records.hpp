@@ -14,7 +14,8 @@ inline std::string numbered(const char* prefix, int i) {
   return s;
 }
 
-inline v1::Alarm make_alarm(const std::string& id, int64_t at_nanos, v1::Severity sev = v1::SEVERITY_HIGH) {
+inline v1::Alarm make_alarm(const std::string& id, int64_t at_nanos,
+                            v1::Severity sev = v1::SEVERITY_HIGH) {
   v1::Alarm a;
   a.set_id(id);
   a.mutable_record_id()->set_app("shop");
@@ -45,8 +46,8 @@ inline v1::Alarm make_alarm(const std::string& id, int64_t at_nanos, v1::Severit
 }
 
 inline v1::ActionEvent make_action_event(const std::string& action_id, const std::string& alarm_id,
-                                         v1::ActionEventType type, int64_t at_nanos, int64_t call_nanos,
-                                         int64_t ttl_ms = 600'000) {
+                                         v1::ActionEventType type, int64_t at_nanos,
+                                         int64_t call_nanos, int64_t ttl_ms = 600'000) {
   v1::ActionEvent e;
   e.set_action_id(action_id);
   e.set_plan_id("plan-" + action_id);

@@ -1,10 +1,9 @@
 // Test bed for the browser test (tests/browser): an embedded broker, a fake execute
 // Operations gRPC server, and canned records produced on demand. Line protocol on stdin:
 //   alarm <id> [low|medium|high|critical]     produce an Alarm
-//   attack <session> <n>                       produce n high alarms of one session (ids <session>-<i>)
-//   action <action_id> <alarm_id> <dispatched|applied|expired>
-//   scores <n>                                 produce n Score records
-//   wait-feedback <seconds>                    print the next Feedback as JSON
+//   attack <session> <n>                       produce n high alarms of one session (ids
+//   <session>-<i>) action <action_id> <alarm_id> <dispatched|applied|expired> scores <n> produce n
+//   Score records wait-feedback <seconds>                    print the next Feedback as JSON
 //   wait-block <seconds>                       print the next Block request received
 //   quit
 // It prints "BOOTSTRAP <addr>", "EXECUTE <addr>", "READY" on start and one line per command.
@@ -30,7 +29,8 @@ namespace {
 
 class FakeExecute final : public v1::Operations::Service {
  public:
-  grpc::Status Block(grpc::ServerContext*, const v1::BlockRequest* req, v1::BlockResponse* resp) override {
+  grpc::Status Block(grpc::ServerContext*, const v1::BlockRequest* req,
+                     v1::BlockResponse* resp) override {
     std::lock_guard l(mu_);
     blocks_.push_back(*req);
     resp->set_action_id("manual-" + std::to_string(blocks_.size()));
@@ -117,7 +117,8 @@ int main(int argc, char** argv) {
     std::cerr << "testbed: cannot start the fake execute\n";
     return 1;
   }
-  std::cout << "BOOTSTRAP " << broker.bootstrap() << "\nEXECUTE 127.0.0.1:" << port << "\nREADY" << std::endl;
+  std::cout << "BOOTSTRAP " << broker.bootstrap() << "\nEXECUTE 127.0.0.1:" << port << "\nREADY"
+            << std::endl;
 
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -128,8 +129,9 @@ int main(int argc, char** argv) {
     if (cmd == "alarm") {
       std::string id, sev;
       in >> id >> sev;
-      producer->produce(topics.alarms, "sess-" + id,
-                        dashboard::testing::make_alarm(id, now, severity_from(sev)).SerializeAsString());
+      producer->produce(
+          topics.alarms, "sess-" + id,
+          dashboard::testing::make_alarm(id, now, severity_from(sev)).SerializeAsString());
       std::cout << (producer->flush(10s).ok() ? "OK alarm " + id : "ERROR alarm not acknowledged")
                 << std::endl;
     } else if (cmd == "attack") {
@@ -137,16 +139,19 @@ int main(int argc, char** argv) {
       int n = 0;
       in >> session >> n;
       for (int i = 0; i < n; ++i) {
-        auto a = dashboard::testing::make_alarm(session + "-" + std::to_string(i), now + i, v1::SEVERITY_HIGH);
+        auto a = dashboard::testing::make_alarm(session + "-" + std::to_string(i), now + i,
+                                                v1::SEVERITY_HIGH);
         a.mutable_principal()->set_session(session);
         producer->produce(topics.alarms, session, a.SerializeAsString());
       }
-      std::cout << (producer->flush(10s).ok() ? "OK attack " + session : "ERROR attack not acknowledged")
+      std::cout << (producer->flush(10s).ok() ? "OK attack " + session
+                                              : "ERROR attack not acknowledged")
                 << std::endl;
     } else if (cmd == "action") {
       std::string id, alarm, type;
       in >> id >> alarm >> type;
-      const auto event = dashboard::testing::make_action_event(id, alarm, event_from(type), now, now - 120'000'000);
+      const auto event = dashboard::testing::make_action_event(id, alarm, event_from(type), now,
+                                                               now - 120'000'000);
       execute.track(event);
       producer->produce(topics.actions, id, event.SerializeAsString());
       std::cout << (producer->flush(10s).ok() ? "OK action " + id : "ERROR action not acknowledged")
@@ -156,14 +161,15 @@ int main(int argc, char** argv) {
       in >> n;
       for (int i = 0; i < n; ++i) {
         const double score = 0.2 + 3.0 * static_cast<double>((i * 7919) % 100) / 100.0;
-        const std::string key =
-            "shop|http GET /tienda1/publico/" + std::string(i % 3 ? "anadir.jsp" : "entrar.jsp") + "|";
-        producer->produce(
-            topics.scores, key,
-            dashboard::testing::make_score(key, score, i % 10 ? 2.0 : 0.0, i % 10 ? "ACTIVE" : "LEARNING")
-                .SerializeAsString());
+        const std::string key = "shop|http GET /tienda1/publico/" +
+                                std::string(i % 3 ? "anadir.jsp" : "entrar.jsp") + "|";
+        producer->produce(topics.scores, key,
+                          dashboard::testing::make_score(key, score, i % 10 ? 2.0 : 0.0,
+                                                         i % 10 ? "ACTIVE" : "LEARNING")
+                              .SerializeAsString());
       }
-      std::cout << (producer->flush(10s).ok() ? "OK scores" : "ERROR scores not acknowledged") << std::endl;
+      std::cout << (producer->flush(10s).ok() ? "OK scores" : "ERROR scores not acknowledged")
+                << std::endl;
     } else if (cmd == "wait-feedback") {
       int secs = 10;
       in >> secs;
@@ -177,7 +183,8 @@ int main(int argc, char** argv) {
               {"alarm_id", fb.alarm_id()},
               {"model_key", fb.model_key()},
               {"key", m.key},
-              {"verdict", fb.verdict() == v1::FEEDBACK_FALSE_POSITIVE ? "false_positive" : "confirmed"},
+              {"verdict",
+               fb.verdict() == v1::FEEDBACK_FALSE_POSITIVE ? "false_positive" : "confirmed"},
               {"session", fb.principal().session()},
               {"analyst", fb.analyst()}};
           std::cout << "FEEDBACK " << j.dump() << std::endl;

@@ -21,15 +21,17 @@ struct immunizer_effector {
 
 namespace {
 
-std::string_view sv(const char* s, size_t n) { return s ? std::string_view(s, n) : std::string_view(); }
+std::string_view sv(const char* s, size_t n) {
+  return s ? std::string_view(s, n) : std::string_view();
+}
 std::string_view sv(const char* s) { return s ? std::string_view(s) : std::string_view(); }
 
 void write_err(char* err, size_t n, const char* what) {
   if (err && n) std::snprintf(err, n, "%s", what);
 }
 
-immunizer_effector* make(const char* app, const char* execute_address, const char* signing_key, char* err,
-                         size_t err_size) {
+immunizer_effector* make(const char* app, const char* execute_address, const char* signing_key,
+                         char* err, size_t err_size) {
   try {
     EffectorConfig cfg = EffectorConfig::from_env();
     if (app) cfg.app = app;
@@ -37,8 +39,10 @@ immunizer_effector* make(const char* app, const char* execute_address, const cha
     // Execute's Ed25519 public key: PEM text, or the path of a PEM file.
     if (signing_key && *signing_key) {
       const std::string k(signing_key);
-      if (k.rfind("-----BEGIN", 0) == 0) cfg.directive_public_keys = {k};
-      else cfg.directive_public_key_files = {k};
+      if (k.rfind("-----BEGIN", 0) == 0)
+        cfg.directive_public_keys = {k};
+      else
+        cfg.directive_public_key_files = {k};
     }
     auto h = std::make_unique<immunizer_effector>();
     h->effector = Effector::create(std::move(cfg));
@@ -61,8 +65,8 @@ immunizer_effector* immunizer_effector_new_from_env(const char* app, char* err, 
   return make(app, nullptr, nullptr, err, err_size);
 }
 
-immunizer_effector* immunizer_effector_new(const char* app, const char* execute_address, const char* signing_key,
-                                           char* err, size_t err_size) {
+immunizer_effector* immunizer_effector_new(const char* app, const char* execute_address,
+                                           const char* signing_key, char* err, size_t err_size) {
   return make(app, execute_address, signing_key, err, err_size);
 }
 
@@ -88,17 +92,19 @@ void immunizer_effector_free(immunizer_effector* e) {
   delete e;
 }
 
-int immunizer_effector_allows(const immunizer_effector* e, const char* user, size_t user_len, const char* session,
-                              size_t session_len, const char* ip, size_t ip_len, const char* call, size_t call_len) {
+int immunizer_effector_allows(const immunizer_effector* e, const char* user, size_t user_len,
+                              const char* session, size_t session_len, const char* ip,
+                              size_t ip_len, const char* call, size_t call_len) {
   if (!e) return 1;
-  return e->effector->allows(PrincipalView(sv(user, user_len), sv(session, session_len), sv(ip, ip_len)),
-                             sv(call, call_len))
+  return e->effector->allows(
+             PrincipalView(sv(user, user_len), sv(session, session_len), sv(ip, ip_len)),
+             sv(call, call_len))
              ? 1
              : 0;
 }
 
-int immunizer_effector_allows_z(const immunizer_effector* e, const char* user, const char* session, const char* ip,
-                                const char* call) {
+int immunizer_effector_allows_z(const immunizer_effector* e, const char* user, const char* session,
+                                const char* ip, const char* call) {
   if (!e) return 1;
   return e->effector->allows(PrincipalView(sv(user), sv(session), sv(ip)), sv(call)) ? 1 : 0;
 }
@@ -111,7 +117,8 @@ int immunizer_effector_apply(immunizer_effector* e, const void* directive, size_
   }
   try {
     immunizer::v1::Directive d;
-    if (!directive || len > static_cast<size_t>(INT32_MAX) || !d.ParseFromArray(directive, static_cast<int>(len))) {
+    if (!directive || len > static_cast<size_t>(INT32_MAX) ||
+        !d.ParseFromArray(directive, static_cast<int>(len))) {
       write_err(reason, reason_size, "not a serialized immunizer.v1.Directive");
       return 0;
     }
@@ -126,7 +133,9 @@ int immunizer_effector_apply(immunizer_effector* e, const void* directive, size_
   return 0;
 }
 
-int immunizer_effector_connected(const immunizer_effector* e) { return e && e->effector->connected() ? 1 : 0; }
+int immunizer_effector_connected(const immunizer_effector* e) {
+  return e && e->effector->connected() ? 1 : 0;
+}
 
 void immunizer_effector_get_stats(const immunizer_effector* e, immunizer_effector_stats* out) {
   if (!out) return;

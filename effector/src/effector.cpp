@@ -46,7 +46,8 @@ std::shared_ptr<spdlog::logger> logger() {
 }
 
 int64_t unix_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -63,7 +64,6 @@ std::string default_instance() {
   return std::string(host) + "-" + std::to_string(getpid());
 }
 
-
 }  // namespace
 
 struct EffectorMetrics {
@@ -79,16 +79,20 @@ struct Effector::Impl {
   Impl(Effector& owner, EffectorConfig cfg, std::shared_ptr<const crypto::KeyRing> trusted)
       : owner_(owner),
         cfg_(std::move(cfg)),
-        enforcer_(EnforcerOptions{std::move(trusted),
-                                  std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.max_clock_skew).count(),
-                                  cfg_.replay_cache_size},
-                  coarse_unix_ns) {}
+        enforcer_(
+            EnforcerOptions{
+                std::move(trusted),
+                std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.max_clock_skew).count(),
+                cfg_.replay_cache_size},
+            coarse_unix_ns) {}
 
   static std::shared_ptr<const crypto::KeyRing> trusted_keys(const EffectorConfig& c) {
     auto ring = std::make_shared<crypto::KeyRing>();
     try {
-      for (const auto& pem : c.directive_public_keys) ring->add(crypto::VerifyingKey::from_pem(pem));
-      for (const auto& path : c.directive_public_key_files) ring->add(crypto::VerifyingKey::load(path));
+      for (const auto& pem : c.directive_public_keys)
+        ring->add(crypto::VerifyingKey::from_pem(pem));
+      for (const auto& path : c.directive_public_key_files)
+        ring->add(crypto::VerifyingKey::load(path));
     } catch (const std::exception& e) {
       throw std::invalid_argument(std::string("effector: directive public keys: ") + e.what());
     }
@@ -134,7 +138,8 @@ struct Effector::Impl {
     }
     if (const size_t n = enforcer_.end_resync()) {
       stale_.fetch_add(n, std::memory_order_relaxed);
-      logger()->info("effector: dropped {} action(s) not replayed by execute after reconnect ({})", n, why);
+      logger()->info("effector: dropped {} action(s) not replayed by execute after reconnect ({})",
+                     n, why);
     }
     update_mode();
   }
@@ -148,8 +153,8 @@ struct Effector::Impl {
   Enforcer enforcer_;
   common::TlsFiles tls_;
   std::shared_ptr<grpc::ChannelCredentials> creds_;  // read once in create(): bad files fail early
-  std::atomic<bool> link_up_{false};    // drives the enforcement mode
-  std::atomic<bool> connected_{false};  // what connected() reports; set after the mode
+  std::atomic<bool> link_up_{false};                 // drives the enforcement mode
+  std::atomic<bool> connected_{false};               // what connected() reports; set after the mode
   std::atomic<uint64_t> connects_{0}, connect_failures_{0}, directives_{0}, expired_{0}, stale_{0};
   mutable std::atomic<uint64_t> denied_{0};
 
@@ -168,7 +173,8 @@ struct Effector::Impl {
 
 void Effector::Impl::run_stream() {
   grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(cfg_.backoff_initial.count()));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(cfg_.backoff_initial.count()));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(cfg_.backoff_initial.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(cfg_.backoff_max.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
@@ -186,13 +192,15 @@ void Effector::Impl::run_stream() {
     bool up = false;
     const auto until = std::chrono::steady_clock::now() + cfg_.connect_timeout;
     while (!up && !stopping() && std::chrono::steady_clock::now() < until)
-      up = channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+      up = channel->WaitForConnected(std::chrono::system_clock::now() +
+                                     std::chrono::milliseconds(100));
     if (stopping()) break;
     if (!up) {
       connect_failures_.fetch_add(1, std::memory_order_relaxed);
       if (unix_ns() - last_warn > 30'000'000'000) {
         last_warn = unix_ns();
-        logger()->warn("effector: execute at {} unreachable; {} while disconnected", cfg_.execute_address,
+        logger()->warn("effector: execute at {} unreachable; {} while disconnected",
+                       cfg_.execute_address,
                        cfg_.fail_closed ? "denying every call" : "applying known directives only");
       }
       continue;
@@ -216,7 +224,9 @@ void Effector::Impl::run_stream() {
       if (cfg_.resync_window.count() > 0) {
         enforcer_.begin_resync();
         std::lock_guard lk(mu_);
-        resync_deadline_ns_ = unix_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.resync_window).count();
+        resync_deadline_ns_ =
+            unix_ns() +
+            std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.resync_window).count();
       }
       set_link(true);
       backoff = cfg_.backoff_initial;
@@ -233,13 +243,14 @@ void Effector::Impl::run_stream() {
         const HandleResult r = enforcer_.handle(in.directive());
         update_mode();
         if (!accepted(r.outcome))
-          logger()->warn("effector: directive {} rejected: {} ({})", in.directive().id(), to_string(r.outcome),
-                         r.reason);
+          logger()->warn("effector: directive {} rejected: {} ({})", in.directive().id(),
+                         to_string(r.outcome), r.reason);
         immunizer::v1::EffectorMessage ack;
         auto* a = ack.mutable_ack();
         a->set_directive_id(in.directive().id());
         a->set_applied(accepted(r.outcome));
-        a->set_reason(r.reason.empty() ? std::string(to_string(r.outcome)) : std::string(to_string(r.outcome)) + ": " + r.reason);
+        a->set_reason(r.reason.empty() ? std::string(to_string(r.outcome))
+                                       : std::string(to_string(r.outcome)) + ": " + r.reason);
         a->set_applied_unix_nanos(unix_ns());
         if (!stream->Write(ack)) break;
       }
@@ -257,7 +268,8 @@ void Effector::Impl::run_stream() {
     }
     // Jittered backoff before reopening the stream (the server may be restarting).
     const double jitter = 0.8 + 0.4 * std::uniform_real_distribution<double>(0, 1)(rng);
-    if (wait_stop(std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(backoff.count()) * jitter))))
+    if (wait_stop(std::chrono::milliseconds(
+            static_cast<int64_t>(static_cast<double>(backoff.count()) * jitter))))
       break;
     backoff = std::min(cfg_.backoff_max, backoff * 2);
   }
@@ -273,8 +285,10 @@ void Effector::Impl::run_janitor() {
     {
       std::lock_guard lk(mu_);
       if (resync_deadline_ns_ != 0 && unix_ns() >= resync_deadline_ns_) {
-        if (connected_.load(std::memory_order_acquire)) due = resync_deadline_ns_;
-        else resync_deadline_ns_ = 0;
+        if (connected_.load(std::memory_order_acquire))
+          due = resync_deadline_ns_;
+        else
+          resync_deadline_ns_ = 0;
       }
     }
     if (due != 0) finish_resync("resync window elapsed", due);
@@ -306,7 +320,8 @@ Effector::Effector(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 std::shared_ptr<Effector> Effector::create(EffectorConfig config) {
   if (config.directive_public_keys.empty() && config.directive_public_key_files.empty())
     throw std::invalid_argument(
-        "effector: no directive public key: set IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS to execute's public key "
+        "effector: no directive public key: set IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS to "
+        "execute's public key "
         "file(s) (keys/execute.pub in the state folder of 'immunizer up' or 'immunizer pki init')");
   common::TlsFiles tls;
   tls.enabled = common::parse_tls_mode(config.tls, "effector: tls (IMMUNIZER_EFFECTOR_TLS)");
@@ -316,17 +331,22 @@ std::shared_ptr<Effector> Effector::create(EffectorConfig config) {
   tls.server_name = config.tls_server_name;
   std::shared_ptr<grpc::ChannelCredentials> creds;
   try {
-    creds = common::client_credentials(tls, "effector: TLS to execute (IMMUNIZER_EFFECTOR_TLS_*_FILE)");
+    creds =
+        common::client_credentials(tls, "effector: TLS to execute (IMMUNIZER_EFFECTOR_TLS_*_FILE)");
   } catch (const std::runtime_error& e) {
     throw std::invalid_argument(e.what());
   }
   if (!tls.enabled)
-    logger()->warn("effector: IMMUNIZER_EFFECTOR_TLS=none: the stream to execute is plaintext and unauthenticated");
-  if (config.execute_address.empty()) throw std::invalid_argument("effector: execute_address is required");
+    logger()->warn(
+        "effector: IMMUNIZER_EFFECTOR_TLS=none: the stream to execute is plaintext and "
+        "unauthenticated");
+  if (config.execute_address.empty())
+    throw std::invalid_argument("effector: execute_address is required");
   if (config.instance.empty()) config.instance = default_instance();
   if (config.backoff_initial.count() <= 0 || config.backoff_max < config.backoff_initial)
     throw std::invalid_argument("effector: backoff_initial must be > 0 and <= backoff_max");
-  if (config.connect_timeout.count() <= 0) throw std::invalid_argument("effector: connect_timeout must be > 0");
+  if (config.connect_timeout.count() <= 0)
+    throw std::invalid_argument("effector: connect_timeout must be > 0");
   auto trusted = Impl::trusted_keys(config);
   std::shared_ptr<Effector> e(new Effector(nullptr));
   e->impl_ = std::make_unique<Impl>(*e, std::move(config), std::move(trusted));
@@ -364,7 +384,8 @@ void Effector::stop() {
   impl_->sync_metrics();
 }
 
-bool Effector::allows_slow(const PrincipalView& p, std::string_view call, uint32_t mode) const noexcept {
+bool Effector::allows_slow(const PrincipalView& p, std::string_view call,
+                           uint32_t mode) const noexcept {
   const bool ok = (mode & 2) == 0 && impl_->enforcer_.allows(p, call);
   if (!ok) impl_->denied_.fetch_add(1, std::memory_order_relaxed);
   return ok;
@@ -374,11 +395,15 @@ bool Effector::apply(const immunizer::v1::Directive& directive, std::string* rea
   impl_->directives_.fetch_add(1, std::memory_order_relaxed);
   const HandleResult r = impl_->enforcer_.handle(directive);
   impl_->update_mode();
-  if (reason) *reason = r.reason.empty() ? std::string(to_string(r.outcome)) : std::string(to_string(r.outcome)) + ": " + r.reason;
+  if (reason)
+    *reason = r.reason.empty() ? std::string(to_string(r.outcome))
+                               : std::string(to_string(r.outcome)) + ": " + r.reason;
   return accepted(r.outcome);
 }
 
-bool Effector::connected() const noexcept { return impl_->connected_.load(std::memory_order_acquire); }
+bool Effector::connected() const noexcept {
+  return impl_->connected_.load(std::memory_order_acquire);
+}
 
 EffectorStats Effector::stats() const {
   impl_->sync_metrics();
@@ -418,7 +443,8 @@ void Effector::bind_metrics(prometheus::Registry& registry) {
                    .Help("Directives received, by result")
                    .Register(registry);
   for (size_t i = 0; i < kOutcomes; ++i)
-    m->directives[i] = &dirs.Add({{"app", app}, {"result", std::string(to_string(static_cast<Outcome>(i)))}});
+    m->directives[i] =
+        &dirs.Add({{"app", app}, {"result", std::string(to_string(static_cast<Outcome>(i)))}});
   m->connected = &prometheus::BuildGauge()
                       .Name("immunizer_effector_connected")
                       .Help("1 while the stream to execute is up")
@@ -460,7 +486,8 @@ std::chrono::milliseconds env_ms(const char* n, std::chrono::milliseconds def) {
   char* end = nullptr;
   errno = 0;
   const long long x = std::strtoll(v, &end, 10);
-  if (errno || end == v || *end || x < 0 || x > 86'400'000) bad(n, v, "expected milliseconds in [0, 86400000]");
+  if (errno || end == v || *end || x < 0 || x > 86'400'000)
+    bad(n, v, "expected milliseconds in [0, 86400000]");
   return std::chrono::milliseconds(x);
 }
 std::vector<std::string> split_list(const std::string& s) {
@@ -485,11 +512,14 @@ EffectorConfig EffectorConfig::from_env() {
   if (const char* v = env("IMMUNIZER_INSTANCE")) c.instance = v;
   if (const char* v = env("IMMUNIZER_EXECUTE_ADDRESS")) c.execute_address = v;
   // The shared HMAC key is gone: an effector that could verify with it could also forge.
-  for (const char* old : {"IMMUNIZER_SECURITY_SIGNING_KEY", "IMMUNIZER_SECURITY_SIGNING_KEY_FILE", "IMMUNIZER_SECURITY_KEY_ID"})
+  for (const char* old : {"IMMUNIZER_SECURITY_SIGNING_KEY", "IMMUNIZER_SECURITY_SIGNING_KEY_FILE",
+                          "IMMUNIZER_SECURITY_KEY_ID"})
     if (env(old))
-      bad(old, "(not shown)", "no longer used: directives are signed with Ed25519; give execute's public key(s) in "
-                              "IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
-  if (const char* v = env("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS")) c.directive_public_key_files = split_list(v);
+      bad(old, "(not shown)",
+          "no longer used: directives are signed with Ed25519; give execute's public key(s) in "
+          "IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
+  if (const char* v = env("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS"))
+    c.directive_public_key_files = split_list(v);
   c.fail_closed = env_bool("IMMUNIZER_EFFECTOR_FAIL_CLOSED", c.fail_closed);
   if (const char* v = env("IMMUNIZER_EFFECTOR_TLS")) c.tls = v;
   if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_CA_FILE")) c.tls_ca_file = v;

@@ -15,14 +15,22 @@ using immunizer::v1::ActionKind;
 
 std::string_view to_string(Outcome o) noexcept {
   switch (o) {
-    case Outcome::kApplied: return "applied";
-    case Outcome::kRevoked: return "revoked";
-    case Outcome::kDuplicate: return "duplicate";
-    case Outcome::kIgnored: return "ignored";
-    case Outcome::kRejectedSignature: return "rejected_signature";
-    case Outcome::kRejectedExpired: return "rejected_expired";
-    case Outcome::kRejectedReplay: return "rejected_replay";
-    case Outcome::kRejectedInvalid: return "rejected_invalid";
+    case Outcome::kApplied:
+      return "applied";
+    case Outcome::kRevoked:
+      return "revoked";
+    case Outcome::kDuplicate:
+      return "duplicate";
+    case Outcome::kIgnored:
+      return "ignored";
+    case Outcome::kRejectedSignature:
+      return "rejected_signature";
+    case Outcome::kRejectedExpired:
+      return "rejected_expired";
+    case Outcome::kRejectedReplay:
+      return "rejected_replay";
+    case Outcome::kRejectedInvalid:
+      return "rejected_invalid";
   }
   return "unknown";
 }
@@ -34,7 +42,8 @@ Gcra::Gcra(double rate_per_second, double burst) {
   const double interval = deny_all_ ? 1e9 : 1e9 / rate_per_second;
   interval_ns_ = static_cast<int64_t>(std::max(1.0, interval));
   const double b = std::max(1.0, std::isfinite(burst) ? burst : 1.0);
-  tolerance_ns_ = static_cast<int64_t>(std::min(9e18, (b - 1.0) * static_cast<double>(interval_ns_)));
+  tolerance_ns_ =
+      static_cast<int64_t>(std::min(9e18, (b - 1.0) * static_cast<double>(interval_ns_)));
 }
 
 bool Gcra::take(int64_t now) noexcept {
@@ -43,7 +52,8 @@ bool Gcra::take(int64_t now) noexcept {
   for (;;) {
     const int64_t base = std::max(tat, now);
     if (base - now > tolerance_ns_) return false;
-    if (tat_.compare_exchange_weak(tat, base + interval_ns_, std::memory_order_relaxed)) return true;
+    if (tat_.compare_exchange_weak(tat, base + interval_ns_, std::memory_order_relaxed))
+      return true;
   }
 }
 
@@ -52,10 +62,14 @@ bool Gcra::take(int64_t now) noexcept {
 namespace {
 int field_index(immunizer::v1::PrincipalField f) {
   switch (f) {
-    case immunizer::v1::PRINCIPAL_FIELD_USER: return 0;
-    case immunizer::v1::PRINCIPAL_FIELD_SESSION: return 1;
-    case immunizer::v1::PRINCIPAL_FIELD_IP: return 2;
-    default: return -1;
+    case immunizer::v1::PRINCIPAL_FIELD_USER:
+      return 0;
+    case immunizer::v1::PRINCIPAL_FIELD_SESSION:
+      return 1;
+    case immunizer::v1::PRINCIPAL_FIELD_IP:
+      return 2;
+    default:
+      return -1;
   }
 }
 }  // namespace
@@ -87,7 +101,8 @@ uint64_t FlatIndex::hash(std::string_view s) noexcept {
     v = (load32(p) << 32) | load32(p + n - 4);
   else if (n > 0)
     v = (static_cast<uint64_t>(static_cast<uint8_t>(p[0])) << 16) |
-        (static_cast<uint64_t>(static_cast<uint8_t>(p[n >> 1])) << 8) | static_cast<uint8_t>(p[n - 1]);
+        (static_cast<uint64_t>(static_cast<uint8_t>(p[n >> 1])) << 8) |
+        static_cast<uint8_t>(p[n - 1]);
   else
     v = 0;
   h = (h ^ v) * 0x94d049bb133111ebull;
@@ -108,7 +123,8 @@ void FlatIndex::build(const StringMap<std::vector<const Rule*>>& from) {
   for (const auto& [key, rules] : from) {
     // The key must outlive the index: point it at the first rule's own string.
     const Rule* r = rules.front();
-    const std::string_view k = r->field >= 0 ? std::string_view(r->value) : std::string_view(r->call);
+    const std::string_view k =
+        r->field >= 0 ? std::string_view(r->value) : std::string_view(r->call);
     lists_.push_back(rules);
     const uint64_t h = hash(k);
     uint64_t i = h & mask_;
@@ -177,7 +193,9 @@ bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexc
 // ---- Enforcer: writers ----
 
 Enforcer::Enforcer(EnforcerOptions options, Clock clock)
-    : opt_(std::move(options)), clock_(std::move(clock)), light_(detail::HazardDomain::instance().light()) {}
+    : opt_(std::move(options)),
+      clock_(std::move(clock)),
+      light_(detail::HazardDomain::instance().light()) {}
 
 Enforcer::~Enforcer() { delete current_.load(); }
 
@@ -227,16 +245,19 @@ HandleResult Enforcer::handle(const immunizer::v1::Directive& d) {
   };
   if (d.signature().empty()) return count(Outcome::kRejectedSignature, "unsigned");
   if (!opt_.trusted_keys || opt_.trusted_keys->find(d.key_id()) == nullptr)
-    return count(Outcome::kRejectedSignature, "untrusted key id '" + d.key_id().substr(0, 64) + "'");
+    return count(Outcome::kRejectedSignature,
+                 "untrusted key id '" + d.key_id().substr(0, 64) + "'");
   if (!verify(d, *opt_.trusted_keys)) return count(Outcome::kRejectedSignature, "bad signature");
   if (d.id().empty()) return count(Outcome::kRejectedInvalid, "no directive id");
   if (d.issued_unix_nanos() > now + opt_.max_clock_skew_ns)
     return count(Outcome::kRejectedExpired, "issued in the future");
-  if (d.expires_unix_nanos() != 0 && d.expires_unix_nanos() <= now) return count(Outcome::kRejectedExpired, "expired");
+  if (d.expires_unix_nanos() != 0 && d.expires_unix_nanos() <= now)
+    return count(Outcome::kRejectedExpired, "expired");
 
   std::lock_guard lk(mu_);
   if (const auto it = seen_.find(d.id()); it != seen_.end()) {
-    if (it->second.signature != d.signature()) return count(Outcome::kRejectedReplay, "directive id reused");
+    if (it->second.signature != d.signature())
+      return count(Outcome::kRejectedReplay, "directive id reused");
     const auto a = actions_.find(d.action().id());
     if (!d.revoke() && a != actions_.end() && a->second.directive_id == d.id()) {
       a->second.confirmed = true;

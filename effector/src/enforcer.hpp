@@ -103,8 +103,8 @@ class FlatIndex {
 
 struct Snapshot {
   std::vector<std::shared_ptr<const Rule>> rules;  // owns what the indexes point at
-  std::array<FlatIndex, 3> by_principal;            // user, session, ip
-  FlatIndex by_call;                                // DISABLE_CALL
+  std::array<FlatIndex, 3> by_principal;           // user, session, ip
+  FlatIndex by_call;                               // DISABLE_CALL
 };
 
 struct EnforcerOptions {
@@ -125,11 +125,13 @@ class Enforcer {
   HandleResult handle(const immunizer::v1::Directive& d);
   // Lock-free. False when an active action denies the call.
   bool allows(const PrincipalView& p, std::string_view call) const noexcept;
-  size_t expire();                 // removes actions whose end has passed; returns how many
-  void begin_resync();             // every action must be seen again ...
-  size_t end_resync();             // ... or is dropped now; returns how many were dropped
+  size_t expire();      // removes actions whose end has passed; returns how many
+  void begin_resync();  // every action must be seen again ...
+  size_t end_resync();  // ... or is dropped now; returns how many were dropped
   size_t active() const noexcept { return active_.load(std::memory_order_acquire); }
-  uint64_t count(Outcome o) const noexcept { return counts_[static_cast<size_t>(o)].load(std::memory_order_relaxed); }
+  uint64_t count(Outcome o) const noexcept {
+    return counts_[static_cast<size_t>(o)].load(std::memory_order_relaxed);
+  }
   int64_t now() const { return clock_(); }
 
  private:
@@ -152,8 +154,8 @@ class Enforcer {
   StringMap<Entry> actions_;  // by action id
   StringMap<Seen> seen_;      // by directive id
   std::deque<std::string> seen_order_;
-  StringMap<bool> stale_;     // action ids dropped by end_resync (not revoked)
-  StringMap<bool> revoked_;   // action ids lifted by a revoke
+  StringMap<bool> stale_;    // action ids dropped by end_resync (not revoked)
+  StringMap<bool> revoked_;  // action ids lifted by a revoke
   std::deque<std::string> revoked_order_;
 
   const bool light_;  // readers may skip the store fence (membarrier on the writer side)

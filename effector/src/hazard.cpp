@@ -57,7 +57,8 @@ HazardRec* HazardDomain::attach() noexcept {
     HazardRec* old = head_.load(std::memory_order_relaxed);
     do {
       h->next = old;
-    } while (!head_.compare_exchange_weak(old, h, std::memory_order_release, std::memory_order_relaxed));
+    } while (
+        !head_.compare_exchange_weak(old, h, std::memory_order_release, std::memory_order_relaxed));
   }
   tl_hazard_rec = h;
   tl_detacher.rec = h;

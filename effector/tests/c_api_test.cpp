@@ -16,16 +16,19 @@
 namespace {
 
 const immunizer::crypto::SigningKey& test_key() {
-  static const auto k = immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
+  static const auto k =
+      immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
   return k;
 }
 const immunizer::crypto::SigningKey& other_key() {
-  static const auto k = immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
+  static const auto k =
+      immunizer::crypto::SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem);
   return k;
 }
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -49,7 +52,8 @@ struct CEffector {
     char err[256] = "";
     // Nothing listens on port 1: the effector stays disconnected and fails open.
     ::setenv("IMMUNIZER_EFFECTOR_TLS", "none", 1);  // never connects
-    e = immunizer_effector_new("c-test", "127.0.0.1:1", test_key().public_pem().c_str(), err, sizeof err);
+    e = immunizer_effector_new("c-test", "127.0.0.1:1", test_key().public_pem().c_str(), err,
+                               sizeof err);
     ::unsetenv("IMMUNIZER_EFFECTOR_TLS");
   }
   ~CEffector() { immunizer_effector_free(e); }
@@ -57,7 +61,9 @@ struct CEffector {
 
 }  // namespace
 
-TEST(EffectorCApi, VersionIsTheProjectVersion) { EXPECT_STREQ(immunizer_effector_version(), IMMUNIZER_VERSION); }
+TEST(EffectorCApi, VersionIsTheProjectVersion) {
+  EXPECT_STREQ(immunizer_effector_version(), IMMUNIZER_VERSION);
+}
 
 TEST(EffectorCApi, MissingSigningKeyIsAnErrorWithAReason) {
   ::unsetenv("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
@@ -118,7 +124,8 @@ TEST(EffectorCApi, ForgedOrMalformedDirectivesAreRejectedWithAReason) {
   reason[0] = '\0';
   EXPECT_EQ(immunizer_effector_apply(c.e, garbage, sizeof garbage, reason, sizeof reason), 0);
   EXPECT_STRNE(reason, "");
-  EXPECT_EQ(immunizer_effector_apply(c.e, nullptr, 5, nullptr, 0), 0);  // NULL reason buffer is fine
+  EXPECT_EQ(immunizer_effector_apply(c.e, nullptr, 5, nullptr, 0),
+            0);  // NULL reason buffer is fine
 
   immunizer_effector_stats st;
   immunizer_effector_get_stats(c.e, &st);

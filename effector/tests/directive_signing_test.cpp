@@ -99,7 +99,8 @@ TEST(DirectiveSigning, EveryFieldIsCovered) {
     auto d = sample();
     immunizer::effector::sign(d, keys().key);
     tamper[i](d);
-    EXPECT_FALSE(immunizer::effector::verify(d, keys().ring())) << "field change " << i << " not covered";
+    EXPECT_FALSE(immunizer::effector::verify(d, keys().ring()))
+        << "field change " << i << " not covered";
   }
 }
 
@@ -111,7 +112,9 @@ TEST(DirectiveSigning, CanonicalBytesAreUnambiguous) {
   b.set_id("a");
   b.set_plan_id("bc");
   EXPECT_NE(immunizer::effector::canonical_bytes(a), immunizer::effector::canonical_bytes(b));
-  EXPECT_EQ(immunizer::effector::canonical_bytes(a).rfind(std::string("\0\0\0\x16immunizer.directive.v2", 26), 0), 0u);
+  EXPECT_EQ(immunizer::effector::canonical_bytes(a).rfind(
+                std::string("\0\0\0\x16immunizer.directive.v2", 26), 0),
+            0u);
 }
 
 }  // namespace

@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <filesystem>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -36,8 +36,9 @@ using namespace immunizer::v1;
 
 using immunizer::crypto::SigningKey;
 const SigningKey& key_of(int n) {  // 0: execute's key, 1: a key the effector does not trust
-  static const SigningKey k[2] = {SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem),
-                                  SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem)};
+  static const SigningKey k[2] = {
+      SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem),
+      SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem)};
   return k[n];
 }
 const SigningKey& kKey = key_of(0);
@@ -46,7 +47,8 @@ const SigningKey& kKey = key_of(0);
 const immunizer::tools::pki::Layout& test_pki() {
   static const immunizer::tools::pki::Layout l = [] {
     immunizer::tools::pki::Layout x{(std::filesystem::temp_directory_path() /
-                                     ("immunizer-effector-test-" + std::to_string(getpid()))).string()};
+                                     ("immunizer-effector-test-" + std::to_string(getpid())))
+                                        .string()};
     immunizer::tools::pki::init(x, {.effectors = {"shop", "other"}});
     std::atexit([] { std::filesystem::remove_all(test_pki().dir); });
     return x;
@@ -65,7 +67,8 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds dea
 }
 
 int64_t unix_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -74,9 +77,11 @@ int64_t unix_ns() {
 // is given to every connected stream, and collects hellos and acks.
 class FakeExecute final : public EffectorControl::Service {
  public:
-  grpc::Status Connect(grpc::ServerContext* ctx, grpc::ServerReaderWriter<ExecuteMessage, EffectorMessage>* stream) override {
+  grpc::Status Connect(grpc::ServerContext* ctx,
+                       grpc::ServerReaderWriter<ExecuteMessage, EffectorMessage>* stream) override {
     EffectorMessage first;
-    if (!stream->Read(&first) || !first.has_hello()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello first");
+    if (!stream->Read(&first) || !first.has_hello())
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello first");
     std::vector<Directive> replay;
     bool marker = false;
     {
@@ -182,10 +187,11 @@ class Server {
  public:
   explicit Server(FakeExecute& svc, int port = 0) {
     grpc::ServerBuilder b;
-    b.AddListeningPort("127.0.0.1:" + std::to_string(port),
-                       immunizer::common::server_credentials(
-                           test_pki().tls(immunizer::common::Role::kExecute, "execute"), "test server"),
-                       &port_);
+    b.AddListeningPort(
+        "127.0.0.1:" + std::to_string(port),
+        immunizer::common::server_credentials(
+            test_pki().tls(immunizer::common::Role::kExecute, "execute"), "test server"),
+        &port_);
     b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
     b.RegisterService(&svc);
     svc.reopen();
@@ -323,7 +329,8 @@ TEST(Effector, RejectsForgedTamperedExpiredAndReplayedOverTheWire) {
   ASSERT_TRUE(eventually([&] { return svc.ack(good.id()).has_value(); }));
   svc.push(replay, false);
   ASSERT_TRUE(eventually([&] { return e->stats().rejected_replay == 1; }))
-      << "replay " << e->stats().rejected_replay << " dirs " << e->stats().directives << " connects " << e->stats().connects;
+      << "replay " << e->stats().rejected_replay << " dirs " << e->stats().directives
+      << " connects " << e->stats().connects;
 
   for (const Directive* d : {&forged, &tampered, &expired, &unsigned_d}) {
     auto a = svc.ack(d->id());
@@ -346,8 +353,10 @@ TEST(Effector, RejectsForgedTamperedExpiredAndReplayedOverTheWire) {
     for (const auto& m : fam.metric) {
       std::map<std::string, std::string> l;
       for (const auto& x : m.label) l[x.name] = x.value;
-      if (fam.name == "immunizer_effector_directives_total" && l["result"] == "rejected_signature") sig = m.counter.value;
-      if (fam.name == "immunizer_effector_denied_total" && l["app"] == "shop") denied = m.counter.value;
+      if (fam.name == "immunizer_effector_directives_total" && l["result"] == "rejected_signature")
+        sig = m.counter.value;
+      if (fam.name == "immunizer_effector_denied_total" && l["app"] == "shop")
+        denied = m.counter.value;
     }
   EXPECT_EQ(sig, 3);
   EXPECT_EQ(denied, 1);
@@ -367,7 +376,7 @@ TEST(Effector, ExecuteDownFailOpenKeepsKnownDirectivesAndRecovers) {
 
   server->stop();  // execute goes down
   ASSERT_TRUE(eventually([&] { return !e->connected(); }));
-  expect_fast_allows(*e, Principal{"alice", "", ""}, true);     // fail-open: unknown principals pass
+  expect_fast_allows(*e, Principal{"alice", "", ""}, true);  // fail-open: unknown principals pass
   expect_fast_allows(*e, Principal{"mallory", "", ""}, false);  // known directive still enforced
 
   server = std::make_unique<Server>(svc, port);  // back, replays the active set
@@ -429,7 +438,9 @@ void revoked_while_away(bool replay_marker, std::chrono::milliseconds resync_win
 }
 
 // An execute without the end-of-replay marker: the resync window decides.
-TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) { revoked_while_away(false, 300ms, 20s); }
+TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) {
+  revoked_while_away(false, 300ms, 20s);
+}
 
 // With the end-of-replay marker the effector drops what execute revoked meanwhile at once,
 // not after its (here very long) resync window.
@@ -443,10 +454,10 @@ TEST(Effector, ConfigurationErrors) {
   c.tls = "plaintext";
   EXPECT_THROW(Effector::create(c), std::invalid_argument);  // only mtls or none
   c.tls = "none";
-  EXPECT_NO_THROW(Effector::create(c));                      // explicit plaintext (warned)
+  EXPECT_NO_THROW(Effector::create(c));  // explicit plaintext (warned)
   c.directive_public_keys = {"not a key"};
   EXPECT_THROW(Effector::create(c), std::invalid_argument);
-  c.directive_public_keys = {kKey.public_pem()};             // a private key is no public key
+  c.directive_public_keys = {kKey.public_pem()};  // a private key is no public key
   c.directive_public_key_files = {test_pki().signing_key("execute")};
   EXPECT_THROW(Effector::create(c), std::invalid_argument);
 
@@ -481,7 +492,8 @@ TEST(Effector, RefusesAnExecuteWithoutACertificateFromItsCa) {
   grpc::ServerBuilder b;
   int port = 0;
   b.AddListeningPort("127.0.0.1:0",
-                     immunizer::common::server_credentials(rogue.tls(immunizer::common::Role::kExecute, "execute"), "rogue"),
+                     immunizer::common::server_credentials(
+                         rogue.tls(immunizer::common::Role::kExecute, "execute"), "rogue"),
                      &port);
   b.RegisterService(&svc);
   auto server = b.BuildAndStart();

@@ -21,8 +21,9 @@ using namespace immunizer::v1;
 constexpr int64_t kSec = 1'000'000'000;
 using immunizer::crypto::SigningKey;
 const SigningKey& key_of(int n) {  // 0: execute's key, 1: a key the effector does not trust
-  static const SigningKey k[2] = {SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem),
-                                  SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem)};
+  static const SigningKey k[2] = {
+      SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem),
+      SigningKey::from_pem(immunizer::crypto::generate_ed25519().private_pem)};
   return k[n];
 }
 const SigningKey& kKey = key_of(0);
@@ -38,8 +39,8 @@ class EnforcerTest : public ::testing::Test {
   Enforcer en_{EnforcerOptions{trusted(), 30 * kSec, 1000}, [this] { return now_.load(); }};
   int seq_ = 0;
 
-  Directive make(ActionKind kind, PrincipalField f, const std::string& value, const std::string& call = "",
-                 int64_t ttl_ms = 60000) {
+  Directive make(ActionKind kind, PrincipalField f, const std::string& value,
+                 const std::string& call = "", int64_t ttl_ms = 60000) {
     Directive d;
     d.set_id("d" + std::to_string(++seq_));
     d.set_issued_unix_nanos(now_);
@@ -61,8 +62,10 @@ class EnforcerTest : public ::testing::Test {
 TEST_F(EnforcerTest, BlockPrincipalByEachFieldUntilTtl) {
   EXPECT_TRUE(en_.allows({"alice", "s1", "1.1.1.1"}, "http.request"));
   EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "1.1.1.1")), Outcome::kApplied);
-  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "mallory", "", 120000)), Outcome::kApplied);
-  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_SESSION, "bad-session")), Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "mallory", "", 120000)),
+            Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_SESSION, "bad-session")),
+            Outcome::kApplied);
   EXPECT_EQ(en_.active(), 3u);
   EXPECT_FALSE(en_.allows({"alice", "s1", "1.1.1.1"}, "http.request"));
   EXPECT_FALSE(en_.allows({"mallory", "", ""}, "anything"));
@@ -78,12 +81,14 @@ TEST_F(EnforcerTest, BlockPrincipalByEachFieldUntilTtl) {
 }
 
 TEST_F(EnforcerTest, AbortCallAndDisableCall) {
-  EXPECT_EQ(send(make(ACTION_ABORT_CALL, PRINCIPAL_FIELD_USER, "bob", "checkout")), Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_ABORT_CALL, PRINCIPAL_FIELD_USER, "bob", "checkout")),
+            Outcome::kApplied);
   EXPECT_FALSE(en_.allows({"bob", "", ""}, "checkout"));
   EXPECT_TRUE(en_.allows({"bob", "", ""}, "browse"));
   EXPECT_TRUE(en_.allows({"carol", "", ""}, "checkout"));
 
-  EXPECT_EQ(send(make(ACTION_DISABLE_CALL, PRINCIPAL_FIELD_UNSPECIFIED, "", "admin.export")), Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_DISABLE_CALL, PRINCIPAL_FIELD_UNSPECIFIED, "", "admin.export")),
+            Outcome::kApplied);
   EXPECT_FALSE(en_.allows({"carol", "", ""}, "admin.export"));
   EXPECT_FALSE(en_.allows({}, "admin.export"));
   EXPECT_TRUE(en_.allows({}, "admin.import"));
@@ -135,7 +140,8 @@ TEST_F(EnforcerTest, RejectsUnsignedForgedTamperedExpiredInvalid) {
   auto unsigned_d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u1");
   EXPECT_EQ(en_.handle(unsigned_d).outcome, Outcome::kRejectedSignature);
 
-  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u2"), key_of(1)), Outcome::kRejectedSignature);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u2"), key_of(1)),
+            Outcome::kRejectedSignature);
 
   auto tampered = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "u3");
   immunizer::effector::sign(tampered, kKey);
@@ -152,9 +158,12 @@ TEST_F(EnforcerTest, RejectsUnsignedForgedTamperedExpiredInvalid) {
   future.set_issued_unix_nanos(now_ + 3600 * kSec);
   EXPECT_EQ(send(future), Outcome::kRejectedExpired);
 
-  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_UNSPECIFIED, "u7")), Outcome::kRejectedInvalid);
-  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "")), Outcome::kRejectedInvalid);
-  EXPECT_EQ(send(make(ACTION_DISABLE_CALL, PRINCIPAL_FIELD_UNSPECIFIED, "", "")), Outcome::kRejectedInvalid);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_UNSPECIFIED, "u7")),
+            Outcome::kRejectedInvalid);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "")),
+            Outcome::kRejectedInvalid);
+  EXPECT_EQ(send(make(ACTION_DISABLE_CALL, PRINCIPAL_FIELD_UNSPECIFIED, "", "")),
+            Outcome::kRejectedInvalid);
   EXPECT_EQ(send(make(ACTION_LOG, PRINCIPAL_FIELD_USER, "u8")), Outcome::kIgnored);
 
   // A reused id with different content is a replay, whatever the signature says.

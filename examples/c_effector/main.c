@@ -2,7 +2,8 @@
  * immunizer/effector.h); compiled by a C compiler, linked against the shared agents.
  *
  *   IMMUNIZER_KAFKA_BOOTSTRAP=127.0.0.1:9092 IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:7070 \
- *   IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS=.immunizer/keys/execute.pub ./c_effector_example [calls] [--wait-block SECONDS]
+ *   IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS=.immunizer/keys/execute.pub ./c_effector_example
+ * [calls] [--wait-block SECONDS]
  *
  * Each request asks the effector first (a denied request is answered 403 and recorded as
  * such), then is recorded by the sensor. With --wait-block it first waits for execute, then,
@@ -24,7 +25,8 @@ static void sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
-static int handle_request(immunizer_sensor* s, immunizer_effector* e, const char* user, const char* ip, int64_t id) {
+static int handle_request(immunizer_sensor* s, immunizer_effector* e, const char* user,
+                          const char* ip, int64_t id) {
   const char* call = "http GET /account";
   int status;
   immunizer_call* c = immunizer_call_begin_z(s, call);
@@ -44,8 +46,10 @@ static int handle_request(immunizer_sensor* s, immunizer_effector* e, const char
 int main(int argc, char** argv) {
   int calls = 20, wait_block_s = 0, i;
   for (i = 1; i < argc; ++i) {
-    if (strcmp(argv[i], "--wait-block") == 0 && i + 1 < argc) wait_block_s = atoi(argv[++i]);
-    else calls = atoi(argv[i]);
+    if (strcmp(argv[i], "--wait-block") == 0 && i + 1 < argc)
+      wait_block_s = atoi(argv[++i]);
+    else
+      calls = atoi(argv[i]);
   }
   char err[256];
   immunizer_sensor* s = immunizer_sensor_new_from_env("c-effector-example", err, sizeof err);
@@ -79,10 +83,11 @@ int main(int argc, char** argv) {
   immunizer_sensor_flush(s, 10000);
   immunizer_sensor_stats st;
   immunizer_sensor_get_stats(s, &st);
-  unsigned long long accounted = st.sent + st.dropped_sampled_out + st.dropped_budget + st.dropped_queue_full +
-                                 st.dropped_delivery_failed + st.dropped_shutdown + st.inflight;
-  printf("requests=%d denied=%d recorded=%llu sent=%llu\n", calls, denied, (unsigned long long)st.recorded,
-         (unsigned long long)st.sent);
+  unsigned long long accounted = st.sent + st.dropped_sampled_out + st.dropped_budget +
+                                 st.dropped_queue_full + st.dropped_delivery_failed +
+                                 st.dropped_shutdown + st.inflight;
+  printf("requests=%d denied=%d recorded=%llu sent=%llu\n", calls, denied,
+         (unsigned long long)st.recorded, (unsigned long long)st.sent);
   fflush(stdout);
   int rc = accounted == st.recorded ? 0 : 1;
 
@@ -93,8 +98,10 @@ int main(int argc, char** argv) {
       sleep_ms(20), waited += 20;
     immunizer_effector_stats es;
     immunizer_effector_get_stats(e, &es);
-    if (es.active_actions > 0 && !immunizer_effector_allows_z(e, "mallory", NULL, NULL, "http GET /account")) {
-      printf("blocked (applied %llu, denied %llu)\n", (unsigned long long)es.applied, (unsigned long long)es.denied);
+    if (es.active_actions > 0 &&
+        !immunizer_effector_allows_z(e, "mallory", NULL, NULL, "http GET /account")) {
+      printf("blocked (applied %llu, denied %llu)\n", (unsigned long long)es.applied,
+             (unsigned long long)es.denied);
     } else {
       printf("not blocked\n");
       rc = 5;

@@ -17,8 +17,10 @@ namespace {
 class ShopService final : public immunizer::test::Shop::Service {
   grpc::Status Order(grpc::ServerContext* ctx, const immunizer::test::OrderRequest* req,
                      immunizer::test::OrderReply* rep) override {
-    if (immunizer::integrations::grpc::denied(*ctx)) return grpc::Status::CANCELLED;  // Immunizer: no side effects
-    if (req->quantity() <= 0) return grpc::Status(grpc::INVALID_ARGUMENT, "quantity must be positive");
+    if (immunizer::integrations::grpc::denied(*ctx))
+      return grpc::Status::CANCELLED;  // Immunizer: no side effects
+    if (req->quantity() <= 0)
+      return grpc::Status(grpc::INVALID_ARGUMENT, "quantity must be positive");
     rep->set_order_id("order-" + std::to_string(req->quantity()));
     rep->set_total_cents(static_cast<int64_t>(req->price() * 100) * req->quantity());
     return grpc::Status::OK;
@@ -43,10 +45,12 @@ int main(int argc, char** argv) {
 
     ShopService service;
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials());
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
+                             grpc::InsecureServerCredentials());
     builder.RegisterService(&service);
-    immunizer::integrations::grpc::install(builder, sensor, effector,
-                                           {.principal = immunizer::integrations::PrincipalOptions::from_env()});  // Immunizer
+    immunizer::integrations::grpc::install(
+        builder, sensor, effector,
+        {.principal = immunizer::integrations::PrincipalOptions::from_env()});  // Immunizer
     auto server = builder.BuildAndStart();
     if (!server) throw std::runtime_error("cannot listen on 127.0.0.1:" + std::to_string(port));
     std::signal(SIGINT, on_signal);

@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
 
     // The application itself: a toy note store.
     server.Get(R"(/notes/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
-      res.set_content("{\"id\": " + std::string(req.matches[1]) + ", \"text\": \"hello\"}", "application/json");
+      res.set_content("{\"id\": " + std::string(req.matches[1]) + ", \"text\": \"hello\"}",
+                      "application/json");
     });
     server.Post("/notes", [](const httplib::Request& req, httplib::Response& res) {
       res.status = 201;
@@ -51,7 +52,9 @@ int main(int argc, char** argv) {
     g_server = &server;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    std::printf("notes service on http://127.0.0.1:%d (GET /notes/:id, POST /notes, GET /search?q=)\n", port);
+    std::printf(
+        "notes service on http://127.0.0.1:%d (GET /notes/:id, POST /notes, GET /search?q=)\n",
+        port);
     std::fflush(stdout);
     if (!server.listen("127.0.0.1", port)) {
       std::fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);

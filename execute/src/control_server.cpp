@@ -21,11 +21,14 @@ class Access {
       : enabled_(enabled),
         family_(prometheus::BuildCounter()
                     .Name("immunizer_execute_grpc_refused_total")
-                    .Help("gRPC calls refused by execute, by reason (unauthenticated: no Immunizer client "
-                          "certificate; wrong_role: a role not allowed for the method; identity_mismatch: an "
+                    .Help("gRPC calls refused by execute, by reason (unauthenticated: no Immunizer "
+                          "client "
+                          "certificate; wrong_role: a role not allowed for the method; "
+                          "identity_mismatch: an "
                           "effector hello for an app/instance its certificate does not name)")
                     .Register(registry)) {
-    for (const char* r : {"unauthenticated", "wrong_role", "identity_mismatch"}) counters_.emplace(r, &family_.Add({{"reason", r}}));
+    for (const char* r : {"unauthenticated", "wrong_role", "identity_mismatch"})
+      counters_.emplace(r, &family_.Add({{"reason", r}}));
   }
 
   bool enabled() const { return enabled_; }
@@ -38,19 +41,22 @@ class Access {
     *who = auth ? common::peer_identity(*auth) : common::PeerIdentity{};
     if (who->role == common::Role::kNone) {
       refuse("unauthenticated", ctx, method, "no Immunizer client certificate");
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          "a client certificate with an Immunizer identity (spiffe://immunizer/...) is required");
+      return grpc::Status(
+          grpc::StatusCode::UNAUTHENTICATED,
+          "a client certificate with an Immunizer identity (spiffe://immunizer/...) is required");
     }
     if (who->role != role) {
       refuse("wrong_role", ctx, method, who->uri);
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          std::string(method) + " needs the " + std::string(common::to_string(role)) + " role, not " +
+                          std::string(method) + " needs the " +
+                              std::string(common::to_string(role)) + " role, not " +
                               std::string(common::to_string(who->role)));
     }
     return grpc::Status::OK;
   }
 
-  void refuse(const char* reason, grpc::CallbackServerContext* ctx, const char* method, const std::string& detail) {
+  void refuse(const char* reason, grpc::CallbackServerContext* ctx, const char* method,
+              const std::string& detail) {
     counters_.at(reason)->Increment();
     log()->warn("refused {} from {}: {} ({})", method, ctx->peer(), reason, detail);
   }
@@ -94,13 +100,21 @@ class StreamLink final : public EffectorLink {
 
 // One effector stream. Reads hello then acks; writes directives from a bounded queue, one
 // write in flight at a time. Deletes itself in OnDone.
-class ConnectReactor final : public grpc::ServerBidiReactor<v1::EffectorMessage, v1::ExecuteMessage> {
+class ConnectReactor final
+    : public grpc::ServerBidiReactor<v1::EffectorMessage, v1::ExecuteMessage> {
  public:
-  ConnectReactor(Dispatcher& d, Access& access, grpc::CallbackServerContext* ctx, size_t queue_limit)
-      : dispatcher_(d), access_(access), ctx_(ctx), queue_limit_(queue_limit), link_(std::make_shared<StreamLink>(this)) {
+  ConnectReactor(Dispatcher& d, Access& access, grpc::CallbackServerContext* ctx,
+                 size_t queue_limit)
+      : dispatcher_(d),
+        access_(access),
+        ctx_(ctx),
+        queue_limit_(queue_limit),
+        link_(std::make_shared<StreamLink>(this)) {
     peer_ = ctx->peer();
     // Only effectors open control streams; anyone else is refused before reading a byte.
-    if (grpc::Status st = access_.check(ctx, common::Role::kEffector, "EffectorControl.Connect", &who_); !st.ok()) {
+    if (grpc::Status st =
+            access_.check(ctx, common::Role::kEffector, "EffectorControl.Connect", &who_);
+        !st.ok()) {
       finish(std::move(st));
       return;
     }
@@ -147,13 +161,15 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::EffectorMessage,
             return;
           }
           // An effector speaks only as itself: its certificate names its app (and instance).
-          if (access_.enabled() &&
-              !common::effector_name_matches(who_.name, in_.hello().app(), in_.hello().instance())) {
+          if (access_.enabled() && !common::effector_name_matches(who_.name, in_.hello().app(),
+                                                                  in_.hello().instance())) {
             access_.refuse("identity_mismatch", ctx_, "EffectorControl.Connect",
-                           "hello as '" + in_.hello().app().substr(0, 100) + "/" + in_.hello().instance().substr(0, 100) +
-                               "' with certificate " + who_.uri);
-            finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                                "hello app/instance does not match the client certificate (" + who_.uri + ")"));
+                           "hello as '" + in_.hello().app().substr(0, 100) + "/" +
+                               in_.hello().instance().substr(0, 100) + "' with certificate " +
+                               who_.uri);
+            finish(grpc::Status(
+                grpc::StatusCode::PERMISSION_DENIED,
+                "hello app/instance does not match the client certificate (" + who_.uri + ")"));
             return;
           }
           {
@@ -261,13 +277,15 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::EffectorMessage,
 
 bool StreamLink::send(const v1::Directive& d) {
   std::lock_guard lk(mu_);
-  return reactor_ != nullptr && reactor_->enqueue([&](v1::ExecuteMessage& m) { *m.mutable_directive() = d; });
+  return reactor_ != nullptr &&
+         reactor_->enqueue([&](v1::ExecuteMessage& m) { *m.mutable_directive() = d; });
 }
 
 bool StreamLink::end_replay(uint32_t directives) {
   std::lock_guard lk(mu_);
-  return reactor_ != nullptr &&
-         reactor_->enqueue([&](v1::ExecuteMessage& m) { m.mutable_replay_complete()->set_directives(directives); });
+  return reactor_ != nullptr && reactor_->enqueue([&](v1::ExecuteMessage& m) {
+    m.mutable_replay_complete()->set_directives(directives);
+  });
 }
 
 void StreamLink::close(const std::string& reason) {
@@ -277,7 +295,8 @@ void StreamLink::close(const std::string& reason) {
 
 class EffectorControlImpl final : public v1::EffectorControl::CallbackService {
  public:
-  EffectorControlImpl(Dispatcher& d, Access& a, size_t limit) : dispatcher_(d), access_(a), limit_(limit) {}
+  EffectorControlImpl(Dispatcher& d, Access& a, size_t limit)
+      : dispatcher_(d), access_(a), limit_(limit) {}
   grpc::ServerBidiReactor<v1::EffectorMessage, v1::ExecuteMessage>* Connect(
       grpc::CallbackServerContext* ctx) override {
     return new ConnectReactor(dispatcher_, access_, ctx, limit_);
@@ -304,7 +323,8 @@ class OperationsImpl final : public v1::Operations::CallbackService {
       resp->set_found(dispatcher_.unblock(req->action_id()));
     });
   }
-  grpc::ServerUnaryReactor* ListActive(grpc::CallbackServerContext* ctx, const v1::ListActiveRequest*,
+  grpc::ServerUnaryReactor* ListActive(grpc::CallbackServerContext* ctx,
+                                       const v1::ListActiveRequest*,
                                        v1::ListActiveResponse* resp) override {
     return run(ctx, "ListActive", [&] { *resp = dispatcher_.list_active(); });
   }
@@ -342,7 +362,8 @@ struct ControlServer::Services {
   OperationsImpl operations;
 };
 
-ControlServer::ControlServer(Dispatcher& dispatcher, ExecuteConfig cfg, prometheus::Registry* registry)
+ControlServer::ControlServer(Dispatcher& dispatcher, ExecuteConfig cfg,
+                             prometheus::Registry* registry)
     : dispatcher_(dispatcher), cfg_(std::move(cfg)) {
   if (!registry) {
     own_registry_ = std::make_shared<prometheus::Registry>();
@@ -351,7 +372,9 @@ ControlServer::ControlServer(Dispatcher& dispatcher, ExecuteConfig cfg, promethe
   access_ = std::make_unique<Access>(cfg_.tls.enabled, *registry);
 }
 
-uint64_t ControlServer::refused(const std::string& reason) const { return access_->refused(reason); }
+uint64_t ControlServer::refused(const std::string& reason) const {
+  return access_->refused(reason);
+}
 
 ControlServer::~ControlServer() { stop(); }
 
@@ -359,8 +382,11 @@ void ControlServer::start() {
   services_ = std::make_unique<Services>(dispatcher_, *access_, cfg_.effector_queue_limit);
   const auto creds = common::server_credentials(cfg_.tls, "execute: gRPC TLS (execute.tls_*_file)");
   if (!cfg_.tls.enabled)
-    log()->warn("execute.tls=none: the gRPC server is plaintext and unauthenticated; anyone who reaches {} can "
-                "block, unblock and pose as an effector", cfg_.grpc_listen);
+    log()->warn(
+        "execute.tls=none: the gRPC server is plaintext and unauthenticated; anyone who reaches {} "
+        "can "
+        "block, unblock and pose as an effector",
+        cfg_.grpc_listen);
   grpc::ServerBuilder b;
   b.AddListeningPort(cfg_.grpc_listen, creds, &port_);
   b.RegisterService(&services_->control);

@@ -24,10 +24,17 @@ std::shared_ptr<spdlog::logger> log() { return common::logger("execute"); }
 std::string target_text(const v1::Action& a) {
   std::string f;
   switch (a.target_field()) {
-    case v1::PRINCIPAL_FIELD_USER: f = "user="; break;
-    case v1::PRINCIPAL_FIELD_SESSION: f = "session="; break;
-    case v1::PRINCIPAL_FIELD_IP: f = "ip="; break;
-    default: break;
+    case v1::PRINCIPAL_FIELD_USER:
+      f = "user=";
+      break;
+    case v1::PRINCIPAL_FIELD_SESSION:
+      f = "session=";
+      break;
+    case v1::PRINCIPAL_FIELD_IP:
+      f = "ip=";
+      break;
+    default:
+      break;
   }
   std::string s = f.empty() ? "" : f + a.target_value();
   if (!a.call().empty()) s += (s.empty() ? "call '" : " call '") + a.call() + "'";
@@ -35,7 +42,8 @@ std::string target_text(const v1::Action& a) {
 }
 
 bool needs_principal(v1::ActionKind k) {
-  return k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL || k == v1::ACTION_THROTTLE_PRINCIPAL;
+  return k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL ||
+         k == v1::ACTION_THROTTLE_PRINCIPAL;
 }
 bool enforceable(v1::ActionKind k) { return needs_principal(k) || k == v1::ACTION_DISABLE_CALL; }
 
@@ -43,11 +51,13 @@ bool enforceable(v1::ActionKind k) { return needs_principal(k) || k == v1::ACTIO
 std::string invalid_reason(const v1::Action& a) {
   if (needs_principal(a.kind())) {
     const auto f = a.target_field();
-    if (f != v1::PRINCIPAL_FIELD_USER && f != v1::PRINCIPAL_FIELD_SESSION && f != v1::PRINCIPAL_FIELD_IP)
+    if (f != v1::PRINCIPAL_FIELD_USER && f != v1::PRINCIPAL_FIELD_SESSION &&
+        f != v1::PRINCIPAL_FIELD_IP)
       return "no target field";
     if (a.target_value().empty()) return "no target value";
   }
-  if ((a.kind() == v1::ACTION_ABORT_CALL || a.kind() == v1::ACTION_DISABLE_CALL) && a.call().empty())
+  if ((a.kind() == v1::ACTION_ABORT_CALL || a.kind() == v1::ACTION_DISABLE_CALL) &&
+      a.call().empty())
     return kind_label(a.kind()) + " needs a call";
   if (a.kind() == v1::ACTION_THROTTLE_PRINCIPAL && (a.rate_per_second() < 0 || a.burst() < 0))
     return "negative throttle rate or burst";
@@ -58,13 +68,20 @@ std::string invalid_reason(const v1::Action& a) {
 
 std::string kind_label(v1::ActionKind k) {
   switch (k) {
-    case v1::ACTION_LOG: return "log";
-    case v1::ACTION_ABORT_CALL: return "abort";
-    case v1::ACTION_BLOCK_PRINCIPAL: return "block";
-    case v1::ACTION_THROTTLE_PRINCIPAL: return "throttle";
-    case v1::ACTION_DISABLE_CALL: return "disable";
-    case v1::ACTION_ESCALATE: return "escalate";
-    default: return "unknown";
+    case v1::ACTION_LOG:
+      return "log";
+    case v1::ACTION_ABORT_CALL:
+      return "abort";
+    case v1::ACTION_BLOCK_PRINCIPAL:
+      return "block";
+    case v1::ACTION_THROTTLE_PRINCIPAL:
+      return "throttle";
+    case v1::ACTION_DISABLE_CALL:
+      return "disable";
+    case v1::ACTION_ESCALATE:
+      return "escalate";
+    default:
+      return "unknown";
   }
 }
 
@@ -90,15 +107,17 @@ Dispatcher::Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::C
       clock_(clock),
       actions_(prometheus::BuildCounter()
                    .Name("immunizer_actions_total")
-                   .Help("Actions handled by execute, by type (block, abort, throttle, disable, log, escalate, "
+                   .Help("Actions handled by execute, by type (block, abort, throttle, disable, "
+                         "log, escalate, "
                          "expire, revoke, reject, shadow, stale)")
                    .Register(registry)),
-      latency_(prometheus::BuildHistogram()
-                   .Name("immunizer_mitigation_latency_seconds")
-                   .Help("From the offending call to an effector acknowledging the directive as applied")
-                   .Register(registry)
-                   .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-                                                                    2.5, 5, 10, 30, 60, 120})),
+      latency_(
+          prometheus::BuildHistogram()
+              .Name("immunizer_mitigation_latency_seconds")
+              .Help("From the offending call to an effector acknowledging the directive as applied")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                               0.5, 1, 2.5, 5, 10, 30, 60, 120})),
       connected_(prometheus::BuildGauge()
                      .Name("immunizer_execute_effectors_connected")
                      .Help("Effector streams currently connected (after hello)")
@@ -111,26 +130,30 @@ Dispatcher::Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::C
                         .Add({})),
       acks_(prometheus::BuildCounter()
                 .Name("immunizer_execute_acks_total")
-                .Help("Directive acknowledgements from effectors, by result (applied, rejected, unknown)")
+                .Help("Directive acknowledgements from effectors, by result (applied, rejected, "
+                      "unknown)")
                 .Register(registry)),
       events_dropped_(prometheus::BuildCounter()
                           .Name("immunizer_execute_events_dropped_total")
                           .Help("Action events dropped because the producer queue was full")
                           .Register(registry)
                           .Add({})),
-      slow_effectors_(prometheus::BuildCounter()
-                          .Name("immunizer_execute_slow_effectors_total")
-                          .Help("Effector streams closed because they did not read their directives")
-                          .Register(registry)
-                          .Add({})),
-      plans_refused_(prometheus::BuildCounter()
-                         .Name("immunizer_execute_plans_refused_total")
-                         .Help("Plans dead-lettered unenforced, by reason (unsigned_plan, untrusted_plan_key, "
-                               "bad_plan_signature)")
-                         .Register(registry)),
+      slow_effectors_(
+          prometheus::BuildCounter()
+              .Name("immunizer_execute_slow_effectors_total")
+              .Help("Effector streams closed because they did not read their directives")
+              .Register(registry)
+              .Add({})),
+      plans_refused_(
+          prometheus::BuildCounter()
+              .Name("immunizer_execute_plans_refused_total")
+              .Help("Plans dead-lettered unenforced, by reason (unsigned_plan, untrusted_plan_key, "
+                    "bad_plan_signature)")
+              .Register(registry)),
       guard_(prometheus::BuildCounter()
                  .Name("immunizer_execute_guard_total")
-                 .Help("Guard policy decisions on automatic actions (refused_kind, ttl_clamped, breaker_open, "
+                 .Help("Guard policy decisions on automatic actions (refused_kind, ttl_clamped, "
+                       "breaker_open, "
                        "breaker_tripped, breaker_closed)")
                  .Register(registry)),
       breaker_gauge_(prometheus::BuildGauge()
@@ -140,16 +163,23 @@ Dispatcher::Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::C
                          .Add({})),
       duplicates_(prometheus::BuildCounter()
                       .Name("immunizer_duplicates_dropped_total")
-                      .Help("Inputs read again (a replay after a crash or rebalance) and dropped, by what (plan, "
+                      .Help("Inputs read again (a replay after a crash or rebalance) and dropped, "
+                            "by what (plan, "
                             "action)")
                       .Register(registry)) {
-  for (const auto& pem : cfg_.plan_public_keys_pem) plan_keys_.add(crypto::VerifyingKey::from_pem(pem));
+  for (const auto& pem : cfg_.plan_public_keys_pem)
+    plan_keys_.add(crypto::VerifyingKey::from_pem(pem));
   for (const auto& k : cfg_.guard_automatic_actions) {
-    if (k == "block") automatic_kinds_.insert(v1::ACTION_BLOCK_PRINCIPAL);
-    else if (k == "throttle") automatic_kinds_.insert(v1::ACTION_THROTTLE_PRINCIPAL);
-    else if (k == "abort") automatic_kinds_.insert(v1::ACTION_ABORT_CALL);
-    else if (k == "disable") automatic_kinds_.insert(v1::ACTION_DISABLE_CALL);
-    else throw std::invalid_argument("execute guard: unknown action kind '" + k + "'");
+    if (k == "block")
+      automatic_kinds_.insert(v1::ACTION_BLOCK_PRINCIPAL);
+    else if (k == "throttle")
+      automatic_kinds_.insert(v1::ACTION_THROTTLE_PRINCIPAL);
+    else if (k == "abort")
+      automatic_kinds_.insert(v1::ACTION_ABORT_CALL);
+    else if (k == "disable")
+      automatic_kinds_.insert(v1::ACTION_DISABLE_CALL);
+    else
+      throw std::invalid_argument("execute guard: unknown action kind '" + k + "'");
   }
 }
 
@@ -159,12 +189,16 @@ std::string Dispatcher::admit(const v1::Plan& plan) {
   return why;
 }
 
-std::string Dispatcher::guard_locked(const v1::Plan& plan, v1::Action& a, std::string& note, int64_t now) {
+std::string Dispatcher::guard_locked(const v1::Plan& plan, v1::Action& a, std::string& note,
+                                     int64_t now) {
   if (!automatic_kinds_.count(a.kind())) {
     guard_.Add({{"decision", "refused_kind"}}).Increment();
-    log()->warn("guard: plan {} action {}: automatic plans may not {} (execute.guard.automatic_actions); refused",
-                plan.id(), a.id(), kind_label(a.kind()));
-    return "guard: automatic plans may not " + kind_label(a.kind()) + " (execute.guard.automatic_actions)";
+    log()->warn(
+        "guard: plan {} action {}: automatic plans may not {} (execute.guard.automatic_actions); "
+        "refused",
+        plan.id(), a.id(), kind_label(a.kind()));
+    return "guard: automatic plans may not " + kind_label(a.kind()) +
+           " (execute.guard.automatic_actions)";
   }
   // The circuit breaker: a model gone wrong must not lock everyone out.
   while (!automatic_blocks_.empty() && automatic_blocks_.front() <= now - 60'000'000'000LL)
@@ -183,27 +217,31 @@ std::string Dispatcher::guard_locked(const v1::Plan& plan, v1::Action& a, std::s
   }
   if (breaker_open_until_ != 0) {
     guard_.Add({{"decision", "breaker_open"}}).Increment();
-    return "guard: circuit breaker open (more than " + std::to_string(cfg_.guard_max_automatic_blocks_per_minute) +
+    return "guard: circuit breaker open (more than " +
+           std::to_string(cfg_.guard_max_automatic_blocks_per_minute) +
            " automatic blocks within a minute); logged, not enforced";
   }
   const bool new_lockout = !by_target_.count(target_key(a));
   if (new_lockout) {
-    if (static_cast<int64_t>(automatic_blocks_.size()) >= cfg_.guard_max_automatic_blocks_per_minute) {
+    if (static_cast<int64_t>(automatic_blocks_.size()) >=
+        cfg_.guard_max_automatic_blocks_per_minute) {
       breaker_open_until_ = now + cfg_.guard_breaker_cooldown_ms * kNanosPerMilli;
       breaker_gauge_.Set(1);
       guard_.Add({{"decision", "breaker_tripped"}}).Increment();
       guard_.Add({{"decision", "breaker_open"}}).Increment();
-      const std::string what = "circuit breaker opened: more than " +
-                               std::to_string(cfg_.guard_max_automatic_blocks_per_minute) +
-                               " new automatic blocks within a minute; automatic enforcement stopped for " +
-                               std::to_string(cfg_.guard_breaker_cooldown_ms / 1000) +
-                               " s (plans are still logged; manual blocks still work)";
+      const std::string what =
+          "circuit breaker opened: more than " +
+          std::to_string(cfg_.guard_max_automatic_blocks_per_minute) +
+          " new automatic blocks within a minute; automatic enforcement stopped for " +
+          std::to_string(cfg_.guard_breaker_cooldown_ms / 1000) +
+          " s (plans are still logged; manual blocks still work)";
       log()->error("ALARM: guard: {} (plan {})", what, plan.id());
       // In the audit trail as an escalation, so operators see it next to the actions.
       v1::Action e;
       e.set_id("breaker-opened-" + std::to_string(now));
       e.set_kind(v1::ACTION_ESCALATE);
-      event_locked(v1::ACTION_EVENT_DISPATCHED, e.id(), e, plan.id(), plan.alarm_id(), 0, "execute", what);
+      event_locked(v1::ACTION_EVENT_DISPATCHED, e.id(), e, plan.id(), plan.alarm_id(), 0, "execute",
+                   what);
       count("escalate");
       return "guard: " + what;
     }
@@ -214,7 +252,8 @@ std::string Dispatcher::guard_locked(const v1::Plan& plan, v1::Action& a, std::s
     a.set_ttl_millis(cfg_.guard_automatic_max_ttl_ms);
     guard_.Add({{"decision", "ttl_clamped"}}).Increment();
     note = "guard: ttl clamped from " + std::to_string(ttl_ms) + " ms to " +
-           std::to_string(cfg_.guard_automatic_max_ttl_ms) + " ms (execute.guard.automatic_max_ttl_ms)";
+           std::to_string(cfg_.guard_automatic_max_ttl_ms) +
+           " ms (execute.guard.automatic_max_ttl_ms)";
   }
   return {};
 }
@@ -230,8 +269,9 @@ void Dispatcher::close_all(const Links& links) {
   for (const auto& l : links) l->close("directive queue full: the effector does not read");
 }
 
-void Dispatcher::event_locked(v1::ActionEventType type, const std::string& action_id, const v1::Action& action,
-                              const std::string& plan_id, const std::string& alarm_id, int64_t call_ts,
+void Dispatcher::event_locked(v1::ActionEventType type, const std::string& action_id,
+                              const v1::Action& action, const std::string& plan_id,
+                              const std::string& alarm_id, int64_t call_ts,
                               const std::string& effector, const std::string& reason) {
   if (outbox_.size() >= cfg_.event_queue_limit) {
     events_dropped_.Increment();
@@ -268,7 +308,8 @@ void Dispatcher::persist_locked(const std::string& primary, const Active* a) {
   }
   // State is what survives a restart: never dropped for queue limits.
   (state_sink_ ? state_outbox_ : outbox_)
-      .push_back({topics_.models, common::snapshot_key(kSnapshotKind, primary), snap.SerializeAsString()});
+      .push_back(
+          {topics_.models, common::snapshot_key(kSnapshotKind, primary), snap.SerializeAsString()});
 }
 
 size_t Dispatcher::restore(const std::map<std::string, v1::ModelSnapshot>& snapshots) {
@@ -291,13 +332,16 @@ size_t Dispatcher::restore(const std::map<std::string, v1::ModelSnapshot>& snaps
     const std::string primary = a.directive.action().id();
     if (active_.count(primary)) continue;
     if (f.count("aliases"))
-      for (const auto& v : f.at("aliases").list_value().items()) a.aliases.push_back(v.string_value());
+      for (const auto& v : f.at("aliases").list_value().items())
+        a.aliases.push_back(v.string_value());
     if (a.aliases.empty()) a.aliases.push_back(primary);
     if (f.count("alarm_id")) a.alarm_id = f.at("alarm_id").string_value();
     by_target_[target_key(a.directive.action())] = primary;
     for (const auto& id : a.aliases) alias_[id] = primary;
     // Acks for the replayed directive are reported under the primary action.
-    remember_locked(a.directive, Sent{primary, a.directive.action(), a.directive.plan_id(), a.alarm_id, 0, false, {}});
+    remember_locked(
+        a.directive,
+        Sent{primary, a.directive.action(), a.directive.plan_id(), a.alarm_id, 0, false, {}});
     active_.emplace(primary, std::move(a));
     ++n;
   }
@@ -323,8 +367,8 @@ void Dispatcher::sign_and_send_locked(v1::Directive& d, Links& overflowed) {
 }
 
 std::string Dispatcher::enforce_locked(const v1::Action& requested, const std::string& plan_id,
-                                       const std::string& alarm_id, int64_t call_ts, const std::string& note,
-                                       Links& overflowed) {
+                                       const std::string& alarm_id, int64_t call_ts,
+                                       const std::string& note, Links& overflowed) {
   const int64_t now = clock_.now_unix_nanos();
   v1::Action action = requested;
   if (action.id().empty()) action.set_id(common::random_id());
@@ -368,8 +412,9 @@ std::string Dispatcher::enforce_locked(const v1::Action& requested, const std::s
     }
     persist_locked(it->second, &a);
     reason = (note.empty() ? "" : note + "; ") + "extends active action " + it->second;
-    log()->info("{} {} extended to {} s from now by action {} (plan '{}')", kind_label(action.kind()),
-                target_text(action), (until - now) / 1'000'000'000, action.id(), plan_id);
+    log()->info("{} {} extended to {} s from now by action {} (plan '{}')",
+                kind_label(action.kind()), target_text(action), (until - now) / 1'000'000'000,
+                action.id(), plan_id);
   } else {
     *d.mutable_action() = action;
     d.set_expires_unix_nanos(expires);
@@ -382,11 +427,13 @@ std::string Dispatcher::enforce_locked(const v1::Action& requested, const std::s
     active_.emplace(action.id(), std::move(a));
     by_target_[key] = action.id();
     alias_[action.id()] = action.id();
-    log()->info("{} {} for {} ms: action {} (plan '{}') sent to {} effector(s)", kind_label(action.kind()),
-                target_text(action), ttl_ms, action.id(), plan_id, sessions_.size());
+    log()->info("{} {} for {} ms: action {} (plan '{}') sent to {} effector(s)",
+                kind_label(action.kind()), target_text(action), ttl_ms, action.id(), plan_id,
+                sessions_.size());
   }
   remember_locked(d, Sent{action.id(), action, plan_id, alarm_id, call_ts, false, {}});
-  event_locked(v1::ACTION_EVENT_DISPATCHED, action.id(), action, plan_id, alarm_id, call_ts, "", reason);
+  event_locked(v1::ACTION_EVENT_DISPATCHED, action.id(), action, plan_id, alarm_id, call_ts, "",
+               reason);
   count(kind_label(action.kind()));
   update_gauges_locked();
   return action.id();
@@ -408,7 +455,8 @@ void Dispatcher::on_plan(const v1::Plan& plan) {
   }
   if (plan.shadow()) {
     for (int i = 0; i < plan.actions_size(); ++i) count("shadow");
-    log()->info("plan {} is shadow: {} action(s) recorded, not enforced", plan.id(), plan.actions_size());
+    log()->info("plan {} is shadow: {} action(s) recorded, not enforced", plan.id(),
+                plan.actions_size());
     return;
   }
   Links overflowed;
@@ -419,47 +467,55 @@ void Dispatcher::on_plan(const v1::Plan& plan) {
       const int64_t call_ts = plan.call_timestamp_unix_nanos();
       switch (a.kind()) {
         case v1::ACTION_LOG:
-          event_locked(v1::ACTION_EVENT_DISPATCHED, a.id(), a, plan.id(), plan.alarm_id(), call_ts, "",
-                       "logged only");
+          event_locked(v1::ACTION_EVENT_DISPATCHED, a.id(), a, plan.id(), plan.alarm_id(), call_ts,
+                       "", "logged only");
           count("log");
           break;
         case v1::ACTION_ESCALATE:
-          log()->warn("ESCALATION: plan {} (alarm {}, rule '{}') asks for a human: principal user='{}' "
-                      "session='{}' ip='{}'",
-                      plan.id(), plan.alarm_id(), plan.policy_rule(), plan.principal().user(),
-                      plan.principal().session(), plan.principal().ip());
-          event_locked(v1::ACTION_EVENT_DISPATCHED, a.id(), a, plan.id(), plan.alarm_id(), call_ts, "",
-                       "escalated to operators");
+          log()->warn(
+              "ESCALATION: plan {} (alarm {}, rule '{}') asks for a human: principal user='{}' "
+              "session='{}' ip='{}'",
+              plan.id(), plan.alarm_id(), plan.policy_rule(), plan.principal().user(),
+              plan.principal().session(), plan.principal().ip());
+          event_locked(v1::ACTION_EVENT_DISPATCHED, a.id(), a, plan.id(), plan.alarm_id(), call_ts,
+                       "", "escalated to operators");
           count("escalate");
           break;
         default: {
           if (!enforceable(a.kind())) {
-            event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, plan.id(), plan.alarm_id(), call_ts, "execute",
+            event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, plan.id(), plan.alarm_id(), call_ts,
+                         "execute",
                          "unknown action kind " + std::to_string(static_cast<int>(a.kind())));
             count("reject");
             break;
           }
           if (std::string why = invalid_reason(a); !why.empty()) {
             log()->warn("plan {} action {}: not enforceable: {}", plan.id(), a.id(), why);
-            event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, plan.id(), plan.alarm_id(), call_ts, "execute", why);
+            event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, plan.id(), plan.alarm_id(), call_ts,
+                         "execute", why);
             count("reject");
             break;
           }
-          const int64_t ttl_ms = a.ttl_millis() > 0 ? std::min(a.ttl_millis(), cfg_.max_ttl_ms) : cfg_.default_ttl_ms;
-          if (plan.created_unix_nanos() > 0 && plan.created_unix_nanos() + ttl_ms * kNanosPerMilli <= now) {
-            // A plan read long after it was made (a new consumer group from the start of the topic).
+          const int64_t ttl_ms =
+              a.ttl_millis() > 0 ? std::min(a.ttl_millis(), cfg_.max_ttl_ms) : cfg_.default_ttl_ms;
+          if (plan.created_unix_nanos() > 0 &&
+              plan.created_unix_nanos() + ttl_ms * kNanosPerMilli <= now) {
+            // A plan read long after it was made (a new consumer group from the start of the
+            // topic).
             log()->debug("plan {} action {}: TTL already over, not dispatched", plan.id(), a.id());
             count("stale");
             break;
           }
-          if (alias_.count(a.id())) {  // the same action again (a plan read twice): already in force
+          if (alias_.count(
+                  a.id())) {  // the same action again (a plan read twice): already in force
             duplicates_.Add({{"what", "action"}}).Increment();
             break;
           }
           v1::Action guarded = a;
           std::string note;
           if (std::string why = guard_locked(plan, guarded, note, now); !why.empty()) {
-            event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, plan.id(), plan.alarm_id(), call_ts, "execute", why);
+            event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, plan.id(), plan.alarm_id(), call_ts,
+                         "execute", why);
             count("reject");
             break;
           }
@@ -475,7 +531,8 @@ std::string Dispatcher::block(const v1::BlockRequest& req) {
   v1::Action a;
   a.set_id(common::random_id());
   const bool has_principal = req.field() != v1::PRINCIPAL_FIELD_UNSPECIFIED || !req.value().empty();
-  if (!has_principal && req.call().empty()) throw InvalidRequest("give a principal (field and value) or a call");
+  if (!has_principal && req.call().empty())
+    throw InvalidRequest("give a principal (field and value) or a call");
   if (!has_principal) {
     a.set_kind(v1::ACTION_DISABLE_CALL);
   } else {
@@ -491,12 +548,14 @@ std::string Dispatcher::block(const v1::BlockRequest& req) {
   std::string id;
   {
     std::lock_guard lk(mu_);
-    id = enforce_locked(a, "", "", 0, "manual" + (req.reason().empty() ? "" : ": " + req.reason()), overflowed);
+    id = enforce_locked(a, "", "", 0, "manual" + (req.reason().empty() ? "" : ": " + req.reason()),
+                        overflowed);
   }
   close_all(overflowed);
   // Acknowledged only once durable: a restart right after the answer keeps the block.
   if (!flush_state())
-    throw std::runtime_error("block " + id + " is in force but its state was not persisted by Kafka in time");
+    throw std::runtime_error("block " + id +
+                             " is in force but its state was not persisted by Kafka in time");
   return id;
 }
 
@@ -525,16 +584,20 @@ bool Dispatcher::unblock(const std::string& action_id) {
     sign_and_send_locked(d, overflowed);
     remember_locked(d, Sent{primary, d.action(), d.plan_id(), a.alarm_id, 0, true, {}});
     for (const auto& id : a.aliases)
-      event_locked(v1::ACTION_EVENT_REVOKED, id, a.directive.action(), a.directive.plan_id(), a.alarm_id, 0, "",
-                   id == action_id ? "revoked by operator" : "revoked by operator (via " + action_id + ")");
+      event_locked(
+          v1::ACTION_EVENT_REVOKED, id, a.directive.action(), a.directive.plan_id(), a.alarm_id, 0,
+          "",
+          id == action_id ? "revoked by operator" : "revoked by operator (via " + action_id + ")");
     count("revoke");
     persist_locked(primary, nullptr);
     update_gauges_locked();
-    log()->info("revoked action {} ({} {})", primary, kind_label(d.action().kind()), target_text(d.action()));
+    log()->info("revoked action {} ({} {})", primary, kind_label(d.action().kind()),
+                target_text(d.action()));
   }
   close_all(overflowed);
   if (!flush_state())
-    throw std::runtime_error("unblock of " + action_id + " is done but its state was not persisted by Kafka in time");
+    throw std::runtime_error("unblock of " + action_id +
+                             " is done but its state was not persisted by Kafka in time");
   return true;
 }
 
@@ -613,19 +676,21 @@ void Dispatcher::on_ack(uint64_t session, const v1::DirectiveAck& ack) {
   if (ack.applied()) {
     if (auto al = alias_.find(s.action_id); al != alias_.end()) {
       auto a = active_.find(al->second);
-      if (a != active_.end() && a->second.directive.id() == ack.directive_id()) a->second.acked_by.insert(name);
+      if (a != active_.end() && a->second.directive.id() == ack.directive_id())
+        a->second.acked_by.insert(name);
     }
-    event_locked(v1::ACTION_EVENT_APPLIED, s.action_id, s.action, s.plan_id, s.alarm_id, s.call_ts, name,
-                 ack.reason());
+    event_locked(v1::ACTION_EVENT_APPLIED, s.action_id, s.action, s.plan_id, s.alarm_id, s.call_ts,
+                 name, ack.reason());
     if (s.call_ts > 0) {
-      const int64_t at = ack.applied_unix_nanos() > 0 ? ack.applied_unix_nanos() : clock_.now_unix_nanos();
+      const int64_t at =
+          ack.applied_unix_nanos() > 0 ? ack.applied_unix_nanos() : clock_.now_unix_nanos();
       if (at >= s.call_ts) latency_.Observe(static_cast<double>(at - s.call_ts) / 1e9);
     }
   } else {
-    log()->warn("effector {} rejected directive {} (action {}): {}", name, ack.directive_id(), s.action_id,
-                ack.reason());
-    event_locked(v1::ACTION_EVENT_REJECTED, s.action_id, s.action, s.plan_id, s.alarm_id, s.call_ts, name,
-                 ack.reason().empty() ? "rejected by effector" : ack.reason());
+    log()->warn("effector {} rejected directive {} (action {}): {}", name, ack.directive_id(),
+                s.action_id, ack.reason());
+    event_locked(v1::ACTION_EVENT_REJECTED, s.action_id, s.action, s.plan_id, s.alarm_id, s.call_ts,
+                 name, ack.reason().empty() ? "rejected by effector" : ack.reason());
     count("reject");
   }
 }
@@ -642,8 +707,8 @@ size_t Dispatcher::expire() {
       continue;
     }
     for (const auto& id : a.aliases) {
-      event_locked(v1::ACTION_EVENT_EXPIRED, id, a.directive.action(), a.directive.plan_id(), a.alarm_id, 0, "",
-                   "ttl over");
+      event_locked(v1::ACTION_EVENT_EXPIRED, id, a.directive.action(), a.directive.plan_id(),
+                   a.alarm_id, 0, "", "ttl over");
       alias_.erase(id);
     }
     by_target_.erase(target_key(a.directive.action()));

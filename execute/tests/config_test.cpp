@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <unistd.h>
+#include <cstdio>
 
 #include <fstream>
 #include <map>
@@ -24,7 +24,8 @@ std::string plan_pub_file(const std::string& name = "plan.pub.pem") {
 // A real key file for the tests (the example points at /etc/immunizer/keys/execute.key).
 std::string key_file() {
   static const std::string path = [] {
-    const std::string p = ::testing::TempDir() + "/execute_config_test_" + std::to_string(getpid()) + ".key";
+    const std::string p =
+        ::testing::TempDir() + "/execute_config_test_" + std::to_string(getpid()) + ".key";
     crypto::write_secret_file(p, crypto::generate_ed25519().private_pem);
     return p;
   }();
@@ -40,7 +41,9 @@ common::Config with_key(std::map<std::string, std::string> m) {
 
 TEST(ExecuteConfig, ShippedExampleLoadsWithEveryKeyKnown) {
   auto c = common::Config::load(std::string(IMMUNIZER_SOURCE_DIR) + "/execute/execute.example.yaml",
-                                {"execute.directive_signing_key_file=" + key_file(), "execute.plan_public_keys=" + plan_pub_file()}, "");
+                                {"execute.directive_signing_key_file=" + key_file(),
+                                 "execute.plan_public_keys=" + plan_pub_file()},
+                                "");
   const auto e = ExecuteConfig::from_config(c);
   // Shared keys the service runtime reads.
   c.get_string("kafka.bootstrap", "");
@@ -68,26 +71,33 @@ TEST(ExecuteConfig, ShippedExampleLoadsWithEveryKeyKnown) {
 
 TEST(ExecuteConfig, TrustedPlanKeysAreRequiredAndChecked) {
   try {
-    ExecuteConfig::from_config(common::Config::from_map({{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "none"}}));
+    ExecuteConfig::from_config(common::Config::from_map(
+        {{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "none"}}));
     FAIL() << "expected ConfigError";
   } catch (const common::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("execute.plan_public_keys"), std::string::npos);
   }
   const std::string missing = ::testing::TempDir() + "/no-such-plan-key.pem";
   try {
-    ExecuteConfig::from_config(common::Config::from_map({{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "none"}, {"execute.plan_public_keys", missing}}));
+    ExecuteConfig::from_config(
+        common::Config::from_map({{"execute.directive_signing_key_file", key_file()},
+                                  {"execute.tls", "none"},
+                                  {"execute.plan_public_keys", missing}}));
     FAIL() << "expected ConfigError";
   } catch (const common::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find(missing), std::string::npos);
   }
   const std::string junk = ::testing::TempDir() + "/junk.pem";
   std::ofstream(junk) << "not a key\n";
-  EXPECT_THROW(ExecuteConfig::from_config(common::Config::from_map(
-                   {{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "none"}, {"execute.plan_public_keys", junk}})),
+  EXPECT_THROW(ExecuteConfig::from_config(
+                   common::Config::from_map({{"execute.directive_signing_key_file", key_file()},
+                                             {"execute.tls", "none"},
+                                             {"execute.plan_public_keys", junk}})),
                common::ConfigError);
   // Two keys during a rotation; guard keys read and checked.
   const auto e = ExecuteConfig::from_config(common::Config::from_map(
-      {{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "none"},
+      {{"execute.directive_signing_key_file", key_file()},
+       {"execute.tls", "none"},
        {"execute.plan_public_keys", plan_pub_file("a.pem") + "," + plan_pub_file("b.pem")},
        {"execute.guard.automatic_actions", "block,disable"},
        {"execute.guard.automatic_max_ttl_ms", "60000"},
@@ -96,12 +106,16 @@ TEST(ExecuteConfig, TrustedPlanKeysAreRequiredAndChecked) {
   EXPECT_EQ(e.guard_automatic_actions, (std::vector<std::string>{"block", "disable"}));
   EXPECT_EQ(e.guard_automatic_max_ttl_ms, 60000);
   EXPECT_EQ(e.guard_max_automatic_blocks_per_minute, 5);
-  EXPECT_THROW(ExecuteConfig::from_config(common::Config::from_map(
-                   {{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "none"}, {"execute.plan_public_keys", plan_pub_file()},
-                    {"execute.guard.automatic_actions", "nuke"}})),
+  EXPECT_THROW(ExecuteConfig::from_config(
+                   common::Config::from_map({{"execute.directive_signing_key_file", key_file()},
+                                             {"execute.tls", "none"},
+                                             {"execute.plan_public_keys", plan_pub_file()},
+                                             {"execute.guard.automatic_actions", "nuke"}})),
                common::ConfigError);
   EXPECT_THROW(ExecuteConfig::from_config(common::Config::from_map(
-                   {{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "none"}, {"execute.plan_public_keys", plan_pub_file()},
+                   {{"execute.directive_signing_key_file", key_file()},
+                    {"execute.tls", "none"},
+                    {"execute.plan_public_keys", plan_pub_file()},
                     {"execute.guard.max_automatic_blocks_per_minute", "0"}})),
                common::ConfigError);
 }
@@ -111,7 +125,8 @@ TEST(ExecuteConfig, SigningKeyIsRequiredAndTheSharedHmacKeyIsRefused) {
     ExecuteConfig::from_config(common::Config::from_map({{"execute.tls", "none"}}));
     FAIL() << "expected ConfigError";
   } catch (const common::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("execute.directive_signing_key_file"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("execute.directive_signing_key_file"), std::string::npos)
+        << e.what();
   }
   // The HMAC key of earlier releases, of any length, is refused by name.
   for (const char* k : {"security.signing_key", "security.signing_key_file", "security.key_id"}) {
@@ -134,18 +149,24 @@ TEST(ExecuteConfig, SigningKeyIsRequiredAndTheSharedHmacKeyIsRefused) {
 TEST(ExecuteConfig, MutualTlsFilesAreRequiredUnlessTlsIsNone) {
   auto c = common::Config::from_map({{"execute.directive_signing_key_file", key_file()}});
   EXPECT_THROW(ExecuteConfig::from_config(c), common::ConfigError);
-  EXPECT_THROW(ExecuteConfig::from_config(common::Config::from_map(
-                   {{"execute.directive_signing_key_file", key_file()}, {"execute.tls_cert_file", "/x.crt"}})),
+  EXPECT_THROW(ExecuteConfig::from_config(
+                   common::Config::from_map({{"execute.directive_signing_key_file", key_file()},
+                                             {"execute.tls_cert_file", "/x.crt"}})),
                common::ConfigError);
-  EXPECT_THROW(ExecuteConfig::from_config(common::Config::from_map(
-                   {{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "plaintext"}})),
-               common::ConfigError);
+  EXPECT_THROW(
+      ExecuteConfig::from_config(common::Config::from_map(
+          {{"execute.directive_signing_key_file", key_file()}, {"execute.tls", "plaintext"}})),
+      common::ConfigError);
   const auto e = ExecuteConfig::from_config(with_key({}));
   EXPECT_FALSE(e.tls.enabled);
 }
 
 TEST(ExecuteConfig, BadValues) {
-  EXPECT_EQ(ExecuteConfig::from_config(with_key({{"execute.grpc_listen", "127.0.0.1:0"}})).grpc_listen, "127.0.0.1:0");
-  EXPECT_THROW(ExecuteConfig::from_config(with_key({{"execute.grpc_listen", "7070"}})), common::ConfigError);
-  EXPECT_THROW(ExecuteConfig::from_config(with_key({{"execute.default_ttl_ms", "10"}})), common::ConfigError);
+  EXPECT_EQ(
+      ExecuteConfig::from_config(with_key({{"execute.grpc_listen", "127.0.0.1:0"}})).grpc_listen,
+      "127.0.0.1:0");
+  EXPECT_THROW(ExecuteConfig::from_config(with_key({{"execute.grpc_listen", "7070"}})),
+               common::ConfigError);
+  EXPECT_THROW(ExecuteConfig::from_config(with_key({{"execute.default_ttl_ms", "10"}})),
+               common::ConfigError);
 }

@@ -7,10 +7,10 @@
 #include <fstream>
 #include <iterator>
 
+#include "fake_effector.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
-#include "fake_effector.hpp"
 #include "test_util.hpp"
 
 using namespace immunizer;
@@ -29,12 +29,14 @@ class ControlServerTest : public ::testing::Test {
         proc(dispatcher) {
     server.start();
     ops = v1::Operations::NewStub(grpc::CreateChannel(
-        target(), common::client_credentials(client_tls(common::Role::kOperator, "cli"), "test operator")));
+        target(),
+        common::client_credentials(client_tls(common::Role::kOperator, "cli"), "test operator")));
   }
   ~ControlServerTest() override { server.stop(); }
 
   std::string target() const { return "127.0.0.1:" + std::to_string(server.port()); }
-  std::unique_ptr<v1::Operations::Stub> ops_as(const std::shared_ptr<grpc::ChannelCredentials>& creds) {
+  std::unique_ptr<v1::Operations::Stub> ops_as(
+      const std::shared_ptr<grpc::ChannelCredentials>& creds) {
     return v1::Operations::NewStub(grpc::CreateChannel(target(), creds));
   }
   std::unique_ptr<v1::Operations::Stub> ops_as(common::Role role, const std::string& name) {
@@ -64,7 +66,8 @@ class ControlServerTest : public ::testing::Test {
     return e;
   }
   // Runs the stream loop's timer hook until an event of `type` for `action_id` is on the producer.
-  std::optional<v1::ActionEvent> await_event(v1::ActionEventType type, const std::string& action_id) {
+  std::optional<v1::ActionEvent> await_event(v1::ActionEventType type,
+                                             const std::string& action_id) {
     std::optional<v1::ActionEvent> found;
     eventually([&] {
       proc.tick(out);
@@ -286,17 +289,21 @@ TEST_F(ControlServerTest, CallsWithoutAClientCertificateAreUnauthenticated) {
   EXPECT_FALSE(stream->Read(&in));
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(server.refused("unauthenticated"), 3u);
-  EXPECT_EQ(metric(registry, "immunizer_execute_grpc_refused_total", "reason", "unauthenticated"), 3.0);
+  EXPECT_EQ(metric(registry, "immunizer_execute_grpc_refused_total", "reason", "unauthenticated"),
+            3.0);
   EXPECT_EQ(dispatcher.active_count(), 1u);  // the anonymous Block did nothing
   EXPECT_EQ(dispatcher.effectors_connected(), 0u);
 
   // Plaintext, or a certificate from another CA: the handshake itself fails.
-  EXPECT_EQ(list_active(*ops_as(grpc::InsecureChannelCredentials())), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(list_active(*ops_as(grpc::InsecureChannelCredentials())),
+            grpc::StatusCode::UNAVAILABLE);
   tools::pki::Layout rogue{test_pki().dir + "-rogue"};
   tools::pki::init(rogue, {.effectors = {}, .operators = {"cli"}});
   auto forged = rogue.tls(common::Role::kOperator, "cli");
-  forged.ca_file = test_pki().ca_cert();  // trusts the real server; its own cert is from the rogue CA
-  EXPECT_EQ(list_active(*ops_as(common::client_credentials(forged, "rogue"))), grpc::StatusCode::UNAVAILABLE);
+  forged.ca_file =
+      test_pki().ca_cert();  // trusts the real server; its own cert is from the rogue CA
+  EXPECT_EQ(list_active(*ops_as(common::client_credentials(forged, "rogue"))),
+            grpc::StatusCode::UNAVAILABLE);
   std::filesystem::remove_all(rogue.dir);
   EXPECT_EQ(dispatcher.active_count(), 1u);
 }
@@ -304,18 +311,21 @@ TEST_F(ControlServerTest, CallsWithoutAClientCertificateAreUnauthenticated) {
 TEST_F(ControlServerTest, WrongRolesArePermissionDenied) {
   manual_block("10.0.0.1");
   // An effector (or plan) certificate cannot call Operations ...
-  for (auto [role, name] : {std::pair{common::Role::kEffector, "shop"}, std::pair{common::Role::kPlan, "plan"}}) {
+  for (auto [role, name] :
+       {std::pair{common::Role::kEffector, "shop"}, std::pair{common::Role::kPlan, "plan"}}) {
     auto stub = ops_as(role, name);
     EXPECT_EQ(list_active(*stub), grpc::StatusCode::PERMISSION_DENIED) << name;
     grpc::ClientContext ctx;
     v1::UnblockRequest req;
     req.set_action_id(dispatcher.list_active().actions(0).action().id());
     v1::UnblockResponse resp;
-    EXPECT_EQ(stub->Unblock(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED) << name;
+    EXPECT_EQ(stub->Unblock(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << name;
   }
   EXPECT_EQ(dispatcher.active_count(), 1u);  // still blocked
   // ... and an operator certificate cannot pose as an effector: it gets no directive.
-  FakeEffector op(server.port(), "shop", "i1", true, client_tls(common::Role::kOperator, "dashboard"));
+  FakeEffector op(server.port(), "shop", "i1", true,
+                  client_tls(common::Role::kOperator, "dashboard"));
   EXPECT_TRUE(op.wait_ended());
   EXPECT_EQ(op.close().error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_TRUE(op.directives().empty());
@@ -328,7 +338,8 @@ TEST_F(ControlServerTest, ForgedEffectorHelloGetsNothing) {
   manual_block("10.0.0.1");
   // The shop's certificate saying hello as another app; billing/b1's as another instance.
   FakeEffector other_app(server.port(), "billing", "b1");
-  FakeEffector other_instance(server.port(), "billing", "b2", true, client_tls(common::Role::kEffector, "billing/b1"));
+  FakeEffector other_instance(server.port(), "billing", "b2", true,
+                              client_tls(common::Role::kEffector, "billing/b1"));
   for (FakeEffector* f : {&other_app, &other_instance}) {
     EXPECT_TRUE(f->wait_ended()) << f->name();
     EXPECT_EQ(f->close().error_code(), grpc::StatusCode::PERMISSION_DENIED) << f->name();
@@ -339,7 +350,8 @@ TEST_F(ControlServerTest, ForgedEffectorHelloGetsNothing) {
   EXPECT_TRUE(dispatcher.list_active().effectors().empty());
   // As themselves they are served: any shop instance, and exactly billing/b1.
   FakeEffector shop(server.port(), "shop", "any-instance");
-  FakeEffector billing(server.port(), "billing", "b1", true, client_tls(common::Role::kEffector, "billing/b1"));
+  FakeEffector billing(server.port(), "billing", "b1", true,
+                       client_tls(common::Role::kEffector, "billing/b1"));
   EXPECT_TRUE(shop.wait_for(1));
   EXPECT_TRUE(billing.wait_for(1));
   EXPECT_EQ(dispatcher.effectors_connected(), 2u);
@@ -354,7 +366,8 @@ TEST(ControlServer, CertificateRotationOverlapAcceptsOldAndNewCertificates) {
   std::filesystem::create_directories(old_dir);
   for (const auto* f : {"operator-cli.crt", "operator-cli.key"})
     std::filesystem::copy_file(l.dir + "/tls/" + f, old_dir + "/" + f);
-  common::TlsFiles old_cli{true, l.ca_cert(), old_dir + "/operator-cli.crt", old_dir + "/operator-cli.key", ""};
+  common::TlsFiles old_cli{true, l.ca_cert(), old_dir + "/operator-cli.crt",
+                           old_dir + "/operator-cli.key", ""};
   const auto new_cli = l.tls(common::Role::kOperator, "cli");
 
   tools::pki::rotate(l, {.ca = true});
@@ -366,8 +379,9 @@ TEST(ControlServer, CertificateRotationOverlapAcceptsOldAndNewCertificates) {
     Dispatcher d(cfg, common::Topics::with_prefix("t."), clock, registry);
     ControlServer server(d, cfg, &registry);
     server.start();
-    auto stub = v1::Operations::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()), common::client_credentials(client, "client")));
+    auto stub =
+        v1::Operations::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()),
+                                                    common::client_credentials(client, "client")));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 5s);
     v1::ListActiveResponse r;

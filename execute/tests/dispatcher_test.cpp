@@ -17,9 +17,11 @@ namespace {
 
 class DispatcherTest : public ::testing::Test {
  protected:
-  DispatcherTest() : topics(common::Topics::with_prefix("t.")), d(test_config(), topics, clock, registry) {}
+  DispatcherTest()
+      : topics(common::Topics::with_prefix("t.")), d(test_config(), topics, clock, registry) {}
 
-  std::shared_ptr<RecordingLink> connect(const std::string& app, const std::string& instance, uint64_t* session = nullptr) {
+  std::shared_ptr<RecordingLink> connect(const std::string& app, const std::string& instance,
+                                         uint64_t* session = nullptr) {
     auto link = std::make_shared<RecordingLink>();
     v1::EffectorHello h;
     h.set_app(app);
@@ -33,7 +35,8 @@ class DispatcherTest : public ::testing::Test {
     out.flush(0ms);
     return events(out, topics.actions);
   }
-  v1::DirectiveAck ack(const v1::Directive& dir, bool applied, const std::string& reason = "", int64_t at = 0) {
+  v1::DirectiveAck ack(const v1::Directive& dir, bool applied, const std::string& reason = "",
+                       int64_t at = 0) {
     v1::DirectiveAck a;
     a.set_directive_id(dir.id());
     a.set_applied(applied);
@@ -290,7 +293,8 @@ TEST_F(DispatcherTest, ManualBlockAndUnblock) {
   EXPECT_EQ(d.active_count(), 0u);
   const auto ev = drained();
   ASSERT_EQ(of_type(ev, v1::ACTION_EVENT_REVOKED).size(), 1u);
-  EXPECT_NE(of_type(ev, v1::ACTION_EVENT_DISPATCHED).at(0).reason().find("scanner"), std::string::npos);
+  EXPECT_NE(of_type(ev, v1::ACTION_EVENT_DISPATCHED).at(0).reason().find("scanner"),
+            std::string::npos);
 
   // A call without a principal disables the call for everyone; nothing at all is invalid.
   v1::BlockRequest call_only;
@@ -319,8 +323,10 @@ TEST(ExecuteProcessor, PlansInEventsOutMalformedToDeadLetters) {
   ExecuteProcessor proc(d);
   common::FakeConsumer in;
   common::FakeProducer out;
-  common::StreamLoop loop(in, out, proc, {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
-  in.push(topics.plans, "sess-1", signed_plan(block_plan("p1", "act1", "sess-1", 1'000)).SerializeAsString());
+  common::StreamLoop loop(in, out, proc,
+                          {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
+  in.push(topics.plans, "sess-1",
+          signed_plan(block_plan("p1", "act1", "sess-1", 1'000)).SerializeAsString());
   in.push(topics.plans, "x", "\xff\xff not a plan");
   EXPECT_EQ(loop.run_once(), 2u);
   EXPECT_EQ(out.on(topics.deadletter).size(), 1u);
@@ -338,7 +344,8 @@ TEST(ExecuteProcessor, PlansInEventsOutMalformedToDeadLetters) {
 namespace {
 
 // What read_snapshots() would return: the latest snapshot per model key on the models topic.
-std::map<std::string, v1::ModelSnapshot> latest_snapshots(const common::FakeProducer& out, const std::string& topic) {
+std::map<std::string, v1::ModelSnapshot> latest_snapshots(const common::FakeProducer& out,
+                                                          const std::string& topic) {
   std::map<std::string, v1::ModelSnapshot> m;
   for (const auto& s : out.on(topic)) {
     v1::ModelSnapshot snap;
@@ -393,7 +400,8 @@ TEST(DispatcherRestart, ActiveDirectivesSurviveARestartAndEndedOnesDoNot) {
   d.drain(out2);
   out2.flush(0ms);
   EXPECT_EQ(of_type(events(out2, topics.actions), v1::ACTION_EVENT_APPLIED).size(), 1u);
-  EXPECT_EQ(of_type(events(out2, topics.actions), v1::ACTION_EVENT_REVOKED).size(), 3u);  // act1, act2, act5
+  EXPECT_EQ(of_type(events(out2, topics.actions), v1::ACTION_EVENT_REVOKED).size(),
+            3u);  // act1, act2, act5
 }
 
 }  // namespace
@@ -441,7 +449,8 @@ TEST(DispatcherDurability, ManualBlockReturnsOnlyOnceItsStateIsAcknowledgedAndSu
   const auto listed = again.list_active();
   ASSERT_EQ(listed.actions_size(), 2);
   for (const auto& a : listed.actions())
-    EXPECT_EQ(a.expires_unix_nanos(), clock.now_unix_nanos() - 60'000'000'000LL + 600'000'000'000LL);
+    EXPECT_EQ(a.expires_unix_nanos(),
+              clock.now_unix_nanos() - 60'000'000'000LL + 600'000'000'000LL);
 
   // Unblock is durable too.
   EXPECT_TRUE(d.unblock(id));
@@ -461,11 +470,14 @@ TEST(DispatcherDurability, APlanBatchIsReadAgainWhenItsStateIsNotAcknowledged) {
   ExecuteProcessor proc(d);
   common::FakeConsumer in;
   common::FakeProducer out;
-  common::StreamLoop loop(in, out, proc, {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
-  in.push(topics.plans, "s", signed_plan(block_plan("p1", "act1", "sess-1", 60'000)).SerializeAsString());
+  common::StreamLoop loop(in, out, proc,
+                          {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
+  in.push(topics.plans, "s",
+          signed_plan(block_plan("p1", "act1", "sess-1", 60'000)).SerializeAsString());
   sink.fail_next_flush = true;
   loop.run_once();
-  EXPECT_EQ((in.committed[{topics.plans, 0}]), 0) << "committed although its state was not acknowledged";
+  EXPECT_EQ((in.committed[{topics.plans, 0}]), 0)
+      << "committed although its state was not acknowledged";
   EXPECT_TRUE(latest_snapshots(sink, topics.models).empty());
   loop.run_once();  // read again: the plan is known, its state is written again
   EXPECT_EQ((in.committed[{topics.plans, 0}]), 1);

@@ -31,8 +31,10 @@ class ExecuteEffectorTest : public ::testing::Test {
     for (auto& e : effectors) e->stop();
     server.stop();
   }
-  // An effector of app "shop" with its certificate, trusting `trusted_pem` (default: execute's key).
-  std::shared_ptr<effector::Effector> effector(const std::string& instance, const std::string& trusted_pem = "") {
+  // An effector of app "shop" with its certificate, trusting `trusted_pem` (default: execute's
+  // key).
+  std::shared_ptr<effector::Effector> effector(const std::string& instance,
+                                               const std::string& trusted_pem = "") {
     effector::EffectorConfig c;
     c.app = "shop";
     c.instance = instance;
@@ -51,14 +53,17 @@ class ExecuteEffectorTest : public ::testing::Test {
   std::optional<v1::ActionEvent> await_event(v1::ActionEventType type, const std::string& action_id,
                                              const std::string& effector_name = "") {
     std::optional<v1::ActionEvent> found;
-    eventually([&] {
-      proc.tick(out);
-      out.flush(0ms);
-      for (const auto& e : events(out, topics.actions))
-        if (e.type() == type && e.action_id() == action_id && (effector_name.empty() || e.effector() == effector_name))
-          found = e;
-      return found.has_value();
-    }, kWait);
+    eventually(
+        [&] {
+          proc.tick(out);
+          out.flush(0ms);
+          for (const auto& e : events(out, topics.actions))
+            if (e.type() == type && e.action_id() == action_id &&
+                (effector_name.empty() || e.effector() == effector_name))
+              found = e;
+          return found.has_value();
+        },
+        kWait);
     return found;
   }
 
@@ -74,17 +79,20 @@ class ExecuteEffectorTest : public ::testing::Test {
 
 TEST_F(ExecuteEffectorTest, PlanBlocksThePrincipalInTheAppAndUnblockLiftsIt) {
   auto eff = effector("e2e");
-  ASSERT_TRUE(eventually([&] { return eff->connected() && dispatcher.effectors_connected() == 1; }, kWait));
+  ASSERT_TRUE(
+      eventually([&] { return eff->connected() && dispatcher.effectors_connected() == 1; }, kWait));
   const auto listed = dispatcher.list_active();
   ASSERT_EQ(listed.effectors_size(), 1);
-  EXPECT_EQ(listed.effectors(0).version(), IMMUNIZER_PROJECT_VERSION);  // the hello carries the project version
+  EXPECT_EQ(listed.effectors(0).version(),
+            IMMUNIZER_PROJECT_VERSION);  // the hello carries the project version
   const effector::PrincipalView mallory("", "sess-1", "");
   const effector::PrincipalView alice("", "sess-2", "");
   EXPECT_TRUE(eff->allows(mallory, "http GET /tienda1/index.jsp"));
 
   const int64_t call_ts = clock.now_unix_nanos() - 100'000'000;
   dispatcher.on_plan(block_plan("p1", "act1", "sess-1", 60'000, call_ts));
-  ASSERT_TRUE(eventually([&] { return !eff->allows(mallory, "http GET /tienda1/index.jsp"); }, kWait));
+  ASSERT_TRUE(
+      eventually([&] { return !eff->allows(mallory, "http GET /tienda1/index.jsp"); }, kWait));
   EXPECT_TRUE(eff->allows(alice, "http GET /tienda1/index.jsp"));
 
   const auto applied = await_event(v1::ACTION_EVENT_APPLIED, "act1");
@@ -104,7 +112,8 @@ TEST_F(ExecuteEffectorTest, PlanBlocksThePrincipalInTheAppAndUnblockLiftsIt) {
   ASSERT_TRUE(eventually([&] { return !second->allows(mallory, "x"); }, kWait));
 
   EXPECT_TRUE(dispatcher.unblock("act2"));
-  ASSERT_TRUE(eventually([&] { return eff->allows(mallory, "x") && second->allows(mallory, "x"); }, kWait));
+  ASSERT_TRUE(
+      eventually([&] { return eff->allows(mallory, "x") && second->allows(mallory, "x"); }, kWait));
 }
 
 // An effector that trusts another public key than execute's rejects execute's directives (as it

@@ -25,8 +25,8 @@ class FakeEffector {
   FakeEffector(int port, const std::string& app, const std::string& instance, bool hello = true,
                const common::TlsFiles& tls = client_tls(common::Role::kEffector, "shop"))
       : FakeEffector("127.0.0.1:" + std::to_string(port), app, instance, hello, tls) {}
-  FakeEffector(const std::string& target, const std::string& app, const std::string& instance, bool hello,
-               const common::TlsFiles& tls)
+  FakeEffector(const std::string& target, const std::string& app, const std::string& instance,
+               bool hello, const common::TlsFiles& tls)
       : name_(app + "/" + instance) {
     channel_ = grpc::CreateChannel(target, common::client_credentials(tls, "fake effector"));
     stub_ = v1::EffectorControl::NewStub(channel_);
@@ -103,7 +103,8 @@ class FakeEffector {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<v1::Directive> got_;
-  std::vector<std::pair<size_t, uint32_t>> replay_markers_;  // (directives received before it, its count)
+  std::vector<std::pair<size_t, uint32_t>>
+      replay_markers_;  // (directives received before it, its count)
   bool ended_ = false;
 };
 

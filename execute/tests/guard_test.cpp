@@ -52,7 +52,8 @@ class GuardTest : public ::testing::Test {
 TEST_F(GuardTest, UnsignedOrForgedPlansOnTheTopicAreDeadLetteredAndNothingIsEnforced) {
   ExecuteProcessor proc(d);
   common::FakeConsumer in;
-  common::StreamLoop loop(in, out, proc, {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
+  common::StreamLoop loop(in, out, proc,
+                          {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
 
   // The attack from issue 10: anyone with write access to the topic disables every request.
   in.push(topics.plans, "x", disable_plan("p-unsigned", "http.request").SerializeAsString());
@@ -86,15 +87,20 @@ TEST_F(GuardTest, UnsignedOrForgedPlansOnTheTopicAreDeadLetteredAndNothingIsEnfo
     ASSERT_TRUE(l.ParseFromString(m.payload));
     reasons.push_back(l.reason().substr(0, l.reason().find(':')));
   }
-  EXPECT_EQ(reasons, (std::vector<std::string>{"unsigned_plan", "untrusted_plan_key", "bad_plan_signature",
-                                               "bad_plan_signature", "unsigned_plan"}));
-  EXPECT_EQ(metric(registry, "immunizer_execute_plans_refused_total", "reason", "unsigned_plan"), 2);
-  EXPECT_EQ(metric(registry, "immunizer_execute_plans_refused_total", "reason", "untrusted_plan_key"), 1);
-  EXPECT_EQ(metric(registry, "immunizer_execute_plans_refused_total", "reason", "bad_plan_signature"), 2);
+  EXPECT_EQ(reasons,
+            (std::vector<std::string>{"unsigned_plan", "untrusted_plan_key", "bad_plan_signature",
+                                      "bad_plan_signature", "unsigned_plan"}));
+  EXPECT_EQ(metric(registry, "immunizer_execute_plans_refused_total", "reason", "unsigned_plan"),
+            2);
+  EXPECT_EQ(
+      metric(registry, "immunizer_execute_plans_refused_total", "reason", "untrusted_plan_key"), 1);
+  EXPECT_EQ(
+      metric(registry, "immunizer_execute_plans_refused_total", "reason", "bad_plan_signature"), 2);
   EXPECT_EQ((in.committed[{topics.plans, 0}]), 5);  // dead-lettered, not re-read
 
   // The genuine plan, signed by plan's key, is enforced.
-  in.push(topics.plans, "x", signed_plan(block_plan("p-ok", "act-ok", "attacker", 60'000)).SerializeAsString());
+  in.push(topics.plans, "x",
+          signed_plan(block_plan("p-ok", "act-ok", "attacker", 60'000)).SerializeAsString());
   loop.run_once();
   ASSERT_EQ(link->directives().size(), 1u);
   EXPECT_EQ(link->directives()[0].action().target_value(), "attacker");
@@ -107,7 +113,8 @@ TEST_F(GuardTest, AutomaticPlansMayNotDisableACallButAnOperatorMay) {
   const auto rejected = of_type(drained(), v1::ACTION_EVENT_REJECTED);
   ASSERT_EQ(rejected.size(), 1u);
   EXPECT_EQ(rejected[0].action_id(), "act-p1");
-  EXPECT_NE(rejected[0].reason().find("may not disable"), std::string::npos) << rejected[0].reason();
+  EXPECT_NE(rejected[0].reason().find("may not disable"), std::string::npos)
+      << rejected[0].reason();
   EXPECT_EQ(metric(registry, "immunizer_execute_guard_total", "decision", "refused_kind"), 1);
   // Principal blocks, throttles and aborts remain allowed.
   d.on_plan(block_plan("p2", "act2", "s2", 60'000));
@@ -136,7 +143,8 @@ TEST_F(GuardDisableEnabledTest, DisableFromPlansWhenExplicitlyEnabledAndThrottle
   d.on_plan(disable_plan("p1", "http POST /admin"));
   ASSERT_EQ(link->directives().size(), 1u);
   EXPECT_EQ(link->directives()[0].action().kind(), v1::ACTION_DISABLE_CALL);
-  d.on_plan(block_plan("p2", "act2", "s2", 60'000, 0, v1::ACTION_THROTTLE_PRINCIPAL));  // not listed
+  d.on_plan(
+      block_plan("p2", "act2", "s2", 60'000, 0, v1::ACTION_THROTTLE_PRINCIPAL));  // not listed
   EXPECT_EQ(link->directives().size(), 1u);
 }
 
@@ -148,7 +156,8 @@ TEST_F(GuardTest, AutomaticTtlIsClampedButAManualOneIsNot) {
   EXPECT_EQ(dir.expires_unix_nanos(), clock.now_unix_nanos() + 3'600'000LL * 1'000'000);
   const auto dispatched = of_type(drained(), v1::ACTION_EVENT_DISPATCHED);
   ASSERT_EQ(dispatched.size(), 1u);
-  EXPECT_NE(dispatched[0].reason().find("ttl clamped from 99999999999 ms to 3600000 ms"), std::string::npos)
+  EXPECT_NE(dispatched[0].reason().find("ttl clamped from 99999999999 ms to 3600000 ms"),
+            std::string::npos)
       << dispatched[0].reason();
   EXPECT_EQ(metric(registry, "immunizer_execute_guard_total", "decision", "ttl_clamped"), 1);
   // A plan without a TTL gets the default (5 min, under the cap): nothing clamped.
@@ -177,7 +186,8 @@ class BreakerTest : public GuardTest {
 
 TEST_F(BreakerTest, MoreThanNAutomaticBlocksPerMinuteOpenTheBreakerUntilTheCooldownEnds) {
   for (int i = 0; i < 5; ++i) {
-    d.on_plan(block_plan("p" + std::to_string(i), "act" + std::to_string(i), "s" + std::to_string(i), 60'000));
+    d.on_plan(block_plan("p" + std::to_string(i), "act" + std::to_string(i),
+                         "s" + std::to_string(i), 60'000));
     clock.advance(1s);
   }
   EXPECT_EQ(link->directives().size(), 5u);
@@ -198,7 +208,8 @@ TEST_F(BreakerTest, MoreThanNAutomaticBlocksPerMinuteOpenTheBreakerUntilTheCoold
   EXPECT_EQ(rejected[0].action_id(), "act5");
   bool alarm = false;
   for (const auto& e : of_type(ev, v1::ACTION_EVENT_DISPATCHED))
-    if (e.action().kind() == v1::ACTION_ESCALATE && e.reason().find("circuit breaker opened") != std::string::npos)
+    if (e.action().kind() == v1::ACTION_ESCALATE &&
+        e.reason().find("circuit breaker opened") != std::string::npos)
       alarm = true;
   EXPECT_TRUE(alarm) << "no circuit-breaker escalation in the audit trail";
 

@@ -11,11 +11,11 @@
 #include <regex>
 #include <sstream>
 
+#include "fake_effector.hpp"
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/mock_broker.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
-#include "fake_effector.hpp"
 #include "test_util.hpp"
 
 using namespace immunizer;
@@ -34,13 +34,15 @@ std::string slurp(const std::string& path) {
 // The gRPC port the service reports in its log ("listening on ... (port N)"); 0 on timeout.
 int await_port(const std::string& log_path) {
   int port = 0;
-  eventually([&] {
-    std::smatch m;
-    const std::string log = slurp(log_path);
-    static const std::regex re(R"(listening on 127\.0\.0\.1:0 \(port (\d+)\))");
-    if (std::regex_search(log, m, re)) port = std::stoi(m[1]);
-    return port > 0;
-  }, 30s);
+  eventually(
+      [&] {
+        std::smatch m;
+        const std::string log = slurp(log_path);
+        static const std::regex re(R"(listening on 127\.0\.0\.1:0 \(port (\d+)\))");
+        if (std::regex_search(log, m, re)) port = std::stoi(m[1]);
+        return port > 0;
+      },
+      30s);
   return port;
 }
 
@@ -91,20 +93,36 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   kafka.bootstrap = broker.bootstrap();
   kafka.topic_prefix = prefix;
 
-  const std::string log_path = ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".log";
-  const std::string plan_pub = ::testing::TempDir() + "/execute_e2e_plan_" + std::to_string(getpid()) + ".pem";
+  const std::string log_path =
+      ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".log";
+  const std::string plan_pub =
+      ::testing::TempDir() + "/execute_e2e_plan_" + std::to_string(getpid()) + ".pem";
   std::ofstream(plan_pub) << plan_key_pair().public_pem;
-  const std::string key_file = ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".key";
+  const std::string key_file =
+      ::testing::TempDir() + "/execute_e2e_" + std::to_string(getpid()) + ".key";
   crypto::write_secret_file(key_file, execute_key_pair().private_pem);
   const std::vector<std::string> args{
-      std::string(IMMUNIZER_BIN_DIR) + "/immunizer-execute", "--set", "kafka.bootstrap=" + broker.bootstrap(),
-      "--set", "kafka.topic_prefix=" + prefix, "--set", "http.listen=127.0.0.1", "--set", "http.port=0",
-      "--set", "execute.grpc_listen=127.0.0.1:0",
-      "--set", "execute.directive_signing_key_file=" + key_file,
-      "--set", "execute.tls_ca_file=" + test_pki().ca_cert(),
-      "--set", "execute.tls_cert_file=" + test_pki().cert(common::Role::kExecute, "execute"),
-      "--set", "execute.tls_key_file=" + test_pki().key(common::Role::kExecute, "execute"),
-      "--set", "execute.plan_public_keys=" + plan_pub};
+      std::string(IMMUNIZER_BIN_DIR) + "/immunizer-execute",
+      "--set",
+      "kafka.bootstrap=" + broker.bootstrap(),
+      "--set",
+      "kafka.topic_prefix=" + prefix,
+      "--set",
+      "http.listen=127.0.0.1",
+      "--set",
+      "http.port=0",
+      "--set",
+      "execute.grpc_listen=127.0.0.1:0",
+      "--set",
+      "execute.directive_signing_key_file=" + key_file,
+      "--set",
+      "execute.tls_ca_file=" + test_pki().ca_cert(),
+      "--set",
+      "execute.tls_cert_file=" + test_pki().cert(common::Role::kExecute, "execute"),
+      "--set",
+      "execute.tls_key_file=" + test_pki().key(common::Role::kExecute, "execute"),
+      "--set",
+      "execute.plan_public_keys=" + plan_pub};
   Child child(args, log_path);
   const int port = await_port(log_path);
   ASSERT_GT(port, 0) << slurp(log_path);
@@ -116,8 +134,9 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
   auto forged = block_plan("p0", "act0", "victim", 60'000, call_ts, v1::ACTION_DISABLE_CALL);
   forged.mutable_actions(0)->set_call("http.request");
   producer->produce(topics.plans, "victim", forged.SerializeAsString());
-  producer->produce(topics.plans, "sess-1",
-                    signed_plan(block_plan("p1", "act1", "sess-1", 60'000, call_ts)).SerializeAsString());
+  producer->produce(
+      topics.plans, "sess-1",
+      signed_plan(block_plan("p1", "act1", "sess-1", 60'000, call_ts)).SerializeAsString());
   ASSERT_TRUE(producer->flush(10s).ok());
 
   ASSERT_TRUE(eff.wait_for(1, 30s)) << slurp(log_path);
@@ -128,26 +147,32 @@ TEST(ExecuteService, PlanFromKafkaToEffectorAndAuditTrailBack) {
 
   auto consumer = common::make_kafka_consumer(kafka, "e2e-test", {topics.actions}, nullptr);
   bool dispatched = false, applied = false;
-  EXPECT_TRUE(eventually([&] {
-    for (const auto& m : consumer->poll(100, 100ms)) {
-      v1::ActionEvent e;
-      if (!e.ParseFromString(m.payload) || e.action_id() != "act1") continue;
-      EXPECT_EQ(m.key, "act1");
-      dispatched |= e.type() == v1::ACTION_EVENT_DISPATCHED;
-      applied |= e.type() == v1::ACTION_EVENT_APPLIED && e.effector() == "shop/e2e";
-    }
-    return dispatched && applied;
-  }, 30s)) << slurp(log_path);
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (const auto& m : consumer->poll(100, 100ms)) {
+          v1::ActionEvent e;
+          if (!e.ParseFromString(m.payload) || e.action_id() != "act1") continue;
+          EXPECT_EQ(m.key, "act1");
+          dispatched |= e.type() == v1::ACTION_EVENT_DISPATCHED;
+          applied |= e.type() == v1::ACTION_EVENT_APPLIED && e.effector() == "shop/e2e";
+        }
+        return dispatched && applied;
+      },
+      30s))
+      << slurp(log_path);
   consumer->close();
   auto dl = common::make_kafka_consumer(kafka, "e2e-test-dl", {topics.deadletter}, nullptr);
   std::string dl_reason;
-  EXPECT_TRUE(eventually([&] {
-    for (const auto& m : dl->poll(100, 100ms)) {
-      v1::DeadLetter l;
-      if (l.ParseFromString(m.payload)) dl_reason = l.reason();
-    }
-    return !dl_reason.empty();
-  }, 30s)) << slurp(log_path);
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (const auto& m : dl->poll(100, 100ms)) {
+          v1::DeadLetter l;
+          if (l.ParseFromString(m.payload)) dl_reason = l.reason();
+        }
+        return !dl_reason.empty();
+      },
+      30s))
+      << slurp(log_path);
   dl->close();
   EXPECT_EQ(dl_reason.rfind("unsigned_plan", 0), 0u) << dl_reason;
   EXPECT_EQ(eff.directives().size(), 1u);  // only the signed plan's block

@@ -9,16 +9,16 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/dispatcher.hpp"
-#include "immunizer/tools/pki.hpp"
 #include "immunizer/plan/plan_signing.hpp"
+#include "immunizer/tools/pki.hpp"
 
 namespace immunizer::execute::testing {
 
@@ -39,7 +39,8 @@ inline const crypto::KeyPair& execute_key_pair() {
   return pair;
 }
 inline std::shared_ptr<const crypto::SigningKey> execute_key() {
-  static const auto key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(execute_key_pair().private_pem));
+  static const auto key = std::make_shared<const crypto::SigningKey>(
+      crypto::SigningKey::from_pem(execute_key_pair().private_pem));
   return key;
 }
 inline const crypto::KeyRing& trusted_keys() {
@@ -56,7 +57,9 @@ inline const crypto::KeyRing& trusted_keys() {
 // "billing/b1" (one instance), and a "plan" identity (a role Operations refuses).
 inline const tools::pki::Layout& test_pki() {
   static const tools::pki::Layout l = [] {
-    tools::pki::Layout x{(std::filesystem::temp_directory_path() / ("immunizer-execute-test-" + std::to_string(getpid()))).string()};
+    tools::pki::Layout x{(std::filesystem::temp_directory_path() /
+                          ("immunizer-execute-test-" + std::to_string(getpid())))
+                             .string()};
     tools::pki::init(x, {.effectors = {"shop", "billing/b1"}});
     tools::pki::issue(x, {common::Role::kPlan, "plan", {}, {}});
     std::atexit([] { std::filesystem::remove_all(test_pki().dir); });
@@ -64,7 +67,9 @@ inline const tools::pki::Layout& test_pki() {
   }();
   return l;
 }
-inline common::TlsFiles client_tls(common::Role role, const std::string& name) { return test_pki().tls(role, name); }
+inline common::TlsFiles client_tls(common::Role role, const std::string& name) {
+  return test_pki().tls(role, name);
+}
 
 // plan's key pair in the tests (made once per test binary): test_config() trusts it.
 inline const crypto::KeyPair& plan_key_pair() {
@@ -90,8 +95,9 @@ inline ExecuteConfig test_config() {
   return c;
 }
 
-inline v1::Plan block_plan(const std::string& plan_id, const std::string& action_id, const std::string& session,
-                           int64_t ttl_ms, int64_t call_ts = 0, v1::ActionKind kind = v1::ACTION_BLOCK_PRINCIPAL) {
+inline v1::Plan block_plan(const std::string& plan_id, const std::string& action_id,
+                           const std::string& session, int64_t ttl_ms, int64_t call_ts = 0,
+                           v1::ActionKind kind = v1::ACTION_BLOCK_PRINCIPAL) {
   v1::Plan p;
   p.set_id(plan_id);
   p.set_alarm_id("alarm-" + plan_id);
@@ -132,12 +138,14 @@ class RecordingLink final : public EffectorLink {
   }
   std::mutex mu;
   std::vector<v1::Directive> got;
-  std::vector<std::pair<size_t, uint32_t>> replay_markers;  // (directives received before it, its count)
+  std::vector<std::pair<size_t, uint32_t>>
+      replay_markers;  // (directives received before it, its count)
   bool full = false;
   std::string closed;
 };
 
-inline std::vector<v1::ActionEvent> events(const common::FakeProducer& p, const std::string& topic) {
+inline std::vector<v1::ActionEvent> events(const common::FakeProducer& p,
+                                           const std::string& topic) {
   std::vector<v1::ActionEvent> out;
   for (const auto& s : p.on(topic)) {
     v1::ActionEvent e;
@@ -147,7 +155,8 @@ inline std::vector<v1::ActionEvent> events(const common::FakeProducer& p, const 
   return out;
 }
 
-inline std::vector<v1::ActionEvent> of_type(const std::vector<v1::ActionEvent>& ev, v1::ActionEventType t) {
+inline std::vector<v1::ActionEvent> of_type(const std::vector<v1::ActionEvent>& ev,
+                                            v1::ActionEventType t) {
   std::vector<v1::ActionEvent> out;
   for (const auto& e : ev)
     if (e.type() == t) out.push_back(e);
@@ -155,8 +164,8 @@ inline std::vector<v1::ActionEvent> of_type(const std::vector<v1::ActionEvent>& 
 }
 
 // Value of a counter or gauge (summed over series matching `label`=`value`, or all).
-inline double metric(prometheus::Registry& r, const std::string& name, const std::string& label = "",
-                     const std::string& value = "") {
+inline double metric(prometheus::Registry& r, const std::string& name,
+                     const std::string& label = "", const std::string& value = "") {
   double sum = 0;
   for (const auto& fam : r.Collect()) {
     if (fam.name != name) continue;

@@ -56,30 +56,49 @@ void write_scalar(sensor::ValueWriter& w, const PbField& v) {
   const bool rep = v.index >= 0;
   const int i = v.index;
   switch (f->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_INT32: w.integer(rep ? r->GetRepeatedInt32(*v.m, f, i) : r->GetInt32(*v.m, f)); break;
-    case pb::FieldDescriptor::CPPTYPE_INT64: w.integer(rep ? r->GetRepeatedInt64(*v.m, f, i) : r->GetInt64(*v.m, f)); break;
-    case pb::FieldDescriptor::CPPTYPE_UINT32: w.integer(rep ? r->GetRepeatedUInt32(*v.m, f, i) : r->GetUInt32(*v.m, f)); break;
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      w.integer(rep ? r->GetRepeatedInt32(*v.m, f, i) : r->GetInt32(*v.m, f));
+      break;
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      w.integer(rep ? r->GetRepeatedInt64(*v.m, f, i) : r->GetInt64(*v.m, f));
+      break;
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      w.integer(rep ? r->GetRepeatedUInt32(*v.m, f, i) : r->GetUInt32(*v.m, f));
+      break;
     case pb::FieldDescriptor::CPPTYPE_UINT64: {
       const uint64_t u = rep ? r->GetRepeatedUInt64(*v.m, f, i) : r->GetUInt64(*v.m, f);
-      if (u <= static_cast<uint64_t>(INT64_MAX)) w.integer(static_cast<int64_t>(u));
-      else w.real(static_cast<double>(u));
+      if (u <= static_cast<uint64_t>(INT64_MAX))
+        w.integer(static_cast<int64_t>(u));
+      else
+        w.real(static_cast<double>(u));
       break;
     }
-    case pb::FieldDescriptor::CPPTYPE_DOUBLE: w.real(rep ? r->GetRepeatedDouble(*v.m, f, i) : r->GetDouble(*v.m, f)); break;
-    case pb::FieldDescriptor::CPPTYPE_FLOAT: w.real(rep ? r->GetRepeatedFloat(*v.m, f, i) : r->GetFloat(*v.m, f)); break;
-    case pb::FieldDescriptor::CPPTYPE_BOOL: w.boolean(rep ? r->GetRepeatedBool(*v.m, f, i) : r->GetBool(*v.m, f)); break;
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      w.real(rep ? r->GetRepeatedDouble(*v.m, f, i) : r->GetDouble(*v.m, f));
+      break;
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      w.real(rep ? r->GetRepeatedFloat(*v.m, f, i) : r->GetFloat(*v.m, f));
+      break;
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      w.boolean(rep ? r->GetRepeatedBool(*v.m, f, i) : r->GetBool(*v.m, f));
+      break;
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       const int n = rep ? r->GetRepeatedEnumValue(*v.m, f, i) : r->GetEnumValue(*v.m, f);
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByNumber(n);
-      if (e) w.string(e->name());
-      else w.integer(n);  // an open enum's unknown value
+      if (e)
+        w.string(e->name());
+      else
+        w.integer(n);  // an open enum's unknown value
       break;
     }
     case pb::FieldDescriptor::CPPTYPE_STRING: {
       std::string scratch;
-      const std::string& s = rep ? r->GetRepeatedStringReference(*v.m, f, i, &scratch) : r->GetStringReference(*v.m, f, &scratch);
-      if (f->type() == pb::FieldDescriptor::TYPE_BYTES) w.bytes(s.data(), s.size());
-      else w.string(s);
+      const std::string& s = rep ? r->GetRepeatedStringReference(*v.m, f, i, &scratch)
+                                 : r->GetStringReference(*v.m, f, &scratch);
+      if (f->type() == pb::FieldDescriptor::TYPE_BYTES)
+        w.bytes(s.data(), s.size());
+      else
+        w.string(s);
       break;
     }
     case pb::FieldDescriptor::CPPTYPE_MESSAGE: {
@@ -100,12 +119,18 @@ std::string map_key(const pb::Message& entry) {
   const pb::FieldDescriptor* k = entry.GetDescriptor()->map_key();
   const pb::Reflection* r = entry.GetReflection();
   switch (k->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_INT32: return std::to_string(r->GetInt32(entry, k));
-    case pb::FieldDescriptor::CPPTYPE_INT64: return std::to_string(r->GetInt64(entry, k));
-    case pb::FieldDescriptor::CPPTYPE_UINT32: return std::to_string(r->GetUInt32(entry, k));
-    case pb::FieldDescriptor::CPPTYPE_UINT64: return std::to_string(r->GetUInt64(entry, k));
-    case pb::FieldDescriptor::CPPTYPE_BOOL: return r->GetBool(entry, k) ? "true" : "false";
-    default: return r->GetString(entry, k);
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return std::to_string(r->GetInt32(entry, k));
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      return std::to_string(r->GetInt64(entry, k));
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return std::to_string(r->GetUInt32(entry, k));
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      return std::to_string(r->GetUInt64(entry, k));
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      return r->GetBool(entry, k) ? "true" : "false";
+    default:
+      return r->GetString(entry, k);
   }
 }
 
@@ -138,24 +163,42 @@ void immunizer_sensor_value(sensor::ValueWriter& w, const PbMessage& v) {
 
 std::string_view code_name(::grpc::StatusCode c) {
   switch (c) {
-    case ::grpc::OK: return "OK";
-    case ::grpc::CANCELLED: return "CANCELLED";
-    case ::grpc::UNKNOWN: return "UNKNOWN";
-    case ::grpc::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case ::grpc::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case ::grpc::NOT_FOUND: return "NOT_FOUND";
-    case ::grpc::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case ::grpc::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case ::grpc::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case ::grpc::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case ::grpc::ABORTED: return "ABORTED";
-    case ::grpc::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case ::grpc::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case ::grpc::INTERNAL: return "INTERNAL";
-    case ::grpc::UNAVAILABLE: return "UNAVAILABLE";
-    case ::grpc::DATA_LOSS: return "DATA_LOSS";
-    case ::grpc::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
+    case ::grpc::OK:
+      return "OK";
+    case ::grpc::CANCELLED:
+      return "CANCELLED";
+    case ::grpc::UNKNOWN:
+      return "UNKNOWN";
+    case ::grpc::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case ::grpc::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case ::grpc::NOT_FOUND:
+      return "NOT_FOUND";
+    case ::grpc::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case ::grpc::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case ::grpc::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case ::grpc::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case ::grpc::ABORTED:
+      return "ABORTED";
+    case ::grpc::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case ::grpc::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case ::grpc::INTERNAL:
+      return "INTERNAL";
+    case ::grpc::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case ::grpc::DATA_LOSS:
+      return "DATA_LOSS";
+    case ::grpc::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
   }
 }
 
@@ -169,15 +212,20 @@ struct InterceptorFactory::Shared {
   InterceptorOptions opt;
   ProxyTrust trust;
   InterceptorStats stats;
-  Shared(std::shared_ptr<sensor::Sensor> s, std::shared_ptr<effector::Effector> e, InterceptorOptions o)
-      : sensor(std::move(s)), effector(std::move(e)), opt(std::move(o)), trust(opt.principal.proxies) {}
+  Shared(std::shared_ptr<sensor::Sensor> s, std::shared_ptr<effector::Effector> e,
+         InterceptorOptions o)
+      : sensor(std::move(s)),
+        effector(std::move(e)),
+        opt(std::move(o)),
+        trust(opt.principal.proxies) {}
 };
 
 namespace {
 
 class Interceptor final : public ::grpc::experimental::Interceptor {
  public:
-  Interceptor(std::shared_ptr<InterceptorFactory::Shared> shared, ::grpc::experimental::ServerRpcInfo* info)
+  Interceptor(std::shared_ptr<InterceptorFactory::Shared> shared,
+              ::grpc::experimental::ServerRpcInfo* info)
       : s_(std::move(shared)), info_(info), method_(info->method() ? info->method() : "") {}
   ~Interceptor() override {
     if (!recorded_) record(std::nullopt);  // ended without a status (client gone)
@@ -185,9 +233,11 @@ class Interceptor final : public ::grpc::experimental::Interceptor {
 
   void Intercept(::grpc::experimental::InterceptorBatchMethods* m) override {
     try {
-      if (m->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) on_metadata(m);
+      if (m->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA))
+        on_metadata(m);
       if (m->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) on_message(m);
-      if (m->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE) && denied_) replace_response(m);
+      if (m->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE) && denied_)
+        replace_response(m);
       if (m->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
         ::grpc::Status st = m->GetSendStatus();
         if (denied_) {
@@ -210,7 +260,8 @@ class Interceptor final : public ::grpc::experimental::Interceptor {
     std::vector<std::string_view> fwd;
     const auto& po = s_->opt.principal;
     if (md) {
-      const char* fk = s_->trust.header() == ForwardedHeader::kForwarded ? "forwarded" : "x-forwarded-for";
+      const char* fk =
+          s_->trust.header() == ForwardedHeader::kForwarded ? "forwarded" : "x-forwarded-for";
       if (s_->trust.any()) {
         const auto range = md->equal_range(::grpc::string_ref(fk));
         for (auto it = range.first; it != range.second; ++it) fwd.push_back(view(it->second));
@@ -303,11 +354,14 @@ class Interceptor final : public ::grpc::experimental::Interceptor {
 
 }  // namespace
 
-InterceptorFactory::InterceptorFactory(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<effector::Effector> effector,
+InterceptorFactory::InterceptorFactory(std::shared_ptr<sensor::Sensor> sensor,
+                                       std::shared_ptr<effector::Effector> effector,
                                        InterceptorOptions options)
-    : shared_(std::make_shared<Shared>(std::move(sensor), std::move(effector), std::move(options))) {}
+    : shared_(
+          std::make_shared<Shared>(std::move(sensor), std::move(effector), std::move(options))) {}
 
-::grpc::experimental::Interceptor* InterceptorFactory::CreateServerInterceptor(::grpc::experimental::ServerRpcInfo* info) {
+::grpc::experimental::Interceptor* InterceptorFactory::CreateServerInterceptor(
+    ::grpc::experimental::ServerRpcInfo* info) {
   return new Interceptor(shared_, info);
 }
 
@@ -315,9 +369,12 @@ std::shared_ptr<const InterceptorStats> InterceptorFactory::stats() const {
   return std::shared_ptr<const InterceptorStats>(shared_, &shared_->stats);
 }
 
-std::shared_ptr<const InterceptorStats> install(::grpc::ServerBuilder& builder, std::shared_ptr<sensor::Sensor> sensor,
-                                                std::shared_ptr<effector::Effector> effector, InterceptorOptions options) {
-  auto f = std::make_unique<InterceptorFactory>(std::move(sensor), std::move(effector), std::move(options));
+std::shared_ptr<const InterceptorStats> install(::grpc::ServerBuilder& builder,
+                                                std::shared_ptr<sensor::Sensor> sensor,
+                                                std::shared_ptr<effector::Effector> effector,
+                                                InterceptorOptions options) {
+  auto f = std::make_unique<InterceptorFactory>(std::move(sensor), std::move(effector),
+                                                std::move(options));
   auto stats = f->stats();
   std::vector<std::unique_ptr<::grpc::experimental::ServerInterceptorFactoryInterface>> v;
   v.push_back(std::move(f));

@@ -38,17 +38,29 @@ namespace {
 void immunizer_sensor_value(sensor::ValueWriter& w, const JsonValue& v) {
   const json& j = *v.j;
   switch (j.type()) {
-    case json::value_t::null: w.null(); break;
-    case json::value_t::boolean: w.boolean(j.get<bool>()); break;
-    case json::value_t::number_integer: w.integer(j.get<int64_t>()); break;
+    case json::value_t::null:
+      w.null();
+      break;
+    case json::value_t::boolean:
+      w.boolean(j.get<bool>());
+      break;
+    case json::value_t::number_integer:
+      w.integer(j.get<int64_t>());
+      break;
     case json::value_t::number_unsigned: {
       const auto u = j.get<uint64_t>();
-      if (u <= static_cast<uint64_t>(INT64_MAX)) w.integer(static_cast<int64_t>(u));
-      else w.real(static_cast<double>(u));
+      if (u <= static_cast<uint64_t>(INT64_MAX))
+        w.integer(static_cast<int64_t>(u));
+      else
+        w.real(static_cast<double>(u));
       break;
     }
-    case json::value_t::number_float: w.real(j.get<double>()); break;
-    case json::value_t::string: w.string(j.get_ref<const std::string&>()); break;
+    case json::value_t::number_float:
+      w.real(j.get<double>());
+      break;
+    case json::value_t::string:
+      w.string(j.get_ref<const std::string&>());
+      break;
     case json::value_t::array: {
       auto l = w.list();
       for (const auto& e : j) l.item(JsonValue{&e});
@@ -64,7 +76,9 @@ void immunizer_sensor_value(sensor::ValueWriter& w, const JsonValue& v) {
       w.bytes(b.data(), b.size());
       break;
     }
-    default: w.null(); break;
+    default:
+      w.null();
+      break;
   }
 }
 }  // namespace
@@ -97,7 +111,8 @@ void for_each_param(std::string_view encoded, const ParamSink& f) {
     if (pair.empty()) continue;
     const size_t eq = pair.find('=');
     const std::string k = url_decode(pair.substr(0, eq), true);
-    const std::string v = eq == std::string_view::npos ? std::string() : url_decode(pair.substr(eq + 1), true);
+    const std::string v =
+        eq == std::string_view::npos ? std::string() : url_decode(pair.substr(eq + 1), true);
     f(k, v);
   }
 }
@@ -123,9 +138,12 @@ struct Pending {
 thread_local Pending tl_pending;
 }  // namespace
 
-Middleware::Middleware(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<effector::Effector> effector,
-                       MiddlewareOptions options)
-    : sensor_(std::move(sensor)), effector_(std::move(effector)), opt_(std::move(options)), trust_(opt_.principal.proxies) {
+Middleware::Middleware(std::shared_ptr<sensor::Sensor> sensor,
+                       std::shared_ptr<effector::Effector> effector, MiddlewareOptions options)
+    : sensor_(std::move(sensor)),
+      effector_(std::move(effector)),
+      opt_(std::move(options)),
+      trust_(opt_.principal.proxies) {
   for (auto& h : opt_.excluded_headers) h = lower(h);
   for (const auto& r : opt_.routes)
     if (r.pattern.empty() || r.pattern.front() != '/')
@@ -133,10 +151,13 @@ Middleware::Middleware(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<e
 }
 
 void Middleware::install(httplib::Server& server) {
-  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return pre_routing(req, res); });
+  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return pre_routing(req, res);
+  });
   // The post-routing handler runs once the status is final and before the response is
   // written: the recorded duration is the server's work, not the client's socket.
-  server.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) { log(req, res); });
+  server.set_post_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) { log(req, res); });
 }
 
 MiddlewareStats Middleware::stats() const {
@@ -147,7 +168,8 @@ sensor::Principal Middleware::principal(const httplib::Request& req) const {
   sensor::Principal p;
   std::vector<std::string_view> fwd;
   if (trust_.any()) {
-    const char* name = trust_.header() == ForwardedHeader::kForwarded ? "Forwarded" : "X-Forwarded-For";
+    const char* name =
+        trust_.header() == ForwardedHeader::kForwarded ? "Forwarded" : "X-Forwarded-For";
     const auto range = req.headers.equal_range(name);
     for (auto it = range.first; it != range.second; ++it) fwd.emplace_back(it->second);
   }
@@ -156,7 +178,8 @@ sensor::Principal Middleware::principal(const httplib::Request& req) const {
   if (!po.session_cookies.empty()) {
     const auto range = req.headers.equal_range("Cookie");
     for (const auto& name : po.session_cookies) {
-      for (auto it = range.first; it != range.second && p.session.empty(); ++it) p.session = std::string(cookie_value(it->second, name));
+      for (auto it = range.first; it != range.second && p.session.empty(); ++it)
+        p.session = std::string(cookie_value(it->second, name));
       if (!p.session.empty()) break;
     }
   }
@@ -194,11 +217,14 @@ std::string Middleware::endpoint_of(const httplib::Request& req, const ParamSink
       }
       pat.remove_prefix(1);
       rest.remove_prefix(1);
-      const size_t pe = std::min(pat.find('/'), pat.size()), re = std::min(rest.find('/'), rest.size());
+      const size_t pe = std::min(pat.find('/'), pat.size()),
+                   re = std::min(rest.find('/'), rest.size());
       const std::string_view ps = pat.substr(0, pe), rs = rest.substr(0, re);
       if (!ps.empty() && ps.front() == ':') {
-        if (rs.empty()) ok = false;
-        else caught.emplace_back(ps.substr(1), rs);
+        if (rs.empty())
+          ok = false;
+        else
+          caught.emplace_back(ps.substr(1), rs);
       } else if (ps != rs) {
         ok = false;
       }
@@ -213,7 +239,8 @@ std::string Middleware::endpoint_of(const httplib::Request& req, const ParamSink
   return opt_.endpoint ? opt_.endpoint(req) : std::string();
 }
 
-void Middleware::record_inner_args(sensor::CallScope& inner, const httplib::Request& req, bool body_read) const {
+void Middleware::record_inner_args(sensor::CallScope& inner, const httplib::Request& req,
+                                   bool body_read) const {
   const ParamSink sink = [&](std::string_view k, std::string_view v) { inner.arg(k, v); };
   if (!body_read) return;
   if (req.body.empty() && req.files.empty()) return;
@@ -233,8 +260,10 @@ void Middleware::record_inner_args(sensor::CallScope& inner, const httplib::Requ
     return;
   }
   if (ctype.empty() || ctype.find("x-www-form-urlencoded") != std::string::npos) {
-    if (opt_.params) opt_.params(req.body, sink);
-    else for_each_param(req.body, sink);
+    if (opt_.params)
+      opt_.params(req.body, sink);
+    else
+      for_each_param(req.body, sink);
     return;
   }
   if (opt_.json_body && ctype.find("json") != std::string::npos) {
@@ -243,9 +272,10 @@ void Middleware::record_inner_args(sensor::CallScope& inner, const httplib::Requ
     const int max_depth = opt_.max_json_depth;
     const size_t max_elements = opt_.max_json_elements;
     json::parser_callback_t cb = [&](int depth, json::parse_event_t ev, json&) {
-      if (depth > max_depth || ((ev == json::parse_event_t::value || ev == json::parse_event_t::object_start ||
-                                 ev == json::parse_event_t::array_start) &&
-                                ++elements > max_elements)) {
+      if (depth > max_depth ||
+          ((ev == json::parse_event_t::value || ev == json::parse_event_t::object_start ||
+            ev == json::parse_event_t::array_start) &&
+           ++elements > max_elements)) {
         truncated = true;
         return false;
       }
@@ -269,24 +299,32 @@ void Middleware::record_inner_args(sensor::CallScope& inner, const httplib::Requ
   if (opt_.raw_body) inner.arg("body", sensor::Bytes(req.body.data(), req.body.size()));
 }
 
-httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request& req, httplib::Response& res) {
+httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request& req,
+                                                         httplib::Response& res) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   Pending& p = tl_pending;
   if (p.owner) p.close();  // a previous request whose logger never ran
   p.owner = this;
   p.req = &req;
   const sensor::Principal who = principal(req);
-  const std::string trace = opt_.trace_header.empty() ? std::string() : req.get_header_value(opt_.trace_header.c_str());
+  const std::string trace =
+      opt_.trace_header.empty() ? std::string() : req.get_header_value(opt_.trace_header.c_str());
 
   if (sensor_ && !opt_.request_call.empty()) {
     p.outer.emplace(*sensor_, opt_.request_call);
     sensor::CallScope& outer = *p.outer;
     if (outer.recording()) {
       const size_t q = req.target.find('?');
-      const std::string_view raw_query = q == std::string::npos ? std::string_view() : std::string_view(req.target).substr(q + 1);
+      const std::string_view raw_query =
+          q == std::string::npos ? std::string_view() : std::string_view(req.target).substr(q + 1);
       std::string s1, s2;
-      auto text = [&](std::string_view v, std::string& scratch) { return opt_.text ? opt_.text(v, scratch) : v; };
-      outer.principal(who).arg("method", std::string_view(req.method)).arg("path", text(req.path, s1)).arg("query", text(raw_query, s2));
+      auto text = [&](std::string_view v, std::string& scratch) {
+        return opt_.text ? opt_.text(v, scratch) : v;
+      };
+      outer.principal(who)
+          .arg("method", std::string_view(req.method))
+          .arg("path", text(req.path, s1))
+          .arg("query", text(raw_query, s2));
       if (opt_.record_headers) {
         outer.arg_with("headers", [&](sensor::ValueWriter& w) {
           auto m = w.map();
@@ -295,8 +333,8 @@ httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request&
             lk.assign(k);
             for (auto& c : lk)
               if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-            if (lk.starts_with("x-immunizer-") || lk == "remote_addr" || lk == "remote_port" || lk == "local_addr" ||
-                lk == "local_port")
+            if (lk.starts_with("x-immunizer-") || lk == "remote_addr" || lk == "remote_port" ||
+                lk == "local_addr" || lk == "local_port")
               continue;
             bool excluded = false;
             for (const auto& e : opt_.excluded_headers) excluded = excluded || e == lk;
@@ -323,13 +361,17 @@ httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request&
     if (p.outer) p.outer->label("immunizer.denied", "effector");
     res.status = 403;
     res.set_content(opt_.denied_body, "text/plain");
-    if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) res.set_header("Connection", "close");
+    if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding"))
+      res.set_header("Connection", "close");
     return httplib::Server::HandlerResponse::Handled;
   };
-  if (effector_ && !opt_.request_call.empty() && !effector_->allows(who, opt_.request_call)) return deny();
+  if (effector_ && !opt_.request_call.empty() && !effector_->allows(who, opt_.request_call))
+    return deny();
 
   std::vector<std::pair<std::string, std::string>> path_params;
-  const ParamSink collect = [&](std::string_view k, std::string_view v) { path_params.emplace_back(k, v); };
+  const ParamSink collect = [&](std::string_view k, std::string_view v) {
+    path_params.emplace_back(k, v);
+  };
   const std::string endpoint = endpoint_of(req, &collect);
   if (endpoint.empty()) return httplib::Server::HandlerResponse::Unhandled;
   if (sensor_) {
@@ -343,8 +385,10 @@ httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request&
       if (q != std::string::npos) {
         const std::string_view raw_query = std::string_view(req.target).substr(q + 1);
         const ParamSink sink = [&](std::string_view k, std::string_view v) { inner.arg(k, v); };
-        if (opt_.params) opt_.params(raw_query, sink);
-        else for_each_param(raw_query, sink);
+        if (opt_.params)
+          opt_.params(raw_query, sink);
+        else
+          for_each_param(raw_query, sink);
       }
     }
   }
@@ -361,7 +405,8 @@ httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request&
 
 void Middleware::log(const httplib::Request& req, const httplib::Response& res) {
   Pending& p = tl_pending;
-  if (p.owner != this || p.req != &req) return;  // not opened by pre_routing (e.g. a 400 for garbage)
+  if (p.owner != this || p.req != &req)
+    return;  // not opened by pre_routing (e.g. a 400 for garbage)
   const auto status = static_cast<int64_t>(res.status);
   if (p.inner) {
     if (p.inner->recording()) record_inner_args(*p.inner, req, !p.denied);

@@ -67,7 +67,8 @@ std::optional<IpAddress> IpAddress::parse(std::string_view t) {
     const std::string_view rest = t.substr(close + 1);
     if (!rest.empty() && !(rest.front() == ':' && all_digits(rest.substr(1)))) return std::nullopt;
     auto a = pton(t.substr(1, close - 1));
-    if (a && !a->v6 && t.substr(1, close - 1).find(':') == std::string_view::npos) return std::nullopt;  // "[1.2.3.4]"
+    if (a && !a->v6 && t.substr(1, close - 1).find(':') == std::string_view::npos)
+      return std::nullopt;  // "[1.2.3.4]"
     return a;
   }
   const size_t first = t.find(':');
@@ -98,9 +99,12 @@ Cidr Cidr::parse(std::string_view text) {
   c.prefix = max;
   if (slash != std::string_view::npos) {
     const std::string_view p = t.substr(slash + 1);
-    if (p.empty() || p.size() > 3 || !all_digits(p)) throw std::invalid_argument("'" + std::string(text) + "': bad prefix length");
+    if (p.empty() || p.size() > 3 || !all_digits(p))
+      throw std::invalid_argument("'" + std::string(text) + "': bad prefix length");
     c.prefix = std::atoi(std::string(p).c_str());
-    if (c.prefix > max) throw std::invalid_argument("'" + std::string(text) + "': prefix length above " + std::to_string(max));
+    if (c.prefix > max)
+      throw std::invalid_argument("'" + std::string(text) + "': prefix length above " +
+                                  std::to_string(max));
   }
   return c;
 }
@@ -124,7 +128,8 @@ bool ProxyTrust::trusted(const IpAddress& a) const {
   return false;
 }
 
-std::vector<std::string_view> forwarded_hops(ForwardedHeader header, const std::vector<std::string_view>& values) {
+std::vector<std::string_view> forwarded_hops(ForwardedHeader header,
+                                             const std::vector<std::string_view>& values) {
   std::vector<std::string_view> hops;
   for (const std::string_view v : values) {
     if (header == ForwardedHeader::kXForwardedFor) {
@@ -156,7 +161,8 @@ std::vector<std::string_view> forwarded_hops(ForwardedHeader header, const std::
         const size_t eq = pair.find('=');
         if (eq != std::string_view::npos && iequals(trim(pair.substr(0, eq)), "for")) {
           value = trim(pair.substr(eq + 1));
-          if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+          if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+            value = value.substr(1, value.size() - 2);
           break;
         }
         p = semi + 1;
@@ -167,7 +173,8 @@ std::vector<std::string_view> forwarded_hops(ForwardedHeader header, const std::
   return hops;
 }
 
-std::string ProxyTrust::client_address(std::string_view peer, const std::vector<std::string_view>& forwarded) const {
+std::string ProxyTrust::client_address(std::string_view peer,
+                                       const std::vector<std::string_view>& forwarded) const {
   // gRPC peers: "ipv4:1.2.3.4:5", "ipv6:[::1]:5" (newer gRPC percent-encodes the brackets).
   std::string decoded;
   if (peer.starts_with("ipv4:") || peer.starts_with("ipv6:")) {
@@ -175,7 +182,8 @@ std::string ProxyTrust::client_address(std::string_view peer, const std::vector<
     if (peer.starts_with("%5B") || peer.starts_with("%5b")) {
       decoded.assign(peer);
       for (const char* enc : {"%5B", "%5b", "%5D", "%5d"}) {
-        for (size_t at; (at = decoded.find(enc)) != std::string::npos;) decoded.replace(at, 3, enc[2] == 'B' || enc[2] == 'b' ? "[" : "]");
+        for (size_t at; (at = decoded.find(enc)) != std::string::npos;)
+          decoded.replace(at, 3, enc[2] == 'B' || enc[2] == 'b' ? "[" : "]");
       }
       peer = decoded;
     }
@@ -235,9 +243,13 @@ PrincipalOptions PrincipalOptions::from_env() {
   }
   if (const char* v = std::getenv("IMMUNIZER_PRINCIPAL_FORWARDED_HEADER"); v && *v) {
     const std::string_view h = trim(v);
-    if (iequals(h, "x-forwarded-for")) o.proxies.header = ForwardedHeader::kXForwardedFor;
-    else if (iequals(h, "forwarded")) o.proxies.header = ForwardedHeader::kForwarded;
-    else throw std::invalid_argument("IMMUNIZER_PRINCIPAL_FORWARDED_HEADER='" + std::string(v) + "': expected x-forwarded-for or forwarded");
+    if (iequals(h, "x-forwarded-for"))
+      o.proxies.header = ForwardedHeader::kXForwardedFor;
+    else if (iequals(h, "forwarded"))
+      o.proxies.header = ForwardedHeader::kForwarded;
+    else
+      throw std::invalid_argument("IMMUNIZER_PRINCIPAL_FORWARDED_HEADER='" + std::string(v) +
+                                  "': expected x-forwarded-for or forwarded");
   }
   list("IMMUNIZER_PRINCIPAL_SESSION_COOKIES", o.session_cookies);
   list("IMMUNIZER_PRINCIPAL_SESSION_HEADERS", o.session_headers);

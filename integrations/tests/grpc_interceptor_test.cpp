@@ -11,8 +11,8 @@ using namespace immunizer;
 using namespace std::chrono_literals;
 using integrations::testing::arg;
 using integrations::testing::Bed;
-using integrations::testing::find_call;
 using integrations::testing::field;
+using integrations::testing::find_call;
 using integrations::testing::label;
 namespace ig = immunizer::integrations::grpc;
 
@@ -47,8 +47,8 @@ struct Server {
   }
   ~Server() { server->Shutdown(); }
   std::unique_ptr<immunizer::test::Shop::Stub> stub() {
-    return immunizer::test::Shop::NewStub(
-        ::grpc::CreateChannel("127.0.0.1:" + std::to_string(port), ::grpc::InsecureChannelCredentials()));
+    return immunizer::test::Shop::NewStub(::grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(port), ::grpc::InsecureChannelCredentials()));
   }
 };
 

@@ -12,8 +12,8 @@ using namespace immunizer::integrations;
 using namespace std::chrono_literals;
 using testing_bed = integrations::testing::Bed;
 using integrations::testing::arg;
-using integrations::testing::find_call;
 using integrations::testing::field;
+using integrations::testing::find_call;
 using integrations::testing::label;
 
 namespace {
@@ -67,11 +67,15 @@ TEST(HttplibMiddleware, RecordsRequestAndRouteCallWithTypedArguments) {
   Server::mw_sensor = bed.sensor.get();
   Server s(bed, options());
   auto c = s.client();
-  httplib::Headers h{{"Cookie", "a=1; sid=S-42"}, {"X-User", "alice"}, {"Authorization", "Bearer secret"},
-                     {"User-Agent", "t/1"}, {"X-Immunizer-Trace", "tr:1"}};
-  auto res = c.Post("/orders/17/items/a%20b?coupon=X1&n=2", h,
-                    R"({"qty": 3, "price": 9.5, "gift": true, "note": null, "to": {"name": "Bo", "tags": ["a", 1]}})",
-                    "application/json");
+  httplib::Headers h{{"Cookie", "a=1; sid=S-42"},
+                     {"X-User", "alice"},
+                     {"Authorization", "Bearer secret"},
+                     {"User-Agent", "t/1"},
+                     {"X-Immunizer-Trace", "tr:1"}};
+  auto res = c.Post(
+      "/orders/17/items/a%20b?coupon=X1&n=2", h,
+      R"({"qty": 3, "price": 9.5, "gift": true, "note": null, "to": {"name": "Bo", "tags": ["a", 1]}})",
+      "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
   EXPECT_TRUE(res->has_header("X-Immunizer-Record"));
@@ -91,12 +95,14 @@ TEST(HttplibMiddleware, RecordsRequestAndRouteCallWithTypedArguments) {
   EXPECT_EQ(inner->result().int_value(), 200);
   EXPECT_EQ(label(*outer, "trace"), "tr:1");
   EXPECT_EQ(arg(*outer, "method")->string_value(), "POST");
-  EXPECT_EQ(arg(*outer, "path")->string_value(), "/orders/17/items/a b");  // httplib decodes the path
+  EXPECT_EQ(arg(*outer, "path")->string_value(),
+            "/orders/17/items/a b");  // httplib decodes the path
   EXPECT_EQ(arg(*outer, "query")->string_value(), "coupon=X1&n=2");
   EXPECT_GT(arg(*outer, "body_length")->int_value(), 50);
   const auto& headers = arg(*outer, "headers")->map_value();
   EXPECT_EQ(field(headers, "user-agent").string_value(), "t/1");
-  for (const char* hidden : {"cookie", "authorization", "content-length", "x-immunizer-trace", "remote_addr"})
+  for (const char* hidden :
+       {"cookie", "authorization", "content-length", "x-immunizer-trace", "remote_addr"})
     EXPECT_FALSE(v1::find_field(headers, hidden) != nullptr) << hidden;
   // Path parameters, query, JSON body: typed.
   EXPECT_EQ(arg(*inner, "id")->string_value(), "17");
@@ -117,7 +123,8 @@ TEST(HttplibMiddleware, FormFieldsAndUnroutedRequests) {
   Server::mw_sensor = bed.sensor.get();
   Server s(bed, options());
   auto c = s.client();
-  auto res = c.Post("/files/a/b.txt?x=1", "name=Vino+Rioja&cantidad=55", "application/x-www-form-urlencoded");
+  auto res = c.Post("/files/a/b.txt?x=1", "name=Vino+Rioja&cantidad=55",
+                    "application/x-www-form-urlencoded");
   ASSERT_TRUE(res);
   auto res2 = c.Get("/elsewhere?q=1");  // no route: only the request-level record
   ASSERT_TRUE(res2);
@@ -153,9 +160,11 @@ TEST(HttplibMiddleware, HostileJsonIsBoundedAndInvalidJsonKeptAsText) {
   ASSERT_TRUE(c.Post("/orders/1/items/3", many, "application/json"));
   ASSERT_TRUE(c.Post("/orders/1/items/4", "{\"a\": ", "application/json"));
   const auto recs = bed.records(9);
-  std::vector<const v1::CallRecord*> inner(3, nullptr);  // by the item path parameter (records may come in any order)
+  std::vector<const v1::CallRecord*> inner(
+      3, nullptr);  // by the item path parameter (records may come in any order)
   for (const auto& r : recs)
-    if (r.call() == "/orders/:id/items/:item") inner.at(std::stoi(arg(r, "item")->string_value()) - 2) = &r;
+    if (r.call() == "/orders/:id/items/:item")
+      inner.at(std::stoi(arg(r, "item")->string_value()) - 2) = &r;
   ASSERT_TRUE(inner[0] && inner[1] && inner[2]);
   ASSERT_TRUE(arg(*inner[0], "b") && arg(*inner[1], "k") && arg(*inner[2], "body"));
   EXPECT_EQ(label(*inner[0], "json.truncated"), "true");
@@ -172,10 +181,12 @@ TEST(HttplibMiddleware, DeniesBeforeTheHandlerAndRecordsTheDenial) {
   Server s(bed, options());
   bed.block(v1::PRINCIPAL_FIELD_SESSION, "BAD");
   auto c = s.client();
-  auto res = c.Post("/orders/1/items/2?z=1", {{"Cookie", "sid=BAD"}}, "a=1", "application/x-www-form-urlencoded");
+  auto res = c.Post("/orders/1/items/2?z=1", {{"Cookie", "sid=BAD"}}, "a=1",
+                    "application/x-www-form-urlencoded");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 403);
-  EXPECT_EQ(res->get_header_value("Connection"), "close");  // the unread body cannot be parsed as a request
+  EXPECT_EQ(res->get_header_value("Connection"),
+            "close");  // the unread body cannot be parsed as a request
   EXPECT_EQ(s.handled.load(), 0);
   // Another session on a new connection is served.
   auto c2 = s.client();
@@ -191,7 +202,8 @@ TEST(HttplibMiddleware, DeniesBeforeTheHandlerAndRecordsTheDenial) {
   ASSERT_TRUE(denied);
   EXPECT_EQ(label(*denied, "immunizer.denied"), "effector");
   EXPECT_EQ(denied->result().int_value(), 403);
-  EXPECT_EQ(arg(*denied, "body_length")->int_value(), 3);  // from Content-Length: the body was not read
+  EXPECT_EQ(arg(*denied, "body_length")->int_value(),
+            3);  // from Content-Length: the body was not read
 }
 
 TEST(HttplibMiddleware, DeniesOneRouteCallOnly) {
@@ -249,7 +261,8 @@ TEST(HttplibMiddleware, UrlDecoding) {
   EXPECT_EQ(http::url_decode("a%20b+c%zz%4", true), "a b c%zz%4");
   EXPECT_EQ(http::url_decode("a+b%2B", false), "a+b+");
   std::vector<std::pair<std::string, std::string>> got;
-  http::for_each_param("a=1&&b&c=%41=", [&](std::string_view k, std::string_view v) { got.emplace_back(k, v); });
+  http::for_each_param("a=1&&b&c=%41=",
+                       [&](std::string_view k, std::string_view v) { got.emplace_back(k, v); });
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[1], (std::pair<std::string, std::string>{"b", ""}));
   EXPECT_EQ(got[2], (std::pair<std::string, std::string>{"c", "A="}));

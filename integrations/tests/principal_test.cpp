@@ -8,7 +8,8 @@
 using namespace immunizer::integrations;
 
 namespace {
-ProxyTrust trust(std::vector<std::string> cidrs, ForwardedHeader h = ForwardedHeader::kXForwardedFor) {
+ProxyTrust trust(std::vector<std::string> cidrs,
+                 ForwardedHeader h = ForwardedHeader::kXForwardedFor) {
   return ProxyTrust({.trusted_proxies = std::move(cidrs), .header = h});
 }
 }  // namespace
@@ -21,8 +22,9 @@ TEST(IpAddress, ParsesAndCanonicalises) {
   EXPECT_EQ(IpAddress::parse("[::1]")->str(), "::1");
   EXPECT_EQ(IpAddress::parse("::ffff:10.1.2.3")->str(), "10.1.2.3");  // IPv4-mapped folds to IPv4
   EXPECT_FALSE(IpAddress::parse("::ffff:10.1.2.3")->v6);
-  for (const char* bad : {"", "unknown", "_hidden", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4:http", "[1.2.3.4]",
-                          "[::1", "::1]:5", "fe80::1%eth0", "\xc0\xaf", "1.2.3.4 5.6.7.8", "[::1]:99999999"})
+  for (const char* bad :
+       {"", "unknown", "_hidden", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4:http", "[1.2.3.4]",
+        "[::1", "::1]:5", "fe80::1%eth0", "\xc0\xaf", "1.2.3.4 5.6.7.8", "[::1]:99999999"})
     EXPECT_FALSE(IpAddress::parse(bad)) << bad;
   EXPECT_FALSE(IpAddress::parse(std::string(100, '1')));
 }
@@ -43,7 +45,8 @@ TEST(Cidr, ContainsV4AndV6) {
   EXPECT_TRUE(Cidr::parse("0.0.0.0/0").contains(*IpAddress::parse("8.8.8.8")));
   EXPECT_TRUE(Cidr::parse("127.0.0.1").contains(*IpAddress::parse("127.0.0.1")));
   EXPECT_FALSE(Cidr::parse("127.0.0.1").contains(*IpAddress::parse("127.0.0.2")));
-  for (const char* bad : {"10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "foo", "10.0.0.0/8/8", ""})
+  for (const char* bad :
+       {"10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "foo", "10.0.0.0/8/8", ""})
     EXPECT_THROW(Cidr::parse(bad), std::invalid_argument) << bad;
 }
 
@@ -87,9 +90,12 @@ TEST(ProxyTrust, GarbageInTheChainStopsAtTheLastGoodHop) {
 
 TEST(ProxyTrust, ForwardedHeaderRfc7239) {
   const auto t = trust({"10.0.0.0/8"}, ForwardedHeader::kForwarded);
-  EXPECT_EQ(t.client_address("10.0.0.1", {"for=192.0.2.60;proto=http;by=203.0.113.43"}), "192.0.2.60");
-  EXPECT_EQ(t.client_address("10.0.0.1", {"For=\"[2001:db8:cafe::17]:4711\""}), "2001:db8:cafe::17");
-  EXPECT_EQ(t.client_address("10.0.0.1", {"for=192.0.2.66, for=198.51.100.7;proto=https"}), "198.51.100.7");
+  EXPECT_EQ(t.client_address("10.0.0.1", {"for=192.0.2.60;proto=http;by=203.0.113.43"}),
+            "192.0.2.60");
+  EXPECT_EQ(t.client_address("10.0.0.1", {"For=\"[2001:db8:cafe::17]:4711\""}),
+            "2001:db8:cafe::17");
+  EXPECT_EQ(t.client_address("10.0.0.1", {"for=192.0.2.66, for=198.51.100.7;proto=https"}),
+            "198.51.100.7");
   EXPECT_EQ(t.client_address("10.0.0.1", {"for=unknown"}), "10.0.0.1");
   EXPECT_EQ(t.client_address("10.0.0.1", {"proto=https"}), "10.0.0.1");  // no for=
   EXPECT_EQ(t.client_address("10.0.0.1", {"for=\"_gazonk\", for=10.1.1.1"}), "10.1.1.1");
@@ -132,8 +138,9 @@ TEST(Principal, FromEnvironment) {
   setenv("IMMUNIZER_PRINCIPAL_TRUSTED_PROXIES", "", 1);
   setenv("IMMUNIZER_PRINCIPAL_FORWARDED_HEADER", "x-real-ip", 1);
   EXPECT_THROW(PrincipalOptions::from_env(), std::invalid_argument);
-  for (const char* v : {"IMMUNIZER_PRINCIPAL_TRUSTED_PROXIES", "IMMUNIZER_PRINCIPAL_FORWARDED_HEADER",
-                        "IMMUNIZER_PRINCIPAL_SESSION_COOKIES", "IMMUNIZER_PRINCIPAL_USER_HEADERS"})
+  for (const char* v :
+       {"IMMUNIZER_PRINCIPAL_TRUSTED_PROXIES", "IMMUNIZER_PRINCIPAL_FORWARDED_HEADER",
+        "IMMUNIZER_PRINCIPAL_SESSION_COOKIES", "IMMUNIZER_PRINCIPAL_USER_HEADERS"})
     unsetenv(v);
   o = PrincipalOptions::from_env();
   EXPECT_TRUE(o.proxies.trusted_proxies.empty());

@@ -20,7 +20,6 @@
 
 namespace immunizer::integrations::testing {
 
-
 struct Bed {
   common::MockBroker broker{1, {{"immunizer.calls", 1}}};
   std::shared_ptr<sensor::Sensor> sensor;
@@ -80,7 +79,8 @@ struct Bed {
   }
 };
 
-inline const v1::CallRecord* find_call(const std::vector<v1::CallRecord>& recs, const std::string& call) {
+inline const v1::CallRecord* find_call(const std::vector<v1::CallRecord>& recs,
+                                       const std::string& call) {
   for (const auto& r : recs)
     if (r.call() == call) return &r;
   return nullptr;

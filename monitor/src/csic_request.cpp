@@ -1,8 +1,8 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cctype>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <stdexcept>
@@ -15,7 +15,9 @@ namespace {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
   }
   return true;
 }
@@ -27,7 +29,9 @@ std::string lower(std::string_view s) {
 }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.back() == '\r' || s.back() == '\n' || s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() &&
+         (s.back() == '\r' || s.back() == '\n' || s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   return s;
 }
@@ -127,7 +131,8 @@ std::vector<Request> parse(std::string_view text) {
     size_t nl = text.find('\n', pos);
     if (nl == std::string_view::npos) nl = text.size();
     std::string_view l = text.substr(pos, nl - pos);
-    while (!l.empty() && l.back() == '\r') l.remove_suffix(1);  // CRLF, or CRLF saved again as CRCRLF
+    while (!l.empty() && l.back() == '\r')
+      l.remove_suffix(1);  // CRLF, or CRLF saved again as CRCRLF
     lines.push_back(l);
     pos = nl + 1;
   }
@@ -148,7 +153,8 @@ std::vector<Request> parse(std::string_view text) {
       const std::string_view l = lines[i];
       const size_t colon = l.find(':');
       if (colon == std::string_view::npos) continue;
-      r.headers.emplace_back(std::string(trim(l.substr(0, colon))), std::string(trim(l.substr(colon + 1))));
+      r.headers.emplace_back(std::string(trim(l.substr(0, colon))),
+                             std::string(trim(l.substr(colon + 1))));
     }
     // Body: lines until the next request line preceded by a blank line.
     size_t j = i;
@@ -178,7 +184,8 @@ std::vector<Request> read_file(const std::string& file) {
   if (!in) throw std::runtime_error("csic: cannot open " + file);
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw std::runtime_error("csic: cannot read " + file);
-  if (data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1f && static_cast<unsigned char>(data[1]) == 0x8b) {
+  if (data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1f &&
+      static_cast<unsigned char>(data[1]) == 0x8b) {
     data = gunzip(data);
   }
   return parse(data);
@@ -216,7 +223,8 @@ std::string url_decode(std::string_view s, bool plus_as_space) {
 
 std::vector<std::pair<std::string, std::string>> parse_params(std::string_view encoded) {
   std::vector<std::pair<std::string, std::string>> out;
-  for_each_decoded_param(encoded, [&](std::string_view k, std::string_view v) { out.emplace_back(k, v); });
+  for_each_decoded_param(encoded,
+                         [&](std::string_view k, std::string_view v) { out.emplace_back(k, v); });
   return out;
 }
 
@@ -283,17 +291,23 @@ bool is_shop_endpoint(std::string_view path) {
 namespace {
 const std::vector<std::string>& shop_static_files() {
   static const std::vector<std::string> kStatic = {
-      "/tienda1/global/estilos.css",          "/tienda1/imagenes/1.gif",
-      "/tienda1/imagenes/2.gif",              "/tienda1/imagenes/3.gif",
-      "/tienda1/imagenes/cmenbul.gif",        "/tienda1/imagenes/logo.gif",
-      "/tienda1/imagenes/nuestratierra.jpg",  "/tienda1/miembros/imagenes/castro.jpg",
-      "/tienda1/miembros/imagenes/ogono.jpg", "/tienda1/miembros/imagenes/zarauz.jpg",
+      "/tienda1/global/estilos.css",
+      "/tienda1/imagenes/1.gif",
+      "/tienda1/imagenes/2.gif",
+      "/tienda1/imagenes/3.gif",
+      "/tienda1/imagenes/cmenbul.gif",
+      "/tienda1/imagenes/logo.gif",
+      "/tienda1/imagenes/nuestratierra.jpg",
+      "/tienda1/miembros/imagenes/castro.jpg",
+      "/tienda1/miembros/imagenes/ogono.jpg",
+      "/tienda1/miembros/imagenes/zarauz.jpg",
   };
   return kStatic;
 }
 }  // namespace
 
-std::vector<immunizer::v1::CallRecord> to_call_records(const Request& req, const ShopRecordOptions& o) {
+std::vector<immunizer::v1::CallRecord> to_call_records(const Request& req,
+                                                       const ShopRecordOptions& o) {
   const bool endpoint = is_shop_endpoint(req.path);
   const auto& st = shop_static_files();
   const bool known = endpoint || std::find(st.begin(), st.end(), req.path) != st.end();
@@ -351,9 +365,11 @@ std::vector<immunizer::v1::CallRecord> to_call_records(const Request& req, const
     inner.set_call(latin1_to_utf8(req.path));
     inner.set_context("http.request");
     for (auto& [k, v] : parse_params(req.query)) add_arg(inner, latin1_to_utf8(k), string_value(v));
-    if (!req.body.empty() && (req.header("content-type").empty() ||
-                              req.header("content-type").find("x-www-form-urlencoded") != std::string_view::npos)) {
-      for (auto& [k, v] : parse_params(req.body)) add_arg(inner, latin1_to_utf8(k), string_value(v));
+    if (!req.body.empty() &&
+        (req.header("content-type").empty() ||
+         req.header("content-type").find("x-www-form-urlencoded") != std::string_view::npos)) {
+      for (auto& [k, v] : parse_params(req.body))
+        add_arg(inner, latin1_to_utf8(k), string_value(v));
     }
     inner.mutable_result()->set_int_value(status);
   }

@@ -61,7 +61,8 @@ CountMinSketch::CountMinSketch(size_t width, size_t depth) {
 
 FeatureConfig sanitize(FeatureConfig c) {
   auto need = [](bool ok, const char* field) {
-    if (!ok) throw std::invalid_argument(std::string("monitor.features.") + field + " out of range");
+    if (!ok)
+      throw std::invalid_argument(std::string("monitor.features.") + field + " out of range");
   };
   need(c.max_paths_per_model >= 1 && c.max_paths_per_model <= 4096, "max_paths_per_model");
   need(c.max_models >= 1, "max_models");
@@ -70,10 +71,12 @@ FeatureConfig sanitize(FeatureConfig c) {
   need(c.max_value_bytes >= 3 && c.max_value_bytes <= 4096, "max_value_bytes");
   need(c.outlier_novelty > 0, "outlier_novelty");
   need(c.outlier_learn_every >= 1, "outlier_learn_every");
-  need(c.trigram_sketch_width >= 16 && c.trigram_sketch_width <= (1u << 24), "trigram_sketch_width");
+  need(c.trigram_sketch_width >= 16 && c.trigram_sketch_width <= (1u << 24),
+       "trigram_sketch_width");
   need(c.trigram_sketch_depth >= 1 && c.trigram_sketch_depth <= 4, "trigram_sketch_depth");
   need(c.enum_max_values >= 1 && c.enum_max_values <= 4096, "enum_max_values");
-  need(c.missing_presence_threshold > 0 && c.missing_presence_threshold <= 1, "missing_presence_threshold");
+  need(c.missing_presence_threshold > 0 && c.missing_presence_threshold <= 1,
+       "missing_presence_threshold");
   need(c.max_principals >= 4 && c.max_principals <= (1u << 24), "max_principals");
   need(c.principal_half_life_seconds > 0, "principal_half_life_seconds");
   need(c.max_deviation > 0, "max_deviation");
@@ -88,36 +91,48 @@ namespace {
 // Character classes: what a value is made of. Attacks change the mix (quotes, brackets,
 // control characters in a path that held letters and digits).
 constexpr int kClasses = 13;
-constexpr const char* kClassNames[kClasses] = {"lower", "upper", "digit", "space", "dot", "dash",
-                                               "at", "quote", "meta", "slash", "punct", "control",
-                                               "high"};
+constexpr const char* kClassNames[kClasses] = {"lower", "upper",   "digit", "space", "dot",
+                                               "dash",  "at",      "quote", "meta",  "slash",
+                                               "punct", "control", "high"};
 constexpr std::array<uint8_t, 256> make_class_table() {
   std::array<uint8_t, 256> t{};
   for (int b = 0; b < 256; ++b) {
     uint8_t c = 10;  // other punctuation
-    if (b >= 'a' && b <= 'z') c = 0;
-    else if (b >= 'A' && b <= 'Z') c = 1;
-    else if (b >= '0' && b <= '9') c = 2;
-    else if (b == ' ' || b == '\t') c = 3;
-    else if (b == '.' || b == ',') c = 4;
-    else if (b == '-' || b == '_') c = 5;
-    else if (b == '@') c = 6;
-    else if (b == '\'' || b == '"' || b == '`') c = 7;
-    else if (b == ';' || b == '=' || b == '(' || b == ')' || b == '<' || b == '>') c = 8;
-    else if (b == '/' || b == '\\' || b == ':') c = 9;
-    else if (b < 0x20 || b == 0x7f) c = 11;
-    else if (b >= 0x80) c = 12;
+    if (b >= 'a' && b <= 'z')
+      c = 0;
+    else if (b >= 'A' && b <= 'Z')
+      c = 1;
+    else if (b >= '0' && b <= '9')
+      c = 2;
+    else if (b == ' ' || b == '\t')
+      c = 3;
+    else if (b == '.' || b == ',')
+      c = 4;
+    else if (b == '-' || b == '_')
+      c = 5;
+    else if (b == '@')
+      c = 6;
+    else if (b == '\'' || b == '"' || b == '`')
+      c = 7;
+    else if (b == ';' || b == '=' || b == '(' || b == ')' || b == '<' || b == '>')
+      c = 8;
+    else if (b == '/' || b == '\\' || b == ':')
+      c = 9;
+    else if (b < 0x20 || b == 0x7f)
+      c = 11;
+    else if (b >= 0x80)
+      c = 12;
     t[b] = c;
   }
   return t;
 }
 constexpr std::array<uint8_t, 256> kClassOf = make_class_table();
 constexpr double kClassSmoothing = 0.01;
-constexpr double kWinsor = 4.0;            // winsorising limit of running statistics, in sd
-constexpr double kMinFeatureStats = 30;    // history needed before features are normalised
-constexpr unsigned kGramSetBits = 13;       // per-value 3-gram de-dup set: 8192 slots
+constexpr double kWinsor = 4.0;          // winsorising limit of running statistics, in sd
+constexpr double kMinFeatureStats = 30;  // history needed before features are normalised
+constexpr unsigned kGramSetBits = 13;    // per-value 3-gram de-dup set: 8192 slots
 constexpr uint64_t kAllProfileSample = 4;
-constexpr uint32_t kKnownValueCount = 8;   // enumeration members seen this often are "known"
+constexpr uint32_t kKnownValueCount = 8;  // enumeration members seen this often are "known"
 
 // Per-path features, in column order.
 enum PathFeature : int {
@@ -137,8 +152,9 @@ enum PathFeature : int {
 constexpr int kFirstNormalised = kCharclassDivergence;
 constexpr int kLastNormalised = kUnseen3gramFrac;
 constexpr const char* kPathFeatureNames[kPathFeatures] = {
-    "length_deviation", "charclass_divergence", "rare_1gram",   "rare_3gram",       "unseen_3gram_frac",
-    "unseen_chars",     "nonprintable",         "enum_surprise", "numeric_deviation"};
+    "length_deviation", "charclass_divergence", "rare_1gram",
+    "rare_3gram",       "unseen_3gram_frac",    "unseen_chars",
+    "nonprintable",     "enum_surprise",        "numeric_deviation"};
 
 // Record-level features, in column order (they come first, then one block per path).
 enum GlobalFeature : int {
@@ -155,14 +171,16 @@ enum GlobalFeature : int {
   kInvalidUtf8,      // text fields (values, names, principal, call, labels) not valid UTF-8
   kTruncatedValues,  // string / bytes values the sensor cut to its per-string cap
   kRecordTruncated,  // the record outgrew the sensor's per-record cap (arguments left out)
-  kAnyBase,  // kAnyBase + PathFeature: aggregate of that feature over every argument
+  kAnyBase,          // kAnyBase + PathFeature: aggregate of that feature over every argument
   kGlobalFeatures = kAnyBase + kPathFeatures
 };
 constexpr const char* kGlobalNames[kAnyBase] = {
-    "struct:arg_count",      "struct:arg_count_deviation", "struct:unseen_args",
-    "struct:missing_args",   "struct:dropped_args",        "outcome:error",
-    "outcome:duration_deviation", "principal:new",         "principal:recent_calls",
-    "principal:interval_deviation", "encoding:invalid_utf8", "size:truncated_values",
+    "struct:arg_count",           "struct:arg_count_deviation",
+    "struct:unseen_args",         "struct:missing_args",
+    "struct:dropped_args",        "outcome:error",
+    "outcome:duration_deviation", "principal:new",
+    "principal:recent_calls",     "principal:interval_deviation",
+    "encoding:invalid_utf8",      "size:truncated_values",
     "size:record_truncated"};
 // How an aggregate combines a feature over arguments: sums for counts, max otherwise.
 constexpr bool kAggregateSums[kPathFeatures] = {false, false, false, false, false,
@@ -200,8 +218,8 @@ struct RunningStats {
 // Everything learned about one argument path (or, for the model-wide profile, about all).
 struct PathState {
   std::string name;
-  uint64_t present = 0;       // records in which the path occurred
-  uint64_t last_record = 0;   // record number (1-based) of the last occurrence
+  uint64_t present = 0;      // records in which the path occurred
+  uint64_t last_record = 0;  // record number (1-based) of the last occurrence
   RunningStats length;
   std::array<double, kClasses> classes{};
   double class_total = 0;
@@ -218,7 +236,7 @@ struct PathState {
   // Running statistics of this path's own feature values, so aggregates can compare
   // paths with different natural variability (a free-text path vs an enumeration).
   std::array<RunningStats, kPathFeatures> feature_stats;
-  uint64_t outliers = 0;      // values whose learning was damped
+  uint64_t outliers = 0;  // values whose learning was damped
 
   size_t memory_bytes() const {
     return sizeof(*this) + name.capacity() + trigrams.memory_bytes() - sizeof(trigrams) +
@@ -254,7 +272,8 @@ struct PathState {
     r.u32s(&trigrams.mutable_cells(), trigrams.width() * trigrams.depth());
     trigrams.set_total(r.u64());
     const uint64_t ne = r.u64();
-    if (ne > enum_max) throw std::runtime_error("monitor snapshot: enumeration larger than enum_max_values");
+    if (ne > enum_max)
+      throw std::runtime_error("monitor snapshot: enumeration larger than enum_max_values");
     enum_values.clear();
     enum_counts.clear();
     enum_state = 0;
@@ -422,8 +441,8 @@ class ModelState {
     size_t m = sizeof(*this) + all_.memory_bytes() + principals_.capacity() * sizeof(PrincipalSlot);
     for (const auto& p : paths_) m += p.memory_bytes();
     for (const auto& n : names_) m += n.capacity() + sizeof(std::string);
-    m += index_.memory_bytes() + vals_.capacity() * sizeof(double) + leaves_.capacity() * sizeof(Leaf) +
-         path_buf_.capacity();
+    m += index_.memory_bytes() + vals_.capacity() * sizeof(double) +
+         leaves_.capacity() * sizeof(Leaf) + path_buf_.capacity();
     return m;
   }
 
@@ -478,7 +497,8 @@ class ModelState {
     }
     arg_count += columnless_;
     vals_[kArgCount] = static_cast<double>(arg_count);
-    vals_[kArgCountDeviation] = clampd(arg_stats_.z(static_cast<double>(arg_count), 0.5), cfg_.max_deviation);
+    vals_[kArgCountDeviation] =
+        clampd(arg_stats_.z(static_cast<double>(arg_count), 0.5), cfg_.max_deviation);
     vals_[kUnseenArgs] = static_cast<double>(unseen_);
     vals_[kMissingArgs] = static_cast<double>(missing);
     vals_[kDroppedArgs] = static_cast<double>(dropped_);
@@ -490,13 +510,15 @@ class ModelState {
       size_t invalid = invalid_names_, truncated = 0;
       for (const Leaf& leaf : leaves_) {
         const auto& v = *leaf.value;
-        if (v.kind_case() == immunizer::v1::Value::kStringValue && !is_valid_utf8(v.string_value())) ++invalid;
+        if (v.kind_case() == immunizer::v1::Value::kStringValue && !is_valid_utf8(v.string_value()))
+          ++invalid;
         if (v.truncated()) ++truncated;
       }
       const auto& p = r.principal();
       invalid += !is_valid_utf8(p.user()) + !is_valid_utf8(p.session()) + !is_valid_utf8(p.ip());
       invalid += !is_valid_utf8(r.call()) + !is_valid_utf8(r.context());
-      for (const auto& l : r.labels()) invalid += !is_valid_utf8(l.key()) + !is_valid_utf8(l.value());
+      for (const auto& l : r.labels())
+        invalid += !is_valid_utf8(l.key()) + !is_valid_utf8(l.value());
       if (r.outcome_case() == immunizer::v1::CallRecord::kError)
         invalid += !is_valid_utf8(r.error().type()) + !is_valid_utf8(r.error().message());
       vals_[kInvalidUtf8] = static_cast<double>(invalid);
@@ -522,7 +544,8 @@ class ModelState {
       fold(ps, leaf, leaf.f, learn);
       // The model-wide profile (only consulted for paths without columns) learns from a
       // deterministic 1-in-kAllProfileSample sample of records: same picture, less CPU.
-      if (leaf.path >= 0 && !leaf.known && record_no % kAllProfileSample == 0) fold(all_, leaf, nullptr, learn);
+      if (leaf.path >= 0 && !leaf.known && record_no % kAllProfileSample == 0)
+        fold(all_, leaf, nullptr, learn);
     }
     for (PathState& ps : paths_) {
       if (ps.last_record == record_no) ++ps.present;
@@ -558,7 +581,8 @@ class ModelState {
   void read(codec::Reader& r) {
     if (r.u64() != cfg_.trigram_sketch_width || r.u64() != cfg_.trigram_sketch_depth ||
         r.u64() != principals_.size()) {
-      throw std::runtime_error("monitor snapshot: sketch or principal table dimensions differ from config");
+      throw std::runtime_error(
+          "monitor snapshot: sketch or principal table dimensions differ from config");
     }
     records_ = r.u64(), version_ = r.u32();
     unseen_path_records_ = r.u64(), truncated_records_ = r.u64();
@@ -566,7 +590,8 @@ class ModelState {
     duration_.read(r);
     all_.read(r, cfg_.trigram_sketch_width, cfg_.trigram_sketch_depth, cfg_.enum_max_values);
     const uint64_t np = r.u64();
-    if (np > std::max<size_t>(cfg_.max_paths_per_model, 4096)) throw std::runtime_error("monitor snapshot: too many paths");
+    if (np > std::max<size_t>(cfg_.max_paths_per_model, 4096))
+      throw std::runtime_error("monitor snapshot: too many paths");
     paths_.resize(np);
     index_.clear();
     for (size_t i = 0; i < np; ++i) {
@@ -577,10 +602,12 @@ class ModelState {
       index_.insert(paths_[i].name, static_cast<int>(i));
     }
     const uint64_t used = r.u64();
-    if (used > principals_.size()) throw std::runtime_error("monitor snapshot: too many principals");
+    if (used > principals_.size())
+      throw std::runtime_error("monitor snapshot: too many principals");
     for (uint64_t k = 0; k < used; ++k) {
       const uint64_t i = r.u64();
-      if (i >= principals_.size()) throw std::runtime_error("monitor snapshot: principal slot out of range");
+      if (i >= principals_.size())
+        throw std::runtime_error("monitor snapshot: principal slot out of range");
       auto& s = principals_[i];
       s.hash = r.u64(), s.last_ns = r.i64(), s.damped_calls = r.f64();
       s.iv_n = r.f64(), s.iv_mean = r.f64(), s.iv_var = r.f64();
@@ -690,10 +717,16 @@ class ModelState {
   static bool number_of(const immunizer::v1::Value& v, double* x) {
     using K = immunizer::v1::Value;
     switch (v.kind_case()) {
-      case K::kIntValue: *x = static_cast<double>(v.int_value()); return true;
-      case K::kDoubleValue: *x = v.double_value(); return std::isfinite(*x);
-      case K::kStringValue: return parse_number(v.string_value(), x);
-      default: return false;
+      case K::kIntValue:
+        *x = static_cast<double>(v.int_value());
+        return true;
+      case K::kDoubleValue:
+        *x = v.double_value();
+        return std::isfinite(*x);
+      case K::kStringValue:
+        return parse_number(v.string_value(), x);
+      default:
+        return false;
     }
   }
 
@@ -730,7 +763,8 @@ class ModelState {
     const bool textual = v.kind_case() == immunizer::v1::Value::kStringValue ||
                          v.kind_case() == immunizer::v1::Value::kBytesValue;
     if (textual) {
-      f[kLengthDeviation] = clampd(ps.length.z(static_cast<double>(length_of(v)), 1.0), cfg_.max_deviation);
+      f[kLengthDeviation] =
+          clampd(ps.length.z(static_cast<double>(length_of(v)), 1.0), cfg_.max_deviation);
       const size_t n = std::min(s.size(), cfg_.max_value_bytes);
       const auto* p = reinterpret_cast<const uint8_t*>(s.data());
       uint32_t local[kClasses] = {};
@@ -785,12 +819,14 @@ class ModelState {
     }
     if (ps.enum_state == 1) {
       const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
-      const double count = it == ps.enum_values.end() ? 0.0 : ps.enum_counts[it - ps.enum_values.begin()];
+      const double count =
+          it == ps.enum_values.end() ? 0.0 : ps.enum_counts[it - ps.enum_values.begin()];
       f[kEnumSurprise] = enum_surprise(ps, count);
     }
     double x;
     if (number_of(v, &x)) {
-      f[kNumericDeviation] = clampd(ps.numbers.z(x, 1e-3 * (std::fabs(ps.numbers.mean) + 1.0)), cfg_.max_deviation);
+      f[kNumericDeviation] =
+          clampd(ps.numbers.z(x, 1e-3 * (std::fabs(ps.numbers.mean) + 1.0)), cfg_.max_deviation);
     }
     return -1;
   }
@@ -810,7 +846,8 @@ class ModelState {
       } else if (f[i] == 0 && st.mean >= 0) {
         z[i] = 0;  // what the expression below gives for a zero feature, without the divide
       } else if (st.n >= kMinFeatureStats) {
-        z[i] = std::max(0.0, (f[i] - st.mean) / (st.stddev() + std::max(0.05, 0.1 * std::fabs(st.mean))));
+        z[i] = std::max(
+            0.0, (f[i] - st.mean) / (st.stddev() + std::max(0.05, 0.1 * std::fabs(st.mean))));
       } else {
         z[i] = f[i];
       }
@@ -842,7 +879,8 @@ class ModelState {
       // Only the features normalise() compares against their own history keep statistics;
       // the first slot also counts the path's values (the learning gate reads its n).
       ps.feature_stats[0].n += 1;
-      for (int i = kFirstNormalised; i <= kLastNormalised; ++i) ps.feature_stats[i].add_robust(f[i], kWinsor, 0.05);
+      for (int i = kFirstNormalised; i <= kLastNormalised; ++i)
+        ps.feature_stats[i].add_robust(f[i], kWinsor, 0.05);
     }
     if (!learn) return;
     ++ps.observations;
@@ -852,7 +890,8 @@ class ModelState {
     if (leaf.known) {
       // known_at stays valid unless an earlier value of this record ended the enumeration.
       const int ki = ps.enum_state == 2 ? -1 : leaf.known_at;
-      if (ki >= 0 && ps.enum_counts[ki] != UINT32_MAX) ps.enum_mode = std::max(ps.enum_mode, ++ps.enum_counts[ki]);
+      if (ki >= 0 && ps.enum_counts[ki] != UINT32_MAX)
+        ps.enum_mode = std::max(ps.enum_mode, ++ps.enum_counts[ki]);
       if (ps.enum_state == 0 && ps.observations >= cfg_.enum_min_observations) ps.enum_state = 1;
       return;
     }
@@ -906,17 +945,22 @@ class ModelState {
       if (ps.enum_state == 0 && ps.observations >= cfg_.enum_min_observations) ps.enum_state = 1;
     }
     double x;
-    if (number_of(v, &x)) ps.numbers.add_robust(x, kWinsor, 1e-3 * (std::fabs(ps.numbers.mean) + 1.0));
+    if (number_of(v, &x))
+      ps.numbers.add_robust(x, kWinsor, 1e-3 * (std::fabs(ps.numbers.mean) + 1.0));
   }
 
   void behaviour(const immunizer::v1::CallRecord& r) {
     if (!cfg_.principal_features) return;
     const auto& p = r.principal();
     uint64_t h;
-    if (!p.user().empty()) h = stable_hash(p.user()) ^ 0x1;
-    else if (!p.session().empty()) h = stable_hash(p.session()) ^ 0x2;
-    else if (!p.ip().empty()) h = stable_hash(p.ip()) ^ 0x3;
-    else return;
+    if (!p.user().empty())
+      h = stable_hash(p.user()) ^ 0x1;
+    else if (!p.session().empty())
+      h = stable_hash(p.session()) ^ 0x2;
+    else if (!p.ip().empty())
+      h = stable_hash(p.ip()) ^ 0x3;
+    else
+      return;
     if (h == 0) h = 1;
     const int64_t now = r.timestamp_unix_nanos();
     if (now <= 0) return;
@@ -967,9 +1011,11 @@ class ModelState {
     names_.clear();
     names_.reserve(kGlobalFeatures + paths_.size() * kPathFeatures);
     for (int i = 0; i < kAnyBase; ++i) names_.emplace_back(kGlobalNames[i]);
-    for (int i = 0; i < kPathFeatures; ++i) names_.emplace_back(std::string("any:") + kPathFeatureNames[i]);
+    for (int i = 0; i < kPathFeatures; ++i)
+      names_.emplace_back(std::string("any:") + kPathFeatureNames[i]);
     for (const auto& p : paths_) {
-      for (int i = 0; i < kPathFeatures; ++i) names_.push_back("arg:" + p.name + ":" + kPathFeatureNames[i]);
+      for (int i = 0; i < kPathFeatures; ++i)
+        names_.push_back("arg:" + p.name + ":" + kPathFeatureNames[i]);
     }
   }
 
@@ -990,8 +1036,8 @@ class ModelState {
   std::vector<Leaf> leaves_;
   std::string path_buf_;
   size_t dropped_ = 0;
-  size_t unseen_ = 0;      // leaves whose path had no learned state before this record
-  size_t columnless_ = 0;  // leaves whose path has no columns (schema frozen or full)
+  size_t unseen_ = 0;         // leaves whose path had no learned state before this record
+  size_t columnless_ = 0;     // leaves whose path has no columns (schema frozen or full)
   size_t invalid_names_ = 0;  // argument names / map keys of this record not valid UTF-8
   bool grew_ = false;
 };
@@ -999,7 +1045,9 @@ class ModelState {
 // ---------------------------------------------------------------------------------------------
 // FeatureExtractor
 
-size_t FeatureExtractor::Hash::operator()(std::string_view s) const noexcept { return stable_hash(s); }
+size_t FeatureExtractor::Hash::operator()(std::string_view s) const noexcept {
+  return stable_hash(s);
+}
 
 FeatureExtractor::FeatureExtractor(FeatureConfig cfg) : cfg_(sanitize(cfg)) {}
 FeatureExtractor::~FeatureExtractor() = default;
@@ -1017,8 +1065,8 @@ std::string FeatureExtractor::model_key(const immunizer::v1::CallRecord& r) {
   return k;
 }
 
-bool FeatureExtractor::extract(const immunizer::v1::CallRecord& r, immunizer::v1::FeatureVector* out,
-                               std::string* reason) {
+bool FeatureExtractor::extract(const immunizer::v1::CallRecord& r,
+                               immunizer::v1::FeatureVector* out, std::string* reason) {
   auto fail = [&](const char* why) {
     if (reason) *reason = why;
     return false;
@@ -1082,14 +1130,16 @@ std::string FeatureExtractor::snapshot(const std::string& model_key) const {
 void FeatureExtractor::restore(const std::string& model_key, const std::string& bytes) {
   const std::string raw = codec::unframe(bytes, size_t{1} << 30);
   codec::Reader r(raw);
-  if (r.u32() != kSnapshotFormat) throw std::runtime_error("monitor snapshot: unsupported format version");
+  if (r.u32() != kSnapshotFormat)
+    throw std::runtime_error("monitor snapshot: unsupported format version");
   auto m = std::make_unique<ModelState>(cfg_);
   m->read(r);
   auto it = models_.find(std::string_view(model_key));
   if (it != models_.end()) {
     it->second = std::move(m);
   } else {
-    if (models_.size() >= cfg_.max_models) throw std::runtime_error("monitor snapshot: model limit reached");
+    if (models_.size() >= cfg_.max_models)
+      throw std::runtime_error("monitor snapshot: model limit reached");
     models_.emplace(model_key, std::move(m));
   }
 }

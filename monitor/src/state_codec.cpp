@@ -45,7 +45,8 @@ std::string unframe(std::string_view bytes, size_t max_size) {
   std::string out(n, '\0');
   uLongf got = static_cast<uLongf>(n);
   if (uncompress(reinterpret_cast<Bytef*>(out.data()), &got,
-                 reinterpret_cast<const Bytef*>(data.data()), static_cast<uLong>(data.size())) != Z_OK ||
+                 reinterpret_cast<const Bytef*>(data.data()),
+                 static_cast<uLong>(data.size())) != Z_OK ||
       got != n) {
     throw std::runtime_error("monitor snapshot: corrupt compressed data");
   }

@@ -3,15 +3,17 @@
 #include <filesystem>
 #include <random>
 
-#include "immunizer/v1/call_records.hpp"
 #include "immunizer/monitor/csic.hpp"
 #include "immunizer/monitor/features.hpp"
+#include "immunizer/v1/call_records.hpp"
 
 namespace immunizer::monitor::csic {
 namespace {
 
 constexpr const char* kSample =
-    "GET http://localhost:8080/tienda1/publico/anadir.jsp?id=2&nombre=Jam%F3n+Ib%E9rico&cantidad=%27%3B HTTP/1.1\n"
+    "GET "
+    "http://localhost:8080/tienda1/publico/"
+    "anadir.jsp?id=2&nombre=Jam%F3n+Ib%E9rico&cantidad=%27%3B HTTP/1.1\n"
     "User-Agent: Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)\n"
     "Accept-Language: en\n"
     "Host: localhost:8080\n"
@@ -57,8 +59,10 @@ TEST(CsicParse, LineEndingsDoNotMatter) {
   for (const char* ending : {"\r\n", "\r\r\n"}) {
     std::string text;
     for (const char* p = kSample; *p; ++p) {
-      if (*p == '\n') text += ending;
-      else text += *p;
+      if (*p == '\n')
+        text += ending;
+      else
+        text += *p;
     }
     const auto reqs = parse(text);
     ASSERT_EQ(reqs.size(), lf.size()) << "line ending " << (ending[1] == '\n' ? "CRLF" : "CRCRLF");
@@ -83,7 +87,12 @@ TEST(CsicParse, DecodesParameters) {
 
 // Byte-at-a-time definitions of the two conversions, to check the fast ones against.
 std::string reference_url_decode(std::string_view s, bool plus_as_space) {
-  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
@@ -99,8 +108,10 @@ std::string reference_latin1_to_utf8(std::string_view s) {
   std::string out;
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x80) out += static_cast<char>(c);
-    else out += {static_cast<char>(0xC0 | (c >> 6)), static_cast<char>(0x80 | (c & 0x3F))};
+    if (c < 0x80)
+      out += static_cast<char>(c);
+    else
+      out += {static_cast<char>(0xC0 | (c >> 6)), static_cast<char>(0x80 | (c & 0x3F))};
   }
   return out;
 }
@@ -128,7 +139,8 @@ TEST(CsicParse, ViewHelpersMatchTheAllocatingOnes) {
     std::vector<std::pair<std::string, std::string>> got;
     for_each_param(s, [&](std::string_view k, std::string_view v) { got.emplace_back(k, v); });
     std::vector<std::pair<std::string, std::string>> want;
-    for (const auto& [k, v] : parse_params(s)) want.emplace_back(latin1_to_utf8(k), latin1_to_utf8(v));
+    for (const auto& [k, v] : parse_params(s))
+      want.emplace_back(latin1_to_utf8(k), latin1_to_utf8(v));
     ASSERT_EQ(got, want) << s;
     std::string scratch;
     ASSERT_EQ(url_decode_view(s, scratch), url_decode(s)) << s;
@@ -156,7 +168,8 @@ TEST(CsicRecords, ShopEmitsOuterAndInnerCalls) {
   EXPECT_EQ(*immunizer::v1::find_label(outer, "trace"), "req-0");
   ASSERT_EQ(outer.arguments_size(), 5);
   EXPECT_EQ(outer.arguments(3).name(), "headers");
-  EXPECT_NE(immunizer::v1::find_field(outer.arguments(3).value().map_value(), "user-agent"), nullptr);
+  EXPECT_NE(immunizer::v1::find_field(outer.arguments(3).value().map_value(), "user-agent"),
+            nullptr);
   EXPECT_EQ(immunizer::v1::find_field(outer.arguments(3).value().map_value(), "cookie"), nullptr);
   EXPECT_EQ(outer.result().int_value(), 200);
   const auto& inner = recs[1];
@@ -182,7 +195,8 @@ TEST(CsicRecords, ShopEmitsOuterAndInnerCalls) {
 
 TEST(CsicFiles, ReadsTheDatasetFiles) {
   const std::string dir = std::string(IMMUNIZER_DATASETS) + "/csic2010/";
-  if (!std::filesystem::exists(dir + "anomalousTrafficTest.txt.gz")) GTEST_SKIP() << "dataset not present";
+  if (!std::filesystem::exists(dir + "anomalousTrafficTest.txt.gz"))
+    GTEST_SKIP() << "dataset not present";
   auto anomalous = read_file(dir + "anomalousTrafficTest.txt.gz");
   EXPECT_EQ(anomalous.size(), 12533u);
   auto normal = read_file(dir + "normalTrafficTest.txt.gz");
@@ -196,7 +210,9 @@ TEST(CsicFiles, ReadsTheDatasetFiles) {
   }
 }
 
-TEST(CsicFiles, MissingFileThrows) { EXPECT_THROW(read_file("/nonexistent/x.txt"), std::runtime_error); }
+TEST(CsicFiles, MissingFileThrows) {
+  EXPECT_THROW(read_file("/nonexistent/x.txt"), std::runtime_error);
+}
 
 }  // namespace
 }  // namespace immunizer::monitor::csic

@@ -4,22 +4,23 @@
 #include <cmath>
 #include <random>
 
-#include "immunizer/v1/call_records.hpp"
 #include "immunizer/monitor/features.hpp"
 #include "immunizer/monitor/sketch.hpp"
+#include "immunizer/v1/call_records.hpp"
 #include "test_records.hpp"
 
 namespace immunizer::monitor {
 namespace {
 
+using immunizer::v1::CallRecord;
+using immunizer::v1::FeatureVector;
 using testing::feature;
 using testing::num;
 using testing::record;
 using testing::str;
-using immunizer::v1::CallRecord;
-using immunizer::v1::FeatureVector;
 
-const char* kNames[] = {"Vino Rioja", "Jamon Iberico", "Queso Manchego", "Aceite de oliva", "Sidra"};
+const char* kNames[] = {"Vino Rioja", "Jamon Iberico", "Queso Manchego", "Aceite de oliva",
+                        "Sidra"};
 
 CallRecord normal(int i) {
   return record({{"id", str(std::to_string(1 + i % 3))},
@@ -128,7 +129,8 @@ TEST_F(Features, EnumerationUnseenValue) {
   auto r = normal(1);
   EXPECT_LT(feature(run(r), "arg:id:enum_surprise"), 1.0);  // one of 3 equally frequent values
   r.mutable_arguments(0)->mutable_value()->set_string_value("7");
-  EXPECT_GT(feature(run(r), "arg:id:enum_surprise"), 6.0);  // unseen: log2(~100 + 1) bits below the mode
+  EXPECT_GT(feature(run(r), "arg:id:enum_surprise"),
+            6.0);  // unseen: log2(~100 + 1) bits below the mode
   // cantidad has 40 distinct values: above enum_max_values, so never an enumeration.
   EXPECT_EQ(feature(with_cantidad("99"), "arg:cantidad:enum_surprise"), 0.0);
 }
@@ -266,7 +268,8 @@ TEST_F(Features, SchemaGrowsWhileYoungThenFreezes) {
   const auto frozen_version = v.schema().version();
   const int frozen_len = v.values_size();
   EXPECT_TRUE(young.stats("shop|buy|").frozen);
-  ASSERT_TRUE(young.extract(record({{"a", str("x")}, {"b", str("y")}, {"c", str("' OR 1=1 --")}}), &v, &why));
+  ASSERT_TRUE(young.extract(record({{"a", str("x")}, {"b", str("y")}, {"c", str("' OR 1=1 --")}}),
+                            &v, &why));
   EXPECT_EQ(v.schema().version(), frozen_version);
   EXPECT_EQ(v.values_size(), frozen_len);
   EXPECT_EQ(feature(v, "struct:unseen_args"), 1.0);
@@ -280,7 +283,8 @@ TEST_F(Features, MaxPathsPerModelCapsColumns) {
   cfg.max_paths_per_model = 3;
   FeatureExtractor capped(cfg);
   FeatureVector v;
-  auto r = record({{"a", str("1")}, {"b", str("2")}, {"c", str("3")}, {"d", str("4")}, {"e", str("5")}});
+  auto r =
+      record({{"a", str("1")}, {"b", str("2")}, {"c", str("3")}, {"d", str("4")}, {"e", str("5")}});
   ASSERT_TRUE(capped.extract(r, &v, &why));
   EXPECT_EQ(capped.stats("shop|buy|").paths, 3u);
   EXPECT_EQ(feature(v, "struct:unseen_args"), 5.0);
@@ -296,13 +300,15 @@ TEST(StableHash, MatchesTheByteAtATimeDefinition) {
     size_t i = 0;
     for (; i + 8 <= s.size(); i += 8) {
       uint64_t k = 0;
-      for (size_t j = 0; j < 8; ++j) k |= static_cast<uint64_t>(static_cast<uint8_t>(s[i + j])) << (8 * j);
+      for (size_t j = 0; j < 8; ++j)
+        k |= static_cast<uint64_t>(static_cast<uint8_t>(s[i + j])) << (8 * j);
       k *= 0xC2B2AE3D27D4EB4Full;
       k ^= k >> 31;
       h = (h ^ k) * 0x9E3779B97F4A7C15ull;
     }
     uint64_t tail = 0;
-    for (size_t j = 0; i < s.size(); ++i, j += 8) tail |= static_cast<uint64_t>(static_cast<uint8_t>(s[i])) << j;
+    for (size_t j = 0; i < s.size(); ++i, j += 8)
+      tail |= static_cast<uint64_t>(static_cast<uint8_t>(s[i])) << j;
     h = (h ^ (tail * 0xC2B2AE3D27D4EB4Full)) * 0x9E3779B97F4A7C15ull;
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ull;
@@ -330,7 +336,8 @@ TEST_F(Features, ArgumentOrderAndManyPathsResolveToTheRightColumns) {
   FeatureExtractor many(cfg);
   auto build = [](int i, bool reversed) {
     std::vector<std::pair<std::string, immunizer::v1::Value>> args;
-    for (int p = 0; p < 500; ++p) args.emplace_back("p" + std::to_string(p), str(std::string(1 + p % 7, 'a')));
+    for (int p = 0; p < 500; ++p)
+      args.emplace_back("p" + std::to_string(p), str(std::string(1 + p % 7, 'a')));
     args.emplace_back("n", num(100 + i % 3));
     if (reversed) std::reverse(args.begin(), args.end());
     return record(args, static_cast<uint64_t>(i));
@@ -359,7 +366,8 @@ TEST_F(Features, SnapshotRestoreContinuesIdentically) {
     r.set_timestamp_unix_nanos(1'000'000'000LL * 1000 + i * 37'000'000LL);
     r.set_duration_nanos(1000 + rng() % 5000);
     r.mutable_result()->set_int_value(rng() % 20 == 0 ? 404 : 200);
-    if (i % 17 == 0) r.mutable_arguments(1)->mutable_value()->set_string_value("<script>" + std::to_string(i));
+    if (i % 17 == 0)
+      r.mutable_arguments(1)->mutable_value()->set_string_value("<script>" + std::to_string(i));
     return r;
   };
   std::vector<CallRecord> recs;
@@ -382,7 +390,8 @@ TEST_F(Features, SnapshotRestoreContinuesIdentically) {
     ASSERT_TRUE(c.extract(recs[i], &vc, &why));
     ASSERT_EQ(vb.schema().version(), vc.schema().version());
     ASSERT_EQ(vb.values_size(), vc.values_size());
-    for (int k = 0; k < vb.values_size(); ++k) ASSERT_EQ(vb.values(k), vc.values(k)) << vb.schema().names(k);
+    for (int k = 0; k < vb.values_size(); ++k)
+      ASSERT_EQ(vb.values(k), vc.values(k)) << vb.schema().names(k);
   }
   EXPECT_EQ(b.snapshot("shop|buy|"), c.snapshot("shop|buy|"));
 }

@@ -41,8 +41,10 @@ TEST(FeatureMemory, BoundedPerModelAfterManyDistinctValues) {
   size_t at_freeze = 0;
   for (int i = 0; i < 20000; ++i) {
     std::string junk(40 + i % 200, 'a');
-    for (size_t j = 0; j < junk.size(); ++j) junk[j] = static_cast<char>(33 + (i * 31 + j * 7) % 90);
-    auto r = testing::record({{"p" + std::to_string(i % 500), testing::str(junk)}, {"x", testing::str(junk)}});
+    for (size_t j = 0; j < junk.size(); ++j)
+      junk[j] = static_cast<char>(33 + (i * 31 + j * 7) % 90);
+    auto r = testing::record(
+        {{"p" + std::to_string(i % 500), testing::str(junk)}, {"x", testing::str(junk)}});
     ASSERT_TRUE(fx.extract(r, &out, &why)) << why;
     if (i == 1000) at_freeze = fx.memory_bytes("shop|buy|");
   }

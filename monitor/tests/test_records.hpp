@@ -20,8 +20,9 @@ inline immunizer::v1::Value num(int64_t x) {
   return v;
 }
 
-inline immunizer::v1::CallRecord record(std::vector<std::pair<std::string, immunizer::v1::Value>> args,
-                                        uint64_t seq = 0, const std::string& call = "buy") {
+inline immunizer::v1::CallRecord record(
+    std::vector<std::pair<std::string, immunizer::v1::Value>> args, uint64_t seq = 0,
+    const std::string& call = "buy") {
   immunizer::v1::CallRecord r;
   r.mutable_id()->set_app("shop");
   r.mutable_id()->set_instance("i1");

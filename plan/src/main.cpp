@@ -15,8 +15,10 @@ int main(int argc, char** argv) {
     const std::string key_file = ctx.config.get_string("plan.signing_key_file", "");
     if (key_file.empty())
       throw common::ConfigError(
-          "config key 'plan.signing_key_file' is empty: plan signs every plan with an Ed25519 key and execute "
-          "refuses unsigned plans; set plan.signing_key_file (IMMUNIZER_PLAN_SIGNING_KEY_FILE) to a PKCS#8 PEM "
+          "config key 'plan.signing_key_file' is empty: plan signs every plan with an Ed25519 key "
+          "and execute "
+          "refuses unsigned plans; set plan.signing_key_file (IMMUNIZER_PLAN_SIGNING_KEY_FILE) to "
+          "a PKCS#8 PEM "
           "private key ('immunizer up' generates one in its state folder)");
     std::shared_ptr<const crypto::SigningKey> key;
     try {
@@ -29,7 +31,8 @@ int main(int argc, char** argv) {
       common::KafkaMetrics metrics(*ctx.registry, "plan");
       common::SystemClock clock;
       plan::PlanProcessor proc(cfg, ctx.topics, clock, *ctx.registry, key);
-      common::run_stream_service(ctx, proc, metrics, group, {ctx.topics.alarms, ctx.topics.feedback});
+      common::run_stream_service(ctx, proc, metrics, group,
+                                 {ctx.topics.alarms, ctx.topics.feedback});
     };
   });
 }

@@ -6,26 +6,33 @@ namespace immunizer::plan {
 
 PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   PolicyConfig p;
-  p.min_severity_to_act = static_cast<int>(c.get_int("plan.min_severity", p.min_severity_to_act, 1, 4));
-  p.repeat_alarms_to_act = static_cast<int>(c.get_int("plan.repeat_alarms_to_act", p.repeat_alarms_to_act, 0, 1000));
+  p.min_severity_to_act =
+      static_cast<int>(c.get_int("plan.min_severity", p.min_severity_to_act, 1, 4));
+  p.repeat_alarms_to_act =
+      static_cast<int>(c.get_int("plan.repeat_alarms_to_act", p.repeat_alarms_to_act, 0, 1000));
   p.repeat_window_ms = c.get_int("plan.repeat_window_ms", p.repeat_window_ms, 1000, 86'400'000);
   p.response = c.get_enum("plan.response", p.response, {"log", "abort", "block", "throttle"});
   p.target = c.get_enum("plan.target", p.target, {"session", "ip", "user"});
   p.block_ttl_ms = c.get_int("plan.block_ttl_ms", p.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
-  p.throttle_rate_per_s = c.get_double("plan.throttle_rate_per_s", p.throttle_rate_per_s, 0.001, 1e6);
+  p.throttle_rate_per_s =
+      c.get_double("plan.throttle_rate_per_s", p.throttle_rate_per_s, 0.001, 1e6);
   p.throttle_burst = c.get_double("plan.throttle_burst", p.throttle_burst, 1, 1e6);
-  p.escalate_severity = static_cast<int>(c.get_int("plan.escalate_severity", p.escalate_severity, 1, 5));
+  p.escalate_severity =
+      static_cast<int>(c.get_int("plan.escalate_severity", p.escalate_severity, 1, 5));
   p.allowlist = c.get_list("plan.allowlist", p.allowlist);
-  p.max_plans_per_minute = static_cast<int>(c.get_int("plan.max_plans_per_minute", p.max_plans_per_minute, 1, 1'000'000));
+  p.max_plans_per_minute = static_cast<int>(
+      c.get_int("plan.max_plans_per_minute", p.max_plans_per_minute, 1, 1'000'000));
   p.shadow = c.get_bool("plan.shadow", p.shadow);
   p.forgive_window_ms = c.get_int("plan.forgive_window_ms", p.forgive_window_ms, 0, 86'400'000);
-  p.forgive_max_alarms = static_cast<int>(c.get_int("plan.forgive_max_alarms", p.forgive_max_alarms, 0, 10'000));
+  p.forgive_max_alarms =
+      static_cast<int>(c.get_int("plan.forgive_max_alarms", p.forgive_max_alarms, 0, 10'000));
   return p;
 }
 
 std::pair<v1::PrincipalField, std::string> Policy::target_of(const v1::Principal& p) const {
   if (cfg_.target == "user" && !p.user().empty()) return {v1::PRINCIPAL_FIELD_USER, p.user()};
-  if (cfg_.target == "session" && !p.session().empty()) return {v1::PRINCIPAL_FIELD_SESSION, p.session()};
+  if (cfg_.target == "session" && !p.session().empty())
+    return {v1::PRINCIPAL_FIELD_SESSION, p.session()};
   if (!p.ip().empty()) return {v1::PRINCIPAL_FIELD_IP, p.ip()};
   if (!p.session().empty()) return {v1::PRINCIPAL_FIELD_SESSION, p.session()};
   return {v1::PRINCIPAL_FIELD_UNSPECIFIED, ""};
@@ -33,20 +40,23 @@ std::pair<v1::PrincipalField, std::string> Policy::target_of(const v1::Principal
 
 void Policy::expire(int64_t now) {
   std::erase_if(active_, [now](const auto& kv) { return kv.second <= now; });
-  while (!forgiven_order_.empty() &&
-         (forgiven_order_.front().first <= now || forgiven_order_.size() > cfg_.max_tracked_principals)) {
+  while (!forgiven_order_.empty() && (forgiven_order_.front().first <= now ||
+                                      forgiven_order_.size() > cfg_.max_tracked_principals)) {
     auto it = forgiven_.find(forgiven_order_.front().second);
-    if (it != forgiven_.end() && it->second.until == forgiven_order_.front().first) forgiven_.erase(it);
+    if (it != forgiven_.end() && it->second.until == forgiven_order_.front().first)
+      forgiven_.erase(it);
     forgiven_order_.pop_front();
   }
-  while (!recent_plans_.empty() && recent_plans_.front() <= now - 60'000'000'000LL) recent_plans_.pop_front();
+  while (!recent_plans_.empty() && recent_plans_.front() <= now - 60'000'000'000LL)
+    recent_plans_.pop_front();
   const int64_t window = cfg_.repeat_window_ms * 1'000'000;
-  while (!alarm_order_.empty() &&
-         (alarm_order_.front().first <= now - window || alarm_order_.size() > cfg_.max_tracked_principals)) {
+  while (!alarm_order_.empty() && (alarm_order_.front().first <= now - window ||
+                                   alarm_order_.size() > cfg_.max_tracked_principals)) {
     auto it = alarm_times_.find(alarm_order_.front().second);
     if (it != alarm_times_.end()) {
       while (!it->second.empty() && it->second.front() <= now - window) it->second.pop_front();
-      if (it->second.empty() || alarm_order_.size() > cfg_.max_tracked_principals) alarm_times_.erase(it);
+      if (it->second.empty() || alarm_order_.size() > cfg_.max_tracked_principals)
+        alarm_times_.erase(it);
     }
     alarm_order_.pop_front();
   }
@@ -107,7 +117,8 @@ Decision Policy::decide(const v1::Alarm& alarm) {
     d.plan = std::move(plan);
     return d;
   }
-  if (auto f = forgiven_.find(tkey); f != forgiven_.end() && f->second.until > now && f->second.alarms_left > 0) {
+  if (auto f = forgiven_.find(tkey);
+      f != forgiven_.end() && f->second.until > now && f->second.alarms_left > 0) {
     // Bounded: this alarm uses up one of the forgiveness's alarms.
     --f->second.alarms_left;  // spent at 0; forgotten when its window ends
     add(v1::ACTION_LOG);
@@ -163,7 +174,8 @@ void Policy::on_feedback(const v1::Feedback& f) {
   expire(now);
   active_.erase(tkey);
   if (cfg_.forgive_window_ms == 0 || cfg_.forgive_max_alarms == 0) return;
-  if (auto it = forgiven_.find(tkey); it != forgiven_.end() && it->second.until > now && it->second.alarms_left > 0)
+  if (auto it = forgiven_.find(tkey);
+      it != forgiven_.end() && it->second.until > now && it->second.alarms_left > 0)
     return;  // already forgiven: more feedback neither extends nor adds alarms
   const int64_t until = now + cfg_.forgive_window_ms * 1'000'000;
   forgiven_[tkey] = Forgiven{until, cfg_.forgive_max_alarms};

@@ -15,23 +15,27 @@ PlanProcessor::PlanProcessor(PolicyConfig cfg, const common::Topics& topics,
                     .Name("immunizer_plans_total")
                     .Help("Alarms handled by the policy, by outcome")
                     .Register(registry)),
-      duplicates_(prometheus::BuildCounter()
-                      .Name("immunizer_duplicates_dropped_total")
-                      .Help("Inputs read again (a replay after a crash or rebalance) and dropped, by what")
-                      .Register(registry)
-                      .Add({{"what", "alarm"}})) {
-  if (!key_) throw std::invalid_argument("plan: a signing key is required (execute refuses unsigned plans)");
+      duplicates_(
+          prometheus::BuildCounter()
+              .Name("immunizer_duplicates_dropped_total")
+              .Help("Inputs read again (a replay after a crash or rebalance) and dropped, by what")
+              .Register(registry)
+              .Add({{"what", "alarm"}})) {
+  if (!key_)
+    throw std::invalid_argument("plan: a signing key is required (execute refuses unsigned plans)");
 }
 
 void PlanProcessor::process(const common::Message& m, common::Producer& out) {
   if (m.topic == topics_.feedback) {
     v1::Feedback f;
-    if (!f.ParseFromString(m.payload)) throw common::BadMessage("unparsable_feedback", "not a Feedback");
+    if (!f.ParseFromString(m.payload))
+      throw common::BadMessage("unparsable_feedback", "not a Feedback");
     policy_.on_feedback(f);
     return;
   }
   v1::Alarm alarm;
-  if (!alarm.ParseFromString(m.payload)) throw common::BadMessage("unparsable_alarm", "not an Alarm");
+  if (!alarm.ParseFromString(m.payload))
+    throw common::BadMessage("unparsable_alarm", "not an Alarm");
   if (alarm.id().empty()) throw common::BadMessage("alarm_without_id", "alarm has no id");
   if (!seen_alarms_.insert(alarm.id()).second) {
     duplicates_.Increment();
@@ -48,11 +52,12 @@ void PlanProcessor::process(const common::Message& m, common::Producer& out) {
   if (!d.plan) return;
   sign(*d.plan, *key_);
   const auto& p = alarm.principal();
-  out.produce(topics_.plans, p.session().empty() ? p.ip() : p.session(), d.plan->SerializeAsString());
+  out.produce(topics_.plans, p.session().empty() ? p.ip() : p.session(),
+              d.plan->SerializeAsString());
   if (d.outcome == "planned" || d.outcome == "shadow")
-    common::logger("plan")->info("alarm {} ({} score {:.3f}, session '{}', ip {}): plan {} rule {}", alarm.id(),
-                                 alarm.call(), alarm.combined_score(), p.session(), p.ip(), d.plan->id(),
-                                 d.plan->policy_rule());
+    common::logger("plan")->info("alarm {} ({} score {:.3f}, session '{}', ip {}): plan {} rule {}",
+                                 alarm.id(), alarm.call(), alarm.combined_score(), p.session(),
+                                 p.ip(), d.plan->id(), d.plan->policy_rule());
 }
 
 }  // namespace immunizer::plan

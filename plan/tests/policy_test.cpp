@@ -142,11 +142,13 @@ TEST(PlanProcessor, PublishesPlansKeyedByPrincipalAndDeadLettersGarbage) {
   prometheus::Registry reg;
   auto topics = common::Topics::with_prefix("t.");
   auto pair = crypto::generate_ed25519();
-  auto key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(pair.private_pem));
+  auto key =
+      std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(pair.private_pem));
   plan::PlanProcessor proc({}, topics, clock, reg, key);
   common::FakeConsumer in;
   common::FakeProducer out;
-  common::StreamLoop loop(in, out, proc, {.service = "plan", .deadletter_topic = topics.deadletter}, nullptr);
+  common::StreamLoop loop(in, out, proc, {.service = "plan", .deadletter_topic = topics.deadletter},
+                          nullptr);
   in.push(topics.alarms, "S9", alarm("S9", 3).SerializeAsString());
   in.push(topics.alarms, "x", "\xff\xff garbage");
   loop.run_once();
@@ -169,12 +171,15 @@ TEST(PlanProcessor, PublishesPlansKeyedByPrincipalAndDeadLettersGarbage) {
 TEST(PlanProcessor, AnAlarmReadAgainIsDroppedAndAReplayAfterACrashMakesTheSameIds) {
   common::ManualClock clock;
   auto topics = common::Topics::with_prefix("t.");
-  auto key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::from_pem(crypto::generate_ed25519().private_pem));
+  auto key = std::make_shared<const crypto::SigningKey>(
+      crypto::SigningKey::from_pem(crypto::generate_ed25519().private_pem));
   auto run = [&](prometheus::Registry& reg, common::FakeProducer& out, int times) {
     plan::PlanProcessor proc({}, topics, clock, reg, key);
     common::FakeConsumer in;
-    common::StreamLoop loop(in, out, proc, {.service = "plan", .deadletter_topic = topics.deadletter}, nullptr);
-    for (int i = 0; i < times; ++i) in.push(topics.alarms, "S9", alarm("S9", 4).SerializeAsString());
+    common::StreamLoop loop(in, out, proc,
+                            {.service = "plan", .deadletter_topic = topics.deadletter}, nullptr);
+    for (int i = 0; i < times; ++i)
+      in.push(topics.alarms, "S9", alarm("S9", 4).SerializeAsString());
     loop.run_once();
   };
   prometheus::Registry reg;

@@ -25,13 +25,19 @@ struct Wire {
   bool skip(uint32_t wire_type) {
     uint64_t n = 0;
     switch (wire_type) {
-      case 0: return varint(&n);
-      case 1: n = 8; break;
-      case 5: n = 4; break;
+      case 0:
+        return varint(&n);
+      case 1:
+        n = 8;
+        break;
+      case 5:
+        n = 4;
+        break;
       case 2:
         if (!varint(&n)) return false;
         break;
-      default: return false;  // groups are not used by these messages
+      default:
+        return false;  // groups are not used by these messages
     }
     if (n > static_cast<uint64_t>(end - p)) return false;
     p += n;
@@ -83,7 +89,9 @@ bool parse_call_records(std::string_view payload, std::vector<CallRecord>* out,
     if (r.ParseFromArray(rec.data(), static_cast<int>(rec.size()))) {
       out->push_back(std::move(r));
     } else if (bad) {
-      bad->push_back({rec, "record " + std::to_string(i + 1) + " of " + std::to_string(records.size()) + " in the batch is not a CallRecord"});
+      bad->push_back({rec, "record " + std::to_string(i + 1) + " of " +
+                               std::to_string(records.size()) +
+                               " in the batch is not a CallRecord"});
     }
   }
   return true;

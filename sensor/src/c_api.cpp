@@ -65,8 +65,8 @@ immunizer_sensor* immunizer_sensor_new_from_env(const char* app, char* err, size
   }
 }
 
-immunizer_sensor* immunizer_sensor_new(const char* app, const char* bootstrap, const char* topic_prefix,
-                                       char* err, size_t err_size) {
+immunizer_sensor* immunizer_sensor_new(const char* app, const char* bootstrap,
+                                       const char* topic_prefix, char* err, size_t err_size) {
   try {
     SensorConfig cfg = SensorConfig::from_env();
     if (app) cfg.app = app;
@@ -122,7 +122,8 @@ void immunizer_sensor_get_stats(const immunizer_sensor* s, immunizer_sensor_stat
 
 immunizer_call* immunizer_call_begin(immunizer_sensor* s, const char* call, size_t call_len) {
   if (!s) return nullptr;
-  return new (std::nothrow) immunizer_call(*s->sensor, std::string_view(call ? call : "", call ? call_len : 0));
+  return new (std::nothrow)
+      immunizer_call(*s->sensor, std::string_view(call ? call : "", call ? call_len : 0));
 }
 
 immunizer_call* immunizer_call_begin_z(immunizer_sensor* s, const char* call) {
@@ -131,7 +132,8 @@ immunizer_call* immunizer_call_begin_z(immunizer_sensor* s, const char* call) {
 
 int immunizer_call_recording(const immunizer_call* c) { return c && c->scope.recording() ? 1 : 0; }
 
-void immunizer_call_principal_z(immunizer_call* c, const char* user, const char* session, const char* ip) {
+void immunizer_call_principal_z(immunizer_call* c, const char* user, const char* session,
+                                const char* ip) {
   if (c) c->scope.principal(sv(user), sv(session), sv(ip));
 }
 void immunizer_call_arg_null_z(immunizer_call* c, const char* name) {

@@ -55,7 +55,8 @@ struct ThreadState {
   std::string ctx;  // context chain of the enclosing scopes, then this thread's current call
   std::vector<std::unique_ptr<detail::Buf>> bufs;  // one per nesting depth of recording scopes
   uint32_t depth = 0;
-  uint32_t stripe = g_next_stripe.fetch_add(1, std::memory_order_relaxed) % detail::StripedCounter::kProducerStripe;
+  uint32_t stripe = g_next_stripe.fetch_add(1, std::memory_order_relaxed) %
+                    detail::StripedCounter::kProducerStripe;
   uint32_t measure_countdown = 1 + (stripe % kMeasureEvery);
   uint32_t rng = 0x9E3779B9u ^ (stripe * 0x85EBCA6Bu) ^ static_cast<uint32_t>(detail::steady_ns());
   // Cached block of sequence numbers, valid for the sensor with this tag.
@@ -107,10 +108,14 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   }
   impl_ = im;
 
-  if (static_cast<uint64_t>(t.next_random()) >= im->sample_threshold_.load(std::memory_order_relaxed)) {
+  if (static_cast<uint64_t>(t.next_random()) >=
+      im->sample_threshold_.load(std::memory_order_relaxed)) {
     state_ = kContextOnly;
     im->count_drop(DropReason::kSampledOut, t.stripe);
-    if (measured_) im->own_ns_.add(t.stripe, static_cast<uint64_t>(detail::TickClock::instance().to_ns(detail::ticks() - t0)) * kMeasureEvery);
+    if (measured_)
+      im->own_ns_.add(t.stripe, static_cast<uint64_t>(
+                                    detail::TickClock::instance().to_ns(detail::ticks() - t0)) *
+                                    kMeasureEvery);
     measured_ = false;
     return;
   }
@@ -151,7 +156,8 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   if (ctx_len_) detail::put_capped_string_field(b, 4, std::string_view(t.ctx.data(), ctx_len_));
 
   start_ticks_ = detail::ticks();
-  detail::put_varint_field(b, 2, static_cast<uint64_t>(detail::TickClock::instance().wall_ns(start_ticks_)));
+  detail::put_varint_field(
+      b, 2, static_cast<uint64_t>(detail::TickClock::instance().wall_ns(start_ticks_)));
   if (measured_) own_ticks_ += detail::ticks() - t0;
 }
 
@@ -201,7 +207,8 @@ void CallScope::end() noexcept {
     Sensor::Impl* im = impl_;
     detail::Buf& b = *buf_;
     const int64_t elapsed = now > start_ticks_ ? now - start_ticks_ : 0;  // thread may migrate
-    detail::put_varint_field(b, 9, static_cast<uint64_t>(detail::TickClock::instance().to_ns(elapsed)));
+    detail::put_varint_field(b, 9,
+                             static_cast<uint64_t>(detail::TickClock::instance().to_ns(elapsed)));
     if (b.truncated) [[unlikely]] {
       // Bytes cut from strings are known exactly; parts left out are not encoded at all,
       // so original_size is a lower bound when dropped_arguments > 0.
@@ -263,7 +270,9 @@ void CallScope::end() noexcept {
     --t.depth;
     if (measured_) {
       own_ticks_ += detail::ticks() - now;
-      im->own_ns_.add(t.stripe, static_cast<uint64_t>(detail::TickClock::instance().to_ns(own_ticks_)) * kMeasureEvery);
+      im->own_ns_.add(
+          t.stripe,
+          static_cast<uint64_t>(detail::TickClock::instance().to_ns(own_ticks_)) * kMeasureEvery);
     }
   }
   t.ctx.resize(ctx_len_);

@@ -7,10 +7,10 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+#include <pthread.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -78,7 +78,8 @@ void set_conf(rd_kafka_conf_t* conf, const std::string& k, const std::string& v)
 // A message's opaque: its records (high 24 bits) and budget bytes (low 40 bits).
 constexpr unsigned kOpaqueBytesBits = 40;
 void* message_opaque(uint32_t records, uint64_t accounted) {
-  return reinterpret_cast<void*>(static_cast<uintptr_t>((static_cast<uint64_t>(records) << kOpaqueBytesBits) | accounted));
+  return reinterpret_cast<void*>(
+      static_cast<uintptr_t>((static_cast<uint64_t>(records) << kOpaqueBytesBits) | accounted));
 }
 
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
@@ -92,8 +93,9 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     im->pending_failed_ += records;
     const int64_t now = detail::steady_ns();
     if (g_error_throttle.allow(now, 10'000'000'000)) {
-      logger()->warn("sensor: delivery failed: {} (further errors in the next 10 s are counted only)",
-                     rd_kafka_err2str(m->err));
+      logger()->warn(
+          "sensor: delivery failed: {} (further errors in the next 10 s are counted only)",
+          rd_kafka_err2str(m->err));
     }
   } else {
     im->pending_sent_ += records;
@@ -103,9 +105,11 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
 }
 
 void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
-  if (err == RD_KAFKA_RESP_ERR__FATAL) static_cast<Sensor::Impl*>(opaque)->fatal_.store(true, std::memory_order_relaxed);
+  if (err == RD_KAFKA_RESP_ERR__FATAL)
+    static_cast<Sensor::Impl*>(opaque)->fatal_.store(true, std::memory_order_relaxed);
   if (g_log_throttle.allow(detail::steady_ns(), 10'000'000'000))
-    logger()->warn("sensor: kafka: {} ({})", reason, rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)));
+    logger()->warn("sensor: kafka: {} ({})", reason,
+                   rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)));
 }
 
 void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) {
@@ -113,15 +117,18 @@ void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) {
     logger()->warn("sensor: kafka {}: {}", fac, buf);
 }
 
-rd_kafka_resp_err_t on_kafka_thread_start(rd_kafka_t*, rd_kafka_thread_type_t, const char*, void* opaque) {
+rd_kafka_resp_err_t on_kafka_thread_start(rd_kafka_t*, rd_kafka_thread_type_t, const char*,
+                                          void* opaque) {
   static_cast<Sensor::Impl*>(opaque)->kafka_thread_started();
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
-rd_kafka_resp_err_t on_kafka_thread_exit(rd_kafka_t*, rd_kafka_thread_type_t, const char*, void* opaque) {
+rd_kafka_resp_err_t on_kafka_thread_exit(rd_kafka_t*, rd_kafka_thread_type_t, const char*,
+                                         void* opaque) {
   static_cast<Sensor::Impl*>(opaque)->kafka_thread_exiting();
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
-rd_kafka_resp_err_t on_kafka_new(rd_kafka_t* rk, const rd_kafka_conf_t*, void* opaque, char*, size_t) {
+rd_kafka_resp_err_t on_kafka_new(rd_kafka_t* rk, const rd_kafka_conf_t*, void* opaque, char*,
+                                 size_t) {
   rd_kafka_interceptor_add_on_thread_start(rk, "immunizer-sensor", on_kafka_thread_start, opaque);
   rd_kafka_interceptor_add_on_thread_exit(rk, "immunizer-sensor", on_kafka_thread_exit, opaque);
   return RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -167,24 +174,32 @@ struct MetricsBinding {
   std::array<uint64_t, kDropReasons> last_dropped{};
 };
 
-Sensor::Impl::Impl(SensorConfig cfg) : cfg_(std::move(cfg)), ring_(std::max<size_t>(cfg_.queue_capacity, 16)),
+Sensor::Impl::Impl(SensorConfig cfg)
+    : cfg_(std::move(cfg)),
+      ring_(std::max<size_t>(cfg_.queue_capacity, 16)),
       recycle_(std::min<size_t>(std::max<size_t>(cfg_.queue_capacity, 16), 4096)) {
   if (cfg_.app.empty()) throw std::invalid_argument("sensor: app must not be empty");
-  if (cfg_.app.find('|') != std::string::npos) throw std::invalid_argument("sensor: app must not contain '|'");
+  if (cfg_.app.find('|') != std::string::npos)
+    throw std::invalid_argument("sensor: app must not contain '|'");
   if (cfg_.instance.empty()) cfg_.instance = default_instance();
   if (!(cfg_.sample_rate >= 0.0 && cfg_.sample_rate <= 1.0))
     throw std::invalid_argument("sensor: sample_rate must be in [0, 1]");
   if (!(cfg_.min_sample_rate >= 0.0 && cfg_.min_sample_rate <= 1.0))
     throw std::invalid_argument("sensor: min_sample_rate must be in [0, 1]");
-  if (cfg_.max_inflight_bytes < 4096) throw std::invalid_argument("sensor: max_inflight_bytes must be >= 4096");
-  if (cfg_.max_batch_records < 1) throw std::invalid_argument("sensor: max_batch_records must be >= 1");
-  if (cfg_.max_batch_bytes < 1024) throw std::invalid_argument("sensor: max_batch_bytes must be >= 1024");
-  if (cfg_.max_string_bytes < 16) throw std::invalid_argument("sensor: max_string_bytes must be >= 16");
+  if (cfg_.max_inflight_bytes < 4096)
+    throw std::invalid_argument("sensor: max_inflight_bytes must be >= 4096");
+  if (cfg_.max_batch_records < 1)
+    throw std::invalid_argument("sensor: max_batch_records must be >= 1");
+  if (cfg_.max_batch_bytes < 1024)
+    throw std::invalid_argument("sensor: max_batch_bytes must be >= 1024");
+  if (cfg_.max_string_bytes < 16)
+    throw std::invalid_argument("sensor: max_string_bytes must be >= 16");
   if (cfg_.max_record_bytes < 1024 || cfg_.max_record_bytes > cfg_.max_batch_bytes)
     throw std::invalid_argument("sensor: max_record_bytes must be in [1024, max_batch_bytes]");
   if (cfg_.max_string_bytes > cfg_.max_record_bytes)
     throw std::invalid_argument("sensor: max_string_bytes must be <= max_record_bytes");
-  if (cfg_.delivery_timeout_ms <= 0) throw std::invalid_argument("sensor: delivery_timeout_ms must be > 0");
+  if (cfg_.delivery_timeout_ms <= 0)
+    throw std::invalid_argument("sensor: delivery_timeout_ms must be > 0");
   instance_tag_ = g_next_instance_tag.fetch_add(1);
 
   // RecordId.app (1) and RecordId.instance (2), then seq (3) is appended per record.
@@ -222,8 +237,9 @@ void Sensor::Impl::create_producer() {
   // produce() returns QUEUE_FULL instead of blocking (we never pass RD_KAFKA_MSG_F_BLOCK).
   const size_t kbytes = std::min<size_t>(cfg_.max_inflight_bytes / 1024 + 1024, 2097151);
   set_conf(conf, "queue.buffering.max.kbytes", std::to_string(kbytes));
-  set_conf(conf, "queue.buffering.max.messages",
-           std::to_string(std::min<size_t>(std::max<size_t>(ring_.capacity() * 4, 100000), 10000000)));
+  set_conf(
+      conf, "queue.buffering.max.messages",
+      std::to_string(std::min<size_t>(std::max<size_t>(ring_.capacity() * 4, 100000), 10000000)));
   for (const auto& [k, v] : cfg_.kafka_properties) set_conf(conf, k, v);
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
   rd_kafka_conf_set_error_cb(conf, on_error);
@@ -280,8 +296,11 @@ void Sensor::Impl::poll(int timeout_ms) {
   }
   constexpr size_t kP = detail::StripedCounter::kProducerStripe;
   if (pending_sent_) sent_.add(kP, std::exchange(pending_sent_, 0));
-  if (pending_failed_) dropped_[static_cast<size_t>(DropReason::kDeliveryFailed)].add(kP, std::exchange(pending_failed_, 0));
-  if (pending_purged_) dropped_[static_cast<size_t>(DropReason::kShutdown)].add(kP, std::exchange(pending_purged_, 0));
+  if (pending_failed_)
+    dropped_[static_cast<size_t>(DropReason::kDeliveryFailed)].add(
+        kP, std::exchange(pending_failed_, 0));
+  if (pending_purged_)
+    dropped_[static_cast<size_t>(DropReason::kShutdown)].add(kP, std::exchange(pending_purged_, 0));
 }
 
 void Sensor::Impl::pump() {
@@ -311,8 +330,8 @@ void Sensor::Impl::pump() {
       if (cfg_.max_batch_records > 1) {
         batch_record(r);
       } else {
-        produce_message(std::string_view(r->key(), r->key_len), std::string_view(r->payload(), r->payload_len), 1,
-                        r->accounted);
+        produce_message(std::string_view(r->key(), r->key_len),
+                        std::string_view(r->payload(), r->payload_len), 1, r->accounted);
         if (!recycle_.try_push(r)) std::free(r);
       }
       if ((n & 1023) == 0) {
@@ -349,16 +368,20 @@ void Sensor::Impl::pump() {
   }
 }
 
-void Sensor::Impl::produce_message(std::string_view key, std::string_view value, uint32_t records, uint64_t accounted) {
-  const rd_kafka_resp_err_t e = rd_kafka_producev(
-      rk_, RD_KAFKA_V_RKT(rkt_), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-      RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-      RD_KAFKA_V_OPAQUE(message_opaque(records, accounted)), RD_KAFKA_V_END);
+void Sensor::Impl::produce_message(std::string_view key, std::string_view value, uint32_t records,
+                                   uint64_t accounted) {
+  const rd_kafka_resp_err_t e =
+      rd_kafka_producev(rk_, RD_KAFKA_V_RKT(rkt_), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_KEY(key.data(), key.size()),
+                        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                        RD_KAFKA_V_OPAQUE(message_opaque(records, accounted)), RD_KAFKA_V_END);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
     release_bytes(accounted);
-    count_drop(e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DropReason::kQueueFull : DropReason::kDeliveryFailed,
-               detail::StripedCounter::kProducerStripe, records);
-    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && g_error_throttle.allow(detail::steady_ns(), 10'000'000'000))
+    count_drop(
+        e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DropReason::kQueueFull : DropReason::kDeliveryFailed,
+        detail::StripedCounter::kProducerStripe, records);
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+        g_error_throttle.allow(detail::steady_ns(), 10'000'000'000))
       logger()->warn("sensor: produce failed: {}", rd_kafka_err2str(e));
   }
 }
@@ -431,7 +454,8 @@ void Sensor::Impl::controller_tick(int64_t now) {
   const uint64_t own = own_ns_.sum();
   const double d_wall = static_cast<double>(now - last_tick_ns_);
   const double d_proc = static_cast<double>(proc - last_proc_cpu_ns_);
-  const double d_own = static_cast<double>(own - last_own_ns_) + static_cast<double>(pump_cpu - last_pump_cpu_ns_) +
+  const double d_own = static_cast<double>(own - last_own_ns_) +
+                       static_cast<double>(pump_cpu - last_pump_cpu_ns_) +
                        static_cast<double>(kafka_cpu - last_kafka_cpu_ns_);
   last_tick_ns_ = now;
   last_proc_cpu_ns_ = proc;
@@ -499,7 +523,8 @@ bool Sensor::Impl::flush(std::chrono::milliseconds deadline) {
   {
     std::unique_lock lk(wake_mu_);
     while (inflight_records() != 0 && std::chrono::steady_clock::now() < until)
-      drained_cv_.wait_until(lk, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(5)));
+      drained_cv_.wait_until(
+          lk, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(5)));
   }
   flush_waiters_.fetch_sub(1, std::memory_order_relaxed);
   sync_metrics();
@@ -547,10 +572,12 @@ void Sensor::Impl::sync_metrics() {
   const SensorStats s = stats();
   if (s.sent > m.last_sent) m.sent->Increment(static_cast<double>(s.sent - m.last_sent));
   m.last_sent = s.sent;
-  if (s.recorded > m.last_recorded) m.recorded->Increment(static_cast<double>(s.recorded - m.last_recorded));
+  if (s.recorded > m.last_recorded)
+    m.recorded->Increment(static_cast<double>(s.recorded - m.last_recorded));
   m.last_recorded = s.recorded;
   for (size_t i = 0; i < kDropReasons; ++i) {
-    if (s.dropped[i] > m.last_dropped[i]) m.dropped[i]->Increment(static_cast<double>(s.dropped[i] - m.last_dropped[i]));
+    if (s.dropped[i] > m.last_dropped[i])
+      m.dropped[i]->Increment(static_cast<double>(s.dropped[i] - m.last_dropped[i]));
     m.last_dropped[i] = s.dropped[i];
   }
   m.inflight_bytes->Set(static_cast<double>(s.inflight_bytes));
@@ -611,13 +638,16 @@ void Sensor::bind_metrics(prometheus::Registry& registry) {
                    .Register(registry);
   auto& share = prometheus::BuildGauge()
                     .Name("immunizer_sensor_overhead_share")
-                    .Help("Measured share of process CPU spent in the sensor (callers, its thread, librdkafka's threads)")
+                    .Help(
+                        "Measured share of process CPU spent in the sensor (callers, its thread, "
+                        "librdkafka's threads)")
                     .Register(registry);
   auto m = std::make_unique<MetricsBinding>();
   m->sent = &sent.Add(app);
   m->recorded = &recorded.Add(app);
   for (size_t i = 0; i < kDropReasons; ++i)
-    m->dropped[i] = &dropped.Add({{"app", impl_->cfg_.app}, {"reason", std::string(to_string(static_cast<DropReason>(i)))}});
+    m->dropped[i] = &dropped.Add(
+        {{"app", impl_->cfg_.app}, {"reason", std::string(to_string(static_cast<DropReason>(i)))}});
   m->inflight_bytes = &bytes.Add(app);
   m->sample_rate = &rate.Add(app);
   m->overhead_share = &share.Add(app);

@@ -71,25 +71,30 @@ struct Sensor::Impl {
   void sync_metrics();
   bool flush(std::chrono::milliseconds deadline);
   SensorStats stats() const;
-  void count_drop(DropReason r, size_t stripe, uint64_t n = 1) { dropped_[static_cast<size_t>(r)].add(stripe, n); }
+  void count_drop(DropReason r, size_t stripe, uint64_t n = 1) {
+    dropped_[static_cast<size_t>(r)].add(stripe, n);
+  }
   // Producer thread: batching of records by model key into CallRecordBatch messages.
   struct KeyBatch {
     std::string key;
-    std::string payload;    // CallRecordBatch wire bytes
+    std::string payload;  // CallRecordBatch wire bytes
     uint32_t records = 0;
-    uint64_t accounted = 0; // budget bytes of its records
+    uint64_t accounted = 0;  // budget bytes of its records
   };
   void batch_record(detail::Record* r);  // appends (and recycles r), producing full batches
   void produce_batch(KeyBatch& b);
   void produce_all_batches();
-  void produce_message(std::string_view key, std::string_view value, uint32_t records, uint64_t accounted);
+  void produce_message(std::string_view key, std::string_view value, uint32_t records,
+                       uint64_t accounted);
   std::vector<KeyBatch> batches_;
-  void release_bytes(uint64_t bytes) { inflight_bytes_.fetch_sub(bytes, std::memory_order_relaxed); }
+  void release_bytes(uint64_t bytes) {
+    inflight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  }
   uint64_t inflight_records() const;
 
   SensorConfig cfg_;
-  std::string id_prefix_;   // RecordId fields 1,2 (app, instance) pre-encoded
-  std::string key_prefix_;  // "<app>|"
+  std::string id_prefix_;      // RecordId fields 1,2 (app, instance) pre-encoded
+  std::string key_prefix_;     // "<app>|"
   uint32_t instance_tag_ = 0;  // distinguishes sensors in thread-local caches
 
   // Sampling threshold compared against a 32-bit random number; UINT32_MAX+1 means always.
@@ -114,7 +119,7 @@ struct Sensor::Impl {
   uint64_t pending_failed_ = 0;
   uint64_t pending_purged_ = 0;
 
-  std::atomic<bool> fatal_{false};           // set by the error callback
+  std::atomic<bool> fatal_{false};  // set by the error callback
   std::atomic<uint64_t> producer_restarts_{0};
   DropReason purge_reason_ = DropReason::kShutdown;  // how purged messages are counted
   rd_kafka_t* rk_ = nullptr;

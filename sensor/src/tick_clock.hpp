@@ -14,7 +14,9 @@ class TickClock {
  public:
   static TickClock& instance();
   double ns_per_tick() const noexcept { return ns_per_tick_.load(std::memory_order_relaxed); }
-  int64_t to_ns(int64_t ticks) const noexcept { return static_cast<int64_t>(static_cast<double>(ticks) * ns_per_tick()); }
+  int64_t to_ns(int64_t ticks) const noexcept {
+    return static_cast<int64_t>(static_cast<double>(ticks) * ns_per_tick());
+  }
   int64_t wall_ns(int64_t ticks) const noexcept;  // unix time of a tick reading
   void recalibrate() noexcept;                    // refines the rate, re-anchors wall time
 

@@ -13,7 +13,8 @@ TEST(SensorCApi, RecordsAndCounts) {
   rd_kafka_mock_cluster_t* mc = rd_kafka_mock_cluster_new(rk, 1);
   rd_kafka_mock_topic_create(mc, "c.calls", 1, 1);
 
-  immunizer_sensor* s = immunizer_sensor_new("capp", rd_kafka_mock_cluster_bootstraps(mc), "c.", err, sizeof err);
+  immunizer_sensor* s =
+      immunizer_sensor_new("capp", rd_kafka_mock_cluster_bootstraps(mc), "c.", err, sizeof err);
   ASSERT_NE(s, nullptr) << err;
   for (int i = 0; i < 10; ++i) {
     immunizer_call* c = immunizer_call_begin_z(s, "handler");

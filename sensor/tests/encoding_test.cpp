@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "immunizer/v1/call_records.hpp"
 #include "immunizer/sensor/value.hpp"
+#include "immunizer/v1/call_records.hpp"
 #include "immunizer/v1/records.pb.h"
 
 namespace demo {

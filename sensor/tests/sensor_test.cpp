@@ -89,7 +89,8 @@ class MockKafka {
   struct Records {
     size_t messages = 0;
     size_t batches = 0;  // messages that were CallRecordBatches
-    std::vector<std::pair<std::string, immunizer::v1::CallRecord>> records;  // with their message key
+    std::vector<std::pair<std::string, immunizer::v1::CallRecord>>
+        records;  // with their message key
     bool parsed = true;
   };
   Records consume_records(const std::string& topic, size_t n) {
@@ -214,7 +215,8 @@ TEST(Sensor, RecordsArriveIntactWithContextAndKey) {
   EXPECT_GT(out.duration_nanos(), 0);
   EXPECT_GE(out.duration_nanos(), in.duration_nanos());
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
   EXPECT_LT(std::llabs(now - out.timestamp_unix_nanos()), 60'000'000'000LL);
 }
 
@@ -235,7 +237,8 @@ TEST(Sensor, OversizedCallsAreCutNotLostAndHostileBytesKept) {
   {
     CallScope c(*s, "http.request");
     c.principal("", session, "10.0.0.1").arg("query", "id=1' OR '1'='1").arg("body", body);
-    for (int i = 0; i < 40; ++i) c.arg("p" + std::to_string(i), std::string(900, 'x'));  // 36 KB more
+    for (int i = 0; i < 40; ++i)
+      c.arg("p" + std::to_string(i), std::string(900, 'x'));  // 36 KB more
     c.arg_with("headers", [&](immunizer::sensor::ValueWriter& w) {
       auto m = w.map();
       for (int i = 0; i < 100; ++i) m.field("h" + std::to_string(i), std::string(500, 'h'));
@@ -263,7 +266,8 @@ TEST(Sensor, OversizedCallsAreCutNotLostAndHostileBytesKept) {
   EXPECT_GT(r.dropped_arguments(), 0u);
   EXPECT_LT(r.arguments_size(), 42);
   EXPECT_GT(r.original_size(), static_cast<uint64_t>(1 << 20));
-  EXPECT_LE(r.ByteSizeLong(), static_cast<size_t>(16 << 10) + 2 * 1024 + 256);  // the cap + two strings
+  EXPECT_LE(r.ByteSizeLong(),
+            static_cast<size_t>(16 << 10) + 2 * 1024 + 256);  // the cap + two strings
   EXPECT_EQ(r.result().int_value(), 200);
 }
 
@@ -471,7 +475,8 @@ TEST(Sensor, CpuBudgetLowersSamplingRate) {
   ASSERT_TRUE(eventually([&] {
     std::this_thread::sleep_for(100ms);
     return s->stats().sample_rate >= 1.0;
-  })) << "rate stayed at " << s->stats().sample_rate << " (was " << low << " under load)";
+  })) << "rate stayed at "
+      << s->stats().sample_rate << " (was " << low << " under load)";
 }
 
 TEST(Sensor, ExportsPrometheusMetrics) {
@@ -489,8 +494,8 @@ TEST(Sensor, ExportsPrometheusMetrics) {
     for (const auto& m : fam.metric) {
       std::map<std::string, std::string> labels;
       for (const auto& l : m.label) labels[l.name] = l.value;
-      if (fam.name == "immunizer_sensor_records_dropped_total" && labels["reason"] == "sampled_out" &&
-          labels["app"] == "shop")
+      if (fam.name == "immunizer_sensor_records_dropped_total" &&
+          labels["reason"] == "sampled_out" && labels["app"] == "shop")
         sampled = m.counter.value;
       if (fam.name == "immunizer_sensor_records_sent_total") sent = m.counter.value;
     }
@@ -517,7 +522,8 @@ TEST(Sensor, ReplacesAProducerThatFailedFatally) {
   for (int i = 0; i < 10; ++i) record_one(*s, i);
   ASSERT_TRUE(s->flush(30s));
   rd_kafka_t* before = immunizer::sensor::SensorTestAccess::producer(*s);
-  rd_kafka_test_fatal_error(before, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by the test");
+  rd_kafka_test_fatal_error(before, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                            "injected by the test");
   ASSERT_TRUE(eventually([&] { return s->stats().producer_restarts == 1; }));
   ASSERT_TRUE(eventually([&] {
     record_one(*s, 0);
@@ -568,8 +574,11 @@ TEST(SensorConfig, FromEnvironment) {
     SensorConfig::from_env();
     FAIL() << "expected a configuration error";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("IMMUNIZER_SENSOR_SAMPLERATE"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("did you mean IMMUNIZER_SENSOR_SAMPLE_RATE"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("IMMUNIZER_SENSOR_SAMPLERATE"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("did you mean IMMUNIZER_SENSOR_SAMPLE_RATE"),
+              std::string::npos)
+        << e.what();
   }
   unsetenv("IMMUNIZER_SENSOR_SAMPLERATE");
   setenv("IMMUNIZER_MONITOR_GROUP", "g", 1);  // another component's: not the sensor's business

@@ -43,5 +43,7 @@ __attribute__((weak)) int thrd_join(thrd_t thr, int* res) {
   if (res) *res = static_cast<int>(reinterpret_cast<intptr_t>(ret));
   return thrd_success;
 }
-__attribute__((weak)) int thrd_detach(thrd_t thr) { return pthread_detach(thr) == 0 ? thrd_success : thrd_error; }
+__attribute__((weak)) int thrd_detach(thrd_t thr) {
+  return pthread_detach(thr) == 0 ? thrd_success : thrd_error;
+}
 }

@@ -5,11 +5,11 @@
 // within a bounded time, the bystander answered 200 throughout, and a clean Ctrl-C.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -19,11 +19,11 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "ports.hpp"
 #include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/tools/pki.hpp"
 #include "immunizer/tools/supervisor.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
+#include "ports.hpp"
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
@@ -62,21 +62,25 @@ TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
   const int base = free_base();
   ASSERT_GT(base, 0);
   const int dashboard = base + 6, shop = base + 7;
-  const std::string summary = (fs::temp_directory_path() / ("immunizer_e2e_" + std::to_string(getpid()) + ".json")).string();
+  const std::string summary =
+      (fs::temp_directory_path() / ("immunizer_e2e_" + std::to_string(getpid()) + ".json"))
+          .string();
   fs::remove(summary);
 
-  g_state = (fs::temp_directory_path() / ("immunizer_e2e_state_" + std::to_string(getpid()))).string();
+  g_state =
+      (fs::temp_directory_path() / ("immunizer_e2e_state_" + std::to_string(getpid()))).string();
   fs::remove_all(g_state);
 
   immunizer::tools::Supervisor sup(true);
   const auto t0 = std::chrono::steady_clock::now();
-  const pid_t up = sup.spawn({.name = "up",
-                              .path = bin + "/immunizer",
-                              .args = {"up", "--demo", "--datasets", datasets, "--port-base", std::to_string(base),
-                                       "--state-dir", g_state,
-                                       "--dashboard-port", std::to_string(dashboard), "--shop-port", std::to_string(shop),
-                                       "--replay-arg=--rounds", "--replay-arg=1", "--replay-arg=--json",
-                                       "--replay-arg=" + summary, "--replay-arg=--time-limit", "--replay-arg=240"}});
+  const pid_t up = sup.spawn(
+      {.name = "up",
+       .path = bin + "/immunizer",
+       .args = {"up", "--demo", "--datasets", datasets, "--port-base", std::to_string(base),
+                "--state-dir", g_state, "--dashboard-port", std::to_string(dashboard),
+                "--shop-port", std::to_string(shop), "--replay-arg=--rounds", "--replay-arg=1",
+                "--replay-arg=--json", "--replay-arg=" + summary, "--replay-arg=--time-limit",
+                "--replay-arg=240"}});
 
   // The replayer writes its summary when its round is done.
   while (!fs::exists(summary) && std::chrono::steady_clock::now() - t0 < 300s) {
@@ -96,7 +100,8 @@ TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
   EXPECT_GT(a["attacker"]["forbidden"].get<int>(), 0);
   EXPECT_GT(a["bystander"]["ok"].get<int>(), 0);
   EXPECT_EQ(a["bystander"]["forbidden"].get<int>(), 0) << "the normal session was blocked";
-  EXPECT_EQ(s["training"]["ok"].get<int>(), s["training"]["sent"].get<int>()) << "training requests were refused";
+  EXPECT_EQ(s["training"]["ok"].get<int>(), s["training"]["sent"].get<int>())
+      << "training requests were refused";
 
   // Alarms for the attacker's requests are visible, explained, in the dashboard's API.
   const json alarms = get_json(dashboard, "/api/alarms?limit=1000");
@@ -107,15 +112,17 @@ TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
   for (const auto& al : list) {
     if (al["principal"]["session"].get<std::string>().rfind("ATTACKER", 0) == 0) {
       ++attacker_alarms;
-      explained = explained || (!al["top_features"].empty() && al["combined_score"].get<double>() > al["threshold"].get<double>());
+      explained = explained || (!al["top_features"].empty() &&
+                                al["combined_score"].get<double>() > al["threshold"].get<double>());
     }
   }
   EXPECT_GT(attacker_alarms, 0) << "no alarm for the attacker's requests in /api/alarms";
   EXPECT_TRUE(explained) << "alarms carry no explanation";
   const json stats = get_json(dashboard, "/api/stats");
   std::cout << "dashboard stats: " << stats.dump() << std::endl;
-  std::cout << "attacker alarms: " << attacker_alarms << ", first 403 after " << a["seconds_to_block"]
-            << " s, whole run " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s"
+  std::cout << "attacker alarms: " << attacker_alarms << ", first 403 after "
+            << a["seconds_to_block"] << " s, whole run "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s"
             << std::endl;
 
   // execute's gRPC is mutual TLS with the certificates `up` made: the operator certificate may
@@ -125,20 +132,23 @@ TEST(EndToEnd, AttackRaisesAlarmsAttackerGets403BystanderKeeps200) {
     namespace common = immunizer::common;
     const immunizer::tools::pki::Layout l{g_state};
     const std::string target = "127.0.0.1:" + std::to_string(base + 5);
-    auto list = [&](const std::shared_ptr<grpc::ChannelCredentials>& creds, immunizer::v1::ListActiveResponse* r) {
+    auto list = [&](const std::shared_ptr<grpc::ChannelCredentials>& creds,
+                    immunizer::v1::ListActiveResponse* r) {
       auto stub = immunizer::v1::Operations::NewStub(grpc::CreateChannel(target, creds));
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + 10s);
       return stub->ListActive(&ctx, {}, r).error_code();
     };
     immunizer::v1::ListActiveResponse r;
-    ASSERT_EQ(list(common::client_credentials(l.tls(common::Role::kOperator, "cli"), "e2e"), &r), grpc::StatusCode::OK);
+    ASSERT_EQ(list(common::client_credentials(l.tls(common::Role::kOperator, "cli"), "e2e"), &r),
+              grpc::StatusCode::OK);
     bool shop_connected = false;
     for (const auto& e : r.effectors()) shop_connected |= e.app() == "shop";
     EXPECT_TRUE(shop_connected) << "the shop's effector is not connected over mutual TLS";
     immunizer::v1::ListActiveResponse denied;
-    EXPECT_EQ(list(common::client_credentials(l.tls(common::Role::kEffector, "shop"), "e2e"), &denied),
-              grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(
+        list(common::client_credentials(l.tls(common::Role::kEffector, "shop"), "e2e"), &denied),
+        grpc::StatusCode::PERMISSION_DENIED);
     grpc::SslCredentialsOptions anon;
     std::ifstream ca(l.ca_cert());
     anon.pem_root_certs.assign(std::istreambuf_iterator<char>(ca), {});

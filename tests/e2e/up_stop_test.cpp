@@ -8,15 +8,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <random>
-#include <filesystem>
-#include <fstream>
 #include <thread>
 
-#include "ports.hpp"
 #include "immunizer/tools/supervisor.hpp"
+#include "ports.hpp"
 
 using namespace std::chrono_literals;
 
@@ -41,22 +41,27 @@ TEST(UpStop, ServicesStopCleanlyBeforeTheBrokerGetsSigterm) {
   ASSERT_GT(base, 0);
   const int dashboard = base + 6;
   auto log = std::make_shared<Log>();
-  const std::string state = (std::filesystem::temp_directory_path() / ("immunizer_up_stop_" + std::to_string(getpid()))).string();
+  const std::string state =
+      (std::filesystem::temp_directory_path() / ("immunizer_up_stop_" + std::to_string(getpid())))
+          .string();
   immunizer::tools::Supervisor sup(true);
-  const pid_t up = sup.spawn({.name = "up",
-                              .path = std::string(IMMUNIZER_BIN_DIR) + "/immunizer",
-                              .args = {"up", "--port-base", std::to_string(base), "--dashboard-port", std::to_string(dashboard),
-                                       "--state-dir", state},
-                              .on_line = [log](const std::string& l) {
-                                std::lock_guard<std::mutex> g(log->mu);
-                                log->lines.push_back(l);
-                              }});
+  const pid_t up =
+      sup.spawn({.name = "up",
+                 .path = std::string(IMMUNIZER_BIN_DIR) + "/immunizer",
+                 .args = {"up", "--port-base", std::to_string(base), "--dashboard-port",
+                          std::to_string(dashboard), "--state-dir", state},
+                 .on_line = [log](const std::string& l) {
+                   std::lock_guard<std::mutex> g(log->mu);
+                   log->lines.push_back(l);
+                 }});
   const auto t0 = std::chrono::steady_clock::now();
-  while (log->find("Immunizer is up", "") == std::string::npos && std::chrono::steady_clock::now() - t0 < 120s) {
+  while (log->find("Immunizer is up", "") == std::string::npos &&
+         std::chrono::steady_clock::now() - t0 < 120s) {
     ASSERT_TRUE(sup.alive("up")) << "immunizer up died";
     std::this_thread::sleep_for(100ms);
   }
-  ASSERT_NE(log->find("Immunizer is up", ""), std::string::npos) << "immunizer up was not ready within 120 s";
+  ASSERT_NE(log->find("Immunizer is up", ""), std::string::npos)
+      << "immunizer up was not ready within 120 s";
 
   // A manual block through the dashboard: execute holds an active action and writes it to Kafka.
   // The dashboard calls execute over mutual TLS with the operator certificate `up` made.
@@ -67,10 +72,12 @@ TEST(UpStop, ServicesStopCleanlyBeforeTheBrokerGetsSigterm) {
     std::string line;
     std::getline(in, line);
     const auto colon = line.find(':');
-    ASSERT_NE(colon, std::string::npos) << "no user:password in " << state << "/dashboard.credentials";
+    ASSERT_NE(colon, std::string::npos)
+        << "no user:password in " << state << "/dashboard.credentials";
     c.set_basic_auth(line.substr(0, colon), line.substr(colon + 1));
   }
-  auto r = c.Post("/api/block", R"({"field":"ip","value":"203.0.113.9","ttl_ms":600000})", "application/json");
+  auto r = c.Post("/api/block", R"({"field":"ip","value":"203.0.113.9","ttl_ms":600000})",
+                  "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
 

@@ -23,7 +23,8 @@ namespace immunizer::tools {
 
 std::string default_datasets() {
   if (const char* e = std::getenv("IMMUNIZER_DATASETS")) return e;
-  for (const fs::path& p : {fs::current_path() / "../shared/datasets", fs::path(IMMUNIZER_SOURCE_DIR) / "../shared/datasets"})
+  for (const fs::path& p : {fs::current_path() / "../shared/datasets",
+                            fs::path(IMMUNIZER_SOURCE_DIR) / "../shared/datasets"})
     if (fs::exists(p / "csic2010")) return fs::weakly_canonical(p).string();
   return (fs::path(IMMUNIZER_SOURCE_DIR) / "../shared/datasets").string();
 }
@@ -35,13 +36,14 @@ int broker_command(const BrokerOptions& o) {
   std::vector<common::TopicSpec> specs;
   for (const auto& t : {topics.calls, topics.features, topics.scores})
     specs.push_back({t, o.partitions});
-  for (const auto& t : {topics.alarms, topics.plans, topics.actions, topics.feedback, topics.models, topics.deadletter})
+  for (const auto& t : {topics.alarms, topics.plans, topics.actions, topics.feedback, topics.models,
+                        topics.deadletter})
     specs.push_back({t, o.control_partitions});
   try {
     common::MockBroker broker(o.brokers, specs);
     std::cout << "bootstrap=" << broker.bootstrap() << std::endl;
-    std::cout << "embedded Kafka-protocol broker (in memory) with " << specs.size() << " topics under '"
-              << o.topic_prefix << "'; Ctrl-C stops it" << std::endl;
+    std::cout << "embedded Kafka-protocol broker (in memory) with " << specs.size()
+              << " topics under '" << o.topic_prefix << "'; Ctrl-C stops it" << std::endl;
     while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   } catch (const std::exception& e) {
     std::cerr << "immunizer broker: " << e.what() << "\n";
@@ -52,9 +54,7 @@ int broker_command(const BrokerOptions& o) {
 
 namespace {
 
-std::string self_dir() {
-  return fs::read_symlink("/proc/self/exe").parent_path().string();
-}
+std::string self_dir() { return fs::read_symlink("/proc/self/exe").parent_path().string(); }
 
 bool wait_http_ok(const std::string& host, int port, const char* path, std::chrono::seconds limit,
                   const std::atomic<bool>& stop) {
@@ -76,7 +76,8 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
-std::map<std::string, std::string> security_env(const std::string& child, const std::string& state_dir) {
+std::map<std::string, std::string> security_env(const std::string& child,
+                                                const std::string& state_dir) {
   const pki::Layout l{state_dir};
   std::map<std::string, std::string> e;
   auto tls = [&](const std::string& prefix, common::Role role, const std::string& name) {
@@ -111,13 +112,15 @@ int up_command(const UpOptions& o) {
   Supervisor sup;
   std::map<std::string, std::string> env = o.env;
   // Clients (readiness probes, the shop, the replayer) reach the listeners here.
-  const std::string host = (o.listen == "0.0.0.0" || o.listen == "::" || o.listen.empty()) ? "127.0.0.1" : o.listen;
+  const std::string host =
+      (o.listen == "0.0.0.0" || o.listen == "::" || o.listen.empty()) ? "127.0.0.1" : o.listen;
   try {
     // The state folder: made on the first start, reused after (nothing is regenerated).
     const pki::Layout layout{o.state_dir};
     const auto created = pki::init(layout);
     if (!created.empty())
-      std::cout << "immunizer up: created the local PKI in " << o.state_dir << " (CA, certificates, signing keys, "
+      std::cout << "immunizer up: created the local PKI in " << o.state_dir
+                << " (CA, certificates, signing keys, "
                 << "dashboard credentials)" << std::endl;
     std::string bootstrap = o.bootstrap;
     if (bootstrap.empty()) {
@@ -132,9 +135,11 @@ int up_command(const UpOptions& o) {
     env["IMMUNIZER_HTTP_LISTEN"] = o.listen;
     // CSIC 2010 has one request per session: the demo's learned normal has no returning
     // users, so per-principal behaviour features would flag every returning session.
-    if (o.demo && !env.count("IMMUNIZER_MONITOR_PRINCIPAL_FEATURES")) env["IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"] = "false";
+    if (o.demo && !env.count("IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"))
+      env["IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"] = "false";
     const std::string grpc_port = std::to_string(o.port_base + 5);
-    const std::string grpc = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + grpc_port;
+    const std::string grpc =
+        (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + grpc_port;
     auto with = [&](std::map<std::string, std::string> extra, const std::string& child) {
       auto e = env;
       e.insert(extra.begin(), extra.end());
@@ -147,22 +152,28 @@ int up_command(const UpOptions& o) {
       const char* name;
       int port;
     };
-    const std::vector<Svc> services{{"monitor", o.port_base + 1}, {"analyze", o.port_base + 2},
-                                    {"plan", o.port_base + 3}, {"execute", o.port_base + 4},
+    const std::vector<Svc> services{{"monitor", o.port_base + 1},
+                                    {"analyze", o.port_base + 2},
+                                    {"plan", o.port_base + 3},
+                                    {"execute", o.port_base + 4},
                                     {"dashboard", o.dashboard_port}};
     for (const auto& s : services) {
       std::map<std::string, std::string> extra{{"IMMUNIZER_HTTP_PORT", std::to_string(s.port)}};
       if (std::string(s.name) == "execute")
         extra["IMMUNIZER_EXECUTE_GRPC_LISTEN"] =
-            (o.listen.find(':') != std::string::npos ? "[" + o.listen + "]" : o.listen) + ":" + grpc_port;
+            (o.listen.find(':') != std::string::npos ? "[" + o.listen + "]" : o.listen) + ":" +
+            grpc_port;
       if (std::string(s.name) == "dashboard") extra["IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS"] = grpc;
-      sup.spawn({.name = s.name, .path = bin + "/immunizer-" + s.name, .env = with(extra, s.name), .stop_order = 1});
+      sup.spawn({.name = s.name,
+                 .path = bin + "/immunizer-" + s.name,
+                 .env = with(extra, s.name),
+                 .stop_order = 1});
     }
     // Ready: state restored from the models topic and consuming (/readyz answers 503 before).
     for (const auto& s : services)
       if (!wait_http_ok(host, s.port, "/readyz", std::chrono::seconds(90), stop) && !stop)
-        throw std::runtime_error(std::string(s.name) + " was not ready (/readyz on port " + std::to_string(s.port) +
-                                 ") within 90 s");
+        throw std::runtime_error(std::string(s.name) + " was not ready (/readyz on port " +
+                                 std::to_string(s.port) + ") within 90 s");
     std::cout << "\n  Immunizer is up.  Kafka: " << bootstrap << "\n"
               << "  Dashboard: http://" << host << ":" << o.dashboard_port << "/\n"
               << "  Dashboard credentials: " << layout.dashboard_credentials()
@@ -170,26 +181,39 @@ int up_command(const UpOptions& o) {
               << "  Certificates and keys: " << o.state_dir << "/tls, " << o.state_dir
               << "/keys (mutual TLS on execute's gRPC at " << grpc << ")\n";
     if (o.demo) {
-      sup.spawn({.name = "shop", .path = bin + "/immunizer-shop",
+      sup.spawn({.name = "shop",
+                 .path = bin + "/immunizer-shop",
                  // The replayer plays many clients from loopback, naming each in X-Forwarded-For.
-                 .args = {"--listen", o.listen, "--port", std::to_string(o.shop_port), "--trusted-proxy", "127.0.0.1/32"},
+                 .args = {"--listen", o.listen, "--port", std::to_string(o.shop_port),
+                          "--trusted-proxy", "127.0.0.1/32"},
                  // The demo shop does almost no work of its own, so the sensor's share of its CPU
                  // is large by construction; record every call rather than sample.
-                 .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc}, {"IMMUNIZER_APP", "shop"},
-                              {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}}, "shop"),
+                 .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc},
+                              {"IMMUNIZER_APP", "shop"},
+                              {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}},
+                             "shop"),
                  .stop_order = 2});
       if (!wait_http_ok(host, o.shop_port, "/healthz", std::chrono::seconds(30), stop) && !stop)
-        throw std::runtime_error("the demo shop did not answer on port " + std::to_string(o.shop_port));
-      const std::string base = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":";
+        throw std::runtime_error("the demo shop did not answer on port " +
+                                 std::to_string(o.shop_port));
+      const std::string base =
+          "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":";
       // Without the CSIC 2010 folder the replayer generates its traffic (README, "Datasets").
       const bool csic = fs::exists(fs::path(o.datasets) / "csic2010");
-      std::vector<std::string> args{"--target", base + std::to_string(o.shop_port), "--scenario", "demo",
-                                    "--settle-url", base + std::to_string(o.port_base + 1) + "/metrics",
-                                    "--settle-url", base + std::to_string(o.port_base + 2) + "/metrics"};
-      if (csic) args.insert(args.end(), {"--dataset", o.datasets + "/csic2010"});
-      else args.push_back("--generate");
+      std::vector<std::string> args{
+          "--target",     base + std::to_string(o.shop_port),
+          "--scenario",   "demo",
+          "--settle-url", base + std::to_string(o.port_base + 1) + "/metrics",
+          "--settle-url", base + std::to_string(o.port_base + 2) + "/metrics"};
+      if (csic)
+        args.insert(args.end(), {"--dataset", o.datasets + "/csic2010"});
+      else
+        args.push_back("--generate");
       args.insert(args.end(), o.replay_args.begin(), o.replay_args.end());
-      sup.spawn({.name = "replay", .path = bin + "/immunizer-replay", .args = args, .may_exit = true,
+      sup.spawn({.name = "replay",
+                 .path = bin + "/immunizer-replay",
+                 .args = args,
+                 .may_exit = true,
                  .stop_order = 2});
       std::cout << "  Demo shop: http://" << host << ":" << o.shop_port << "/tienda1/index.jsp ("
                 << (csic ? "replaying CSIC 2010 from " + o.datasets + "/csic2010"

@@ -43,8 +43,8 @@ std::unique_ptr<v1::Operations::Stub> operations_stub(const OpsOptions& o) {
   tls.ca_file = o.tls_ca_file;
   tls.cert_file = o.tls_cert_file;
   tls.key_file = o.tls_key_file;
-  return v1::Operations::NewStub(
-      grpc::CreateChannel(o.execute, common::client_credentials(tls, "immunizer: --tls-ca/--tls-cert/--tls-key")));
+  return v1::Operations::NewStub(grpc::CreateChannel(
+      o.execute, common::client_credentials(tls, "immunizer: --tls-ca/--tls-cert/--tls-key")));
 }
 
 void set_deadline(grpc::ClientContext& ctx, const OpsOptions& o) {
@@ -52,29 +52,40 @@ void set_deadline(grpc::ClientContext& ctx, const OpsOptions& o) {
 }
 
 int report(const grpc::Status& s, const OpsOptions& o, std::ostream& err) {
-  err << "immunizer: execute at " << o.execute << ": " << s.error_message() << " (gRPC code " << s.error_code()
-      << ")\n";
+  err << "immunizer: execute at " << o.execute << ": " << s.error_message() << " (gRPC code "
+      << s.error_code() << ")\n";
   return s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;
 }
 
 const char* field_name(v1::PrincipalField f) {
   switch (f) {
-    case v1::PRINCIPAL_FIELD_USER: return "user";
-    case v1::PRINCIPAL_FIELD_SESSION: return "session";
-    case v1::PRINCIPAL_FIELD_IP: return "ip";
-    default: return "-";
+    case v1::PRINCIPAL_FIELD_USER:
+      return "user";
+    case v1::PRINCIPAL_FIELD_SESSION:
+      return "session";
+    case v1::PRINCIPAL_FIELD_IP:
+      return "ip";
+    default:
+      return "-";
   }
 }
 
 const char* kind_name(v1::ActionKind k) {
   switch (k) {
-    case v1::ACTION_LOG: return "log";
-    case v1::ACTION_ABORT_CALL: return "abort_call";
-    case v1::ACTION_BLOCK_PRINCIPAL: return "block";
-    case v1::ACTION_THROTTLE_PRINCIPAL: return "throttle";
-    case v1::ACTION_DISABLE_CALL: return "disable_call";
-    case v1::ACTION_ESCALATE: return "escalate";
-    default: return "unknown";
+    case v1::ACTION_LOG:
+      return "log";
+    case v1::ACTION_ABORT_CALL:
+      return "abort_call";
+    case v1::ACTION_BLOCK_PRINCIPAL:
+      return "block";
+    case v1::ACTION_THROTTLE_PRINCIPAL:
+      return "throttle";
+    case v1::ACTION_DISABLE_CALL:
+      return "disable_call";
+    case v1::ACTION_ESCALATE:
+      return "escalate";
+    default:
+      return "unknown";
   }
 }
 
@@ -156,8 +167,8 @@ int list_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
   if (!s.ok()) return report(s, o, err);
   out << resp.actions_size() << " active action(s)\n";
   for (const auto& a : resp.actions()) {
-    out << "  " << a.action().id() << "  " << kind_name(a.action().kind()) << " " << field_name(a.action().target_field())
-        << "=" << a.action().target_value();
+    out << "  " << a.action().id() << "  " << kind_name(a.action().kind()) << " "
+        << field_name(a.action().target_field()) << "=" << a.action().target_value();
     if (!a.action().call().empty()) out << " call=" << a.action().call();
     out << "  expires " << format_time(a.expires_unix_nanos()) << "  acks " << a.acks();
     if (!a.plan_id().empty()) out << "  plan " << a.plan_id();
@@ -165,14 +176,16 @@ int list_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
   }
   out << resp.effectors_size() << " effector(s) connected\n";
   for (const auto& e : resp.effectors())
-    out << "  " << e.app() << "/" << e.instance() << "  version " << (e.version().empty() ? "?" : e.version()) << "\n";
+    out << "  " << e.app() << "/" << e.instance() << "  version "
+        << (e.version().empty() ? "?" : e.version()) << "\n";
   return 0;
 }
 
 int topics_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  if (rd_kafka_conf_set(conf, "bootstrap.servers", o.bootstrap.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", o.bootstrap.c_str(), errstr, sizeof errstr) !=
+      RD_KAFKA_CONF_OK) {
     rd_kafka_conf_destroy(conf);
     err << "immunizer topics: " << errstr << "\n";
     return 2;
@@ -196,15 +209,16 @@ int topics_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
     if (name.rfind(o.topic_prefix, 0) == 0) topics[name] = &md->topics[i];
   }
   int status = 0;
-  out << std::left << std::setw(32) << "topic" << std::right << std::setw(11) << "partitions" << std::setw(14)
-      << "messages" << std::setw(14) << "end offset" << "\n";
+  out << std::left << std::setw(32) << "topic" << std::right << std::setw(11) << "partitions"
+      << std::setw(14) << "messages" << std::setw(14) << "end offset"
+      << "\n";
   for (const auto& [name, t] : topics) {
     int64_t messages = 0, end = 0;
     bool ok = t->err == RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int p = 0; ok && p < t->partition_cnt; ++p) {
       int64_t lo = 0, hi = 0;
-      if (rd_kafka_query_watermark_offsets(rk, name.c_str(), t->partitions[p].id, &lo, &hi, o.timeout_ms) !=
-          RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (rd_kafka_query_watermark_offsets(rk, name.c_str(), t->partitions[p].id, &lo, &hi,
+                                           o.timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         ok = false;
         break;
       }
@@ -215,12 +229,14 @@ int topics_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
     if (ok) {
       out << std::setw(14) << messages << std::setw(14) << end << "\n";
     } else {
-      out << std::setw(28) << "unavailable" << "\n";
+      out << std::setw(28) << "unavailable"
+          << "\n";
       status = 1;
     }
   }
   if (topics.empty()) {
-    err << "immunizer topics: no topic starts with '" << o.topic_prefix << "' on " << o.bootstrap << "\n";
+    err << "immunizer topics: no topic starts with '" << o.topic_prefix << "' on " << o.bootstrap
+        << "\n";
     status = 1;
   }
   rd_kafka_metadata_destroy(md);
@@ -231,8 +247,10 @@ int topics_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
 int status_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
   std::vector<std::pair<std::string, std::string>> services;
   if (o.services.empty()) {
-    services = {{"monitor", "http://127.0.0.1:9101"}, {"analyze", "http://127.0.0.1:9102"},
-                {"plan", "http://127.0.0.1:9103"},    {"execute", "http://127.0.0.1:9104"},
+    services = {{"monitor", "http://127.0.0.1:9101"},
+                {"analyze", "http://127.0.0.1:9102"},
+                {"plan", "http://127.0.0.1:9103"},
+                {"execute", "http://127.0.0.1:9104"},
                 {"dashboard", "http://127.0.0.1:8080"}};
   } else {
     for (const auto& s : o.services) {
@@ -251,15 +269,15 @@ int status_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
     client.set_read_timeout(std::chrono::milliseconds(o.timeout_ms));
     auto ready = client.Get("/readyz");
     if (!ready) {
-      out << std::left << std::setw(10) << name << " unreachable at " << url << " (" << httplib::to_string(ready.error())
-          << ")\n";
+      out << std::left << std::setw(10) << name << " unreachable at " << url << " ("
+          << httplib::to_string(ready.error()) << ")\n";
       status = 1;
       continue;
     }
     std::string why = ready->body;
     while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
-    out << std::left << std::setw(10) << name << " " << (ready->status == 200 ? "ready" : "NOT READY") << " (" << why
-        << ")";
+    out << std::left << std::setw(10) << name << " "
+        << (ready->status == 200 ? "ready" : "NOT READY") << " (" << why << ")";
     if (ready->status != 200) status = 1;
     auto metrics = client.Get("/metrics");
     if (!metrics || metrics->status != 200) {
@@ -282,7 +300,8 @@ int status_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
     const auto version = metrics->body.find("immunizer_build_info{");
     if (version != std::string::npos) {
       const auto v = metrics->body.find("version=\"", version);
-      if (v != std::string::npos) out << "  version " << metrics->body.substr(v + 9, metrics->body.find('"', v + 9) - v - 9);
+      if (v != std::string::npos)
+        out << "  version " << metrics->body.substr(v + 9, metrics->body.find('"', v + 9) - v - 9);
     }
     out << "\n";
   }
@@ -301,7 +320,8 @@ int config_check_command(const OpsOptions& o, std::ostream& out, std::ostream& e
     std::string line, found;
     while (std::getline(in, line)) {
       for (const char* s : {"monitor", "analyze", "plan", "execute", "dashboard"})
-        if (line.rfind(std::string(s) + ":", 0) == 0) found = found.empty() || found == s ? s : "ambiguous";
+        if (line.rfind(std::string(s) + ":", 0) == 0)
+          found = found.empty() || found == s ? s : "ambiguous";
     }
     if (found.empty() || found == "ambiguous") {
       err << "immunizer config check: cannot tell which service '" << o.config_file
@@ -310,7 +330,8 @@ int config_check_command(const OpsOptions& o, std::ostream& out, std::ostream& e
     }
     service = found;
   }
-  const std::string dir = o.bin_dir.empty() ? fs::read_symlink("/proc/self/exe").parent_path().string() : o.bin_dir;
+  const std::string dir =
+      o.bin_dir.empty() ? fs::read_symlink("/proc/self/exe").parent_path().string() : o.bin_dir;
   const std::string bin = dir + "/immunizer-" + service;
   if (::access(bin.c_str(), X_OK) != 0) {
     err << "immunizer config check: no service binary " << bin << "\n";
@@ -325,7 +346,8 @@ int config_check_command(const OpsOptions& o, std::ostream& out, std::ostream& e
   }
   char buf[4096];
   size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.write(buf, static_cast<std::streamsize>(n));
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
+    out.write(buf, static_cast<std::streamsize>(n));
   const int rc = ::pclose(p);
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
 }
@@ -336,46 +358,75 @@ OpsCommands add_ops_commands(CLI::App& app) {
   auto& o = *c.options;
   o.execute = env_or("IMMUNIZER_EXECUTE_ADDRESS", o.execute);
   // The operator certificate `immunizer up` / `immunizer pki init` made, when run beside it.
-  o.tls_ca_file = env_or("IMMUNIZER_OPS_TLS_CA_FILE", std::filesystem::exists(".immunizer/tls/operator-cli.crt") ? ".immunizer/tls/ca.crt" : "");
-  o.tls_cert_file = env_or("IMMUNIZER_OPS_TLS_CERT_FILE", std::filesystem::exists(".immunizer/tls/operator-cli.crt") ? ".immunizer/tls/operator-cli.crt" : "");
-  o.tls_key_file = env_or("IMMUNIZER_OPS_TLS_KEY_FILE", std::filesystem::exists(".immunizer/tls/operator-cli.key") ? ".immunizer/tls/operator-cli.key" : "");
+  o.tls_ca_file = env_or(
+      "IMMUNIZER_OPS_TLS_CA_FILE",
+      std::filesystem::exists(".immunizer/tls/operator-cli.crt") ? ".immunizer/tls/ca.crt" : "");
+  o.tls_cert_file = env_or("IMMUNIZER_OPS_TLS_CERT_FILE",
+                           std::filesystem::exists(".immunizer/tls/operator-cli.crt")
+                               ? ".immunizer/tls/operator-cli.crt"
+                               : "");
+  o.tls_key_file = env_or("IMMUNIZER_OPS_TLS_KEY_FILE",
+                          std::filesystem::exists(".immunizer/tls/operator-cli.key")
+                              ? ".immunizer/tls/operator-cli.key"
+                              : "");
   o.bootstrap = env_or("IMMUNIZER_KAFKA_BOOTSTRAP", o.bootstrap);
   o.topic_prefix = env_or("IMMUNIZER_KAFKA_TOPIC_PREFIX", o.topic_prefix);
   auto grpc_options = [&o](CLI::App* sub) {
-    sub->add_option("--execute", o.execute, "execute's gRPC host:port ($IMMUNIZER_EXECUTE_ADDRESS)")->capture_default_str();
-    sub->add_option("--tls-ca", o.tls_ca_file, "CA bundle of execute's certificate ($IMMUNIZER_OPS_TLS_CA_FILE; default .immunizer/tls/ca.crt if present)");
-    sub->add_option("--tls-cert", o.tls_cert_file, "operator certificate ($IMMUNIZER_OPS_TLS_CERT_FILE; default .immunizer/tls/operator-cli.crt)");
+    sub->add_option("--execute", o.execute, "execute's gRPC host:port ($IMMUNIZER_EXECUTE_ADDRESS)")
+        ->capture_default_str();
+    sub->add_option("--tls-ca", o.tls_ca_file,
+                    "CA bundle of execute's certificate ($IMMUNIZER_OPS_TLS_CA_FILE; default "
+                    ".immunizer/tls/ca.crt if present)");
+    sub->add_option("--tls-cert", o.tls_cert_file,
+                    "operator certificate ($IMMUNIZER_OPS_TLS_CERT_FILE; default "
+                    ".immunizer/tls/operator-cli.crt)");
     sub->add_option("--tls-key", o.tls_key_file, "its key ($IMMUNIZER_OPS_TLS_KEY_FILE)");
-    sub->add_option("--timeout-ms", o.timeout_ms, "deadline of the call")->check(CLI::Range(1, 600000))->capture_default_str();
+    sub->add_option("--timeout-ms", o.timeout_ms, "deadline of the call")
+        ->check(CLI::Range(1, 600000))
+        ->capture_default_str();
   };
-  c.block = app.add_subcommand("block", "block a principal now (execute's Operations.Block); prints the action id");
+  c.block = app.add_subcommand(
+      "block", "block a principal now (execute's Operations.Block); prints the action id");
   c.block->add_option("--user", o.user, "principal user");
   c.block->add_option("--session", o.session, "principal session");
   c.block->add_option("--ip", o.ip, "principal address");
   c.block->add_option("--call", o.call, "only this call (default: every call)");
-  c.block->add_option("--ttl-ms", o.ttl_ms, "how long (0: execute's default)")->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  c.block->add_option("--ttl-ms", o.ttl_ms, "how long (0: execute's default)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   c.block->add_option("--reason", o.reason, "recorded in the audit trail")->capture_default_str();
   grpc_options(c.block);
   c.unblock = app.add_subcommand("unblock", "lift an active action (Operations.Unblock)");
   c.unblock->add_option("action_id", o.action_id, "as printed by block or list")->required();
   grpc_options(c.unblock);
-  c.list = app.add_subcommand("list", "active actions and connected effectors (Operations.ListActive)");
+  c.list =
+      app.add_subcommand("list", "active actions and connected effectors (Operations.ListActive)");
   grpc_options(c.list);
   c.topics = app.add_subcommand("topics", "the pipeline's Kafka topics: partitions and messages");
-  c.topics->add_option("--bootstrap", o.bootstrap, "Kafka ($IMMUNIZER_KAFKA_BOOTSTRAP)")->capture_default_str();
+  c.topics->add_option("--bootstrap", o.bootstrap, "Kafka ($IMMUNIZER_KAFKA_BOOTSTRAP)")
+      ->capture_default_str();
   c.topics->add_option("--topic-prefix", o.topic_prefix)->capture_default_str();
-  c.topics->add_option("--timeout-ms", o.timeout_ms)->check(CLI::Range(1, 600000))->capture_default_str();
-  c.status = app.add_subcommand("status", "each service's readiness, consumer lag and loss counters");
-  c.status->add_option("--service", o.services,
-                       "NAME=URL of a service's HTTP port (repeatable; default: the ports of `immunizer up`)");
-  c.status->add_option("--timeout-ms", o.timeout_ms)->check(CLI::Range(1, 600000))->capture_default_str();
+  c.topics->add_option("--timeout-ms", o.timeout_ms)
+      ->check(CLI::Range(1, 600000))
+      ->capture_default_str();
+  c.status =
+      app.add_subcommand("status", "each service's readiness, consumer lag and loss counters");
+  c.status->add_option(
+      "--service", o.services,
+      "NAME=URL of a service's HTTP port (repeatable; default: the ports of `immunizer up`)");
+  c.status->add_option("--timeout-ms", o.timeout_ms)
+      ->check(CLI::Range(1, 600000))
+      ->capture_default_str();
   c.config = app.add_subcommand("config", "configuration files");
   c.config->require_subcommand(1);
-  c.config_check = c.config->add_subcommand("check", "validate a service configuration; prints every error with its key");
+  c.config_check = c.config->add_subcommand(
+      "check", "validate a service configuration; prints every error with its key");
   c.config_check->add_option("file", o.config_file, "YAML configuration")->required();
-  c.config_check->add_option("--service", o.service, "monitor|analyze|plan|execute|dashboard (default: from the file)")
+  c.config_check
+      ->add_option("--service", o.service,
+                   "monitor|analyze|plan|execute|dashboard (default: from the file)")
       ->check(CLI::IsMember({"monitor", "analyze", "plan", "execute", "dashboard"}));
-  c.config_check->add_option("--bin-dir", o.bin_dir, "folder of the immunizer-* binaries (default: beside this one)");
+  c.config_check->add_option("--bin-dir", o.bin_dir,
+                             "folder of the immunizer-* binaries (default: beside this one)");
   return c;
 }
 

@@ -1,5 +1,6 @@
 #include "immunizer/tools/pki.hpp"
 
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -9,7 +10,6 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -109,15 +109,20 @@ X509Ptr new_cert(EVP_PKEY* subject_key, const std::string& cn, int days) {
   if (RAND_bytes(serial, sizeof serial) != 1) ossl_fail("no randomness");
   serial[0] &= 0x7f;  // positive
   BnPtr bn(BN_bin2bn(serial, sizeof serial, nullptr));
-  if (!bn || !BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(x.get()))) ossl_fail("cannot set the serial");
+  if (!bn || !BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(x.get())))
+    ossl_fail("cannot set the serial");
   // Valid from an hour ago: clocks of the machines that check it may lag a little.
   if (!X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600) ||
       !X509_gmtime_adj(X509_getm_notAfter(x.get()), static_cast<long>(days) * 86400))
     ossl_fail("cannot set the validity");
   if (X509_set_pubkey(x.get(), subject_key) != 1) ossl_fail("cannot set the public key");
   X509_NAME* name = X509_get_subject_name(x.get());
-  if (X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("Immunizer"), -1, -1, 0) != 1 ||
-      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0) != 1)
+  if (X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+                                 reinterpret_cast<const unsigned char*>("Immunizer"), -1, -1,
+                                 0) != 1 ||
+      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                 reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                                 0) != 1)
     ossl_fail("cannot set the subject");
   return x;
 }
@@ -139,7 +144,8 @@ void write_public(const std::string& path, std::string_view content) {
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("pki: cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("pki: cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
 }
 
 void make_dir(const std::string& d) {
@@ -162,7 +168,8 @@ bool is_ip(const std::string& s) {
 bool dns_ok(const std::string& s) {
   if (s.empty() || s.size() > 253) return false;
   for (char c : s)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '*'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '-' || c == '*'))
       return false;
   return true;
 }
@@ -176,14 +183,16 @@ std::string file_stem(common::Role role, std::string_view name) {
 
 // Role, name, DNS and IP SANs of a leaf certificate this module issued.
 bool describe(X509* x, LeafSpec* out) {
-  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
   if (!names) return false;
   bool found = false;
   for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
     const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
     if (g->type == GEN_URI) {
-      const std::string uri(reinterpret_cast<const char*>(ASN1_STRING_get0_data(g->d.uniformResourceIdentifier)),
-                            static_cast<size_t>(ASN1_STRING_length(g->d.uniformResourceIdentifier)));
+      const std::string uri(
+          reinterpret_cast<const char*>(ASN1_STRING_get0_data(g->d.uniformResourceIdentifier)),
+          static_cast<size_t>(ASN1_STRING_length(g->d.uniformResourceIdentifier)));
       if (auto id = common::parse_spiffe_uri(uri); id && !found) {
         out->role = id->role;
         out->name = id->name;
@@ -196,7 +205,8 @@ bool describe(X509* x, LeafSpec* out) {
       const int len = ASN1_STRING_length(g->d.iPAddress);
       char text[INET6_ADDRSTRLEN] = {0};
       if ((len == 4 || len == 16) &&
-          inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress), text, sizeof text))
+          inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress), text,
+                    sizeof text))
         out->ips.emplace_back(text);
     }
   }
@@ -216,11 +226,14 @@ Pem current_ca(const Layout& l) {
   for (auto& x : read_certs(ca.cert))
     if (X509_check_private_key(x.get(), key.get()) == 1) return {cert_pem(x.get()), ca.key};
   ERR_clear_error();
-  throw std::runtime_error("pki: no certificate in '" + l.ca_cert() + "' matches '" + l.ca_key() + "'");
+  throw std::runtime_error("pki: no certificate in '" + l.ca_cert() + "' matches '" + l.ca_key() +
+                           "'");
 }
 
 std::string ca_name() {
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
   return "Immunizer CA " + std::to_string(now);
 }
 
@@ -235,7 +248,8 @@ void write_keypair(const Layout& l, const std::string& who) {
 Pem make_ca(std::string_view common_name, int days) {
   Pkey key = new_ec_key();
   X509Ptr x = new_cert(key.get(), std::string(common_name), days);
-  if (X509_set_issuer_name(x.get(), X509_get_subject_name(x.get())) != 1) ossl_fail("cannot set the issuer");
+  if (X509_set_issuer_name(x.get(), X509_get_subject_name(x.get())) != 1)
+    ossl_fail("cannot set the issuer");
   add_ext(x.get(), x.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
   add_ext(x.get(), x.get(), NID_key_usage, "critical,keyCertSign,cRLSign");
   add_ext(x.get(), x.get(), NID_subject_key_identifier, "hash");
@@ -246,7 +260,8 @@ Pem make_ca(std::string_view common_name, int days) {
 Pem issue_cert(const Pem& ca, const LeafSpec& spec) {
   const std::string uri = common::spiffe_uri(spec.role, spec.name);
   if (spec.role == common::Role::kNone || !common::parse_spiffe_uri(uri))
-    throw std::invalid_argument("pki: bad identity '" + std::string(common::to_string(spec.role)) + "/" + spec.name +
+    throw std::invalid_argument("pki: bad identity '" + std::string(common::to_string(spec.role)) +
+                                "/" + spec.name +
                                 "' (names are [A-Za-z0-9._-] segments joined by '/')");
   std::vector<std::string> dns = spec.dns, ips = spec.ips;
   if (spec.role == common::Role::kExecute) {
@@ -270,8 +285,10 @@ Pem issue_cert(const Pem& ca, const LeafSpec& spec) {
   const X509Ptr ca_cert = read_cert(ca.cert);
   const Pkey ca_key = read_key(ca.key);
   Pkey key = new_ec_key();
-  X509Ptr x = new_cert(key.get(), std::string(common::to_string(spec.role)) + "/" + spec.name, spec.days);
-  if (X509_set_issuer_name(x.get(), X509_get_subject_name(ca_cert.get())) != 1) ossl_fail("cannot set the issuer");
+  X509Ptr x =
+      new_cert(key.get(), std::string(common::to_string(spec.role)) + "/" + spec.name, spec.days);
+  if (X509_set_issuer_name(x.get(), X509_get_subject_name(ca_cert.get())) != 1)
+    ossl_fail("cannot set the issuer");
   add_ext(x.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE");
   add_ext(x.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature");
   add_ext(x.get(), ca_cert.get(), NID_ext_key_usage, "serverAuth,clientAuth");
@@ -383,7 +400,8 @@ std::vector<std::string> rotate(const Layout& l, const RotateOptions& o) {
     // New CA first: the current one is the bundle's certificate matching ca.key.
     write_public(l.ca_cert(), ca.cert + old_bundle);
     crypto::write_secret_file(l.ca_key(), ca.key);
-    done.push_back("new CA in " + l.ca_key() + "; " + l.ca_cert() + " trusts the old and the new CA");
+    done.push_back("new CA in " + l.ca_key() + "; " + l.ca_cert() +
+                   " trusts the old and the new CA");
   }
   const Pem ca = current_ca(l);
   for (const auto& entry : fs::directory_iterator(l.dir + "/tls")) {
@@ -421,12 +439,13 @@ int pki_command(const PkiOptions& o) {
     } else if (o.action == "issue") {
       const auto role = common::parse_role(o.role);
       if (!role) {
-        std::cerr << "immunizer pki issue: role '" << o.role << "' is not one of effector, operator, execute, plan\n";
+        std::cerr << "immunizer pki issue: role '" << o.role
+                  << "' is not one of effector, operator, execute, plan\n";
         return 1;
       }
       issue(l, {*role, o.name, o.dns, o.ips});
-      std::cout << "issued " << l.cert(*role, o.name) << " (" << common::spiffe_uri(*role, o.name) << ") and "
-                << l.key(*role, o.name) << "\n";
+      std::cout << "issued " << l.cert(*role, o.name) << " (" << common::spiffe_uri(*role, o.name)
+                << ") and " << l.key(*role, o.name) << "\n";
     } else if (o.action == "rotate") {
       for (const auto& line : rotate(l, {o.ca, o.finish})) std::cout << line << "\n";
       if (!o.finish)

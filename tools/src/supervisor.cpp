@@ -23,7 +23,8 @@ std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
     const int s = WTERMSIG(status);
-    return "killed by signal " + std::to_string(s) + " (" + (sigabbrev_np(s) ? std::string("SIG") + sigabbrev_np(s) : "?") + ")";
+    return "killed by signal " + std::to_string(s) + " (" +
+           (sigabbrev_np(s) ? std::string("SIG") + sigabbrev_np(s) : "?") + ")";
   }
   return "stopped (status " + std::to_string(status) + ")";
 }
@@ -36,7 +37,8 @@ Supervisor::~Supervisor() {
 
 pid_t Supervisor::spawn(ChildSpec spec) { return spawn_impl(std::move(spec), nullptr); }
 
-std::string Supervisor::spawn_until(ChildSpec spec, const std::string& pattern, std::chrono::milliseconds limit) {
+std::string Supervisor::spawn_until(ChildSpec spec, const std::string& pattern,
+                                    std::chrono::milliseconds limit) {
   // Owned jointly by this call and the reader thread, which goes on after we return.
   struct Wait {
     std::mutex mu;
@@ -68,13 +70,16 @@ std::string Supervisor::spawn_until(ChildSpec spec, const std::string& pattern, 
   if (!w->cv.wait_for(lock, limit, [&] { return w->got || w->eof; }))
     throw std::runtime_error(name + " did not print a line matching '" + pattern + "' within " +
                              std::to_string(limit.count()) + " ms");
-  if (!w->got) throw std::runtime_error(name + " closed its output before printing a line matching '" + pattern + "'");
+  if (!w->got)
+    throw std::runtime_error(name + " closed its output before printing a line matching '" +
+                             pattern + "'");
   return *w->got;
 }
 
 pid_t Supervisor::spawn_impl(ChildSpec spec, std::function<void()> on_eof) {
   if (access(spec.path.c_str(), X_OK) != 0)
-    throw std::runtime_error("cannot start " + spec.name + ": " + spec.path + " is not an executable (" + strerror(errno) + ")");
+    throw std::runtime_error("cannot start " + spec.name + ": " + spec.path +
+                             " is not an executable (" + strerror(errno) + ")");
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + std::string(strerror(errno)));
   std::vector<std::string> envs;
@@ -148,7 +153,8 @@ std::optional<ChildExit> Supervisor::reap(bool block) {
   for (auto& c : children_) {
     if (c->pid == pid) {
       c->running = false;
-      ChildExit e{c->spec.name, pid, describe_status(status), WIFEXITED(status) && WEXITSTATUS(status) == 0};
+      ChildExit e{c->spec.name, pid, describe_status(status),
+                  WIFEXITED(status) && WEXITSTATUS(status) == 0};
       return e;
     }
   }
@@ -179,8 +185,9 @@ bool Supervisor::alive(const std::string& name) {
     if (!c->running) return false;
     // Exited but not yet reaped? Look without reaping, so wait_any() still reports it.
     siginfo_t info{};
-    const bool exited = waitid(P_PID, static_cast<id_t>(c->pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-                        info.si_pid == c->pid;
+    const bool exited =
+        waitid(P_PID, static_cast<id_t>(c->pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == c->pid;
     return !exited;
   }
   return false;
@@ -208,7 +215,8 @@ void Supervisor::stop_stage(int order, std::chrono::milliseconds grace) {
         killed = true;
         for (auto& c : children_)
           if (c->running && std::find(stage.begin(), stage.end(), c->pid) != stage.end()) {
-            std::cerr << c->spec.name << " did not stop within " << grace.count() << " ms of SIGTERM; killing it\n";
+            std::cerr << c->spec.name << " did not stop within " << grace.count()
+                      << " ms of SIGTERM; killing it\n";
             kill(c->pid, SIGKILL);
           }
       }

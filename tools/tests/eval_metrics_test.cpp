@@ -23,7 +23,7 @@ TEST(EvalMetrics, PerfectSeparation) {
 TEST(EvalMetrics, TiesCountHalf) {
   const auto m = compute_metrics({1, 1, 1, 1}, {1, 1}, {false, false, false, false}, {false, true});
   EXPECT_DOUBLE_EQ(m.auc, 0.5);
-  EXPECT_DOUBLE_EQ(m.detection_at_1fp, 0.0);  // nothing is strictly above the tied normal scores
+  EXPECT_DOUBLE_EQ(m.detection_at_1fp, 0.0);   // nothing is strictly above the tied normal scores
   EXPECT_DOUBLE_EQ(m.r_precision, 1.0 / 3.0);  // 2 of the 6 tied scores are anomalous
   EXPECT_DOUBLE_EQ(m.recall, 0.5);
   EXPECT_EQ(m.tp, 1u);

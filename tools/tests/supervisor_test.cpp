@@ -26,8 +26,14 @@ TEST(Supervisor, AllowedExitIsNotAFailureAndLinesReachCallback) {
   std::string seen;  // declared before `sup`: the reader threads may use it until sup is gone
   std::mutex mu;
   Supervisor sup(false);
-  sup.spawn({.name = "replay", .path = "/bin/sh", .args = {"-c", "echo bootstrap=127.0.0.1:1"}, .may_exit = true,
-             .on_line = [&](const std::string& l) { std::lock_guard<std::mutex> g(mu); seen = l; }});
+  sup.spawn({.name = "replay",
+             .path = "/bin/sh",
+             .args = {"-c", "echo bootstrap=127.0.0.1:1"},
+             .may_exit = true,
+             .on_line = [&](const std::string& l) {
+               std::lock_guard<std::mutex> g(mu);
+               seen = l;
+             }});
   sup.spawn({.name = "victim", .path = "/bin/sh", .args = {"-c", "sleep 0.5; kill -9 $$"}});
   std::atomic<bool> stop{false};
   auto e = sup.wait_any(stop);
@@ -65,15 +71,17 @@ namespace {
 // printing "<name> exit".
 ChildSpec stopper(const std::string& name, int order, const char* linger,
                   std::shared_ptr<std::pair<std::mutex, std::vector<std::string>>> log) {
-  return {.name = name,
-          .path = "/bin/sh",
-          .args = {"-c", "trap 'echo " + name + " term; sleep " + linger + "; echo " + name + " exit; exit 0' TERM; echo " +
-                             name + " up; while :; do sleep 0.02; done"},
-          .on_line = [log](const std::string& l) {
+  return {
+      .name = name,
+      .path = "/bin/sh",
+      .args = {"-c", "trap 'echo " + name + " term; sleep " + linger + "; echo " + name +
+                         " exit; exit 0' TERM; echo " + name + " up; while :; do sleep 0.02; done"},
+      .on_line =
+          [log](const std::string& l) {
             std::lock_guard<std::mutex> g(log->first);
             log->second.push_back(l);
           },
-          .stop_order = order};
+      .stop_order = order};
 }
 }  // namespace
 
@@ -112,8 +120,10 @@ TEST(Supervisor, StageThatIgnoresSigtermIsKilledAfterTheGraceThenTheNextStageSto
   auto log = std::make_shared<std::pair<std::mutex, std::vector<std::string>>>();
   Supervisor sup(false);
   sup.spawn_until(stopper("broker", 0, "0", log), "broker up", std::chrono::seconds(10));
-  sup.spawn_until({.name = "stubborn", .path = "/bin/sh",
-                   .args = {"-c", "trap '' TERM; echo stubborn up; while :; do sleep 0.02; done"}, .stop_order = 1},
+  sup.spawn_until({.name = "stubborn",
+                   .path = "/bin/sh",
+                   .args = {"-c", "trap '' TERM; echo stubborn up; while :; do sleep 0.02; done"},
+                   .stop_order = 1},
                   "stubborn up", std::chrono::seconds(10));
   const auto t0 = std::chrono::steady_clock::now();
   sup.stop_all(std::chrono::milliseconds(300));
@@ -130,8 +140,11 @@ TEST(Supervisor, SpawnUntilReturnsTheCaptureAndOutlivesTheCaller) {
   Supervisor sup(false);
   auto count = std::make_shared<std::atomic<int>>(0);
   auto start = [&] {
-    return sup.spawn_until({.name = "talker", .path = "/bin/sh",
-                            .args = {"-c", "echo noise; echo port=4711 ready; for i in 1 2 3 4 5 6 7 8 9 10; do echo port=1 again; sleep 0.02; done"},
+    return sup.spawn_until({.name = "talker",
+                            .path = "/bin/sh",
+                            .args = {"-c",
+                                     "echo noise; echo port=4711 ready; for i in 1 2 3 4 5 6 7 8 9 "
+                                     "10; do echo port=1 again; sleep 0.02; done"},
                             .on_line = [count](const std::string&) { ++*count; }},
                            "port=([0-9]+)", std::chrono::seconds(10));
   };
@@ -144,15 +157,15 @@ TEST(Supervisor, SpawnUntilReturnsTheCaptureAndOutlivesTheCaller) {
 TEST(Supervisor, SpawnUntilFailsClearlyWhenTheLineNeverComes) {
   Supervisor sup(false);
   try {
-    sup.spawn_until({.name = "mute", .path = "/bin/sh", .args = {"-c", "echo nothing useful"}}, "bootstrap=(.+)",
-                    std::chrono::seconds(10));
+    sup.spawn_until({.name = "mute", .path = "/bin/sh", .args = {"-c", "echo nothing useful"}},
+                    "bootstrap=(.+)", std::chrono::seconds(10));
     FAIL();
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("mute closed its output"), std::string::npos) << e.what();
   }
   try {
-    sup.spawn_until({.name = "slow", .path = "/bin/sh", .args = {"-c", "exec sleep 5"}}, "bootstrap=(.+)",
-                    std::chrono::milliseconds(200));
+    sup.spawn_until({.name = "slow", .path = "/bin/sh", .args = {"-c", "exec sleep 5"}},
+                    "bootstrap=(.+)", std::chrono::milliseconds(200));
     FAIL();
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("slow did not print"), std::string::npos) << e.what();

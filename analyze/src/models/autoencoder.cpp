@@ -41,12 +41,15 @@ TinyAutoencoder read_ae(ByteReader& r) {
   TinyAutoencoder ae;
   const auto rows = r.get<uint64_t>(), cols = r.get<uint64_t>();
   const auto w = r.get_vector<double>();
-  if (rows == 0 || cols == 0 || w.size() != rows * cols) throw std::runtime_error("autoencoder: corrupt");
-  ae.w = Eigen::Map<const Eigen::MatrixXd>(w.data(), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  if (rows == 0 || cols == 0 || w.size() != rows * cols)
+    throw std::runtime_error("autoencoder: corrupt");
+  ae.w = Eigen::Map<const Eigen::MatrixXd>(w.data(), static_cast<Eigen::Index>(rows),
+                                           static_cast<Eigen::Index>(cols));
   ae.bh = read_vec(r);
   ae.bv = read_vec(r);
   ae.linear_output = r.get<uint8_t>() != 0;
-  if (ae.bh.size() != ae.w.rows() || ae.bv.size() != ae.w.cols()) throw std::runtime_error("autoencoder: corrupt");
+  if (ae.bh.size() != ae.w.rows() || ae.bv.size() != ae.w.cols())
+    throw std::runtime_error("autoencoder: corrupt");
   return ae;
 }
 
@@ -74,13 +77,16 @@ void RunningMoments::apply(std::span<const double> x, Eigen::VectorXd& out, doub
   for (Eigen::Index i = 0; i < out.size(); ++i) {
     const double sd = std::sqrt(m2[i] / std::max(count, 1.0));
     const double v = x[static_cast<std::size_t>(i)];
-    out[i] = std::isfinite(v) ? std::clamp((v - mean[i]) / (sd > 1e-12 ? sd : 1.0), -clip, clip) : 0.0;
+    out[i] =
+        std::isfinite(v) ? std::clamp((v - mean[i]) / (sd > 1e-12 ? sd : 1.0), -clip, clip) : 0.0;
   }
 }
 
 void RunningMinMax::reset(std::size_t n) {
-  lo = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(n), std::numeric_limits<double>::infinity());
-  hi = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(n), -std::numeric_limits<double>::infinity());
+  lo = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(n),
+                                 std::numeric_limits<double>::infinity());
+  hi = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(n),
+                                 -std::numeric_limits<double>::infinity());
 }
 
 void RunningMinMax::update(std::span<const double> x) {
@@ -96,7 +102,8 @@ void RunningMinMax::apply(std::span<const double> x, Eigen::VectorXd& out) const
   for (Eigen::Index i = 0; i < out.size(); ++i) {
     const double l = std::isfinite(lo[i]) ? lo[i] : 0.0;
     const double range = hi[i] > l ? hi[i] - l : 1.0;
-    const double v = std::isfinite(x[static_cast<std::size_t>(i)]) ? x[static_cast<std::size_t>(i)] : l;
+    const double v =
+        std::isfinite(x[static_cast<std::size_t>(i)]) ? x[static_cast<std::size_t>(i)] : l;
     out[i] = std::clamp((v - l) / range, -10.0, 11.0);
   }
 }
@@ -116,7 +123,8 @@ void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
   // autoencoder costs well under a microsecond.
   const Eigen::Index nh = w.rows(), nv = w.cols();
   thread_local std::vector<double> buf;
-  if (buf.size() < static_cast<std::size_t>(2 * nh + nv)) buf.resize(static_cast<std::size_t>(2 * nh + nv));
+  if (buf.size() < static_cast<std::size_t>(2 * nh + nv))
+    buf.resize(static_cast<std::size_t>(2 * nh + nv));
   double* y = buf.data();
   double* dy = y + nh;
   double* dz = dy + nh;
@@ -189,7 +197,8 @@ std::vector<std::vector<uint32_t>> map_features(const Matrix& data, int max_grou
   Eigen::MatrixXd centred(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(d));
   std::size_t i = 0;
   for (std::size_t r = 0; r < data.rows; r += stride, ++i)
-    for (std::size_t j = 0; j < d; ++j) centred(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = data.at(r, j) - mean[j];
+    for (std::size_t j = 0; j < d; ++j)
+      centred(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = data.at(r, j) - mean[j];
   const Eigen::MatrixXd cov = centred.transpose() * centred;
   Eigen::MatrixXd dist(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d));
   for (Eigen::Index a = 0; a < dist.rows(); ++a)
@@ -218,10 +227,12 @@ std::vector<std::vector<uint32_t>> map_features(const Matrix& data, int max_grou
     }
     if (!std::isfinite(best)) break;
     // Average linkage (Lance-Williams update), then b is folded into a.
-    const double na = static_cast<double>(clusters[ba].size()), nb = static_cast<double>(clusters[bb].size());
+    const double na = static_cast<double>(clusters[ba].size()),
+                 nb = static_cast<double>(clusters[bb].size());
     for (std::size_t c = 0; c < d; ++c) {
       if (!alive[c] || c == ba || c == bb) continue;
-      const auto ia = static_cast<Eigen::Index>(ba), ib = static_cast<Eigen::Index>(bb), ic = static_cast<Eigen::Index>(c);
+      const auto ia = static_cast<Eigen::Index>(ba), ib = static_cast<Eigen::Index>(bb),
+                 ic = static_cast<Eigen::Index>(c);
       dist(ia, ic) = dist(ic, ia) = (na * dist(ia, ic) + nb * dist(ib, ic)) / (na + nb);
     }
     clusters[ba].insert(clusters[ba].end(), clusters[bb].begin(), clusters[bb].end());
@@ -248,10 +259,12 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
     const int h = std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * v)));
     e.group_ae_.emplace_back().init(v, h, p.seed + g + 1, true);
   }
-  const int epochs = std::clamp(static_cast<int>((p.min_updates + data.rows - 1) / data.rows), 1, std::max(p.max_epochs, 1));
+  const int epochs = std::clamp(static_cast<int>((p.min_updates + data.rows - 1) / data.rows), 1,
+                                std::max(p.max_epochs, 1));
   // On big training sets an epoch is a fresh random subset of min_updates rows: the fit
   // costs the same for 10^4 and 10^6 rows.
-  const std::size_t per_epoch = std::min<std::size_t>(data.rows, static_cast<std::size_t>(std::max(p.min_updates, 1)));
+  const std::size_t per_epoch =
+      std::min<std::size_t>(data.rows, static_cast<std::size_t>(std::max(p.min_updates, 1)));
 
   Matrix norm(data.rows, data.cols);
   Eigen::VectorXd tmp;
@@ -266,14 +279,16 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
     for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
   };
   std::vector<Eigen::VectorXd> slices(e.groups_.size());
-  for (std::size_t g = 0; g < e.groups_.size(); ++g) slices[g].resize(static_cast<Eigen::Index>(e.groups_[g].size()));
+  for (std::size_t g = 0; g < e.groups_.size(); ++g)
+    slices[g].resize(static_cast<Eigen::Index>(e.groups_[g].size()));
   for (int ep = 0; ep < epochs; ++ep) {
     shuffle();
     for (std::size_t i = 0; i < per_epoch; ++i) {
       const uint32_t r = order[i];
       const auto x = norm.row(r);
       for (std::size_t g = 0; g < e.groups_.size(); ++g) {
-        for (std::size_t k = 0; k < e.groups_[g].size(); ++k) slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
+        for (std::size_t k = 0; k < e.groups_[g].size(); ++k)
+          slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
         e.group_ae_[g].train_one(slices[g], p.learning_rate);
       }
     }
@@ -286,10 +301,12 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
   for (std::size_t r = 0; r < data.rows; ++r) {
     const auto x = norm.row(r);
     for (std::size_t g = 0; g < e.groups_.size(); ++g) {
-      for (std::size_t k = 0; k < e.groups_[g].size(); ++k) slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
+      for (std::size_t k = 0; k < e.groups_[g].size(); ++k)
+        slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
       errs.at(r, g) = e.group_ae_[g].reconstruct(slices[g], recon);
       for (std::size_t k = 0; k < e.groups_[g].size(); ++k) {
-        const double diff = recon[static_cast<Eigen::Index>(k)] - slices[g][static_cast<Eigen::Index>(k)];
+        const double diff =
+            recon[static_cast<Eigen::Index>(k)] - slices[g][static_cast<Eigen::Index>(k)];
         e.feature_err_[e.groups_[g][k]] += diff * diff;
       }
     }
@@ -319,7 +336,8 @@ std::vector<double>& scratch(std::size_t n) {
 }
 }  // namespace
 
-void AutoencoderEnsemble::group_errors(std::span<const double> x, double* errs, double* sq_err) const {
+void AutoencoderEnsemble::group_errors(std::span<const double> x, double* errs,
+                                       double* sq_err) const {
   if (x.size() != dims_) throw std::invalid_argument("autoencoder: wrong vector size");
   std::size_t widest = 1, hidden = 1;
   for (const auto& a : group_ae_) {
@@ -332,9 +350,11 @@ void AutoencoderEnsemble::group_errors(std::span<const double> x, double* errs, 
   double* recon = slice + widest;
   double* hid = recon + widest;
   for (std::size_t i = 0; i < dims_; ++i) {
-    const double sd = std::sqrt(input_norm_.m2[static_cast<Eigen::Index>(i)] / std::max(input_norm_.count, 1.0));
+    const double sd =
+        std::sqrt(input_norm_.m2[static_cast<Eigen::Index>(i)] / std::max(input_norm_.count, 1.0));
     const double v = x[i];
-    norm[i] = std::isfinite(v) ? std::clamp((v - input_norm_.mean[static_cast<Eigen::Index>(i)]) / (sd > 1e-12 ? sd : 1.0),
+    norm[i] = std::isfinite(v) ? std::clamp((v - input_norm_.mean[static_cast<Eigen::Index>(i)]) /
+                                                (sd > 1e-12 ? sd : 1.0),
                                             -kScoreClip, kScoreClip)
                                : 0.0;
   }
@@ -343,7 +363,8 @@ void AutoencoderEnsemble::group_errors(std::span<const double> x, double* errs, 
     for (std::size_t k = 0; k < group.size(); ++k) slice[k] = norm[group[k]];
     errs[g] = group_ae_[g].rmse(slice, recon, hid);
     if (sq_err)
-      for (std::size_t k = 0; k < group.size(); ++k) sq_err[group[k]] = (recon[k] - slice[k]) * (recon[k] - slice[k]);
+      for (std::size_t k = 0; k < group.size(); ++k)
+        sq_err[group[k]] = (recon[k] - slice[k]) * (recon[k] - slice[k]);
   }
 }
 
@@ -387,7 +408,9 @@ std::size_t AutoencoderEnsemble::memory_bytes() const {
   };
   for (const auto& g : groups_) b += g.capacity() * sizeof(uint32_t) + sizeof(g);
   for (const auto& a : group_ae_) b += ae_bytes(a) + sizeof(a);
-  b += ae_bytes(output_ae_) + static_cast<std::size_t>(input_norm_.mean.size() * 2 + output_norm_.lo.size() * 2) * sizeof(double);
+  b += ae_bytes(output_ae_) +
+       static_cast<std::size_t>(input_norm_.mean.size() * 2 + output_norm_.lo.size() * 2) *
+           sizeof(double);
   return b;
 }
 
@@ -421,7 +444,8 @@ AutoencoderEnsemble AutoencoderEnsemble::deserialize(std::string_view bytes) {
   e.input_norm_.m2 = read_vec(r);
   e.input_norm_.count = r.get<double>();
   const auto groups = r.get<uint64_t>();
-  if (groups == 0 || groups > e.dims_ || static_cast<std::size_t>(e.input_norm_.mean.size()) != e.dims_ ||
+  if (groups == 0 || groups > e.dims_ ||
+      static_cast<std::size_t>(e.input_norm_.mean.size()) != e.dims_ ||
       e.input_norm_.m2.size() != e.input_norm_.mean.size())
     throw std::runtime_error("autoencoder: corrupt header");
   for (uint64_t g = 0; g < groups; ++g) {
@@ -436,7 +460,8 @@ AutoencoderEnsemble AutoencoderEnsemble::deserialize(std::string_view bytes) {
   e.output_norm_.hi = read_vec(r);
   e.output_ae_ = read_ae(r);
   e.feature_err_ = r.get_vector<double>();
-  if (static_cast<uint64_t>(e.output_ae_.w.cols()) != groups || static_cast<uint64_t>(e.output_norm_.lo.size()) != groups ||
+  if (static_cast<uint64_t>(e.output_ae_.w.cols()) != groups ||
+      static_cast<uint64_t>(e.output_norm_.lo.size()) != groups ||
       e.output_norm_.hi.size() != e.output_norm_.lo.size() || e.feature_err_.size() != e.dims_)
     throw std::runtime_error("autoencoder: corrupt output layer");
   return e;

@@ -16,7 +16,8 @@ GpdFit GpdFit::fit(std::span<const double> scores, double peak_quantile, std::si
   std::sort(s.begin(), s.end());
   const std::size_t n = s.size();
   if (n == 0) return g;
-  std::size_t k = static_cast<std::size_t>(std::ceil((1.0 - peak_quantile) * static_cast<double>(n)));
+  std::size_t k =
+      static_cast<std::size_t>(std::ceil((1.0 - peak_quantile) * static_cast<double>(n)));
   k = std::min(std::max(k, min_peaks), n / 2);
   if (k == 0) {
     g.u = s.back();
@@ -93,7 +94,8 @@ double TailCalibrator::tail(double raw) const {
   const std::size_t hi = static_cast<std::size_t>(it - knots_.begin());
   const std::size_t lo = hi - 1;
   const double step = 1.0 / static_cast<double>(k - 1);
-  const double frac = knots_[hi] > knots_[lo] ? (raw - knots_[lo]) / (knots_[hi] - knots_[lo]) : 0.0;
+  const double frac =
+      knots_[hi] > knots_[lo] ? (raw - knots_[lo]) / (knots_[hi] - knots_[lo]) : 0.0;
   const double cdf = (static_cast<double>(lo) + frac) * step;
   return std::max(1.0 - cdf, 1.0 / static_cast<double>(k));
 }

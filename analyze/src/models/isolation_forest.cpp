@@ -53,7 +53,8 @@ class TreeBuilder {
 
  private:
   void make_leaf(uint32_t node, std::size_t n, int depth) {
-    (*nodes_)[node] = {(depth + average_path_length(static_cast<double>(n))) * inv_c_, 0xFFFFFFFFu, 0};
+    (*nodes_)[node] = {(depth + average_path_length(static_cast<double>(n))) * inv_c_, 0xFFFFFFFFu,
+                       0};
   }
 
   void grow(uint32_t node, std::size_t begin, std::size_t end, int depth) {
@@ -77,7 +78,8 @@ class TreeBuilder {
       double split = lo + rng_.uniform() * (hi - lo);
       if (split <= lo) split = std::nextafter(lo, hi);  // left gets x < split: keep both sides
       const auto mid = std::partition(idx_ + begin, idx_ + end,
-                                      [&](uint32_t r) { return data_.at(r, f) < split; }) - idx_;
+                                      [&](uint32_t r) { return data_.at(r, f) < split; }) -
+                       idx_;
       const auto left = static_cast<uint32_t>(nodes_->size());
       (*nodes_)[node] = {split, f, left};
       nodes_->resize(nodes_->size() + 2);
@@ -128,7 +130,8 @@ double average_path_length(double n) {
 IsolationForest IsolationForest::fit(const Matrix& data, const ForestParams& p) {
   if (data.rows == 0 || data.cols == 0) throw std::invalid_argument("isolation forest: no data");
   if (data.cols >= kLeaf) throw std::invalid_argument("isolation forest: too many columns");
-  if (p.trees <= 0 || p.sample_size <= 1) throw std::invalid_argument("isolation forest: bad params");
+  if (p.trees <= 0 || p.sample_size <= 1)
+    throw std::invalid_argument("isolation forest: bad params");
   if (data.rows > 0xFFFFFFFFull) throw std::invalid_argument("isolation forest: too many rows");
 
   IsolationForest f;
@@ -136,11 +139,15 @@ IsolationForest IsolationForest::fit(const Matrix& data, const ForestParams& p) 
   f.psi_ = std::min<std::size_t>(static_cast<std::size_t>(p.sample_size), data.rows);
   f.c_psi_ = std::max(average_path_length(static_cast<double>(f.psi_)), 1.0);
   auto tree_psi = [&](int t) {
-    if (p.mixed_sample_size > 1 && t % 2 == 1) return std::min<std::size_t>(static_cast<std::size_t>(p.mixed_sample_size), data.rows);
+    if (p.mixed_sample_size > 1 && t % 2 == 1)
+      return std::min<std::size_t>(static_cast<std::size_t>(p.mixed_sample_size), data.rows);
     return f.psi_;
   };
   auto depth_for = [&](std::size_t psi) {
-    const int d = p.max_depth > 0 ? p.max_depth : static_cast<int>(std::ceil(std::log2(std::max<double>(static_cast<double>(psi), 2))));
+    const int d =
+        p.max_depth > 0
+            ? p.max_depth
+            : static_cast<int>(std::ceil(std::log2(std::max<double>(static_cast<double>(psi), 2))));
     return std::min(d, 64);  // no tree of <= 2^32 points needs more
   };
 
@@ -153,7 +160,8 @@ IsolationForest IsolationForest::fit(const Matrix& data, const ForestParams& p) 
       Rng rng(p.seed, static_cast<uint64_t>(t) + 1);
       const std::size_t psi = tree_psi(t);
       auto idx = sample_rows(data.rows, psi, rng);
-      TreeBuilder(data, rng, depth_for(psi), std::max(average_path_length(static_cast<double>(psi)), 1.0))
+      TreeBuilder(data, rng, depth_for(psi),
+                  std::max(average_path_length(static_cast<double>(psi)), 1.0))
           .build(idx, tree_nodes[t], tree_counts[t]);
     }
   };
@@ -190,7 +198,8 @@ IsolationForest IsolationForest::fit(const Matrix& data, const ForestParams& p) 
 // the leaf), which lets every walk run a fixed number of steps without a data-dependent
 // branch, and several trees or rows advance in lockstep.
 IsolationForest::Node IsolationForest::leaf_node(uint32_t index) {
-  return {std::numeric_limits<double>::quiet_NaN(), 0, index - 1};  // unsigned: root leaf wraps to 0
+  return {std::numeric_limits<double>::quiet_NaN(), 0,
+          index - 1};  // unsigned: root leaf wraps to 0
 }
 
 inline uint32_t IsolationForest::step(const Node* tree, uint32_t i, const double* x) {
@@ -285,7 +294,8 @@ std::vector<double> IsolationForest::attribution(std::span<const double> x) cons
     uint32_t i = 0;
     while (!std::isnan(tree[i].value)) {
       const uint32_t child = step(tree, i, x.data());
-      credit[tree[i].feature] += std::log2(static_cast<double>(counts[i]) / std::max<uint32_t>(counts[child], 1));
+      credit[tree[i].feature] +=
+          std::log2(static_cast<double>(counts[i]) / std::max<uint32_t>(counts[child], 1));
       i = child;
     }
   }
@@ -295,7 +305,8 @@ std::vector<double> IsolationForest::attribution(std::span<const double> x) cons
 
 std::size_t IsolationForest::memory_bytes() const {
   return sizeof(*this) + nodes_.capacity() * sizeof(Node) + leaf_.capacity() * sizeof(double) +
-         roots_.capacity() * sizeof(uint32_t) + depths_.capacity() + counts_.capacity() * sizeof(uint32_t);
+         roots_.capacity() * sizeof(uint32_t) + depths_.capacity() +
+         counts_.capacity() * sizeof(uint32_t);
 }
 
 std::string IsolationForest::serialize() const {
@@ -333,7 +344,8 @@ IsolationForest IsolationForest::deserialize(std::string_view bytes) {
   for (std::size_t t = 0; t < f.roots_.size(); ++t) {
     const std::size_t begin = f.roots_[t];
     const std::size_t end = t + 1 < f.roots_.size() ? f.roots_[t + 1] : f.nodes_.size();
-    if (begin >= end || end > f.nodes_.size()) throw std::runtime_error("forest: corrupt tree offsets");
+    if (begin >= end || end > f.nodes_.size())
+      throw std::runtime_error("forest: corrupt tree offsets");
     for (std::size_t i = begin; i < end; ++i) {
       const Node& n = f.nodes_[i];
       const auto local = static_cast<uint32_t>(i - begin);

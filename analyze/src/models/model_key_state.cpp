@@ -15,7 +15,7 @@ namespace immunizer::analyze {
 namespace {
 
 constexpr uint32_t kStateMagic = 0x4D5A4D49;  // "IMZM"
-constexpr uint32_t kStateVersion = 3;  // 3: feedback marks per reservoir row (2 is read too)
+constexpr uint32_t kStateVersion = 3;         // 3: feedback marks per reservoir row (2 is read too)
 constexpr uint32_t kFrameMagic = 0x535A4D49;  // "IMZS": deflated state + checksum
 constexpr uint32_t kFrameVersion = 1;
 
@@ -37,9 +37,12 @@ void add_shares(std::vector<double>& into, const std::vector<double>& a, double 
 
 const char* to_string(DetectorKind k) {
   switch (k) {
-    case DetectorKind::kIForest: return "iforest";
-    case DetectorKind::kAutoencoder: return "autoencoder";
-    case DetectorKind::kEnsemble: return "ensemble";
+    case DetectorKind::kIForest:
+      return "iforest";
+    case DetectorKind::kAutoencoder:
+      return "autoencoder";
+    case DetectorKind::kEnsemble:
+      return "ensemble";
   }
   return "?";
 }
@@ -57,8 +60,8 @@ void validate(const DetectorConfig& c) {
   };
   check(c.trees >= 1 && c.trees <= 10000, "trees", "in [1, 10000]");
   check(c.sample_size >= 2 && c.sample_size <= 65535, "sample_size", "in [2, 65535]");
-  check(c.mixed_sample_size == 0 || (c.mixed_sample_size >= 2 && c.mixed_sample_size <= 65535), "mixed_sample_size",
-        "0 or in [2, 65535]");
+  check(c.mixed_sample_size == 0 || (c.mixed_sample_size >= 2 && c.mixed_sample_size <= 65535),
+        "mixed_sample_size", "0 or in [2, 65535]");
   check(c.fit_threads >= 1 && c.fit_threads <= 256, "fit_threads", "in [1, 256]");
   check(c.ae_max_group >= 1 && c.ae_max_group <= 64, "ae_max_group", "in [1, 64]");
   check(c.ae_hidden_ratio > 0 && c.ae_hidden_ratio <= 1, "ae_hidden_ratio", "in (0, 1]");
@@ -70,7 +73,8 @@ void validate(const DetectorConfig& c) {
   check(c.feedback_share >= 0 && c.feedback_share <= 0.5, "feedback_share", "in [0, 0.5]");
   check(c.risk > 0 && c.risk < 0.5, "risk", "in (0, 0.5)");
   check(c.peak_quantile >= 0.5 && c.peak_quantile < 1, "peak_quantile", "in [0.5, 1)");
-  check(!c.fixed_threshold || std::isfinite(*c.fixed_threshold), "fixed_threshold", "a finite number");
+  check(!c.fixed_threshold || std::isfinite(*c.fixed_threshold), "fixed_threshold",
+        "a finite number");
   check(c.top_features <= 1000, "top_features", "at most 1000");
 }
 
@@ -104,7 +108,8 @@ void ModelKeyState::write_row(std::size_t slot, std::span<const double> x) {
     feedback_mark_.push_back(0);
     return;
   }
-  std::transform(x.begin(), x.end(), reservoir_.values.begin() + static_cast<std::ptrdiff_t>(slot * reservoir_.cols),
+  std::transform(x.begin(), x.end(),
+                 reservoir_.values.begin() + static_cast<std::ptrdiff_t>(slot * reservoir_.cols),
                  [](double v) { return static_cast<float>(v); });
 }
 
@@ -121,7 +126,8 @@ void ModelKeyState::remember(std::span<const double> x) {
     // enters (drift is learnt), but a burst of attacks that were not alarmed cannot replace
     // the whole reservoir before the next refit, as a ring of the latest vectors would.
     constexpr std::size_t kHistoryFactor = 16;
-    const std::size_t history = std::min<std::size_t>(records_seen_, kHistoryFactor * reservoir_.rows);
+    const std::size_t history =
+        std::min<std::size_t>(records_seen_, kHistoryFactor * reservoir_.rows);
     uint64_t h = cfg_.seed ^ (0x9E3779B97F4A7C15ull * (records_seen_ + 1));
     h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
     h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
@@ -164,7 +170,9 @@ void ModelKeyState::learn_constants(const Matrix& data, const Matrix* feedback) 
     std::size_t away = 0;
     for (double v : col) away += std::fabs(v - mode) >= kMargin;
     constant_[j] = mode;
-    rarity_[j] = away == 0 ? -1.0 : (static_cast<double>(away) + 1.0) / (static_cast<double>(data.rows) + 1.0);
+    rarity_[j] = away == 0
+                     ? -1.0
+                     : (static_cast<double>(away) + 1.0) / (static_cast<double>(data.rows) + 1.0);
     watched += away > 0;
   }
   // Several rarely-varying features each get a chance to fire: Bonferroni over them.
@@ -199,7 +207,9 @@ double ModelKeyState::constant_violation_tail(std::span<const double> x) const {
   double tail = 1.0;
   for (std::size_t j = 0; j < constant_.size() && j < x.size(); ++j)
     if (!std::isnan(constant_[j]) && std::fabs(x[j] - constant_[j]) >= kMargin)
-      tail = std::min(tail, rarity_[j] < 0 ? 1.0 / (static_cast<double>(std::max<std::size_t>(records_seen_, reservoir_.rows)) + 1.0)
+      tail = std::min(tail, rarity_[j] < 0 ? 1.0 / (static_cast<double>(std::max<std::size_t>(
+                                                        records_seen_, reservoir_.rows)) +
+                                                    1.0)
                                            : rarity_[j]);
   // Far outside the fit's range (by more than the range itself): a forest isolates such a
   // value no faster than the most extreme training point. A new normal vector exceeds the
@@ -222,7 +232,8 @@ Matrix ModelKeyState::rows_from(bool feedback) const {
   std::size_t out = 0;
   for (std::size_t r = 0; r < reservoir_.rows; ++r) {
     if (!all && (feedback_mark_[r] != 0) != feedback) continue;
-    std::copy_n(reservoir_.values.begin() + static_cast<std::ptrdiff_t>(r * reservoir_.cols), reservoir_.cols,
+    std::copy_n(reservoir_.values.begin() + static_cast<std::ptrdiff_t>(r * reservoir_.cols),
+                reservoir_.cols,
                 m.values.begin() + static_cast<std::ptrdiff_t>(out * reservoir_.cols));
     ++out;
   }
@@ -256,17 +267,25 @@ void ModelKeyState::fit_models() {
   };
   if (uses_forest()) {
     const int mixed = cfg_.detector == DetectorKind::kIForest ? 0 : cfg_.mixed_sample_size;
-    forest_ = IsolationForest::fit(data, {cfg_.trees, cfg_.sample_size, mixed, 0, seed, cfg_.fit_threads});
+    forest_ = IsolationForest::fit(
+        data, {cfg_.trees, cfg_.sample_size, mixed, 0, seed, cfg_.fit_threads});
     forest_.score_batch(data, s);
     forest_cal_.fit(calibration_rows(s), cfg_.peak_quantile);
-    for (std::size_t i = 0; i < n; ++i) combined[i] += -forest_weight() * std::log10(forest_cal_.tail(s[i]));
+    for (std::size_t i = 0; i < n; ++i)
+      combined[i] += -forest_weight() * std::log10(forest_cal_.tail(s[i]));
   }
   if (uses_ae()) {
-    AutoencoderParams ap{cfg_.ae_max_group, cfg_.ae_hidden_ratio, cfg_.ae_learning_rate, cfg_.ae_min_updates, 50, seed};
+    AutoencoderParams ap{cfg_.ae_max_group,
+                         cfg_.ae_hidden_ratio,
+                         cfg_.ae_learning_rate,
+                         cfg_.ae_min_updates,
+                         50,
+                         seed};
     ae_ = AutoencoderEnsemble::fit(data, ap);
     ae_.score_batch(data, s);
     ae_cal_.fit(calibration_rows(s), cfg_.peak_quantile);
-    for (std::size_t i = 0; i < n; ++i) combined[i] += -ae_weight() * std::log10(ae_cal_.tail(s[i]));
+    for (std::size_t i = 0; i < n; ++i)
+      combined[i] += -ae_weight() * std::log10(ae_cal_.tail(s[i]));
   }
   combined_cal_.fit(calibration_rows(combined), cfg_.peak_quantile);
   set_threshold();
@@ -279,7 +298,8 @@ void ModelKeyState::set_threshold() {
   threshold_ = cfg_.fixed_threshold ? *cfg_.fixed_threshold : combined_cal_.threshold(cfg_.risk);
 }
 
-Verdict ModelKeyState::observe(std::span<const double> x, const std::vector<std::string>& feature_names,
+Verdict ModelKeyState::observe(std::span<const double> x,
+                               const std::vector<std::string>& feature_names,
                                uint32_t schema_version) {
   if (x.size() != feature_names.size())
     throw std::invalid_argument("observe: " + std::to_string(x.size()) + " values for " +
@@ -287,7 +307,8 @@ Verdict ModelKeyState::observe(std::span<const double> x, const std::vector<std:
   if (x.empty()) throw std::invalid_argument("observe: empty feature vector");
   // The schema version is the contract (comparing every name per vector would cost more than
   // scoring); a changed width without a new version is caught too.
-  if (!has_schema_ || schema_version != schema_version_ || x.size() != names_.size()) reset(feature_names, schema_version);
+  if (!has_schema_ || schema_version != schema_version_ || x.size() != names_.size())
+    reset(feature_names, schema_version);
   ++records_seen_;
   if (state_ == ModelState::kLearning) {
     remember(x);
@@ -319,7 +340,8 @@ Verdict ModelKeyState::score(std::span<const double> x) const {
     weights[used] = ae_weight();
     tails[used++] = v.ae_tail;
   }
-  v.combined = combine_tails({tails, static_cast<std::size_t>(used)}, {weights, static_cast<std::size_t>(used)});
+  v.combined = combine_tails({tails, static_cast<std::size_t>(used)},
+                             {weights, static_cast<std::size_t>(used)});
   v.threshold = threshold_;
   v.alarm = v.combined > threshold_;
   if (v.alarm) {
@@ -336,16 +358,20 @@ std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) cons
   std::vector<double> share(names_.size(), 0.0);
   // Each detector's attribution, as shares, weighted by how surprised that detector is.
   if (uses_forest())
-    add_shares(share, forest_.attribution(x), forest_weight() * std::max(-std::log10(forest_cal_.tail(forest_.score(x))), 1e-3));
+    add_shares(share, forest_.attribution(x),
+               forest_weight() * std::max(-std::log10(forest_cal_.tail(forest_.score(x))), 1e-3));
   if (uses_ae())
-    add_shares(share, ae_.attribution(x), ae_weight() * std::max(-std::log10(ae_cal_.tail(ae_.score(x))), 1e-3));
+    add_shares(share, ae_.attribution(x),
+               ae_weight() * std::max(-std::log10(ae_cal_.tail(ae_.score(x))), 1e-3));
   double total = 0;
   for (const double s : share) total += s;
   std::vector<std::size_t> idx(share.size());
   for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
   const std::size_t k = std::min(cfg_.top_features, idx.size());
   std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
-                    [&](std::size_t a, std::size_t b) { return share[a] > share[b] || (share[a] == share[b] && a < b); });
+                    [&](std::size_t a, std::size_t b) {
+                      return share[a] > share[b] || (share[a] == share[b] && a < b);
+                    });
   std::vector<Contribution> out;
   for (std::size_t i = 0; i < k; ++i)
     out.push_back({names_[idx[i]], total > 0 ? share[idx[i]] / total : 0.0, x[idx[i]]});
@@ -353,8 +379,10 @@ std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) cons
 }
 
 ModelKeyState::FeedbackOutcome ModelKeyState::feedback_false_positive(std::span<const double> x) {
-  if (!has_schema_ || x.size() != names_.size()) return FeedbackOutcome::kIgnored;  // stale: an old schema
-  const auto cap = static_cast<std::size_t>(cfg_.feedback_share * static_cast<double>(cfg_.reservoir_size));
+  if (!has_schema_ || x.size() != names_.size())
+    return FeedbackOutcome::kIgnored;  // stale: an old schema
+  const auto cap =
+      static_cast<std::size_t>(cfg_.feedback_share * static_cast<double>(cfg_.reservoir_size));
   if (cap == 0) return FeedbackOutcome::kIgnored;
   const std::size_t cols = reservoir_.cols;
   if (feedback_rows_ > 0) {
@@ -435,8 +463,9 @@ std::string ModelKeyState::snapshot() const {
   const std::string& raw = w.bytes();
   uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
   std::string out(16 + packed_size, '\0');
-  if (compress2(reinterpret_cast<Bytef*>(out.data() + 16), &packed_size, reinterpret_cast<const Bytef*>(raw.data()),
-                static_cast<uLong>(raw.size()), 1) != Z_OK)
+  if (compress2(reinterpret_cast<Bytef*>(out.data() + 16), &packed_size,
+                reinterpret_cast<const Bytef*>(raw.data()), static_cast<uLong>(raw.size()),
+                1) != Z_OK)
     throw std::runtime_error("model snapshot: compression failed");
   out.resize(16 + packed_size);
   const uint32_t magic = kFrameMagic, version = kFrameVersion;
@@ -464,14 +493,16 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   if (raw_size > (1ull << 31)) throw std::runtime_error("model snapshot: implausible size");
   std::string body(raw_size, '\0');
   uLongf got = static_cast<uLongf>(raw_size);
-  if (uncompress(reinterpret_cast<Bytef*>(body.data()), &got, reinterpret_cast<const Bytef*>(frame.data() + 16),
+  if (uncompress(reinterpret_cast<Bytef*>(body.data()), &got,
+                 reinterpret_cast<const Bytef*>(frame.data() + 16),
                  static_cast<uLong>(frame.size() - 16)) != Z_OK ||
       got != raw_size)
     throw std::runtime_error("model snapshot: corrupt compressed data");
   ByteReader r(body);
   if (r.get<uint32_t>() != kStateMagic) throw std::runtime_error("model snapshot: bad magic");
   const uint32_t state_version = r.get<uint32_t>();
-  if (state_version != kStateVersion && state_version != 2) throw std::runtime_error("model snapshot: unknown version");
+  if (state_version != kStateVersion && state_version != 2)
+    throw std::runtime_error("model snapshot: unknown version");
   ModelKeyState m(std::move(cfg));
   const bool active = r.get<uint8_t>() != 0;
   const auto kind = r.get<uint8_t>();
@@ -492,8 +523,10 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   } else {
     m.feedback_mark_.assign(m.reservoir_.rows, 0);  // version 2 did not tell feedback rows apart
   }
-  if (m.reservoir_.cols != m.names_.size() || m.reservoir_.values.size() != m.reservoir_.rows * m.reservoir_.cols ||
-      (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows) || m.feedback_mark_.size() != m.reservoir_.rows)
+  if (m.reservoir_.cols != m.names_.size() ||
+      m.reservoir_.values.size() != m.reservoir_.rows * m.reservoir_.cols ||
+      (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows) ||
+      m.feedback_mark_.size() != m.reservoir_.rows)
     throw std::runtime_error("model snapshot: corrupt reservoir");
   for (const uint8_t f : m.feedback_mark_) {
     if (f > 1) throw std::runtime_error("model snapshot: corrupt feedback marks");
@@ -509,14 +542,16 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   m.forest_cal_.read(r);
   m.ae_cal_.read(r);
   m.combined_cal_.read(r);
-  if ((m.forest_.fitted() && m.forest_.dims() != m.names_.size()) || (m.ae_.fitted() && m.ae_.dims() != m.names_.size()))
+  if ((m.forest_.fitted() && m.forest_.dims() != m.names_.size()) ||
+      (m.ae_.fitted() && m.ae_.dims() != m.names_.size()))
     throw std::runtime_error("model snapshot: model and schema disagree");
   // A reservoir bigger than the new config allows keeps its most useful (all) rows.
   m.cfg_.reservoir_size = std::max(m.cfg_.reservoir_size, m.reservoir_.rows);
   if (active) {
     m.state_ = ModelState::kActive;
     if (kind != static_cast<uint8_t>(m.cfg_.detector)) {
-      m.fit_models();  // the configured detector changed since the snapshot: relearn from the reservoir
+      m.fit_models();  // the configured detector changed since the snapshot: relearn from the
+                       // reservoir
     } else {
       m.set_threshold();
     }

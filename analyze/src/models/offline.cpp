@@ -54,11 +54,13 @@ std::vector<double> score_offline(const Matrix& train, const Matrix& test, const
   start = clock::now();
   if (forest) {
     f.score_batch(test, s, fp.threads);
-    for (std::size_t i = 0; i < s.size(); ++i) out[i] = calibrate ? -(1 - p.ae_weight) * std::log10(fcal.tail(s[i])) : s[i];
+    for (std::size_t i = 0; i < s.size(); ++i)
+      out[i] = calibrate ? -(1 - p.ae_weight) * std::log10(fcal.tail(s[i])) : s[i];
   }
   if (ae) {
     a.score_batch(test, s);
-    for (std::size_t i = 0; i < s.size(); ++i) out[i] += calibrate ? -p.ae_weight * std::log10(acal.tail(s[i])) : s[i];
+    for (std::size_t i = 0; i < s.size(); ++i)
+      out[i] += calibrate ? -p.ae_weight * std::log10(acal.tail(s[i])) : s[i];
   }
   t.score_seconds = since(start);
   if (timings) *timings = t;
@@ -69,7 +71,8 @@ double roc_auc(std::span<const double> scores, std::span<const int> labels) {
   const std::size_t n = scores.size();
   std::vector<std::size_t> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
-  std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
+  std::sort(idx.begin(), idx.end(),
+            [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
   double rank_sum = 0, pos = 0;
   for (std::size_t i = 0; i < n;) {
     std::size_t j = i;
@@ -93,7 +96,9 @@ double r_precision(std::span<const double> scores, std::span<const int> labels) 
   std::vector<std::size_t> idx(scores.size());
   std::iota(idx.begin(), idx.end(), 0);
   std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(r), idx.end(),
-                    [&](std::size_t a, std::size_t b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); });
+                    [&](std::size_t a, std::size_t b) {
+                      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+                    });
   std::size_t hits = 0;
   for (std::size_t i = 0; i < r; ++i) hits += labels[idx[i]] == 1;
   return static_cast<double>(hits) / static_cast<double>(r);

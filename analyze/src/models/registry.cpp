@@ -4,7 +4,8 @@
 
 namespace immunizer::analyze {
 
-ModelRegistry::ModelRegistry(DetectorConfig cfg, std::size_t threads) : cfg_(std::move(cfg)), pool_(threads) {}
+ModelRegistry::ModelRegistry(DetectorConfig cfg, std::size_t threads)
+    : cfg_(std::move(cfg)), pool_(threads) {}
 
 ModelKeyState* ModelRegistry::find(const std::string& key) {
   const auto it = keys_.find(key);
@@ -47,7 +48,8 @@ std::vector<ObservationResult> ModelRegistry::observe_batch(std::span<const Obse
     auto& [state, items] = groups[g];
     for (const std::size_t i : items) {
       try {
-        out[i].verdict = state->observe(batch[i].values, batch[i].feature_names, batch[i].schema_version);
+        out[i].verdict =
+            state->observe(batch[i].values, batch[i].feature_names, batch[i].schema_version);
       } catch (const std::exception& e) {
         out[i].error = e.what();
       }

@@ -38,7 +38,8 @@ struct Options {
 
 uint64_t to_u64(const std::string& flag, const std::string& v) {
   double d;
-  if (!parse_number(v, d) || d < 0 || d != std::floor(d) || d > 1.8e19) throw UsageError(flag + ": not a non-negative integer: '" + v + "'");
+  if (!parse_number(v, d) || d < 0 || d != std::floor(d) || d > 1.8e19)
+    throw UsageError(flag + ": not a non-negative integer: '" + v + "'");
   return static_cast<uint64_t>(d);
 }
 
@@ -60,14 +61,21 @@ Options parse(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) throw UsageError(flag + ": missing value");
       value = args[++i];
     }
-    if (flag == "--input") o.input = value;
-    else if (flag == "--train") o.train = value;
-    else if (flag == "--label-column") o.label = value;
-    else if (flag == "--seed") o.seed = to_u64(flag, value);
-    else if (flag == "--threads") o.threads = static_cast<int>(std::max<uint64_t>(1, std::min<uint64_t>(to_u64(flag, value), 256)));
+    if (flag == "--input")
+      o.input = value;
+    else if (flag == "--train")
+      o.train = value;
+    else if (flag == "--label-column")
+      o.label = value;
+    else if (flag == "--seed")
+      o.seed = to_u64(flag, value);
+    else if (flag == "--threads")
+      o.threads =
+          static_cast<int>(std::max<uint64_t>(1, std::min<uint64_t>(to_u64(flag, value), 256)));
     else if (flag == "--detector") {
       const auto d = parse_detector(value);
-      if (!d) throw UsageError("--detector: '" + value + "' is not iforest, autoencoder or ensemble");
+      if (!d)
+        throw UsageError("--detector: '" + value + "' is not iforest, autoencoder or ensemble");
       o.detector = *d;
     } else {
       throw UsageError("unknown option '" + flag + "'");
@@ -78,20 +86,24 @@ Options parse(const std::vector<std::string>& args) {
 }
 
 // The training features in the input's column order (by header name when both have one).
-Matrix align_train(const NumericTable& input, const NumericTable& train, bool by_name, const std::string& path) {
+Matrix align_train(const NumericTable& input, const NumericTable& train, bool by_name,
+                   const std::string& path) {
   if (by_name) {
     std::map<std::string, std::size_t> pos;
     for (std::size_t j = 0; j < train.feature_names.size(); ++j) pos[train.feature_names[j]] = j;
     Matrix m(train.features.rows, input.feature_names.size());
     for (std::size_t k = 0; k < input.feature_names.size(); ++k) {
       const auto it = pos.find(input.feature_names[k]);
-      if (it == pos.end()) throw std::runtime_error(path + ": no numeric column '" + input.feature_names[k] + "' as in the input");
+      if (it == pos.end())
+        throw std::runtime_error(path + ": no numeric column '" + input.feature_names[k] +
+                                 "' as in the input");
       for (std::size_t i = 0; i < m.rows; ++i) m.at(i, k) = train.features.at(i, it->second);
     }
     return m;
   }
   if (train.features.cols != input.features.cols)
-    throw std::runtime_error(path + ": " + std::to_string(train.features.cols) + " numeric feature columns, the input has " +
+    throw std::runtime_error(path + ": " + std::to_string(train.features.cols) +
+                             " numeric feature columns, the input has " +
                              std::to_string(input.features.cols));
   return train.features;
 }
@@ -139,14 +151,17 @@ int score_command(const std::vector<std::string>& args, std::ostream& out, std::
     }
     out << buf;
     out.flush();
-    err << "score: " << scores.size() << " rows, " << input.features.cols << " features, detector " << to_string(o.detector)
-        << ", trained on " << train->rows << " rows" << (o.train.empty() ? " (the input itself)" : "") << "\n";
+    err << "score: " << scores.size() << " rows, " << input.features.cols << " features, detector "
+        << to_string(o.detector) << ", trained on " << train->rows << " rows"
+        << (o.train.empty() ? " (the input itself)" : "") << "\n";
     if (input.labels) {
       const auto& l = *input.labels;
       const auto outliers = std::count(l.begin(), l.end(), 1);
       char msg[160];
-      std::snprintf(msg, sizeof msg, "score: label column '%s': %lld outliers; AUC %.4f R-precision %.4f\n",
-                    input.label_name.c_str(), static_cast<long long>(outliers), roc_auc(scores, l), r_precision(scores, l));
+      std::snprintf(msg, sizeof msg,
+                    "score: label column '%s': %lld outliers; AUC %.4f R-precision %.4f\n",
+                    input.label_name.c_str(), static_cast<long long>(outliers), roc_auc(scores, l),
+                    r_precision(scores, l));
       err << msg;
     }
     return 0;

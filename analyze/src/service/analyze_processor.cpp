@@ -11,20 +11,29 @@ namespace immunizer::analyze {
 AnalyzeConfig AnalyzeConfig::from_config(const common::Config& c) {
   AnalyzeConfig a;
   auto& d = a.detector;
-  const auto det = c.get_enum("analyze.detector", to_string(d.detector), {"iforest", "autoencoder", "ensemble"});
+  const auto det =
+      c.get_enum("analyze.detector", to_string(d.detector), {"iforest", "autoencoder", "ensemble"});
   d.detector = *parse_detector(det);
   d.trees = static_cast<int>(c.get_int("analyze.trees", d.trees, 1, 10'000));
   d.sample_size = static_cast<int>(c.get_int("analyze.sample_size", d.sample_size, 2, 1 << 20));
-  d.seed = static_cast<uint64_t>(c.get_int("analyze.seed", static_cast<int64_t>(d.seed), 0, INT64_MAX));
-  d.grace_records = static_cast<size_t>(c.get_int("analyze.grace_records", static_cast<int64_t>(d.grace_records), 16, 100'000'000));
-  d.refit_every = static_cast<size_t>(c.get_int("analyze.refit_every", static_cast<int64_t>(d.refit_every), 0, 1'000'000'000));
-  d.reservoir_size = static_cast<size_t>(c.get_int("analyze.reservoir_size", static_cast<int64_t>(d.reservoir_size), 16, 10'000'000));
+  d.seed =
+      static_cast<uint64_t>(c.get_int("analyze.seed", static_cast<int64_t>(d.seed), 0, INT64_MAX));
+  d.grace_records = static_cast<size_t>(
+      c.get_int("analyze.grace_records", static_cast<int64_t>(d.grace_records), 16, 100'000'000));
+  d.refit_every = static_cast<size_t>(
+      c.get_int("analyze.refit_every", static_cast<int64_t>(d.refit_every), 0, 1'000'000'000));
+  d.reservoir_size = static_cast<size_t>(
+      c.get_int("analyze.reservoir_size", static_cast<int64_t>(d.reservoir_size), 16, 10'000'000));
   d.risk = c.get_double("analyze.risk", d.risk, 1e-12, 0.5);
-  if (c.has("analyze.fixed_threshold")) d.fixed_threshold = c.get_double("analyze.fixed_threshold", 0, 0, 1e9);
+  if (c.has("analyze.fixed_threshold"))
+    d.fixed_threshold = c.get_double("analyze.fixed_threshold", 0, 0, 1e9);
   d.feedback_share = c.get_double("analyze.feedback_share", d.feedback_share, 0, 0.5);
-  d.top_features = static_cast<size_t>(c.get_int("analyze.top_features", static_cast<int64_t>(d.top_features), 1, 100));
-  a.threads = static_cast<size_t>(c.get_int("analyze.threads", static_cast<int64_t>(a.threads), 1, 256));
-  a.snapshot_interval_ms = c.get_int("analyze.snapshot_interval_ms", a.snapshot_interval_ms, 1000, 86'400'000);
+  d.top_features = static_cast<size_t>(
+      c.get_int("analyze.top_features", static_cast<int64_t>(d.top_features), 1, 100));
+  a.threads =
+      static_cast<size_t>(c.get_int("analyze.threads", static_cast<int64_t>(a.threads), 1, 256));
+  a.snapshot_interval_ms =
+      c.get_int("analyze.snapshot_interval_ms", a.snapshot_interval_ms, 1000, 86'400'000);
   a.group = c.get_string("analyze.group", a.group);
   return a;
 }
@@ -36,29 +45,51 @@ AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topi
       clock_(clock),
       models_(cfg.detector, cfg.threads),
       snapshots_("analyze", 2, topics.models, cfg.snapshot_interval_ms, clock),
-      alarms_(prometheus::BuildCounter().Name("immunizer_alarms_total").Help("Alarms raised, by severity").Register(r)),
-      scored_(prometheus::BuildCounter().Name("immunizer_analyze_vectors_scored_total")
-                  .Help("Feature vectors scored by an active model").Register(r).Add({})),
-      learning_(prometheus::BuildCounter().Name("immunizer_analyze_vectors_learning_total")
-                    .Help("Feature vectors absorbed by models still in their grace period").Register(r).Add({})),
-      detection_latency_(prometheus::BuildHistogram().Name("immunizer_detection_latency_seconds")
-                             .Help("From the instrumented call to its alarm").Register(r)
-                             .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
-      models_by_state_(prometheus::BuildGauge().Name("immunizer_analyze_models").Help("Model keys held, by state")
+      alarms_(prometheus::BuildCounter()
+                  .Name("immunizer_alarms_total")
+                  .Help("Alarms raised, by severity")
+                  .Register(r)),
+      scored_(prometheus::BuildCounter()
+                  .Name("immunizer_analyze_vectors_scored_total")
+                  .Help("Feature vectors scored by an active model")
+                  .Register(r)
+                  .Add({})),
+      learning_(prometheus::BuildCounter()
+                    .Name("immunizer_analyze_vectors_learning_total")
+                    .Help("Feature vectors absorbed by models still in their grace period")
+                    .Register(r)
+                    .Add({})),
+      detection_latency_(
+          prometheus::BuildHistogram()
+              .Name("immunizer_detection_latency_seconds")
+              .Help("From the instrumented call to its alarm")
+              .Register(r)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                               0.5, 1, 2.5, 5, 10})),
+      models_by_state_(prometheus::BuildGauge()
+                           .Name("immunizer_analyze_models")
+                           .Help("Model keys held, by state")
                            .Register(r)),
       models_active_(models_by_state_.Add({{"state", "active"}})),
       models_learning_(models_by_state_.Add({{"state", "learning"}})),
-      memory_(prometheus::BuildGauge().Name("immunizer_analyze_model_memory_bytes")
-                  .Help("Memory held by all models").Register(r).Add({})),
-      feedback_(prometheus::BuildCounter().Name("immunizer_analyze_feedback_total")
-                    .Help("False-positive feedback, by what it did to the model's reservoir (added, replaced: "
-                          "within the feedback share; merged: alike to a row already taught; ignored, unknown_model)")
+      memory_(prometheus::BuildGauge()
+                  .Name("immunizer_analyze_model_memory_bytes")
+                  .Help("Memory held by all models")
+                  .Register(r)
+                  .Add({})),
+      feedback_(prometheus::BuildCounter()
+                    .Name("immunizer_analyze_feedback_total")
+                    .Help("False-positive feedback, by what it did to the model's reservoir "
+                          "(added, replaced: "
+                          "within the feedback share; merged: alike to a row already taught; "
+                          "ignored, unknown_model)")
                     .Register(r)) {}
 
 void AnalyzeProcessor::process(const common::Message& m, common::Producer& out) {
-  process_batch({m}, out, [](const common::Message&, const std::string& reason, const std::string& detail) {
-    throw common::BadMessage(reason, detail);
-  });
+  process_batch({m}, out,
+                [](const common::Message&, const std::string& reason, const std::string& detail) {
+                  throw common::BadMessage(reason, detail);
+                });
 }
 
 void AnalyzeProcessor::feedback(const v1::Feedback& f) {
@@ -70,13 +101,17 @@ void AnalyzeProcessor::feedback(const v1::Feedback& f) {
   }
   using O = ModelKeyState::FeedbackOutcome;
   const O o = k->feedback_false_positive(std::vector<double>(f.values().begin(), f.values().end()));
-  feedback_.Add({{"outcome", o == O::kAdded ? "added" : o == O::kReplaced ? "replaced" : o == O::kMerged ? "merged" : "ignored"}})
+  feedback_
+      .Add({{"outcome", o == O::kAdded      ? "added"
+                        : o == O::kReplaced ? "replaced"
+                        : o == O::kMerged   ? "merged"
+                                            : "ignored"}})
       .Increment();
   if (o == O::kAdded || o == O::kReplaced) snapshots_.mark(f.model_key());
 }
 
-void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, common::Producer& out,
-                                     const Reject& reject) {
+void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
+                                     common::Producer& out, const Reject& reject) {
   std::vector<Observation> obs;
   std::vector<v1::FeatureVector> vecs;
   std::vector<const common::Message*> src;
@@ -143,8 +178,8 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, 
     if (rid.app().empty() && rid.instance().empty() && rid.seq() == 0)
       a.set_id(common::random_id());  // no identity to derive from
     else
-      a.set_id(common::derived_id({"alarm", rid.app(), rid.instance(), std::to_string(rid.seq()), v.model_key(),
-                                   std::to_string(v.schema().version())}));
+      a.set_id(common::derived_id({"alarm", rid.app(), rid.instance(), std::to_string(rid.seq()),
+                                   v.model_key(), std::to_string(v.schema().version())}));
     *a.mutable_record_id() = v.record_id();
     a.set_model_key(v.model_key());
     *a.mutable_principal() = v.principal();
@@ -189,7 +224,8 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch, 
 std::optional<std::pair<std::string, uint64_t>> AnalyzeProcessor::state_of(const std::string& key) {
   auto* k = models_.find(key);
   if (!k) return std::nullopt;
-  return std::make_pair(common::zlib_compress(k->snapshot()), static_cast<uint64_t>(k->records_seen()));
+  return std::make_pair(common::zlib_compress(k->snapshot()),
+                        static_cast<uint64_t>(k->records_seen()));
 }
 
 void AnalyzeProcessor::update_gauges() {
@@ -202,7 +238,8 @@ void AnalyzeProcessor::update_gauges() {
 }
 
 void AnalyzeProcessor::tick(common::Producer& out) {
-  if (snapshots_.maybe_write(out, [this](const std::string& k) { return state_of(k); })) update_gauges();
+  if (snapshots_.maybe_write(out, [this](const std::string& k) { return state_of(k); }))
+    update_gauges();
 }
 
 void AnalyzeProcessor::drain(common::Producer& out) {
@@ -210,10 +247,12 @@ void AnalyzeProcessor::drain(common::Producer& out) {
 }
 
 size_t AnalyzeProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
-  return common::restore_each(snaps, "analyze", [this](const std::string& key, const v1::ModelSnapshot& snap) {
-    if (snap.format_version() != 2) throw std::runtime_error("unknown format " + std::to_string(snap.format_version()));
-    models_.restore(key, common::zlib_decompress(snap.state()));
-  });
+  return common::restore_each(
+      snaps, "analyze", [this](const std::string& key, const v1::ModelSnapshot& snap) {
+        if (snap.format_version() != 2)
+          throw std::runtime_error("unknown format " + std::to_string(snap.format_version()));
+        models_.restore(key, common::zlib_decompress(snap.state()));
+      });
 }
 
 }  // namespace immunizer::analyze

@@ -10,7 +10,8 @@
 using namespace immunizer;
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "score") == 0) return analyze::score_command(argc - 1, argv + 1);
+  if (argc > 1 && std::strcmp(argv[1], "score") == 0)
+    return analyze::score_command(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "run") == 0) {
     argv[1] = argv[0];
     --argc;
@@ -26,7 +27,8 @@ int main(int argc, char** argv) {
       const common::SnapshotHooks snapshots{
           "analyze", restore, [&](const auto& snaps) { return proc.restore(snaps); },
           [&](common::Producer* p) { proc.set_snapshot_producer(p); }};
-      common::run_stream_service(ctx, proc, metrics, cfg.group, {ctx.topics.features, ctx.topics.feedback}, &snapshots);
+      common::run_stream_service(ctx, proc, metrics, cfg.group,
+                                 {ctx.topics.features, ctx.topics.feedback}, &snapshots);
     };
   });
 }

@@ -60,7 +60,8 @@ TEST(AutoencoderEnsemble, DeterministicAndRoundTrips) {
   const auto c = AutoencoderEnsemble::deserialize(a.serialize());
   for (std::size_t r = 0; r < 20; ++r) EXPECT_EQ(a.score(data.row(r)), c.score(data.row(r)));
   const auto bytes = a.serialize();
-  EXPECT_THROW(AutoencoderEnsemble::deserialize(bytes.substr(0, bytes.size() - 9)), std::runtime_error);
+  EXPECT_THROW(AutoencoderEnsemble::deserialize(bytes.substr(0, bytes.size() - 9)),
+               std::runtime_error);
 }
 
 TEST(AutoencoderEnsemble, ConstantFeaturesAreHarmless) {

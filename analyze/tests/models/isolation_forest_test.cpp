@@ -27,9 +27,11 @@ TEST(AveragePathLength, MatchesDefinition) {
   EXPECT_EQ(average_path_length(1), 0.0);
   EXPECT_EQ(average_path_length(2), 1.0);
   EXPECT_NEAR(average_path_length(3), exact_c(3), 1e-12);  // 2 * 1.5 - 4/3
-  for (int n : {10, 17, 100, 256, 1000, 4096}) EXPECT_NEAR(average_path_length(n), exact_c(n), 1e-9) << n;
+  for (int n : {10, 17, 100, 256, 1000, 4096})
+    EXPECT_NEAR(average_path_length(n), exact_c(n), 1e-9) << n;
   // The paper's H(i) ~ ln(i) + 0.5772 is within 0.005 of the exact value at psi = 256.
-  EXPECT_NEAR(average_path_length(256), 2 * (std::log(255.0) + 0.5772156649) - 2 * 255.0 / 256, 0.005);
+  EXPECT_NEAR(average_path_length(256), 2 * (std::log(255.0) + 0.5772156649) - 2 * 255.0 / 256,
+              0.005);
 }
 
 TEST(IsolationForest, SingleTreePathLengthsAreExactForTwoPoints) {
@@ -92,9 +94,9 @@ TEST(IsolationForest, BatchEqualsSingle) {
 TEST(IsolationForest, ConstantFeaturesAndTiesNeverSplit) {
   Matrix m(500, 3);
   for (std::size_t r = 0; r < m.rows; ++r) {
-    m.at(r, 0) = 5.0;                        // constant
+    m.at(r, 0) = 5.0;                         // constant
     m.at(r, 1) = static_cast<double>(r % 2);  // two tied values
-    m.at(r, 2) = 1.0;                        // constant
+    m.at(r, 2) = 1.0;                         // constant
   }
   const auto f = IsolationForest::fit(m, {});
   // Only feature 1 can split; then every leaf holds tied points: path = 1 + c(size).

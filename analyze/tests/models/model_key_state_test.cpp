@@ -44,7 +44,7 @@ TEST(ModelKeyState, LearnsThenScores) {
 
   int alarms = 0;
   for (int i = 0; i < 1000; ++i) alarms += m.observe(normal_vector(gen), kNames, 1).alarm;
-  EXPECT_LT(alarms, 30);  // risk 1e-3 on in-distribution data: a handful at most
+  EXPECT_LT(alarms, 30);    // risk 1e-3 on in-distribution data: a handful at most
   EXPECT_GE(m.fits(), 5u);  // refit every 200 scored vectors
 
   const auto v = m.observe(std::vector<double>{10, 3, 1, 4.0}, kNames, 1);  // errors way off
@@ -130,7 +130,8 @@ TEST(ModelKeyState, SchemaChangeRestartsLearning) {
 }
 
 TEST(ModelKeyState, SnapshotRoundTripScoresIdentically) {
-  for (const auto kind : {DetectorKind::kIForest, DetectorKind::kAutoencoder, DetectorKind::kEnsemble}) {
+  for (const auto kind :
+       {DetectorKind::kIForest, DetectorKind::kAutoencoder, DetectorKind::kEnsemble}) {
     ModelKeyState m(small_config(kind));
     std::mt19937_64 gen(3);
     for (int i = 0; i < 450; ++i) m.observe(normal_vector(gen), kNames, 7);
@@ -194,7 +195,8 @@ TEST(ModelKeyState, FixedThresholdAndFeedback) {
   std::vector<std::vector<double>> traffic;
   for (int i = 0; i < 500; ++i) traffic.push_back(normal_vector(gen));
   ModelKeyState f(small_config()), twin(small_config());
-  for (int i = 0; i < 300; ++i) f.observe(traffic[i], kNames, 1), twin.observe(traffic[i], kNames, 1);
+  for (int i = 0; i < 300; ++i)
+    f.observe(traffic[i], kNames, 1), twin.observe(traffic[i], kNames, 1);
   std::normal_distribution<double> nd;
   for (int i = 0; i < 150; ++i) {
     auto x = normal_vector(gen);
@@ -202,26 +204,30 @@ TEST(ModelKeyState, FixedThresholdAndFeedback) {
     f.feedback_false_positive(x);
   }
   EXPECT_EQ(f.feedback_rows(), 40u);  // 10% of the 400-vector reservoir, whatever the clicks
-  for (int i = 300; i < 500; ++i) f.observe(traffic[i], kNames, 1), twin.observe(traffic[i], kNames, 1);
+  for (int i = 300; i < 500; ++i)
+    f.observe(traffic[i], kNames, 1), twin.observe(traffic[i], kNames, 1);
   ASSERT_EQ(f.fits(), twin.fits());
   EXPECT_TRUE(twin.score(odd).alarm);
   EXPECT_FALSE(f.score(odd).alarm) << f.score(odd).combined << " vs " << f.score(odd).threshold;
 }
 
 TEST(ModelKeyState, AThousandFalsePositiveFeedbacksCannotMakeADetectedAttackNormal) {
-  for (const auto kind : {DetectorKind::kIForest, DetectorKind::kAutoencoder, DetectorKind::kEnsemble}) {
+  for (const auto kind :
+       {DetectorKind::kIForest, DetectorKind::kAutoencoder, DetectorKind::kEnsemble}) {
     ModelKeyState m(small_config(kind));
     std::mt19937_64 gen(21);
     for (int i = 0; i < 700; ++i) m.observe(normal_vector(gen), kNames, 1);
     // Off in every feature for the forest alone, off in one for the others (both detected).
-    const std::vector<double> attack =
-        kind == DetectorKind::kIForest ? std::vector<double>{25, -10, 5, 4.0} : std::vector<double>{10, 3, 1, 4.0};
+    const std::vector<double> attack = kind == DetectorKind::kIForest
+                                           ? std::vector<double>{25, -10, 5, 4.0}
+                                           : std::vector<double>{10, 3, 1, 4.0};
     ASSERT_TRUE(m.score(attack).alarm) << to_string(kind);
     // 1,000 clicks on the attack's alarms: the vector itself and alike ones (within 2%).
     std::uniform_real_distribution<double> jitter(-0.02, 0.02);
     for (int i = 0; i < 1000; ++i) {
       auto x = attack;
-      if (i % 2) for (auto& v : x) v *= 1 + jitter(gen);
+      if (i % 2)
+        for (auto& v : x) v *= 1 + jitter(gen);
       const auto outcome = m.feedback_false_positive(x);
       EXPECT_NE(outcome, ModelKeyState::FeedbackOutcome::kIgnored);
     }
@@ -231,7 +237,8 @@ TEST(ModelKeyState, AThousandFalsePositiveFeedbacksCannotMakeADetectedAttackNorm
     for (int i = 0; i < 600; ++i) m.observe(normal_vector(gen), kNames, 1);
     ASSERT_GE(m.fits(), fits + 3);
     const auto v = m.score(attack);
-    EXPECT_TRUE(v.alarm) << to_string(kind) << ": combined " << v.combined << " threshold " << v.threshold;
+    EXPECT_TRUE(v.alarm) << to_string(kind) << ": combined " << v.combined << " threshold "
+                         << v.threshold;
     // And so after a restart from the snapshot.
     auto r = ModelKeyState::restore(m.snapshot(), small_config(kind));
     EXPECT_EQ(r.feedback_rows(), m.feedback_rows());
@@ -257,7 +264,8 @@ TEST(ModelKeyState, FeedbackShareIsAHardCapAndTrafficStillReplacesFeedbackRows) 
   cfg.feedback_share = 0;
   ModelKeyState none(cfg);
   for (int i = 0; i < 300; ++i) none.observe(normal_vector(gen), kNames, 1);
-  EXPECT_EQ(none.feedback_false_positive(std::vector<double>{10, 3, 1, 4.0}), ModelKeyState::FeedbackOutcome::kIgnored);
+  EXPECT_EQ(none.feedback_false_positive(std::vector<double>{10, 3, 1, 4.0}),
+            ModelKeyState::FeedbackOutcome::kIgnored);
   EXPECT_EQ(none.feedback_rows(), 0u);
 }
 
@@ -290,7 +298,8 @@ TEST(ModelRegistry, ParallelEqualsSequential) {
   const auto b = seq.observe_batch(batch);
   ASSERT_EQ(a.size(), batch.size());
   EXPECT_FALSE(a[3999].error.empty());
-  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i].verdict.combined, b[i].verdict.combined) << i;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    ASSERT_EQ(a[i].verdict.combined, b[i].verdict.combined) << i;
   EXPECT_EQ(par.size(), 5u);
   EXPECT_EQ(par.find("app|call0|")->state(), ModelState::kActive);
   EXPECT_GT(par.memory_bytes(), 0u);

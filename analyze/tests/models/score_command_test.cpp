@@ -20,8 +20,9 @@ namespace fs = std::filesystem;
 class ScoreCommand : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("score_cmd_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("score_cmd_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -31,11 +32,14 @@ class ScoreCommand : public ::testing::Test {
     std::mt19937_64 gen(1);
     std::normal_distribution<double> nd;
     std::ostringstream s;
-    if (header) s << "id" << sep << "a" << sep << "b" << sep << "c" << (label ? std::string(1, sep) + "label" : "") << "\n";
+    if (header)
+      s << "id" << sep << "a" << sep << "b" << sep << "c"
+        << (label ? std::string(1, sep) + "label" : "") << "\n";
     for (int i = 0; i < 408; ++i) {
       const bool out = i % 50 == 0 && i > 0;
       const double a = nd(gen), b = nd(gen);
-      s << "row" << i << sep << (out ? 6 + 0.1 * a : a) << sep << (out ? -6 + 0.1 * b : b) << sep << nd(gen);
+      s << "row" << i << sep << (out ? 6 + 0.1 * a : a) << sep << (out ? -6 + 0.1 * b : b) << sep
+        << nd(gen);
       if (label) s << sep << (out ? 1 : 0);
       s << "\n";
     }

@@ -11,7 +11,8 @@ using namespace immunizer;
 
 namespace {
 // Eight features: a and b as given, six more N(0,1) noise unless `far` puts them far out.
-v1::FeatureVector vec(uint64_t seq, double a, double b, const std::string& session = "S", double far = 0) {
+v1::FeatureVector vec(uint64_t seq, double a, double b, const std::string& session = "S",
+                      double far = 0) {
   static std::mt19937 noise(11);
   std::normal_distribution<double> g(0, 1);
   v1::FeatureVector v;
@@ -47,11 +48,13 @@ struct Fixture {
   analyze::AnalyzeProcessor proc{cfg, topics, clock, reg};
   common::FakeConsumer in;
   common::FakeProducer out;
-  common::StreamLoop loop{in, out, proc, {.service = "analyze", .deadletter_topic = topics.deadletter}, nullptr};
+  common::StreamLoop loop{
+      in, out, proc, {.service = "analyze", .deadletter_topic = topics.deadletter}, nullptr};
   void feed_normal(int n, uint64_t seq0) {
     std::mt19937 rng(7);
     std::normal_distribution<double> g(0, 1);
-    for (int i = 0; i < n; ++i) in.push(topics.features, "k", vec(seq0 + i, g(rng), g(rng)).SerializeAsString());
+    for (int i = 0; i < n; ++i)
+      in.push(topics.features, "k", vec(seq0 + i, g(rng), g(rng)).SerializeAsString());
     while (loop.run_once() > 0) {
     }
   }
@@ -138,8 +141,10 @@ TEST(AnalyzeProcessor, InvalidVectorsAreDeadLetteredAndSnapshotsRestore) {
 }
 
 TEST(AnalyzeConfig, RejectsBadValues) {
-  EXPECT_THROW(analyze::AnalyzeConfig::from_config(common::Config::from_map({{"analyze.detector", "lof"}})),
-               common::ConfigError);
-  EXPECT_THROW(analyze::AnalyzeConfig::from_config(common::Config::from_map({{"analyze.risk", "2"}})),
-               common::ConfigError);
+  EXPECT_THROW(
+      analyze::AnalyzeConfig::from_config(common::Config::from_map({{"analyze.detector", "lof"}})),
+      common::ConfigError);
+  EXPECT_THROW(
+      analyze::AnalyzeConfig::from_config(common::Config::from_map({{"analyze.risk", "2"}})),
+      common::ConfigError);
 }

@@ -44,16 +44,16 @@ const char* immunizer_effector_version(void);
 
 /* Creates an effector configured from IMMUNIZER_* environment variables (docs/effector.md),
  * with `app` overriding IMMUNIZER_APP when not NULL. It is not connected yet: call
- * immunizer_effector_start. Returns NULL on bad configuration (e.g. no directive public key, no TLS files) and, if
- * `err` is not NULL, writes a NUL-terminated reason into err[0..err_size). */
+ * immunizer_effector_start. Returns NULL on bad configuration (e.g. no directive public key, no TLS
+ * files) and, if `err` is not NULL, writes a NUL-terminated reason into err[0..err_size). */
 immunizer_effector* immunizer_effector_new_from_env(const char* app, char* err, size_t err_size);
 
 /* Same, with an explicit execute address ("host:port") and execute's Ed25519 public key
  * (`signing_key`: PEM text, or the path of a PEM file; directives signed by another key are
  * rejected) when not NULL; every other setting (mutual TLS files, ...) still comes from the
  * environment. */
-immunizer_effector* immunizer_effector_new(const char* app, const char* execute_address, const char* signing_key,
-                                           char* err, size_t err_size);
+immunizer_effector* immunizer_effector_new(const char* app, const char* execute_address,
+                                           const char* signing_key, char* err, size_t err_size);
 
 /* Connects to execute in the background and returns at once; reconnects with backoff. */
 void immunizer_effector_start(immunizer_effector* e);
@@ -65,10 +65,11 @@ void immunizer_effector_free(immunizer_effector* e);
 
 /* 1 when `principal` (user, session, ip: any may be empty) may make `call` now, 0 when an
  * active directive denies it. A throttled principal consumes one token per call. */
-int immunizer_effector_allows(const immunizer_effector* e, const char* user, size_t user_len, const char* session,
-                              size_t session_len, const char* ip, size_t ip_len, const char* call, size_t call_len);
-int immunizer_effector_allows_z(const immunizer_effector* e, const char* user, const char* session, const char* ip,
-                                const char* call);
+int immunizer_effector_allows(const immunizer_effector* e, const char* user, size_t user_len,
+                              const char* session, size_t session_len, const char* ip,
+                              size_t ip_len, const char* call, size_t call_len);
+int immunizer_effector_allows_z(const immunizer_effector* e, const char* user, const char* session,
+                                const char* ip, const char* call);
 
 /* Applies a directive that arrived out of band (a serialized immunizer.v1.Directive, e.g. a
  * signed blocklist loaded at start), verified exactly like one from execute. Returns 1 when

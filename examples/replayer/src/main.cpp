@@ -18,28 +18,43 @@ using json = nlohmann::json;
 
 namespace {
 json to_json(const replay::PhaseSummary& s) {
-  return {{"name", s.name}, {"sent", s.sent}, {"ok", s.ok}, {"forbidden", s.forbidden}, {"not_found", s.not_found},
-          {"other", s.other}, {"failed", s.failed}, {"seconds", s.seconds}, {"requests_per_second", s.requests_per_second()}};
+  return {{"name", s.name},
+          {"sent", s.sent},
+          {"ok", s.ok},
+          {"forbidden", s.forbidden},
+          {"not_found", s.not_found},
+          {"other", s.other},
+          {"failed", s.failed},
+          {"seconds", s.seconds},
+          {"requests_per_second", s.requests_per_second()}};
 }
 void print(const replay::PhaseSummary& s) {
-  std::printf("%-10s sent %6lu in %6.1f s (%7.0f req/s): 2xx %lu, 403 %lu, 404 %lu, other %lu, no answer %lu\n",
-              s.name.c_str(), (unsigned long)s.sent, s.seconds, s.requests_per_second(), (unsigned long)s.ok,
-              (unsigned long)s.forbidden, (unsigned long)s.not_found, (unsigned long)s.other, (unsigned long)s.failed);
+  std::printf(
+      "%-10s sent %6lu in %6.1f s (%7.0f req/s): 2xx %lu, 403 %lu, 404 %lu, other %lu, no answer "
+      "%lu\n",
+      s.name.c_str(), (unsigned long)s.sent, s.seconds, s.requests_per_second(),
+      (unsigned long)s.ok, (unsigned long)s.forbidden, (unsigned long)s.not_found,
+      (unsigned long)s.other, (unsigned long)s.failed);
   std::fflush(stdout);
 }
 json to_json(const replay::AttackResult& a) {
-  return {{"attacker", to_json(a.attacker)}, {"bystander", to_json(a.bystander)}, {"blocked", a.blocked},
-          {"attacks_before_block", a.attacks_before_block}, {"seconds_to_block", a.seconds_to_block},
+  return {{"attacker", to_json(a.attacker)},
+          {"bystander", to_json(a.bystander)},
+          {"blocked", a.blocked},
+          {"attacks_before_block", a.attacks_before_block},
+          {"seconds_to_block", a.seconds_to_block},
           {"seconds_from_last_allowed_to_block", a.seconds_from_last_allowed}};
 }
 void print(const replay::AttackResult& a) {
   print(a.attacker);
   print(a.bystander);
   if (a.blocked)
-    std::printf("attacker blocked: first 403 after %lu allowed attack requests, %.2f s after the first attack "
-                "(%.3f s after the last allowed one); bystander got %lu x 2xx, %lu x 403\n",
-                (unsigned long)a.attacks_before_block, a.seconds_to_block, a.seconds_from_last_allowed,
-                (unsigned long)a.bystander.ok, (unsigned long)a.bystander.forbidden);
+    std::printf(
+        "attacker blocked: first 403 after %lu allowed attack requests, %.2f s after the first "
+        "attack "
+        "(%.3f s after the last allowed one); bystander got %lu x 2xx, %lu x 403\n",
+        (unsigned long)a.attacks_before_block, a.seconds_to_block, a.seconds_from_last_allowed,
+        (unsigned long)a.bystander.ok, (unsigned long)a.bystander.forbidden);
   else
     std::printf("attacker NOT blocked after %lu attack requests\n", (unsigned long)a.attacker.sent);
   std::fflush(stdout);
@@ -64,40 +79,57 @@ int main(int argc, char** argv) {
   bool generate = false;
   std::string write_dataset;
   replay::GeneratorOptions gen;
-  auto* ds = app.add_option("--dataset", dataset, "folder with the CSIC 2010 files")->check(CLI::ExistingDirectory);
-  auto* gf = app.add_flag("--generate", generate,
-                          "built-in generated traffic (browsing sessions and attacks) instead of CSIC 2010")->excludes(ds);
+  auto* ds = app.add_option("--dataset", dataset, "folder with the CSIC 2010 files")
+                 ->check(CLI::ExistingDirectory);
+  auto* gf =
+      app.add_flag(
+             "--generate", generate,
+             "built-in generated traffic (browsing sessions and attacks) instead of CSIC 2010")
+          ->excludes(ds);
   app.add_option("--seed", gen.seed, "generator seed")->capture_default_str();
   app.add_option("--write-dataset", write_dataset,
-                 "write the generated traffic as CSIC-format files into this folder and exit (for immunizer eval csic)")
+                 "write the generated traffic as CSIC-format files into this folder and exit (for "
+                 "immunizer eval csic)")
       ->needs(gf);
-  app.add_option("--scenario", scenario, "train | mix | attack | demo (train, then rounds of mix + attack)")
-      ->check(CLI::IsMember({"train", "mix", "attack", "demo"}))->capture_default_str();
-  app.add_option("--train-count", train_count, "training requests to send (0: all)")->capture_default_str();
-  app.add_option("--mix-count", mix_count, "normal+attack test requests per mix phase (0: all)")->capture_default_str();
+  app.add_option("--scenario", scenario,
+                 "train | mix | attack | demo (train, then rounds of mix + attack)")
+      ->check(CLI::IsMember({"train", "mix", "attack", "demo"}))
+      ->capture_default_str();
+  app.add_option("--train-count", train_count, "training requests to send (0: all)")
+      ->capture_default_str();
+  app.add_option("--mix-count", mix_count, "normal+attack test requests per mix phase (0: all)")
+      ->capture_default_str();
   app.add_option("--rounds", rounds, "demo: rounds of mix + attack")->capture_default_str();
-  app.add_option("--rate", rate, "requests per second (0: as fast as the shop answers)")->capture_default_str();
-  app.add_option("--concurrency", concurrency, "parallel connections")->check(CLI::Range(1, 256))->capture_default_str();
-  app.add_option("--attack-count", atk.max_attacks, "attack requests at most per attack")->capture_default_str();
+  app.add_option("--rate", rate, "requests per second (0: as fast as the shop answers)")
+      ->capture_default_str();
+  app.add_option("--concurrency", concurrency, "parallel connections")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--attack-count", atk.max_attacks, "attack requests at most per attack")
+      ->capture_default_str();
   app.add_option("--attack-rate", atk.rate, "attacker requests per second")->capture_default_str();
-  app.add_option("--time-limit", time_limit_s, "seconds before the run stops itself")->capture_default_str();
+  app.add_option("--time-limit", time_limit_s, "seconds before the run stops itself")
+      ->capture_default_str();
   app.add_option("--json", json_out, "write a JSON summary here");
-  app.add_option("--settle-url", settle_urls,
-                 "after training, wait until the service behind this /metrics URL has caught up (repeatable)");
+  app.add_option(
+      "--settle-url", settle_urls,
+      "after training, wait until the service behind this /metrics URL has caught up (repeatable)");
   CLI11_PARSE(app, argc, argv);
 
   std::atomic<bool> stop{false};
   common::install_stop_signals(stop, "replay");
   json summary;
   try {
-    if (dataset.empty() && !generate) throw std::invalid_argument("give --dataset DIR (CSIC 2010) or --generate");
+    if (dataset.empty() && !generate)
+      throw std::invalid_argument("give --dataset DIR (CSIC 2010) or --generate");
     const auto target = replay::Target::parse(target_url);
     replay::GeneratedTraffic generated;
     if (generate) {
       generated = replay::generate(gen);
-      std::printf("generated %zu training, %zu normal and %zu attack requests (seed %llu; attack classes:",
-                  generated.training.size(), generated.normal.size(), generated.anomalous.size(),
-                  static_cast<unsigned long long>(gen.seed));
+      std::printf(
+          "generated %zu training, %zu normal and %zu attack requests (seed %llu; attack classes:",
+          generated.training.size(), generated.normal.size(), generated.anomalous.size(),
+          static_cast<unsigned long long>(gen.seed));
       for (const auto& c : replay::attack_classes()) std::printf(" %s", c.c_str());
       std::printf(")\n");
       if (!write_dataset.empty()) {
@@ -105,7 +137,8 @@ int main(int argc, char** argv) {
         replay::write_csic(write_dataset + "/normalTrafficTraining.txt", generated.training);
         replay::write_csic(write_dataset + "/normalTrafficTest.txt", generated.normal);
         replay::write_csic(write_dataset + "/anomalousTrafficTest.txt", generated.anomalous);
-        std::printf("wrote %s/{normalTrafficTraining,normalTrafficTest,anomalousTrafficTest}.txt\n", write_dataset.c_str());
+        std::printf("wrote %s/{normalTrafficTraining,normalTrafficTest,anomalousTrafficTest}.txt\n",
+                    write_dataset.c_str());
         return 0;
       }
     }
@@ -122,7 +155,8 @@ int main(int argc, char** argv) {
     };
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(time_limit_s);
     auto left = [&] {
-      return std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
+      return std::chrono::duration_cast<std::chrono::seconds>(deadline -
+                                                              std::chrono::steady_clock::now());
     };
     replay::SendOptions base;
     base.rate = rate;
@@ -140,18 +174,23 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         double last_printed = -1, consumed_total = 0;
         auto t0 = std::chrono::steady_clock::now();
-        const bool ok = replay::wait_for_pipeline(settle_urls, std::min(left(), std::chrono::seconds(600)), stop, [&](double n) {
-          consumed_total = n;
-          if (n != last_printed && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(5)) {
-            std::printf("  %.0f messages consumed so far\n", n);
-            std::fflush(stdout);
-            last_printed = n;
-            t0 = std::chrono::steady_clock::now();
-          }
-        });
+        const bool ok = replay::wait_for_pipeline(
+            settle_urls, std::min(left(), std::chrono::seconds(600)), stop, [&](double n) {
+              consumed_total = n;
+              if (n != last_printed &&
+                  std::chrono::steady_clock::now() - t0 > std::chrono::seconds(5)) {
+                std::printf("  %.0f messages consumed so far\n", n);
+                std::fflush(stdout);
+                last_printed = n;
+                t0 = std::chrono::steady_clock::now();
+              }
+            });
         // The last 3 s were the quiet period that proved the pipeline idle.
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_t0).count() - 3.0;
-        std::printf(ok ? "pipeline caught up: %.0f messages consumed by the watched services in %.1f s from the first "
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - train_t0).count() -
+            3.0;
+        std::printf(ok ? "pipeline caught up: %.0f messages consumed by the watched services in "
+                         "%.1f s from the first "
                          "training request (%.0f/s)\n"
                        : "pipeline still behind after %.0f messages in %.1f s (%.0f/s); going on\n",
                     consumed_total, secs, consumed_total / std::max(secs, 1e-9));
@@ -171,7 +210,8 @@ int main(int argc, char** argv) {
         auto mix = replay::interleave(normal, anomalous);
         if (mix_count > 0) {
           std::vector<monitor::csic::Request> part;
-          for (size_t i = 0; i < mix_count && i < mix.size(); ++i) part.push_back(mix[(mix_at + i) % mix.size()]);
+          for (size_t i = 0; i < mix_count && i < mix.size(); ++i)
+            part.push_back(mix[(mix_at + i) % mix.size()]);
           mix_at += part.size();
           mix = std::move(part);
         }
@@ -182,7 +222,8 @@ int main(int argc, char** argv) {
         summary["mix"].push_back(to_json(s));
       }
       if (scenario == "attack" || scenario == "demo") {
-        std::vector<monitor::csic::Request> atk_reqs(anomalous.begin() + static_cast<long>(atk_at % anomalous.size()), anomalous.end());
+        std::vector<monitor::csic::Request> atk_reqs(
+            anomalous.begin() + static_cast<long>(atk_at % anomalous.size()), anomalous.end());
         atk_at += atk.max_attacks;
         atk.session = "ATTACKER" + std::to_string(1000000 + round) + "000000000000000000AA";
         atk.time_limit = std::min(left(), std::chrono::seconds(120));
@@ -191,7 +232,8 @@ int main(int argc, char** argv) {
         summary["attacks"].push_back(to_json(a));
       }
       if (scenario == "demo" && round + 1 < n_rounds)
-        for (int i = 0; i < 50 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        for (int i = 0; i < 50 && !stop; ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   } catch (const std::exception& e) {
     std::cerr << "immunizer-replay: " << e.what() << "\n";

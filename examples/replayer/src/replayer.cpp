@@ -11,16 +11,23 @@ namespace immunizer::replay {
 
 namespace {
 int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 void count(PhaseSummary& s, int status) {
   ++s.sent;
-  if (status == 0) ++s.failed;
-  else if (status == 403) ++s.forbidden;
-  else if (status == 404) ++s.not_found;
-  else if (status >= 200 && status < 300) ++s.ok;
-  else ++s.other;
+  if (status == 0)
+    ++s.failed;
+  else if (status == 403)
+    ++s.forbidden;
+  else if (status == 404)
+    ++s.not_found;
+  else if (status >= 200 && status < 300)
+    ++s.ok;
+  else
+    ++s.other;
 }
 
 // The request as the file has it, with the session and address this run gives it.
@@ -39,9 +46,11 @@ httplib::Request build(const monitor::csic::Request& r, const SendOptions& opt) 
     }
     req.headers.emplace(k, v);
   }
-  if (!session.empty() && !req.has_header("Cookie")) req.headers.emplace("Cookie", "JSESSIONID=" + session);
+  if (!session.empty() && !req.has_header("Cookie"))
+    req.headers.emplace("Cookie", "JSESSIONID=" + session);
   req.headers.emplace("X-Forwarded-For", opt.ip.empty() ? address_for(session) : opt.ip);
-  if (!opt.trace_prefix.empty()) req.headers.emplace("X-Immunizer-Trace", opt.trace_prefix + ":" + std::to_string(r.index));
+  if (!opt.trace_prefix.empty())
+    req.headers.emplace("X-Immunizer-Trace", opt.trace_prefix + ":" + std::to_string(r.index));
   req.body = r.body;
   return req;
 }
@@ -49,8 +58,10 @@ httplib::Request build(const monitor::csic::Request& r, const SendOptions& opt) 
 
 Target Target::parse(const std::string& url) {
   std::string rest = url;
-  if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
-  else if (rest.find("://") != std::string::npos) throw std::invalid_argument("target '" + url + "': only http:// is supported");
+  if (rest.rfind("http://", 0) == 0)
+    rest = rest.substr(7);
+  else if (rest.find("://") != std::string::npos)
+    throw std::invalid_argument("target '" + url + "': only http:// is supported");
   rest = rest.substr(0, rest.find('/'));
   Target t;
   const auto colon = rest.rfind(':');
@@ -62,24 +73,28 @@ Target Target::parse(const std::string& url) {
       throw std::invalid_argument("target '" + url + "': bad port");
     }
   }
-  if (t.host.empty() || t.port <= 0 || t.port > 65535) throw std::invalid_argument("target '" + url + "': expected http://host:port");
+  if (t.host.empty() || t.port <= 0 || t.port > 65535)
+    throw std::invalid_argument("target '" + url + "': expected http://host:port");
   return t;
 }
 
 std::string address_for(const std::string& session) {
   const uint64_t h = std::hash<std::string>{}(session);
-  return "198." + std::to_string(18 + (h & 1)) + "." + std::to_string((h >> 8) & 0xff) + "." + std::to_string(1 + ((h >> 16) % 254));
+  return "198." + std::to_string(18 + (h & 1)) + "." + std::to_string((h >> 8) & 0xff) + "." +
+         std::to_string(1 + ((h >> 16) % 254));
 }
 
 PhaseSummary send_all(const Target& target, const std::vector<monitor::csic::Request>& requests,
-                      const SendOptions& opt, const std::atomic<bool>& stop, const std::string& name) {
+                      const SendOptions& opt, const std::atomic<bool>& stop,
+                      const std::string& name) {
   PhaseSummary sum;
   sum.name = name;
   std::mutex mu;
   std::atomic<size_t> next{0};
   std::atomic<bool> halt{false};
   const int64_t t0 = steady_ns();
-  const int64_t deadline = t0 + std::chrono::duration_cast<std::chrono::nanoseconds>(opt.time_limit).count();
+  const int64_t deadline =
+      t0 + std::chrono::duration_cast<std::chrono::nanoseconds>(opt.time_limit).count();
   const int workers = std::max(1, opt.concurrency);
   auto work = [&] {
     httplib::Client cli(target.host, target.port);
@@ -131,7 +146,8 @@ AttackResult attack(const Target& target, const std::vector<monitor::csic::Reque
     o.session_override = "BYSTANDER000000000000000000000BB";
     o.trace_prefix = "bystander";
     o.time_limit = opt.time_limit;
-    std::vector<monitor::csic::Request> reqs(normal.begin(), normal.begin() + std::min<size_t>(normal.size(), 100000));
+    std::vector<monitor::csic::Request> reqs(
+        normal.begin(), normal.begin() + std::min<size_t>(normal.size(), 100000));
     std::atomic<bool> any_stop{false};
     o.on_answer = [&](const Sent&) { return !attacker_done.load(); };
     r.bystander = send_all(target, reqs, o, stop, "bystander");
@@ -152,7 +168,8 @@ AttackResult attack(const Target& target, const std::vector<monitor::csic::Reque
         r.blocked = true;
         const int64_t at = s.sent_ns + s.latency_ns;
         r.seconds_to_block = static_cast<double>(at - first_sent) / 1e9;
-        if (last_allowed) r.seconds_from_last_allowed = static_cast<double>(at - last_allowed) / 1e9;
+        if (last_allowed)
+          r.seconds_from_last_allowed = static_cast<double>(at - last_allowed) / 1e9;
       } else {
         ++r.attacks_before_block;
         last_allowed = s.sent_ns;
@@ -161,7 +178,8 @@ AttackResult attack(const Target& target, const std::vector<monitor::csic::Reque
     }
     return ++after < opt.after_block;
   };
-  std::vector<monitor::csic::Request> reqs(anomalous.begin(), anomalous.begin() + std::min<size_t>(anomalous.size(), opt.max_attacks));
+  std::vector<monitor::csic::Request> reqs(
+      anomalous.begin(), anomalous.begin() + std::min<size_t>(anomalous.size(), opt.max_attacks));
   r.attacker = send_all(target, reqs, o, stop, "attacker");
   attacker_done = true;
   bystander.join();
@@ -223,8 +241,10 @@ std::vector<monitor::csic::Request> interleave(const std::vector<monitor::csic::
   size_t i = 0, j = 0;
   while (i < a.size() || j < b.size()) {
     // Keep the proportion: take from a while a is behind its share.
-    if (j >= b.size() || (i < a.size() && i * b.size() <= j * a.size())) out.push_back(a[i++]);
-    else out.push_back(b[j++]);
+    if (j >= b.size() || (i < a.size() && i * b.size() <= j * a.size()))
+      out.push_back(a[i++]);
+    else
+      out.push_back(b[j++]);
   }
   return out;
 }

@@ -43,16 +43,20 @@ TEST(Generator, SessionsOverTheShopsFormsAndEveryAttackClassWithGroundTruth) {
   for (size_t i = 0; i < g.anomalous.size(); ++i)
     if (g.attack_class[i] == "sqli") {
       const std::string all = csic::url_decode(g.anomalous[i].query + "&" + g.anomalous[i].body);
-      sqli += all.find('\'') != std::string::npos || all.find(';') != std::string::npos || all.find("SLEEP") != std::string::npos;
+      sqli += all.find('\'') != std::string::npos || all.find(';') != std::string::npos ||
+              all.find("SLEEP") != std::string::npos;
     }
   EXPECT_EQ(sqli, 100u);
   // Deterministic for a seed, different for another.
   const auto again = replay::generate(o);
-  EXPECT_EQ(again.training[123].query + again.training[123].body, g.training[123].query + g.training[123].body);
+  EXPECT_EQ(again.training[123].query + again.training[123].body,
+            g.training[123].query + g.training[123].body);
   o.seed = 7;
   const auto other = replay::generate(o);
   size_t same = 0;
-  for (size_t i = 0; i < 100; ++i) same += other.training[i].query == g.training[i].query && other.training[i].body == g.training[i].body;
+  for (size_t i = 0; i < 100; ++i)
+    same += other.training[i].query == g.training[i].query &&
+            other.training[i].body == g.training[i].body;
   EXPECT_LT(same, 60u);
 }
 
@@ -62,7 +66,8 @@ TEST(Generator, WrittenFilesReadBackAsTheSameRequests) {
   o.normal = 50;
   o.anomalous = 70;
   const auto g = replay::generate(o);
-  const auto dir = std::filesystem::temp_directory_path() / ("gen-test-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gen-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   replay::write_csic((dir / "a.txt").string(), g.anomalous);
   const auto back = csic::read_file((dir / "a.txt").string());

@@ -35,17 +35,21 @@ TEST(Replayer, SendsRequestsAsTheyAreWithSessionOverride) {
   srv.Post(".*", [&](const httplib::Request& r, httplib::Response& res) {
     std::lock_guard<std::mutex> g(mu);
     seen.push_back(r.method + " " + r.target + " " + r.get_header_value("Cookie") + " " +
-                   r.get_header_value("X-Immunizer-Trace") + " " + r.get_header_value("X-Forwarded-For") + " " + r.body);
+                   r.get_header_value("X-Immunizer-Trace") + " " +
+                   r.get_header_value("X-Forwarded-For") + " " + r.body);
     res.status = seen.size() >= 2 ? 403 : 200;
   });
   const int port = srv.bind_to_any_port("127.0.0.1");
   std::thread th([&] { srv.listen_after_bind(); });
   auto reqs = monitor::csic::parse(
-      "POST http://localhost:8080/tienda1/publico/anadir.jsp?x=%27a HTTP/1.1\r\nCookie: JSESSIONID=ORIG\r\n"
+      "POST http://localhost:8080/tienda1/publico/anadir.jsp?x=%27a HTTP/1.1\r\nCookie: "
+      "JSESSIONID=ORIG\r\n"
       "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nid=2%2F\r\n\r\n"
-      "POST http://localhost:8080/tienda1/publico/anadir.jsp HTTP/1.1\r\nCookie: JSESSIONID=ORIG\r\n"
+      "POST http://localhost:8080/tienda1/publico/anadir.jsp HTTP/1.1\r\nCookie: "
+      "JSESSIONID=ORIG\r\n"
       "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\nb=1\r\n\r\n"
-      "POST http://localhost:8080/tienda1/publico/anadir.jsp HTTP/1.1\r\nCookie: JSESSIONID=ORIG\r\n"
+      "POST http://localhost:8080/tienda1/publico/anadir.jsp HTTP/1.1\r\nCookie: "
+      "JSESSIONID=ORIG\r\n"
       "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\nc=1\r\n\r\n");
   ASSERT_EQ(reqs.size(), 3u);
   replay::SendOptions o;
@@ -63,5 +67,6 @@ TEST(Replayer, SendsRequestsAsTheyAreWithSessionOverride) {
   EXPECT_EQ(sum.ok, 1u);
   EXPECT_EQ(sum.forbidden, 1u);
   ASSERT_EQ(seen.size(), 2u);
-  EXPECT_EQ(seen[0], "POST /tienda1/publico/anadir.jsp?x=%27a JSESSIONID=ATK attack:0 203.0.113.66 id=2%2F");
+  EXPECT_EQ(seen[0],
+            "POST /tienda1/publico/anadir.jsp?x=%27a JSESSIONID=ATK attack:0 203.0.113.66 id=2%2F");
 }

@@ -15,18 +15,26 @@ integrations::http::MiddlewareOptions middleware_options(const ShopOptions& opt)
   o.principal = opt.principal;
   // CSIC 2010 requests are Latin-1: parameters decoded and converted as the monitor's CSIC
   // reader does, so live and offline records agree.
-  o.params = [](std::string_view encoded, const integrations::http::ParamSink& f) { csic::for_each_param(encoded, f); };
-  o.text = [](std::string_view s, std::string& scratch) { return csic::latin1_to_utf8_view(s, scratch); };
-  o.endpoint = [](const httplib::Request& req) { return csic::is_shop_endpoint(req.path) ? req.path : std::string(); };
+  o.params = [](std::string_view encoded, const integrations::http::ParamSink& f) {
+    csic::for_each_param(encoded, f);
+  };
+  o.text = [](std::string_view s, std::string& scratch) {
+    return csic::latin1_to_utf8_view(s, scratch);
+  };
+  o.endpoint = [](const httplib::Request& req) {
+    return csic::is_shop_endpoint(req.path) ? req.path : std::string();
+  };
   o.json_body = false;  // the shop's forms are url-encoded; other bodies are not recorded
   o.raw_body = false;
   o.excluded_headers = {"cookie", "content-length", "x-forwarded-for"};
   return o;
 }
 
-Shop::Shop(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<effector::Effector> effector, ShopOptions opt) {
+Shop::Shop(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<effector::Effector> effector,
+           ShopOptions opt) {
   if (sensor || effector)
-    middleware_ = std::make_unique<integrations::http::Middleware>(std::move(sensor), std::move(effector), middleware_options(opt));
+    middleware_ = std::make_unique<integrations::http::Middleware>(
+        std::move(sensor), std::move(effector), middleware_options(opt));
 }
 
 void Shop::install(httplib::Server& server) {
@@ -43,7 +51,8 @@ void Shop::install(httplib::Server& server) {
 
 void Shop::handle(const httplib::Request& req, httplib::Response& res) {
   if (!middleware_) return serve(req, res);
-  if (middleware_->pre_routing(req, res) == httplib::Server::HandlerResponse::Handled) return middleware_->log(req, res);
+  if (middleware_->pre_routing(req, res) == httplib::Server::HandlerResponse::Handled)
+    return middleware_->log(req, res);
   // The status is known before the page is built: the records close first, so their
   // durations are the checks' and not the page's (as the shop recorded before the middleware).
   res.status = page_status(req);
@@ -53,8 +62,9 @@ void Shop::handle(const httplib::Request& req, httplib::Response& res) {
 
 int Shop::page_status(const httplib::Request& req) {
   const bool endpoint = csic::is_shop_endpoint(req.path);
-  const bool asset = !endpoint && req.path.rfind("/tienda1/", 0) == 0 &&
-                     (req.path.ends_with(".gif") || req.path.ends_with(".jpg") || req.path.ends_with(".css"));
+  const bool asset =
+      !endpoint && req.path.rfind("/tienda1/", 0) == 0 &&
+      (req.path.ends_with(".gif") || req.path.ends_with(".jpg") || req.path.ends_with(".css"));
   return endpoint || asset ? 200 : 404;
 }
 
@@ -69,9 +79,10 @@ void Shop::serve(const httplib::Request& req, httplib::Response& res) {
   }
   counters_.ok.fetch_add(1, std::memory_order_relaxed);
   res.status = 200;
-  res.set_content("<!doctype html><html><head><title>Tienda</title></head><body><h1>Tienda</h1><p>" + req.method + " " +
-                      req.path + ": ok</p></body></html>",
-                  "text/html; charset=utf-8");
+  res.set_content(
+      "<!doctype html><html><head><title>Tienda</title></head><body><h1>Tienda</h1><p>" +
+          req.method + " " + req.path + ": ok</p></body></html>",
+      "text/html; charset=utf-8");
 }
 
 }  // namespace immunizer::shop

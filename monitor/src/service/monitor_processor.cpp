@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "immunizer/common/logging.hpp"
-#include "immunizer/common/stream_service.hpp"
 #include "immunizer/common/snapshots.hpp"
+#include "immunizer/common/stream_service.hpp"
 #include "immunizer/v1/call_records.hpp"
 
 namespace immunizer::monitor {
@@ -15,7 +15,9 @@ MonitorConfig MonitorConfig::from_config(const common::Config& c) {
   auto sz = [&](const char* key, size_t def, int64_t lo, int64_t hi) {
     return static_cast<size_t>(c.get_int(key, static_cast<int64_t>(def), lo, hi));
   };
-  f.schema_freeze_records = static_cast<uint64_t>(c.get_int("monitor.schema_freeze_records", static_cast<int64_t>(f.schema_freeze_records), 1, 1'000'000'000));
+  f.schema_freeze_records = static_cast<uint64_t>(
+      c.get_int("monitor.schema_freeze_records", static_cast<int64_t>(f.schema_freeze_records), 1,
+                1'000'000'000));
   f.max_paths_per_model = sz("monitor.max_paths_per_model", f.max_paths_per_model, 1, 4096);
   f.max_models = sz("monitor.max_models", f.max_models, 1, 10'000'000);
   f.max_value_bytes = sz("monitor.max_value_bytes", f.max_value_bytes, 16, 1 << 24);
@@ -25,14 +27,18 @@ MonitorConfig MonitorConfig::from_config(const common::Config& c) {
   f.max_principals = sz("monitor.max_principals", f.max_principals, 16, 1'000'000);
   f.principal_features = c.get_bool("monitor.principal_features", f.principal_features);
   f.outlier_novelty = c.get_double("monitor.outlier_novelty", f.outlier_novelty, 0.5, 1e6);
-  f.outlier_learn_every = static_cast<uint64_t>(c.get_int("monitor.outlier_learn_every", static_cast<int64_t>(f.outlier_learn_every), 1, 1'000'000'000));
-  f.principal_half_life_seconds = c.get_double("monitor.principal_half_life_seconds", f.principal_half_life_seconds, 0.1, 86400);
+  f.outlier_learn_every = static_cast<uint64_t>(
+      c.get_int("monitor.outlier_learn_every", static_cast<int64_t>(f.outlier_learn_every), 1,
+                1'000'000'000));
+  f.principal_half_life_seconds = c.get_double("monitor.principal_half_life_seconds",
+                                               f.principal_half_life_seconds, 0.1, 86400);
   try {
     m.features = sanitize(f);
   } catch (const std::invalid_argument& e) {
     throw common::ConfigError(std::string("monitor: ") + e.what());
   }
-  m.snapshot_interval_ms = c.get_int("monitor.snapshot_interval_ms", m.snapshot_interval_ms, 1000, 86'400'000);
+  m.snapshot_interval_ms =
+      c.get_int("monitor.snapshot_interval_ms", m.snapshot_interval_ms, 1000, 86'400'000);
   m.group = c.get_string("monitor.group", m.group);
   return m;
 }
@@ -43,20 +49,36 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
       topics_(topics),
       clock_(clock),
       extractor_(cfg.features),
-      snapshots_("monitor", FeatureExtractor::kSnapshotFormat, topics.models, cfg.snapshot_interval_ms, clock),
-      records_(prometheus::BuildCounter().Name("immunizer_monitor_records_total")
-                   .Help("Call records turned into feature vectors").Register(r).Add({})),
-      rejected_(prometheus::BuildCounter().Name("immunizer_monitor_records_rejected_total")
-                    .Help("Call records that could not be used, by reason").Register(r)),
-      memory_total_(prometheus::BuildGauge().Name("immunizer_monitor_memory_bytes")
-                        .Help("Memory held by all monitor models").Register(r).Add({})),
-      memory_model_max_(prometheus::BuildGauge().Name("immunizer_monitor_model_memory_max_bytes")
-                            .Help("Memory held by the largest model key (each is capped by the feature config)")
-                            .Register(r).Add({})),
-      models_(prometheus::BuildGauge().Name("immunizer_monitor_models").Help("Model keys held").Register(r).Add({})) {}
+      snapshots_("monitor", FeatureExtractor::kSnapshotFormat, topics.models,
+                 cfg.snapshot_interval_ms, clock),
+      records_(prometheus::BuildCounter()
+                   .Name("immunizer_monitor_records_total")
+                   .Help("Call records turned into feature vectors")
+                   .Register(r)
+                   .Add({})),
+      rejected_(prometheus::BuildCounter()
+                    .Name("immunizer_monitor_records_rejected_total")
+                    .Help("Call records that could not be used, by reason")
+                    .Register(r)),
+      memory_total_(prometheus::BuildGauge()
+                        .Name("immunizer_monitor_memory_bytes")
+                        .Help("Memory held by all monitor models")
+                        .Register(r)
+                        .Add({})),
+      memory_model_max_(
+          prometheus::BuildGauge()
+              .Name("immunizer_monitor_model_memory_max_bytes")
+              .Help("Memory held by the largest model key (each is capped by the feature config)")
+              .Register(r)
+              .Add({})),
+      models_(prometheus::BuildGauge()
+                  .Name("immunizer_monitor_models")
+                  .Help("Model keys held")
+                  .Register(r)
+                  .Add({})) {}
 
-void MonitorProcessor::process_batch(const std::vector<common::Message>& batch, common::Producer& out,
-                                     const Reject& reject) {
+void MonitorProcessor::process_batch(const std::vector<common::Message>& batch,
+                                     common::Producer& out, const Reject& reject) {
   for (const auto& m : batch) {
     try {
       process_message(m, out, reject);
@@ -69,13 +91,17 @@ void MonitorProcessor::process_batch(const std::vector<common::Message>& batch, 
 void MonitorProcessor::process(const common::Message& m, common::Producer& out) {
   size_t bad = 0;
   std::string first_reason, first_detail;
-  process_message(m, out, [&](const common::Message&, const std::string& reason, const std::string& detail) {
-    if (bad++ == 0) first_reason = reason, first_detail = detail;
-  });
-  if (bad > 0) throw common::BadMessage(first_reason, bad == 1 ? first_detail : std::to_string(bad) + " records: " + first_detail);
+  process_message(
+      m, out, [&](const common::Message&, const std::string& reason, const std::string& detail) {
+        if (bad++ == 0) first_reason = reason, first_detail = detail;
+      });
+  if (bad > 0)
+    throw common::BadMessage(
+        first_reason, bad == 1 ? first_detail : std::to_string(bad) + " records: " + first_detail);
 }
 
-void MonitorProcessor::process_message(const common::Message& m, common::Producer& out, const Reject& reject) {
+void MonitorProcessor::process_message(const common::Message& m, common::Producer& out,
+                                       const Reject& reject) {
   records_buf_.clear();
   undecodable_.clear();
   if (!v1::parse_call_records(m.payload, &records_buf_, &undecodable_)) {
@@ -84,7 +110,8 @@ void MonitorProcessor::process_message(const common::Message& m, common::Produce
     return;
   }
   // A dead letter carries the one record it is about, with the message's coordinates.
-  auto reject_part = [&](std::string_view bytes, const std::string& reason, const std::string& detail) {
+  auto reject_part = [&](std::string_view bytes, const std::string& reason,
+                         const std::string& detail) {
     common::Message part;
     part.topic = m.topic;
     part.partition = m.partition;
@@ -100,11 +127,13 @@ void MonitorProcessor::process_message(const common::Message& m, common::Produce
   }
   for (const auto& rec : records_buf_) {
     std::string reason;
-    if (!process_record(rec, out, &reason)) reject_part(rec.SerializeAsString(), "unusable_call_record", reason);
+    if (!process_record(rec, out, &reason))
+      reject_part(rec.SerializeAsString(), "unusable_call_record", reason);
   }
 }
 
-bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Producer& out, std::string* reason) {
+bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Producer& out,
+                                      std::string* reason) {
   if (v1::find_label(rec, "immunizer.denied") != nullptr) {
     // A call the effector denied never ran: scoring it would only raise alarms about our own
     // 403s, and learning it would teach the model that denials are normal.
@@ -124,7 +153,8 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
   return true;
 }
 
-std::optional<std::pair<std::string, uint64_t>> MonitorProcessor::state_of(const std::string& key) const {
+std::optional<std::pair<std::string, uint64_t>> MonitorProcessor::state_of(
+    const std::string& key) const {
   return std::make_pair(extractor_.snapshot(key), extractor_.records_seen(key));
 }
 
@@ -140,7 +170,8 @@ void MonitorProcessor::update_gauges() {
 }
 
 void MonitorProcessor::tick(common::Producer& out) {
-  if (snapshots_.maybe_write(out, [this](const std::string& k) { return state_of(k); })) update_gauges();
+  if (snapshots_.maybe_write(out, [this](const std::string& k) { return state_of(k); }))
+    update_gauges();
 }
 
 void MonitorProcessor::drain(common::Producer& out) {
@@ -148,11 +179,12 @@ void MonitorProcessor::drain(common::Producer& out) {
 }
 
 size_t MonitorProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
-  const size_t n = common::restore_each(snaps, "monitor", [this](const std::string& key, const v1::ModelSnapshot& snap) {
-    if (snap.format_version() != FeatureExtractor::kSnapshotFormat)
-      throw std::runtime_error("format " + std::to_string(snap.format_version()));
-    extractor_.restore(key, snap.state());
-  });
+  const size_t n = common::restore_each(
+      snaps, "monitor", [this](const std::string& key, const v1::ModelSnapshot& snap) {
+        if (snap.format_version() != FeatureExtractor::kSnapshotFormat)
+          throw std::runtime_error("format " + std::to_string(snap.format_version()));
+        extractor_.restore(key, snap.state());
+      });
   update_gauges();
   return n;
 }

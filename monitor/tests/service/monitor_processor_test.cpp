@@ -32,13 +32,15 @@ struct Fixture {
   monitor::MonitorProcessor proc{monitor::MonitorConfig{}, topics, clock, reg};
   common::FakeConsumer in;
   common::FakeProducer out;
-  common::StreamLoop loop{in, out, proc, {.service = "monitor", .deadletter_topic = topics.deadletter}, nullptr};
+  common::StreamLoop loop{
+      in, out, proc, {.service = "monitor", .deadletter_topic = topics.deadletter}, nullptr};
 };
 }  // namespace
 
 TEST(MonitorProcessor, OneVectorPerRecordKeyedByModelKey) {
   Fixture f;
-  for (uint64_t i = 0; i < 50; ++i) f.in.push(f.topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
+  for (uint64_t i = 0; i < 50; ++i)
+    f.in.push(f.topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
   f.loop.run_once();
   auto vecs = f.out.on(f.topics.features);
   ASSERT_EQ(vecs.size(), 50u);
@@ -107,7 +109,8 @@ TEST(MonitorProcessor, GarbageIsDeadLetteredAndStateSurvivesRestart) {
   f.in.push(f.topics.calls, "k", v1::CallRecord().SerializeAsString());  // no app, no call
   f.loop.run_once();
   EXPECT_EQ(f.out.on(f.topics.deadletter).size(), 2u);
-  for (uint64_t i = 0; i < 300; ++i) f.in.push(f.topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
+  for (uint64_t i = 0; i < 300; ++i)
+    f.in.push(f.topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
   while (f.loop.run_once() > 0) {
   }
   f.proc.drain(f.out);
@@ -116,7 +119,8 @@ TEST(MonitorProcessor, GarbageIsDeadLetteredAndStateSurvivesRestart) {
   ASSERT_EQ(snaps.size(), 1u);
   v1::ModelSnapshot s;
   ASSERT_TRUE(s.ParseFromString(snaps[0].payload));
-  // A restarted monitor restored from the snapshot produces the same vector as one that never stopped.
+  // A restarted monitor restored from the snapshot produces the same vector as one that never
+  // stopped.
   Fixture g;
   ASSERT_EQ(g.proc.restore({{s.model_key(), s}}), 1u);
   const auto next = record(300, "' OR 1=1 --").SerializeAsString();
@@ -128,27 +132,32 @@ TEST(MonitorProcessor, GarbageIsDeadLetteredAndStateSurvivesRestart) {
   ASSERT_TRUE(vf.ParseFromString(f.out.on(f.topics.features).back().payload));
   ASSERT_TRUE(vg.ParseFromString(g.out.on(g.topics.features).back().payload));
   ASSERT_EQ(vf.values_size(), vg.values_size());
-  for (int i = 0; i < vf.values_size(); ++i) EXPECT_DOUBLE_EQ(vf.values(i), vg.values(i)) << vf.schema().names(i);
+  for (int i = 0; i < vf.values_size(); ++i)
+    EXPECT_DOUBLE_EQ(vf.values(i), vg.values(i)) << vf.schema().names(i);
 }
 
 TEST(MonitorConfig, ReadsEveryKeyAndRejectsBadValuesByName) {
   using common::Config;
-  const auto m = monitor::MonitorConfig::from_config(Config::from_map({{"monitor.outlier_novelty", "5.5"},
-                                                                       {"monitor.outlier_learn_every", "64"},
-                                                                       {"monitor.principal_features", "false"},
-                                                                       {"monitor.max_paths_per_model", "12"}}));
+  const auto m = monitor::MonitorConfig::from_config(
+      Config::from_map({{"monitor.outlier_novelty", "5.5"},
+                        {"monitor.outlier_learn_every", "64"},
+                        {"monitor.principal_features", "false"},
+                        {"monitor.max_paths_per_model", "12"}}));
   EXPECT_DOUBLE_EQ(m.features.outlier_novelty, 5.5);
   EXPECT_EQ(m.features.outlier_learn_every, 64u);
   EXPECT_FALSE(m.features.principal_features);
   EXPECT_EQ(m.features.max_paths_per_model, 12u);
-  for (const auto& [key, bad] : std::vector<std::pair<std::string, std::string>>{
-           {"monitor.outlier_novelty", "0"}, {"monitor.outlier_learn_every", "0"},
-           {"monitor.max_paths_per_model", "x"}, {"monitor.trigram_sketch_depth", "9"}}) {
+  for (const auto& [key, bad] :
+       std::vector<std::pair<std::string, std::string>>{{"monitor.outlier_novelty", "0"},
+                                                        {"monitor.outlier_learn_every", "0"},
+                                                        {"monitor.max_paths_per_model", "x"},
+                                                        {"monitor.trigram_sketch_depth", "9"}}) {
     try {
       monitor::MonitorConfig::from_config(Config::from_map({{key, bad}}));
       ADD_FAILURE() << key << "=" << bad << " accepted";
     } catch (const common::ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find(key.substr(key.find('.') + 1)), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(key.substr(key.find('.') + 1)), std::string::npos)
+          << e.what();
     }
   }
 }
@@ -188,7 +197,7 @@ TEST(MonitorProcessor, InvalidUtf8AnywhereIsScoredNotDeadLettered) {
   ASSERT_TRUE(v.ParseFromString(vecs[5].payload));  // downstream parsers accept it
   EXPECT_EQ(v.record_id().seq(), 5u);
   EXPECT_EQ(v.principal().session(), "\xff\xfe\xfd-session");  // carried as it was
-  EXPECT_EQ(v.labels().at("trace"), "t\\xff");                  // escaped into a string field
+  EXPECT_EQ(v.labels().at("trace"), "t\\xff");                 // escaped into a string field
   const int inv = feature_index(v, "encoding:invalid_utf8");
   ASSERT_GE(inv, 0);
   // The value, the argument name, the session, the address and the label.
@@ -230,7 +239,8 @@ TEST(MonitorProcessor, AnUndecodableRecordIsDeadLetteredAloneAndItsBatchProcesse
 // and the truncation itself is a feature.
 TEST(MonitorProcessor, TruncatedValuesAndRecordsAreScored) {
   Fixture f;
-  for (uint64_t i = 0; i < 100; ++i) f.in.push(f.topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
+  for (uint64_t i = 0; i < 100; ++i)
+    f.in.push(f.topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
   auto cut = record(100, std::string(64, 'a'));
   cut.mutable_arguments(0)->mutable_value()->set_truncated(true);
   cut.mutable_arguments(0)->mutable_value()->set_original_length(1 << 20);

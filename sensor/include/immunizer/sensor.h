@@ -36,8 +36,8 @@ typedef struct immunizer_sensor_stats {
 immunizer_sensor* immunizer_sensor_new_from_env(const char* app, char* err, size_t err_size);
 
 /* Same, but with an explicit bootstrap ("host:port") and topic prefix (NULL: "immunizer."). */
-immunizer_sensor* immunizer_sensor_new(const char* app, const char* bootstrap, const char* topic_prefix,
-                                       char* err, size_t err_size);
+immunizer_sensor* immunizer_sensor_new(const char* app, const char* bootstrap,
+                                       const char* topic_prefix, char* err, size_t err_size);
 
 /* Flushes for at most flush_timeout_ms, then releases the sensor. */
 void immunizer_sensor_free(immunizer_sensor* s, int flush_timeout_ms);
@@ -53,7 +53,8 @@ immunizer_call* immunizer_call_begin_z(immunizer_sensor* s, const char* call);
 /* 1 when the call is recorded (enabled and sampled in). */
 int immunizer_call_recording(const immunizer_call* c);
 
-void immunizer_call_principal_z(immunizer_call* c, const char* user, const char* session, const char* ip);
+void immunizer_call_principal_z(immunizer_call* c, const char* user, const char* session,
+                                const char* ip);
 void immunizer_call_arg_null_z(immunizer_call* c, const char* name);
 void immunizer_call_arg_bool_z(immunizer_call* c, const char* name, int value);
 void immunizer_call_arg_int_z(immunizer_call* c, const char* name, int64_t value);

@@ -26,7 +26,8 @@ int main() {
   effector->start();
 
   const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (!effector->connected() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  while (!effector->connected() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
   if (!effector->connected()) {
     std::printf("not connected to execute at %s\n", ecfg.execute_address.c_str());
     return 4;
@@ -44,8 +45,8 @@ int main() {
   }
   sensor->flush(10s);
   const auto st = sensor->stats();
-  std::printf("recorded=%llu sent=%llu dropped=%llu\n", (unsigned long long)st.recorded, (unsigned long long)st.sent,
-              (unsigned long long)st.dropped_total());
+  std::printf("recorded=%llu sent=%llu dropped=%llu\n", (unsigned long long)st.recorded,
+              (unsigned long long)st.sent, (unsigned long long)st.dropped_total());
   std::fflush(stdout);
   if (st.sent != static_cast<uint64_t>(calls)) return 3;
 

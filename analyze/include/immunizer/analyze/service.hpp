@@ -23,7 +23,7 @@ namespace immunizer::analyze {
 
 struct AnalyzeConfig {
   DetectorConfig detector;
-  size_t threads = 2;                   // scoring threads across model keys
+  size_t threads = 2;                     // scoring threads across model keys
   int64_t snapshot_interval_ms = 30'000;  // how often changed models are snapshotted
   std::string group = "immunizer-analyze";
   static AnalyzeConfig from_config(const common::Config& c);

@@ -42,8 +42,8 @@ class FakeProducer final : public Producer {
     return out;
   }
   std::vector<Sent> pending, sent;
-  bool fail_next_flush = false;   // the next flush fails every message, transiently
-  size_t max_message_bytes = 0;   // > 0: larger messages fail permanently
+  bool fail_next_flush = false;  // the next flush fails every message, transiently
+  size_t max_message_bytes = 0;  // > 0: larger messages fail permanently
   int flushes = 0;
 };
 
@@ -68,7 +68,8 @@ class FakeConsumer final : public Consumer {
     return out;
   }
   void commit(const std::vector<Message>& batch) override {
-    for (const auto& m : batch) committed[{m.topic, m.partition}] = std::max(committed[{m.topic, m.partition}], m.offset + 1);
+    for (const auto& m : batch)
+      committed[{m.topic, m.partition}] = std::max(committed[{m.topic, m.partition}], m.offset + 1);
   }
   void rewind(const std::vector<Message>& batch) override {
     for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(*it);

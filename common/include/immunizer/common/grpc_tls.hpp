@@ -23,10 +23,11 @@ namespace immunizer::common {
 // which every component maps from an explicit "tls: none" setting and warns about at start.
 struct TlsFiles {
   bool enabled = true;
-  std::string ca_file;      // PEM trust bundle (several CAs during a CA rotation)
-  std::string cert_file;    // PEM certificate (chain) presented to the peer
-  std::string key_file;     // PEM private key of cert_file
-  std::string server_name;  // clients: name checked in the server's certificate (empty: the target's host)
+  std::string ca_file;    // PEM trust bundle (several CAs during a CA rotation)
+  std::string cert_file;  // PEM certificate (chain) presented to the peer
+  std::string key_file;   // PEM private key of cert_file
+  std::string
+      server_name;  // clients: name checked in the server's certificate (empty: the target's host)
 };
 
 // "mtls" -> enabled, "none" -> plaintext; anything else throws std::invalid_argument naming `what`.
@@ -35,14 +36,16 @@ bool parse_tls_mode(std::string_view mode, const std::string& what);
 // Client credentials presenting cert_file/key_file and trusting ca_file; plaintext when
 // !enabled. Throws std::runtime_error naming `what` (the setting) and the path when a file is
 // missing, unreadable or empty.
-std::shared_ptr<grpc::ChannelCredentials> client_credentials(const TlsFiles& tls, const std::string& what);
+std::shared_ptr<grpc::ChannelCredentials> client_credentials(const TlsFiles& tls,
+                                                             const std::string& what);
 // Adds the server-name override (if any) to a channel's arguments.
 void apply_channel_args(const TlsFiles& tls, grpc::ChannelArguments& args);
 
 // Server credentials with cert_file/key_file; clients that present a certificate must chain to
 // ca_file (the handshake fails otherwise). A client without a certificate still reaches the
 // handler, which refuses it with UNAUTHENTICATED (and counts it): see peer_identity().
-std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls, const std::string& what);
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls,
+                                                            const std::string& what);
 
 enum class Role { kNone, kEffector, kOperator, kExecute, kPlan };
 std::string_view to_string(Role r) noexcept;
@@ -72,6 +75,7 @@ PeerIdentity peer_identity(const grpc::AuthContext& ctx);
 
 // May an effector whose certificate names `cert_name` say hello as app/instance? "<app>"
 // covers every instance of that app; "<app>/<instance>" exactly one.
-bool effector_name_matches(std::string_view cert_name, std::string_view app, std::string_view instance) noexcept;
+bool effector_name_matches(std::string_view cert_name, std::string_view app,
+                           std::string_view instance) noexcept;
 
 }  // namespace immunizer::common

@@ -82,8 +82,8 @@ class KafkaMetrics {
 };
 
 struct FlushResult {
-  bool complete = false;   // every message produced so far has a delivery report
-  uint64_t failed = 0;     // messages whose delivery failed since the previous flush
+  bool complete = false;  // every message produced so far has a delivery report
+  uint64_t failed = 0;    // messages whose delivery failed since the previous flush
   // Of `failed`, those that trying again cannot fix (message over the broker's size limit,
   // invalid, not authorised), and why the first of them failed.
   uint64_t permanent = 0;
@@ -95,7 +95,8 @@ class Producer {
  public:
   virtual ~Producer() = default;
   // Queues a message. Waits (backpressure) while the local queue is full; never drops.
-  virtual void produce(const std::string& topic, std::string_view key, std::string_view payload) = 0;
+  virtual void produce(const std::string& topic, std::string_view key,
+                       std::string_view payload) = 0;
   // Waits until every message produced so far is acknowledged by the broker, or timeout.
   virtual FlushResult flush(std::chrono::milliseconds timeout) = 0;
 };
@@ -117,9 +118,9 @@ class Consumer {
 
 // Idempotent, acks=all producer with delivery reports. Throws std::runtime_error on bad settings.
 // `overrides` are extra librdkafka properties (e.g. message.max.bytes for snapshots).
-std::unique_ptr<Producer> make_kafka_producer(const KafkaSettings& s, const std::string& client_id,
-                                              KafkaMetrics* metrics,
-                                              const std::map<std::string, std::string>& overrides = {});
+std::unique_ptr<Producer> make_kafka_producer(
+    const KafkaSettings& s, const std::string& client_id, KafkaMetrics* metrics,
+    const std::map<std::string, std::string>& overrides = {});
 // Consumer-group member with manual commits, starting at the earliest offset for a new group.
 std::unique_ptr<Consumer> make_kafka_consumer(const KafkaSettings& s, const std::string& group,
                                               const std::vector<std::string>& topics,

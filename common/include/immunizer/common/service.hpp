@@ -17,12 +17,12 @@
 namespace immunizer::common {
 
 struct ServiceContext {
-  std::string name;                     // "monitor", "analyze", ...
+  std::string name;  // "monitor", "analyze", ...
   Config config;
   KafkaSettings kafka;
   Topics topics;
   std::shared_ptr<prometheus::Registry> registry;
-  std::unique_ptr<HttpServer> http;     // started after setup, before the body runs
+  std::unique_ptr<HttpServer> http;  // started after setup, before the body runs
   std::atomic<bool> stop{false};
   std::shared_ptr<spdlog::logger> log;
 

@@ -25,7 +25,8 @@ inline std::string snapshot_key(const std::string& kind, const std::string& mode
 
 // The latest snapshot per model key of `kind`, reading the topic from the beginning up to
 // its end as of the call. Returns what it read if `timeout` passes first.
-std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s, const std::string& topic,
+std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s,
+                                                        const std::string& topic,
                                                         const std::string& kind,
                                                         std::chrono::milliseconds timeout);
 
@@ -36,10 +37,15 @@ std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s, 
 class SnapshotWriter {
  public:
   // The state of a key (bytes, records seen), or nullopt to skip it.
-  using StateFn = std::function<std::optional<std::pair<std::string, uint64_t>>(const std::string& key)>;
+  using StateFn =
+      std::function<std::optional<std::pair<std::string, uint64_t>>(const std::string& key)>;
 
-  SnapshotWriter(std::string kind, uint32_t format, std::string topic, int64_t interval_ms, const Clock& clock)
-      : kind_(std::move(kind)), format_(format), topic_(std::move(topic)), interval_ns_(interval_ms * 1'000'000),
+  SnapshotWriter(std::string kind, uint32_t format, std::string topic, int64_t interval_ms,
+                 const Clock& clock)
+      : kind_(std::move(kind)),
+        format_(format),
+        topic_(std::move(topic)),
+        interval_ns_(interval_ms * 1'000'000),
         clock_(clock) {}
   void set_producer(Producer* p) { own_ = p; }
   void mark(const std::string& model_key) { changed_.insert(model_key); }

@@ -14,9 +14,9 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <vector>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "immunizer/common/kafka.hpp"
 
@@ -43,8 +43,10 @@ class Processor {
   virtual void process(const Message& m, Producer& out) = 0;
   // Handles a whole batch at once (e.g. to score keys in parallel). The default calls
   // process() per message; `reject` sends one message to the dead letters.
-  using Reject = std::function<void(const Message&, const std::string& reason, const std::string& detail)>;
-  virtual void process_batch(const std::vector<Message>& batch, Producer& out, const Reject& reject);
+  using Reject =
+      std::function<void(const Message&, const std::string& reason, const std::string& detail)>;
+  virtual void process_batch(const std::vector<Message>& batch, Producer& out,
+                             const Reject& reject);
   // After every batch and when idle: timers, TTLs, periodic snapshots.
   virtual void tick(Producer& out) {}
   // Once before the loop stops: final snapshots.
@@ -66,8 +68,8 @@ struct StreamLoopOptions {
 
 class StreamLoop {
  public:
-  StreamLoop(Consumer& in, Producer& out, Processor& p, StreamLoopOptions opt, KafkaMetrics* metrics,
-             prometheus::Registry* registry = nullptr);
+  StreamLoop(Consumer& in, Producer& out, Processor& p, StreamLoopOptions opt,
+             KafkaMetrics* metrics, prometheus::Registry* registry = nullptr);
   // Runs until `stop` is set, then drains, flushes, commits and closes the consumer.
   void run(const std::atomic<bool>& stop);
   // Runs one poll/process/flush/commit round; returns the number of messages handled.

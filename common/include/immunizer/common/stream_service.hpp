@@ -15,8 +15,8 @@
 namespace immunizer::common {
 
 struct SnapshotHooks {
-  std::string kind;       // "monitor", "analyze": the snapshots this service owns
-  bool restore = true;    // read the latest ones back before consuming
+  std::string kind;     // "monitor", "analyze": the snapshots this service owns
+  bool restore = true;  // read the latest ones back before consuming
   // Applies the snapshots read back; returns how many were usable.
   std::function<size_t(const std::map<std::string, v1::ModelSnapshot>&)> apply;
   // Receives the producer snapshots are written to.
@@ -24,12 +24,14 @@ struct SnapshotHooks {
 };
 
 // Runs `proc` over `topics` in consumer group `group` until ctx.stop is set.
-void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metrics, const std::string& group,
-                        const std::vector<std::string>& topics, const SnapshotHooks* snapshots = nullptr);
+void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metrics,
+                        const std::string& group, const std::vector<std::string>& topics,
+                        const SnapshotHooks* snapshots = nullptr);
 
 // Calls `restore_one(key, snapshot)` for each snapshot; a throwing one is skipped with a
 // warning naming the key. Returns how many were restored.
-size_t restore_each(const std::map<std::string, v1::ModelSnapshot>& snaps, const std::string& kind,
-                    const std::function<void(const std::string&, const v1::ModelSnapshot&)>& restore_one);
+size_t restore_each(
+    const std::map<std::string, v1::ModelSnapshot>& snaps, const std::string& kind,
+    const std::function<void(const std::string&, const v1::ModelSnapshot&)>& restore_one);
 
 }  // namespace immunizer::common

@@ -78,7 +78,8 @@ class KeyRing {
 
   const VerifyingKey* find(std::string_view key_id) const noexcept;
   // True only when a key with `key_id` is trusted and the signature verifies with it.
-  bool verify(std::string_view key_id, std::string_view message, std::string_view signature) const noexcept;
+  bool verify(std::string_view key_id, std::string_view message,
+              std::string_view signature) const noexcept;
   size_t size() const noexcept { return keys_.size(); }
   std::vector<std::string> key_ids() const;
 

@@ -27,13 +27,15 @@ namespace immunizer::dashboard {
 
 // /api/stats: the state's counters plus the SSE fan-out's; with the parts present, enforcing
 // actions from execute's authoritative list and incident counts from the database.
-nlohmann::json full_stats(const DashboardState& state, const SseHub& hub, const DashboardParts& parts = {});
+nlohmann::json full_stats(const DashboardState& state, const SseHub& hub,
+                          const DashboardParts& parts = {});
 
 class DashboardApi {
  public:
-  DashboardApi(const DashboardConfig& cfg, DashboardState& state, SseHub& hub, common::Producer& feedback_out,
-               const common::Topics& topics, OperationsClient& ops, const common::Clock& clock,
-               prometheus::Registry& registry, DashboardParts parts = {});
+  DashboardApi(const DashboardConfig& cfg, DashboardState& state, SseHub& hub,
+               common::Producer& feedback_out, const common::Topics& topics, OperationsClient& ops,
+               const common::Clock& clock, prometheus::Registry& registry,
+               DashboardParts parts = {});
   // Throws common::ConfigError when the users cannot be read (dashboard.auth=on).
   // Adds the routes, the security headers and the authentication gate; before it starts.
   void install(common::HttpServer& http);
@@ -50,13 +52,15 @@ class DashboardApi {
   // Who sent the request: a session cookie, or basic auth over TLS/loopback; with `res`,
   // answers 401/429 when nobody. `count_failure` counts a wrong basic password against the
   // address's login limit (once per request).
-  std::optional<Caller> authenticate(const httplib::Request& req, httplib::Response* res, bool count_failure);
+  std::optional<Caller> authenticate(const httplib::Request& req, httplib::Response* res,
+                                     bool count_failure);
   // The pre-routing check of every request (see docs/dashboard.md "Authentication").
   httplib::Server::HandlerResponse gate(const httplib::Request& req, httplib::Response& res);
   bool same_origin_json(const httplib::Request& req, httplib::Response& res) const;
   std::string expected_origin(const httplib::Request& req) const;
   bool over_tls() const;
-  bool refuse(httplib::Response& res, int status, const char* reason, const std::string& message) const;
+  bool refuse(httplib::Response& res, int status, const char* reason,
+              const std::string& message) const;
   void login(const httplib::Request& req, httplib::Response& res);
   void feedback(const httplib::Request& req, httplib::Response& res);
   void block(const httplib::Request& req, httplib::Response& res);
@@ -73,8 +77,8 @@ class DashboardApi {
   // The alarm from the ring buffer, else from the incident history.
   std::optional<v1::Alarm> any_alarm(const std::string& id) const;
   // Audits a manual action taken from an incident (the body's incident_id), if any.
-  void audit_incident(const httplib::Request& req, const nlohmann::json& body, const std::string& what,
-                      const std::string& detail);
+  void audit_incident(const httplib::Request& req, const nlohmann::json& body,
+                      const std::string& what, const std::string& detail);
 
   DashboardConfig cfg_;
   DashboardState& state_;
@@ -83,7 +87,7 @@ class DashboardApi {
   common::Topics topics_;
   OperationsClient& ops_;
   const common::Clock& clock_;
-  std::mutex feedback_mu_;     // one produce+flush at a time, so a flush reports our message
+  std::mutex feedback_mu_;  // one produce+flush at a time, so a flush reports our message
   prometheus::Family<prometheus::Counter>& feedback_family_;
   prometheus::Family<prometheus::Counter>& operations_family_;
   DashboardParts parts_;

@@ -92,8 +92,8 @@ class Authenticator {
  private:
   struct User {
     Role role = Role::kViewer;
-    std::string pbkdf2;         // hash_password format, or empty
-    std::string plain_sha256;   // SHA-256 of a plaintext password (credentials file, auth_password)
+    std::string pbkdf2;        // hash_password format, or empty
+    std::string plain_sha256;  // SHA-256 of a plaintext password (credentials file, auth_password)
   };
   struct CachedCheck {
     std::string user;

@@ -19,7 +19,8 @@ namespace immunizer::dashboard {
 
 class ExecuteView {
  public:
-  ExecuteView(OperationsClient& ops, std::chrono::milliseconds interval, const common::Clock& clock);
+  ExecuteView(OperationsClient& ops, std::chrono::milliseconds interval,
+              const common::Clock& clock);
   ~ExecuteView();
   ExecuteView(const ExecuteView&) = delete;
   ExecuteView& operator=(const ExecuteView&) = delete;

@@ -65,8 +65,8 @@ const char* change_name(IncidentChange::Kind k);  // "updated", "opened",
 
 class IncidentEngine {
  public:
-  IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store, const common::Clock& clock,
-                 prometheus::Registry& registry);
+  IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore> store,
+                 const common::Clock& clock, prometheus::Registry& registry);
 
   // nullopt for a duplicate alarm (already stored) or when the store failed.
   std::optional<IncidentChange> on_alarm(const v1::Alarm& a);
@@ -103,7 +103,8 @@ class IncidentEngine {
                         const std::string& comment);
   // Records an operator action that is not a state change (e.g. a block from an
   // incident).
-  void audit(int64_t incident_id, const std::string& who, const std::string& what, const std::string& detail);
+  void audit(int64_t incident_id, const std::string& who, const std::string& what,
+             const std::string& detail);
 
   // {"open": n, "acknowledged": n, "resolved": n, "false_positive": n, "total":
   // n}

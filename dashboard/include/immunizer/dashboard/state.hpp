@@ -52,8 +52,10 @@ class DashboardState {
   // The alarm still in the buffer, for feedback and manual actions.
   std::optional<v1::Alarm> find_alarm(const std::string& id) const;
   // Marks an alarm reviewed; returns its JSON (nullopt when it has left the buffer).
-  std::optional<nlohmann::json> record_feedback(const std::string& alarm_id, const std::string& verdict,
-                                                const std::string& analyst, const std::string& comment);
+  std::optional<nlohmann::json> record_feedback(const std::string& alarm_id,
+                                                const std::string& verdict,
+                                                const std::string& analyst,
+                                                const std::string& comment);
 
   // Newest first.
   nlohmann::json alarms_json(size_t limit) const;
@@ -105,7 +107,8 @@ class DashboardState {
   std::deque<AlarmEntry> alarms_;
   uint64_t alarms_evicted_ = 0;                            // absolute index of alarms_.front()
   std::unordered_map<std::string, uint64_t> alarm_index_;  // id -> absolute index
-  std::unordered_map<std::string, std::vector<std::string>> alarm_actions_;  // alarm id -> action ids
+  std::unordered_map<std::string, std::vector<std::string>>
+      alarm_actions_;  // alarm id -> action ids
 
   std::deque<v1::ActionEvent> events_;
   std::unordered_set<std::string> event_keys_;  // dedupe of the events in the buffer

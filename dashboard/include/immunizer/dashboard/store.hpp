@@ -37,8 +37,8 @@ struct Incident {
   std::string principal_key;                            // "session:abc", "ip:10.0.0.1",
                                                         // "prefix:10.0.0.0/24", "user:bob"
   nlohmann::json principal = nlohmann::json::object();  // the newest alarm's {user, session, ip}
-  std::string state = "open";                           // open | acknowledged | resolved | false_positive
-  int64_t first_seen = 0, last_seen = 0;                // alarm raise times (unix ns)
+  std::string state = "open";             // open | acknowledged | resolved | false_positive
+  int64_t first_seen = 0, last_seen = 0;  // alarm raise times (unix ns)
   int64_t alarm_count = 0, group_count = 0, action_count = 0;
   int64_t by_severity[5] = {0, 0, 0, 0, 0};  // by rank
   int max_severity = 0;
@@ -115,8 +115,8 @@ class IncidentStore {
   int64_t link_actions(const std::string& alarm_id, int64_t incident_id);
   int64_t count_actions(int64_t incident_id);
 
-  void add_operator_action(int64_t at, const std::string& who, const std::string& what, int64_t incident_id,
-                           const std::string& detail);
+  void add_operator_action(int64_t at, const std::string& who, const std::string& what,
+                           int64_t incident_id, const std::string& detail);
 
   // Newest last_seen first, and the total matching the filters (for
   // pagination).

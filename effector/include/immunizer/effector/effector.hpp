@@ -32,34 +32,37 @@ struct PrincipalView {
   std::string_view ip;
 
   PrincipalView() = default;
-  PrincipalView(std::string_view u, std::string_view s, std::string_view i) : user(u), session(s), ip(i) {}
+  PrincipalView(std::string_view u, std::string_view s, std::string_view i)
+      : user(u), session(s), ip(i) {}
   template <class P>
-    requires requires(const P& p) {
-      std::string_view(p.user);
-      std::string_view(p.session);
-      std::string_view(p.ip);
-    }
-  PrincipalView(const P& p) : user(p.user), session(p.session), ip(p.ip) {}  // NOLINT: implicit on purpose
+  requires requires(const P& p) {
+    std::string_view(p.user);
+    std::string_view(p.session);
+    std::string_view(p.ip);
+  }
+  PrincipalView(const P& p)
+      : user(p.user), session(p.session), ip(p.ip) {}  // NOLINT: implicit on purpose
 };
 
 struct EffectorConfig {
-  std::string app = "app";              // sent in the hello, labels metrics
-  std::string instance;                 // empty: "<hostname>-<pid>"
+  std::string app = "app";                         // sent in the hello, labels metrics
+  std::string instance;                            // empty: "<hostname>-<pid>"
   std::string execute_address = "127.0.0.1:7070";  // host:port of execute's gRPC
   // Execute's Ed25519 public keys (PEM text, or files holding one PEM each): only directives
   // signed by one of them are accepted; several during a key rotation. At least one is
   // required (create() throws otherwise). The effector holds no secret that can sign.
   std::vector<std::string> directive_public_keys;
   std::vector<std::string> directive_public_key_files;
-  bool fail_closed = false;             // while disconnected: deny everything (true) or apply
-                                        // only the directives already known (false)
+  bool fail_closed = false;  // while disconnected: deny everything (true) or apply
+                             // only the directives already known (false)
   // Mutual TLS to execute: "mtls" (default; ca, cert and key files required) or "none"
   // (plaintext, only when explicitly set; warned at start).
   std::string tls = "mtls";
-  std::string tls_ca_file;              // CA bundle execute's certificate must chain to
-  std::string tls_cert_file;            // this effector's certificate (SAN spiffe://immunizer/effector/<app>[/<instance>])
+  std::string tls_ca_file;    // CA bundle execute's certificate must chain to
+  std::string tls_cert_file;  // this effector's certificate (SAN
+                              // spiffe://immunizer/effector/<app>[/<instance>])
   std::string tls_key_file;
-  std::string tls_server_name;          // name checked in execute's certificate (empty: the address's host)
+  std::string tls_server_name;  // name checked in execute's certificate (empty: the address's host)
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{10000};
@@ -67,7 +70,7 @@ struct EffectorConfig {
   // After a reconnect execute replays every active directive; actions not replayed within
   // this window were lifted while we were away and are dropped. 0 disables.
   std::chrono::milliseconds resync_window{5000};
-  size_t replay_cache_size = 100000;    // directive ids remembered for replay detection
+  size_t replay_cache_size = 100000;  // directive ids remembered for replay detection
 
   // Reads IMMUNIZER_* variables over the defaults (docs/effector.md); throws
   // std::invalid_argument naming the variable on a bad value.
@@ -76,28 +79,30 @@ struct EffectorConfig {
 
 struct EffectorStats {
   bool connected = false;
-  uint64_t connects = 0;             // streams established
-  uint64_t connect_failures = 0;     // attempts that did not reach a stream
-  uint64_t directives = 0;           // received
-  uint64_t applied = 0;              // new actions in force
-  uint64_t revoked = 0;              // lifted by a revoke directive
-  uint64_t duplicates = 0;           // same directive again (e.g. replay after reconnect)
-  uint64_t ignored = 0;              // valid but nothing to enforce here (LOG, ESCALATE)
-  uint64_t rejected_signature = 0;   // unsigned, forged or tampered
-  uint64_t rejected_expired = 0;     // expired, or issued too far in the future
-  uint64_t rejected_replay = 0;      // an id seen before with other content, or after revoke
-  uint64_t rejected_invalid = 0;     // malformed (no id, unknown kind, missing target)
-  uint64_t expired_actions = 0;      // actions removed when their TTL ran out
-  uint64_t stale_actions = 0;        // dropped after a reconnect because not replayed
-  uint64_t denied = 0;               // allows() == false
+  uint64_t connects = 0;            // streams established
+  uint64_t connect_failures = 0;    // attempts that did not reach a stream
+  uint64_t directives = 0;          // received
+  uint64_t applied = 0;             // new actions in force
+  uint64_t revoked = 0;             // lifted by a revoke directive
+  uint64_t duplicates = 0;          // same directive again (e.g. replay after reconnect)
+  uint64_t ignored = 0;             // valid but nothing to enforce here (LOG, ESCALATE)
+  uint64_t rejected_signature = 0;  // unsigned, forged or tampered
+  uint64_t rejected_expired = 0;    // expired, or issued too far in the future
+  uint64_t rejected_replay = 0;     // an id seen before with other content, or after revoke
+  uint64_t rejected_invalid = 0;    // malformed (no id, unknown kind, missing target)
+  uint64_t expired_actions = 0;     // actions removed when their TTL ran out
+  uint64_t stale_actions = 0;       // dropped after a reconnect because not replayed
+  uint64_t denied = 0;              // allows() == false
   uint64_t active_actions = 0;
-  uint64_t rejected() const { return rejected_signature + rejected_expired + rejected_replay + rejected_invalid; }
+  uint64_t rejected() const {
+    return rejected_signature + rejected_expired + rejected_replay + rejected_invalid;
+  }
 };
 
 class Effector {
  public:
   static std::shared_ptr<Effector> create(EffectorConfig config);  // throws on bad config
-  ~Effector();  // stop()
+  ~Effector();                                                     // stop()
   Effector(const Effector&) = delete;
   Effector& operator=(const Effector&) = delete;
 

@@ -30,7 +30,8 @@ class Access;
 class ControlServer {
  public:
   // `registry` (may be null: a private one) receives the refusal counters.
-  ControlServer(Dispatcher& dispatcher, ExecuteConfig cfg, prometheus::Registry* registry = nullptr);
+  ControlServer(Dispatcher& dispatcher, ExecuteConfig cfg,
+                prometheus::Registry* registry = nullptr);
   ~ControlServer();  // stop()
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;

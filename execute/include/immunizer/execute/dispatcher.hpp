@@ -109,14 +109,14 @@ class Dispatcher {
 
  private:
   struct Active {
-    v1::Directive directive;             // current signed directive (action id = primary)
-    std::vector<std::string> aliases;    // every action id folded into it, primary first
-    std::set<std::string> acked_by;      // effectors that applied the current directive
+    v1::Directive directive;           // current signed directive (action id = primary)
+    std::vector<std::string> aliases;  // every action id folded into it, primary first
+    std::set<std::string> acked_by;    // effectors that applied the current directive
     std::string alarm_id;
   };
   // What an ack for a directive is reported as.
   struct Sent {
-    std::string action_id;               // the requested action (alias), for the audit trail
+    std::string action_id;  // the requested action (alias), for the audit trail
     v1::Action action;
     std::string plan_id, alarm_id;
     int64_t call_ts = 0;
@@ -135,9 +135,10 @@ class Dispatcher {
                              Links& overflowed);
   void sign_and_send_locked(v1::Directive& d, Links& overflowed);
   void remember_locked(const v1::Directive& d, Sent s);
-  void event_locked(v1::ActionEventType type, const std::string& action_id, const v1::Action& action,
-                    const std::string& plan_id, const std::string& alarm_id, int64_t call_ts,
-                    const std::string& effector, const std::string& reason);
+  void event_locked(v1::ActionEventType type, const std::string& action_id,
+                    const v1::Action& action, const std::string& plan_id,
+                    const std::string& alarm_id, int64_t call_ts, const std::string& effector,
+                    const std::string& reason);
   void count(const std::string& type);
   void update_gauges_locked();
   void persist_locked(const std::string& primary, const Active* a);  // nullptr: entry ended
@@ -151,31 +152,32 @@ class Dispatcher {
   const common::Clock& clock_;
 
   mutable std::mutex mu_;
-  std::map<std::string, Active> active_;                     // by primary action id
-  std::unordered_map<std::string, std::string> by_target_;   // dedupe key -> primary
-  std::unordered_map<std::string, std::string> alias_;       // any action id -> primary
-  std::unordered_map<std::string, Sent> sent_;               // by directive id
-  std::multimap<int64_t, std::string> forget_;               // when to drop sent_ entries
+  std::map<std::string, Active> active_;                    // by primary action id
+  std::unordered_map<std::string, std::string> by_target_;  // dedupe key -> primary
+  std::unordered_map<std::string, std::string> alias_;      // any action id -> primary
+  std::unordered_map<std::string, Sent> sent_;              // by directive id
+  std::multimap<int64_t, std::string> forget_;              // when to drop sent_ entries
   std::map<uint64_t, Session> sessions_;
   uint64_t next_session_ = 1;
   struct Out {
     std::string topic, key, payload;
   };
   std::vector<Out> outbox_;
-  std::vector<Out> state_outbox_;      // with a state sink: state records not yet produced
-  std::mutex state_mu_;                // taken before mu_: one writer of state at a time, in order
+  std::vector<Out> state_outbox_;  // with a state sink: state records not yet produced
+  std::mutex state_mu_;            // taken before mu_: one writer of state at a time, in order
   common::Producer* state_sink_ = nullptr;
   std::chrono::milliseconds state_timeout_{5000};
-  bool repersist_all_ = false;         // a state flush failed: persist every active entry again
-  void produce_state();                // state_outbox_ -> state_sink_ (state_mu_ held)
+  bool repersist_all_ = false;  // a state flush failed: persist every active entry again
+  void produce_state();         // state_outbox_ -> state_sink_ (state_mu_ held)
 
-  std::unordered_set<std::string> seen_plans_;  // plan ids recently handled (a plan read again is dropped)
+  std::unordered_set<std::string>
+      seen_plans_;  // plan ids recently handled (a plan read again is dropped)
   std::deque<std::string> seen_plans_order_;
 
   crypto::KeyRing plan_keys_;
   std::set<v1::ActionKind> automatic_kinds_;  // enforcing kinds automatic plans may ask for
-  std::deque<int64_t> automatic_blocks_;       // times of new automatic blocks, last minute
-  int64_t breaker_open_until_ = 0;             // unix ns; 0: closed
+  std::deque<int64_t> automatic_blocks_;      // times of new automatic blocks, last minute
+  int64_t breaker_open_until_ = 0;            // unix ns; 0: closed
 
   prometheus::Family<prometheus::Counter>& actions_;
   prometheus::Histogram& latency_;

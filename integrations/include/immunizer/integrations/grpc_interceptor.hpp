@@ -35,9 +35,9 @@ struct InterceptorOptions {
   // session_headers / user_headers are metadata keys here (lower case); session cookies are
   // read from "cookie" metadata; forwarded addresses from "x-forwarded-for" / "forwarded".
   PrincipalOptions principal{.session_cookies = {}};
-  int max_depth = 8;             // nested messages deeper than this are recorded as null
-  size_t max_elements = 1024;    // values per record (fields, list items, map entries)
-  bool record_request = true;    // request fields as arguments
+  int max_depth = 8;           // nested messages deeper than this are recorded as null
+  size_t max_elements = 1024;  // values per record (fields, list items, map entries)
+  bool record_request = true;  // request fields as arguments
 };
 
 // Counters shared by every interceptor of a factory.
@@ -48,9 +48,10 @@ struct InterceptorStats {
 class InterceptorFactory : public ::grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   // sensor and effector may be null. Throws std::invalid_argument on a bad trusted-proxy CIDR.
-  InterceptorFactory(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<effector::Effector> effector,
-                     InterceptorOptions options = {});
-  ::grpc::experimental::Interceptor* CreateServerInterceptor(::grpc::experimental::ServerRpcInfo* info) override;
+  InterceptorFactory(std::shared_ptr<sensor::Sensor> sensor,
+                     std::shared_ptr<effector::Effector> effector, InterceptorOptions options = {});
+  ::grpc::experimental::Interceptor* CreateServerInterceptor(
+      ::grpc::experimental::ServerRpcInfo* info) override;
   // Valid as long as the caller holds it (the factory may be gone with its server).
   std::shared_ptr<const InterceptorStats> stats() const;
 
@@ -63,8 +64,10 @@ class InterceptorFactory : public ::grpc::experimental::ServerInterceptorFactory
 // Adds the interceptor to `builder` (replacing the builder's interceptor list: if you have
 // interceptors of your own, put an InterceptorFactory first in your list instead). Returns
 // the interceptor's counters.
-std::shared_ptr<const InterceptorStats> install(::grpc::ServerBuilder& builder, std::shared_ptr<sensor::Sensor> sensor,
-                                std::shared_ptr<effector::Effector> effector, InterceptorOptions options = {});
+std::shared_ptr<const InterceptorStats> install(::grpc::ServerBuilder& builder,
+                                                std::shared_ptr<sensor::Sensor> sensor,
+                                                std::shared_ptr<effector::Effector> effector,
+                                                InterceptorOptions options = {});
 
 // True when Immunizer denied this call (its request was cleared; its status will be
 // PERMISSION_DENIED whatever the handler returns).

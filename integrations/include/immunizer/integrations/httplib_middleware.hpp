@@ -56,12 +56,13 @@ struct MiddlewareOptions {
   std::function<std::string_view(std::string_view, std::string& scratch)> text;
   // Lower-case header names never recorded (credentials and forwarding headers), plus any
   // name starting with "x-immunizer-" and httplib's own REMOTE_ADDR/PORT, LOCAL_ADDR/PORT.
-  std::vector<std::string> excluded_headers{"cookie", "authorization", "proxy-authorization", "content-length",
-                                            "x-forwarded-for", "forwarded"};
+  std::vector<std::string> excluded_headers{
+      "cookie",         "authorization",   "proxy-authorization",
+      "content-length", "x-forwarded-for", "forwarded"};
   bool record_headers = true;
-  bool json_body = true;         // application/json bodies as nested typed arguments
-  bool raw_body = true;          // any other body as one bytes argument "body"
-  int max_json_depth = 16;       // deeper values are dropped (counted in the "json.truncated" label)
+  bool json_body = true;    // application/json bodies as nested typed arguments
+  bool raw_body = true;     // any other body as one bytes argument "body"
+  int max_json_depth = 16;  // deeper values are dropped (counted in the "json.truncated" label)
   size_t max_json_elements = 1024;
   // A request carrying this header gets it as the records' "trace" label, and the outer
   // record's id back in X-Immunizer-Record. Empty: off.
@@ -100,7 +101,8 @@ class Middleware {
   MiddlewareStats stats() const;
 
  private:
-  void record_inner_args(sensor::CallScope& inner, const httplib::Request& req, bool body_read) const;
+  void record_inner_args(sensor::CallScope& inner, const httplib::Request& req,
+                         bool body_read) const;
 
   std::shared_ptr<sensor::Sensor> sensor_;
   std::shared_ptr<effector::Effector> effector_;

@@ -59,7 +59,8 @@ class ProxyTrust {
   // address (garbage, "unknown", an obfuscated identifier) ends the walk: the last address
   // known to be good (a trusted proxy) is returned. All hops trusted: the leftmost one.
   // Returns "" when the peer itself is not an address.
-  std::string client_address(std::string_view peer, const std::vector<std::string_view>& forwarded) const;
+  std::string client_address(std::string_view peer,
+                             const std::vector<std::string_view>& forwarded) const;
 
  private:
   std::vector<Cidr> cidrs_;
@@ -69,7 +70,8 @@ class ProxyTrust {
 // The hops of X-Forwarded-For values ("a, b, c") or of Forwarded values
 // ("for=a;proto=https, for=\"[v6]:port\""), left to right, as raw tokens (a Forwarded
 // element without for= yields an empty token, which is not an address).
-std::vector<std::string_view> forwarded_hops(ForwardedHeader header, const std::vector<std::string_view>& values);
+std::vector<std::string_view> forwarded_hops(ForwardedHeader header,
+                                             const std::vector<std::string_view>& values);
 
 // The value of cookie `name` in a Cookie header value, or empty.
 std::string_view cookie_value(std::string_view cookie_header, std::string_view name);

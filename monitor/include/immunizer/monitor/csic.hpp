@@ -21,8 +21,8 @@ struct Request {
   std::string query;    // raw (still url-encoded) query string without '?'; may be empty
   std::string version;  // "HTTP/1.1" (empty if the request line had none)
   std::vector<std::pair<std::string, std::string>> headers;  // in file order, names as written
-  std::string body;     // raw body (url-encoded for forms); may be empty
-  size_t index = 0;     // 0-based position in its file
+  std::string body;  // raw body (url-encoded for forms); may be empty
+  size_t index = 0;  // 0-based position in its file
 
   // First header with this name (case-insensitive), or empty.
   std::string_view header(std::string_view name) const;
@@ -40,7 +40,8 @@ std::vector<Request> read_file(const std::string& file);
 std::string url_decode(std::string_view s, bool plus_as_space = true);
 // The same without allocating when there is nothing to decode: returns `s` itself, or the
 // decoded bytes held in `scratch` (valid until scratch changes).
-std::string_view url_decode_view(std::string_view s, std::string& scratch, bool plus_as_space = true);
+std::string_view url_decode_view(std::string_view s, std::string& scratch,
+                                 bool plus_as_space = true);
 // Splits "a=1&b=2" into decoded (name, value) pairs, in order; a name without '=' gets "".
 std::vector<std::pair<std::string, std::string>> parse_params(std::string_view encoded);
 // Latin-1 bytes to UTF-8 (protobuf string fields must hold valid UTF-8).
@@ -62,7 +63,8 @@ void for_each_decoded_param(std::string_view encoded, F&& f) {
     if (!part.empty()) {
       const size_t eq = part.find('=');
       const std::string_view k = eq == std::string_view::npos ? part : part.substr(0, eq);
-      const std::string_view v = eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
+      const std::string_view v =
+          eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
       f(url_decode_view(k, dk), url_decode_view(v, dv));
     }
     pos = amp + 1;
@@ -86,12 +88,12 @@ bool is_shop_endpoint(std::string_view path);
 struct ShopRecordOptions {
   std::string app = "shop";
   std::string instance = "csic";
-  uint64_t seq = 0;                 // outer record gets seq, inner seq + 1
-  std::string ip = "127.0.0.1";     // principal.ip
+  uint64_t seq = 0;              // outer record gets seq, inner seq + 1
+  std::string ip = "127.0.0.1";  // principal.ip
   int64_t timestamp_unix_nanos = 0;
   int64_t duration_nanos = 0;
-  int status = -1;                  // HTTP status result; -1: 200 for endpoints/known static, 404 otherwise
-  std::string trace;                // labels["trace"] on both records when not empty
+  int status = -1;    // HTTP status result; -1: 200 for endpoints/known static, 404 otherwise
+  std::string trace;  // labels["trace"] on both records when not empty
 };
 
 // The records the shop emits for one request, as it would instrument it:

@@ -73,8 +73,8 @@ struct ModelStats {
   size_t features = 0;
   size_t paths = 0;
   bool frozen = false;
-  uint64_t unseen_path_records = 0;   // records that carried a path without columns
-  uint64_t truncated_records = 0;     // records with more leaves than max_leaves_per_record
+  uint64_t unseen_path_records = 0;  // records that carried a path without columns
+  uint64_t truncated_records = 0;    // records with more leaves than max_leaves_per_record
   size_t memory_bytes = 0;
 };
 

@@ -33,7 +33,8 @@ class MonitorProcessor final : public common::Processor {
                    prometheus::Registry& registry);
   // Every record of a message stands alone: one that cannot be decoded or used goes to the
   // dead letters by itself (its own bytes), the others of its batch are processed.
-  void process_batch(const std::vector<common::Message>& batch, common::Producer& out, const Reject& reject) override;
+  void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                     const Reject& reject) override;
   // One message; throws BadMessage after processing the usable records if any was not.
   void process(const common::Message& m, common::Producer& out) override;
   void tick(common::Producer& out) override;
@@ -55,8 +56,8 @@ class MonitorProcessor final : public common::Processor {
   FeatureExtractor extractor_;
   common::SnapshotWriter snapshots_;
   std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
-  std::vector<v1::CallRecord> records_buf_;            // the records of the current message
-  std::vector<v1::UndecodableRecord> undecodable_;     // and those that did not decode
+  std::vector<v1::CallRecord> records_buf_;           // the records of the current message
+  std::vector<v1::UndecodableRecord> undecodable_;    // and those that did not decode
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Gauge& memory_total_;

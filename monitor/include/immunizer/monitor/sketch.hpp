@@ -38,7 +38,9 @@ class CountMinSketch {
   uint64_t total() const noexcept { return total_; }
   size_t width() const noexcept { return width_; }
   size_t depth() const noexcept { return depth_; }
-  size_t memory_bytes() const noexcept { return cells_.capacity() * sizeof(uint32_t) + sizeof(*this); }
+  size_t memory_bytes() const noexcept {
+    return cells_.capacity() * sizeof(uint32_t) + sizeof(*this);
+  }
 
   // Raw access for (de)serialisation.
   const std::vector<uint32_t>& cells() const noexcept { return cells_; }

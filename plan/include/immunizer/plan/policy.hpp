@@ -53,7 +53,8 @@ struct PolicyConfig {
 
 struct Decision {
   std::optional<v1::Plan> plan;  // empty: nothing to publish
-  std::string outcome;           // "planned", "deduplicated", "allowlisted", "forgiven", "below_severity", "rate_limited", "shadow"
+  std::string outcome;  // "planned", "deduplicated", "allowlisted", "forgiven", "below_severity",
+                        // "rate_limited", "shadow"
 };
 
 class Policy {
@@ -70,16 +71,18 @@ class Policy {
   void expire(int64_t now);
   PolicyConfig cfg_;
   const common::Clock& clock_;
-  std::unordered_map<std::string, int64_t> active_;   // target -> until (unix ns)
+  std::unordered_map<std::string, int64_t> active_;  // target -> until (unix ns)
   struct Forgiven {
     int64_t until = 0;  // unix ns
     int alarms_left = 0;
   };
   std::unordered_map<std::string, Forgiven> forgiven_;  // target -> forgiveness (false positives)
-  std::deque<std::pair<int64_t, std::string>> forgiven_order_;  // (until, target), for bounded forgetting
-  std::deque<int64_t> recent_plans_;                   // times of enforcing plans, last minute
-  std::unordered_map<std::string, std::deque<int64_t>> alarm_times_;  // target -> recent alarm times
-  std::deque<std::pair<int64_t, std::string>> alarm_order_;           // for bounded forgetting
+  std::deque<std::pair<int64_t, std::string>>
+      forgiven_order_;                // (until, target), for bounded forgetting
+  std::deque<int64_t> recent_plans_;  // times of enforcing plans, last minute
+  std::unordered_map<std::string, std::deque<int64_t>>
+      alarm_times_;                                          // target -> recent alarm times
+  std::deque<std::pair<int64_t, std::string>> alarm_order_;  // for bounded forgetting
 };
 
 }  // namespace immunizer::plan

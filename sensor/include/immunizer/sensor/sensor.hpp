@@ -54,33 +54,34 @@ inline constexpr size_t kDropReasons = 5;
 std::string_view to_string(DropReason r) noexcept;
 
 struct SensorConfig {
-  std::string app = "app";             // application name: first part of the model key
-  std::string instance;                // empty: "<hostname>-<pid>"
+  std::string app = "app";  // application name: first part of the model key
+  std::string instance;     // empty: "<hostname>-<pid>"
   std::string bootstrap = "127.0.0.1:9092";
   std::string topic_prefix = "immunizer.";
-  bool enabled = true;                 // runtime switch (Sensor::set_enabled flips it later)
-  double sample_rate = 1.0;            // fraction of calls recorded, [0, 1]
-  double cpu_budget = 0.02;            // max share of process CPU spent in the sensor (as
-                                       // measured: callers, its thread, librdkafka's);
-                                       // <= 0 or >= 1 disables the controller
-  double min_sample_rate = 0.001;      // the CPU-budget controller never goes below this
+  bool enabled = true;                    // runtime switch (Sensor::set_enabled flips it later)
+  double sample_rate = 1.0;               // fraction of calls recorded, [0, 1]
+  double cpu_budget = 0.02;               // max share of process CPU spent in the sensor (as
+                                          // measured: callers, its thread, librdkafka's);
+                                          // <= 0 or >= 1 disables the controller
+  double min_sample_rate = 0.001;         // the CPU-budget controller never goes below this
   size_t max_inflight_bytes = 32u << 20;  // records encoded but not yet acknowledged
-  size_t queue_capacity = 65536;       // hand-off ring (records), rounded up to a power of 2
-  int delivery_timeout_ms = 30000;     // librdkafka message.timeout.ms
-  int linger_ms = 50;                  // librdkafka linger.ms (records reach Kafka at most this much later)
-  size_t max_batch_records = 256;      // records of one model key per Kafka message
-                                       // (CallRecordBatch); 1: one CallRecord per message
-  size_t max_batch_bytes = 256u << 10; // and at most this many bytes per message
+  size_t queue_capacity = 65536;          // hand-off ring (records), rounded up to a power of 2
+  int delivery_timeout_ms = 30000;        // librdkafka message.timeout.ms
+  int linger_ms = 50;  // librdkafka linger.ms (records reach Kafka at most this much later)
+  size_t max_batch_records = 256;       // records of one model key per Kafka message
+                                        // (CallRecordBatch); 1: one CallRecord per message
+  size_t max_batch_bytes = 256u << 10;  // and at most this many bytes per message
   // Size caps, so that an oversized call is still recorded, cut rather than lost: a string
   // (argument value, name, principal, label, call name) longer than max_string_bytes keeps
   // its first and last max_string_bytes / 2 bytes and is flagged with its original length;
   // once a record is past max_record_bytes, further arguments, list items and map entries
   // are left out and the record flagged (the result is always kept; a record may exceed the
-  // cap by about two strings). max_record_bytes is at most max_batch_bytes (one record per message fits).
+  // cap by about two strings). max_record_bytes is at most max_batch_bytes (one record per message
+  // fits).
   size_t max_string_bytes = 4096;
   size_t max_record_bytes = 64u << 10;
-  bool idempotence = true;             // enable.idempotence (implies acks=all)
-  std::string compression = "lz4";     // compression.type
+  bool idempotence = true;                                 // enable.idempotence (implies acks=all)
+  std::string compression = "lz4";                         // compression.type
   std::chrono::milliseconds shutdown_flush_timeout{2000};  // flush budget in ~Sensor
   // Security and anything else, passed to librdkafka verbatim (e.g. "security.protocol",
   // "sasl.mechanism", "sasl.username", "sasl.password", "ssl.ca.location").
@@ -92,13 +93,13 @@ struct SensorConfig {
 };
 
 struct SensorStats {
-  uint64_t recorded = 0;     // calls completed while enabled (sampled in or out)
-  uint64_t sent = 0;         // acknowledged by the broker
+  uint64_t recorded = 0;  // calls completed while enabled (sampled in or out)
+  uint64_t sent = 0;      // acknowledged by the broker
   std::array<uint64_t, kDropReasons> dropped{};  // indexed by DropReason
-  uint64_t inflight = 0;     // recorded, neither sent nor dropped yet
+  uint64_t inflight = 0;                         // recorded, neither sent nor dropped yet
   uint64_t inflight_bytes = 0;
-  double sample_rate = 1.0;  // current effective rate (configured x CPU budget)
-  double overhead_share = 0; // last measured share of process CPU spent in the sensor
+  double sample_rate = 1.0;        // current effective rate (configured x CPU budget)
+  double overhead_share = 0;       // last measured share of process CPU spent in the sensor
   uint64_t producer_restarts = 0;  // Kafka producers replaced after a fatal error
   uint64_t dropped_total() const {
     uint64_t n = 0;
@@ -121,7 +122,7 @@ inline int64_t ticks() noexcept {
   return steady_ns();
 #endif
 }
-}
+}  // namespace detail
 
 #ifndef IMMUNIZER_SENSOR_DISABLED
 
@@ -267,7 +268,9 @@ class CallScope {
 
 class Sensor {
  public:
-  static std::shared_ptr<Sensor> create(SensorConfig) { return std::shared_ptr<Sensor>(new Sensor); }
+  static std::shared_ptr<Sensor> create(SensorConfig) {
+    return std::shared_ptr<Sensor>(new Sensor);
+  }
   void set_enabled(bool) noexcept {}
   bool enabled() const noexcept { return false; }
   bool flush(std::chrono::milliseconds) { return true; }
@@ -284,9 +287,13 @@ class CallScope {
     return *this;
   }
   template <class T>
-  CallScope& arg(std::string_view, const T&) noexcept { return *this; }
+  CallScope& arg(std::string_view, const T&) noexcept {
+    return *this;
+  }
   template <class F>
-  CallScope& arg_with(std::string_view, F&&) noexcept { return *this; }
+  CallScope& arg_with(std::string_view, F&&) noexcept {
+    return *this;
+  }
   CallScope& label(std::string_view, std::string_view) noexcept { return *this; }
   template <class T>
   void result(const T&) noexcept {}

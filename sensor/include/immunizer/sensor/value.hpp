@@ -31,7 +31,7 @@ struct Bytes {
   Bytes() = default;
   Bytes(const void* d, size_t n) : data(d), size(n) {}
   template <class T>
-    requires std::is_trivially_copyable_v<T>
+  requires std::is_trivially_copyable_v<T>
   explicit Bytes(std::span<T> s) : data(s.data()), size(s.size_bytes()) {}
 };
 
@@ -158,7 +158,9 @@ class MapWriter;
 
 // ADL customisation point for user types (see the header comment).
 template <class T>
-concept SensorValueCustomised = requires(ValueWriter& w, const T& v) { immunizer_sensor_value(w, v); };
+concept SensorValueCustomised = requires(ValueWriter& w, const T& v) {
+  immunizer_sensor_value(w, v);
+};
 
 // Writes exactly one Value as field `field` of the enclosing message.
 class ValueWriter {

@@ -26,26 +26,28 @@ struct EvalOptions {
   int concurrency = 4;                      // replay connections
   double rate = 0;                          // requests per second (0: as fast as the shop answers)
   int time_limit_seconds = 3600;            // the whole run stops itself after this
-  int stall_seconds = 60;                   // give up waiting for scores after this long without one
-  size_t max_lag = 4000;                    // replay waits while more records than this are unscored
-  int partitions = 3;                       // embedded broker: partitions of calls/features/scores
-  std::map<std::string, std::string> env;   // IMMUNIZER_* for every child (e.g. analyze settings)
+  int stall_seconds = 60;                  // give up waiting for scores after this long without one
+  size_t max_lag = 4000;                   // replay waits while more records than this are unscored
+  int partitions = 3;                      // embedded broker: partitions of calls/features/scores
+  std::map<std::string, std::string> env;  // IMMUNIZER_* for every child (e.g. analyze settings)
 };
 
 // Per-request scores of the two classes (higher = more anomalous) and whether any of the
 // request's records alarmed.
 struct EvalMetrics {
   size_t normal = 0, anomalous = 0;
-  double auc = 0;                 // P(anomalous > normal), ties count one half
-  double threshold_at_1fp = 0;    // smallest score threshold with FP rate <= 1% (strictly greater alarms)
-  double fp_rate_at_1fp = 0;      // FP rate actually reached at that threshold
-  double detection_at_1fp = 0;    // share of anomalous requests above it
+  double auc = 0;  // P(anomalous > normal), ties count one half
+  double threshold_at_1fp =
+      0;  // smallest score threshold with FP rate <= 1% (strictly greater alarms)
+  double fp_rate_at_1fp = 0;              // FP rate actually reached at that threshold
+  double detection_at_1fp = 0;            // share of anomalous requests above it
   size_t tp = 0, fp = 0, tn = 0, fn = 0;  // at the pipeline's own alarm threshold
   double precision = 0, recall = 0, alarm_fp_rate = 0;
-  double r_precision = 0;         // share of anomalous among the top-R scores, R = #anomalous
+  double r_precision = 0;  // share of anomalous among the top-R scores, R = #anomalous
 };
 EvalMetrics compute_metrics(const std::vector<double>& normal, const std::vector<double>& anomalous,
-                            const std::vector<bool>& normal_alarmed, const std::vector<bool>& anomalous_alarmed);
+                            const std::vector<bool>& normal_alarmed,
+                            const std::vector<bool>& anomalous_alarmed);
 
 // A request's score from its records' combined scores (each -log10 of a tail probability):
 // Fisher's method, -log10 P(chi2 with 2k dof >= -2 sum ln p_i). One record: its own score.

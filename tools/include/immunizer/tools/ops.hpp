@@ -17,17 +17,17 @@ namespace immunizer::tools {
 
 struct OpsOptions {
   // Operations
-  std::string execute = "127.0.0.1:7070";   // IMMUNIZER_EXECUTE_ADDRESS when set
+  std::string execute = "127.0.0.1:7070";  // IMMUNIZER_EXECUTE_ADDRESS when set
   int timeout_ms = 5000;
-  std::string tls_ca_file;                  // mutual TLS to execute: CA bundle, and an operator
-  std::string tls_cert_file;                // certificate (spiffe://immunizer/operator/<name>)
-  std::string tls_key_file;                 // and its key; all empty: plaintext (execute refuses it
-                                            // unless it runs with execute.tls=none)
+  std::string tls_ca_file;    // mutual TLS to execute: CA bundle, and an operator
+  std::string tls_cert_file;  // certificate (spiffe://immunizer/operator/<name>)
+  std::string tls_key_file;   // and its key; all empty: plaintext (execute refuses it
+                              // unless it runs with execute.tls=none)
   std::string user, session, ip, call, reason = "manual block (immunizer block)";
-  int64_t ttl_ms = 0;                       // 0: execute's default
+  int64_t ttl_ms = 0;  // 0: execute's default
   std::string action_id;
   // Kafka
-  std::string bootstrap = "127.0.0.1:9092"; // IMMUNIZER_KAFKA_BOOTSTRAP when set
+  std::string bootstrap = "127.0.0.1:9092";  // IMMUNIZER_KAFKA_BOOTSTRAP when set
   std::string topic_prefix = "immunizer.";
   // status: name=url pairs; empty: the local defaults of `immunizer up`
   std::vector<std::string> services;
@@ -37,8 +37,8 @@ struct OpsOptions {
 
 struct OpsCommands {
   std::shared_ptr<OpsOptions> options;
-  CLI::App *block = nullptr, *unblock = nullptr, *list = nullptr, *topics = nullptr, *status = nullptr,
-           *config = nullptr, *config_check = nullptr;
+  CLI::App *block = nullptr, *unblock = nullptr, *list = nullptr, *topics = nullptr,
+           *status = nullptr, *config = nullptr, *config_check = nullptr;
 };
 
 OpsCommands add_ops_commands(CLI::App& app);

@@ -24,9 +24,9 @@ Pem make_ca(std::string_view common_name, int days);
 
 struct LeafSpec {
   common::Role role = common::Role::kNone;
-  std::string name;                 // e.g. "execute", "dashboard", "shop", "shop/pod-1"
-  std::vector<std::string> dns;     // extra DNS SANs
-  std::vector<std::string> ips;     // extra IP SANs
+  std::string name;              // e.g. "execute", "dashboard", "shop", "shop/pod-1"
+  std::vector<std::string> dns;  // extra DNS SANs
+  std::vector<std::string> ips;  // extra IP SANs
   int days = 397;
 };
 // A certificate for spec.role/spec.name signed by `ca` (serverAuth + clientAuth; execute
@@ -42,8 +42,12 @@ struct Layout {
   std::string ca_key() const { return dir + "/tls/ca.key"; }
   std::string cert(common::Role role, std::string_view name) const;
   std::string key(common::Role role, std::string_view name) const;
-  std::string signing_key(std::string_view who) const { return dir + "/keys/" + std::string(who) + ".key"; }
-  std::string public_key(std::string_view who) const { return dir + "/keys/" + std::string(who) + ".pub"; }
+  std::string signing_key(std::string_view who) const {
+    return dir + "/keys/" + std::string(who) + ".key";
+  }
+  std::string public_key(std::string_view who) const {
+    return dir + "/keys/" + std::string(who) + ".pub";
+  }
   std::string previous_public_key(std::string_view who) const {
     return dir + "/keys/" + std::string(who) + ".prev.pub";
   }
@@ -85,13 +89,13 @@ std::string make_credentials(std::string_view user);
 // `immunizer pki init|issue ROLE NAME|rotate`: prints what it made or changed; 0 on success,
 // 1 on failure (the message says which file or argument).
 struct PkiOptions {
-  std::string action;              // init, issue, rotate
+  std::string action;  // init, issue, rotate
   std::string state_dir = ".immunizer";
-  std::string role, name;          // issue
+  std::string role, name;             // issue
   std::vector<std::string> dns, ips;  // issue (and init: extra SANs of execute's certificate)
   std::vector<std::string> effectors = {"shop"};  // init
-  bool ca = false;                 // rotate: a new CA too
-  bool finish = false;             // rotate: end the overlap
+  bool ca = false;                                // rotate: a new CA too
+  bool finish = false;                            // rotate: end the overlap
 };
 int pki_command(const PkiOptions& o);
 

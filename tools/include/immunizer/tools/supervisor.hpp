@@ -29,7 +29,7 @@ struct ChildSpec {
   std::string path;
   std::vector<std::string> args;
   std::map<std::string, std::string> env;  // added to the launcher's environment
-  bool may_exit = false;                    // exit 0 is normal (the replayer), not a failure
+  bool may_exit = false;                   // exit 0 is normal (the replayer), not a failure
   // Called with each output line (before it is echoed); used to read the broker's address.
   // Runs on the reader thread (see Lifetime above).
   std::function<void(const std::string&)> on_line;
@@ -54,7 +54,8 @@ class Supervisor {
   // returns capture group 1 (the whole match without groups). spec.on_line still sees every
   // line. Throws std::runtime_error when no line matched within `limit` or the child's
   // output closed first. The waiting state is shared with the reader, not on this stack.
-  std::string spawn_until(ChildSpec spec, const std::string& pattern, std::chrono::milliseconds limit);
+  std::string spawn_until(ChildSpec spec, const std::string& pattern,
+                          std::chrono::milliseconds limit);
   // Returns the first child to exit that was not allowed to, or nullopt once `stop` is set.
   std::optional<ChildExit> wait_any(const std::atomic<bool>& stop);
   // Stops every live child, stage by stage (highest stop_order first): SIGTERM to the

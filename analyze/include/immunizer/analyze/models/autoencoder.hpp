@@ -18,10 +18,10 @@
 namespace immunizer::analyze {
 
 struct AutoencoderParams {
-  int max_group_size = 10;       // m in KitNET: features per group autoencoder
-  double hidden_ratio = 0.75;    // hidden units per visible unit
-  double learning_rate = 0.1;    // plain SGD, as KitNET
-  int min_updates = 20000;       // epochs = ceil(min_updates / rows), at least one
+  int max_group_size = 10;     // m in KitNET: features per group autoencoder
+  double hidden_ratio = 0.75;  // hidden units per visible unit
+  double learning_rate = 0.1;  // plain SGD, as KitNET
+  int min_updates = 20000;     // epochs = ceil(min_updates / rows), at least one
   int max_epochs = 50;
   uint64_t seed = 0;
 };

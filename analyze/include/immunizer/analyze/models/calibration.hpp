@@ -22,7 +22,8 @@ struct GpdFit {
   bool valid = false;  // false when there were too few distinct peaks to fit
 
   // Fits the excesses of the scores above their peak_quantile (at least min_peaks points).
-  static GpdFit fit(std::span<const double> scores, double peak_quantile, std::size_t min_peaks = 10);
+  static GpdFit fit(std::span<const double> scores, double peak_quantile,
+                    std::size_t min_peaks = 10);
   // P(S > u + y | S > u) for y >= 0 under the fitted shape.
   double survival(double y) const;
   // The score exceeded with probability risk (risk < zeta); from the fitted shape.

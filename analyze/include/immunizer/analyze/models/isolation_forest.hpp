@@ -19,14 +19,14 @@ namespace immunizer::analyze {
 double average_path_length(double n);
 
 struct ForestParams {
-  int trees = 100;         // t in the paper
-  int sample_size = 256;   // psi; clamped to the number of training rows
+  int trees = 100;        // t in the paper
+  int sample_size = 256;  // psi; clamped to the number of training rows
   // > 0: a multi-scale forest, every odd tree is grown on this many points instead; each
   // tree's path length is normalised by its own c(psi), so scores stay in (0, 1].
   int mixed_sample_size = 0;
-  int max_depth = 0;       // 0 = ceil(log2 psi), the paper's height limit
-  uint64_t seed = 0;       // same seed + same data = same forest, whatever the thread count
-  int threads = 1;         // trees fitted in parallel
+  int max_depth = 0;  // 0 = ceil(log2 psi), the paper's height limit
+  uint64_t seed = 0;  // same seed + same data = same forest, whatever the thread count
+  int threads = 1;    // trees fitted in parallel
 };
 
 class IsolationForest {

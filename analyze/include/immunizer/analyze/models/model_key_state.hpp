@@ -19,7 +19,7 @@
 namespace immunizer::analyze {
 
 enum class DetectorKind { kIForest, kAutoencoder, kEnsemble };
-const char* to_string(DetectorKind k);                        // "iforest", "autoencoder", "ensemble"
+const char* to_string(DetectorKind k);  // "iforest", "autoencoder", "ensemble"
 std::optional<DetectorKind> parse_detector(std::string_view s);
 
 struct DetectorConfig {
@@ -30,14 +30,14 @@ struct DetectorConfig {
   // > 0: multi-scale forest for the ensemble, every odd tree grown on this many points (kIForest
   // ignores it). Off: over 10 seeds on ODDS, 512 gained on satellite but lost more on annthyroid.
   int mixed_sample_size = 0;
-  uint64_t seed = 0;      // every fit of a key is deterministic for (seed, data, fit number)
-  int fit_threads = 1;    // threads fitting one forest (the registry parallelises across keys)
+  uint64_t seed = 0;    // every fit of a key is deterministic for (seed, data, fit number)
+  int fit_threads = 1;  // threads fitting one forest (the registry parallelises across keys)
   // Autoencoder ensemble.
   int ae_max_group = 10;          // features per group autoencoder
   double ae_hidden_ratio = 0.75;  // hidden units per input
   double ae_learning_rate = 0.1;
-  int ae_min_updates = 20000;     // SGD steps per fit (epochs over the reservoir, <= 50)
-  double ae_weight = 0.2;         // ensemble: the autoencoder's share of the combined score
+  int ae_min_updates = 20000;  // SGD steps per fit (epochs over the reservoir, <= 50)
+  double ae_weight = 0.2;      // ensemble: the autoencoder's share of the combined score
   // Lifecycle.
   std::size_t grace_records = 1000;   // vectors learnt before the first fit; no alarms before
   std::size_t refit_every = 10000;    // refit after this many scored vectors (0 = never)
@@ -50,8 +50,8 @@ struct DetectorConfig {
   // the reservoir, or the threshold, be mostly what feedback said.
   double feedback_share = 0.1;
   // Threshold on the combined score (mean of -log10 tail probability over the detectors).
-  double risk = 1e-3;           // EVT: target probability that a normal vector alarms
-  double peak_quantile = 0.98;  // peaks-over-threshold: fit the GPD above this quantile
+  double risk = 1e-3;                     // EVT: target probability that a normal vector alarms
+  double peak_quantile = 0.98;            // peaks-over-threshold: fit the GPD above this quantile
   std::optional<double> fixed_threshold;  // set: use it instead of EVT (e.g. 4 = 1 in 10^4)
   std::size_t top_features = 5;           // contributions reported with an alarm
 };
@@ -73,7 +73,7 @@ struct Verdict {
   ModelState state = ModelState::kLearning;
   double iforest_raw = 0, iforest_tail = 1;  // raw s(x) and P(training score >= raw)
   double ae_raw = 0, ae_tail = 1;            // raw RMSE and its tail probability
-  double combined = 0;  // weighted mean -log10(tail) of the enabled detectors
+  double combined = 0;                       // weighted mean -log10(tail) of the enabled detectors
   double threshold = 0;
   bool alarm = false;
   int severity = 0;  // 0 none; 1..4 as the combined tail is < risk, risk/10, /100, /1000
@@ -151,7 +151,7 @@ class ModelKeyState {
     std::size_t rows = 0, cols = 0;
     std::vector<float> values;
   } reservoir_;
-  std::size_t ring_next_ = 0;         // where the next scan for a feedback slot starts
+  std::size_t ring_next_ = 0;           // where the next scan for a feedback slot starts
   std::vector<uint8_t> feedback_mark_;  // per reservoir row: 1 when it came from feedback
   std::size_t feedback_rows_ = 0;
   IsolationForest forest_;
@@ -164,7 +164,7 @@ class ModelKeyState {
   // reservoir on restore.
   std::vector<double> constant_;
   std::vector<double> lo_, hi_;  // each feature's range in the fit's data
-  std::vector<double> rarity_;  // tail for leaving the usual value; -1: it never varied
+  std::vector<double> rarity_;   // tail for leaving the usual value; -1: it never varied
 };
 
 }  // namespace immunizer::analyze

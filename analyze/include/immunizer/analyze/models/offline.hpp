@@ -20,10 +20,10 @@ inline constexpr DetectorKind kDefaultOfflineDetector = DetectorKind::kEnsemble;
 struct OfflineParams {
   DetectorKind detector = kDefaultOfflineDetector;
   uint64_t seed = 0;
-  ForestParams forest;            // seed is taken from above; mixed_sample_size ignored for kIForest
+  ForestParams forest;  // seed is taken from above; mixed_sample_size ignored for kIForest
   int ensemble_mixed_sample_size = DetectorConfig{}.mixed_sample_size;
   double ae_weight = DetectorConfig{}.ae_weight;  // ensemble: share of the autoencoder
-  AutoencoderParams autoencoder;  // seed is taken from above
+  AutoencoderParams autoencoder;                  // seed is taken from above
 };
 
 struct OfflineTimings {

@@ -16,7 +16,7 @@ namespace immunizer::analyze {
 class ByteWriter {
  public:
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
+  requires std::is_trivially_copyable_v<T>
   void put(const T& v) {
     const auto* p = reinterpret_cast<const char*>(&v);
     out_.append(p, sizeof(T));
@@ -26,7 +26,7 @@ class ByteWriter {
     out_.append(s.data(), s.size());
   }
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
+  requires std::is_trivially_copyable_v<T>
   void put_vector(const std::vector<T>& v) {
     put<uint64_t>(v.size());
     if (!v.empty()) out_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
@@ -43,8 +43,7 @@ class ByteReader {
   explicit ByteReader(std::string_view in) : in_(in) {}
 
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
-  T get() {
+  requires std::is_trivially_copyable_v<T> T get() {
     need(sizeof(T));
     T v;
     std::memcpy(&v, in_.data() + pos_, sizeof(T));
@@ -59,8 +58,7 @@ class ByteReader {
     return s;
   }
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
-  std::vector<T> get_vector() {
+  requires std::is_trivially_copyable_v<T> std::vector<T> get_vector() {
     const auto n = get<uint64_t>();
     if (n > (in_.size() - pos_) / sizeof(T)) throw std::runtime_error("snapshot: truncated vector");
     std::vector<T> v(n);

@@ -23,18 +23,18 @@ struct Target {
 };
 
 struct Sent {
-  int status = 0;          // 0: no answer (connection error)
-  int64_t sent_ns = 0;     // steady clock
+  int status = 0;       // 0: no answer (connection error)
+  int64_t sent_ns = 0;  // steady clock
   int64_t latency_ns = 0;
   std::string trace;
 };
 
 struct SendOptions {
-  double rate = 0;                    // requests per second over all workers; 0 = unlimited
+  double rate = 0;  // requests per second over all workers; 0 = unlimited
   int concurrency = 4;
-  std::string session_override;       // replaces JSESSIONID (attacker / normal user)
-  std::string ip;                     // X-Forwarded-For; empty: derived from the session
-  std::string trace_prefix;           // X-Immunizer-Trace = prefix + ":" + request index
+  std::string session_override;  // replaces JSESSIONID (attacker / normal user)
+  std::string ip;                // X-Forwarded-For; empty: derived from the session
+  std::string trace_prefix;      // X-Immunizer-Trace = prefix + ":" + request index
   std::chrono::seconds time_limit{600};
   // Called after each answer (any worker thread); return false to stop early.
   std::function<bool(const Sent&)> on_answer;
@@ -53,22 +53,23 @@ std::string address_for(const std::string& session);
 // Sends `requests` to `target`; returns per-status counts. Stops at the time limit, when
 // on_answer returns false, or when `stop` is set.
 PhaseSummary send_all(const Target& target, const std::vector<monitor::csic::Request>& requests,
-                      const SendOptions& opt, const std::atomic<bool>& stop, const std::string& name);
+                      const SendOptions& opt, const std::atomic<bool>& stop,
+                      const std::string& name);
 
 struct AttackResult {
   PhaseSummary attacker, bystander;
   bool blocked = false;
-  uint64_t attacks_before_block = 0;   // attack requests answered before the first 403
-  double seconds_to_block = 0;         // first attack request sent -> first 403 answer
+  uint64_t attacks_before_block = 0;     // attack requests answered before the first 403
+  double seconds_to_block = 0;           // first attack request sent -> first 403 answer
   double seconds_from_last_allowed = 0;  // last 200-answered attack -> first 403
 };
 
 struct AttackOptions {
   std::string session = "ATTACKER0000000000000000000000AA";
   std::string ip = "203.0.113.66";
-  uint64_t max_attacks = 300;          // attack requests at most
-  uint64_t after_block = 20;           // attack requests sent after the first 403
-  double rate = 50;                    // attacker's requests per second
+  uint64_t max_attacks = 300;  // attack requests at most
+  uint64_t after_block = 20;   // attack requests sent after the first 403
+  double rate = 50;            // attacker's requests per second
   std::chrono::seconds time_limit{120};
 };
 

@@ -31,7 +31,8 @@ struct ShopCounters {  // requests served (denied ones never reach the shop: see
 class Shop {
  public:
   // sensor and effector may be null: the shop then runs uninstrumented (baseline for benchmarks).
-  Shop(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<effector::Effector> effector, ShopOptions opt);
+  Shop(std::shared_ptr<sensor::Sensor> sensor, std::shared_ptr<effector::Effector> effector,
+       ShopOptions opt);
   // Registers the shop's routes (every path, GET/POST/PUT/HEAD) and the middleware on `server`.
   void install(httplib::Server& server);
   // Handles one request as the server would (middleware, page, middleware's logger); public
