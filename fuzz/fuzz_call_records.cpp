@@ -5,7 +5,7 @@
 
 #include "fuzz_util.hpp"
 #include "immunizer/common/ids.hpp"
-#include "immunizer/monitor/service.hpp"
+#include "immunizer/monitor/processor.hpp"
 #include "immunizer/v1/call_records.hpp"
 
 using namespace immunizer;

@@ -11,12 +11,12 @@
 #include <fstream>
 
 #include "fuzz_util.hpp"
-#include "immunizer/analyze/service.hpp"
+#include "immunizer/analyze/processor.hpp"
 #include "immunizer/common/config.hpp"
 #include "immunizer/dashboard/config.hpp"
 #include "immunizer/effector/effector.hpp"
 #include "immunizer/execute/config.hpp"
-#include "immunizer/monitor/service.hpp"
+#include "immunizer/monitor/processor.hpp"
 #include "immunizer/plan/policy.hpp"
 
 using namespace immunizer;

@@ -2,7 +2,7 @@
 // analyze processor as the analyze service runs them: learning, fitting after a short
 // grace period, scoring, alarms, feedback into the reservoir, snapshots.
 #include "fuzz_util.hpp"
-#include "immunizer/analyze/service.hpp"
+#include "immunizer/analyze/processor.hpp"
 #include "immunizer/common/ids.hpp"
 
 using namespace immunizer;

@@ -9,13 +9,13 @@
 #include <iostream>
 
 #include "fuzz_util.hpp"
-#include "immunizer/analyze/service.hpp"
+#include "immunizer/analyze/processor.hpp"
 #include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/monitor/csic.hpp"
-#include "immunizer/monitor/service.hpp"
+#include "immunizer/monitor/processor.hpp"
 #include "immunizer/plan/service.hpp"
 
 using namespace immunizer;

@@ -1,9 +1,9 @@
 // immunizer-analyze: `run` (the default) is the analyze service; `score` scores a file
-// offline with the same detectors. Wiring only; see analyze/service.hpp.
+// offline with the same detectors. Wiring only; see analyze/processor.hpp.
 #include <cstring>
 
 #include "immunizer/analyze/models/score_command.hpp"
-#include "immunizer/analyze/service.hpp"
+#include "immunizer/analyze/processor.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/common/stream_service.hpp"
 

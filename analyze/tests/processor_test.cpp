@@ -1,4 +1,4 @@
-#include "immunizer/analyze/service.hpp"
+#include "immunizer/analyze/processor.hpp"
 
 #include <gtest/gtest.h>
 

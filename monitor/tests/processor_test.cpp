@@ -1,4 +1,4 @@
-#include "immunizer/monitor/service.hpp"
+#include "immunizer/monitor/processor.hpp"
 
 #include <gtest/gtest.h>
 

@@ -11,8 +11,8 @@
 
 #include <set>
 
+#include "immunizer/analyze/config.hpp"
 #include "immunizer/analyze/models/registry.hpp"
-#include "immunizer/common/config.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/snapshots.hpp"
@@ -20,14 +20,6 @@
 #include "immunizer/v1/records.pb.h"
 
 namespace immunizer::analyze {
-
-struct AnalyzeConfig {
-  DetectorConfig detector;
-  size_t threads = 2;                     // scoring threads across model keys
-  int64_t snapshot_interval_ms = 30'000;  // how often changed models are snapshotted
-  std::string group = "immunizer-analyze";
-  static AnalyzeConfig from_config(const common::Config& c);
-};
 
 class AnalyzeProcessor final : public common::Processor {
  public:

@@ -1,7 +1,7 @@
-// immunizer-monitor: call records -> feature vectors. Wiring only; see monitor/service.hpp.
+// immunizer-monitor: call records -> feature vectors. Wiring only; see monitor/processor.hpp.
 #include "immunizer/common/service.hpp"
 #include "immunizer/common/stream_service.hpp"
-#include "immunizer/monitor/service.hpp"
+#include "immunizer/monitor/processor.hpp"
 
 using namespace immunizer;
 

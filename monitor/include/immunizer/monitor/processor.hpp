@@ -10,22 +10,15 @@
 #include <map>
 #include <set>
 
-#include "immunizer/common/config.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/snapshots.hpp"
 #include "immunizer/common/stream_loop.hpp"
+#include "immunizer/monitor/config.hpp"
 #include "immunizer/monitor/features.hpp"
 #include "immunizer/v1/call_records.hpp"
 
 namespace immunizer::monitor {
-
-struct MonitorConfig {
-  FeatureConfig features;
-  int64_t snapshot_interval_ms = 30'000;
-  std::string group = "immunizer-monitor";
-  static MonitorConfig from_config(const common::Config& c);
-};
 
 class MonitorProcessor final : public common::Processor {
  public:
