@@ -1,9 +1,13 @@
 #include "immunizer/analyze/processor.hpp"
 
+#include <algorithm>
+#include <span>
+
 #include "immunizer/common/compress.hpp"
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/snapshots.hpp"
 #include "immunizer/common/stream_service.hpp"
+#include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/names.hpp"
 
 namespace immunizer::analyze {
@@ -80,113 +84,247 @@ void AnalyzeProcessor::feedback(const v1::Feedback& f) {
   if (o == O::kAdded || o == O::kReplaced) snapshots_.mark(f.model_key());
 }
 
-void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
-                                     common::Producer& out, const Reject& reject) {
-  std::vector<Observation> obs;
-  std::vector<v1::FeatureVector> vecs;
-  std::vector<const common::Message*> src;
-  obs.reserve(batch.size());
-  for (const auto& m : batch) {
-    if (m.topic == topics_.feedback) {
-      v1::Feedback f;
-      if (!f.ParseFromString(m.payload)) {
-        reject(m, "unparsable_feedback", "not a Feedback");
+FeatureNames AnalyzeProcessor::names_for(const v1::FeatureVectorBatch& b) {
+  const auto& names = b.schema().names();
+  auto it = schemas_.find(b.model_key());
+  if (it != schemas_.end() && it->second.version == b.schema().version() &&
+      it->second.names->size() == static_cast<size_t>(names.size()))
+    return it->second.names;  // the version is the contract, as in ModelKeyState::observe
+  auto made = std::make_shared<const std::vector<std::string>>(names.begin(), names.end());
+  if (it == schemas_.end()) {
+    // Bounded like the models: a cache entry per model key seen, forgotten wholesale past a
+    // size no deployment reaches (the model states keep their own reference).
+    constexpr size_t kMaxCached = 1'000'000;
+    if (schemas_.size() >= kMaxCached) schemas_.clear();
+    it = schemas_.try_emplace(b.model_key()).first;
+  }
+  it->second = {b.schema().version(), made};
+  return made;
+}
+
+AnalyzeProcessor::Output& AnalyzeProcessor::next_output(KeyWork& w, const std::string& topic) {
+  if (w.n_outputs == w.outputs.size()) w.outputs.emplace_back();
+  Output& o = w.outputs[w.n_outputs++];
+  o.topic = &topic;
+  return o;
+}
+
+void AnalyzeProcessor::score_key(KeyWork& w, int64_t now) {
+  const bool forest = cfg_.detector.detector != DetectorKind::kAutoencoder;
+  const bool ae = cfg_.detector.detector != DetectorKind::kIForest;
+  for (const size_t mi : w.messages) {
+    const Decoded& d = *decoded_[mi];
+    const v1::FeatureVectorBatch& b = d.batch;
+    const uint32_t version = b.schema().version();
+    for (int r = 0; r < b.rows_size(); ++r) {
+      if (!d.row_ok[static_cast<size_t>(r)]) continue;
+      const v1::FeatureRow& row = b.rows(r);
+      Verdict verdict;
+      try {
+        verdict = w.state->observe(
+            std::span<const double>(row.values().data(), static_cast<size_t>(row.values_size())),
+            d.names, version);
+      } catch (const std::exception& e) {
+        w.rejected.emplace_back(mi, static_cast<size_t>(r));
+        w.errors.emplace_back(e.what());
         continue;
       }
-      feedback(f);
-      continue;
-    }
-    v1::FeatureVector v;
-    if (!v.ParseFromString(m.payload)) {
-      reject(m, "unparsable_feature_vector", "payload is not a FeatureVector");
-      continue;
-    }
-    if (v.model_key().empty() || v.values().empty() || v.values_size() != v.schema().names_size()) {
-      reject(m, "invalid_feature_vector",
-             "model key '" + v.model_key() + "', " + std::to_string(v.values_size()) + " values, " +
-                 std::to_string(v.schema().names_size()) + " names");
-      continue;
-    }
-    Observation o;
-    o.model_key = v.model_key();
-    o.values.assign(v.values().begin(), v.values().end());
-    o.feature_names.assign(v.schema().names().begin(), v.schema().names().end());
-    o.schema_version = v.schema().version();
-    obs.push_back(std::move(o));
-    vecs.push_back(std::move(v));
-    src.push_back(&m);
-  }
-  if (obs.empty()) return;
-  const auto results = models_.observe_batch(obs);
-  const int64_t now = clock_.now_unix_nanos();
-  for (size_t i = 0; i < results.size(); ++i) {
-    const auto& r = results[i];
-    const auto& v = vecs[i];
-    if (!r.error.empty()) {
-      reject(*src[i], "model_rejected_vector", r.error);
-      continue;
-    }
-    snapshots_.mark(v.model_key());
-    const Verdict& verdict = r.verdict;
-    (verdict.state == ModelState::kActive ? scored_ : learning_).Increment();
-    v1::Score s;
-    *s.mutable_record_id() = v.record_id();
-    s.set_model_key(v.model_key());
-    s.set_combined_score(verdict.combined);
-    s.set_threshold(verdict.threshold);
-    s.set_alarmed(verdict.alarm);
-    s.set_model_state(to_string(verdict.state));
-    *s.mutable_labels() = v.labels();
-    out.produce(topics_.scores, v.model_key(), s.SerializeAsString());
-    if (!verdict.alarm) continue;
+      ++(verdict.state == ModelState::kActive ? w.scored : w.learning);
+      v1::Score& s = w.score;
+      *s.mutable_record_id() = row.record_id();
+      s.set_model_key(b.model_key());
+      s.set_combined_score(verdict.combined);
+      s.set_threshold(verdict.threshold);
+      s.set_alarmed(verdict.alarm);
+      s.set_model_state(to_string(verdict.state));
+      *s.mutable_labels() = row.labels();
+      Output& so = next_output(w, topics_.scores);
+      so.key.assign(b.model_key());
+      s.SerializeToString(&so.payload);
+      if (!verdict.alarm) continue;
 
-    v1::Alarm a;
-    // Deterministic: a replay after a crash raises the same alarm, which downstream drops.
-    // The model version is the feature schema version (what a replayed vector is scored
-    // under; the fit count may differ when the restored snapshot is newer than the offsets).
-    const auto& rid = v.record_id();
-    if (rid.app().empty() && rid.instance().empty() && rid.seq() == 0)
-      a.set_id(common::random_id());  // no identity to derive from
-    else
-      a.set_id(common::derived_id({"alarm", rid.app(), rid.instance(), std::to_string(rid.seq()),
-                                   v.model_key(), std::to_string(v.schema().version())}));
-    *a.mutable_record_id() = v.record_id();
-    a.set_model_key(v.model_key());
-    *a.mutable_principal() = v.principal();
-    a.set_call(v.call());
-    const bool forest = cfg_.detector.detector != DetectorKind::kAutoencoder;
-    const bool ae = cfg_.detector.detector != DetectorKind::kIForest;
-    if (forest) {
-      auto* d = a.add_scores();
-      d->set_detector("iforest");
-      d->set_raw(verdict.iforest_raw);
-      d->set_tail_probability(verdict.iforest_tail);
+      v1::Alarm& a = w.alarm;
+      a.Clear();
+      // Deterministic: a replay after a crash raises the same alarm, which downstream drops.
+      // The model version is the feature schema version (what a replayed vector is scored
+      // under; the fit count may differ when the restored snapshot is newer than the offsets).
+      const auto& rid = row.record_id();
+      if (rid.app().empty() && rid.instance().empty() && rid.seq() == 0)
+        a.set_id(common::random_id());  // no identity to derive from
+      else
+        a.set_id(common::derived_id({"alarm", rid.app(), rid.instance(), std::to_string(rid.seq()),
+                                     b.model_key(), std::to_string(version)}));
+      *a.mutable_record_id() = rid;
+      a.set_model_key(b.model_key());
+      *a.mutable_principal() = row.principal();
+      a.set_call(row.call());
+      if (forest) {
+        auto* ds = a.add_scores();
+        ds->set_detector("iforest");
+        ds->set_raw(verdict.iforest_raw);
+        ds->set_tail_probability(verdict.iforest_tail);
+      }
+      if (ae) {
+        auto* ds = a.add_scores();
+        ds->set_detector("autoencoder");
+        ds->set_raw(verdict.ae_raw);
+        ds->set_tail_probability(verdict.ae_tail);
+      }
+      a.set_combined_score(verdict.combined);
+      a.set_threshold(verdict.threshold);
+      const int severity = std::clamp(verdict.severity, 1, 4);
+      a.set_severity(static_cast<v1::Severity>(severity));
+      for (const auto& c : verdict.top) {
+        auto* f = a.add_top_features();
+        f->set_feature(c.feature);
+        f->set_contribution(c.contribution);
+        f->set_value(c.value);
+      }
+      a.set_timestamp_unix_nanos(row.timestamp_unix_nanos());
+      a.set_raised_unix_nanos(now);
+      *a.mutable_labels() = row.labels();
+      *a.mutable_values() = row.values();
+      a.set_schema_version(version);
+      const auto& p = row.principal();
+      Output& ao = next_output(w, topics_.alarms);
+      ao.key.assign(p.session().empty() ? p.ip() : p.session());
+      a.SerializeToString(&ao.payload);
+      ++w.by_severity[severity];
+      if (row.timestamp_unix_nanos() > 0 && now > row.timestamp_unix_nanos())
+        w.latencies.push_back(static_cast<double>(now - row.timestamp_unix_nanos()) / 1e9);
     }
-    if (ae) {
-      auto* d = a.add_scores();
-      d->set_detector("autoencoder");
-      d->set_raw(verdict.ae_raw);
-      d->set_tail_probability(verdict.ae_tail);
+  }
+}
+
+void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
+                                     common::Producer& out, const Reject& reject) {
+  // A dead letter for one row carries that row's bytes, with its message's coordinates.
+  auto reject_part = [&](const common::Message& m, std::string_view bytes,
+                         const std::string& reason, const std::string& detail) {
+    common::Message part;
+    part.topic = m.topic;
+    part.partition = m.partition;
+    part.offset = m.offset;
+    part.key = m.key;
+    part.timestamp_ms = m.timestamp_ms;
+    part.payload.assign(bytes);
+    reject(part, reason, detail);
+  };
+  // Feedback first, in batch order, as it is read; then the vectors.
+  std::vector<const common::Message*> features;
+  features.reserve(batch.size());
+  for (const auto& m : batch) {
+    if (m.topic != topics_.feedback) {
+      features.push_back(&m);
+      continue;
     }
-    a.set_combined_score(verdict.combined);
-    a.set_threshold(verdict.threshold);
-    a.set_severity(static_cast<v1::Severity>(std::clamp(verdict.severity, 1, 4)));
-    for (const auto& c : verdict.top) {
-      auto* f = a.add_top_features();
-      f->set_feature(c.feature);
-      f->set_contribution(c.contribution);
-      f->set_value(c.value);
+    v1::Feedback f;
+    if (!f.ParseFromString(m.payload)) {
+      reject(m, "unparsable_feedback", "not a Feedback");
+      continue;
     }
-    a.set_timestamp_unix_nanos(v.timestamp_unix_nanos());
-    a.set_raised_unix_nanos(now);
-    *a.mutable_labels() = v.labels();
-    *a.mutable_values() = v.values();
-    a.set_schema_version(v.schema().version());
-    const auto& p = v.principal();
-    out.produce(topics_.alarms, p.session().empty() ? p.ip() : p.session(), a.SerializeAsString());
-    alarms_.Add({{"severity", std::string(v1::severity_label(a.severity()))}}).Increment();
-    if (v.timestamp_unix_nanos() > 0 && now > v.timestamp_unix_nanos())
-      detection_latency_.Observe(static_cast<double>(now - v.timestamp_unix_nanos()) / 1e9);
+    feedback(f);
+  }
+  if (features.empty()) return;
+
+  // 1. Decode every message, in parallel (each into its reused slot).
+  while (decoded_.size() < features.size()) decoded_.push_back(std::make_unique<Decoded>());
+  models_.parallel_for(features.size(), [&](size_t i) {
+    Decoded& d = *decoded_[i];
+    d.msg = features[i];
+    d.bad_rows.clear();
+    d.error.clear();
+    d.names.reset();
+    if (!v1::parse_feature_batch(d.msg->payload, &d.batch, &d.bad_rows, &d.error) &&
+        d.error.empty())
+      d.error = "payload is not a FeatureVectorBatch";
+  });
+
+  // 2. On this thread: reject what cannot be used, find the names and the model of each
+  // message, group the messages by model key.
+  std::map<std::string_view, size_t> group_of;
+  size_t groups = 0;
+  for (size_t i = 0; i < features.size(); ++i) {
+    Decoded& d = *decoded_[i];
+    const common::Message& m = *d.msg;
+    if (!d.error.empty()) {
+      reject(m, "unparsable_feature_vector", d.error);
+      continue;
+    }
+    for (const auto& u : d.bad_rows) reject_part(m, u.bytes, "unparsable_feature_vector", u.reason);
+    const v1::FeatureVectorBatch& b = d.batch;
+    const bool single = !v1::is_feature_vector_batch(m.payload);  // the former FeatureVector
+    const int width = b.schema().names_size();
+    if (b.model_key().empty() || width == 0) {
+      reject(m, "invalid_feature_vector",
+             "model key '" + b.model_key() + "', " + std::to_string(width) + " names");
+      continue;
+    }
+    d.row_ok.assign(static_cast<size_t>(b.rows_size()), 1);
+    size_t usable = 0;
+    for (int r = 0; r < b.rows_size(); ++r) {
+      if (b.rows(r).values_size() == width) {
+        ++usable;
+        continue;
+      }
+      d.row_ok[static_cast<size_t>(r)] = 0;
+      const std::string detail = "model key '" + b.model_key() + "', " +
+                                 std::to_string(b.rows(r).values_size()) + " values, " +
+                                 std::to_string(width) + " names";
+      if (single)
+        reject(m, "invalid_feature_vector", detail);
+      else
+        reject_part(m, b.rows(r).SerializeAsString(), "invalid_feature_vector", detail);
+    }
+    if (usable == 0) continue;
+    d.names = names_for(b);
+    const auto [it, fresh] = group_of.try_emplace(b.model_key(), groups);
+    if (fresh) {
+      if (work_.size() == groups) work_.push_back(std::make_unique<KeyWork>());
+      KeyWork& w = *work_[groups++];
+      w.state = &models_.get_or_create(b.model_key());
+      w.model_key = &b.model_key();
+      w.messages.clear();
+      w.n_outputs = 0;
+      w.rejected.clear();
+      w.errors.clear();
+      w.latencies.clear();
+      w.scored = w.learning = 0;
+      std::fill(std::begin(w.by_severity), std::end(w.by_severity), 0);
+    }
+    work_[it->second]->messages.push_back(i);
+  }
+  if (groups == 0) return;
+
+  // 3. Score and build the outputs, one task per model key (its vectors in order).
+  const int64_t now = clock_.now_unix_nanos();
+  models_.parallel_for(groups, [&](size_t g) { score_key(*work_[g], now); });
+
+  // 4. On this thread: produce, count, dead-letter what the models refused.
+  for (size_t g = 0; g < groups; ++g) {
+    KeyWork& w = *work_[g];
+    for (size_t k = 0; k < w.rejected.size(); ++k) {
+      const Decoded& d = *decoded_[w.rejected[k].first];
+      if (!v1::is_feature_vector_batch(d.msg->payload))
+        reject(*d.msg, "model_rejected_vector", w.errors[k]);
+      else
+        reject_part(*d.msg,
+                    d.batch.rows(static_cast<int>(w.rejected[k].second)).SerializeAsString(),
+                    "model_rejected_vector", w.errors[k]);
+    }
+    if (w.scored + w.learning > 0) snapshots_.mark(*w.model_key);
+    if (w.scored) scored_.Increment(static_cast<double>(w.scored));
+    if (w.learning) learning_.Increment(static_cast<double>(w.learning));
+    for (int sev = 1; sev <= 4; ++sev) {
+      if (w.by_severity[sev] == 0) continue;
+      if (!alarms_by_severity_[sev])
+        alarms_by_severity_[sev] = &alarms_.Add(
+            {{"severity", std::string(v1::severity_label(static_cast<v1::Severity>(sev)))}});
+      alarms_by_severity_[sev]->Increment(static_cast<double>(w.by_severity[sev]));
+    }
+    for (const double l : w.latencies) detection_latency_.Observe(l);
+    for (size_t o = 0; o < w.n_outputs; ++o)
+      out.produce(*w.outputs[o].topic, w.outputs[o].key, w.outputs[o].payload);
   }
 }
 

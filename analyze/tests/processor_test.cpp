@@ -4,8 +4,10 @@
 
 #include <iostream>
 #include <random>
+#include <set>
 
 #include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/v1/feature_batches.hpp"
 
 using namespace immunizer;
 
@@ -138,6 +140,114 @@ TEST(AnalyzeProcessor, InvalidVectorsAreDeadLetteredAndSnapshotsRestore) {
   ASSERT_TRUE(sg.ParseFromString(g.out.on(g.topics.scores).back().payload));
   EXPECT_EQ(sg.model_state(), "ACTIVE");
   EXPECT_DOUBLE_EQ(sf.combined_score(), sg.combined_score());
+}
+
+namespace {
+// The monitor's format: vectors of one key in one message, the schema once.
+v1::FeatureVectorBatch batch_of(const std::vector<v1::FeatureVector>& vs) {
+  v1::FeatureVectorBatch b;
+  b.set_batch_format(1);
+  b.set_model_key(vs.at(0).model_key());
+  *b.mutable_schema() = vs[0].schema();
+  for (const auto& v : vs) {
+    auto* r = b.add_rows();
+    *r->mutable_record_id() = v.record_id();
+    *r->mutable_values() = v.values();
+    *r->mutable_principal() = v.principal();
+    r->set_call(v.call());
+    r->set_timestamp_unix_nanos(v.timestamp_unix_nanos());
+    *r->mutable_labels() = v.labels();
+  }
+  return b;
+}
+}  // namespace
+
+// Issue 13: vectors arrive batched per model key with the schema once; each row is scored as
+// a single FeatureVector would be, and a row that cannot be used is dead-lettered alone.
+TEST(AnalyzeProcessor, BatchedVectorsScoreLikeSingleOnesAndABadRowIsIsolated) {
+  Fixture single, batched;
+  std::mt19937 rng(3);
+  std::normal_distribution<double> g(0, 1);
+  std::vector<v1::FeatureVector> all;
+  for (int i = 0; i < 600; ++i) all.push_back(vec(i, g(rng), g(rng)));
+  all.push_back(vec(600, 40.0, 40.0, "attacker", 25.0));
+  for (const auto& v : all) single.in.push(single.topics.features, "k", v.SerializeAsString());
+  for (size_t i = 0; i < all.size(); i += 50) {
+    std::vector<v1::FeatureVector> part(
+        all.begin() + static_cast<std::ptrdiff_t>(i),
+        all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), i + 50)));
+    const std::string payload = batch_of(part).SerializeAsString();
+    ASSERT_TRUE(v1::is_feature_vector_batch(payload));
+    batched.in.push(batched.topics.features, part[0].model_key(), payload);
+  }
+  while (single.loop.run_once() > 0) {
+  }
+  while (batched.loop.run_once() > 0) {
+  }
+  const auto a = single.out.on(single.topics.scores), b = batched.out.on(batched.topics.scores);
+  ASSERT_EQ(a.size(), all.size());
+  ASSERT_EQ(b.size(), all.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    v1::Score sa, sb;
+    ASSERT_TRUE(sa.ParseFromString(a[i].payload));
+    ASSERT_TRUE(sb.ParseFromString(b[i].payload));
+    EXPECT_EQ(sa.record_id().seq(), sb.record_id().seq());
+    EXPECT_DOUBLE_EQ(sa.combined_score(), sb.combined_score()) << i;
+    EXPECT_EQ(sb.labels().at("trace"), std::to_string(sb.record_id().seq()));
+  }
+  ASSERT_FALSE(batched.out.on(batched.topics.alarms).empty());
+  v1::Alarm alarm;
+  ASSERT_TRUE(alarm.ParseFromString(batched.out.on(batched.topics.alarms).back().payload));
+  EXPECT_EQ(alarm.record_id().seq(), 600u);
+  EXPECT_FALSE(alarm.top_features(0).feature().empty());  // names from the cached schema
+  EXPECT_TRUE(batched.out.on(batched.topics.deadletter).empty());
+
+  // A batch with a row of the wrong width and a row that does not decode: both are
+  // dead-lettered alone, with their own bytes; the three good rows are scored.
+  auto mixed = batch_of({vec(700, 0.1, 0.2), vec(701, 0.3, 0.1), vec(702, 0.2, 0.2)});
+  mixed.mutable_rows(1)->add_values(1.0);  // 9 values, 8 names
+  std::string payload = mixed.SerializeAsString();
+  auto add_row = [&](const std::string& bytes) {  // field 4 (rows), LEN, varint length
+    payload += '\x22';
+    for (size_t n = bytes.size();; n >>= 7) {
+      payload += static_cast<char>((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+      if (n <= 0x7f) break;
+    }
+    payload += bytes;
+  };
+  const std::string broken("\x0a\x7f\x01", 3);  // a RecordId claiming 127 bytes, 1 present
+  add_row(broken);
+  add_row(batch_of({vec(703, 0.0, 0.1)}).rows(0).SerializeAsString());
+  batched.in.push(batched.topics.features, "k", payload);
+  batched.loop.run_once();
+  const auto dls = batched.out.on(batched.topics.deadletter);
+  ASSERT_EQ(dls.size(), 2u);
+  std::set<std::string> dead;
+  for (const auto& d : dls) {
+    v1::DeadLetter dl;
+    ASSERT_TRUE(dl.ParseFromString(d.payload));
+    dead.insert(dl.payload());
+    EXPECT_LT(dl.payload_length(), 200u) << "a row, not the batch";
+  }
+  EXPECT_TRUE(dead.count(broken));
+  EXPECT_TRUE(dead.count(mixed.rows(1).SerializeAsString()));
+  const auto scores = batched.out.on(batched.topics.scores);
+  ASSERT_EQ(scores.size(), all.size() + 3);
+  std::set<uint64_t> seqs;
+  for (size_t i = all.size(); i < scores.size(); ++i) {
+    v1::Score s;
+    ASSERT_TRUE(s.ParseFromString(scores[i].payload));
+    seqs.insert(s.record_id().seq());
+  }
+  EXPECT_EQ(seqs, (std::set<uint64_t>{700, 702, 703}));
+
+  // An unknown batch format, or a schema that does not decode, loses the whole message.
+  auto other = batch_of({vec(800, 0.1, 0.1)});
+  other.set_batch_format(2);
+  batched.in.push(batched.topics.features, "k", other.SerializeAsString());
+  batched.loop.run_once();
+  EXPECT_EQ(batched.out.on(batched.topics.deadletter).size(), 3u);
+  EXPECT_EQ(batched.out.on(batched.topics.scores).size(), all.size() + 3);
 }
 
 TEST(AnalyzeConfig, RejectsBadValues) {

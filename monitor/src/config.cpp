@@ -35,6 +35,11 @@ MonitorConfig MonitorConfig::from_config(const common::Config& c) {
   m.snapshot_interval_ms =
       c.get_int("monitor.snapshot_interval_ms", m.snapshot_interval_ms, 1000, 86'400'000);
   m.group = c.get_string("monitor.group", m.group);
+  m.max_vectors_per_message =
+      static_cast<size_t>(c.get_int("monitor.max_vectors_per_message",
+                                    static_cast<int64_t>(m.max_vectors_per_message), 1, 100'000));
+  m.max_message_bytes = static_cast<size_t>(c.get_int(
+      "monitor.max_message_bytes", static_cast<int64_t>(m.max_message_bytes), 16 << 10, 64 << 20));
   return m;
 }
 

@@ -45,6 +45,7 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
 
 void MonitorProcessor::process_batch(const std::vector<common::Message>& batch,
                                      common::Producer& out, const Reject& reject) {
+  for (auto& [key, p] : pending_) p.batch.mutable_rows()->Clear();  // left by a failed batch
   for (const auto& m : batch) {
     try {
       process_message(m, out, reject);
@@ -52,6 +53,7 @@ void MonitorProcessor::process_batch(const std::vector<common::Message>& batch,
       reject(m, "processing_error", e.what());
     }
   }
+  flush_vectors(out);
 }
 
 void MonitorProcessor::process(const common::Message& m, common::Producer& out) {
@@ -61,6 +63,7 @@ void MonitorProcessor::process(const common::Message& m, common::Producer& out) 
       m, out, [&](const common::Message&, const std::string& reason, const std::string& detail) {
         if (bad++ == 0) first_reason = reason, first_detail = detail;
       });
+  flush_vectors(out);
   if (bad > 0)
     throw common::BadMessage(
         first_reason, bad == 1 ? first_detail : std::to_string(bad) + " records: " + first_detail);
@@ -115,8 +118,60 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
   }
   records_.Increment();
   snapshots_.mark(v.model_key());
-  out.produce(topics_.features, v.model_key(), v.SerializeAsString());
+  // The row joins the key's output message; its fields are swapped out of the extractor's
+  // reusable vector (no copy), the schema is copied only when a message starts or the
+  // version changes. A new version, or a full message, starts the next message.
+  auto it = pending_.find(v.model_key());
+  if (it == pending_.end()) it = pending_.try_emplace(v.model_key()).first;
+  Pending& p = it->second;
+  v1::FeatureVectorBatch& b = p.batch;
+  if (b.rows_size() > 0 && (b.schema().version() != v.schema().version() ||
+                            b.schema().names_size() != v.schema().names_size() ||
+                            static_cast<size_t>(b.rows_size()) >= cfg_.max_vectors_per_message ||
+                            p.bytes >= cfg_.max_message_bytes)) {
+    emit(b, out);
+    p.bytes = 0;
+  }
+  if (b.rows_size() == 0) {
+    if (b.model_key() != v.model_key() || b.schema().version() != v.schema().version() ||
+        b.schema().names_size() != v.schema().names_size()) {
+      b.set_batch_format(1);
+      b.set_model_key(v.model_key());
+      *b.mutable_schema() = v.schema();
+    }
+    p.bytes = b.model_key().size() + 16;
+    for (const auto& n : b.schema().names()) p.bytes += n.size() + 2;
+  }
+  v1::FeatureRow* row = b.add_rows();
+  row->mutable_record_id()->Swap(v.mutable_record_id());
+  row->mutable_values()->Swap(v.mutable_values());
+  row->mutable_principal()->Swap(v.mutable_principal());
+  row->mutable_call()->swap(*v.mutable_call());
+  row->set_timestamp_unix_nanos(v.timestamp_unix_nanos());
+  row->mutable_labels()->swap(*v.mutable_labels());
+  size_t bytes = 24 + 8 * static_cast<size_t>(row->values_size()) + row->call().size() +
+                 row->record_id().app().size() + row->record_id().instance().size() +
+                 row->principal().user().size() + row->principal().session().size() +
+                 row->principal().ip().size();
+  for (const auto& [k, val] : row->labels()) bytes += k.size() + val.size() + 6;
+  p.bytes += bytes;
   return true;
+}
+
+void MonitorProcessor::emit(v1::FeatureVectorBatch& b, common::Producer& out) {
+  b.SerializeToString(&out_buf_);
+  out.produce(topics_.features, b.model_key(), out_buf_);
+  b.mutable_rows()->Clear();  // keeps the cleared rows for reuse
+}
+
+void MonitorProcessor::flush_vectors(common::Producer& out) {
+  for (auto& [key, p] : pending_) {
+    if (p.batch.rows_size() > 0) emit(p.batch, out);
+    p.bytes = 0;
+  }
+  // A key that stopped sending gives its buffers back after a while: at most max_models
+  // pending entries are held, like the extractor's models.
+  if (pending_.size() > cfg_.features.max_models) pending_.clear();
 }
 
 std::optional<std::pair<std::string, uint64_t>> MonitorProcessor::state_of(

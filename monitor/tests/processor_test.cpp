@@ -4,6 +4,7 @@
 
 #include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/v1/call_records.hpp"
+#include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/text.hpp"
 
 using namespace immunizer;
@@ -34,6 +35,34 @@ struct Fixture {
   common::FakeProducer out;
   common::StreamLoop loop{
       in, out, proc, {.service = "monitor", .deadletter_topic = topics.deadletter}, nullptr};
+  // Every vector produced so far, in order, unpacked from the FeatureVectorBatch messages
+  // (each message: one model key, its schema once, its key as the Kafka key).
+  std::vector<v1::FeatureVector> vectors() const {
+    std::vector<v1::FeatureVector> all;
+    for (const auto& m : out.on(topics.features)) {
+      v1::FeatureVectorBatch b;
+      std::vector<v1::UndecodableRecord> bad;
+      std::string reason;
+      EXPECT_TRUE(v1::is_feature_vector_batch(m.payload));
+      EXPECT_TRUE(v1::parse_feature_batch(m.payload, &b, &bad, &reason)) << reason;
+      EXPECT_TRUE(bad.empty());
+      EXPECT_EQ(m.key, b.model_key());
+      EXPECT_GT(b.rows_size(), 0);
+      for (const auto& row : b.rows()) {
+        v1::FeatureVector v;
+        v.set_model_key(b.model_key());
+        *v.mutable_schema() = b.schema();
+        *v.mutable_record_id() = row.record_id();
+        *v.mutable_values() = row.values();
+        *v.mutable_principal() = row.principal();
+        v.set_call(row.call());
+        v.set_timestamp_unix_nanos(row.timestamp_unix_nanos());
+        *v.mutable_labels() = row.labels();
+        all.push_back(std::move(v));
+      }
+    }
+    return all;
+  }
 };
 }  // namespace
 
@@ -42,14 +71,66 @@ TEST(MonitorProcessor, OneVectorPerRecordKeyedByModelKey) {
   for (uint64_t i = 0; i < 50; ++i)
     f.in.push(f.topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
   f.loop.run_once();
-  auto vecs = f.out.on(f.topics.features);
+  const auto msgs = f.out.on(f.topics.features);
+  ASSERT_FALSE(msgs.empty());
+  EXPECT_EQ(msgs[0].key, "shop|/tienda1/publico/anadir.jsp|http.request");
+  const auto vecs = f.vectors();
   ASSERT_EQ(vecs.size(), 50u);
-  EXPECT_EQ(vecs[0].key, "shop|/tienda1/publico/anadir.jsp|http.request");
-  v1::FeatureVector v;
-  ASSERT_TRUE(v.ParseFromString(vecs.back().payload));
-  EXPECT_EQ(v.record_id().seq(), 49u);
+  for (size_t i = 0; i < vecs.size(); ++i) EXPECT_EQ(vecs[i].record_id().seq(), i);
+  const auto& v = vecs.back();
   EXPECT_EQ(v.values_size(), v.schema().names_size());
   EXPECT_GT(v.values_size(), 0);
+  EXPECT_EQ(v.principal().session(), "S0");  // 49 % 7
+}
+
+// Issue 13 / 11: the names travel once per message, not with every vector. One consumed
+// batch of one model key becomes one message (a message per schema version while the schema
+// still grows, and at most max_vectors_per_message rows each), several keys one message each.
+TEST(MonitorProcessor, VectorsOfAKeyShareOneMessageAndTheSchemaTravelsOnce) {
+  monitor::MonitorConfig cfg;
+  cfg.features.schema_freeze_records = 5;
+  cfg.max_vectors_per_message = 40;
+  common::ManualClock clock;
+  prometheus::Registry reg;
+  const auto topics = common::Topics::with_prefix("t.");
+  monitor::MonitorProcessor proc{cfg, topics, clock, reg};
+  common::FakeConsumer in;
+  common::FakeProducer out;
+  common::StreamLoop loop{
+      in, out, proc, {.service = "monitor", .deadletter_topic = topics.deadletter}, nullptr};
+  for (uint64_t i = 0; i < 20; ++i)  // the schema freezes within these
+    in.push(topics.calls, "k", record(i, std::to_string(i % 9 + 1)).SerializeAsString());
+  loop.run_once();
+  for (uint64_t i = 20; i < 120; ++i) {
+    auto r = record(i, std::to_string(i % 9 + 1));
+    if (i % 2) r.set_call("/tienda1/publico/pagar.jsp");
+    in.push(topics.calls, "k", r.SerializeAsString());
+  }
+  loop.run_once();
+  const auto msgs = out.on(topics.features);
+  size_t rows = 0, second_round = 0, names_bytes = 0, total_bytes = 0;
+  std::map<std::string, size_t> per_key;
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    v1::FeatureVectorBatch b;
+    ASSERT_TRUE(b.ParseFromString(msgs[i].payload));
+    rows += static_cast<size_t>(b.rows_size());
+    EXPECT_LE(b.rows_size(), 40);
+    for (const auto& n : b.schema().names()) names_bytes += n.size();
+    total_bytes += msgs[i].payload.size();
+    for (const auto& row : b.rows()) {
+      EXPECT_EQ(row.values_size(), b.schema().names_size());
+      if (row.record_id().seq() >= 20) ++second_round;
+    }
+    ++per_key[b.model_key()];
+  }
+  EXPECT_EQ(rows, 120u);
+  EXPECT_EQ(second_round, 100u);
+  // 50 + 50 rows of two keys at 40 a message: 2 messages each; the first round at most one
+  // message per schema version (5 records to freeze).
+  ASSERT_EQ(per_key.size(), 2u);
+  EXPECT_EQ(per_key["shop|/tienda1/publico/pagar.jsp|http.request"], 2u);
+  EXPECT_LE(per_key["shop|/tienda1/publico/anadir.jsp|http.request"], 2u + 6u);
+  EXPECT_LT(names_bytes * 4, total_bytes * 3) << "names are not repeated per vector";
 }
 
 // What the sensor sends by default: several records of one key per message.
@@ -62,11 +143,9 @@ TEST(MonitorProcessor, BatchesGiveOneVectorPerRecordAndABadRecordDeadLettersItsB
   ASSERT_TRUE(v1::is_call_record_batch(payload));  // the marker field is written first
   f.in.push(f.topics.calls, "k", payload);
   f.loop.run_once();
-  auto vecs = f.out.on(f.topics.features);
+  auto vecs = f.vectors();
   ASSERT_EQ(vecs.size(), 20u);
-  v1::FeatureVector v;
-  ASSERT_TRUE(v.ParseFromString(vecs.back().payload));
-  EXPECT_EQ(v.record_id().seq(), 19u);
+  EXPECT_EQ(vecs.back().record_id().seq(), 19u);
   EXPECT_TRUE(f.out.on(f.topics.deadletter).empty());
 
   // One unusable record (no app): the others still become vectors, the batch is kept.
@@ -77,14 +156,14 @@ TEST(MonitorProcessor, BatchesGiveOneVectorPerRecordAndABadRecordDeadLettersItsB
   *mixed.add_records() = record(21, "4");
   f.in.push(f.topics.calls, "k", mixed.SerializeAsString());
   f.loop.run_once();
-  EXPECT_EQ(f.out.on(f.topics.features).size(), 22u);
+  EXPECT_EQ(f.vectors().size(), 22u);
   ASSERT_EQ(f.out.on(f.topics.deadletter).size(), 1u);
 
   // An unknown batch format is refused as a whole.
   mixed.set_batch_format(2);
   f.in.push(f.topics.calls, "k", mixed.SerializeAsString());
   f.loop.run_once();
-  EXPECT_EQ(f.out.on(f.topics.features).size(), 22u);
+  EXPECT_EQ(f.vectors().size(), 22u);
   EXPECT_EQ(f.out.on(f.topics.deadletter).size(), 2u);
 }
 
@@ -128,9 +207,7 @@ TEST(MonitorProcessor, GarbageIsDeadLetteredAndStateSurvivesRestart) {
   g.in.push(g.topics.calls, "k", next);
   f.loop.run_once();
   g.loop.run_once();
-  v1::FeatureVector vf, vg;
-  ASSERT_TRUE(vf.ParseFromString(f.out.on(f.topics.features).back().payload));
-  ASSERT_TRUE(vg.ParseFromString(g.out.on(g.topics.features).back().payload));
+  const v1::FeatureVector vf = f.vectors().back(), vg = g.vectors().back();
   ASSERT_EQ(vf.values_size(), vg.values_size());
   for (int i = 0; i < vf.values_size(); ++i)
     EXPECT_DOUBLE_EQ(vf.values(i), vg.values(i)) << vf.schema().names(i);
@@ -191,10 +268,9 @@ TEST(MonitorProcessor, InvalidUtf8AnywhereIsScoredNotDeadLettered) {
   f.in.push(f.topics.calls, "k", b.SerializeAsString());
   f.loop.run_once();
   EXPECT_TRUE(f.out.on(f.topics.deadletter).empty());
-  const auto vecs = f.out.on(f.topics.features);
+  const auto vecs = f.vectors();  // downstream parsers accept it
   ASSERT_EQ(vecs.size(), 10u);
-  v1::FeatureVector v;
-  ASSERT_TRUE(v.ParseFromString(vecs[5].payload));  // downstream parsers accept it
+  const auto& v = vecs[5];
   EXPECT_EQ(v.record_id().seq(), 5u);
   EXPECT_EQ(v.principal().session(), "\xff\xfe\xfd-session");  // carried as it was
   EXPECT_EQ(v.labels().at("trace"), "t\\xff");                 // escaped into a string field
@@ -203,8 +279,7 @@ TEST(MonitorProcessor, InvalidUtf8AnywhereIsScoredNotDeadLettered) {
   // The value, the argument name, the session, the address and the label.
   EXPECT_EQ(v.values(inv), 5.0);
   for (const auto& name : v.schema().names()) EXPECT_TRUE(v1::is_valid_utf8(name)) << name;
-  v1::FeatureVector normal;
-  ASSERT_TRUE(normal.ParseFromString(vecs[4].payload));
+  const auto& normal = vecs[4];
   EXPECT_EQ(normal.values(feature_index(normal, "encoding:invalid_utf8")), 0.0);
 }
 
@@ -225,7 +300,7 @@ TEST(MonitorProcessor, AnUndecodableRecordIsDeadLetteredAloneAndItsBatchProcesse
   ASSERT_LT(payload.size(), 250u);
   f.in.push(f.topics.calls, "k", payload);
   f.loop.run_once();
-  EXPECT_EQ(f.out.on(f.topics.features).size(), 2u);
+  EXPECT_EQ(f.vectors().size(), 2u);
   const auto dls = f.out.on(f.topics.deadletter);
   ASSERT_EQ(dls.size(), 1u);
   v1::DeadLetter dl;
@@ -251,11 +326,9 @@ TEST(MonitorProcessor, TruncatedValuesAndRecordsAreScored) {
   f.in.push(f.topics.calls, "k", same_len.SerializeAsString());
   while (f.loop.run_once() > 0) {
   }
-  const auto vecs = f.out.on(f.topics.features);
+  const auto vecs = f.vectors();
   ASSERT_EQ(vecs.size(), 102u);
-  v1::FeatureVector a, b;
-  ASSERT_TRUE(a.ParseFromString(vecs[100].payload));
-  ASSERT_TRUE(b.ParseFromString(vecs[101].payload));
+  const auto &a = vecs[100], &b = vecs[101];
   EXPECT_EQ(a.values(feature_index(a, "size:truncated_values")), 1.0);
   EXPECT_EQ(a.values(feature_index(a, "size:record_truncated")), 1.0);
   EXPECT_EQ(b.values(feature_index(b, "size:truncated_values")), 0.0);

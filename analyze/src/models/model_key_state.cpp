@@ -85,14 +85,14 @@ ModelKeyState::ModelKeyState(DetectorConfig cfg) : cfg_(std::move(cfg)) {
   cfg_.reservoir_size = std::max(cfg_.reservoir_size, cfg_.grace_records);
 }
 
-void ModelKeyState::reset(const std::vector<std::string>& names, uint32_t version) {
+void ModelKeyState::reset(FeatureNames names, uint32_t version) {
   has_schema_ = true;
   schema_version_ = version;
-  names_ = names;
+  names_ = std::move(names);
   state_ = ModelState::kLearning;
   since_fit_ = 0;
-  reservoir_ = {0, names.size(), {}};
-  reservoir_.values.reserve(cfg_.reservoir_size * names.size());
+  reservoir_ = {0, names_->size(), {}};
+  reservoir_.values.reserve(cfg_.reservoir_size * names_->size());
   ring_next_ = 0;
   feedback_mark_.clear();
   feedback_rows_ = 0;
@@ -298,17 +298,17 @@ void ModelKeyState::set_threshold() {
   threshold_ = cfg_.fixed_threshold ? *cfg_.fixed_threshold : combined_cal_.threshold(cfg_.risk);
 }
 
-Verdict ModelKeyState::observe(std::span<const double> x,
-                               const std::vector<std::string>& feature_names,
-                               uint32_t schema_version) {
-  if (x.size() != feature_names.size())
+template <class MakeNames>
+Verdict ModelKeyState::observe_checked(std::span<const double> x, std::size_t names_size,
+                                       uint32_t schema_version, const MakeNames& names) {
+  if (x.size() != names_size)
     throw std::invalid_argument("observe: " + std::to_string(x.size()) + " values for " +
-                                std::to_string(feature_names.size()) + " feature names");
+                                std::to_string(names_size) + " feature names");
   if (x.empty()) throw std::invalid_argument("observe: empty feature vector");
   // The schema version is the contract (comparing every name per vector would cost more than
   // scoring); a changed width without a new version is caught too.
-  if (!has_schema_ || schema_version != schema_version_ || x.size() != names_.size())
-    reset(feature_names, schema_version);
+  if (!has_schema_ || schema_version != schema_version_ || x.size() != names_->size())
+    reset(names(), schema_version);
   ++records_seen_;
   if (state_ == ModelState::kLearning) {
     remember(x);
@@ -321,10 +321,24 @@ Verdict ModelKeyState::observe(std::span<const double> x,
   return v;
 }
 
+Verdict ModelKeyState::observe(std::span<const double> x, const FeatureNames& feature_names,
+                               uint32_t schema_version) {
+  if (!feature_names) throw std::invalid_argument("observe: no feature names");
+  return observe_checked(x, feature_names->size(), schema_version, [&] { return feature_names; });
+}
+
+Verdict ModelKeyState::observe(std::span<const double> x,
+                               const std::vector<std::string>& feature_names,
+                               uint32_t schema_version) {
+  return observe_checked(x, feature_names.size(), schema_version, [&] {
+    return std::make_shared<const std::vector<std::string>>(feature_names);
+  });
+}
+
 Verdict ModelKeyState::score(std::span<const double> x) const {
   Verdict v;
   if (state_ != ModelState::kActive) return v;
-  if (x.size() != names_.size()) throw std::invalid_argument("score: wrong vector size");
+  if (x.size() != names_->size()) throw std::invalid_argument("score: wrong vector size");
   v.state = ModelState::kActive;
   double tails[2], weights[2];
   int used = 0;
@@ -355,7 +369,8 @@ Verdict ModelKeyState::score(std::span<const double> x) const {
 
 std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) const {
   if (state_ != ModelState::kActive) return {};
-  std::vector<double> share(names_.size(), 0.0);
+  const auto& names = *names_;
+  std::vector<double> share(names.size(), 0.0);
   // Each detector's attribution, as shares, weighted by how surprised that detector is.
   if (uses_forest())
     add_shares(share, forest_.attribution(x),
@@ -374,12 +389,12 @@ std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) cons
                     });
   std::vector<Contribution> out;
   for (std::size_t i = 0; i < k; ++i)
-    out.push_back({names_[idx[i]], total > 0 ? share[idx[i]] / total : 0.0, x[idx[i]]});
+    out.push_back({names[idx[i]], total > 0 ? share[idx[i]] / total : 0.0, x[idx[i]]});
   return out;
 }
 
 ModelKeyState::FeedbackOutcome ModelKeyState::feedback_false_positive(std::span<const double> x) {
-  if (!has_schema_ || x.size() != names_.size())
+  if (!has_schema_ || x.size() != names_->size())
     return FeedbackOutcome::kIgnored;  // stale: an old schema
   const auto cap =
       static_cast<std::size_t>(cfg_.feedback_share * static_cast<double>(cfg_.reservoir_size));
@@ -429,7 +444,7 @@ ModelKeyState::FeedbackOutcome ModelKeyState::feedback_false_positive(std::span<
 
 std::size_t ModelKeyState::memory_bytes() const {
   std::size_t b = sizeof(*this) + reservoir_.values.capacity() * sizeof(float);
-  for (const auto& n : names_) b += sizeof(n) + n.capacity();
+  for (const auto& n : *names_) b += sizeof(n) + n.capacity();
   if (forest_.fitted()) b += forest_.memory_bytes();
   if (ae_.fitted()) b += ae_.memory_bytes();
   return b + forest_cal_.memory_bytes() + ae_cal_.memory_bytes() + combined_cal_.memory_bytes();
@@ -443,8 +458,8 @@ std::string ModelKeyState::snapshot() const {
   w.put<uint8_t>(static_cast<uint8_t>(cfg_.detector));
   w.put<uint8_t>(has_schema_ ? 1 : 0);
   w.put(schema_version_);
-  w.put<uint64_t>(names_.size());
-  for (const auto& n : names_) w.put_string(n);
+  w.put<uint64_t>(names_->size());
+  for (const auto& n : *names_) w.put_string(n);
   w.put<uint64_t>(records_seen_);
   w.put<uint64_t>(since_fit_);
   w.put<uint64_t>(fits_);
@@ -510,7 +525,11 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   m.schema_version_ = r.get<uint32_t>();
   const auto names = r.get<uint64_t>();
   if (names > r.remaining()) throw std::runtime_error("model snapshot: corrupt schema");
-  for (uint64_t i = 0; i < names; ++i) m.names_.push_back(r.get_string());
+  {
+    std::vector<std::string> read;
+    for (uint64_t i = 0; i < names; ++i) read.push_back(r.get_string());
+    m.names_ = std::make_shared<const std::vector<std::string>>(std::move(read));
+  }
   m.records_seen_ = r.get<uint64_t>();
   m.since_fit_ = r.get<uint64_t>();
   m.fits_ = r.get<uint64_t>();
@@ -523,7 +542,7 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   } else {
     m.feedback_mark_.assign(m.reservoir_.rows, 0);  // version 2 did not tell feedback rows apart
   }
-  if (m.reservoir_.cols != m.names_.size() ||
+  if (m.reservoir_.cols != m.names_->size() ||
       m.reservoir_.values.size() != m.reservoir_.rows * m.reservoir_.cols ||
       (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows) ||
       m.feedback_mark_.size() != m.reservoir_.rows)
@@ -542,8 +561,8 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   m.forest_cal_.read(r);
   m.ae_cal_.read(r);
   m.combined_cal_.read(r);
-  if ((m.forest_.fitted() && m.forest_.dims() != m.names_.size()) ||
-      (m.ae_.fitted() && m.ae_.dims() != m.names_.size()))
+  if ((m.forest_.fitted() && m.forest_.dims() != m.names_->size()) ||
+      (m.ae_.fitted() && m.ae_.dims() != m.names_->size()))
     throw std::runtime_error("model snapshot: model and schema disagree");
   // A reservoir bigger than the new config allows keeps its most useful (all) rows.
   m.cfg_.reservoir_size = std::max(m.cfg_.reservoir_size, m.reservoir_.rows);

@@ -1,7 +1,8 @@
-// The analyze service's stream processor: feature vectors in; a Score for every vector
-// and an explained Alarm for anomalous ones out; analyst feedback in; model snapshots out
-// to the compacted models topic. Runs on the StreamLoop thread; scoring fans out across
-// model keys on the registry's thread pool.
+// The analyze service's stream processor: feature vectors in (FeatureVectorBatch, or the
+// former single FeatureVector); a Score for every vector and an explained Alarm for anomalous
+// ones out; analyst feedback in; model snapshots out to the compacted models topic. Runs on
+// the StreamLoop thread; decoding fans out across messages, and scoring and building the
+// outputs across model keys, on the registry's thread pool.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -9,6 +10,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <map>
+#include <memory>
 #include <set>
 
 #include "immunizer/analyze/config.hpp"
@@ -17,6 +20,7 @@
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/snapshots.hpp"
 #include "immunizer/common/stream_loop.hpp"
+#include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/records.pb.h"
 
 namespace immunizer::analyze {
@@ -37,6 +41,38 @@ class AnalyzeProcessor final : public common::Processor {
   ModelRegistry& models() { return models_; }
 
  private:
+  // One consumed features message, decoded (kept between batches to reuse its buffers).
+  struct Decoded {
+    const common::Message* msg = nullptr;
+    v1::FeatureVectorBatch batch;
+    std::vector<v1::UndecodableRecord> bad_rows;
+    std::string error;  // set: the whole message is unusable
+    FeatureNames names;
+    std::vector<uint8_t> row_ok;  // per row: 1 when it has the schema's width
+  };
+  // What one model key's task produced: serialised outputs and per-row rejections.
+  struct Output {
+    const std::string* topic;
+    std::string key, payload;
+  };
+  struct KeyWork {
+    ModelKeyState* state = nullptr;
+    const std::string* model_key = nullptr;
+    std::vector<std::size_t> messages;  // indices into decoded_, in batch order
+    std::vector<Output> outputs;
+    std::size_t n_outputs = 0;  // outputs[0..n_outputs) are this batch's
+    std::vector<std::pair<std::size_t, std::size_t>> rejected;  // (message, row)
+    std::vector<std::string> errors;
+    std::vector<double> latencies;
+    uint64_t scored = 0, learning = 0;
+    uint64_t by_severity[5] = {};
+    v1::Score score;  // reused
+    v1::Alarm alarm;
+  };
+  void score_key(KeyWork& w, int64_t now);
+  Output& next_output(KeyWork& w, const std::string& topic);
+  // The cached names of (model key, schema version), made once per change.
+  FeatureNames names_for(const v1::FeatureVectorBatch& b);
   void feedback(const v1::Feedback& f);
   std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key);
   void update_gauges();
@@ -54,6 +90,14 @@ class AnalyzeProcessor final : public common::Processor {
   prometheus::Gauge& models_learning_;
   prometheus::Gauge& memory_;
   prometheus::Family<prometheus::Counter>& feedback_;
+  prometheus::Counter* alarms_by_severity_[5] = {};
+  std::vector<std::unique_ptr<Decoded>> decoded_;  // grows to the largest batch, reused
+  std::vector<std::unique_ptr<KeyWork>> work_;     // one per model key of a batch, reused
+  struct CachedSchema {
+    uint32_t version = 0;
+    FeatureNames names;
+  };
+  std::map<std::string, CachedSchema, std::less<>> schemas_;
 };
 
 }  // namespace immunizer::analyze

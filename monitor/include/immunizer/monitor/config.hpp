@@ -2,6 +2,7 @@
 // A plain value type; copy freely.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -12,6 +13,10 @@ namespace immunizer::monitor {
 
 struct MonitorConfig {
   FeatureConfig features;
+  // A FeatureVectorBatch holds at most this many rows and about this many bytes (a model key
+  // with more vectors in one consumed batch gets several messages).
+  size_t max_vectors_per_message = 500;
+  size_t max_message_bytes = 512 << 10;
   int64_t snapshot_interval_ms = 30'000;
   std::string group = "immunizer-monitor";
   static MonitorConfig from_config(const common::Config& c);

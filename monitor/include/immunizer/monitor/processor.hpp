@@ -1,6 +1,6 @@
-// The monitor service's stream processor: CallRecords in, one FeatureVector per record out
-// (keyed by model key), learned state snapshotted to the compacted models topic.
-// Runs on the StreamLoop thread only.
+// The monitor service's stream processor: CallRecords in; out, per model key and consumed
+// batch, one FeatureVectorBatch (keyed by model key: the schema once, a row per record);
+// learned state snapshotted to the compacted models topic. Runs on the StreamLoop thread only.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -28,7 +28,8 @@ class MonitorProcessor final : public common::Processor {
   // dead letters by itself (its own bytes), the others of its batch are processed.
   void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
                      const Reject& reject) override;
-  // One message; throws BadMessage after processing the usable records if any was not.
+  // One message (its vectors are produced before it returns); throws BadMessage after
+  // processing the usable records if any was not.
   void process(const common::Message& m, common::Producer& out) override;
   void tick(common::Producer& out) override;
   void drain(common::Producer& out) override;
@@ -41,6 +42,9 @@ class MonitorProcessor final : public common::Processor {
   // One record of a message: false (reason set) when the extractor cannot use it.
   bool process_record(const v1::CallRecord& rec, common::Producer& out, std::string* reason);
   void process_message(const common::Message& m, common::Producer& out, const Reject& reject);
+  // Produces the rows gathered per model key and empties the batches (keeping their buffers).
+  void flush_vectors(common::Producer& out);
+  void emit(v1::FeatureVectorBatch& b, common::Producer& out);
   std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) const;
   void update_gauges();
   MonitorConfig cfg_;
@@ -49,8 +53,15 @@ class MonitorProcessor final : public common::Processor {
   FeatureExtractor extractor_;
   common::SnapshotWriter snapshots_;
   std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
-  std::vector<v1::CallRecord> records_buf_;           // the records of the current message
-  std::vector<v1::UndecodableRecord> undecodable_;    // and those that did not decode
+  // The output message being filled per model key, and its size so far (estimated).
+  struct Pending {
+    v1::FeatureVectorBatch batch;
+    size_t bytes = 0;
+  };
+  std::map<std::string, Pending, std::less<>> pending_;
+  std::string out_buf_;                             // serialisation buffer, reused
+  std::vector<v1::CallRecord> records_buf_;         // the records of the current message
+  std::vector<v1::UndecodableRecord> undecodable_;  // and those that did not decode
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Gauge& memory_total_;

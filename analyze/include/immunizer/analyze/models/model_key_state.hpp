@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -80,13 +81,19 @@ struct Verdict {
   std::vector<Contribution> top;  // filled on alarm only
 };
 
+// Feature names of a schema, shared between analyze's schema cache and the model states.
+using FeatureNames = std::shared_ptr<const std::vector<std::string>>;
+
 class ModelKeyState {
  public:
   explicit ModelKeyState(DetectorConfig cfg);
 
   // Learns or scores x. feature_names.size() must equal x.size() (std::invalid_argument
   // otherwise); a different schema version (or vector width) restarts learning. The names
-  // are kept from the first vector of a schema version, for explanations.
+  // are kept from the first vector of a schema version, for explanations: the shared form
+  // keeps a reference (no copy), the other copies them once per schema version.
+  Verdict observe(std::span<const double> x, const FeatureNames& feature_names,
+                  uint32_t schema_version);
   Verdict observe(std::span<const double> x, const std::vector<std::string>& feature_names,
                   uint32_t schema_version);
   // Scores without learning (nothing changes); Verdict::state is kLearning before the first fit.
@@ -124,7 +131,11 @@ class ModelKeyState {
   bool uses_ae() const { return cfg_.detector != DetectorKind::kIForest; }
   double forest_weight() const { return uses_ae() ? 1.0 - cfg_.ae_weight : 1.0; }
   double ae_weight() const { return uses_forest() ? cfg_.ae_weight : 1.0; }
-  void reset(const std::vector<std::string>& names, uint32_t version);
+  void reset(FeatureNames names, uint32_t version);
+  // observe() after the schema check; `names` makes the names when the schema changes.
+  template <class MakeNames>
+  Verdict observe_checked(std::span<const double> x, std::size_t names_size,
+                          uint32_t schema_version, const MakeNames& names);
   // Adds x to the refit reservoir (sampled once full).
   void remember(std::span<const double> x);
   void write_row(std::size_t slot, std::span<const double> x);
@@ -141,7 +152,7 @@ class ModelKeyState {
   ModelState state_ = ModelState::kLearning;
   bool has_schema_ = false;
   uint32_t schema_version_ = 0;
-  std::vector<std::string> names_;
+  FeatureNames names_ = std::make_shared<const std::vector<std::string>>();
   std::size_t records_seen_ = 0;
   std::size_t since_fit_ = 0;
   std::size_t fits_ = 0;

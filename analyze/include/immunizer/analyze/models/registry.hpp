@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -44,6 +45,12 @@ class ModelRegistry {
   std::vector<std::string> keys() const;
   std::size_t size() const { return keys_.size(); }
   std::size_t memory_bytes() const;
+  // Runs fn(0..n-1) on the registry's threads (the caller helps); one task per model key
+  // keeps that key's work on one thread. From the owner thread only.
+  void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn) {
+    pool_.parallel_for(n, fn);
+  }
+  std::size_t threads() const { return pool_.size(); }
 
  private:
   DetectorConfig cfg_;
