@@ -13,7 +13,7 @@ PKGS=(
   python3 python3-sklearn python3-numpy python3-yaml python3-jsonschema
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
   docker-compose curl procps wrk bc prometheus
-  clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
+  clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14 libjs-chart.js
 )
 # Browser-test tools (Debian's chromium, node and npm), only where the commands are missing:
 # a machine may already have node/npm from elsewhere, and Debian's npm would conflict.

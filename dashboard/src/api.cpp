@@ -247,8 +247,9 @@ httplib::Server::HandlerResponse DashboardApi::gate(const httplib::Request& req,
   using HR = httplib::Server::HandlerResponse;
   const bool changes_state = req.method != "GET" && req.method != "HEAD";
   if (changes_state && !same_origin_json(req, res)) return HR::Handled;
-  static const std::vector<std::string> kPublic = {
-      "/healthz", "/readyz", "/metrics", "/login.html", "/login.js", "/app.css", "/api/login"};
+  static const std::vector<std::string> kPublic = {"/healthz",    "/readyz",   "/metrics",
+                                                   "/login.html", "/login.js", "/app.css",
+                                                   "/theme.js",   "/api/login"};
   if (std::find(kPublic.begin(), kPublic.end(), req.path) != kPublic.end()) return HR::Unhandled;
   if (!auth_.enabled()) return HR::Unhandled;
   if (!changes_state && (req.path == "/" || req.path == "/index.html") &&
@@ -411,6 +412,10 @@ void DashboardApi::install(common::HttpServer& http) {
   });
   server.Get("/api/stats", [this](const httplib::Request&, httplib::Response& res) {
     send_json(res, full_stats(state_, hub_, parts_));
+  });
+  server.Get("/api/timeseries", [this](const httplib::Request&, httplib::Response& res) {
+    if (!parts_.series) return send_error(res, 404, "no time series in this dashboard");
+    send_json(res, parts_.series->to_json());
   });
   server.Get("/api/execute/active", [this](const httplib::Request&, httplib::Response& res) {
     // execute's authoritative view: enforcing actions with their acks, connected effectors.

@@ -22,6 +22,9 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.sse_queue = c.get_int("dashboard.sse_queue", d.sse_queue, 1, 1'000'000);
   d.sse_keepalive_ms = c.get_int("dashboard.sse_keepalive_ms", d.sse_keepalive_ms, 100, 600'000);
   d.stats_interval_ms = c.get_int("dashboard.stats_interval_ms", d.stats_interval_ms, 50, 600'000);
+  d.timeseries_interval_ms =
+      c.get_int("dashboard.timeseries_interval_ms", d.timeseries_interval_ms, 100, 3'600'000);
+  d.timeseries_points = c.get_int("dashboard.timeseries_points", d.timeseries_points, 2, 100'000);
   d.execute_address = c.get_string("dashboard.execute_address", d.execute_address);
   d.execute_timeout_ms =
       c.get_int("dashboard.execute_timeout_ms", d.execute_timeout_ms, 10, 600'000);

@@ -96,6 +96,7 @@ struct Runtime {
   IncidentEngine incidents;
   Notifier notifier;
   ExecuteView execute;
+  TimeSeries series;
   DashboardApi api;
   Runtime(const DashboardConfig& c, common::ServiceContext& ctx)
       : cfg(c),
@@ -111,8 +112,9 @@ struct Runtime {
                   *ctx.registry),
         notifier(notifier_config(cfg), *ctx.registry, clock),
         execute(*ops, std::chrono::milliseconds(cfg.execute_poll_ms), clock),
+        series(cfg.timeseries_interval_ms * 1'000'000, static_cast<size_t>(cfg.timeseries_points)),
         api(cfg, state, hub, feedback_out, ctx.topics, *ops, clock, *ctx.registry, parts()) {}
-  DashboardParts parts() { return {&incidents, &notifier, &execute}; }
+  DashboardParts parts() { return {&incidents, &notifier, &execute, &series}; }
 };
 }  // namespace
 

@@ -64,9 +64,9 @@
   // ---- alarms -------------------------------------------------------------
   function principalHtml(p) {
     const parts = [];
-    if (p.session) parts.push(`<div><span class="k">session</span><span class="mono">${esc(p.session)}</span></div>`);
-    if (p.ip) parts.push(`<div><span class="k">ip</span><span class="mono">${esc(p.ip)}</span></div>`);
-    if (p.user) parts.push(`<div><span class="k">user</span><span class="mono">${esc(p.user)}</span></div>`);
+    if (p.session) parts.push(`<div class="call" tabindex="0" title="${esc(p.session)}"><span class="k">session</span><span class="mono">${esc(p.session)}</span></div>`);
+    if (p.ip) parts.push(`<div class="call" tabindex="0" title="${esc(p.ip)}"><span class="k">ip</span><span class="mono">${esc(p.ip)}</span></div>`);
+    if (p.user) parts.push(`<div class="call" tabindex="0" title="${esc(p.user)}"><span class="k">user</span><span class="mono">${esc(p.user)}</span></div>`);
     return parts.join('') || '<span class="muted">unknown</span>';
   }
 
@@ -85,7 +85,17 @@
     'struct:dropped_args': 'parameters dropped', 'outcome:error': 'the call failed',
     'outcome:duration_deviation': 'unusual response time', 'principal:new': 'a client never seen before',
     'principal:recent_calls': 'many recent calls from this client', 'principal:interval_deviation': 'unusual pace of calls',
+    'encoding:invalid_utf8': 'text that is not valid UTF-8 (malformed bytes)',
+    'size:truncated_values': 'values longer than the sensor records (cut)',
+    'size:record_truncated': 'a call too large to record whole (parameters left out)',
   };
+  // The legend panel: every family in words.
+  function renderLegend() {
+    const rows = Object.entries(RECORD).map(([k, v]) => [k, v])
+      .concat(Object.entries(FAMILY).map(([k, v]) => [`arg:<parameter>:${k}`, `${v} in that parameter`]))
+      .concat(Object.entries(FAMILY).map(([k, v]) => [`any:${k}`, `${v} in the most unusual parameter`]));
+    $('legend-list').innerHTML = rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('');
+  }
   function explain(id) {
     if (RECORD[id]) return RECORD[id];
     const m = /^(arg|any):(?:(.*):)?([a-z0-9_]+)$/.exec(id);
@@ -133,7 +143,7 @@
       `<td class="t" title="call at ${esc(fmtTime(a.timestamp_unix_nanos))}, raised ${esc(fmtTime(a.raised_unix_nanos))}">` +
       `<div>${esc(fmtTime(a.timestamp_unix_nanos || a.raised_unix_nanos))}</div><span class="sev sev-${esc(a.severity)}">${esc(a.severity)}</span></td>` +
       `<td class="principal">${principalHtml(a.principal || {})}</td>` +
-      `<td><div class="mono call" title="${esc(a.call)}\n${esc(a.model_key)}">${esc(a.call)}</div></td>` +
+      `<td><div class="mono call" tabindex="0" title="${esc(a.call)}\n${esc(a.model_key)}">${esc(a.call)}</div></td>` +
       `<td class="num"><div class="score">${esc(fmtNum(a.combined_score))} <span class="thr">/ ${esc(fmtNum(a.threshold))}</span></div>` +
       `<div class="scorebar" title="${esc(fmtNum(ratio))}× threshold"><i style="width:${fill}%"></i><b style="left:50%"></b></div></td>` +
       `<td>${featuresHtml(a.top_features)}</td>` +
@@ -213,7 +223,7 @@
     tr.dataset.id = inc.id;
     tr.tabIndex = 0;
     tr.setAttribute('aria-label', `incident ${inc.id}: ${inc.principal_key}, ${inc.alarms} alarms, ${inc.state}`);
-    const calls = inc.calls.slice(0, 3).map((c) => `<div class="mono call" title="${esc(c.value)} (${c.alarms} alarms)">${esc(c.value)}</div>`).join('') +
+    const calls = inc.calls.slice(0, 3).map((c) => `<div class="mono call" tabindex="0" title="${esc(c.value)} (${c.alarms} alarms)">${esc(c.value)}</div>`).join('') +
       (inc.calls.length > 3 ? `<div class="muted small">+${inc.calls.length - 3} more</div>` : '');
     const feats = inc.top_features.slice(0, 3).map((f) => `<div class="call" title="${esc(f.feature)}: summed contribution ${esc(fmtNum(f.contribution))}">${esc(explain(f.feature))}</div>`).join('') ||
       '<span class="muted">none</span>';
@@ -298,10 +308,15 @@
         `<span><button class="btn danger" type="button" id="inc-block">Block ${esc(d.principal_kind === 'prefix' ? 'ip' : d.principal_kind)}</button> <button class="btn" type="button" id="inc-close">Close</button></span></div>` +
         `<div class="muted">${fmtInt(d.alarms)} alarms (${esc(sevCounts(d.by_severity))}) from ${esc(fmtTime(d.first_seen_unix_nanos))} to ${esc(fmtTime(d.last_seen_unix_nanos))}; ` +
         `session <span class="mono">${esc(p.session || '–')}</span>, ip <span class="mono">${esc(p.ip || '–')}</span>, user <span class="mono">${esc(p.user || '–')}</span></div>` +
+        `<h3>Timeline</h3><div class="timeline-box"><canvas id="inc-timeline" role="img" aria-label="incident timeline"></canvas></div>` +
+        `<div class="muted small">score ÷ threshold of the ${fmtInt(d.recent_alarms.length)} most recent alarms; dashed line: threshold; marks: actions applied</div>` +
         `<h3>Alarms, identical ones collapsed</h3><table class="compact"><thead><tr><th class="num">Count</th><th>Max</th><th>Call</th><th>Top feature</th><th class="t">Seen</th><th class="num">Score</th></tr></thead><tbody>${groups}</tbody></table>` +
         `<h3>Actions</h3>` + (acts ? `<table class="compact"><thead><tr><th>Kind</th><th>Target</th><th>Status</th><th class="num">Call → applied</th><th></th></tr></thead><tbody>${acts}</tbody></table>` : '<div class="muted">none</div>') +
         `<h3>History</h3>` + (hist ? `<ul class="small">${hist}</ul>` : '<div class="muted">no operator actions yet</div>');
       el.hidden = false;
+      const tl = $('inc-timeline');
+      tl._incident = d;
+      window.ImmCharts.timeline(tl, d);
       $('inc-close').onclick = () => { el.hidden = true; incSelected = null; renderIncidents(); };
       $('inc-block').onclick = async () => {
         const field = d.principal_kind === 'prefix' ? 'ip' : d.principal_kind;
@@ -398,7 +413,27 @@
   const refreshActiveSoon = () => { clearTimeout(activeTimer); activeTimer = setTimeout(refreshActive, 300); };
 
   // ---- stats, distribution, models -----------------------------------------
+  // One line above the page: records lost (red), else models still learning, else nothing.
+  function renderBanner(s) {
+    const b = $('banner');
+    const lost = (s.records_lost && s.records_lost.total) || 0;
+    const m = s.models || {};
+    let text = '', bad = false;
+    if (lost > 0) {
+      bad = true;
+      text = `${fmtInt(lost)} records lost in the pipeline (consumers skipped unread data; see immunizer_records_lost_total and docs/operations.md).`;
+    } else if (!m.tracked) {
+      text = 'Waiting for the first scores: no records have reached analyze yet.';
+    } else if (m.learning > 0) {
+      text = `${fmtInt(m.learning)} of ${fmtInt(m.tracked)} models are still learning what normal looks like; they raise no alarms until they have seen enough calls.`;
+    }
+    b.hidden = !text;
+    b.textContent = text;
+    b.classList.toggle('bad', bad);
+  }
+
   function renderStats(s) {
+    renderBanner(s);
     $('c-scored').textContent = fmtInt(s.records_scored);
     if (s.incidents) {
       $('c-incidents').textContent = fmtInt(s.incidents.open);
@@ -430,6 +465,15 @@
     $('dist-learning').textContent = `${fmtInt(s.score_distribution.learning)} scored while learning (not shown) · log scale · orange: above threshold`;
   }
 
+  async function loadSeries() {
+    try {
+      const ts = await api('/api/timeseries');
+      const n = ts.points.length;
+      $('charts-range').textContent = n ? `sampled every ${ts.interval_ms / 1000} s, last ${Math.round(n * ts.interval_ms / 60000)} min` : `sampled every ${ts.interval_ms / 1000} s; the first sample comes soon`;
+      window.ImmCharts.overview(ts);
+    } catch (e) { $('charts-range').textContent = 'charts unavailable: ' + e.message; }
+  }
+
   async function refreshModels() {
     try {
       const ms = await api('/api/models?limit=25');
@@ -457,6 +501,8 @@
       for (const ev of mine) ev();
       renderActions();
       renderStats(st);
+      $('loading').hidden = true;
+      loadSeries();
       loadIncidents();
       refreshActive();
       refreshModels();
@@ -526,6 +572,27 @@
   };
   setInterval(() => { $('clock').textContent = new Date().toLocaleTimeString('en-GB', { hour12: false }); }, 1000);
   setInterval(refreshModels, 5000);
+  setInterval(loadSeries, 5000);
+  renderLegend();
+  // A cut value (call, principal) opens in full on click or Enter, and closes again.
+  const toggleWhole = (el) => el.classList.toggle('whole');
+  document.addEventListener('click', (ev) => { const c = ev.target.closest('.call[tabindex]'); if (c) toggleWhole(c); });
+  document.addEventListener('keydown', (ev) => {
+    if ((ev.key === 'Enter' || ev.key === ' ') && ev.target.matches && ev.target.matches('.call[tabindex]')) { ev.preventDefault(); toggleWhole(ev.target); }
+  });
+  // Theme switch (theme.js applied the stored or system choice before the page was drawn).
+  const themeButton = () => {
+    const light = document.documentElement.dataset.theme === 'light';
+    $('theme').textContent = light ? 'Dark theme' : 'Light theme';
+  };
+  themeButton();
+  $('theme').onclick = () => {
+    const next = document.documentElement.dataset.theme === 'light' ? 'dark' : 'light';
+    document.documentElement.dataset.theme = next;
+    try { localStorage.setItem('immunizer-theme', next); } catch (_) { /* not kept */ }
+    themeButton();
+    window.ImmCharts.restyle();
+  };
   setInterval(refreshActive, 10000);
   setInterval(refreshExecute, 10000);
   $('logout').onclick = async () => {

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { lineReader } from './lib.mjs';
+import { checkAccessibility, lineReader } from './lib.mjs';
 
 const [dashboardBin, testbedBin, artifactsArg] = process.argv.slice(2);
 const artifacts = artifactsArg || process.env.IMMUNIZER_BROWSER_ARTIFACTS || '/tmp';
@@ -75,6 +75,7 @@ try {
       '--set', 'http.listen=127.0.0.1', '--set', 'http.port=0',
       '--set', `dashboard.execute_address=${execute}`, '--set', 'dashboard.group=browser-incidents',
       '--set', 'dashboard.stats_interval_ms=300', '--set', `dashboard.data_dir=${dataDir}`,
+      '--set', 'dashboard.timeseries_interval_ms=300',
       '--set', 'dashboard.execute_tls=none',  // the testbed's fake execute is plaintext
       '--set', `dashboard.credentials_file=${credFile}`,
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -93,16 +94,18 @@ try {
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
-  const page = await browser.newPage({ viewport: { width: 1600, height: 1200 }, acceptDownloads: true });
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1200 }, acceptDownloads: true, colorScheme: 'dark' });
   const consoleErrors = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   page.on('dialog', (d) => d.accept());
   // Opens the page, signing in on the login form when the dashboard asks (sessions do not
   // survive a restart).
+  let loginChecked = false;
   const openSignedIn = async (url) => {
     await page.goto(url);
     if (/\/login\.html$/.test(page.url())) {
+      if (!loginChecked) { await checkAccessibility(page, 'the login page'); loginChecked = true; }
       await page.fill('#user', 'operator');
       await page.fill('#password', password);
       await page.click('#sign-in');
@@ -148,7 +151,34 @@ try {
   const blk = JSON.parse(blockLine.slice('BLOCK '.length));
   if (blk.field !== 'session' || blk.value !== 'ATTACKER-BT') throw new Error(`unexpected block ${blockLine}`);
   await page.locator('#inc-detail li', { hasText: 'block' }).waitFor({ timeout: 10_000 });
+
+  // 4b. The incident's timeline chart (its alarms over time) and the overview's charts, which
+  // state their figures in words for screen readers; a cut call opens in full on Enter.
+  const timeline = await page.locator('#inc-timeline').getAttribute('aria-label');
+  if (!/30 recent alarms/.test(timeline)) throw new Error(`timeline should describe the 30 alarms: ${timeline}`);
+  if (!(await page.evaluate(() => !!window.Chart && !!window.Chart.getChart(document.getElementById('inc-timeline'))))) {
+    throw new Error('the incident timeline chart was not drawn (Chart.js missing?)');
+  }
+  await page.waitForFunction(() => /^records scored per second: now/.test(document.getElementById('ch-scored').getAttribute('aria-label')), null, { timeout: 15_000 });
+  await page.waitForFunction(() => /^open incidents: now \d+, highest \d+, \d+ samples/.test(document.getElementById('ch-incidents').getAttribute('aria-label')), null, { timeout: 15_000 });
+  const cut = page.locator('#incident-rows .call[tabindex]').first();
+  await cut.focus();
+  await page.keyboard.press('Enter');
+  if (!(await cut.evaluate((e) => e.classList.contains('whole')))) throw new Error('Enter on a cut call should show it whole');
+  await page.keyboard.press('Enter');
+  if ((await page.locator('#legend-list dt').count()) < 20) throw new Error('the legend should list every feature family');
   await page.screenshot({ path: path.join(artifacts, 'immunizer-incidents.png'), fullPage: true });
+
+  // 4c. Accessibility (axe-core, WCAG 2.1 AA) in both themes; the choice survives a reload.
+  if ((await page.evaluate(() => document.documentElement.dataset.theme)) !== 'dark') throw new Error('a dark system preference should give the dark theme');
+  await checkAccessibility(page, 'the incident page (dark theme)');
+  await page.click('#theme');
+  if ((await page.evaluate(() => document.documentElement.dataset.theme)) !== 'light') throw new Error('the theme button should switch to light');
+  await checkAccessibility(page, 'the incident page (light theme)');
+  await page.reload();
+  await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 20_000 });
+  if ((await page.evaluate(() => document.documentElement.dataset.theme)) !== 'light') throw new Error('the light theme should survive a reload');
+  await page.screenshot({ path: path.join(artifacts, 'immunizer-incidents-light.png'), fullPage: true });
 
   // 5. CSV export of the filtered list (the link the page offers).
   const href = await page.locator('#inc-csv').getAttribute('href');
@@ -177,7 +207,7 @@ try {
   bed.stdin.write('quit\n');
   clearTimeout(timer);
   await cleanup();
-  console.log('PASS: attacker -> one incident; acknowledge; false positive; search; block from the incident; CSV; restart keeps them');
+  console.log('PASS: attacker -> one incident; timeline and overview charts; acknowledge; false positive; search; block from the incident; CSV; axe-core clean in both themes; restart keeps them');
   process.exit(0);
 } catch (e) {
   clearTimeout(timer);

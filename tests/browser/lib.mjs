@@ -26,3 +26,23 @@ export function lineReader(stream, tag, recent) {
     all: buf,
   };
 }
+
+// Runs axe-core (node_modules/axe-core) in the page against WCAG 2.0/2.1 A and AA and throws
+// with every violation found (rule, impact, the first offending elements). The script goes in
+// through the DevTools protocol, so the page's CSP (script-src 'self') does not stop it.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+let axeSource = null;
+export async function checkAccessibility(page, what) {
+  if (!axeSource) axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ') + ((n.any[0] && n.any[0].message) ? ` [${n.any[0].message}]` : '')) }));
+  });
+  if (result.length) {
+    throw new Error(`axe-core: ${result.length} accessibility violation(s) on ${what}:\n` +
+      result.map((v) => `  ${v.id} (${v.impact}): ${v.help} at ${v.nodes.join(', ')}`).join('\n'));
+  }
+  console.log(`axe-core: no WCAG 2.1 A/AA violations on ${what}`);
+}

@@ -19,12 +19,29 @@ import yaml
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
 DASH = os.path.join(ROOT, "deploy", "helm", "immunizer", "dashboards", "immunizer.json")
-COUNTERS = ["immunizer_kafka_messages_consumed_total", "immunizer_kafka_messages_produced_total",
-            "immunizer_deadletters_total", "immunizer_sensor_records_dropped_total",
-            "immunizer_sensor_records_sent_total", "immunizer_alarms_total", "immunizer_actions_total",
-            "immunizer_effector_denied_total"]
-GAUGES = ["immunizer_kafka_consumer_lag"]
-HISTOGRAMS = ["immunizer_detection_latency_seconds", "immunizer_mitigation_latency_seconds"]
+
+
+def families():
+    """Every metric family the shipped code registers (prometheus-cpp Build<Type>().Name("..."))
+    by type, from the sources under the repository (tests, benchmarks and fuzzers excluded)."""
+    found = {"Counter": set(), "Gauge": set(), "Histogram": set(), "Summary": set()}
+    pat = re.compile(r'Build(Counter|Gauge|Histogram|Summary)\(\)\s*\.Name\(\s*"(immunizer_[a-z_]+)"')
+    for top, dirs, files in os.walk(ROOT):
+        rel = os.path.relpath(top, ROOT)
+        if rel.split(os.sep)[0] in ("build", ".git", "tests", "bench", "fuzz", "node_modules") or "/tests" in "/" + rel:
+            dirs[:] = []
+            continue
+        for f in files:
+            if f.endswith((".cpp", ".hpp")):
+                for m in pat.finditer(open(os.path.join(top, f), errors="replace").read()):
+                    found[m.group(1)].add(m.group(2))
+    return found
+
+
+FAMILIES = families()
+COUNTERS = sorted(FAMILIES["Counter"])
+GAUGES = sorted(FAMILIES["Gauge"])
+HISTOGRAMS = sorted(FAMILIES["Histogram"] | FAMILIES["Summary"])
 failures = []
 
 
@@ -45,6 +62,10 @@ def main():
     variables = {v["name"]: v for v in d.get("templating", {}).get("list", [])}
     check(variables.get("datasource", {}).get("type") == "datasource" and variables["datasource"].get("query") == "prometheus",
           "a `datasource` variable of type prometheus (works with any datasource name)")
+    for v in ("job", "instance"):
+        check(variables.get(v, {}).get("type") == "query" and variables[v].get("includeAll"), f"a `{v}` variable (query, with All)")
+    check(len(COUNTERS) > 30 and len(GAUGES) > 10 and len(HISTOGRAMS) >= 3,
+          f"metric families found in the source ({len(COUNTERS)} counters, {len(GAUGES)} gauges, {len(HISTOGRAMS)} histograms)")
     panels = [p for p in d["panels"] if p["type"] != "row"]
     ids = [p["id"] for p in d["panels"]]
     check(len(ids) == len(set(ids)), "panel ids unique")
@@ -67,19 +88,25 @@ def main():
             exprs.append(e)
             check(t.get("datasource", {}).get("uid") == "${datasource}", f"query {t['refId']} of '{p['title']}' uses ${{datasource}}")
             check(all(e.count(a) == e.count(b) for a, b in ("()", "[]", "{}")), f"'{p['title']}' {t['refId']}: brackets balance")
+            check('job=~"$job"' in e and 'instance=~"$instance"' in e, f"'{p['title']}' {t['refId']}: honours $job and $instance")
             for m in re.findall(r"\bimmunizer_[a-z_]+", e):
                 base = re.sub(r"_(bucket|sum|count)$", "", m)
-                check(base in COUNTERS + GAUGES + HISTOGRAMS, f"'{p['title']}': {m} is a documented metric")
+                check(base in COUNTERS + GAUGES + HISTOGRAMS, f"'{p['title']}': {m} is a metric the code exports")
             for c in COUNTERS:
                 for m in re.finditer(re.escape(c) + r"\b", e):
                     before = e[:m.start()]
                     check(re.search(r"(rate|increase)\($", before.rstrip()) is not None, f"'{p['title']}': counter {c} read through rate()/increase()")
     alltext = "\n".join(exprs)
     for c in COUNTERS + GAUGES:
-        check(re.search(re.escape(c) + r"\b", alltext) is not None, f"dashboard charts {c}")
+        check(re.search(re.escape(c) + r"\b", alltext) is not None,
+              f"dashboard charts {c} (add a panel in deploy/grafana/dashboard.py and run it)")
     for h in HISTOGRAMS:
-        check(re.search(r"histogram_quantile\([^,]+,\s*sum by \(le\) \(rate\(" + h + r"_bucket", alltext) is not None,
+        check(re.search(r"histogram_quantile\([^,]+,\s*sum by \(le[a-z_, ]*\) \(rate\(" + h + r"_bucket", alltext) is not None,
               f"dashboard charts quantiles of {h}")
+    gen = os.path.join(ROOT, "deploy", "grafana", "dashboard.py")
+    import subprocess
+    check(subprocess.run([sys.executable, gen, "--check"], capture_output=True).returncode == 0,
+          "the JSON is what deploy/grafana/dashboard.py generates")
     titles = " ".join(p["title"].lower() for p in d["panels"])
     for word in ("throughput", "lag", "drops", "alarms", "actions", "detection latency", "mitigation latency"):
         check(word in titles, f"a panel or row about {word}")

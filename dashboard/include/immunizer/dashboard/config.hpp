@@ -31,6 +31,10 @@ struct DashboardConfig {
   int64_t sse_keepalive_ms = 15000;
   // How often a `stats` event is pushed to the browsers.
   int64_t stats_interval_ms = 1000;
+  // The overview's charts (GET /api/timeseries): one sample of the figures per interval, the
+  // newest `points` kept in memory (default: 5 s over the last hour; not persisted).
+  int64_t timeseries_interval_ms = 5000;
+  int64_t timeseries_points = 720;
   // execute's gRPC Operations endpoint (manual block/unblock) and the per-call deadline.
   std::string execute_address = "127.0.0.1:7070";
   int64_t execute_timeout_ms = 3000;

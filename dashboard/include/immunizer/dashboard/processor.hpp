@@ -13,6 +13,7 @@
 #include "immunizer/dashboard/notifier.hpp"
 #include "immunizer/dashboard/sse.hpp"
 #include "immunizer/dashboard/state.hpp"
+#include "immunizer/dashboard/timeseries.hpp"
 
 namespace immunizer::dashboard {
 
@@ -21,6 +22,7 @@ struct DashboardParts {
   IncidentEngine* incidents = nullptr;
   Notifier* notifier = nullptr;
   const ExecuteView* execute = nullptr;
+  TimeSeries* series = nullptr;
 };
 
 // Sends an incident change to the browsers ("incident" event) and, for opened, escalated
