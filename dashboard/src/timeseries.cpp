@@ -55,13 +55,14 @@ json TimeSeries::to_json() const {
   std::lock_guard lock(mu_);
   json points = json::array();
   for (const auto& s : samples_)
-    points.push_back({{"t", s.at_unix_nanos / 1'000'000},
-                      {"scored_per_second", s.scored_per_second},
-                      {"alarms_last_minute", s.alarms_last_minute},
-                      {"incidents_open", s.incidents_open},
-                      {"blocks_active", s.blocks_active},
-                      {"latency_p50_ms", s.latency_p50_ms < 0 ? json(nullptr) : json(s.latency_p50_ms)},
-                      {"records_lost", s.records_lost}});
+    points.push_back(
+        {{"t", s.at_unix_nanos / 1'000'000},
+         {"scored_per_second", s.scored_per_second},
+         {"alarms_last_minute", s.alarms_last_minute},
+         {"incidents_open", s.incidents_open},
+         {"blocks_active", s.blocks_active},
+         {"latency_p50_ms", s.latency_p50_ms < 0 ? json(nullptr) : json(s.latency_p50_ms)},
+         {"records_lost", s.records_lost}});
   return {{"interval_ms", interval_nanos_ / 1'000'000}, {"points", std::move(points)}};
 }
 

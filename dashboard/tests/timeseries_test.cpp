@@ -18,7 +18,8 @@ TEST(TimeSeriesTest, SamplesOncePerIntervalAndKeepsTheNewestPoints) {
   TimeSeries ts(5 * kSecond, 3);
   EXPECT_TRUE(ts.maybe_sample(100 * kSecond, stats(1, 0)));
   EXPECT_FALSE(ts.maybe_sample(104 * kSecond, stats(2, 0)));  // within the interval
-  for (int i = 1; i <= 4; ++i) EXPECT_TRUE(ts.maybe_sample((100 + 5 * i) * kSecond, stats(10 + i, i)));
+  for (int i = 1; i <= 4; ++i)
+    EXPECT_TRUE(ts.maybe_sample((100 + 5 * i) * kSecond, stats(10 + i, i)));
   ASSERT_EQ(ts.size(), 3u);
   const auto j = ts.to_json();
   EXPECT_EQ(j["interval_ms"], 5000);
