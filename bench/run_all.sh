@@ -4,13 +4,13 @@
 # fails only when a benchmark cannot run.
 # Usage: bench/run_all.sh [BUILD_DIR]
 #   env QUICK=1     shorter runs (fewer seeds, short load rounds): a smoke of every benchmark
-#   env ONLY="a b"  run only these: agents shop_handle monitor models shop_load pipeline
+#   env ONLY="a b"  run only these: agents shop_handle monitor models shop_load pipeline mitigation
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build/release}" && pwd)"
 DATASETS="${IMMUNIZER_DATASETS:-$ROOT/../shared/datasets}"
 QUICK="${QUICK:-0}"
-ONLY="${ONLY:-agents shop_handle monitor models shop_load pipeline}"
+ONLY="${ONLY:-agents shop_handle monitor models shop_load pipeline mitigation}"
 min_time=1.0
 seeds=10
 if [[ "$QUICK" == 1 ]]; then min_time=0.2; seeds=2; fi
@@ -66,6 +66,15 @@ if want pipeline; then
     run pipeline bash "$ROOT/bench/pipeline/run.sh" "$BUILD"
   else
     echo "skipped: bench/pipeline is not written yet (issue 13)"
+  fi
+fi
+if want mitigation; then
+  section "mitigation" "first attack request -> first 403 under wrk load on the demo stack (target p99 <= 250 ms at 10k req/s)"
+  if command -v wrk >/dev/null; then
+    if [[ "$QUICK" == 1 ]]; then export RATE=${RATE:-2000} ROUNDS=${ROUNDS:-3}; fi
+    run mitigation bash "$ROOT/bench/mitigation/run.sh" "$BUILD/bin"
+  else
+    echo "skipped: wrk not installed (scripts/deps.sh installs it)"
   fi
 fi
 if ((${#failed[@]})); then

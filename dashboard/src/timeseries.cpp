@@ -35,7 +35,7 @@ bool TimeSeries::maybe_sample(int64_t now, const json& stats) {
   s.incidents_open = number_at(stats, {"incidents", "open"});
   s.blocks_active = number_at(stats, {"blocks_active"});
   s.latency_p50_ms = number_at(stats, {"latency_call_to_applied_ms", "p50"}, -1);
-  s.records_lost = number_at(stats, {"records_lost", "total"});
+  s.records_lost = number_at(stats, {"pipeline", "records_lost"});
   add(s);
   return true;
 }

@@ -45,7 +45,7 @@ TEST(TimeSeriesTest, MissingOrNonNumericFieldsAreZeroAndNoLatencyIsNull) {
 TEST(TimeSeriesTest, LatencyAndLossAreCarried) {
   TimeSeries ts(kSecond, 10);
   ts.maybe_sample(kSecond, {{"latency_call_to_applied_ms", {{"p50", 180.5}}},
-                            {"records_lost", {{"total", 12}}}});
+                            {"pipeline", {{"records_lost", 12}}}});
   const auto p = ts.to_json()["points"][0];
   EXPECT_DOUBLE_EQ(p["latency_p50_ms"].get<double>(), 180.5);
   EXPECT_DOUBLE_EQ(p["records_lost"].get<double>(), 12);

@@ -416,7 +416,7 @@
   // One line above the page: records lost (red), else models still learning, else nothing.
   function renderBanner(s) {
     const b = $('banner');
-    const lost = (s.records_lost && s.records_lost.total) || 0;
+    const lost = (s.pipeline && s.pipeline.records_lost) || 0;  // null until the first poll
     const m = s.models || {};
     let text = '', bad = false;
     if (lost > 0) {

@@ -141,6 +141,8 @@ run_one() {
 }
 run_one consumer "$work/consumer/consumer"
 run_one consumer_static "$work/consumer/consumer_static"
+[[ -x "$work/consumer/consumer_httplib" ]] || fail "consumer_httplib (Immunizer::httplib_middleware) was not built"
+run_one consumer_httplib "$work/consumer/consumer_httplib"
 # The C example says hello as app "c-effector-example": it needs a certificate of that name
 # (execute refuses an effector whose hello differs from its certificate).
 "$bin/immunizer" pki --state-dir "$S" issue effector c-effector-example >/dev/null || fail "immunizer pki issue"
@@ -148,4 +150,4 @@ export IMMUNIZER_EFFECTOR_TLS_CERT_FILE=$S/tls/effector-c-effector-example.crt
 export IMMUNIZER_EFFECTOR_TLS_KEY_FILE=$S/tls/effector-c-effector-example.key
 run_one consumer_c "$work/consumer/consumer_c" 40 --wait-block 60
 run_one c_pkgconfig "$work/c_pkgconfig" 40 --wait-block 60
-echo "OK ($mode): consumer, consumer_static, consumer_c and c_pkgconfig built against $prefix, records arrived, blocks reached them"
+echo "OK ($mode): consumer, consumer_static, consumer_httplib, consumer_c and c_pkgconfig built against $prefix, records arrived, blocks reached them"

@@ -1,0 +1,26 @@
+-- wrk script of bench/mitigation/run.sh: normal shop traffic from many clients (a session
+-- cookie and a forwarded address each, the demo shop trusts 127.0.0.1 as its proxy), paced
+-- by DELAY_MS per request and connection so that connections * 1000 / DELAY_MS is the offered
+-- rate.
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "10")
+local paths = {
+  "/tienda1/index.jsp",
+  "/tienda1/publico/productos.jsp",
+  "/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito",
+  "/tienda1/publico/anadir.jsp?id=1&nombre=Queso+Manchego&precio=39&cantidad=2&B1=A%F1adir+al+carrito",
+  "/tienda1/publico/autenticar.jsp?modo=entrar&login=choong&pwd=d1se3ci%F3n&remember=off&B1=Entrar",
+  "/tienda1/publico/caracteristicas.jsp?id=2",
+  "/tienda1/miembros/editar.jsp?modo=registro&login=bob&password=fr1ed&nombre=Bob&apellidos=Ruiz&email=bob%40example.com&dni=12345678Z&direccion=Calle+Mayor+1&ciudad=Madrid&cp=28001&provincia=Madrid&ntc=4111111111111111&B1=Registrar",
+}
+local n = 0
+function delay() return delay_ms end
+function request()
+  n = n + 1
+  local client = math.random(1, 4000)
+  local headers = {
+    ["Cookie"] = string.format("JSESSIONID=%032X", client),
+    ["X-Forwarded-For"] = string.format("10.%d.%d.%d", client % 200, (client // 200) % 250, 1 + client % 250),
+    ["User-Agent"] = "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)",
+  }
+  return wrk.format("GET", paths[1 + n % #paths], headers)
+end
