@@ -26,6 +26,7 @@ AnalyzeConfig AnalyzeConfig::from_config(const common::Config& c) {
   d.feedback_share = c.get_double("analyze.feedback_share", d.feedback_share, 0, 0.5);
   d.top_features = static_cast<size_t>(
       c.get_int("analyze.top_features", static_cast<int64_t>(d.top_features), 1, 100));
+  d.background_refit = c.get_bool("analyze.background_refit", d.background_refit);
   a.threads =
       static_cast<size_t>(c.get_int("analyze.threads", static_cast<int64_t>(a.threads), 1, 256));
   a.snapshot_interval_ms =

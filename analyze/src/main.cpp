@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   return common::run_service(argc, argv, "analyze", 9102, [](common::ServiceContext& ctx) {
     auto cfg = analyze::AnalyzeConfig::from_config(ctx.config);
     const bool restore = ctx.config.get_bool("analyze.restore_snapshots", true);
-    return [&ctx, cfg, restore] {
+    const auto tuning = common::StreamTuning::from_config(ctx.config, "analyze");
+    return [&ctx, cfg, restore, tuning] {
       common::KafkaMetrics metrics(*ctx.registry, "analyze");
       common::SystemClock clock;
       analyze::AnalyzeProcessor proc(cfg, ctx.topics, clock, *ctx.registry);
@@ -28,7 +29,7 @@ int main(int argc, char** argv) {
           "analyze", restore, [&](const auto& snaps) { return proc.restore(snaps); },
           [&](common::Producer* p) { proc.set_snapshot_producer(p); }};
       common::run_stream_service(ctx, proc, metrics, cfg.group,
-                                 {ctx.topics.features, ctx.topics.feedback}, &snapshots);
+                                 {ctx.topics.features, ctx.topics.feedback}, &snapshots, tuning);
     };
   });
 }

@@ -351,6 +351,9 @@ void AnalyzeProcessor::tick(common::Producer& out) {
 }
 
 void AnalyzeProcessor::drain(common::Producer& out) {
+  // The final snapshots hold the newest models: wait for the refits under way.
+  for (const auto& k : models_.keys())
+    if (auto* s = models_.find(k); s && s->finish_refit()) snapshots_.mark(k);
   snapshots_.write_final(out, [this](const std::string& k) { return state_of(k); });
 }
 

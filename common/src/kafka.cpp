@@ -260,7 +260,8 @@ class KafkaProducer final : public Producer {
 class KafkaConsumer final : public Consumer {
  public:
   KafkaConsumer(const KafkaSettings& s, const std::string& group,
-                const std::vector<std::string>& topics, KafkaMetrics* metrics)
+                const std::vector<std::string>& topics, KafkaMetrics* metrics,
+                const std::map<std::string, std::string>& overrides)
       : metrics_(metrics) {
     auto props = s.properties();
     props["group.id"] = group;
@@ -271,6 +272,7 @@ class KafkaConsumer final : public Consumer {
     props["heartbeat.interval.ms"] = "1000";
     props["fetch.wait.max.ms"] = "20";
     props["topic.metadata.refresh.interval.ms"] = "5000";
+    for (const auto& [k, v] : overrides) props[k] = v;
     rd_kafka_conf_t* conf = make_conf(props);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     char err[512];
@@ -440,8 +442,9 @@ std::unique_ptr<Producer> make_kafka_producer(const KafkaSettings& s, const std:
 
 std::unique_ptr<Consumer> make_kafka_consumer(const KafkaSettings& s, const std::string& group,
                                               const std::vector<std::string>& topics,
-                                              KafkaMetrics* metrics) {
-  return std::make_unique<KafkaConsumer>(s, group, topics, metrics);
+                                              KafkaMetrics* metrics,
+                                              const std::map<std::string, std::string>& overrides) {
+  return std::make_unique<KafkaConsumer>(s, group, topics, metrics, overrides);
 }
 
 }  // namespace immunizer::common

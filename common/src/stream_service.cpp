@@ -4,9 +4,19 @@
 
 namespace immunizer::common {
 
+StreamTuning StreamTuning::from_config(const Config& c, const std::string& service) {
+  StreamTuning t;
+  t.max_batch = static_cast<size_t>(
+      c.get_int(service + ".max_batch", static_cast<int64_t>(t.max_batch), 1, 100'000));
+  t.poll_timeout_ms = c.get_int(service + ".poll_timeout_ms", t.poll_timeout_ms, 0, 10'000);
+  t.linger_ms = c.get_int(service + ".linger_ms", t.linger_ms, 0, 10'000);
+  t.fetch_wait_max_ms = c.get_int(service + ".fetch_wait_max_ms", t.fetch_wait_max_ms, 0, 10'000);
+  return t;
+}
+
 void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metrics,
                         const std::string& group, const std::vector<std::string>& topics,
-                        const SnapshotHooks* snapshots) {
+                        const SnapshotHooks* snapshots, const StreamTuning& tuning) {
   std::unique_ptr<Producer> snapshot_producer;
   if (snapshots) {
     if (snapshots->restore) {
@@ -20,11 +30,17 @@ void run_stream_service(ServiceContext& ctx, Processor& proc, KafkaMetrics& metr
                                             {{"message.max.bytes", "16000000"}});
     snapshots->attach(snapshot_producer.get());
   }
-  auto producer = make_kafka_producer(ctx.kafka, ctx.name, &metrics);
-  auto consumer = make_kafka_consumer(ctx.kafka, group, topics, &metrics);
+  auto producer = make_kafka_producer(ctx.kafka, ctx.name, &metrics,
+                                      {{"linger.ms", std::to_string(tuning.linger_ms)}});
+  auto consumer =
+      make_kafka_consumer(ctx.kafka, group, topics, &metrics,
+                          {{"fetch.wait.max.ms", std::to_string(tuning.fetch_wait_max_ms)}});
   StreamLoop loop(*consumer, *producer, proc,
-                  {.service = ctx.name, .deadletter_topic = ctx.topics.deadletter}, &metrics,
-                  ctx.registry.get());
+                  {.service = ctx.name,
+                   .deadletter_topic = ctx.topics.deadletter,
+                   .max_batch = tuning.max_batch,
+                   .poll_timeout = std::chrono::milliseconds(tuning.poll_timeout_ms)},
+                  &metrics, ctx.registry.get());
   ctx.ready();
   loop.run(ctx.stop);
 }

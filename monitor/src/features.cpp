@@ -57,6 +57,11 @@ void append_model_key(std::string& k, const immunizer::v1::CallRecord& r) {
 }
 }  // namespace
 
+void FeatureExtractor::model_key(const immunizer::v1::CallRecord& r, std::string* out) {
+  out->clear();
+  append_model_key(*out, r);
+}
+
 std::string FeatureExtractor::model_key(const immunizer::v1::CallRecord& r) {
   std::string k;
   k.reserve(r.id().app().size() + r.call().size() + r.context().size() + 2);

@@ -73,6 +73,27 @@ void MonitorProcessor::process_message(const common::Message& m, common::Produce
                                        const Reject& reject) {
   records_buf_.clear();
   undecodable_.clear();
+  // The common case: a batch that decodes as a whole, into a reused message (its records'
+  // strings and arguments are reused, not allocated per record). Otherwise each record is
+  // decoded on its own, so one that does not decode is dead-lettered alone.
+  if (v1::is_call_record_batch(m.payload) &&
+      batch_buf_.ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size())) &&
+      batch_buf_.batch_format() == 1) {
+    for (const auto& rec : batch_buf_.records()) {
+      std::string reason;
+      if (!process_record(rec, out, &reason)) {
+        common::Message part;
+        part.topic = m.topic;
+        part.partition = m.partition;
+        part.offset = m.offset;
+        part.key = m.key;
+        part.timestamp_ms = m.timestamp_ms;
+        part.payload = rec.SerializeAsString();
+        reject(part, "unusable_call_record", reason);
+      }
+    }
+    return;
+  }
   if (!v1::parse_call_records(m.payload, &records_buf_, &undecodable_)) {
     rejected_.Add({{"reason", "unparsable_call_record"}}).Increment();
     reject(m, "unparsable_call_record", "payload is not a CallRecord or CallRecordBatch");
@@ -109,15 +130,16 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
     rejected_.Add({{"reason", "denied_by_effector"}}).Increment();
     return true;
   }
-  const std::string key = FeatureExtractor::model_key(rec);
-  v1::FeatureVector& v = scratch_[key];
+  FeatureExtractor::model_key(rec, &key_buf_);
+  auto sit = scratch_.find(key_buf_);
+  if (sit == scratch_.end()) sit = scratch_.try_emplace(key_buf_).first;
+  v1::FeatureVector& v = sit->second;
   if (!extractor_.extract(rec, &v, reason)) {
-    scratch_.erase(key);
+    scratch_.erase(sit);
     rejected_.Add({{"reason", reason->substr(0, reason->find(':'))}}).Increment();
     return false;
   }
   records_.Increment();
-  snapshots_.mark(v.model_key());
   // The row joins the key's output message; its fields are swapped out of the extractor's
   // reusable vector (no copy), the schema is copied only when a message starts or the
   // version changes. A new version, or a full message, starts the next message.
@@ -159,6 +181,7 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
 }
 
 void MonitorProcessor::emit(v1::FeatureVectorBatch& b, common::Producer& out) {
+  snapshots_.mark(b.model_key());  // once per message, not per record
   b.SerializeToString(&out_buf_);
   out.produce(topics_.features, b.model_key(), out_buf_);
   b.mutable_rows()->Clear();  // keeps the cleared rows for reuse

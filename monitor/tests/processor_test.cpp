@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/common/stream_service.hpp"
 #include "immunizer/v1/call_records.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/text.hpp"
@@ -235,6 +236,38 @@ TEST(MonitorConfig, ReadsEveryKeyAndRejectsBadValuesByName) {
     } catch (const common::ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find(key.substr(key.find('.') + 1)), std::string::npos)
           << e.what();
+    }
+  }
+}
+
+// Issue 13: batch size, poll timeout, linger and fetch wait are per-service keys, checked.
+TEST(StreamTuning, ReadsTheServicesOwnKeysAndRejectsBadValuesByName) {
+  using common::Config;
+  const auto t =
+      common::StreamTuning::from_config(Config::from_map({{"monitor.max_batch", "2000"},
+                                                          {"monitor.poll_timeout_ms", "5"},
+                                                          {"monitor.linger_ms", "0"},
+                                                          {"monitor.fetch_wait_max_ms", "50"},
+                                                          {"analyze.max_batch", "7"}}),
+                                        "monitor");
+  EXPECT_EQ(t.max_batch, 2000u);
+  EXPECT_EQ(t.poll_timeout_ms, 5);
+  EXPECT_EQ(t.linger_ms, 0);
+  EXPECT_EQ(t.fetch_wait_max_ms, 50);
+  const auto d = common::StreamTuning::from_config(Config::from_map({}), "analyze");
+  EXPECT_EQ(d.max_batch, 500u);
+  EXPECT_EQ(d.linger_ms, 5);
+  for (const auto& [key, bad] :
+       std::vector<std::pair<std::string, std::string>>{{"monitor.max_batch", "0"},
+                                                        {"monitor.max_batch", "0x10"},
+                                                        {"monitor.poll_timeout_ms", "-1"},
+                                                        {"monitor.linger_ms", "99999"},
+                                                        {"monitor.fetch_wait_max_ms", " 5"}}) {
+    try {
+      common::StreamTuning::from_config(Config::from_map({{key, bad}}), "monitor");
+      ADD_FAILURE() << key << "=" << bad << " accepted";
+    } catch (const common::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
     }
   }
 }

@@ -27,12 +27,13 @@ int main(int argc, char** argv) {
       throw common::ConfigError(std::string("config key 'plan.signing_key_file': ") + e.what());
     }
     ctx.log->info("signing plans with key {} ({})", key->key_id(), key_file);
-    return [&ctx, cfg, group, key] {
+    const auto tuning = common::StreamTuning::from_config(ctx.config, "plan");
+    return [&ctx, cfg, group, key, tuning] {
       common::KafkaMetrics metrics(*ctx.registry, "plan");
       common::SystemClock clock;
       plan::PlanProcessor proc(cfg, ctx.topics, clock, *ctx.registry, key);
       common::run_stream_service(ctx, proc, metrics, group,
-                                 {ctx.topics.alarms, ctx.topics.feedback});
+                                 {ctx.topics.alarms, ctx.topics.feedback}, nullptr, tuning);
     };
   });
 }

@@ -1,6 +1,7 @@
 #include "immunizer/analyze/models/model_key_state.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -9,6 +10,7 @@
 #include <zlib.h>
 
 #include "immunizer/analyze/models/serial.hpp"
+#include "immunizer/analyze/models/thread_pool.hpp"
 
 namespace immunizer::analyze {
 
@@ -89,6 +91,7 @@ void ModelKeyState::reset(FeatureNames names, uint32_t version) {
   has_schema_ = true;
   schema_version_ = version;
   names_ = std::move(names);
+  pending_fit_.reset();  // a refit of the old schema's data is of no use
   state_ = ModelState::kLearning;
   since_fit_ = 0;
   reservoir_ = {0, names_->size(), {}};
@@ -240,58 +243,150 @@ Matrix ModelKeyState::rows_from(bool feedback) const {
   return m;
 }
 
-void ModelKeyState::fit_models() {
-  const uint64_t seed = cfg_.seed + 0x9E3779B97F4A7C15ull * fits_;
-  const std::size_t n = reservoir_.rows;
-  Matrix data(n, reservoir_.cols);
-  std::copy(reservoir_.values.begin(), reservoir_.values.end(), data.values.begin());
+struct ModelKeyState::FitJob {
+  DetectorConfig cfg;
+  uint64_t seed = 0;
+  Reservoir reservoir;
+  std::vector<uint8_t> feedback_mark;
+  std::size_t feedback_rows = 0;
+  // Results.
+  IsolationForest forest;
+  AutoencoderEnsemble ae;
+  TailCalibrator forest_cal, ae_cal, combined_cal;
+  ModelKeyState* constants = nullptr;  // a scratch state holding constant_, lo_, hi_, rarity_
+  std::unique_ptr<ModelKeyState> scratch;
+  bool failed = false;
+  std::atomic<bool> done{false};
+};
+
+ModelKeyState::~ModelKeyState() = default;
+ModelKeyState::ModelKeyState(ModelKeyState&&) noexcept = default;
+ModelKeyState& ModelKeyState::operator=(ModelKeyState&&) noexcept = default;
+
+std::shared_ptr<ModelKeyState::FitJob> ModelKeyState::make_fit_job() const {
+  auto job = std::make_shared<FitJob>();
+  job->cfg = cfg_;
+  job->seed = cfg_.seed + 0x9E3779B97F4A7C15ull * fits_;
+  job->reservoir = reservoir_;
+  job->feedback_mark = feedback_mark_;
+  job->feedback_rows = feedback_rows_;
+  return job;
+}
+
+void ModelKeyState::run_fit(FitJob& j) {
+  // The constants are learnt by a scratch state over the job's copy of the reservoir, with
+  // the same code as a restore uses.
+  j.scratch = std::make_unique<ModelKeyState>(j.cfg);
+  ModelKeyState& k = *j.scratch;
+  k.reservoir_ = std::move(j.reservoir);
+  k.feedback_mark_ = std::move(j.feedback_mark);
+  k.feedback_rows_ = j.feedback_rows;
+  const bool use_forest = k.uses_forest(), use_ae = k.uses_ae();
+  const std::size_t n = k.reservoir_.rows;
+  Matrix data(n, k.reservoir_.cols);
+  std::copy(k.reservoir_.values.begin(), k.reservoir_.values.end(), data.values.begin());
   // Which features are constant, and their range, are learnt from traffic (like the
   // calibration below); feedback only widens the range where enough of it agrees.
-  if (feedback_rows_ > 0) {
-    const Matrix fb = rows_from(true);
-    learn_constants(rows_from(false), &fb);
+  if (k.feedback_rows_ > 0) {
+    const Matrix fb = k.rows_from(true);
+    k.learn_constants(k.rows_from(false), &fb);
   } else {
-    learn_constants(data, nullptr);
+    k.learn_constants(data, nullptr);
   }
   std::vector<double> combined(n, 0.0), s(n);
   // Calibration (tails and threshold) is learnt from the rows that did not come from
   // feedback: analysts may teach the detectors, not move the threshold.
-  const bool skip_feedback = feedback_rows_ > 0 && n - feedback_rows_ >= 2;
+  const bool skip_feedback = k.feedback_rows_ > 0 && n - k.feedback_rows_ >= 2;
   auto calibration_rows = [&](const std::vector<double>& all) {
     if (!skip_feedback) return all;
     std::vector<double> kept;
-    kept.reserve(n - feedback_rows_);
+    kept.reserve(n - k.feedback_rows_);
     for (std::size_t i = 0; i < n; ++i)
-      if (!feedback_mark_[i]) kept.push_back(all[i]);
+      if (!k.feedback_mark_[i]) kept.push_back(all[i]);
     return kept;
   };
-  if (uses_forest()) {
-    const int mixed = cfg_.detector == DetectorKind::kIForest ? 0 : cfg_.mixed_sample_size;
-    forest_ = IsolationForest::fit(
-        data, {cfg_.trees, cfg_.sample_size, mixed, 0, seed, cfg_.fit_threads});
-    forest_.score_batch(data, s);
-    forest_cal_.fit(calibration_rows(s), cfg_.peak_quantile);
+  const DetectorConfig& cfg = j.cfg;
+  if (use_forest) {
+    const int mixed = cfg.detector == DetectorKind::kIForest ? 0 : cfg.mixed_sample_size;
+    j.forest =
+        IsolationForest::fit(data, {cfg.trees, cfg.sample_size, mixed, 0, j.seed, cfg.fit_threads});
+    j.forest.score_batch(data, s);
+    j.forest_cal.fit(calibration_rows(s), cfg.peak_quantile);
     for (std::size_t i = 0; i < n; ++i)
-      combined[i] += -forest_weight() * std::log10(forest_cal_.tail(s[i]));
+      combined[i] += -k.forest_weight() * std::log10(j.forest_cal.tail(s[i]));
   }
-  if (uses_ae()) {
-    AutoencoderParams ap{cfg_.ae_max_group,
-                         cfg_.ae_hidden_ratio,
-                         cfg_.ae_learning_rate,
-                         cfg_.ae_min_updates,
+  if (use_ae) {
+    AutoencoderParams ap{cfg.ae_max_group,
+                         cfg.ae_hidden_ratio,
+                         cfg.ae_learning_rate,
+                         cfg.ae_min_updates,
                          50,
-                         seed};
-    ae_ = AutoencoderEnsemble::fit(data, ap);
-    ae_.score_batch(data, s);
-    ae_cal_.fit(calibration_rows(s), cfg_.peak_quantile);
+                         j.seed};
+    j.ae = AutoencoderEnsemble::fit(data, ap);
+    j.ae.score_batch(data, s);
+    j.ae_cal.fit(calibration_rows(s), cfg.peak_quantile);
     for (std::size_t i = 0; i < n; ++i)
-      combined[i] += -ae_weight() * std::log10(ae_cal_.tail(s[i]));
+      combined[i] += -k.ae_weight() * std::log10(j.ae_cal.tail(s[i]));
   }
-  combined_cal_.fit(calibration_rows(combined), cfg_.peak_quantile);
+  j.combined_cal.fit(calibration_rows(combined), cfg.peak_quantile);
+}
+
+void ModelKeyState::install_fit(FitJob& j) {
+  forest_ = std::move(j.forest);
+  ae_ = std::move(j.ae);
+  forest_cal_ = std::move(j.forest_cal);
+  ae_cal_ = std::move(j.ae_cal);
+  combined_cal_ = std::move(j.combined_cal);
+  constant_ = std::move(j.scratch->constant_);
+  lo_ = std::move(j.scratch->lo_);
+  hi_ = std::move(j.scratch->hi_);
+  rarity_ = std::move(j.scratch->rarity_);
   set_threshold();
   ++fits_;
   since_fit_ = 0;
   state_ = ModelState::kActive;
+}
+
+void ModelKeyState::fit_models() {
+  pending_fit_.reset();  // a fit now supersedes one under way
+  const auto job = make_fit_job();
+  run_fit(*job);
+  install_fit(*job);
+}
+
+void ModelKeyState::refit() {
+  if (refitter_ == nullptr || !cfg_.background_refit) {
+    fit_models();
+    return;
+  }
+  if (pending_fit_) return;  // one at a time; since_fit_ keeps counting until it is installed
+  pending_fit_ = make_fit_job();
+  refitter_->submit([job = pending_fit_] {
+    try {
+      run_fit(*job);
+    } catch (...) {
+      job->failed = true;  // e.g. out of memory: the current model stays
+    }
+    job->done.store(true, std::memory_order_release);
+  });
+}
+
+void ModelKeyState::install_pending_if_done() {
+  if (!pending_fit_ || !pending_fit_->done.load(std::memory_order_acquire)) return;
+  const auto job = std::move(pending_fit_);
+  pending_fit_.reset();
+  if (job->failed) {
+    since_fit_ = 0;  // try again after another refit_every vectors
+    return;
+  }
+  install_fit(*job);
+}
+
+bool ModelKeyState::finish_refit() {
+  if (!pending_fit_) return false;
+  while (!pending_fit_->done.load(std::memory_order_acquire)) refitter_->wait_idle();
+  install_pending_if_done();
+  return true;
 }
 
 void ModelKeyState::set_threshold() {
@@ -309,6 +404,7 @@ Verdict ModelKeyState::observe_checked(std::span<const double> x, std::size_t na
   // scoring); a changed width without a new version is caught too.
   if (!has_schema_ || schema_version != schema_version_ || x.size() != names_->size())
     reset(names(), schema_version);
+  install_pending_if_done();  // a background refit is swapped in between two vectors
   ++records_seen_;
   if (state_ == ModelState::kLearning) {
     remember(x);
@@ -317,7 +413,7 @@ Verdict ModelKeyState::observe_checked(std::span<const double> x, std::size_t na
   }
   Verdict v = score(x);
   if (!v.alarm) remember(x);
-  if (cfg_.refit_every > 0 && ++since_fit_ >= cfg_.refit_every) fit_models();
+  if (cfg_.refit_every > 0 && ++since_fit_ >= cfg_.refit_every) refit();
   return v;
 }
 

@@ -14,12 +14,29 @@ ModelKeyState* ModelRegistry::find(const std::string& key) {
 
 ModelKeyState& ModelRegistry::get_or_create(const std::string& key) {
   auto& slot = keys_[key];
-  if (!slot) slot = std::make_unique<ModelKeyState>(cfg_);
+  if (!slot) {
+    slot = std::make_unique<ModelKeyState>(cfg_);
+    slot->set_refitter(&refits_);
+  }
   return *slot;
 }
 
 void ModelRegistry::restore(const std::string& key, const std::string& bytes) {
-  keys_[key] = std::make_unique<ModelKeyState>(ModelKeyState::restore(bytes, cfg_));
+  auto state = std::make_unique<ModelKeyState>(ModelKeyState::restore(bytes, cfg_));
+  state->set_refitter(&refits_);
+  keys_[key] = std::move(state);
+}
+
+std::size_t ModelRegistry::finish_refits() {
+  std::size_t n = 0;
+  for (auto& [k, v] : keys_) n += v->finish_refit() ? 1 : 0;
+  return n;
+}
+
+std::size_t ModelRegistry::refits_pending() const {
+  std::size_t n = 0;
+  for (const auto& [k, v] : keys_) n += v->refit_pending() ? 1 : 0;
+  return n;
 }
 
 std::vector<std::string> ModelRegistry::keys() const {

@@ -77,4 +77,52 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
   if (err) std::rethrow_exception(err);
 }
 
+TaskQueue::TaskQueue() : thread_([this] { loop(); }) {}
+
+TaskQueue::~TaskQueue() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    tasks_.clear();
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void TaskQueue::submit(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
+void TaskQueue::wait_idle() {
+  std::unique_lock lock(mu_);
+  idle_.wait(lock, [&] { return tasks_.empty() && !busy_; });
+}
+
+std::size_t TaskQueue::queued() const {
+  std::lock_guard lock(mu_);
+  return tasks_.size() + (busy_ ? 1 : 0);
+}
+
+void TaskQueue::loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
+    if (stop_) break;
+    auto task = std::move(tasks_.front());
+    tasks_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    task();
+    lock.lock();
+    busy_ = false;
+    if (tasks_.empty()) idle_.notify_all();
+  }
+  busy_ = false;
+  idle_.notify_all();
+}
+
 }  // namespace immunizer::analyze

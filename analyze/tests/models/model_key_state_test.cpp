@@ -6,6 +6,7 @@
 #include <random>
 
 #include "immunizer/analyze/models/registry.hpp"
+#include "immunizer/analyze/models/thread_pool.hpp"
 
 namespace immunizer::analyze {
 namespace {
@@ -285,6 +286,45 @@ TEST(DetectorConfig, ValidateNamesTheField) {
   c = {};
   c.fixed_threshold = std::numeric_limits<double>::infinity();
   EXPECT_THROW(validate(c), std::invalid_argument);
+}
+
+// Issue 13: a periodic refit runs in the background: scoring goes on with the current model
+// until the new one is swapped in, and the new one is the very fit the in-line refit makes.
+TEST(ModelKeyState, BackgroundRefitKeepsScoringThenSwapsInTheSameModel) {
+  DetectorConfig cfg = small_config();  // grace 300, refit every 200
+  DetectorConfig bg_cfg = cfg;
+  bg_cfg.background_refit = true;
+  TaskQueue queue;
+  ModelKeyState inline_fit(cfg), background(bg_cfg);
+  background.set_refitter(&queue);
+  std::mt19937_64 gen(5);
+  std::vector<std::vector<double>> xs;
+  for (int i = 0; i < 600; ++i) xs.push_back(normal_vector(gen));
+  for (int i = 0; i < 499; ++i) {  // the first fit is in line for both
+    const auto a = inline_fit.observe(xs[i], kNames, 1), b = background.observe(xs[i], kNames, 1);
+    ASSERT_EQ(a.combined, b.combined) << i;
+  }
+  EXPECT_EQ(background.fits(), 1u);
+  const double before = background.score(xs[550]).combined;
+  inline_fit.observe(xs[499], kNames, 1);  // the 200th scored vector: a refit is due
+  background.observe(xs[499], kNames, 1);
+  EXPECT_EQ(inline_fit.fits(), 2u);
+  EXPECT_EQ(background.fits(), 1u);
+  EXPECT_TRUE(background.refit_pending());
+  EXPECT_EQ(background.score(xs[550]).combined, before) << "the old model scores meanwhile";
+  ASSERT_TRUE(background.finish_refit());  // a test may wait for it
+  EXPECT_FALSE(background.refit_pending());
+  EXPECT_EQ(background.fits(), 2u);
+  for (int i = 500; i < 600; ++i)
+    ASSERT_EQ(inline_fit.observe(xs[i], kNames, 1).combined,
+              background.observe(xs[i], kNames, 1).combined)
+        << i;
+  // Installed without waiting too: the next refit is picked up by a later vector.
+  for (int i = 0; i < 400 && background.fits() < 3; ++i) {
+    background.observe(normal_vector(gen), kNames, 1);
+    if (background.refit_pending()) queue.wait_idle();
+  }
+  EXPECT_EQ(background.fits(), 3u);
 }
 
 TEST(ModelRegistry, ParallelEqualsSequential) {

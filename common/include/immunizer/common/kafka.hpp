@@ -122,8 +122,9 @@ std::unique_ptr<Producer> make_kafka_producer(
     const KafkaSettings& s, const std::string& client_id, KafkaMetrics* metrics,
     const std::map<std::string, std::string>& overrides = {});
 // Consumer-group member with manual commits, starting at the earliest offset for a new group.
-std::unique_ptr<Consumer> make_kafka_consumer(const KafkaSettings& s, const std::string& group,
-                                              const std::vector<std::string>& topics,
-                                              KafkaMetrics* metrics);
+// `overrides` are extra librdkafka properties (e.g. fetch.wait.max.ms).
+std::unique_ptr<Consumer> make_kafka_consumer(
+    const KafkaSettings& s, const std::string& group, const std::vector<std::string>& topics,
+    KafkaMetrics* metrics, const std::map<std::string, std::string>& overrides = {});
 
 }  // namespace immunizer::common

@@ -89,6 +89,8 @@ class FeatureExtractor {
 
   // "<app>|<call>|<context>".
   static std::string model_key(const immunizer::v1::CallRecord& r);
+  // The same into `out` (replaced; no allocation when it has room).
+  static void model_key(const immunizer::v1::CallRecord& r, std::string* out);
 
   // Computes the record's features against the model state BEFORE folding the record in,
   // then folds it in. Fills model_key, record_id, schema {version, names}, values, principal,

@@ -59,8 +59,10 @@ class MonitorProcessor final : public common::Processor {
     size_t bytes = 0;
   };
   std::map<std::string, Pending, std::less<>> pending_;
-  std::string out_buf_;                             // serialisation buffer, reused
-  std::vector<v1::CallRecord> records_buf_;         // the records of the current message
+  std::string out_buf_;                      // serialisation buffer, reused
+  std::vector<v1::CallRecord> records_buf_;  // the records of the current message
+  v1::CallRecordBatch batch_buf_;  // a batch decoded whole; its records reused between messages
+  std::string key_buf_;            // the current record's model key
   std::vector<v1::UndecodableRecord> undecodable_;  // and those that did not decode
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;

@@ -1,6 +1,7 @@
 // The per-model-key detector lifecycle: LEARNING (grace) -> ACTIVE, calibrated and combined
 // scores, EVT or fixed threshold, explanations, refits on a reservoir, feedback, snapshots.
-// ModelKeyState is NOT thread-safe: one owner thread per key (ModelRegistry does that).
+// ModelKeyState is NOT thread-safe: one owner thread per key (ModelRegistry does that); a
+// background refit works on its own copy of the reservoir and is installed by the owner.
 // It owns everything it learns; snapshot() bytes are self-contained.
 #pragma once
 
@@ -40,8 +41,14 @@ struct DetectorConfig {
   int ae_min_updates = 20000;  // SGD steps per fit (epochs over the reservoir, <= 50)
   double ae_weight = 0.2;      // ensemble: the autoencoder's share of the combined score
   // Lifecycle.
-  std::size_t grace_records = 1000;   // vectors learnt before the first fit; no alarms before
-  std::size_t refit_every = 10000;    // refit after this many scored vectors (0 = never)
+  std::size_t grace_records = 1000;  // vectors learnt before the first fit; no alarms before
+  std::size_t refit_every = 10000;   // refit after this many scored vectors (0 = never)
+  // Periodic refits run on a background thread (set_refitter; ModelRegistry's) on a copy of
+  // the reservoir, while scoring goes on with the current model; the new model is swapped in
+  // at the key's first vector after it is ready. The first fit (end of the grace period)
+  // stays in observe(): no vector is scored before it. Off: every fit runs inside observe()
+  // (deterministic, for tests and offline scoring).
+  bool background_refit = false;
   std::size_t reservoir_size = 2048;  // unalarmed vectors kept for refits (>= grace used): all of
                                       // the first ones, then a decaying sample of the history;
                                       // the snapshot holds them: ~4 bytes x features x this
@@ -84,9 +91,23 @@ struct Verdict {
 // Feature names of a schema, shared between analyze's schema cache and the model states.
 using FeatureNames = std::shared_ptr<const std::vector<std::string>>;
 
+class TaskQueue;
+
 class ModelKeyState {
  public:
   explicit ModelKeyState(DetectorConfig cfg);
+  ~ModelKeyState();
+  ModelKeyState(ModelKeyState&&) noexcept;
+  ModelKeyState& operator=(ModelKeyState&&) noexcept;
+
+  // Where background refits run (DetectorConfig::background_refit); must outlive the state's
+  // use of it (the registry's queue). nullptr: refits run in observe().
+  void set_refitter(TaskQueue* q) { refitter_ = q; }
+  // A background refit was started and is not installed yet.
+  bool refit_pending() const { return pending_fit_ != nullptr; }
+  // Waits for a pending background refit and installs it (tests, final snapshots); returns
+  // whether one was installed.
+  bool finish_refit();
 
   // Learns or scores x. feature_names.size() must equal x.size() (std::invalid_argument
   // otherwise); a different schema version (or vector width) restarts learning. The names
@@ -132,6 +153,14 @@ class ModelKeyState {
   double forest_weight() const { return uses_ae() ? 1.0 - cfg_.ae_weight : 1.0; }
   double ae_weight() const { return uses_forest() ? cfg_.ae_weight : 1.0; }
   void reset(FeatureNames names, uint32_t version);
+  // A fit: inputs copied from the state, outputs computed on any thread, then installed.
+  struct FitJob;
+  std::shared_ptr<FitJob> make_fit_job() const;
+  static void run_fit(FitJob& job);
+  void install_fit(FitJob& job);
+  // A refit is due: in the background when set up for it, else now.
+  void refit();
+  void install_pending_if_done();
   // observe() after the schema check; `names` makes the names when the schema changes.
   template <class MakeNames>
   Verdict observe_checked(std::span<const double> x, std::size_t names_size,
@@ -176,6 +205,8 @@ class ModelKeyState {
   std::vector<double> constant_;
   std::vector<double> lo_, hi_;  // each feature's range in the fit's data
   std::vector<double> rarity_;   // tail for leaving the usual value; -1: it never varied
+  TaskQueue* refitter_ = nullptr;
+  std::shared_ptr<FitJob> pending_fit_;  // a background refit under way
 };
 
 }  // namespace immunizer::analyze

@@ -51,10 +51,16 @@ class ModelRegistry {
     pool_.parallel_for(n, fn);
   }
   std::size_t threads() const { return pool_.size(); }
+  // Waits for every background refit and installs it (tests, final snapshots); returns how
+  // many were installed. From the owner thread only.
+  std::size_t finish_refits();
+  // Background refits started and not installed yet.
+  std::size_t refits_pending() const;
 
  private:
   DetectorConfig cfg_;
   ThreadPool pool_;
+  TaskQueue refits_;  // background refits (DetectorConfig::background_refit); outlives keys_
   std::map<std::string, std::unique_ptr<ModelKeyState>, std::less<>> keys_;
 };
 

@@ -1,10 +1,12 @@
 // Fixed-size worker pool with a blocking parallel_for, used to score many model keys at once.
 // parallel_for may be called from one thread at a time (the pool's owner); the workers are
-// owned by the pool and joined by its destructor.
+// owned by the pool and joined by its destructor. TaskQueue: one background thread running
+// tasks in order (analyze's refits); thread-safe.
 #pragma once
 
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -37,6 +39,26 @@ class ThreadPool {
   std::size_t generation_ = 0;
   std::exception_ptr error_;
   bool stop_ = false;
+};
+
+class TaskQueue {
+ public:
+  TaskQueue();
+  ~TaskQueue();  // tasks not started yet are dropped; the running one finishes
+  TaskQueue(const TaskQueue&) = delete;
+  TaskQueue& operator=(const TaskQueue&) = delete;
+
+  void submit(std::function<void()> task);  // a task must not throw
+  void wait_idle();                         // until every task submitted so far has run
+  std::size_t queued() const;               // submitted and not finished
+
+ private:
+  void loop();
+  mutable std::mutex mu_;
+  std::condition_variable wake_, idle_;
+  std::deque<std::function<void()>> tasks_;
+  bool busy_ = false, stop_ = false;
+  std::thread thread_;
 };
 
 }  // namespace immunizer::analyze
