@@ -1,4 +1,5 @@
-// immunizer.features (FeatureVector) and immunizer.feedback (Feedback) payloads through the
+// immunizer.features (FeatureVectorBatch, or a former single FeatureVector) and
+// immunizer.feedback (Feedback) payloads through the
 // analyze processor as the analyze service runs them: learning, fitting after a short
 // grace period, scoring, alarms, feedback into the reservoir, snapshots.
 #include "fuzz_util.hpp"

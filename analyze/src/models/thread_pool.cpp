@@ -57,6 +57,20 @@ void ThreadPool::worker_loop() {
 
 void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn) {
   if (n == 0) return;
+  if (n == 1 || workers_.empty()) {
+    // Nothing to share: waking the workers would cost more than the work (analyze calls
+    // this twice per consumed batch, often for one message or one model key).
+    std::exception_ptr err;
+    for (std::size_t i = 0; i < n; ++i) {
+      try {
+        fn(i);
+      } catch (...) {
+        if (!err) err = std::current_exception();
+      }
+    }
+    if (err) std::rethrow_exception(err);
+    return;
+  }
   {
     std::lock_guard lock(mu_);
     job_ = &fn;
