@@ -4,13 +4,14 @@
 # fails only when a benchmark cannot run.
 # Usage: bench/run_all.sh [BUILD_DIR]
 #   env QUICK=1     shorter runs (fewer seeds, short load rounds): a smoke of every benchmark
-#   env ONLY="a b"  run only these: agents shop_handle monitor models shop_load pipeline mitigation
+#   env ONLY="a b"  run only these: agents effector_replay shop_handle monitor models shop_load
+#                   pipeline mitigation
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build/release}" && pwd)"
 DATASETS="${IMMUNIZER_DATASETS:-$ROOT/../shared/datasets}"
 QUICK="${QUICK:-0}"
-ONLY="${ONLY:-agents shop_handle monitor models shop_load pipeline mitigation}"
+ONLY="${ONLY:-agents effector_replay shop_handle monitor models shop_load pipeline mitigation}"
 min_time=1.0
 seeds=10
 if [[ "$QUICK" == 1 ]]; then min_time=0.2; seeds=2; fi
@@ -24,6 +25,12 @@ run() {
 if want agents; then
   section "agents" "sensor record cost and effector allows() (targets: 250 ns, 30 ns; docs/evaluation.md)"
   run agents "$BUILD/bench/agents_bench" --benchmark_min_time="$min_time"
+fi
+if want effector_replay; then
+  section "effector_replay" "effector applying a replay of 10,000 signed directives (targets: < 1 s; a new block during it < 100 ms)"
+  rounds=3
+  if [[ "$QUICK" == 1 ]]; then rounds=1; fi
+  run effector_replay "$BUILD/bench/effector_replay_bench" --directives 10000 --rounds "$rounds"
 fi
 if want shop_handle; then
   section "shop_handle" "demo shop handler with and without recording (CPU per request)"

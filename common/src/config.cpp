@@ -1,5 +1,7 @@
 #include "immunizer/common/config.hpp"
 
+#include "immunizer/agent/env.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,8 +13,6 @@
 #include <fstream>
 #include <sstream>
 #include <system_error>
-
-extern char** environ;
 
 namespace immunizer::common {
 namespace {
@@ -66,47 +66,11 @@ std::string expand_env(const std::string& key, const std::string& v) {
   return out;
 }
 
-// Edit distance (insert, delete, substitute), for did-you-mean suggestions.
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 // " (did you mean 'x'?)" for the closest candidate within a third of the name's length.
 std::string did_you_mean(const std::string& name, const std::set<std::string>& candidates) {
-  const std::string* best = nullptr;
-  size_t best_d = std::max<size_t>(2, name.size() / 3) + 1;
-  for (const auto& c : candidates) {
-    const size_t d = edit_distance(name, c);
-    if (d < best_d) best_d = d, best = &c;
-  }
+  const std::string* best =
+      agent::closest_match(name, candidates, std::max<size_t>(2, name.size() / 3));
   return best ? " (did you mean '" + *best + "'?)" : "";
-}
-
-// The whole string as a base-10 integer: no sign other than '-', no blanks, no base prefix.
-bool parse_strict_int(const std::string& v, long long* out) {
-  if (v.empty()) return false;
-  const char* end = v.data() + v.size();
-  const auto [p, ec] = std::from_chars(v.data(), end, *out, 10);
-  return ec == std::errc() && p == end;
-}
-
-// The whole string as a finite decimal number: no '+', blanks, hex, inf or nan.
-bool parse_strict_double(const std::string& v, double* out) {
-  if (v.empty()) return false;
-  const char* end = v.data() + v.size();
-  const auto [p, ec] = std::from_chars(v.data(), end, *out, std::chars_format::general);
-  return ec == std::errc() && p == end && std::isfinite(*out);
 }
 
 }  // namespace
@@ -201,7 +165,7 @@ int64_t Config::get_int(const std::string& key, int64_t def, int64_t min, int64_
   const auto* v = lookup(key);
   if (!v) return def;
   long long x = 0;
-  if (!parse_strict_int(*v, &x))
+  if (!agent::parse_strict_int(*v, &x))
     return fail("config key '" + key + "': '" + *v + "' is not a decimal integer", def);
   if (x < min || x > max)
     return fail("config key '" + key + "': " + *v + " is out of range [" + std::to_string(min) +
@@ -214,7 +178,7 @@ double Config::get_double(const std::string& key, double def, double min, double
   const auto* v = lookup(key);
   if (!v) return def;
   double x = 0;
-  if (!parse_strict_double(*v, &x))
+  if (!agent::parse_strict_double(*v, &x))
     return fail("config key '" + key + "': '" + *v + "' is not a decimal number", def);
   if (!(x >= min && x <= max)) {
     std::ostringstream os;

@@ -7,12 +7,10 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +22,8 @@
 #include <thread>
 
 #include "enforcer.hpp"
+#include "immunizer/agent/env.hpp"
+#include "immunizer/agent/logging.hpp"
 #include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
 #include "immunizer/version.hpp"
@@ -32,16 +32,8 @@ namespace immunizer::effector {
 namespace {
 
 std::shared_ptr<spdlog::logger> logger() {
-  static std::shared_ptr<spdlog::logger> log = [] {
-    if (auto l = spdlog::get("immunizer.effector")) return l;
-    try {
-      auto l = spdlog::stderr_color_mt("immunizer.effector");
-      l->set_level(spdlog::level::info);
-      return l;
-    } catch (...) {
-      return spdlog::default_logger();
-    }
-  }();
+  static const std::shared_ptr<spdlog::logger> log =
+      agent::make_logger("immunizer.effector", spdlog::level::info);
   return log;
 }
 
@@ -144,6 +136,13 @@ struct Effector::Impl {
     update_mode();
   }
 
+  using Stream =
+      grpc::ClientReaderWriter<immunizer::v1::EffectorMessage, immunizer::v1::ExecuteMessage>;
+  std::shared_ptr<grpc::Channel> open_channel();
+  bool wait_connected(grpc::Channel& channel, int64_t& last_warn);
+  bool say_hello(Stream& stream);
+  bool on_message(const immunizer::v1::ExecuteMessage& in, Stream& stream);
+  bool run_session(immunizer::v1::EffectorControl::Stub& stub, std::chrono::milliseconds& backoff);
   void run_stream();
   void run_janitor();
   void sync_metrics();
@@ -171,7 +170,7 @@ struct Effector::Impl {
   std::unique_ptr<EffectorMetrics> metrics_;
 };
 
-void Effector::Impl::run_stream() {
+std::shared_ptr<grpc::Channel> Effector::Impl::open_channel() {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(cfg_.backoff_initial.count()));
@@ -180,92 +179,111 @@ void Effector::Impl::run_stream() {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   common::apply_channel_args(tls_, args);
-  auto channel = grpc::CreateCustomChannel(cfg_.execute_address, creds_, args);
+  return grpc::CreateCustomChannel(cfg_.execute_address, creds_, args);
+}
+
+bool Effector::Impl::wait_connected(grpc::Channel& channel, int64_t& last_warn) {
+  // gRPC reconnects with its own backoff (bounded by the channel args); wait in short slices
+  // so that stop() is prompt.
+  bool up = false;
+  const auto until = std::chrono::steady_clock::now() + cfg_.connect_timeout;
+  while (!up && !stopping() && std::chrono::steady_clock::now() < until)
+    up =
+        channel.WaitForConnected(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  if (up || stopping()) return up;
+  connect_failures_.fetch_add(1, std::memory_order_relaxed);
+  if (unix_ns() - last_warn > 30'000'000'000) {
+    last_warn = unix_ns();
+    logger()->warn("effector: execute at {} unreachable; {} while disconnected",
+                   cfg_.execute_address,
+                   cfg_.fail_closed ? "denying every call" : "applying known directives only");
+  }
+  return false;
+}
+
+bool Effector::Impl::say_hello(Stream& stream) {
+  immunizer::v1::EffectorMessage hello;
+  hello.mutable_hello()->set_app(cfg_.app);
+  hello.mutable_hello()->set_instance(cfg_.instance);
+  hello.mutable_hello()->set_version(IMMUNIZER_VERSION);
+  for (const char* c : {"block_principal", "abort_call", "throttle_principal", "disable_call"})
+    hello.mutable_hello()->add_capabilities(c);
+  if (!stream.Write(hello)) return false;
+  connects_.fetch_add(1, std::memory_order_relaxed);
+  if (cfg_.resync_window.count() > 0) {
+    enforcer_.begin_resync();
+    std::lock_guard lk(mu_);
+    resync_deadline_ns_ =
+        unix_ns() +
+        std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.resync_window).count();
+  }
+  set_link(true);
+  logger()->info("effector: connected to execute at {}", cfg_.execute_address);
+  return true;
+}
+
+// One message from execute; false when the stream cannot take the ack.
+bool Effector::Impl::on_message(const immunizer::v1::ExecuteMessage& in, Stream& stream) {
+  if (in.has_replay_complete()) {
+    finish_resync("end of replay");
+    return true;
+  }
+  if (!in.has_directive()) return true;  // a message kind from a newer execute
+  directives_.fetch_add(1, std::memory_order_relaxed);
+  const HandleResult r = enforcer_.handle(in.directive());
+  update_mode();
+  if (!accepted(r.outcome))
+    logger()->warn("effector: directive {} rejected: {} ({})", in.directive().id(),
+                   to_string(r.outcome), r.reason);
+  immunizer::v1::EffectorMessage ack;
+  auto* a = ack.mutable_ack();
+  a->set_directive_id(in.directive().id());
+  a->set_applied(accepted(r.outcome));
+  a->set_reason(r.reason.empty() ? std::string(to_string(r.outcome))
+                                 : std::string(to_string(r.outcome)) + ": " + r.reason);
+  a->set_applied_unix_nanos(unix_ns());
+  return stream.Write(ack);
+}
+
+// One stream: hello, then directives until it ends. False when stop() was called.
+bool Effector::Impl::run_session(immunizer::v1::EffectorControl::Stub& stub,
+                                 std::chrono::milliseconds& backoff) {
+  grpc::ClientContext ctx;
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_) return false;
+    active_ctx_ = &ctx;
+  }
+  auto stream = stub.Connect(&ctx);
+  if (say_hello(*stream)) {
+    backoff = cfg_.backoff_initial;
+    immunizer::v1::ExecuteMessage in;
+    while (stream->Read(&in))
+      if (!on_message(in, *stream)) break;
+    set_link(false);
+    logger()->warn("effector: stream to execute closed");
+  } else {
+    connect_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ctx.TryCancel();
+  const grpc::Status st = stream->Finish();
+  (void)st;
+  {
+    std::lock_guard lk(mu_);
+    active_ctx_ = nullptr;
+  }
+  return true;
+}
+
+void Effector::Impl::run_stream() {
+  auto channel = open_channel();
   auto stub = immunizer::v1::EffectorControl::NewStub(channel);
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = cfg_.backoff_initial;
   int64_t last_warn = 0;
-
   while (!stopping()) {
-    // gRPC reconnects with its own backoff (bounded by the channel args above); wait in
-    // short slices so that stop() is prompt.
-    bool up = false;
-    const auto until = std::chrono::steady_clock::now() + cfg_.connect_timeout;
-    while (!up && !stopping() && std::chrono::steady_clock::now() < until)
-      up = channel->WaitForConnected(std::chrono::system_clock::now() +
-                                     std::chrono::milliseconds(100));
-    if (stopping()) break;
-    if (!up) {
-      connect_failures_.fetch_add(1, std::memory_order_relaxed);
-      if (unix_ns() - last_warn > 30'000'000'000) {
-        last_warn = unix_ns();
-        logger()->warn("effector: execute at {} unreachable; {} while disconnected",
-                       cfg_.execute_address,
-                       cfg_.fail_closed ? "denying every call" : "applying known directives only");
-      }
-      continue;
-    }
-
-    grpc::ClientContext ctx;
-    {
-      std::lock_guard lk(mu_);
-      if (stopping_) break;
-      active_ctx_ = &ctx;
-    }
-    auto stream = stub->Connect(&ctx);
-    immunizer::v1::EffectorMessage hello;
-    hello.mutable_hello()->set_app(cfg_.app);
-    hello.mutable_hello()->set_instance(cfg_.instance);
-    hello.mutable_hello()->set_version(IMMUNIZER_VERSION);
-    for (const char* c : {"block_principal", "abort_call", "throttle_principal", "disable_call"})
-      hello.mutable_hello()->add_capabilities(c);
-    if (stream->Write(hello)) {
-      connects_.fetch_add(1, std::memory_order_relaxed);
-      if (cfg_.resync_window.count() > 0) {
-        enforcer_.begin_resync();
-        std::lock_guard lk(mu_);
-        resync_deadline_ns_ =
-            unix_ns() +
-            std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.resync_window).count();
-      }
-      set_link(true);
-      backoff = cfg_.backoff_initial;
-      logger()->info("effector: connected to execute at {}", cfg_.execute_address);
-
-      immunizer::v1::ExecuteMessage in;
-      while (stream->Read(&in)) {
-        if (in.has_replay_complete()) {
-          finish_resync("end of replay");
-          continue;
-        }
-        if (!in.has_directive()) continue;  // a message kind from a newer execute
-        directives_.fetch_add(1, std::memory_order_relaxed);
-        const HandleResult r = enforcer_.handle(in.directive());
-        update_mode();
-        if (!accepted(r.outcome))
-          logger()->warn("effector: directive {} rejected: {} ({})", in.directive().id(),
-                         to_string(r.outcome), r.reason);
-        immunizer::v1::EffectorMessage ack;
-        auto* a = ack.mutable_ack();
-        a->set_directive_id(in.directive().id());
-        a->set_applied(accepted(r.outcome));
-        a->set_reason(r.reason.empty() ? std::string(to_string(r.outcome))
-                                       : std::string(to_string(r.outcome)) + ": " + r.reason);
-        a->set_applied_unix_nanos(unix_ns());
-        if (!stream->Write(ack)) break;
-      }
-      set_link(false);
-      logger()->warn("effector: stream to execute closed");
-    } else {
-      connect_failures_.fetch_add(1, std::memory_order_relaxed);
-    }
-    ctx.TryCancel();
-    const grpc::Status st = stream->Finish();
-    (void)st;
-    {
-      std::lock_guard lk(mu_);
-      active_ctx_ = nullptr;
-    }
+    if (!wait_connected(*channel, last_warn)) continue;
+    if (!run_session(*stub, backoff)) break;
     // Jittered backoff before reopening the stream (the server may be restarting).
     const double jitter = 0.8 + 0.4 * std::uniform_real_distribution<double>(0, 1)(rng);
     if (wait_stop(std::chrono::milliseconds(
@@ -464,73 +482,43 @@ void Effector::bind_metrics(prometheus::Registry& registry) {
 
 // ---- configuration ----
 
-namespace {
-const char* env(const char* n) {
-  const char* v = std::getenv(n);
-  return (v && *v) ? v : nullptr;
-}
-[[noreturn]] void bad(const char* n, const std::string& v, const std::string& why) {
-  throw std::invalid_argument(std::string("effector: ") + n + "='" + v + "': " + why);
-}
-bool env_bool(const char* n, bool def) {
-  const char* v = env(n);
-  if (!v) return def;
-  const std::string s(v);
-  if (s == "1" || s == "true" || s == "yes" || s == "on") return true;
-  if (s == "0" || s == "false" || s == "no" || s == "off") return false;
-  bad(n, s, "not a boolean (true/false)");
-}
-std::chrono::milliseconds env_ms(const char* n, std::chrono::milliseconds def) {
-  const char* v = env(n);
-  if (!v) return def;
-  char* end = nullptr;
-  errno = 0;
-  const long long x = std::strtoll(v, &end, 10);
-  if (errno || end == v || *end || x < 0 || x > 86'400'000)
-    bad(n, v, "expected milliseconds in [0, 86400000]");
-  return std::chrono::milliseconds(x);
-}
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    std::string item = s.substr(start, end - start);
-    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
-    while (!item.empty() && item.back() == ' ') item.pop_back();
-    if (!item.empty()) out.push_back(std::move(item));
-    start = end + 1;
-  }
-  return out;
-}
-}  // namespace
-
 EffectorConfig EffectorConfig::from_env() {
+  // The effector's own namespace is strict, like the sensor's: a misspelled
+  // IMMUNIZER_EFFECTOR_* variable is an error, not silently ignored.
+  const agent::EnvReader env(
+      "effector", "IMMUNIZER_EFFECTOR_",
+      {"IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS", "IMMUNIZER_EFFECTOR_FAIL_CLOSED",
+       "IMMUNIZER_EFFECTOR_TLS", "IMMUNIZER_EFFECTOR_TLS_CA_FILE",
+       "IMMUNIZER_EFFECTOR_TLS_CERT_FILE", "IMMUNIZER_EFFECTOR_TLS_KEY_FILE",
+       "IMMUNIZER_EFFECTOR_TLS_SERVER_NAME", "IMMUNIZER_EFFECTOR_CONNECT_TIMEOUT_MS",
+       "IMMUNIZER_EFFECTOR_BACKOFF_INITIAL_MS", "IMMUNIZER_EFFECTOR_BACKOFF_MAX_MS",
+       "IMMUNIZER_EFFECTOR_MAX_CLOCK_SKEW_MS", "IMMUNIZER_EFFECTOR_RESYNC_WINDOW_MS"});
+  auto ms = [&](const char* name, std::chrono::milliseconds def) {
+    return std::chrono::milliseconds(env.integer(name, def.count(), 0, 86'400'000));
+  };
   EffectorConfig c;
-  if (const char* v = env("IMMUNIZER_APP")) c.app = v;
-  if (const char* v = env("IMMUNIZER_INSTANCE")) c.instance = v;
-  if (const char* v = env("IMMUNIZER_EXECUTE_ADDRESS")) c.execute_address = v;
+  env.string("IMMUNIZER_APP", &c.app);
+  env.string("IMMUNIZER_INSTANCE", &c.instance);
+  env.string("IMMUNIZER_EXECUTE_ADDRESS", &c.execute_address);
   // The shared HMAC key is gone: an effector that could verify with it could also forge.
   for (const char* old : {"IMMUNIZER_SECURITY_SIGNING_KEY", "IMMUNIZER_SECURITY_SIGNING_KEY_FILE",
                           "IMMUNIZER_SECURITY_KEY_ID"})
-    if (env(old))
-      bad(old, "(not shown)",
-          "no longer used: directives are signed with Ed25519; give execute's public key(s) in "
-          "IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
-  if (const char* v = env("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS"))
-    c.directive_public_key_files = split_list(v);
-  c.fail_closed = env_bool("IMMUNIZER_EFFECTOR_FAIL_CLOSED", c.fail_closed);
-  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS")) c.tls = v;
-  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_CA_FILE")) c.tls_ca_file = v;
-  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_CERT_FILE")) c.tls_cert_file = v;
-  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_KEY_FILE")) c.tls_key_file = v;
-  if (const char* v = env("IMMUNIZER_EFFECTOR_TLS_SERVER_NAME")) c.tls_server_name = v;
-  c.connect_timeout = env_ms("IMMUNIZER_EFFECTOR_CONNECT_TIMEOUT_MS", c.connect_timeout);
-  c.backoff_initial = env_ms("IMMUNIZER_EFFECTOR_BACKOFF_INITIAL_MS", c.backoff_initial);
-  c.backoff_max = env_ms("IMMUNIZER_EFFECTOR_BACKOFF_MAX_MS", c.backoff_max);
-  c.max_clock_skew = env_ms("IMMUNIZER_EFFECTOR_MAX_CLOCK_SKEW_MS", c.max_clock_skew);
-  c.resync_window = env_ms("IMMUNIZER_EFFECTOR_RESYNC_WINDOW_MS", c.resync_window);
+    if (env.raw(old))
+      env.bad(old, "(not shown)",
+              "no longer used: directives are signed with Ed25519; give execute's public key(s) "
+              "in IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
+  c.directive_public_key_files = env.list("IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS");
+  c.fail_closed = env.boolean("IMMUNIZER_EFFECTOR_FAIL_CLOSED", c.fail_closed);
+  env.string("IMMUNIZER_EFFECTOR_TLS", &c.tls);
+  env.string("IMMUNIZER_EFFECTOR_TLS_CA_FILE", &c.tls_ca_file);
+  env.string("IMMUNIZER_EFFECTOR_TLS_CERT_FILE", &c.tls_cert_file);
+  env.string("IMMUNIZER_EFFECTOR_TLS_KEY_FILE", &c.tls_key_file);
+  env.string("IMMUNIZER_EFFECTOR_TLS_SERVER_NAME", &c.tls_server_name);
+  c.connect_timeout = ms("IMMUNIZER_EFFECTOR_CONNECT_TIMEOUT_MS", c.connect_timeout);
+  c.backoff_initial = ms("IMMUNIZER_EFFECTOR_BACKOFF_INITIAL_MS", c.backoff_initial);
+  c.backoff_max = ms("IMMUNIZER_EFFECTOR_BACKOFF_MAX_MS", c.backoff_max);
+  c.max_clock_skew = ms("IMMUNIZER_EFFECTOR_MAX_CLOCK_SKEW_MS", c.max_clock_skew);
+  c.resync_window = ms("IMMUNIZER_EFFECTOR_RESYNC_WINDOW_MS", c.resync_window);
   return c;
 }
 

@@ -2,7 +2,10 @@
 // active actions and answers allows(). Writers (handle, expire, resync) are serialised by an
 // internal mutex; readers (allows) are lock-free: they read an immutable Snapshot published
 // through an atomic pointer, protected by a per-thread hazard pointer (hazard.hpp) so that a
-// writer frees an old snapshot only once no reader can still hold it.
+// writer frees an old snapshot only once no reader can still hold it. Changes are
+// incremental: a directive applied, revoked or expired changes one key of a persistent index
+// (rule_index.hpp) in O(log n), and old snapshots are reclaimed in batches (one barrier for
+// many), so a replay of n directives costs O(n log n), not O(n^2).
 #pragma once
 
 #include <array>
@@ -10,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +25,7 @@
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/effector.hpp"
 #include "immunizer/v1/control.pb.h"
+#include "rule_index.hpp"
 
 namespace immunizer::effector {
 
@@ -63,48 +68,11 @@ class Gcra {
   std::atomic<int64_t> tat_{0};
 };
 
-struct Rule {
-  std::string action_id;
-  immunizer::v1::ActionKind kind;
-  int field = -1;  // 0 user, 1 session, 2 ip; -1: no principal (DISABLE_CALL)
-  std::string value;
-  std::string call;  // empty: every call
-  int64_t end_ns = INT64_MAX;
-  std::shared_ptr<Gcra> bucket;  // THROTTLE only; survives snapshot rebuilds
-};
-
-// Open-addressing string -> rule list index, built once per snapshot, read lock-free.
-// Keys are views into the snapshot's own rules.
-class FlatIndex {
- public:
-  void build(const StringMap<std::vector<const Rule*>>& from);
-  bool empty() const noexcept { return lists_.empty(); }
-  const std::vector<const Rule*>* find(std::string_view key) const noexcept {
-    if (lists_.empty()) return nullptr;
-    const uint64_t h = hash(key);
-    for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
-      const Slot& s = slots_[i];
-      if (s.list == 0) return nullptr;
-      if (s.hash == h && s.key == key) return &lists_[s.list - 1];
-    }
-  }
-  static uint64_t hash(std::string_view s) noexcept;  // defined in enforcer.cpp
-
- private:
-  struct Slot {
-    uint64_t hash = 0;
-    std::string_view key;
-    uint32_t list = 0;  // index + 1 into lists_; 0: empty slot
-  };
-  std::vector<Slot> slots_;
-  std::vector<std::vector<const Rule*>> lists_;
-  uint64_t mask_ = 0;
-};
-
+// The version readers see: one index per principal field and one for DISABLE_CALL. Immutable
+// once published; successive versions share every unchanged trie node.
 struct Snapshot {
-  std::vector<std::shared_ptr<const Rule>> rules;  // owns what the indexes point at
-  std::array<FlatIndex, 3> by_principal;           // user, session, ip
-  FlatIndex by_call;                               // DISABLE_CALL
+  std::array<RuleIndex, 3> by_principal;  // user, session, ip
+  RuleIndex by_call;                      // DISABLE_CALL
 };
 
 struct EnforcerOptions {
@@ -125,7 +93,7 @@ class Enforcer {
   HandleResult handle(const immunizer::v1::Directive& d);
   // Lock-free. False when an active action denies the call.
   bool allows(const PrincipalView& p, std::string_view call) const noexcept;
-  size_t expire();      // removes actions whose end has passed; returns how many
+  size_t expire();      // removes actions whose end has passed; returns how many. O(k log n).
   void begin_resync();  // every action must be seen again ...
   size_t end_resync();  // ... or is dropped now; returns how many were dropped
   size_t active() const noexcept { return active_.load(std::memory_order_acquire); }
@@ -135,24 +103,35 @@ class Enforcer {
   int64_t now() const { return clock_(); }
 
  private:
+  using Expiry = std::multimap<int64_t, std::string>;  // end -> action id
   struct Entry {
-    std::shared_ptr<const Rule> rule;
+    RulePtr rule;
     std::string directive_id;
     std::string signature;
     bool confirmed = true;
+    Expiry::iterator expiry;
   };
   struct Seen {
     std::string signature;
+    std::string digest;  // of the verified bytes: the same directive again needs no verify
   };
+  bool verified_before(const immunizer::v1::Directive& d, const std::string& digest);
   HandleResult apply_locked(const immunizer::v1::Directive& d, int64_t now);
-  void remember_locked(const immunizer::v1::Directive& d);
+  HandleResult revoke_locked(const immunizer::v1::Directive& d);
+  void remember_locked(const immunizer::v1::Directive& d, const std::string& digest);
+  void insert_locked(const std::string& action_id, Entry e);  // replaces an entry of that id
+  StringMap<Entry>::iterator erase_locked(StringMap<Entry>::iterator it);
   void publish_locked();
+  void reclaim_locked();
 
   EnforcerOptions opt_;
   Clock clock_;
   std::mutex mu_;
-  StringMap<Entry> actions_;  // by action id
-  StringMap<Seen> seen_;      // by directive id
+  StringMap<Entry> actions_;              // by action id
+  Expiry expiry_;                         // actions with an end, by end
+  Snapshot state_;                        // the latest version (what current_ points at, or empty)
+  std::vector<const Snapshot*> retired_;  // swapped out, freed once no reader holds them
+  StringMap<Seen> seen_;                  // by directive id
   std::deque<std::string> seen_order_;
   StringMap<bool> stale_;    // action ids dropped by end_resync (not revoked)
   StringMap<bool> revoked_;  // action ids lifted by a revoke

@@ -483,6 +483,33 @@ TEST(Effector, ConfigurationErrors) {
   unsetenv("IMMUNIZER_EFFECTOR_TLS_CERT_FILE");
 }
 
+// The effector's environment is as strict as the sensor's: whole decimal numbers only, and a
+// misspelled IMMUNIZER_EFFECTOR_* variable is refused by name with a suggestion.
+TEST(EffectorConfig, EnvironmentIsStrict) {
+  setenv("IMMUNIZER_EFFECTOR_CONNECT_TIMEOUT_MS", "2500", 1);
+  EXPECT_EQ(EffectorConfig::from_env().connect_timeout, 2500ms);
+  for (const char* bad : {"0x10", " 5000", "+5000", "5000ms", "-1", "86400001"}) {
+    setenv("IMMUNIZER_EFFECTOR_CONNECT_TIMEOUT_MS", bad, 1);
+    EXPECT_THROW(EffectorConfig::from_env(), std::invalid_argument) << "'" << bad << "'";
+  }
+  unsetenv("IMMUNIZER_EFFECTOR_CONNECT_TIMEOUT_MS");
+  setenv("IMMUNIZER_EFFECTOR_FAIL_CLOSSED", "true", 1);
+  try {
+    EffectorConfig::from_env();
+    ADD_FAILURE() << "a misspelled variable was accepted";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("unknown environment variable IMMUNIZER_EFFECTOR_FAIL_CLOSSED"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("did you mean IMMUNIZER_EFFECTOR_FAIL_CLOSED?"), std::string::npos) << what;
+  }
+  unsetenv("IMMUNIZER_EFFECTOR_FAIL_CLOSSED");
+  setenv("IMMUNIZER_SENSOR_SAMPLE_RATE", "0.5", 1);  // the sensor's: not the effector's business
+  EXPECT_NO_THROW(EffectorConfig::from_env());
+  unsetenv("IMMUNIZER_SENSOR_SAMPLE_RATE");
+}
+
 // The effector checks execute's certificate: a server whose certificate comes from another CA
 // (a network peer posing as execute) never gets a stream, so it can push nothing.
 TEST(Effector, RefusesAnExecuteWithoutACertificateFromItsCa) {

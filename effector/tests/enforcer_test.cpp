@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
+#include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "immunizer/effector/directive_signing.hpp"
+#include "rule_index.hpp"
 
 namespace {
 
@@ -222,6 +226,180 @@ TEST_F(EnforcerTest, ConcurrentReadersAndWriter) {
   stop = true;
   for (auto& t : readers) t.join();
   EXPECT_GT(reads.load(), 0u);
+}
+
+// The persistent index against a std::map under random inserts and removes, with enough keys
+// that paths split and collapse at several depths; old versions stay as they were.
+TEST(RuleIndex, MatchesAMapUnderRandomInsertsAndRemoves) {
+  using immunizer::effector::Rule;
+  using immunizer::effector::RuleIndex;
+  std::mt19937_64 rng(7);
+  RuleIndex index;
+  std::map<std::string, std::vector<std::shared_ptr<const Rule>>> model;
+  std::vector<std::pair<RuleIndex, size_t>> versions;  // a few old versions and their key count
+  for (int step = 0; step < 30000; ++step) {
+    const std::string key = "10." + std::to_string(rng() % 64) + "." + std::to_string(rng() % 97);
+    auto& rules = model[key];
+    if (rules.empty() || rng() % 3 != 0) {
+      auto r = std::make_shared<Rule>();
+      r->value = key;
+      rules.push_back(r);
+      index = index.with(key, r);
+    } else {
+      const size_t i = rng() % rules.size();
+      index = index.without(key, rules[i].get());
+      rules.erase(rules.begin() + static_cast<ptrdiff_t>(i));
+    }
+    const RuleIndex::Set* got = index.find(key);
+    if (rules.empty()) {
+      ASSERT_EQ(got, nullptr) << key;
+      model.erase(key);
+    } else {
+      ASSERT_NE(got, nullptr) << key;
+      ASSERT_EQ(got->rules.size(), rules.size()) << key;
+      for (size_t i = 0; i < rules.size(); ++i) ASSERT_EQ(got->rules[i], rules[i]) << key;
+    }
+    if (step % 5000 == 0) versions.emplace_back(index, model.size());
+  }
+  for (const auto& [key, rules] : model) {
+    const RuleIndex::Set* got = index.find(key);
+    ASSERT_NE(got, nullptr) << key;
+    EXPECT_EQ(got->key, key);
+    EXPECT_EQ(got->rules.size(), rules.size());
+  }
+  EXPECT_EQ(index.find("10.999.1"), nullptr);
+  EXPECT_EQ(index.find(""), nullptr);
+  // Removing a rule that is not there leaves the very same version.
+  Rule stranger;
+  const RuleIndex same = index.without(model.begin()->first, &stranger);
+  EXPECT_EQ(same.find(model.begin()->first), index.find(model.begin()->first));
+  // Old versions are untouched by later changes: count their keys.
+  for (const auto& [old, keys] : versions) {
+    size_t n = 0;
+    for (int a = 0; a < 64; ++a)
+      for (int b = 0; b < 97; ++b)
+        n += old.find("10." + std::to_string(a) + "." + std::to_string(b)) != nullptr;
+    EXPECT_EQ(n, keys);
+  }
+  // Removing everything empties the index.
+  for (const auto& [key, rules] : model)
+    for (const auto& r : rules) index = index.without(key, r.get());
+  EXPECT_TRUE(index.empty());
+}
+
+// Incremental apply, revoke, expiry and resync against a reference model that evaluates
+// every active action linearly (the semantics of the rebuild-per-directive enforcer).
+TEST_F(EnforcerTest, IncrementalChangesMatchAReferenceModel) {
+  struct Model {
+    ActionKind kind;
+    int field;  // 0 user, 1 session, 2 ip, -1 none
+    std::string value, call;
+    int64_t end;
+  };
+  std::map<std::string, Model> model;  // by action id
+  std::set<std::string> revoked;
+  std::mt19937_64 rng(11);
+  const std::string calls[] = {"login", "checkout", "search"};
+  auto value_of = [&](uint64_t i) { return "p" + std::to_string(i % 40); };
+  auto expected_allows = [&](const std::string v[3], const std::string& call) {
+    for (const auto& [id, m] : model) {
+      if (m.end <= now_.load()) continue;
+      if (m.kind == ACTION_DISABLE_CALL) {
+        if (m.call == call) return false;
+      } else if (v[m.field] == m.value && (m.call.empty() || m.call == call)) {
+        return false;
+      }
+    }
+    return true;
+  };
+  std::vector<Directive> sent;  // for revokes and resends
+  for (int step = 0; step < 3000; ++step) {
+    const uint64_t op = rng() % 10;
+    if (op < 6) {  // a new action
+      const int field = static_cast<int>(rng() % 4) - 1;
+      const ActionKind kind = field < 0        ? ACTION_DISABLE_CALL
+                              : rng() % 2 == 0 ? ACTION_BLOCK_PRINCIPAL
+                                               : ACTION_ABORT_CALL;
+      const PrincipalField pf = field == 0   ? PRINCIPAL_FIELD_USER
+                                : field == 1 ? PRINCIPAL_FIELD_SESSION
+                                : field == 2 ? PRINCIPAL_FIELD_IP
+                                             : PRINCIPAL_FIELD_UNSPECIFIED;
+      const std::string call = kind == ACTION_BLOCK_PRINCIPAL && rng() % 2 ? "" : calls[rng() % 3];
+      const int64_t ttl_ms = 1000 + static_cast<int64_t>(rng() % 20000);
+      auto d = make(kind, pf, field < 0 ? "" : value_of(rng()), call, ttl_ms);
+      immunizer::effector::sign(d, kKey);
+      ASSERT_EQ(en_.handle(d).outcome, Outcome::kApplied);
+      model[d.action().id()] =
+          Model{kind, field, d.action().target_value(), call, now_.load() + ttl_ms * 1'000'000};
+      sent.push_back(d);
+    } else if (op < 8 && !sent.empty()) {  // revoke one sent before
+      const Directive& target = sent[rng() % sent.size()];
+      Directive r;
+      r.set_id("r" + std::to_string(step));
+      r.set_revoke(true);
+      r.set_issued_unix_nanos(now_);
+      r.mutable_action()->set_id(target.action().id());
+      immunizer::effector::sign(r, kKey);
+      ASSERT_EQ(en_.handle(r).outcome, Outcome::kRevoked);
+      model.erase(target.action().id());
+      revoked.insert(target.action().id());
+    } else if (op == 8 && !sent.empty()) {  // execute resends one: a duplicate or refused
+      const Directive& again = sent[rng() % sent.size()];
+      const Outcome o = en_.handle(again).outcome;
+      if (revoked.count(again.action().id())) {
+        EXPECT_EQ(o, Outcome::kRejectedReplay);
+      } else if (model.count(again.action().id())) {
+        EXPECT_EQ(o, Outcome::kDuplicate);
+      }
+    } else {  // time passes, the janitor expires
+      now_ += static_cast<int64_t>(rng() % 3000) * 1'000'000;
+      size_t due = 0;
+      for (auto it = model.begin(); it != model.end();)
+        if (it->second.end <= now_.load()) {
+          it = model.erase(it);
+          ++due;
+        } else {
+          ++it;
+        }
+      ASSERT_EQ(en_.expire(), due);
+    }
+    for (int probe = 0; probe < 8; ++probe) {
+      const std::string v[3] = {value_of(rng()), value_of(rng()), value_of(rng())};
+      const std::string& call = calls[rng() % 3];
+      ASSERT_EQ(en_.allows({v[0], v[1], v[2]}, call), expected_allows(v, call))
+          << "step " << step << " " << v[0] << "/" << v[1] << "/" << v[2] << " " << call;
+    }
+  }
+  EXPECT_GT(model.size(), 0u);
+  // A resync keeps exactly what execute sent again.
+  en_.begin_resync();
+  size_t kept = 0;
+  for (const Directive& d : sent) {
+    if (model.count(d.action().id()) && kept < model.size() / 2) {
+      ASSERT_EQ(en_.handle(d).outcome, Outcome::kDuplicate);
+      ++kept;
+    }
+  }
+  EXPECT_EQ(en_.end_resync(), model.size() - kept);
+  EXPECT_EQ(en_.active(), kept);
+}
+
+// A directive seen before skips the Ed25519 check only when its bytes are exactly those
+// verified: the same id and signature over changed content is still a bad signature.
+TEST_F(EnforcerTest, SeenDirectiveWithOtherContentIsStillVerified) {
+  auto d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "eve");
+  immunizer::effector::sign(d, kKey);
+  ASSERT_EQ(en_.handle(d).outcome, Outcome::kApplied);
+  EXPECT_EQ(en_.handle(d).outcome, Outcome::kDuplicate);
+  auto forged = d;
+  forged.mutable_action()->set_target_value("admin");
+  EXPECT_EQ(en_.handle(forged).outcome, Outcome::kRejectedSignature);
+  forged = d;
+  forged.mutable_action()->set_ttl_millis(86'400'000);
+  EXPECT_EQ(en_.handle(forged).outcome, Outcome::kRejectedSignature);
+  EXPECT_TRUE(en_.allows({"admin", "", ""}, "x"));
+  EXPECT_FALSE(en_.allows({"eve", "", ""}, "x"));
+  EXPECT_EQ(en_.count(Outcome::kRejectedSignature), 2u);
 }
 
 }  // namespace

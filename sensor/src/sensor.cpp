@@ -8,10 +8,11 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <pthread.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
 #include <time.h>
 #include <unistd.h>
+#include "immunizer/agent/logging.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -28,16 +29,8 @@ namespace {
 std::atomic<uint32_t> g_next_instance_tag{1};
 
 std::shared_ptr<spdlog::logger> logger() {
-  static std::shared_ptr<spdlog::logger> log = [] {
-    if (auto l = spdlog::get("immunizer.sensor")) return l;
-    try {
-      auto l = spdlog::stderr_color_mt("immunizer.sensor");
-      l->set_level(spdlog::level::warn);
-      return l;
-    } catch (...) {
-      return spdlog::default_logger();
-    }
-  }();
+  static const std::shared_ptr<spdlog::logger> log =
+      agent::make_logger("immunizer.sensor", spdlog::level::warn);
   return log;
 }
 
