@@ -57,9 +57,11 @@ std::shared_ptr<Effector> make_effector() {
   immunizer::effector::EffectorConfig c;
   c.app = "bench";
   c.directive_public_keys = {execute_key().public_pem()};
-  c.tls = "none";  // never started: directives come through apply()
+  c.tls = "none";  // execute is never there: directives come through apply()
   c.execute_address = "127.0.0.1:1";
-  return Effector::create(c);
+  auto e = Effector::create(c);
+  e->start();  // the housekeeping thread runs as in an app (expiry, folding changes)
+  return e;
 }
 
 std::string ip_of(int i) {
@@ -171,6 +173,8 @@ Round run_round(const std::vector<immunizer::v1::Directive>& replay, int round) 
   app.join();
   r.max_allows_us = static_cast<double>(max_allows_ns.load()) / 1000.0;
   r.allows_calls = allows_calls.load();
+  // After a housekeeping tick (200 ms), as an app's thread would see it a moment later.
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
   const std::string miss = "192.0.2.77", hit_value = ip_of(7);
   r.allows_miss_ns = allows_cost_ns(*e, PrincipalView("alice", "s-123", miss), 2'000'000);
   r.allows_hit_ns = allows_cost_ns(*e, principal_of(7, hit_value), 2'000'000);

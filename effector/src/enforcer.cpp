@@ -75,6 +75,28 @@ int field_index(immunizer::v1::PrincipalField f) {
 }
 }  // namespace
 
+void FlatIndex::build(const StringMap<std::vector<const Rule*>>& from) {
+  lists_.clear();
+  slots_.clear();
+  if (from.empty()) return;
+  size_t cap = 8;
+  while (cap < from.size() * 2) cap <<= 1;  // load factor <= 0.5: misses stop at once
+  slots_.assign(cap, Slot{});
+  mask_ = cap - 1;
+  lists_.reserve(from.size());
+  for (const auto& [key, rules] : from) {
+    // The key must outlive the index: point it at the first rule's own string.
+    const Rule* r = rules.front();
+    const std::string_view k =
+        r->field >= 0 ? std::string_view(r->value) : std::string_view(r->call);
+    lists_.push_back(rules);
+    const uint64_t h = key_hash(k);
+    uint64_t i = h & mask_;
+    while (slots_[i].list != 0) i = (i + 1) & mask_;
+    slots_[i] = Slot{h, k, static_cast<uint32_t>(lists_.size())};
+  }
+}
+
 bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexcept {
   detail::HazardRec* h = detail::HazardDomain::mine();
   const Snapshot* snap = current_.load(std::memory_order_relaxed);
@@ -97,37 +119,37 @@ bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexc
   bool ok = true;
   {
     int64_t now = 0;
-    auto live = [&](const Rule* r) {
-      if (r->end_ns == INT64_MAX) return true;
-      if (now == 0) now = clock_();
-      return r->end_ns > now;
-    };
-    const std::string_view fields[3] = {p.user, p.session, p.ip};
-    for (int f = 0; f < 3 && ok; ++f) {
-      const RuleIndex& m = snap->by_principal[f];
-      if (fields[f].empty() || m.empty()) continue;
-      const RuleIndex::Set* set = m.find(fields[f]);
-      if (set == nullptr) continue;
-      for (const RulePtr& rp : set->rules) {
-        const Rule* r = rp.get();
-        if (!r->call.empty() && r->call != call) continue;
-        if (!live(r)) continue;
-        if (r->bucket) {
-          if (now == 0) now = clock_();
-          if (r->bucket->take(now)) continue;
-        }
-        ok = false;
-        break;
+    // True when `r` denies this call now (a throttle that has a token left denies nothing).
+    auto denies = [&](const Rule* r) {
+      if (r->dead.load(std::memory_order_acquire)) return false;
+      if (!r->call.empty() && r->call != call) return false;
+      if (r->end_ns != INT64_MAX) {
+        if (now == 0) now = clock_();
+        if (r->end_ns <= now) return false;
       }
-    }
-    if (ok && !snap->by_call.empty()) {
-      if (const RuleIndex::Set* set = snap->by_call.find(call))
-        for (const RulePtr& r : set->rules)
-          if (live(r.get())) {
-            ok = false;
-            break;
-          }
-    }
+      if (r->bucket) {
+        if (now == 0) now = clock_();
+        if (r->bucket->take(now)) return false;
+      }
+      return true;
+    };
+    auto any = [&](const FlatIndex& base, const RuleIndex& added, std::string_view key) {
+      if (key.empty() || (base.empty() && added.empty())) return false;
+      const uint64_t h = key_hash(key);
+      if (const auto* rules = base.find(h, key))
+        for (const Rule* r : *rules)
+          if (denies(r)) return true;
+      if (!added.empty())
+        if (const RuleIndex::Set* set = added.find(h, key))
+          for (const RulePtr& r : set->rules)
+            if (denies(r.get())) return true;
+      return false;
+    };
+    const BaseIndex& base = *snap->base;
+    ok = !any(base.by_principal[0], snap->added_by_principal[0], p.user) &&
+         !any(base.by_principal[1], snap->added_by_principal[1], p.session) &&
+         !any(base.by_principal[2], snap->added_by_principal[2], p.ip) &&
+         !any(base.by_call, snap->added_by_call, call);
   }
   h->ptr.store(nullptr, std::memory_order_release);
   return ok;
@@ -138,7 +160,9 @@ bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexc
 Enforcer::Enforcer(EnforcerOptions options, Clock clock)
     : opt_(std::move(options)),
       clock_(std::move(clock)),
-      light_(detail::HazardDomain::instance().light()) {}
+      light_(detail::HazardDomain::instance().light()) {
+  state_.base = std::make_shared<const BaseIndex>();
+}
 
 Enforcer::~Enforcer() {
   delete current_.load();
@@ -149,14 +173,47 @@ namespace {
 // Swapped-out snapshots are freed in batches: one barrier and one scan of the hazards for
 // many, instead of one per change (a replay of 10,000 directives is 10,000 changes).
 constexpr size_t kRetireBatch = 64;
+constexpr size_t kSmallSet = 128;  // at most this many actions: always one flat index
 
 std::string_view index_key(const Rule& r) { return r.field >= 0 ? r.value : r.call; }
 }  // namespace
 
-void Enforcer::publish_locked() {
+void Enforcer::rebuild_base_locked() {
+  auto base = std::make_shared<BaseIndex>();
+  base->rules.reserve(actions_.size());
+  std::array<StringMap<std::vector<const Rule*>>, 3> by_principal;
+  StringMap<std::vector<const Rule*>> by_call;
+  for (auto& [id, e] : actions_) {
+    const Rule* r = e.rule.get();
+    base->rules.push_back(e.rule);
+    (r->field >= 0 ? by_principal[r->field][r->value] : by_call[r->call]).push_back(r);
+    e.in_base = true;
+  }
+  for (int f = 0; f < 3; ++f) base->by_principal[f].build(by_principal[f]);
+  base->by_call.build(by_call);
+  state_.base = std::move(base);
+  state_.added_by_principal = {};
+  state_.added_by_call = RuleIndex();
+  added_ = 0;
+  dead_in_base_ = 0;
+}
+
+void Enforcer::publish_locked(bool compact) {
+  // Fold the changes into a new base when they outgrow it (amortized O(1) a change), when
+  // asked (the housekeeping tick), or always while the set is small (a rebuild then costs
+  // less than a few trie lookups on every read).
+  const size_t limit = std::max<size_t>(256, state_.base->rules.size() / 2);
+  const bool changed = added_ > 0 || dead_in_base_ > 0;
+  if ((changed && (compact || actions_.size() <= kSmallSet)) || added_ > limit ||
+      dead_in_base_ > limit)
+    rebuild_base_locked();
   const Snapshot* publish = actions_.empty() ? nullptr : new Snapshot(state_);
   const Snapshot* old = current_.exchange(publish, std::memory_order_seq_cst);
   active_.store(actions_.size(), std::memory_order_release);
+  // Removed rules stop matching in snapshots that still list them (after the new version is
+  // out, so that a replaced action is never unenforced in between).
+  for (const RulePtr& r : dying_) r->dead.store(true, std::memory_order_release);
+  dying_.clear();
   if (old) retired_.push_back(old);
   if (retired_.size() >= kRetireBatch) reclaim_locked();
 }
@@ -179,17 +236,26 @@ void Enforcer::reclaim_locked() {
 void Enforcer::insert_locked(const std::string& action_id, Entry e) {
   if (auto it = actions_.find(action_id); it != actions_.end()) erase_locked(it);
   const Rule& r = *e.rule;
-  RuleIndex& index = r.field >= 0 ? state_.by_principal[r.field] : state_.by_call;
-  index = index.with(index_key(r), e.rule);
+  RuleIndex& added = r.field >= 0 ? state_.added_by_principal[r.field] : state_.added_by_call;
+  added = added.with(index_key(r), e.rule);
+  ++added_;
+  e.in_base = false;
   e.expiry = r.end_ns == INT64_MAX ? expiry_.end() : expiry_.emplace(r.end_ns, action_id);
   actions_.emplace(action_id, std::move(e));
 }
 
 StringMap<Enforcer::Entry>::iterator Enforcer::erase_locked(StringMap<Entry>::iterator it) {
-  const Rule& r = *it->second.rule;
-  RuleIndex& index = r.field >= 0 ? state_.by_principal[r.field] : state_.by_call;
-  index = index.without(index_key(r), &r);
-  if (it->second.expiry != expiry_.end()) expiry_.erase(it->second.expiry);
+  const Entry& e = it->second;
+  const Rule& r = *e.rule;
+  if (e.in_base) {
+    ++dead_in_base_;
+  } else {
+    RuleIndex& added = r.field >= 0 ? state_.added_by_principal[r.field] : state_.added_by_call;
+    added = added.without(index_key(r), &r);
+    --added_;
+  }
+  dying_.push_back(e.rule);
+  if (e.expiry != expiry_.end()) expiry_.erase(e.expiry);
   return actions_.erase(it);
 }
 
@@ -324,8 +390,10 @@ size_t Enforcer::expire() {
     erase_locked(actions_.find(expiry_.begin()->second));
     ++n;
   }
-  if (n) publish_locked();
-  reclaim_locked();  // the periodic tick frees what the last batch left
+  // The periodic tick folds the changes since the last base into a new one (reads go back to
+  // one flat probe) and frees what the last batch of retired snapshots left.
+  if (n || added_ > 0 || dead_in_base_ > 0) publish_locked(/*compact=*/true);
+  reclaim_locked();
   return n;
 }
 

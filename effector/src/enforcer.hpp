@@ -5,7 +5,8 @@
 // writer frees an old snapshot only once no reader can still hold it. Changes are
 // incremental: a directive applied, revoked or expired changes one key of a persistent index
 // (rule_index.hpp) in O(log n), and old snapshots are reclaimed in batches (one barrier for
-// many), so a replay of n directives costs O(n log n), not O(n^2).
+// many), so a replay of n directives costs O(n log n), not O(n^2). Reads stay one probe of a
+// flat index: changes are folded into it at the housekeeping tick (see Snapshot).
 #pragma once
 
 #include <array>
@@ -68,11 +69,47 @@ class Gcra {
   std::atomic<int64_t> tat_{0};
 };
 
-// The version readers see: one index per principal field and one for DISABLE_CALL. Immutable
-// once published; successive versions share every unchanged trie node.
+// Open-addressing key -> rules index, built in one go from every active rule, read lock-free:
+// one probe for a key that is not listed (load factor <= 0.5). Keys are views into the rules.
+class FlatIndex {
+ public:
+  void build(const StringMap<std::vector<const Rule*>>& from);
+  bool empty() const noexcept { return lists_.empty(); }
+  const std::vector<const Rule*>* find(uint64_t h, std::string_view key) const noexcept {
+    if (lists_.empty()) return nullptr;
+    for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.list == 0) return nullptr;
+      if (s.hash == h && s.key == key) return &lists_[s.list - 1];
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    std::string_view key;
+    uint32_t list = 0;  // index + 1 into lists_; 0: empty slot
+  };
+  std::vector<Slot> slots_;
+  std::vector<std::vector<const Rule*>> lists_;
+  uint64_t mask_ = 0;
+};
+
+// Every rule active when it was built, indexed flat for the fastest reads.
+struct BaseIndex {
+  std::vector<RulePtr> rules;  // owns what the indexes point at
+  std::array<FlatIndex, 3> by_principal;
+  FlatIndex by_call;
+};
+
+// The version readers see: the base, plus the rules added since it was built (persistent
+// tries, changed in O(log n) per directive). Rules removed since are marked dead. The base is
+// rebuilt (O(n)) when the changes since outgrow it or at the housekeeping tick, so a change
+// costs O(log n) amortized and a quiet effector reads the flat base only.
 struct Snapshot {
-  std::array<RuleIndex, 3> by_principal;  // user, session, ip
-  RuleIndex by_call;                      // DISABLE_CALL
+  std::shared_ptr<const BaseIndex> base;
+  std::array<RuleIndex, 3> added_by_principal;  // user, session, ip
+  RuleIndex added_by_call;                      // DISABLE_CALL
 };
 
 struct EnforcerOptions {
@@ -110,6 +147,7 @@ class Enforcer {
     std::string signature;
     bool confirmed = true;
     Expiry::iterator expiry;
+    bool in_base = false;  // false: in the snapshot's added tries
   };
   struct Seen {
     std::string signature;
@@ -121,7 +159,8 @@ class Enforcer {
   void remember_locked(const immunizer::v1::Directive& d, const std::string& digest);
   void insert_locked(const std::string& action_id, Entry e);  // replaces an entry of that id
   StringMap<Entry>::iterator erase_locked(StringMap<Entry>::iterator it);
-  void publish_locked();
+  void rebuild_base_locked();
+  void publish_locked(bool compact = false);  // compact: fold the changes into a new base
   void reclaim_locked();
 
   EnforcerOptions opt_;
@@ -130,6 +169,9 @@ class Enforcer {
   StringMap<Entry> actions_;              // by action id
   Expiry expiry_;                         // actions with an end, by end
   Snapshot state_;                        // the latest version (what current_ points at, or empty)
+  size_t added_ = 0;                      // rules in state_'s added tries
+  size_t dead_in_base_ = 0;               // rules of state_.base removed since it was built
+  std::vector<RulePtr> dying_;            // removed: marked dead once the next version is published
   std::vector<const Snapshot*> retired_;  // swapped out, freed once no reader holds them
   StringMap<Seen> seen_;                  // by directive id
   std::deque<std::string> seen_order_;

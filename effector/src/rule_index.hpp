@@ -1,5 +1,5 @@
-// The effector's read-side index: a persistent (immutable, structurally shared) hash array
-// mapped trie from a key (principal value or call name) to the rules that name it. Changing
+// The effector's index of recent changes: a persistent (immutable, structurally shared) hash
+// array mapped trie from a key (principal value or call name) to the rules that name it. Changing
 // one key copies only the path to it (O(log32 n) nodes, each at most 32 pointers) and shares
 // every other node with the previous version, so a directive is applied or removed in
 // O(log n) whatever the number of active rules, while readers keep walking the old version.
@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstdint>
 #include <functional>
@@ -31,6 +32,9 @@ struct Rule {
   std::string call;  // empty: every call
   int64_t end_ns = INT64_MAX;
   std::shared_ptr<Gcra> bucket;  // THROTTLE only
+  // Set once the action is removed (revoked, expired, replaced, dropped by a resync): a
+  // snapshot's base index may still list the rule until its next rebuild.
+  mutable std::atomic<bool> dead{false};
 };
 
 using RulePtr = std::shared_ptr<const Rule>;

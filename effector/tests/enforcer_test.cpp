@@ -402,4 +402,30 @@ TEST_F(EnforcerTest, SeenDirectiveWithOtherContentIsStillVerified) {
   EXPECT_EQ(en_.count(Outcome::kRejectedSignature), 2u);
 }
 
+// An action re-sent under a new directive replaces the old one (its old target is lifted), in
+// the flat base as in the recent changes, before and after the housekeeping tick folds them.
+TEST_F(EnforcerTest, ReplacedActionLiftsItsOldTarget) {
+  for (int i = 0; i < 300; ++i)  // enough to fold the changes into a new base on the way
+    ASSERT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "10.0.0." + std::to_string(i))),
+              Outcome::kApplied);
+  auto first = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "old-target");
+  ASSERT_EQ(send(first), Outcome::kApplied);
+  EXPECT_EQ(en_.expire(), 0u);  // the tick: everything is in the base now
+  EXPECT_FALSE(en_.allows({"old-target", "", ""}, "x"));
+  auto second = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "new-target");
+  second.mutable_action()->set_id(first.action().id());
+  ASSERT_EQ(send(second), Outcome::kApplied);
+  EXPECT_TRUE(en_.allows({"old-target", "", ""}, "x"));
+  EXPECT_FALSE(en_.allows({"new-target", "", ""}, "x"));
+  EXPECT_EQ(en_.active(), 301u);
+  EXPECT_EQ(en_.expire(), 0u);
+  EXPECT_TRUE(en_.allows({"old-target", "", ""}, "x"));
+  EXPECT_FALSE(en_.allows({"new-target", "", ""}, "x"));
+  EXPECT_FALSE(en_.allows({"", "", "10.0.0.299"}, "x"));
+  now_ += 61 * kSec;  // everything ends
+  EXPECT_EQ(en_.expire(), 301u);
+  EXPECT_EQ(en_.active(), 0u);
+  EXPECT_TRUE(en_.allows({"new-target", "", "10.0.0.1"}, "x"));
+}
+
 }  // namespace
