@@ -3,7 +3,7 @@
 #include "fuzz_util.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/crypto/ed25519.hpp"
-#include "immunizer/plan/service.hpp"
+#include "immunizer/plan/processor.hpp"
 
 using namespace immunizer;
 

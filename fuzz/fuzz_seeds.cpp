@@ -16,7 +16,7 @@
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/monitor/csic.hpp"
 #include "immunizer/monitor/processor.hpp"
-#include "immunizer/plan/service.hpp"
+#include "immunizer/plan/processor.hpp"
 
 using namespace immunizer;
 namespace fs = std::filesystem;

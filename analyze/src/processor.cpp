@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <span>
 
+#include "immunizer/analyze/models/score_command.hpp"
 #include "immunizer/common/compress.hpp"
 #include "immunizer/common/logging.hpp"
-#include "immunizer/common/snapshots.hpp"
-#include "immunizer/common/stream_service.hpp"
+#include "immunizer/common/service.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/names.hpp"
 
@@ -14,11 +14,11 @@ namespace immunizer::analyze {
 
 AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topics,
                                    const common::Clock& clock, prometheus::Registry& r)
-    : cfg_(cfg),
+    : SnapshottingProcessor(kStage.snapshots, topics.models, cfg.snapshot_interval_ms, clock),
+      cfg_(cfg),
       topics_(topics),
       clock_(clock),
       models_(cfg.detector, cfg.threads),
-      snapshots_("analyze", 2, topics.models, cfg.snapshot_interval_ms, clock),
       alarms_(prometheus::BuildCounter()
                   .Name("immunizer_alarms_total")
                   .Help("Alarms raised, by severity")
@@ -81,7 +81,7 @@ void AnalyzeProcessor::feedback(const v1::Feedback& f) {
                         : o == O::kMerged   ? "merged"
                                             : "ignored"}})
       .Increment();
-  if (o == O::kAdded || o == O::kReplaced) snapshots_.mark(f.model_key());
+  if (o == O::kAdded || o == O::kReplaced) mark(f.model_key());
 }
 
 FeatureNames AnalyzeProcessor::names_for(const v1::FeatureVectorBatch& b) {
@@ -312,7 +312,7 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
                     d.batch.rows(static_cast<int>(w.rejected[k].second)).SerializeAsString(),
                     "model_rejected_vector", w.errors[k]);
     }
-    if (w.scored + w.learning > 0) snapshots_.mark(*w.model_key);
+    if (w.scored + w.learning > 0) mark(*w.model_key);
     if (w.scored) scored_.Increment(static_cast<double>(w.scored));
     if (w.learning) learning_.Increment(static_cast<double>(w.learning));
     for (int sev = 1; sev <= 4; ++sev) {
@@ -328,7 +328,6 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
   }
 }
 
-// Format 2: zlib-compressed ModelKeyState bytes.
 std::optional<std::pair<std::string, uint64_t>> AnalyzeProcessor::state_of(const std::string& key) {
   auto* k = models_.find(key);
   if (!k) return std::nullopt;
@@ -345,25 +344,33 @@ void AnalyzeProcessor::update_gauges() {
   memory_.Set(static_cast<double>(models_.memory_bytes()));
 }
 
-void AnalyzeProcessor::tick(common::Producer& out) {
-  if (snapshots_.maybe_write(out, [this](const std::string& k) { return state_of(k); }))
-    update_gauges();
+void AnalyzeProcessor::restore_key(const std::string& key, const std::string& state) {
+  models_.restore(key, common::zlib_decompress(state));
 }
 
 void AnalyzeProcessor::drain(common::Producer& out) {
   // The final snapshots hold the newest models: wait for the refits under way.
   for (const auto& k : models_.keys())
-    if (auto* s = models_.find(k); s && s->finish_refit()) snapshots_.mark(k);
-  snapshots_.write_final(out, [this](const std::string& k) { return state_of(k); });
+    if (auto* s = models_.find(k); s && s->finish_refit()) mark(k);
+  SnapshottingProcessor::drain(out);
 }
 
-size_t AnalyzeProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
-  return common::restore_each(
-      snaps, "analyze", [this](const std::string& key, const v1::ModelSnapshot& snap) {
-        if (snap.format_version() != 2)
-          throw std::runtime_error("unknown format " + std::to_string(snap.format_version()));
-        models_.restore(key, common::zlib_decompress(snap.state()));
-      });
-}
+const common::Stage kStage{
+    .name = "analyze",
+    .default_port = 9102,
+    .inputs = {&common::Topics::features, &common::Topics::feedback},
+    .outputs = {&common::Topics::scores, &common::Topics::alarms, &common::Topics::models},
+    .snapshots = {.kind = "analyze", .format = AnalyzeProcessor::kSnapshotFormat},
+    .commands = {{"score", [](int argc, char** argv) { return score_command(argc, argv); }}},
+    .tunable = true,
+    .setup =
+        [](common::ServiceContext& ctx) {
+          const auto cfg = AnalyzeConfig::from_config(ctx.config);
+          const bool restore = ctx.config.get_bool("analyze.restore_snapshots", true);
+          return common::StageSetup{
+              std::make_unique<AnalyzeProcessor>(cfg, ctx.topics, ctx.clock, *ctx.registry),
+              cfg.group, restore ? std::chrono::seconds(30) : std::chrono::seconds(0)};
+        },
+};
 
 }  // namespace immunizer::analyze

@@ -77,6 +77,7 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     ctx.kafka = KafkaSettings::from_config(ctx.config);
     ctx.topics = Topics::with_prefix(ctx.kafka.topic_prefix);
     ctx.registry = std::make_shared<prometheus::Registry>();
+    ctx.kafka_metrics = std::make_unique<KafkaMetrics>(*ctx.registry, name);
     // Loopback unless configured: the chart and compose set http.listen=0.0.0.0 explicitly.
     const std::string listen = ctx.config.get_string("http.listen", "127.0.0.1");
     const int port = static_cast<int>(ctx.config.get_int("http.port", default_http_port, 0, 65535));

@@ -1,6 +1,15 @@
 #include "immunizer/dashboard/processor.hpp"
 
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <utility>
+
+#include "immunizer/common/service.hpp"
 #include "immunizer/dashboard/api.hpp"
+#include "immunizer/dashboard/auth.hpp"
 #include "immunizer/dashboard/json.hpp"
 
 namespace immunizer::dashboard {
@@ -75,5 +84,187 @@ void DashboardProcessor::tick(common::Producer&) {
   if (parts_.series) parts_.series->maybe_sample(now, stats);
   if (hub_.clients() > 0) hub_.publish("stats", dump(stats));
 }
+
+namespace {
+// Forwards to the Kafka producer the body creates, so nothing connects before
+// the whole configuration is validated; until then feedback fails with a
+// retryable 503.
+class DeferredProducer final : public common::Producer {
+ public:
+  void set(std::unique_ptr<common::Producer> p) {
+    std::lock_guard l(mu_);
+    inner_ = std::move(p);
+  }
+  void produce(const std::string& topic, std::string_view key, std::string_view payload) override {
+    std::lock_guard l(mu_);
+    if (inner_) {
+      inner_->produce(topic, key, payload);
+    } else {
+      ++lost_;
+    }
+  }
+  common::FlushResult flush(std::chrono::milliseconds timeout) override {
+    std::lock_guard l(mu_);
+    if (!inner_) return {false, std::exchange(lost_, 0)};
+    return inner_->flush(timeout);
+  }
+
+ private:
+  std::mutex mu_;  // the API serialises feedback anyway; this only guards set()
+  std::unique_ptr<common::Producer> inner_;
+  uint64_t lost_ = 0;
+};
+
+// The data folder (created owner-only) and the database in it; ":memory:" stays
+// in memory.
+std::string database_path(const std::string& data_dir) {
+  if (data_dir == ":memory:") return data_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec)
+    throw std::runtime_error("dashboard.data_dir: cannot create '" + data_dir +
+                             "': " + ec.message());
+  ::chmod(data_dir.c_str(), 0700);
+  return (std::filesystem::path(data_dir) / "dashboard.db").string();
+}
+
+IncidentConfig incident_config(const DashboardConfig& c) {
+  IncidentConfig i;
+  i.key = c.incident_key;
+  i.window_ms = c.incident_window_ms;
+  i.ipv4_prefix = static_cast<int>(c.incident_ipv4_prefix);
+  i.ipv6_prefix = static_cast<int>(c.incident_ipv6_prefix);
+  i.retention.max_age_ms = c.retention_days * 24 * 3600 * 1000;
+  i.retention.max_bytes = c.retention_max_mb * 1024 * 1024;
+  return i;
+}
+
+NotifierConfig notifier_config(const DashboardConfig& c) {
+  NotifierConfig n;
+  n.webhook_urls = c.notify_webhook_urls;
+  n.webhook_secret = c.notify_webhook_secret;
+  n.jsonl_path = c.notify_jsonl_path;
+  n.events = c.notify_events;
+  n.queue = c.notify_queue;
+  n.max_attempts = c.notify_max_attempts;
+  n.backoff_ms = c.notify_backoff_ms;
+  n.max_backoff_ms = c.notify_max_backoff_ms;
+  n.timeout_ms = c.notify_timeout_ms;
+  if (c.data_dir != ":memory:")
+    n.deadletter_path = (std::filesystem::path(c.data_dir) / "notify-deadletters.jsonl").string();
+  return n;
+}
+
+// The stage's processor: everything the running dashboard owns (state, SSE hub, incident
+// history, notifier, execute's active list, the API on the service's HTTP server) around a
+// DashboardProcessor. Built by the setup, so the routes are installed before the HTTP server
+// starts; nothing connects before start().
+class DashboardStage final : public common::StageProcessor {
+ public:
+  DashboardStage(const DashboardConfig& c, common::ServiceContext& ctx)
+      : cfg_(c),
+        state_(cfg_, ctx.clock),
+        hub_(static_cast<size_t>(cfg_.sse_max_clients), static_cast<size_t>(cfg_.sse_queue),
+             *ctx.registry),
+        ops_(make_grpc_operations_client(cfg_.execute_address,
+                                         std::chrono::milliseconds(cfg_.execute_timeout_ms),
+                                         cfg_.execute_tls)),
+        incidents_(incident_config(cfg_),
+                   std::make_unique<IncidentStore>(database_path(cfg_.data_dir)), ctx.clock,
+                   *ctx.registry),
+        notifier_(notifier_config(cfg_), *ctx.registry, ctx.clock),
+        execute_(*ops_, std::chrono::milliseconds(cfg_.execute_poll_ms), ctx.clock),
+        series_(cfg_.timeseries_interval_ms * 1'000'000,
+                static_cast<size_t>(cfg_.timeseries_points)),
+        api_(cfg_, state_, hub_, feedback_out_, ctx.topics, *ops_, ctx.clock, *ctx.registry,
+             parts()),
+        proc_(state_, hub_, ctx.topics, ctx.clock,
+              std::chrono::milliseconds(cfg_.stats_interval_ms), parts()) {
+    api_.install(*ctx.http);
+  }
+  // Releases the browsers before the HTTP server joins their threads, also when the loop threw.
+  ~DashboardStage() override { hub_.close(); }
+
+  void process(const common::Message& m, common::Producer& out) override { proc_.process(m, out); }
+  void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
+                     const Reject& reject) override {
+    proc_.process_batch(batch, out, reject);
+  }
+  void tick(common::Producer& out) override { proc_.tick(out); }
+
+  void start(common::ServiceContext& ctx) override {
+    ctx.log->info(
+        "consumer group '{}' (never commits: replays retained history on start); execute at {}",
+        cfg_.group, cfg_.execute_address);
+    if (cfg_.auth == "none") {
+      ctx.log->warn(
+          "dashboard.auth=none: NO AUTHENTICATION - anyone who reaches http port {} can block, "
+          "unblock "
+          "and give feedback",
+          ctx.http->port());
+    } else {
+      ctx.log->info("authentication on: {} user(s) from {}", api_.user_count(),
+                    api_.user_sources());
+    }
+    ctx.log->info(
+        "incident history in {} (incidents per {}, window {} ms); {} "
+        "notification destination(s)",
+        database_path(cfg_.data_dir), cfg_.incident_key, cfg_.incident_window_ms,
+        notifier_.destinations());
+    execute_.start();
+    feedback_out_.set(
+        common::make_kafka_producer(ctx.kafka, "dashboard-feedback", ctx.kafka_metrics.get()));
+  }
+  void stop(common::Producer&) override {
+    feedback_out_.flush(std::chrono::seconds(5));
+    execute_.stop();
+    notifier_.stop(std::chrono::seconds(3));
+    hub_.close();
+  }
+
+ private:
+  DashboardParts parts() { return {&incidents_, &notifier_, &execute_, &series_}; }
+  DashboardConfig cfg_;
+  DashboardState state_;
+  SseHub hub_;
+  DeferredProducer feedback_out_;
+  std::unique_ptr<OperationsClient> ops_;
+  IncidentEngine incidents_;
+  Notifier notifier_;
+  ExecuteView execute_;
+  TimeSeries series_;
+  DashboardApi api_;
+  DashboardProcessor proc_;
+};
+
+// `immunizer-dashboard hash-password`: reads a password on stdin, prints the dashboard.users
+// hash.
+int hash_password_command(int, char**) {
+  std::string password;
+  if (!std::getline(std::cin, password) || password.empty()) {
+    std::cerr << "usage: echo -n PASSWORD | immunizer-dashboard hash-password\n"
+                 "  prints pbkdf2-sha256$...; use it as dashboard.users entry name:role:<hash>\n";
+    return 2;
+  }
+  std::cout << hash_password(password) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+const common::Stage kStage{
+    .name = "dashboard",
+    .default_port = 8080,
+    .inputs = {&common::Topics::alarms, &common::Topics::actions, &common::Topics::scores},
+    .outputs = {&common::Topics::feedback},
+    .commits = false,
+    .commands = {{"hash-password", hash_password_command}},
+    .setup =
+        [](common::ServiceContext& ctx) {
+          // Read every key first, so bad configuration fails before any connection is made.
+          const auto cfg = DashboardConfig::from_config(ctx.config);
+          return common::StageSetup{std::make_unique<DashboardStage>(cfg, ctx), cfg.group};
+        },
+};
 
 }  // namespace immunizer::dashboard

@@ -295,7 +295,7 @@ void Dispatcher::persist_locked(const std::string& primary, const Active* a) {
   v1::ModelSnapshot snap;
   snap.set_model_key(primary);
   snap.set_kind(kSnapshotKind);
-  snap.set_format_version(1);
+  snap.set_format_version(kSnapshotFormat);
   snap.set_taken_unix_nanos(clock_.now_unix_nanos());
   if (a) {
     v1::ValueMap m;

@@ -3,20 +3,17 @@
 #include <algorithm>
 
 #include "immunizer/common/logging.hpp"
-#include "immunizer/common/snapshots.hpp"
-#include "immunizer/common/stream_service.hpp"
+#include "immunizer/common/service.hpp"
 #include "immunizer/v1/call_records.hpp"
 
 namespace immunizer::monitor {
 
 MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topics,
                                    const common::Clock& clock, prometheus::Registry& r)
-    : cfg_(cfg),
+    : SnapshottingProcessor(kStage.snapshots, topics.models, cfg.snapshot_interval_ms, clock),
+      cfg_(cfg),
       topics_(topics),
-      clock_(clock),
       extractor_(cfg.features),
-      snapshots_("monitor", FeatureExtractor::kSnapshotFormat, topics.models,
-                 cfg.snapshot_interval_ms, clock),
       records_(prometheus::BuildCounter()
                    .Name("immunizer_monitor_records_total")
                    .Help("Call records turned into feature vectors")
@@ -181,7 +178,7 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
 }
 
 void MonitorProcessor::emit(v1::FeatureVectorBatch& b, common::Producer& out) {
-  snapshots_.mark(b.model_key());  // once per message, not per record
+  mark(b.model_key());  // once per message, not per record
   b.SerializeToString(&out_buf_);
   out.produce(topics_.features, b.model_key(), out_buf_);
   b.mutable_rows()->Clear();  // keeps the cleared rows for reuse
@@ -197,8 +194,7 @@ void MonitorProcessor::flush_vectors(common::Producer& out) {
   if (pending_.size() > cfg_.features.max_models) pending_.clear();
 }
 
-std::optional<std::pair<std::string, uint64_t>> MonitorProcessor::state_of(
-    const std::string& key) const {
+std::optional<std::pair<std::string, uint64_t>> MonitorProcessor::state_of(const std::string& key) {
   return std::make_pair(extractor_.snapshot(key), extractor_.records_seen(key));
 }
 
@@ -213,24 +209,25 @@ void MonitorProcessor::update_gauges() {
   memory_model_max_.Set(static_cast<double>(largest));
 }
 
-void MonitorProcessor::tick(common::Producer& out) {
-  if (snapshots_.maybe_write(out, [this](const std::string& k) { return state_of(k); }))
-    update_gauges();
+void MonitorProcessor::restore_key(const std::string& key, const std::string& state) {
+  extractor_.restore(key, state);
 }
 
-void MonitorProcessor::drain(common::Producer& out) {
-  snapshots_.write_final(out, [this](const std::string& k) { return state_of(k); });
-}
-
-size_t MonitorProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
-  const size_t n = common::restore_each(
-      snaps, "monitor", [this](const std::string& key, const v1::ModelSnapshot& snap) {
-        if (snap.format_version() != FeatureExtractor::kSnapshotFormat)
-          throw std::runtime_error("format " + std::to_string(snap.format_version()));
-        extractor_.restore(key, snap.state());
-      });
-  update_gauges();
-  return n;
-}
+const common::Stage kStage{
+    .name = "monitor",
+    .default_port = 9101,
+    .inputs = {&common::Topics::calls},
+    .outputs = {&common::Topics::features, &common::Topics::models},
+    .snapshots = {.kind = "monitor", .format = FeatureExtractor::kSnapshotFormat},
+    .tunable = true,
+    .setup =
+        [](common::ServiceContext& ctx) {
+          const auto cfg = MonitorConfig::from_config(ctx.config);
+          const bool restore = ctx.config.get_bool("monitor.restore_snapshots", true);
+          return common::StageSetup{
+              std::make_unique<MonitorProcessor>(cfg, ctx.topics, ctx.clock, *ctx.registry),
+              cfg.group, restore ? std::chrono::seconds(30) : std::chrono::seconds(0)};
+        },
+};
 
 }  // namespace immunizer::monitor

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "immunizer/common/fake_kafka.hpp"
-#include "immunizer/common/stream_service.hpp"
+#include "immunizer/common/stage.hpp"
 #include "immunizer/v1/call_records.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/text.hpp"

@@ -4,7 +4,7 @@
 
 #include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/plan/plan_signing.hpp"
-#include "immunizer/plan/service.hpp"
+#include "immunizer/plan/processor.hpp"
 
 using namespace immunizer;
 using namespace std::chrono_literals;

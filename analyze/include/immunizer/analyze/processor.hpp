@@ -18,27 +18,24 @@
 #include "immunizer/analyze/models/registry.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
-#include "immunizer/common/snapshots.hpp"
-#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/common/stage.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/records.pb.h"
 
 namespace immunizer::analyze {
 
-class AnalyzeProcessor final : public common::Processor {
+class AnalyzeProcessor final : public common::SnapshottingProcessor {
  public:
   AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topics, const common::Clock& clock,
                    prometheus::Registry& registry);
   void process(const common::Message& m, common::Producer& out) override;
   void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
                      const Reject& reject) override;
-  void tick(common::Producer& out) override;
+  // The last snapshot round, after the refits under way have finished.
   void drain(common::Producer& out) override;
-  // Restores learned models (from read_snapshots); bad snapshots are skipped with a warning.
-  size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps);
-  // Snapshots go to this producer (best effort, never part of a batch's commit); default: `out`.
-  void set_snapshot_producer(common::Producer* p) { snapshots_.set_producer(p); }
   ModelRegistry& models() { return models_; }
+  // Snapshot state: zlib-compressed ModelKeyState bytes.
+  static constexpr uint32_t kSnapshotFormat = 2;
 
  private:
   // One consumed features message, decoded (kept between batches to reuse its buffers).
@@ -74,13 +71,13 @@ class AnalyzeProcessor final : public common::Processor {
   // The cached names of (model key, schema version), made once per change.
   FeatureNames names_for(const v1::FeatureVectorBatch& b);
   void feedback(const v1::Feedback& f);
-  std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key);
-  void update_gauges();
+  std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) override;
+  void restore_key(const std::string& key, const std::string& state) override;
+  void update_gauges() override;
   AnalyzeConfig cfg_;
   common::Topics topics_;
   const common::Clock& clock_;
   ModelRegistry models_;
-  common::SnapshotWriter snapshots_;
   prometheus::Family<prometheus::Counter>& alarms_;
   prometheus::Counter& scored_;
   prometheus::Counter& learning_;
@@ -99,5 +96,9 @@ class AnalyzeProcessor final : public common::Processor {
   };
   std::map<std::string, CachedSchema, std::less<>> schemas_;
 };
+
+// The analyze stage: features and feedback in; scores, alarms and snapshots (kind "analyze")
+// out; `immunizer-analyze score` scores a file offline. main() runs it.
+extern const common::Stage kStage;
 
 }  // namespace immunizer::analyze

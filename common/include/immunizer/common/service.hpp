@@ -11,6 +11,7 @@
 
 #include "immunizer/common/config.hpp"
 #include "immunizer/common/http_server.hpp"
+#include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/logging.hpp"
 
@@ -22,6 +23,8 @@ struct ServiceContext {
   KafkaSettings kafka;
   Topics topics;
   std::shared_ptr<prometheus::Registry> registry;
+  std::unique_ptr<KafkaMetrics> kafka_metrics;  // the service's Kafka counters, on `registry`
+  SystemClock clock;
   std::unique_ptr<HttpServer> http;  // started after setup, before the body runs
   std::atomic<bool> stop{false};
   std::shared_ptr<spdlog::logger> log;

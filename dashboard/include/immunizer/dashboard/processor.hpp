@@ -7,7 +7,7 @@
 
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
-#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/common/stage.hpp"
 #include "immunizer/dashboard/execute_view.hpp"
 #include "immunizer/dashboard/incidents.hpp"
 #include "immunizer/dashboard/notifier.hpp"
@@ -51,20 +51,10 @@ class DashboardProcessor final : public common::Processor {
   DashboardParts parts_;
 };
 
-// A Consumer that never commits: each start replays the retained history to rebuild the
-// in-memory buffers; the incident history deduplicates the replay by alarm id.
-class NonCommittingConsumer final : public common::Consumer {
- public:
-  explicit NonCommittingConsumer(common::Consumer& inner) : inner_(inner) {}
-  std::vector<common::Message> poll(size_t max, std::chrono::milliseconds timeout) override {
-    return inner_.poll(max, timeout);
-  }
-  void commit(const std::vector<common::Message>&) override {}
-  void rewind(const std::vector<common::Message>& batch) override { inner_.rewind(batch); }
-  void close() override { inner_.close(); }
-
- private:
-  common::Consumer& inner_;
-};
+// The dashboard stage: alarms, actions and scores in (never committed: every start replays the
+// retained history, the incident history deduplicating it); feedback out; the UI, JSON API and
+// SSE on the HTTP port; `immunizer-dashboard hash-password` hashes a dashboard.users password.
+// main() runs it.
+extern const common::Stage kStage;
 
 }  // namespace immunizer::dashboard

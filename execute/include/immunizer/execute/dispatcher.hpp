@@ -194,6 +194,8 @@ class Dispatcher {
 
 // ModelSnapshot.kind of execute's persisted active entries on the models topic.
 inline constexpr const char* kSnapshotKind = "execute";
+// Their format: a ValueMap {directive: bytes, aliases: [string], alarm_id: string} per entry.
+inline constexpr uint32_t kSnapshotFormat = 1;
 
 // The dedupe key of an action: kind, target field and value, call.
 std::string target_key(const v1::Action& a);

@@ -3,7 +3,7 @@
 // loop thread doubles as the TTL timer. Called from the StreamLoop thread only.
 #pragma once
 
-#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/common/stage.hpp"
 #include "immunizer/execute/dispatcher.hpp"
 
 namespace immunizer::execute {
@@ -24,5 +24,11 @@ class ExecuteProcessor final : public common::Processor {
  private:
   Dispatcher& dispatcher_;
 };
+
+// The execute stage: plans in; action events, active-action state (kind "execute") and
+// directives to effectors (gRPC EffectorControl, with Operations for operators) out. Its
+// processor owns the Dispatcher and the ControlServer around an ExecuteProcessor. main()
+// runs it.
+extern const common::Stage kStage;
 
 }  // namespace immunizer::execute

@@ -12,15 +12,14 @@
 
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
-#include "immunizer/common/snapshots.hpp"
-#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/common/stage.hpp"
 #include "immunizer/monitor/config.hpp"
 #include "immunizer/monitor/features.hpp"
 #include "immunizer/v1/call_records.hpp"
 
 namespace immunizer::monitor {
 
-class MonitorProcessor final : public common::Processor {
+class MonitorProcessor final : public common::SnapshottingProcessor {
  public:
   MonitorProcessor(MonitorConfig cfg, const common::Topics& topics, const common::Clock& clock,
                    prometheus::Registry& registry);
@@ -31,11 +30,6 @@ class MonitorProcessor final : public common::Processor {
   // One message (its vectors are produced before it returns); throws BadMessage after
   // processing the usable records if any was not.
   void process(const common::Message& m, common::Producer& out) override;
-  void tick(common::Producer& out) override;
-  void drain(common::Producer& out) override;
-  size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps);
-  // Snapshots go to this producer (best effort, never part of a batch's commit); default: `out`.
-  void set_snapshot_producer(common::Producer* p) { snapshots_.set_producer(p); }
   FeatureExtractor& extractor() { return extractor_; }
 
  private:
@@ -45,13 +39,12 @@ class MonitorProcessor final : public common::Processor {
   // Produces the rows gathered per model key and empties the batches (keeping their buffers).
   void flush_vectors(common::Producer& out);
   void emit(v1::FeatureVectorBatch& b, common::Producer& out);
-  std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) const;
-  void update_gauges();
+  std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) override;
+  void restore_key(const std::string& key, const std::string& state) override;
+  void update_gauges() override;
   MonitorConfig cfg_;
   common::Topics topics_;
-  const common::Clock& clock_;
   FeatureExtractor extractor_;
-  common::SnapshotWriter snapshots_;
   std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
   // The output message being filled per model key, and its size so far (estimated).
   struct Pending {
@@ -70,5 +63,8 @@ class MonitorProcessor final : public common::Processor {
   prometheus::Gauge& memory_model_max_;
   prometheus::Gauge& models_;
 };
+
+// The monitor stage: calls in; features and snapshots (kind "monitor") out. main() runs it.
+extern const common::Stage kStage;
 
 }  // namespace immunizer::monitor

@@ -10,13 +10,13 @@
 #include <unordered_set>
 
 #include "immunizer/common/kafka.hpp"
-#include "immunizer/common/stream_loop.hpp"
+#include "immunizer/common/stage.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/plan/policy.hpp"
 
 namespace immunizer::plan {
 
-class PlanProcessor final : public common::Processor {
+class PlanProcessor final : public common::StageProcessor {
  public:
   PlanProcessor(PolicyConfig cfg, const common::Topics& topics, const common::Clock& clock,
                 prometheus::Registry& registry, std::shared_ptr<const crypto::SigningKey> key);
@@ -34,5 +34,8 @@ class PlanProcessor final : public common::Processor {
   std::unordered_set<std::string> seen_alarms_;
   std::deque<std::string> seen_order_;
 };
+
+// The plan stage: alarms and feedback in, signed plans out. main() runs it.
+extern const common::Stage kStage;
 
 }  // namespace immunizer::plan

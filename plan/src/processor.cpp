@@ -1,4 +1,7 @@
-#include "immunizer/plan/service.hpp"
+#include "immunizer/plan/processor.hpp"
+
+#include "immunizer/common/service.hpp"
+#include "immunizer/plan/config.hpp"
 
 #include "immunizer/common/logging.hpp"
 #include "immunizer/plan/plan_signing.hpp"
@@ -59,5 +62,23 @@ void PlanProcessor::process(const common::Message& m, common::Producer& out) {
                                  alarm.id(), alarm.call(), alarm.combined_score(), p.session(),
                                  p.ip(), d.plan->id(), d.plan->policy_rule());
 }
+
+const common::Stage kStage{
+    .name = "plan",
+    .default_port = 9103,
+    .inputs = {&common::Topics::alarms, &common::Topics::feedback},
+    .outputs = {&common::Topics::plans},
+    .tunable = true,
+    .setup =
+        [](common::ServiceContext& ctx) {
+          const auto cfg = PlanConfig::from_config(ctx.config);
+          ctx.log->info("signing plans with key {} ({})", cfg.signing_key->key_id(),
+                        cfg.signing_key_file);
+          return common::StageSetup{
+              std::make_unique<PlanProcessor>(cfg.policy, ctx.topics, ctx.clock, *ctx.registry,
+                                              cfg.signing_key),
+              cfg.group};
+        },
+};
 
 }  // namespace immunizer::plan
