@@ -9,6 +9,7 @@
 #include "immunizer/common/service.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/names.hpp"
+#include "immunizer/v1/principal.hpp"
 
 namespace immunizer::analyze {
 
@@ -187,7 +188,7 @@ void AnalyzeProcessor::score_key(KeyWork& w, int64_t now) {
       a.set_schema_version(version);
       const auto& p = row.principal();
       Output& ao = next_output(w, topics_.alarms);
-      ao.key.assign(p.session().empty() ? p.ip() : p.session());
+      ao.key.assign(v1::partition_key(p));
       a.SerializeToString(&ao.payload);
       ++w.by_severity[severity];
       if (row.timestamp_unix_nanos() > 0 && now > row.timestamp_unix_nanos())

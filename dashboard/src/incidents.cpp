@@ -1,12 +1,11 @@
 #include "immunizer/dashboard/incidents.hpp"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "immunizer/common/logging.hpp"
 #include "immunizer/dashboard/json.hpp"
+#include "immunizer/v1/principal.hpp"
 
 namespace immunizer::dashboard {
 
@@ -82,35 +81,13 @@ const char* change_name(IncidentChange::Kind k) {
 }
 
 std::string address_prefix(const std::string& ip, int v4_bits, int v6_bits) {
-  unsigned char buf[16];
-  char out[INET6_ADDRSTRLEN];
-  int family = AF_INET, bits = v4_bits, len = 4;
-  if (inet_pton(AF_INET, ip.c_str(), buf) != 1) {
-    if (inet_pton(AF_INET6, ip.c_str(), buf) != 1) return "";
-    family = AF_INET6;
-    bits = v6_bits;
-    len = 16;
-  }
-  bits = std::clamp(bits, 0, len * 8);
-  for (int i = 0; i < len; ++i) {
-    const int keep = std::clamp(bits - i * 8, 0, 8);
-    buf[i] = static_cast<unsigned char>(buf[i] & (keep == 0 ? 0 : (0xFF << (8 - keep)) & 0xFF));
-  }
-  if (!inet_ntop(family, buf, out, sizeof out)) return "";
-  return std::string(out) + "/" + std::to_string(bits);
+  return v1::address_prefix(ip, v4_bits, v6_bits);
 }
 
 std::string principal_key(const v1::Principal& p, const IncidentConfig& cfg) {
-  if (cfg.key == "user" && !p.user().empty()) return "user:" + p.user();
-  if (cfg.key == "ip" && !p.ip().empty()) return "ip:" + p.ip();
-  if (cfg.key == "prefix" && !p.ip().empty()) {
-    const std::string net = address_prefix(p.ip(), cfg.ipv4_prefix, cfg.ipv6_prefix);
-    return net.empty() ? "ip:" + p.ip() : "prefix:" + net;
-  }
-  if (!p.session().empty()) return "session:" + p.session();
-  if (!p.ip().empty()) return "ip:" + p.ip();
-  if (!p.user().empty()) return "user:" + p.user();
-  return "none:";
+  // The keys plan aggregates on (v1::key_or_fallback), so an incident is what plan blocks.
+  const auto level = v1::level_from_name(cfg.key).value_or(v1::PrincipalLevel::kSession);
+  return v1::key_or_fallback(p, level, {cfg.ipv4_prefix, cfg.ipv6_prefix}).text();
 }
 
 json incident_json(const Incident& i) {

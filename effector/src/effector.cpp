@@ -26,6 +26,7 @@
 #include "immunizer/agent/logging.hpp"
 #include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
+#include "immunizer/v1/names.hpp"
 #include "immunizer/version.hpp"
 
 namespace immunizer::effector {
@@ -206,8 +207,9 @@ bool Effector::Impl::say_hello(Stream& stream) {
   hello.mutable_hello()->set_app(cfg_.app);
   hello.mutable_hello()->set_instance(cfg_.instance);
   hello.mutable_hello()->set_version(IMMUNIZER_VERSION);
-  for (const char* c : {"block_principal", "abort_call", "throttle_principal", "disable_call"})
-    hello.mutable_hello()->add_capabilities(c);
+  for (auto k : {immunizer::v1::ACTION_BLOCK_PRINCIPAL, immunizer::v1::ACTION_ABORT_CALL,
+                 immunizer::v1::ACTION_THROTTLE_PRINCIPAL, immunizer::v1::ACTION_DISABLE_CALL})
+    hello.mutable_hello()->add_capabilities(std::string(immunizer::v1::name_of(k)));
   if (!stream.Write(hello)) return false;
   connects_.fetch_add(1, std::memory_order_relaxed);
   if (cfg_.resync_window.count() > 0) {

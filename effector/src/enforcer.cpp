@@ -9,6 +9,7 @@
 
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/directive_signing.hpp"
+#include "immunizer/v1/principal.hpp"
 
 namespace immunizer::effector {
 
@@ -60,6 +61,14 @@ bool Gcra::take(int64_t now) noexcept {
 
 // ---- Enforcer: readers ----
 
+size_t prefix_key(bool v6, int bits, const uint8_t* masked_bytes, char* out) noexcept {
+  const size_t n = v6 ? 16 : 4;
+  out[0] = v6 ? '6' : '4';
+  out[1] = static_cast<char>(bits);
+  std::memcpy(out + 2, masked_bytes, n);
+  return n + 2;
+}
+
 namespace {
 int field_index(immunizer::v1::PrincipalField f) {
   switch (f) {
@@ -69,6 +78,8 @@ int field_index(immunizer::v1::PrincipalField f) {
       return 1;
     case immunizer::v1::PRINCIPAL_FIELD_IP:
       return 2;
+    case immunizer::v1::PRINCIPAL_FIELD_IP_PREFIX:
+      return 3;
     default:
       return -1;
   }
@@ -150,6 +161,19 @@ bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexc
          !any(base.by_principal[1], snap->added_by_principal[1], p.session) &&
          !any(base.by_principal[2], snap->added_by_principal[2], p.ip) &&
          !any(base.by_call, snap->added_by_call, call);
+    immunizer::v1::IpBytes addr;
+    if (ok && !snap->prefix_lengths.empty() && immunizer::v1::parse_ip(p.ip, &addr)) {
+      for (const auto& [v6, bits] : snap->prefix_lengths) {
+        if (v6 != addr.v6) continue;
+        char key[kPrefixKeyMax];
+        const auto net = immunizer::v1::masked(addr, bits);
+        const size_t n = prefix_key(v6, bits, net.b.data(), key);
+        if (any(base.by_principal[3], snap->added_by_principal[3], std::string_view(key, n))) {
+          ok = false;
+          break;
+        }
+      }
+    }
   }
   h->ptr.store(nullptr, std::memory_order_release);
   return ok;
@@ -181,7 +205,7 @@ std::string_view index_key(const Rule& r) { return r.field >= 0 ? r.value : r.ca
 void Enforcer::rebuild_base_locked() {
   auto base = std::make_shared<BaseIndex>();
   base->rules.reserve(actions_.size());
-  std::array<StringMap<std::vector<const Rule*>>, 3> by_principal;
+  std::array<StringMap<std::vector<const Rule*>>, 4> by_principal;
   StringMap<std::vector<const Rule*>> by_call;
   for (auto& [id, e] : actions_) {
     const Rule* r = e.rule.get();
@@ -189,7 +213,7 @@ void Enforcer::rebuild_base_locked() {
     (r->field >= 0 ? by_principal[r->field][r->value] : by_call[r->call]).push_back(r);
     e.in_base = true;
   }
-  for (int f = 0; f < 3; ++f) base->by_principal[f].build(by_principal[f]);
+  for (int f = 0; f < 4; ++f) base->by_principal[f].build(by_principal[f]);
   base->by_call.build(by_call);
   state_.base = std::move(base);
   state_.added_by_principal = {};
@@ -238,6 +262,11 @@ void Enforcer::insert_locked(const std::string& action_id, Entry e) {
   const Rule& r = *e.rule;
   RuleIndex& added = r.field >= 0 ? state_.added_by_principal[r.field] : state_.added_by_call;
   added = added.with(index_key(r), e.rule);
+  if (r.field == 3) {
+    const std::pair<bool, int> len{r.value[0] == '6', static_cast<uint8_t>(r.value[1])};
+    auto& lens = state_.prefix_lengths;
+    if (std::find(lens.begin(), lens.end(), len) == lens.end()) lens.push_back(len);
+  }
   ++added_;
   e.in_base = false;
   e.expiry = r.end_ns == INT64_MAX ? expiry_.end() : expiry_.emplace(r.end_ns, action_id);
@@ -356,6 +385,12 @@ HandleResult Enforcer::apply_locked(const immunizer::v1::Directive& d, int64_t n
       if (rule->field < 0) return {Outcome::kRejectedInvalid, "no target field"};
       if (a.target_value().empty()) return {Outcome::kRejectedInvalid, "no target value"};
       rule->value = a.target_value();
+      if (rule->field == 3) {  // an ip prefix: indexed by family, length and network bytes
+        const auto net = immunizer::v1::parse_network(a.target_value());
+        if (!net) return {Outcome::kRejectedInvalid, "target value is not a network"};
+        char key[kPrefixKeyMax];
+        rule->value.assign(key, prefix_key(net->base.v6, net->bits, net->base.b.data(), key));
+      }
       rule->call = a.call();
       if (a.kind() == ActionKind::ACTION_ABORT_CALL && a.call().empty())
         return {Outcome::kRejectedInvalid, "ABORT_CALL needs a call"};

@@ -97,10 +97,15 @@ class FlatIndex {
 
 // Every rule active when it was built, indexed flat for the fastest reads.
 struct BaseIndex {
-  std::vector<RulePtr> rules;  // owns what the indexes point at
-  std::array<FlatIndex, 3> by_principal;
+  std::vector<RulePtr> rules;             // owns what the indexes point at
+  std::array<FlatIndex, 4> by_principal;  // user, session, ip, ip prefix
   FlatIndex by_call;
 };
+
+// Index key of an ip-prefix rule, and of a client address masked to one prefix length:
+// family, length, masked address bytes. `out` holds at least kPrefixKeyMax bytes.
+inline constexpr size_t kPrefixKeyMax = 18;
+size_t prefix_key(bool v6, int bits, const uint8_t* masked_bytes, char* out) noexcept;
 
 // The version readers see: the base, plus the rules added since it was built (persistent
 // tries, changed in O(log n) per directive). Rules removed since are marked dead. The base is
@@ -108,8 +113,11 @@ struct BaseIndex {
 // costs O(log n) amortized and a quiet effector reads the flat base only.
 struct Snapshot {
   std::shared_ptr<const BaseIndex> base;
-  std::array<RuleIndex, 3> added_by_principal;  // user, session, ip
-  RuleIndex added_by_call;                      // DISABLE_CALL
+  std::array<RuleIndex, 4> added_by_principal;  // user, session, ip, ip prefix
+  // The (family, length) pairs of every ip-prefix rule applied so far (an address is masked
+  // to each; at most 33 + 129, never shrunk: a stale length costs one lookup).
+  std::vector<std::pair<bool, int>> prefix_lengths;
+  RuleIndex added_by_call;  // DISABLE_CALL
 };
 
 struct EnforcerOptions {

@@ -27,7 +27,7 @@ class Gcra;
 struct Rule {
   std::string action_id;
   immunizer::v1::ActionKind kind;
-  int field = -1;  // 0 user, 1 session, 2 ip; -1: no principal (DISABLE_CALL)
+  int field = -1;  // 0 user, 1 session, 2 ip, 3 ip prefix; -1: no principal (DISABLE_CALL)
   std::string value;
   std::string call;  // empty: every call
   int64_t end_ns = INT64_MAX;

@@ -98,6 +98,33 @@ TEST_F(EnforcerTest, AbortCallAndDisableCall) {
   EXPECT_TRUE(en_.allows({}, "admin.import"));
 }
 
+TEST_F(EnforcerTest, PrefixBlockDeniesEveryAddressOfItsNetworkOnly) {
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP_PREFIX, "198.51.100.0/24")),
+            Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP_PREFIX, "2001:db8:1:2::/64")),
+            Outcome::kApplied);
+  for (const char* ip : {"198.51.100.0", "198.51.100.7", "198.51.100.255", "::ffff:198.51.100.9",
+                         "2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"})
+    EXPECT_FALSE(en_.allows({"", "s", ip}, "http.request")) << ip;
+  for (const char* ip : {"198.51.101.7", "198.51.99.255", "2001:db8:1:3::1", "10.0.0.1",
+                         "not-an-address", "", "198.51.100.7:80"})
+    EXPECT_TRUE(en_.allows({"", "s", ip}, "http.request")) << ip;
+  // A second length in the same family is matched too; a prefix abort only its call.
+  EXPECT_EQ(send(make(ACTION_ABORT_CALL, PRINCIPAL_FIELD_IP_PREFIX, "10.8.0.0/16", "checkout")),
+            Outcome::kApplied);
+  EXPECT_FALSE(en_.allows({"", "", "10.8.200.1"}, "checkout"));
+  EXPECT_TRUE(en_.allows({"", "", "10.8.200.1"}, "browse"));
+  // Only canonical networks: host bits set, a bare address or garbage are refused.
+  for (const char* bad : {"198.51.100.7/24", "198.51.100.0", "198.51.100.0/33", "x/24",
+                          "2001:DB8:1:2::/64", "10.0.0.0/+8"})
+    EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP_PREFIX, bad)),
+              Outcome::kRejectedInvalid)
+        << bad;
+  now_ += 61 * kSec;
+  EXPECT_TRUE(en_.allows({"", "", "198.51.100.7"}, "http.request"));
+  EXPECT_EQ(en_.expire(), 3u);
+}
+
 TEST_F(EnforcerTest, ThrottleIsATokenBucket) {
   auto d = make(ACTION_THROTTLE_PRINCIPAL, PRINCIPAL_FIELD_IP, "9.9.9.9");
   d.mutable_action()->set_rate_per_second(2);

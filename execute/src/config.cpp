@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "immunizer/crypto/ed25519.hpp"
+#include "immunizer/v1/names.hpp"
 
 namespace immunizer::execute {
 
@@ -90,7 +91,9 @@ void ExecuteConfig::read_plan_guard(const common::Config& c, ExecuteConfig& e) {
   e.guard_automatic_actions =
       c.get_list("execute.guard.automatic_actions", e.guard_automatic_actions);
   for (const auto& k : e.guard_automatic_actions)
-    if (k != "block" && k != "throttle" && k != "abort" && k != "disable")
+    if (const v1::ActionKind kind = v1::action_kind_from_verb(k);
+        kind == v1::ACTION_KIND_UNSPECIFIED || kind == v1::ACTION_LOG ||
+        kind == v1::ACTION_ESCALATE)
       throw common::ConfigError("config key 'execute.guard.automatic_actions': '" + k +
                                 "' is not one of block, throttle, abort, disable");
   e.guard_automatic_max_ttl_ms =

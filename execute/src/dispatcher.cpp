@@ -6,6 +6,8 @@
 #include "immunizer/common/snapshots.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/plan/plan_signing.hpp"
+#include "immunizer/v1/names.hpp"
+#include "immunizer/v1/principal.hpp"
 
 namespace immunizer::execute {
 namespace {
@@ -20,23 +22,10 @@ constexpr size_t kRecentPlans = 100'000;
 
 std::shared_ptr<spdlog::logger> log() { return common::logger("execute"); }
 
-// "session=abc", "ip=1.2.3.4", "" for call-wide actions; for log lines.
+// "session=abc", "ip=1.2.3.4", "prefix=1.2.3.0/24", "" for call-wide actions; for log lines.
 std::string target_text(const v1::Action& a) {
-  std::string f;
-  switch (a.target_field()) {
-    case v1::PRINCIPAL_FIELD_USER:
-      f = "user=";
-      break;
-    case v1::PRINCIPAL_FIELD_SESSION:
-      f = "session=";
-      break;
-    case v1::PRINCIPAL_FIELD_IP:
-      f = "ip=";
-      break;
-    default:
-      break;
-  }
-  std::string s = f.empty() ? "" : f + a.target_value();
+  const std::string_view f = v1::name_of(a.target_field());
+  std::string s = f.empty() ? "" : std::string(f) + "=" + a.target_value();
   if (!a.call().empty()) s += (s.empty() ? "call '" : " call '") + a.call() + "'";
   return s;
 }
@@ -50,11 +39,10 @@ bool enforceable(v1::ActionKind k) { return needs_principal(k) || k == v1::ACTIO
 // Empty when the action can be enforced by an effector, else why not.
 std::string invalid_reason(const v1::Action& a) {
   if (needs_principal(a.kind())) {
-    const auto f = a.target_field();
-    if (f != v1::PRINCIPAL_FIELD_USER && f != v1::PRINCIPAL_FIELD_SESSION &&
-        f != v1::PRINCIPAL_FIELD_IP)
-      return "no target field";
+    if (v1::name_of(a.target_field()).empty()) return "no target field";
     if (a.target_value().empty()) return "no target value";
+    if (a.target_field() == v1::PRINCIPAL_FIELD_IP_PREFIX && !v1::parse_network(a.target_value()))
+      return "target value is not a network (canonical CIDR, e.g. 198.51.100.0/24)";
   }
   if ((a.kind() == v1::ACTION_ABORT_CALL || a.kind() == v1::ACTION_DISABLE_CALL) &&
       a.call().empty())
@@ -66,24 +54,7 @@ std::string invalid_reason(const v1::Action& a) {
 
 }  // namespace
 
-std::string kind_label(v1::ActionKind k) {
-  switch (k) {
-    case v1::ACTION_LOG:
-      return "log";
-    case v1::ACTION_ABORT_CALL:
-      return "abort";
-    case v1::ACTION_BLOCK_PRINCIPAL:
-      return "block";
-    case v1::ACTION_THROTTLE_PRINCIPAL:
-      return "throttle";
-    case v1::ACTION_DISABLE_CALL:
-      return "disable";
-    case v1::ACTION_ESCALATE:
-      return "escalate";
-    default:
-      return "unknown";
-  }
-}
+std::string kind_label(v1::ActionKind k) { return std::string(v1::verb_of(k)); }
 
 std::string target_key(const v1::Action& a) {
   std::string k = std::to_string(static_cast<int>(a.kind()));
@@ -152,9 +123,9 @@ Dispatcher::Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::C
               .Register(registry)),
       guard_(prometheus::BuildCounter()
                  .Name("immunizer_execute_guard_total")
-                 .Help("Guard policy decisions on automatic actions (refused_kind, ttl_clamped, "
-                       "breaker_open, "
-                       "breaker_tripped, breaker_closed)")
+                 .Help("Guard policy decisions (automatic actions: refused_kind, ttl_clamped, "
+                       "breaker_open, breaker_tripped, breaker_closed; manual blocks: "
+                       "manual_ttl_refused)")
                  .Register(registry)),
       breaker_gauge_(prometheus::BuildGauge()
                          .Name("immunizer_execute_breaker_open")
@@ -170,16 +141,10 @@ Dispatcher::Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::C
   for (const auto& pem : cfg_.plan_public_keys_pem)
     plan_keys_.add(crypto::VerifyingKey::from_pem(pem));
   for (const auto& k : cfg_.guard_automatic_actions) {
-    if (k == "block")
-      automatic_kinds_.insert(v1::ACTION_BLOCK_PRINCIPAL);
-    else if (k == "throttle")
-      automatic_kinds_.insert(v1::ACTION_THROTTLE_PRINCIPAL);
-    else if (k == "abort")
-      automatic_kinds_.insert(v1::ACTION_ABORT_CALL);
-    else if (k == "disable")
-      automatic_kinds_.insert(v1::ACTION_DISABLE_CALL);
-    else
+    const v1::ActionKind kind = v1::action_kind_from_verb(k);
+    if (!enforceable(kind))
       throw std::invalid_argument("execute guard: unknown action kind '" + k + "'");
+    automatic_kinds_.insert(kind);
   }
 }
 
@@ -544,6 +509,22 @@ std::string Dispatcher::block(const v1::BlockRequest& req) {
   if (req.ttl_millis() < 0) throw InvalidRequest("ttl_millis must not be negative");
   a.set_ttl_millis(req.ttl_millis());
   if (std::string why = invalid_reason(a); !why.empty()) throw InvalidRequest(why);
+  if (req.ttl_millis() > cfg_.max_ttl_ms) {
+    // Refused, not clamped: the operator asked for something else than execute would do,
+    // and is told so at once (automatic plans, which nobody can ask, are clamped instead).
+    const std::string why = "ttl_millis " + std::to_string(req.ttl_millis()) +
+                            " exceeds execute.max_ttl_ms (" + std::to_string(cfg_.max_ttl_ms) +
+                            " ms, " + std::to_string(cfg_.max_ttl_ms / 3'600'000) + " h)";
+    guard_.Add({{"decision", "manual_ttl_refused"}}).Increment();
+    count("reject");
+    log()->warn("manual block of {} refused: {} (reason: {})", target_text(a), why,
+                req.reason().substr(0, 200));
+    std::lock_guard lk(mu_);
+    event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, "", "", 0, "execute",
+                 "manual block refused: " + why +
+                     (req.reason().empty() ? "" : " (" + req.reason().substr(0, 500) + ")"));
+    throw InvalidRequest(why);
+  }
   Links overflowed;
   std::string id;
   {

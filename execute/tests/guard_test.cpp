@@ -173,6 +173,52 @@ TEST_F(GuardTest, AutomaticTtlIsClampedButAManualOneIsNot) {
   EXPECT_EQ(link->directives().back().action().ttl_millis(), 7LL * 24 * 3600 * 1000);
 }
 
+TEST_F(GuardTest, AManualBlockOverTheMaximumTtlIsRefusedAndAudited) {
+  // Issue 10: ttl_ms 99999999999 through the dashboard or `immunizer block` was accepted.
+  v1::BlockRequest req;
+  req.set_field(v1::PRINCIPAL_FIELD_IP);
+  req.set_value("10.0.0.9");
+  req.set_ttl_millis(99'999'999'999);
+  req.set_reason("manual block from the dashboard by admin");
+  try {
+    d.block(req);
+    FAIL() << "accepted";
+  } catch (const InvalidRequest& e) {
+    EXPECT_NE(std::string(e.what()).find("exceeds execute.max_ttl_ms (2592000000 ms"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(link->directives().empty()) << "nothing enforced";
+  EXPECT_EQ(metric(registry, "immunizer_execute_guard_total", "decision", "manual_ttl_refused"), 1);
+  const auto rejected = of_type(drained(), v1::ACTION_EVENT_REJECTED);
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].action().target_value(), "10.0.0.9");
+  EXPECT_NE(rejected[0].reason().find("manual block refused"), std::string::npos);
+  EXPECT_NE(rejected[0].reason().find("by admin"), std::string::npos);
+  // At the maximum itself: accepted.
+  req.set_ttl_millis(30LL * 24 * 3600 * 1000);
+  d.block(req);
+  ASSERT_EQ(link->directives().size(), 1u);
+  EXPECT_EQ(link->directives()[0].action().ttl_millis(), 30LL * 24 * 3600 * 1000);
+}
+
+TEST_F(GuardTest, PrefixBlocksAreEnforcedWithACanonicalNetworkOnly) {
+  d.on_plan(block_plan("p1", "act1", "s1", 60'000));
+  v1::Plan p = block_plan("p2", "act2", "x", 60'000);
+  p.mutable_actions(0)->set_target_field(v1::PRINCIPAL_FIELD_IP_PREFIX);
+  p.mutable_actions(0)->set_target_value("198.51.100.0/24");
+  d.on_plan(p);
+  ASSERT_EQ(link->directives().size(), 2u);
+  EXPECT_EQ(link->directives()[1].action().target_field(), v1::PRINCIPAL_FIELD_IP_PREFIX);
+  v1::BlockRequest req;
+  req.set_field(v1::PRINCIPAL_FIELD_IP_PREFIX);
+  req.set_value("198.51.100.7/24");  // host bits set
+  EXPECT_THROW(d.block(req), InvalidRequest);
+  req.set_value("203.0.113.0/24");
+  d.block(req);
+  EXPECT_EQ(link->directives().size(), 3u);
+}
+
 class BreakerTest : public GuardTest {
  protected:
   static ExecuteConfig cfg() {

@@ -2,7 +2,62 @@
 
 #include <algorithm>
 
+#include "immunizer/v1/names.hpp"
+
 namespace immunizer::plan {
+
+using v1::PrincipalLevel;
+
+namespace {
+constexpr int64_t kNanosPerMilli = 1'000'000;
+
+void read_level(const common::Config& c, const std::string& level, const char* distinct,
+                LevelThresholds& t) {
+  const std::string k = "plan." + level + ".";
+  t.alarms_to_act = static_cast<int>(c.get_int(k + "alarms_to_act", t.alarms_to_act, 0, 1000));
+  t.distinct_to_act = static_cast<int>(c.get_int(k + distinct, t.distinct_to_act, 1, 1000));
+  t.window_ms = c.get_int(k + "window_ms", t.window_ms, 1000, 86'400'000);
+}
+
+bool reached(const LevelThresholds& t, Evidence::Count n) {
+  return t.alarms_to_act > 0 && n.alarms >= t.alarms_to_act && n.distinct >= t.distinct_to_act;
+}
+
+// Broader levels come later: a block at a later level covers every earlier one.
+int breadth(PrincipalLevel l) {
+  switch (l) {
+    case PrincipalLevel::kSession:
+      return 0;
+    case PrincipalLevel::kUser:
+      return 1;
+    case PrincipalLevel::kIp:
+      return 2;
+    case PrincipalLevel::kPrefix:
+      return 3;
+  }
+  return 0;
+}
+}  // namespace
+
+std::string_view outcome_name(Outcome o) noexcept {
+  switch (o) {
+    case Outcome::kPlanned:
+      return "planned";
+    case Outcome::kShadow:
+      return "shadow";
+    case Outcome::kDeduplicated:
+      return "deduplicated";
+    case Outcome::kAllowlisted:
+      return "allowlisted";
+    case Outcome::kForgiven:
+      return "forgiven";
+    case Outcome::kBelowSeverity:
+      return "below_severity";
+    case Outcome::kRateLimited:
+      return "rate_limited";
+  }
+  return "below_severity";
+}
 
 PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   PolicyConfig p;
@@ -11,8 +66,19 @@ PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   p.repeat_alarms_to_act =
       static_cast<int>(c.get_int("plan.repeat_alarms_to_act", p.repeat_alarms_to_act, 0, 1000));
   p.repeat_window_ms = c.get_int("plan.repeat_window_ms", p.repeat_window_ms, 1000, 86'400'000);
-  p.response = c.get_enum("plan.response", p.response, {"log", "abort", "block", "throttle"});
-  p.target = c.get_enum("plan.target", p.target, {"session", "ip", "user"});
+  p.response =
+      v1::action_kind_from_verb(c.get_enum("plan.response", std::string(v1::verb_of(p.response)),
+                                           {"log", "abort", "block", "throttle"}));
+  p.target = v1::level_from_name(c.get_enum("plan.target", std::string(v1::level_name(p.target)),
+                                            {"session", "ip", "user"}))
+                 .value_or(p.target);
+  read_level(c, "ip", "distinct_sessions", p.ip);
+  read_level(c, "prefix", "distinct_addresses", p.prefix);
+  read_level(c, "user", "distinct_sessions", p.user);
+  p.prefix_bits.ipv4 =
+      static_cast<int>(c.get_int("plan.prefix.ipv4_bits", p.prefix_bits.ipv4, 8, 32));
+  p.prefix_bits.ipv6 =
+      static_cast<int>(c.get_int("plan.prefix.ipv6_bits", p.prefix_bits.ipv6, 16, 128));
   p.block_ttl_ms = c.get_int("plan.block_ttl_ms", p.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
   p.throttle_rate_per_s =
       c.get_double("plan.throttle_rate_per_s", p.throttle_rate_per_s, 0.001, 1e6);
@@ -29,14 +95,46 @@ PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   return p;
 }
 
-std::pair<v1::PrincipalField, std::string> Policy::target_of(const v1::Principal& p) const {
-  if (cfg_.target == "user" && !p.user().empty()) return {v1::PRINCIPAL_FIELD_USER, p.user()};
-  if (cfg_.target == "session" && !p.session().empty())
-    return {v1::PRINCIPAL_FIELD_SESSION, p.session()};
-  if (!p.ip().empty()) return {v1::PRINCIPAL_FIELD_IP, p.ip()};
-  if (!p.session().empty()) return {v1::PRINCIPAL_FIELD_SESSION, p.session()};
-  return {v1::PRINCIPAL_FIELD_UNSPECIFIED, ""};
+// ---- Evidence ----
+
+Evidence::Count Evidence::add(const std::string& key, const std::string& child, int64_t now) {
+  Key& k = by_key_[key];
+  k.events.emplace_back(now, child);
+  if (!child.empty()) ++k.children[child];
+  order_.emplace_back(now, key);
+  const Count n{static_cast<int>(k.events.size()), static_cast<int>(k.children.size())};
+  while (order_.size() > max_events_) pop_oldest();
+  return n;
 }
+
+void Evidence::pop_oldest() {
+  // order_ and every key's events are in time order: the oldest event overall is the
+  // oldest of its key (unless that key was forgotten meanwhile).
+  const auto it = by_key_.find(order_.front().second);
+  order_.pop_front();
+  if (it == by_key_.end() || it->second.events.empty()) return;
+  Key& k = it->second;
+  const std::string& child = k.events.front().second;
+  if (!child.empty())
+    if (auto c = k.children.find(child); c != k.children.end() && --c->second == 0)
+      k.children.erase(c);
+  k.events.pop_front();
+  if (k.events.empty()) by_key_.erase(it);
+}
+
+void Evidence::expire(int64_t now) {
+  while (!order_.empty() && order_.front().first <= now - window_ns_) pop_oldest();
+}
+
+// ---- Policy ----
+
+Policy::Policy(PolicyConfig cfg, const common::Clock& clock)
+    : cfg_(std::move(cfg)),
+      clock_(clock),
+      repeats_(cfg_.repeat_window_ms, cfg_.max_tracked_principals),
+      by_ip_(cfg_.ip.window_ms, cfg_.max_tracked_principals),
+      by_prefix_(cfg_.prefix.window_ms, cfg_.max_tracked_principals),
+      by_user_(cfg_.user.window_ms, cfg_.max_tracked_principals) {}
 
 void Policy::expire(int64_t now) {
   std::erase_if(active_, [now](const auto& kv) { return kv.second <= now; });
@@ -49,30 +147,71 @@ void Policy::expire(int64_t now) {
   }
   while (!recent_plans_.empty() && recent_plans_.front() <= now - 60'000'000'000LL)
     recent_plans_.pop_front();
-  const int64_t window = cfg_.repeat_window_ms * 1'000'000;
-  while (!alarm_order_.empty() && (alarm_order_.front().first <= now - window ||
-                                   alarm_order_.size() > cfg_.max_tracked_principals)) {
-    auto it = alarm_times_.find(alarm_order_.front().second);
-    if (it != alarm_times_.end()) {
-      while (!it->second.empty() && it->second.front() <= now - window) it->second.pop_front();
-      if (it->second.empty() || alarm_order_.size() > cfg_.max_tracked_principals)
-        alarm_times_.erase(it);
-    }
-    alarm_order_.pop_front();
+  for (Evidence* e : {&repeats_, &by_ip_, &by_prefix_, &by_user_}) e->expire(now);
+}
+
+std::optional<Policy::Target> Policy::target_of(const v1::Alarm& alarm,
+                                                const v1::PrincipalKey& primary,
+                                                bool count_evidence, int64_t now) {
+  const auto& p = alarm.principal();
+  // Evidence at every level the alarm has a key for; the broadest level that reached its
+  // thresholds is where the attack is stopped.
+  std::optional<Target> broad;
+  auto aggregate = [&](PrincipalLevel level, Evidence& e, const LevelThresholds& t,
+                       const std::string& child, const char* distinct) {
+    if (t.alarms_to_act == 0 || !count_evidence) return;
+    v1::PrincipalKey k = v1::key_at(p, level, cfg_.prefix_bits);
+    if (k.empty()) return;
+    const Evidence::Count n = e.add(k.text(), child, now);
+    if (!reached(t, n) || (broad && breadth(broad->key.level) >= breadth(level))) return;
+    broad = Target{std::move(k), std::string(v1::level_name(level)) + "_" +
+                                     std::to_string(t.alarms_to_act) + "_alarms_from_" +
+                                     std::to_string(t.distinct_to_act) + "_" + distinct + "_in_" +
+                                     std::to_string(t.window_ms / 1000) + "s"};
+  };
+  aggregate(PrincipalLevel::kIp, by_ip_, cfg_.ip, p.session(), "sessions");
+  aggregate(PrincipalLevel::kPrefix, by_prefix_, cfg_.prefix, p.ip(), "addresses");
+  aggregate(PrincipalLevel::kUser, by_user_, cfg_.user, p.session().empty() ? p.ip() : p.session(),
+            "sessions");
+  bool repeated = false;
+  if (count_evidence && cfg_.repeat_alarms_to_act > 0)
+    repeated = repeats_.add(primary.text(), "", now).alarms >= cfg_.repeat_alarms_to_act;
+  if (broad && breadth(broad->key.level) > breadth(primary.level)) return broad;
+  const int sev = static_cast<int>(alarm.severity());
+  if (sev >= cfg_.min_severity_to_act)
+    return Target{primary, "severity>=" + std::to_string(cfg_.min_severity_to_act)};
+  if (repeated)
+    return Target{primary, std::to_string(cfg_.repeat_alarms_to_act) + "_alarms_in_" +
+                               std::to_string(cfg_.repeat_window_ms / 1000) + "s"};
+  return broad;
+}
+
+bool Policy::allowlisted(const v1::Principal& p, const v1::PrincipalKey& target) const {
+  return std::any_of(cfg_.allowlist.begin(), cfg_.allowlist.end(), [&](const std::string& a) {
+    if (a == p.session() || a == p.ip() || (!p.user().empty() && a == p.user())) return true;
+    // A network is never blocked over an allowlisted address inside it.
+    return target.level == PrincipalLevel::kPrefix &&
+           v1::address_prefix(a, cfg_.prefix_bits.ipv4, cfg_.prefix_bits.ipv6) == target.value;
+  });
+}
+
+bool Policy::covered(const v1::Principal& p, const v1::PrincipalKey& target) const {
+  // A block in force on the target, or on any of the alarm's keys at a broader level.
+  if (active_.count(target.text())) return true;
+  for (PrincipalLevel l : v1::kPrincipalLevels) {
+    if (breadth(l) <= breadth(target.level)) continue;
+    const v1::PrincipalKey k = v1::key_at(p, l, cfg_.prefix_bits);
+    if (!k.empty() && active_.count(k.text())) return true;
   }
+  return false;
 }
 
 Decision Policy::decide(const v1::Alarm& alarm) {
   const int64_t now = clock_.now_unix_nanos();
   expire(now);
   Decision d;
-  const auto [field, value] = target_of(alarm.principal());
-  const std::string tkey = std::to_string(field) + ":" + value;
   const auto& p = alarm.principal();
-  const bool allowlisted =
-      std::any_of(cfg_.allowlist.begin(), cfg_.allowlist.end(), [&](const std::string& a) {
-        return a == p.session() || a == p.ip() || (!p.user().empty() && a == p.user());
-      });
+  const v1::PrincipalKey primary = v1::key_or_fallback(p, cfg_.target, cfg_.prefix_bits);
 
   v1::Plan plan;
   // Deterministic: the same alarm read again (a replay after a crash) makes the same plan
@@ -85,101 +224,80 @@ Decision Policy::decide(const v1::Alarm& alarm) {
   plan.set_alarm_raised_unix_nanos(alarm.raised_unix_nanos());
   plan.set_call_timestamp_unix_nanos(alarm.timestamp_unix_nanos());
   plan.set_shadow(cfg_.shadow);
-  // Explicit captures: clang 14 (the fuzz preset) cannot capture structured bindings implicitly.
-  auto add = [&, &field = field, &value = value](v1::ActionKind kind) -> v1::Action& {
+  auto add = [&](v1::ActionKind kind, const v1::PrincipalKey& on) -> v1::Action& {
     v1::Action& a = *plan.add_actions();
     a.set_id(common::derived_id({"action", plan.id(), std::to_string(plan.actions_size() - 1)}));
     a.set_kind(kind);
-    a.set_target_field(field);
-    a.set_target_value(value);
+    a.set_target_field(on.empty() ? v1::PRINCIPAL_FIELD_UNSPECIFIED : on.field());
+    a.set_target_value(on.value);
     return a;
   };
+  auto only_log = [&](const v1::PrincipalKey& on, const std::string& rule, Outcome outcome) {
+    add(v1::ACTION_LOG, on);
+    plan.set_policy_rule(rule);
+    d.outcome = outcome;
+    d.plan = std::move(plan);
+    return d;
+  };
 
-  const int sev = static_cast<int>(alarm.severity());
-  bool repeated = false;
-  if (!value.empty() && cfg_.repeat_alarms_to_act > 0) {
-    auto& times = alarm_times_[tkey];
-    times.push_back(now);
-    alarm_order_.emplace_back(now, tkey);
-    repeated = static_cast<int>(times.size()) >= cfg_.repeat_alarms_to_act;
-  }
-  if ((sev < cfg_.min_severity_to_act && !repeated) || value.empty() || cfg_.response == "log") {
-    add(v1::ACTION_LOG);
-    plan.set_policy_rule(value.empty() ? "no_principal:log" : "below_severity:log");
-    d.outcome = "below_severity";
-    d.plan = std::move(plan);
-    return d;
-  }
-  if (allowlisted) {
-    add(v1::ACTION_LOG);
-    plan.set_policy_rule("allowlist:log");
-    d.outcome = "allowlisted";
-    d.plan = std::move(plan);
-    return d;
-  }
-  if (auto f = forgiven_.find(tkey);
-      f != forgiven_.end() && f->second.until > now && f->second.alarms_left > 0) {
-    // Bounded: this alarm uses up one of the forgiveness's alarms.
+  if (primary.empty()) return only_log(primary, "no_principal:log", Outcome::kBelowSeverity);
+  // A forgiven principal's alarms are no evidence (a person said they were false positives).
+  auto f = forgiven_.find(primary.text());
+  const bool forgiven = f != forgiven_.end() && f->second.until > now && f->second.alarms_left > 0;
+  const std::optional<Target> target = target_of(alarm, primary, !forgiven, now);
+  if (!target || cfg_.response == v1::ACTION_LOG)
+    return only_log(primary, "below_severity:log", Outcome::kBelowSeverity);
+  if (allowlisted(p, target->key))
+    return only_log(target->key, "allowlist:log", Outcome::kAllowlisted);
+  if (forgiven) {
     --f->second.alarms_left;  // spent at 0; forgotten when its window ends
-    add(v1::ACTION_LOG);
-    plan.set_policy_rule("false_positive_feedback:log");
-    d.outcome = "forgiven";
-    d.plan = std::move(plan);
-    return d;
+    return only_log(primary, "false_positive_feedback:log", Outcome::kForgiven);
   }
-  if (cfg_.response == "block" && active_.count(tkey)) {
-    d.outcome = "deduplicated";  // a block for this principal is already in force
+  if (cfg_.response == v1::ACTION_BLOCK_PRINCIPAL && covered(p, target->key)) {
+    d.outcome = Outcome::kDeduplicated;  // a block for this principal is already in force
     return d;
   }
   if (static_cast<int>(recent_plans_.size()) >= cfg_.max_plans_per_minute) {
-    add(v1::ACTION_ESCALATE);
+    add(v1::ACTION_ESCALATE, target->key);
     plan.set_policy_rule("rate_limited:escalate");
-    d.outcome = "rate_limited";
+    d.outcome = Outcome::kRateLimited;
     d.plan = std::move(plan);
     return d;
   }
-  const std::string why = sev >= cfg_.min_severity_to_act
-                              ? "severity>=" + std::to_string(cfg_.min_severity_to_act)
-                              : std::to_string(cfg_.repeat_alarms_to_act) + "_alarms_in_" +
-                                    std::to_string(cfg_.repeat_window_ms / 1000) + "s";
-  if (cfg_.response == "block") {
-    add(v1::ACTION_BLOCK_PRINCIPAL).set_ttl_millis(cfg_.block_ttl_ms);
-    plan.set_policy_rule(why + ":block");
-    active_[tkey] = now + cfg_.block_ttl_ms * 1'000'000;
-  } else if (cfg_.response == "throttle") {
-    auto& a = add(v1::ACTION_THROTTLE_PRINCIPAL);
-    a.set_ttl_millis(cfg_.block_ttl_ms);
+  v1::Action& a = add(cfg_.response, target->key);
+  a.set_ttl_millis(cfg_.block_ttl_ms);
+  if (cfg_.response == v1::ACTION_BLOCK_PRINCIPAL) {
+    active_[target->key.text()] = now + cfg_.block_ttl_ms * kNanosPerMilli;
+  } else if (cfg_.response == v1::ACTION_THROTTLE_PRINCIPAL) {
     a.set_rate_per_second(cfg_.throttle_rate_per_s);
     a.set_burst(cfg_.throttle_burst);
-    plan.set_policy_rule(why + ":throttle");
   } else {  // abort: deny this call for this principal
-    auto& a = add(v1::ACTION_ABORT_CALL);
     a.set_call(alarm.call());
-    a.set_ttl_millis(cfg_.block_ttl_ms);
-    plan.set_policy_rule(why + ":abort");
   }
-  if (sev >= cfg_.escalate_severity) add(v1::ACTION_ESCALATE);
+  plan.set_policy_rule(target->why + ":" + std::string(v1::verb_of(cfg_.response)));
+  if (static_cast<int>(alarm.severity()) >= cfg_.escalate_severity)
+    add(v1::ACTION_ESCALATE, target->key);
   recent_plans_.push_back(now);
-  d.outcome = cfg_.shadow ? "shadow" : "planned";
+  d.outcome = cfg_.shadow ? Outcome::kShadow : Outcome::kPlanned;
   d.plan = std::move(plan);
   return d;
 }
 
 void Policy::on_feedback(const v1::Feedback& f) {
   if (f.verdict() != v1::FEEDBACK_FALSE_POSITIVE) return;
-  const auto [field, value] = target_of(f.principal());
-  if (value.empty()) return;
-  const std::string tkey = std::to_string(field) + ":" + value;
+  const v1::PrincipalKey k = v1::key_or_fallback(f.principal(), cfg_.target, cfg_.prefix_bits);
+  if (k.empty()) return;
+  const std::string key = k.text();
   const int64_t now = clock_.now_unix_nanos();
   expire(now);
-  active_.erase(tkey);
+  active_.erase(key);
   if (cfg_.forgive_window_ms == 0 || cfg_.forgive_max_alarms == 0) return;
-  if (auto it = forgiven_.find(tkey);
+  if (auto it = forgiven_.find(key);
       it != forgiven_.end() && it->second.until > now && it->second.alarms_left > 0)
     return;  // already forgiven: more feedback neither extends nor adds alarms
-  const int64_t until = now + cfg_.forgive_window_ms * 1'000'000;
-  forgiven_[tkey] = Forgiven{until, cfg_.forgive_max_alarms};
-  forgiven_order_.emplace_back(until, tkey);
+  const int64_t until = now + cfg_.forgive_window_ms * kNanosPerMilli;
+  forgiven_[key] = Forgiven{until, cfg_.forgive_max_alarms};
+  forgiven_order_.emplace_back(until, key);
 }
 
 }  // namespace immunizer::plan

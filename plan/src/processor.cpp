@@ -5,6 +5,7 @@
 
 #include "immunizer/common/logging.hpp"
 #include "immunizer/plan/plan_signing.hpp"
+#include "immunizer/v1/principal.hpp"
 
 namespace immunizer::plan {
 
@@ -51,13 +52,12 @@ void PlanProcessor::process(const common::Message& m, common::Producer& out) {
     seen_order_.pop_front();
   }
   Decision d = policy_.decide(alarm);
-  outcomes_.Add({{"outcome", d.outcome}}).Increment();
+  outcomes_.Add({{"outcome", std::string(outcome_name(d.outcome))}}).Increment();
   if (!d.plan) return;
   sign(*d.plan, *key_);
   const auto& p = alarm.principal();
-  out.produce(topics_.plans, p.session().empty() ? p.ip() : p.session(),
-              d.plan->SerializeAsString());
-  if (d.outcome == "planned" || d.outcome == "shadow")
+  out.produce(topics_.plans, v1::partition_key(p), d.plan->SerializeAsString());
+  if (d.enforcing())
     common::logger("plan")->info("alarm {} ({} score {:.3f}, session '{}', ip {}): plan {} rule {}",
                                  alarm.id(), alarm.call(), alarm.combined_score(), p.session(),
                                  p.ip(), d.plan->id(), d.plan->policy_rule());

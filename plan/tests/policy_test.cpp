@@ -3,11 +3,17 @@
 #include <gtest/gtest.h>
 
 #include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/integrations/principal.hpp"
 #include "immunizer/plan/plan_signing.hpp"
 #include "immunizer/plan/processor.hpp"
+#include "immunizer/v1/names.hpp"
 
 using namespace immunizer;
 using namespace std::chrono_literals;
+
+namespace immunizer::plan {
+void PrintTo(Outcome o, std::ostream* os) { *os << outcome_name(o); }
+}  // namespace immunizer::plan
 
 namespace {
 v1::Alarm alarm(const std::string& session, int severity, const std::string& ip = "10.0.0.1") {
@@ -29,7 +35,7 @@ TEST(Policy, BlocksSessionForTtlThenDeduplicates) {
   plan::Policy p(cfg, clock);
   auto d = p.decide(alarm("S1", 3));
   ASSERT_TRUE(d.plan);
-  EXPECT_EQ(d.outcome, "planned");
+  EXPECT_EQ(d.outcome, plan::Outcome::kPlanned);
   ASSERT_EQ(d.plan->actions_size(), 1);
   const auto& a = d.plan->actions(0);
   EXPECT_EQ(a.kind(), v1::ACTION_BLOCK_PRINCIPAL);
@@ -37,9 +43,9 @@ TEST(Policy, BlocksSessionForTtlThenDeduplicates) {
   EXPECT_EQ(a.target_value(), "S1");
   EXPECT_EQ(a.ttl_millis(), 60'000);
   // A second alarm for the same session while the block holds produces nothing new.
-  EXPECT_EQ(p.decide(alarm("S1", 3)).outcome, "deduplicated");
+  EXPECT_EQ(p.decide(alarm("S1", 3)).outcome, plan::Outcome::kDeduplicated);
   clock.advance(61s);
-  EXPECT_EQ(p.decide(alarm("S1", 3)).outcome, "planned");
+  EXPECT_EQ(p.decide(alarm("S1", 3)).outcome, plan::Outcome::kPlanned);
 }
 
 TEST(Policy, LowSeverityAllowlistAndFeedbackOnlyLog) {
@@ -48,14 +54,14 @@ TEST(Policy, LowSeverityAllowlistAndFeedbackOnlyLog) {
   cfg.allowlist = {"10.9.9.9"};
   plan::Policy p(cfg, clock);
   auto low = p.decide(alarm("S2", 1));
-  EXPECT_EQ(low.outcome, "below_severity");
+  EXPECT_EQ(low.outcome, plan::Outcome::kBelowSeverity);
   EXPECT_EQ(low.plan->actions(0).kind(), v1::ACTION_LOG);
-  EXPECT_EQ(p.decide(alarm("S3", 4, "10.9.9.9")).outcome, "allowlisted");
+  EXPECT_EQ(p.decide(alarm("S3", 4, "10.9.9.9")).outcome, plan::Outcome::kAllowlisted);
   v1::Feedback f;
   f.set_verdict(v1::FEEDBACK_FALSE_POSITIVE);
   f.mutable_principal()->set_session("S4");
   p.on_feedback(f);
-  EXPECT_EQ(p.decide(alarm("S4", 4)).outcome, "forgiven");
+  EXPECT_EQ(p.decide(alarm("S4", 4)).outcome, plan::Outcome::kForgiven);
 }
 
 TEST(Policy, FalsePositiveFeedbackForgivesForABoundedWindowAndNumberOfAlarms) {
@@ -71,29 +77,29 @@ TEST(Policy, FalsePositiveFeedbackForgivesForABoundedWindowAndNumberOfAlarms) {
   for (int i = 0; i < 1000; ++i) p.on_feedback(f);
   for (int i = 0; i < 3; ++i) {
     auto d = p.decide(alarm("S1", 4));
-    EXPECT_EQ(d.outcome, "forgiven") << i;
+    EXPECT_EQ(d.outcome, plan::Outcome::kForgiven) << i;
     EXPECT_EQ(d.plan->actions(0).kind(), v1::ACTION_LOG);
   }
-  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, "planned");
+  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, plan::Outcome::kPlanned);
   // Only that principal: others are acted on meanwhile.
-  EXPECT_EQ(p.decide(alarm("S2", 4)).outcome, "planned");
+  EXPECT_EQ(p.decide(alarm("S2", 4)).outcome, plan::Outcome::kPlanned);
   // The window bounds it too: forgiven again, then the window ends with alarms left.
   p.on_feedback(f);
-  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, "forgiven");
+  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, plan::Outcome::kForgiven);
   clock.advance(61s);
-  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, "planned");
+  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, plan::Outcome::kPlanned);
   // Feedback while forgiven does not extend the window.
   clock.advance(400s);  // the block of S1 is over
   p.on_feedback(f);
   clock.advance(50s);
   p.on_feedback(f);
   clock.advance(11s);
-  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, "planned");
+  EXPECT_EQ(p.decide(alarm("S1", 4)).outcome, plan::Outcome::kPlanned);
   // 0 alarms: feedback never forgives.
   cfg.forgive_max_alarms = 0;
   plan::Policy none(cfg, clock);
   none.on_feedback(f);
-  EXPECT_EQ(none.decide(alarm("S1", 4)).outcome, "planned");
+  EXPECT_EQ(none.decide(alarm("S1", 4)).outcome, plan::Outcome::kPlanned);
 }
 
 TEST(Policy, FallsBackToIpAndEscalatesCriticalAndRateLimits) {
@@ -108,7 +114,7 @@ TEST(Policy, FallsBackToIpAndEscalatesCriticalAndRateLimits) {
   EXPECT_EQ(d.plan->actions(1).kind(), v1::ACTION_ESCALATE);
   p.decide(alarm("B", 3));
   auto limited = p.decide(alarm("C", 3));
-  EXPECT_EQ(limited.outcome, "rate_limited");
+  EXPECT_EQ(limited.outcome, plan::Outcome::kRateLimited);
   EXPECT_EQ(limited.plan->actions(0).kind(), v1::ACTION_ESCALATE);
 }
 
@@ -118,16 +124,200 @@ TEST(Policy, RepeatedLowAlarmsFromOnePrincipalAddUpToABlock) {
   cfg.repeat_alarms_to_act = 3;
   cfg.repeat_window_ms = 10'000;
   plan::Policy p(cfg, clock);
-  EXPECT_EQ(p.decide(alarm("P", 1)).outcome, "below_severity");
+  EXPECT_EQ(p.decide(alarm("P", 1)).outcome, plan::Outcome::kBelowSeverity);
   clock.advance(11s);  // the first alarm leaves the window
-  EXPECT_EQ(p.decide(alarm("P", 1)).outcome, "below_severity");
-  EXPECT_EQ(p.decide(alarm("Q", 1)).outcome, "below_severity") << "other principals do not count";
+  EXPECT_EQ(p.decide(alarm("P", 1)).outcome, plan::Outcome::kBelowSeverity);
+  EXPECT_EQ(p.decide(alarm("Q", 1)).outcome, plan::Outcome::kBelowSeverity)
+      << "other principals do not count";
   auto d = p.decide(alarm("P", 1));
-  EXPECT_EQ(d.outcome, "below_severity");
+  EXPECT_EQ(d.outcome, plan::Outcome::kBelowSeverity);
   auto third = p.decide(alarm("P", 1));
-  ASSERT_EQ(third.outcome, "planned");
+  ASSERT_EQ(third.outcome, plan::Outcome::kPlanned);
   EXPECT_EQ(third.plan->actions(0).kind(), v1::ACTION_BLOCK_PRINCIPAL);
   EXPECT_EQ(third.plan->policy_rule(), "3_alarms_in_10s:block");
+}
+
+// The enforcing actions of a decision, as "field=value" ("ip=203.0.113.9").
+std::vector<std::string> blocks_of(const plan::Decision& d) {
+  std::vector<std::string> out;
+  if (!d.plan) return out;
+  for (const auto& a : d.plan->actions())
+    if (a.kind() == v1::ACTION_BLOCK_PRINCIPAL)
+      out.push_back(std::string(v1::name_of(a.target_field())) + "=" + a.target_value());
+  return out;
+}
+
+TEST(Policy, TenAttacksEachWithAFreshSessionFromOneAddressBlockTheAddress) {
+  for (int severity : {3, 1}) {  // high alarms (each blocks its session) and low ones
+    common::ManualClock clock;
+    plan::Policy p({}, clock);
+    std::vector<std::string> blocks;
+    int ip_block_at = -1;
+    for (int i = 0; i < 10; ++i) {
+      auto a = alarm("rotating-" + std::to_string(i), severity, "203.0.113.9");
+      a.set_id("rot-" + std::to_string(i));
+      const auto d = p.decide(a);
+      for (const auto& b : blocks_of(d)) {
+        blocks.push_back(b);
+        if (b == "ip=203.0.113.9") {
+          ip_block_at = i;
+          EXPECT_EQ(d.plan->policy_rule(), "ip_5_alarms_from_3_sessions_in_60s:block");
+          EXPECT_EQ(d.plan->actions(0).ttl_millis(), 300'000);
+        }
+      }
+      if (ip_block_at >= 0 && i > ip_block_at) {
+        EXPECT_EQ(d.outcome, plan::Outcome::kDeduplicated) << "the address block covers " << i;
+      }
+      clock.advance(1s);
+    }
+    // The fifth alarm (five alarms from five sessions) blocks the address, once.
+    EXPECT_EQ(ip_block_at, 4) << "severity " << severity;
+    EXPECT_EQ(std::count(blocks.begin(), blocks.end(), "ip=203.0.113.9"), 1);
+    EXPECT_EQ(blocks.size(), severity >= 3 ? 5u : 1u) << "sessions blocked before it, if high";
+  }
+}
+
+TEST(Policy, ManyAttackingAddressesOfOneNetworkGetTheNetworkBlocked) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;
+  cfg.min_severity_to_act = 4;  // the single alarms below only log: evidence decides
+  plan::Policy p(cfg, clock);
+  std::vector<std::string> blocks;
+  for (int i = 0; i < 10; ++i) {
+    auto a = alarm("s" + std::to_string(i), 3, "198.51.100." + std::to_string(10 + i));
+    a.set_id("net-" + std::to_string(i));
+    const auto d = p.decide(a);
+    for (const auto& b : blocks_of(d)) blocks.push_back(b);
+    if (i == 9) {
+      ASSERT_EQ(d.outcome, plan::Outcome::kPlanned);
+      EXPECT_EQ(d.plan->actions(0).target_field(), v1::PRINCIPAL_FIELD_IP_PREFIX);
+      EXPECT_EQ(d.plan->policy_rule(), "prefix_10_alarms_from_4_addresses_in_60s:block");
+    }
+  }
+  EXPECT_EQ(blocks, std::vector<std::string>{"prefix=198.51.100.0/24"});
+  // Another address of the network is covered; another network is not.
+  EXPECT_EQ(p.decide(alarm("s-late", 3, "198.51.100.200")).outcome, plan::Outcome::kDeduplicated);
+  EXPECT_EQ(p.decide(alarm("s-other", 4, "198.51.101.1")).outcome, plan::Outcome::kPlanned);
+  // IPv6: a /64.
+  for (int i = 0; i < 10; ++i) {
+    auto a = alarm("v6-" + std::to_string(i), 3, "2001:db8:7:7::" + std::to_string(i + 1));
+    a.set_id("v6-" + std::to_string(i));
+    for (const auto& b : blocks_of(p.decide(a))) blocks.push_back(b);
+  }
+  EXPECT_EQ(blocks.back(), "prefix=2001:db8:7:7::/64");
+  // A network holding an allowlisted address is never blocked.
+  cfg.allowlist = {"192.0.2.77"};
+  plan::Policy q(cfg, clock);
+  for (int i = 0; i < 20; ++i) {
+    auto a = alarm("a" + std::to_string(i), 3, "192.0.2." + std::to_string(i + 1));
+    a.set_id("al-" + std::to_string(i));
+    const auto d = q.decide(a);
+    EXPECT_TRUE(blocks_of(d).empty()) << i;
+    if (i >= 9) {
+      EXPECT_EQ(d.outcome, plan::Outcome::kAllowlisted) << i;
+    }
+  }
+}
+
+TEST(Policy, EachLevelHasItsOwnThresholdsAndZeroSwitchesItOff) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;
+  cfg.min_severity_to_act = 4;
+  cfg.repeat_alarms_to_act = 0;
+  cfg.ip = {3, 2, 10'000};
+  cfg.prefix.alarms_to_act = 0;
+  cfg.user = {2, 2, 10'000};
+  plan::Policy p(cfg, clock);
+  // One session's alarms never block its address (distinct sessions).
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(blocks_of(p.decide(alarm("one", 3, "10.5.0.1"))).empty());
+  // Two sessions and three alarms within 10 s do.
+  clock.advance(11s);
+  p.decide(alarm("x1", 3, "10.5.0.2"));
+  clock.advance(11s);  // out of the window
+  p.decide(alarm("x2", 3, "10.5.0.2"));
+  p.decide(alarm("x3", 3, "10.5.0.2"));
+  EXPECT_EQ(blocks_of(p.decide(alarm("x4", 3, "10.5.0.2"))),
+            std::vector<std::string>{"ip=10.5.0.2"});
+  // A user account from two sessions at two addresses.
+  auto u1 = alarm("u-s1", 3, "10.6.0.1");
+  u1.mutable_principal()->set_user("mallory");
+  auto u2 = alarm("u-s2", 3, "10.7.0.1");
+  u2.mutable_principal()->set_user("mallory");
+  EXPECT_TRUE(blocks_of(p.decide(u1)).empty());
+  EXPECT_EQ(blocks_of(p.decide(u2)), std::vector<std::string>{"user=mallory"});
+  // Configured by key; the distinct key is named for what is counted.
+  auto c = common::Config::from_map({{"plan.ip.alarms_to_act", "7"},
+                                     {"plan.ip.distinct_sessions", "4"},
+                                     {"plan.ip.window_ms", "5000"},
+                                     {"plan.prefix.distinct_addresses", "9"},
+                                     {"plan.prefix.ipv4_bits", "16"},
+                                     {"plan.user.alarms_to_act", "0"},
+                                     {"plan.response", "throttle"},
+                                     {"plan.target", "ip"}});
+  const auto pc = plan::PolicyConfig::from_config(c);
+  c.reject_unknown();
+  EXPECT_EQ(pc.ip.alarms_to_act, 7);
+  EXPECT_EQ(pc.ip.distinct_to_act, 4);
+  EXPECT_EQ(pc.ip.window_ms, 5000);
+  EXPECT_EQ(pc.prefix.distinct_to_act, 9);
+  EXPECT_EQ(pc.prefix_bits.ipv4, 16);
+  EXPECT_EQ(pc.user.alarms_to_act, 0);
+  EXPECT_EQ(pc.response, v1::ACTION_THROTTLE_PRINCIPAL);
+  EXPECT_EQ(pc.target, v1::PrincipalLevel::kIp);
+  EXPECT_THROW(
+      plan::PolicyConfig::from_config(common::Config::from_map({{"plan.prefix.ipv4_bits", "40"}})),
+      common::ConfigError);
+}
+
+TEST(Policy, ASpoofedForwardedHeaderNeverBlocksItsVictim) {
+  // The principal comes from the integrations' one extraction: with no trusted proxy (the
+  // default) the socket peer is the client, whatever X-Forwarded-For says; behind a trusted
+  // proxy, the first untrusted hop from the right.
+  const std::string victim = "198.51.100.7";
+  integrations::ProxyTrust none;
+  integrations::ProxyTrust proxy({.trusted_proxies = {"10.0.0.0/8"}});
+  struct Case {
+    const integrations::ProxyTrust* trust;
+    std::string peer;
+    std::string xff;  // the X-Forwarded-For value the attacker sends
+    std::string attacker;
+  };
+  const std::vector<Case> cases = {
+      {&none, "203.0.113.9", victim, "203.0.113.9"},
+      {&none, "203.0.113.9", victim + ", 10.0.0.2", "203.0.113.9"},
+      {&proxy, "10.0.0.2", victim + ", 203.0.113.9", "203.0.113.9"},  // the proxy appended
+  };
+  for (const auto& c : cases) {
+    common::ManualClock clock;
+    plan::Policy p({}, clock);
+    std::vector<std::string> blocks;
+    for (int i = 0; i < 30; ++i) {
+      v1::Alarm a = alarm("spoof-" + std::to_string(i), 4);
+      a.set_id("sp-" + std::to_string(i));
+      a.mutable_principal()->set_ip(c.trust->client_address(c.peer, {c.xff}));
+      a.mutable_principal()->set_session(i % 2 ? "" : "spoof-" + std::to_string(i));
+      for (const auto& b : blocks_of(p.decide(a))) blocks.push_back(b);
+    }
+    std::string all;
+    for (const auto& b : blocks) all += b + " ";
+    EXPECT_NE(std::find(blocks.begin(), blocks.end(), "ip=" + c.attacker), blocks.end())
+        << c.peer << ": " << all;
+    for (const auto& b : blocks) {
+      EXPECT_EQ(b.find(victim), std::string::npos) << b;
+      EXPECT_NE(b, "prefix=198.51.100.0/24");
+    }
+    // The victim's own (benign, alarm-free) traffic is never touched: its principal keys are
+    // in no block.
+    v1::Principal vp;
+    vp.set_ip(victim);
+    for (auto level : v1::kPrincipalLevels) {
+      const auto k = v1::key_at(vp, level);
+      if (k.empty()) continue;
+      EXPECT_EQ(std::count(blocks.begin(), blocks.end(),
+                           std::string(v1::name_of(k.field())) + "=" + k.value),
+                0);
+    }
+  }
 }
 
 TEST(Policy, ConfigRejectsBadValues) {

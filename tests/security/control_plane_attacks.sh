@@ -74,6 +74,14 @@ fi
 c=$(code -u "$creds" -XPOST "$D/api/block" -H 'Content-Type: application/json' -d '{"field":"ip","value":"203.0.113.7","ttl_ms":60000}')
 if [[ "$c" == 200 ]]; then echo "allowed  the operator's block through the dashboard API -> HTTP 200";
 else echo "FAIL     the operator's block through the dashboard API -> HTTP $c"; fails=$((fails + 1)); fi
+# Bounded even for the operator: a TTL over execute.max_ttl_ms (30 days) is refused, not
+# clamped or accepted (the 99999999999 ms of the original attack).
+expect "POST /api/block, operator credentials, ttl_ms 99999999999" "400" \
+  "$(code -u "$creds" -XPOST "$D/api/block" -H 'Content-Type: application/json' -d "$body")"
+out=$("$BIN/immunizer" block --execute "127.0.0.1:$GRPC" --tls-ca "$tls/ca.crt" --tls-cert "$tls/operator-cli.crt" \
+      --tls-key "$tls/operator-cli.key" --ip 203.0.113.9 --ttl-ms 99999999999 2>&1); rc=$?
+if ((rc != 0)) && grep -q "exceeds execute.max_ttl_ms" <<< "$out"; then echo "refused  immunizer block --ttl-ms 99999999999 -> $(echo "$out" | tail -1)";
+else echo "FAIL     immunizer block --ttl-ms 99999999999 (exit $rc): $out"; fails=$((fails + 1)); fi
 out=$("$BIN/immunizer" list --execute "127.0.0.1:$GRPC" --tls-ca "$tls/ca.crt" --tls-cert "$tls/operator-cli.crt" --tls-key "$tls/operator-cli.key" 2>&1); rc=$?
 if ((rc == 0)) && grep -q "203.0.113.7" <<< "$out"; then echo "allowed  immunizer list with the operator certificate shows that block";
 else echo "FAIL     immunizer list with the operator certificate (exit $rc): $out"; fails=$((fails + 1)); fi

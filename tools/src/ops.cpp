@@ -17,6 +17,7 @@
 
 #include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
+#include "immunizer/v1/names.hpp"
 
 namespace fs = std::filesystem;
 
@@ -57,37 +58,12 @@ int report(const grpc::Status& s, const OpsOptions& o, std::ostream& err) {
   return s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;
 }
 
-const char* field_name(v1::PrincipalField f) {
-  switch (f) {
-    case v1::PRINCIPAL_FIELD_USER:
-      return "user";
-    case v1::PRINCIPAL_FIELD_SESSION:
-      return "session";
-    case v1::PRINCIPAL_FIELD_IP:
-      return "ip";
-    default:
-      return "-";
-  }
+std::string field_name(v1::PrincipalField f) {
+  const auto n = v1::name_of(f);
+  return n.empty() ? "-" : std::string(n);
 }
 
-const char* kind_name(v1::ActionKind k) {
-  switch (k) {
-    case v1::ACTION_LOG:
-      return "log";
-    case v1::ACTION_ABORT_CALL:
-      return "abort_call";
-    case v1::ACTION_BLOCK_PRINCIPAL:
-      return "block";
-    case v1::ACTION_THROTTLE_PRINCIPAL:
-      return "throttle";
-    case v1::ACTION_DISABLE_CALL:
-      return "disable_call";
-    case v1::ACTION_ESCALATE:
-      return "escalate";
-    default:
-      return "unknown";
-  }
-}
+std::string kind_name(v1::ActionKind k) { return std::string(v1::name_of(k)); }
 
 std::string format_time(int64_t unix_nanos) {
   if (unix_nanos <= 0) return "-";
@@ -123,14 +99,15 @@ std::map<std::string, double> metric_sums(const std::string& text) {
 
 int block_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
   v1::BlockRequest req;
-  const int given = !o.user.empty() + !o.session.empty() + !o.ip.empty();
+  const int given = !o.user.empty() + !o.session.empty() + !o.ip.empty() + !o.prefix.empty();
   if (given != 1) {
-    err << "immunizer block: give exactly one of --user, --session, --ip\n";
+    err << "immunizer block: give exactly one of --user, --session, --ip, --prefix\n";
     return 2;
   }
   if (!o.user.empty()) req.set_field(v1::PRINCIPAL_FIELD_USER), req.set_value(o.user);
   if (!o.session.empty()) req.set_field(v1::PRINCIPAL_FIELD_SESSION), req.set_value(o.session);
   if (!o.ip.empty()) req.set_field(v1::PRINCIPAL_FIELD_IP), req.set_value(o.ip);
+  if (!o.prefix.empty()) req.set_field(v1::PRINCIPAL_FIELD_IP_PREFIX), req.set_value(o.prefix);
   req.set_ttl_millis(o.ttl_ms);
   req.set_reason(o.reason);
   req.set_call(o.call);
@@ -390,6 +367,7 @@ OpsCommands add_ops_commands(CLI::App& app) {
   c.block->add_option("--user", o.user, "principal user");
   c.block->add_option("--session", o.session, "principal session");
   c.block->add_option("--ip", o.ip, "principal address");
+  c.block->add_option("--prefix", o.prefix, "a network, in canonical CIDR (198.51.100.0/24)");
   c.block->add_option("--call", o.call, "only this call (default: every call)");
   c.block->add_option("--ttl-ms", o.ttl_ms, "how long (0: execute's default)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));

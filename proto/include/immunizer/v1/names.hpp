@@ -1,7 +1,15 @@
 // Short lowercase names of wire enums, for metric labels, logs and JSON ("high", not
 // "SEVERITY_HIGH"). Stable: dashboards and alert rules match on them. Pure, thread-safe.
+//
+// Action kinds have one vocabulary, the ActionKind enum, and two spellings of it, both
+// defined here only: the name, name_of() ("block_principal": the proto value without its
+// ACTION_ prefix; JSON, the ops CLI, effector capabilities) and the verb, verb_of() ("block":
+// metric labels, log lines, and the configuration keys plan.response and
+// execute.guard.automatic_actions). Named name_of/verb_of, not after their types, so that
+// argument-dependent lookup never makes a caller's own action_kind_name() ambiguous.
 #pragma once
 
+#include <array>
 #include <string_view>
 
 #include "immunizer/v1/records.pb.h"
@@ -21,6 +29,66 @@ constexpr std::string_view severity_label(Severity s) noexcept {
     default:
       return "unspecified";
   }
+}
+
+struct ActionKindSpelling {
+  ActionKind kind;
+  std::string_view name;
+  std::string_view verb;
+};
+inline constexpr std::array<ActionKindSpelling, 6> kActionKinds = {{
+    {ACTION_LOG, "log", "log"},
+    {ACTION_ABORT_CALL, "abort_call", "abort"},
+    {ACTION_BLOCK_PRINCIPAL, "block_principal", "block"},
+    {ACTION_THROTTLE_PRINCIPAL, "throttle_principal", "throttle"},
+    {ACTION_DISABLE_CALL, "disable_call", "disable"},
+    {ACTION_ESCALATE, "escalate", "escalate"},
+}};
+
+// "block_principal", ...; "unspecified" for anything else.
+constexpr std::string_view name_of(ActionKind k) noexcept {
+  for (const auto& s : kActionKinds)
+    if (s.kind == k) return s.name;
+  return "unspecified";
+}
+// "block", "abort", ...; "unknown" for anything else.
+constexpr std::string_view verb_of(ActionKind k) noexcept {
+  for (const auto& s : kActionKinds)
+    if (s.kind == k) return s.verb;
+  return "unknown";
+}
+// ACTION_KIND_UNSPECIFIED when `name` is not one.
+constexpr ActionKind action_kind_from_name(std::string_view name) noexcept {
+  for (const auto& s : kActionKinds)
+    if (s.name == name) return s.kind;
+  return ACTION_KIND_UNSPECIFIED;
+}
+constexpr ActionKind action_kind_from_verb(std::string_view verb) noexcept {
+  for (const auto& s : kActionKinds)
+    if (s.verb == verb) return s.kind;
+  return ACTION_KIND_UNSPECIFIED;
+}
+
+// "user", "session", "ip", "prefix" (the PrincipalLevel names); "" for unspecified.
+constexpr std::string_view name_of(PrincipalField f) noexcept {
+  switch (f) {
+    case PRINCIPAL_FIELD_USER:
+      return "user";
+    case PRINCIPAL_FIELD_SESSION:
+      return "session";
+    case PRINCIPAL_FIELD_IP:
+      return "ip";
+    case PRINCIPAL_FIELD_IP_PREFIX:
+      return "prefix";
+    default:
+      return "";
+  }
+}
+constexpr PrincipalField principal_field_from_name(std::string_view name) noexcept {
+  for (PrincipalField f : {PRINCIPAL_FIELD_USER, PRINCIPAL_FIELD_SESSION, PRINCIPAL_FIELD_IP,
+                           PRINCIPAL_FIELD_IP_PREFIX})
+    if (name_of(f) == name) return f;
+  return PRINCIPAL_FIELD_UNSPECIFIED;
 }
 
 }  // namespace immunizer::v1

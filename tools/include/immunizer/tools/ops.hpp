@@ -23,7 +23,7 @@ struct OpsOptions {
   std::string tls_cert_file;  // certificate (spiffe://immunizer/operator/<name>)
   std::string tls_key_file;   // and its key; all empty: plaintext (execute refuses it
                               // unless it runs with execute.tls=none)
-  std::string user, session, ip, call, reason = "manual block (immunizer block)";
+  std::string user, session, ip, prefix, call, reason = "manual block (immunizer block)";
   int64_t ttl_ms = 0;  // 0: execute's default
   std::string action_id;
   // Kafka
