@@ -599,8 +599,9 @@ HttpServer::HttpServer(std::string listen, int port, std::shared_ptr<prometheus:
   });
   engine_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(status_mu_);
-    res.status = ready_ ? 200 : 503;
-    res.set_content(status_ + "\n", "text/plain");
+    res.status = ready_ && broker_reachable_ ? 200 : 503;
+    res.set_content((broker_reachable_ ? status_ : "kafka unreachable: " + broker_why_) + "\n",
+                    "text/plain");
   });
 }
 
@@ -611,6 +612,12 @@ httplib::Server& HttpServer::routes() { return *engine_; }
 void HttpServer::set_status(std::string s) {
   std::lock_guard<std::mutex> lock(status_mu_);
   status_ = std::move(s);
+}
+
+void HttpServer::set_broker_reachable(bool reachable, std::string why) {
+  std::lock_guard<std::mutex> lock(status_mu_);
+  broker_reachable_ = reachable;
+  broker_why_ = std::move(why);
 }
 
 void HttpServer::start() {

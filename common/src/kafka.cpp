@@ -434,6 +434,56 @@ class KafkaConsumer final : public Consumer {
 
 }  // namespace
 
+BrokerWatch::BrokerWatch(const KafkaSettings& s, std::chrono::milliseconds interval,
+                         OnChange on_change)
+    : interval_(interval), on_change_(std::move(on_change)) {
+  auto props = s.properties();
+  props["client.id"] = "broker-watch";
+  // Reconnect quickly once a broker is back, so readiness follows it within an interval.
+  props["reconnect.backoff.max.ms"] = "1000";
+  rd_kafka_conf_t* conf = make_conf(props);
+  rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t*, int, const char*, const char*) {
+    // Connection errors are what it measures; the service's own clients log them.
+  });
+  char err[512];
+  rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (!rk_) throw std::runtime_error(std::string("kafka broker watch: ") + err);
+  thread_ = std::thread([this] { run(); });
+}
+
+BrokerWatch::~BrokerWatch() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  rd_kafka_destroy(rk_);
+}
+
+void BrokerWatch::run() {
+  bool first = true;
+  while (!quit_) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const rd_kafka_metadata_t* md = nullptr;
+    // No topics: the answer lists the brokers only; any broker that answers will do.
+    const rd_kafka_resp_err_t e =
+        rd_kafka_metadata(rk_, 0, nullptr, &md, static_cast<int>(interval_.count()));
+    if (md) rd_kafka_metadata_destroy(md);
+    const bool ok = e == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (first || ok != reachable_.load()) {
+      reachable_ = ok;
+      first = false;
+      if (on_change_)
+        on_change_(ok, ok ? ""
+                          : std::string("no broker answered within ") +
+                                std::to_string(interval_.count()) + " ms: " + rd_kafka_err2str(e));
+    }
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_until(l, t0 + interval_, [this] { return quit_.load(); });
+  }
+}
+
 std::unique_ptr<Producer> make_kafka_producer(const KafkaSettings& s, const std::string& client_id,
                                               KafkaMetrics* metrics,
                                               const std::map<std::string, std::string>& overrides) {

@@ -8,6 +8,8 @@
 #include <iostream>
 #include <thread>
 
+#include <prometheus/gauge.h>
+
 #include "immunizer/common/build_info.hpp"
 
 namespace immunizer::common {
@@ -116,6 +118,22 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     ctx.log->info("started; kafka {} (prefix '{}'); metrics and health on http port {}",
                   ctx.kafka.bootstrap, ctx.kafka.topic_prefix, ctx.http->port());
     ctx.starting("starting");
+    // Not ready while no broker answers; logged when it changes, in
+    // immunizer_kafka_broker_reachable.
+    auto& reachable = prometheus::BuildGauge()
+                          .Name("immunizer_kafka_broker_reachable")
+                          .Help("1 while a Kafka broker answers this service's metadata requests")
+                          .Register(*ctx.registry)
+                          .Add({{"service", name}});
+    BrokerWatch watch(ctx.kafka, std::chrono::milliseconds(1000),
+                      [&ctx, &reachable](bool ok, const std::string& why) {
+                        reachable.Set(ok ? 1 : 0);
+                        ctx.http->set_broker_reachable(ok, why);
+                        if (ok)
+                          ctx.log->info("kafka reachable");
+                        else
+                          ctx.log->error("kafka unreachable ({}); /readyz answers 503", why);
+                      });
     body();
     ctx.http->set_ready(false);
     ctx.http->stop();

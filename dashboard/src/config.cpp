@@ -66,6 +66,11 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.incident_ipv6_prefix =
       c.get_int("dashboard.incident_ipv6_prefix", d.incident_ipv6_prefix, 16, 128);
   d.execute_poll_ms = c.get_int("dashboard.execute_poll_ms", d.execute_poll_ms, 200, 600'000);
+  d.pipeline_metrics_urls = c.get_list("dashboard.pipeline_metrics_urls", {});
+  for (const auto& u : d.pipeline_metrics_urls)
+    if (u.rfind("http://", 0) != 0 || u.size() <= 7)
+      throw common::ConfigError("dashboard.pipeline_metrics_urls: '" + u +
+                                "' is not an http://host:port/metrics URL");
   d.notify_webhook_urls = c.get_list("dashboard.notify_webhook_urls", {});
   d.notify_webhook_secret = c.get_secret("dashboard.notify_webhook_secret");
   d.notify_jsonl_path = c.get_string("dashboard.notify_jsonl_path", "");

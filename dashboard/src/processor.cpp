@@ -43,7 +43,11 @@ void DashboardProcessor::process(const common::Message& m, common::Producer&) {
     v1::Alarm a;
     if (!a.ParseFromString(m.payload))
       throw common::BadMessage("bad_alarm", "not an Alarm protobuf");
-    if (auto j = state_.add_alarm(a)) hub_.publish("alarm", dump(*j));
+    if (auto j = state_.add_alarm(a)) {
+      hub_.publish("alarm", dump(*j));
+    } else if (parts_.alarm_duplicates) {
+      parts_.alarm_duplicates->Increment();  // already shown: a replayed copy
+    }
     if (parts_.incidents)
       if (auto c = parts_.incidents->on_alarm(a)) announce(*c, hub_, parts_.notifier);
   } else if (m.topic == topics_.actions) {
@@ -176,6 +180,13 @@ class DashboardStage final : public common::StageProcessor {
         execute_(*ops_, std::chrono::milliseconds(cfg_.execute_poll_ms), ctx.clock),
         series_(cfg_.timeseries_interval_ms * 1'000'000,
                 static_cast<size_t>(cfg_.timeseries_points)),
+        pipeline_(cfg_.pipeline_metrics_urls, std::chrono::seconds(5)),
+        duplicates_(prometheus::BuildCounter()
+                        .Name("immunizer_duplicates_dropped_total")
+                        .Help("Messages read again (replays after a crash upstream) and dropped, "
+                              "by what they were")
+                        .Register(*ctx.registry)
+                        .Add({{"what", "alarm"}})),
         api_(cfg_, state_, hub_, feedback_out_, ctx.topics, *ops_, ctx.clock, *ctx.registry,
              parts()),
         proc_(state_, hub_, ctx.topics, ctx.clock,
@@ -212,18 +223,22 @@ class DashboardStage final : public common::StageProcessor {
         database_path(cfg_.data_dir), cfg_.incident_key, cfg_.incident_window_ms,
         notifier_.destinations());
     execute_.start();
+    pipeline_.start();
     feedback_out_.set(
         common::make_kafka_producer(ctx.kafka, "dashboard-feedback", ctx.kafka_metrics.get()));
   }
   void stop(common::Producer&) override {
     feedback_out_.flush(std::chrono::seconds(5));
     execute_.stop();
+    pipeline_.stop();
     notifier_.stop(std::chrono::seconds(3));
     hub_.close();
   }
 
  private:
-  DashboardParts parts() { return {&incidents_, &notifier_, &execute_, &series_}; }
+  DashboardParts parts() {
+    return {&incidents_, &notifier_, &execute_, &series_, &pipeline_, &duplicates_};
+  }
   DashboardConfig cfg_;
   DashboardState state_;
   SseHub hub_;
@@ -233,6 +248,8 @@ class DashboardStage final : public common::StageProcessor {
   Notifier notifier_;
   ExecuteView execute_;
   TimeSeries series_;
+  PipelineLoss pipeline_;
+  prometheus::Counter& duplicates_;
   DashboardApi api_;
   DashboardProcessor proc_;
 };

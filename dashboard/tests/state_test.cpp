@@ -265,3 +265,34 @@ TEST(DashboardProcessor, RoutesTopicsAndRejectsGarbage) {
   m.topic = "t.other";
   EXPECT_THROW(proc.process(m, out), common::BadMessage);
 }
+
+// A replay upstream (analyze re-reading after a crash) brings the same alarm id again: shown
+// once, counted as a dropped duplicate.
+TEST(DashboardProcessor, ReplayedAlarmIsShownOnceAndCounted) {
+  common::ManualClock clock;
+  DashboardState st(small_config(), clock);
+  prometheus::Registry reg;
+  SseHub hub(4, 16, reg);
+  auto client = hub.subscribe();
+  const auto topics = common::Topics::with_prefix("t.");
+  auto& dups = prometheus::BuildCounter()
+                   .Name("immunizer_duplicates_dropped_total")
+                   .Help("h")
+                   .Register(reg)
+                   .Add({{"what", "alarm"}});
+  DashboardParts parts;
+  parts.alarm_duplicates = &dups;
+  DashboardProcessor proc(st, hub, topics, clock, 1000ms, parts);
+  common::FakeProducer out;
+  common::Message m;
+  m.topic = topics.alarms;
+  m.payload = make_alarm("a1", clock.now_unix_nanos()).SerializeAsString();
+  proc.process(m, out);
+  proc.process(m, out);
+  EXPECT_EQ(st.alarm_count(), 1u);
+  EXPECT_EQ(dups.Value(), 1);
+  std::string f;
+  ASSERT_EQ(hub.next(*client, f, 0ms), SseHub::Next::kFrame);
+  EXPECT_EQ(f.rfind("event: alarm\n", 0), 0u);
+  EXPECT_EQ(hub.next(*client, f, 0ms), SseHub::Next::kTimeout) << "the replayed copy was pushed";
+}

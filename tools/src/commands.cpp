@@ -105,15 +105,103 @@ std::map<std::string, std::string> security_env(const std::string& child,
   return e;
 }
 
+UpChildren up_children(const UpOptions& o, const std::string& bootstrap, const std::string& bin) {
+  UpChildren c;
+  std::map<std::string, std::string> env = o.env;
+  // Clients (readiness probes, the shop, the replayer) reach the listeners here.
+  c.host = (o.listen == "0.0.0.0" || o.listen == "::" || o.listen.empty()) ? "127.0.0.1" : o.listen;
+  const std::string& host = c.host;
+  const auto bracket = [](const std::string& h) {
+    return h.find(':') != std::string::npos ? "[" + h + "]" : h;
+  };
+  env["IMMUNIZER_KAFKA_BOOTSTRAP"] = bootstrap;
+  env["IMMUNIZER_HTTP_LISTEN"] = o.listen;
+  // CSIC 2010 has one request per session: the demo's learned normal has no returning
+  // users, so per-principal behaviour features would flag every returning session.
+  if (o.demo && !env.count("IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"))
+    env["IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"] = "false";
+  const std::string grpc_port = std::to_string(o.port_base + 5);
+  c.execute_grpc = bracket(host) + ":" + grpc_port;
+  auto with = [&](std::map<std::string, std::string> extra, const std::string& child) {
+    auto e = env;
+    e.insert(extra.begin(), extra.end());
+    // --env, or the variable in up's own environment, overrides the state folder's file.
+    for (auto& [k, v] : security_env(child, o.state_dir))
+      if (!std::getenv(k.c_str())) e.emplace(k, v);
+    return e;
+  };
+  struct Svc {
+    const char* name;
+    int port;
+  };
+  const std::vector<Svc> services{{"monitor", o.port_base + 1},
+                                  {"analyze", o.port_base + 2},
+                                  {"plan", o.port_base + 3},
+                                  {"execute", o.port_base + 4},
+                                  {"dashboard", o.dashboard_port}};
+  for (const auto& s : services) {
+    std::map<std::string, std::string> extra{{"IMMUNIZER_HTTP_PORT", std::to_string(s.port)}};
+    if (std::string(s.name) == "execute")
+      extra["IMMUNIZER_EXECUTE_GRPC_LISTEN"] = bracket(o.listen) + ":" + grpc_port;
+    if (std::string(s.name) == "dashboard") {
+      extra["IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS"] = c.execute_grpc;
+      // The page shows the records the pipeline lost, from every service's counters.
+      std::string urls;
+      for (const auto& t : services)
+        urls += (urls.empty() ? "" : ",") +
+                ("http://" + bracket(host) + ":" + std::to_string(t.port) + "/metrics");
+      extra["IMMUNIZER_DASHBOARD_PIPELINE_METRICS_URLS"] = urls;
+    }
+    c.services.push_back({.name = s.name,
+                          .path = bin + "/immunizer-" + s.name,
+                          .env = with(extra, s.name),
+                          .stop_order = 1});
+    c.service_ports.push_back(s.port);
+  }
+  if (!o.demo) return c;
+  c.shop = {.name = "shop",
+            .path = bin + "/immunizer-shop",
+            // The replayer plays many clients from loopback, naming each in X-Forwarded-For.
+            .args = {"--listen", o.listen, "--port", std::to_string(o.shop_port), "--trusted-proxy",
+                     "127.0.0.1/32"},
+            // The demo shop does almost no work of its own, so the sensor's share of its CPU
+            // is large by construction; record every call rather than sample.
+            .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", c.execute_grpc},
+                         {"IMMUNIZER_APP", "shop"},
+                         {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}},
+                        "shop"),
+            .stop_order = 2};
+  const std::string base = "http://" + bracket(host) + ":";
+  // Without the CSIC 2010 folder the replayer generates its traffic (README, "Datasets").
+  c.csic = fs::exists(fs::path(o.datasets) / "csic2010");
+  // It paces itself on monitor's and analyze's consumer lag, and after each round prints the
+  // records sent, scored and lost from the shop's and every service's counters.
+  std::vector<std::string> args{"--target",     base + std::to_string(o.shop_port),
+                                "--scenario",   "demo",
+                                "--settle-url", base + std::to_string(o.port_base + 1) + "/metrics",
+                                "--settle-url", base + std::to_string(o.port_base + 2) + "/metrics",
+                                "--count-url",  base + std::to_string(o.shop_port) + "/metrics"};
+  for (size_t i = 2; i < c.service_ports.size(); ++i)
+    args.insert(args.end(),
+                {"--count-url", base + std::to_string(c.service_ports[i]) + "/metrics"});
+  if (c.csic)
+    args.insert(args.end(), {"--dataset", o.datasets + "/csic2010"});
+  else
+    args.push_back("--generate");
+  args.insert(args.end(), o.replay_args.begin(), o.replay_args.end());
+  c.replay = {.name = "replay",
+              .path = bin + "/immunizer-replay",
+              .args = args,
+              .may_exit = true,
+              .stop_order = 2};
+  return c;
+}
+
 int up_command(const UpOptions& o) {
   std::atomic<bool> stop{false};
   common::install_stop_signals(stop, "immunizer");
   const std::string bin = o.bin_dir.empty() ? self_dir() : o.bin_dir;
   Supervisor sup;
-  std::map<std::string, std::string> env = o.env;
-  // Clients (readiness probes, the shop, the replayer) reach the listeners here.
-  const std::string host =
-      (o.listen == "0.0.0.0" || o.listen == "::" || o.listen.empty()) ? "127.0.0.1" : o.listen;
   try {
     // The state folder: made on the first start, reused after (nothing is regenerated).
     const pki::Layout layout{o.state_dir};
@@ -131,93 +219,32 @@ int up_command(const UpOptions& o) {
                                    .stop_order = 0},
                                   "^bootstrap=(.+)$", std::chrono::seconds(15));
     }
-    env["IMMUNIZER_KAFKA_BOOTSTRAP"] = bootstrap;
-    env["IMMUNIZER_HTTP_LISTEN"] = o.listen;
-    // CSIC 2010 has one request per session: the demo's learned normal has no returning
-    // users, so per-principal behaviour features would flag every returning session.
-    if (o.demo && !env.count("IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"))
-      env["IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"] = "false";
-    const std::string grpc_port = std::to_string(o.port_base + 5);
-    const std::string grpc =
-        (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + grpc_port;
-    auto with = [&](std::map<std::string, std::string> extra, const std::string& child) {
-      auto e = env;
-      e.insert(extra.begin(), extra.end());
-      // --env, or the variable in up's own environment, overrides the state folder's file.
-      for (auto& [k, v] : security_env(child, o.state_dir))
-        if (!std::getenv(k.c_str())) e.emplace(k, v);
-      return e;
-    };
-    struct Svc {
-      const char* name;
-      int port;
-    };
-    const std::vector<Svc> services{{"monitor", o.port_base + 1},
-                                    {"analyze", o.port_base + 2},
-                                    {"plan", o.port_base + 3},
-                                    {"execute", o.port_base + 4},
-                                    {"dashboard", o.dashboard_port}};
-    for (const auto& s : services) {
-      std::map<std::string, std::string> extra{{"IMMUNIZER_HTTP_PORT", std::to_string(s.port)}};
-      if (std::string(s.name) == "execute")
-        extra["IMMUNIZER_EXECUTE_GRPC_LISTEN"] =
-            (o.listen.find(':') != std::string::npos ? "[" + o.listen + "]" : o.listen) + ":" +
-            grpc_port;
-      if (std::string(s.name) == "dashboard") extra["IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS"] = grpc;
-      sup.spawn({.name = s.name,
-                 .path = bin + "/immunizer-" + s.name,
-                 .env = with(extra, s.name),
-                 .stop_order = 1});
-    }
+    const UpChildren children = up_children(o, bootstrap, bin);
+    const std::string& host = children.host;
+    for (const auto& s : children.services) sup.spawn(s);
     // Ready: state restored from the models topic and consuming (/readyz answers 503 before).
-    for (const auto& s : services)
-      if (!wait_http_ok(host, s.port, "/readyz", std::chrono::seconds(90), stop) && !stop)
-        throw std::runtime_error(std::string(s.name) + " was not ready (/readyz on port " +
-                                 std::to_string(s.port) + ") within 90 s");
+    for (size_t i = 0; i < children.services.size(); ++i)
+      if (!wait_http_ok(host, children.service_ports[i], "/readyz", std::chrono::seconds(90),
+                        stop) &&
+          !stop)
+        throw std::runtime_error(children.services[i].name + " was not ready (/readyz on port " +
+                                 std::to_string(children.service_ports[i]) + ") within 90 s");
     std::cout << "\n  Immunizer is up.  Kafka: " << bootstrap << "\n"
               << "  Dashboard: http://" << host << ":" << o.dashboard_port << "/\n"
               << "  Dashboard credentials: " << layout.dashboard_credentials()
               << "  (curl -u \"$(cat " << layout.dashboard_credentials() << ")\" ...)\n"
               << "  Certificates and keys: " << o.state_dir << "/tls, " << o.state_dir
-              << "/keys (mutual TLS on execute's gRPC at " << grpc << ")\n";
+              << "/keys (mutual TLS on execute's gRPC at " << children.execute_grpc << ")\n";
     if (o.demo) {
-      sup.spawn({.name = "shop",
-                 .path = bin + "/immunizer-shop",
-                 // The replayer plays many clients from loopback, naming each in X-Forwarded-For.
-                 .args = {"--listen", o.listen, "--port", std::to_string(o.shop_port),
-                          "--trusted-proxy", "127.0.0.1/32"},
-                 // The demo shop does almost no work of its own, so the sensor's share of its CPU
-                 // is large by construction; record every call rather than sample.
-                 .env = with({{"IMMUNIZER_EXECUTE_ADDRESS", grpc},
-                              {"IMMUNIZER_APP", "shop"},
-                              {"IMMUNIZER_SENSOR_CPU_BUDGET", "1"}},
-                             "shop"),
-                 .stop_order = 2});
+      sup.spawn(children.shop);
       if (!wait_http_ok(host, o.shop_port, "/healthz", std::chrono::seconds(30), stop) && !stop)
         throw std::runtime_error("the demo shop did not answer on port " +
                                  std::to_string(o.shop_port));
-      const std::string base =
-          "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":";
-      // Without the CSIC 2010 folder the replayer generates its traffic (README, "Datasets").
-      const bool csic = fs::exists(fs::path(o.datasets) / "csic2010");
-      std::vector<std::string> args{
-          "--target",     base + std::to_string(o.shop_port),
-          "--scenario",   "demo",
-          "--settle-url", base + std::to_string(o.port_base + 1) + "/metrics",
-          "--settle-url", base + std::to_string(o.port_base + 2) + "/metrics"};
-      if (csic)
-        args.insert(args.end(), {"--dataset", o.datasets + "/csic2010"});
-      else
-        args.push_back("--generate");
-      args.insert(args.end(), o.replay_args.begin(), o.replay_args.end());
-      sup.spawn({.name = "replay",
-                 .path = bin + "/immunizer-replay",
-                 .args = args,
-                 .may_exit = true,
-                 .stop_order = 2});
+      sup.spawn(children.replay);
       std::cout << "  Demo shop: http://" << host << ":" << o.shop_port << "/tienda1/index.jsp ("
-                << (csic ? "replaying CSIC 2010 from " + o.datasets + "/csic2010"
-                         : std::string("generated traffic: no ") + o.datasets + "/csic2010")
+                << (children.csic
+                        ? "replaying CSIC 2010 from " + o.datasets + "/csic2010"
+                        : std::string("generated traffic: no ") + o.datasets + "/csic2010")
                 << ")\n";
     }
     std::cout << "  Ctrl-C stops everything.\n" << std::endl;

@@ -180,7 +180,8 @@ std::optional<ChildExit> Supervisor::wait_any(const std::atomic<bool>& stop) {
 
 bool Supervisor::alive(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& c : children_) {
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    auto& c = *it;
     if (c->spec.name != name) continue;
     if (!c->running) return false;
     // Exited but not yet reaped? Look without reaping, so wait_any() still reports it.
@@ -191,6 +192,24 @@ bool Supervisor::alive(const std::string& name) {
     return !exited;
   }
   return false;
+}
+
+std::optional<ChildExit> Supervisor::kill_child(const std::string& name, int sig) {
+  pid_t pid = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = children_.rbegin(); it != children_.rend() && !pid; ++it)
+      if ((*it)->spec.name == name && (*it)->running) pid = (*it)->pid;
+  }
+  if (!pid) return std::nullopt;
+  ::kill(pid, sig);
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& c : children_)
+    if (c->pid == pid) c->running = false;
+  return ChildExit{name, pid, describe_status(status),
+                   WIFEXITED(status) && WEXITSTATUS(status) == 0};
 }
 
 void Supervisor::stop_stage(int order, std::chrono::milliseconds grace) {

@@ -59,6 +59,17 @@ void print(const replay::AttackResult& a) {
     std::printf("attacker NOT blocked after %lu attack requests\n", (unsigned long)a.attacker.sent);
   std::fflush(stdout);
 }
+json to_json(const replay::PipelineCounts& c) {
+  return {{"sent", c.sent},
+          {"scored", c.scored},
+          {"lost", c.lost},
+          {"denied", c.denied},
+          {"rejected", c.rejected},
+          {"deadletters", c.deadletters},
+          {"sampled_out", c.sampled_out},
+          {"unaccounted", c.unaccounted()},
+          {"unreachable", c.unreachable}};
+}
 std::vector<monitor::csic::Request> take(std::vector<monitor::csic::Request> v, uint64_t n) {
   if (n > 0 && v.size() > n) v.resize(n);
   return v;
@@ -73,7 +84,8 @@ int main(int argc, char** argv) {
   int concurrency = 4;
   replay::AttackOptions atk;
   int64_t time_limit_s = 1800;
-  std::vector<std::string> settle_urls;
+  std::vector<std::string> settle_urls, count_urls;
+  double max_lag = 2000;
   app.set_version_flag("--version", common::version_line("immunizer-replay"));
   app.add_option("--target", target_url, "shop base URL")->capture_default_str();
   bool generate = false;
@@ -114,6 +126,15 @@ int main(int argc, char** argv) {
   app.add_option(
       "--settle-url", settle_urls,
       "after training, wait until the service behind this /metrics URL has caught up (repeatable)");
+  app.add_option("--count-url", count_urls,
+                 "a /metrics URL whose record counters (sensor sent and dropped, analyze scored, "
+                 "records lost, dead letters) make up the line printed after each round "
+                 "(repeatable; the --settle-url pages count too)");
+  app.add_option("--max-lag", max_lag,
+                 "pause while the consumer lag of the --settle-url services is above this many "
+                 "messages (until it is under half of it; 0: never pause)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   std::atomic<bool> stop{false};
@@ -158,9 +179,31 @@ int main(int argc, char** argv) {
       return std::chrono::duration_cast<std::chrono::seconds>(deadline -
                                                               std::chrono::steady_clock::now());
     };
+    replay::LagPacer pacer(settle_urls, max_lag);
+    std::vector<std::string> all_urls = settle_urls;
+    all_urls.insert(all_urls.end(), count_urls.begin(), count_urls.end());
+    // After a phase: wait until the pipeline caught up, then print what went in and what came
+    // out of it, from the services' own counters.
+    auto report = [&](const std::string& what) {
+      if (all_urls.empty()) return;
+      if (!settle_urls.empty())
+        replay::wait_for_pipeline(settle_urls, std::min(left(), std::chrono::seconds(120)), stop,
+                                  nullptr);
+      const auto c = replay::pipeline_counts(all_urls);
+      std::printf("%s: %s; paced %lu times (%.1f s) on the pipeline's lag\n", what.c_str(),
+                  replay::describe(c).c_str(), (unsigned long)pacer.pauses(),
+                  pacer.paused_seconds());
+      std::fflush(stdout);
+      json j = to_json(c);
+      j["after"] = what;
+      j["paced"] = pacer.pauses();
+      j["paced_seconds"] = pacer.paused_seconds();
+      summary["counts"].push_back(j);
+    };
     replay::SendOptions base;
     base.rate = rate;
     base.concurrency = concurrency;
+    base.pacer = max_lag > 0 && !settle_urls.empty() ? &pacer : nullptr;
     if (scenario == "train" || scenario == "demo") {
       auto train = take(load("normalTrafficTraining.txt.gz"), train_count);
       base.trace_prefix = "train";
@@ -197,6 +240,7 @@ int main(int argc, char** argv) {
         summary["settled"] = ok;
         summary["pipeline"] = {{"messages_consumed", consumed_total}, {"seconds", secs}};
       }
+      report("after training");
     }
     std::vector<monitor::csic::Request> normal, anomalous;
     if (scenario != "train") {
@@ -231,6 +275,7 @@ int main(int argc, char** argv) {
         print(a);
         summary["attacks"].push_back(to_json(a));
       }
+      report("after round " + std::to_string(round + 1));
       if (scenario == "demo" && round + 1 < n_rounds)
         for (int i = 0; i < 50 && !stop; ++i)
           std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -2,12 +2,17 @@
 
 #include <httplib.h>
 
+#include "immunizer/common/metrics_text.hpp"
+
+#include <cstdio>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
 
 namespace immunizer::replay {
+
+using common::metric_sum;
 
 namespace {
 int64_t steady_ns() {
@@ -92,6 +97,7 @@ PhaseSummary send_all(const Target& target, const std::vector<monitor::csic::Req
   std::mutex mu;
   std::atomic<size_t> next{0};
   std::atomic<bool> halt{false};
+  std::atomic<int64_t> paused_ns{0};  // time held by the pacer: the rate schedule moves on by it
   const int64_t t0 = steady_ns();
   const int64_t deadline =
       t0 + std::chrono::duration_cast<std::chrono::nanoseconds>(opt.time_limit).count();
@@ -107,8 +113,11 @@ PhaseSummary send_all(const Target& target, const std::vector<monitor::csic::Req
       if (stop || halt || steady_ns() > deadline) return;
       const size_t i = next.fetch_add(1);
       if (i >= requests.size()) return;
-      if (opt.rate > 0) {  // pace: request i is due at t0 + i / rate
-        const int64_t due = t0 + static_cast<int64_t>(static_cast<double>(i) / opt.rate * 1e9);
+      if (opt.pacer) paused_ns += opt.pacer->wait(stop, deadline);
+      if (stop || steady_ns() > deadline) return;
+      if (opt.rate > 0) {  // pace: request i is due at t0 + i / rate (+ time held by the pacer)
+        const int64_t due =
+            t0 + paused_ns.load() + static_cast<int64_t>(static_cast<double>(i) / opt.rate * 1e9);
         const int64_t wait = due - steady_ns();
         if (wait > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait));
       }
@@ -186,34 +195,124 @@ AttackResult attack(const Target& target, const std::vector<monitor::csic::Reque
   return r;
 }
 
-namespace {
-// Sum of the immunizer_kafka_messages_consumed_total samples on a /metrics page; -1 if unreachable.
-double consumed(const std::string& url) {
+std::optional<std::string> fetch_metrics(const std::string& url) {
   const auto t = Target::parse(url);
-  const size_t slash = url.find('/', url.find("://") + 3);
+  const size_t slash =
+      url.find('/', url.find("://") == std::string::npos ? 0 : url.find("://") + 3);
   const std::string path = slash == std::string::npos ? "/metrics" : url.substr(slash);
   httplib::Client cli(t.host, t.port);
   cli.set_connection_timeout(1);
+  cli.set_read_timeout(5);
   auto res = cli.Get(path.c_str());
-  if (!res || res->status != 200) return -1;
-  double sum = 0;
-  size_t at = 0;
-  const std::string& body = res->body;
-  const std::string name = "\nimmunizer_kafka_messages_consumed_total{";
-  while ((at = body.find(name, at)) != std::string::npos) {
-    const size_t sp = body.find("} ", at);
-    const size_t nl = body.find('\n', at + 1);
-    if (sp == std::string::npos || sp > nl) break;
-    sum += std::stod(body.substr(sp + 2, nl - sp - 2));
-    at = nl;
+  if (!res || res->status != 200) return std::nullopt;
+  return res->body;
+}
+
+namespace {
+// Sum of the immunizer_kafka_messages_consumed_total samples on a /metrics page; -1 if unreachable.
+double consumed(const std::string& url) {
+  const auto page = fetch_metrics(url);
+  return page ? metric_sum(*page, "immunizer_kafka_messages_consumed_total") : -1;
+}
+
+// Sum of the consumer lag gauges over the pages; -1 when one did not answer.
+double lag_of(const std::vector<std::string>& urls) {
+  double lag = 0;
+  for (const auto& u : urls) {
+    const auto page = fetch_metrics(u);
+    if (!page) return -1;
+    lag += metric_sum(*page, "immunizer_kafka_consumer_lag");
   }
-  return sum;
+  return lag;
 }
 }  // namespace
 
+LagPacer::LagPacer(std::vector<std::string> metrics_urls, double max_lag)
+    : urls_(std::move(metrics_urls)), max_lag_(max_lag) {
+  if (!urls_.empty() && max_lag_ > 0) poller_ = std::thread([this] { poll_loop(); });
+}
+
+LagPacer::~LagPacer() {
+  quit_ = true;
+  if (poller_.joinable()) poller_.join();
+}
+
+void LagPacer::poll_loop() {
+  while (!quit_) {
+    const double l = lag_of(urls_);
+    if (l >= 0) {  // a service that does not answer (restarting) keeps the last verdict
+      lag_ = l;
+      if (l > max_lag_) behind_ = true;
+      if (l <= max_lag_ / 2) behind_ = false;
+    }
+    for (int i = 0; i < 5 && !quit_; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+int64_t LagPacer::wait(const std::atomic<bool>& stop, int64_t deadline_ns) {
+  if (!behind_) return 0;
+  const int64_t t0 = steady_ns();
+  ++pauses_;
+  while (behind_ && !stop && !quit_ && steady_ns() < deadline_ns)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const int64_t waited = steady_ns() - t0;
+  paused_ns_ += waited;
+  return waited;
+}
+
+PipelineCounts pipeline_counts(const std::vector<std::string>& urls) {
+  PipelineCounts c;
+  for (const auto& u : urls) {
+    const auto page = fetch_metrics(u);
+    if (!page) {
+      ++c.unreachable;
+      continue;
+    }
+    const std::string& p = *page;
+    c.sent += metric_sum(p, "immunizer_sensor_records_sent_total");
+    c.scored += metric_sum(p, "immunizer_analyze_vectors_scored_total") +
+                metric_sum(p, "immunizer_analyze_vectors_learning_total");
+    c.lost += metric_sum(p, "immunizer_records_lost_total") +
+              metric_sum(p, "immunizer_sensor_records_dropped_total", "", "reason=\"sampled_out\"");
+    c.sampled_out +=
+        metric_sum(p, "immunizer_sensor_records_dropped_total", "reason=\"sampled_out\"");
+    c.denied +=
+        metric_sum(p, "immunizer_monitor_records_rejected_total", "reason=\"denied_by_effector\"");
+    c.rejected += metric_sum(p, "immunizer_monitor_records_rejected_total", "",
+                             "reason=\"denied_by_effector\"");
+    c.deadletters += metric_sum(p, "immunizer_deadletters_total");
+  }
+  return c;
+}
+
+std::string describe(const PipelineCounts& c) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "records sent %.0f / scored %.0f / lost %.0f", c.sent, c.scored,
+                c.lost);
+  std::string s = buf;
+  std::string why;
+  auto add = [&](double n, const char* what) {
+    if (n <= 0) return;
+    std::snprintf(buf, sizeof buf, "%s%.0f %s", why.empty() ? "" : ", ", n, what);
+    why += buf;
+  };
+  add(c.denied, "denied by the effector (not scored)");
+  add(c.rejected, "rejected by monitor");
+  add(c.deadletters, "dead letters");
+  add(c.sampled_out, "sampled out by the sensor");
+  if (c.unaccounted() > 0)
+    add(c.unaccounted(), "not accounted for (lost, or counted by a service since restarted)");
+  if (c.unaccounted() < 0) add(-c.unaccounted(), "scored more than once (replays)");
+  if (c.unreachable > 0) add(c.unreachable, "metrics pages unreachable");
+  if (!why.empty()) s += " (" + why + ")";
+  return s;
+}
+
 bool wait_for_pipeline(const std::vector<std::string>& urls, std::chrono::seconds limit,
                        const std::atomic<bool>& stop, const std::function<void(double)>& progress) {
-  // Caught up = every service has consumed something and none consumed more for 3 s.
+  // Caught up = every service has consumed something, has no consumer lag, and none
+  // consumed more for 3 s.
   const auto deadline = std::chrono::steady_clock::now() + limit;
   std::vector<double> last(urls.size(), -2);
   int quiet = 0;
@@ -227,7 +326,7 @@ bool wait_for_pipeline(const std::vector<std::string>& urls, std::chrono::second
       total += std::max(c, 0.0);
     }
     if (progress) progress(total);
-    quiet = same ? quiet + 1 : 0;
+    quiet = same && lag_of(urls) == 0 ? quiet + 1 : 0;
     if (quiet >= 3) return true;
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }

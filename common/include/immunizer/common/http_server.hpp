@@ -1,5 +1,6 @@
 // The HTTP endpoint every service exposes: /metrics (Prometheus text), /healthz (alive),
-// /readyz (ready to serve), plus any routes a service adds (the dashboard adds its UI).
+// /readyz (ready to serve: started, and Kafka reachable when a service watches it), plus any routes
+// a service adds (the dashboard adds its UI).
 //
 // httplib parses and routes the requests, but the connections are handled here so that no
 // client can hold the server: one poller thread accepts (at most `max_connections` open at
@@ -72,6 +73,9 @@ class HttpServer {
   int port() const { return bound_port_; }
   void set_ready(bool r) { ready_ = r; }
   void set_status(std::string s);
+  // /readyz answers 503 with `why` while false (the service cannot reach Kafka), whatever
+  // set_ready says. True until first set.
+  void set_broker_reachable(bool reachable, std::string why = "");
 
  private:
   std::string listen_;
@@ -83,6 +87,8 @@ class HttpServer {
   std::atomic<bool> ready_{false};
   std::mutex status_mu_;
   std::string status_ = "starting";
+  bool broker_reachable_ = true;
+  std::string broker_why_;
 };
 
 }  // namespace immunizer::common

@@ -8,14 +8,20 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
+
+struct rd_kafka_s;
 
 namespace immunizer::common {
 
@@ -114,6 +120,32 @@ class Consumer {
   virtual void close() = 0;
   // Messages this consumer never saw because its position was reset past unread data.
   virtual uint64_t lost() const { return 0; }
+};
+
+// Whether the Kafka cluster answers this process: a client of its own (the service's
+// settings, so the same network path and credentials) asks any broker for metadata every
+// `interval`; a request that no broker answers within the interval means unreachable.
+// `on_change(reachable, why)` runs on the watch's thread at the first result and whenever it
+// flips. With several brokers, one of them down is not unreachable. Owns its thread.
+class BrokerWatch {
+ public:
+  using OnChange = std::function<void(bool reachable, const std::string& why)>;
+  BrokerWatch(const KafkaSettings& s, std::chrono::milliseconds interval, OnChange on_change);
+  ~BrokerWatch();
+  BrokerWatch(const BrokerWatch&) = delete;
+  BrokerWatch& operator=(const BrokerWatch&) = delete;
+  bool reachable() const { return reachable_.load(); }
+
+ private:
+  void run();
+  rd_kafka_s* rk_ = nullptr;
+  std::chrono::milliseconds interval_;
+  OnChange on_change_;
+  std::atomic<bool> reachable_{false};
+  std::atomic<bool> quit_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
 };
 
 // Idempotent, acks=all producer with delivery reports. Throws std::runtime_error on bad settings.

@@ -35,6 +35,9 @@ struct DashboardConfig {
   // newest `points` kept in memory (default: 5 s over the last hour; not persisted).
   int64_t timeseries_interval_ms = 5000;
   int64_t timeseries_points = 720;
+  // The services' /metrics pages (http://host:port/metrics) whose lost records
+  // (immunizer_records_lost_total) the page shows, in red when not 0; polled every 5 s.
+  std::vector<std::string> pipeline_metrics_urls;
   // execute's gRPC Operations endpoint (manual block/unblock) and the per-call deadline.
   std::string execute_address = "127.0.0.1:7070";
   int64_t execute_timeout_ms = 3000;

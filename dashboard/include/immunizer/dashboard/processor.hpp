@@ -3,6 +3,7 @@
 // loop's thread and never blocks on a browser.
 #pragma once
 
+#include <prometheus/counter.h>
 #include <nlohmann/json.hpp>
 
 #include "immunizer/common/ids.hpp"
@@ -11,6 +12,7 @@
 #include "immunizer/dashboard/execute_view.hpp"
 #include "immunizer/dashboard/incidents.hpp"
 #include "immunizer/dashboard/notifier.hpp"
+#include "immunizer/dashboard/pipeline_loss.hpp"
 #include "immunizer/dashboard/sse.hpp"
 #include "immunizer/dashboard/state.hpp"
 #include "immunizer/dashboard/timeseries.hpp"
@@ -23,6 +25,10 @@ struct DashboardParts {
   Notifier* notifier = nullptr;
   const ExecuteView* execute = nullptr;
   TimeSeries* series = nullptr;
+  const PipelineLoss* pipeline = nullptr;
+  // An alarm id read again (a replay after a crash upstream): dropped and counted here
+  // (immunizer_duplicates_dropped_total{what="alarm"}).
+  prometheus::Counter* alarm_duplicates = nullptr;
 };
 
 // Sends an incident change to the browsers ("incident" event) and, for opened, escalated

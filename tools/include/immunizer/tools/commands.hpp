@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "immunizer/tools/supervisor.hpp"
+
 namespace immunizer::tools {
 
 struct BrokerOptions {
@@ -37,6 +39,20 @@ struct UpOptions {
   std::string listen = "127.0.0.1";
 };
 int up_command(const UpOptions& o);
+
+// What `up` starts once the broker answers at `bootstrap`, each child with the arguments and
+// environment `up` gives it: the five services (stop_order 1) and, for --demo, the shop and
+// the replayer (stop_order 2). Tests that kill a child restart it from the same spec.
+struct UpChildren {
+  std::string host;                 // where clients reach the listeners
+  std::vector<ChildSpec> services;  // monitor, analyze, plan, execute, dashboard
+  std::vector<int> service_ports;   // their HTTP ports (/metrics, /readyz), in that order
+  std::string execute_grpc;         // host:port of execute's gRPC (mutual TLS)
+  ChildSpec shop, replay;           // --demo only
+  bool csic = false;                // the replayer replays CSIC 2010 (else generated traffic)
+};
+// `bin`: folder of the binaries. The state folder's PKI must exist (pki::init).
+UpChildren up_children(const UpOptions& o, const std::string& bootstrap, const std::string& bin);
 
 // The environment `up` gives each child so that it finds its identity and keys in the state
 // folder `l` (mutual TLS files, signing keys, trusted public keys, dashboard credentials).

@@ -62,7 +62,11 @@ class Supervisor {
   // stage's children, wait until they exited, SIGKILL those still running after `grace`,
   // then the next stage. Children exiting on their own meanwhile are reaped.
   void stop_all(std::chrono::milliseconds grace);
+  // The newest child of that name (a restarted child replaces its predecessor).
   bool alive(const std::string& name);
+  // Sends `sig` to the newest running child of that name and waits until it exited (reaped
+  // here, so wait_any() does not report it). nullopt when none runs. For crash tests.
+  std::optional<ChildExit> kill_child(const std::string& name, int sig);
 
  private:
   struct Child {

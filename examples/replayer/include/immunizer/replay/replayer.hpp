@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "immunizer/monitor/csic.hpp"
@@ -29,6 +31,8 @@ struct Sent {
   std::string trace;
 };
 
+class LagPacer;
+
 struct SendOptions {
   double rate = 0;  // requests per second over all workers; 0 = unlimited
   int concurrency = 4;
@@ -38,6 +42,8 @@ struct SendOptions {
   std::chrono::seconds time_limit{600};
   // Called after each answer (any worker thread); return false to stop early.
   std::function<bool(const Sent&)> on_answer;
+  // When set, no request is sent while the pipeline is too far behind (see LagPacer).
+  LagPacer* pacer = nullptr;
 };
 
 struct PhaseSummary {
@@ -79,8 +85,62 @@ AttackResult attack(const Target& target, const std::vector<monitor::csic::Reque
                     const std::vector<monitor::csic::Request>& normal, const AttackOptions& opt,
                     const std::atomic<bool>& stop);
 
+// GET of a /metrics URL ("http://host:port/metrics"); nullopt when unreachable.
+std::optional<std::string> fetch_metrics(const std::string& url);
+
+// Paces the traffic on the pipeline's consumer lag: the immunizer_kafka_consumer_lag gauges
+// of the services behind `metrics_urls` (monitor and analyze: messages between their
+// committed offsets and the ends of their partitions), polled by a thread of its own every
+// 250 ms. wait() holds a sender while their sum is above `max_lag` until it is back under
+// half of it, so the broker's bounded partitions never drop what a consumer has not read.
+// Thread-safe.
+class LagPacer {
+ public:
+  LagPacer(std::vector<std::string> metrics_urls, double max_lag);
+  ~LagPacer();
+  LagPacer(const LagPacer&) = delete;
+  LagPacer& operator=(const LagPacer&) = delete;
+  // Returns the nanoseconds waited (0: not behind). Bounded by `stop` and `deadline_ns`
+  // (steady clock).
+  int64_t wait(const std::atomic<bool>& stop, int64_t deadline_ns);
+  double lag() const { return lag_.load(); }
+  uint64_t pauses() const { return pauses_.load(); }
+  double paused_seconds() const { return static_cast<double>(paused_ns_.load()) / 1e9; }
+
+ private:
+  void poll_loop();
+  std::vector<std::string> urls_;
+  double max_lag_;
+  std::atomic<double> lag_{0};
+  std::atomic<bool> behind_{false};
+  std::atomic<bool> quit_{false};
+  std::atomic<uint64_t> pauses_{0};
+  std::atomic<int64_t> paused_ns_{0};
+  std::thread poller_;
+};
+
+// The pipeline's record counters, summed over /metrics pages (the shop and every service):
+// what the sensor delivered, what analyze scored, what was lost on the way and why records
+// were not scored.
+struct PipelineCounts {
+  double sent = 0;         // immunizer_sensor_records_sent_total
+  double scored = 0;       // immunizer_analyze_vectors_{scored,learning}_total
+  double lost = 0;         // immunizer_records_lost_total + sensor drops (not sampling)
+  double denied = 0;       // monitor: denied by the effector, deliberately not scored
+  double rejected = 0;     // monitor: other records it could not use (dead-lettered)
+  double deadletters = 0;  // immunizer_deadletters_total of every service
+  double sampled_out = 0;  // sensor sampling (configured, not a loss)
+  int unreachable = 0;     // pages that did not answer
+  // Records that went in and are neither scored nor accounted for by a counted reason.
+  double unaccounted() const { return sent - scored - denied - rejected; }
+};
+PipelineCounts pipeline_counts(const std::vector<std::string>& metrics_urls);
+// "records sent N / scored N / lost N" and the reasons behind any difference.
+std::string describe(const PipelineCounts& c);
+
 // Waits until the services behind the metrics URLs ("http://host:port/metrics") have
-// consumed messages and then consumed nothing more for 3 s: the pipeline has caught up.
+// consumed messages, their consumer lag is 0 and they consumed nothing more for 3 s: the
+// pipeline has caught up.
 // Returns false at the time limit. `progress` receives the total consumed so far.
 bool wait_for_pipeline(const std::vector<std::string>& metrics_urls, std::chrono::seconds limit,
                        const std::atomic<bool>& stop, const std::function<void(double)>& progress);

@@ -1,0 +1,45 @@
+// Reading figures back from a Prometheus text page (what /metrics serves): the replayer's round
+// report, the dashboard's pipeline loss figure, tests. Pure functions, thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace immunizer::common {
+
+// The sum of every sample of the metric family `name` on the page (labels ignored;
+// `name_bucket` and the like are other families). `label` (e.g. `reason="x"`) keeps only
+// samples carrying it, `exclude` drops samples carrying that one.
+inline double metric_sum(std::string_view page, std::string_view name, std::string_view label = {},
+                         std::string_view exclude = {}) {
+  double sum = 0;
+  size_t at = 0;
+  while (at < page.size()) {
+    size_t nl = page.find('\n', at);
+    if (nl == std::string_view::npos) nl = page.size();
+    const std::string_view line = page.substr(at, nl - at);
+    at = nl + 1;
+    if (line.size() <= name.size() || line.substr(0, name.size()) != name) continue;
+    const char next = line[name.size()];
+    if (next != '{' && next != ' ') continue;  // another family with this prefix
+    size_t value_at = name.size() + 1;
+    if (next == '{') {
+      const size_t close = line.find("} ", name.size());
+      if (close == std::string_view::npos) continue;
+      const std::string_view labels = line.substr(name.size(), close - name.size() + 1);
+      if (!label.empty() && labels.find(label) == std::string_view::npos) continue;
+      if (!exclude.empty() && labels.find(exclude) != std::string_view::npos) continue;
+      value_at = close + 2;
+    } else if (!label.empty()) {
+      continue;
+    }
+    try {
+      sum += std::stod(std::string(line.substr(value_at)));
+    } catch (const std::exception&) {
+      // not a sample value
+    }
+  }
+  return sum;
+}
+
+}  // namespace immunizer::common
