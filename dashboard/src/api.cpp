@@ -129,7 +129,7 @@ json full_stats(const DashboardState& state, const SseHub& hub, const DashboardP
     }
   }
   if (parts.incidents) j["incidents"] = parts.incidents->counts();
-  if (parts.pipeline) j["records_lost"] = parts.pipeline->summary();
+  if (parts.pipeline) j["pipeline"] = parts.pipeline->summary();
   return j;
 }
 

@@ -59,9 +59,10 @@ void PipelineLoss::refresh() {
 
 nlohmann::json PipelineLoss::summary() const {
   std::lock_guard l(mu_);
-  return {{"total", polled_ ? nlohmann::json(static_cast<int64_t>(lost_)) : nlohmann::json()},
-          {"pages", urls_.size()},
-          {"unreachable", unreachable_}};
+  return {
+      {"records_lost", polled_ ? nlohmann::json(static_cast<int64_t>(lost_)) : nlohmann::json()},
+      {"pages", urls_.size()},
+      {"unreachable", unreachable_}};
 }
 
 }  // namespace immunizer::dashboard

@@ -2,7 +2,7 @@
 // consumer reset past unread data) summed over the /metrics pages of the services
 // (dashboard.pipeline_metrics_urls; `immunizer up` lists every service), polled on a thread of
 // its own so no browser waits for them. The page's banner shows the figure in red when it is not 0
-// (stats "records_lost"; also in the overview's time series).
+// (stats "pipeline.records_lost"; also in the overview's time series).
 // Thread-safe.
 #pragma once
 
@@ -27,7 +27,7 @@ class PipelineLoss {
   void stop();
   // One poll now.
   void refresh();
-  // {"total": n (null before the first poll), "pages": configured, "unreachable": pages
+  // {"records_lost": n (null before the first poll), "pages": configured, "unreachable": pages
   // that did not answer at the last poll}.
   nlohmann::json summary() const;
 
