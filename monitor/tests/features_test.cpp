@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "immunizer/monitor/features.hpp"
@@ -449,6 +451,25 @@ TEST_F(Features, ReusedOutputVectorGetsTheRightSchemaPerModel) {
   EXPECT_EQ(v.model_key(), "shop|two|");
   EXPECT_EQ(v.schema().names_size(), v.values_size());
   EXPECT_NO_THROW(feature(v, "arg:c:rare_1gram"));
+}
+
+// Snapshot bytes of format 2 as the code before the common byte codec wrote them (60 records
+// of shop|buy|): still readable, and written again to the byte.
+TEST(FeatureSnapshots, ReadsAndRewritesSnapshotsOfEarlierBuilds) {
+  std::ifstream in(
+      std::string(IMMUNIZER_SOURCE_DIR) + "/monitor/tests/data/monitor_format2.snapshot",
+      std::ios::binary);
+  ASSERT_TRUE(in);
+  const std::string old((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  FeatureExtractor fx;
+  fx.restore("shop|buy|", old);
+  EXPECT_EQ(fx.records_seen("shop|buy|"), 60u);
+  EXPECT_EQ(fx.stats("shop|buy|").paths, 3u);
+  EXPECT_EQ(fx.snapshot("shop|buy|"), old);
+  FeatureVector v;
+  std::string why;
+  EXPECT_TRUE(fx.extract(normal(1), &v, &why)) << why;
+  EXPECT_EQ(fx.records_seen("shop|buy|"), 61u);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "immunizer/common/kafka.hpp"
 #include "immunizer/common/mock_broker.hpp"
+#include "immunizer/common/ranking_metrics.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/monitor/csic.hpp"
 #include "immunizer/replay/replayer.hpp"
@@ -35,26 +36,16 @@ EvalMetrics compute_metrics(const std::vector<double>& normal, const std::vector
   EvalMetrics m;
   m.normal = normal.size();
   m.anomalous = anomalous.size();
-  // AUC by ranks (average rank for ties): Mann-Whitney U / (n_a * n_n).
-  std::vector<std::pair<double, bool>> all;
-  all.reserve(normal.size() + anomalous.size());
-  for (double s : normal) all.emplace_back(s, false);
-  for (double s : anomalous) all.emplace_back(s, true);
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  double rank_sum = 0;
-  for (size_t i = 0; i < all.size();) {
-    size_t j = i;
-    while (j < all.size() && all[j].first == all[i].first) ++j;
-    const double avg = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2.0;
-    for (size_t k = i; k < j; ++k)
-      if (all[k].second) rank_sum += avg;
-    i = j;
-  }
-  if (!normal.empty() && !anomalous.empty()) {
-    const double na = static_cast<double>(anomalous.size()),
-                 nn = static_cast<double>(normal.size());
-    m.auc = (rank_sum - na * (na + 1) / 2.0) / (na * nn);
-  }
+  // AUC and R-precision as every evaluation computes them (ties: average over their orders).
+  std::vector<double> scores;
+  std::vector<int> labels;
+  scores.reserve(normal.size() + anomalous.size());
+  scores.insert(scores.end(), normal.begin(), normal.end());
+  scores.insert(scores.end(), anomalous.begin(), anomalous.end());
+  labels.assign(normal.size(), 0);
+  labels.resize(scores.size(), 1);
+  if (!normal.empty() && !anomalous.empty()) m.auc = common::roc_auc(scores, labels);
+  if (!anomalous.empty()) m.r_precision = common::r_precision(scores, labels);
   // Detection at 1% FP: threshold t = the normal score with floor(1% * N) normal scores above
   // or tied, alarms are "score > t", so at most 1% of normal requests exceed it.
   if (!normal.empty()) {
@@ -74,23 +65,6 @@ EvalMetrics compute_metrics(const std::vector<double>& normal, const std::vector
   m.precision = m.tp + m.fp ? static_cast<double>(m.tp) / static_cast<double>(m.tp + m.fp) : 0;
   m.recall = m.tp + m.fn ? static_cast<double>(m.tp) / static_cast<double>(m.tp + m.fn) : 0;
   m.alarm_fp_rate = m.fp + m.tn ? static_cast<double>(m.fp) / static_cast<double>(m.fp + m.tn) : 0;
-  // R-precision: of the R highest scores (R = #anomalous), the share that is anomalous; ties
-  // at the cut are shared out in proportion.
-  if (!anomalous.empty()) {
-    const size_t r = anomalous.size();
-    const double cut = all[all.size() - r].first;  // the R-th highest score
-    size_t above_a = 0, above = 0, tie_a = 0, tie = 0;
-    for (const auto& [s, a] : all) {
-      if (s > cut)
-        ++above, above_a += a;
-      else if (s == cut)
-        ++tie, tie_a += a;
-    }
-    const double take = static_cast<double>(r - above);
-    m.r_precision = (static_cast<double>(above_a) +
-                     (tie ? take * static_cast<double>(tie_a) / static_cast<double>(tie) : 0)) /
-                    static_cast<double>(r);
-  }
   return m;
 }
 

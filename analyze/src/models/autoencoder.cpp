@@ -6,7 +6,7 @@
 #include <numeric>
 #include <stdexcept>
 
-#include "immunizer/analyze/models/serial.hpp"
+#include "immunizer/common/byte_codec.hpp"
 #include "models/rng.hpp"
 
 namespace immunizer::analyze {
@@ -21,15 +21,15 @@ Eigen::VectorXd sigmoid(const Eigen::VectorXd& v) {
   return (1.0 + (-v.array()).exp()).inverse().matrix();
 }
 
-void write_vec(ByteWriter& w, const Eigen::VectorXd& v) {
+void write_vec(common::ByteWriter& w, const Eigen::VectorXd& v) {
   w.put_vector(std::vector<double>(v.data(), v.data() + v.size()));
 }
-Eigen::VectorXd read_vec(ByteReader& r) {
+Eigen::VectorXd read_vec(common::ByteReader& r) {
   const auto v = r.get_vector<double>();
   return Eigen::Map<const Eigen::VectorXd>(v.data(), static_cast<Eigen::Index>(v.size()));
 }
 
-void write_ae(ByteWriter& w, const TinyAutoencoder& ae) {
+void write_ae(common::ByteWriter& w, const TinyAutoencoder& ae) {
   w.put<uint64_t>(ae.w.rows());
   w.put<uint64_t>(ae.w.cols());
   w.put_vector(std::vector<double>(ae.w.data(), ae.w.data() + ae.w.size()));
@@ -37,7 +37,7 @@ void write_ae(ByteWriter& w, const TinyAutoencoder& ae) {
   write_vec(w, ae.bv);
   w.put<uint8_t>(ae.linear_output ? 1 : 0);
 }
-TinyAutoencoder read_ae(ByteReader& r) {
+TinyAutoencoder read_ae(common::ByteReader& r) {
   TinyAutoencoder ae;
   const auto rows = r.get<uint64_t>(), cols = r.get<uint64_t>();
   const auto w = r.get_vector<double>();
@@ -415,7 +415,7 @@ std::size_t AutoencoderEnsemble::memory_bytes() const {
 }
 
 std::string AutoencoderEnsemble::serialize() const {
-  ByteWriter w;
+  common::ByteWriter w;
   w.put(kAeMagic);
   w.put(kAeVersion);
   w.put<uint64_t>(dims_);
@@ -435,7 +435,7 @@ std::string AutoencoderEnsemble::serialize() const {
 }
 
 AutoencoderEnsemble AutoencoderEnsemble::deserialize(std::string_view bytes) {
-  ByteReader r(bytes);
+  common::ByteReader r(bytes);
   if (r.get<uint32_t>() != kAeMagic) throw std::runtime_error("autoencoder: bad magic");
   if (r.get<uint32_t>() != kAeVersion) throw std::runtime_error("autoencoder: unknown version");
   AutoencoderEnsemble e;

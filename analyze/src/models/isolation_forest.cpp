@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "immunizer/analyze/models/serial.hpp"
+#include "immunizer/common/byte_codec.hpp"
 #include "models/rng.hpp"
 
 namespace immunizer::analyze {
@@ -310,13 +310,18 @@ std::size_t IsolationForest::memory_bytes() const {
 }
 
 std::string IsolationForest::serialize() const {
-  ByteWriter w;
+  common::ByteWriter w;
   w.put(kForestMagic);
   w.put(kForestVersion);
   w.put<uint64_t>(dims_);
   w.put<uint64_t>(psi_);
   w.put(c_psi_);
-  w.put_vector(nodes_);
+  w.put<uint64_t>(nodes_.size());
+  for (const Node& n : nodes_) {
+    w.put(n.value);
+    w.put(n.feature);
+    w.put(n.left);
+  }
   w.put_vector(leaf_);
   w.put_vector(roots_);
   w.put_vector(depths_);
@@ -325,14 +330,21 @@ std::string IsolationForest::serialize() const {
 }
 
 IsolationForest IsolationForest::deserialize(std::string_view bytes) {
-  ByteReader r(bytes);
+  common::ByteReader r(bytes);
   if (r.get<uint32_t>() != kForestMagic) throw std::runtime_error("forest: bad magic");
   if (r.get<uint32_t>() != kForestVersion) throw std::runtime_error("forest: unknown version");
   IsolationForest f;
   f.dims_ = r.get<uint64_t>();
   f.psi_ = r.get<uint64_t>();
   f.c_psi_ = r.get<double>();
-  f.nodes_ = r.get_vector<Node>();
+  const auto nodes = r.get<uint64_t>();
+  if (nodes > r.remaining() / sizeof(Node)) throw std::runtime_error("forest: corrupt");
+  f.nodes_.resize(nodes);
+  for (Node& n : f.nodes_) {
+    n.value = r.get<double>();
+    n.feature = r.get<uint32_t>();
+    n.left = r.get<uint32_t>();
+  }
   f.leaf_ = r.get_vector<double>();
   f.roots_ = r.get_vector<uint32_t>();
   f.depths_ = r.get_vector<uint8_t>();

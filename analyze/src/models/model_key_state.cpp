@@ -7,10 +7,9 @@
 #include <limits>
 #include <stdexcept>
 
-#include <zlib.h>
-
-#include "immunizer/analyze/models/serial.hpp"
 #include "immunizer/analyze/models/thread_pool.hpp"
+#include "immunizer/common/byte_codec.hpp"
+#include "immunizer/common/compress.hpp"
 
 namespace immunizer::analyze {
 
@@ -547,7 +546,7 @@ std::size_t ModelKeyState::memory_bytes() const {
 }
 
 std::string ModelKeyState::snapshot() const {
-  ByteWriter w;
+  common::ByteWriter w;
   w.put(kStateMagic);
   w.put(kStateVersion);
   w.put<uint8_t>(state_ == ModelState::kActive ? 1 : 0);
@@ -572,44 +571,34 @@ std::string ModelKeyState::snapshot() const {
   // Deflated (level 1: ~half the bytes in milliseconds) so a key's snapshot stays well under
   // Kafka's default 1 MB message limit; the checksum covers the compressed frame.
   const std::string& raw = w.bytes();
-  uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
-  std::string out(16 + packed_size, '\0');
-  if (compress2(reinterpret_cast<Bytef*>(out.data() + 16), &packed_size,
-                reinterpret_cast<const Bytef*>(raw.data()), static_cast<uLong>(raw.size()),
-                1) != Z_OK)
-    throw std::runtime_error("model snapshot: compression failed");
-  out.resize(16 + packed_size);
-  const uint32_t magic = kFrameMagic, version = kFrameVersion;
-  const uint64_t raw_size = raw.size();
-  std::memcpy(out.data(), &magic, 4);
-  std::memcpy(out.data() + 4, &version, 4);
-  std::memcpy(out.data() + 8, &raw_size, 8);
-  const uint64_t sum = fnv1a(out);
-  out.append(reinterpret_cast<const char*>(&sum), sizeof sum);
-  return out;
+  common::ByteWriter frame;
+  frame.put(kFrameMagic);
+  frame.put(kFrameVersion);
+  frame.put<uint64_t>(raw.size());
+  frame.mutable_bytes() += common::zlib_compress(raw);
+  frame.put(fnv1a(frame.bytes()));
+  return frame.take();
 }
 
 ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cfg) {
   if (bytes.size() < 24) throw std::runtime_error("model snapshot: too short");
   const std::string_view frame(bytes.data(), bytes.size() - sizeof(uint64_t));
-  uint64_t sum, raw_size;
-  uint32_t magic, version;
-  std::memcpy(&sum, bytes.data() + frame.size(), sizeof sum);
-  if (sum != fnv1a(frame)) throw std::runtime_error("model snapshot: checksum mismatch");
-  std::memcpy(&magic, frame.data(), 4);
-  std::memcpy(&version, frame.data() + 4, 4);
-  std::memcpy(&raw_size, frame.data() + 8, 8);
+  common::ByteReader head(bytes, "model snapshot");
+  const auto magic = head.get<uint32_t>();
+  const auto version = head.get<uint32_t>();
+  const auto raw_size = head.get<uint64_t>();
+  if (common::ByteReader(bytes.substr(frame.size())).get<uint64_t>() != fnv1a(frame))
+    throw std::runtime_error("model snapshot: checksum mismatch");
   if (magic != kFrameMagic) throw std::runtime_error("model snapshot: bad magic");
   if (version != kFrameVersion) throw std::runtime_error("model snapshot: unknown frame version");
   if (raw_size > (1ull << 31)) throw std::runtime_error("model snapshot: implausible size");
-  std::string body(raw_size, '\0');
-  uLongf got = static_cast<uLongf>(raw_size);
-  if (uncompress(reinterpret_cast<Bytef*>(body.data()), &got,
-                 reinterpret_cast<const Bytef*>(frame.data() + 16),
-                 static_cast<uLong>(frame.size() - 16)) != Z_OK ||
-      got != raw_size)
+  std::string body;
+  try {
+    body = common::zlib_decompress_exact(frame.substr(16), raw_size);
+  } catch (const std::runtime_error&) {
     throw std::runtime_error("model snapshot: corrupt compressed data");
-  ByteReader r(body);
+  }
+  common::ByteReader r(body, "model snapshot");
   if (r.get<uint32_t>() != kStateMagic) throw std::runtime_error("model snapshot: bad magic");
   const uint32_t state_version = r.get<uint32_t>();
   if (state_version != kStateVersion && state_version != 2)

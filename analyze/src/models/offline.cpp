@@ -67,41 +67,4 @@ std::vector<double> score_offline(const Matrix& train, const Matrix& test, const
   return out;
 }
 
-double roc_auc(std::span<const double> scores, std::span<const int> labels) {
-  const std::size_t n = scores.size();
-  std::vector<std::size_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::sort(idx.begin(), idx.end(),
-            [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
-  double rank_sum = 0, pos = 0;
-  for (std::size_t i = 0; i < n;) {
-    std::size_t j = i;
-    while (j < n && scores[idx[j]] == scores[idx[i]]) ++j;
-    const double avg_rank = (static_cast<double>(i) + static_cast<double>(j) + 1) / 2;  // 1-based
-    for (std::size_t k = i; k < j; ++k)
-      if (labels[idx[k]]) {
-        rank_sum += avg_rank;
-        ++pos;
-      }
-    i = j;
-  }
-  const double neg = static_cast<double>(n) - pos;
-  if (pos == 0 || neg == 0) return std::numeric_limits<double>::quiet_NaN();
-  return (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
-}
-
-double r_precision(std::span<const double> scores, std::span<const int> labels) {
-  const auto r = static_cast<std::size_t>(std::count(labels.begin(), labels.end(), 1));
-  if (r == 0) return std::numeric_limits<double>::quiet_NaN();
-  std::vector<std::size_t> idx(scores.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(r), idx.end(),
-                    [&](std::size_t a, std::size_t b) {
-                      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
-                    });
-  std::size_t hits = 0;
-  for (std::size_t i = 0; i < r; ++i) hits += labels[idx[i]] == 1;
-  return static_cast<double>(hits) / static_cast<double>(r);
-}
-
 }  // namespace immunizer::analyze

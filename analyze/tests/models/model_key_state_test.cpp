@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <random>
 
@@ -343,6 +345,27 @@ TEST(ModelRegistry, ParallelEqualsSequential) {
   EXPECT_EQ(par.size(), 5u);
   EXPECT_EQ(par.find("app|call0|")->state(), ModelState::kActive);
   EXPECT_GT(par.memory_bytes(), 0u);
+}
+
+// A snapshot (state version 3) as the code before the common byte codec wrote it: an active
+// ensemble after 70 vectors (8 trees of 32, reservoir 80). Still readable, written again to the
+// byte.
+TEST(ModelKeyState, ReadsAndRewritesSnapshotsOfEarlierBuilds) {
+  std::ifstream in(
+      std::string(IMMUNIZER_SOURCE_DIR) + "/analyze/tests/models/data/model_key_state_v3.snapshot",
+      std::ios::binary);
+  ASSERT_TRUE(in);
+  const std::string old((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  DetectorConfig c = small_config();
+  c.trees = 8;
+  c.sample_size = 32;
+  c.grace_records = 60;
+  c.reservoir_size = 80;
+  c.ae_min_updates = 200;
+  const ModelKeyState m = ModelKeyState::restore(old, c);
+  EXPECT_EQ(m.state(), ModelState::kActive);
+  EXPECT_EQ(m.records_seen(), 70u);
+  EXPECT_EQ(m.snapshot(), old);
 }
 
 }  // namespace

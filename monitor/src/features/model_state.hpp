@@ -34,8 +34,8 @@ class ModelState {
 
   // The learned state as snapshot bytes (snapshot.cpp); read() throws std::runtime_error on
   // corrupt input or dimensions other than this configuration's.
-  void write(codec::Writer& w) const;
-  void read(codec::Reader& r);
+  void write(common::ByteWriter& w) const;
+  void read(common::ByteReader& r);
 
  private:
   void measure_leaves(uint64_t record_no);

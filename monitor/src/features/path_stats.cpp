@@ -333,15 +333,14 @@ double normalise(const PathState& ps, const double* f, double* z) {
       z[i] = f[i];
       continue;
     }
-    if (i < kFirstNormalised || i > kLastNormalised) {
-      z[i] = f[i];  // already a deviation
-    } else if (f[i] == 0 && st.mean >= 0) {
-      z[i] = 0;  // what the expression below gives for a zero feature, without the divide
-    } else if (st.n >= kMinFeatureStats) {
-      z[i] = std::max(0.0,
-                      (f[i] - st.mean) / (st.stddev() + std::max(0.05, 0.1 * std::fabs(st.mean))));
+    if (i >= kFirstNormalised && i <= kLastNormalised && st.n >= kMinFeatureStats) {
+      // A zero feature with a non-negative mean gives 0: skip the divide.
+      z[i] = f[i] == 0 && st.mean >= 0
+                 ? 0
+                 : std::max(0.0, (f[i] - st.mean) /
+                                     (st.stddev() + std::max(0.05, 0.1 * std::fabs(st.mean))));
     } else {
-      z[i] = f[i];
+      z[i] = f[i];  // already a deviation, or too little history to compare with
     }
     novelty = std::max(novelty, std::fabs(z[i]));
   }

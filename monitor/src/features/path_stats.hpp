@@ -12,14 +12,10 @@
 #include <string_view>
 #include <vector>
 
+#include "immunizer/common/byte_codec.hpp"
 #include "immunizer/monitor/features.hpp"
 #include "immunizer/monitor/sketch.hpp"
 #include "immunizer/v1/records.pb.h"
-
-namespace immunizer::monitor::codec {
-class Writer;
-class Reader;
-}  // namespace immunizer::monitor::codec
 
 namespace immunizer::monitor::detail {
 
@@ -78,8 +74,8 @@ struct RunningStats {
     }
     add(x);
   }
-  void write(codec::Writer& w) const;  // snapshot.cpp
-  void read(codec::Reader& r);
+  void write(common::ByteWriter& w) const;  // snapshot.cpp
+  void read(common::ByteReader& r);
 };
 
 // Everything learned about one argument path (or, for the model-wide profile, about all).
@@ -109,8 +105,8 @@ struct PathState {
     return sizeof(*this) + name.capacity() + trigrams.memory_bytes() - sizeof(trigrams) +
            enum_values.capacity() * sizeof(uint64_t) + enum_counts.capacity() * sizeof(uint32_t);
   }
-  void write(codec::Writer& w) const;  // snapshot.cpp
-  void read(codec::Reader& r, size_t width, size_t depth, size_t enum_max);
+  void write(common::ByteWriter& w) const;  // snapshot.cpp
+  void read(common::ByteReader& r, size_t width, size_t depth, size_t enum_max);
 };
 
 // A new, empty path with the configured sketch size and its enumeration memory reserved.

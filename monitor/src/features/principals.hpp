@@ -8,12 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "immunizer/common/byte_codec.hpp"
 #include "immunizer/v1/records.pb.h"
-
-namespace immunizer::monitor::codec {
-class Writer;
-class Reader;
-}  // namespace immunizer::monitor::codec
 
 namespace immunizer::monitor::detail {
 
@@ -43,8 +39,8 @@ class PrincipalTable {
 
   size_t slots() const { return slots_.size(); }
   size_t memory_bytes() const { return slots_.capacity() * sizeof(PrincipalSlot); }
-  void write(codec::Writer& w) const;  // snapshot.cpp
-  void read(codec::Reader& r);
+  void write(common::ByteWriter& w) const;  // snapshot.cpp
+  void read(common::ByteReader& r);
 
  private:
   std::vector<PrincipalSlot> slots_;

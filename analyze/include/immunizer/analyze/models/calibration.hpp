@@ -8,9 +8,13 @@
 #include <span>
 #include <vector>
 
-#include "immunizer/analyze/models/serial.hpp"
+#include "immunizer/common/byte_codec.hpp"
 
 namespace immunizer::analyze {
+
+// Model snapshots are encoded with the common snapshot codec (little-endian, bounds-checked).
+using common::ByteReader;
+using common::ByteWriter;
 
 // Generalised Pareto distribution of the excesses over u: P(S > u + y | S > u).
 struct GpdFit {

@@ -11,6 +11,7 @@
 #include "immunizer/analyze/models/isolation_forest.hpp"
 #include "immunizer/analyze/models/matrix.hpp"
 #include "immunizer/analyze/models/model_key_state.hpp"
+#include "immunizer/common/ranking_metrics.hpp"
 
 namespace immunizer::analyze {
 
@@ -37,9 +38,9 @@ struct OfflineTimings {
 std::vector<double> score_offline(const Matrix& train, const Matrix& test, const OfflineParams& p,
                                   OfflineTimings* timings = nullptr);
 
-// Area under the ROC curve, ties counted half (Mann-Whitney). NaN without both classes.
-double roc_auc(std::span<const double> scores, std::span<const int> labels);
-// Precision among the R highest scores, R = number of outliers. NaN without outliers.
-double r_precision(std::span<const double> scores, std::span<const int> labels);
+// The evaluation metrics every evaluation shares (common/ranking_metrics.hpp): AUC with ties
+// counted half, R-precision with ties at the cut shared in proportion.
+using common::r_precision;
+using common::roc_auc;
 
 }  // namespace immunizer::analyze
