@@ -344,6 +344,34 @@ void DashboardApi::install(common::HttpServer& http) {
   });
   server.set_pre_routing_handler(
       [this](const httplib::Request& req, httplib::Response& res) { return gate(req, res); });
+  install_session_routes(server);
+  auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {
+    const WebAsset* a = find_web_asset(req.path);
+    if (!a) {
+      res.status = 404;
+      return;
+    }
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content(std::string(a->body), std::string(a->content_type).c_str());
+  };
+  server.Get("/", serve_asset);
+  for (size_t i = 0; i < kWebAssetCount; ++i)
+    server.Get(std::string(kWebAssets[i].path), serve_asset);
+
+  install_read_routes(server);
+  install_execute_view(server);
+  server.Get("/api/events",
+             [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
+  server.Post("/api/feedback",
+              [this](const httplib::Request& req, httplib::Response& res) { feedback(req, res); });
+  server.Post("/api/block",
+              [this](const httplib::Request& req, httplib::Response& res) { block(req, res); });
+  server.Post("/api/unblock",
+              [this](const httplib::Request& req, httplib::Response& res) { unblock(req, res); });
+  install_incidents(server);
+}
+
+void DashboardApi::install_session_routes(httplib::Server& server) {
   server.Post("/api/login",
               [this](const httplib::Request& req, httplib::Response& res) { login(req, res); });
   server.Post("/api/logout", [this](const httplib::Request& req, httplib::Response& res) {
@@ -364,20 +392,9 @@ void DashboardApi::install(common::HttpServer& http) {
     if (caller->session) j["csrf_token"] = caller->csrf;
     send_json(res, j);
   });
+}
 
-  auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {
-    const WebAsset* a = find_web_asset(req.path);
-    if (!a) {
-      res.status = 404;
-      return;
-    }
-    res.set_header("Cache-Control", "no-cache");
-    res.set_content(std::string(a->body), std::string(a->content_type).c_str());
-  };
-  server.Get("/", serve_asset);
-  for (size_t i = 0; i < kWebAssetCount; ++i)
-    server.Get(std::string(kWebAssets[i].path), serve_asset);
-
+void DashboardApi::install_read_routes(httplib::Server& server) {
   const auto max_alarms = static_cast<size_t>(cfg_.max_alarms);
   const auto max_actions = static_cast<size_t>(cfg_.max_actions);
   server.Get("/api/alarms",
@@ -418,6 +435,9 @@ void DashboardApi::install(common::HttpServer& http) {
     if (!parts_.series) return send_error(res, 404, "no time series in this dashboard");
     send_json(res, parts_.series->to_json());
   });
+}
+
+void DashboardApi::install_execute_view(httplib::Server& server) {
   server.Get("/api/execute/active", [this](const httplib::Request&, httplib::Response& res) {
     // execute's authoritative view: enforcing actions with their acks, connected effectors.
     v1::ListActiveResponse resp;
@@ -438,15 +458,6 @@ void DashboardApi::install(common::HttpServer& http) {
                                                                      e.capabilities().end())}});
     send_json(res, {{"actions", std::move(actions)}, {"effectors", std::move(effectors)}});
   });
-  server.Get("/api/events",
-             [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
-  server.Post("/api/feedback",
-              [this](const httplib::Request& req, httplib::Response& res) { feedback(req, res); });
-  server.Post("/api/block",
-              [this](const httplib::Request& req, httplib::Response& res) { block(req, res); });
-  server.Post("/api/unblock",
-              [this](const httplib::Request& req, httplib::Response& res) { unblock(req, res); });
-  install_incidents(server);
 }
 
 void DashboardApi::events(const httplib::Request&, httplib::Response& res) {

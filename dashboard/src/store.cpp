@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "immunizer/dashboard/json.hpp"
+#include "store_stmt.hpp"
 
 namespace immunizer::dashboard {
 
@@ -98,6 +99,17 @@ std::map<std::string, T> counts_from(const std::string& text) {
   return m;
 }
 
+// LIKE pattern matching `s` literally anywhere (escape character '\').
+std::string like_pattern(const std::string& s) {
+  std::string out = "%";
+  for (char c : s) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "%";
+}
+}  // namespace
+
 json action_to_json(const ActionRecord& a) {
   return {{"action_id", a.action_id},
           {"alarm_id", a.alarm_id},
@@ -146,79 +158,12 @@ ActionRecord action_from_json(const json& j) {
   return a;
 }
 
-// LIKE pattern matching `s` literally anywhere (escape character '\').
-std::string like_pattern(const std::string& s) {
-  std::string out = "%";
-  for (char c : s) {
-    if (c == '%' || c == '_' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "%";
-}
-}  // namespace
-
 int severity_rank(const std::string& name) {
   for (int i = 0; i < 5; ++i)
     if (name == kSeverityNames[i]) return i;
   return -1;
 }
 const char* severity_of_rank(int rank) { return kSeverityNames[std::clamp(rank, 0, 4)]; }
-
-// A prepared statement; bind() numbers from 1. Finalised on destruction.
-class IncidentStore::Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
-      throw StoreError(std::string("sqlite prepare: ") + sqlite3_errmsg(db));
-  }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt& bind(int i, int64_t v) {
-    check(sqlite3_bind_int64(s_, i, v));
-    return *this;
-  }
-  Stmt& bind(int i, int v) { return bind(i, static_cast<int64_t>(v)); }
-  Stmt& bind(int i, double v) {
-    check(sqlite3_bind_double(s_, i, v));
-    return *this;
-  }
-  Stmt& bind(int i, const std::string& v) {
-    check(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
-    return *this;
-  }
-  Stmt& bind_blob(int i, const std::string& v) {
-    check(sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
-    return *this;
-  }
-  // True while there is a row.
-  bool step() {
-    const int rc = sqlite3_step(s_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    throw StoreError(std::string("sqlite step: ") + sqlite3_errmsg(db_));
-  }
-  void run() {
-    while (step()) {
-    }
-  }
-  int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
-  double f64(int c) const { return sqlite3_column_double(s_, c); }
-  std::string text(int c) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
-    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
-  }
-  std::string blob(int c) const {
-    const auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
-    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
-  }
-  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
-
- private:
-  void check(int rc) {
-    if (rc != SQLITE_OK) throw StoreError(std::string("sqlite bind: ") + sqlite3_errmsg(db_));
-  }
-  sqlite3* db_;
-  sqlite3_stmt* s_ = nullptr;
-};
 
 IncidentStore::IncidentStore(const std::string& path) {
   if (path != ":memory:") {
@@ -585,154 +530,6 @@ std::pair<std::vector<Incident>, int64_t> IncidentStore::list(const IncidentQuer
   std::vector<Incident> out;
   while (s.step()) out.push_back(read_incident(s));
   return {std::move(out), total};
-}
-
-json IncidentStore::groups_json(int64_t incident_id, size_t limit) {
-  Stmt s(db_,
-         "SELECT id, model_key, top_feature, call, count, first_seen, "
-         "last_seen, max_severity, max_ratio, "
-         "last_alarm_id FROM alarm_groups WHERE incident_id = ? ORDER BY "
-         "count DESC, last_seen DESC LIMIT ?");
-  s.bind(1, incident_id).bind(2, static_cast<int64_t>(limit));
-  json out = json::array();
-  while (s.step())
-    out.push_back({{"group_id", s.i64(0)},
-                   {"model_key", s.text(1)},
-                   {"top_feature", s.text(2)},
-                   {"call", s.text(3)},
-                   {"count", s.i64(4)},
-                   {"first_seen_unix_nanos", s.i64(5)},
-                   {"last_seen_unix_nanos", s.i64(6)},
-                   {"max_severity", severity_of_rank(static_cast<int>(s.i64(7)))},
-                   {"max_ratio", s.f64(8)},
-                   {"last_alarm_id", s.text(9)}});
-  return out;
-}
-
-json IncidentStore::alarms_json(int64_t incident_id, size_t limit) {
-  Stmt s(db_,
-         "SELECT id, group_id, at, severity, ratio, proto, feedback FROM "
-         "alarms WHERE incident_id = ? "
-         "ORDER BY at DESC LIMIT ?");
-  s.bind(1, incident_id).bind(2, static_cast<int64_t>(limit));
-  json out = json::array();
-  while (s.step()) {
-    v1::Alarm a;
-    a.ParseFromString(s.blob(5));
-    json j = to_json(a);
-    j.erase("values");  // the feature vector is for feedback, not for people
-    j["group_id"] = s.i64(1);
-    j["ratio"] = s.f64(4);
-    j["feedback"] = s.is_null(6) ? json(nullptr) : json::parse(s.text(6), nullptr, false);
-    out.push_back(std::move(j));
-  }
-  return out;
-}
-
-json IncidentStore::actions_json(int64_t incident_id) {
-  Stmt s(db_,
-         "SELECT record FROM actions WHERE incident_id = ? ORDER BY "
-         "last_at DESC LIMIT 500");
-  s.bind(1, incident_id);
-  json out = json::array();
-  while (s.step()) {
-    json j = json::parse(s.text(0), nullptr, false);
-    if (!j.is_object()) continue;
-    const auto a = action_from_json(j);
-    j.erase("event_keys");
-    j["latency_ms"] = (a.applied_at > 0 && a.call_at > 0 && a.applied_at >= a.call_at)
-                          ? json(static_cast<double>(a.applied_at - a.call_at) / 1e6)
-                          : json(nullptr);
-    out.push_back(std::move(j));
-  }
-  return out;
-}
-
-json IncidentStore::operator_actions_json(int64_t incident_id, size_t limit) {
-  Stmt s(db_,
-         "SELECT at, who, what, detail FROM operator_actions WHERE "
-         "incident_id = ? ORDER BY at DESC, id DESC "
-         "LIMIT ?");
-  s.bind(1, incident_id).bind(2, static_cast<int64_t>(limit));
-  json out = json::array();
-  while (s.step())
-    out.push_back({{"at_unix_nanos", s.i64(0)},
-                   {"who", s.text(1)},
-                   {"what", s.text(2)},
-                   {"detail", s.text(3)}});
-  return out;
-}
-
-std::map<std::string, int64_t> IncidentStore::count_by_state() {
-  Stmt s(db_, "SELECT state, count(*) FROM incidents GROUP BY state");
-  std::map<std::string, int64_t> out;
-  while (s.step()) out[s.text(0)] = s.i64(1);
-  return out;
-}
-
-int64_t IncidentStore::size_bytes() {
-  Stmt a(db_, "PRAGMA page_count");
-  a.step();
-  const int64_t pages = a.i64(0);
-  Stmt f(db_, "PRAGMA freelist_count");
-  f.step();
-  const int64_t free_pages = f.i64(0);
-  Stmt p(db_, "PRAGMA page_size");
-  p.step();
-  return (pages - free_pages) * p.i64(0);
-}
-
-int64_t IncidentStore::prune(int64_t now, const RetentionConfig& r) {
-  auto delete_where = [this](const std::string& cond, int64_t arg) {
-    begin();
-    try {
-      const std::string sub = "SELECT id FROM incidents WHERE " + cond;
-      for (const char* table : {"alarm_groups", "alarms", "actions", "operator_actions"}) {
-        Stmt s(
-            db_,
-            (std::string("DELETE FROM ") + table + " WHERE incident_id IN (" + sub + ")").c_str());
-        s.bind(1, arg);
-        s.run();
-      }
-      Stmt s(db_, ("DELETE FROM incidents WHERE " + cond).c_str());
-      s.bind(1, arg);
-      s.run();
-      const int64_t n = sqlite3_changes(db_);
-      commit();
-      return n;
-    } catch (...) {
-      rollback();
-      throw;
-    }
-  };
-  const int64_t cutoff = now - r.max_age_ms * 1'000'000;
-  int64_t deleted = delete_where("last_seen < ?", cutoff);
-  {
-    // Unlinked actions (manual blocks, events whose alarm never came) and old
-    // operator actions.
-    Stmt s(db_, "DELETE FROM actions WHERE incident_id = 0 AND last_at < ?");
-    s.bind(1, cutoff);
-    s.run();
-    Stmt o(db_, "DELETE FROM operator_actions WHERE at < ?");
-    o.bind(1, cutoff);
-    o.run();
-  }
-  // Over the size limit: drop the oldest tenth of the incidents at a time
-  // (bounded rounds).
-  for (int round = 0; round < 20 && size_bytes() > r.max_bytes; ++round) {
-    Stmt c(db_, "SELECT count(*) FROM incidents");
-    c.step();
-    const int64_t n = c.i64(0);
-    if (n == 0) break;
-    Stmt t(db_,
-           "SELECT last_seen FROM incidents ORDER BY last_seen ASC LIMIT "
-           "1 OFFSET ?");
-    t.bind(1, std::max<int64_t>(0, n / 10 - 1));
-    if (!t.step()) break;
-    deleted += delete_where("last_seen <= ?", t.i64(0));
-  }
-  exec("PRAGMA incremental_vacuum");
-  return deleted;
 }
 
 }  // namespace immunizer::dashboard

@@ -299,6 +299,80 @@ void Middleware::record_inner_args(sensor::CallScope& inner, const httplib::Requ
   if (opt_.raw_body) inner.arg("body", sensor::Bytes(req.body.data(), req.body.size()));
 }
 
+void Middleware::record_outer(sensor::CallScope& outer, const httplib::Request& req,
+                              httplib::Response& res, const sensor::Principal& who,
+                              const std::string& trace) const {
+  const size_t q = req.target.find('?');
+  const std::string_view raw_query =
+      q == std::string::npos ? std::string_view() : std::string_view(req.target).substr(q + 1);
+  std::string s1, s2;
+  auto text = [&](std::string_view v, std::string& scratch) {
+    return opt_.text ? opt_.text(v, scratch) : v;
+  };
+  outer.principal(who)
+      .arg("method", std::string_view(req.method))
+      .arg("path", text(req.path, s1))
+      .arg("query", text(raw_query, s2));
+  if (opt_.record_headers) {
+    outer.arg_with("headers", [&](sensor::ValueWriter& w) {
+      auto m = w.map();
+      std::string lk, uv;
+      for (const auto& [k, v] : req.headers) {
+        lk.assign(k);
+        for (auto& c : lk)
+          if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        if (lk.starts_with("x-immunizer-") || lk == "remote_addr" || lk == "remote_port" ||
+            lk == "local_addr" || lk == "local_port")
+          continue;
+        bool excluded = false;
+        for (const auto& e : opt_.excluded_headers) excluded = excluded || e == lk;
+        if (!excluded) m.field(lk, text(v, uv));
+      }
+    });
+  }
+  if (!trace.empty()) {
+    outer.label("trace", trace);
+    const auto rid = outer.id();
+    std::string ref;
+    ref.reserve(rid.app.size() + rid.instance.size() + 24);
+    ref.append(rid.app).push_back('/');
+    ref.append(rid.instance).push_back('/');
+    ref.append(std::to_string(rid.seq));
+    res.set_header("X-Immunizer-Record", ref);
+  }
+}
+
+void Middleware::record_inner_start(
+    sensor::CallScope& inner, const httplib::Request& req, const sensor::Principal& who,
+    const std::string& trace,
+    const std::vector<std::pair<std::string, std::string>>& path_params) const {
+  inner.principal(who);
+  if (!trace.empty()) inner.label("trace", trace);
+  for (const auto& [k, v] : path_params) inner.arg(k, std::string_view(v));
+  const size_t q = req.target.find('?');
+  if (q != std::string::npos) {
+    const std::string_view raw_query = std::string_view(req.target).substr(q + 1);
+    const ParamSink sink = [&](std::string_view k, std::string_view v) { inner.arg(k, v); };
+    if (opt_.params)
+      opt_.params(raw_query, sink);
+    else
+      for_each_param(raw_query, sink);
+  }
+}
+
+httplib::Server::HandlerResponse Middleware::deny(const httplib::Request& req,
+                                                  httplib::Response& res) {
+  Pending& p = tl_pending;
+  denied_.fetch_add(1, std::memory_order_relaxed);
+  p.denied = true;
+  if (p.outer) p.outer->label("immunizer.denied", "effector");
+  res.status = 403;
+  res.set_content(opt_.denied_body, "text/plain");
+  if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding"))
+    res.set_header("Connection", "close");
+  return httplib::Server::HandlerResponse::Handled;
+}
+
 httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request& req,
                                                          httplib::Response& res) {
   requests_.fetch_add(1, std::memory_order_relaxed);
@@ -309,64 +383,12 @@ httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request&
   const sensor::Principal who = principal(req);
   const std::string trace =
       opt_.trace_header.empty() ? std::string() : req.get_header_value(opt_.trace_header.c_str());
-
   if (sensor_ && !opt_.request_call.empty()) {
     p.outer.emplace(*sensor_, opt_.request_call);
-    sensor::CallScope& outer = *p.outer;
-    if (outer.recording()) {
-      const size_t q = req.target.find('?');
-      const std::string_view raw_query =
-          q == std::string::npos ? std::string_view() : std::string_view(req.target).substr(q + 1);
-      std::string s1, s2;
-      auto text = [&](std::string_view v, std::string& scratch) {
-        return opt_.text ? opt_.text(v, scratch) : v;
-      };
-      outer.principal(who)
-          .arg("method", std::string_view(req.method))
-          .arg("path", text(req.path, s1))
-          .arg("query", text(raw_query, s2));
-      if (opt_.record_headers) {
-        outer.arg_with("headers", [&](sensor::ValueWriter& w) {
-          auto m = w.map();
-          std::string lk, uv;
-          for (const auto& [k, v] : req.headers) {
-            lk.assign(k);
-            for (auto& c : lk)
-              if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-            if (lk.starts_with("x-immunizer-") || lk == "remote_addr" || lk == "remote_port" ||
-                lk == "local_addr" || lk == "local_port")
-              continue;
-            bool excluded = false;
-            for (const auto& e : opt_.excluded_headers) excluded = excluded || e == lk;
-            if (!excluded) m.field(lk, text(v, uv));
-          }
-        });
-      }
-      if (!trace.empty()) {
-        outer.label("trace", trace);
-        const auto rid = outer.id();
-        std::string ref;
-        ref.reserve(rid.app.size() + rid.instance.size() + 24);
-        ref.append(rid.app).push_back('/');
-        ref.append(rid.instance).push_back('/');
-        ref.append(std::to_string(rid.seq));
-        res.set_header("X-Immunizer-Record", ref);
-      }
-    }
+    if (p.outer->recording()) record_outer(*p.outer, req, res, who, trace);
   }
-
-  auto deny = [&] {
-    denied_.fetch_add(1, std::memory_order_relaxed);
-    p.denied = true;
-    if (p.outer) p.outer->label("immunizer.denied", "effector");
-    res.status = 403;
-    res.set_content(opt_.denied_body, "text/plain");
-    if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding"))
-      res.set_header("Connection", "close");
-    return httplib::Server::HandlerResponse::Handled;
-  };
   if (effector_ && !opt_.request_call.empty() && !effector_->allows(who, opt_.request_call))
-    return deny();
+    return deny(req, res);
 
   std::vector<std::pair<std::string, std::string>> path_params;
   const ParamSink collect = [&](std::string_view k, std::string_view v) {
@@ -376,21 +398,7 @@ httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request&
   if (endpoint.empty()) return httplib::Server::HandlerResponse::Unhandled;
   if (sensor_) {
     p.inner.emplace(*sensor_, endpoint);
-    sensor::CallScope& inner = *p.inner;
-    if (inner.recording()) {
-      inner.principal(who);
-      if (!trace.empty()) inner.label("trace", trace);
-      for (const auto& [k, v] : path_params) inner.arg(k, std::string_view(v));
-      const size_t q = req.target.find('?');
-      if (q != std::string::npos) {
-        const std::string_view raw_query = std::string_view(req.target).substr(q + 1);
-        const ParamSink sink = [&](std::string_view k, std::string_view v) { inner.arg(k, v); };
-        if (opt_.params)
-          opt_.params(raw_query, sink);
-        else
-          for_each_param(raw_query, sink);
-      }
-    }
+    if (p.inner->recording()) record_inner_start(*p.inner, req, who, trace, path_params);
   }
   if (effector_ && !effector_->allows(who, endpoint)) {
     p.inner_denied = true;
@@ -398,7 +406,7 @@ httplib::Server::HandlerResponse Middleware::pre_routing(const httplib::Request&
       p.inner->label("immunizer.denied", "effector");
       p.inner->error("Denied", "call denied by Immunizer");
     }
-    return deny();
+    return deny(req, res);
   }
   return httplib::Server::HandlerResponse::Unhandled;
 }

@@ -31,14 +31,7 @@ bool env_assignments(const char* command, const std::vector<std::string>& list,
   return true;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"Immunizer: self-protecting applications. Runs the MAPE-K loop on one machine."};
-  app.set_version_flag("--version", immunizer::common::version_line("immunizer"));
-  app.require_subcommand(1);
-
-  BrokerOptions b;
+CLI::App* add_broker_command(CLI::App& app, BrokerOptions& b) {
   auto* broker =
       app.add_subcommand("broker", "run the embedded Kafka-protocol broker and print its address");
   broker->add_option("--brokers", b.brokers, "number of brokers")->check(CLI::Range(1, 5));
@@ -47,10 +40,10 @@ int main(int argc, char** argv) {
   broker->add_option("--control-partitions", b.control_partitions, "partitions of the other topics")
       ->check(CLI::Range(1, 64));
   broker->add_option("--topic-prefix", b.topic_prefix, "topic name prefix");
+  return broker;
+}
 
-  UpOptions u;
-  u.datasets = default_datasets();
-  std::vector<std::string> envs;
+CLI::App* add_up_command(CLI::App& app, UpOptions& u, std::vector<std::string>& envs) {
   auto* up = app.add_subcommand(
       "up", "start the broker and all services (and with --demo the shop and replayer)");
   up->add_flag("--demo", u.demo, "also start the demo shop under replayed CSIC 2010 traffic");
@@ -74,8 +67,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   up->add_option("--listen", u.listen, "address every listener binds (0.0.0.0: all interfaces)")
       ->capture_default_str();
+  return up;
+}
 
-  pki::PkiOptions pk;
+struct PkiCommands {
+  CLI::App *pki, *init, *issue;
+};
+
+PkiCommands add_pki_command(CLI::App& app, pki::PkiOptions& pk) {
   auto* pki_cmd = app.add_subcommand(
       "pki", "local PKI: CA, service certificates, signing keys, dashboard credentials");
   pki_cmd->require_subcommand(1);
@@ -97,9 +96,11 @@ int main(int argc, char** argv) {
       "rotate", "new signing keys and certificates; the previous stay trusted");
   pki_rotate->add_flag("--ca", pk.ca, "also a new CA (the bundle trusts the old and the new)");
   pki_rotate->add_flag("--finish", pk.finish, "end the overlap: drop the previous keys and CA");
+  return {pki_cmd, pki_init, pki_issue};
+}
 
-  EvalOptions ev;
-  std::vector<std::string> eval_envs;
+CLI::App* add_eval_csic_command(CLI::App& app, EvalOptions& ev,
+                                std::vector<std::string>& eval_envs) {
   auto* eval = app.add_subcommand("eval", "evaluate detection through the live pipeline");
   eval->require_subcommand(1);
   auto* eval_csic = eval->add_subcommand(
@@ -148,7 +149,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   eval_csic->add_option("--env", eval_envs,
                         "KEY=VALUE for every service, e.g. IMMUNIZER_ANALYZE_RISK=0.001");
+  return eval_csic;
+}
 
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Immunizer: self-protecting applications. Runs the MAPE-K loop on one machine."};
+  app.set_version_flag("--version", immunizer::common::version_line("immunizer"));
+  app.require_subcommand(1);
+  BrokerOptions b;
+  auto* broker = add_broker_command(app, b);
+  UpOptions u;
+  u.datasets = default_datasets();
+  std::vector<std::string> envs;
+  auto* up = add_up_command(app, u, envs);
+  pki::PkiOptions pk;
+  const PkiCommands pki = add_pki_command(app, pk);
+  EvalOptions ev;
+  std::vector<std::string> eval_envs;
+  auto* eval_csic = add_eval_csic_command(app, ev, eval_envs);
   const OpsCommands ops = add_ops_commands(app);
 
   CLI11_PARSE(app, argc, argv);
@@ -158,8 +178,8 @@ int main(int argc, char** argv) {
     return eval_csic_command(ev);
   }
   if (broker->parsed()) return broker_command(b);
-  if (pki_cmd->parsed()) {
-    pk.action = pki_init->parsed() ? "init" : pki_issue->parsed() ? "issue" : "rotate";
+  if (pki.pki->parsed()) {
+    pk.action = pki.init->parsed() ? "init" : pki.issue->parsed() ? "issue" : "rotate";
     return pki::pki_command(pk);
   }
   if (up->parsed()) {

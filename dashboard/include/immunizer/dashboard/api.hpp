@@ -68,7 +68,11 @@ class DashboardApi {
   void events(const httplib::Request& req, httplib::Response& res);
   // The authenticated user's name (for audit records), "anonymous" with dashboard.auth=none.
   std::string analyst(const httplib::Request& req);
-  // Incident routes (api_incidents.cpp).
+  // The routes of install(), by kind: sign-in, static pages, read-only views, the execute
+  // view, and the incident routes (api_incidents.cpp).
+  void install_session_routes(httplib::Server& server);
+  void install_read_routes(httplib::Server& server);
+  void install_execute_view(httplib::Server& server);
   void install_incidents(httplib::Server& server);
   void incidents_list(const httplib::Request& req, httplib::Response& res);
   void incidents_export(const httplib::Request& req, httplib::Response& res);

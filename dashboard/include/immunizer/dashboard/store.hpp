@@ -138,6 +138,10 @@ class IncidentStore {
  private:
   class Stmt;
   void exec(const char* sql);
+  // The rows of `sql` (parameters: the incident, then the row limit) as a JSON array of
+  // row(stmt); a row for which it returns a discarded value is left out (store_views.cpp).
+  template <typename Row>
+  nlohmann::json incident_rows(const char* sql, int64_t incident_id, size_t limit, Row row);
   sqlite3* db_ = nullptr;
 };
 

@@ -101,6 +101,15 @@ class Middleware {
   MiddlewareStats stats() const;
 
  private:
+  // pre_routing()'s parts: the outer record's arguments and labels (and the X-Immunizer-Record
+  // answer header), the inner record's path and query arguments, the 403 answer.
+  void record_outer(sensor::CallScope& outer, const httplib::Request& req, httplib::Response& res,
+                    const sensor::Principal& who, const std::string& trace) const;
+  void record_inner_start(
+      sensor::CallScope& inner, const httplib::Request& req, const sensor::Principal& who,
+      const std::string& trace,
+      const std::vector<std::pair<std::string, std::string>>& path_params) const;
+  httplib::Server::HandlerResponse deny(const httplib::Request& req, httplib::Response& res);
   void record_inner_args(sensor::CallScope& inner, const httplib::Request& req,
                          bool body_read) const;
 
