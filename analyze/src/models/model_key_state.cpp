@@ -580,7 +580,11 @@ std::string ModelKeyState::snapshot() const {
   return frame.take();
 }
 
-ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cfg) {
+namespace {
+
+// The state bytes inside snapshot()'s frame: magic, version, raw size, deflated state, then a
+// checksum of all that.
+std::string unframe(const std::string& bytes) {
   if (bytes.size() < 24) throw std::runtime_error("model snapshot: too short");
   const std::string_view frame(bytes.data(), bytes.size() - sizeof(uint64_t));
   common::ByteReader head(bytes, "model snapshot");
@@ -592,12 +596,17 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   if (magic != kFrameMagic) throw std::runtime_error("model snapshot: bad magic");
   if (version != kFrameVersion) throw std::runtime_error("model snapshot: unknown frame version");
   if (raw_size > (1ull << 31)) throw std::runtime_error("model snapshot: implausible size");
-  std::string body;
   try {
-    body = common::zlib_decompress_exact(frame.substr(16), raw_size);
+    return common::zlib_decompress_exact(frame.substr(16), raw_size);
   } catch (const std::runtime_error&) {
     throw std::runtime_error("model snapshot: corrupt compressed data");
   }
+}
+
+}  // namespace
+
+ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cfg) {
+  const std::string body = unframe(bytes);
   common::ByteReader r(body, "model snapshot");
   if (r.get<uint32_t>() != kStateMagic) throw std::runtime_error("model snapshot: bad magic");
   const uint32_t state_version = r.get<uint32_t>();
