@@ -61,6 +61,8 @@ ROWS = [
          [rate("immunizer_kafka_messages_produced_total", "service, topic")], "{{service}} {{topic}}"),
         ("Consumer lag", "timeseries", "short", "Unread messages per service and topic.",
          [gauge("immunizer_kafka_consumer_lag", "service, topic")], "{{service}} {{topic}}"),
+        ("Broker reachable", "timeseries", "short", "1 while a service reaches a Kafka broker (its /readyz is 503 while 0).",
+         [gauge("immunizer_kafka_broker_reachable", "job", "min")], "{{job}}"),
         ("Batch processing time", "timeseries", "s", "Time per consumed batch, per service (p50/p95/p99).",
          quantiles("immunizer_batch_seconds", "service"), "{{service}}"),
         ("Monitor records / s", "timeseries", "ops", "Records measured by monitor, and records it rejected.",
