@@ -42,27 +42,38 @@ class GrpcOperationsClient final : public OperationsClient {
       : address_(std::move(address)), timeout_(timeout) {
     grpc::ChannelArguments args;
     common::apply_channel_args(tls, args);
+    // execute may start after the dashboard: reconnect within 2 s instead of gRPC's backoff of
+    // up to 2 minutes, and let each call wait for the connection within its deadline (below).
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
     stub_ = v1::Operations::NewStub(grpc::CreateCustomChannel(address_, creds, args));
   }
 
   OpsStatus block(const v1::BlockRequest& req, v1::BlockResponse* resp) override {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
+    ready_within_deadline(ctx);
     return from_grpc(stub_->Block(&ctx, req, resp), address_);
   }
   OpsStatus unblock(const v1::UnblockRequest& req, v1::UnblockResponse* resp) override {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
+    ready_within_deadline(ctx);
     return from_grpc(stub_->Unblock(&ctx, req, resp), address_);
   }
   OpsStatus list_active(v1::ListActiveResponse* resp) override {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
+    ready_within_deadline(ctx);
     return from_grpc(stub_->ListActive(&ctx, v1::ListActiveRequest{}, resp), address_);
   }
   std::string target() const override { return address_; }
 
  private:
+  // A call waits (up to its deadline) for a channel in backoff to connect rather than failing
+  // at once: a manual block right after execute (re)starts still reaches it.
+  void ready_within_deadline(grpc::ClientContext& ctx) const {
+    ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
+    ctx.set_wait_for_ready(true);
+  }
+
   std::string address_;
   std::chrono::milliseconds timeout_;
   std::unique_ptr<v1::Operations::Stub> stub_;
