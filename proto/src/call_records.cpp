@@ -2,50 +2,9 @@
 
 #include <cstdint>
 
+#include "wire.hpp"
+
 namespace immunizer::v1 {
-namespace {
-
-// Minimal protobuf wire reader for the batch envelope (field numbers and lengths only).
-struct Wire {
-  const uint8_t* p;
-  const uint8_t* end;
-  bool varint(uint64_t* v) {
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p == end) return false;
-      const uint8_t b = *p++;
-      x |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) {
-        *v = x;
-        return true;
-      }
-    }
-    return false;
-  }
-  bool skip(uint32_t wire_type) {
-    uint64_t n = 0;
-    switch (wire_type) {
-      case 0:
-        return varint(&n);
-      case 1:
-        n = 8;
-        break;
-      case 5:
-        n = 4;
-        break;
-      case 2:
-        if (!varint(&n)) return false;
-        break;
-      default:
-        return false;  // groups are not used by these messages
-    }
-    if (n > static_cast<uint64_t>(end - p)) return false;
-    p += n;
-    return true;
-  }
-};
-
-}  // namespace
 
 bool is_call_record_batch(std::string_view payload) noexcept {
   return payload.size() >= 2 && payload[0] == '\x08' && payload[1] == '\x01';
@@ -61,8 +20,7 @@ bool parse_call_records(std::string_view payload, std::vector<CallRecord>* out,
   }
   // Walk the envelope by hand first: the framing must be sound and batch_format 1, then each
   // record (field 2) is parsed on its own.
-  Wire w{reinterpret_cast<const uint8_t*>(payload.data()),
-         reinterpret_cast<const uint8_t*>(payload.data()) + payload.size()};
+  wire::Reader w(payload);
   std::vector<std::string_view> records;
   uint64_t format = 0;
   while (w.p != w.end) {
@@ -73,10 +31,9 @@ bool parse_call_records(std::string_view payload, std::vector<CallRecord>* out,
     if (field == 1 && type == 0) {
       if (!w.varint(&format)) return false;
     } else if (field == 2 && type == 2) {
-      uint64_t n = 0;
-      if (!w.varint(&n) || n > static_cast<uint64_t>(w.end - w.p)) return false;
-      records.emplace_back(reinterpret_cast<const char*>(w.p), static_cast<size_t>(n));
-      w.p += n;
+      std::string_view rec;
+      if (!w.bytes(&rec)) return false;
+      records.push_back(rec);
     } else if (field == 0 || !w.skip(type)) {
       return false;
     }

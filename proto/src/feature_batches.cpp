@@ -2,57 +2,12 @@
 
 #include <cstdint>
 
+#include "wire.hpp"
+
 #include "immunizer/v1/text.hpp"
 
 namespace immunizer::v1 {
 namespace {
-
-// Minimal protobuf wire reader for the batch envelope (field numbers and lengths only).
-struct Wire {
-  const uint8_t* p;
-  const uint8_t* end;
-  bool varint(uint64_t* v) {
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p == end) return false;
-      const uint8_t b = *p++;
-      x |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) {
-        *v = x;
-        return true;
-      }
-    }
-    return false;
-  }
-  bool bytes(std::string_view* out) {
-    uint64_t n = 0;
-    if (!varint(&n) || n > static_cast<uint64_t>(end - p)) return false;
-    *out = std::string_view(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
-    p += n;
-    return true;
-  }
-  bool skip(uint32_t wire_type) {
-    uint64_t n = 0;
-    std::string_view ignored;
-    switch (wire_type) {
-      case 0:
-        return varint(&n);
-      case 1:
-        n = 8;
-        break;
-      case 5:
-        n = 4;
-        break;
-      case 2:
-        return bytes(&ignored);
-      default:
-        return false;  // groups are not used by these messages
-    }
-    if (n > static_cast<uint64_t>(end - p)) return false;
-    p += n;
-    return true;
-  }
-};
 
 bool fail(std::string* reason, const char* why) {
   if (reason) *reason = why;
@@ -94,8 +49,7 @@ bool parse_feature_batch(std::string_view payload, FeatureVectorBatch* out,
   }
   // Something in it does not decode: walk the envelope and decode each row on its own.
   out->Clear();
-  Wire w{reinterpret_cast<const uint8_t*>(payload.data()),
-         reinterpret_cast<const uint8_t*>(payload.data()) + payload.size()};
+  wire::Reader w(payload);
   std::vector<std::string_view> rows;
   uint64_t format = 0;
   while (w.p != w.end) {
