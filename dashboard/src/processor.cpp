@@ -83,7 +83,8 @@ void DashboardProcessor::tick(common::Producer&) {
   const int64_t now = clock_.now_unix_nanos();
   if (now - last_stats_ < stats_interval_nanos_) return;
   last_stats_ = now;
-  if (hub_.clients() == 0 && !parts_.series) return;
+  // The full stats (an SQLite count, execute's view) only when a browser or a sample wants them.
+  if (hub_.clients() == 0 && !(parts_.series && parts_.series->due(now))) return;
   const auto stats = full_stats(state_, hub_, parts_);
   if (parts_.series) parts_.series->maybe_sample(now, stats);
   if (hub_.clients() > 0) hub_.publish("stats", dump(stats));

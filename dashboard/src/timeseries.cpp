@@ -25,8 +25,10 @@ double number_at(const json& j, std::initializer_list<const char*> path, double 
 TimeSeries::TimeSeries(int64_t interval_nanos, size_t points)
     : interval_nanos_(std::max<int64_t>(interval_nanos, 1)), points_(std::max<size_t>(points, 1)) {}
 
+bool TimeSeries::due(int64_t now) const { return last_ == 0 || now - last_ >= interval_nanos_; }
+
 bool TimeSeries::maybe_sample(int64_t now, const json& stats) {
-  if (last_ != 0 && now - last_ < interval_nanos_) return false;
+  if (!due(now)) return false;
   last_ = now;
   SeriesSample s;
   s.at_unix_nanos = now;

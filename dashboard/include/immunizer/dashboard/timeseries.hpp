@@ -29,6 +29,8 @@ class TimeSeries {
   // Samples `stats` (the JSON of GET /api/stats) when an interval has passed since the last
   // sample; returns whether it did. Missing fields count as 0.
   bool maybe_sample(int64_t now_unix_nanos, const nlohmann::json& stats);
+  // Whether maybe_sample would take a sample now.
+  bool due(int64_t now_unix_nanos) const;
   void add(const SeriesSample& s);
 
   // {"interval_ms": .., "points": [{"t": unix ms, "scored_per_second": .., ...}, ...]},
