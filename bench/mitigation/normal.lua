@@ -19,7 +19,7 @@ function request()
   local client = math.random(1, 4000)
   local headers = {
     ["Cookie"] = string.format("JSESSIONID=%032X", client),
-    ["X-Forwarded-For"] = string.format("10.%d.%d.%d", client % 200, (client // 200) % 250, 1 + client % 250),
+    ["X-Forwarded-For"] = string.format("10.%d.%d.%d", client % 200, math.floor(client / 200) % 250, 1 + client % 250),
     ["User-Agent"] = "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)",
   }
   return wrk.format("GET", paths[1 + n % #paths], headers)
