@@ -20,7 +20,17 @@ function request()
   local headers = {
     ["Cookie"] = string.format("JSESSIONID=%032X", client),
     ["X-Forwarded-For"] = string.format("10.%d.%d.%d", client % 200, math.floor(client / 200) % 250, 1 + client % 250),
+    -- The header set of CSIC 2010's normal requests, which the models learnt: headers are
+    -- recorded arguments, so a client without them is a different client (struct:missing_args).
     ["User-Agent"] = "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)",
+    ["Pragma"] = "no-cache",
+    ["Cache-control"] = "no-cache",
+    ["Accept"] = "text/xml,application/xml,application/xhtml+xml,text/html;q=0.9,text/plain;q=0.8,image/png,*/*;q=0.5",
+    ["Accept-Encoding"] = "x-gzip, x-deflate, gzip, deflate",
+    ["Accept-Charset"] = "utf-8, utf-8;q=0.5, *;q=0.5",
+    ["Accept-Language"] = "en",
+    ["Host"] = "localhost:8080",
+    ["Connection"] = "close",
   }
   return wrk.format("GET", paths[1 + n % #paths], headers)
 end

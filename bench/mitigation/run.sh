@@ -55,9 +55,10 @@ for port in $((BASE + 1)) $((BASE + 2)) $((BASE + 3)) $((BASE + 4)) $DASH; do
   n=$(curl -s -u "$creds" "http://127.0.0.1:$port/metrics" | awk '/^immunizer_records_lost_total/ {s += $2} END {print s + 0}')
   lost=$((lost + ${n%.*}))
 done
-python3 - "$WORK/replay.json" "$WORK/wrk.txt" "$secs" "$RATE" "$lost" <<'PY'
+python3 - "$WORK/replay.json" "$WORK/wrk.txt" "$secs" "$RATE" "$lost" "$WORK/up.log" <<'PY'
 import json, re, sys
 summary, wrk, secs, rate, lost = json.load(open(sys.argv[1])), open(sys.argv[2]).read(), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+up = open(sys.argv[6], errors="replace").read()
 atk = summary.get("attacks", [])
 times = sorted(a["seconds_to_block"] * 1000 for a in atk if a["blocked"])
 m = re.search(r"Requests/sec:\s+([\d.]+)", wrk)
@@ -76,4 +77,15 @@ if times:
 bys = [a["bystander"] for a in atk]
 print(f"bystanders: {sum(b['ok'] for b in bys)} x 2xx, {sum(b['forbidden'] for b in bys)} x 403")
 print(f"pipeline: records lost {lost} (immunizer_records_lost_total over the services)")
+# The figure is only meaningful if the normal load was served and not blocked wholesale.
+total = re.search(r"(\d+) requests in", wrk)
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", wrk)
+if total:
+    n, bad = int(total.group(1)), int(non2xx.group(1)) if non2xx else 0
+    print(f"normal load: {n} requests, {bad} not 2xx/3xx ({100.0 * bad / max(n, 1):.2f}%)")
+blocks = re.findall(r"\] block (\w+)=(\S+) for", up)
+fp = [b for b in blocks if not b[1].startswith("ATTACKER") and not b[1].startswith("100.64.")]
+print(f"automatic and manual blocks: {len(blocks)}, of principals that are not attackers: {len(fp)}")
+if "circuit breaker opened" in up:
+    print("circuit breaker opened during the run (too many automatic blocks a minute): attackers after it were not blocked automatically")
 PY

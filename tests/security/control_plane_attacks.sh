@@ -2,12 +2,12 @@
 # The control-plane attacks of issue 10, tried as an attacker on the network would, against
 # the release binaries started the way users start them (`immunizer up`, its generated state
 # folder). Each line says what the attack got; any attack that succeeds fails the test.
-#   control_plane_attacks.sh BIN_DIR WORK_DIR [PORT_BASE]
-# Needs curl. The forged-effector-hello and forged-Plan cases are covered by
-# ControlServerTest.ForgedEffectorHelloGetsNothing and the execute dispatcher's plan-signing
-# tests (they need a gRPC/Kafka client this script does not have).
+#   control_plane_attacks.sh BIN_DIR WORK_DIR [PORT_BASE [FORGE_PLAN]]
+# Needs curl. FORGE_PLAN (tests/security/forge_plan.cpp) writes forged Plans to the plans
+# topic as anyone with Kafka write access could. The forged-effector-hello case is covered by
+# ControlServerTest.ForgedEffectorHelloGetsNothing (it needs a gRPC client this script lacks).
 set -uo pipefail
-BIN="$1"; WORK="$2"; BASE="${3:-23500}"
+BIN="$1"; WORK="$2"; BASE="${3:-23500}"; FORGE="${4:-}"
 DASH=$((BASE + 9)); GRPC=$((BASE + 5)); EXEC_HTTP=$((BASE + 4))
 rm -rf "$WORK"; mkdir -p "$WORK"
 STATE="$WORK/state"
@@ -87,6 +87,29 @@ if ((rc == 0)) && grep -q "203.0.113.7" <<< "$out"; then echo "allowed  immunize
 else echo "FAIL     immunizer list with the operator certificate (exit $rc): $out"; fails=$((fails + 1)); fi
 refused=$(curl -s "http://127.0.0.1:$EXEC_HTTP/metrics" | grep '^immunizer_execute_grpc_refused_total' | tr '\n' ' ')
 echo "         execute counted: ${refused:-nothing}"
+
+# 2b. The Kafka writer: forged Plans on the plans topic (unsigned DISABLE_CALL http.request,
+#     a block signed by a key nobody trusts, a signed plan altered afterwards, garbage).
+if [[ -n "$FORGE" ]]; then
+  kafka=$(sed -n 's/.*Immunizer is up\.  Kafka: \([^ ]*\).*/\1/p' "$WORK/up.log" | head -1)
+  refused_before=$(curl -s "http://127.0.0.1:$EXEC_HTTP/metrics" | awk '/^immunizer_execute_plans_refused_total/ {s += $2} END {print s + 0}')
+  if out=$("$FORGE" --bootstrap "$kafka" --ip 203.0.113.99 2>&1); then
+    refused_after=$refused_before
+    for _ in $(seq 1 100); do  # execute reads them within its poll interval; at most 10 s
+      refused_after=$(curl -s "http://127.0.0.1:$EXEC_HTTP/metrics" | awk '/^immunizer_execute_plans_refused_total/ {s += $2} END {print s + 0}')
+      (( ${refused_after%.*} - ${refused_before%.*} >= 3 )) && break
+      sleep 0.1
+    done
+    out=$("$BIN/immunizer" list --execute "127.0.0.1:$GRPC" --tls-ca "$tls/ca.crt" --tls-cert "$tls/operator-cli.crt" --tls-key "$tls/operator-cli.key" 2>&1)
+    if (( ${refused_after%.*} - ${refused_before%.*} >= 3 )) && ! grep -q -E "203\.0\.113\.99|http\.request" <<< "$out"; then
+      echo "refused  3 forged Plans on the plans topic: none enforced, execute dead-lettered $(( ${refused_after%.*} - ${refused_before%.*} )) ($(curl -s "http://127.0.0.1:$EXEC_HTTP/metrics" | grep '^immunizer_execute_plans_refused_total' | tr '\n' ' '))"
+    else
+      echo "FAIL     forged Plans on the plans topic: refused counter $refused_before -> $refused_after; active actions: $out"; fails=$((fails + 1))
+    fi
+  else
+    echo "FAIL     could not write the forged Plans: $out"; fails=$((fails + 1))
+  fi
+fi
 
 # 3. A 50 MB body to the dashboard and to a service's /metrics port; 10 slow-header sockets.
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

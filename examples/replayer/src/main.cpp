@@ -270,6 +270,10 @@ int main(int argc, char** argv) {
             anomalous.begin() + static_cast<long>(atk_at % anomalous.size()), anomalous.end());
         atk_at += atk.max_attacks;
         atk.session = "ATTACKER" + std::to_string(1000000 + round) + "000000000000000000AA";
+        // A fresh address in a fresh /24 each round (shared address space 100.64.0.0/10), so
+        // that an address or prefix block of one round does not stop the next round's attacker
+        // before its own detection.
+        atk.ip = "100.64." + std::to_string(round % 256) + ".7";
         atk.time_limit = std::min(left(), std::chrono::seconds(120));
         auto a = replay::attack(target, atk_reqs, normal, atk, stop);
         print(a);
