@@ -30,6 +30,7 @@ ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
   e.event_queue_limit = static_cast<size_t>(c.get_int(
       "execute.event_queue_limit", static_cast<int64_t>(e.event_queue_limit), 16, 100'000'000));
   e.restore_timeout_ms = c.get_int("execute.restore_timeout_ms", e.restore_timeout_ms, 0, 600'000);
+  e.recall_events = c.get_int("execute.recall_events", e.recall_events, 0, 10'000'000);
   e.tls.enabled = c.get_enum("execute.tls", "mtls", {"mtls", "none"}) == "mtls";
   e.tls.ca_file = c.get_string("execute.tls_ca_file", "");
   e.tls.cert_file = c.get_string("execute.tls_cert_file", "");

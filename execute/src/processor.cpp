@@ -2,6 +2,7 @@
 
 #include "immunizer/common/service.hpp"
 #include "immunizer/execute/control_server.hpp"
+#include "immunizer/execute/recent_events.hpp"
 
 namespace immunizer::execute {
 
@@ -14,16 +15,17 @@ void ExecuteProcessor::process(const common::Message& m, common::Producer& out) 
     throw common::BadMessage(why, "plan " + plan.id().substr(0, 64) + " (key id '" +
                                       plan.key_id().substr(0, 64) + "') refused, nothing enforced");
   dispatcher_.on_plan(plan);
-  // Written in the same batch, so the plan's offset is committed only once its DISPATCHED
-  // events are acknowledged by the broker.
-  dispatcher_.drain(out);
 }
 
 void ExecuteProcessor::process_batch(const std::vector<common::Message>& batch,
                                      common::Producer& out, const Reject& reject) {
   common::Processor::process_batch(batch, out, reject);
+  // The state first: an event on the topic must imply its block survives a restart.
   if (!dispatcher_.flush_state())
     throw std::runtime_error("state of the batch's actions not acknowledged by Kafka");
+  // Then the events, in the same batch: the plans' offsets are committed only once their
+  // DISPATCHED events are acknowledged by the broker.
+  dispatcher_.drain(out);
 }
 
 void ExecuteProcessor::tick(common::Producer& out) {
@@ -61,6 +63,7 @@ class ExecuteStage final : public common::StageProcessor {
   }
   void start(common::ServiceContext& ctx) override {
     log_ = ctx.log;
+    if (cfg_.restore_timeout_ms > 0) recall(ctx);
     server_ = std::make_unique<ControlServer>(dispatcher_, cfg_, ctx.registry.get());
     server_->start();
   }
@@ -74,6 +77,15 @@ class ExecuteStage final : public common::StageProcessor {
   }
 
  private:
+  // What the previous run decided, from the end of the audit trail: a plan it handled but did
+  // not commit is read again and must not be dispatched twice.
+  void recall(common::ServiceContext& ctx) {
+    ctx.starting("reading back recent action events");
+    const RecentEvents r = read_recent_events(ctx.kafka, ctx.topics.actions, cfg_.recall_events,
+                                              std::chrono::milliseconds(cfg_.restore_timeout_ms));
+    dispatcher_.recall(r.events, r.complete_since_unix_nanos);
+  }
+
   ExecuteConfig cfg_;
   Dispatcher dispatcher_;
   ExecuteProcessor proc_;

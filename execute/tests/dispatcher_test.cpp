@@ -343,17 +343,6 @@ TEST(ExecuteProcessor, PlansInEventsOutMalformedToDeadLetters) {
 
 namespace {
 
-// What read_snapshots() would return: the latest snapshot per model key on the models topic.
-std::map<std::string, v1::ModelSnapshot> latest_snapshots(const common::FakeProducer& out,
-                                                          const std::string& topic) {
-  std::map<std::string, v1::ModelSnapshot> m;
-  for (const auto& s : out.on(topic)) {
-    v1::ModelSnapshot snap;
-    if (snap.ParseFromString(s.payload) && snap.kind() == kSnapshotKind) m[snap.model_key()] = snap;
-  }
-  return m;
-}
-
 TEST(DispatcherRestart, ActiveDirectivesSurviveARestartAndEndedOnesDoNot) {
   common::ManualClock clock;
   const auto topics = common::Topics::with_prefix("t.");

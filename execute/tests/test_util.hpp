@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -161,6 +162,17 @@ inline std::vector<v1::ActionEvent> of_type(const std::vector<v1::ActionEvent>& 
   for (const auto& e : ev)
     if (e.type() == t) out.push_back(e);
   return out;
+}
+
+// What read_snapshots() would return: the latest snapshot per model key on the models topic.
+inline std::map<std::string, v1::ModelSnapshot> latest_snapshots(const common::FakeProducer& out,
+                                                                 const std::string& topic) {
+  std::map<std::string, v1::ModelSnapshot> m;
+  for (const auto& s : out.on(topic)) {
+    v1::ModelSnapshot snap;
+    if (snap.ParseFromString(s.payload) && snap.kind() == kSnapshotKind) m[snap.model_key()] = snap;
+  }
+  return m;
 }
 
 // Value of a counter or gauge (summed over series matching `label`=`value`, or all).

@@ -225,6 +225,14 @@ TEST(Crash, KillNineOfEachServiceLosesNothingAndDoublesNothing) {
                                                        std::to_string(port) + "/metrics");
     ASSERT_TRUE(page) << "no /metrics on port " << port;
     lost += immunizer::common::metric_sum(*page, "immunizer_records_lost_total");
+    if (port == children.service_ports[3])  // execute, restarted: what it recalled and dropped
+      std::cout << "[crash test] execute dropped "
+                << immunizer::common::metric_sum(*page, "immunizer_duplicates_dropped_total",
+                                                 "what=\"action\"")
+                << " replayed action(s) and "
+                << immunizer::common::metric_sum(*page, "immunizer_duplicates_dropped_total",
+                                                 "what=\"plan\"")
+                << " replayed plan(s) after its restart" << std::endl;
     // The dashboard (restarted last, it re-read the whole alarms topic) dropped each replayed
     // copy and counted it.
     if (port == o.dashboard_port) {

@@ -35,6 +35,11 @@ struct ExecuteConfig {
   // At start-up, how long to wait reading back the active directives a previous run
   // persisted on <prefix>models (0: start empty, which lifts every block after a restart).
   int64_t restore_timeout_ms = 15'000;
+  // At start-up (within restore_timeout_ms as well), the last recall_events messages of each
+  // partition of <prefix>actions are read back, so that plans the previous run handled but did
+  // not commit are not dispatched twice; it must cover the events of one batch of plans
+  // (0: not read back).
+  int64_t recall_events = 20'000;
   // Mutual TLS of the gRPC server (execute.tls: mtls, the default, or none; execute.tls_ca_file,
   // execute.tls_cert_file, execute.tls_key_file): clients must present a certificate from the
   // CA with an Immunizer identity; effectors may only Connect, operators only call Operations.

@@ -24,6 +24,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "immunizer/common/ids.hpp"
@@ -65,9 +66,18 @@ class Dispatcher {
   // counted in immunizer_execute_plans_refused_total. Call before on_plan.
   std::string admit(const v1::Plan& plan);
   // Enforces every action of a non-shadow plan under the guard policy; LOG/ESCALATE are only
-  // recorded. The plan is assumed admitted (see admit()). A plan id handled recently, or an
-  // action already in force, is dropped and counted (immunizer_duplicates_dropped_total).
+  // recorded. The plan is assumed admitted (see admit()). A plan id handled recently, an action
+  // already decided (dispatched or refused, here or by a previous run, see recall()) or already
+  // in force is dropped and counted (immunizer_duplicates_dropped_total{what=plan|action}).
   void on_plan(const v1::Plan& plan);
+  // At start-up, after restore() and before any plan: the recent action events on
+  // <prefix>actions (read back to its end), so that a plan read again after a crash (its offset
+  // not committed, its events already written) is not dispatched twice. Every event written at
+  // or after `complete_since_unix_nanos` must be in `events` (0: all ever written;
+  // INT64_MAX: unknown). A restored entry dispatched within that time whose DISPATCHED event
+  // is missing (its state was acknowledged, the process died before the event) gets the event
+  // now. Returns how many action decisions were recalled.
+  size_t recall(const std::vector<v1::ActionEvent>& events, int64_t complete_since_unix_nanos);
   // Where the state of active entries goes (<prefix>models), apart from the action events: a
   // producer of its own, so that a manual Block/Unblock returns only once its state is
   // produced and acknowledged by Kafka (within `timeout`), and a restart right after keeps it.
@@ -94,7 +104,10 @@ class Dispatcher {
   // Removes directives whose expiry has passed and records EXPIRED; returns how many.
   size_t expire();
   // Hands queued outputs to `out`: ActionEvents (<prefix>actions, key: action id) and the
-  // state of each active entry (<prefix>models, kind "execute", see restore()).
+  // state of each active entry (<prefix>models, kind "execute", see restore()). With a state
+  // sink, an event queued after a state record waits until that record is acknowledged (this
+  // call flushes the state first when events wait), so an event on the topic implies its state
+  // survives a restart; events still waiting stay queued for the next drain.
   size_t drain(common::Producer& out);
   // At start-up, before effectors connect: takes back the active directives persisted by a
   // previous run (read_snapshots(..., topics.models, kSnapshotKind)), so a restart does not
@@ -130,6 +143,17 @@ class Dispatcher {
   };
   using Links = std::vector<std::shared_ptr<EffectorLink>>;
 
+  // One action of an admitted, non-shadow plan (on_plan holds mu_).
+  void plan_action_locked(const v1::Plan& plan, const v1::Action& a, int64_t now,
+                          Links& overflowed);
+  void enforce_plan_action_locked(const v1::Plan& plan, const v1::Action& a, int64_t now,
+                                  Links& overflowed);
+  // Remembers that `action_id` was decided (bounded, oldest forgotten first); false if known.
+  bool remember_decided_locked(const std::string& action_id);
+  // Folds `action` into the active entry `primary` of the same target (directive `d` gets the
+  // later expiry); returns the DISPATCHED event's reason.
+  std::string extend_locked(const std::string& primary, const v1::Action& action, v1::Directive& d,
+                            int64_t expires, const std::string& note, Links& overflowed);
   std::string enforce_locked(const v1::Action& requested, const std::string& plan_id,
                              const std::string& alarm_id, int64_t call_ts, const std::string& note,
                              Links& overflowed);
@@ -163,16 +187,27 @@ class Dispatcher {
     std::string topic, key, payload;
   };
   std::vector<Out> outbox_;
+  // With a state sink: events queued after state records not yet acknowledged, each with the
+  // state generation it follows (released in order once acked_gen_ reaches it).
+  std::deque<std::pair<uint64_t, Out>> held_;
+  uint64_t state_gen_ = 0;  // state records queued so far
+  uint64_t acked_gen_ = 0;  // of them, acknowledged by Kafka (a prefix)
+  void release_held_locked();
   std::vector<Out> state_outbox_;  // with a state sink: state records not yet produced
   std::mutex state_mu_;            // taken before mu_: one writer of state at a time, in order
   common::Producer* state_sink_ = nullptr;
   std::chrono::milliseconds state_timeout_{5000};
   bool repersist_all_ = false;  // a state flush failed: persist every active entry again
-  void produce_state();         // state_outbox_ -> state_sink_ (state_mu_ held)
+  // state_outbox_ -> state_sink_ (state_mu_ held); returns the generation it produced up to.
+  uint64_t produce_state();
 
   std::unordered_set<std::string>
       seen_plans_;  // plan ids recently handled (a plan read again is dropped)
   std::deque<std::string> seen_plans_order_;
+  // Action ids decided (DISPATCHED, or REJECTED by execute) by this run or, through recall(),
+  // by a previous one: an action of a plan read again is not decided twice. Bounded.
+  std::unordered_set<std::string> decided_;
+  std::deque<std::string> decided_order_;
 
   crypto::KeyRing plan_keys_;
   std::set<v1::ActionKind> automatic_kinds_;  // enforcing kinds automatic plans may ask for

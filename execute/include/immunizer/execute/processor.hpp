@@ -16,6 +16,7 @@ class ExecuteProcessor final : public common::Processor {
   void process(const common::Message& m, common::Producer& out) override;
   // process() per plan, then waits for the dispatcher's state records (a plan's blocks) to be
   // acknowledged; throws when they are not, so the batch is read again and not committed.
+  // Then hands the batch's action events to `out` (after their state, see Dispatcher::drain).
   void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
                      const Reject& reject) override;
   void tick(common::Producer& out) override;
