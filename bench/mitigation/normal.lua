@@ -1,5 +1,5 @@
 -- wrk script of bench/mitigation/run.sh: normal shop traffic from many clients (a session
--- cookie and a forwarded address each, the demo shop trusts 127.0.0.1 as its proxy), paced
+-- cookie and a forwarded address each request, the demo shop trusts 127.0.0.1 as its proxy), paced
 -- by DELAY_MS per request and connection so that connections * 1000 / DELAY_MS is the offered
 -- rate.
 local delay_ms = tonumber(os.getenv("DELAY_MS") or "10")
@@ -13,15 +13,21 @@ local paths = {
   "/tienda1/miembros/editar.jsp?modo=registro&login=bob&password=fr1ed&nombre=Bob&apellidos=Ruiz&email=bob%40example.com&dni=12345678Z&direccion=Calle+Mayor+1&ciudad=Madrid&cp=28001&provincia=Madrid&ntc=4111111111111111&B1=Registrar",
 }
 local n = 0
+local thread_tag = nil
 function delay() return delay_ms end
+-- Each request is a fresh visitor (its own session cookie and forwarded address), as in
+-- CSIC 2010, whose normal sessions are one request each: the models learnt that, so
+-- thousands of sessions making a request every 0.4 s would themselves be unusual behaviour
+-- (principal:recent_calls), and plan would rightly block many of them.
 function request()
   n = n + 1
-  local client = math.random(1, 4000)
+  if thread_tag == nil then thread_tag = math.random(0, 0x7fffffff) end
   local headers = {
-    ["Cookie"] = string.format("JSESSIONID=%032X", client),
-    ["X-Forwarded-For"] = string.format("10.%d.%d.%d", client % 200, math.floor(client / 200) % 250, 1 + client % 250),
-    -- The header set of CSIC 2010's normal requests, which the models learnt: headers are
-    -- recorded arguments, so a client without them is a different client (struct:missing_args).
+    ["Cookie"] = string.format("JSESSIONID=%08X%08X%016X", thread_tag, math.random(0, 0x7fffffff), n),
+    ["X-Forwarded-For"] = string.format("10.%d.%d.%d", math.random(0, 255), math.random(0, 255), math.random(1, 254)),
+    -- The header set the replayer sends the models to learn from (CSIC 2010's, without Host
+    -- and Connection, which the HTTP client sets): headers are recorded arguments, so a
+    -- client without them, or with CSIC's "Host: localhost:8080", is a different client.
     ["User-Agent"] = "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)",
     ["Pragma"] = "no-cache",
     ["Cache-control"] = "no-cache",
@@ -29,8 +35,6 @@ function request()
     ["Accept-Encoding"] = "x-gzip, x-deflate, gzip, deflate",
     ["Accept-Charset"] = "utf-8, utf-8;q=0.5, *;q=0.5",
     ["Accept-Language"] = "en",
-    ["Host"] = "localhost:8080",
-    ["Connection"] = "close",
   }
   return wrk.format("GET", paths[1 + n % #paths], headers)
 end

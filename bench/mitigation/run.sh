@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Time to mitigate under load (issue 13 item 4): the demo stack (`immunizer up --demo`: every
 # service, the shop recording every call) trains on the demo traffic; then, while wrk offers
-# normal traffic from 4,000 clients at RATE requests/s to the shop, the replayer plays ROUNDS
+# normal traffic (a fresh visitor each request) at RATE requests/s to the shop, the replayer plays ROUNDS
 # attackers (a fresh attacker session and address each, with a bystander). For each attacker
 # the replayer measures the time from its first attack request to its first 403. Prints the
 # histogram, p50/p99, what wrk achieved and the pipeline's loss counters. A benchmark: it
