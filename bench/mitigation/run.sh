@@ -7,6 +7,7 @@
 # histogram, p50/p99, what wrk achieved and the pipeline's loss counters. A benchmark: it
 # never passes or fails on a figure (target p99 <= 250 ms at 10,000 requests/s).
 # Usage: bench/mitigation/run.sh [BIN_DIR]   env: RATE=10000 CONNECTIONS=100 ROUNDS=20
+#   KEEP_LOG (default /tmp/immunizer-mitigation-up.log): where the stack's log is kept
 set -euo pipefail
 BIN=$(cd "${1:-build/release/bin}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +22,7 @@ up=""; wrkpid=""
 cleanup() {
   [[ -n "$wrkpid" ]] && kill "$wrkpid" 2>/dev/null || true
   [[ -n "$up" ]] && { kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; }
+  [[ -f "$WORK/up.log" ]] && cp "$WORK/up.log" "${KEEP_LOG:-/tmp/immunizer-mitigation-up.log}"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
