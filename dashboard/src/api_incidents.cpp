@@ -47,6 +47,19 @@ std::optional<int64_t> int_param(const httplib::Request& req, httplib::Response&
 std::optional<IncidentQuery> query_of(const httplib::Request& req, httplib::Response& res,
                                       int64_t def_limit, int64_t max_limit) {
   IncidentQuery q;
+  if (req.has_param("kind")) {
+    const std::string k = req.get_param_value("kind");
+    if (k == "incidents") {
+      q.kind = IncidentQuery::Kind::kIncidents;
+    } else if (k == "patterns") {
+      q.kind = IncidentQuery::Kind::kPatterns;
+    } else if (k == "all") {
+      q.kind = IncidentQuery::Kind::kAll;
+    } else {
+      reply_error(res, 400, "kind must be incidents, patterns or all");
+      return std::nullopt;
+    }
+  }
   if (req.has_param("state") && !req.get_param_value("state").empty()) {
     std::string s = req.get_param_value("state");
     size_t start = 0;

@@ -65,6 +65,10 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
       c.get_int("dashboard.incident_ipv4_prefix", d.incident_ipv4_prefix, 8, 32);
   d.incident_ipv6_prefix =
       c.get_int("dashboard.incident_ipv6_prefix", d.incident_ipv6_prefix, 16, 128);
+  d.incident_min_severity = c.get_enum("dashboard.incident_min_severity", d.incident_min_severity,
+                                       {"low", "medium", "high", "critical", "never"});
+  d.incident_min_alarms =
+      c.get_int("dashboard.incident_min_alarms", d.incident_min_alarms, 1, 1'000'000);
   d.execute_poll_ms = c.get_int("dashboard.execute_poll_ms", d.execute_poll_ms, 200, 600'000);
   d.pipeline_metrics_urls = c.get_list("dashboard.pipeline_metrics_urls", {});
   for (const auto& u : d.pipeline_metrics_urls)

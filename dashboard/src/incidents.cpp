@@ -16,6 +16,10 @@ constexpr int64_t kNanosPerMilli = 1'000'000;
 constexpr const char* kOthers = "(others)";
 constexpr const char* kExtendsPrefix = "extends active action ";
 constexpr size_t kMaxEventKeys = 64;
+constexpr const char* kPatternPrefix = "pattern:";
+constexpr const char* kNoPrincipal = "none:";
+// A principal's alarms moved out of pattern rows when its incident opens, at most.
+constexpr size_t kMaxMovedAlarms = 1000;
 
 auto log() {
   static auto l = common::logger("dashboard");
@@ -30,6 +34,13 @@ void count_into(std::map<std::string, int64_t>& m, const std::string& key) {
   } else {
     ++m[kOthers];
   }
+}
+
+// One less under `key` (or under "(others)" when it was counted there); zero counts go.
+void uncount(std::map<std::string, int64_t>& m, const std::string& key) {
+  auto it = m.find(key);
+  if (it == m.end()) it = m.find(kOthers);
+  if (it != m.end() && --it->second <= 0) m.erase(it);
 }
 
 // The first explaining feature: positive contribution and a non-zero value (a
@@ -84,6 +95,13 @@ std::string address_prefix(const std::string& ip, int v4_bits, int v6_bits) {
   return v1::address_prefix(ip, v4_bits, v6_bits);
 }
 
+std::string pattern_key(const v1::Alarm& a) {
+  const auto* top = top_feature(a);
+  return kPatternPrefix + a.call() + "|" + (top ? top->feature() : std::string("-"));
+}
+
+bool is_pattern_key(const std::string& key) { return key.rfind(kPatternPrefix, 0) == 0; }
+
 std::string principal_key(const v1::Principal& p, const IncidentConfig& cfg) {
   // The keys plan aggregates on (v1::key_or_fallback), so an incident is what plan blocks.
   const auto level = v1::level_from_name(cfg.key).value_or(v1::PrincipalLevel::kSession);
@@ -95,7 +113,10 @@ json incident_json(const Incident& i) {
   for (int k = 1; k < 5; ++k) sev[severity_of_rank(k)] = i.by_severity[k];
   sev["unspecified"] = i.by_severity[0];
   const auto colon = i.principal_key.find(':');
+  const bool pattern = is_pattern_key(i.principal_key);
   return {{"id", i.id},
+          {"kind", pattern ? "pattern" : "incident"},
+          {"principals", pattern ? i.principal.value("principals", int64_t{0}) : int64_t{1}},
           {"principal_key", i.principal_key},
           {"principal_kind", i.principal_key.substr(0, colon)},
           {"principal_value", colon == std::string::npos ? "" : i.principal_key.substr(colon + 1)},
@@ -143,6 +164,18 @@ IncidentEngine::IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore
                                   "model, top feature)")
                             .Register(registry)
                             .Add({})),
+      alarms_in_patterns_(prometheus::BuildCounter()
+                              .Name("immunizer_dashboard_incident_pattern_alarms_total")
+                              .Help("Alarms collapsed into a pattern row (their principal had "
+                                    "no incident: too little evidence)")
+                              .Register(registry)
+                              .Add({})),
+      alarms_moved_(prometheus::BuildCounter()
+                        .Name("immunizer_dashboard_incident_alarms_moved_total")
+                        .Help("Alarms moved from a pattern row into their principal's incident "
+                              "when it opened")
+                        .Register(registry)
+                        .Add({})),
       errors_family_(prometheus::BuildCounter()
                          .Name("immunizer_dashboard_store_errors_total")
                          .Help("Failed writes or reads of the dashboard "
@@ -185,6 +218,94 @@ auto IncidentEngine::guarded(const char* op, F&& f) -> decltype(f()) {
   }
 }
 
+int64_t IncidentEngine::fold(Incident& inc, const v1::Alarm& a, int64_t at) {
+  const int sev = std::clamp(static_cast<int>(a.severity()), 0, 4);
+  const double ratio = a.threshold() > 0 ? a.combined_score() / a.threshold() : 0;
+  inc.first_seen = inc.alarm_count == 0 ? at : std::min(inc.first_seen, at);
+  inc.last_seen = inc.alarm_count == 0 ? at : std::max(inc.last_seen, at);
+  ++inc.alarm_count;
+  ++inc.by_severity[sev];
+  inc.max_severity = std::max(inc.max_severity, sev);
+  inc.max_ratio = std::max(inc.max_ratio, ratio);
+  count_into(inc.calls, a.call());
+  count_into(inc.models, a.model_key());
+  for (const auto& f : a.top_features()) {
+    if (f.contribution() <= 0 || f.value() == 0) continue;
+    if (inc.features.count(f.feature()) || inc.features.size() < Incident::kMaxListed)
+      inc.features[f.feature()] += f.contribution();
+  }
+  const auto* top = top_feature(a);
+  const auto [group_id, new_group] =
+      store_->add_to_group(inc.id, a, top ? top->feature() : "", at, ratio);
+  if (new_group) {
+    ++inc.group_count;
+  } else {
+    alarms_collapsed_.Increment();
+  }
+  return group_id;
+}
+
+void IncidentEngine::unfold(const StoredAlarm& s) {
+  auto d = store_->incident(s.incident_id);
+  if (!d) return;
+  const v1::Alarm& a = s.alarm;
+  const int sev = std::clamp(static_cast<int>(a.severity()), 0, 4);
+  d->by_severity[sev] = std::max<int64_t>(0, d->by_severity[sev] - 1);
+  uncount(d->calls, a.call());
+  uncount(d->models, a.model_key());
+  for (const auto& f : a.top_features()) {
+    auto it = d->features.find(f.feature());
+    if (f.contribution() <= 0 || f.value() == 0 || it == d->features.end()) continue;
+    if ((it->second -= f.contribution()) <= 1e-9) d->features.erase(it);
+  }
+  if (store_->remove_from_group(s.group_id))
+    d->group_count = std::max<int64_t>(0, d->group_count - 1);
+  const auto e = store_->extent(d->id);  // the alarm row has moved already
+  if (e.alarms == 0) {
+    store_->delete_incident(d->id);
+    return;
+  }
+  d->alarm_count = e.alarms;
+  d->first_seen = e.first;
+  d->last_seen = e.last;
+  d->max_severity = e.max_severity;
+  d->max_ratio = e.max_ratio;
+  d->action_count = store_->count_actions(d->id);  // the alarm's actions moved with it
+  if (is_pattern_key(d->principal_key) && !store_->has_principal_alarm(d->id, s.principal_key))
+    d->principal["principals"] = std::max<int64_t>(0, d->principal.value("principals", 1) - 1);
+  store_->update_incident(*d);
+}
+
+std::optional<Incident> IncidentEngine::incident_for(const std::string& key, int64_t at,
+                                                     bool open_one, bool& opened) {
+  opened = false;
+  auto inc = store_->latest_open(key);
+  if (inc && at - inc->last_seen > cfg_.window_ms * kNanosPerMilli)
+    inc.reset();  // a quiet gap: new incident
+  if (inc || !open_one) return inc;
+  Incident n;
+  n.principal_key = key;
+  n.first_seen = n.last_seen = at;
+  n.state_at = clock_.now_unix_nanos();
+  n.id = store_->insert_incident(n);
+  opened = true;
+  if (is_pattern_key(key)) {
+    n.principal = {{"principals", 0}};
+    return n;
+  }
+  // The principal's earlier alarms, collapsed into pattern rows until now, join it.
+  for (const auto& p :
+       store_->pattern_alarms_of(key, at - cfg_.window_ms * kNanosPerMilli, kMaxMovedAlarms)) {
+    const int64_t group = fold(n, p.alarm, p.at);
+    n.principal = to_json(p.alarm.principal());
+    store_->move_alarm(p.id, n.id, group);
+    unfold(p);
+    alarms_moved_.Increment();
+  }
+  n.action_count = store_->count_actions(n.id);
+  return n;
+}
+
 std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm& in) {
   std::lock_guard lock(mu_);
   return guarded("alarm", [&]() -> std::optional<IncidentChange> {
@@ -201,46 +322,27 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm& in) {
                        : a.timestamp_unix_nanos() > 0 ? a.timestamp_unix_nanos()
                                                       : clock_.now_unix_nanos();
     const std::string key = principal_key(a.principal(), cfg_);
-    auto inc = store_->latest_open(key);
-    if (inc && at - inc->last_seen > cfg_.window_ms * kNanosPerMilli)
-      inc.reset();  // a quiet gap: new incident
-    const bool opened = !inc;
-    if (!inc) {
-      Incident n;
-      n.principal_key = key;
-      n.first_seen = n.last_seen = at;
-      n.state_at = clock_.now_unix_nanos();
-      n.id = store_->insert_incident(n);
-      inc = std::move(n);
-    }
-    const int old_severity = inc->max_severity;
     const int sev = std::clamp(static_cast<int>(a.severity()), 0, 4);
-    const double ratio = a.threshold() > 0 ? a.combined_score() / a.threshold() : 0;
-    inc->first_seen = std::min(inc->first_seen, at);
-    inc->last_seen = std::max(inc->last_seen, at);
+    bool opened = false;
+    auto inc = incident_for(key, at, false, opened);
+    if (!inc) {
+      // Evidence enough for an incident of its own? Else a pattern row collapses it.
+      const bool evidence = sev >= cfg_.min_severity ||
+                            (key != kNoPrincipal && cfg_.min_alarms > 0 &&
+                             store_->pattern_alarms_of(key, at - cfg_.window_ms * kNanosPerMilli,
+                                                       static_cast<size_t>(cfg_.min_alarms))
+                                         .size() +
+                                     1 >=
+                                 static_cast<size_t>(cfg_.min_alarms)) ||
+                            store_->has_action_of_kind(a.id(), cfg_.opening_actions);
+      if (evidence) inc = incident_for(key, at, true, opened);
+    }
+    if (!inc) return to_pattern(a, key, at);
+    const int old_severity = opened ? 0 : inc->max_severity;
     inc->principal = to_json(a.principal());
-    ++inc->alarm_count;
-    ++inc->by_severity[sev];
-    inc->max_severity = std::max(inc->max_severity, sev);
-    inc->max_ratio = std::max(inc->max_ratio, ratio);
-    count_into(inc->calls, a.call());
-    count_into(inc->models, a.model_key());
-    for (const auto& f : a.top_features()) {
-      if (f.contribution() <= 0 || f.value() == 0) continue;
-      if (inc->features.count(f.feature()) || inc->features.size() < Incident::kMaxListed) {
-        inc->features[f.feature()] += f.contribution();
-      }
-    }
-    const auto* top = top_feature(a);
-    const auto [group_id, new_group] =
-        store_->add_to_group(inc->id, a, top ? top->feature() : "", at, ratio);
-    if (new_group) {
-      ++inc->group_count;
-    } else {
-      alarms_collapsed_.Increment();
-    }
-    store_->insert_alarm(a, inc->id, group_id, at);
-    if (store_->link_actions(a.id(), inc->id) > 0)
+    const int64_t group_id = fold(*inc, a, at);
+    store_->insert_alarm(a, inc->id, group_id, at, key);
+    if (store_->link_actions(a.id(), inc->id) > 0 || opened)
       inc->action_count = store_->count_actions(inc->id);
     store_->update_incident(*inc);
     store_->commit();
@@ -254,6 +356,42 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm& in) {
     c.incident = std::move(*inc);
     return c;
   });
+}
+
+std::optional<IncidentChange> IncidentEngine::to_pattern(const v1::Alarm& a, const std::string& key,
+                                                         int64_t at) {
+  bool opened = false;
+  auto pat = incident_for(pattern_key(a), at, true, opened);
+  if (!store_->has_principal_alarm(pat->id, key))
+    pat->principal["principals"] = pat->principal.value("principals", int64_t{0}) + 1;
+  const int64_t group_id = fold(*pat, a, at);
+  store_->insert_alarm(a, pat->id, group_id, at, key);
+  store_->link_actions(a.id(), pat->id);
+  pat->action_count = store_->count_actions(pat->id);
+  store_->update_incident(*pat);
+  store_->commit();
+  alarms_grouped_.Increment();
+  alarms_in_patterns_.Increment();
+  // A pattern row never notifies (no "opened"/"escalated"): the page updates it in place.
+  return IncidentChange{IncidentChange::kUpdated, std::move(*pat)};
+}
+
+std::optional<IncidentChange> IncidentEngine::promote_after_action(const StoredAlarm& s) {
+  if (s.principal_key.empty() || s.principal_key == kNoPrincipal) return std::nullopt;
+  bool opened = false;
+  auto inc = incident_for(s.principal_key, s.at, true, opened);
+  if (!opened) {  // the principal's incident exists (opened after this alarm): the alarm joins it
+    const int64_t group = fold(*inc, s.alarm, s.at);
+    store_->move_alarm(s.id, inc->id, group);
+    unfold(s);
+    alarms_moved_.Increment();
+  } else {
+    incidents_family_.Add({{"event", "opened"}}).Increment();
+  }
+  inc->action_count = store_->count_actions(inc->id);
+  store_->update_incident(*inc);
+  return IncidentChange{opened ? IncidentChange::kOpened : IncidentChange::kUpdated,
+                        std::move(*inc)};
 }
 
 std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent& e) {
@@ -315,7 +453,17 @@ std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent& e
     if (!r.alarm_id.empty()) incident_id = store_->incident_of_alarm(r.alarm_id);
     store_->put_action(r, incident_id.value_or(0));
     std::optional<IncidentChange> change;
-    if (incident_id) {
+    const bool opening = e.type() != v1::ACTION_EVENT_REJECTED &&
+                         std::find(cfg_.opening_actions.begin(), cfg_.opening_actions.end(),
+                                   r.kind) != cfg_.opening_actions.end();
+    std::optional<StoredAlarm> in_pattern;
+    if (incident_id && opening)
+      if (auto inc = store_->incident(*incident_id); inc && is_pattern_key(inc->principal_key))
+        in_pattern = store_->stored_alarm(r.alarm_id);
+    if (in_pattern) {
+      // An action on a pattern row's alarm: its principal has an incident now.
+      change = promote_after_action(*in_pattern);
+    } else if (incident_id) {
       if (auto inc = store_->incident(*incident_id)) {
         inc->action_count = store_->count_actions(inc->id);
         store_->update_incident(*inc);
@@ -479,6 +627,9 @@ json IncidentEngine::counts() {
       total += n;
     }
     j["total"] = total;
+    const auto [patterns, pattern_alarms] = store_->count_open_patterns();
+    j["patterns"] = patterns;
+    j["pattern_alarms"] = pattern_alarms;
     return j;
   });
 }

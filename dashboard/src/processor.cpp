@@ -139,6 +139,9 @@ IncidentConfig incident_config(const DashboardConfig& c) {
   i.window_ms = c.incident_window_ms;
   i.ipv4_prefix = static_cast<int>(c.incident_ipv4_prefix);
   i.ipv6_prefix = static_cast<int>(c.incident_ipv6_prefix);
+  // "never": an alarm's severity alone opens no incident.
+  i.min_severity = c.incident_min_severity == "never" ? 5 : severity_rank(c.incident_min_severity);
+  i.min_alarms = static_cast<int>(c.incident_min_alarms);
   i.retention.max_age_ms = c.retention_days * 24 * 3600 * 1000;
   i.retention.max_bytes = c.retention_max_mb * 1024 * 1024;
   return i;

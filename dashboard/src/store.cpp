@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS alarms(
   severity INTEGER NOT NULL,
   ratio REAL NOT NULL,
   proto BLOB NOT NULL,
-  feedback TEXT);
+  feedback TEXT,
+  principal_key TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS alarms_incident ON alarms(incident_id, at);
 CREATE TABLE IF NOT EXISTS actions(
   action_id TEXT PRIMARY KEY,
@@ -192,6 +193,7 @@ IncidentStore::IncidentStore(const std::string& path) {
     exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=OFF");
     exec(kSchema);
+    migrate();
   } catch (...) {
     sqlite3_close(db_);
     throw;
@@ -199,6 +201,20 @@ IncidentStore::IncidentStore(const std::string& path) {
 }
 
 IncidentStore::~IncidentStore() { sqlite3_close(db_); }
+
+void IncidentStore::migrate() {
+  // Schema 1 had no alarms.principal_key (the principal an alarm of a pattern row came from):
+  // added empty, so alarms stored before only count where they already are.
+  bool has_principal = false;
+  {
+    Stmt s(db_, "PRAGMA table_info(alarms)");
+    while (s.step()) has_principal = has_principal || s.text(1) == "principal_key";
+  }
+  if (!has_principal) exec("ALTER TABLE alarms ADD COLUMN principal_key TEXT NOT NULL DEFAULT ''");
+  exec(
+      "CREATE INDEX IF NOT EXISTS alarms_principal ON alarms(principal_key, at);"
+      "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+}
 
 void IncidentStore::exec(const char* sql) {
   char* err = nullptr;
@@ -376,17 +392,114 @@ std::pair<int64_t, bool> IncidentStore::add_to_group(int64_t incident_id, const 
 }
 
 void IncidentStore::insert_alarm(const v1::Alarm& a, int64_t incident_id, int64_t group_id,
-                                 int64_t at) {
+                                 int64_t at, const std::string& principal_key) {
   Stmt s(db_,
          "INSERT OR IGNORE INTO alarms(id, incident_id, group_id, at, "
-         "severity, ratio, proto) "
-         "VALUES(?,?,?,?,?,?,?)");
+         "severity, ratio, proto, principal_key) "
+         "VALUES(?,?,?,?,?,?,?,?)");
   const double ratio = a.threshold() > 0 ? a.combined_score() / a.threshold() : 0;
   s.bind(1, a.id()).bind(2, incident_id).bind(3, group_id).bind(4, at);
   s.bind(5, std::clamp(static_cast<int>(a.severity()), 0, 4))
       .bind(6, ratio)
-      .bind_blob(7, a.SerializeAsString());
+      .bind_blob(7, a.SerializeAsString())
+      .bind(8, principal_key);
   s.run();
+}
+
+std::vector<StoredAlarm> IncidentStore::pattern_alarms_of(const std::string& principal_key,
+                                                          int64_t since, size_t limit) {
+  Stmt s(db_,
+         "SELECT a.id, a.incident_id, a.group_id, a.at, a.proto FROM alarms a "
+         "JOIN incidents i ON i.id = a.incident_id "
+         "WHERE a.principal_key = ? AND a.at >= ? AND i.principal_key LIKE 'pattern:%' "
+         "AND i.state IN ('open', 'acknowledged') ORDER BY a.at LIMIT ?");
+  s.bind(1, principal_key).bind(2, since).bind(3, static_cast<int64_t>(limit));
+  std::vector<StoredAlarm> out;
+  while (s.step()) {
+    StoredAlarm r;
+    r.id = s.text(0);
+    r.incident_id = s.i64(1);
+    r.group_id = s.i64(2);
+    r.at = s.i64(3);
+    r.principal_key = principal_key;
+    if (r.alarm.ParseFromString(s.blob(4))) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::optional<StoredAlarm> IncidentStore::stored_alarm(const std::string& alarm_id) {
+  Stmt s(db_,
+         "SELECT id, incident_id, group_id, at, proto, principal_key FROM alarms WHERE id = ?");
+  s.bind(1, alarm_id);
+  if (!s.step()) return std::nullopt;
+  StoredAlarm r;
+  r.id = s.text(0);
+  r.incident_id = s.i64(1);
+  r.group_id = s.i64(2);
+  r.at = s.i64(3);
+  r.principal_key = s.text(5);
+  if (!r.alarm.ParseFromString(s.blob(4))) return std::nullopt;
+  return r;
+}
+
+void IncidentStore::move_alarm(const std::string& alarm_id, int64_t incident_id, int64_t group_id) {
+  Stmt s(db_, "UPDATE alarms SET incident_id = ?, group_id = ? WHERE id = ?");
+  s.bind(1, incident_id).bind(2, group_id).bind(3, alarm_id);
+  s.run();
+  Stmt a(db_, "UPDATE actions SET incident_id = ? WHERE alarm_id = ?");
+  a.bind(1, incident_id).bind(2, alarm_id);
+  a.run();
+}
+
+bool IncidentStore::remove_from_group(int64_t group_id) {
+  Stmt u(db_, "UPDATE alarm_groups SET count = count - 1 WHERE id = ? RETURNING count");
+  u.bind(1, group_id);
+  const bool found = u.step();
+  const int64_t left = found ? u.i64(0) : 0;
+  u.run();
+  if (!found || left > 0) return false;
+  Stmt d(db_, "DELETE FROM alarm_groups WHERE id = ?");
+  d.bind(1, group_id);
+  d.run();
+  return true;
+}
+
+IncidentStore::Extent IncidentStore::extent(int64_t incident_id) {
+  Stmt s(db_,
+         "SELECT count(*), coalesce(min(at), 0), coalesce(max(at), 0), "
+         "coalesce(max(severity), 0), coalesce(max(ratio), 0) FROM alarms WHERE incident_id = ?");
+  s.bind(1, incident_id);
+  s.step();
+  return {s.i64(0), s.i64(1), s.i64(2), static_cast<int>(s.i64(3)), s.f64(4)};
+}
+
+void IncidentStore::delete_incident(int64_t incident_id) {
+  for (const char* sql :
+       {"DELETE FROM alarm_groups WHERE incident_id = ?", "DELETE FROM incidents WHERE id = ?"}) {
+    Stmt s(db_, sql);
+    s.bind(1, incident_id);
+    s.run();
+  }
+}
+
+bool IncidentStore::has_principal_alarm(int64_t incident_id, const std::string& principal_key) {
+  Stmt s(db_, "SELECT 1 FROM alarms WHERE principal_key = ? AND incident_id = ? LIMIT 1");
+  s.bind(1, principal_key).bind(2, incident_id);
+  return s.step();
+}
+
+bool IncidentStore::has_action_of_kind(const std::string& alarm_id,
+                                       const std::vector<std::string>& kinds) {
+  Stmt s(db_, "SELECT record FROM actions WHERE alarm_id = ?");
+  s.bind(1, alarm_id);
+  while (s.step()) {
+    const json j = json::parse(s.text(0), nullptr, false);
+    if (!j.is_object()) continue;
+    const auto a = action_from_json(j);
+    if (a.status != "rejected" && std::find(kinds.begin(), kinds.end(), a.kind) != kinds.end())
+      return true;
+  }
+  return false;
 }
 
 std::optional<v1::Alarm> IncidentStore::alarm(const std::string& alarm_id) {
@@ -463,6 +576,8 @@ void IncidentStore::add_operator_action(int64_t at, const std::string& who, cons
 
 std::pair<std::vector<Incident>, int64_t> IncidentStore::list(const IncidentQuery& q) {
   std::string where = " WHERE 1=1";
+  if (q.kind == IncidentQuery::Kind::kIncidents) where += " AND principal_key NOT LIKE 'pattern:%'";
+  if (q.kind == IncidentQuery::Kind::kPatterns) where += " AND principal_key LIKE 'pattern:%'";
   struct Arg {
     bool is_text;
     int64_t n;
@@ -482,11 +597,12 @@ std::pair<std::vector<Incident>, int64_t> IncidentStore::list(const IncidentQuer
     args.push_back({false, q.min_severity, {}});
   }
   if (!q.principal.empty()) {
+    // A pattern row matches through the principals of the alarms it holds.
     where +=
-        " AND (principal_key LIKE ? ESCAPE '\\' OR principal LIKE ? "
-        "ESCAPE '\\')";
-    args.push_back({true, 0, like_pattern(q.principal)});
-    args.push_back({true, 0, like_pattern(q.principal)});
+        " AND (principal_key LIKE ? ESCAPE '\\' OR principal LIKE ? ESCAPE '\\' OR "
+        "(principal_key LIKE 'pattern:%' AND EXISTS (SELECT 1 FROM alarms al WHERE "
+        "al.incident_id = incidents.id AND al.principal_key LIKE ? ESCAPE '\\')))";
+    for (int k = 0; k < 3; ++k) args.push_back({true, 0, like_pattern(q.principal)});
   }
   if (!q.call.empty()) {
     where +=

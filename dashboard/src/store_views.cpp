@@ -85,10 +85,20 @@ json IncidentStore::operator_actions_json(int64_t incident_id, size_t limit) {
 }
 
 std::map<std::string, int64_t> IncidentStore::count_by_state() {
-  Stmt s(db_, "SELECT state, count(*) FROM incidents GROUP BY state");
+  Stmt s(db_,
+         "SELECT state, count(*) FROM incidents WHERE principal_key NOT LIKE 'pattern:%' "
+         "GROUP BY state");
   std::map<std::string, int64_t> out;
   while (s.step()) out[s.text(0)] = s.i64(1);
   return out;
+}
+
+std::pair<int64_t, int64_t> IncidentStore::count_open_patterns() {
+  Stmt s(db_,
+         "SELECT count(*), coalesce(sum(alarm_count), 0) FROM incidents WHERE principal_key LIKE "
+         "'pattern:%' AND state IN ('open', 'acknowledged')");
+  s.step();
+  return {s.i64(0), s.i64(1)};
 }
 
 int64_t IncidentStore::size_bytes() {

@@ -9,6 +9,8 @@
 
 #include <filesystem>
 
+#include <sqlite3.h>
+
 #include "test_records.hpp"
 
 using namespace immunizer;
@@ -194,6 +196,8 @@ TEST_F(Incidents, StateChangesAreValidatedAndAudited) {
 }
 
 TEST_F(Incidents, SearchFiltersAndPagination) {
+  cfg.min_alarms = 1;  // every alarm opens an incident: this is about searching them
+  open();
   const int64_t t0 = clock.now_unix_nanos();
   for (int i = 0; i < 25; ++i)
     engine->on_alarm(alarm_for(numbered("a", i), numbered("sess-", i), t0 + i * kSec,
@@ -322,6 +326,139 @@ TEST_F(Incidents, ABatchIsOneTransactionAndAFailedAlarmInsideItDoesNotUndoTheOth
   auto [rows, total] = other.list({});
   ASSERT_EQ(total, 1);
   EXPECT_EQ(rows[0].alarm_count, 20);
+  EXPECT_EQ(engine->store_errors(), 0u);
+}
+
+TEST_F(Incidents, LowEvidenceAlarmsOfManyPrincipalsCollapseIntoOnePatternRow) {
+  // The demo's mix: one-request sessions, each alarmed once at low severity (CSIC has one
+  // request per session), and one attacker repeating itself.
+  const int64_t t0 = clock.now_unix_nanos();
+  for (int i = 0; i < 100; ++i) {
+    auto c = engine->on_alarm(
+        alarm_for(numbered("n", i), numbered("one-shot-", i), t0 + i, v1::SEVERITY_LOW));
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, IncidentChange::kUpdated) << i;  // a pattern row never notifies
+    EXPECT_EQ(c->incident.principal_key, "pattern:http GET /a|arg.cantidad.rare_ngram");
+  }
+  for (int i = 0; i < 5; ++i) {
+    auto c = engine->on_alarm(
+        alarm_for(numbered("atk", i), "ATTACKER1", t0 + 200 + i, v1::SEVERITY_MEDIUM));
+    ASSERT_TRUE(c);
+    // The third alarm within the window is the evidence: the incident opens with all three.
+    EXPECT_EQ(c->kind, i == 2 ? IncidentChange::kOpened : IncidentChange::kUpdated) << i;
+  }
+  auto l = engine->list({});
+  ASSERT_EQ(l["total"], 1);
+  const auto inc = l["incidents"][0];
+  EXPECT_EQ(inc["principal_key"], "session:ATTACKER1");
+  EXPECT_EQ(inc["kind"], "incident");
+  EXPECT_EQ(inc["alarms"], 5);
+  EXPECT_EQ(inc["rows"], 1);
+  EXPECT_EQ(inc["by_severity"]["medium"], 5);
+  EXPECT_EQ(inc["first_seen_unix_nanos"], t0 + 200);
+  auto d = engine->detail(inc["id"].get<int64_t>(), 100);
+  EXPECT_EQ((*d)["recent_alarms"].size(), 5u);
+  EXPECT_EQ((*d)["groups"][0]["count"], 5);
+
+  IncidentQuery q;
+  q.kind = IncidentQuery::Kind::kPatterns;
+  auto p = engine->list(q);
+  ASSERT_EQ(p["total"], 1);
+  EXPECT_EQ(p["incidents"][0]["kind"], "pattern");
+  EXPECT_EQ(p["incidents"][0]["principal_value"], "http GET /a|arg.cantidad.rare_ngram");
+  EXPECT_EQ(p["incidents"][0]["alarms"], 100);  // the attacker's two moved out
+  EXPECT_EQ(p["incidents"][0]["principals"], 100);
+  EXPECT_EQ(p["incidents"][0]["by_severity"]["low"], 100);
+  EXPECT_EQ(p["incidents"][0]["by_severity"]["medium"], 0);
+  EXPECT_EQ(p["incidents"][0]["severity"], "low");
+  EXPECT_EQ(p["incidents"][0]["last_seen_unix_nanos"], t0 + 99);
+  // Still searchable: by call, and by any principal whose alarms it holds.
+  q.call = "/a";
+  EXPECT_EQ(engine->list(q)["total"], 1);
+  q.call.clear();
+  q.principal = "one-shot-42";
+  EXPECT_EQ(engine->list(q)["total"], 1);
+  q.principal = "ATTACKER1";  // its alarms all moved to its incident
+  EXPECT_EQ(engine->list(q)["total"], 0);
+  q = {};
+  q.kind = IncidentQuery::Kind::kAll;
+  EXPECT_EQ(engine->list(q)["total"], 2);
+  const auto counts = engine->counts();
+  EXPECT_EQ(counts["open"], 1);
+  EXPECT_EQ(counts["total"], 1);
+  EXPECT_EQ(counts["patterns"], 1);
+  EXPECT_EQ(counts["pattern_alarms"], 100);
+  // Each pattern alarm is still found (feedback on it works).
+  EXPECT_TRUE(engine->find_alarm("n42"));
+
+  // One high alarm is evidence enough on its own.
+  auto c = engine->on_alarm(alarm_for("h1", "one-shot-high", t0 + 300, v1::SEVERITY_HIGH));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->kind, IncidentChange::kOpened);
+  EXPECT_EQ(engine->list({})["total"], 2);
+}
+
+TEST_F(Incidents, AnEnforcingActionOnAPatternAlarmOpensItsPrincipalsIncident) {
+  const int64_t t0 = clock.now_unix_nanos();
+  engine->on_alarm(alarm_for("a1", "s1", t0, v1::SEVERITY_LOW));
+  engine->on_alarm(alarm_for("b1", "s2", t0 + 1, v1::SEVERITY_LOW));
+  // A log action (plan's answer to every low alarm) is no evidence.
+  auto log = make_action_event("log1", "a1", v1::ACTION_EVENT_DISPATCHED, t0 + 5, t0);
+  log.mutable_action()->set_kind(v1::ACTION_LOG);
+  engine->on_action(log);
+  EXPECT_EQ(engine->list({})["total"], 0);
+  // A block is: whoever the system blocked must be on the incident list.
+  auto c =
+      engine->on_action(make_action_event("act1", "a1", v1::ACTION_EVENT_DISPATCHED, t0 + 10, t0));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->kind, IncidentChange::kOpened);
+  EXPECT_EQ(c->incident.principal_key, "session:s1");
+  EXPECT_EQ(c->incident.alarm_count, 1);
+  EXPECT_EQ(c->incident.action_count, 2);  // the log and the block, both on a1
+  IncidentQuery q;
+  q.kind = IncidentQuery::Kind::kPatterns;
+  auto p = engine->list(q);
+  ASSERT_EQ(p["total"], 1);
+  EXPECT_EQ(p["incidents"][0]["alarms"], 1);
+  EXPECT_EQ(p["incidents"][0]["principals"], 1);
+  EXPECT_EQ(p["incidents"][0]["actions"], 0);
+
+  // The other order (the block's events before its alarm) opens the incident at the alarm.
+  engine->on_action(make_action_event("act2", "c1", v1::ACTION_EVENT_DISPATCHED, t0 + 20, t0));
+  auto c2 = engine->on_alarm(alarm_for("c1", "s3", t0 + 2, v1::SEVERITY_LOW));
+  ASSERT_TRUE(c2);
+  EXPECT_EQ(c2->kind, IncidentChange::kOpened);
+  EXPECT_EQ(c2->incident.action_count, 1);
+  EXPECT_EQ(engine->list({})["total"], 2);
+
+  // The last alarm of a pattern row moving out deletes the row.
+  engine->on_action(make_action_event("act3", "b1", v1::ACTION_EVENT_DISPATCHED, t0 + 30, t0));
+  EXPECT_EQ(engine->list(q)["total"], 0);
+  EXPECT_EQ(engine->list({})["total"], 3);
+  EXPECT_EQ(engine->counts()["pattern_alarms"], 0);
+}
+
+TEST_F(Incidents, ASchemaOneDatabaseIsMigrated) {
+  engine->on_alarm(alarm_for("a1", "s", clock.now_unix_nanos()));
+  engine.reset();
+  {
+    // Back to schema 1: alarms without principal_key.
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db().c_str(), &raw), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(raw,
+                           "DROP INDEX alarms_principal; ALTER TABLE alarms DROP COLUMN "
+                           "principal_key; UPDATE meta SET value = '1'",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(raw);
+    sqlite3_close(raw);
+  }
+  open();
+  EXPECT_TRUE(engine->find_alarm("a1"));
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(engine->on_alarm(
+        alarm_for(numbered("m", i), "s2", clock.now_unix_nanos() + i, v1::SEVERITY_LOW)));
+  EXPECT_EQ(engine->list({})["total"], 2);
   EXPECT_EQ(engine->store_errors(), 0u);
 }
 

@@ -200,7 +200,8 @@
 
   function incQuery() {
     const q = new URLSearchParams();
-    const st = $('inc-state').value, sev = $('inc-sev').value;
+    const st = $('inc-state').value, sev = $('inc-sev').value, kind = $('inc-kind').value;
+    if (kind !== 'incidents') q.set('kind', kind);
     const pr = $('inc-principal').value.trim(), call = $('inc-call').value.trim();
     if (st) q.set('state', st);
     if (sev) q.set('severity', sev);
@@ -230,7 +231,9 @@
     tr.innerHTML =
       `<td class="t" title="first ${esc(fmtTime(inc.first_seen_unix_nanos))}, last ${esc(fmtTime(inc.last_seen_unix_nanos))}">` +
       `<div>${esc(fmtTime(inc.last_seen_unix_nanos))}</div><span class="sev sev-${esc(inc.severity)}">${esc(inc.severity)}</span></td>` +
-      `<td><span class="muted small">${esc(inc.principal_kind)}</span><div class="mono wrap-all">${esc(inc.principal_value)}</div></td>` +
+      (inc.kind === 'pattern'
+        ? `<td><span class="muted small">pattern · ${fmtInt(inc.principals)} principal${inc.principals === 1 ? '' : 's'}</span><div class="mono wrap-all">${esc(inc.principal_value)}</div></td>`
+        : `<td><span class="muted small">${esc(inc.principal_kind)}</span><div class="mono wrap-all">${esc(inc.principal_value)}</div></td>`) +
       `<td class="num"><div>${fmtInt(inc.alarms)}</div><div class="muted small" title="${esc(sevCounts(inc.by_severity))}">${fmtInt(inc.rows)} row${inc.rows === 1 ? '' : 's'}</div></td>` +
       `<td>${calls}</td><td>${feats}</td><td class="num">${fmtInt(inc.actions)}</td>` +
       `<td><div class="state-${esc(inc.state)}">${esc(inc.state.replace('_', ' '))}</div>` +
@@ -271,6 +274,8 @@
   function onIncidentEvent(inc) {
     // Rows on this page update in place; anything else (a new incident, a state that leaves
     // the filter) reloads the page at most once a second.
+    const kind = $('inc-kind').value;
+    if (kind !== 'all' && (inc.kind === 'pattern') !== (kind === 'patterns')) return;  // not listed
     if (incidents.has(inc.id) && inc.change !== 'state_changed') {
       incidents.set(inc.id, inc);
       const tr = $('incident-rows').querySelector(`tr[data-id="${inc.id}"]`);
@@ -344,6 +349,7 @@
   $('inc-filter').onsubmit = (ev) => { ev.preventDefault(); incOffset = 0; loadIncidents(); };
   $('inc-state').onchange = $('inc-filter').onsubmit;
   $('inc-sev').onchange = $('inc-filter').onsubmit;
+  $('inc-kind').onchange = $('inc-filter').onsubmit;
   $('inc-prev').onclick = () => { incOffset = Math.max(0, incOffset - INC_PAGE); loadIncidents(); };
   $('inc-next').onclick = () => { incOffset += INC_PAGE; loadIncidents(); };
 
@@ -437,7 +443,8 @@
     $('c-scored').textContent = fmtInt(s.records_scored);
     if (s.incidents) {
       $('c-incidents').textContent = fmtInt(s.incidents.open);
-      $('c-incidents-split').textContent = `${fmtInt(s.incidents.acknowledged)} acknowledged · ${fmtInt(s.incidents.total)} total`;
+      $('c-incidents-split').textContent = `${fmtInt(s.incidents.acknowledged)} acknowledged · ${fmtInt(s.incidents.total)} total` +
+        (s.incidents.pattern_alarms ? ` · ${fmtInt(s.incidents.pattern_alarms)} low-evidence alarms in ${fmtInt(s.incidents.patterns)} patterns` : '');
     }
     $('c-scored-rate').textContent = s.rates.scored_per_second.toFixed(1) + ' /s over the last min';
     $('c-alarms').textContent = fmtInt(s.alarms);

@@ -17,6 +17,7 @@ void read_level(const common::Config& c, const std::string& level, const char* d
   t.alarms_to_act = static_cast<int>(c.get_int(k + "alarms_to_act", t.alarms_to_act, 0, 1000));
   t.distinct_to_act = static_cast<int>(c.get_int(k + distinct, t.distinct_to_act, 1, 1000));
   t.window_ms = c.get_int(k + "window_ms", t.window_ms, 1000, 86'400'000);
+  t.min_severity = static_cast<int>(c.get_int(k + "min_severity", t.min_severity, 1, 4));
 }
 
 bool reached(const LevelThresholds& t, Evidence::Count n) {
@@ -159,7 +160,9 @@ std::optional<Policy::Target> Policy::target_of(const v1::Alarm& alarm,
   std::optional<Target> broad;
   auto aggregate = [&](PrincipalLevel level, Evidence& e, const LevelThresholds& t,
                        const std::string& child, const char* distinct) {
-    if (t.alarms_to_act == 0 || !count_evidence) return;
+    if (t.alarms_to_act == 0 || !count_evidence ||
+        static_cast<int>(alarm.severity()) < t.min_severity)
+      return;
     v1::PrincipalKey k = v1::key_at(p, level, cfg_.prefix_bits);
     if (k.empty()) return;
     const Evidence::Count n = e.add(k.text(), child, now);

@@ -219,6 +219,29 @@ TEST(Policy, ManyAttackingAddressesOfOneNetworkGetTheNetworkBlocked) {
   }
 }
 
+TEST(Policy, LowAlarmsOfManyAddressesNeverBlockTheirNetwork) {
+  // The demo's mix: one-request sessions from many addresses of a /24, each alarmed once at
+  // low severity (the false-positive budget). Before plan.prefix.min_severity, the tenth
+  // alarm blocked the whole network, and with it whoever else browsed from it.
+  common::ManualClock clock;
+  plan::Policy p({}, clock);
+  for (int i = 0; i < 40; ++i) {
+    auto a = alarm("one-shot-" + std::to_string(i), 1, "198.18.160." + std::to_string(1 + i));
+    a.set_id("low-" + std::to_string(i));
+    const auto d = p.decide(a);
+    EXPECT_TRUE(blocks_of(d).empty()) << i;
+    EXPECT_EQ(d.outcome, plan::Outcome::kBelowSeverity) << i;
+  }
+  // Medium alarms are evidence: the tenth from the fourth address blocks the network.
+  std::vector<std::string> blocks;
+  for (int i = 0; i < 10; ++i) {
+    auto a = alarm("probe-" + std::to_string(i), 2, "198.18.161." + std::to_string(1 + i));
+    a.set_id("med-" + std::to_string(i));
+    for (const auto& b : blocks_of(p.decide(a))) blocks.push_back(b);
+  }
+  EXPECT_EQ(blocks, std::vector<std::string>{"prefix=198.18.161.0/24"});
+}
+
 TEST(Policy, EachLevelHasItsOwnThresholdsAndZeroSwitchesItOff) {
   common::ManualClock clock;
   plan::PolicyConfig cfg;
@@ -251,6 +274,7 @@ TEST(Policy, EachLevelHasItsOwnThresholdsAndZeroSwitchesItOff) {
                                      {"plan.ip.window_ms", "5000"},
                                      {"plan.prefix.distinct_addresses", "9"},
                                      {"plan.prefix.ipv4_bits", "16"},
+                                     {"plan.prefix.min_severity", "3"},
                                      {"plan.user.alarms_to_act", "0"},
                                      {"plan.response", "throttle"},
                                      {"plan.target", "ip"}});
@@ -261,6 +285,8 @@ TEST(Policy, EachLevelHasItsOwnThresholdsAndZeroSwitchesItOff) {
   EXPECT_EQ(pc.ip.window_ms, 5000);
   EXPECT_EQ(pc.prefix.distinct_to_act, 9);
   EXPECT_EQ(pc.prefix_bits.ipv4, 16);
+  EXPECT_EQ(pc.prefix.min_severity, 3);
+  EXPECT_EQ(pc.ip.min_severity, 1);
   EXPECT_EQ(pc.user.alarms_to_act, 0);
   EXPECT_EQ(pc.response, v1::ACTION_THROTTLE_PRINCIPAL);
   EXPECT_EQ(pc.target, v1::PrincipalLevel::kIp);

@@ -115,9 +115,11 @@ try {
   };
   await openSignedIn(dash.url);
 
-  // 1. One attacker, 30 alarms -> one incident; a bystander's alarm -> its own incident.
+  // 1. One attacker, 30 alarms -> one incident; a bystander's high alarm -> its own incident;
+  // a one-shot low alarm -> no incident, a low-evidence pattern row (shown on demand).
   if (!(await send('attack ATTACKER-BT 30', 'OK')).startsWith('OK')) throw new Error('cannot produce the attack');
-  if (!(await send('alarm stray-1 medium', 'OK')).startsWith('OK')) throw new Error('cannot produce');
+  if (!(await send('alarm oneshot-1 low', 'OK')).startsWith('OK')) throw new Error('cannot produce');
+  if (!(await send('alarm stray-1 high', 'OK')).startsWith('OK')) throw new Error('cannot produce');
   const attackerRow = page.locator('#incident-rows tr', { hasText: 'ATTACKER-BT' });
   await attackerRow.locator('td.num', { hasText: '30' }).first().waitFor({ timeout: 20_000 });
   const strayRow = page.locator('#incident-rows tr', { hasText: 'sess-stray-1' });
@@ -126,6 +128,11 @@ try {
   if (rows !== 2) throw new Error(`expected 2 incidents, the page lists ${rows}`);
   const rowText = await attackerRow.innerText();
   if (!/1 row\b/.test(rowText)) throw new Error(`30 identical alarms should be 1 row: ${rowText}`);
+  await page.selectOption('#inc-kind', 'patterns');
+  await page.locator('#incident-rows tr', { hasText: 'pattern · 1 principal' }).waitFor({ timeout: 10_000 });
+  if ((await page.locator('#incident-rows tr').count()) !== 1) throw new Error('expected 1 pattern row');
+  await page.selectOption('#inc-kind', 'incidents');
+  await attackerRow.waitFor({ timeout: 10_000 });
 
   // 2. Acknowledge the attacker's incident; mark the stray one as false positive.
   await attackerRow.locator('button.inc-set[data-state="acknowledged"]').click();

@@ -78,6 +78,11 @@ struct DashboardConfig {
   int64_t incident_window_ms = 600'000;
   int64_t incident_ipv4_prefix = 24;
   int64_t incident_ipv6_prefix = 64;
+  // The evidence that gives a principal an incident of its own (else its alarms collapse into
+  // pattern rows): one alarm of at least this severity, or this many alarms in the window
+  // (an enforcing or escalating action on one of its alarms always does).
+  std::string incident_min_severity = "high";
+  int64_t incident_min_alarms = 3;
   // How often execute's active list (the authoritative enforcing actions) is read.
   int64_t execute_poll_ms = 2000;
   // Incident notifications (docs/dashboard.md, "Notifications").

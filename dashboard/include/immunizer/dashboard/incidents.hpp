@@ -2,9 +2,14 @@
 // user) within a sliding window, identical alarms (principal, model, top
 // feature) collapsed into one row with a count, actions attached through their
 // alarm, and an operator-driven state (open -> acknowledged -> resolved /
-// false_positive). Everything is written through to the IncidentStore, so the
-// history survives restarts. Thread-safe (one mutex around the store): the
-// consumer thread feeds it, HTTP threads query it and change states. Store
+// false_positive). A principal gets an incident only on evidence (an alarm of
+// at least min_severity, min_alarms alarms within the window, or an enforcing
+// or escalating action taken on one of its alarms); until then its alarms are
+// collapsed into pattern rows ("pattern:<call>|<top feature>", many principals
+// each) that are counted and searchable but not in the incident list, and move
+// into the principal's incident when it opens (docs/dashboard.md, "Incidents"). Everything is
+// written through to the IncidentStore, so the history survives restarts. Thread-safe (one mutex
+// around the store): the consumer thread feeds it, HTTP threads query it and change states. Store
 // failures never escape to the consumer: they are logged (throttled) and
 // counted.
 #pragma once
@@ -21,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "immunizer/common/ids.hpp"
 #include "immunizer/dashboard/store.hpp"
@@ -39,6 +45,13 @@ struct IncidentConfig {
   // Prefix lengths for key = prefix.
   int ipv4_prefix = 24;
   int ipv6_prefix = 64;
+  // Evidence that opens a principal's incident: one alarm of at least this severity rank
+  // (1 low .. 4 critical; 5: never by severity alone), or this many alarms within window_ms,
+  // or an action of one of these kinds taken on one of its alarms.
+  int min_severity = 3;
+  int min_alarms = 3;
+  std::vector<std::string> opening_actions = {"block_principal", "throttle_principal", "abort_call",
+                                              "disable_call", "escalate"};
   RetentionConfig retention;
   // How often retention runs (from tick()).
   int64_t prune_interval_ms = 60'000;
@@ -47,6 +60,9 @@ struct IncidentConfig {
 // "session:abc", "ip:1.2.3.4", "prefix:1.2.3.0/24", "user:bob"; "none:" without
 // any field.
 std::string principal_key(const v1::Principal& p, const IncidentConfig& cfg);
+// The pattern row of an alarm without an incident: "pattern:<call>|<top feature>".
+std::string pattern_key(const v1::Alarm& a);
+bool is_pattern_key(const std::string& key);
 // The address's network prefix ("10.1.2.0/24", "2001:db8:1:2::/64"); "" if not
 // an address.
 std::string address_prefix(const std::string& ip, int v4_bits, int v6_bits);
@@ -107,13 +123,25 @@ class IncidentEngine {
              const std::string& detail);
 
   // {"open": n, "acknowledged": n, "resolved": n, "false_positive": n, "total":
-  // n}
+  // n} of incidents, and "patterns" / "pattern_alarms": open pattern rows and their alarms.
   nlohmann::json counts();
   uint64_t store_errors() const;
 
  private:
   template <typename F>
   auto guarded(const char* op, F&& f) -> decltype(f());
+  // The principal's open incident within the window of `at`, opened (with the principal's
+  // alarms moved out of pattern rows) when `open_one`; nullopt otherwise.
+  std::optional<Incident> incident_for(const std::string& key, int64_t at, bool open_one,
+                                       bool& opened);
+  // Adds a stored alarm to `inc` (aggregates, group); the alarm row is written by the caller.
+  int64_t fold(Incident& inc, const v1::Alarm& a, int64_t at);
+  // Takes a pattern row's alarm out of it (aggregates, group, distinct principals).
+  void unfold(const StoredAlarm& s);
+  // Collapses an alarm without an incident into its pattern row (the unit's commit too).
+  std::optional<IncidentChange> to_pattern(const v1::Alarm& a, const std::string& key, int64_t at);
+  // Opens the incident of the principal of a pattern row's alarm after an action on it.
+  std::optional<IncidentChange> promote_after_action(const StoredAlarm& s);
   void failed(const char* op, const std::exception& e);
 
   IncidentConfig cfg_;
@@ -128,6 +156,8 @@ class IncidentEngine {
   prometheus::Counter& alarms_grouped_;
   prometheus::Counter& alarms_duplicate_;
   prometheus::Counter& alarms_collapsed_;
+  prometheus::Counter& alarms_in_patterns_;
+  prometheus::Counter& alarms_moved_;
   prometheus::Family<prometheus::Counter>& errors_family_;
   prometheus::Counter& pruned_;
   prometheus::Gauge& db_bytes_;

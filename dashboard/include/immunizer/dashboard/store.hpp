@@ -51,6 +51,10 @@ struct Incident {
 
 // A filtered, paginated list request; empty fields do not filter.
 struct IncidentQuery {
+  // Which rows: incidents (a principal's alarms), patterns ("pattern:..." rows collapsing
+  // low-evidence alarms of many principals), or both.
+  enum class Kind { kIncidents, kPatterns, kAll };
+  Kind kind = Kind::kIncidents;
   std::vector<std::string> states;
   int min_severity = 0;
   std::string principal;  // substring of the principal key or of any principal field
@@ -68,6 +72,14 @@ struct ActionRecord {
   int64_t ttl_ms = 0, dispatched_at = 0, applied_at = 0, call_at = 0, last_at = 0;
   int64_t applied_acks = 0, rejected_acks = 0;
   std::vector<std::string> event_keys;  // events already merged (redelivery); the newest 64
+};
+
+// An alarm as stored, with where it is.
+struct StoredAlarm {
+  std::string id;
+  int64_t incident_id = 0, group_id = 0, at = 0;
+  std::string principal_key;  // the principal's incident key ("" before schema 2)
+  v1::Alarm alarm;
 };
 
 struct RetentionConfig {
@@ -103,7 +115,31 @@ class IncidentStore {
   // returns the group id and whether the group is new.
   std::pair<int64_t, bool> add_to_group(int64_t incident_id, const v1::Alarm& a,
                                         const std::string& top_feature, int64_t at, double ratio);
-  void insert_alarm(const v1::Alarm& a, int64_t incident_id, int64_t group_id, int64_t at);
+  // `principal_key`: the principal's incident key (where a pattern row's alarm goes when its
+  // principal gets an incident).
+  void insert_alarm(const v1::Alarm& a, int64_t incident_id, int64_t group_id, int64_t at,
+                    const std::string& principal_key);
+  std::optional<StoredAlarm> stored_alarm(const std::string& alarm_id);
+  // The alarms of `principal_key` raised at or after `since` that sit in open or acknowledged
+  // pattern rows, oldest first, at most `limit`.
+  std::vector<StoredAlarm> pattern_alarms_of(const std::string& principal_key, int64_t since,
+                                             size_t limit);
+  // Moves an alarm (and the actions taken on it) to another incident's group.
+  void move_alarm(const std::string& alarm_id, int64_t incident_id, int64_t group_id);
+  // One alarm less in a group; true when that was its last (the group is deleted).
+  bool remove_from_group(int64_t group_id);
+  // What an incident's stored alarms span (after alarms moved out of it).
+  struct Extent {
+    int64_t alarms = 0, first = 0, last = 0;
+    int max_severity = 0;
+    double max_ratio = 0;
+  };
+  Extent extent(int64_t incident_id);
+  void delete_incident(int64_t incident_id);  // with its groups (its alarms moved out first)
+  bool has_principal_alarm(int64_t incident_id, const std::string& principal_key);
+  // Whether an action of one of these kinds ("block_principal", ...) not rejected by every
+  // effector was taken on the alarm.
+  bool has_action_of_kind(const std::string& alarm_id, const std::vector<std::string>& kinds);
   std::optional<v1::Alarm> alarm(const std::string& alarm_id);
   std::optional<int64_t> incident_of_alarm(const std::string& alarm_id);
   void set_alarm_feedback(const std::string& alarm_id, const nlohmann::json& feedback);
@@ -126,7 +162,10 @@ class IncidentStore {
                              size_t limit);  // brief rows, newest first
   nlohmann::json actions_json(int64_t incident_id);
   nlohmann::json operator_actions_json(int64_t incident_id, size_t limit);
+  // Incidents (not pattern rows) by state.
   std::map<std::string, int64_t> count_by_state();
+  // Open or acknowledged pattern rows and the alarms in them.
+  std::pair<int64_t, int64_t> count_open_patterns();
 
   // Deletes incidents (with their groups, alarms, actions) whose last alarm is
   // older than the age limit, then the oldest ones until the database is under
@@ -138,6 +177,7 @@ class IncidentStore {
  private:
   class Stmt;
   void exec(const char* sql);
+  void migrate();  // schema 1 -> 2
   // The rows of `sql` (parameters: the incident, then the row limit) as a JSON array of
   // row(stmt); a row for which it returns a discarded value is left out (store_views.cpp).
   template <typename Row>

@@ -26,10 +26,15 @@ namespace immunizer::plan {
 // Thresholds of one aggregate level (address, network, user): its alarms within the window
 // act when there are at least `alarms_to_act` of them from at least `distinct_to_act`
 // distinct narrower principals (sessions for an address or a user, addresses for a network).
+// Only alarms of at least `min_severity` count as evidence at the level: the broader the
+// block, the more bystanders it hits, and low alarms (tail probability just under
+// analyze.risk) are what normal traffic raises at the false-positive budget, so a busy
+// network collects them in proportion to its traffic, not to malice.
 struct LevelThresholds {
   int alarms_to_act = 0;  // 0: this level never acts
   int distinct_to_act = 1;
   int64_t window_ms = 60'000;
+  int min_severity = 1;  // 1 low .. 4 critical
 };
 
 struct PolicyConfig {
@@ -50,10 +55,10 @@ struct PolicyConfig {
   // the first of session, ip, user it has (v1::key_or_fallback).
   v1::PrincipalLevel target = v1::PrincipalLevel::kSession;
   // Aggregate levels, each acting on its own key.
-  LevelThresholds ip{5, 3, 60'000};       // distinct: sessions
-  LevelThresholds prefix{10, 4, 60'000};  // distinct: addresses
-  LevelThresholds user{5, 2, 60'000};     // distinct: sessions (else addresses)
-  v1::PrefixBits prefix_bits;             // the network of an address: /24, /64
+  LevelThresholds ip{5, 3, 60'000};          // distinct: sessions
+  LevelThresholds prefix{10, 4, 60'000, 2};  // distinct: addresses; medium and above
+  LevelThresholds user{5, 2, 60'000};        // distinct: sessions (else addresses)
+  v1::PrefixBits prefix_bits;                // the network of an address: /24, /64
   int64_t block_ttl_ms = 300'000;
   // Throttle response: allowed rate and burst per principal.
   double throttle_rate_per_s = 1.0;
