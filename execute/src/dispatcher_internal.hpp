@@ -52,7 +52,9 @@ inline bool needs_principal(v1::ActionKind k) {
   return k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL ||
          k == v1::ACTION_THROTTLE_PRINCIPAL;
 }
-inline bool enforceable(v1::ActionKind k) { return needs_principal(k) || k == v1::ACTION_DISABLE_CALL; }
+inline bool enforceable(v1::ActionKind k) {
+  return needs_principal(k) || k == v1::ACTION_DISABLE_CALL;
+}
 
 // Empty when the action can be enforced by an effector, else why not.
 inline std::string invalid_reason(const v1::Action& a) {

@@ -144,8 +144,8 @@ void Dispatcher::plan_action_locked(const v1::Plan& plan, const v1::Action& a, i
   }
 }
 
-void Dispatcher::enforce_plan_action_locked(const v1::Plan& plan, const v1::Action& a,
-                                            int64_t now, Links& overflowed) {
+void Dispatcher::enforce_plan_action_locked(const v1::Plan& plan, const v1::Action& a, int64_t now,
+                                            Links& overflowed) {
   const int64_t call_ts = plan.call_timestamp_unix_nanos();
   auto reject = [&](const std::string& why) {
     event_locked(v1::ACTION_EVENT_REJECTED, a.id(), a, plan.id(), plan.alarm_id(), call_ts,

@@ -44,8 +44,7 @@ common::Message plan_message(const common::Topics& topics, const v1::Plan& p, in
 
 std::map<std::string, int> dispatched(const common::FakeProducer& out, const std::string& topic) {
   std::map<std::string, int> n;
-  for (const auto& e : of_type(events(out, topic), v1::ACTION_EVENT_DISPATCHED))
-    ++n[e.action_id()];
+  for (const auto& e : of_type(events(out, topic), v1::ACTION_EVENT_DISPATCHED)) ++n[e.action_id()];
   return n;
 }
 
@@ -57,8 +56,10 @@ struct ExecuteRun {
   }
   // What the stream loop does with a batch, up to (not including) the commit.
   void process(const std::vector<common::Message>& batch, common::FakeProducer& out) {
-    proc.process_batch(batch, out, [](const common::Message&, const std::string& reason,
-                                      const std::string&) { FAIL() << "dead letter: " << reason; });
+    proc.process_batch(batch, out,
+                       [](const common::Message&, const std::string& reason, const std::string&) {
+                         FAIL() << "dead letter: " << reason;
+                       });
     ASSERT_TRUE(out.flush(0ms).ok());
   }
   prometheus::Registry registry;
@@ -70,9 +71,8 @@ TEST(DispatcherRecall, APlanReadAgainAfterACrashDispatchesNothingTwice) {
   common::ManualClock clock;
   const auto topics = common::Topics::with_prefix("t.");
   common::FakeProducer state, actions;
-  const std::vector<common::Message> batch = {
-      plan_message(topics, mixed_plan("p1", "sess-1"), 0),
-      plan_message(topics, mixed_plan("p2", "sess-2"), 1)};
+  const std::vector<common::Message> batch = {plan_message(topics, mixed_plan("p1", "sess-1"), 0),
+                                              plan_message(topics, mixed_plan("p2", "sess-2"), 1)};
   {
     ExecuteRun first(topics, clock, state);
     first.process(batch, actions);
@@ -149,8 +149,7 @@ TEST(DispatcherRecall, ABlockWhoseStateWasAcknowledgedButNotItsEventGetsTheEvent
   {
     // It does not (events older than the read's start are unknown, and a read that did not
     // complete knows nothing): no event is invented.
-    for (const int64_t since :
-         {clock.now_unix_nanos(), std::numeric_limits<int64_t>::max()}) {
+    for (const int64_t since : {clock.now_unix_nanos(), std::numeric_limits<int64_t>::max()}) {
       ExecuteRun third(topics, clock, state);
       third.d.restore(latest_snapshots(state, topics.models));
       third.d.recall({}, since);
@@ -183,7 +182,8 @@ TEST(DispatcherRecall, EventsWaitForTheStateTheyFollow) {
   common::FakeProducer out2;
   common::StreamLoop loop(in, out2, run.proc,
                           {.service = "execute", .deadletter_topic = topics.deadletter}, nullptr);
-  in.push(topics.plans, "s", signed_plan(block_plan("p2", "act2", "sess-2", 60'000)).SerializeAsString());
+  in.push(topics.plans, "s",
+          signed_plan(block_plan("p2", "act2", "sess-2", 60'000)).SerializeAsString());
   state.fail_next_flush = true;
   loop.run_once();
   out2.flush(0ms);

@@ -20,8 +20,8 @@ struct RecentEvents {
   // partition was read from its first offset ever (0), else the latest, over the partitions,
   // of the first event read. INT64_MAX when the read did not complete.
   int64_t complete_since_unix_nanos = 0;
-  bool complete = false;   // each partition read up to its end as of the call
-  size_t unreadable = 0;   // messages that were not an ActionEvent (skipped)
+  bool complete = false;  // each partition read up to its end as of the call
+  size_t unreadable = 0;  // messages that were not an ActionEvent (skipped)
 };
 
 // The last `per_partition` messages of each partition of `topic` (0: none, complete), up to the
