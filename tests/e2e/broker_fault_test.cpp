@@ -63,10 +63,29 @@ std::string id_of(const v1::RecordId& r) {
 
 }  // namespace
 
-// DISABLED until fixed: its first run (10 s outage of broker 1 of 3, 6,000 records delivered)
-// found 4,079 delivered records without a score on the scores topic while analyze's counters
-// said 4,794 scored and nothing was counted lost: not yet explained (records stuck on the
-// partitions broker 1 leads, or the reader here). Run it with --gtest_also_run_disabled_tests.
+// DISABLED until fixed (issue 11 item 8). Three runs of the 10 s outage on 2026-12-01
+// (--gtest_also_run_disabled_tests), librdkafka 2.0.2's mock cluster, 6,000 records delivered:
+//  1. 5,993 of 5,993 delivered scored, but the sensor dropped 7 records (counted): its produce
+//     requests in flight to broker 1 when it went down were never answered on a connection the
+//     client still saw as UP ("2 request(s) timed out: disconnect (after 35041ms in state UP)"),
+//     so they hit the sensor's delivery_timeout_ms (30 s = librdkafka's request timeout). With a
+//     30 s outage every record queued for broker 1's partitions would time out the same way:
+//     the sensor's delivery timeout must exceed the outage plus the request timeout (its byte
+//     budget already bounds memory).
+//  2. 2,301 of 6,000 scored, 3,699 never scored, nothing counted lost, and the replayer printed
+//     "pipeline caught up": analyze's group coordinator is broker 1, its session (10 s,
+//     common/kafka.cpp) expired during the outage, the assignment was lost and rejoined, and
+//     analyze then stopped consuming; requests to broker 1 kept timing out for more than a minute
+//     after it was back (REQTMOUT, 16 suppressed; BrokerWatch unreachable until ~100 s later).
+//     The lag gauges wait_for_pipeline reads are only set at commit, so a consumer that stops
+//     committing looks caught up. Not explained further.
+//  3. passed: 6,000 of 6,000 scored, 0 lost; the same session expiry and rejoin (JoinGroup
+//     answered after 7.9 s), 6,094 scores replayed (the batches whose commits failed with
+//     "Unknown member").
+// Directions, not yet tried: a session timeout above the outage (with static membership so a
+// restart does not wait for it), shorter socket/request timeouts so a request lost with a
+// connection is retried on a new one, lag gauges refreshed from the consumer position, and a
+// longer sensor delivery timeout. Run it with --gtest_also_run_disabled_tests.
 TEST(BrokerFault, DISABLED_OneBrokerDownMidStreamLosesNothingAllDownMeansNotReady) {
   const std::string bin = IMMUNIZER_BIN_DIR;
   const int outage = std::getenv("IMMUNIZER_E2E_OUTAGE_SECONDS")
