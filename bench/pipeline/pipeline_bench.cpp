@@ -299,6 +299,7 @@ struct Options {
   // to score), not its CPU: 16,194 records/s, against 48,903 at 20,000 with 0 lost.
   uint64_t max_lag = 20'000;
   int stall_seconds = 60;
+  int stop_grace_seconds = 10;  // SIGTERM to SIGKILL (longer for services run under a profiler)
   std::string bin_dir;
   std::vector<std::string> env;
 };
@@ -351,6 +352,11 @@ int main(int argc, char** argv) {
   app.add_option("--latency-every", o.latency_every, "sample the latency of one record in N")
       ->capture_default_str();
   app.add_option("--stall", o.stall_seconds, "give up after this many seconds without progress")
+      ->capture_default_str();
+  app.add_option("--stop-grace", o.stop_grace_seconds,
+                 "seconds each service has to stop after SIGTERM before SIGKILL (e.g. 120 when "
+                 "--bin-dir wraps a service in valgrind --tool=callgrind, which writes its "
+                 "profile at exit)")
       ->capture_default_str();
   app.add_option("--bin-dir", o.bin_dir,
                  "folder of immunizer and immunizer-* (default: ../bin beside this one)");
@@ -529,7 +535,8 @@ int main(int argc, char** argv) {
     for (const auto& s : stages)
       if (s.pid) cpu1[s.name] = cpu_seconds(s.pid);
     const auto stats1 = sensor->stats();
-    sup.stop_all(std::chrono::seconds(10));  // the probe writes its file on SIGTERM
+    sup.stop_all(
+        std::chrono::seconds(o.stop_grace_seconds));  // the probe writes its file on SIGTERM
 
     const double n = static_cast<double>(o.records);
     const uint64_t sent = stats1.sent - stats0.sent;
@@ -591,6 +598,6 @@ int main(int argc, char** argv) {
     std::cerr << "pipeline_bench: " << e.what() << "\n";
     rc = 1;
   }
-  sup.stop_all(std::chrono::seconds(10));
+  sup.stop_all(std::chrono::seconds(o.stop_grace_seconds));
   return rc;
 }
