@@ -1,13 +1,14 @@
 // A client for examples/grpc_service: sends Order RPCs as one session (metadata "x-session"),
 // optionally naming a client address in "x-forwarded-for" (the service trusts it only from a
-// configured proxy, as the demo's replayer is), and counts the answers, so the live test (live_test.sh) and a person trying
-// docs/integrate.md can see a service get blocked. Normal orders draw products, cities and
-// quantities from small word lists; attack orders carry the usual classes (SQL injection, XSS,
-// path traversal, command injection, an oversized value, out-of-range numbers, deep nesting).
-// Bounded by --count and --seconds. Prints one line:
+// configured proxy, as the demo's replayer is), and counts the answers, so the live test
+// (live_test.sh) and a person trying docs/integrate.md can see a service get blocked. Normal orders
+// draw products, cities and quantities from small word lists; attack orders carry the usual classes
+// (SQL injection, XSS, path traversal, command injection, an oversized value, out-of-range numbers,
+// deep nesting). Bounded by --count and --seconds. Prints one line:
 //   sent=N ok=N denied=N other=N first_denied=I|-1 seconds=S
 //   immunizer-grpc-client --target 127.0.0.1:50051 --session alice [--ip 198.51.100.7]
-//                         --kind normal --count 100 [--rate 50] [--stop-when-denied] [--seconds 60] [--seed 1]
+//                         --kind normal --count 100 [--rate 50] [--stop-when-denied] [--seconds 60]
+//                         [--seed 1]
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -34,15 +35,15 @@ struct Options {
   unsigned seed = 1;
 };
 
-const std::vector<std::string> kProducts = {
-    "Vino Rioja",     "Queso Manchego", "Aceite de oliva", "Jamon iberico", "Turron de Jijona",
-    "Azafran",        "Chorizo",        "Sobrasada",       "Cava brut",     "Miel de romero",
-    "Pimenton dulce", "Mazapan"};
+const std::vector<std::string> kProducts = {"Vino Rioja",     "Queso Manchego",   "Aceite de oliva",
+                                            "Jamon iberico",  "Turron de Jijona", "Azafran",
+                                            "Chorizo",        "Sobrasada",        "Cava brut",
+                                            "Miel de romero", "Pimenton dulce",   "Mazapan"};
 const std::vector<std::string> kStreets = {"Calle Mayor 1",       "Gran Via 23",
                                            "Paseo del Prado 8",   "Calle de Alcala 120",
                                            "Avenida Diagonal 45", "Calle Serrano 7"};
-const std::vector<std::string> kCities = {"Madrid", "Barcelona", "Sevilla",
-                                          "Valencia", "Bilbao",   "Zaragoza"};
+const std::vector<std::string> kCities = {"Madrid",   "Barcelona", "Sevilla",
+                                          "Valencia", "Bilbao",    "Zaragoza"};
 const std::vector<std::string> kCoupons = {"SPRING10", "WELCOME", "FREESHIP", "VIP5"};
 
 template <typename T>
@@ -147,8 +148,7 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto deadline = t0 + std::chrono::duration<double>(o.seconds);
   for (long i = 0; i < o.count && std::chrono::steady_clock::now() < deadline; ++i) {
-    if (o.rate > 0)
-      std::this_thread::sleep_until(t0 + std::chrono::duration<double>(i / o.rate));
+    if (o.rate > 0) std::this_thread::sleep_until(t0 + std::chrono::duration<double>(i / o.rate));
     const auto req = o.kind == "attack" ? attack_order(rng, i) : normal_order(rng);
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-session", o.session);
