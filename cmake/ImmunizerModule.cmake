@@ -8,6 +8,11 @@
 if(IMMUNIZER_SANITIZE)
   add_compile_options(-fsanitize=${IMMUNIZER_SANITIZE} -fno-omit-frame-pointer)
   add_link_options(-fsanitize=${IMMUNIZER_SANITIZE})
+  # A UBSan finding aborts (and so fails its test) instead of printing and going on (the
+  # fuzz build below says the same).
+  if(IMMUNIZER_SANITIZE MATCHES "undefined" AND NOT IMMUNIZER_FUZZ)
+    add_compile_options(-fno-sanitize-recover=undefined)
+  endif()
 endif()
 # The `fuzz` preset (clang): coverage instrumentation for libFuzzer in every library, and
 # UBSan findings abort (a fuzzer only notices a crash). fuzz/ links the targets.
@@ -60,6 +65,9 @@ function(immunizer_test)
   endif()
   add_test(NAME ${A_NAME} COMMAND ${A_NAME})
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT})
+  if("unit" IN_LIST A_LABELS)
+    set_property(GLOBAL APPEND PROPERTY IMMUNIZER_UNIT_TESTS ${A_NAME})  # the unit_tests target
+  endif()
 endfunction()
 
 function(immunizer_bench)
