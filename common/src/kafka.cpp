@@ -175,6 +175,11 @@ class KafkaProducer final : public Producer {
     props["linger.ms"] = "5";
     props["compression.type"] = "lz4";
     props["message.timeout.ms"] = "60000";
+    // A request the broker never answers (a connection that went dead without a reset, as the
+    // mock cluster's downed broker leaves some) is retried on a new connection after 10 s, not
+    // librdkafka's 30 s (requests) / 60 s (socket): within message.timeout.ms, so not lost.
+    props["request.timeout.ms"] = "10000";
+    props["socket.timeout.ms"] = "10000";
     for (const auto& [k, v] : overrides) props[k] = v;
     rd_kafka_conf_t* conf = make_conf(props);
     rd_kafka_conf_set_opaque(conf, this);
@@ -272,6 +277,9 @@ class KafkaConsumer final : public Consumer {
     props["heartbeat.interval.ms"] = "1000";
     props["fetch.wait.max.ms"] = "20";
     props["topic.metadata.refresh.interval.ms"] = "5000";
+    // An unanswered request (commit, heartbeat, fetch) on a dead connection holds back every
+    // request behind it on that connection: give up on it after 10 s, not 60 s, and reconnect.
+    props["socket.timeout.ms"] = "10000";
     for (const auto& [k, v] : overrides) props[k] = v;
     rd_kafka_conf_t* conf = make_conf(props);
     rd_kafka_conf_set_log_cb(conf, log_cb);

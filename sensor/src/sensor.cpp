@@ -226,6 +226,11 @@ void Sensor::Impl::create_producer() {
   set_conf(conf, "compression.type", cfg_.compression);
   // Reconnect within 2 s of the broker coming back (librdkafka's default ceiling is 10 s).
   set_conf(conf, "reconnect.backoff.max.ms", "2000");
+  // A produce request the broker never answers (a connection gone dead without a reset) is
+  // retried on a new connection after 10 s instead of librdkafka's 30 s, which equals the default
+  // delivery timeout: the records would time out with it.
+  set_conf(conf, "request.timeout.ms", "10000");
+  set_conf(conf, "socket.timeout.ms", "10000");
   // librdkafka's own limits sit above ours so that the byte budget decides first and
   // produce() returns QUEUE_FULL instead of blocking (we never pass RD_KAFKA_MSG_F_BLOCK).
   const size_t kbytes = std::min<size_t>(cfg_.max_inflight_bytes / 1024 + 1024, 2097151);

@@ -66,7 +66,9 @@ struct SensorConfig {
   double min_sample_rate = 0.001;         // the CPU-budget controller never goes below this
   size_t max_inflight_bytes = 32u << 20;  // records encoded but not yet acknowledged
   size_t queue_capacity = 65536;          // hand-off ring (records), rounded up to a power of 2
-  int delivery_timeout_ms = 30000;        // librdkafka message.timeout.ms
+  // librdkafka message.timeout.ms: longer than a broker outage the pipeline rides out (30 s,
+  // issue 11) plus the 10 s request timeout; memory is bounded by max_inflight_bytes meanwhile.
+  int delivery_timeout_ms = 120000;
   int linger_ms = 50;  // librdkafka linger.ms (records reach Kafka at most this much later)
   size_t max_batch_records = 256;       // records of one model key per Kafka message
                                         // (CallRecordBatch); 1: one CallRecord per message
