@@ -149,6 +149,11 @@ ROWS = [
         ("Incident alarms / s", "timeseries", "ops", "Alarms grouped into incidents, collapsed into a row, duplicates.",
          [rate("immunizer_dashboard_incident_alarms_total"), rate("immunizer_dashboard_incident_alarms_collapsed_total"),
           rate("immunizer_dashboard_incident_alarms_duplicate_total")], ""),
+        ("Low-evidence alarms / s", "timeseries", "ops",
+         "Alarms kept in pattern rows (no incident of their own yet), and pattern alarms moved into "
+         "a principal's incident when its evidence arrived.",
+         [rate("immunizer_dashboard_incident_pattern_alarms_total"),
+          rate("immunizer_dashboard_incident_alarms_moved_total")], ""),
         ("History database", "timeseries", "bytes", "Size of the SQLite history; incidents pruned and errors per second.",
          [gauge("immunizer_dashboard_store_bytes"), rate("immunizer_dashboard_store_pruned_incidents_total"),
           rate("immunizer_dashboard_store_errors_total", "op")], "{{op}}"),
