@@ -24,16 +24,16 @@ KafkaSettings KafkaSettings::from_config(const Config& c) {
   s.ssl_certificate_location = c.get_string("kafka.ssl_certificate_location", "");
   s.ssl_key_location = c.get_string("kafka.ssl_key_location", "");
   if (s.ssl_certificate_location.empty() != s.ssl_key_location.empty())
-    throw ConfigError(
+    c.error(
         "config keys 'kafka.ssl_certificate_location' and 'kafka.ssl_key_location': set both (the "
         "service's client certificate for mutual TLS to Kafka) or neither");
   if (!s.ssl_certificate_location.empty() && s.security_protocol != "ssl" &&
       s.security_protocol != "sasl_ssl")
-    throw ConfigError(
+    c.error(
         "config key 'kafka.ssl_certificate_location': needs kafka.security_protocol ssl or "
         "sasl_ssl, not " +
         s.security_protocol);
-  if (s.bootstrap.empty()) throw ConfigError("config key 'kafka.bootstrap': must not be empty");
+  if (s.bootstrap.empty()) c.error("config key 'kafka.bootstrap': must not be empty");
   return s;
 }
 

@@ -74,7 +74,12 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     if (!log_level.empty()) sets.push_back("log.level=" + log_level);
     ctx.config = Config::load(config_path, sets);
     if (check_config) ctx.config.collect_errors();
-    init_logging(ctx.config.get_string("log.level", "info"));
+    try {
+      init_logging(ctx.config.get_string("log.level", "info"));
+    } catch (const ConfigError& e) {
+      ctx.config.error(e.what());  // a check goes on with the default level
+      init_logging("info");
+    }
     ctx.log = logger(name);
     ctx.kafka = KafkaSettings::from_config(ctx.config);
     ctx.topics = Topics::with_prefix(ctx.kafka.topic_prefix);
@@ -87,11 +92,15 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
                                             HttpLimits::from_config(ctx.config));
     try {
       body = setup(ctx);
+    } catch (const ConfigErrorsRecorded&) {
+      // Checking mode: the component recorded its errors (Config::stop_if_errors) and built
+      // nothing on them.
     } catch (const ConfigError& e) {
       if (!check_config) throw;
-      errors.push_back(e.what());  // a check the component makes itself: it stops at the first
+      errors.push_back(e.what());  // thrown while building: the check stops there
     }
     ctx.config.reject_unknown();
+  } catch (const ConfigErrorsRecorded&) {
   } catch (const ConfigError& e) {
     if (!check_config) {
       std::cerr << "immunizer-" << name << ": configuration error: " << e.what() << "\n";

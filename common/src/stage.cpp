@@ -95,13 +95,15 @@ int run_stage(int argc, char** argv, const Stage& stage) {
   return run_service(
       argc, argv, std::string(stage.name), stage.default_port, [&stage](ServiceContext& ctx) {
         auto run = std::make_shared<StageRun>();
+        // Read before the stage's own keys: a --check-config stopped by the stage's errors
+        // must not report the tuning keys as unknown.
+        if (stage.tunable) run->tuning = StreamTuning::from_config(ctx.config, ctx.name);
         StageSetup s = stage.setup(ctx);
         if (!s.processor)
           throw std::logic_error(std::string(stage.name) + ": the stage's setup made no processor");
         run->processor = std::move(s.processor);
         run->group = std::move(s.group);
         run->restore_timeout = s.restore_timeout;
-        if (stage.tunable) run->tuning = StreamTuning::from_config(ctx.config, ctx.name);
         return [&ctx, &stage, run] { run_stream(ctx, stage, *run); };
       });
 }

@@ -98,6 +98,26 @@ TEST(Config, CheckingModeCollectsEveryErrorWithItsKeyAndReturnsDefaults) {
   EXPECT_NE(errors[5].find("unknown"), std::string::npos);
 }
 
+// Issue 14: a component's own checks (across keys) are recorded too in checking mode, so a
+// check prints every error; stop_if_errors() then keeps the component from building on them.
+TEST(Config, ComponentChecksAreRecordedInCheckingModeAndThrowOtherwise) {
+  auto strict = Config::from_map({});
+  EXPECT_THROW(strict.error("config key 'a.x': bad"), ConfigError);
+  EXPECT_NO_THROW(strict.stop_if_errors());
+
+  auto c = Config::from_map({{"a.n", "12x"}});
+  c.collect_errors();
+  EXPECT_NO_THROW(c.stop_if_errors());  // nothing recorded yet
+  EXPECT_EQ(c.get_int("a.n", 1, 0, 10), 1);
+  EXPECT_NO_THROW(c.error("config keys 'a.lo' and 'a.hi': lo exceeds hi"));
+  EXPECT_NO_THROW(c.error("config key 'a.file': cannot read '/nonexistent'"));
+  ASSERT_EQ(c.errors().size(), 3u);
+  EXPECT_NE(c.errors()[0].find("'a.n'"), std::string::npos);
+  EXPECT_NE(c.errors()[1].find("'a.lo'"), std::string::npos);
+  EXPECT_NE(c.errors()[2].find("'a.file'"), std::string::npos);
+  EXPECT_THROW(c.stop_if_errors(), immunizer::common::ConfigErrorsRecorded);
+}
+
 // Issue 11: `0x10`, ` 5000` and `+5000` were accepted as numbers.
 TEST(Config, NumbersAreParsedStrictly) {
   for (const std::string bad : {"0x10", " 5000", "+5000", "5000 ", "5e3x", "", "1_000", "0x1p4"}) {

@@ -42,7 +42,7 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   while (!d.public_origin.empty() && d.public_origin.back() == '/') d.public_origin.pop_back();
   if (!d.public_origin.empty() && d.public_origin.rfind("http://", 0) != 0 &&
       d.public_origin.rfind("https://", 0) != 0)
-    throw common::ConfigError(
+    c.error(
         "dashboard.public_origin: must start with http:// or https:// (e.g. "
         "https://immunizer.example.com), not '" +
         d.public_origin + "'");
@@ -73,8 +73,8 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.pipeline_metrics_urls = c.get_list("dashboard.pipeline_metrics_urls", {});
   for (const auto& u : d.pipeline_metrics_urls)
     if (u.rfind("http://", 0) != 0 || u.size() <= 7)
-      throw common::ConfigError("dashboard.pipeline_metrics_urls: '" + u +
-                                "' is not an http://host:port/metrics URL");
+      c.error("dashboard.pipeline_metrics_urls: '" + u +
+              "' is not an http://host:port/metrics URL");
   d.notify_webhook_urls = c.get_list("dashboard.notify_webhook_urls", {});
   d.notify_webhook_secret = c.get_secret("dashboard.notify_webhook_secret");
   d.notify_jsonl_path = c.get_string("dashboard.notify_jsonl_path", "");
@@ -86,26 +86,29 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
       c.get_int("dashboard.notify_max_backoff_ms", d.notify_max_backoff_ms, 1, 3'600'000);
   d.notify_timeout_ms = c.get_int("dashboard.notify_timeout_ms", d.notify_timeout_ms, 100, 600'000);
   if (d.data_dir.empty())
-    throw common::ConfigError(
+    c.error(
         "dashboard.data_dir: must not be empty "
         "(\":memory:\" keeps no history)");
   if (!d.notify_webhook_urls.empty() && d.notify_webhook_secret.empty())
-    throw common::ConfigError(
+    c.error(
         "dashboard.notify_webhook_secret: required when "
         "dashboard.notify_webhook_urls is set");
+  else if (!d.notify_webhook_urls.empty() && d.notify_webhook_secret.size() < 32)
+    // An HMAC key that short can be guessed offline from one signed delivery (the notifier
+    // refuses it too).
+    c.error("dashboard.notify_webhook_secret: " + std::to_string(d.notify_webhook_secret.size()) +
+            " bytes; at least 32 are required (e.g. head -c 32 /dev/urandom | base64)");
   for (const auto& e : d.notify_events)
     if (e != "opened" && e != "escalated" && e != "resolved")
-      throw common::ConfigError("dashboard.notify_events: '" + e +
-                                "' is not one of opened, escalated, resolved");
+      c.error("dashboard.notify_events: '" + e + "' is not one of opened, escalated, resolved");
   for (const auto& u : d.notify_webhook_urls)
     if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0)
-      throw common::ConfigError("dashboard.notify_webhook_urls: '" + u +
-                                "' is not an http:// or https:// URL");
-  if (d.group.empty()) throw common::ConfigError("dashboard.group: must not be empty");
+      c.error("dashboard.notify_webhook_urls: '" + u + "' is not an http:// or https:// URL");
+  if (d.group.empty()) c.error("dashboard.group: must not be empty");
   if (!d.auth_user.empty() && d.auth_password.empty())
-    throw common::ConfigError("dashboard.auth_password: required when dashboard.auth_user is set");
+    c.error("dashboard.auth_password: required when dashboard.auth_user is set");
   if (d.auth_user.empty() && !d.auth_password.empty())
-    throw common::ConfigError("dashboard.auth_user: required when dashboard.auth_password is set");
+    c.error("dashboard.auth_user: required when dashboard.auth_password is set");
   return d;
 }
 

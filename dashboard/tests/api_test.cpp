@@ -442,6 +442,18 @@ TEST(DashboardConfig, DefaultsAndValidation) {
   EXPECT_THROW(DashboardConfig::from_config(
                    common::Config::from_map({{"dashboard.public_origin", "evil.example"}})),
                common::ConfigError);
+  // Issue 11: a webhook HMAC key under 32 bytes is a configuration error (config check
+  // reports it), not only a refusal when the notifier starts.
+  for (const size_t n : {1, 31}) {
+    EXPECT_THROW(DashboardConfig::from_config(common::Config::from_map(
+                     {{"dashboard.notify_webhook_urls", "http://127.0.0.1:1/hook"},
+                      {"dashboard.notify_webhook_secret", std::string(n, 'k')}})),
+                 common::ConfigError)
+        << n;
+  }
+  EXPECT_NO_THROW(DashboardConfig::from_config(
+      common::Config::from_map({{"dashboard.notify_webhook_urls", "http://127.0.0.1:1/hook"},
+                                {"dashboard.notify_webhook_secret", std::string(32, 'k')}})));
 }
 
 // ---- authentication, roles, CSRF, rate limits ------------------------------------------------

@@ -13,17 +13,15 @@ ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
   ExecuteConfig e;
   e.grpc_listen = c.get_string("execute.grpc_listen", e.grpc_listen);
   if (e.grpc_listen.find(':') == std::string::npos)
-    throw common::ConfigError("config key 'execute.grpc_listen': '" + e.grpc_listen +
-                              "' is not host:port");
+    c.error("config key 'execute.grpc_listen': '" + e.grpc_listen + "' is not host:port");
   e.group = c.get_string("execute.group", e.group);
-  if (e.group.empty()) throw common::ConfigError("config key 'execute.group' must not be empty");
+  if (e.group.empty()) c.error("config key 'execute.group' must not be empty");
   e.default_ttl_ms =
       c.get_int("execute.default_ttl_ms", e.default_ttl_ms, 1000, 365LL * 24 * 3600 * 1000);
   e.max_ttl_ms = c.get_int("execute.max_ttl_ms", e.max_ttl_ms, 1000, 365LL * 24 * 3600 * 1000);
   if (e.default_ttl_ms > e.max_ttl_ms)
-    throw common::ConfigError(
-        "config key 'execute.default_ttl_ms' (" + std::to_string(e.default_ttl_ms) +
-        ") exceeds 'execute.max_ttl_ms' (" + std::to_string(e.max_ttl_ms) + ")");
+    c.error("config key 'execute.default_ttl_ms' (" + std::to_string(e.default_ttl_ms) +
+            ") exceeds 'execute.max_ttl_ms' (" + std::to_string(e.max_ttl_ms) + ")");
   e.effector_queue_limit =
       static_cast<size_t>(c.get_int("execute.effector_queue_limit",
                                     static_cast<int64_t>(e.effector_queue_limit), 16, 10'000'000));
@@ -36,7 +34,7 @@ ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
   e.tls.cert_file = c.get_string("execute.tls_cert_file", "");
   e.tls.key_file = c.get_string("execute.tls_key_file", "");
   if (e.tls.enabled && (e.tls.ca_file.empty() || e.tls.cert_file.empty() || e.tls.key_file.empty()))
-    throw common::ConfigError(
+    c.error(
         "config keys 'execute.tls_ca_file', 'execute.tls_cert_file' and 'execute.tls_key_file' are "
         "required: the gRPC "
         "server uses mutual TLS ('immunizer pki init' makes the files; execute.tls=none turns TLS "
@@ -44,22 +42,23 @@ ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
   // The shared HMAC key of earlier releases: anyone holding it could forge directives.
   for (const char* old : {"security.signing_key", "security.signing_key_file", "security.key_id"})
     if (c.has(old))
-      throw common::ConfigError(
-          std::string("config key '") + old +
-          "' is no longer used: directives are signed with Ed25519; set "
-          "'execute.directive_signing_key_file' (keys/execute.key of 'immunizer pki init')");
+      c.error(std::string("config key '") + old +
+              "' is no longer used: directives are signed with Ed25519; set "
+              "'execute.directive_signing_key_file' (keys/execute.key of 'immunizer pki init')");
   const std::string key_file = c.get_string("execute.directive_signing_key_file", "");
-  if (key_file.empty())
-    throw common::ConfigError(
+  if (key_file.empty()) {
+    c.error(
         "config key 'execute.directive_signing_key_file' is empty: execute signs every directive "
         "with its Ed25519 key "
         "and effectors reject unsigned ones ('immunizer pki init' or 'immunizer up' makes "
         "keys/execute.key)");
-  try {
-    e.signing_key = std::make_shared<const crypto::SigningKey>(crypto::SigningKey::load(key_file));
-  } catch (const std::exception& ex) {
-    throw common::ConfigError(std::string("config key 'execute.directive_signing_key_file': ") +
-                              ex.what());
+  } else {
+    try {
+      e.signing_key =
+          std::make_shared<const crypto::SigningKey>(crypto::SigningKey::load(key_file));
+    } catch (const std::exception& ex) {
+      c.error(std::string("config key 'execute.directive_signing_key_file': ") + ex.what());
+    }
   }
   read_plan_guard(c, e);
   return e;
@@ -68,7 +67,7 @@ ExecuteConfig ExecuteConfig::from_config(const common::Config& c) {
 void ExecuteConfig::read_plan_guard(const common::Config& c, ExecuteConfig& e) {
   const auto paths = c.get_list("execute.plan_public_keys", {});
   if (paths.empty())
-    throw common::ConfigError(
+    c.error(
         "config key 'execute.plan_public_keys' is empty: execute enforces only plans signed by a "
         "trusted plan key; "
         "set it (IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS, comma-separated) to the PEM public key "
@@ -78,14 +77,15 @@ void ExecuteConfig::read_plan_guard(const common::Config& c, ExecuteConfig& e) {
     std::ifstream in(path, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
-    if (!in)
-      throw common::ConfigError("config key 'execute.plan_public_keys': cannot read '" + path +
-                                "'");
+    if (!in) {
+      c.error("config key 'execute.plan_public_keys': cannot read '" + path + "'");
+      continue;
+    }
     try {
       (void)crypto::VerifyingKey::from_pem(ss.str());
     } catch (const std::exception& ex) {
-      throw common::ConfigError("config key 'execute.plan_public_keys': '" + path +
-                                "': " + ex.what());
+      c.error("config key 'execute.plan_public_keys': '" + path + "': " + ex.what());
+      continue;
     }
     e.plan_public_keys_pem.push_back(ss.str());
   }
@@ -95,8 +95,8 @@ void ExecuteConfig::read_plan_guard(const common::Config& c, ExecuteConfig& e) {
     if (const v1::ActionKind kind = v1::action_kind_from_verb(k);
         kind == v1::ACTION_KIND_UNSPECIFIED || kind == v1::ACTION_LOG ||
         kind == v1::ACTION_ESCALATE)
-      throw common::ConfigError("config key 'execute.guard.automatic_actions': '" + k +
-                                "' is not one of block, throttle, abort, disable");
+      c.error("config key 'execute.guard.automatic_actions': '" + k +
+              "' is not one of block, throttle, abort, disable");
   e.guard_automatic_max_ttl_ms =
       c.get_int("execute.guard.automatic_max_ttl_ms",
                 std::min(e.guard_automatic_max_ttl_ms, e.max_ttl_ms), 1000, e.max_ttl_ms);

@@ -105,6 +105,7 @@ const common::Stage kStage{
         [](common::ServiceContext& ctx) {
           // Read every key first, so bad configuration fails before any connection is made.
           const auto cfg = ExecuteConfig::from_config(ctx.config);
+          ctx.config.stop_if_errors();  // --check-config: build nothing on a bad value
           return common::StageSetup{std::make_unique<ExecuteStage>(cfg, ctx), cfg.group,
                                     std::chrono::milliseconds(cfg.restore_timeout_ms)};
         },

@@ -30,7 +30,7 @@ MonitorConfig MonitorConfig::from_config(const common::Config& c) {
   try {
     m.features = sanitize(f);
   } catch (const std::invalid_argument& e) {
-    throw common::ConfigError(std::string("monitor: ") + e.what());
+    c.error(std::string("monitor: ") + e.what());
   }
   m.snapshot_interval_ms =
       c.get_int("monitor.snapshot_interval_ms", m.snapshot_interval_ms, 1000, 86'400'000);

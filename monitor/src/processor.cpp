@@ -224,6 +224,7 @@ const common::Stage kStage{
         [](common::ServiceContext& ctx) {
           const auto cfg = MonitorConfig::from_config(ctx.config);
           const bool restore = ctx.config.get_bool("monitor.restore_snapshots", true);
+          ctx.config.stop_if_errors();  // --check-config: build nothing on a bad value
           return common::StageSetup{
               std::make_unique<MonitorProcessor>(cfg, ctx.topics, ctx.clock, *ctx.registry),
               cfg.group, restore ? std::chrono::seconds(30) : std::chrono::seconds(0)};

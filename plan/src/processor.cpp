@@ -72,6 +72,7 @@ const common::Stage kStage{
     .setup =
         [](common::ServiceContext& ctx) {
           const auto cfg = PlanConfig::from_config(ctx.config);
+          ctx.config.stop_if_errors();  // --check-config: build nothing on a bad value
           ctx.log->info("signing plans with key {} ({})", cfg.signing_key->key_id(),
                         cfg.signing_key_file);
           return common::StageSetup{

@@ -9,6 +9,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace immunizer::common {
@@ -17,6 +18,13 @@ namespace immunizer::common {
 class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// Thrown by Config::stop_if_errors() in checking mode: the errors are in Config::errors()
+// already, this only stops the component from building anything on them.
+class ConfigErrorsRecorded : public ConfigError {
+ public:
+  ConfigErrorsRecorded() : ConfigError("configuration errors recorded") {}
 };
 
 // IMMUNIZER_* variables of the in-app agents that fall in a service namespace (e.g. the
@@ -63,6 +71,16 @@ class Config {
   // per unknown key, so a check can print every error at once.
   void collect_errors() { collect_ = true; }
   const std::vector<std::string>& errors() const { return errors_; }
+  // A check a component makes itself (across keys, or of a value no getter can judge):
+  // `what` names the key(s). Throws ConfigError, or in checking mode records it and returns,
+  // and the component goes on reading its other keys.
+  void error(std::string what) const { (void)fail(std::move(what), 0); }
+  // In checking mode, once a component has read every key: throws ConfigErrorsRecorded when
+  // any error was recorded, so nothing is built on a bad value. A no-op otherwise (outside
+  // checking mode the first error has thrown already).
+  void stop_if_errors() const {
+    if (collect_ && !errors_.empty()) throw ConfigErrorsRecorded();
+  }
 
  private:
   const std::string* lookup(const std::string& key) const;

@@ -59,7 +59,8 @@ struct ExecuteConfig {
   int64_t guard_max_automatic_blocks_per_minute = 300;
   int64_t guard_breaker_cooldown_ms = 300'000;
 
-  // Throws common::ConfigError naming the key on a bad or missing value.
+  // Throws common::ConfigError naming the key on a bad or missing value (in checking mode:
+  // records every error and goes on, common::Config::error).
   static ExecuteConfig from_config(const common::Config& c);
   // The execute.plan_public_keys and execute.guard.* part of from_config.
   static void read_plan_guard(const common::Config& c, ExecuteConfig& e);

@@ -19,7 +19,8 @@ struct PlanConfig {
   std::string signing_key_file;
   std::shared_ptr<const crypto::SigningKey> signing_key;
 
-  // Throws common::ConfigError naming the key on a bad or missing value or an unreadable key.
+  // Throws common::ConfigError naming the key on a bad or missing value or an unreadable key
+  // (in checking mode: records every error and goes on, common::Config::error).
   static PlanConfig from_config(const common::Config& c);
 };
 
