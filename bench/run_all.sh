@@ -22,6 +22,10 @@ run() {
   local name="$1"; shift
   if ! "$@"; then echo "bench: $name did not run to the end" >&2; failed+=("$name"); fi
 }
+# run, for the benchmarks that drive their load with wrk: skipped (said so) without it.
+run_with_wrk() {
+  if command -v wrk >/dev/null; then run "$@"; else echo "skipped: wrk not installed (scripts/deps.sh installs it)"; fi
+}
 if want agents; then
   section "agents" "sensor record cost and effector allows() (targets: 250 ns, 30 ns; docs/evaluation.md)"
   run agents "$BUILD/bench/agents_bench" --benchmark_min_time="$min_time"
@@ -60,12 +64,8 @@ if want models; then
 fi
 if want shop_load; then
   section "shop_load" "demo shop requests/s under wrk, without agents vs with them"
-  if command -v wrk >/dev/null; then
-    if [[ "$QUICK" == 1 ]]; then export DURATION=${DURATION:-2} ROUNDS=${ROUNDS:-1}; fi
-    run shop_load bash "$ROOT/bench/agents/shop_load.sh" "$BUILD/bin"
-  else
-    echo "skipped: wrk not installed (scripts/deps.sh installs it)"
-  fi
+  if [[ "$QUICK" == 1 ]]; then export DURATION=${DURATION:-2} ROUNDS=${ROUNDS:-1}; fi
+  run_with_wrk shop_load bash "$ROOT/bench/agents/shop_load.sh" "$BUILD/bin"
 fi
 if want pipeline; then
   section "pipeline" "records through sensor -> embedded broker -> monitor -> analyze"
@@ -77,12 +77,8 @@ if want pipeline; then
 fi
 if want mitigation; then
   section "mitigation" "first attack request -> first 403 under wrk load on the demo stack (target p99 <= 250 ms at 10k req/s)"
-  if command -v wrk >/dev/null; then
-    if [[ "$QUICK" == 1 ]]; then export RATE=${RATE:-2000} ROUNDS=${ROUNDS:-3}; fi
-    run mitigation bash "$ROOT/bench/mitigation/run.sh" "$BUILD/bin"
-  else
-    echo "skipped: wrk not installed (scripts/deps.sh installs it)"
-  fi
+  if [[ "$QUICK" == 1 ]]; then export RATE=${RATE:-2000} ROUNDS=${ROUNDS:-3}; fi
+  run_with_wrk mitigation bash "$ROOT/bench/mitigation/run.sh" "$BUILD/bin"
 fi
 if ((${#failed[@]})); then
   echo "bench: failed to run: ${failed[*]}" >&2

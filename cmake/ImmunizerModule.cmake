@@ -4,6 +4,8 @@
 #   immunizer_executable(NAME <target> SOURCES ... [DEPS ...])
 #   immunizer_test(NAME <target> SOURCES ... [DEPS ...] [LABELS ...] [TIMEOUT s])
 #   immunizer_bench(NAME <target> SOURCES ... [DEPS ...])
+#     tests and benchmarks link immunizer_testing (common/testing: fakes and fixtures), which
+#     no production target links.
 
 if(IMMUNIZER_SANITIZE)
   add_compile_options(-fsanitize=${IMMUNIZER_SANITIZE} -fno-omit-frame-pointer)
@@ -51,7 +53,8 @@ endfunction()
 function(immunizer_test)
   cmake_parse_arguments(A "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${A_NAME} ${A_SOURCES})
-  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} immunizer_testing GTest::gtest GTest::gmock
+                                             GTest::gtest_main)
   target_compile_definitions(${A_NAME} PRIVATE
     IMMUNIZER_DATASETS="${IMMUNIZER_DATASETS}"
     IMMUNIZER_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
@@ -73,7 +76,7 @@ endfunction()
 function(immunizer_bench)
   cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS" ${ARGN})
   add_executable(${A_NAME} ${A_SOURCES})
-  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} immunizer_testing)
   target_compile_definitions(${A_NAME} PRIVATE
     IMMUNIZER_DATASETS="${IMMUNIZER_DATASETS}" IMMUNIZER_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   set_target_properties(${A_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/bench")

@@ -4,6 +4,9 @@
 #include "immunizer/common/ids.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/plan/processor.hpp"
+#include "immunizer/testing/manual_clock.hpp"
+
+#include <prometheus/registry.h>
 
 using namespace immunizer;
 

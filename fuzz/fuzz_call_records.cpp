@@ -1,11 +1,13 @@
 // immunizer.calls payloads (CallRecordBatch or CallRecord, attacker-influenced bytes from
 // the sensor) through parse_call_records and the monitor's processor, as the monitor
 // service runs them: feature extraction, schema freezing, snapshots.
+#include <prometheus/registry.h>
 #include <cstdlib>
 
 #include "fuzz_util.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/monitor/processor.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/call_records.hpp"
 
 using namespace immunizer;

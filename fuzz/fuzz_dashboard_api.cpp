@@ -4,6 +4,7 @@
 // message of the input is one request (tag: endpoint). The server and its state live for
 // the whole run (what a dashboard does); outputs are discarded.
 #include <httplib.h>
+#include <prometheus/registry.h>
 
 #include <memory>
 
@@ -12,6 +13,7 @@
 #include "immunizer/common/ids.hpp"
 #include "immunizer/dashboard/api.hpp"
 #include "immunizer/dashboard/processor.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 
 using namespace immunizer;
 using namespace immunizer::dashboard;

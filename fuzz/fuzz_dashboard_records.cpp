@@ -5,6 +5,9 @@
 #include "immunizer/common/ids.hpp"
 #include "immunizer/dashboard/json.hpp"
 #include "immunizer/dashboard/processor.hpp"
+#include "immunizer/testing/manual_clock.hpp"
+
+#include <prometheus/registry.h>
 
 using namespace immunizer;
 

@@ -5,6 +5,9 @@
 #include "fuzz_util.hpp"
 #include "immunizer/analyze/processor.hpp"
 #include "immunizer/common/ids.hpp"
+#include "immunizer/testing/manual_clock.hpp"
+
+#include <prometheus/registry.h>
 
 using namespace immunizer;
 

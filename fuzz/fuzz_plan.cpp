@@ -7,6 +7,9 @@
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/plan/plan_signing.hpp"
+#include "immunizer/testing/manual_clock.hpp"
+
+#include <prometheus/registry.h>
 
 using namespace immunizer;
 

@@ -4,19 +4,21 @@
 // the next target's seeds. Small handwritten seeds cover the JSON bodies and configuration.
 // Usage: fuzz_seeds <datasets folder (holding csic2010/)> <output folder> [requests per file]
 // Nothing is written into the source tree; the output is rebuilt by each run.
+#include <prometheus/registry.h>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "fuzz_util.hpp"
 #include "immunizer/analyze/processor.hpp"
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/monitor/csic.hpp"
 #include "immunizer/monitor/processor.hpp"
 #include "immunizer/plan/processor.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 
 using namespace immunizer;
 namespace fs = std::filesystem;

@@ -1,11 +1,17 @@
 #include "immunizer/analyze/processor.hpp"
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
 #include <algorithm>
 #include <span>
 
 #include "immunizer/analyze/models/score_command.hpp"
 #include "immunizer/common/compress.hpp"
 #include "immunizer/common/logging.hpp"
+#include "immunizer/common/message_part.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/names.hpp"
@@ -16,49 +22,30 @@ namespace immunizer::analyze {
 AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topics,
                                    const common::Clock& clock, prometheus::Registry& r)
     : SnapshottingProcessor(kStage.snapshots, topics.models, cfg.snapshot_interval_ms, clock),
-      cfg_(cfg),
+      cfg_(std::move(cfg)),
       topics_(topics),
       clock_(clock),
-      models_(cfg.detector, cfg.threads),
-      alarms_(prometheus::BuildCounter()
-                  .Name("immunizer_alarms_total")
-                  .Help("Alarms raised, by severity")
-                  .Register(r)),
-      scored_(prometheus::BuildCounter()
-                  .Name("immunizer_analyze_vectors_scored_total")
-                  .Help("Feature vectors scored by an active model")
-                  .Register(r)
-                  .Add({})),
-      learning_(prometheus::BuildCounter()
-                    .Name("immunizer_analyze_vectors_learning_total")
-                    .Help("Feature vectors absorbed by models still in their grace period")
-                    .Register(r)
-                    .Add({})),
-      detection_latency_(
-          prometheus::BuildHistogram()
-              .Name("immunizer_detection_latency_seconds")
-              .Help("From the instrumented call to its alarm")
-              .Register(r)
-              .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                               0.5, 1, 2.5, 5, 10})),
-      models_by_state_(prometheus::BuildGauge()
-                           .Name("immunizer_analyze_models")
-                           .Help("Model keys held, by state")
-                           .Register(r)),
+      models_(cfg_.detector, cfg_.threads),
+      alarms_(common::counter_family(r, "immunizer_alarms_total", "Alarms raised, by severity")),
+      scored_(common::register_counter(r, "immunizer_analyze_vectors_scored_total",
+                                       "Feature vectors scored by an active model")),
+      learning_(common::register_counter(
+          r, "immunizer_analyze_vectors_learning_total",
+          "Feature vectors absorbed by models still in their grace period")),
+      detection_latency_(common::register_histogram(
+          r, "immunizer_detection_latency_seconds", "From the instrumented call to its alarm",
+          {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+      models_by_state_(
+          common::gauge_family(r, "immunizer_analyze_models", "Model keys held, by state")),
       models_active_(models_by_state_.Add({{"state", "active"}})),
       models_learning_(models_by_state_.Add({{"state", "learning"}})),
-      memory_(prometheus::BuildGauge()
-                  .Name("immunizer_analyze_model_memory_bytes")
-                  .Help("Memory held by all models")
-                  .Register(r)
-                  .Add({})),
-      feedback_(prometheus::BuildCounter()
-                    .Name("immunizer_analyze_feedback_total")
-                    .Help("False-positive feedback, by what it did to the model's reservoir "
-                          "(added, replaced: "
-                          "within the feedback share; merged: alike to a row already taught; "
-                          "ignored, unknown_model)")
-                    .Register(r)) {}
+      memory_(common::register_gauge(r, "immunizer_analyze_model_memory_bytes",
+                                     "Memory held by all models")),
+      feedback_(common::counter_family(
+          r, "immunizer_analyze_feedback_total",
+          "False-positive feedback, by what it did to the model's reservoir (added, replaced: "
+          "within the feedback share; merged: alike to a row already taught; ignored, "
+          "unknown_model)")) {}
 
 void AnalyzeProcessor::process(const common::Message& m, common::Producer& out) {
   process_batch({m}, out,
@@ -110,13 +97,65 @@ AnalyzeProcessor::Output& AnalyzeProcessor::next_output(KeyWork& w, const std::s
   return o;
 }
 
+namespace {
+
+// A dead letter for one row carries that row's bytes, with its message's coordinates.
+void reject_part(const common::Processor::Reject& reject, const common::Message& m,
+                 std::string_view bytes, const std::string& reason, const std::string& detail) {
+  reject(common::message_part(m, bytes), reason, detail);
+}
+
+}  // namespace
+
+void AnalyzeProcessor::build_alarm(const v1::FeatureVectorBatch& b, const v1::FeatureRow& row,
+                                   const Verdict& verdict, int64_t now, v1::Alarm& a) const {
+  const uint32_t version = b.schema().version();
+  a.Clear();
+  // Deterministic: a replay after a crash raises the same alarm, which downstream drops.
+  // The model version is the feature schema version (what a replayed vector is scored
+  // under; the fit count may differ when the restored snapshot is newer than the offsets).
+  const auto& rid = row.record_id();
+  if (rid.app().empty() && rid.instance().empty() && rid.seq() == 0)
+    a.set_id(common::random_id());  // no identity to derive from
+  else
+    a.set_id(common::derived_id({"alarm", rid.app(), rid.instance(), std::to_string(rid.seq()),
+                                 b.model_key(), std::to_string(version)}));
+  *a.mutable_record_id() = rid;
+  a.set_model_key(b.model_key());
+  *a.mutable_principal() = row.principal();
+  a.set_call(row.call());
+  if (cfg_.detector.detector != DetectorKind::kAutoencoder) {
+    auto* ds = a.add_scores();
+    ds->set_detector("iforest");
+    ds->set_raw(verdict.iforest_raw);
+    ds->set_tail_probability(verdict.iforest_tail);
+  }
+  if (cfg_.detector.detector != DetectorKind::kIForest) {
+    auto* ds = a.add_scores();
+    ds->set_detector("autoencoder");
+    ds->set_raw(verdict.ae_raw);
+    ds->set_tail_probability(verdict.ae_tail);
+  }
+  a.set_combined_score(verdict.combined);
+  a.set_threshold(verdict.threshold);
+  a.set_severity(static_cast<v1::Severity>(std::clamp(verdict.severity, 1, 4)));
+  for (const auto& c : verdict.top) {
+    auto* f = a.add_top_features();
+    f->set_feature(c.feature);
+    f->set_contribution(c.contribution);
+    f->set_value(c.value);
+  }
+  a.set_timestamp_unix_nanos(row.timestamp_unix_nanos());
+  a.set_raised_unix_nanos(now);
+  *a.mutable_labels() = row.labels();
+  *a.mutable_values() = row.values();
+  a.set_schema_version(version);
+}
+
 void AnalyzeProcessor::score_key(KeyWork& w, int64_t now) {
-  const bool forest = cfg_.detector.detector != DetectorKind::kAutoencoder;
-  const bool ae = cfg_.detector.detector != DetectorKind::kIForest;
   for (const size_t mi : w.messages) {
     const Decoded& d = *decoded_[mi];
     const v1::FeatureVectorBatch& b = d.batch;
-    const uint32_t version = b.schema().version();
     for (int r = 0; r < b.rows_size(); ++r) {
       if (!d.row_ok[static_cast<size_t>(r)]) continue;
       const v1::FeatureRow& row = b.rows(r);
@@ -124,7 +163,7 @@ void AnalyzeProcessor::score_key(KeyWork& w, int64_t now) {
       try {
         verdict = w.state->observe(
             std::span<const double>(row.values().data(), static_cast<size_t>(row.values_size())),
-            d.names, version);
+            d.names, b.schema().version());
       } catch (const std::exception& e) {
         w.rejected.emplace_back(mi, static_cast<size_t>(r));
         w.errors.emplace_back(e.what());
@@ -144,74 +183,19 @@ void AnalyzeProcessor::score_key(KeyWork& w, int64_t now) {
       s.SerializeToString(&so.payload);
       if (!verdict.alarm) continue;
 
-      v1::Alarm& a = w.alarm;
-      a.Clear();
-      // Deterministic: a replay after a crash raises the same alarm, which downstream drops.
-      // The model version is the feature schema version (what a replayed vector is scored
-      // under; the fit count may differ when the restored snapshot is newer than the offsets).
-      const auto& rid = row.record_id();
-      if (rid.app().empty() && rid.instance().empty() && rid.seq() == 0)
-        a.set_id(common::random_id());  // no identity to derive from
-      else
-        a.set_id(common::derived_id({"alarm", rid.app(), rid.instance(), std::to_string(rid.seq()),
-                                     b.model_key(), std::to_string(version)}));
-      *a.mutable_record_id() = rid;
-      a.set_model_key(b.model_key());
-      *a.mutable_principal() = row.principal();
-      a.set_call(row.call());
-      if (forest) {
-        auto* ds = a.add_scores();
-        ds->set_detector("iforest");
-        ds->set_raw(verdict.iforest_raw);
-        ds->set_tail_probability(verdict.iforest_tail);
-      }
-      if (ae) {
-        auto* ds = a.add_scores();
-        ds->set_detector("autoencoder");
-        ds->set_raw(verdict.ae_raw);
-        ds->set_tail_probability(verdict.ae_tail);
-      }
-      a.set_combined_score(verdict.combined);
-      a.set_threshold(verdict.threshold);
-      const int severity = std::clamp(verdict.severity, 1, 4);
-      a.set_severity(static_cast<v1::Severity>(severity));
-      for (const auto& c : verdict.top) {
-        auto* f = a.add_top_features();
-        f->set_feature(c.feature);
-        f->set_contribution(c.contribution);
-        f->set_value(c.value);
-      }
-      a.set_timestamp_unix_nanos(row.timestamp_unix_nanos());
-      a.set_raised_unix_nanos(now);
-      *a.mutable_labels() = row.labels();
-      *a.mutable_values() = row.values();
-      a.set_schema_version(version);
-      const auto& p = row.principal();
+      build_alarm(b, row, verdict, now, w.alarm);
       Output& ao = next_output(w, topics_.alarms);
-      ao.key.assign(v1::partition_key(p));
-      a.SerializeToString(&ao.payload);
-      ++w.by_severity[severity];
+      ao.key.assign(v1::partition_key(row.principal()));
+      w.alarm.SerializeToString(&ao.payload);
+      ++w.by_severity[w.alarm.severity()];
       if (row.timestamp_unix_nanos() > 0 && now > row.timestamp_unix_nanos())
         w.latencies.push_back(static_cast<double>(now - row.timestamp_unix_nanos()) / 1e9);
     }
   }
 }
 
-void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
-                                     common::Producer& out, const Reject& reject) {
-  // A dead letter for one row carries that row's bytes, with its message's coordinates.
-  auto reject_part = [&](const common::Message& m, std::string_view bytes,
-                         const std::string& reason, const std::string& detail) {
-    common::Message part;
-    part.topic = m.topic;
-    part.partition = m.partition;
-    part.offset = m.offset;
-    part.key = m.key;
-    part.timestamp_ms = m.timestamp_ms;
-    part.payload.assign(bytes);
-    reject(part, reason, detail);
-  };
-  // Feedback first, in batch order, as it is read; then the vectors.
+std::vector<const common::Message*> AnalyzeProcessor::take_feedback(
+    const std::vector<common::Message>& batch, const Reject& reject) {
   std::vector<const common::Message*> features;
   features.reserve(batch.size());
   for (const auto& m : batch) {
@@ -226,9 +210,10 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
     }
     feedback(f);
   }
-  if (features.empty()) return;
+  return features;
+}
 
-  // 1. Decode every message, in parallel (each into its reused slot).
+void AnalyzeProcessor::decode_all(const std::vector<const common::Message*>& features) {
   while (decoded_.size() < features.size()) decoded_.push_back(std::make_unique<Decoded>());
   models_.parallel_for(features.size(), [&](size_t i) {
     Decoded& d = *decoded_[i];
@@ -240,44 +225,50 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
         d.error.empty())
       d.error = "payload is not a FeatureVectorBatch";
   });
+}
 
-  // 2. On this thread: reject what cannot be used, find the names and the model of each
-  // message, group the messages by model key.
+size_t AnalyzeProcessor::check_rows(Decoded& d, const Reject& reject) {
+  const common::Message& m = *d.msg;
+  if (!d.error.empty()) {
+    reject(m, "unparsable_feature_vector", d.error);
+    return 0;
+  }
+  for (const auto& u : d.bad_rows)
+    reject_part(reject, m, u.bytes, "unparsable_feature_vector", u.reason);
+  const v1::FeatureVectorBatch& b = d.batch;
+  const bool single = !v1::is_feature_vector_batch(m.payload);  // the former FeatureVector
+  const int width = b.schema().names_size();
+  if (b.model_key().empty() || width == 0) {
+    reject(m, "invalid_feature_vector",
+           "model key '" + b.model_key() + "', " + std::to_string(width) + " names");
+    return 0;
+  }
+  d.row_ok.assign(static_cast<size_t>(b.rows_size()), 1);
+  size_t usable = 0;
+  for (int r = 0; r < b.rows_size(); ++r) {
+    if (b.rows(r).values_size() == width) {
+      ++usable;
+      continue;
+    }
+    d.row_ok[static_cast<size_t>(r)] = 0;
+    const std::string detail = "model key '" + b.model_key() + "', " +
+                               std::to_string(b.rows(r).values_size()) + " values, " +
+                               std::to_string(width) + " names";
+    if (single)
+      reject(m, "invalid_feature_vector", detail);
+    else
+      reject_part(reject, m, b.rows(r).SerializeAsString(), "invalid_feature_vector", detail);
+  }
+  return usable;
+}
+
+size_t AnalyzeProcessor::group_by_key(size_t n, const Reject& reject) {
   std::map<std::string_view, size_t> group_of;
   size_t groups = 0;
-  for (size_t i = 0; i < features.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     Decoded& d = *decoded_[i];
-    const common::Message& m = *d.msg;
-    if (!d.error.empty()) {
-      reject(m, "unparsable_feature_vector", d.error);
-      continue;
-    }
-    for (const auto& u : d.bad_rows) reject_part(m, u.bytes, "unparsable_feature_vector", u.reason);
+    if (check_rows(d, reject) == 0) continue;
     const v1::FeatureVectorBatch& b = d.batch;
-    const bool single = !v1::is_feature_vector_batch(m.payload);  // the former FeatureVector
-    const int width = b.schema().names_size();
-    if (b.model_key().empty() || width == 0) {
-      reject(m, "invalid_feature_vector",
-             "model key '" + b.model_key() + "', " + std::to_string(width) + " names");
-      continue;
-    }
-    d.row_ok.assign(static_cast<size_t>(b.rows_size()), 1);
-    size_t usable = 0;
-    for (int r = 0; r < b.rows_size(); ++r) {
-      if (b.rows(r).values_size() == width) {
-        ++usable;
-        continue;
-      }
-      d.row_ok[static_cast<size_t>(r)] = 0;
-      const std::string detail = "model key '" + b.model_key() + "', " +
-                                 std::to_string(b.rows(r).values_size()) + " values, " +
-                                 std::to_string(width) + " names";
-      if (single)
-        reject(m, "invalid_feature_vector", detail);
-      else
-        reject_part(m, b.rows(r).SerializeAsString(), "invalid_feature_vector", detail);
-    }
-    if (usable == 0) continue;
     d.names = names_for(b);
     const auto [it, fresh] = group_of.try_emplace(b.model_key(), groups);
     if (fresh) {
@@ -295,38 +286,50 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
     }
     work_[it->second]->messages.push_back(i);
   }
-  if (groups == 0) return;
+  return groups;
+}
 
+void AnalyzeProcessor::publish(KeyWork& w, common::Producer& out, const Reject& reject) {
+  for (size_t k = 0; k < w.rejected.size(); ++k) {
+    const Decoded& d = *decoded_[w.rejected[k].first];
+    if (!v1::is_feature_vector_batch(d.msg->payload))
+      reject(*d.msg, "model_rejected_vector", w.errors[k]);
+    else
+      reject_part(reject, *d.msg,
+                  d.batch.rows(static_cast<int>(w.rejected[k].second)).SerializeAsString(),
+                  "model_rejected_vector", w.errors[k]);
+  }
+  if (w.scored + w.learning > 0) mark(*w.model_key);
+  if (w.scored) scored_.Increment(static_cast<double>(w.scored));
+  if (w.learning) learning_.Increment(static_cast<double>(w.learning));
+  for (int sev = 1; sev <= 4; ++sev) {
+    if (w.by_severity[sev] == 0) continue;
+    if (!alarms_by_severity_[sev])
+      alarms_by_severity_[sev] = &alarms_.Add(
+          {{"severity", std::string(v1::severity_label(static_cast<v1::Severity>(sev)))}});
+    alarms_by_severity_[sev]->Increment(static_cast<double>(w.by_severity[sev]));
+  }
+  for (const double l : w.latencies) detection_latency_.Observe(l);
+  for (size_t o = 0; o < w.n_outputs; ++o)
+    out.produce(*w.outputs[o].topic, w.outputs[o].key, w.outputs[o].payload);
+}
+
+void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
+                                     common::Producer& out, const Reject& reject) {
+  // Feedback first, in batch order, as it is read; then the vectors.
+  const std::vector<const common::Message*> features = take_feedback(batch, reject);
+  if (features.empty()) return;
+  // 1. Decode every message, in parallel (each into its reused slot).
+  decode_all(features);
+  // 2. On this thread: reject what cannot be used, find the names and the model of each
+  // message, group the messages by model key.
+  const size_t groups = group_by_key(features.size(), reject);
+  if (groups == 0) return;
   // 3. Score and build the outputs, one task per model key (its vectors in order).
   const int64_t now = clock_.now_unix_nanos();
   models_.parallel_for(groups, [&](size_t g) { score_key(*work_[g], now); });
-
   // 4. On this thread: produce, count, dead-letter what the models refused.
-  for (size_t g = 0; g < groups; ++g) {
-    KeyWork& w = *work_[g];
-    for (size_t k = 0; k < w.rejected.size(); ++k) {
-      const Decoded& d = *decoded_[w.rejected[k].first];
-      if (!v1::is_feature_vector_batch(d.msg->payload))
-        reject(*d.msg, "model_rejected_vector", w.errors[k]);
-      else
-        reject_part(*d.msg,
-                    d.batch.rows(static_cast<int>(w.rejected[k].second)).SerializeAsString(),
-                    "model_rejected_vector", w.errors[k]);
-    }
-    if (w.scored + w.learning > 0) mark(*w.model_key);
-    if (w.scored) scored_.Increment(static_cast<double>(w.scored));
-    if (w.learning) learning_.Increment(static_cast<double>(w.learning));
-    for (int sev = 1; sev <= 4; ++sev) {
-      if (w.by_severity[sev] == 0) continue;
-      if (!alarms_by_severity_[sev])
-        alarms_by_severity_[sev] = &alarms_.Add(
-            {{"severity", std::string(v1::severity_label(static_cast<v1::Severity>(sev)))}});
-      alarms_by_severity_[sev]->Increment(static_cast<double>(w.by_severity[sev]));
-    }
-    for (const double l : w.latencies) detection_latency_.Observe(l);
-    for (size_t o = 0; o < w.n_outputs; ++o)
-      out.produce(*w.outputs[o].topic, w.outputs[o].key, w.outputs[o].payload);
-  }
+  for (size_t g = 0; g < groups; ++g) publish(*work_[g], out, reject);
 }
 
 std::optional<std::pair<std::string, uint64_t>> AnalyzeProcessor::state_of(const std::string& key) {

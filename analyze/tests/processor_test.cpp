@@ -1,12 +1,14 @@
 #include "immunizer/analyze/processor.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
 #include <iostream>
 #include <random>
 #include <set>
 
-#include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 
 using namespace immunizer;

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "immunizer/dashboard/incidents.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 
 using namespace immunizer;
 using namespace immunizer::dashboard;
@@ -47,58 +48,59 @@ struct Db {
   std::string path() const { return (dir / "d.db").string(); }
 };
 
-void BM_OnAlarm(benchmark::State& state) {
-  const int64_t principals = state.range(0);
+// An incident engine on a fresh database, with its clock and registry.
+struct Bed {
   Db db;
   common::ManualClock clock;
   prometheus::Registry reg;
-  IncidentEngine engine(IncidentConfig{}, std::make_unique<IncidentStore>(db.path()), clock, reg);
+  IncidentEngine engine{IncidentConfig{}, std::make_unique<IncidentStore>(db.path()), clock, reg};
+};
+
+void report(benchmark::State& state, IncidentEngine& engine, int64_t alarms) {
+  state.SetItemsProcessed(alarms);
+  state.counters["incidents"] = static_cast<double>(engine.counts()["total"].get<int64_t>());
+  state.counters["store_errors"] = static_cast<double>(engine.store_errors());
+}
+
+void BM_OnAlarm(benchmark::State& state) {
+  const int64_t principals = state.range(0);
+  Bed b;
   int64_t i = 0;
   for (auto _ : state) {
-    auto c = engine.on_alarm(alarm(i, principals, clock.now_unix_nanos() + i * 1'000'000));
+    auto c = b.engine.on_alarm(alarm(i, principals, b.clock.now_unix_nanos() + i * 1'000'000));
     benchmark::DoNotOptimize(c);
     ++i;
   }
-  state.SetItemsProcessed(i);
-  state.counters["incidents"] = static_cast<double>(engine.counts()["total"].get<int64_t>());
-  state.counters["store_errors"] = static_cast<double>(engine.store_errors());
+  report(state, b.engine, i);
 }
 BENCHMARK(BM_OnAlarm)->Arg(1)->Arg(100)->Arg(10000)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // As the consumer runs it: one transaction per batch of 100 alarms.
 void BM_OnAlarmBatched(benchmark::State& state) {
   const int64_t principals = state.range(0);
-  Db db;
-  common::ManualClock clock;
-  prometheus::Registry reg;
-  IncidentEngine engine(IncidentConfig{}, std::make_unique<IncidentStore>(db.path()), clock, reg);
+  Bed b;
   int64_t i = 0;
   for (auto _ : state) {
-    engine.begin_batch();
+    b.engine.begin_batch();
     for (int k = 0; k < 100; ++k, ++i)
       benchmark::DoNotOptimize(
-          engine.on_alarm(alarm(i, principals, clock.now_unix_nanos() + i * 1'000'000)));
-    engine.end_batch();
+          b.engine.on_alarm(alarm(i, principals, b.clock.now_unix_nanos() + i * 1'000'000)));
+    b.engine.end_batch();
   }
-  state.SetItemsProcessed(i);
-  state.counters["incidents"] = static_cast<double>(engine.counts()["total"].get<int64_t>());
-  state.counters["store_errors"] = static_cast<double>(engine.store_errors());
+  report(state, b.engine, i);
 }
 BENCHMARK(BM_OnAlarmBatched)->Arg(1)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_ListFiltered(benchmark::State& state) {
-  Db db;
-  common::ManualClock clock;
-  prometheus::Registry reg;
-  IncidentEngine engine(IncidentConfig{}, std::make_unique<IncidentStore>(db.path()), clock, reg);
+  Bed b;
   for (int64_t i = 0; i < 20'000; ++i)
-    engine.on_alarm(alarm(i, 5000, clock.now_unix_nanos() + i * 1'000'000));
+    b.engine.on_alarm(alarm(i, 5000, b.clock.now_unix_nanos() + i * 1'000'000));
   IncidentQuery q;
   q.states = {"open", "acknowledged"};
   q.min_severity = 3;
   q.principal = "sess-4";
   q.limit = 25;
-  for (auto _ : state) benchmark::DoNotOptimize(engine.list(q));
+  for (auto _ : state) benchmark::DoNotOptimize(b.engine.list(q));
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ListFiltered)->Unit(benchmark::kMicrosecond)->UseRealTime();

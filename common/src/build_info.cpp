@@ -19,11 +19,8 @@ std::string version_line(std::string_view program) {
 }
 
 void register_build_info(prometheus::Registry& registry) {
-  prometheus::BuildGauge()
-      .Name("immunizer_build_info")
-      .Help("Version and commit of this binary (always 1)")
-      .Register(registry)
-      .Add({{"version", IMMUNIZER_VERSION}, {"commit", std::string(build_commit())}})
+  register_gauge(registry, "immunizer_build_info", "Version and commit of this binary (always 1)",
+                 {{"version", IMMUNIZER_VERSION}, {"commit", std::string(build_commit())}})
       .Set(1);
 }
 

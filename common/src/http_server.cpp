@@ -2,12 +2,15 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <httplib.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <prometheus/counter.h>
+#include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -204,16 +207,11 @@ class ConnStream final : public httplib::Stream {
 class HttpEngine final : public httplib::Server {
  public:
   HttpEngine(prometheus::Registry& registry)
-      : refused_family_(
-            prometheus::BuildCounter()
-                .Name("immunizer_http_refused_total")
-                .Help("HTTP requests or connections refused by the server's limits, by reason")
-                .Register(registry)),
-        connections_(prometheus::BuildGauge()
-                         .Name("immunizer_http_connections")
-                         .Help("Open HTTP connections")
-                         .Register(registry)
-                         .Add({})),
+      : refused_family_(counter_family(
+            registry, "immunizer_http_refused_total",
+            "HTTP requests or connections refused by the server's limits, by reason")),
+        connections_(
+            register_gauge(registry, "immunizer_http_connections", "Open HTTP connections")),
         log_(logger("http")) {
     // Register every reason up front, so the series exist (at 0) before anything happens.
     for (const char* r :
@@ -449,37 +447,80 @@ class HttpEngine final : public httplib::Server {
     cv_.notify_one();
   }
 
-  void poll_loop() {
-    std::vector<pollfd> fds;
-    while (true) {
-      {
-        std::lock_guard l(mu_);
-        if (stopping_) break;
-        for (auto* c : returned_) {
-          c->in.erase(0, c->pos);
-          c->pos = 0;
-          c->in_head = !c->in.empty();
-          c->deadline = SteadyClock::now() +
-                        (c->in_head ? limits_.header_timeout : limits_.keep_alive_timeout);
-          waiting_.push_back(c);
-        }
-        returned_.clear();
+  // Takes back the connections the workers are done with; false once stopping.
+  bool take_returned() {
+    std::lock_guard l(mu_);
+    if (stopping_) return false;
+    for (auto* c : returned_) {
+      c->in.erase(0, c->pos);
+      c->pos = 0;
+      c->in_head = !c->in.empty();
+      c->deadline =
+          SteadyClock::now() + (c->in_head ? limits_.header_timeout : limits_.keep_alive_timeout);
+      waiting_.push_back(c);
+    }
+    returned_.clear();
+    return true;
+  }
+
+  // Heads already complete (pipelined requests) run at once.
+  void dispatch_complete_heads() {
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      HttpConn* c = *it;
+      if (c->draining || c->in.size() == c->pos) {
+        ++it;
+        continue;
       }
-      // Heads already complete (pipelined requests) run at once.
-      for (auto it = waiting_.begin(); it != waiting_.end();) {
-        HttpConn* c = *it;
-        if (c->draining || c->in.size() == c->pos) {
-          ++it;
+      auto verdict = check_head(c);
+      if (verdict && *verdict) {
+        it = waiting_.erase(it);
+        dispatch(c);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // The waiting connections after a poll over `fds` (wake, listener, then waiting_ in
+  // order): read what arrived, dispatch complete heads, close or refuse what timed out.
+  void serve_polled(const std::vector<pollfd>& fds) {
+    const auto now = SteadyClock::now();
+    // waiting_ may grow below (accepts); only the first fds.size()-2 entries were polled.
+    std::vector<HttpConn*> keep;
+    keep.reserve(waiting_.size());
+    size_t i = 2;
+    for (auto* c : waiting_) {
+      const short ev = i < fds.size() ? fds[i].revents : 0;
+      ++i;
+      if (ev & (POLLIN | POLLHUP | POLLERR)) {
+        if (!receive(c)) {
+          close_conn(c);
           continue;
         }
-        auto verdict = check_head(c);
-        if (verdict && *verdict) {
-          it = waiting_.erase(it);
-          dispatch(c);
-        } else {
-          ++it;
+        if (!c->draining) {
+          auto verdict = check_head(c);
+          if (verdict && *verdict) {
+            dispatch(c);
+            continue;
+          }
         }
       }
+      if (now >= c->deadline) {
+        if (c->draining || !c->in_head) {
+          close_conn(c);  // drained, or idle keep-alive
+          continue;
+        }
+        refuse(c, 408, "header_timeout", "request head not received in time");
+      }
+      keep.push_back(c);
+    }
+    waiting_ = std::move(keep);
+  }
+
+  void poll_loop() {
+    std::vector<pollfd> fds;
+    while (take_returned()) {
+      dispatch_complete_heads();
       fds.clear();
       fds.push_back({wake_fd_, POLLIN, 0});
       fds.push_back({listen_fd_, POLLIN, 0});
@@ -494,37 +535,7 @@ class HttpEngine final : public httplib::Server {
         uint64_t v;
         [[maybe_unused]] auto n = ::read(wake_fd_, &v, sizeof v);
       }
-      const auto now = SteadyClock::now();
-      // waiting_ may grow below (accepts); only the first fds.size()-2 entries were polled.
-      std::vector<HttpConn*> keep;
-      keep.reserve(waiting_.size());
-      size_t i = 2;
-      for (auto* c : waiting_) {
-        const short ev = i < fds.size() ? fds[i].revents : 0;
-        ++i;
-        if (ev & (POLLIN | POLLHUP | POLLERR)) {
-          if (!receive(c)) {
-            close_conn(c);
-            continue;
-          }
-          if (!c->draining) {
-            auto verdict = check_head(c);
-            if (verdict && *verdict) {
-              dispatch(c);
-              continue;
-            }
-          }
-        }
-        if (now >= c->deadline) {
-          if (c->draining || !c->in_head) {
-            close_conn(c);  // drained, or idle keep-alive
-            continue;
-          }
-          refuse(c, 408, "header_timeout", "request head not received in time");
-        }
-        keep.push_back(c);
-      }
-      waiting_ = std::move(keep);
+      serve_polled(fds);
       if (fds[1].revents & POLLIN) accept_all();
     }
     for (auto* c : waiting_) close_conn(c);

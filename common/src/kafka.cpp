@@ -1,6 +1,9 @@
 #include "immunizer/common/kafka.hpp"
 
 #include <librdkafka/rdkafka.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
 
 #include <atomic>
 #include <stdexcept>
@@ -60,33 +63,25 @@ std::vector<std::string> Topics::all() const {
 
 KafkaMetrics::KafkaMetrics(prometheus::Registry& r, std::string service)
     : service_(std::move(service)),
-      consumed_family_(prometheus::BuildCounter()
-                           .Name("immunizer_kafka_messages_consumed_total")
-                           .Help("Messages consumed, by topic")
-                           .Register(r)),
-      produced_family_(prometheus::BuildCounter()
-                           .Name("immunizer_kafka_messages_produced_total")
-                           .Help("Messages acknowledged by the broker, by topic")
-                           .Register(r)),
-      deadletter_family_(prometheus::BuildCounter()
-                             .Name("immunizer_deadletters_total")
-                             .Help("Messages sent to the dead-letter topic, by reason")
-                             .Register(r)),
-      lost_family_(
-          prometheus::BuildCounter()
-              .Name("immunizer_records_lost_total")
-              .Help(
-                  "Messages a consumer never saw: its offset was reset past unread data, by topic")
-              .Register(r)),
-      lag_family_(prometheus::BuildGauge()
-                      .Name("immunizer_kafka_consumer_lag")
-                      .Help("Messages between the committed position and the end of the partition")
-                      .Register(r)),
-      delivery_failures_(prometheus::BuildCounter()
-                             .Name("immunizer_kafka_delivery_failures_total")
-                             .Help("Produced messages the broker did not acknowledge")
-                             .Register(r)
-                             .Add({{"service", service_}})) {}
+      consumed_family_(counter_family(r, "immunizer_kafka_messages_consumed_total",
+                                      "Messages consumed, by topic")),
+      produced_family_(counter_family(r, "immunizer_kafka_messages_produced_total",
+                                      "Messages acknowledged by the broker, by topic")),
+      deadletter_family_(counter_family(r, "immunizer_deadletters_total",
+                                        "Messages sent to the dead-letter topic, by reason")),
+      lost_family_(counter_family(
+          r, "immunizer_records_lost_total",
+          "Messages a consumer never saw: its offset was reset past unread data, by topic")),
+      lag_family_(gauge_family(r, "immunizer_kafka_consumer_lag",
+                               "Messages between the committed position and the end of the "
+                               "partition")),
+      delivery_failures_(register_counter(r, "immunizer_kafka_delivery_failures_total",
+                                          "Produced messages the broker did not acknowledge",
+                                          {{"service", service_}})) {}
+
+void KafkaMetrics::delivery_failed(uint64_t n) {
+  delivery_failures_.Increment(static_cast<double>(n));
+}
 
 prometheus::Counter& KafkaMetrics::counter(prometheus::Family<prometheus::Counter>& f,
                                            std::map<std::string, prometheus::Counter*>& cache,
@@ -126,6 +121,25 @@ void KafkaMetrics::lag(const std::string& topic, int32_t partition, int64_t lag)
 }
 
 namespace {
+
+using Properties = std::map<std::string, std::string>;
+
+// The connection settings, then a client's own defaults, then the caller's overrides.
+Properties client_properties(const KafkaSettings& s, const Properties& defaults,
+                             const Properties& overrides) {
+  Properties props = s.properties();
+  for (const auto& [k, v] : defaults) props[k] = v;
+  for (const auto& [k, v] : overrides) props[k] = v;
+  return props;
+}
+
+// A client of `type` with `conf` (which it takes over); throws naming `what` when it cannot.
+rd_kafka_t* new_client(rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
+  if (!rk) throw std::runtime_error(std::string(what) + ": " + err);
+  return rk;
+}
 
 rd_kafka_conf_t* make_conf(const std::map<std::string, std::string>& props) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -168,26 +182,23 @@ class KafkaProducer final : public Producer {
   KafkaProducer(const KafkaSettings& s, const std::string& client_id, KafkaMetrics* metrics,
                 const std::map<std::string, std::string>& overrides)
       : metrics_(metrics) {
-    auto props = s.properties();
-    props["client.id"] = client_id;
-    props["enable.idempotence"] = "true";
-    props["acks"] = "all";
-    props["linger.ms"] = "5";
-    props["compression.type"] = "lz4";
-    props["message.timeout.ms"] = "60000";
     // A request the broker never answers (a connection that went dead without a reset, as the
     // mock cluster's downed broker leaves some) is retried on a new connection after 10 s, not
     // librdkafka's 30 s (requests) / 60 s (socket): within message.timeout.ms, so not lost.
-    props["request.timeout.ms"] = "10000";
-    props["socket.timeout.ms"] = "10000";
-    for (const auto& [k, v] : overrides) props[k] = v;
-    rd_kafka_conf_t* conf = make_conf(props);
+    rd_kafka_conf_t* conf = make_conf(client_properties(s,
+                                                        {{"client.id", client_id},
+                                                         {"enable.idempotence", "true"},
+                                                         {"acks", "all"},
+                                                         {"linger.ms", "5"},
+                                                         {"compression.type", "lz4"},
+                                                         {"message.timeout.ms", "60000"},
+                                                         {"request.timeout.ms", "10000"},
+                                                         {"socket.timeout.ms", "10000"}},
+                                                        overrides));
     rd_kafka_conf_set_opaque(conf, this);
     rd_kafka_conf_set_dr_msg_cb(conf, &KafkaProducer::on_delivery);
     rd_kafka_conf_set_log_cb(conf, log_cb);
-    char err[512];
-    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    if (!rk_) throw std::runtime_error(std::string("kafka producer: ") + err);
+    rk_ = new_client(RD_KAFKA_PRODUCER, conf, "kafka producer");
   }
   ~KafkaProducer() override {
     rd_kafka_flush(rk_, 10000);
@@ -268,24 +279,22 @@ class KafkaConsumer final : public Consumer {
                 const std::vector<std::string>& topics, KafkaMetrics* metrics,
                 const std::map<std::string, std::string>& overrides)
       : metrics_(metrics) {
-    auto props = s.properties();
-    props["group.id"] = group;
-    props["enable.auto.commit"] = "false";
-    props["enable.auto.offset.store"] = "false";
-    props["auto.offset.reset"] = "earliest";
-    props["session.timeout.ms"] = "10000";
-    props["heartbeat.interval.ms"] = "1000";
-    props["fetch.wait.max.ms"] = "20";
-    props["topic.metadata.refresh.interval.ms"] = "5000";
     // An unanswered request (commit, heartbeat, fetch) on a dead connection holds back every
     // request behind it on that connection: give up on it after 10 s, not 60 s, and reconnect.
-    props["socket.timeout.ms"] = "10000";
-    for (const auto& [k, v] : overrides) props[k] = v;
-    rd_kafka_conf_t* conf = make_conf(props);
+    rd_kafka_conf_t* conf =
+        make_conf(client_properties(s,
+                                    {{"group.id", group},
+                                     {"enable.auto.commit", "false"},
+                                     {"enable.auto.offset.store", "false"},
+                                     {"auto.offset.reset", "earliest"},
+                                     {"session.timeout.ms", "10000"},
+                                     {"heartbeat.interval.ms", "1000"},
+                                     {"fetch.wait.max.ms", "20"},
+                                     {"topic.metadata.refresh.interval.ms", "5000"},
+                                     {"socket.timeout.ms", "10000"}},
+                                    overrides));
     rd_kafka_conf_set_log_cb(conf, log_cb);
-    char err[512];
-    rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-    if (!rk_) throw std::runtime_error(std::string("kafka consumer: ") + err);
+    rk_ = new_client(RD_KAFKA_CONSUMER, conf, "kafka consumer");
     rd_kafka_poll_set_consumer(rk_);
     rd_kafka_topic_partition_list_t* list =
         rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
@@ -445,17 +454,13 @@ class KafkaConsumer final : public Consumer {
 BrokerWatch::BrokerWatch(const KafkaSettings& s, std::chrono::milliseconds interval,
                          OnChange on_change)
     : interval_(interval), on_change_(std::move(on_change)) {
-  auto props = s.properties();
-  props["client.id"] = "broker-watch";
   // Reconnect quickly once a broker is back, so readiness follows it within an interval.
-  props["reconnect.backoff.max.ms"] = "1000";
-  rd_kafka_conf_t* conf = make_conf(props);
+  rd_kafka_conf_t* conf = make_conf(client_properties(
+      s, {{"client.id", "broker-watch"}, {"reconnect.backoff.max.ms", "1000"}}, {}));
   rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t*, int, const char*, const char*) {
     // Connection errors are what it measures; the service's own clients log them.
   });
-  char err[512];
-  rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  if (!rk_) throw std::runtime_error(std::string("kafka broker watch: ") + err);
+  rk_ = new_client(RD_KAFKA_PRODUCER, conf, "kafka broker watch");
   thread_ = std::thread([this] { run(); });
 }
 

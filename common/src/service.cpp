@@ -6,9 +6,11 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 
 #include "immunizer/common/build_info.hpp"
 
@@ -45,18 +47,25 @@ void ServiceContext::starting(const std::string& what) {
   http->set_status(what);
 }
 
-int run_service(int argc, char** argv, const std::string& name, int default_http_port,
-                const ServiceSetup& setup) {
-  CLI::App app{"immunizer " + name + " service"};
+namespace {
+
+// The flags every service takes.
+struct ServiceFlags {
   std::string config_path;
   std::vector<std::string> sets;
   std::string log_level;
-  app.add_option("-c,--config", config_path, "YAML configuration file");
-  app.add_option("--set", sets, "override a key: --set key=value (repeatable)");
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
-  app.set_version_flag("--version", version_line("immunizer-" + name));
   bool check_config = false;
-  app.add_flag("--check-config", check_config,
+};
+
+// Parses the flags into `f`; an exit code when the process is done (--help, --version, a
+// bad flag).
+std::optional<int> parse_flags(int argc, char** argv, const std::string& name, ServiceFlags& f) {
+  CLI::App app{"immunizer " + name + " service"};
+  app.add_option("-c,--config", f.config_path, "YAML configuration file");
+  app.add_option("--set", f.sets, "override a key: --set key=value (repeatable)");
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
+  app.set_version_flag("--version", version_line("immunizer-" + name));
+  app.add_flag("--check-config", f.check_config,
                "read the configuration as the service would, print every error with its key, exit "
                "(0: valid)");
   try {
@@ -64,16 +73,21 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  return std::nullopt;
+}
 
-  ServiceContext ctx;
-  ctx.name = name;
-  if (!check_config) install_stop_signals(ctx.stop, name);
-  std::function<void()> body;
-  std::vector<std::string> errors;
+// Configuration, logging, Kafka settings, metrics and the HTTP server (not started) into
+// `ctx`, then the component's setup, whose body goes to `body`. With --check-config the
+// configuration errors are collected in `errors` instead of ending the start-up; otherwise
+// an exit code when the service cannot start.
+std::optional<int> build_context(ServiceContext& ctx, ServiceFlags& f, int default_http_port,
+                                 const ServiceSetup& setup, std::function<void()>& body,
+                                 std::vector<std::string>& errors) {
+  const std::string& name = ctx.name;
   try {
-    if (!log_level.empty()) sets.push_back("log.level=" + log_level);
-    ctx.config = Config::load(config_path, sets);
-    if (check_config) ctx.config.collect_errors();
+    if (!f.log_level.empty()) f.sets.push_back("log.level=" + f.log_level);
+    ctx.config = Config::load(f.config_path, f.sets);
+    if (f.check_config) ctx.config.collect_errors();
     try {
       init_logging(ctx.config.get_string("log.level", "info"));
     } catch (const ConfigError& e) {
@@ -96,13 +110,13 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
       // Checking mode: the component recorded its errors (Config::stop_if_errors) and built
       // nothing on them.
     } catch (const ConfigError& e) {
-      if (!check_config) throw;
+      if (!f.check_config) throw;
       errors.push_back(e.what());  // thrown while building: the check stops there
     }
     ctx.config.reject_unknown();
   } catch (const ConfigErrorsRecorded&) {
   } catch (const ConfigError& e) {
-    if (!check_config) {
+    if (!f.check_config) {
       std::cerr << "immunizer-" << name << ": configuration error: " << e.what() << "\n";
       return 2;
     }
@@ -111,17 +125,25 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     std::cerr << "immunizer-" << name << ": cannot start: " << e.what() << "\n";
     return 1;
   }
-  if (check_config) {
-    const auto& collected = ctx.config.errors();
-    errors.insert(errors.begin(), collected.begin(), collected.end());
-    const std::string what = config_path.empty() ? "configuration" : config_path;
-    for (const auto& e : errors) std::cout << what << ": " << e << "\n";
-    if (errors.empty())
-      std::cout << what << ": valid configuration for immunizer-" << name << "\n";
-    else
-      std::cout << errors.size() << " error(s)\n";
-    return errors.empty() ? 0 : 2;
-  }
+  return std::nullopt;
+}
+
+// --check-config: every error with its key, the exit code (0: valid).
+int report_config_check(const ServiceContext& ctx, const ServiceFlags& f,
+                        std::vector<std::string> errors) {
+  const auto& collected = ctx.config.errors();
+  errors.insert(errors.begin(), collected.begin(), collected.end());
+  const std::string what = f.config_path.empty() ? "configuration" : f.config_path;
+  for (const auto& e : errors) std::cout << what << ": " << e << "\n";
+  if (errors.empty())
+    std::cout << what << ": valid configuration for immunizer-" << ctx.name << "\n";
+  else
+    std::cout << errors.size() << " error(s)\n";
+  return errors.empty() ? 0 : 2;
+}
+
+// Starts the HTTP server and the broker watch, runs the body until it returns.
+int run_body(ServiceContext& ctx, const std::function<void()>& body) {
   try {
     ctx.http->start();
     ctx.log->info("started; kafka {} (prefix '{}'); metrics and health on http port {}",
@@ -129,11 +151,9 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     ctx.starting("starting");
     // Not ready while no broker answers; logged when it changes, in
     // immunizer_kafka_broker_reachable.
-    auto& reachable = prometheus::BuildGauge()
-                          .Name("immunizer_kafka_broker_reachable")
-                          .Help("1 while a Kafka broker answers this service's metadata requests")
-                          .Register(*ctx.registry)
-                          .Add({{"service", name}});
+    auto& reachable = register_gauge(
+        *ctx.registry, "immunizer_kafka_broker_reachable",
+        "1 while a Kafka broker answers this service's metadata requests", {{"service", ctx.name}});
     BrokerWatch watch(ctx.kafka, std::chrono::milliseconds(1000),
                       [&ctx, &reachable](bool ok, const std::string& why) {
                         reachable.Set(ok ? 1 : 0);
@@ -152,6 +172,22 @@ int run_service(int argc, char** argv, const std::string& name, int default_http
     ctx.log->critical("failed: {}", e.what());
     return 1;
   }
+}
+
+}  // namespace
+
+int run_service(int argc, char** argv, const std::string& name, int default_http_port,
+                const ServiceSetup& setup) {
+  ServiceFlags flags;
+  if (auto rc = parse_flags(argc, argv, name, flags)) return *rc;
+  ServiceContext ctx;
+  ctx.name = name;
+  if (!flags.check_config) install_stop_signals(ctx.stop, name);
+  std::function<void()> body;
+  std::vector<std::string> errors;
+  if (auto rc = build_context(ctx, flags, default_http_port, setup, body, errors)) return *rc;
+  if (flags.check_config) return report_config_check(ctx, flags, std::move(errors));
+  return run_body(ctx, body);
 }
 
 }  // namespace immunizer::common

@@ -5,6 +5,9 @@
 #include "immunizer/v1/records.pb.h"
 
 #include <openssl/evp.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
 
 #include <algorithm>
 
@@ -35,17 +38,12 @@ StreamLoop::StreamLoop(Consumer& in, Producer& out, Processor& p, StreamLoopOpti
     : in_(in), out_(out), proc_(p), opt_(std::move(opt)), metrics_(metrics) {
   if (registry) {
     skipped_family_ =
-        &prometheus::BuildCounter()
-             .Name("immunizer_outputs_skipped_total")
-             .Help("Outputs the broker refused for good (after retries), skipped, by reason")
-             .Register(*registry);
-    batch_seconds_ =
-        &prometheus::BuildHistogram()
-             .Name("immunizer_batch_seconds")
-             .Help("Time to process, flush and commit one consumed batch")
-             .Register(*registry)
-             .Add({{"service", opt_.service}}, prometheus::Histogram::BucketBoundaries{
-                                                   0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5});
+        &counter_family(*registry, "immunizer_outputs_skipped_total",
+                        "Outputs the broker refused for good (after retries), skipped, by reason");
+    batch_seconds_ = &register_histogram(*registry, "immunizer_batch_seconds",
+                                         "Time to process, flush and commit one consumed batch",
+                                         {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5},
+                                         {{"service", opt_.service}});
   }
 }
 

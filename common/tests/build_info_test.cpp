@@ -1,6 +1,7 @@
 #include "immunizer/common/build_info.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
 #include "immunizer/common/http_server.hpp"

@@ -4,6 +4,7 @@
 #include "immunizer/common/config.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 #include <iostream>
 #include <set>
 

@@ -1,8 +1,9 @@
 #include "immunizer/common/stream_loop.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
-#include "immunizer/common/fake_kafka.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
 #include "immunizer/v1/records.pb.h"
 
 using namespace immunizer::common;

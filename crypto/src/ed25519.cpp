@@ -212,12 +212,6 @@ bool KeyRing::verify(std::string_view key_id, std::string_view message,
   return k != nullptr && k->verify(message, signature);
 }
 
-std::vector<std::string> KeyRing::key_ids() const {
-  std::vector<std::string> ids;
-  for (const auto& k : keys_) ids.push_back(k.key_id());
-  return ids;
-}
-
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);

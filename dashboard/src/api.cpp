@@ -1,7 +1,10 @@
 #include "immunizer/dashboard/api.hpp"
 
+#include <httplib.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
 
 #include <algorithm>
 
@@ -144,25 +147,18 @@ DashboardApi::DashboardApi(const DashboardConfig& cfg, DashboardState& state, Ss
       topics_(topics),
       ops_(ops),
       clock_(clock),
-      feedback_family_(prometheus::BuildCounter()
-                           .Name("immunizer_dashboard_feedback_total")
-                           .Help("Feedback messages produced, by verdict")
-                           .Register(registry)),
-      operations_family_(prometheus::BuildCounter()
-                             .Name("immunizer_dashboard_operations_total")
-                             .Help("Manual actions sent to execute, by operation and result")
-                             .Register(registry)),
+      feedback_family_(common::counter_family(registry, "immunizer_dashboard_feedback_total",
+                                              "Feedback messages produced, by verdict")),
+      operations_family_(
+          common::counter_family(registry, "immunizer_dashboard_operations_total",
+                                 "Manual actions sent to execute, by operation and result")),
       parts_(parts),
-      refused_family_(
-          prometheus::BuildCounter()
-              .Name("immunizer_dashboard_requests_refused_total")
-              .Help("Requests the dashboard refused, by reason (unauthenticated, forbidden, csrf, "
-                    "rate_limited, ...)")
-              .Register(registry)),
-      logins_family_(prometheus::BuildCounter()
-                         .Name("immunizer_dashboard_logins_total")
-                         .Help("Login attempts, by result")
-                         .Register(registry)),
+      refused_family_(common::counter_family(
+          registry, "immunizer_dashboard_requests_refused_total",
+          "Requests the dashboard refused, by reason (unauthenticated, forbidden, csrf, "
+          "rate_limited, ...)")),
+      logins_family_(common::counter_family(registry, "immunizer_dashboard_logins_total",
+                                            "Login attempts, by result")),
       auth_(cfg, clock),
       log_(common::logger("dashboard")) {
   for (const char* r : {"unauthenticated", "forbidden", "csrf", "content_type", "cross_origin",
@@ -243,48 +239,46 @@ bool DashboardApi::same_origin_json(const httplib::Request& req, httplib::Respon
   return true;
 }
 
-httplib::Server::HandlerResponse DashboardApi::gate(const httplib::Request& req,
-                                                    httplib::Response& res) {
-  using HR = httplib::Server::HandlerResponse;
+bool DashboardApi::gate(const httplib::Request& req, httplib::Response& res) {
   const bool changes_state = req.method != "GET" && req.method != "HEAD";
-  if (changes_state && !same_origin_json(req, res)) return HR::Handled;
+  if (changes_state && !same_origin_json(req, res)) return true;
   static const std::vector<std::string> kPublic = {"/healthz",    "/readyz",   "/metrics",
                                                    "/login.html", "/login.js", "/app.css",
                                                    "/theme.js",   "/api/login"};
-  if (std::find(kPublic.begin(), kPublic.end(), req.path) != kPublic.end()) return HR::Unhandled;
-  if (!auth_.enabled()) return HR::Unhandled;
+  if (std::find(kPublic.begin(), kPublic.end(), req.path) != kPublic.end()) return false;
+  if (!auth_.enabled()) return false;
   if (!changes_state && (req.path == "/" || req.path == "/index.html") &&
       !req.has_header("Authorization") && !auth_.find_session(cookie_value(req, kSessionCookie))) {
     res.status = 302;
     res.set_header("Location", "/login.html");
     refused_family_.Add({{"reason", "unauthenticated"}}).Increment();
-    return HR::Handled;
+    return true;
   }
   auto caller = authenticate(req, &res, true);
   if (!caller) {
     // A browser's fetch would pop up a password dialog on a Basic challenge: API clients only.
     if (!req.has_header("Sec-Fetch-Mode"))
       res.set_header("WWW-Authenticate", "Basic realm=\"immunizer dashboard\"");
-    return HR::Handled;
+    return true;
   }
-  if (!changes_state) return HR::Unhandled;
+  if (!changes_state) return false;
   if (caller->session) {
     // Cookie sessions: the page's own origin must be stated, and the CSRF token match.
     if (!req.has_header("Origin") && !req.has_header("Sec-Fetch-Site")) {
       refuse(res, 403, "cross_origin", "a session request must carry Origin or Sec-Fetch-Site");
-      return HR::Handled;
+      return true;
     }
     if (!tokens_equal(req.get_header_value("X-CSRF-Token"), caller->csrf)) {
       refuse(res, 403, "csrf", "missing or wrong X-CSRF-Token (GET /api/session gives it)");
-      return HR::Handled;
+      return true;
     }
   }
   if (req.path != "/api/logout" && caller->role != Role::kOperator) {
     refuse(res, 403, "forbidden",
            "the operator role is required; '" + caller->user + "' is a " + role_name(caller->role));
-    return HR::Handled;
+    return true;
   }
-  return HR::Unhandled;
+  return false;
 }
 
 void DashboardApi::login(const httplib::Request& req, httplib::Response& res) {
@@ -342,8 +336,10 @@ void DashboardApi::install(common::HttpServer& http) {
       {"Cross-Origin-Opener-Policy", "same-origin"},
       {"Cross-Origin-Resource-Policy", "same-origin"},
   });
-  server.set_pre_routing_handler(
-      [this](const httplib::Request& req, httplib::Response& res) { return gate(req, res); });
+  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return gate(req, res) ? httplib::Server::HandlerResponse::Handled
+                          : httplib::Server::HandlerResponse::Unhandled;
+  });
   install_session_routes(server);
   auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {
     const WebAsset* a = find_web_asset(req.path);

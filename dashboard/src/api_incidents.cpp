@@ -1,6 +1,10 @@
 // The incident routes of DashboardApi: list with filters and pagination, export
 // (CSV and JSON), detail, and state changes by the authenticated operator
 // (audited).
+#include <httplib.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+
 #include <algorithm>
 #include <ctime>
 

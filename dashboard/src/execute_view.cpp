@@ -10,30 +10,13 @@ using nlohmann::json;
 
 ExecuteView::ExecuteView(OperationsClient& ops, std::chrono::milliseconds interval,
                          const common::Clock& clock)
-    : ops_(ops), interval_(interval), clock_(clock) {}
+    : ops_(ops), interval_(interval), clock_(clock), poller_(interval, [this] { refresh(); }) {}
 
 ExecuteView::~ExecuteView() { stop(); }
 
-void ExecuteView::start() {
-  thread_ = std::thread([this] {
-    std::unique_lock l(mu_);
-    while (!stopping_) {
-      l.unlock();
-      refresh();
-      l.lock();
-      cv_.wait_for(l, interval_, [&] { return stopping_; });
-    }
-  });
-}
+void ExecuteView::start() { poller_.start(); }
 
-void ExecuteView::stop() {
-  {
-    std::lock_guard l(mu_);
-    stopping_ = true;
-    cv_.notify_all();
-  }
-  if (thread_.joinable()) thread_.join();
-}
+void ExecuteView::stop() { poller_.stop(); }
 
 bool ExecuteView::refresh() {
   v1::ListActiveResponse resp;

@@ -4,6 +4,9 @@
 #include <httplib.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -100,21 +103,16 @@ class Notifier::Destination {
         cfg_(cfg),
         deadletters_(deadletters),
         deadletter_mu_(deadletter_mu),
-        family_(prometheus::BuildCounter()
-                    .Name("immunizer_dashboard_notifications_total")
-                    .Help("Incident notifications by destination and result "
-                          "(delivered, retried, dead_letter, "
-                          "dropped: queue full)")
-                    .Register(registry)),
+        family_(common::counter_family(registry, "immunizer_dashboard_notifications_total",
+                                       "Incident notifications by destination and result "
+                                       "(delivered, retried, dead_letter, dropped: queue full)")),
         delivered_(family_.Add({{"destination", label_}, {"result", "delivered"}})),
         retried_(family_.Add({{"destination", label_}, {"result", "retried"}})),
         dead_(family_.Add({{"destination", label_}, {"result", "dead_letter"}})),
         dropped_(family_.Add({{"destination", label_}, {"result", "dropped"}})),
-        queued_(prometheus::BuildGauge()
-                    .Name("immunizer_dashboard_notification_queue")
-                    .Help("Notifications waiting per destination")
-                    .Register(registry)
-                    .Add({{"destination", label_}})) {}
+        queued_(common::register_gauge(registry, "immunizer_dashboard_notification_queue",
+                                       "Notifications waiting per destination",
+                                       {{"destination", label_}})) {}
   virtual ~Destination() = default;
 
   void start() {

@@ -8,31 +8,15 @@ namespace immunizer::dashboard {
 
 PipelineLoss::PipelineLoss(std::vector<std::string> metrics_urls,
                            std::chrono::milliseconds interval)
-    : urls_(std::move(metrics_urls)), interval_(interval) {}
+    : urls_(std::move(metrics_urls)), poller_(interval, [this] { refresh(); }) {}
 
 PipelineLoss::~PipelineLoss() { stop(); }
 
 void PipelineLoss::start() {
-  if (urls_.empty() || thread_.joinable()) return;
-  thread_ = std::thread([this] {
-    std::unique_lock l(mu_);
-    while (!stopping_) {
-      l.unlock();
-      refresh();
-      l.lock();
-      cv_.wait_for(l, interval_, [this] { return stopping_; });
-    }
-  });
+  if (!urls_.empty()) poller_.start();
 }
 
-void PipelineLoss::stop() {
-  {
-    std::lock_guard l(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void PipelineLoss::stop() { poller_.stop(); }
 
 void PipelineLoss::refresh() {
   double lost = 0;

@@ -1,5 +1,6 @@
 #include "immunizer/dashboard/processor.hpp"
 
+#include <prometheus/counter.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -185,12 +186,10 @@ class DashboardStage final : public common::StageProcessor {
         series_(cfg_.timeseries_interval_ms * 1'000'000,
                 static_cast<size_t>(cfg_.timeseries_points)),
         pipeline_(cfg_.pipeline_metrics_urls, std::chrono::seconds(5)),
-        duplicates_(prometheus::BuildCounter()
-                        .Name("immunizer_duplicates_dropped_total")
-                        .Help("Messages read again (replays after a crash upstream) and dropped, "
-                              "by what they were")
-                        .Register(*ctx.registry)
-                        .Add({{"what", "alarm"}})),
+        duplicates_(common::register_counter(
+            *ctx.registry, "immunizer_duplicates_dropped_total",
+            "Messages read again (replays after a crash upstream) and dropped, by what they were",
+            {{"what", "alarm"}})),
         api_(cfg_, state_, hub_, feedback_out_, ctx.topics, *ops_, ctx.clock, *ctx.registry,
              parts()),
         proc_(state_, hub_, ctx.topics, ctx.clock,

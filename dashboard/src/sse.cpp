@@ -1,5 +1,8 @@
 #include "immunizer/dashboard/sse.hpp"
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+
 #include <algorithm>
 
 namespace immunizer::dashboard {
@@ -7,16 +10,11 @@ namespace immunizer::dashboard {
 SseHub::SseHub(size_t max_clients, size_t queue_capacity, prometheus::Registry& registry)
     : max_clients_(max_clients),
       capacity_(queue_capacity),
-      clients_gauge_(prometheus::BuildGauge()
-                         .Name("immunizer_dashboard_sse_clients")
-                         .Help("Browsers connected to /api/events")
-                         .Register(registry)
-                         .Add({})),
-      dropped_counter_(prometheus::BuildCounter()
-                           .Name("immunizer_dashboard_sse_dropped_total")
-                           .Help("Server-sent events dropped because a client's queue was full")
-                           .Register(registry)
-                           .Add({})) {}
+      clients_gauge_(common::register_gauge(registry, "immunizer_dashboard_sse_clients",
+                                            "Browsers connected to /api/events")),
+      dropped_counter_(common::register_counter(
+          registry, "immunizer_dashboard_sse_dropped_total",
+          "Server-sent events dropped because a client's queue was full")) {}
 
 std::string SseHub::frame(std::string_view event, std::string_view json_data) {
   std::string f;

@@ -1,10 +1,13 @@
 // The dashboard's HTTP API on a real server (127.0.0.1, port 0) via httplib::Client:
 // JSON endpoints, SSE, feedback to Kafka (FakeProducer), manual actions, basic auth.
 #include "immunizer/dashboard/api.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
+#include <prometheus/registry.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,9 +18,9 @@
 #include <thread>
 
 #include "immunizer/common/config.hpp"
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/http_server.hpp"
 #include "immunizer/dashboard/processor.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
 #include "test_records.hpp"
 
 using namespace immunizer;

@@ -4,14 +4,16 @@
 // evicted alarms served from the history, enforcing actions counted from
 // execute's list, and history surviving a restart.
 #include <gtest/gtest.h>
+#include <httplib.h>
+#include <prometheus/registry.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/http_server.hpp"
 #include "immunizer/dashboard/api.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
 #include "test_records.hpp"
 
 using namespace immunizer;

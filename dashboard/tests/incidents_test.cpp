@@ -3,6 +3,7 @@
 // their alarm, state changes with audit, search/pagination, and history
 // surviving a restart (a new engine on the same file).
 #include "immunizer/dashboard/incidents.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

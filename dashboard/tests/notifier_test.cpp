@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 #include <unistd.h>
 

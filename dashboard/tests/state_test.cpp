@@ -1,13 +1,15 @@
 // DashboardState ring buffers, action lifecycle, score statistics and JSON; SseHub queues.
 #include "immunizer/dashboard/state.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/dashboard/json.hpp"
 #include "immunizer/dashboard/processor.hpp"
 #include "immunizer/dashboard/sse.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
 #include "test_records.hpp"
 
 using namespace immunizer;

@@ -1,12 +1,12 @@
 // C API (immunizer/effector.h) over the C++ core. Nothing here throws across the C boundary.
 #include "immunizer/effector.h"
 
-#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
 
+#include "immunizer/agent/c_api.hpp"
 #include "immunizer/effector/effector.hpp"
 #include "immunizer/v1/control.pb.h"
 #include "immunizer/version.hpp"
@@ -19,20 +19,15 @@ struct immunizer_effector {
   std::shared_ptr<Effector> effector;
 };
 
+using immunizer::agent::c_view;
+using immunizer::agent::guard_c_call;
+using immunizer::agent::write_c_error;
+
 namespace {
-
-std::string_view sv(const char* s, size_t n) {
-  return s ? std::string_view(s, n) : std::string_view();
-}
-std::string_view sv(const char* s) { return s ? std::string_view(s) : std::string_view(); }
-
-void write_err(char* err, size_t n, const char* what) {
-  if (err && n) std::snprintf(err, n, "%s", what);
-}
 
 immunizer_effector* make(const char* app, const char* execute_address, const char* signing_key,
                          char* err, size_t err_size) {
-  try {
+  return guard_c_call<immunizer_effector*>(err, err_size, nullptr, [&] {
     EffectorConfig cfg = EffectorConfig::from_env();
     if (app) cfg.app = app;
     if (execute_address) cfg.execute_address = execute_address;
@@ -47,12 +42,7 @@ immunizer_effector* make(const char* app, const char* execute_address, const cha
     auto h = std::make_unique<immunizer_effector>();
     h->effector = Effector::create(std::move(cfg));
     return h.release();
-  } catch (const std::exception& e) {
-    write_err(err, err_size, e.what());
-  } catch (...) {
-    write_err(err, err_size, "unknown error");
-  }
-  return nullptr;
+  });
 }
 
 }  // namespace
@@ -96,9 +86,9 @@ int immunizer_effector_allows(const immunizer_effector* e, const char* user, siz
                               const char* session, size_t session_len, const char* ip,
                               size_t ip_len, const char* call, size_t call_len) {
   if (!e) return 1;
-  return e->effector->allows(
-             PrincipalView(sv(user, user_len), sv(session, session_len), sv(ip, ip_len)),
-             sv(call, call_len))
+  return e->effector->allows(PrincipalView(c_view(user, user_len), c_view(session, session_len),
+                                           c_view(ip, ip_len)),
+                             c_view(call, call_len))
              ? 1
              : 0;
 }
@@ -106,31 +96,29 @@ int immunizer_effector_allows(const immunizer_effector* e, const char* user, siz
 int immunizer_effector_allows_z(const immunizer_effector* e, const char* user, const char* session,
                                 const char* ip, const char* call) {
   if (!e) return 1;
-  return e->effector->allows(PrincipalView(sv(user), sv(session), sv(ip)), sv(call)) ? 1 : 0;
+  return e->effector->allows(PrincipalView(c_view(user), c_view(session), c_view(ip)), c_view(call))
+             ? 1
+             : 0;
 }
 
 int immunizer_effector_apply(immunizer_effector* e, const void* directive, size_t len, char* reason,
                              size_t reason_size) {
   if (!e) {
-    write_err(reason, reason_size, "no effector");
+    write_c_error(reason, reason_size, "no effector");
     return 0;
   }
-  try {
+  return guard_c_call<int>(reason, reason_size, 0, [&] {
     immunizer::v1::Directive d;
     if (!directive || len > static_cast<size_t>(INT32_MAX) ||
         !d.ParseFromArray(directive, static_cast<int>(len))) {
-      write_err(reason, reason_size, "not a serialized immunizer.v1.Directive");
+      write_c_error(reason, reason_size, "not a serialized immunizer.v1.Directive");
       return 0;
     }
     std::string why;
     if (e->effector->apply(d, &why)) return 1;
-    write_err(reason, reason_size, why.c_str());
-  } catch (const std::exception& ex) {
-    write_err(reason, reason_size, ex.what());
-  } catch (...) {
-    write_err(reason, reason_size, "unknown error");
-  }
-  return 0;
+    write_c_error(reason, reason_size, why.c_str());
+    return 0;
+  });
 }
 
 int immunizer_effector_connected(const immunizer_effector* e) {

@@ -5,22 +5,12 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "immunizer/crypto/signed_bytes.hpp"
+
 namespace immunizer::effector {
-namespace {
 
-void put_u64(std::string& out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8)
-    out.push_back(static_cast<char>((v >> shift) & 0xff));
-}
-
-void put_str(std::string& out, std::string_view s) {
-  const auto n = static_cast<uint32_t>(s.size());
-  for (int shift = 24; shift >= 0; shift -= 8)
-    out.push_back(static_cast<char>((n >> shift) & 0xff));
-  out.append(s);
-}
-
-}  // namespace
+using crypto::put_str;
+using crypto::put_u64;
 
 std::string canonical_bytes(const immunizer::v1::Directive& d) {
   std::string out;

@@ -52,22 +52,26 @@ using Edit = std::function<RuleList(const RuleList*)>;
 uint32_t bit_at(uint64_t hash, unsigned shift) { return 1u << ((hash >> shift) & 31); }
 size_t rank(uint32_t bits, uint32_t bit) { return std::popcount(bits & (bit - 1)); }
 
+// Puts `x` into the slot of `bit` in a compressed array (the entries of the bits set, in bit
+// order), or takes the slot out.
+template <typename Ptr>
+void put_slot(std::vector<Ptr>& v, uint32_t& bits, uint32_t bit, Ptr x) {
+  v.insert(v.begin() + static_cast<ptrdiff_t>(rank(bits, bit)), std::move(x));
+  bits |= bit;
+}
+template <typename Ptr>
+void drop_slot(std::vector<Ptr>& v, uint32_t& bits, uint32_t bit) {
+  v.erase(v.begin() + static_cast<ptrdiff_t>(rank(bits, bit)));
+  bits &= ~bit;
+}
 void put_leaf(Node& n, uint32_t bit, LeafPtr l) {
-  n.leaves.insert(n.leaves.begin() + static_cast<ptrdiff_t>(rank(n.leaf_bits, bit)), std::move(l));
-  n.leaf_bits |= bit;
+  put_slot(n.leaves, n.leaf_bits, bit, std::move(l));
 }
-void drop_leaf(Node& n, uint32_t bit) {
-  n.leaves.erase(n.leaves.begin() + static_cast<ptrdiff_t>(rank(n.leaf_bits, bit)));
-  n.leaf_bits &= ~bit;
-}
+void drop_leaf(Node& n, uint32_t bit) { drop_slot(n.leaves, n.leaf_bits, bit); }
 void put_node(Node& n, uint32_t bit, NodePtr c) {
-  n.nodes.insert(n.nodes.begin() + static_cast<ptrdiff_t>(rank(n.node_bits, bit)), std::move(c));
-  n.node_bits |= bit;
+  put_slot(n.nodes, n.node_bits, bit, std::move(c));
 }
-void drop_node(Node& n, uint32_t bit) {
-  n.nodes.erase(n.nodes.begin() + static_cast<ptrdiff_t>(rank(n.node_bits, bit)));
-  n.node_bits &= ~bit;
-}
+void drop_node(Node& n, uint32_t bit) { drop_slot(n.nodes, n.node_bits, bit); }
 NodePtr publish(Node&& n) {
   if (n.node_bits == 0 && n.leaf_bits == 0) return nullptr;
   return std::make_shared<const Node>(std::move(n));

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include "fake_effector.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/execute/processor.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
 #include "test_util.hpp"
 

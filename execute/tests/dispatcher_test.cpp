@@ -2,10 +2,11 @@
 
 #include <gtest/gtest.h>
 
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/execute/processor.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "test_util.hpp"
 
 using namespace immunizer;

@@ -1,6 +1,7 @@
 // execute and the real effector library in one process: what a plan does to an app's
 // allows() answer, end to end over gRPC with signed directives.
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
 #include <thread>
 

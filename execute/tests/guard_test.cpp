@@ -1,10 +1,11 @@
 // Plans are authenticated (signed by plan's key) and guarded (kinds, TTL cap, circuit breaker).
 #include <gtest/gtest.h>
 
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/execute/dispatcher.hpp"
 #include "immunizer/execute/processor.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "test_util.hpp"
 
 using namespace immunizer;

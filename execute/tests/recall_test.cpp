@@ -6,12 +6,13 @@
 
 #include <limits>
 
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/mock_broker.hpp"
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/execute/dispatcher.hpp"
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/execute/recent_events.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "test_util.hpp"
 
 using namespace immunizer;

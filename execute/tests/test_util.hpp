@@ -14,11 +14,11 @@
 #include <thread>
 #include <vector>
 
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/grpc_tls.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/dispatcher.hpp"
 #include "immunizer/plan/plan_signing.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
 #include "immunizer/tools/pki.hpp"
 
 namespace immunizer::execute::testing {

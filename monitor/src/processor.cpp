@@ -1,44 +1,35 @@
 #include "immunizer/monitor/processor.hpp"
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+
 #include <algorithm>
 
 #include "immunizer/common/logging.hpp"
+#include "immunizer/common/message_part.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/v1/call_records.hpp"
+#include "immunizer/v1/feature_batches.hpp"
 
 namespace immunizer::monitor {
 
 MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topics,
                                    const common::Clock& clock, prometheus::Registry& r)
     : SnapshottingProcessor(kStage.snapshots, topics.models, cfg.snapshot_interval_ms, clock),
-      cfg_(cfg),
+      cfg_(std::move(cfg)),
       topics_(topics),
-      extractor_(cfg.features),
-      records_(prometheus::BuildCounter()
-                   .Name("immunizer_monitor_records_total")
-                   .Help("Call records turned into feature vectors")
-                   .Register(r)
-                   .Add({})),
-      rejected_(prometheus::BuildCounter()
-                    .Name("immunizer_monitor_records_rejected_total")
-                    .Help("Call records that could not be used, by reason")
-                    .Register(r)),
-      memory_total_(prometheus::BuildGauge()
-                        .Name("immunizer_monitor_memory_bytes")
-                        .Help("Memory held by all monitor models")
-                        .Register(r)
-                        .Add({})),
-      memory_model_max_(
-          prometheus::BuildGauge()
-              .Name("immunizer_monitor_model_memory_max_bytes")
-              .Help("Memory held by the largest model key (each is capped by the feature config)")
-              .Register(r)
-              .Add({})),
-      models_(prometheus::BuildGauge()
-                  .Name("immunizer_monitor_models")
-                  .Help("Model keys held")
-                  .Register(r)
-                  .Add({})) {}
+      extractor_(cfg_.features),
+      records_(common::register_counter(r, "immunizer_monitor_records_total",
+                                        "Call records turned into feature vectors")),
+      rejected_(common::counter_family(r, "immunizer_monitor_records_rejected_total",
+                                       "Call records that could not be used, by reason")),
+      memory_total_(common::register_gauge(r, "immunizer_monitor_memory_bytes",
+                                           "Memory held by all monitor models")),
+      memory_model_max_(common::register_gauge(
+          r, "immunizer_monitor_model_memory_max_bytes",
+          "Memory held by the largest model key (each is capped by the feature config)")),
+      models_(common::register_gauge(r, "immunizer_monitor_models", "Model keys held")) {}
 
 void MonitorProcessor::process_batch(const std::vector<common::Message>& batch,
                                      common::Producer& out, const Reject& reject) {
@@ -78,16 +69,8 @@ void MonitorProcessor::process_message(const common::Message& m, common::Produce
       batch_buf_.batch_format() == 1) {
     for (const auto& rec : batch_buf_.records()) {
       std::string reason;
-      if (!process_record(rec, out, &reason)) {
-        common::Message part;
-        part.topic = m.topic;
-        part.partition = m.partition;
-        part.offset = m.offset;
-        part.key = m.key;
-        part.timestamp_ms = m.timestamp_ms;
-        part.payload = rec.SerializeAsString();
-        reject(part, "unusable_call_record", reason);
-      }
+      if (!process_record(rec, out, &reason))
+        reject(common::message_part(m, rec.SerializeAsString()), "unusable_call_record", reason);
     }
     return;
   }
@@ -99,14 +82,7 @@ void MonitorProcessor::process_message(const common::Message& m, common::Produce
   // A dead letter carries the one record it is about, with the message's coordinates.
   auto reject_part = [&](std::string_view bytes, const std::string& reason,
                          const std::string& detail) {
-    common::Message part;
-    part.topic = m.topic;
-    part.partition = m.partition;
-    part.offset = m.offset;
-    part.key = m.key;
-    part.timestamp_ms = m.timestamp_ms;
-    part.payload.assign(bytes);
-    reject(part, reason, detail);
+    reject(common::message_part(m, bytes), reason, detail);
   };
   for (const auto& u : undecodable_) {
     rejected_.Add({{"reason", "undecodable_call_record"}}).Increment();
@@ -161,13 +137,7 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
     p.bytes = b.model_key().size() + 16;
     for (const auto& n : b.schema().names()) p.bytes += n.size() + 2;
   }
-  v1::FeatureRow* row = b.add_rows();
-  row->mutable_record_id()->Swap(v.mutable_record_id());
-  row->mutable_values()->Swap(v.mutable_values());
-  row->mutable_principal()->Swap(v.mutable_principal());
-  row->mutable_call()->swap(*v.mutable_call());
-  row->set_timestamp_unix_nanos(v.timestamp_unix_nanos());
-  row->mutable_labels()->swap(*v.mutable_labels());
+  const v1::FeatureRow* row = v1::move_to_row(v, b);
   size_t bytes = 24 + 8 * static_cast<size_t>(row->values_size()) + row->call().size() +
                  row->record_id().app().size() + row->record_id().instance().size() +
                  row->principal().user().size() + row->principal().session().size() +

@@ -1,9 +1,11 @@
 #include "immunizer/monitor/processor.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/common/stage.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/call_records.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/text.hpp"

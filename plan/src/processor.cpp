@@ -1,5 +1,8 @@
 #include "immunizer/plan/processor.hpp"
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+
 #include "immunizer/common/service.hpp"
 #include "immunizer/plan/config.hpp"
 
@@ -15,16 +18,12 @@ PlanProcessor::PlanProcessor(PolicyConfig cfg, const common::Topics& topics,
     : policy_(std::move(cfg), clock),
       topics_(topics),
       key_(std::move(key)),
-      outcomes_(prometheus::BuildCounter()
-                    .Name("immunizer_plans_total")
-                    .Help("Alarms handled by the policy, by outcome")
-                    .Register(registry)),
-      duplicates_(
-          prometheus::BuildCounter()
-              .Name("immunizer_duplicates_dropped_total")
-              .Help("Inputs read again (a replay after a crash or rebalance) and dropped, by what")
-              .Register(registry)
-              .Add({{"what", "alarm"}})) {
+      outcomes_(common::counter_family(registry, "immunizer_plans_total",
+                                       "Alarms handled by the policy, by outcome")),
+      duplicates_(common::register_counter(
+          registry, "immunizer_duplicates_dropped_total",
+          "Inputs read again (a replay after a crash or rebalance) and dropped, by what",
+          {{"what", "alarm"}})) {
   if (!key_)
     throw std::invalid_argument("plan: a signing key is required (execute refuses unsigned plans)");
 }

@@ -1,11 +1,13 @@
 #include "immunizer/plan/policy.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
-#include "immunizer/common/fake_kafka.hpp"
 #include "immunizer/integrations/principal.hpp"
 #include "immunizer/plan/plan_signing.hpp"
 #include "immunizer/plan/processor.hpp"
+#include "immunizer/testing/fake_kafka.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/names.hpp"
 
 using namespace immunizer;

@@ -23,17 +23,22 @@ bool parse_single(std::string_view payload, FeatureVectorBatch* out, std::string
   out->set_batch_format(1);
   out->mutable_model_key()->swap(*v.mutable_model_key());
   out->mutable_schema()->Swap(v.mutable_schema());
-  FeatureRow* row = out->add_rows();
+  move_to_row(v, *out);
+  return true;
+}
+
+}  // namespace
+
+FeatureRow* move_to_row(FeatureVector& v, FeatureVectorBatch& b) {
+  FeatureRow* row = b.add_rows();
   row->mutable_record_id()->Swap(v.mutable_record_id());
   row->mutable_values()->Swap(v.mutable_values());
   row->mutable_principal()->Swap(v.mutable_principal());
   row->mutable_call()->swap(*v.mutable_call());
   row->set_timestamp_unix_nanos(v.timestamp_unix_nanos());
   row->mutable_labels()->swap(*v.mutable_labels());
-  return true;
+  return row;
 }
-
-}  // namespace
 
 bool is_feature_vector_batch(std::string_view payload) noexcept {
   return payload.size() >= 2 && payload[0] == '\x08' && payload[1] == '\x01';

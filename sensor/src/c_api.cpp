@@ -1,13 +1,13 @@
 // C API (immunizer/sensor.h) over the C++ core. Nothing here throws across the C boundary.
 #include "immunizer/sensor.h"
 
-#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <new>
 #include <optional>
 
+#include "immunizer/agent/c_api.hpp"
 #include "immunizer/sensor/sensor.hpp"
 
 using immunizer::sensor::CallScope;
@@ -24,30 +24,22 @@ struct immunizer_call {
   CallScope scope;
 };
 
+using immunizer::agent::c_view;
+using immunizer::agent::guard_c_call;
+
 namespace {
 
-std::string_view sv(const char* s) { return s ? std::string_view(s) : std::string_view(); }
-
-void write_err(char* err, size_t n, const char* what) {
-  if (err && n) std::snprintf(err, n, "%s", what);
-}
-
-immunizer_sensor* make(SensorConfig cfg, char* err, size_t err_size) {
-  try {
-    auto* h = new immunizer_sensor;
-    try {
-      h->sensor = Sensor::create(std::move(cfg));
-    } catch (...) {
-      delete h;
-      throw;
-    }
-    return h;
-  } catch (const std::exception& e) {
-    write_err(err, err_size, e.what());
-  } catch (...) {
-    write_err(err, err_size, "unknown error");
-  }
-  return nullptr;
+// A sensor of the configuration from the environment with `edit` applied; nullptr (the error
+// in err) when either throws.
+template <typename Edit>
+immunizer_sensor* make(char* err, size_t err_size, Edit&& edit) {
+  return guard_c_call<immunizer_sensor*>(err, err_size, nullptr, [&] {
+    SensorConfig cfg = SensorConfig::from_env();
+    edit(cfg);
+    auto h = std::make_unique<immunizer_sensor>();
+    h->sensor = Sensor::create(std::move(cfg));
+    return h.release();
+  });
 }
 
 }  // namespace
@@ -55,28 +47,18 @@ immunizer_sensor* make(SensorConfig cfg, char* err, size_t err_size) {
 extern "C" {
 
 immunizer_sensor* immunizer_sensor_new_from_env(const char* app, char* err, size_t err_size) {
-  try {
-    SensorConfig cfg = SensorConfig::from_env();
+  return make(err, err_size, [&](SensorConfig& cfg) {
     if (app) cfg.app = app;
-    return make(std::move(cfg), err, err_size);
-  } catch (const std::exception& e) {
-    write_err(err, err_size, e.what());
-    return nullptr;
-  }
+  });
 }
 
 immunizer_sensor* immunizer_sensor_new(const char* app, const char* bootstrap,
                                        const char* topic_prefix, char* err, size_t err_size) {
-  try {
-    SensorConfig cfg = SensorConfig::from_env();
+  return make(err, err_size, [&](SensorConfig& cfg) {
     if (app) cfg.app = app;
     if (bootstrap) cfg.bootstrap = bootstrap;
     if (topic_prefix) cfg.topic_prefix = topic_prefix;
-    return make(std::move(cfg), err, err_size);
-  } catch (const std::exception& e) {
-    write_err(err, err_size, e.what());
-    return nullptr;
-  }
+  });
 }
 
 void immunizer_sensor_free(immunizer_sensor* s, int flush_timeout_ms) {
@@ -134,19 +116,19 @@ int immunizer_call_recording(const immunizer_call* c) { return c && c->scope.rec
 
 void immunizer_call_principal_z(immunizer_call* c, const char* user, const char* session,
                                 const char* ip) {
-  if (c) c->scope.principal(sv(user), sv(session), sv(ip));
+  if (c) c->scope.principal(c_view(user), c_view(session), c_view(ip));
 }
 void immunizer_call_arg_null_z(immunizer_call* c, const char* name) {
-  if (c) c->scope.arg(sv(name), immunizer::sensor::Null{});
+  if (c) c->scope.arg(c_view(name), immunizer::sensor::Null{});
 }
 void immunizer_call_arg_bool_z(immunizer_call* c, const char* name, int value) {
-  if (c) c->scope.arg(sv(name), value != 0);
+  if (c) c->scope.arg(c_view(name), value != 0);
 }
 void immunizer_call_arg_int_z(immunizer_call* c, const char* name, int64_t value) {
-  if (c) c->scope.arg(sv(name), value);
+  if (c) c->scope.arg(c_view(name), value);
 }
 void immunizer_call_arg_double_z(immunizer_call* c, const char* name, double value) {
-  if (c) c->scope.arg(sv(name), value);
+  if (c) c->scope.arg(c_view(name), value);
 }
 void immunizer_call_arg_str(immunizer_call* c, const char* name, size_t name_len, const char* value,
                             size_t value_len) {
@@ -155,13 +137,13 @@ void immunizer_call_arg_str(immunizer_call* c, const char* name, size_t name_len
                  std::string_view(value ? value : "", value ? value_len : 0));
 }
 void immunizer_call_arg_str_z(immunizer_call* c, const char* name, const char* value) {
-  if (c) c->scope.arg(sv(name), sv(value));
+  if (c) c->scope.arg(c_view(name), c_view(value));
 }
 void immunizer_call_arg_bytes_z(immunizer_call* c, const char* name, const void* data, size_t len) {
-  if (c) c->scope.arg(sv(name), immunizer::sensor::Bytes(data, data ? len : 0));
+  if (c) c->scope.arg(c_view(name), immunizer::sensor::Bytes(data, data ? len : 0));
 }
 void immunizer_call_label_z(immunizer_call* c, const char* key, const char* value) {
-  if (c) c->scope.label(sv(key), sv(value));
+  if (c) c->scope.label(c_view(key), c_view(value));
 }
 void immunizer_call_result_int(immunizer_call* c, int64_t value) {
   if (c) c->scope.result(value);
@@ -173,10 +155,10 @@ void immunizer_call_result_bool(immunizer_call* c, int value) {
   if (c) c->scope.result(value != 0);
 }
 void immunizer_call_result_str_z(immunizer_call* c, const char* value) {
-  if (c) c->scope.result(sv(value));
+  if (c) c->scope.result(c_view(value));
 }
 void immunizer_call_error_z(immunizer_call* c, const char* type, const char* message) {
-  if (c) c->scope.error(sv(type), sv(message));
+  if (c) c->scope.error(c_view(type), c_view(message));
 }
 void immunizer_call_end(immunizer_call* c) { delete c; }
 

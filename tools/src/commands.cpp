@@ -1,11 +1,13 @@
 #include "immunizer/tools/commands.hpp"
 
+#include <httplib.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -105,60 +107,20 @@ std::map<std::string, std::string> security_env(const std::string& child,
   return e;
 }
 
-UpChildren up_children(const UpOptions& o, const std::string& bootstrap, const std::string& bin) {
-  UpChildren c;
-  std::map<std::string, std::string> env = o.env;
-  // Clients (readiness probes, the shop, the replayer) reach the listeners here.
-  c.host = (o.listen == "0.0.0.0" || o.listen == "::" || o.listen.empty()) ? "127.0.0.1" : o.listen;
+namespace {
+
+using Env = std::map<std::string, std::string>;
+
+// A host for a URL or host:port: an IPv6 address in brackets.
+std::string bracket(const std::string& h) {
+  return h.find(':') != std::string::npos ? "[" + h + "]" : h;
+}
+
+// The demo's children: the shop and the replayer that drives it. `with` gives a child's
+// environment (the common one, `extra`, and the child's security settings).
+void add_demo_children(UpChildren& c, const UpOptions& o, const std::string& bin,
+                       const std::function<Env(Env extra, const std::string& child)>& with) {
   const std::string& host = c.host;
-  const auto bracket = [](const std::string& h) {
-    return h.find(':') != std::string::npos ? "[" + h + "]" : h;
-  };
-  env["IMMUNIZER_KAFKA_BOOTSTRAP"] = bootstrap;
-  env["IMMUNIZER_HTTP_LISTEN"] = o.listen;
-  // CSIC 2010 has one request per session: the demo's learned normal has no returning
-  // users, so per-principal behaviour features would flag every returning session.
-  if (o.demo && !env.count("IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"))
-    env["IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"] = "false";
-  const std::string grpc_port = std::to_string(o.port_base + 5);
-  c.execute_grpc = bracket(host) + ":" + grpc_port;
-  auto with = [&](std::map<std::string, std::string> extra, const std::string& child) {
-    auto e = env;
-    e.insert(extra.begin(), extra.end());
-    // --env, or the variable in up's own environment, overrides the state folder's file.
-    for (auto& [k, v] : security_env(child, o.state_dir))
-      if (!std::getenv(k.c_str())) e.emplace(k, v);
-    return e;
-  };
-  struct Svc {
-    const char* name;
-    int port;
-  };
-  const std::vector<Svc> services{{"monitor", o.port_base + 1},
-                                  {"analyze", o.port_base + 2},
-                                  {"plan", o.port_base + 3},
-                                  {"execute", o.port_base + 4},
-                                  {"dashboard", o.dashboard_port}};
-  for (const auto& s : services) {
-    std::map<std::string, std::string> extra{{"IMMUNIZER_HTTP_PORT", std::to_string(s.port)}};
-    if (std::string(s.name) == "execute")
-      extra["IMMUNIZER_EXECUTE_GRPC_LISTEN"] = bracket(o.listen) + ":" + grpc_port;
-    if (std::string(s.name) == "dashboard") {
-      extra["IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS"] = c.execute_grpc;
-      // The page shows the records the pipeline lost, from every service's counters.
-      std::string urls;
-      for (const auto& t : services)
-        urls += (urls.empty() ? "" : ",") +
-                ("http://" + bracket(host) + ":" + std::to_string(t.port) + "/metrics");
-      extra["IMMUNIZER_DASHBOARD_PIPELINE_METRICS_URLS"] = urls;
-    }
-    c.services.push_back({.name = s.name,
-                          .path = bin + "/immunizer-" + s.name,
-                          .env = with(extra, s.name),
-                          .stop_order = 1});
-    c.service_ports.push_back(s.port);
-  }
-  if (!o.demo) return c;
   c.shop = {.name = "shop",
             .path = bin + "/immunizer-shop",
             // The replayer plays many clients from loopback, naming each in X-Forwarded-For.
@@ -194,6 +156,61 @@ UpChildren up_children(const UpOptions& o, const std::string& bootstrap, const s
               .args = args,
               .may_exit = true,
               .stop_order = 2};
+}
+
+}  // namespace
+
+UpChildren up_children(const UpOptions& o, const std::string& bootstrap, const std::string& bin) {
+  UpChildren c;
+  Env env = o.env;
+  // Clients (readiness probes, the shop, the replayer) reach the listeners here.
+  c.host = (o.listen == "0.0.0.0" || o.listen == "::" || o.listen.empty()) ? "127.0.0.1" : o.listen;
+  const std::string& host = c.host;
+  env["IMMUNIZER_KAFKA_BOOTSTRAP"] = bootstrap;
+  env["IMMUNIZER_HTTP_LISTEN"] = o.listen;
+  // CSIC 2010 has one request per session: the demo's learned normal has no returning
+  // users, so per-principal behaviour features would flag every returning session.
+  if (o.demo && !env.count("IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"))
+    env["IMMUNIZER_MONITOR_PRINCIPAL_FEATURES"] = "false";
+  const std::string grpc_port = std::to_string(o.port_base + 5);
+  c.execute_grpc = bracket(host) + ":" + grpc_port;
+  auto with = [&](Env extra, const std::string& child) {
+    auto e = env;
+    e.insert(extra.begin(), extra.end());
+    // --env, or the variable in up's own environment, overrides the state folder's file.
+    for (auto& [k, v] : security_env(child, o.state_dir))
+      if (!std::getenv(k.c_str())) e.emplace(k, v);
+    return e;
+  };
+  struct Svc {
+    const char* name;
+    int port;
+  };
+  const std::vector<Svc> services{{"monitor", o.port_base + 1},
+                                  {"analyze", o.port_base + 2},
+                                  {"plan", o.port_base + 3},
+                                  {"execute", o.port_base + 4},
+                                  {"dashboard", o.dashboard_port}};
+  for (const auto& s : services) {
+    std::map<std::string, std::string> extra{{"IMMUNIZER_HTTP_PORT", std::to_string(s.port)}};
+    if (std::string(s.name) == "execute")
+      extra["IMMUNIZER_EXECUTE_GRPC_LISTEN"] = bracket(o.listen) + ":" + grpc_port;
+    if (std::string(s.name) == "dashboard") {
+      extra["IMMUNIZER_DASHBOARD_EXECUTE_ADDRESS"] = c.execute_grpc;
+      // The page shows the records the pipeline lost, from every service's counters.
+      std::string urls;
+      for (const auto& t : services)
+        urls += (urls.empty() ? "" : ",") +
+                ("http://" + bracket(host) + ":" + std::to_string(t.port) + "/metrics");
+      extra["IMMUNIZER_DASHBOARD_PIPELINE_METRICS_URLS"] = urls;
+    }
+    c.services.push_back({.name = s.name,
+                          .path = bin + "/immunizer-" + s.name,
+                          .env = with(extra, s.name),
+                          .stop_order = 1});
+    c.service_ports.push_back(s.port);
+  }
+  if (o.demo) add_demo_children(c, o, bin, with);
   return c;
 }
 

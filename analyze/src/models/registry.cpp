@@ -27,12 +27,6 @@ void ModelRegistry::restore(const std::string& key, const std::string& bytes) {
   keys_[key] = std::move(state);
 }
 
-std::size_t ModelRegistry::finish_refits() {
-  std::size_t n = 0;
-  for (auto& [k, v] : keys_) n += v->finish_refit() ? 1 : 0;
-  return n;
-}
-
 std::size_t ModelRegistry::refits_pending() const {
   std::size_t n = 0;
   for (const auto& [k, v] : keys_) n += v->refit_pending() ? 1 : 0;

@@ -1,5 +1,6 @@
 // immunizer-shop: the instrumented CSIC 2010 demo shop. Wiring only; see shop.hpp.
 // Sensor and effector are configured from IMMUNIZER_* environment variables.
+#include <prometheus/registry.h>
 #include <CLI/CLI.hpp>
 
 #include <csignal>

@@ -5,11 +5,6 @@
 // outputs across model keys, on the registry's thread pool.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
-
 #include <map>
 #include <memory>
 #include <set>
@@ -18,6 +13,7 @@
 #include "immunizer/analyze/models/registry.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/common/metrics.hpp"
 #include "immunizer/common/stage.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/records.pb.h"
@@ -66,7 +62,19 @@ class AnalyzeProcessor final : public common::SnapshottingProcessor {
     v1::Score score;  // reused
     v1::Alarm alarm;
   };
+  // The steps of process_batch: the feedback handled and the features messages returned;
+  // those decoded into decoded_ (in parallel); each checked (its unusable rows rejected,
+  // returning how many are usable); grouped into work_ by model key (returning how many);
+  // each group scored (in parallel); each group's outputs produced and counted.
+  std::vector<const common::Message*> take_feedback(const std::vector<common::Message>& batch,
+                                                    const Reject& reject);
+  void decode_all(const std::vector<const common::Message*>& features);
+  size_t check_rows(Decoded& d, const Reject& reject);
+  size_t group_by_key(size_t n, const Reject& reject);
   void score_key(KeyWork& w, int64_t now);
+  void build_alarm(const v1::FeatureVectorBatch& b, const v1::FeatureRow& row,
+                   const Verdict& verdict, int64_t now, v1::Alarm& a) const;
+  void publish(KeyWork& w, common::Producer& out, const Reject& reject);
   Output& next_output(KeyWork& w, const std::string& topic);
   // The cached names of (model key, schema version), made once per change.
   FeatureNames names_for(const v1::FeatureVectorBatch& b);

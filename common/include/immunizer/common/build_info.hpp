@@ -3,10 +3,10 @@
 // Thread-safe (no state of its own).
 #pragma once
 
-#include <prometheus/registry.h>
-
 #include <string>
 #include <string_view>
+
+#include "immunizer/common/metrics.hpp"
 
 namespace immunizer::common {
 

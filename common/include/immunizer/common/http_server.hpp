@@ -14,9 +14,6 @@
 // Thread-safe; owns its threads. The registry must outlive the server.
 #pragma once
 
-#include <httplib.h>
-#include <prometheus/registry.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -24,6 +21,12 @@
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include "immunizer/common/metrics.hpp"
+
+namespace httplib {
+class Server;  // routes() is httplib's router: include <httplib.h> to add routes
+}  // namespace httplib
 
 namespace immunizer::common {
 

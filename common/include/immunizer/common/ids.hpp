@@ -23,7 +23,8 @@ std::string random_id();
 // an alarm's from its record id, model key and model version; a plan's from its alarm's.
 std::string derived_id(std::initializer_list<std::string_view> parts);
 
-// Injected time source, so tests control TTLs and grace periods.
+// Injected time source, so tests control TTLs and grace periods (ManualClock, in the testing
+// library: common/testing).
 class Clock {
  public:
   virtual ~Clock() = default;
@@ -32,15 +33,6 @@ class Clock {
 class SystemClock final : public Clock {
  public:
   int64_t now_unix_nanos() const override { return immunizer::common::now_unix_nanos(); }
-};
-class ManualClock final : public Clock {
- public:
-  explicit ManualClock(int64_t t = 1'700'000'000'000'000'000) : t_(t) {}
-  int64_t now_unix_nanos() const override { return t_; }
-  void advance(std::chrono::nanoseconds d) { t_ += d.count(); }
-
- private:
-  int64_t t_;
 };
 
 }  // namespace immunizer::common

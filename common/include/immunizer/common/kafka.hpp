@@ -3,11 +3,6 @@
 // one thread. Messages are copied in and out: no buffer ownership crosses the seam.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/family.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +15,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "immunizer/common/metrics.hpp"
 
 struct rd_kafka_s;
 
@@ -65,7 +62,7 @@ class KafkaMetrics {
   KafkaMetrics(prometheus::Registry& r, std::string service);
   void consumed(const std::string& topic, uint64_t n = 1);
   void produced(const std::string& topic, uint64_t n = 1);
-  void delivery_failed(uint64_t n = 1) { delivery_failures_.Increment(static_cast<double>(n)); }
+  void delivery_failed(uint64_t n = 1);
   void deadletter(const std::string& reason);
   // Messages skipped by an offset reset past unread data (immunizer_records_lost_total).
   void records_lost(const std::string& topic, uint64_t n);

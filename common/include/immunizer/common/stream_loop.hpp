@@ -8,9 +8,6 @@
 // only from it.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/histogram.h>
-
 #include <atomic>
 #include <chrono>
 #include <functional>

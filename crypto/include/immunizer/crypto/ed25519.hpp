@@ -81,7 +81,6 @@ class KeyRing {
   bool verify(std::string_view key_id, std::string_view message,
               std::string_view signature) const noexcept;
   size_t size() const noexcept { return keys_.size(); }
-  std::vector<std::string> key_ids() const;
 
  private:
   std::vector<VerifyingKey> keys_;

@@ -5,10 +5,6 @@
 // threads; everything they touch is thread-safe. Referenced objects must outlive it.
 #pragma once
 
-#include <httplib.h>
-#include <prometheus/counter.h>
-#include <prometheus/registry.h>
-
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -22,6 +18,12 @@
 #include "immunizer/dashboard/processor.hpp"
 #include "immunizer/dashboard/sse.hpp"
 #include "immunizer/dashboard/state.hpp"
+
+namespace httplib {
+struct Request;
+struct Response;
+class Server;
+}  // namespace httplib
 
 namespace immunizer::dashboard {
 
@@ -55,7 +57,8 @@ class DashboardApi {
   std::optional<Caller> authenticate(const httplib::Request& req, httplib::Response* res,
                                      bool count_failure);
   // The pre-routing check of every request (see docs/dashboard.md "Authentication").
-  httplib::Server::HandlerResponse gate(const httplib::Request& req, httplib::Response& res);
+  // The pre-routing gate: true when it answered the request itself (refused, redirected).
+  bool gate(const httplib::Request& req, httplib::Response& res);
   bool same_origin_json(const httplib::Request& req, httplib::Response& res) const;
   std::string expected_origin(const httplib::Request& req) const;
   bool over_tls() const;

@@ -5,14 +5,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 
 #include "immunizer/common/ids.hpp"
+#include "immunizer/common/periodic_task.hpp"
 #include "immunizer/dashboard/operations.hpp"
 
 namespace immunizer::dashboard {
@@ -43,13 +42,11 @@ class ExecuteView {
   std::chrono::milliseconds interval_;
   const common::Clock& clock_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::thread thread_;
   bool reachable_ = false, answered_ = false;
   int64_t at_ = 0, blocks_ = 0, enforcing_ = 0, effectors_ = 0;
   nlohmann::json by_kind_ = nlohmann::json::object();
   std::string error_;
+  common::PeriodicTask poller_;  // last: stopped before the state it refreshes goes
 };
 
 }  // namespace immunizer::dashboard

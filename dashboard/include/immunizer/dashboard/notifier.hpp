@@ -6,10 +6,6 @@
 // dropped and counted. Thread-safe. Metrics per destination.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
-
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -18,6 +14,7 @@
 #include <vector>
 
 #include "immunizer/common/ids.hpp"
+#include "immunizer/common/metrics.hpp"
 
 namespace immunizer::dashboard {
 

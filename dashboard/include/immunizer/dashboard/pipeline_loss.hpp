@@ -7,12 +7,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "immunizer/common/periodic_task.hpp"
 
 namespace immunizer::dashboard {
 
@@ -33,14 +33,11 @@ class PipelineLoss {
 
  private:
   std::vector<std::string> urls_;
-  std::chrono::milliseconds interval_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
   bool polled_ = false;
   double lost_ = 0;
   int unreachable_ = 0;
-  std::thread thread_;
+  common::PeriodicTask poller_;  // last: stopped before the state it refreshes goes
 };
 
 }  // namespace immunizer::dashboard

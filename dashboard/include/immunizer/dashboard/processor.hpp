@@ -3,11 +3,11 @@
 // loop's thread and never blocks on a browser.
 #pragma once
 
-#include <prometheus/counter.h>
 #include <nlohmann/json.hpp>
 
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/common/metrics.hpp"
 #include "immunizer/common/stage.hpp"
 #include "immunizer/dashboard/execute_view.hpp"
 #include "immunizer/dashboard/incidents.hpp"

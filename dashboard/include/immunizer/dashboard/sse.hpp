@@ -3,10 +3,6 @@
 // browser re-syncs from /api/* on its next reconnect or refresh). Thread-safe.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -17,6 +13,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "immunizer/common/metrics.hpp"
 
 namespace immunizer::dashboard {
 

@@ -3,15 +3,12 @@
 // learned state snapshotted to the compacted models topic. Runs on the StreamLoop thread only.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
-
 #include <map>
 #include <set>
 
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/common/metrics.hpp"
 #include "immunizer/common/stage.hpp"
 #include "immunizer/monitor/config.hpp"
 #include "immunizer/monitor/features.hpp"

@@ -2,14 +2,12 @@
 // plan's Ed25519 key (execute refuses unsigned plans). Runs on the StreamLoop thread only.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/registry.h>
-
 #include <deque>
 #include <string>
 #include <unordered_set>
 
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/common/metrics.hpp"
 #include "immunizer/common/stage.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/plan/policy.hpp"

@@ -25,4 +25,8 @@ bool is_feature_vector_batch(std::string_view payload) noexcept;
 bool parse_feature_batch(std::string_view payload, FeatureVectorBatch* out,
                          std::vector<UndecodableRecord>* bad, std::string* reason);
 
+// Moves the per-record fields of `v` (record id, values, principal, call, timestamp, labels)
+// into a new row of `b`, swapping buffers rather than copying; returns the row.
+FeatureRow* move_to_row(FeatureVector& v, FeatureVectorBatch& b);
+
 }  // namespace immunizer::v1

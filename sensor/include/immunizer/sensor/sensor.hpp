@@ -192,18 +192,7 @@ class CallScope {
   }
   template <class T>
   CallScope& arg(std::string_view name, const T& value) noexcept {
-    if (state_ == kRecording) {
-      if (buf_->size >= buf_->max_record) [[unlikely]]
-        return skip_part();
-      const int64_t t0 = measured_ ? detail::ticks() : 0;
-      const size_t at = detail::open_len(*buf_, 6);
-      detail::put_capped_string_field(*buf_, 1, name);
-      ValueWriter(*buf_, 2).value(value);
-      detail::close_len(*buf_, at);
-      if (measured_) [[unlikely]]
-        own_ticks_ += detail::ticks() - t0;
-    }
-    return *this;
+    return arg_with(name, [&value](ValueWriter& w) { w.value(value); });
   }
   // Writes a value with a lambda: arg_with("cart", [&](ValueWriter& w) { ... }).
   template <class F>

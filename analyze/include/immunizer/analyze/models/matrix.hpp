@@ -21,12 +21,6 @@ struct Matrix {
   std::span<double> row(std::size_t i) { return {values.data() + i * cols, cols}; }
   double at(std::size_t i, std::size_t j) const { return values[i * cols + j]; }
   double& at(std::size_t i, std::size_t j) { return values[i * cols + j]; }
-
-  void append_row(std::span<const double> x) {
-    if (rows == 0 && cols == 0) cols = x.size();
-    values.insert(values.end(), x.begin(), x.end());
-    ++rows;
-  }
 };
 
 }  // namespace immunizer::analyze

@@ -51,9 +51,6 @@ class ModelRegistry {
     pool_.parallel_for(n, fn);
   }
   std::size_t threads() const { return pool_.size(); }
-  // Waits for every background refit and installs it (tests, final snapshots); returns how
-  // many were installed. From the owner thread only.
-  std::size_t finish_refits();
   // Background refits started and not installed yet.
   std::size_t refits_pending() const;
 

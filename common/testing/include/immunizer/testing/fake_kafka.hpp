@@ -1,6 +1,8 @@
 // In-memory Producer and Consumer for tests of stream processors: no broker, no threads.
 // Not thread-safe; inspect `sent`, `committed` directly. The failure switches let tests
-// check that nothing is committed when outputs are not acknowledged.
+// check that nothing is committed when outputs are not acknowledged. Part of the testing
+// library (common/testing): linked by tests, benchmarks and fuzz targets only; the fakes keep
+// the namespace of the interfaces they stand in for.
 #pragma once
 
 #include <deque>
