@@ -75,14 +75,23 @@ std::string read_some(int fd, std::chrono::milliseconds timeout, std::string_vie
   return out;
 }
 
+// Whether the peer closes the connection within `timeout`, reading (and dropping) whatever it
+// sends first: a server that answers 408 and then closes wakes poll() with the answer, and the
+// end of the stream may arrive a moment later.
 bool closed_by_peer(int fd, std::chrono::milliseconds timeout) {
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   char buf[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+    }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return true;
   }
-  return n == 0 || (n < 0 && errno != EAGAIN);
 }
 
 double refused(HttpServer& s, const std::string& reason) {

@@ -26,6 +26,9 @@ def families():
     by type, from the sources under the repository (tests, benchmarks and fuzzers excluded)."""
     found = {"Counter": set(), "Gauge": set(), "Histogram": set(), "Summary": set()}
     pat = re.compile(r'Build(Counter|Gauge|Histogram|Summary)\(\)\s*\.Name\(\s*"(immunizer_[a-z_]+)"')
+    # common/metrics.hpp's helpers: counter_family(r, "name", ...), register_gauge(r, "name", ...)
+    helper = re.compile(r'\b(?:common::)?(counter|gauge|histogram)_family\(\s*[^,()]+,\s*"(immunizer_[a-z_]+)"'
+                        r'|\b(?:common::)?register_(counter|gauge|histogram)\(\s*[^,()]+,\s*"(immunizer_[a-z_]+)"')
     for top, dirs, files in os.walk(ROOT):
         rel = os.path.relpath(top, ROOT)
         if rel.split(os.sep)[0] in ("build", ".git", "tests", "bench", "fuzz", "node_modules") or "/tests" in "/" + rel:
@@ -33,8 +36,12 @@ def families():
             continue
         for f in files:
             if f.endswith((".cpp", ".hpp")):
-                for m in pat.finditer(open(os.path.join(top, f), errors="replace").read()):
+                text = open(os.path.join(top, f), errors="replace").read()
+                for m in pat.finditer(text):
                     found[m.group(1)].add(m.group(2))
+                for m in helper.finditer(text):
+                    kind, name = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+                    found[kind.capitalize()].add(name)
     return found
 
 
