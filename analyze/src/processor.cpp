@@ -335,8 +335,8 @@ void AnalyzeProcessor::process_batch(const std::vector<common::Message>& batch,
 std::optional<std::pair<std::string, uint64_t>> AnalyzeProcessor::state_of(const std::string& key) {
   auto* k = models_.find(key);
   if (!k) return std::nullopt;
-  return std::make_pair(common::zlib_compress(k->snapshot()),
-                        static_cast<uint64_t>(k->records_seen()));
+  // snapshot() deflates its frame itself: its bytes go out as they are.
+  return std::make_pair(k->snapshot(), static_cast<uint64_t>(k->records_seen()));
 }
 
 void AnalyzeProcessor::update_gauges() {
@@ -349,7 +349,32 @@ void AnalyzeProcessor::update_gauges() {
 }
 
 void AnalyzeProcessor::restore_key(const std::string& key, const std::string& state) {
-  models_.restore(key, common::zlib_decompress(state));
+  models_.restore(key, state);
+}
+
+size_t AnalyzeProcessor::restore(const std::map<std::string, v1::ModelSnapshot>& snaps) {
+  // Snapshots written before format 3 hold the same bytes inside a second zlib stream: they
+  // are unwrapped and restored here; the base restores the current format (and skips others).
+  const bool any_old = std::any_of(snaps.begin(), snaps.end(), [](const auto& kv) {
+    return kv.second.format_version() == kOldSnapshotFormat;
+  });
+  if (!any_old) return SnapshottingProcessor::restore(snaps);
+  std::map<std::string, v1::ModelSnapshot> rest;
+  size_t old = 0;
+  for (const auto& [key, snap] : snaps) {
+    if (snap.format_version() != kOldSnapshotFormat) {
+      rest.emplace(key, snap);
+      continue;
+    }
+    try {
+      restore_key(key, common::zlib_decompress(snap.state()));
+      ++old;
+    } catch (const std::exception& e) {
+      common::logger("analyze")->warn("snapshot of {} (format {}) skipped: {}", key,
+                                      kOldSnapshotFormat, e.what());
+    }
+  }
+  return old + SnapshottingProcessor::restore(rest);
 }
 
 void AnalyzeProcessor::drain(common::Producer& out) {

@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 
+#include "immunizer/common/compress.hpp"
 #include "immunizer/testing/fake_kafka.hpp"
 #include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/feature_batches.hpp"
@@ -259,4 +260,50 @@ TEST(AnalyzeConfig, RejectsBadValues) {
   EXPECT_THROW(
       analyze::AnalyzeConfig::from_config(common::Config::from_map({{"analyze.risk", "2"}})),
       common::ConfigError);
+}
+
+// Format 3 writes ModelKeyState::snapshot() as it is (deflated once, inside its frame); format
+// 2 (before) wrapped those same bytes in a second zlib stream, exactly zlib_compress(state).
+// Both restore to the same model; an old-format snapshot that does not inflate is skipped.
+// (Last in the file: vec()'s shared noise would otherwise shift the data of later tests.)
+TEST(AnalyzeProcessor, SnapshotsAreDeflatedOnceAndTheFormerFormatRestores) {
+  Fixture f;
+  f.feed_normal(300, 10);
+  f.proc.drain(f.out);
+  f.out.flush({});
+  const auto snaps = f.out.on(f.topics.models);
+  ASSERT_EQ(snaps.size(), 1u);
+  v1::ModelSnapshot s;
+  ASSERT_TRUE(s.ParseFromString(snaps[0].payload));
+  EXPECT_EQ(s.format_version(), 3u);
+  EXPECT_EQ(s.state().substr(0, 4), "IMZS");  // the frame's magic, not a zlib header
+
+  v1::ModelSnapshot old = s;
+  old.set_format_version(2);
+  old.set_state(common::zlib_compress(s.state()));
+  Fixture g;
+  ASSERT_EQ(g.proc.restore({{old.model_key(), old}}), 1u);
+  auto probe = vec(5000, 0.5, 9.0);
+  f.in.push(f.topics.features, "k", probe.SerializeAsString());
+  g.in.push(g.topics.features, "k", probe.SerializeAsString());
+  f.loop.run_once();
+  g.loop.run_once();
+  v1::Score sf, sg;
+  ASSERT_TRUE(sf.ParseFromString(f.out.on(f.topics.scores).back().payload));
+  ASSERT_TRUE(sg.ParseFromString(g.out.on(g.topics.scores).back().payload));
+  EXPECT_EQ(sg.model_state(), "ACTIVE");
+  EXPECT_DOUBLE_EQ(sf.combined_score(), sg.combined_score());
+
+  // Old and new formats side by side; a format-2 state that is not zlib is skipped, as is
+  // one of an unknown format.
+  v1::ModelSnapshot broken = old, unknown = s;
+  broken.set_model_key("other|k|");
+  broken.set_state("not zlib");
+  unknown.set_model_key("third|k|");
+  unknown.set_format_version(7);
+  Fixture h;
+  EXPECT_EQ(h.proc.restore(
+                {{s.model_key(), s}, {broken.model_key(), broken}, {unknown.model_key(), unknown}}),
+            1u);
+  EXPECT_EQ(h.proc.models().size(), 1u);
 }

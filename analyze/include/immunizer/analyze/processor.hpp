@@ -30,8 +30,13 @@ class AnalyzeProcessor final : public common::SnapshottingProcessor {
   // The last snapshot round, after the refits under way have finished.
   void drain(common::Producer& out) override;
   ModelRegistry& models() { return models_; }
-  // Snapshot state: zlib-compressed ModelKeyState bytes.
-  static constexpr uint32_t kSnapshotFormat = 2;
+  // Snapshot state: ModelKeyState::snapshot() bytes (a checksummed frame, deflated inside).
+  // Format 2 deflated those bytes a second time (no smaller, twice the CPU); restore() still
+  // reads it.
+  static constexpr uint32_t kSnapshotFormat = 3;
+  static constexpr uint32_t kOldSnapshotFormat = 2;
+  // The base's restore, plus snapshots of kOldSnapshotFormat (unwrapped, then restored).
+  size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps) override;
 
  private:
   // One consumed features message, decoded (kept between batches to reuse its buffers).
