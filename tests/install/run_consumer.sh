@@ -9,28 +9,8 @@
 #   run_consumer.sh MODE BUILD_DIR SOURCE_DIR WORK_DIR
 set -euo pipefail
 mode=$1 build=$2 src=$3 work=$4
-rm -rf "$work"
-mkdir -p "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$work"/*.log; do echo "--- $f"; tail -n 20 "$f"; done >&2
-  exit 1
-}
-# wait_for FILE REGEX SECONDS
-wait_for() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -Eq "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/stack.sh"
+stack_init "$work"
 
 case $mode in
   install)
@@ -79,9 +59,7 @@ cc -std=c99 -o "$work/c_pkgconfig" "$src/examples/c_effector/main.c" \
 # --- run them against the installed broker and execute ---------------------------------------
 bin=$prefix/bin
 export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-"$bin/immunizer" broker >"$work/broker.log" 2>&1 &
-pids+=($!)
+stack_start broker.log "$bin/immunizer" broker
 wait_for "$work/broker.log" '^bootstrap=' 30 || fail "broker did not start"
 export IMMUNIZER_KAFKA_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$work/broker.log" | head -n 1)
 grpc_port=$(free_port)
@@ -92,25 +70,16 @@ S=$work/state
 export IMMUNIZER_EXECUTE_PLAN_PUBLIC_KEYS=$S/keys/plan.pub IMMUNIZER_EXECUTE_DIRECTIVE_SIGNING_KEY_FILE=$S/keys/execute.key
 export IMMUNIZER_EXECUTE_TLS_CA_FILE=$S/tls/ca.crt IMMUNIZER_EXECUTE_TLS_CERT_FILE=$S/tls/execute-execute.crt
 export IMMUNIZER_EXECUTE_TLS_KEY_FILE=$S/tls/execute-execute.key
-export IMMUNIZER_OPS_TLS_CA_FILE=$S/tls/ca.crt IMMUNIZER_OPS_TLS_CERT_FILE=$S/tls/operator-cli.crt
-export IMMUNIZER_OPS_TLS_KEY_FILE=$S/tls/operator-cli.key
-export IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS=$S/keys/execute.pub IMMUNIZER_EFFECTOR_TLS_CA_FILE=$S/tls/ca.crt
-export IMMUNIZER_EFFECTOR_TLS_CERT_FILE=$S/tls/effector-consumer.crt IMMUNIZER_EFFECTOR_TLS_KEY_FILE=$S/tls/effector-consumer.key
+stack_ops_env "$S"
+stack_effector_env "$S" consumer
 http_port=$(free_port)
 IMMUNIZER_EXECUTE_GRPC_LISTEN=127.0.0.1:$grpc_port IMMUNIZER_HTTP_LISTEN=127.0.0.1 IMMUNIZER_HTTP_PORT=$http_port \
-  "$bin/immunizer-execute" >"$work/execute.log" 2>&1 &
-pids+=($!)
-for ((i = 0; i < 300; i++)); do
-  "$bin/immunizer" list >/dev/null 2>&1 && break
-  sleep 0.1
-done
-"$bin/immunizer" list >/dev/null || fail "execute not answering at $IMMUNIZER_EXECUTE_ADDRESS"
+  stack_start execute.log "$bin/immunizer-execute"
+retry 30 "$bin/immunizer" list || fail "execute not answering at $IMMUNIZER_EXECUTE_ADDRESS"
 
 # `immunizer status`: execute ready, its loss counters and version; a dead port is reported.
-for ((i = 0; i < 100; i++)); do
-  "$bin/immunizer" status --service execute=http://127.0.0.1:$http_port >"$work/status.log" 2>&1 && break
-  sleep 0.1
-done
+execute_status() { "$bin/immunizer" status --service execute=http://127.0.0.1:$http_port >"$work/status.log" 2>&1; }
+retry 10 execute_status || true
 grep -Eq "^execute +ready .* lag [0-9]+ .*version [0-9]" "$work/status.log" || fail "immunizer status: $(cat "$work/status.log")"
 if "$bin/immunizer" status --service gone=http://127.0.0.1:1 >"$work/status-dead.log" 2>&1 ||
    ! grep -q "gone .*unreachable" "$work/status-dead.log"; then
@@ -126,9 +95,8 @@ run_one() {
   shift
   local before after id rc=0
   before=$(calls_messages)
-  CONSUMER_CALLS=40 "$@" >"$work/$name.log" 2>&1 &
-  local pid=$!
-  pids+=($pid)
+  CONSUMER_CALLS=40 stack_start "$name.log" "$@"
+  local pid=$STACK_PID
   wait_for "$work/$name.log" '^(requests|recorded)=' 40 || fail "$name: no records sent"
   id=$("$bin/immunizer" block --user mallory --ttl-ms 60000 --reason "install test: $name") || fail "$name: block"
   wait "$pid" || rc=$?
@@ -146,8 +114,7 @@ run_one consumer_httplib "$work/consumer/consumer_httplib"
 # The C example says hello as app "c-effector-example": it needs a certificate of that name
 # (execute refuses an effector whose hello differs from its certificate).
 "$bin/immunizer" pki --state-dir "$S" issue effector c-effector-example >/dev/null || fail "immunizer pki issue"
-export IMMUNIZER_EFFECTOR_TLS_CERT_FILE=$S/tls/effector-c-effector-example.crt
-export IMMUNIZER_EFFECTOR_TLS_KEY_FILE=$S/tls/effector-c-effector-example.key
+stack_effector_env "$S" c-effector-example
 run_one consumer_c "$work/consumer/consumer_c" 40 --wait-block 60
 run_one c_pkgconfig "$work/c_pkgconfig" 40 --wait-block 60
 echo "OK ($mode): consumer, consumer_static, consumer_httplib, consumer_c and c_pkgconfig built against $prefix, records arrived, blocks reached them"
