@@ -12,6 +12,7 @@
 #include "immunizer/common/compress.hpp"
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/message_part.hpp"
+#include "immunizer/common/restore_timeout.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/v1/feature_batches.hpp"
 #include "immunizer/v1/names.hpp"
@@ -395,11 +396,11 @@ const common::Stage kStage{
     .setup =
         [](common::ServiceContext& ctx) {
           const auto cfg = AnalyzeConfig::from_config(ctx.config);
-          const bool restore = ctx.config.get_bool("analyze.restore_snapshots", true);
+          const auto restore = common::snapshot_restore_timeout(ctx.config, "analyze");
           ctx.config.stop_if_errors();  // --check-config: build nothing on a bad value
           return common::StageSetup{
               std::make_unique<AnalyzeProcessor>(cfg, ctx.topics, ctx.clock, *ctx.registry),
-              cfg.group, restore ? std::chrono::seconds(30) : std::chrono::seconds(0)};
+              cfg.group, restore};
         },
 };
 

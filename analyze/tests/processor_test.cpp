@@ -8,6 +8,7 @@
 #include <set>
 
 #include "immunizer/common/compress.hpp"
+#include "immunizer/common/restore_timeout.hpp"
 #include "immunizer/testing/fake_kafka.hpp"
 #include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/feature_batches.hpp"
@@ -260,6 +261,23 @@ TEST(AnalyzeConfig, RejectsBadValues) {
   EXPECT_THROW(
       analyze::AnalyzeConfig::from_config(common::Config::from_map({{"analyze.risk", "2"}})),
       common::ConfigError);
+}
+
+// The stage setups of analyze and monitor take their restore wait from this helper.
+TEST(AnalyzeConfig, RestoreSnapshotsKeyGivesTheRestoreWait) {
+  using common::Config;
+  using common::snapshot_restore_timeout;
+  EXPECT_EQ(snapshot_restore_timeout(Config::from_map({}), "analyze"), std::chrono::seconds(30));
+  EXPECT_EQ(snapshot_restore_timeout(Config::from_map({{"analyze.restore_snapshots", "false"}}),
+                                     "analyze"),
+            std::chrono::milliseconds(0));
+  // Another stage's key is not this stage's.
+  EXPECT_EQ(snapshot_restore_timeout(Config::from_map({{"monitor.restore_snapshots", "false"}}),
+                                     "analyze"),
+            std::chrono::seconds(30));
+  EXPECT_THROW(snapshot_restore_timeout(Config::from_map({{"monitor.restore_snapshots", "maybe"}}),
+                                        "monitor"),
+               common::ConfigError);
 }
 
 // Format 3 writes ModelKeyState::snapshot() as it is (deflated once, inside its frame); format

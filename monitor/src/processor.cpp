@@ -8,6 +8,7 @@
 
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/message_part.hpp"
+#include "immunizer/common/restore_timeout.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/v1/call_records.hpp"
 #include "immunizer/v1/feature_batches.hpp"
@@ -193,11 +194,11 @@ const common::Stage kStage{
     .setup =
         [](common::ServiceContext& ctx) {
           const auto cfg = MonitorConfig::from_config(ctx.config);
-          const bool restore = ctx.config.get_bool("monitor.restore_snapshots", true);
+          const auto restore = common::snapshot_restore_timeout(ctx.config, "monitor");
           ctx.config.stop_if_errors();  // --check-config: build nothing on a bad value
           return common::StageSetup{
               std::make_unique<MonitorProcessor>(cfg, ctx.topics, ctx.clock, *ctx.registry),
-              cfg.group, restore ? std::chrono::seconds(30) : std::chrono::seconds(0)};
+              cfg.group, restore};
         },
 };
 
