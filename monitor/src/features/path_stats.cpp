@@ -47,6 +47,7 @@ constexpr uint8_t kControlClass = 11;
 constexpr double kClassSmoothing = 0.01;
 constexpr unsigned kGramSetBits = 13;     // per-value 3-gram de-dup set: 8192 slots
 constexpr uint32_t kKnownValueCount = 8;  // enumeration members seen this often are "known"
+constexpr uint64_t kEnumMissShare = 100;  // an enumeration misses at most 1 in this many values
 // How an aggregate combines a feature over arguments: sums for counts, max otherwise.
 constexpr bool kAggregateSums[kPathFeatures] = {false, false, false, false, false,
                                                 true,  true,  true,  false};
@@ -240,6 +241,28 @@ void learn_text(PathState& ps, std::string_view s, const FeatureConfig& cfg) {
   ps.byte_total += 1;
 }
 
+void end_enumeration(PathState& ps) {
+  ps.enum_state = 2;
+  ps.enum_values.clear();
+  ps.enum_values.shrink_to_fit();
+  ps.enum_counts.clear();
+  ps.enum_counts.shrink_to_fit();
+  ps.enum_mode = 0;
+}
+
+// Whether a path judged an enumeration keeps learning values outside its full table often
+// enough that it is not one: more than 1 in kEnumMissShare of its learned values (and at
+// least kKnownValueCount of them). A numeric path such as a body length looks like an
+// enumeration over its first observations (mostly GETs of length 0) and would otherwise
+// call every later POST's length unseen and maximally surprising, forever. Learned values
+// outside the table are exactly the observations its counts do not hold.
+bool outgrew_enumeration(const PathState& ps) {
+  uint64_t held = 0;
+  for (uint32_t c : ps.enum_counts) held += c;
+  const uint64_t misses = ps.observations > held ? ps.observations - held : 0;
+  return misses >= kKnownValueCount && misses * kEnumMissShare > ps.observations;
+}
+
 // Counts a value into the path's enumeration while it may still be one.
 void learn_enumeration(PathState& ps, uint64_t h, const FeatureConfig& cfg) {
   const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
@@ -250,13 +273,8 @@ void learn_enumeration(PathState& ps, uint64_t h, const FeatureConfig& cfg) {
     ps.enum_values.push_back(h);
     ps.enum_counts.push_back(1);
     ps.enum_mode = std::max<uint32_t>(ps.enum_mode, 1);
-  } else if (ps.enum_state == 0) {
-    ps.enum_state = 2;  // too many distinct values: not an enumeration
-    ps.enum_values.clear();
-    ps.enum_values.shrink_to_fit();
-    ps.enum_counts.clear();
-    ps.enum_counts.shrink_to_fit();
-    ps.enum_mode = 0;
+  } else if (ps.enum_state == 0 || outgrew_enumeration(ps)) {
+    end_enumeration(ps);  // too many distinct values: not an enumeration
   }
   if (ps.enum_state == 0 && ps.observations >= cfg.enum_min_observations) ps.enum_state = 1;
 }
