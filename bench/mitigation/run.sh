@@ -8,6 +8,8 @@
 # never passes or fails on a figure (target p99 <= 250 ms at 10,000 requests/s).
 # Usage: bench/mitigation/run.sh [BIN_DIR]   env: RATE=10000 CONNECTIONS=100 ROUNDS=20
 #   KEEP_LOG (default /tmp/immunizer-mitigation-up.log): where the stack's log is kept
+#   KEEP_STATE (default: not kept): a folder to copy the stack's state into (the dashboard's
+#   SQLite history of alarms, incidents and pattern rows, to see what raised the alarms)
 set -euo pipefail
 BIN=$(cd "${1:-build/release/bin}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,13 +25,14 @@ cleanup() {
   [[ -n "$wrkpid" ]] && kill "$wrkpid" 2>/dev/null || true
   [[ -n "$up" ]] && { kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; }
   [[ -f "$WORK/up.log" ]] && cp "$WORK/up.log" "${KEEP_LOG:-/tmp/immunizer-mitigation-up.log}"
+  [[ -n "${KEEP_STATE:-}" && -d "$WORK/state" ]] && { rm -rf "$KEEP_STATE"; cp -r "$WORK/state" "$KEEP_STATE"; }
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 DELAY_MS=$(( CONNECTIONS * 1000 / RATE )); ((DELAY_MS >= 1)) || DELAY_MS=1
 "$BIN/immunizer" up --demo --port-base "$BASE" --dashboard-port "$DASH" --shop-port "$SHOP" \
   --state-dir "$WORK/state" --datasets "$DATASETS" \
-  --replay-arg=--rounds --replay-arg="$ROUNDS" --replay-arg=--json --replay-arg="$WORK/replay.json" \
+  --replay-arg=--rounds --replay-arg="$ROUNDS" --replay-arg=--no-mix --replay-arg=--round-settle --replay-arg=3 --replay-arg=--json --replay-arg="$WORK/replay.json" \
   --replay-arg=--time-limit --replay-arg=1500 > "$WORK/up.log" 2>&1 &
 up=$!
 echo "stack starting (logs: $WORK/up.log); offered load: $CONNECTIONS connections x 1 request / $DELAY_MS ms"

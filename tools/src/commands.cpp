@@ -203,6 +203,10 @@ UpChildren up_children(const UpOptions& o, const std::string& bootstrap, const s
         urls += (urls.empty() ? "" : ",") +
                 ("http://" + bracket(host) + ":" + std::to_string(t.port) + "/metrics");
       extra["IMMUNIZER_DASHBOARD_PIPELINE_METRICS_URLS"] = urls;
+      // The incident history belongs to this stack's state, not to whatever folder `up`
+      // was started from (--env or the caller's environment still choose another).
+      if (!std::getenv("IMMUNIZER_DASHBOARD_DATA_DIR"))
+        extra["IMMUNIZER_DASHBOARD_DATA_DIR"] = o.state_dir + "/dashboard-data";
     }
     c.services.push_back({.name = s.name,
                           .path = bin + "/immunizer-" + s.name,

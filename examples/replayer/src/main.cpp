@@ -112,6 +112,17 @@ int main(int argc, char** argv) {
   app.add_option("--mix-count", mix_count, "normal+attack test requests per mix phase (0: all)")
       ->capture_default_str();
   app.add_option("--rounds", rounds, "demo: rounds of mix + attack")->capture_default_str();
+  int64_t round_settle_s = 120;
+  app.add_option("--round-settle", round_settle_s,
+                 "seconds at most to wait after each round for the pipeline to catch up before "
+                 "its counts are printed (under another load generator's traffic it never idles)")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
+  bool no_mix = false;
+  app.add_flag("--no-mix", no_mix,
+               "demo: rounds of attack only, without the mix phase (when another load generator "
+               "plays the normal traffic: the mix's CSIC attacks are one-request sessions that "
+               "plan rightly blocks, each counted by execute's circuit breaker)");
   app.add_option("--rate", rate, "requests per second (0: as fast as the shop answers)")
       ->capture_default_str();
   app.add_option("--concurrency", concurrency, "parallel connections")
@@ -187,8 +198,8 @@ int main(int argc, char** argv) {
     auto report = [&](const std::string& what) {
       if (all_urls.empty()) return;
       if (!settle_urls.empty())
-        replay::wait_for_pipeline(settle_urls, std::min(left(), std::chrono::seconds(120)), stop,
-                                  nullptr);
+        replay::wait_for_pipeline(
+            settle_urls, std::min(left(), std::chrono::seconds(round_settle_s)), stop, nullptr);
       const auto c = replay::pipeline_counts(all_urls);
       std::printf("%s: %s; paced %lu times (%.1f s) on the pipeline's lag\n", what.c_str(),
                   replay::describe(c).c_str(), (unsigned long)pacer.pauses(),
@@ -250,7 +261,7 @@ int main(int argc, char** argv) {
     const uint64_t n_rounds = scenario == "demo" ? rounds : 1;
     size_t mix_at = 0, atk_at = 0;
     for (uint64_t round = 0; round < n_rounds && !stop && left().count() > 0; ++round) {
-      if (scenario == "mix" || scenario == "demo") {
+      if (scenario == "mix" || (scenario == "demo" && !no_mix)) {
         auto mix = replay::interleave(normal, anomalous);
         if (mix_count > 0) {
           std::vector<monitor::csic::Request> part;
