@@ -1,33 +1,45 @@
--- wrk script of bench/mitigation/run.sh: normal shop traffic from many clients (a session
--- cookie and a forwarded address each request, the demo shop trusts 127.0.0.1 as its proxy), paced
--- by DELAY_MS per request and connection so that connections * 1000 / DELAY_MS is the offered
--- rate.
+-- wrk script of bench/mitigation/run.sh: normal shop traffic from many clients, each request
+-- a fresh visitor (its own session cookie and forwarded address; the demo shop trusts
+-- 127.0.0.1 as its proxy), paced by DELAY_MS per request and connection so that
+-- connections * 1000 / DELAY_MS is the offered rate.
+-- The requests are the lines of REQUESTS ("METHOD<TAB>PATH?QUERY<TAB>BODY", written by
+-- requests.py from CSIC 2010's normal test requests, or from the replayer's generated ones),
+-- cycled through: the kind of traffic the models learnt and the bystander plays. A handful of
+-- fixed URLs repeated at thousands a second would teach the models, which keep learning, that
+-- the rest of normal traffic is unusual (the bystander's POSTs then raised alarms).
+-- One request per visitor as in CSIC 2010, whose normal sessions are one request each: the
+-- models learnt that, so thousands of sessions making a request every 0.4 s would themselves
+-- be unusual behaviour.
 local delay_ms = tonumber(os.getenv("DELAY_MS") or "10")
-local paths = {
-  "/tienda1/index.jsp",
-  "/tienda1/publico/productos.jsp",
-  "/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100&cantidad=55&B1=A%F1adir+al+carrito",
-  "/tienda1/publico/anadir.jsp?id=1&nombre=Queso+Manchego&precio=39&cantidad=2&B1=A%F1adir+al+carrito",
-  "/tienda1/publico/autenticar.jsp?modo=entrar&login=choong&pwd=d1se3ci%F3n&remember=off&B1=Entrar",
-  "/tienda1/publico/caracteristicas.jsp?id=2",
-  "/tienda1/miembros/editar.jsp?modo=registro&login=bob&password=fr1ed&nombre=Bob&apellidos=Ruiz&email=bob%40example.com&dni=12345678Z&direccion=Calle+Mayor+1&ciudad=Madrid&cp=28001&provincia=Madrid&ntc=4111111111111111&B1=Registrar",
-}
+local list = {}
 local n = 0
 local thread_tag = nil
+
+function init(args)
+  local path = os.getenv("REQUESTS")
+  local f = path and io.open(path, "r")
+  if not f then error("normal.lua: REQUESTS must name the request list (requests.py)") end
+  for line in f:lines() do
+    local method, target, body = line:match("^(%u+)\t([^\t]*)\t(.*)$")
+    if method then list[#list + 1] = {method, target, body} end
+  end
+  f:close()
+  if #list == 0 then error("normal.lua: no request in " .. path) end
+  thread_tag = math.random(0, 0x7fffffff)
+  n = math.random(0, #list - 1)  -- threads start at different places in the list
+end
+
 function delay() return delay_ms end
--- Each request is a fresh visitor (its own session cookie and forwarded address), as in
--- CSIC 2010, whose normal sessions are one request each: the models learnt that, so
--- thousands of sessions making a request every 0.4 s would themselves be unusual behaviour
--- (principal:recent_calls), and plan would rightly block many of them.
+
 function request()
   n = n + 1
-  if thread_tag == nil then thread_tag = math.random(0, 0x7fffffff) end
+  local r = list[1 + n % #list]
   local headers = {
     ["Cookie"] = string.format("JSESSIONID=%08X%08X%016X", thread_tag, math.random(0, 0x7fffffff), n),
     ["X-Forwarded-For"] = string.format("10.%d.%d.%d", math.random(0, 255), math.random(0, 255), math.random(1, 254)),
-    -- The header set the replayer sends the models to learn from (CSIC 2010's, without Host
-    -- and Connection, which the HTTP client sets): headers are recorded arguments, so a
-    -- client without them, or with CSIC's "Host: localhost:8080", is a different client.
+    -- CSIC 2010's header set as the replayer sends it (without Host and Connection, which
+    -- the HTTP client sets): headers are recorded arguments, so a client without them is a
+    -- different client.
     ["User-Agent"] = "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)",
     ["Pragma"] = "no-cache",
     ["Cache-control"] = "no-cache",
@@ -36,5 +48,10 @@ function request()
     ["Accept-Charset"] = "utf-8, utf-8;q=0.5, *;q=0.5",
     ["Accept-Language"] = "en",
   }
-  return wrk.format("GET", paths[1 + n % #paths], headers)
+  local body = nil
+  if r[3] ~= "" then
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    body = r[3]
+  end
+  return wrk.format(r[1], r[2], headers, body)
 end

@@ -30,6 +30,14 @@ cleanup() {
 }
 trap cleanup EXIT
 DELAY_MS=$(( CONNECTIONS * 1000 / RATE )); ((DELAY_MS >= 1)) || DELAY_MS=1
+# The normal load: CSIC 2010's normal test requests, or the generator's when CSIC is absent.
+if [[ -f "$DATASETS/csic2010/normalTrafficTest.txt.gz" ]]; then
+  normal_file="$DATASETS/csic2010/normalTrafficTest.txt.gz"
+else
+  "$BIN/immunizer-replay" --generate --write-dataset "$WORK/generated" >/dev/null
+  normal_file="$WORK/generated/normalTrafficTest.txt"
+fi
+python3 "$HERE/requests.py" "$normal_file" "$WORK/requests.tsv"
 "$BIN/immunizer" up --demo --port-base "$BASE" --dashboard-port "$DASH" --shop-port "$SHOP" \
   --state-dir "$WORK/state" --datasets "$DATASETS" \
   --replay-arg=--rounds --replay-arg="$ROUNDS" --replay-arg=--no-mix --replay-arg=--round-settle --replay-arg=3 --replay-arg=--json --replay-arg="$WORK/replay.json" \
@@ -43,7 +51,7 @@ for _ in $(seq 1 9000); do  # training and settling, at most 15 min
 done
 grep -q "pipeline caught up\|did not catch up" "$WORK/up.log" || { echo "training did not finish in 15 min" >&2; exit 1; }
 echo "trained; normal load on, $ROUNDS attackers follow"
-DELAY_MS=$DELAY_MS wrk -t2 -c"$CONNECTIONS" -d1500s --latency -s "$HERE/normal.lua" "http://127.0.0.1:$SHOP" > "$WORK/wrk.txt" 2>&1 &
+DELAY_MS=$DELAY_MS REQUESTS="$WORK/requests.tsv" wrk -t2 -c"$CONNECTIONS" -d1500s --latency -s "$HERE/normal.lua" "http://127.0.0.1:$SHOP" > "$WORK/wrk.txt" 2>&1 &
 wrkpid=$!
 t0=$(date +%s)
 for _ in $(seq 1 15000); do  # the attack rounds, at most 25 min
