@@ -154,6 +154,20 @@ void AnalyzeProcessor::build_alarm(const v1::FeatureVectorBatch& b, const v1::Fe
 }
 
 void AnalyzeProcessor::score_key(KeyWork& w, int64_t now) {
+  // The forest part of the scores of this key's rows, all at once (the leading messages of
+  // the first message's schema; observe() scores any other row directly).
+  w.rows.clear();
+  const v1::FeatureVectorBatch& first = decoded_[w.messages.front()]->batch;
+  for (const size_t mi : w.messages) {
+    const Decoded& d = *decoded_[mi];
+    if (d.batch.schema().version() != first.schema().version() ||
+        d.batch.schema().names_size() != first.schema().names_size())
+      break;
+    for (int r = 0; r < d.batch.rows_size(); ++r)
+      if (d.row_ok[static_cast<size_t>(r)]) w.rows.push_back(d.batch.rows(r).values().data());
+  }
+  w.state->precompute(w.rows, static_cast<size_t>(first.schema().names_size()),
+                      first.schema().version());
   for (const size_t mi : w.messages) {
     const Decoded& d = *decoded_[mi];
     const v1::FeatureVectorBatch& b = d.batch;

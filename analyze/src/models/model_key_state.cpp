@@ -91,6 +91,7 @@ void ModelKeyState::reset(FeatureNames names, uint32_t version) {
   schema_version_ = version;
   names_ = std::move(names);
   pending_fit_.reset();  // a refit of the old schema's data is of no use
+  pre_.rows.clear();
   state_ = ModelState::kLearning;
   since_fit_ = 0;
   reservoir_ = {0, names_->size(), {}};
@@ -410,7 +411,14 @@ Verdict ModelKeyState::observe_checked(std::span<const double> x, std::size_t na
     if (reservoir_.rows >= cfg_.grace_records) fit_models();
     return Verdict{};  // the vector that completes the grace period is training data too
   }
-  Verdict v = score(x);
+  double forest_sum = 0;
+  const bool precomputed =
+      pre_.next < pre_.rows.size() && pre_.fits == fits_ && pre_.rows[pre_.next] == x.data();
+  if (precomputed)
+    forest_sum = pre_.forest_sums[pre_.next++];
+  else
+    pre_.rows.clear();  // out of step: the rest is scored directly
+  Verdict v = score_impl(x, precomputed ? &forest_sum : nullptr);
   if (!v.alarm) remember(x);
   if (cfg_.refit_every > 0 && ++since_fit_ >= cfg_.refit_every) refit();
   return v;
@@ -430,7 +438,27 @@ Verdict ModelKeyState::observe(std::span<const double> x,
   });
 }
 
-Verdict ModelKeyState::score(std::span<const double> x) const {
+void ModelKeyState::precompute(std::span<const double* const> rows, std::size_t width,
+                               uint32_t schema_version) {
+  pre_.rows.clear();
+  pre_.next = 0;
+  if (state_ != ModelState::kActive || !uses_forest() || !forest_.fitted() || pending_fit_ ||
+      !has_schema_ || schema_version != schema_version_ || width != names_->size() ||
+      width != forest_.dims())
+    return;
+  // Only the rows before the next refit is due are scored by this forest.
+  std::size_t n = rows.size();
+  if (cfg_.refit_every > 0)
+    n = std::min(n, cfg_.refit_every > since_fit_ ? cfg_.refit_every - since_fit_ : 1);
+  pre_.rows.assign(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
+  pre_.forest_sums.resize(n);
+  forest_.sum_leaves_rows(pre_.rows, pre_.forest_sums.data());
+  pre_.fits = fits_;
+}
+
+Verdict ModelKeyState::score(std::span<const double> x) const { return score_impl(x, nullptr); }
+
+Verdict ModelKeyState::score_impl(std::span<const double> x, const double* forest_sum) const {
   Verdict v;
   if (state_ != ModelState::kActive) return v;
   if (x.size() != names_->size()) throw std::invalid_argument("score: wrong vector size");
@@ -438,7 +466,7 @@ Verdict ModelKeyState::score(std::span<const double> x) const {
   double tails[2], weights[2];
   int used = 0;
   if (uses_forest()) {
-    v.iforest_raw = forest_.score(x);
+    v.iforest_raw = forest_sum ? forest_.score_of_sum(*forest_sum) : forest_.score(x);
     v.iforest_tail = std::min(forest_cal_.tail(v.iforest_raw), constant_violation_tail(x));
     weights[used] = forest_weight();
     tails[used++] = v.iforest_tail;

@@ -329,6 +329,46 @@ TEST(ModelKeyState, BackgroundRefitKeepsScoringThenSwapsInTheSameModel) {
   EXPECT_EQ(background.fits(), 3u);
 }
 
+// precompute() (the forest's scores of a run of rows, tree-major) changes no verdict: runs that
+// cross refits, a row observed out of step, rows of another schema and an outlier all score as
+// without it, and both states stay the same.
+TEST(ModelKeyState, PrecomputedForestScoresGiveTheSameVerdicts) {
+  for (const auto kind : {DetectorKind::kEnsemble, DetectorKind::kIForest}) {
+    ModelKeyState plain(small_config(kind)), batched(small_config(kind));
+    std::mt19937_64 gen(5);
+    std::vector<std::vector<double>> rows;
+    for (int i = 0; i < 1700; ++i) rows.push_back(normal_vector(gen));
+    rows[1234] = {10, 3, 1, 4.0};  // an outlier: alarmed, explained, not remembered
+    for (std::size_t at = 0, run = 1; at < rows.size(); at += run, run = run * 3 % 157 + 1) {
+      const std::size_t end = std::min(rows.size(), at + run);
+      std::vector<const double*> ptrs;
+      for (std::size_t i = at; i < end; ++i) ptrs.push_back(rows[i].data());
+      batched.precompute(ptrs, kNames.size(), 1);
+      for (std::size_t i = at; i < end; ++i) {
+        if (i == at + 2 && run > 10) {
+          // Out of step (another row first): the rest of the run is scored directly.
+          const auto extra = normal_vector(gen);
+          ASSERT_EQ(plain.observe(extra, kNames, 1).combined,
+                    batched.observe(extra, kNames, 1).combined);
+        }
+        const auto a = plain.observe(rows[i], kNames, 1), b = batched.observe(rows[i], kNames, 1);
+        ASSERT_EQ(a.combined, b.combined) << i;
+        ASSERT_EQ(a.iforest_raw, b.iforest_raw) << i;
+        ASSERT_EQ(a.alarm, b.alarm) << i;
+        ASSERT_EQ(a.top.size(), b.top.size()) << i;
+      }
+    }
+    EXPECT_GE(batched.fits(), 5u);  // the runs crossed refits
+    EXPECT_EQ(plain.snapshot(), batched.snapshot());
+    // A precompute for another schema version, or width, is ignored.
+    std::vector<const double*> one{rows[0].data()};
+    batched.precompute(one, kNames.size(), 2);
+    batched.precompute(one, 3, 1);
+    EXPECT_EQ(plain.observe(rows[0], kNames, 1).combined,
+              batched.observe(rows[0], kNames, 1).combined);
+  }
+}
+
 TEST(ModelRegistry, ParallelEqualsSequential) {
   std::vector<Observation> batch;
   std::mt19937_64 gen(6);

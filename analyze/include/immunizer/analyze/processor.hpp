@@ -62,6 +62,7 @@ class AnalyzeProcessor final : public common::SnapshottingProcessor {
     std::vector<std::pair<std::size_t, std::size_t>> rejected;  // (message, row)
     std::vector<std::string> errors;
     std::vector<double> latencies;
+    std::vector<const double*> rows;  // the usable rows' values, for ModelKeyState::precompute
     uint64_t scored = 0, learning = 0;
     uint64_t by_severity[5] = {};
     v1::Score score;  // reused

@@ -3,6 +3,7 @@
 // The forest owns its nodes; fit() copies what it needs from the caller's matrix.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -48,6 +49,13 @@ class IsolationForest {
   double score(std::span<const double> x) const;
   // Scores every row of data into out (out.size() == data.rows); tree-major in blocks.
   void score_batch(const Matrix& data, std::span<double> out, int threads = 1) const;
+  // For every row (rows[i] points at dims() values): the sum over the trees of its normalised
+  // path lengths, into sums[i]; tree-major in blocks of rows, so a tree is read from memory
+  // once per block rather than once per row. score_of_sum(sums[i]) == score(row i), exactly.
+  void sum_leaves_rows(std::span<const double* const> rows, double* sums) const;
+  double score_of_sum(double sum) const {
+    return std::exp2(-sum / static_cast<double>(roots_.size()));
+  }
 
   // Path-based attribution: along x's path in each tree, the feature of every split is
   // credited with log2(node size / size of the child x enters), i.e. how much of the

@@ -117,6 +117,14 @@ class ModelKeyState {
                   uint32_t schema_version);
   Verdict observe(std::span<const double> x, const std::vector<std::string>& feature_names,
                   uint32_t schema_version);
+  // Optional, before observing a run of rows (the vectors of one key in a consumed batch):
+  // computes the forest's part of the scores of those the current model will score, tree-major
+  // (each tree read from memory once per block of rows instead of once per row: a key's forest
+  // is larger than the L2 cache). observe() uses the result for a row whose data pointer is the
+  // next one given here while the model is unchanged; anything else is scored directly, so the
+  // verdicts are the same to the bit either way. rows[i] points at `width` values that must
+  // stay valid and unchanged until observed or until the next call.
+  void precompute(std::span<const double* const> rows, std::size_t width, uint32_t schema_version);
   // Scores without learning (nothing changes); Verdict::state is kLearning before the first fit.
   Verdict score(std::span<const double> x) const;
   // Top contributions for x, whether or not it alarms (empty while learning).
@@ -165,6 +173,8 @@ class ModelKeyState {
   template <class MakeNames>
   Verdict observe_checked(std::span<const double> x, std::size_t names_size,
                           uint32_t schema_version, const MakeNames& names);
+  // score(), with the forest's sum of path lengths already known when forest_sum is set.
+  Verdict score_impl(std::span<const double> x, const double* forest_sum) const;
   // Adds x to the refit reservoir (sampled once full).
   void remember(std::span<const double> x);
   void write_row(std::size_t slot, std::span<const double> x);
@@ -207,6 +217,13 @@ class ModelKeyState {
   std::vector<double> rarity_;   // tail for leaving the usual value; -1: it never varied
   TaskQueue* refitter_ = nullptr;
   std::shared_ptr<FitJob> pending_fit_;  // a background refit under way
+  // precompute()'s rows and their forest sums, valid while fits_ == fits (the same forest).
+  struct Precomputed {
+    std::vector<const double*> rows;
+    std::vector<double> forest_sums;
+    std::size_t next = 0;
+    std::size_t fits = 0;
+  } pre_;
 };
 
 }  // namespace immunizer::analyze
