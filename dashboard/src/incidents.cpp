@@ -261,8 +261,12 @@ void IncidentEngine::unfold(const StoredAlarm& s) {
   if (store_->remove_from_group(s.group_id))
     d->group_count = std::max<int64_t>(0, d->group_count - 1);
   const auto e = store_->extent(d->id);  // the alarm row has moved already
+  auto known = std::find_if(unfolded_.begin(), unfolded_.end(),
+                            [&](const Incident& u) { return u.id == d->id; });
   if (e.alarms == 0) {
     store_->delete_incident(d->id);
+    if (known != unfolded_.end()) unfolded_.erase(known);
+    unfolded_removed_.push_back(d->id);
     return;
   }
   d->alarm_count = e.alarms;
@@ -274,6 +278,18 @@ void IncidentEngine::unfold(const StoredAlarm& s) {
   if (is_pattern_key(d->principal_key) && !store_->has_principal_alarm(d->id, s.principal_key))
     d->principal["principals"] = std::max<int64_t>(0, d->principal.value("principals", 1) - 1);
   store_->update_incident(*d);
+  if (known != unfolded_.end())
+    *known = *d;
+  else
+    unfolded_.push_back(*d);
+}
+
+IncidentChange IncidentEngine::with_unfolded(IncidentChange c) {
+  c.patterns_updated = std::move(unfolded_);
+  c.patterns_removed = std::move(unfolded_removed_);
+  unfolded_.clear();
+  unfolded_removed_.clear();
+  return c;
 }
 
 std::optional<Incident> IncidentEngine::incident_for(const std::string& key, int64_t at,
@@ -309,6 +325,8 @@ std::optional<Incident> IncidentEngine::incident_for(const std::string& key, int
 std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm& in) {
   std::lock_guard lock(mu_);
   return guarded("alarm", [&]() -> std::optional<IncidentChange> {
+    unfolded_.clear();
+    unfolded_removed_.clear();
     v1::Alarm a = in;
     if (a.id().empty())
       a.set_id(common::random_id());  // stored once; no redelivery dedupe possible
@@ -354,7 +372,7 @@ std::optional<IncidentChange> IncidentEngine::on_alarm(const v1::Alarm& in) {
     if (c.kind != IncidentChange::kUpdated)
       incidents_family_.Add({{"event", change_name(c.kind)}}).Increment();
     c.incident = std::move(*inc);
-    return c;
+    return with_unfolded(std::move(c));
   });
 }
 
@@ -390,14 +408,16 @@ std::optional<IncidentChange> IncidentEngine::promote_after_action(const StoredA
   }
   inc->action_count = store_->count_actions(inc->id);
   store_->update_incident(*inc);
-  return IncidentChange{opened ? IncidentChange::kOpened : IncidentChange::kUpdated,
-                        std::move(*inc)};
+  return with_unfolded(
+      IncidentChange{opened ? IncidentChange::kOpened : IncidentChange::kUpdated, std::move(*inc)});
 }
 
 std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent& e) {
   if (e.action_id().empty()) return std::nullopt;
   std::lock_guard lock(mu_);
   return guarded("action", [&]() -> std::optional<IncidentChange> {
+    unfolded_.clear();
+    unfolded_removed_.clear();
     store_->begin();
     ActionRecord r = store_->action(e.action_id()).value_or(ActionRecord{});
     const std::string ek = std::to_string(e.type()) + '\x1f' + e.effector() + '\x1f' +

@@ -19,6 +19,15 @@ void announce(const IncidentChange& c, SseHub& hub, Notifier* notifier) {
   nlohmann::json j = incident_json(c.incident);
   j["change"] = change_name(c.kind);
   hub.publish("incident", dump(j));
+  // Pattern rows whose alarms moved into the incident: updated in place on the page.
+  for (const auto& p : c.patterns_updated) {
+    nlohmann::json pj = incident_json(p);
+    pj["change"] = "updated";
+    hub.publish("incident", dump(pj));
+  }
+  for (const int64_t id : c.patterns_removed)
+    hub.publish("incident",
+                dump(nlohmann::json{{"id", id}, {"kind", "pattern"}, {"change", "removed"}}));
   if (!notifier) return;
   if (c.kind == IncidentChange::kOpened) notifier->notify("opened", j);
   if (c.kind == IncidentChange::kEscalated) notifier->notify("escalated", j);

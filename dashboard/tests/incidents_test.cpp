@@ -439,6 +439,45 @@ TEST_F(Incidents, AnEnforcingActionOnAPatternAlarmOpensItsPrincipalsIncident) {
   EXPECT_EQ(engine->counts()["pattern_alarms"], 0);
 }
 
+TEST_F(Incidents, AChangeThatEmptiesPatternRowsReportsThemForThePage) {
+  // Issue 15: the page showed a pattern row's old counts until a reload after its alarms
+  // moved into an incident; the change now carries the rows it took alarms out of.
+  const int64_t t0 = clock.now_unix_nanos();
+  engine->on_alarm(alarm_for("s1-1", "s1", t0, v1::SEVERITY_LOW));
+  engine->on_alarm(alarm_for("s1-2", "s1", t0 + 1, v1::SEVERITY_LOW));
+  auto c = engine->on_alarm(alarm_for("s2-1", "s2", t0 + 2, v1::SEVERITY_LOW));
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->patterns_updated.empty());  // the row itself is the change
+  const int64_t pattern = c->incident.id;
+  EXPECT_EQ(c->incident.alarm_count, 3);
+  EXPECT_EQ(c->incident.principal["principals"], 2);
+  // s1's third alarm opens its incident: its two alarms leave the row, s2's stays.
+  c = engine->on_alarm(alarm_for("s1-3", "s1", t0 + 3, v1::SEVERITY_LOW));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->kind, IncidentChange::kOpened);
+  EXPECT_EQ(c->incident.alarm_count, 3);
+  ASSERT_EQ(c->patterns_updated.size(), 1u);
+  EXPECT_EQ(c->patterns_updated[0].id, pattern);
+  EXPECT_EQ(c->patterns_updated[0].alarm_count, 1);
+  EXPECT_EQ(c->patterns_updated[0].principal["principals"], 1);
+  EXPECT_EQ(incident_json(c->patterns_updated[0])["kind"], "pattern");
+  EXPECT_TRUE(c->patterns_removed.empty());
+  // The next change reports nothing left over from this one.
+  c = engine->on_alarm(alarm_for("s1-4", "s1", t0 + 4, v1::SEVERITY_LOW));
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->patterns_updated.empty());
+  EXPECT_TRUE(c->patterns_removed.empty());
+  // A block on s2's alarm opens s2's incident: the row's last alarm leaves, the row is gone.
+  c = engine->on_action(make_action_event("blk", "s2-1", v1::ACTION_EVENT_DISPATCHED, t0 + 10, t0));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->kind, IncidentChange::kOpened);
+  EXPECT_TRUE(c->patterns_updated.empty());
+  EXPECT_EQ(c->patterns_removed, std::vector<int64_t>{pattern});
+  IncidentQuery q;
+  q.kind = IncidentQuery::Kind::kPatterns;
+  EXPECT_EQ(engine->list(q)["total"], 0);
+}
+
 TEST_F(Incidents, ASchemaOneDatabaseIsMigrated) {
   engine->on_alarm(alarm_for("a1", "s", clock.now_unix_nanos()));
   engine.reset();

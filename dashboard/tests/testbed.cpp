@@ -1,10 +1,12 @@
 // Test bed for the browser test (tests/browser): an embedded broker, a fake execute
 // Operations gRPC server, and canned records produced on demand. Line protocol on stdin:
-//   alarm <id> [low|medium|high|critical]     produce an Alarm
-//   attack <session> <n>                       produce n high alarms of one session (ids
-//   <session>-<i>) action <action_id> <alarm_id> <dispatched|applied|expired> scores <n> produce n
-//   Score records wait-feedback <seconds>                    print the next Feedback as JSON
-//   wait-block <seconds>                       print the next Block request received
+//   alarm <id> [low|medium|high|critical]        an Alarm (session sess-<id>)
+//   attack <session> <n>                          n high alarms of one session (ids <session>-<i>)
+//   alarms <session> <n> [low|medium|high|...]    n alarms of one session (ids <session>-<sev><i>)
+//   action <action_id> <alarm_id> <dispatched|applied|expired>
+//   scores <n>                                    n Score records
+//   wait-feedback <seconds>                       print the next Feedback as JSON
+//   wait-block <seconds>                          print the next Block request received
 //   quit
 // It prints "BOOTSTRAP <addr>", "EXECUTE <addr>", "READY" on start and one line per command.
 #include <grpcpp/grpcpp.h>
@@ -146,6 +148,19 @@ int main(int argc, char** argv) {
       }
       std::cout << (producer->flush(10s).ok() ? "OK attack " + session
                                               : "ERROR attack not acknowledged")
+                << std::endl;
+    } else if (cmd == "alarms") {
+      std::string session, sev;
+      int n = 0;
+      in >> session >> n >> sev;
+      for (int i = 0; i < n; ++i) {
+        auto a = dashboard::testing::make_alarm(session + "-" + sev + std::to_string(i), now + i,
+                                                severity_from(sev));
+        a.mutable_principal()->set_session(session);
+        producer->produce(topics.alarms, session, a.SerializeAsString());
+      }
+      std::cout << (producer->flush(10s).ok() ? "OK alarms " + session
+                                              : "ERROR alarms not acknowledged")
                 << std::endl;
     } else if (cmd == "action") {
       std::string id, alarm, type;

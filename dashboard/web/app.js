@@ -253,15 +253,45 @@
     $('inc-prev').disabled = incOffset === 0;
     $('inc-next').disabled = last >= incTotal;
   }
-  async function loadIncidents() {
-    const q = incQuery();
-    q.set('limit', INC_PAGE);
-    q.set('offset', incOffset);
+  // The filters live in the page's URL (?state=&principal=ATTACKER), so a reload or a shared
+  // link opens the same list: read into the form before the first fetch, written on each search.
+  // A parameter is present when its field differs from the page's default ("state=" is all).
+  const FILTERS = [['kind', 'inc-kind'], ['state', 'inc-state'], ['severity', 'inc-sev'],
+    ['principal', 'inc-principal'], ['call', 'inc-call']];
+  const fieldDefault = (el) => el.tagName === 'SELECT'
+    ? ([...el.options].find((o) => o.defaultSelected) || el.options[0]).value : el.defaultValue;
+  function restoreFilters() {
+    const u = new URLSearchParams(location.search);
+    for (const [k, id] of FILTERS) {
+      const el = $(id);
+      const v = u.has(k) ? u.get(k) : fieldDefault(el);
+      if (el.tagName === 'SELECT' && ![...el.options].some((o) => o.value === v)) continue;  // hostile or stale
+      el.value = v;
+    }
+    setExportLinks();
+  }
+  function saveFilters() {
+    const u = new URLSearchParams(location.search);
+    for (const [k, id] of FILTERS) {
+      const el = $(id), v = el.tagName === 'SELECT' ? el.value : el.value.trim();
+      if (v === fieldDefault(el)) u.delete(k); else u.set(k, v);
+    }
+    const qs = u.toString();
+    history.replaceState(history.state, '', location.pathname + (qs ? '?' + qs : '') + location.hash);
+  }
+  // The export links always carry the form's filters (also before the list has loaded).
+  function setExportLinks() {
     const exp = incQuery();
     exp.set('format', 'csv');
     $('inc-csv').href = '/api/incidents/export?' + exp;
     exp.set('format', 'json');
     $('inc-json').href = '/api/incidents/export?' + exp;
+  }
+  async function loadIncidents() {
+    const q = incQuery();
+    q.set('limit', INC_PAGE);
+    q.set('offset', incOffset);
+    setExportLinks();
     try {
       const r = await api('/api/incidents?' + q);
       incidents.clear();
@@ -276,6 +306,10 @@
     // the filter) reloads the page at most once a second.
     const kind = $('inc-kind').value;
     if (kind !== 'all' && (inc.kind === 'pattern') !== (kind === 'patterns')) return;  // not listed
+    if (inc.change === 'removed') {  // a pattern row whose last alarms joined an incident
+      if (incidents.has(inc.id)) reloadIncidentsSoon();
+      return;
+    }
     if (incidents.has(inc.id) && inc.change !== 'state_changed') {
       incidents.set(inc.id, inc);
       const tr = $('incident-rows').querySelector(`tr[data-id="${inc.id}"]`);
@@ -346,7 +380,7 @@
       if (focus) el.focus();
     } catch (e) { toast('Cannot load incident: ' + e.message, true); }
   }
-  $('inc-filter').onsubmit = (ev) => { ev.preventDefault(); incOffset = 0; loadIncidents(); };
+  $('inc-filter').onsubmit = (ev) => { ev.preventDefault(); incOffset = 0; saveFilters(); loadIncidents(); };
   $('inc-state').onchange = $('inc-filter').onsubmit;
   $('inc-sev').onchange = $('inc-filter').onsubmit;
   $('inc-kind').onchange = $('inc-filter').onsubmit;
@@ -581,6 +615,7 @@
   setInterval(refreshModels, 5000);
   setInterval(loadSeries, 5000);
   renderLegend();
+  restoreFilters();
   // A cut value (call, principal) opens in full on click or Enter, and closes again.
   const toggleWhole = (el) => el.classList.toggle('whole');
   document.addEventListener('click', (ev) => { const c = ev.target.closest('.call[tabindex]'); if (c) toggleWhole(c); });

@@ -1,7 +1,8 @@
 // Browser test of the incident list: testbed (embedded broker + fake execute) -> immunizer-dashboard
 // (its own data folder) -> Debian's chromium driven by playwright-core. An attacker session's
-// 30 alarms become one incident; acknowledge it; mark another false positive; search by
-// principal; block from the incident (reaches execute, audited); export CSV; restart the
+// 30 alarms become one incident; a pattern row updates live as its alarms move into an
+// incident; acknowledge it; mark another false positive; search by principal; block from the
+// incident (reaches execute, audited); the filters survive a reload; export CSV; restart the
 // dashboard and find the same incidents in the same states.
 //   node incidents.test.mjs <immunizer-dashboard> <dashboard-testbed> [artifact dir]
 import { spawn } from 'node:child_process';
@@ -131,8 +132,19 @@ try {
   await page.selectOption('#inc-kind', 'patterns');
   await page.locator('#incident-rows tr', { hasText: 'pattern · 1 principal' }).waitFor({ timeout: 10_000 });
   if ((await page.locator('#incident-rows tr').count()) !== 1) throw new Error('expected 1 pattern row');
+  // 1b. The pattern row updates live: a second principal joins it; when the first one's third
+  // alarm opens its incident (dashboard.incident_min_alarms), its alarm leaves the row, which
+  // shows the new counts without a reload (issue 15: it kept the old ones until then).
+  if (!(await send('alarm oneshot-2 low', 'OK')).startsWith('OK')) throw new Error('cannot produce');
+  const patternRow = page.locator('#incident-rows tr', { hasText: 'pattern ·' });
+  await page.locator('#incident-rows tr', { hasText: 'pattern · 2 principals' }).waitFor({ timeout: 10_000 });
+  if (!(await send('alarms sess-oneshot-1 2 low', 'OK')).startsWith('OK')) throw new Error('cannot produce');
+  await page.locator('#incident-rows tr', { hasText: 'pattern · 1 principal' }).waitFor({ timeout: 10_000 });
+  const patternAlarms = (await patternRow.locator('td.num').first().innerText()).split('\n')[0];
+  if (patternAlarms !== '1') throw new Error(`the pattern row should hold 1 alarm now, it shows ${patternAlarms}`);
   await page.selectOption('#inc-kind', 'incidents');
   await attackerRow.waitFor({ timeout: 10_000 });
+  await page.locator('#incident-rows tr', { hasText: 'sess-oneshot-1' }).waitFor({ timeout: 10_000 });
 
   // 2. Acknowledge the attacker's incident; mark the stray one as false positive.
   await attackerRow.locator('button.inc-set[data-state="acknowledged"]').click();
@@ -183,8 +195,18 @@ try {
   if ((await page.evaluate(() => document.documentElement.dataset.theme)) !== 'light') throw new Error('the theme button should switch to light');
   await checkAccessibility(page, 'the incident page (light theme)');
   await page.reload();
+  // The filters come back from the URL before anything is fetched (issue 15: the export link
+  // was read before the list had loaded and held every incident).
+  const restored = await page.evaluate(() => ({
+    principal: document.getElementById('inc-principal').value, state: document.getElementById('inc-state').value,
+    csv: document.getElementById('inc-csv').getAttribute('href') }));
+  if (restored.principal !== 'ATTACKER-BT' || restored.state !== '' || !restored.csv.includes('principal=ATTACKER-BT')) {
+    throw new Error(`the filters should survive a reload: ${JSON.stringify(restored)}`);
+  }
   await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 20_000 });
   if ((await page.evaluate(() => document.documentElement.dataset.theme)) !== 'light') throw new Error('the light theme should survive a reload');
+  await page.locator('#incident-rows tr', { hasText: 'ATTACKER-BT' }).waitFor({ timeout: 10_000 });
+  if ((await page.locator('#incident-rows tr').count()) !== 1) throw new Error('after the reload the list should hold the filtered incident only');
   await page.screenshot({ path: path.join(artifacts, 'immunizer-incidents-light.png'), fullPage: true });
 
   // 5. CSV export of the filtered list (the link the page offers).
@@ -207,14 +229,14 @@ try {
   await again.locator('.state-acknowledged').waitFor({ timeout: 20_000 });
   const againText = await again.innerText();
   if (!againText.includes('30')) throw new Error(`after the restart (and the Kafka replay) the incident should still have 30 alarms: ${againText}`);
-  if ((await page.locator('#incident-rows tr').count()) !== 2) throw new Error('after the restart: expected the same 2 incidents');
+  if ((await page.locator('#incident-rows tr').count()) !== 3) throw new Error('after the restart: expected the same 3 incidents');
   await page.screenshot({ path: path.join(artifacts, 'immunizer-incidents-after-restart.png') });
 
   if (consoleErrors.length) throw new Error(`browser console errors: ${consoleErrors.join(' | ')}`);
   bed.stdin.write('quit\n');
   clearTimeout(timer);
   await cleanup();
-  console.log('PASS: attacker -> one incident; timeline and overview charts; acknowledge; false positive; search; block from the incident; CSV; axe-core clean in both themes; restart keeps them');
+  console.log('PASS: attacker -> one incident; a pattern row updates live; timeline and overview charts; acknowledge; false positive; search; block from the incident; filters survive a reload; CSV; axe-core clean in both themes; restart keeps them');
   process.exit(0);
 } catch (e) {
   clearTimeout(timer);

@@ -75,6 +75,11 @@ struct IncidentChange {
   enum Kind { kUpdated, kOpened, kEscalated, kStateChanged };
   Kind kind = kUpdated;
   Incident incident;
+  // Pattern rows the change took alarms out of (they moved into `incident` when it opened or
+  // grew): the rows as they are now, and the ids of rows left empty (deleted), so the page
+  // updates its list live (they are announced, never notified).
+  std::vector<Incident> patterns_updated;
+  std::vector<int64_t> patterns_removed;
 };
 const char* change_name(IncidentChange::Kind k);  // "updated", "opened",
                                                   // "escalated", "state_changed"
@@ -136,8 +141,11 @@ class IncidentEngine {
                                        bool& opened);
   // Adds a stored alarm to `inc` (aggregates, group); the alarm row is written by the caller.
   int64_t fold(Incident& inc, const v1::Alarm& a, int64_t at);
-  // Takes a pattern row's alarm out of it (aggregates, group, distinct principals).
+  // Takes a pattern row's alarm out of it (aggregates, group, distinct principals); the row is
+  // remembered in unfolded_ / unfolded_removed_ for the change being made.
   void unfold(const StoredAlarm& s);
+  // Hands the pattern rows unfolded since the last call to the change.
+  IncidentChange with_unfolded(IncidentChange c);
   // Collapses an alarm without an incident into its pattern row (the unit's commit too).
   std::optional<IncidentChange> to_pattern(const v1::Alarm& a, const std::string& key, int64_t at);
   // Opens the incident of the principal of a pattern row's alarm after an action on it.
@@ -148,6 +156,8 @@ class IncidentEngine {
   std::unique_ptr<IncidentStore> store_;
   const common::Clock& clock_;
   mutable std::mutex mu_;
+  std::vector<Incident> unfolded_;         // pattern rows changed by the current change
+  std::vector<int64_t> unfolded_removed_;  // and those it deleted
   int64_t last_prune_ = 0;
   bool in_batch_ = false;
   int64_t last_error_log_ = 0;
