@@ -14,93 +14,32 @@
 #   live_test.sh BIN_DIR WORK_DIR
 set -euo pipefail
 bin=$1 work=$2
-rm -rf "$work"
-mkdir -p "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/../../tests/lib/stack.sh"
+stack_init "$work"
 cd "$work"
-pids=()
-cleanup() {
-  local p
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -INT "${pids[i]}" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for ((j = 0; j < 200; j++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$work"/*.log; do echo "--- $f"; tail -n 25 "$f"; done >&2
-  exit 1
-}
-wait_for() {  # FILE REGEX SECONDS
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -Eq "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-# A port base whose +1..+5 are free, a free dashboard port and a free service port, all below
-# the ephemeral range.
-read -r base dash svc < <(python3 - <<'EOF'
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-for _ in range(200):
-    b = random.randrange(20000, 30000, 10)
-    if all(free(b + k) for k in range(1, 9)):
-        print(b, b + 7, b + 8); break
-EOF
-)
-[[ -n ${svc:-} ]] || fail "no free ports"
 
 # --- 1. Start the pipeline --------------------------------------------------------------------
-"$bin/immunizer" up --port-base "$base" --dashboard-port "$dash" --state-dir "$work/state" \
-  >"$work/up.log" 2>&1 &
-pids+=($!)
-wait_for "$work/up.log" 'Immunizer is up' 120 || fail "immunizer up did not come up"
+stack_up "$bin"
+base=$STACK_BASE dash=$STACK_DASHBOARD_PORT svc=$STACK_PORT S=$STACK_STATE
 echo "immunizer up at ${SECONDS}s"
-bootstrap=$(sed -n 's/.*Kafka: \([^ ]*\).*/\1/p' "$work/up.log" | head -n 1)
-[[ -n $bootstrap ]] || fail "no Kafka address in up's output"
-S=$work/state
-# The app's own effector certificate (execute accepts an effector only under its certificate's name).
-"$bin/immunizer" pki --state-dir "$S" issue effector notes >/dev/null || fail "pki issue effector notes"
+stack_issue_effector "$bin" notes
 
 # --- 2./3. Run the instrumented service with the documented variables ------------------------
-export IMMUNIZER_KAFKA_BOOTSTRAP=$bootstrap
-export IMMUNIZER_EXECUTE_ADDRESS=127.0.0.1:$((base + 5))
-export IMMUNIZER_EFFECTOR_DIRECTIVE_PUBLIC_KEYS=$S/keys/execute.pub
-export IMMUNIZER_EFFECTOR_TLS_CA_FILE=$S/tls/ca.crt
-export IMMUNIZER_EFFECTOR_TLS_CERT_FILE=$S/tls/effector-notes.crt
-export IMMUNIZER_EFFECTOR_TLS_KEY_FILE=$S/tls/effector-notes.key
+stack_effector_env "$S" notes
 export IMMUNIZER_APP=notes
 # The session is the JSESSIONID cookie (the default of IMMUNIZER_PRINCIPAL_SESSION_COOKIES).
 # Every client of this test is on loopback: as behind a proxy, each names its own address in
 # X-Forwarded-For, honoured from 127.0.0.1 only (docs/integrate.md, "How principals are chosen").
 export IMMUNIZER_PRINCIPAL_TRUSTED_PROXIES=127.0.0.1/32
-"$bin/immunizer-httplib-service" --port "$svc" >"$work/service.log" 2>&1 &
-pids+=($!)
+stack_start service.log "$bin/immunizer-httplib-service" --port "$svc"
 wait_for "$work/service.log" '^notes service' 30 || fail "the service did not start"
-export IMMUNIZER_OPS_TLS_CA_FILE=$S/tls/ca.crt IMMUNIZER_OPS_TLS_CERT_FILE=$S/tls/operator-cli.crt
-export IMMUNIZER_OPS_TLS_KEY_FILE=$S/tls/operator-cli.key
-for ((i = 0; i < 300; i++)); do
-  "$bin/immunizer" list 2>/dev/null | grep -q '^  notes/' && break
-  sleep 0.1
-done
-"$bin/immunizer" list | grep -q '^  notes/' || fail "the service's effector did not connect to execute"
+stack_ops_env "$S"
+effector_connected() { "$bin/immunizer" list 2>/dev/null | grep -q '^  notes/'; }
+retry 30 effector_connected || fail "the service's effector did not connect to execute"
 
 client() { "$bin/immunizer-httplib-client" --port "$svc" "$@"; }
-metric() {  # URL NAME [LABELS]: the sum of a metric's samples (with exactly these labels)
-  curl -sf "$1" | awk -v n="$2" -v l="${3:-}" \
-    'l == "" && ($1 == n || index($1, n "{") == 1) { s += $2 } l != "" && $1 == n "{" l "}" { s += $2 }
-     END { print s + 0 }'
+sample() {  # URL NAME LABELS: the value of one sample of a metric
+  curl -sf "$1" | awk -v k="$2{$3}" '$1 == k { s += $2 } END { print s + 0 }'
 }
 analyze=http://127.0.0.1:$((base + 2))/metrics
 
@@ -111,8 +50,8 @@ analyze=http://127.0.0.1:$((base + 2))/metrics
 # requests it has not read only delays the test.
 sessions=0 sent=0 last_round=-100 deadline=$((SECONDS + 300))
 while ((SECONDS < deadline)); do
-  active=$(metric "$analyze" immunizer_analyze_models 'state="active"')
-  learning=$(metric "$analyze" immunizer_analyze_models 'state="learning"')
+  active=$(sample "$analyze" immunizer_analyze_models 'state="active"')
+  learning=$(sample "$analyze" immunizer_analyze_models 'state="learning"')
   scored=$(metric "$analyze" immunizer_analyze_vectors_scored_total)
   seen=$(($(metric "$analyze" immunizer_analyze_vectors_learning_total | cut -d. -f1) + ${scored%.*}))
   ((${active%.*} >= 4 && ${learning%.*} == 0 && ${scored%.*} > 0)) && break
