@@ -37,9 +37,9 @@ struct Options {
 };
 
 const std::vector<std::string> kWords = {
-    "rioja",   "manchego", "aceite",   "jamon",   "turron",  "azafran", "chorizo", "cava",
-    "miel",    "pimenton", "mazapan",  "receta",  "compra",  "viaje",   "madrid",  "sevilla",
-    "reunion", "lunes",    "proyecto", "factura", "regalo",  "cumple",  "tienda",  "envio"};
+    "rioja",   "manchego", "aceite",   "jamon",   "turron", "azafran", "chorizo", "cava",
+    "miel",    "pimenton", "mazapan",  "receta",  "compra", "viaje",   "madrid",  "sevilla",
+    "reunion", "lunes",    "proyecto", "factura", "regalo", "cumple",  "tienda",  "envio"};
 const std::vector<std::string> kTags = {"casa", "trabajo", "ideas", "compras", "viajes"};
 
 template <typename T>
@@ -68,8 +68,8 @@ Request normal_request(std::mt19937& rng) {
       return {"GET", "/search?q=" + words(rng, 1, 3, "+"), "", ""};
     default: {
       std::string body = "{\"text\": \"" + words(rng, 2, 8, " ") + "\", \"tags\": [\"" +
-                         pick(rng, kTags) + "\"], \"pinned\": " +
-                         (uniform(rng, 0, 4) == 0 ? "true" : "false") + "}";
+                         pick(rng, kTags) +
+                         "\"], \"pinned\": " + (uniform(rng, 0, 4) == 0 ? "true" : "false") + "}";
       return {"POST", "/notes", std::move(body), "application/json"};
     }
   }
