@@ -324,7 +324,18 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
       e.output_ae_.train_one(tmp, p.learning_rate);
     }
   }
+  e.prepare_scoring();
   return e;
+}
+
+void AutoencoderEnsemble::prepare_scoring() {
+  // The same expression scoring computed per vector before: the same values to the bit.
+  score_sd_.resize(dims_);
+  for (std::size_t i = 0; i < dims_; ++i) {
+    const double sd =
+        std::sqrt(input_norm_.m2[static_cast<Eigen::Index>(i)] / std::max(input_norm_.count, 1.0));
+    score_sd_[i] = sd > 1e-12 ? sd : 1.0;
+  }
 }
 
 namespace {
@@ -349,14 +360,11 @@ void AutoencoderEnsemble::group_errors(std::span<const double> x, double* errs,
   double* slice = norm + dims_;
   double* recon = slice + widest;
   double* hid = recon + widest;
+  const double* mean = input_norm_.mean.data();
+  const double* sd = score_sd_.data();
   for (std::size_t i = 0; i < dims_; ++i) {
-    const double sd =
-        std::sqrt(input_norm_.m2[static_cast<Eigen::Index>(i)] / std::max(input_norm_.count, 1.0));
     const double v = x[i];
-    norm[i] = std::isfinite(v) ? std::clamp((v - input_norm_.mean[static_cast<Eigen::Index>(i)]) /
-                                                (sd > 1e-12 ? sd : 1.0),
-                                            -kScoreClip, kScoreClip)
-                               : 0.0;
+    norm[i] = std::isfinite(v) ? std::clamp((v - mean[i]) / sd[i], -kScoreClip, kScoreClip) : 0.0;
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const auto& group = groups_[g];
@@ -402,7 +410,7 @@ std::vector<double> AutoencoderEnsemble::attribution(std::span<const double> x) 
 }
 
 std::size_t AutoencoderEnsemble::memory_bytes() const {
-  std::size_t b = sizeof(*this) + feature_err_.capacity() * sizeof(double);
+  std::size_t b = sizeof(*this) + (feature_err_.capacity() + score_sd_.capacity()) * sizeof(double);
   auto ae_bytes = [](const TinyAutoencoder& a) {
     return static_cast<std::size_t>(a.w.size() + a.bh.size() + a.bv.size()) * sizeof(double);
   };
@@ -464,6 +472,7 @@ AutoencoderEnsemble AutoencoderEnsemble::deserialize(std::string_view bytes) {
       static_cast<uint64_t>(e.output_norm_.lo.size()) != groups ||
       e.output_norm_.hi.size() != e.output_norm_.lo.size() || e.feature_err_.size() != e.dims_)
     throw std::runtime_error("autoencoder: corrupt output layer");
+  e.prepare_scoring();
   return e;
 }
 

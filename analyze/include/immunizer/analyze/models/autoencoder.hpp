@@ -88,6 +88,8 @@ class AutoencoderEnsemble {
  private:
   // Group RMSEs of x into errs (one per group); per-feature squared errors into sq_err if set.
   void group_errors(std::span<const double> x, double* errs, double* sq_err) const;
+  // After fit() and deserialize(): input_norm_'s standard deviations as scoring divides by them.
+  void prepare_scoring();
 
   std::size_t dims_ = 0;
   RunningMoments input_norm_;
@@ -96,6 +98,7 @@ class AutoencoderEnsemble {
   RunningMinMax output_norm_;
   TinyAutoencoder output_ae_;
   std::vector<double> feature_err_;  // mean training squared error per feature
+  std::vector<double> score_sd_;     // per feature: its sd, or 1 when (near) constant
 };
 
 // The feature mapper: agglomerative clustering on correlation distance 1 - |r|, average
