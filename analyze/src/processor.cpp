@@ -157,20 +157,20 @@ void AnalyzeProcessor::score_key(KeyWork& w, int64_t now) {
   // The forest part of the scores of this key's rows, all at once (the leading messages of
   // the first message's schema; observe() scores any other row directly).
   w.rows.clear();
-  const v1::FeatureVectorBatch& first = decoded_[w.messages.front()]->batch;
+  const v1::FeatureVectorBatch& first = *decoded_[w.messages.front()]->batch;
   for (const size_t mi : w.messages) {
     const Decoded& d = *decoded_[mi];
-    if (d.batch.schema().version() != first.schema().version() ||
-        d.batch.schema().names_size() != first.schema().names_size())
+    if (d.batch->schema().version() != first.schema().version() ||
+        d.batch->schema().names_size() != first.schema().names_size())
       break;
-    for (int r = 0; r < d.batch.rows_size(); ++r)
-      if (d.row_ok[static_cast<size_t>(r)]) w.rows.push_back(d.batch.rows(r).values().data());
+    for (int r = 0; r < d.batch->rows_size(); ++r)
+      if (d.row_ok[static_cast<size_t>(r)]) w.rows.push_back(d.batch->rows(r).values().data());
   }
   w.state->precompute(w.rows, static_cast<size_t>(first.schema().names_size()),
                       first.schema().version());
   for (const size_t mi : w.messages) {
     const Decoded& d = *decoded_[mi];
-    const v1::FeatureVectorBatch& b = d.batch;
+    const v1::FeatureVectorBatch& b = *d.batch;
     for (int r = 0; r < b.rows_size(); ++r) {
       if (!d.row_ok[static_cast<size_t>(r)]) continue;
       const v1::FeatureRow& row = b.rows(r);
@@ -236,8 +236,16 @@ void AnalyzeProcessor::decode_all(const std::vector<const common::Message*>& fea
     d.bad_rows.clear();
     d.error.clear();
     d.names.reset();
-    if (!v1::parse_feature_batch(d.msg->payload, &d.batch, &d.bad_rows, &d.error) &&
-        d.error.empty())
+    if (d.arena) {
+      d.arena->Reset();
+    } else {
+      google::protobuf::ArenaOptions o;
+      o.start_block_size = 16 << 10;
+      o.max_block_size = 64 << 10;
+      d.arena = std::make_unique<google::protobuf::Arena>(o);
+    }
+    d.batch = google::protobuf::Arena::CreateMessage<v1::FeatureVectorBatch>(d.arena.get());
+    if (!v1::parse_feature_batch(d.msg->payload, d.batch, &d.bad_rows, &d.error) && d.error.empty())
       d.error = "payload is not a FeatureVectorBatch";
   });
 }
@@ -250,7 +258,7 @@ size_t AnalyzeProcessor::check_rows(Decoded& d, const Reject& reject) {
   }
   for (const auto& u : d.bad_rows)
     reject_part(reject, m, u.bytes, "unparsable_feature_vector", u.reason);
-  const v1::FeatureVectorBatch& b = d.batch;
+  const v1::FeatureVectorBatch& b = *d.batch;
   const bool single = !v1::is_feature_vector_batch(m.payload);  // the former FeatureVector
   const int width = b.schema().names_size();
   if (b.model_key().empty() || width == 0) {
@@ -283,7 +291,7 @@ size_t AnalyzeProcessor::group_by_key(size_t n, const Reject& reject) {
   for (size_t i = 0; i < n; ++i) {
     Decoded& d = *decoded_[i];
     if (check_rows(d, reject) == 0) continue;
-    const v1::FeatureVectorBatch& b = d.batch;
+    const v1::FeatureVectorBatch& b = *d.batch;
     d.names = names_for(b);
     const auto [it, fresh] = group_of.try_emplace(b.model_key(), groups);
     if (fresh) {
@@ -311,7 +319,7 @@ void AnalyzeProcessor::publish(KeyWork& w, common::Producer& out, const Reject& 
       reject(*d.msg, "model_rejected_vector", w.errors[k]);
     else
       reject_part(reject, *d.msg,
-                  d.batch.rows(static_cast<int>(w.rejected[k].second)).SerializeAsString(),
+                  d.batch->rows(static_cast<int>(w.rejected[k].second)).SerializeAsString(),
                   "model_rejected_vector", w.errors[k]);
   }
   if (w.scored + w.learning > 0) mark(*w.model_key);

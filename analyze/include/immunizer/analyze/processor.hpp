@@ -5,6 +5,8 @@
 // outputs across model keys, on the registry's thread pool.
 #pragma once
 
+#include <google/protobuf/arena.h>
+
 #include <map>
 #include <memory>
 #include <set>
@@ -42,7 +44,11 @@ class AnalyzeProcessor final : public common::SnapshottingProcessor {
   // One consumed features message, decoded (kept between batches to reuse its buffers).
   struct Decoded {
     const common::Message* msg = nullptr;
-    v1::FeatureVectorBatch batch;
+    // The decoded message lives on an arena of its own, reset for every message: its rows'
+    // sub-messages and strings are carved from a few blocks and freed at once (a reused heap
+    // message frees and reallocates them, about ten allocations a row, at every parse).
+    std::unique_ptr<google::protobuf::Arena> arena;
+    v1::FeatureVectorBatch* batch = nullptr;  // on `arena`, valid until the next decode
     std::vector<v1::UndecodableRecord> bad_rows;
     std::string error;  // set: the whole message is unusable
     FeatureNames names;
