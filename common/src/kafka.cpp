@@ -74,7 +74,8 @@ KafkaMetrics::KafkaMetrics(prometheus::Registry& r, std::string service)
           "Messages a consumer never saw: its offset was reset past unread data, by topic")),
       lag_family_(gauge_family(r, "immunizer_kafka_consumer_lag",
                                "Messages between the committed position and the end of the "
-                               "partition")),
+                               "partition (set at each commit, and at most once a second "
+                               "while polling)")),
       delivery_failures_(register_counter(r, "immunizer_kafka_delivery_failures_total",
                                           "Produced messages the broker did not acknowledge",
                                           {{"service", service_}})) {}
@@ -344,6 +345,7 @@ class KafkaConsumer final : public Consumer {
       if (metrics_) metrics_->consumed(msg.topic);
       out.push_back(std::move(msg));
     }
+    report_lag();
     return out;
   }
 
@@ -359,18 +361,17 @@ class KafkaConsumer final : public Consumer {
     for (const auto& [tp, off] : next)
       rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
     const auto e = rd_kafka_commit(rk_, list, 0);
-    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
       logger("kafka")->warn("commit failed: {} (messages will be re-read after a restart)",
                             rd_kafka_err2str(e));
-    if (metrics_) {
-      for (const auto& [tp, off] : next) {
-        int64_t lo = 0, hi = 0;
-        if (rd_kafka_get_watermark_offsets(rk_, tp.first.c_str(), tp.second, &lo, &hi) == 0 &&
-            hi >= off)
-          metrics_->lag(tp.first, tp.second, hi - off);
-      }
+      return;  // the lag keeps counting from the last offset that was committed
     }
-    rd_kafka_topic_partition_list_destroy(list);
+    for (const auto& [tp, off] : next) {
+      int64_t& c = committed_[tp];
+      c = std::max(c, off);
+      set_lag(tp.first, tp.second, c);
+    }
   }
 
   void rewind(const std::vector<Message>& batch) override {
@@ -413,8 +414,14 @@ class KafkaConsumer final : public Consumer {
       expected = it->second;
       // Another member may have read the partition meanwhile (rebalance): only what the group
       // has not committed is a loss.
-      if (offset > expected) expected = std::max(expected, committed_offset(topic, partition));
+      if (offset > expected) {
+        expected = std::max(expected, committed_offset(topic, partition));
+        int64_t& c = committed_[tp];
+        c = std::max(c, expected);
+      }
     }
+    // Where this consumer's lag counts from until it commits on the partition.
+    if (!committed_.count(tp)) committed_[tp] = std::max(expected, offset);
     if (expected >= 0 && offset > expected) {
       const int64_t lost = offset - expected;
       if (metrics_) metrics_->records_lost(topic, static_cast<uint64_t>(lost));
@@ -426,6 +433,46 @@ class KafkaConsumer final : public Consumer {
           topic, partition, lost, expected, offset);
     }
     next_[tp] = offset + 1;
+  }
+
+  // immunizer_kafka_consumer_lag{topic,partition}: the partition's end (the high watermark of
+  // the last fetch, cached by librdkafka: no request) minus `base`, the offset this consumer
+  // has committed.
+  void set_lag(const std::string& topic, int32_t partition, int64_t base) {
+    int64_t lo = 0, hi = 0;
+    if (metrics_ && base >= 0 &&
+        rd_kafka_get_watermark_offsets(rk_, topic.c_str(), partition, &lo, &hi) == 0 && hi >= 0)
+      metrics_->lag(topic, partition, std::max<int64_t>(0, hi - base));
+  }
+
+  // At most once a second, from poll(): the lag of every assigned partition, so a consumer
+  // that reads on but stops committing (a batch re-read forever, failing commits) shows its
+  // lag growing instead of the value of its last commit. Local calls only (the assignment,
+  // cached watermarks and fetch positions). A partition this consumer has committed nothing
+  // on counts from where it started reading (the group's committed offset, or its first
+  // message), else from its fetch position.
+  void report_lag() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!metrics_ || now < next_lag_report_) return;
+    next_lag_report_ = now + std::chrono::seconds(1);
+    rd_kafka_topic_partition_list_t* list = nullptr;
+    if (rd_kafka_assignment(rk_, &list) != RD_KAFKA_RESP_ERR_NO_ERROR || list == nullptr) return;
+    for (int i = 0; i < list->cnt; ++i) {
+      const auto& el = list->elems[i];
+      const auto tp = std::make_pair(std::string(el.topic), el.partition);
+      int64_t base = -1;
+      if (const auto it = committed_.find(tp); it != committed_.end()) {
+        base = it->second;
+      } else {
+        rd_kafka_topic_partition_list_t* one = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(one, el.topic, el.partition);
+        if (rd_kafka_position(rk_, one) == RD_KAFKA_RESP_ERR_NO_ERROR && one->elems[0].err == 0)
+          base = one->elems[0].offset;  // < 0 (RD_KAFKA_OFFSET_INVALID) before the first fetch
+        rd_kafka_topic_partition_list_destroy(one);
+      }
+      set_lag(tp.first, tp.second, base);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
   }
 
   int64_t committed_offset(const std::string& topic, int32_t partition) {
@@ -443,6 +490,9 @@ class KafkaConsumer final : public Consumer {
   KafkaMetrics* metrics_;
   bool closed_ = false;
   std::map<std::pair<std::string, int32_t>, int64_t> next_;  // next offset expected per partition
+  // Per partition, the offset this consumer committed last (or where it started reading).
+  std::map<std::pair<std::string, int32_t>, int64_t> committed_;
+  std::chrono::steady_clock::time_point next_lag_report_{};
   uint64_t lost_ = 0;
 
  public:

@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 #include <iostream>
 #include <set>
+#include <thread>
 
 #include "immunizer/common/mock_broker.hpp"
 
@@ -108,6 +109,47 @@ TEST(Kafka, AnOffsetResetPastUnreadDataIsCountedAsLost) {
   c2->rewind(more);
   consume_n(*c2, more.size(), 30s);
   EXPECT_EQ(c2->lost(), static_cast<uint64_t>(got.front().offset - 1));
+}
+
+// Issue 11: the lag gauge was set only at commit, so a consumer that read on but stopped
+// committing (a batch re-read forever, commits failing) kept showing the lag of its last
+// commit: caught up. poll() now updates it (at most once a second) from the committed offset.
+TEST(Kafka, LagGrowsWhileAConsumerReadsWithoutCommitting) {
+  MockBroker broker(1, {{"t.lag", 1}});
+  KafkaSettings s;
+  s.bootstrap = broker.bootstrap();
+  prometheus::Registry reg;
+  KafkaMetrics metrics(reg, "test");
+  auto lag = [&]() -> double {
+    for (const auto& fam : reg.Collect())
+      if (fam.name == "immunizer_kafka_consumer_lag")
+        for (const auto& m : fam.metric)
+          for (const auto& l : m.label)
+            if (l.name == "topic" && l.value == "t.lag") return m.gauge.value;
+    return -1;
+  };
+  auto p = make_kafka_producer(s, "p", &metrics);
+  for (int i = 0; i < 5; ++i) p->produce("t.lag", "k", "a" + std::to_string(i));
+  ASSERT_TRUE(p->flush(10s).ok());
+  auto c = make_kafka_consumer(s, "g", {"t.lag"}, &metrics);
+  ASSERT_EQ(consume_n(*c, 5, 30s).size(), 5u);  // each batch committed
+  EXPECT_EQ(lag(), 0);
+  // 20 more, read but never committed.
+  for (int i = 0; i < 20; ++i) p->produce("t.lag", "k", "b" + std::to_string(i));
+  ASSERT_TRUE(p->flush(10s).ok());
+  std::vector<Message> unacked;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (unacked.size() < 20 && std::chrono::steady_clock::now() < deadline) {
+    auto b = c->poll(20 - unacked.size(), 200ms);
+    unacked.insert(unacked.end(), b.begin(), b.end());
+  }
+  ASSERT_EQ(unacked.size(), 20u);
+  std::this_thread::sleep_for(1100ms);  // past the once-a-second bound
+  EXPECT_TRUE(c->poll(1, 100ms).empty());
+  EXPECT_EQ(lag(), 20) << "a consumer that stopped committing must not look caught up";
+  c->commit(unacked);
+  EXPECT_EQ(lag(), 0);
+  c->close();
 }
 
 #include "immunizer/common/snapshots.hpp"

@@ -39,6 +39,41 @@ void sign(immunizer::v1::Directive& d, const crypto::SigningKey& key) {
   d.set_signature(key.sign(canonical_bytes(d)));
 }
 
+std::string directive_digest(const immunizer::v1::Directive& d) {
+  std::string bytes = canonical_bytes(d);
+  bytes.append(d.signature());
+  return crypto::sha256_hex(bytes);
+}
+
+std::string batch_bytes(std::string_view key_id, const std::vector<std::string>& digests) {
+  std::string out;
+  out.reserve(64 + digests.size() * 68);
+  put_str(out, kBatchDomain);
+  put_str(out, key_id);
+  put_u64(out, digests.size());
+  for (const auto& g : digests) put_str(out, g);
+  return out;
+}
+
+void sign(immunizer::v1::DirectiveBatch& b, const crypto::SigningKey& key) {
+  std::vector<std::string> digests;
+  digests.reserve(static_cast<size_t>(b.directives_size()));
+  for (const auto& d : b.directives()) digests.push_back(directive_digest(d));
+  b.set_key_id(key.key_id());
+  b.set_signature(key.sign(batch_bytes(b.key_id(), digests)));
+}
+
+bool verify(const immunizer::v1::DirectiveBatch& b, const std::vector<std::string>& digests,
+            const crypto::KeyRing& trusted) noexcept {
+  if (b.signature().empty() || digests.size() != static_cast<size_t>(b.directives_size()))
+    return false;
+  try {
+    return trusted.verify(b.key_id(), batch_bytes(b.key_id(), digests), b.signature());
+  } catch (...) {
+    return false;  // allocation failure: treat as unverifiable
+  }
+}
+
 bool verify(const immunizer::v1::Directive& d, const crypto::KeyRing& trusted) noexcept {
   if (d.signature().empty()) return false;
   try {

@@ -25,6 +25,7 @@
 #include "immunizer/agent/env.hpp"
 #include "immunizer/agent/logging.hpp"
 #include "immunizer/common/grpc_tls.hpp"
+#include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/v1/control.grpc.pb.h"
 #include "immunizer/v1/names.hpp"
 #include "immunizer/version.hpp"
@@ -143,6 +144,8 @@ struct Effector::Impl {
   bool wait_connected(grpc::Channel& channel, int64_t& last_warn);
   bool say_hello(Stream& stream);
   bool on_message(const immunizer::v1::ExecuteMessage& in, Stream& stream);
+  bool on_batch(const immunizer::v1::DirectiveBatch& b, Stream& stream);
+  std::vector<HandleResult> handle_batch(const immunizer::v1::DirectiveBatch& b);
   bool run_session(immunizer::v1::EffectorControl::Stub& stub, std::chrono::milliseconds& backoff);
   void run_stream();
   void run_janitor();
@@ -155,7 +158,8 @@ struct Effector::Impl {
   std::shared_ptr<grpc::ChannelCredentials> creds_;  // read once in create(): bad files fail early
   std::atomic<bool> link_up_{false};                 // drives the enforcement mode
   std::atomic<bool> connected_{false};               // what connected() reports; set after the mode
-  std::atomic<uint64_t> connects_{0}, connect_failures_{0}, directives_{0}, expired_{0}, stale_{0};
+  std::atomic<uint64_t> connects_{0}, connect_failures_{0}, directives_{0}, expired_{0}, stale_{0},
+      batches_{0}, batches_unverified_{0};
   mutable std::atomic<uint64_t> denied_{0};
 
   std::mutex mode_mu_;
@@ -210,6 +214,7 @@ bool Effector::Impl::say_hello(Stream& stream) {
   for (auto k : {immunizer::v1::ACTION_BLOCK_PRINCIPAL, immunizer::v1::ACTION_ABORT_CALL,
                  immunizer::v1::ACTION_THROTTLE_PRINCIPAL, immunizer::v1::ACTION_DISABLE_CALL})
     hello.mutable_hello()->add_capabilities(std::string(immunizer::v1::name_of(k)));
+  hello.mutable_hello()->add_capabilities(std::string(kBatchCapability));  // replay in batches
   if (!stream.Write(hello)) return false;
   connects_.fetch_add(1, std::memory_order_relaxed);
   if (cfg_.resync_window.count() > 0) {
@@ -224,27 +229,65 @@ bool Effector::Impl::say_hello(Stream& stream) {
   return true;
 }
 
+namespace {
+std::string reason_of(const HandleResult& r) {
+  return r.reason.empty() ? std::string(to_string(r.outcome))
+                          : std::string(to_string(r.outcome)) + ": " + r.reason;
+}
+
+// Acknowledges one directive; `more` (more acks follow at once) lets gRPC coalesce the writes.
+bool write_ack(Effector::Impl::Stream& stream, const immunizer::v1::Directive& d,
+               const HandleResult& r, bool more) {
+  if (!accepted(r.outcome))
+    logger()->warn("effector: directive {} rejected: {} ({})", d.id(), to_string(r.outcome),
+                   r.reason);
+  immunizer::v1::EffectorMessage ack;
+  auto* a = ack.mutable_ack();
+  a->set_directive_id(d.id());
+  a->set_applied(accepted(r.outcome));
+  a->set_reason(reason_of(r));
+  a->set_applied_unix_nanos(unix_ns());
+  grpc::WriteOptions opts;
+  if (more) opts.set_buffer_hint();
+  return stream.Write(ack, opts);
+}
+}  // namespace
+
+std::vector<HandleResult> Effector::Impl::handle_batch(const immunizer::v1::DirectiveBatch& b) {
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  directives_.fetch_add(static_cast<uint64_t>(b.directives_size()), std::memory_order_relaxed);
+  bool verified = false;
+  std::vector<HandleResult> r = enforcer_.handle(b, &verified);
+  update_mode();
+  if (!verified && b.directives_size() > 0) {
+    batches_unverified_.fetch_add(1, std::memory_order_relaxed);
+    logger()->warn(
+        "effector: a batch of {} directive(s) failed its signature (key id '{}'): each directive "
+        "verified alone",
+        b.directives_size(), b.key_id().substr(0, 64));
+  }
+  return r;
+}
+
+bool Effector::Impl::on_batch(const immunizer::v1::DirectiveBatch& b, Stream& stream) {
+  const std::vector<HandleResult> r = handle_batch(b);
+  for (size_t i = 0; i < r.size(); ++i)
+    if (!write_ack(stream, b.directives(static_cast<int>(i)), r[i], i + 1 < r.size())) return false;
+  return true;
+}
+
 // One message from execute; false when the stream cannot take the ack.
 bool Effector::Impl::on_message(const immunizer::v1::ExecuteMessage& in, Stream& stream) {
   if (in.has_replay_complete()) {
     finish_resync("end of replay");
     return true;
   }
+  if (in.has_batch()) return on_batch(in.batch(), stream);
   if (!in.has_directive()) return true;  // a message kind from a newer execute
   directives_.fetch_add(1, std::memory_order_relaxed);
   const HandleResult r = enforcer_.handle(in.directive());
   update_mode();
-  if (!accepted(r.outcome))
-    logger()->warn("effector: directive {} rejected: {} ({})", in.directive().id(),
-                   to_string(r.outcome), r.reason);
-  immunizer::v1::EffectorMessage ack;
-  auto* a = ack.mutable_ack();
-  a->set_directive_id(in.directive().id());
-  a->set_applied(accepted(r.outcome));
-  a->set_reason(r.reason.empty() ? std::string(to_string(r.outcome))
-                                 : std::string(to_string(r.outcome)) + ": " + r.reason);
-  a->set_applied_unix_nanos(unix_ns());
-  return stream.Write(ack);
+  return write_ack(stream, in.directive(), r, false);
 }
 
 // One stream: hello, then directives until it ends. False when stop() was called.
@@ -415,10 +458,20 @@ bool Effector::apply(const immunizer::v1::Directive& directive, std::string* rea
   impl_->directives_.fetch_add(1, std::memory_order_relaxed);
   const HandleResult r = impl_->enforcer_.handle(directive);
   impl_->update_mode();
-  if (reason)
-    *reason = r.reason.empty() ? std::string(to_string(r.outcome))
-                               : std::string(to_string(r.outcome)) + ": " + r.reason;
+  if (reason) *reason = reason_of(r);
   return accepted(r.outcome);
+}
+
+size_t Effector::apply(const immunizer::v1::DirectiveBatch& batch,
+                       std::vector<std::string>* reasons) {
+  const std::vector<HandleResult> r = impl_->handle_batch(batch);
+  size_t n = 0;
+  if (reasons) reasons->clear();
+  for (const auto& x : r) {
+    n += accepted(x.outcome) ? 1 : 0;
+    if (reasons) reasons->push_back(reason_of(x));
+  }
+  return n;
 }
 
 bool Effector::connected() const noexcept {
@@ -444,6 +497,9 @@ EffectorStats Effector::stats() const {
   s.expired_actions = impl_->expired_.load();
   s.stale_actions = impl_->stale_.load();
   s.denied = impl_->denied_.load();
+  s.batches = impl_->batches_.load();
+  s.batches_unverified = impl_->batches_unverified_.load();
+  s.signatures_verified = en.verifications();
   s.active_actions = en.active();
   return s;
 }

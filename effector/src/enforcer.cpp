@@ -223,6 +223,11 @@ void Enforcer::rebuild_base_locked() {
 }
 
 void Enforcer::publish_locked(bool compact) {
+  if (batching_) {  // handle(DirectiveBatch) publishes once, at its end
+    publish_pending_ = true;
+    return;
+  }
+  publish_pending_ = false;
   // Fold the changes into a new base when they outgrow it (amortized O(1) a change), when
   // asked (the housekeeping tick), or always while the set is small (a rebuild then costs
   // less than a few trie lookups on every read).
@@ -304,37 +309,88 @@ bool Enforcer::verified_before(const immunizer::v1::Directive& d, const std::str
   return it != seen_.end() && it->second.digest == digest;
 }
 
+HandleResult Enforcer::counted(Outcome o, std::string reason) {
+  counts_[static_cast<size_t>(o)].fetch_add(1, std::memory_order_relaxed);
+  return HandleResult{o, std::move(reason)};
+}
+
+std::optional<HandleResult> Enforcer::check_key(const immunizer::v1::Directive& d) {
+  if (d.signature().empty()) return counted(Outcome::kRejectedSignature, "unsigned");
+  if (!opt_.trusted_keys || opt_.trusted_keys->find(d.key_id()) == nullptr)
+    return counted(Outcome::kRejectedSignature,
+                   "untrusted key id '" + d.key_id().substr(0, 64) + "'");
+  return std::nullopt;
+}
+
 HandleResult Enforcer::handle(const immunizer::v1::Directive& d) {
   const int64_t now = clock_();
-  auto count = [&](Outcome o, std::string reason) {
-    counts_[static_cast<size_t>(o)].fetch_add(1, std::memory_order_relaxed);
-    return HandleResult{o, std::move(reason)};
-  };
-  if (d.signature().empty()) return count(Outcome::kRejectedSignature, "unsigned");
-  if (!opt_.trusted_keys || opt_.trusted_keys->find(d.key_id()) == nullptr)
-    return count(Outcome::kRejectedSignature,
-                 "untrusted key id '" + d.key_id().substr(0, 64) + "'");
+  if (auto r = check_key(d)) return std::move(*r);
   // The exact bytes of a directive verified before (execute replays every active directive
   // on each reconnect) verify again: skip the Ed25519 check, the dominant cost of a replay.
-  const std::string digest = crypto::sha256_hex(canonical_bytes(d) + d.signature());
-  if (!verified_before(d, digest) && !verify(d, *opt_.trusted_keys))
-    return count(Outcome::kRejectedSignature, "bad signature");
-  if (d.id().empty()) return count(Outcome::kRejectedInvalid, "no directive id");
-  if (d.issued_unix_nanos() > now + opt_.max_clock_skew_ns)
-    return count(Outcome::kRejectedExpired, "issued in the future");
-  if (d.expires_unix_nanos() != 0 && d.expires_unix_nanos() <= now)
-    return count(Outcome::kRejectedExpired, "expired");
-
+  const std::string digest = directive_digest(d);
+  if (!verified_before(d, digest)) {
+    verifications_.fetch_add(1, std::memory_order_relaxed);
+    if (!verify(d, *opt_.trusted_keys))
+      return counted(Outcome::kRejectedSignature, "bad signature");
+  }
   std::lock_guard lk(mu_);
+  return decide_locked(d, digest, now);
+}
+
+std::vector<HandleResult> Enforcer::handle(const immunizer::v1::DirectiveBatch& b,
+                                           bool* batch_verified) {
+  const int64_t now = clock_();
+  std::vector<std::string> digests;
+  digests.reserve(static_cast<size_t>(b.directives_size()));
+  for (const auto& d : b.directives()) digests.push_back(directive_digest(d));
+  bool ok = false;
+  if (opt_.trusted_keys && !b.signature().empty() &&
+      opt_.trusted_keys->find(b.key_id()) != nullptr) {
+    verifications_.fetch_add(1, std::memory_order_relaxed);
+    ok = verify(b, digests, *opt_.trusted_keys);
+  }
+  if (batch_verified) *batch_verified = ok;
+  std::vector<HandleResult> out;
+  out.reserve(digests.size());
+  if (!ok) {  // forged or altered somewhere: each directive on its own signature
+    for (const auto& d : b.directives()) out.push_back(handle(d));
+    return out;
+  }
+  std::lock_guard lk(mu_);
+  struct Batching {  // one publication for the batch, even when a decision throws
+    Enforcer& e;
+    explicit Batching(Enforcer& en) : e(en) { e.batching_ = true; }
+    ~Batching() {
+      e.batching_ = false;
+      if (e.publish_pending_) e.publish_locked();
+    }
+  } batching(*this);
+  for (int i = 0; i < b.directives_size(); ++i) {
+    const auto& d = b.directives(i);
+    if (auto r = check_key(d))
+      out.push_back(std::move(*r));
+    else
+      out.push_back(decide_locked(d, digests[static_cast<size_t>(i)], now));
+  }
+  return out;
+}
+
+HandleResult Enforcer::decide_locked(const immunizer::v1::Directive& d, const std::string& digest,
+                                     int64_t now) {
+  if (d.id().empty()) return counted(Outcome::kRejectedInvalid, "no directive id");
+  if (d.issued_unix_nanos() > now + opt_.max_clock_skew_ns)
+    return counted(Outcome::kRejectedExpired, "issued in the future");
+  if (d.expires_unix_nanos() != 0 && d.expires_unix_nanos() <= now)
+    return counted(Outcome::kRejectedExpired, "expired");
   if (const auto it = seen_.find(d.id()); it != seen_.end()) {
     if (it->second.signature != d.signature())
-      return count(Outcome::kRejectedReplay, "directive id reused");
+      return counted(Outcome::kRejectedReplay, "directive id reused");
     const auto a = actions_.find(d.action().id());
     if (!d.revoke() && a != actions_.end() && a->second.directive_id == d.id()) {
       a->second.confirmed = true;
-      return count(Outcome::kDuplicate, "already applied");
+      return counted(Outcome::kDuplicate, "already applied");
     }
-    if (d.revoke() && a == actions_.end()) return count(Outcome::kDuplicate, "already revoked");
+    if (d.revoke() && a == actions_.end()) return counted(Outcome::kDuplicate, "already revoked");
     // execute re-sent an active directive after our resync window dropped it: it is still
     // active there, so apply it again (never after a revoke: see apply_locked).
     if (!d.revoke() && a == actions_.end() && stale_.erase(d.action().id())) {
@@ -342,7 +398,7 @@ HandleResult Enforcer::handle(const immunizer::v1::Directive& d) {
       counts_[static_cast<size_t>(r.outcome)].fetch_add(1, std::memory_order_relaxed);
       return r;
     }
-    return count(Outcome::kRejectedReplay, "replayed");
+    return counted(Outcome::kRejectedReplay, "replayed");
   }
   HandleResult r = apply_locked(d, now);
   counts_[static_cast<size_t>(r.outcome)].fetch_add(1, std::memory_order_relaxed);

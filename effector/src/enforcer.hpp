@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -136,6 +137,12 @@ class Enforcer {
   Enforcer& operator=(const Enforcer&) = delete;
 
   HandleResult handle(const immunizer::v1::Directive& d);
+  // A batch from execute's replay: one Ed25519 check of the batch signature covers every
+  // directive's exact bytes, then each is decided as handle() does, all under one lock and
+  // published once (readers see the whole batch at once). When the batch signature does not
+  // verify (`*batch_verified` false), each directive is verified alone. One result each.
+  std::vector<HandleResult> handle(const immunizer::v1::DirectiveBatch& b,
+                                   bool* batch_verified = nullptr);
   // Lock-free. False when an active action denies the call.
   bool allows(const PrincipalView& p, std::string_view call) const noexcept;
   size_t expire();      // removes actions whose end has passed; returns how many. O(k log n).
@@ -146,6 +153,8 @@ class Enforcer {
     return counts_[static_cast<size_t>(o)].load(std::memory_order_relaxed);
   }
   int64_t now() const { return clock_(); }
+  // Ed25519 verifications done so far (directives and batches).
+  uint64_t verifications() const noexcept { return verifications_.load(std::memory_order_relaxed); }
 
  private:
   using Expiry = std::multimap<int64_t, std::string>;  // end -> action id
@@ -162,6 +171,12 @@ class Enforcer {
     std::string digest;  // of the verified bytes: the same directive again needs no verify
   };
   bool verified_before(const immunizer::v1::Directive& d, const std::string& digest);
+  HandleResult counted(Outcome o, std::string reason);
+  // Unsigned, or signed by a key not trusted: the result; else nothing.
+  std::optional<HandleResult> check_key(const immunizer::v1::Directive& d);
+  // Everything after the signature: id, time, replay, then apply or revoke. Counts the result.
+  HandleResult decide_locked(const immunizer::v1::Directive& d, const std::string& digest,
+                             int64_t now);
   HandleResult apply_locked(const immunizer::v1::Directive& d, int64_t now);
   HandleResult revoke_locked(const immunizer::v1::Directive& d);
   void remember_locked(const immunizer::v1::Directive& d, const std::string& digest);
@@ -187,7 +202,11 @@ class Enforcer {
   StringMap<bool> revoked_;  // action ids lifted by a revoke
   std::deque<std::string> revoked_order_;
 
+  bool batching_ = false;         // guarded by mu_: publish_locked() defers to the batch's end
+  bool publish_pending_ = false;  // guarded by mu_: a change waits for that publication
+
   const bool light_;  // readers may skip the store fence (membarrier on the writer side)
+  std::atomic<uint64_t> verifications_{0};
   std::atomic<const Snapshot*> current_{nullptr};
   std::atomic<size_t> active_{0};
   std::array<std::atomic<uint64_t>, kOutcomes> counts_{};

@@ -91,10 +91,26 @@ class FakeExecute final : public EffectorControl::Service {
       marker = replay_marker_;
     }
     cv_.notify_all();
-    for (const auto& d : replay) {
-      ExecuteMessage m;
-      *m.mutable_directive() = d;
-      stream->Write(m);
+    const auto& caps = first.hello().capabilities();
+    if (batches_ &&
+        std::find(caps.begin(), caps.end(), immunizer::effector::kBatchCapability) != caps.end()) {
+      // As execute replays: runs of kReplayBatch, each signed once.
+      for (size_t i = 0; i < replay.size(); i += immunizer::effector::kReplayBatch) {
+        ExecuteMessage m;
+        auto* b = m.mutable_batch();
+        for (size_t k = i; k < std::min(replay.size(), i + immunizer::effector::kReplayBatch); ++k)
+          *b->add_directives() = replay[k];
+        immunizer::effector::sign(*b, kKey);
+        if (tamper_batch_ && b->directives_size() > 1)  // altered after signing, in transit
+          b->mutable_directives(1)->mutable_action()->set_target_value("192.0.2.99");
+        stream->Write(m);
+      }
+    } else {
+      for (const auto& d : replay) {
+        ExecuteMessage m;
+        *m.mutable_directive() = d;
+        stream->Write(m);
+      }
     }
     if (marker) {
       ExecuteMessage m;
@@ -170,6 +186,22 @@ class FakeExecute final : public EffectorControl::Service {
     std::lock_guard lk(mu_);
     replay_marker_ = on;
   }
+  // Replays in signed batches to an effector that takes them (as execute does); `tamper`
+  // alters the second directive of each batch after signing it.
+  void replay_in_batches(bool on, bool tamper = false) {
+    std::lock_guard lk(mu_);
+    batches_ = on;
+    tamper_batch_ = tamper;
+  }
+  // Active on this "execute" (replayed on connect) without being pushed to a stream.
+  void activate(const Directive& d) {
+    std::lock_guard lk(mu_);
+    active_[d.action().id()] = d;
+  }
+  size_t acks() {
+    std::lock_guard lk(mu_);
+    return acks_.size();
+  }
 
  private:
   std::mutex mu_;
@@ -181,6 +213,8 @@ class FakeExecute final : public EffectorControl::Service {
   std::vector<EffectorHello> hellos_;
   bool closing_ = false;
   bool replay_marker_ = true;
+  bool batches_ = false;
+  bool tamper_batch_ = false;
 };
 
 class Server {
@@ -445,6 +479,50 @@ TEST(Effector, ActionsRevokedWhileDisconnectedAreDroppedAfterResync) {
 // With the end-of-replay marker the effector drops what execute revoked meanwhile at once,
 // not after its (here very long) resync window.
 TEST(Effector, EndOfReplayDropsRevokedActionsAtOnce) { revoked_while_away(true, 600s, 10s); }
+
+// Issue 11, item 6: execute's replay of many active directives arrives in signed batches
+// (one Ed25519 verification per batch); each directive is acknowledged on its own, and a batch
+// altered in transit falls back to each directive's own signature.
+void replay_in_batches(bool tamper) {
+  FakeExecute svc;
+  svc.replay_in_batches(true, tamper);
+  std::vector<Directive> ds;
+  for (int i = 0; i < 600; ++i) {
+    ds.push_back(block(PRINCIPAL_FIELD_IP,
+                       "10.9." + std::to_string(i / 256) + "." + std::to_string(i % 256)));
+    svc.activate(ds.back());
+  }
+  Server server(svc);
+  auto e = Effector::create(config(server.port()));
+  e->start();
+  ASSERT_TRUE(eventually([&] { return svc.acks() == 600; })) << svc.acks() << " acks";
+  const auto caps = svc.hello(0).capabilities();
+  EXPECT_NE(std::find(caps.begin(), caps.end(), "DIRECTIVE_BATCH"), caps.end());
+  const auto s = e->stats();
+  EXPECT_EQ(s.batches, 3u);  // 256 + 256 + 88
+  EXPECT_EQ(s.batches_unverified, tamper ? 3u : 0u);
+  EXPECT_EQ(s.signatures_verified, tamper ? 3u + 600u : 3u);
+  EXPECT_EQ(s.applied, tamper ? 597u : 600u);
+  EXPECT_EQ(s.rejected_signature, tamper ? 3u : 0u);
+  size_t refused = 0;
+  for (size_t i = 0; i < ds.size(); ++i) {
+    const auto ack = svc.ack(ds[i].id());
+    ASSERT_TRUE(ack.has_value()) << i;
+    if (!ack->applied()) {
+      ++refused;
+      EXPECT_EQ(ack->reason(), "rejected_signature: bad signature");
+    }
+    // Enforced exactly when acknowledged as applied.
+    EXPECT_EQ(e->allows(PrincipalView("", "", ds[i].action().target_value()), "x"), !ack->applied())
+        << i;
+  }
+  EXPECT_EQ(refused, tamper ? 3u : 0u);
+  EXPECT_TRUE(e->allows(PrincipalView("", "", "192.0.2.99"), "x"));  // the altered target
+  e->stop();
+}
+
+TEST(Effector, ReplayArrivesInBatchesVerifiedOnceEach) { replay_in_batches(false); }
+TEST(Effector, ABatchAlteredInTransitFallsBackToEachSignature) { replay_in_batches(true); }
 
 TEST(Effector, ConfigurationErrors) {
   EffectorConfig c;

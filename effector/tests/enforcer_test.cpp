@@ -455,4 +455,146 @@ TEST_F(EnforcerTest, ReplacedActionLiftsItsOldTarget) {
   EXPECT_TRUE(en_.allows({"new-target", "", "10.0.0.1"}, "x"));
 }
 
+// Execute's replay in batches (issue 11, item 6): one Ed25519 verification per batch covers
+// every directive's exact bytes, instead of one per directive.
+class EnforcerBatchTest : public EnforcerTest {
+ protected:
+  // `n` IP blocks 10.1.x.y, each signed by `key`, in one batch signed by `batch_key`.
+  DirectiveBatch batch(int n, const SigningKey& key = kKey, const SigningKey& batch_key = kKey) {
+    DirectiveBatch b;
+    for (int i = 0; i < n; ++i) {
+      auto d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, ip(i));
+      immunizer::effector::sign(d, key);
+      *b.add_directives() = d;
+    }
+    immunizer::effector::sign(b, batch_key);
+    return b;
+  }
+  static std::string ip(int i) {
+    return "10.1." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+  }
+  static std::vector<Outcome> outcomes(const std::vector<immunizer::effector::HandleResult>& r) {
+    std::vector<Outcome> o;
+    for (const auto& x : r) o.push_back(x.outcome);
+    return o;
+  }
+};
+
+TEST_F(EnforcerBatchTest, ABatchIsVerifiedOnceAndAppliedAtOnce) {
+  bool verified = false;
+  const auto r = en_.handle(batch(300), &verified);
+  EXPECT_TRUE(verified);
+  EXPECT_EQ(outcomes(r), std::vector<Outcome>(300, Outcome::kApplied));
+  EXPECT_EQ(en_.verifications(), 1u);  // one by one: 300
+  EXPECT_EQ(en_.active(), 300u);
+  for (int i = 0; i < 300; ++i) EXPECT_FALSE(en_.allows({"", "", ip(i)}, "x")) << ip(i);
+  EXPECT_TRUE(en_.allows({"", "", "10.2.0.1"}, "x"));
+  EXPECT_TRUE(en_.handle(batch(0)).empty());  // an empty batch changes nothing
+  EXPECT_EQ(en_.active(), 300u);
+}
+
+TEST_F(EnforcerBatchTest, TheSameBatchAgainIsDuplicates) {
+  const auto b = batch(20);
+  ASSERT_EQ(outcomes(en_.handle(b)), std::vector<Outcome>(20, Outcome::kApplied));
+  EXPECT_EQ(outcomes(en_.handle(b)), std::vector<Outcome>(20, Outcome::kDuplicate));
+  EXPECT_EQ(en_.active(), 20u);
+  EXPECT_EQ(en_.verifications(), 2u);
+}
+
+// A directive altered after execute signed the batch: the batch signature fails, each
+// directive is then verified alone: the altered one is refused, the others apply.
+TEST_F(EnforcerBatchTest, AnAlteredDirectiveFailsTheBatchAndIsRefusedAlone) {
+  auto b = batch(10);
+  b.mutable_directives(3)->mutable_action()->set_target_value("192.0.2.66");  // the victim
+  bool verified = true;
+  const auto r = en_.handle(b, &verified);
+  EXPECT_FALSE(verified);
+  ASSERT_EQ(r.size(), 10u);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(r[static_cast<size_t>(i)].outcome,
+              i == 3 ? Outcome::kRejectedSignature : Outcome::kApplied)
+        << i;
+  EXPECT_TRUE(en_.allows({"", "", "192.0.2.66"}, "x"));
+  EXPECT_TRUE(en_.allows({"", "", ip(3)}, "x"));
+  EXPECT_FALSE(en_.allows({"", "", ip(4)}, "x"));
+  EXPECT_EQ(en_.verifications(), 11u);  // the batch, then each of the 10
+  EXPECT_EQ(en_.count(Outcome::kRejectedSignature), 1u);
+}
+
+// A forged directive slipped into a genuine batch, and a batch re-signed by an attacker's key
+// over forged directives: nothing forged applies.
+TEST_F(EnforcerBatchTest, ForgedDirectivesInABatchNeverApply) {
+  auto b = batch(5);
+  auto forged = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "192.0.2.10");
+  immunizer::effector::sign(forged, key_of(1));
+  forged.set_key_id(kKey.key_id());  // claims execute's key
+  *b.add_directives() = forged;
+  EXPECT_EQ(
+      outcomes(en_.handle(b)),
+      (std::vector<Outcome>{Outcome::kApplied, Outcome::kApplied, Outcome::kApplied,
+                            Outcome::kApplied, Outcome::kApplied, Outcome::kRejectedSignature}));
+  EXPECT_TRUE(en_.allows({"", "", "192.0.2.10"}, "x"));
+
+  auto evil = batch(4, key_of(1), key_of(1));  // everything by a key the effector does not trust
+  EXPECT_EQ(outcomes(en_.handle(evil)), std::vector<Outcome>(4, Outcome::kRejectedSignature));
+  // The attacker's batch signature over forged directives that claim execute's key id.
+  DirectiveBatch claim;
+  for (int i = 0; i < 3; ++i) {
+    auto d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "192.0.2." + std::to_string(20 + i));
+    immunizer::effector::sign(d, key_of(1));
+    d.set_key_id(kKey.key_id());
+    *claim.add_directives() = d;
+  }
+  immunizer::effector::sign(claim, key_of(1));
+  claim.set_key_id(kKey.key_id());
+  bool verified = true;
+  EXPECT_EQ(outcomes(en_.handle(claim, &verified)),
+            std::vector<Outcome>(3, Outcome::kRejectedSignature));
+  EXPECT_FALSE(verified);
+  EXPECT_EQ(en_.active(), 5u);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(en_.allows({"", "", "192.0.2." + std::to_string(20 + i)}, "x"));
+}
+
+// A batch vouches for its directives' bytes, not for their keys: each must still name a key
+// the effector trusts, and the rest of the checks (expiry, replay) apply one by one.
+TEST_F(EnforcerBatchTest, EachDirectiveOfAVerifiedBatchIsStillChecked) {
+  DirectiveBatch b;
+  auto ok = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "198.51.100.1");
+  auto other_key = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "198.51.100.2");
+  auto expired = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "198.51.100.3");
+  expired.set_expires_unix_nanos(now_ - kSec);
+  auto unsigned_d = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_IP, "198.51.100.4");
+  immunizer::effector::sign(ok, kKey);
+  immunizer::effector::sign(other_key, key_of(1));
+  immunizer::effector::sign(expired, kKey);
+  auto reused = ok;  // the id of `ok` with other content
+  reused.mutable_action()->set_target_value("198.51.100.5");
+  immunizer::effector::sign(reused, kKey);
+  for (const auto* d : {&ok, &other_key, &expired, &unsigned_d, &reused}) *b.add_directives() = *d;
+  immunizer::effector::sign(b, kKey);
+  bool verified = false;
+  EXPECT_EQ(outcomes(en_.handle(b, &verified)),
+            (std::vector<Outcome>{Outcome::kApplied, Outcome::kRejectedSignature,
+                                  Outcome::kRejectedExpired, Outcome::kRejectedSignature,
+                                  Outcome::kRejectedReplay}));
+  EXPECT_TRUE(verified);
+  EXPECT_EQ(en_.active(), 1u);
+  EXPECT_TRUE(en_.allows({"", "", "198.51.100.5"}, "x"));
+}
+
+// Readers see a batch all at once, and the whole batch when it returns; a directive handed in
+// from another thread meanwhile is not lost.
+TEST_F(EnforcerBatchTest, ConcurrentBatchAndSingleDirective) {
+  const auto b = batch(256);
+  auto single = make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_USER, "mallory");
+  immunizer::effector::sign(single, kKey);
+  std::thread t([&] { EXPECT_EQ(en_.handle(single).outcome, Outcome::kApplied); });
+  EXPECT_EQ(outcomes(en_.handle(b)), std::vector<Outcome>(256, Outcome::kApplied));
+  t.join();
+  EXPECT_EQ(en_.active(), 257u);
+  EXPECT_FALSE(en_.allows({"mallory", "", ""}, "x"));
+  EXPECT_FALSE(en_.allows({"", "", ip(255)}, "x"));
+}
+
 }  // namespace

@@ -86,6 +86,7 @@ class StreamLink final : public EffectorLink {
  public:
   explicit StreamLink(ConnectReactor* r) : reactor_(r) {}
   bool send(const v1::Directive& d) override;
+  bool send_batch(const v1::DirectiveBatch& b) override;
   bool end_replay(uint32_t directives) override;
   void close(const std::string& reason) override;
   void detach() {
@@ -279,6 +280,12 @@ bool StreamLink::send(const v1::Directive& d) {
   std::lock_guard lk(mu_);
   return reactor_ != nullptr &&
          reactor_->enqueue([&](v1::ExecuteMessage& m) { *m.mutable_directive() = d; });
+}
+
+bool StreamLink::send_batch(const v1::DirectiveBatch& b) {
+  std::lock_guard lk(mu_);
+  return reactor_ != nullptr &&
+         reactor_->enqueue([&](v1::ExecuteMessage& m) { *m.mutable_batch() = b; });
 }
 
 bool StreamLink::end_replay(uint32_t directives) {

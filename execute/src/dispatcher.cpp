@@ -180,15 +180,38 @@ uint64_t Dispatcher::connect(const v1::EffectorHello& hello, std::shared_ptr<Eff
   {
     std::lock_guard lk(mu_);
     id = next_session_++;
-    // Replay under the lock: no new directive can be queued before the replay.
+    // Replay under the lock: no new directive can be queued before the replay. An effector
+    // that takes batches gets runs of kReplayBatch signed once (one verification per run on
+    // its side instead of one per directive: a cold replay of 10,000 in well under a second).
+    const auto& caps = hello.capabilities();
+    const bool batches =
+        std::find(caps.begin(), caps.end(), effector::kBatchCapability) != caps.end();
+    v1::DirectiveBatch batch;
+    auto send_batch = [&] {
+      if (batch.directives_size() == 0) return true;
+      effector::sign(batch, *cfg_.signing_key);
+      if (!link->send_batch(batch)) return false;
+      replayed += static_cast<size_t>(batch.directives_size());
+      batch.Clear();
+      return true;
+    };
     bool complete = true;
     for (const auto& [aid, a] : active_) {
+      if (batches) {
+        *batch.add_directives() = a.directive;
+        if (batch.directives_size() >= static_cast<int>(effector::kReplayBatch) && !send_batch()) {
+          complete = false;
+          break;
+        }
+        continue;
+      }
       if (!link->send(a.directive)) {
         complete = false;
         break;
       }
       ++replayed;
     }
+    if (complete && !send_batch()) complete = false;
     // The marker lets the effector drop at once what was revoked while it was away.
     if (!complete || !link->end_replay(static_cast<uint32_t>(replayed))) {
       slow_effectors_.Increment();

@@ -22,11 +22,12 @@ class DispatcherTest : public ::testing::Test {
       : topics(common::Topics::with_prefix("t.")), d(test_config(), topics, clock, registry) {}
 
   std::shared_ptr<RecordingLink> connect(const std::string& app, const std::string& instance,
-                                         uint64_t* session = nullptr) {
+                                         uint64_t* session = nullptr, bool batches = false) {
     auto link = std::make_shared<RecordingLink>();
     v1::EffectorHello h;
     h.set_app(app);
     h.set_instance(instance);
+    if (batches) h.add_capabilities(std::string(effector::kBatchCapability));
     const uint64_t s = d.connect(h, link);
     if (session) *session = s;
     return link;
@@ -208,6 +209,39 @@ TEST_F(DispatcherTest, ReconnectingEffectorGetsEveryActiveDirectiveReplayedFirst
   d.on_plan(block_plan("p4", "act4", "sess-4", 60'000));
   EXPECT_EQ(again->directives().back().action().id(), "act4");
   EXPECT_EQ(again->replay_markers.size(), 1u);  // once per stream
+}
+
+// Issue 11, item 6: an effector that takes batches gets the replay in runs of kReplayBatch,
+// each signed once with execute's key over its directives' exact bytes; live directives
+// still go one by one. An effector that does not say so gets single directives.
+TEST_F(DispatcherTest, ReplayToAnEffectorThatTakesBatchesIsSignedPerBatch) {
+  for (int i = 0; i < 290; ++i)  // under the guard's 300 automatic blocks a minute
+    d.on_plan(block_plan("p" + std::to_string(i), "act" + std::to_string(i),
+                         "sess-" + std::to_string(i), 60'000));
+  auto link = connect("shop", "1", nullptr, /*batches=*/true);
+  ASSERT_EQ(link->batches.size(), 2u);
+  EXPECT_EQ(link->batches[0].directives_size(), 256);
+  EXPECT_EQ(link->batches[1].directives_size(), 34);
+  for (const auto& b : link->batches) {
+    std::vector<std::string> digests;
+    for (const auto& dir : b.directives()) {
+      digests.push_back(effector::directive_digest(dir));
+      EXPECT_TRUE(effector::verify(dir, trusted_keys()));  // each still signed on its own
+    }
+    EXPECT_EQ(b.key_id(), execute_key()->key_id());
+    EXPECT_TRUE(effector::verify(b, digests, trusted_keys()));
+    auto altered = b;
+    altered.mutable_directives(0)->mutable_action()->set_target_value("someone-else");
+    digests[0] = effector::directive_digest(altered.directives(0));
+    EXPECT_FALSE(effector::verify(altered, digests, trusted_keys()));
+  }
+  EXPECT_EQ(link->replay_markers, (std::vector<std::pair<size_t, uint32_t>>{{290, 290}}));
+  d.on_plan(block_plan("p-live", "act-live", "sess-live", 60'000));
+  EXPECT_EQ(link->batches.size(), 2u);
+  EXPECT_EQ(link->directives().back().action().id(), "act-live");
+  auto older = connect("shop", "2");  // no DIRECTIVE_BATCH in its hello
+  EXPECT_TRUE(older->batches.empty());
+  EXPECT_EQ(older->directives().size(), 291u);
 }
 
 TEST_F(DispatcherTest, ShadowPlansAreNotEnforced) {

@@ -123,6 +123,13 @@ class RecordingLink final : public EffectorLink {
     got.push_back(d);
     return true;
   }
+  bool send_batch(const v1::DirectiveBatch& b) override {
+    std::lock_guard lk(mu);
+    if (full) return false;
+    batches.push_back(b);
+    got.insert(got.end(), b.directives().begin(), b.directives().end());
+    return true;
+  }
   bool end_replay(uint32_t directives) override {
     std::lock_guard lk(mu);
     if (full) return false;
@@ -138,7 +145,8 @@ class RecordingLink final : public EffectorLink {
     return got;
   }
   std::mutex mu;
-  std::vector<v1::Directive> got;
+  std::vector<v1::Directive> got;           // every directive, alone or in a batch
+  std::vector<v1::DirectiveBatch> batches;  // the batches among them
   std::vector<std::pair<size_t, uint32_t>>
       replay_markers;  // (directives received before it, its count)
   bool full = false;

@@ -19,7 +19,8 @@ class Registry;
 }
 namespace immunizer::v1 {
 class Directive;
-}
+class DirectiveBatch;
+}  // namespace immunizer::v1
 
 namespace immunizer::effector {
 
@@ -94,6 +95,9 @@ struct EffectorStats {
   uint64_t stale_actions = 0;       // dropped after a reconnect because not replayed
   uint64_t denied = 0;              // allows() == false
   uint64_t active_actions = 0;
+  uint64_t batches = 0;              // DirectiveBatch messages (execute's replay)
+  uint64_t batches_unverified = 0;   // of which the batch signature failed (each then verified)
+  uint64_t signatures_verified = 0;  // Ed25519 verifications (directives and batches)
   uint64_t rejected() const {
     return rejected_signature + rejected_expired + rejected_replay + rejected_invalid;
   }
@@ -121,6 +125,10 @@ class Effector {
   // Applies a directive that arrived out of band (e.g. a signed blocklist loaded at start),
   // verified exactly like one from execute. Returns true when accepted; `reason` says why not.
   bool apply(const immunizer::v1::Directive& directive, std::string* reason = nullptr);
+  // Applies a batch as one from execute's stream (one signature for the batch; each directive
+  // verified alone when it fails). Returns how many were accepted; `reasons`, one per directive.
+  size_t apply(const immunizer::v1::DirectiveBatch& batch,
+               std::vector<std::string>* reasons = nullptr);
 
   bool connected() const noexcept;
   EffectorStats stats() const;

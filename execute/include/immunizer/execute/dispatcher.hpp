@@ -42,6 +42,13 @@ class EffectorLink {
   virtual ~EffectorLink() = default;
   // Queues a directive; never blocks. False when the link is closed or its queue is full.
   virtual bool send(const v1::Directive& d) = 0;
+  // Queues a signed batch of directives (a replay, to an effector that takes batches) as one
+  // message; never blocks. False as send(). By default, each directive on its own.
+  virtual bool send_batch(const v1::DirectiveBatch& b) {
+    for (const auto& d : b.directives())
+      if (!send(d)) return false;
+    return true;
+  }
   // Queues the end-of-replay marker after the replayed directives; never blocks. False as send().
   virtual bool end_replay(uint32_t directives) = 0;
   // Ends the stream (the effector will reconnect). Called without dispatcher locks held.
