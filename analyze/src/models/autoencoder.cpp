@@ -130,22 +130,45 @@ void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
   double* dz = dy + nh;
   const double* x = xv.data();
   double* wd = w.data();
+  // Two visible units per pass (each sum still adds its terms in the same order, so the
+  // results are those of one unit per pass, to the bit).
   for (Eigen::Index h = 0; h < nh; ++h) y[h] = bh[h];
-  for (Eigen::Index v = 0; v < nv; ++v)
+  Eigen::Index v = 0;
+  for (; v + 2 <= nv; v += 2) {
+    const double* c0 = wd + v * nh;
+    const double* c1 = c0 + nh;
+    const double x0 = x[v], x1 = x[v + 1];
+    for (Eigen::Index h = 0; h < nh; ++h) y[h] = (y[h] + c0[h] * x0) + c1[h] * x1;
+  }
+  for (; v < nv; ++v)
     for (Eigen::Index h = 0; h < nh; ++h) y[h] += wd[v * nh + h] * x[v];
   for (Eigen::Index h = 0; h < nh; ++h) {
     y[h] = 1.0 / (1.0 + std::exp(-y[h]));
     dy[h] = 0;
   }
-  for (Eigen::Index v = 0; v < nv; ++v) {
+  auto error_of = [&](double z, Eigen::Index v) {
+    if (linear_output)
+      return std::clamp(z - x[v], -1.0, 1.0);  // a few extreme inputs cannot
+                                               // blow the weights up
+    z = 1.0 / (1.0 + std::exp(-z));
+    return (z - x[v]) * z * (1.0 - z);
+  };
+  for (v = 0; v + 2 <= nv; v += 2) {
+    const double* c0 = wd + v * nh;
+    const double* c1 = c0 + nh;
+    double z0 = bv[v], z1 = bv[v + 1];
+    for (Eigen::Index h = 0; h < nh; ++h) {
+      z0 += c0[h] * y[h];
+      z1 += c1[h] * y[h];
+    }
+    const double d0 = dz[v] = error_of(z0, v);
+    const double d1 = dz[v + 1] = error_of(z1, v + 1);
+    for (Eigen::Index h = 0; h < nh; ++h) dy[h] = (dy[h] + c0[h] * d0) + c1[h] * d1;
+  }
+  for (; v < nv; ++v) {
     double z = bv[v];
     for (Eigen::Index h = 0; h < nh; ++h) z += wd[v * nh + h] * y[h];
-    if (linear_output) {
-      dz[v] = std::clamp(z - x[v], -1.0, 1.0);  // a few extreme inputs cannot blow the weights up
-    } else {
-      z = 1.0 / (1.0 + std::exp(-z));
-      dz[v] = (z - x[v]) * z * (1.0 - z);
-    }
+    dz[v] = error_of(z, v);
     for (Eigen::Index h = 0; h < nh; ++h) dy[h] += wd[v * nh + h] * dz[v];
   }
   for (Eigen::Index h = 0; h < nh; ++h) dy[h] *= y[h] * (1.0 - y[h]);
@@ -159,15 +182,41 @@ void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
 double TinyAutoencoder::rmse(const double* x, double* recon, double* hidden) const {
   const Eigen::Index nh = w.rows(), nv = w.cols();
   const double* wd = w.data();  // column-major: w(h, v) = wd[v * nh + h]
+  // Two visible units per pass, each sum in the same order as one unit per pass (the same
+  // results to the bit).
   for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = bh[h];
-  for (Eigen::Index v = 0; v < nv; ++v) {
+  Eigen::Index v = 0;
+  for (; v + 2 <= nv; v += 2) {
+    const double* c0 = wd + v * nh;
+    const double* c1 = c0 + nh;
+    const double x0 = x[v], x1 = x[v + 1];
+    for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = (hidden[h] + c0[h] * x0) + c1[h] * x1;
+  }
+  for (; v < nv; ++v) {
     const double xv = x[v];
     const double* col = wd + v * nh;
     for (Eigen::Index h = 0; h < nh; ++h) hidden[h] += col[h] * xv;
   }
   for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = 1.0 / (1.0 + std::exp(-hidden[h]));
   double sq = 0;
-  for (Eigen::Index v = 0; v < nv; ++v) {
+  for (v = 0; v + 2 <= nv; v += 2) {
+    const double* c0 = wd + v * nh;
+    const double* c1 = c0 + nh;
+    double z0 = bv[v], z1 = bv[v + 1];
+    for (Eigen::Index h = 0; h < nh; ++h) {
+      z0 += c0[h] * hidden[h];
+      z1 += c1[h] * hidden[h];
+    }
+    if (!linear_output) {
+      z0 = 1.0 / (1.0 + std::exp(-z0));
+      z1 = 1.0 / (1.0 + std::exp(-z1));
+    }
+    recon[v] = z0;
+    recon[v + 1] = z1;
+    sq += (z0 - x[v]) * (z0 - x[v]);
+    sq += (z1 - x[v + 1]) * (z1 - x[v + 1]);
+  }
+  for (; v < nv; ++v) {
     const double* col = wd + v * nh;
     double z = bv[v];
     for (Eigen::Index h = 0; h < nh; ++h) z += col[h] * hidden[h];
