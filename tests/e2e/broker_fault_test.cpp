@@ -2,12 +2,16 @@
 // the demo shop as processes under replayed traffic. One broker goes down mid-stream for
 // IMMUNIZER_E2E_OUTAGE_SECONDS (default 30 s, as the issue asks) and comes back: nothing is lost
 // (every call record the shop delivered is scored, nothing counted lost or dropped by the sensor),
-// no process is restarted. Then every broker goes down for a few seconds: each service's /readyz
-// answers 503 while it cannot reach Kafka and 200 once it can again.
+// no process is restarted, and the app's request latency stays flat (the sensor never blocks
+// the calling thread: a probe times shop requests before and during the outage). Then every
+// broker goes down for a few seconds: each service's /readyz answers 503 while it cannot
+// reach Kafka and 200 once it can again.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -58,6 +62,70 @@ std::vector<int> wait_all(const std::string& host, const std::vector<int>& ports
 
 std::string id_of(const v1::RecordId& r) {
   return r.app() + "/" + r.instance() + "/" + std::to_string(r.seq());
+}
+
+// An app user next to the replayer: one instrumented shop request every 50 ms on a keep-alive
+// connection, timed from the client (so a sensor that blocked the handler's thread shows).
+// Each sample is tagged with the phase it started in (0 before the outage, 1 during, 2 after).
+class LatencyProbe {
+ public:
+  LatencyProbe(const std::string& host, int port)
+      : thread_([this, host, port] { run(host, port); }) {}
+  ~LatencyProbe() { stop(); }
+  void phase(int p) { phase_ = p; }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  struct Figures {
+    size_t n = 0, failed = 0;
+    double p50_ms = 0, p99_ms = 0, max_ms = 0;
+  };
+  Figures figures(int phase) {
+    std::lock_guard lk(mu_);
+    std::vector<double> v = ms_[phase];
+    Figures f;
+    f.n = v.size();
+    f.failed = failed_[phase];
+    if (v.empty()) return f;
+    std::sort(v.begin(), v.end());
+    f.p50_ms = v[v.size() / 2];
+    f.p99_ms = v[std::min(v.size() - 1, v.size() * 99 / 100)];
+    f.max_ms = v.back();
+    return f;
+  }
+
+ private:
+  void run(const std::string& host, int port) {
+    httplib::Client c(host, port);
+    c.set_keep_alive(true);
+    c.set_connection_timeout(5);
+    c.set_read_timeout(10);
+    while (!stop_) {
+      const int ph = phase_;
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto r = c.Get("/tienda1/publico/productos.jsp?id=7");
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      {
+        std::lock_guard lk(mu_);
+        ms_[ph].push_back(ms);
+        if (!r) ++failed_[ph];
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  std::atomic<int> phase_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<double> ms_[3];
+  size_t failed_[3] = {0, 0, 0};
+  std::thread thread_;
+};
+
+std::ostream& operator<<(std::ostream& o, const LatencyProbe::Figures& f) {
+  return o << f.n << " requests (" << f.failed << " failed), p50 " << f.p50_ms << " ms, p99 "
+           << f.p99_ms << " ms, max " << f.max_ms << " ms";
 }
 
 }  // namespace
@@ -123,14 +191,31 @@ TEST(BrokerFault, OneBrokerDownMidStreamLosesNothingAllDownMeansNotReady) {
                                          std::to_string(seconds * 100), "--time-limit", "600"});
   sup.spawn(replay);
 
-  std::this_thread::sleep_for(5s);
+  LatencyProbe probe(children.host, o.shop_port);
+  std::this_thread::sleep_for(10s);
   ASSERT_TRUE(sup.alive("replay"));
   std::cout << "[broker fault] broker 1 of 3 down for " << outage << " s" << std::endl;
+  probe.phase(1);
   cluster.set_broker_down(1);
   std::this_thread::sleep_for(std::chrono::seconds(outage));
+  probe.phase(2);
   cluster.set_broker_up(1);
   std::cout << "[broker fault] broker 1 up again" << std::endl;
+  std::this_thread::sleep_for(5s);
+  probe.stop();
   for (const auto& s : children.services) EXPECT_TRUE(sup.alive(s.name)) << s.name << " died";
+  // The app's latency stays flat: a sensor that waited on the broker (a full queue, a blocking
+  // produce or flush) would hold requests for seconds. The bound is generous for a loaded
+  // machine (3x the p99 before the outage, at least 50 ms) and strict on stalls (1 s).
+  const auto before = probe.figures(0), during = probe.figures(1), after = probe.figures(2);
+  std::cout << "[broker fault] shop request latency before the outage: " << before
+            << "; during: " << during << "; after: " << after << std::endl;
+  ASSERT_GT(before.n, 50u);
+  ASSERT_GT(during.n, static_cast<size_t>(outage * 5));
+  EXPECT_EQ(before.failed + during.failed + after.failed, 0u);
+  EXPECT_LT(during.p99_ms, std::max(50.0, 3 * before.p99_ms)) << "the app slowed during the outage";
+  EXPECT_LT(during.max_ms, 1000.0) << "a request stalled during the outage";
+  EXPECT_LT(after.max_ms, 1000.0) << "a request stalled as the broker came back";
 
   const auto t_wait = std::chrono::steady_clock::now();
   while (sup.alive("replay") && std::chrono::steady_clock::now() - t_wait < 300s)
