@@ -5,7 +5,9 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 
+#include <algorithm>
 #include <atomic>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -345,9 +347,12 @@ class KafkaConsumer final : public Consumer {
       if (metrics_) metrics_->consumed(msg.topic);
       out.push_back(std::move(msg));
     }
+    check_assignment();
     report_lag();
     return out;
   }
+
+  uint64_t partitions_gained() const override { return gained_; }
 
   void commit(const std::vector<Message>& batch) override {
     if (batch.empty()) return;
@@ -404,6 +409,19 @@ class KafkaConsumer final : public Consumer {
   // librdkafka then resets to the earliest offset with only a warning) are losses: each
   // partition's next offset is tracked (from the group's committed offset on first sight),
   // and a message further on counts the messages in between as lost, with an error.
+  // Counts an assignment that gained a partition (a rebalance gave this member work another
+  // had), so the stage can restore the models of keys it has not held since.
+  void check_assignment() {
+    rd_kafka_topic_partition_list_t* list = nullptr;
+    if (rd_kafka_assignment(rk_, &list) != RD_KAFKA_RESP_ERR_NO_ERROR || list == nullptr) return;
+    std::set<std::pair<std::string, int32_t>> now;
+    for (int i = 0; i < list->cnt; ++i) now.emplace(list->elems[i].topic, list->elems[i].partition);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (std::any_of(now.begin(), now.end(),
+                    [this](const auto& tp) { return !assigned_.count(tp); }))
+      ++gained_;
+    assigned_ = std::move(now);
+  }
   void check_continuity(const std::string& topic, int32_t partition, int64_t offset) {
     const auto tp = std::make_pair(topic, partition);
     auto it = next_.find(tp);
@@ -494,6 +512,8 @@ class KafkaConsumer final : public Consumer {
   std::map<std::pair<std::string, int32_t>, int64_t> committed_;
   std::chrono::steady_clock::time_point next_lag_report_{};
   uint64_t lost_ = 0;
+  std::set<std::pair<std::string, int32_t>> assigned_;  // at the last poll
+  uint64_t gained_ = 0;
 
  public:
   uint64_t lost() const override { return lost_; }

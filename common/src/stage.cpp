@@ -61,6 +61,14 @@ void run_stream(ServiceContext& ctx, const Stage& stage, StageRun& run) {
   for (const auto t : stage.inputs) inputs.push_back(ctx.topics.*t);
   run.in = make_kafka_consumer(ctx.kafka, run.group, inputs, &metrics, consumer_props);
   if (!stage.commits) run.in = std::make_unique<NonCommittingConsumer>(std::move(run.in));
+  if (!kind.empty() && run.restore_timeout.count() > 0)
+    options.on_partitions_gained = [&ctx, &proc, &run, kind] {
+      // A rebalance moved keys here: their latest snapshots (written by the member that held
+      // them) replace nothing this member changed since.
+      const auto snaps = read_snapshots(ctx.kafka, ctx.topics.models, kind, run.restore_timeout);
+      ctx.log->info("partitions gained in a rebalance: restored {} of {} {} snapshots",
+                    proc.restore(snaps), snaps.size(), kind);
+    };
   StreamLoop loop(*run.in, *run.out, proc, options, &metrics, ctx.registry.get());
   ctx.log->info("consuming {} as group '{}'{}; writing {}", topic_list(stage.inputs, ctx.topics),
                 run.group, stage.commits ? "" : " (never committed)",

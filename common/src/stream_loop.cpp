@@ -81,6 +81,11 @@ void StreamLoop::dead_letter(const Message& m, const std::string& reason,
 size_t StreamLoop::run_once() {
   std::vector<Message> batch = in_.poll(opt_.max_batch, opt_.poll_timeout);
   const auto t0 = std::chrono::steady_clock::now();
+  if (const uint64_t gained = in_.partitions_gained(); gained != partitions_gained_) {
+    // Not at the first assignment: the stage restored its state before it joined.
+    if (partitions_gained_ > 0 && opt_.on_partitions_gained) opt_.on_partitions_gained();
+    partitions_gained_ = gained;
+  }
   if (!batch.empty()) {
     try {
       proc_.process_batch(batch, out_,

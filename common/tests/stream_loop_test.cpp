@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include "immunizer/common/stage_processor.hpp"
 #include "immunizer/testing/fake_kafka.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/records.pb.h"
 
 using namespace immunizer::common;
@@ -152,4 +154,90 @@ TEST(StreamLoop, TransientFailuresAreRetriedWithoutLimit) {
   loop.run_once();
   EXPECT_EQ((in.committed[{"in", 0}]), 1);
   EXPECT_EQ(out.on("out").size(), 1u);
+}
+
+// A rebalance that gives this member a partition calls the stage's hook before the batch
+// that may hold the partition's messages; the first assignment does not (the stage
+// restored its state before it joined).
+TEST(StreamLoop, PartitionsGainedInARebalanceCallTheHookBeforeTheBatch) {
+  FakeConsumer in;
+  FakeProducer out;
+  std::vector<std::string> seen;  // the hook's calls and the processed payloads, in order
+  class Recorder final : public Processor {
+   public:
+    explicit Recorder(std::vector<std::string>& s) : seen_(s) {}
+    void process(const Message& m, Producer&) override { seen_.push_back(m.payload); }
+
+   private:
+    std::vector<std::string>& seen_;
+  } p(seen);
+  StreamLoop loop(in, out, p,
+                  {.service = "t",
+                   .deadletter_topic = "dl",
+                   .on_partitions_gained = [&seen] { seen.push_back("restore"); }},
+                  nullptr);
+  in.gained = 1;  // the first assignment
+  in.push("in", "k", "a");
+  loop.run_once();
+  in.gained = 2;  // a rebalance moved a partition here
+  in.push("in", "k", "b", 1);
+  loop.run_once();
+  in.push("in", "k", "c", 1);
+  loop.run_once();
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "restore", "b", "c"}));
+}
+
+namespace {
+// Keeps one string per key; mark()s a key when it processes a message for it.
+class KeyState final : public SnapshottingProcessor {
+ public:
+  explicit KeyState(const Clock& c) : SnapshottingProcessor({"t", 1}, "models", 60'000, c) {}
+  void process(const Message& m, Producer&) override {
+    state[m.key] = m.payload;
+    mark(m.key);
+  }
+  std::map<std::string, std::string> state;
+
+ protected:
+  std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& k) override {
+    return std::make_pair(state[k], uint64_t{1});
+  }
+  void restore_key(const std::string& k, const std::string& s) override { state[k] = s; }
+};
+
+immunizer::v1::ModelSnapshot snapshot(const std::string& key, const std::string& state,
+                                      int64_t taken) {
+  immunizer::v1::ModelSnapshot s;
+  s.set_model_key(key);
+  s.set_kind("t");
+  s.set_format_version(1);
+  s.set_state(state);
+  s.set_taken_unix_nanos(taken);
+  return s;
+}
+}  // namespace
+
+// After a rebalance the stage restores the snapshots again: keys another member held take
+// the snapshot, a key this member changed after the snapshot was taken keeps its own state.
+TEST(SnapshottingProcessor, ARestoreKeepsWhatThisMemberChangedSinceTheSnapshot) {
+  ManualClock clock;
+  KeyState p(clock);
+  FakeProducer out;
+  const int64_t before = clock.now_unix_nanos();
+  clock.advance(std::chrono::seconds(1));
+  Message m;
+  m.key = "mine";
+  m.payload = "live";
+  p.process(m, out);
+  clock.advance(std::chrono::seconds(1));
+  std::map<std::string, immunizer::v1::ModelSnapshot> snaps{
+      {"mine", snapshot("mine", "older", before)},
+      {"moved", snapshot("moved", "from the other member", before)}};
+  EXPECT_EQ(p.restore(snaps), 1u);
+  EXPECT_EQ(p.state["mine"], "live");
+  EXPECT_EQ(p.state["moved"], "from the other member");
+  // A snapshot taken after this member's last change (the other member had the key later).
+  snaps["mine"] = snapshot("mine", "newer", clock.now_unix_nanos());
+  EXPECT_EQ(p.restore(snaps), 2u);
+  EXPECT_EQ(p.state["mine"], "newer");
 }

@@ -117,6 +117,9 @@ class Consumer {
   virtual void close() = 0;
   // Messages this consumer never saw because its position was reset past unread data.
   virtual uint64_t lost() const { return 0; }
+  // How many times its assignment gained a partition it did not have (the first assignment
+  // included; checked at every poll, before the poll returns the partition's messages).
+  virtual uint64_t partitions_gained() const { return 0; }
 };
 
 // Whether the Kafka cluster answers this process: a client of its own (the service's

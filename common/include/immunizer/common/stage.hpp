@@ -81,6 +81,7 @@ class NonCommittingConsumer final : public Consumer {
   void rewind(const std::vector<Message>& batch) override { inner_->rewind(batch); }
   void close() override { inner_->close(); }
   uint64_t lost() const override { return inner_->lost(); }
+  uint64_t partitions_gained() const override { return inner_->partitions_gained(); }
 
  private:
   std::unique_ptr<Consumer> inner_;

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "immunizer/common/ids.hpp"
@@ -53,8 +54,10 @@ class SnapshottingProcessor : public StageProcessor {
   void tick(Producer& out) override;
   // The last round, waiting (bounded) for the snapshot producer's acknowledgements.
   void drain(Producer& out) override;
-  // restore_key() for every snapshot of the spec's format; one of another format or whose
-  // restore_key() throws is skipped with a warning naming the key. Then update_gauges().
+  // restore_key() for every snapshot of the spec's format, except a key this processor
+  // changed after the snapshot was taken (its own state is newer: a restore after a
+  // rebalance); one of another format or whose restore_key() throws is skipped with a
+  // warning naming the key. Then update_gauges(). Returns the keys restored.
   size_t restore(const std::map<std::string, v1::ModelSnapshot>& snaps) override;
   // Snapshots go to this producer (best effort, never part of a batch's commit); default: the
   // loop's output producer.
@@ -62,7 +65,10 @@ class SnapshottingProcessor : public StageProcessor {
 
  protected:
   // The key's state changed: it goes into the next round.
-  void mark(const std::string& model_key) { snapshots_.mark(model_key); }
+  void mark(const std::string& model_key) {
+    snapshots_.mark(model_key);
+    changed_at_[model_key] = clock_.now_unix_nanos();
+  }
   // The state of a key (bytes, records seen), or nullopt to skip it.
   virtual std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) = 0;
   // Takes back one key's state bytes; throws when they cannot be used.
@@ -72,7 +78,9 @@ class SnapshottingProcessor : public StageProcessor {
 
  private:
   SnapshotSpec spec_;
+  const Clock& clock_;
   SnapshotWriter snapshots_;
+  std::unordered_map<std::string, int64_t> changed_at_;  // key -> last mark() (unix ns)
 };
 
 }  // namespace immunizer::common

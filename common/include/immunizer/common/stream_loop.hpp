@@ -61,6 +61,10 @@ struct StreamLoopOptions {
   // A dead letter carries at most this many bytes of the message (plus its length and
   // SHA-256), so that it stays far below the broker's message size limit.
   size_t deadletter_payload_bytes = 64 << 10;
+  // Called before a batch is processed when the consumer gained a partition since the last
+  // batch (a rebalance, not the first assignment): the stage takes back the latest state of
+  // keys another member held (snapshotting stages: their snapshots).
+  std::function<void()> on_partitions_gained;
 };
 
 class StreamLoop {
@@ -87,6 +91,7 @@ class StreamLoop {
   uint64_t processed_ = 0;
   uint64_t deadlettered_ = 0;
   uint64_t outputs_skipped_ = 0;
+  uint64_t partitions_gained_ = 0;  // the consumer's count at the last batch
   // The batch being retried because of permanently refused outputs: its first message and
   // how many attempts it had.
   std::string retry_topic_;

@@ -78,8 +78,10 @@ class FakeConsumer final : public Consumer {
     ++rewinds;
   }
   void close() override { closed = true; }
+  uint64_t partitions_gained() const override { return gained; }
 
   std::map<std::pair<std::string, int32_t>, int64_t> committed;
+  uint64_t gained = 0;  // what partitions_gained() answers (a test's rebalances)
   int rewinds = 0;
   bool closed = false;
 
