@@ -67,6 +67,8 @@ PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   p.repeat_alarms_to_act =
       static_cast<int>(c.get_int("plan.repeat_alarms_to_act", p.repeat_alarms_to_act, 0, 1000));
   p.repeat_window_ms = c.get_int("plan.repeat_window_ms", p.repeat_window_ms, 1000, 86'400'000);
+  p.repeat_min_severity =
+      static_cast<int>(c.get_int("plan.repeat_min_severity", p.repeat_min_severity, 1, 4));
   p.response =
       v1::action_kind_from_verb(c.get_enum("plan.response", std::string(v1::verb_of(p.response)),
                                            {"log", "abort", "block", "throttle"}));
@@ -98,12 +100,14 @@ PolicyConfig PolicyConfig::from_config(const common::Config& c) {
 
 // ---- Evidence ----
 
-Evidence::Count Evidence::add(const std::string& key, const std::string& child, int64_t now) {
+Evidence::Count Evidence::add(const std::string& key, const std::string& child, int64_t now,
+                              bool strong) {
   Key& k = by_key_[key];
-  k.events.emplace_back(now, child);
+  k.events.push_back({now, child, strong});
   if (!child.empty()) ++k.children[child];
+  if (strong) ++k.strong;
   order_.emplace_back(now, key);
-  const Count n{static_cast<int>(k.events.size()), static_cast<int>(k.children.size())};
+  const Count n{static_cast<int>(k.events.size()), static_cast<int>(k.children.size()), k.strong};
   while (order_.size() > max_events_) pop_oldest();
   return n;
 }
@@ -115,7 +119,8 @@ void Evidence::pop_oldest() {
   order_.pop_front();
   if (it == by_key_.end() || it->second.events.empty()) return;
   Key& k = it->second;
-  const std::string& child = k.events.front().second;
+  const std::string& child = k.events.front().child;
+  if (k.events.front().strong) --k.strong;
   if (!child.empty())
     if (auto c = k.children.find(child); c != k.children.end() && --c->second == 0)
       k.children.erase(c);
@@ -177,8 +182,11 @@ std::optional<Policy::Target> Policy::target_of(const v1::Alarm& alarm,
   aggregate(PrincipalLevel::kUser, by_user_, cfg_.user, p.session().empty() ? p.ip() : p.session(),
             "sessions");
   bool repeated = false;
-  if (count_evidence && cfg_.repeat_alarms_to_act > 0)
-    repeated = repeats_.add(primary.text(), "", now).alarms >= cfg_.repeat_alarms_to_act;
+  if (count_evidence && cfg_.repeat_alarms_to_act > 0) {
+    const Evidence::Count n = repeats_.add(
+        primary.text(), "", now, static_cast<int>(alarm.severity()) >= cfg_.repeat_min_severity);
+    repeated = n.alarms >= cfg_.repeat_alarms_to_act && n.strong > 0;
+  }
   if (broad && breadth(broad->key.level) > breadth(primary.level)) return broad;
   const int sev = static_cast<int>(alarm.severity());
   if (sev >= cfg_.min_severity_to_act)

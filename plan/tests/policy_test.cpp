@@ -125,6 +125,7 @@ TEST(Policy, RepeatedLowAlarmsFromOnePrincipalAddUpToABlock) {
   plan::PolicyConfig cfg;
   cfg.repeat_alarms_to_act = 3;
   cfg.repeat_window_ms = 10'000;
+  cfg.repeat_min_severity = 1;  // lows alone may add up (the default needs one medium)
   plan::Policy p(cfg, clock);
   EXPECT_EQ(p.decide(alarm("P", 1)).outcome, plan::Outcome::kBelowSeverity);
   clock.advance(11s);  // the first alarm leaves the window
@@ -137,6 +138,31 @@ TEST(Policy, RepeatedLowAlarmsFromOnePrincipalAddUpToABlock) {
   ASSERT_EQ(third.outcome, plan::Outcome::kPlanned);
   EXPECT_EQ(third.plan->actions(0).kind(), v1::ACTION_BLOCK_PRINCIPAL);
   EXPECT_EQ(third.plan->policy_rule(), "3_alarms_in_10s:block");
+}
+
+// A long normal session raises low alarms at the false-positive budget, in proportion to
+// its traffic: three of them within the window are no evidence on their own (the demo's
+// bystander, 20 requests a second for minutes, was blocked by three lows). One alarm of at
+// least medium among them is.
+TEST(Policy, LowAlarmsAloneNeverAddUpToABlockByDefault) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;  // repeat: 3 alarms in 60 s, one of them at least medium
+  // (each session from its own network: only the session-level rule is under test)
+  plan::Policy p(cfg, clock);
+  for (int i = 0; i < 10; ++i) {
+    auto a = alarm("LONG", 1, "10.0.0.1");
+    a.set_id("low-" + std::to_string(i));
+    EXPECT_EQ(p.decide(a).outcome, plan::Outcome::kBelowSeverity) << "low alarm " << i;
+  }
+  EXPECT_EQ(p.decide(alarm("ATTACK", 1, "10.0.1.2")).outcome, plan::Outcome::kBelowSeverity);
+  EXPECT_EQ(p.decide(alarm("ATTACK", 1, "10.0.1.2")).outcome, plan::Outcome::kBelowSeverity);
+  const auto d = p.decide(alarm("ATTACK", 2, "10.0.1.2"));
+  ASSERT_EQ(d.outcome, plan::Outcome::kPlanned);
+  EXPECT_EQ(d.plan->policy_rule(), "3_alarms_in_60s:block");
+  // The medium may come first: it stays in the window with the lows after it.
+  EXPECT_EQ(p.decide(alarm("LATER", 2, "10.0.2.3")).outcome, plan::Outcome::kBelowSeverity);
+  EXPECT_EQ(p.decide(alarm("LATER", 1, "10.0.2.3")).outcome, plan::Outcome::kBelowSeverity);
+  EXPECT_EQ(p.decide(alarm("LATER", 1, "10.0.2.3")).outcome, plan::Outcome::kPlanned);
 }
 
 // The enforcing actions of a decision, as "field=value" ("ip=203.0.113.9").

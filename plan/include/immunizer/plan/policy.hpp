@@ -45,6 +45,10 @@ struct PolicyConfig {
   // repeat_window_ms (evidence adds up: an attacker probing, not one odd request). 0: never.
   int repeat_alarms_to_act = 3;
   int64_t repeat_window_ms = 60'000;
+  // ... and only when at least one of those alarms is of at least this severity: low alarms
+  // alone (tail probability just under analyze.risk) are what a long normal session raises at
+  // the false-positive budget, in proportion to its traffic (1: any three alarms act).
+  int repeat_min_severity = 2;
   // Principals whose alarm history is kept (oldest forgotten first), per level.
   size_t max_tracked_principals = 100'000;
   // What the response is for alarms that act: ACTION_LOG, ACTION_ABORT_CALL,
@@ -109,18 +113,26 @@ class Evidence {
   struct Count {
     int alarms = 0;
     int distinct = 0;
+    int strong = 0;  // of the alarms, those added as strong
   };
   Evidence(int64_t window_ms, size_t max_events)
       : window_ns_(window_ms * 1'000'000), max_events_(max_events) {}
-  // Records an alarm of `key` from `child` ("" counts no distinct principal) at `now`.
-  Count add(const std::string& key, const std::string& child, int64_t now);
+  // Records an alarm of `key` from `child` ("" counts no distinct principal) at `now`;
+  // `strong`: it counts in Count::strong too.
+  Count add(const std::string& key, const std::string& child, int64_t now, bool strong = false);
   void expire(int64_t now);
   size_t keys() const { return by_key_.size(); }
 
  private:
+  struct Event {
+    int64_t at;
+    std::string child;
+    bool strong;
+  };
   struct Key {
-    std::deque<std::pair<int64_t, std::string>> events;  // (time, child), oldest first
-    std::unordered_map<std::string, int> children;       // child -> alarms in the window
+    std::deque<Event> events;                       // oldest first
+    std::unordered_map<std::string, int> children;  // child -> alarms in the window
+    int strong = 0;                                 // strong events in the window
   };
   void pop_oldest();
   int64_t window_ns_;
