@@ -45,11 +45,14 @@ const SigningKey& kKey = key_of(0);
 
 // Certificates for the fake execute and the effector "shop", made once per run.
 const immunizer::tools::pki::Layout& test_pki() {
-  static const immunizer::tools::pki::Layout l = [] {
-    immunizer::tools::pki::Layout x{(std::filesystem::temp_directory_path() /
-                                     ("immunizer-effector-test-" + std::to_string(getpid())))
-                                        .string()};
-    immunizer::tools::pki::init(x, {.effectors = {"shop", "other"}});
+  // Never destroyed: the clean-up at exit reads it (a static object would be destroyed before
+  // a handler registered while it was being made runs: ASan's heap-use-after-free at exit).
+  static const immunizer::tools::pki::Layout& l = *[] {
+    auto* x =
+        new immunizer::tools::pki::Layout{(std::filesystem::temp_directory_path() /
+                                           ("immunizer-effector-test-" + std::to_string(getpid())))
+                                              .string()};
+    immunizer::tools::pki::init(*x, {.effectors = {"shop", "other"}});
     std::atexit([] { std::filesystem::remove_all(test_pki().dir); });
     return x;
   }();

@@ -57,12 +57,14 @@ inline const crypto::KeyRing& trusted_keys() {
 // certificate, operators "dashboard" and "cli", effectors "shop" (any instance) and
 // "billing/b1" (one instance), and a "plan" identity (a role Operations refuses).
 inline const tools::pki::Layout& test_pki() {
-  static const tools::pki::Layout l = [] {
-    tools::pki::Layout x{(std::filesystem::temp_directory_path() /
-                          ("immunizer-execute-test-" + std::to_string(getpid())))
-                             .string()};
-    tools::pki::init(x, {.effectors = {"shop", "billing/b1"}});
-    tools::pki::issue(x, {common::Role::kPlan, "plan", {}, {}});
+  // Never destroyed: the clean-up at exit reads it (a static object would be destroyed before
+  // a handler registered while it was being made runs: ASan's heap-use-after-free at exit).
+  static const tools::pki::Layout& l = *[] {
+    auto* x = new tools::pki::Layout{(std::filesystem::temp_directory_path() /
+                                      ("immunizer-execute-test-" + std::to_string(getpid())))
+                                         .string()};
+    tools::pki::init(*x, {.effectors = {"shop", "billing/b1"}});
+    tools::pki::issue(*x, {common::Role::kPlan, "plan", {}, {}});
     std::atexit([] { std::filesystem::remove_all(test_pki().dir); });
     return x;
   }();
