@@ -313,18 +313,30 @@ struct Options {
   int stop_grace_seconds = 10;  // SIGTERM to SIGKILL (longer for services run under a profiler)
   std::string bin_dir;
   std::vector<std::string> env;
+  // kill -9 of the last analyze instance after this many measured records (0: never): the
+  // survivors take its partitions in a rebalance (issue 13 item 3).
+  uint64_t kill_analyzer_after = 0;
 };
 
 // Records `n` calls at `rate` (0: as fast as it can). `behind(i)` is asked every 1,024 calls
 // and production waits while it says the pipeline is too far behind: a burst larger than the
-// broker's retention would otherwise be lost, not measured.
+// broker's retention would otherwise be lost, not measured. A wait longer than `stall` ends
+// the run (the pipeline stopped).
 template <class Behind>
 void produce(immunizer::sensor::Sensor& sensor, Workload& w, uint64_t n, double rate,
-             int latency_every, Behind behind) {
+             int latency_every, Behind behind, std::chrono::seconds stall) {
   const auto t0 = Clock::now();
   for (uint64_t i = 0; i < n; ++i) {
-    if ((i & 1023) == 0)
-      while (behind(i)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if ((i & 1023) == 0) {
+      const auto waiting_since = Clock::now();
+      while (behind(i)) {
+        if (Clock::now() - waiting_since > stall)
+          throw std::runtime_error("the pipeline did not catch up for " +
+                                   std::to_string(stall.count()) + " s after " + std::to_string(i) +
+                                   " records; stopped");
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    }
     w.call(sensor, latency_every > 0 && i % static_cast<uint64_t>(latency_every) == 0);
     if (rate > 0 && (i & 255) == 255) {
       const auto due = t0 + std::chrono::duration_cast<Clock::duration>(
@@ -371,6 +383,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--bin-dir", o.bin_dir,
                  "folder of immunizer and immunizer-* (default: ../bin beside this one)");
+  app.add_option("--kill-analyzer-after", o.kill_analyzer_after,
+                 "kill -9 the last analyze instance after this many measured records (needs "
+                 "--analyzers 2 or more): the others take its partitions in a rebalance and "
+                 "restore its keys from their snapshots")
+      ->capture_default_str();
   app.add_option("--env", o.env, "KEY=VALUE for every service (e.g. IMMUNIZER_ANALYZE_THREADS=2)");
   auto* probe = app.add_subcommand("probe", "internal: consume scores and time them");
   probe->add_option("--bootstrap", probe_bootstrap)->required();
@@ -451,12 +468,20 @@ int main(int argc, char** argv) {
     auto sensor = immunizer::sensor::Sensor::create(sc);
     Workload w(42, 2000);
 
-    // Analyze counts a vector once: either learnt (grace period) or scored.
-    auto analyze_total = [&](const Stage& s) {
+    // Analyze counts a vector once: either learnt (grace period) or scored. A killed
+    // instance keeps the counts of its last answer.
+    std::map<std::string, std::vector<double>> analyze_seen;  // stage -> {scored, learning}
+    auto analyze_counts = [&](const Stage& s) {
       const auto v =
           scrape(s.port, std::vector<std::string>{"immunizer_analyze_vectors_scored_total",
                                                   "immunizer_analyze_vectors_learning_total"});
-      return v ? (*v)[0] + (*v)[1] : 0.0;
+      if (v) analyze_seen[s.name] = *v;
+      const auto it = analyze_seen.find(s.name);
+      return it == analyze_seen.end() ? std::vector<double>{0, 0} : it->second;
+    };
+    auto analyze_total = [&](const Stage& s) {
+      const auto v = analyze_counts(s);
+      return v[0] + v[1];
     };
     auto per_stage = [&]() {
       std::map<std::string, double> m;
@@ -519,7 +544,8 @@ int main(int argc, char** argv) {
         return already + static_cast<double>(i) - processed_seen > static_cast<double>(o.max_lag);
       };
     };
-    produce(*sensor, w, o.warmup, o.rate, 0, behind_of(0));
+    const std::chrono::seconds stall(o.stall_seconds);
+    produce(*sensor, w, o.warmup, o.rate, 0, behind_of(0), stall);
     sensor->flush(std::chrono::seconds(60));
     {
       std::map<std::string, Clock::time_point> d;
@@ -537,7 +563,32 @@ int main(int argc, char** argv) {
     const double self0 = cpu_seconds(getpid());
 
     const auto t0 = Clock::now();
-    produce(*sensor, w, o.records, o.rate, o.latency_every, behind_of(base.at("analyze")));
+    // The rebalance: the last analyze instance dies mid-stream; what the survivors learn from
+    // then on shows whether they resumed its keys from snapshots (0) or relearnt them.
+    const Stage* doomed = nullptr;
+    for (const auto& s : stages)
+      if (s.name.rfind("analyze", 0) == 0) doomed = &s;
+    if (o.kill_analyzer_after > 0 && (o.analyzers < 2 || doomed == nullptr))
+      throw std::invalid_argument("--kill-analyzer-after needs --analyzers 2 or more");
+    double learning_at_kill = -1;
+    auto survivors_learning = [&]() {
+      double n = 0;
+      for (const auto& s : stages)
+        if (s.name.rfind("analyze", 0) == 0 && &s != doomed) n += analyze_counts(s)[1];
+      return n;
+    };
+    auto behind = behind_of(base.at("analyze"));
+    auto measured_behind = [&](uint64_t i) {
+      if (o.kill_analyzer_after > 0 && learning_at_kill < 0 && i >= o.kill_analyzer_after) {
+        analyze_counts(*doomed);  // its counts as close to its end as can be
+        ::kill(doomed->pid, SIGKILL);
+        learning_at_kill = survivors_learning();
+        std::printf("\nkilled %s (pid %d) after %llu measured records\n", doomed->name.c_str(),
+                    static_cast<int>(doomed->pid), static_cast<unsigned long long>(i));
+      }
+      return behind(i);
+    };
+    produce(*sensor, w, o.records, o.rate, o.latency_every, measured_behind, stall);
     const auto t_produced = Clock::now();
     sensor->flush(std::chrono::seconds(120));
     const auto t_sent = Clock::now();
@@ -601,6 +652,12 @@ int main(int argc, char** argv) {
     std::printf("latency to score    p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu sampled records)\n",
                 percentile(ms, 0.5), percentile(ms, 0.99),
                 ms.empty() ? NAN : *std::max_element(ms.begin(), ms.end()), ms.size());
+    if (learning_at_kill >= 0)
+      std::printf(
+          "rebalance           the survivors learnt %.0f vectors after the kill (0: the moved keys "
+          "resumed from snapshots; a relearnt key learns its grace period again); %.0f vectors "
+          "processed twice (the killed instance's uncommitted batches, read again)\n",
+          survivors_learning() - learning_at_kill, std::max(0.0, ana - static_cast<double>(sent)));
     const double lost = std::max(0.0, static_cast<double>(sent) - ana);
     std::printf("dropped             %llu by the sensor\n",
                 static_cast<unsigned long long>(dropped));
