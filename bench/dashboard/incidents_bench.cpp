@@ -3,6 +3,7 @@
 // (P = 1: one attacker, every alarm joins one incident and one collapsed row; P = 10000:
 // mostly new incidents), and a filtered, paginated list over the resulting history.
 #include <benchmark/benchmark.h>
+#include <prometheus/registry.h>
 #include <unistd.h>
 
 #include <filesystem>

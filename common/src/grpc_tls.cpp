@@ -7,6 +7,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "immunizer/common/enum_names.hpp"
+
 namespace immunizer::common {
 namespace {
 
@@ -74,28 +76,17 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls,
   return grpc::SslServerCredentials(o);
 }
 
-std::string_view to_string(Role r) noexcept {
-  switch (r) {
-    case Role::kEffector:
-      return "effector";
-    case Role::kOperator:
-      return "operator";
-    case Role::kExecute:
-      return "execute";
-    case Role::kPlan:
-      return "plan";
-    case Role::kNone:
-      break;
-  }
-  return "none";
-}
+namespace {
+// In the order of Role's values.
+constexpr std::string_view kRoleNames[] = {"none", "effector", "operator", "execute", "plan"};
+}  // namespace
+
+std::string_view to_string(Role r) noexcept { return enum_name(kRoleNames, r, "none"); }
 
 std::optional<Role> parse_role(std::string_view s) noexcept {
-  if (s == "effector") return Role::kEffector;
-  if (s == "operator") return Role::kOperator;
-  if (s == "execute") return Role::kExecute;
-  if (s == "plan") return Role::kPlan;
-  return std::nullopt;
+  const auto r = enum_value<Role>(kRoleNames, s);
+  if (r == Role::kNone) return std::nullopt;
+  return r;
 }
 
 std::string spiffe_uri(Role role, std::string_view name) {

@@ -150,7 +150,8 @@ rd_kafka_conf_t* make_conf(const std::map<std::string, std::string>& props) {
   for (const auto& [k, v] : props) {
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
-      throw std::runtime_error("kafka property " + k + "=" + v + ": " + err);
+      // Not the value: it may be a SASL password.
+      throw std::runtime_error("kafka property " + k + ": " + err);
     }
   }
   return conf;
@@ -520,6 +521,11 @@ class KafkaConsumer final : public Consumer {
 };
 
 }  // namespace
+
+rd_kafka_s* make_kafka_reader(const KafkaSettings& s, const Properties& overrides,
+                              const char* what) {
+  return new_client(RD_KAFKA_CONSUMER, make_conf(client_properties(s, {}, overrides)), what);
+}
 
 BrokerWatch::BrokerWatch(const KafkaSettings& s, std::chrono::milliseconds interval,
                          OnChange on_change)

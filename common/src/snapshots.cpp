@@ -13,18 +13,10 @@ std::map<std::string, v1::ModelSnapshot> read_snapshots(const KafkaSettings& s,
                                                         const std::string& kind,
                                                         std::chrono::milliseconds timeout) {
   std::map<std::string, v1::ModelSnapshot> out;
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char err[512];
-  auto props = s.properties();
-  props["group.id"] = "immunizer-snapshot-reader";  // required by librdkafka; never committed
-  props["enable.auto.commit"] = "false";
-  for (const auto& [k, v] : props)
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      throw std::runtime_error("kafka property " + k + ": " + err);
-    }
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (!rk) throw std::runtime_error(std::string("snapshot reader: ") + err);
+  // group.id: required by librdkafka; never committed.
+  rd_kafka_t* rk = make_kafka_reader(
+      s, {{"group.id", "immunizer-snapshot-reader"}, {"enable.auto.commit", "false"}},
+      "snapshot reader");
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const int tmo = static_cast<int>(timeout.count());
 

@@ -12,9 +12,11 @@ std::string DashboardConfig::default_group() {
   return std::string("immunizer-dashboard-") + host;
 }
 
-DashboardConfig DashboardConfig::from_config(const common::Config& c) {
-  DashboardConfig d;
-  d.group = c.get_string("dashboard.group", default_group());
+namespace {
+
+// The consumer group and the bounds of the in-memory views, SSE and time series.
+void read_stream(const common::Config& c, DashboardConfig& d) {
+  d.group = c.get_string("dashboard.group", DashboardConfig::default_group());
   d.max_alarms = c.get_int("dashboard.max_alarms", d.max_alarms, 1, 1'000'000);
   d.max_actions = c.get_int("dashboard.max_actions", d.max_actions, 1, 1'000'000);
   d.max_models = c.get_int("dashboard.max_models", d.max_models, 1, 10'000'000);
@@ -25,6 +27,10 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.timeseries_interval_ms =
       c.get_int("dashboard.timeseries_interval_ms", d.timeseries_interval_ms, 100, 3'600'000);
   d.timeseries_points = c.get_int("dashboard.timeseries_points", d.timeseries_points, 2, 100'000);
+}
+
+// Where execute is and how to reach it; who may sign in, from which origin.
+void read_execute_and_auth(const common::Config& c, DashboardConfig& d) {
   d.execute_address = c.get_string("dashboard.execute_address", d.execute_address);
   d.execute_timeout_ms =
       c.get_int("dashboard.execute_timeout_ms", d.execute_timeout_ms, 10, 600'000);
@@ -46,6 +52,10 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
         "dashboard.public_origin: must start with http:// or https:// (e.g. "
         "https://immunizer.example.com), not '" +
         d.public_origin + "'");
+}
+
+// Sessions, rate limits, history on disk, incident grouping, pipeline metrics.
+void read_sessions_and_incidents(const common::Config& c, DashboardConfig& d) {
   d.session_ttl_ms =
       c.get_int("dashboard.session_ttl_ms", d.session_ttl_ms, 60'000, 30LL * 24 * 3600 * 1000);
   d.login_attempts_per_minute =
@@ -75,6 +85,10 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
     if (u.rfind("http://", 0) != 0 || u.size() <= 7)
       c.error("dashboard.pipeline_metrics_urls: '" + u +
               "' is not an http://host:port/metrics URL");
+}
+
+// Incident notifications (webhooks, JSON lines).
+void read_notify(const common::Config& c, DashboardConfig& d) {
   d.notify_webhook_urls = c.get_list("dashboard.notify_webhook_urls", {});
   d.notify_webhook_secret = c.get_secret("dashboard.notify_webhook_secret");
   d.notify_jsonl_path = c.get_string("dashboard.notify_jsonl_path", "");
@@ -85,6 +99,10 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
   d.notify_max_backoff_ms =
       c.get_int("dashboard.notify_max_backoff_ms", d.notify_max_backoff_ms, 1, 3'600'000);
   d.notify_timeout_ms = c.get_int("dashboard.notify_timeout_ms", d.notify_timeout_ms, 100, 600'000);
+}
+
+// The rules across keys, checked once every key is read.
+void check(const common::Config& c, DashboardConfig& d) {
   if (d.data_dir.empty())
     c.error(
         "dashboard.data_dir: must not be empty "
@@ -109,6 +127,17 @@ DashboardConfig DashboardConfig::from_config(const common::Config& c) {
     c.error("dashboard.auth_password: required when dashboard.auth_user is set");
   if (d.auth_user.empty() && !d.auth_password.empty())
     c.error("dashboard.auth_user: required when dashboard.auth_password is set");
+}
+
+}  // namespace
+
+DashboardConfig DashboardConfig::from_config(const common::Config& c) {
+  DashboardConfig d;
+  read_stream(c, d);
+  read_execute_and_auth(c, d);
+  read_sessions_and_incidents(c, d);
+  read_notify(c, d);
+  check(c, d);
   return d;
 }
 

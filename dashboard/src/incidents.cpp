@@ -1,8 +1,13 @@
 #include "immunizer/dashboard/incidents.hpp"
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
 #include <algorithm>
 #include <cstring>
 
+#include "immunizer/common/enum_names.hpp"
 #include "immunizer/common/logging.hpp"
 #include "immunizer/dashboard/json.hpp"
 #include "immunizer/v1/principal.hpp"
@@ -78,17 +83,13 @@ json counted_json(const std::map<std::string, int64_t>& m) {
 }
 }  // namespace
 
+namespace {
+// In the order of IncidentChange::Kind's values (literals: data() is NUL-terminated).
+constexpr std::string_view kChangeNames[] = {"updated", "opened", "escalated", "state_changed"};
+}  // namespace
+
 const char* change_name(IncidentChange::Kind k) {
-  switch (k) {
-    case IncidentChange::kOpened:
-      return "opened";
-    case IncidentChange::kEscalated:
-      return "escalated";
-    case IncidentChange::kStateChanged:
-      return "state_changed";
-    default:
-      return "updated";
-  }
+  return common::enum_name(kChangeNames, k, "updated").data();
 }
 
 std::string address_prefix(const std::string& ip, int v4_bits, int v6_bits) {

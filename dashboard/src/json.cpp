@@ -1,5 +1,6 @@
 #include "immunizer/dashboard/json.hpp"
 
+#include "immunizer/common/enum_names.hpp"
 #include "immunizer/v1/names.hpp"
 
 namespace immunizer::dashboard {
@@ -10,21 +11,14 @@ std::string severity_name(v1::Severity s) { return std::string(v1::severity_labe
 
 std::string action_kind_name(v1::ActionKind k) { return std::string(v1::name_of(k)); }
 
+namespace {
+// In the order of ActionEventType's values.
+constexpr std::string_view kActionEventNames[] = {"unspecified", "dispatched", "applied",
+                                                  "rejected",    "expired",    "revoked"};
+}  // namespace
+
 std::string action_event_name(v1::ActionEventType t) {
-  switch (t) {
-    case v1::ACTION_EVENT_DISPATCHED:
-      return "dispatched";
-    case v1::ACTION_EVENT_APPLIED:
-      return "applied";
-    case v1::ACTION_EVENT_REJECTED:
-      return "rejected";
-    case v1::ACTION_EVENT_EXPIRED:
-      return "expired";
-    case v1::ACTION_EVENT_REVOKED:
-      return "revoked";
-    default:
-      return "unspecified";
-  }
+  return std::string(common::enum_name(kActionEventNames, t, "unspecified"));
 }
 
 std::string principal_field_name(v1::PrincipalField f) { return std::string(v1::name_of(f)); }

@@ -6,6 +6,7 @@
 #include "immunizer/testing/manual_clock.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 #include <unistd.h>
 
 #include <filesystem>

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <thread>
 
 #include "hazard.hpp"
 
+#include "immunizer/common/enum_names.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/v1/principal.hpp"
@@ -15,26 +17,15 @@ namespace immunizer::effector {
 
 using immunizer::v1::ActionKind;
 
+namespace {
+constexpr std::string_view kOutcomeNames[] = {
+    "applied",          "revoked",         "duplicate",       "ignored", "rejected_signature",
+    "rejected_expired", "rejected_replay", "rejected_invalid"};
+static_assert(std::size(kOutcomeNames) == kOutcomes);
+}  // namespace
+
 std::string_view to_string(Outcome o) noexcept {
-  switch (o) {
-    case Outcome::kApplied:
-      return "applied";
-    case Outcome::kRevoked:
-      return "revoked";
-    case Outcome::kDuplicate:
-      return "duplicate";
-    case Outcome::kIgnored:
-      return "ignored";
-    case Outcome::kRejectedSignature:
-      return "rejected_signature";
-    case Outcome::kRejectedExpired:
-      return "rejected_expired";
-    case Outcome::kRejectedReplay:
-      return "rejected_replay";
-    case Outcome::kRejectedInvalid:
-      return "rejected_invalid";
-  }
-  return "unknown";
+  return common::enum_name(kOutcomeNames, o, "unknown");
 }
 
 // ---- Gcra ----

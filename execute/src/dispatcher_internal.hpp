@@ -5,6 +5,11 @@
 // Pure functions; no state.
 #pragma once
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>

@@ -22,20 +22,12 @@ struct Handle {
 };
 
 rd_kafka_t* make_reader(const common::KafkaSettings& s) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char err[512];
-  auto props = s.properties();
-  props["group.id"] = "immunizer-execute-recall";  // required by librdkafka; never joined
-  props["enable.auto.commit"] = "false";
-  props["enable.partition.eof"] = "false";
-  for (const auto& [k, v] : props)
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      throw std::runtime_error("kafka property " + k + ": " + err);
-    }
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (!rk) throw std::runtime_error(std::string("action event reader: ") + err);
-  return rk;
+  // group.id: required by librdkafka; never joined.
+  return common::make_kafka_reader(s,
+                                   {{"group.id", "immunizer-execute-recall"},
+                                    {"enable.auto.commit", "false"},
+                                    {"enable.partition.eof", "false"}},
+                                   "action event reader");
 }
 
 // Assigns each non-empty partition at max(low, high - per_partition); returns, per partition,

@@ -4,6 +4,8 @@
 
 #include <optional>
 
+#include "immunizer/common/split.hpp"
+
 namespace immunizer::integrations::http {
 
 using json = nlohmann::json;
@@ -102,19 +104,14 @@ std::string url_decode(std::string_view s, bool plus_as_space) {
 }
 
 void for_each_param(std::string_view encoded, const ParamSink& f) {
-  size_t at = 0;
-  while (at < encoded.size()) {
-    size_t amp = encoded.find('&', at);
-    if (amp == std::string_view::npos) amp = encoded.size();
-    const std::string_view pair = encoded.substr(at, amp - at);
-    at = amp + 1;
-    if (pair.empty()) continue;
+  common::for_each_part(encoded, '&', [&](std::string_view pair) {
+    if (pair.empty()) return;
     const size_t eq = pair.find('=');
     const std::string k = url_decode(pair.substr(0, eq), true);
     const std::string v =
         eq == std::string_view::npos ? std::string() : url_decode(pair.substr(eq + 1), true);
     f(k, v);
-  }
+  });
 }
 
 namespace {

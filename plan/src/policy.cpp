@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "immunizer/common/enum_names.hpp"
 #include "immunizer/v1/names.hpp"
 
 namespace immunizer::plan {
@@ -40,24 +41,15 @@ int breadth(PrincipalLevel l) {
 }
 }  // namespace
 
+namespace {
+// In the order of Outcome's values.
+constexpr std::string_view kOutcomeNames[] = {"planned",     "shadow",   "deduplicated",
+                                              "allowlisted", "forgiven", "below_severity",
+                                              "rate_limited"};
+}  // namespace
+
 std::string_view outcome_name(Outcome o) noexcept {
-  switch (o) {
-    case Outcome::kPlanned:
-      return "planned";
-    case Outcome::kShadow:
-      return "shadow";
-    case Outcome::kDeduplicated:
-      return "deduplicated";
-    case Outcome::kAllowlisted:
-      return "allowlisted";
-    case Outcome::kForgiven:
-      return "forgiven";
-    case Outcome::kBelowSeverity:
-      return "below_severity";
-    case Outcome::kRateLimited:
-      return "rate_limited";
-  }
-  return "below_severity";
+  return common::enum_name(kOutcomeNames, o, "below_severity");
 }
 
 PolicyConfig PolicyConfig::from_config(const common::Config& c) {

@@ -5,41 +5,32 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <iterator>
+
+#include "immunizer/common/enum_names.hpp"
 
 namespace immunizer::v1 {
 
+namespace {
+// In the order of PrincipalLevel's values.
+constexpr std::string_view kLevelNames[] = {"session", "ip", "prefix", "user"};
+constexpr PrincipalField kLevelFields[] = {PRINCIPAL_FIELD_SESSION, PRINCIPAL_FIELD_IP,
+                                           PRINCIPAL_FIELD_IP_PREFIX, PRINCIPAL_FIELD_USER};
+static_assert(std::size(kLevelNames) == kPrincipalLevels.size() &&
+              std::size(kLevelFields) == kPrincipalLevels.size());
+}  // namespace
+
 std::string_view level_name(PrincipalLevel l) noexcept {
-  switch (l) {
-    case PrincipalLevel::kSession:
-      return "session";
-    case PrincipalLevel::kIp:
-      return "ip";
-    case PrincipalLevel::kPrefix:
-      return "prefix";
-    case PrincipalLevel::kUser:
-      return "user";
-  }
-  return "session";
+  return common::enum_name(kLevelNames, l, "session");
 }
 
 std::optional<PrincipalLevel> level_from_name(std::string_view name) noexcept {
-  for (PrincipalLevel l : kPrincipalLevels)
-    if (level_name(l) == name) return l;
-  return std::nullopt;
+  return common::enum_value<PrincipalLevel>(kLevelNames, name);
 }
 
 PrincipalField field_of(PrincipalLevel l) noexcept {
-  switch (l) {
-    case PrincipalLevel::kSession:
-      return PRINCIPAL_FIELD_SESSION;
-    case PrincipalLevel::kIp:
-      return PRINCIPAL_FIELD_IP;
-    case PrincipalLevel::kPrefix:
-      return PRINCIPAL_FIELD_IP_PREFIX;
-    case PrincipalLevel::kUser:
-      return PRINCIPAL_FIELD_USER;
-  }
-  return PRINCIPAL_FIELD_UNSPECIFIED;
+  const auto i = static_cast<size_t>(l);
+  return i < std::size(kLevelFields) ? kLevelFields[i] : PRINCIPAL_FIELD_UNSPECIFIED;
 }
 
 bool parse_ip(std::string_view text, IpBytes* out) noexcept {

@@ -1,26 +1,22 @@
 // SensorConfig::from_env: zero-code setup from IMMUNIZER_* environment variables.
+#include <iterator>
 #include <string>
 #include <utility>
 
 #include "immunizer/agent/env.hpp"
+#include "immunizer/common/enum_names.hpp"
 #include "immunizer/sensor/sensor.hpp"
 
 namespace immunizer::sensor {
 
+namespace {
+constexpr std::string_view kDropReasonNames[] = {"sampled_out", "budget", "queue_full",
+                                                 "delivery_failed", "shutdown"};
+static_assert(std::size(kDropReasonNames) == kDropReasons);
+}  // namespace
+
 std::string_view to_string(DropReason r) noexcept {
-  switch (r) {
-    case DropReason::kSampledOut:
-      return "sampled_out";
-    case DropReason::kBudget:
-      return "budget";
-    case DropReason::kQueueFull:
-      return "queue_full";
-    case DropReason::kDeliveryFailed:
-      return "delivery_failed";
-    case DropReason::kShutdown:
-      return "shutdown";
-  }
-  return "unknown";
+  return common::enum_name(kDropReasonNames, r, "unknown");
 }
 
 SensorConfig SensorConfig::from_env() {

@@ -158,5 +158,13 @@ std::unique_ptr<Producer> make_kafka_producer(
 std::unique_ptr<Consumer> make_kafka_consumer(
     const KafkaSettings& s, const std::string& group, const std::vector<std::string>& topics,
     KafkaMetrics* metrics, const std::map<std::string, std::string>& overrides = {});
+// A bare librdkafka consumer handle for the readers that assign partitions themselves (model
+// snapshots at start-up, execute's recall of its action events): the connection settings with
+// `overrides` on top (a group.id is required by librdkafka). Throws std::runtime_error naming
+// `what` when a property is refused or the client cannot be made. The caller owns the handle
+// (rd_kafka_destroy).
+rd_kafka_s* make_kafka_reader(const KafkaSettings& s,
+                              const std::map<std::string, std::string>& overrides,
+                              const char* what);
 
 }  // namespace immunizer::common

@@ -10,14 +10,12 @@
 namespace immunizer::common {
 
 inline Message message_part(const Message& m, std::string_view bytes) {
-  Message part;
-  part.topic = m.topic;
-  part.partition = m.partition;
-  part.offset = m.offset;
-  part.key = m.key;
-  part.timestamp_ms = m.timestamp_ms;
-  part.payload.assign(bytes);
-  return part;
+  return Message{.topic = m.topic,
+                 .partition = m.partition,
+                 .offset = m.offset,
+                 .key = m.key,
+                 .payload = std::string(bytes),
+                 .timestamp_ms = m.timestamp_ms};
 }
 
 }  // namespace immunizer::common

@@ -14,10 +14,6 @@
 // counted.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +25,7 @@
 #include <vector>
 
 #include "immunizer/common/ids.hpp"
+#include "immunizer/common/metrics.hpp"
 #include "immunizer/dashboard/store.hpp"
 #include "immunizer/v1/records.pb.h"
 

@@ -8,11 +8,6 @@
 // internal mutex guards all state. Never blocks on I/O: links only queue directives.
 #pragma once
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
-
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -29,6 +24,7 @@
 
 #include "immunizer/common/ids.hpp"
 #include "immunizer/common/kafka.hpp"
+#include "immunizer/common/metrics.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/execute/config.hpp"
 #include "immunizer/v1/control.pb.h"

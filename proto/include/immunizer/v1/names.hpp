@@ -12,23 +12,16 @@
 #include <array>
 #include <string_view>
 
+#include "immunizer/common/enum_names.hpp"
 #include "immunizer/v1/records.pb.h"
 
 namespace immunizer::v1 {
 
+// In the order of the enum's values.
+inline constexpr std::string_view kSeverityLabels[] = {"unspecified", "low", "medium", "high",
+                                                       "critical"};
 constexpr std::string_view severity_label(Severity s) noexcept {
-  switch (s) {
-    case SEVERITY_LOW:
-      return "low";
-    case SEVERITY_MEDIUM:
-      return "medium";
-    case SEVERITY_HIGH:
-      return "high";
-    case SEVERITY_CRITICAL:
-      return "critical";
-    default:
-      return "unspecified";
-  }
+  return common::enum_name(kSeverityLabels, s, "unspecified");
 }
 
 struct ActionKindSpelling {
@@ -70,25 +63,14 @@ constexpr ActionKind action_kind_from_verb(std::string_view verb) noexcept {
 }
 
 // "user", "session", "ip", "prefix" (the PrincipalLevel names); "" for unspecified.
+inline constexpr std::string_view kPrincipalFieldNames[] = {"", "user", "session", "ip", "prefix"};
 constexpr std::string_view name_of(PrincipalField f) noexcept {
-  switch (f) {
-    case PRINCIPAL_FIELD_USER:
-      return "user";
-    case PRINCIPAL_FIELD_SESSION:
-      return "session";
-    case PRINCIPAL_FIELD_IP:
-      return "ip";
-    case PRINCIPAL_FIELD_IP_PREFIX:
-      return "prefix";
-    default:
-      return "";
-  }
+  return common::enum_name(kPrincipalFieldNames, f, "");
 }
 constexpr PrincipalField principal_field_from_name(std::string_view name) noexcept {
-  for (PrincipalField f : {PRINCIPAL_FIELD_USER, PRINCIPAL_FIELD_SESSION, PRINCIPAL_FIELD_IP,
-                           PRINCIPAL_FIELD_IP_PREFIX})
-    if (name_of(f) == name) return f;
-  return PRINCIPAL_FIELD_UNSPECIFIED;
+  if (name.empty()) return PRINCIPAL_FIELD_UNSPECIFIED;
+  return common::enum_value<PrincipalField>(kPrincipalFieldNames, name)
+      .value_or(PRINCIPAL_FIELD_UNSPECIFIED);
 }
 
 }  // namespace immunizer::v1
