@@ -22,6 +22,8 @@ run() {
   local name="$1"; shift
   if ! "$@"; then echo "bench: $name did not run to the end" >&2; failed+=("$name"); fi
 }
+# needs PATH: whether PATH exists; says the section is skipped when it does not.
+needs() { [[ -e $1 ]] || { echo "skipped: $1 not found"; return 1; }; }
 # run, for the benchmarks that drive their load with wrk: skipped (said so) without it.
 run_with_wrk() {
   if command -v wrk >/dev/null; then run "$@"; else echo "skipped: wrk not installed (scripts/deps.sh installs it)"; fi
@@ -42,11 +44,8 @@ if want shop_handle; then
 fi
 if want monitor; then
   section "monitor" "feature extraction on CSIC 2010 records (records/s on one core)"
-  if [[ -d "$DATASETS/csic2010" ]]; then
-    run monitor "$BUILD/bench/bench_monitor_features" --benchmark_min_time="$min_time"
-  else
-    echo "skipped: $DATASETS/csic2010 not found (the benchmark reads real requests)"
-  fi
+  # It reads real requests.
+  needs "$DATASETS/csic2010" && run monitor "$BUILD/bench/bench_monitor_features" --benchmark_min_time="$min_time"
 fi
 if want dashboard; then
   section "dashboard" "incident engine on SQLite (WAL): alarms/s into incidents, filtered list"
@@ -54,12 +53,10 @@ if want dashboard; then
 fi
 if want models; then
   section "models" "isolation forest + autoencoder on the ODDS sets, beside scikit-learn and the paper"
-  if [[ -d "$DATASETS/odds" ]]; then
+  if needs "$DATASETS/odds"; then
     sk=(--python /usr/bin/python3)
     /usr/bin/python3 -c 'import sklearn' 2>/dev/null || sk=(--no-sklearn)
     run models "$BUILD/bench/bench_models" --datasets "$DATASETS/odds" --seeds "$seeds" "${sk[@]}"
-  else
-    echo "skipped: $DATASETS/odds not found"
   fi
 fi
 if want shop_load; then
@@ -69,11 +66,7 @@ if want shop_load; then
 fi
 if want pipeline; then
   section "pipeline" "records through sensor -> embedded broker -> monitor -> analyze"
-  if [[ -x "$ROOT/bench/pipeline/run.sh" ]]; then
-    run pipeline bash "$ROOT/bench/pipeline/run.sh" "$BUILD"
-  else
-    echo "skipped: bench/pipeline is not written yet (issue 13)"
-  fi
+  run pipeline bash "$ROOT/bench/pipeline/run.sh" "$BUILD"
 fi
 if want mitigation; then
   section "mitigation" "first attack request -> first 403 under wrk load on the demo stack (target p99 <= 250 ms at 10k req/s)"

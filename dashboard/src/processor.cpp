@@ -14,6 +14,15 @@
 #include "immunizer/dashboard/json.hpp"
 
 namespace immunizer::dashboard {
+namespace {
+// The message's payload as a T; BadMessage(reason, what) when it is not one.
+template <typename T>
+T parse(const common::Message& m, const char* reason, const char* what) {
+  T out;
+  if (!out.ParseFromString(m.payload)) throw common::BadMessage(reason, what);
+  return out;
+}
+}  // namespace
 
 void announce(const IncidentChange& c, SseHub& hub, Notifier* notifier) {
   nlohmann::json j = incident_json(c.incident);
@@ -50,9 +59,7 @@ DashboardProcessor::DashboardProcessor(DashboardState& state, SseHub& hub,
 
 void DashboardProcessor::process(const common::Message& m, common::Producer&) {
   if (m.topic == topics_.alarms) {
-    v1::Alarm a;
-    if (!a.ParseFromString(m.payload))
-      throw common::BadMessage("bad_alarm", "not an Alarm protobuf");
+    const auto a = parse<v1::Alarm>(m, "bad_alarm", "not an Alarm protobuf");
     if (auto j = state_.add_alarm(a)) {
       hub_.publish("alarm", dump(*j));
     } else if (parts_.alarm_duplicates) {
@@ -61,16 +68,12 @@ void DashboardProcessor::process(const common::Message& m, common::Producer&) {
     if (parts_.incidents)
       if (auto c = parts_.incidents->on_alarm(a)) announce(*c, hub_, parts_.notifier);
   } else if (m.topic == topics_.actions) {
-    v1::ActionEvent e;
-    if (!e.ParseFromString(m.payload))
-      throw common::BadMessage("bad_action_event", "not an ActionEvent protobuf");
+    const auto e = parse<v1::ActionEvent>(m, "bad_action_event", "not an ActionEvent protobuf");
     if (auto j = state_.add_action(e)) hub_.publish("action", dump(*j));
     if (parts_.incidents)
       if (auto c = parts_.incidents->on_action(e)) announce(*c, hub_, parts_.notifier);
   } else if (m.topic == topics_.scores) {
-    v1::Score s;
-    if (!s.ParseFromString(m.payload))
-      throw common::BadMessage("bad_score", "not a Score protobuf");
+    const auto s = parse<v1::Score>(m, "bad_score", "not a Score protobuf");
     state_.add_score(s);
   } else {
     throw common::BadMessage("unexpected_topic", "dashboard does not read " + m.topic);

@@ -1,6 +1,7 @@
 #include "immunizer/plan/policy.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 #include "immunizer/common/enum_names.hpp"
 #include "immunizer/v1/names.hpp"
@@ -25,19 +26,12 @@ bool reached(const LevelThresholds& t, Evidence::Count n) {
   return t.alarms_to_act > 0 && n.alarms >= t.alarms_to_act && n.distinct >= t.distinct_to_act;
 }
 
-// Broader levels come later: a block at a later level covers every earlier one.
+// Broader levels come later: a block at a later level covers every earlier one. In the order
+// of PrincipalLevel's values (session, ip, prefix, user): session 0, user 1, ip 2, prefix 3.
+constexpr int kBreadth[] = {0, 2, 3, 1};
 int breadth(PrincipalLevel l) {
-  switch (l) {
-    case PrincipalLevel::kSession:
-      return 0;
-    case PrincipalLevel::kUser:
-      return 1;
-    case PrincipalLevel::kIp:
-      return 2;
-    case PrincipalLevel::kPrefix:
-      return 3;
-  }
-  return 0;
+  const auto i = static_cast<size_t>(l);
+  return i < std::size(kBreadth) ? kBreadth[i] : 0;
 }
 }  // namespace
 

@@ -48,8 +48,15 @@ std::unique_ptr<v1::Operations::Stub> operations_stub(const OpsOptions& o) {
       o.execute, common::client_credentials(tls, "immunizer: --tls-ca/--tls-cert/--tls-key")));
 }
 
-void set_deadline(grpc::ClientContext& ctx, const OpsOptions& o) {
+// One Operations RPC on a fresh stub, within the command's deadline.
+template <typename Request, typename Response>
+grpc::Status call(const OpsOptions& o,
+                  grpc::Status (v1::Operations::Stub::*rpc)(grpc::ClientContext*, const Request&,
+                                                            Response*),
+                  const Request& req, Response* resp) {
+  grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(o.timeout_ms));
+  return (*operations_stub(o).*rpc)(&ctx, req, resp);
 }
 
 int report(const grpc::Status& s, const OpsOptions& o, std::ostream& err) {
@@ -112,9 +119,7 @@ int block_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
   req.set_reason(o.reason);
   req.set_call(o.call);
   v1::BlockResponse resp;
-  grpc::ClientContext ctx;
-  set_deadline(ctx, o);
-  const auto s = operations_stub(o)->Block(&ctx, req, &resp);
+  const auto s = call(o, &v1::Operations::Stub::Block, req, &resp);
   if (!s.ok()) return report(s, o, err);
   out << resp.action_id() << "\n";
   return 0;
@@ -124,9 +129,7 @@ int unblock_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
   v1::UnblockRequest req;
   req.set_action_id(o.action_id);
   v1::UnblockResponse resp;
-  grpc::ClientContext ctx;
-  set_deadline(ctx, o);
-  const auto s = operations_stub(o)->Unblock(&ctx, req, &resp);
+  const auto s = call(o, &v1::Operations::Stub::Unblock, req, &resp);
   if (!s.ok()) return report(s, o, err);
   if (!resp.found()) {
     err << "immunizer unblock: no active action " << o.action_id << "\n";
@@ -138,9 +141,7 @@ int unblock_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
 
 int list_command(const OpsOptions& o, std::ostream& out, std::ostream& err) {
   v1::ListActiveResponse resp;
-  grpc::ClientContext ctx;
-  set_deadline(ctx, o);
-  const auto s = operations_stub(o)->ListActive(&ctx, v1::ListActiveRequest{}, &resp);
+  const auto s = call(o, &v1::Operations::Stub::ListActive, v1::ListActiveRequest{}, &resp);
   if (!s.ok()) return report(s, o, err);
   out << resp.actions_size() << " active action(s)\n";
   for (const auto& a : resp.actions()) {
