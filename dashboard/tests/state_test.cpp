@@ -3,6 +3,7 @@
 #include "immunizer/testing/manual_clock.hpp"
 
 #include <gtest/gtest.h>
+#include <prometheus/counter.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
