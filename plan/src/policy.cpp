@@ -55,6 +55,8 @@ PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   p.repeat_window_ms = c.get_int("plan.repeat_window_ms", p.repeat_window_ms, 1000, 86'400'000);
   p.repeat_min_severity =
       static_cast<int>(c.get_int("plan.repeat_min_severity", p.repeat_min_severity, 1, 4));
+  p.repeat_weak_alarms_to_act = static_cast<int>(
+      c.get_int("plan.repeat_weak_alarms_to_act", p.repeat_weak_alarms_to_act, 0, 100'000));
   p.response =
       v1::action_kind_from_verb(c.get_enum("plan.response", std::string(v1::verb_of(p.response)),
                                            {"log", "abort", "block", "throttle"}));
@@ -171,7 +173,9 @@ std::optional<Policy::Target> Policy::target_of(const v1::Alarm& alarm,
   if (count_evidence && cfg_.repeat_alarms_to_act > 0) {
     const Evidence::Count n = repeats_.add(
         primary.text(), "", now, static_cast<int>(alarm.severity()) >= cfg_.repeat_min_severity);
-    repeated = n.alarms >= cfg_.repeat_alarms_to_act && n.strong > 0;
+    repeated = n.alarms >= cfg_.repeat_alarms_to_act &&
+               (n.strong > 0 ||
+                (cfg_.repeat_weak_alarms_to_act > 0 && n.alarms >= cfg_.repeat_weak_alarms_to_act));
   }
   if (broad && breadth(broad->key.level) > breadth(primary.level)) return broad;
   const int sev = static_cast<int>(alarm.severity());

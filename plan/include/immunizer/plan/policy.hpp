@@ -49,6 +49,9 @@ struct PolicyConfig {
   // alone (tail probability just under analyze.risk) are what a long normal session raises at
   // the false-positive budget, in proportion to its traffic (1: any three alarms act).
   int repeat_min_severity = 2;
+  // Weaker alarms alone act once there are this many within the window (0: never): an
+  // attacker whose every request raises a low alarm is not a normal session's odd few.
+  int repeat_weak_alarms_to_act = 10;
   // Principals whose alarm history is kept (oldest forgotten first), per level.
   size_t max_tracked_principals = 100'000;
   // What the response is for alarms that act: ACTION_LOG, ACTION_ABORT_CALL,
