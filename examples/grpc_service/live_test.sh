@@ -73,21 +73,7 @@ grep -q ' denied=0 ' "$work/bystander.log" || fail "the bystander was denied"
 "$bin/immunizer" list >"$work/list.log"
 grep -Eq 'block_principal session=mallory' "$work/list.log" || fail "no active block on session mallory: $(cat "$work/list.log")"
 # The dashboard: one incident for the attacker's session.
-creds=$(cat "$S/dashboard.credentials")
-for ((i = 0; i < 100; i++)); do
-  curl -sf -u "$creds" "http://127.0.0.1:$dash/api/incidents?principal=mallory" >"$work/incidents.json" &&
-    python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["total"] >= 1 else 1)' \
-      "$work/incidents.json" && break
-  sleep 0.2
-done
-python3 - "$work/incidents.json" <<'EOF' || fail "dashboard incidents for mallory: $(cat "$work/incidents.json")"
-import json, sys
-j = json.load(open(sys.argv[1]))
-keys = [i["principal_key"] for i in j["incidents"]]
-assert keys == ["session:mallory"], keys
-i = j["incidents"][0]
-print(f"dashboard: incident {i['id']} session:mallory, {i['alarms']} alarms, {i['actions']} actions, severity {i['severity']}")
-EOF
+stack_expect_one_incident mallory
 
 # --- manual: immunizer block / unblock ---------------------------------------------------------
 client --session carol --ip 198.51.100.30 --kind normal --count 5 --rate 50 | grep -q ' denied=0 ' || fail "carol denied before the block"

@@ -15,6 +15,8 @@
 #   wait_for "$work/app.log" '^listening' 30 || fail "the app did not start"
 #   retry 10 "$bin/immunizer" list     # a command every 0.1 s until it succeeds (10 s at most)
 #   metric http://127.0.0.1:PORT/metrics NAME   # the sum of a metric's samples
+#   stack_expect_one_incident mallory  # the dashboard lists exactly one incident for the
+#                                      # principal, session:mallory (waits up to 20 s)
 # fail MESSAGE prints the message and the tail of every work/*.log and exits 1.
 
 stack_work=""
@@ -128,4 +130,24 @@ stack_effector_env() {
 stack_ops_env() {
   export IMMUNIZER_OPS_TLS_CA_FILE=$1/tls/ca.crt IMMUNIZER_OPS_TLS_CERT_FILE=$1/tls/operator-cli.crt
   export IMMUNIZER_OPS_TLS_KEY_FILE=$1/tls/operator-cli.key
+}
+
+# The dashboard (of stack_up) lists exactly one incident, for session NAME: prints it, or fails.
+stack_expect_one_incident() {
+  local name=$1 creds out="$stack_work/incidents.json" i
+  creds=$(cat "$STACK_STATE/dashboard.credentials")
+  for ((i = 0; i < 100; i++)); do
+    curl -sf -u "$creds" "http://127.0.0.1:$STACK_DASHBOARD_PORT/api/incidents?principal=$name" >"$out" &&
+      python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["total"] >= 1 else 1)' \
+        "$out" && break
+    sleep 0.2
+  done
+  python3 - "$out" "$name" <<'EOF' || fail "dashboard incidents for $name: $(cat "$out")"
+import json, sys
+j, name = json.load(open(sys.argv[1])), sys.argv[2]
+keys = [i["principal_key"] for i in j["incidents"]]
+assert keys == ["session:" + name], keys
+i = j["incidents"][0]
+print(f"dashboard: incident {i['id']} session:{name}, {i['alarms']} alarms, {i['actions']} actions, severity {i['severity']}")
+EOF
 }
