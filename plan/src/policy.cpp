@@ -35,6 +35,21 @@ int breadth(PrincipalLevel l) {
 }
 }  // namespace
 
+int Policy::acting_severity(const v1::Alarm& alarm) const {
+  const int sev = static_cast<int>(alarm.severity());
+  if (cfg_.load_feature_prefixes.empty() || cfg_.load_share_to_hold >= 1) return sev;
+  double total = 0, load = 0;
+  for (const auto& f : alarm.top_features()) {
+    const double c = std::max(0.0, f.contribution());
+    total += c;
+    if (std::any_of(cfg_.load_feature_prefixes.begin(), cfg_.load_feature_prefixes.end(),
+                    [&](const std::string& p) { return f.feature().starts_with(p); }))
+      load += c;
+  }
+  const bool load_dominated = total > 0 && load > cfg_.load_share_to_hold * total;
+  return load_dominated ? std::min(sev, static_cast<int>(v1::SEVERITY_LOW)) : sev;
+}
+
 namespace {
 // In the order of Outcome's values.
 constexpr std::string_view kOutcomeNames[] = {"planned",     "shadow",   "deduplicated",
@@ -57,6 +72,8 @@ PolicyConfig PolicyConfig::from_config(const common::Config& c) {
       static_cast<int>(c.get_int("plan.repeat_min_severity", p.repeat_min_severity, 1, 4));
   p.repeat_weak_alarms_to_act = static_cast<int>(
       c.get_int("plan.repeat_weak_alarms_to_act", p.repeat_weak_alarms_to_act, 0, 100'000));
+  p.load_feature_prefixes = c.get_list("plan.load_feature_prefixes", p.load_feature_prefixes);
+  p.load_share_to_hold = c.get_double("plan.load_share_to_hold", p.load_share_to_hold, 0, 1);
   p.response =
       v1::action_kind_from_verb(c.get_enum("plan.response", std::string(v1::verb_of(p.response)),
                                            {"log", "abort", "block", "throttle"}));
@@ -148,14 +165,13 @@ std::optional<Policy::Target> Policy::target_of(const v1::Alarm& alarm,
                                                 const v1::PrincipalKey& primary,
                                                 bool count_evidence, int64_t now) {
   const auto& p = alarm.principal();
+  const int sev = acting_severity(alarm);
   // Evidence at every level the alarm has a key for; the broadest level that reached its
   // thresholds is where the attack is stopped.
   std::optional<Target> broad;
   auto aggregate = [&](PrincipalLevel level, Evidence& e, const LevelThresholds& t,
                        const std::string& child, const char* distinct) {
-    if (t.alarms_to_act == 0 || !count_evidence ||
-        static_cast<int>(alarm.severity()) < t.min_severity)
-      return;
+    if (t.alarms_to_act == 0 || !count_evidence || sev < t.min_severity) return;
     v1::PrincipalKey k = v1::key_at(p, level, cfg_.prefix_bits);
     if (k.empty()) return;
     const Evidence::Count n = e.add(k.text(), child, now);
@@ -171,14 +187,13 @@ std::optional<Policy::Target> Policy::target_of(const v1::Alarm& alarm,
             "sessions");
   bool repeated = false;
   if (count_evidence && cfg_.repeat_alarms_to_act > 0) {
-    const Evidence::Count n = repeats_.add(
-        primary.text(), "", now, static_cast<int>(alarm.severity()) >= cfg_.repeat_min_severity);
+    const Evidence::Count n =
+        repeats_.add(primary.text(), "", now, sev >= cfg_.repeat_min_severity);
     repeated = n.alarms >= cfg_.repeat_alarms_to_act &&
                (n.strong > 0 ||
                 (cfg_.repeat_weak_alarms_to_act > 0 && n.alarms >= cfg_.repeat_weak_alarms_to_act));
   }
   if (broad && breadth(broad->key.level) > breadth(primary.level)) return broad;
-  const int sev = static_cast<int>(alarm.severity());
   if (sev >= cfg_.min_severity_to_act)
     return Target{primary, "severity>=" + std::to_string(cfg_.min_severity_to_act)};
   if (repeated)

@@ -52,6 +52,12 @@ struct PolicyConfig {
   // Weaker alarms alone act once there are this many within the window (0: never): an
   // attacker whose every request raises a low alarm is not a normal session's odd few.
   int repeat_weak_alarms_to_act = 10;
+  // Features that measure the server rather than the request (its response time rises for
+  // every visitor when the app is saturated). A high alarm whose explanation owes more than
+  // load_share_to_hold of its contributions to features with these prefixes does not act on
+  // its own: it counts as a low alarm (the repeat and level rules still see it).
+  std::vector<std::string> load_feature_prefixes{"outcome:duration"};
+  double load_share_to_hold = 0.5;
   // Principals whose alarm history is kept (oldest forgotten first), per level.
   size_t max_tracked_principals = 100'000;
   // What the response is for alarms that act: ACTION_LOG, ACTION_ABORT_CALL,
@@ -160,6 +166,8 @@ class Policy {
   };
   std::optional<Target> target_of(const v1::Alarm& alarm, const v1::PrincipalKey& primary,
                                   bool count_evidence, int64_t now);
+  // The alarm's severity as far as acting goes: a load-dominated explanation counts as low.
+  int acting_severity(const v1::Alarm& alarm) const;
   bool allowlisted(const v1::Principal& p, const v1::PrincipalKey& target) const;
   bool covered(const v1::Principal& p, const v1::PrincipalKey& target) const;
   void expire(int64_t now);
