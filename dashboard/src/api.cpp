@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "http_reply.hpp"
 #include "immunizer/common/logging.hpp"
 #include "immunizer/dashboard/json.hpp"
 #include "immunizer/dashboard/web_assets.hpp"
@@ -18,16 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-void send_json(httplib::Response& res, const json& j, int status = 200) {
-  res.status = status;
-  res.set_header("Cache-Control", "no-store");
-  res.set_content(dump(j), "application/json");
-}
-
-void send_error(httplib::Response& res, int status, const std::string& message) {
-  send_json(res, {{"error", message}}, status);
-}
-
 size_t limit_param(const httplib::Request& req, size_t def, size_t max) {
   if (!req.has_param("limit")) return std::min(def, max);
   try {
@@ -36,21 +27,6 @@ size_t limit_param(const httplib::Request& req, size_t def, size_t max) {
   } catch (...) {
     return std::min(def, max);
   }
-}
-
-// Parses a JSON object body; on failure answers 400 and returns nullopt.
-std::optional<json> json_body(const httplib::Request& req, httplib::Response& res) {
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    send_error(res, 400, "the request body must be a JSON object");
-    return std::nullopt;
-  }
-  return body;
-}
-
-std::string string_field(const json& j, const char* name) {
-  auto it = j.find(name);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 bool is_loopback(const std::string& addr) {
@@ -358,12 +334,16 @@ void DashboardApi::install(common::HttpServer& http) {
   install_execute_view(server);
   server.Get("/api/events",
              [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
-  server.Post("/api/feedback",
-              [this](const httplib::Request& req, httplib::Response& res) { feedback(req, res); });
-  server.Post("/api/block",
-              [this](const httplib::Request& req, httplib::Response& res) { block(req, res); });
-  server.Post("/api/unblock",
-              [this](const httplib::Request& req, httplib::Response& res) { unblock(req, res); });
+  const std::pair<const char*, OperatorHandler> operator_routes[] = {
+      {"/api/feedback", &DashboardApi::feedback},
+      {"/api/block", &DashboardApi::block},
+      {"/api/unblock", &DashboardApi::unblock}};
+  for (const auto& [path, handler] : operator_routes)
+    server.Post(path,
+                [this, handler = handler](const httplib::Request& req, httplib::Response& res) {
+                  if (auto in = operator_request(req, res))
+                    (this->*handler)(req, res, in->caller, in->body);
+                });
   install_incidents(server);
 }
 
@@ -491,15 +471,24 @@ void DashboardApi::events(const httplib::Request&, httplib::Response& res) {
       [this, client](bool) { hub_.unsubscribe(client); });
 }
 
-void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res) {
-  // The operator is who authenticated (gate() let only operators through), never a body field.
+std::optional<DashboardApi::OperatorRequest> DashboardApi::operator_request(
+    const httplib::Request& req, httplib::Response& res) {
   auto caller = authenticate(req, nullptr, false);
-  if (!caller) return send_error(res, 401, "authentication required");
+  if (!caller) {
+    send_error(res, 401, "authentication required");
+    return std::nullopt;
+  }
   auto body = json_body(req, res);
-  if (!body) return;
-  const std::string alarm_id = string_field(*body, "alarm_id");
-  const std::string verdict = string_field(*body, "verdict");
-  const std::string comment = string_field(*body, "comment").substr(0, 2000);
+  if (!body) return std::nullopt;
+  return OperatorRequest{std::move(*caller), std::move(*body)};
+}
+
+void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res,
+                            const Caller& caller, const json& body) {
+  // The operator is who authenticated (gate() let only operators through), never a body field.
+  const std::string alarm_id = string_field(body, "alarm_id");
+  const std::string verdict = string_field(body, "verdict");
+  const std::string comment = string_field(body, "comment").substr(0, 2000);
   if (alarm_id.empty()) return send_error(res, 400, "alarm_id is required");
   v1::FeedbackVerdict v;
   if (verdict == "false_positive") {
@@ -513,13 +502,13 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
   if (!alarm)
     return send_error(res, 404, "no alarm '" + alarm_id + "' in the dashboard's buffer or history");
   const int64_t now = clock_.now_unix_nanos();
-  if (!auth_.feedback_limit().allow(caller->user, now)) {
+  if (!auth_.feedback_limit().allow(caller.user, now)) {
     feedback_family_.Add({{"verdict", verdict}, {"result", "rate_limited"}}).Increment();
     res.set_header(
         "Retry-After",
-        std::to_string(auth_.feedback_limit().retry_after(caller->user, now) / 1'000'000'000 + 1));
+        std::to_string(auth_.feedback_limit().retry_after(caller.user, now) / 1'000'000'000 + 1));
     refuse(res, 429, "rate_limited",
-           "feedback limit reached for '" + caller->user + "' (dashboard.feedback_per_minute=" +
+           "feedback limit reached for '" + caller.user + "' (dashboard.feedback_per_minute=" +
                std::to_string(cfg_.feedback_per_minute) + ")");
     return;
   }
@@ -530,7 +519,7 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
   *fb.mutable_record_id() = alarm->record_id();
   fb.set_verdict(v);
   *fb.mutable_values() = alarm->values();  // analyze learns a false positive from it
-  fb.set_analyst(caller->user);
+  fb.set_analyst(caller.user);
   fb.set_comment(comment);
   fb.set_at_unix_nanos(clock_.now_unix_nanos());
   *fb.mutable_principal() = alarm->principal();
@@ -546,7 +535,7 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
     }
   }
   feedback_family_.Add({{"verdict", verdict}, {"result", "ok"}}).Increment();
-  log_->info("feedback {} on alarm {} by '{}'", verdict, alarm_id, caller->user);
+  log_->info("feedback {} on alarm {} by '{}'", verdict, alarm_id, caller.user);
   auto updated = state_.record_feedback(alarm_id, verdict, fb.analyst(), comment);
   if (parts_.incidents)
     parts_.incidents->record_feedback(alarm_id, {{"verdict", verdict},
@@ -559,15 +548,12 @@ void DashboardApi::feedback(const httplib::Request& req, httplib::Response& res)
       {{"ok", true}, {"alarm_id", alarm_id}, {"verdict", verdict}, {"topic", topics_.feedback}});
 }
 
-void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
-  auto caller = authenticate(req, nullptr, false);
-  if (!caller) return send_error(res, 401, "authentication required");
-  auto body = json_body(req, res);
-  if (!body) return;
+void DashboardApi::block(const httplib::Request& req, httplib::Response& res, const Caller& caller,
+                         const json& body) {
   v1::BlockRequest br;
-  std::string field = string_field(*body, "field");
-  std::string value = string_field(*body, "value");
-  const std::string alarm_id = string_field(*body, "alarm_id");
+  std::string field = string_field(body, "field");
+  std::string value = string_field(body, "value");
+  const std::string alarm_id = string_field(body, "alarm_id");
   if (value.empty() && !alarm_id.empty()) {
     // Block the principal of an alarm: the requested field, else session, then ip, then user.
     auto alarm = any_alarm(alarm_id);
@@ -592,7 +578,7 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
     return send_error(res, 400,
                       "value is required (or an alarm_id whose principal has that field)");
   int64_t ttl = cfg_.block_ttl_ms;
-  if (auto it = body->find("ttl_ms"); it != body->end()) {
+  if (auto it = body.find("ttl_ms"); it != body.end()) {
     if (!it->is_number_integer() || it->get<int64_t>() <= 0)
       return send_error(res, 400, "ttl_ms must be a positive integer");
     ttl = it->get<int64_t>();
@@ -600,39 +586,36 @@ void DashboardApi::block(const httplib::Request& req, httplib::Response& res) {
   br.set_field(pf);
   br.set_value(value);
   br.set_ttl_millis(ttl);
-  std::string reason = string_field(*body, "reason");
+  std::string reason = string_field(body, "reason");
   if (reason.empty())
     reason =
         "manual block from the dashboard" + (alarm_id.empty() ? "" : " (alarm " + alarm_id + ")");
-  br.set_reason(reason.substr(0, 500) + " by " + caller->user);
-  br.set_call(string_field(*body, "call"));
+  br.set_reason(reason.substr(0, 500) + " by " + caller.user);
+  br.set_call(string_field(body, "call"));
   v1::BlockResponse resp;
   const auto st = ops_.block(br, &resp);
   operations_family_.Add({{"op", "block"}, {"result", st.ok() ? "ok" : "error"}}).Increment();
-  log_->info("block {}={} for {} ms by '{}': {}", field, value, ttl, caller->user,
+  log_->info("block {}={} for {} ms by '{}': {}", field, value, ttl, caller.user,
              st.ok() ? "ok" : st.message);
   if (!st.ok()) return send_error(res, ops_http_status(st), st.message);
   audit_incident(
-      req, *body, "block",
+      req, body, "block",
       field + " " + value + " for " + std::to_string(ttl) + " ms: action " + resp.action_id());
   send_json(res,
             {{"action_id", resp.action_id()}, {"field", field}, {"value", value}, {"ttl_ms", ttl}});
 }
 
-void DashboardApi::unblock(const httplib::Request& req, httplib::Response& res) {
-  auto caller = authenticate(req, nullptr, false);
-  if (!caller) return send_error(res, 401, "authentication required");
-  auto body = json_body(req, res);
-  if (!body) return;
+void DashboardApi::unblock(const httplib::Request& req, httplib::Response& res,
+                           const Caller& caller, const json& body) {
   v1::UnblockRequest ur;
-  ur.set_action_id(string_field(*body, "action_id"));
+  ur.set_action_id(string_field(body, "action_id"));
   if (ur.action_id().empty()) return send_error(res, 400, "action_id is required");
   v1::UnblockResponse resp;
   const auto st = ops_.unblock(ur, &resp);
   operations_family_.Add({{"op", "unblock"}, {"result", st.ok() ? "ok" : "error"}}).Increment();
-  log_->info("unblock {} by '{}': {}", ur.action_id(), caller->user, st.ok() ? "ok" : st.message);
+  log_->info("unblock {} by '{}': {}", ur.action_id(), caller.user, st.ok() ? "ok" : st.message);
   if (!st.ok()) return send_error(res, ops_http_status(st), st.message);
-  audit_incident(req, *body, "unblock",
+  audit_incident(req, body, "unblock",
                  "action " + ur.action_id() + (resp.found() ? "" : " (no longer active)"));
   send_json(res, {{"action_id", ur.action_id()}, {"found", resp.found()}});
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "http_reply.hpp"
 #include "immunizer/dashboard/api.hpp"
 #include "immunizer/dashboard/json.hpp"
 
@@ -19,15 +20,6 @@ namespace {
 
 constexpr int64_t kMaxPage = 500;
 constexpr int64_t kMaxExport = 10'000;
-
-void reply(httplib::Response& res, const json& j, int status = 200) {
-  res.status = status;
-  res.set_header("Cache-Control", "no-store");
-  res.set_content(dump(j), "application/json");
-}
-void reply_error(httplib::Response& res, int status, const std::string& message) {
-  reply(res, {{"error", message}}, status);
-}
 
 // An integer query parameter in [lo, hi]; nullopt (and a 400 answer) when it is
 // not one.
@@ -41,9 +33,9 @@ std::optional<int64_t> int_param(const httplib::Request& req, httplib::Response&
     if (used == v.size() && n >= lo && n <= hi) return n;
   } catch (...) {
   }
-  reply_error(res, 400,
-              std::string(name) + " must be an integer in " + std::to_string(lo) + ".." +
-                  std::to_string(hi));
+  send_error(res, 400,
+             std::string(name) + " must be an integer in " + std::to_string(lo) + ".." +
+                 std::to_string(hi));
   return std::nullopt;
 }
 
@@ -60,7 +52,7 @@ std::optional<IncidentQuery> query_of(const httplib::Request& req, httplib::Resp
     } else if (k == "all") {
       q.kind = IncidentQuery::Kind::kAll;
     } else {
-      reply_error(res, 400, "kind must be incidents, patterns or all");
+      send_error(res, 400, "kind must be incidents, patterns or all");
       return std::nullopt;
     }
   }
@@ -71,9 +63,9 @@ std::optional<IncidentQuery> query_of(const httplib::Request& req, httplib::Resp
       const size_t end = std::min(s.find(',', start), s.size());
       const std::string one = s.substr(start, end - start);
       if (one != "open" && one != "acknowledged" && one != "resolved" && one != "false_positive") {
-        reply_error(res, 400,
-                    "state must be a comma-separated list of open, "
-                    "acknowledged, resolved, false_positive");
+        send_error(res, 400,
+                   "state must be a comma-separated list of open, "
+                   "acknowledged, resolved, false_positive");
         return std::nullopt;
       }
       q.states.push_back(one);
@@ -83,7 +75,7 @@ std::optional<IncidentQuery> query_of(const httplib::Request& req, httplib::Resp
   if (req.has_param("severity")) {
     q.min_severity = severity_rank(req.get_param_value("severity"));
     if (q.min_severity < 0) {
-      reply_error(res, 400, "severity must be low, medium, high or critical (the minimum)");
+      send_error(res, 400, "severity must be low, medium, high or critical (the minimum)");
       return std::nullopt;
     }
   }
@@ -175,8 +167,8 @@ void DashboardApi::incidents_list(const httplib::Request& req, httplib::Response
   if (!q) return;
   json j = parts_.incidents->list(*q);
   if (j.is_null())
-    return reply_error(res, 503, "the dashboard database failed; see the dashboard's log");
-  reply(res, j);
+    return send_error(res, 503, "the dashboard database failed; see the dashboard's log");
+  send_json(res, j);
 }
 
 void DashboardApi::incidents_export(const httplib::Request& req, httplib::Response& res) {
@@ -184,7 +176,7 @@ void DashboardApi::incidents_export(const httplib::Request& req, httplib::Respon
   if (!q) return;
   const std::string format = req.has_param("format") ? req.get_param_value("format") : "csv";
   if (format != "csv" && format != "json")
-    return reply_error(res, 400, "format must be csv or json");
+    return send_error(res, 400, "format must be csv or json");
   const auto rows = parts_.incidents->list_rows(*q);
   res.set_header("Cache-Control", "no-store");
   if (format == "json") {
@@ -232,37 +224,32 @@ void DashboardApi::incident_detail(const httplib::Request& req, httplib::Respons
   const auto alarms = int_param(req, res, "alarms", 100, 0, 1000);
   if (!alarms) return;
   auto j = parts_.incidents->detail(id, static_cast<size_t>(*alarms));
-  if (!j) return reply_error(res, 404, "no incident " + std::to_string(id));
-  reply(res, *j);
+  if (!j) return send_error(res, 404, "no incident " + std::to_string(id));
+  send_json(res, *j);
 }
 
 void DashboardApi::incident_state(const httplib::Request& req, httplib::Response& res) {
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object())
-    return reply_error(res, 400, "the request body must be a JSON object");
+  const auto body = json_body(req, res);
+  if (!body) return;
   const int64_t id = std::stoll(req.matches[1]);
-  auto field = [&](const char* k) {
-    auto it = body.find(k);
-    return it != body.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  const std::string state = field("state");
-  const std::string comment = field("comment").substr(0, 2000);
+  const std::string state = string_field(*body, "state");
+  const std::string comment = string_field(*body, "comment").substr(0, 2000);
   if (state != "open" && state != "acknowledged" && state != "resolved" &&
       state != "false_positive")
-    return reply_error(res, 400, "state must be open, acknowledged, resolved or false_positive");
+    return send_error(res, 400, "state must be open, acknowledged, resolved or false_positive");
   auto r = parts_.incidents->set_state(id, state, analyst(req), comment);
   switch (r.code) {
     case IncidentEngine::StateResult::kNotFound:
-      return reply_error(res, 404, r.message);
+      return send_error(res, 404, r.message);
     case IncidentEngine::StateResult::kInvalid:
-      return reply_error(res, 409, r.message);
+      return send_error(res, 409, r.message);
     case IncidentEngine::StateResult::kFailed:
-      return reply_error(res, 503, r.message);
+      return send_error(res, 503, r.message);
     case IncidentEngine::StateResult::kOk:
       break;
   }
   announce(*r.change, hub_, parts_.notifier);
-  reply(res, incident_json(r.change->incident));
+  send_json(res, incident_json(r.change->incident));
 }
 
 }  // namespace immunizer::dashboard

@@ -9,6 +9,7 @@
 
 #include "immunizer/common/enum_names.hpp"
 #include "immunizer/common/logging.hpp"
+#include "immunizer/common/metrics.hpp"
 #include "immunizer/dashboard/json.hpp"
 #include "immunizer/v1/principal.hpp"
 
@@ -81,6 +82,61 @@ json counted_json(const std::map<std::string, int64_t>& m) {
   for (const auto& [k, n] : v) out.push_back({{"value", k}, {"alarms", n}});
   return out;
 }
+
+// What the event says about its action: identifiers, the action itself (the first event that
+// carries it, or any that names a kind), the call's time, what it extends, the reason.
+void merge_event_fields(ActionRecord& r, const v1::ActionEvent& e) {
+  r.action_id = e.action_id();
+  if (!e.alarm_id().empty()) r.alarm_id = e.alarm_id();
+  if (!e.plan_id().empty()) r.plan_id = e.plan_id();
+  if (e.has_action() && (e.action().kind() != v1::ACTION_KIND_UNSPECIFIED || r.kind.empty())) {
+    r.kind = action_kind_name(e.action().kind());
+    r.target_field = principal_field_name(e.action().target_field());
+    r.target_value = e.action().target_value();
+    r.call = e.action().call();
+    r.ttl_ms = e.action().ttl_millis();
+  }
+  if (e.call_timestamp_unix_nanos() > 0) r.call_at = e.call_timestamp_unix_nanos();
+  if (e.reason().rfind(kExtendsPrefix, 0) == 0 ||
+      e.reason().find(std::string("; ") + kExtendsPrefix) != std::string::npos) {
+    r.extends = e.reason().substr(e.reason().find(kExtendsPrefix) + std::strlen(kExtendsPrefix));
+  }
+  if (!e.reason().empty()) r.reason = e.reason().substr(0, 500);
+}
+
+// The action's status after the event: expired and revoked are final; an applied action stays
+// applied whatever later dispatches or rejections of other effectors say.
+void merge_event_status(ActionRecord& r, const v1::ActionEvent& e) {
+  const bool terminal = r.status == "expired" || r.status == "revoked";
+  switch (e.type()) {
+    case v1::ACTION_EVENT_DISPATCHED:
+      if (r.dispatched_at == 0) r.dispatched_at = e.at_unix_nanos();
+      if (!terminal && r.status != "applied") r.status = "dispatched";
+      break;
+    case v1::ACTION_EVENT_APPLIED:
+      ++r.applied_acks;
+      if (r.applied_at == 0) r.applied_at = e.at_unix_nanos();
+      if (!terminal) r.status = "applied";
+      break;
+    case v1::ACTION_EVENT_REJECTED:
+      ++r.rejected_acks;
+      if (!terminal && r.applied_acks == 0) r.status = "rejected";
+      break;
+    case v1::ACTION_EVENT_EXPIRED:
+      r.status = "expired";
+      break;
+    case v1::ACTION_EVENT_REVOKED:
+      r.status = "revoked";
+      break;
+    default:
+      break;
+  }
+}
+
+void merge_event(ActionRecord& r, const v1::ActionEvent& e) {
+  merge_event_fields(r, e);
+  merge_event_status(r, e);
+}
 }  // namespace
 
 namespace {
@@ -144,54 +200,31 @@ IncidentEngine::IncidentEngine(IncidentConfig cfg, std::unique_ptr<IncidentStore
     : cfg_(std::move(cfg)),
       store_(std::move(store)),
       clock_(clock),
-      incidents_family_(prometheus::BuildCounter()
-                            .Name("immunizer_dashboard_incidents_total")
-                            .Help("Incident events: opened, escalated, state "
-                                  "changes by operators")
-                            .Register(registry)),
-      alarms_grouped_(prometheus::BuildCounter()
-                          .Name("immunizer_dashboard_incident_alarms_total")
-                          .Help("Alarms added to incidents")
-                          .Register(registry)
-                          .Add({})),
-      alarms_duplicate_(prometheus::BuildCounter()
-                            .Name("immunizer_dashboard_incident_alarms_duplicate_total")
-                            .Help("Alarms already stored (redelivery, replay after a restart)")
-                            .Register(registry)
-                            .Add({})),
-      alarms_collapsed_(prometheus::BuildCounter()
-                            .Name("immunizer_dashboard_incident_alarms_collapsed_total")
-                            .Help("Alarms collapsed into an existing row (same principal, "
-                                  "model, top feature)")
-                            .Register(registry)
-                            .Add({})),
-      alarms_in_patterns_(prometheus::BuildCounter()
-                              .Name("immunizer_dashboard_incident_pattern_alarms_total")
-                              .Help("Alarms collapsed into a pattern row (their principal had "
-                                    "no incident: too little evidence)")
-                              .Register(registry)
-                              .Add({})),
-      alarms_moved_(prometheus::BuildCounter()
-                        .Name("immunizer_dashboard_incident_alarms_moved_total")
-                        .Help("Alarms moved from a pattern row into their principal's incident "
-                              "when it opened")
-                        .Register(registry)
-                        .Add({})),
-      errors_family_(prometheus::BuildCounter()
-                         .Name("immunizer_dashboard_store_errors_total")
-                         .Help("Failed writes or reads of the dashboard "
-                               "database, by operation")
-                         .Register(registry)),
-      pruned_(prometheus::BuildCounter()
-                  .Name("immunizer_dashboard_store_pruned_incidents_total")
-                  .Help("Incidents deleted by retention (age or size)")
-                  .Register(registry)
-                  .Add({})),
-      db_bytes_(prometheus::BuildGauge()
-                    .Name("immunizer_dashboard_store_bytes")
-                    .Help("Bytes in use in the dashboard database")
-                    .Register(registry)
-                    .Add({})) {
+      incidents_family_(
+          common::counter_family(registry, "immunizer_dashboard_incidents_total",
+                                 "Incident events: opened, escalated, state changes by operators")),
+      alarms_grouped_(common::register_counter(
+          registry, "immunizer_dashboard_incident_alarms_total", "Alarms added to incidents")),
+      alarms_duplicate_(
+          common::register_counter(registry, "immunizer_dashboard_incident_alarms_duplicate_total",
+                                   "Alarms already stored (redelivery, replay after a restart)")),
+      alarms_collapsed_(common::register_counter(
+          registry, "immunizer_dashboard_incident_alarms_collapsed_total",
+          "Alarms collapsed into an existing row (same principal, model, top feature)")),
+      alarms_in_patterns_(common::register_counter(
+          registry, "immunizer_dashboard_incident_pattern_alarms_total",
+          "Alarms collapsed into a pattern row (their principal had no incident: too little "
+          "evidence)")),
+      alarms_moved_(common::register_counter(
+          registry, "immunizer_dashboard_incident_alarms_moved_total",
+          "Alarms moved from a pattern row into their principal's incident when it opened")),
+      errors_family_(
+          common::counter_family(registry, "immunizer_dashboard_store_errors_total",
+                                 "Failed writes or reads of the dashboard database, by operation")),
+      pruned_(common::register_counter(registry, "immunizer_dashboard_store_pruned_incidents_total",
+                                       "Incidents deleted by retention (age or size)")),
+      db_bytes_(common::register_gauge(registry, "immunizer_dashboard_store_bytes",
+                                       "Bytes in use in the dashboard database")) {
   for (const char* e : {"opened", "escalated", "state_changed"})
     incidents_family_.Add({{"event", e}});
   for (const char* op : {"alarm", "action", "query", "state", "prune", "feedback"})
@@ -429,46 +462,7 @@ std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent& e
     }
     r.event_keys.push_back(ek);
     if (r.event_keys.size() > kMaxEventKeys) r.event_keys.erase(r.event_keys.begin());
-    r.action_id = e.action_id();
-    if (!e.alarm_id().empty()) r.alarm_id = e.alarm_id();
-    if (!e.plan_id().empty()) r.plan_id = e.plan_id();
-    if (e.has_action() && (e.action().kind() != v1::ACTION_KIND_UNSPECIFIED || r.kind.empty())) {
-      r.kind = action_kind_name(e.action().kind());
-      r.target_field = principal_field_name(e.action().target_field());
-      r.target_value = e.action().target_value();
-      r.call = e.action().call();
-      r.ttl_ms = e.action().ttl_millis();
-    }
-    if (e.call_timestamp_unix_nanos() > 0) r.call_at = e.call_timestamp_unix_nanos();
-    if (e.reason().rfind(kExtendsPrefix, 0) == 0 ||
-        e.reason().find(std::string("; ") + kExtendsPrefix) != std::string::npos) {
-      r.extends = e.reason().substr(e.reason().find(kExtendsPrefix) + std::strlen(kExtendsPrefix));
-    }
-    if (!e.reason().empty()) r.reason = e.reason().substr(0, 500);
-    const bool terminal = r.status == "expired" || r.status == "revoked";
-    switch (e.type()) {
-      case v1::ACTION_EVENT_DISPATCHED:
-        if (r.dispatched_at == 0) r.dispatched_at = e.at_unix_nanos();
-        if (!terminal && r.status != "applied") r.status = "dispatched";
-        break;
-      case v1::ACTION_EVENT_APPLIED:
-        ++r.applied_acks;
-        if (r.applied_at == 0) r.applied_at = e.at_unix_nanos();
-        if (!terminal) r.status = "applied";
-        break;
-      case v1::ACTION_EVENT_REJECTED:
-        ++r.rejected_acks;
-        if (!terminal && r.applied_acks == 0) r.status = "rejected";
-        break;
-      case v1::ACTION_EVENT_EXPIRED:
-        r.status = "expired";
-        break;
-      case v1::ACTION_EVENT_REVOKED:
-        r.status = "revoked";
-        break;
-      default:
-        break;
-    }
+    merge_event(r, e);
     r.last_at = std::max(r.last_at, e.at_unix_nanos());
     std::optional<int64_t> incident_id;
     if (!r.alarm_id.empty()) incident_id = store_->incident_of_alarm(r.alarm_id);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "dispatcher_internal.hpp"
+#include "immunizer/common/metrics.hpp"
 #include "immunizer/effector/directive_signing.hpp"
 
 namespace immunizer::execute {
@@ -31,68 +32,42 @@ Dispatcher::Dispatcher(ExecuteConfig cfg, common::Topics topics, const common::C
     : cfg_(std::move(cfg)),
       topics_(std::move(topics)),
       clock_(clock),
-      actions_(prometheus::BuildCounter()
-                   .Name("immunizer_actions_total")
-                   .Help("Actions handled by execute, by type (block, abort, throttle, disable, "
-                         "log, escalate, "
-                         "expire, revoke, reject, shadow, stale)")
-                   .Register(registry)),
-      latency_(
-          prometheus::BuildHistogram()
-              .Name("immunizer_mitigation_latency_seconds")
-              .Help("From the offending call to an effector acknowledging the directive as applied")
-              .Register(registry)
-              .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                               0.5, 1, 2.5, 5, 10, 30, 60, 120})),
-      connected_(prometheus::BuildGauge()
-                     .Name("immunizer_execute_effectors_connected")
-                     .Help("Effector streams currently connected (after hello)")
-                     .Register(registry)
-                     .Add({})),
-      active_gauge_(prometheus::BuildGauge()
-                        .Name("immunizer_execute_active_directives")
-                        .Help("Directives in force (not expired, not revoked)")
-                        .Register(registry)
-                        .Add({})),
-      acks_(prometheus::BuildCounter()
-                .Name("immunizer_execute_acks_total")
-                .Help("Directive acknowledgements from effectors, by result (applied, rejected, "
-                      "unknown)")
-                .Register(registry)),
-      events_dropped_(prometheus::BuildCounter()
-                          .Name("immunizer_execute_events_dropped_total")
-                          .Help("Action events dropped because the producer queue was full")
-                          .Register(registry)
-                          .Add({})),
-      slow_effectors_(
-          prometheus::BuildCounter()
-              .Name("immunizer_execute_slow_effectors_total")
-              .Help("Effector streams closed because they did not read their directives")
-              .Register(registry)
-              .Add({})),
-      plans_refused_(
-          prometheus::BuildCounter()
-              .Name("immunizer_execute_plans_refused_total")
-              .Help("Plans dead-lettered unenforced, by reason (unsigned_plan, untrusted_plan_key, "
-                    "bad_plan_signature)")
-              .Register(registry)),
-      guard_(prometheus::BuildCounter()
-                 .Name("immunizer_execute_guard_total")
-                 .Help("Guard policy decisions (automatic actions: refused_kind, ttl_clamped, "
-                       "breaker_open, breaker_tripped, breaker_closed; manual blocks: "
-                       "manual_ttl_refused)")
-                 .Register(registry)),
-      breaker_gauge_(prometheus::BuildGauge()
-                         .Name("immunizer_execute_breaker_open")
-                         .Help("1 while the circuit breaker stops automatic enforcement")
-                         .Register(registry)
-                         .Add({})),
-      duplicates_(prometheus::BuildCounter()
-                      .Name("immunizer_duplicates_dropped_total")
-                      .Help("Inputs read again (a replay after a crash or rebalance) and dropped, "
-                            "by what (plan, "
-                            "action)")
-                      .Register(registry)) {
+      actions_(common::counter_family(
+          registry, "immunizer_actions_total",
+          "Actions handled by execute, by type (block, abort, throttle, disable, log, escalate, "
+          "expire, revoke, reject, shadow, stale)")),
+      latency_(common::register_histogram(
+          registry, "immunizer_mitigation_latency_seconds",
+          "From the offending call to an effector acknowledging the directive as applied",
+          {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120})),
+      connected_(common::register_gauge(registry, "immunizer_execute_effectors_connected",
+                                        "Effector streams currently connected (after hello)")),
+      active_gauge_(common::register_gauge(registry, "immunizer_execute_active_directives",
+                                           "Directives in force (not expired, not revoked)")),
+      acks_(common::counter_family(
+          registry, "immunizer_execute_acks_total",
+          "Directive acknowledgements from effectors, by result (applied, rejected, unknown)")),
+      events_dropped_(
+          common::register_counter(registry, "immunizer_execute_events_dropped_total",
+                                   "Action events dropped because the producer queue was full")),
+      slow_effectors_(common::register_counter(
+          registry, "immunizer_execute_slow_effectors_total",
+          "Effector streams closed because they did not read their directives")),
+      plans_refused_(common::counter_family(
+          registry, "immunizer_execute_plans_refused_total",
+          "Plans dead-lettered unenforced, by reason (unsigned_plan, untrusted_plan_key, "
+          "bad_plan_signature)")),
+      guard_(common::counter_family(
+          registry, "immunizer_execute_guard_total",
+          "Guard policy decisions (automatic actions: refused_kind, ttl_clamped, breaker_open, "
+          "breaker_tripped, breaker_closed; manual blocks: manual_ttl_refused)")),
+      breaker_gauge_(
+          common::register_gauge(registry, "immunizer_execute_breaker_open",
+                                 "1 while the circuit breaker stops automatic enforcement")),
+      duplicates_(common::counter_family(
+          registry, "immunizer_duplicates_dropped_total",
+          "Inputs read again (a replay after a crash or rebalance) and dropped, by what (plan, "
+          "action)")) {
   for (const auto& pem : cfg_.plan_public_keys_pem)
     plan_keys_.add(crypto::VerifyingKey::from_pem(pem));
   for (const auto& k : cfg_.guard_automatic_actions) {

@@ -56,6 +56,14 @@ class DashboardApi {
   // address's login limit (once per request).
   std::optional<Caller> authenticate(const httplib::Request& req, httplib::Response* res,
                                      bool count_failure);
+  // The operator and the JSON object body of a state-changing request (feedback, block,
+  // unblock); nullopt after answering 401 or 400.
+  struct OperatorRequest {
+    Caller caller;
+    nlohmann::json body;
+  };
+  std::optional<OperatorRequest> operator_request(const httplib::Request& req,
+                                                  httplib::Response& res);
   // The pre-routing check of every request (see docs/dashboard.md "Authentication").
   // The pre-routing gate: true when it answered the request itself (refused, redirected).
   bool gate(const httplib::Request& req, httplib::Response& res);
@@ -65,9 +73,15 @@ class DashboardApi {
   bool refuse(httplib::Response& res, int status, const char* reason,
               const std::string& message) const;
   void login(const httplib::Request& req, httplib::Response& res);
-  void feedback(const httplib::Request& req, httplib::Response& res);
-  void block(const httplib::Request& req, httplib::Response& res);
-  void unblock(const httplib::Request& req, httplib::Response& res);
+  // The state-changing routes, called with operator_request()'s caller and body.
+  using OperatorHandler = void (DashboardApi::*)(const httplib::Request&, httplib::Response&,
+                                                 const Caller&, const nlohmann::json&);
+  void feedback(const httplib::Request& req, httplib::Response& res, const Caller& caller,
+                const nlohmann::json& body);
+  void block(const httplib::Request& req, httplib::Response& res, const Caller& caller,
+             const nlohmann::json& body);
+  void unblock(const httplib::Request& req, httplib::Response& res, const Caller& caller,
+               const nlohmann::json& body);
   void events(const httplib::Request& req, httplib::Response& res);
   // The authenticated user's name (for audit records), "anonymous" with dashboard.auth=none.
   std::string analyst(const httplib::Request& req);
