@@ -459,7 +459,15 @@ HandleResult Enforcer::apply_locked(const immunizer::v1::Directive& d, int64_t n
   }
   if (end <= now) return {Outcome::kRejectedExpired, "TTL already over"};
   rule->end_ns = end;
-  insert_locked(a.id(), Entry{std::move(rule), d.id(), d.signature(), true, expiry_.end()});
+  // A copy older than the directive that set this action (a replayed one handled after a live
+  // one read ahead of it, see Inbox in effector.cpp) does not replace it.
+  if (const auto it = actions_.find(a.id());
+      it != actions_.end() && it->second.issued_ns > d.issued_unix_nanos()) {
+    it->second.confirmed = true;
+    return {Outcome::kDuplicate, "superseded by a newer directive"};
+  }
+  insert_locked(a.id(), Entry{std::move(rule), d.id(), d.signature(), true, expiry_.end(), false,
+                              d.issued_unix_nanos()});
   publish_locked();
   return {Outcome::kApplied, ""};
 }

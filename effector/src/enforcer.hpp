@@ -164,7 +164,8 @@ class Enforcer {
     std::string signature;
     bool confirmed = true;
     Expiry::iterator expiry;
-    bool in_base = false;  // false: in the snapshot's added tries
+    bool in_base = false;   // false: in the snapshot's added tries
+    int64_t issued_ns = 0;  // the directive's issued_unix_nanos
   };
   struct Seen {
     std::string signature;

@@ -126,6 +126,7 @@ class FakeExecute final : public EffectorControl::Service {
         if (!m.has_ack()) continue;
         std::lock_guard lk(mu_);
         acks_[m.ack().directive_id()] = m.ack();
+        ack_order_.push_back(m.ack().directive_id());
         cv_.notify_all();
       }
     });
@@ -205,6 +206,11 @@ class FakeExecute final : public EffectorControl::Service {
     std::lock_guard lk(mu_);
     return acks_.size();
   }
+  // Directive ids in the order their acks arrived.
+  std::vector<std::string> ack_order() {
+    std::lock_guard lk(mu_);
+    return ack_order_;
+  }
 
  private:
   std::mutex mu_;
@@ -213,6 +219,7 @@ class FakeExecute final : public EffectorControl::Service {
   size_t cursor_ = 0;  // next directive of log_ to push (to whichever stream is up)
   std::map<std::string, Directive> active_;
   std::map<std::string, DirectiveAck> acks_;
+  std::vector<std::string> ack_order_;
   std::vector<EffectorHello> hellos_;
   bool closing_ = false;
   bool replay_marker_ = true;
@@ -526,6 +533,53 @@ void replay_in_batches(bool tamper) {
 
 TEST(Effector, ReplayArrivesInBatchesVerifiedOnceEach) { replay_in_batches(false); }
 TEST(Effector, ABatchAlteredInTransitFallsBackToEachSignature) { replay_in_batches(true); }
+
+// Issue 11, item 6: a new block that execute queues behind a long replay is enforced before
+// the replay's remaining batches are handled (the effector reads the stream ahead), and a
+// replayed copy of an action older than its live directive does not replace it.
+TEST(Effector, ALiveDirectiveQueuedBehindAReplayIsHandledBeforeItsRest) {
+  FakeExecute svc;
+  svc.replay_in_batches(true);
+  constexpr int kReplay = 40 * 256;  // 40 batches: tens of ms to handle, far more than to read
+  std::vector<Directive> ds;
+  for (int i = 0; i < kReplay; ++i) {
+    ds.push_back(block(PRINCIPAL_FIELD_IP,
+                       "10.8." + std::to_string(i / 256) + "." + std::to_string(i % 256)));
+    svc.activate(ds.back());
+  }
+  // The fake replays by action id: `last` is the replay's last directive.
+  const Directive last = *std::max_element(ds.begin(), ds.end(), [](const auto& a, const auto& b) {
+    return a.action().id() < b.action().id();
+  });
+  // A live directive re-issues that action (a longer TTL, issued later): the replayed copy,
+  // older, must not replace it when handled after it.
+  Directive renewed = last;
+  renewed.set_id("dir-renewed");
+  renewed.set_issued_unix_nanos(unix_ns() + 1'000'000);
+  renewed.mutable_action()->set_ttl_millis(1'200'000);
+  immunizer::effector::sign(renewed, kKey);
+  const Directive live = block(PRINCIPAL_FIELD_IP, "192.0.2.55");
+  svc.push(renewed, false);
+  svc.push(live, false);  // queued behind the replay, as execute queues it
+  Server server(svc);
+  auto e = Effector::create(config(server.port()));
+  e->start();
+  ASSERT_TRUE(eventually([&] { return svc.acks() == kReplay + 2; }, 60s)) << svc.acks();
+  const auto order = svc.ack_order();
+  const auto pos = [&](const std::string& id) {
+    return std::find(order.begin(), order.end(), id) - order.begin();
+  };
+  // Before the last replayed directive: not after the whole replay, as in the stream's order.
+  EXPECT_LT(pos(live.id()), pos(last.id()));
+  EXPECT_LT(pos(renewed.id()), pos(last.id()));
+  EXPECT_TRUE(svc.ack(live.id())->applied());
+  EXPECT_FALSE(e->allows(PrincipalView("", "", "192.0.2.55"), "x"));
+  const auto replayed_copy = svc.ack(last.id());
+  ASSERT_TRUE(replayed_copy.has_value());
+  EXPECT_EQ(replayed_copy->reason(), "duplicate: superseded by a newer directive");
+  EXPECT_EQ(e->stats().applied, static_cast<uint64_t>(kReplay + 1));  // the copy: a duplicate
+  e->stop();
+}
 
 TEST(Effector, ConfigurationErrors) {
   EffectorConfig c;
