@@ -6,9 +6,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sensor_impl.hpp"
@@ -40,6 +42,52 @@ void close_len_slow(Buf& b, size_t pos, size_t len) {
   std::memmove(b.data + pos + k, b.data + pos + 1, len);
   put_varint(b.data + pos, len);
   b.size += k - 1;
+}
+
+uint64_t mix64(uint64_t x) noexcept {  // splitmix64's finaliser
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+std::atomic<uint32_t>* ArgNameTable::quota(uint64_t call) noexcept {
+  const uint64_t fp = call | 1;  // 0 marks an empty slot
+  size_t i = static_cast<size_t>(mix64(fp)) & (kCallSlots - 1);
+  for (size_t n = 0; n < kCallSlots; ++n, i = (i + 1) & (kCallSlots - 1)) {
+    uint64_t v = calls_[i].load(std::memory_order_acquire);
+    if (v == fp) return &names_[i];
+    if (v != 0) continue;
+    if (call_count_.fetch_add(1, std::memory_order_relaxed) >= kMaxCalls) {
+      call_count_.fetch_sub(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    if (calls_[i].compare_exchange_strong(v, fp, std::memory_order_acq_rel)) return &names_[i];
+    call_count_.fetch_sub(1, std::memory_order_relaxed);
+    if (v == fp) return &names_[i];  // another thread added it
+  }
+  return nullptr;
+}
+
+ArgNameTable::Seen ArgNameTable::see(uint64_t call, uint64_t name) noexcept {
+  const uint64_t fp = mix64(call ^ mix64(name)) | 1;
+  size_t i = static_cast<size_t>(fp >> 17) & (kPairSlots - 1);
+  for (size_t n = 0; n < kMaxProbe; ++n, i = (i + 1) & (kPairSlots - 1)) {
+    uint64_t v = pairs_[i].load(std::memory_order_acquire);
+    if (v == fp) return Seen::kKnown;
+    if (v != 0) continue;
+    std::atomic<uint32_t>* q = quota(call);
+    if (!q) return Seen::kFull;
+    if (q->fetch_add(1, std::memory_order_relaxed) >= kMaxNamesPerCall) {
+      q->fetch_sub(1, std::memory_order_relaxed);
+      return Seen::kFull;
+    }
+    if (pairs_[i].compare_exchange_strong(v, fp, std::memory_order_acq_rel)) return Seen::kNew;
+    q->fetch_sub(1, std::memory_order_relaxed);
+    if (v == fp) return Seen::kKnown;  // another thread added it
+  }
+  return Seen::kFull;
 }
 
 }  // namespace detail
@@ -108,8 +156,9 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   }
   impl_ = im;
 
-  if (static_cast<uint64_t>(t.next_random()) >=
-      im->sample_threshold_.load(std::memory_order_relaxed)) {
+  const bool sampled_out = static_cast<uint64_t>(t.next_random()) >=
+                           im->sample_threshold_.load(std::memory_order_relaxed);
+  if (sampled_out && !im->cfg_.keep_flagged) {
     state_ = kContextOnly;
     im->count_drop(DropReason::kSampledOut, t.stripe);
     if (measured_)
@@ -132,6 +181,9 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   buf_->size = 0;
   buf_->reset_caps(im->cfg_.max_string_bytes, im->cfg_.max_record_bytes);
   state_ = kRecording;
+  tentative_ = sampled_out;
+  buf_->check_utf8 = sampled_out;
+  if (im->cfg_.keep_flagged) call_hash_ = std::hash<std::string_view>{}(call) | 1;
 
   if (t.seq_tag != im->instance_tag_ || t.seq_next == t.seq_end) {
     t.seq_next = im->next_seq_block_.fetch_add(kSeqBlock, std::memory_order_relaxed);
@@ -195,8 +247,21 @@ CallScope& CallScope::skip_part() noexcept {
   return *this;
 }
 
+void CallScope::note_arg_name(std::string_view name) noexcept {
+  using Seen = detail::ArgNameTable::Seen;
+  const Seen seen = impl_->arg_names_.see(call_hash_, std::hash<std::string_view>{}(name));
+  if (!tentative_ || keep_) return;
+  if (seen == Seen::kNew)
+    keep_ = 1 + static_cast<uint8_t>(KeepReason::kNewArgName);
+  else if (seen == Seen::kFull)
+    keep_ = 1 + static_cast<uint8_t>(KeepReason::kNameTableFull);
+  else if (!detail::valid_utf8(name))
+    keep_ = 1 + static_cast<uint8_t>(KeepReason::kInvalidUtf8);
+  if (keep_) buf_->check_utf8 = false;  // flagged: the record is kept, no more checks
+}
+
 RecordId CallScope::id() const noexcept {
-  if (!impl_) return {};
+  if (!impl_ || (tentative_ && !keep_)) return {};
   return RecordId{impl_->cfg_.app, impl_->cfg_.instance, seq_};
 }
 
@@ -206,6 +271,23 @@ void CallScope::end() noexcept {
     const int64_t now = detail::ticks();
     Sensor::Impl* im = impl_;
     detail::Buf& b = *buf_;
+    if (tentative_) {
+      if (!keep_ && b.truncated) keep_ = 1 + static_cast<uint8_t>(KeepReason::kTooLong);
+      if (!keep_ && b.bad_utf8) keep_ = 1 + static_cast<uint8_t>(KeepReason::kInvalidUtf8);
+      if (!keep_) {  // nothing flagged: left out as sampling decided
+        im->count_drop(DropReason::kSampledOut, t.stripe);
+        --t.depth;
+        if (measured_) {
+          own_ticks_ += detail::ticks() - now;
+          im->own_ns_.add(t.stripe,
+                          static_cast<uint64_t>(detail::TickClock::instance().to_ns(own_ticks_)) *
+                              kMeasureEvery);
+        }
+        t.ctx.resize(ctx_len_);
+        return;
+      }
+      im->kept_[keep_ - 1].add(t.stripe, 1);
+    }
     const int64_t elapsed = now > start_ticks_ ? now - start_ticks_ : 0;  // thread may migrate
     detail::put_varint_field(b, 9,
                              static_cast<uint64_t>(detail::TickClock::instance().to_ns(elapsed)));

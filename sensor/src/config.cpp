@@ -13,10 +13,17 @@ namespace {
 constexpr std::string_view kDropReasonNames[] = {"sampled_out", "budget", "queue_full",
                                                  "delivery_failed", "shutdown"};
 static_assert(std::size(kDropReasonNames) == kDropReasons);
+constexpr std::string_view kKeepReasonNames[] = {"new_arg_name", "name_table_full", "too_long",
+                                                 "invalid_utf8"};
+static_assert(std::size(kKeepReasonNames) == kKeepReasons);
 }  // namespace
 
 std::string_view to_string(DropReason r) noexcept {
   return common::enum_name(kDropReasonNames, r, "unknown");
+}
+
+std::string_view to_string(KeepReason r) noexcept {
+  return common::enum_name(kKeepReasonNames, r, "unknown");
 }
 
 SensorConfig SensorConfig::from_env() {
@@ -25,13 +32,13 @@ SensorConfig SensorConfig::from_env() {
   const agent::EnvReader env(
       "sensor", "IMMUNIZER_SENSOR_",
       {"IMMUNIZER_SENSOR_ENABLED", "IMMUNIZER_SENSOR_SAMPLE_RATE", "IMMUNIZER_SENSOR_CPU_BUDGET",
-       "IMMUNIZER_SENSOR_MIN_SAMPLE_RATE", "IMMUNIZER_SENSOR_MAX_INFLIGHT_BYTES",
-       "IMMUNIZER_SENSOR_QUEUE_CAPACITY", "IMMUNIZER_SENSOR_DELIVERY_TIMEOUT_MS",
-       "IMMUNIZER_SENSOR_LINGER_MS", "IMMUNIZER_SENSOR_MAX_BATCH_RECORDS",
-       "IMMUNIZER_SENSOR_MAX_BATCH_BYTES", "IMMUNIZER_SENSOR_MAX_STRING_BYTES",
-       "IMMUNIZER_SENSOR_MAX_RECORD_BYTES", "IMMUNIZER_SENSOR_IDEMPOTENCE",
-       "IMMUNIZER_SENSOR_COMPRESSION", "IMMUNIZER_SENSOR_SHUTDOWN_FLUSH_MS",
-       "IMMUNIZER_SENSOR_KAFKA_PROPERTIES"});
+       "IMMUNIZER_SENSOR_MIN_SAMPLE_RATE", "IMMUNIZER_SENSOR_KEEP_FLAGGED",
+       "IMMUNIZER_SENSOR_MAX_INFLIGHT_BYTES", "IMMUNIZER_SENSOR_QUEUE_CAPACITY",
+       "IMMUNIZER_SENSOR_DELIVERY_TIMEOUT_MS", "IMMUNIZER_SENSOR_LINGER_MS",
+       "IMMUNIZER_SENSOR_MAX_BATCH_RECORDS", "IMMUNIZER_SENSOR_MAX_BATCH_BYTES",
+       "IMMUNIZER_SENSOR_MAX_STRING_BYTES", "IMMUNIZER_SENSOR_MAX_RECORD_BYTES",
+       "IMMUNIZER_SENSOR_IDEMPOTENCE", "IMMUNIZER_SENSOR_COMPRESSION",
+       "IMMUNIZER_SENSOR_SHUTDOWN_FLUSH_MS", "IMMUNIZER_SENSOR_KAFKA_PROPERTIES"});
   auto size = [&](const char* name, size_t def, long long lo, long long hi) {
     return static_cast<size_t>(env.integer(name, static_cast<long long>(def), lo, hi));
   };
@@ -44,6 +51,7 @@ SensorConfig SensorConfig::from_env() {
   c.sample_rate = env.number("IMMUNIZER_SENSOR_SAMPLE_RATE", c.sample_rate, 0.0, 1.0);
   c.cpu_budget = env.number("IMMUNIZER_SENSOR_CPU_BUDGET", c.cpu_budget, 0.0, 1.0);
   c.min_sample_rate = env.number("IMMUNIZER_SENSOR_MIN_SAMPLE_RATE", c.min_sample_rate, 0.0, 1.0);
+  c.keep_flagged = env.boolean("IMMUNIZER_SENSOR_KEEP_FLAGGED", c.keep_flagged);
   c.max_inflight_bytes =
       size("IMMUNIZER_SENSOR_MAX_INFLIGHT_BYTES", c.max_inflight_bytes, 4096, 1ll << 40);
   c.queue_capacity = size("IMMUNIZER_SENSOR_QUEUE_CAPACITY", c.queue_capacity, 16, 1 << 24);

@@ -160,11 +160,13 @@ struct MetricsBinding {
   prometheus::Counter* sent;
   prometheus::Counter* recorded;
   std::array<prometheus::Counter*, kDropReasons> dropped;
+  std::array<prometheus::Counter*, kKeepReasons> kept;
   prometheus::Gauge* inflight_bytes;
   prometheus::Gauge* sample_rate;
   prometheus::Gauge* overhead_share;
   uint64_t last_sent = 0, last_recorded = 0;
   std::array<uint64_t, kDropReasons> last_dropped{};
+  std::array<uint64_t, kKeepReasons> last_kept{};
 };
 
 Sensor::Impl::Impl(SensorConfig cfg)
@@ -511,6 +513,7 @@ SensorStats Sensor::Impl::stats() const {
   s.sample_rate = effective_rate_.load(std::memory_order_relaxed);
   s.overhead_share = overhead_share_.load(std::memory_order_relaxed);
   s.producer_restarts = producer_restarts_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kKeepReasons; ++i) s.kept[i] = kept_[i].sum();
   return s;
 }
 
@@ -578,6 +581,11 @@ void Sensor::Impl::sync_metrics() {
       m.dropped[i]->Increment(static_cast<double>(s.dropped[i] - m.last_dropped[i]));
     m.last_dropped[i] = s.dropped[i];
   }
+  for (size_t i = 0; i < kKeepReasons; ++i) {
+    if (s.kept[i] > m.last_kept[i])
+      m.kept[i]->Increment(static_cast<double>(s.kept[i] - m.last_kept[i]));
+    m.last_kept[i] = s.kept[i];
+  }
   m.inflight_bytes->Set(static_cast<double>(s.inflight_bytes));
   m.sample_rate->Set(s.sample_rate);
   m.overhead_share->Set(s.overhead_share);
@@ -626,6 +634,12 @@ void Sensor::bind_metrics(prometheus::Registry& registry) {
                       .Name("immunizer_sensor_records_dropped_total")
                       .Help("Call records not delivered, by reason")
                       .Register(registry);
+  auto& kept = prometheus::BuildCounter()
+                   .Name("immunizer_sensor_sampled_kept_total")
+                   .Help(
+                       "Calls sampling left out but recorded anyway, flagged by a cheap check, "
+                       "by reason")
+                   .Register(registry);
   auto& bytes = prometheus::BuildGauge()
                     .Name("immunizer_sensor_inflight_bytes")
                     .Help("Bytes of records encoded but not yet acknowledged")
@@ -646,6 +660,9 @@ void Sensor::bind_metrics(prometheus::Registry& registry) {
   for (size_t i = 0; i < kDropReasons; ++i)
     m->dropped[i] = &dropped.Add(
         {{"app", impl_->cfg_.app}, {"reason", std::string(to_string(static_cast<DropReason>(i)))}});
+  for (size_t i = 0; i < kKeepReasons; ++i)
+    m->kept[i] = &kept.Add(
+        {{"app", impl_->cfg_.app}, {"reason", std::string(to_string(static_cast<KeepReason>(i)))}});
   m->inflight_bytes = &bytes.Add(app);
   m->sample_rate = &rate.Add(app);
   m->overhead_share = &share.Add(app);

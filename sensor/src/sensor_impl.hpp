@@ -54,6 +54,30 @@ struct StripedCounter {
 };
 
 int64_t steady_ns() noexcept;
+
+// The argument names seen per call name, for the flag checks of sampled-out calls: at most
+// kMaxCalls call names and kMaxNamesPerCall names each, in fixed tables of 64-bit hashes
+// (about 260 KB, allocated with the sensor; nothing grows). Lock-free: lookups are a load
+// per probe, insertions a CAS. Past a bound a name is reported kFull (the caller treats it
+// as flagged: an attacker flooding names gets recorded, not hidden). Thread-safe.
+class ArgNameTable {
+ public:
+  static constexpr size_t kMaxCalls = 256;
+  static constexpr size_t kMaxNamesPerCall = 64;
+  enum class Seen : uint8_t { kKnown, kNew, kFull };
+  // `call` and `name` are hashes (any 64-bit values).
+  Seen see(uint64_t call, uint64_t name) noexcept;
+
+ private:
+  static constexpr size_t kCallSlots = 2 * kMaxCalls;
+  static constexpr size_t kPairSlots = 2 * kMaxCalls * kMaxNamesPerCall;
+  static constexpr size_t kMaxProbe = 64;
+  std::atomic<uint32_t>* quota(uint64_t call) noexcept;  // names taken by `call`; null: full
+  std::atomic<uint64_t> calls_[kCallSlots]{};
+  std::atomic<uint32_t> names_[kCallSlots]{};
+  std::atomic<uint32_t> call_count_{0};
+  std::atomic<uint64_t> pairs_[kPairSlots]{};
+};
 }  // namespace detail
 
 struct MetricsBinding;
@@ -107,7 +131,9 @@ struct Sensor::Impl {
   detail::StripedCounter sampled_in_;
   detail::StripedCounter sent_;
   detail::StripedCounter dropped_[kDropReasons];
-  detail::StripedCounter own_ns_;  // estimated caller-side sensor time (extrapolated)
+  detail::StripedCounter own_ns_;              // estimated caller-side sensor time (extrapolated)
+  detail::StripedCounter kept_[kKeepReasons];  // sampled out, recorded as flagged
+  detail::ArgNameTable arg_names_;
   alignas(64) std::atomic<uint64_t> inflight_bytes_{0};
 
   detail::MpmcRing<detail::Record> ring_;

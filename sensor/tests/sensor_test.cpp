@@ -448,6 +448,110 @@ TEST(Sensor, SamplingAndRuntimeSwitch) {
   EXPECT_EQ(s->stats().recorded, 4000u);
 }
 
+// A budget that samples everything away (rate 0) still records the calls a cheap check
+// flags, each counted under its reason; the unflagged ones stay sampled out.
+TEST(Sensor, SampledOutCallsThatAFlagCheckFlagsAreKept) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.sample_rate = 0;
+  cfg.max_string_bytes = 64;
+  prometheus::Registry reg;
+  auto s = Sensor::create(cfg);
+  s->bind_metrics(reg);
+  using immunizer::sensor::KeepReason;
+  auto call = [&](std::string_view arg_name, std::string_view value) {
+    CallScope c(*s, "search");
+    EXPECT_TRUE(c.recording());
+    c.principal("alice", "s1", "10.0.0.1").arg("q", value).arg(arg_name, 1);
+  };
+  // Learning: the first call has names never seen for "search": kept as new_arg_name.
+  call("page", "shoes");
+  for (int i = 0; i < 100; ++i) call("page", "shoes");  // known, plain: out
+  call("debug", "shoes");                               // a new name: kept
+  call("page", std::string(100, 'x'));                  // over the cap: kept
+  call("page", std::string("caf\xc3", 4));              // bad UTF-8: kept
+  call("page", std::string("caf\xc3\xa9", 5));          // good UTF-8: out
+  {  // another call name has its own names: "page" is new there
+    CallScope c(*s, "cart");
+    c.arg("page", 2);
+  }
+  ASSERT_TRUE(s->flush(30s));
+  const SensorStats st = s->stats();
+  expect_balanced(st);
+  EXPECT_EQ(st.recorded, 106u);
+  EXPECT_EQ(st.kept_by(KeepReason::kNewArgName), 3u);
+  EXPECT_EQ(st.kept_by(KeepReason::kTooLong), 1u);
+  EXPECT_EQ(st.kept_by(KeepReason::kInvalidUtf8), 1u);
+  EXPECT_EQ(st.kept_by(KeepReason::kNameTableFull), 0u);
+  EXPECT_EQ(st.sent, 5u);
+  EXPECT_EQ(st.dropped_by(DropReason::kSampledOut), 101u);
+
+  const auto got = k.consume_records("t.calls", 5);
+  ASSERT_EQ(got.records.size(), 5u);
+  std::multiset<std::string> names;
+  for (const auto& [key, r] : got.records) {
+    EXPECT_EQ(r.id().seq() != 0, true);
+    if (r.call() == "search") {
+      EXPECT_EQ(r.principal().user(), "alice");  // the whole record, not a stub
+      ASSERT_EQ(r.arguments_size(), 2);
+      names.insert(r.arguments(1).name());
+    } else {
+      names.insert("cart:" + r.arguments(0).name());
+    }
+  }
+  EXPECT_EQ(names, (std::multiset<std::string>{"cart:page", "debug", "page", "page", "page"}));
+
+  double kept_new = -1;
+  for (const auto& fam : reg.Collect())
+    for (const auto& m : fam.metric)
+      if (fam.name == "immunizer_sensor_sampled_kept_total")
+        for (const auto& l : m.label)
+          if (l.name == "reason" && l.value == "new_arg_name") kept_new = m.counter.value;
+  EXPECT_EQ(kept_new, 3);
+}
+
+// Off, sampled-out calls are not even encoded: the old cheap path.
+TEST(Sensor, FlagChecksCanBeTurnedOff) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.sample_rate = 0;
+  cfg.keep_flagged = false;
+  auto s = Sensor::create(cfg);
+  {
+    CallScope c(*s, "search");
+    EXPECT_FALSE(c.recording());
+    c.arg("debug", std::string(10000, 'x'));
+  }
+  ASSERT_TRUE(s->flush(30s));
+  const SensorStats st = s->stats();
+  EXPECT_EQ(st.dropped_by(DropReason::kSampledOut), 1u);
+  EXPECT_EQ(st.sent, 0u);
+}
+
+// A flood of distinct names fills a call's bounded table; past it, unknown names are still
+// flagged (name_table_full), known ones are not.
+TEST(Sensor, ArgNameTableIsBoundedAndFlagsPastTheBound) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.sample_rate = 0;
+  auto s = Sensor::create(cfg);
+  using immunizer::sensor::KeepReason;
+  for (int i = 0; i < 200; ++i) {
+    CallScope c(*s, "flood");
+    c.arg("n" + std::to_string(i), i);
+  }
+  for (int i = 0; i < 10; ++i) {
+    CallScope c(*s, "flood");
+    c.arg("n3", i);  // learnt before the table filled
+  }
+  ASSERT_TRUE(s->flush(30s));
+  const SensorStats st = s->stats();
+  expect_balanced(st);
+  EXPECT_EQ(st.kept_by(KeepReason::kNewArgName), 64u);
+  EXPECT_EQ(st.kept_by(KeepReason::kNameTableFull), 136u);
+  EXPECT_EQ(st.dropped_by(DropReason::kSampledOut), 10u);
+}
+
 TEST(Sensor, CpuBudgetLowersSamplingRate) {
 #if defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "a CPU-share measurement, meaningless under TSan's slowdown";
@@ -500,8 +604,8 @@ TEST(Sensor, ExportsPrometheusMetrics) {
       if (fam.name == "immunizer_sensor_records_sent_total") sent = m.counter.value;
     }
   }
-  EXPECT_EQ(sampled, 10);
-  EXPECT_EQ(sent, 0);
+  EXPECT_EQ(sampled, 9);  // the first call's argument names were new: kept (flag checks)
+  EXPECT_EQ(sent, 1);
 }
 
 TEST(Sensor, ShutdownFlushesAndCountsLeftovers) {
@@ -544,6 +648,10 @@ TEST(SensorConfig, FromEnvironment) {
   EXPECT_EQ(c.sample_rate, 0.5);
   EXPECT_EQ(c.kafka_properties.at("client.rack"), "r1");
   EXPECT_EQ(c.max_string_bytes, 4096u);
+  EXPECT_TRUE(c.keep_flagged);
+  setenv("IMMUNIZER_SENSOR_KEEP_FLAGGED", "false", 1);
+  EXPECT_FALSE(SensorConfig::from_env().keep_flagged);
+  unsetenv("IMMUNIZER_SENSOR_KEEP_FLAGGED");
   setenv("IMMUNIZER_SENSOR_MAX_STRING_BYTES", "100", 1);
   setenv("IMMUNIZER_SENSOR_MAX_RECORD_BYTES", "2048", 1);
   c = SensorConfig::from_env();

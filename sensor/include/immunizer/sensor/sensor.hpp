@@ -53,17 +53,35 @@ enum class DropReason : uint8_t {
 inline constexpr size_t kDropReasons = 5;
 std::string_view to_string(DropReason r) noexcept;
 
+// Why a call that sampling would have left out was recorded anyway (SensorConfig::keep_flagged):
+// a cheap check on the call itself flagged it. Exactly one reason per kept record, the first
+// found (argument names as they are written, then cuts, then encoding).
+enum class KeepReason : uint8_t {
+  kNewArgName = 0,     // an argument name not seen before for this call name
+  kNameTableFull = 1,  // the bounded table of known names is full for this call (or has no
+                       // room for another call name): an unknown name counts as new
+  kTooLong = 2,        // a string over max_string_bytes, or the record over max_record_bytes
+  kInvalidUtf8 = 3,    // an argument name or a string value (argument, result) not valid UTF-8
+};
+inline constexpr size_t kKeepReasons = 4;
+std::string_view to_string(KeepReason r) noexcept;
+
 struct SensorConfig {
   std::string app = "app";  // application name: first part of the model key
   std::string instance;     // empty: "<hostname>-<pid>"
   std::string bootstrap = "127.0.0.1:9092";
   std::string topic_prefix = "immunizer.";
-  bool enabled = true;                    // runtime switch (Sensor::set_enabled flips it later)
-  double sample_rate = 1.0;               // fraction of calls recorded, [0, 1]
-  double cpu_budget = 0.02;               // max share of process CPU spent in the sensor (as
-                                          // measured: callers, its thread, librdkafka's);
-                                          // <= 0 or >= 1 disables the controller
-  double min_sample_rate = 0.001;         // the CPU-budget controller never goes below this
+  bool enabled = true;             // runtime switch (Sensor::set_enabled flips it later)
+  double sample_rate = 1.0;        // fraction of calls recorded, [0, 1]
+  double cpu_budget = 0.02;        // max share of process CPU spent in the sensor (as
+                                   // measured: callers, its thread, librdkafka's);
+                                   // <= 0 or >= 1 disables the controller
+  double min_sample_rate = 0.001;  // the CPU-budget controller never goes below this
+  // A call that sampling leaves out is still encoded and checked (argument names against the
+  // names seen for that call name, strings against max_string_bytes, UTF-8), and recorded
+  // when the check flags it (KeepReason). Costs the encoding of sampled-out calls (the CPU
+  // budget measures it); false: sampled-out calls cost only the sampling decision.
+  bool keep_flagged = true;
   size_t max_inflight_bytes = 32u << 20;  // records encoded but not yet acknowledged
   size_t queue_capacity = 65536;          // hand-off ring (records), rounded up to a power of 2
   // librdkafka message.timeout.ms: longer than a broker outage the pipeline rides out (30 s,
@@ -103,6 +121,9 @@ struct SensorStats {
   double sample_rate = 1.0;        // current effective rate (configured x CPU budget)
   double overhead_share = 0;       // last measured share of process CPU spent in the sensor
   uint64_t producer_restarts = 0;  // Kafka producers replaced after a fatal error
+  // Sampled out but recorded anyway, by KeepReason (counted in recorded, not in dropped).
+  std::array<uint64_t, kKeepReasons> kept{};
+  uint64_t kept_by(KeepReason r) const { return kept[static_cast<size_t>(r)]; }
   uint64_t dropped_total() const {
     uint64_t n = 0;
     for (auto d : dropped) n += d;
@@ -149,7 +170,8 @@ class Sensor {
   SensorStats stats() const;
   // Exports immunizer_sensor_records_sent_total{app}, immunizer_sensor_records_dropped_total
   // {app,reason}, immunizer_sensor_records_recorded_total{app}, immunizer_sensor_inflight_bytes
-  // {app} and immunizer_sensor_sample_rate{app}; refreshed every 500 ms and by stats()/flush().
+  // {app}, immunizer_sensor_sample_rate{app} and immunizer_sensor_sampled_kept_total{app,reason}
+  // (KeepReason); refreshed every 500 ms and by stats()/flush().
   void bind_metrics(prometheus::Registry& registry);
   const SensorConfig& config() const noexcept;
 
@@ -177,8 +199,8 @@ class CallScope {
   CallScope(const CallScope&) = delete;
   CallScope& operator=(const CallScope&) = delete;
 
-  // True when this call is being recorded (enabled and sampled in): skip costly argument
-  // preparation when false.
+  // True when this call is being recorded (enabled and sampled in, or sampled out but kept
+  // for checking: SensorConfig::keep_flagged): skip costly argument preparation when false.
   bool recording() const noexcept { return state_ == kRecording; }
 
   CallScope& principal(const Principal& p) noexcept {
@@ -206,6 +228,7 @@ class CallScope {
       ValueWriter w(*buf_, 2);
       write(w);
       detail::close_len(*buf_, at);
+      if (call_hash_) note_arg_name(name);
       if (measured_) [[unlikely]]
         own_ticks_ += detail::ticks() - t0;
     }
@@ -244,6 +267,8 @@ class CallScope {
   // counted, and the record marked truncated. (Lists and maps being written stop
   // taking items at the cap too, so a record exceeds the cap by at most one string.)
   CallScope& skip_part() noexcept;
+  // Learns `name` for this call name and, for a call sampling left out, flags it if new.
+  void note_arg_name(std::string_view name) noexcept;
 
   Sensor::Impl* impl_ = nullptr;
   detail::Buf* buf_ = nullptr;
@@ -251,7 +276,10 @@ class CallScope {
   int64_t start_ticks_ = 0;
   uint32_t ctx_len_ = 0;  // length of the thread's context string before this call
   uint8_t state_ = kOff;
-  bool measured_ = false;  // this call's own cost is being timed (CPU budget)
+  bool measured_ = false;   // this call's own cost is being timed (CPU budget)
+  bool tentative_ = false;  // sampled out, encoded for the flag checks: kept only if flagged
+  uint8_t keep_ = 0;        // 1 + KeepReason once flagged; 0: not flagged
+  uint64_t call_hash_ = 0;  // hash of the call name (odd) when checks are on; 0: off
   int64_t own_ticks_ = 0;
 };
 

@@ -50,12 +50,16 @@ struct Buf {
   uint64_t cut_bytes = 0;      // bytes of this record left out so far (strings and dropped parts)
   uint32_t dropped_parts = 0;  // list items, map entries, arguments or result left out
   bool truncated = false;      // something of this record was cut
+  bool check_utf8 = false;     // string values are checked for UTF-8 (flag checks of the sensor)
+  bool bad_utf8 = false;       // a checked string value was not valid UTF-8
   void reset_caps(size_t string_cap, size_t record_cap) {
     max_string = string_cap;
     max_record = record_cap;
     cut_bytes = 0;
     dropped_parts = 0;
     truncated = false;
+    check_utf8 = false;
+    bad_utf8 = false;
   }
   Buf() = default;
   Buf(const Buf&) = delete;
@@ -68,6 +72,40 @@ struct Buf {
     return data + size;
   }
 };
+
+// True if `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF).
+inline bool valid_utf8(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* const end = p + s.size();
+  while (p < end) {
+    const unsigned c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (static_cast<size_t>(end - p) <= n) return false;
+    if (p[1] < lo || p[1] > hi) return false;
+    for (size_t i = 2; i <= n; ++i)
+      if ((p[i] & 0xC0) != 0x80) return false;
+    p += n + 1;
+  }
+  return true;
+}
 
 inline size_t varint_size(uint64_t v) {
   size_t n = 1;
@@ -186,7 +224,11 @@ class ValueWriter {
     std::memcpy(p, &v, 8);  // little-endian hosts only (x86-64, aarch64)
     b_.size += 11;
   }
-  void string(std::string_view s) { len_value(5, s.data(), s.size()); }
+  void string(std::string_view s) {
+    if (b_.check_utf8 && !b_.bad_utf8) [[unlikely]]
+      b_.bad_utf8 = !detail::valid_utf8(s);
+    len_value(5, s.data(), s.size());
+  }
   void bytes(const void* data, size_t n) { len_value(6, data, n); }
 
   ListWriter list();
