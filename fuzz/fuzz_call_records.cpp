@@ -1,13 +1,10 @@
 // immunizer.calls payloads (CallRecordBatch or CallRecord, attacker-influenced bytes from
 // the sensor) through parse_call_records and the monitor's processor, as the monitor
 // service runs them: feature extraction, schema freezing, snapshots.
-#include <prometheus/registry.h>
 #include <cstdlib>
 
-#include "fuzz_util.hpp"
-#include "immunizer/common/ids.hpp"
+#include "fuzz_processor.hpp"
 #include "immunizer/monitor/processor.hpp"
-#include "immunizer/testing/manual_clock.hpp"
 #include "immunizer/v1/call_records.hpp"
 
 using namespace immunizer;
@@ -21,14 +18,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // The service's path; a fresh processor per input keeps findings reproducible. A low
   // schema freeze reaches the frozen-schema paths within one input.
-  static const common::Topics topics = common::Topics::with_prefix("f.");
-  common::ManualClock clock;
-  prometheus::Registry registry;
+  fuzz::ProcessorHarness h;
   monitor::MonitorConfig cfg;
   cfg.features.schema_freeze_records = 3;
   cfg.features.max_models = 16;
-  monitor::MonitorProcessor proc(cfg, topics, clock, registry);
-  fuzz::NullProducer out;
-  fuzz::run_processor(proc, {topics.calls}, data, size, out);
+  monitor::MonitorProcessor proc(cfg, h.topics, h.clock, h.registry);
+  fuzz::run_processor(proc, {h.topics.calls}, data, size, h.out);
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "fuzz_execute.hpp"
 #include "fuzz_util.hpp"
 #include "immunizer/analyze/processor.hpp"
 #include "immunizer/common/ids.hpp"
@@ -135,13 +136,7 @@ int main(int argc, char** argv) {
     for (const auto& [tag, payload] : *set) {
       if (payload.size() >= 2 && payload[0] == '\x08' && payload[1] == '\x01')
         continue;  // the batch duplicates
-      common::Message m;
-      m.topic = topics.calls;
-      m.payload = payload;
-      try {
-        monitor_proc.process(m, vectors);
-      } catch (const std::exception&) {
-      }
+      fuzz::process_one(monitor_proc, topics.calls, payload, vectors);
     }
   vectors.flush(std::chrono::milliseconds(0));
   const auto fvs = vectors.on(topics.features);
@@ -206,15 +201,7 @@ int main(int argc, char** argv) {
                                 std::make_shared<const crypto::SigningKey>(
                                     crypto::SigningKey::from_pem(plan_pair.private_pem)));
   common::FakeProducer planned;
-  for (const auto& a : alarms) {
-    common::Message m;
-    m.topic = topics.alarms;
-    m.payload = a.payload;
-    try {
-      plan_proc.process(m, planned);
-    } catch (const std::exception&) {
-    }
-  }
+  for (const auto& a : alarms) fuzz::process_one(plan_proc, topics.alarms, a.payload, planned);
   planned.flush(std::chrono::milliseconds(0));
   std::vector<std::pair<uint8_t, std::string>> plan_msgs;
   // Tag 1: fuzz_plan re-signs them with the key its execute trusts.
@@ -222,14 +209,7 @@ int main(int argc, char** argv) {
   write_framed("plan", plan_msgs, 4, 20);
 
   // Execute: plans -> directives to an effector, action events.
-  execute::ExecuteConfig ecfg;
-  ecfg.grpc_listen = "127.0.0.1:0";
-  ecfg.signing_key = std::make_shared<const crypto::SigningKey>(
-      crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
------END PRIVATE KEY-----
-)PEM"));  // the key the directive target's effector holds
-  ecfg.plan_public_keys_pem = {plan_pair.public_pem};
+  const execute::ExecuteConfig ecfg = fuzz::execute_config(plan_pair.public_pem);
   execute::Dispatcher dispatcher(ecfg, topics, clock, registry);
   auto link = std::make_shared<CollectLink>();
   v1::EffectorHello hello;
@@ -238,15 +218,8 @@ MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
   dispatcher.connect(hello, link);
   execute::ExecuteProcessor exec_proc(dispatcher);
   common::FakeProducer executed;
-  for (const auto& [tag, payload] : plan_msgs) {
-    common::Message m;
-    m.topic = topics.plans;
-    m.payload = payload;
-    try {
-      exec_proc.process(m, executed);
-    } catch (const std::exception&) {
-    }
-  }
+  for (const auto& [tag, payload] : plan_msgs)
+    fuzz::process_one(exec_proc, topics.plans, payload, executed);
   if (!plan_msgs.empty())
     dispatcher.unblock([&] {
       v1::Plan p;
