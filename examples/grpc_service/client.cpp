@@ -11,29 +11,17 @@
 //                         [--seed 1]
 #include <grpcpp/grpcpp.h>
 
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "../common/load_client.hpp"
 #include "immunizer/test/shop_service.grpc.pb.h"
 
 namespace {
 
-struct Options {
-  std::string target = "127.0.0.1:50051";
-  std::string session = "alice";
-  std::string ip;  // sent as x-forwarded-for (honoured only from a trusted proxy)
-  std::string kind = "normal";
-  long count = 100;
-  double rate = 50;
-  double seconds = 60;
-  bool stop_when_denied = false;
-  unsigned seed = 1;
-};
+using immunizer::examples::pick;
 
 const std::vector<std::string> kProducts = {"Vino Rioja",     "Queso Manchego",   "Aceite de oliva",
                                             "Jamon iberico",  "Turron de Jijona", "Azafran",
@@ -45,11 +33,6 @@ const std::vector<std::string> kStreets = {"Calle Mayor 1",       "Gran Via 23",
 const std::vector<std::string> kCities = {"Madrid",   "Barcelona", "Sevilla",
                                           "Valencia", "Bilbao",    "Zaragoza"};
 const std::vector<std::string> kCoupons = {"SPRING10", "WELCOME", "FREESHIP", "VIP5"};
-
-template <typename T>
-const T& pick(std::mt19937& rng, const std::vector<T>& v) {
-  return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
-}
 
 immunizer::test::OrderRequest normal_order(std::mt19937& rng) {
   immunizer::test::OrderRequest r;
@@ -97,44 +80,18 @@ immunizer::test::OrderRequest attack_order(std::mt19937& rng, long i) {
   return r;
 }
 
-bool parse(int argc, char** argv, Options& o) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    const char* v = nullptr;
-    if (a == "--stop-when-denied") {
-      o.stop_when_denied = true;
-      continue;
-    }
-    if (!(v = value())) return false;
-    if (a == "--target")
-      o.target = v;
-    else if (a == "--session")
-      o.session = v;
-    else if (a == "--ip")
-      o.ip = v;
-    else if (a == "--kind")
-      o.kind = v;
-    else if (a == "--count")
-      o.count = std::atol(v);
-    else if (a == "--rate")
-      o.rate = std::atof(v);
-    else if (a == "--seconds")
-      o.seconds = std::atof(v);
-    else if (a == "--seed")
-      o.seed = static_cast<unsigned>(std::atol(v));
-    else
-      return false;
-  }
-  return (o.kind == "normal" || o.kind == "attack") && o.count > 0 && o.count <= 1'000'000 &&
-         o.seconds > 0 && o.seconds <= 3600;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
-  if (!parse(argc, argv, o)) {
+  immunizer::examples::LoadOptions o;
+  std::string target = "127.0.0.1:50051";
+  const bool parsed = immunizer::examples::parse_load_options(
+      argc, argv, o, [&](const std::string& flag, const char* v) {
+        if (flag != "--target") return false;
+        target = v;
+        return true;
+      });
+  if (!parsed) {
     std::fprintf(stderr,
                  "usage: immunizer-grpc-client [--target HOST:PORT] [--session S] [--ip ADDR] "
                  "[--kind normal|attack] [--count N] [--rate R] [--seconds S] "
@@ -142,13 +99,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto stub = immunizer::test::Shop::NewStub(
-      grpc::CreateChannel(o.target, grpc::InsecureChannelCredentials()));
-  std::mt19937 rng(o.seed);
-  long sent = 0, ok = 0, denied = 0, other = 0, first_denied = -1;
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto deadline = t0 + std::chrono::duration<double>(o.seconds);
-  for (long i = 0; i < o.count && std::chrono::steady_clock::now() < deadline; ++i) {
-    if (o.rate > 0) std::this_thread::sleep_until(t0 + std::chrono::duration<double>(i / o.rate));
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  immunizer::examples::run_load(o, [&](long i, std::mt19937& rng) {
     const auto req = o.kind == "attack" ? attack_order(rng, i) : normal_order(rng);
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-session", o.session);
@@ -156,18 +108,9 @@ int main(int argc, char** argv) {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     immunizer::test::OrderReply rep;
     const grpc::Status st = stub->Order(&ctx, req, &rep);
-    ++sent;
-    if (st.ok()) {
-      ++ok;
-    } else if (st.error_code() == grpc::PERMISSION_DENIED) {
-      if (denied++ == 0) first_denied = i;
-      if (o.stop_when_denied) break;
-    } else {
-      ++other;
-    }
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("sent=%ld ok=%ld denied=%ld other=%ld first_denied=%ld seconds=%.2f\n", sent, ok,
-              denied, other, first_denied, secs);
+    if (st.ok()) return immunizer::examples::Answer::kOk;
+    return st.error_code() == grpc::PERMISSION_DENIED ? immunizer::examples::Answer::kDenied
+                                                      : immunizer::examples::Answer::kOther;
+  });
   return 0;
 }

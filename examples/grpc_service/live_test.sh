@@ -17,13 +17,10 @@ stack_init "$work"
 cd "$work"
 
 # --- 1. Start the pipeline --------------------------------------------------------------------
-stack_up "$bin"
+stack_up_app "$bin" orders  # with the app's effector certificate and IMMUNIZER_EFFECTOR_* variables
 base=$STACK_BASE dash=$STACK_DASHBOARD_PORT svc=$STACK_PORT S=$STACK_STATE
-stack_issue_effector "$bin" orders
 
 # --- 2./3. Run the instrumented service with the documented variables ------------------------
-stack_effector_env "$S" orders
-export IMMUNIZER_APP=orders
 export IMMUNIZER_PRINCIPAL_SESSION_HEADERS=x-session
 # Every client of this test is on loopback: as behind a proxy, each names its own address in
 # x-forwarded-for, honoured from 127.0.0.1 only (docs/integrate.md, "How principals are chosen").
@@ -33,11 +30,7 @@ export IMMUNIZER_PRINCIPAL_TRUSTED_PROXIES=127.0.0.1/32
 # scored nothing after 24,000 calls, its model never left the grace period): record every call,
 # as the httplib test does (docs/integrate.md, "The httplib example", explains the budget).
 export IMMUNIZER_SENSOR_CPU_BUDGET=0
-stack_start service.log "$bin/immunizer-grpc-service" --port "$svc"
-wait_for "$work/service.log" '^orders service' 30 || fail "the service did not start"
-stack_ops_env "$S"
-effector_connected() { "$bin/immunizer" list 2>/dev/null | grep -q '^  orders/'; }
-retry 30 effector_connected || fail "the service's effector did not connect to execute"
+stack_start_app "$bin" orders '^orders service' "$bin/immunizer-grpc-service" --port "$svc"
 
 client() { "$bin/immunizer-grpc-client" --target "127.0.0.1:$svc" "$@"; }
 analyze=http://127.0.0.1:$((base + 2))/metrics
@@ -60,18 +53,7 @@ grep -q 'denied=[1-9]' "$work/normal.log" && fail "normal traffic was denied whi
 echo "learning: $((sessions * 60)) normal RPCs from 30 sessions; analyze scoring ($scored scored)"
 
 # --- automatic: an attacker blocked by the pipeline, a bystander never -------------------------
-client --session bystander --ip 198.51.100.20 --kind normal --count 100000 --rate 10 --seconds 45 --seed 99 \
-  >"$work/bystander.log" &
-by=$!
-client --session mallory --ip 203.0.113.7 --kind attack --count 2000 --rate 20 --seconds 40 --stop-when-denied \
-  >"$work/attacker.log" || fail "attacker client"
-wait "$by" || fail "bystander client"
-echo "attacker: $(cat "$work/attacker.log")"
-echo "bystander: $(cat "$work/bystander.log")"
-grep -Eq 'denied=[1-9]' "$work/attacker.log" || fail "the attacker was never denied (no automatic block)"
-grep -q ' denied=0 ' "$work/bystander.log" || fail "the bystander was denied"
-"$bin/immunizer" list >"$work/list.log"
-grep -Eq 'block_principal session=mallory' "$work/list.log" || fail "no active block on session mallory: $(cat "$work/list.log")"
+stack_attack_with_bystander "$bin" client
 # The dashboard: one incident for the attacker's session.
 stack_expect_one_incident mallory
 

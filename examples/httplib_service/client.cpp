@@ -13,28 +13,17 @@
 //                            [--seconds 60] [--seed 1]
 #include <httplib.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "../common/load_client.hpp"
 
 namespace {
 
-struct Options {
-  std::string host = "127.0.0.1";
-  int port = 8090;
-  std::string session = "alice";
-  std::string ip;  // sent as X-Forwarded-For (honoured only from a trusted proxy)
-  std::string kind = "normal";
-  long count = 100;
-  double rate = 50;
-  double seconds = 60;
-  bool stop_when_denied = false;
-  unsigned seed = 1;
-};
+using immunizer::examples::pick;
 
 const std::vector<std::string> kWords = {
     "rioja",   "manchego", "aceite",   "jamon",   "turron", "azafran", "chorizo", "cava",
@@ -42,10 +31,6 @@ const std::vector<std::string> kWords = {
     "reunion", "lunes",    "proyecto", "factura", "regalo", "cumple",  "tienda",  "envio"};
 const std::vector<std::string> kTags = {"casa", "trabajo", "ideas", "compras", "viajes"};
 
-template <typename T>
-const T& pick(std::mt19937& rng, const std::vector<T>& v) {
-  return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
-}
 int uniform(std::mt19937& rng, int lo, int hi) {
   return std::uniform_int_distribution<int>(lo, hi)(rng);
 }
@@ -100,53 +85,30 @@ Request attack_request(long i) {
   }
 }
 
-bool parse(int argc, char** argv, Options& o) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    const char* v = nullptr;
-    if (a == "--stop-when-denied") {
-      o.stop_when_denied = true;
-      continue;
-    }
-    if (!(v = value())) return false;
-    if (a == "--host")
-      o.host = v;
-    else if (a == "--port")
-      o.port = std::atoi(v);
-    else if (a == "--session")
-      o.session = v;
-    else if (a == "--ip")
-      o.ip = v;
-    else if (a == "--kind")
-      o.kind = v;
-    else if (a == "--count")
-      o.count = std::atol(v);
-    else if (a == "--rate")
-      o.rate = std::atof(v);
-    else if (a == "--seconds")
-      o.seconds = std::atof(v);
-    else if (a == "--seed")
-      o.seed = static_cast<unsigned>(std::atol(v));
-    else
-      return false;
-  }
-  return (o.kind == "normal" || o.kind == "attack") && o.port > 0 && o.port < 65536 &&
-         o.count > 0 && o.count <= 1'000'000 && o.seconds > 0 && o.seconds <= 3600;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
-  if (!parse(argc, argv, o)) {
+  immunizer::examples::LoadOptions o;
+  std::string host = "127.0.0.1";
+  int port = 8090;
+  const bool parsed = immunizer::examples::parse_load_options(
+      argc, argv, o, [&](const std::string& flag, const char* v) {
+        if (flag == "--host")
+          host = v;
+        else if (flag == "--port")
+          port = std::atoi(v);
+        else
+          return false;
+        return true;
+      });
+  if (!parsed || port <= 0 || port >= 65536) {
     std::fprintf(stderr,
                  "usage: immunizer-httplib-client [--host H] [--port P] [--session S] [--ip ADDR] "
                  "[--kind normal|attack] [--count N] [--rate R] [--seconds S] "
                  "[--stop-when-denied] [--seed N]\n");
     return 2;
   }
-  httplib::Client cli(o.host, o.port);
+  httplib::Client cli(host, port);
   // One connection per request: on a kept-alive connection httplib's server (TCP_NODELAY off by
   // default, headers and body written separately) waits ~40 ms per answer for the delayed ACK.
   cli.set_keep_alive(false);
@@ -154,29 +116,15 @@ int main(int argc, char** argv) {
   cli.set_read_timeout(std::chrono::seconds(5));
   httplib::Headers headers{{"Cookie", "JSESSIONID=" + o.session}};
   if (!o.ip.empty()) headers.emplace("X-Forwarded-For", o.ip);
-  std::mt19937 rng(o.seed);
-  long sent = 0, ok = 0, denied = 0, other = 0, first_denied = -1;
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto deadline = t0 + std::chrono::duration<double>(o.seconds);
-  for (long i = 0; i < o.count && std::chrono::steady_clock::now() < deadline; ++i) {
-    if (o.rate > 0) std::this_thread::sleep_until(t0 + std::chrono::duration<double>(i / o.rate));
+  immunizer::examples::run_load(o, [&](long i, std::mt19937& rng) {
     const Request r = o.kind == "attack" ? attack_request(i) : normal_request(rng);
     const httplib::Result res = r.method == "POST"
                                     ? cli.Post(r.path, headers, r.body, r.content_type)
                                     : cli.Get(r.path, headers);
-    ++sent;
     const int status = res ? res->status : 0;
-    if (status >= 200 && status < 300) {
-      ++ok;
-    } else if (status == 403) {
-      if (denied++ == 0) first_denied = i;
-      if (o.stop_when_denied) break;
-    } else {
-      ++other;
-    }
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("sent=%ld ok=%ld denied=%ld other=%ld first_denied=%ld seconds=%.2f\n", sent, ok,
-              denied, other, first_denied, secs);
+    if (status >= 200 && status < 300) return immunizer::examples::Answer::kOk;
+    return status == 403 ? immunizer::examples::Answer::kDenied
+                         : immunizer::examples::Answer::kOther;
+  });
   return 0;
 }

@@ -19,14 +19,11 @@ stack_init "$work"
 cd "$work"
 
 # --- 1. Start the pipeline --------------------------------------------------------------------
-stack_up "$bin"
+stack_up_app "$bin" notes  # with the app's effector certificate and IMMUNIZER_EFFECTOR_* variables
 base=$STACK_BASE dash=$STACK_DASHBOARD_PORT svc=$STACK_PORT S=$STACK_STATE
 echo "immunizer up at ${SECONDS}s"
-stack_issue_effector "$bin" notes
 
 # --- 2./3. Run the instrumented service with the documented variables ------------------------
-stack_effector_env "$S" notes
-export IMMUNIZER_APP=notes
 # The session is the JSESSIONID cookie (the default of IMMUNIZER_PRINCIPAL_SESSION_COOKIES).
 # Every client of this test is on loopback: as behind a proxy, each names its own address in
 # X-Forwarded-For, honoured from 127.0.0.1 only (docs/integrate.md, "How principals are chosen").
@@ -35,11 +32,7 @@ export IMMUNIZER_PRINCIPAL_TRUSTED_PROXIES=127.0.0.1/32
 # CPU budget (2% of the process) would sample its calls (records seen by analyze: 4,730 of
 # 12,000 in one run, the route models never left their grace period): record every call.
 export IMMUNIZER_SENSOR_CPU_BUDGET=0
-stack_start service.log "$bin/immunizer-httplib-service" --port "$svc"
-wait_for "$work/service.log" '^notes service' 30 || fail "the service did not start"
-stack_ops_env "$S"
-effector_connected() { "$bin/immunizer" list 2>/dev/null | grep -q '^  notes/'; }
-retry 30 effector_connected || fail "the service's effector did not connect to execute"
+stack_start_app "$bin" notes '^notes service' "$bin/immunizer-httplib-service" --port "$svc"
 
 client() { "$bin/immunizer-httplib-client" --port "$svc" "$@"; }
 sample() {  # URL NAME LABELS: the value of one sample of a metric
@@ -77,19 +70,8 @@ grep -Eq 'other=[1-9]' "$work/normal.log" && fail "normal requests failed: $(gre
 echo "learning: $sent normal requests from 30 sessions; analyze: $active model keys scoring ($seen vectors, $scored scored) at ${SECONDS}s"
 
 # --- automatic: an attacker blocked by the pipeline, a bystander never -------------------------
-client --session bystander --ip 198.51.100.20 --kind normal --count 100000 --rate 10 --seconds 45 --seed 99 \
-  >"$work/bystander.log" &
-by=$!
-client --session mallory --ip 203.0.113.7 --kind attack --count 2000 --rate 20 --seconds 40 --stop-when-denied \
-  >"$work/attacker.log" || fail "attacker client"
-wait "$by" || fail "bystander client"
-echo "attacker: $(cat "$work/attacker.log")"
-echo "bystander: $(cat "$work/bystander.log")"
-grep -Eq 'denied=[1-9]' "$work/attacker.log" || fail "the attacker was never denied (no automatic block)"
-grep -q ' denied=0 ' "$work/bystander.log" || fail "the bystander was denied"
+stack_attack_with_bystander "$bin" client
 grep -q ' other=0 ' "$work/bystander.log" || fail "the bystander's requests failed"
-"$bin/immunizer" list >"$work/list.log"
-grep -Eq 'block_principal session=mallory' "$work/list.log" || fail "no active block on session mallory: $(cat "$work/list.log")"
 # The block holds for the session's next requests, whatever they carry.
 code=$(curl -s -o /dev/null -w '%{http_code}' -b JSESSIONID=mallory -H 'X-Forwarded-For: 203.0.113.7' \
   "http://127.0.0.1:$svc/search?q=rioja")
@@ -109,18 +91,9 @@ status() {  # PATH: carol's answer
 }
 [[ $(status '/search?q=rioja') == 200 ]] || fail "carol denied before the block"
 id=$("$bin/immunizer" block --session carol --ttl-ms 60000 --reason "live test") || fail "immunizer block"
-for ((i = 0; i < 100; i++)); do
-  code=$(status /notes/7)
-  [[ $code == 403 ]] && break
-  sleep 0.1
-done
-[[ $code == 403 ]] || fail "carol not denied after immunizer block ($code)"
+carol_gets() { [[ $(status /notes/7) == "$1" ]]; }  # CODE: carol's next answer is CODE
+retry 10 carol_gets 403 || fail "carol not denied after immunizer block ($(status /notes/7))"
 "$bin/immunizer" unblock "$id" >/dev/null || fail "immunizer unblock"
-for ((i = 0; i < 100; i++)); do
-  code=$(status /notes/7)
-  [[ $code == 200 ]] && break
-  sleep 0.1
-done
-[[ $code == 200 ]] || fail "carol still denied after immunizer unblock ($code)"
+retry 10 carol_gets 200 || fail "carol still denied after immunizer unblock ($(status /notes/7))"
 echo "manual: immunizer block --session carol denied her (403), unblock let her through (200) at ${SECONDS}s"
 echo "OK"

@@ -11,10 +11,15 @@
 #   stack_issue_effector "$bin" orders # an effector certificate for app "orders", then
 #   stack_effector_env "$STACK_STATE" orders  # the IMMUNIZER_EFFECTOR_* variables of that app
 #   stack_ops_env "$STACK_STATE"       # the IMMUNIZER_OPS_TLS_* variables of the operator CLI
+#   stack_up_app "$bin" orders         # the three above for app "orders", IMMUNIZER_APP=orders
 #   stack_start app.log "$bin/app" --port "$STACK_PORT"   # in the background, output in work/
+#   stack_start_app "$bin" orders '^orders service' "$bin/app" --port "$STACK_PORT"
+#                                      # an example service (work/service.log): waits for its
+#                                      # start-up line, then (stack_ops_env) for its effector
 #   wait_for "$work/app.log" '^listening' 30 || fail "the app did not start"
 #   retry 10 "$bin/immunizer" list     # a command every 0.1 s until it succeeds (10 s at most)
 #   metric http://127.0.0.1:PORT/metrics NAME   # the sum of a metric's samples
+#   stack_attack_with_bystander "$bin" client   # attacker mallory blocked, a bystander never
 #   stack_expect_one_incident mallory  # the dashboard lists exactly one incident for the
 #                                      # principal, session:mallory (waits up to 20 s)
 # fail MESSAGE prints the message and the tail of every work/*.log and exits 1.
@@ -130,6 +135,52 @@ stack_effector_env() {
 stack_ops_env() {
   export IMMUNIZER_OPS_TLS_CA_FILE=$1/tls/ca.crt IMMUNIZER_OPS_TLS_CERT_FILE=$1/tls/operator-cli.crt
   export IMMUNIZER_OPS_TLS_KEY_FILE=$1/tls/operator-cli.key
+}
+
+# stack_up_app BIN_DIR APP: stack_up, then an effector certificate for APP, the effector's
+# variables for it (stack_effector_env) and IMMUNIZER_APP=APP exported, as docs/integrate.md
+# sets up an app before starting it.
+stack_up_app() {
+  stack_up "$1"
+  stack_issue_effector "$1" "$2"
+  stack_effector_env "$STACK_STATE" "$2"
+  export IMMUNIZER_APP=$2
+}
+
+# stack_start_app BIN_DIR APP BANNER COMMAND...: the instrumented service COMMAND in the
+# background (output in WORK_DIR/service.log); waits until a line matches BANNER (30 s), sets
+# the operator CLI's variables (stack_ops_env) and waits until execute lists an effector of APP
+# (30 s).
+stack_start_app() {
+  local bin=$1 app=$2 banner=$3
+  shift 3
+  stack_start service.log "$@"
+  wait_for "$stack_work/service.log" "$banner" 30 || fail "the service did not start"
+  stack_ops_env "$STACK_STATE"
+  retry 30 stack_app_connected "$bin" "$app" || fail "the service's effector did not connect to execute"
+}
+stack_app_connected() { "$1/immunizer" list 2>/dev/null | grep -q "^  $2/"; }
+
+# stack_attack_with_bystander BIN_DIR CLIENT: the example's load client CLIENT (a command or
+# shell function taking the client's flags) as a bystander session (normal, 10/s for 45 s) and
+# at the same time as attacker session mallory (attack, 20/s, until denied or 40 s); fails
+# unless mallory was denied, the bystander never, and execute lists a block on session
+# mallory. Their result lines in WORK_DIR/attacker.log and bystander.log.
+stack_attack_with_bystander() {
+  local bin=$1 client=$2 by
+  "$client" --session bystander --ip 198.51.100.20 --kind normal --count 100000 --rate 10 --seconds 45 \
+    --seed 99 >"$stack_work/bystander.log" &
+  by=$!
+  "$client" --session mallory --ip 203.0.113.7 --kind attack --count 2000 --rate 20 --seconds 40 \
+    --stop-when-denied >"$stack_work/attacker.log" || fail "attacker client"
+  wait "$by" || fail "bystander client"
+  echo "attacker: $(cat "$stack_work/attacker.log")"
+  echo "bystander: $(cat "$stack_work/bystander.log")"
+  grep -Eq 'denied=[1-9]' "$stack_work/attacker.log" || fail "the attacker was never denied (no automatic block)"
+  grep -q ' denied=0 ' "$stack_work/bystander.log" || fail "the bystander was denied"
+  "$bin/immunizer" list >"$stack_work/list.log"
+  grep -Eq 'block_principal session=mallory' "$stack_work/list.log" ||
+    fail "no active block on session mallory: $(cat "$stack_work/list.log")"
 }
 
 # The dashboard (of stack_up) lists exactly one incident, for session NAME: prints it, or fails.
