@@ -14,6 +14,7 @@
 #include "immunizer/analyze/processor.hpp"
 #include "immunizer/common/ids.hpp"
 #include "immunizer/crypto/ed25519.hpp"
+#include "immunizer/effector/directive_signing.hpp"
 #include "immunizer/execute/processor.hpp"
 #include "immunizer/monitor/csic.hpp"
 #include "immunizer/monitor/processor.hpp"
@@ -235,6 +236,20 @@ int main(int argc, char** argv) {
     directive_msgs.push_back({2, em.SerializeAsString()});  // bit 1: made current when replayed
   }
   write_framed("directive", directive_msgs, 4, 20);
+  // The same directives as execute's replay sends them: batches signed once (tag 3: made
+  // current, each directive and the batch re-signed; tag 0: as signed, the batch's signature
+  // checked as it is).
+  std::vector<std::pair<uint8_t, std::string>> batch_msgs;
+  for (size_t i = 0; i < link->directives.size() && batch_msgs.size() < 20; i += 8) {
+    v1::ExecuteMessage em;
+    auto* b = em.mutable_batch();
+    for (size_t k = i; k < std::min(link->directives.size(), i + 8); ++k)
+      *b->add_directives() = link->directives[k];
+    effector::sign(*b, *ecfg.signing_key);
+    batch_msgs.push_back({3, em.SerializeAsString()});
+    batch_msgs.push_back({0, em.SerializeAsString()});
+  }
+  write_framed("directive_batch", batch_msgs, 2, 20);
 
   // Dashboard: alarms, action events, scores.
   std::vector<std::pair<uint8_t, std::string>> dash;

@@ -13,7 +13,7 @@ shift 2
 bin=$build/fuzz
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(call_records feature_vector alarm plan dashboard_records dashboard_api csic config directive)
+  targets=(call_records feature_vector alarm plan dashboard_records dashboard_api csic config directive directive_batch)
 fi
 datasets=${IMMUNIZER_DATASETS:-$root/../shared/datasets}
 work=$bin/work
