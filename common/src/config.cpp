@@ -200,7 +200,7 @@ bool Config::get_bool(const std::string& key, bool def) const {
 
 std::string Config::get_enum(const std::string& key, const std::string& def,
                              const std::vector<std::string>& allowed) const {
-  const std::string v = get_string(key, def);
+  std::string v = get_string(key, def);
   if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
   std::string list;
   for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;

@@ -126,29 +126,25 @@ int immunizer_effector_connected(const immunizer_effector* e) {
 }
 
 void immunizer_effector_get_stats(const immunizer_effector* e, immunizer_effector_stats* out) {
-  if (!out) return;
-  std::memset(out, 0, sizeof *out);
-  if (!e) return;
-  try {
+  immunizer::agent::fill_c_stats(e, out, [e](immunizer_effector_stats& o) {
     const auto s = e->effector->stats();
-    out->connected = s.connected ? 1 : 0;
-    out->connects = s.connects;
-    out->connect_failures = s.connect_failures;
-    out->directives = s.directives;
-    out->applied = s.applied;
-    out->revoked = s.revoked;
-    out->duplicates = s.duplicates;
-    out->ignored = s.ignored;
-    out->rejected_signature = s.rejected_signature;
-    out->rejected_expired = s.rejected_expired;
-    out->rejected_replay = s.rejected_replay;
-    out->rejected_invalid = s.rejected_invalid;
-    out->expired_actions = s.expired_actions;
-    out->stale_actions = s.stale_actions;
-    out->denied = s.denied;
-    out->active_actions = s.active_actions;
-  } catch (...) {
-  }
+    o.connected = s.connected ? 1 : 0;
+    o.connects = s.connects;
+    o.connect_failures = s.connect_failures;
+    o.directives = s.directives;
+    o.applied = s.applied;
+    o.revoked = s.revoked;
+    o.duplicates = s.duplicates;
+    o.ignored = s.ignored;
+    o.rejected_signature = s.rejected_signature;
+    o.rejected_expired = s.rejected_expired;
+    o.rejected_replay = s.rejected_replay;
+    o.rejected_invalid = s.rejected_invalid;
+    o.expired_actions = s.expired_actions;
+    o.stale_actions = s.stale_actions;
+    o.denied = s.denied;
+    o.active_actions = s.active_actions;
+  });
 }
 
 }  // extern "C"

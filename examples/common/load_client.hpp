@@ -32,8 +32,9 @@ struct LoadOptions {
 
 // Parses argv into `o`; `transport(flag, value)` takes the client's own flags (true when it
 // knew the flag). False on an unknown flag, a missing value or a value out of range.
-inline bool parse_load_options(int argc, char** argv, LoadOptions& o,
-                               const std::function<bool(const std::string&, const char*)>& transport) {
+inline bool parse_load_options(
+    int argc, char** argv, LoadOptions& o,
+    const std::function<bool(const std::string&, const char*)>& transport) {
   using Set = std::function<void(const char*)>;
   const std::pair<const char*, Set> flags[] = {
       {"--session", [&](const char* v) { o.session = v; }},

@@ -84,22 +84,18 @@ void immunizer_sensor_set_enabled(immunizer_sensor* s, int enabled) {
 }
 
 void immunizer_sensor_get_stats(const immunizer_sensor* s, immunizer_sensor_stats* out) {
-  if (!out) return;
-  std::memset(out, 0, sizeof *out);
-  if (!s) return;
-  try {
+  immunizer::agent::fill_c_stats(s, out, [s](immunizer_sensor_stats& o) {
     const auto st = s->sensor->stats();
-    out->recorded = st.recorded;
-    out->sent = st.sent;
-    out->dropped_sampled_out = st.dropped_by(DropReason::kSampledOut);
-    out->dropped_budget = st.dropped_by(DropReason::kBudget);
-    out->dropped_queue_full = st.dropped_by(DropReason::kQueueFull);
-    out->dropped_delivery_failed = st.dropped_by(DropReason::kDeliveryFailed);
-    out->dropped_shutdown = st.dropped_by(DropReason::kShutdown);
-    out->inflight = st.inflight;
-    out->sample_rate = st.sample_rate;
-  } catch (...) {
-  }
+    o.recorded = st.recorded;
+    o.sent = st.sent;
+    o.dropped_sampled_out = st.dropped_by(DropReason::kSampledOut);
+    o.dropped_budget = st.dropped_by(DropReason::kBudget);
+    o.dropped_queue_full = st.dropped_by(DropReason::kQueueFull);
+    o.dropped_delivery_failed = st.dropped_by(DropReason::kDeliveryFailed);
+    o.dropped_shutdown = st.dropped_by(DropReason::kShutdown);
+    o.inflight = st.inflight;
+    o.sample_rate = st.sample_rate;
+  });
 }
 
 immunizer_call* immunizer_call_begin(immunizer_sensor* s, const char* call, size_t call_len) {

@@ -223,27 +223,25 @@ void CallScope::put_principal(std::string_view u, std::string_view s, std::strin
   if (measured_) own_ticks_ += detail::ticks() - t0;
 }
 
-void CallScope::put_label(std::string_view k, std::string_view v) noexcept {
+void CallScope::put_string_pair(uint32_t field, std::string_view a, std::string_view b) noexcept {
   const int64_t t0 = measured_ ? detail::ticks() : 0;
-  const size_t at = detail::open_len(*buf_, 10);
-  detail::put_capped_string_field(*buf_, 1, k);
-  detail::put_capped_string_field(*buf_, 2, v);
+  const size_t at = detail::open_len(*buf_, field);
+  detail::put_capped_string_field(*buf_, 1, a);
+  detail::put_capped_string_field(*buf_, 2, b);
   detail::close_len(*buf_, at);
   if (measured_) own_ticks_ += detail::ticks() - t0;
+}
+
+void CallScope::put_label(std::string_view k, std::string_view v) noexcept {
+  put_string_pair(10, k, v);
 }
 
 void CallScope::put_error(std::string_view type, std::string_view message) noexcept {
-  const int64_t t0 = measured_ ? detail::ticks() : 0;
-  const size_t at = detail::open_len(*buf_, 8);
-  detail::put_capped_string_field(*buf_, 1, type);
-  detail::put_capped_string_field(*buf_, 2, message);
-  detail::close_len(*buf_, at);
-  if (measured_) own_ticks_ += detail::ticks() - t0;
+  put_string_pair(8, type, message);
 }
 
 CallScope& CallScope::skip_part() noexcept {
-  ++buf_->dropped_parts;
-  buf_->truncated = true;
+  buf_->drop_part();
   return *this;
 }
 

@@ -127,6 +127,16 @@ rd_kafka_resp_err_t on_kafka_new(rd_kafka_t* rk, const rd_kafka_conf_t*, void* o
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+// Registers counter family `name` {app, reason} and one child per reason (0..N) into `into`.
+template <typename Reason, size_t N>
+void by_reason(prometheus::Registry& registry, const char* name, const char* help,
+               const std::string& app, std::array<prometheus::Counter*, N>& into) {
+  auto& family = prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+  for (size_t i = 0; i < N; ++i)
+    into[i] =
+        &family.Add({{"app", app}, {"reason", std::string(to_string(static_cast<Reason>(i)))}});
+}
+
 }  // namespace
 
 void Sensor::Impl::kafka_thread_started() {
@@ -622,50 +632,40 @@ const SensorConfig& Sensor::config() const noexcept { return impl_->cfg_; }
 
 void Sensor::bind_metrics(prometheus::Registry& registry) {
   const std::map<std::string, std::string> app{{"app", impl_->cfg_.app}};
-  auto& sent = prometheus::BuildCounter()
-                   .Name("immunizer_sensor_records_sent_total")
-                   .Help("Call records acknowledged by the broker")
-                   .Register(registry);
-  auto& recorded = prometheus::BuildCounter()
-                       .Name("immunizer_sensor_records_recorded_total")
-                       .Help("Calls completed while the sensor was enabled (sampled in or out)")
-                       .Register(registry);
-  auto& dropped = prometheus::BuildCounter()
-                      .Name("immunizer_sensor_records_dropped_total")
-                      .Help("Call records not delivered, by reason")
-                      .Register(registry);
-  auto& kept = prometheus::BuildCounter()
-                   .Name("immunizer_sensor_sampled_kept_total")
-                   .Help(
-                       "Calls sampling left out but recorded anyway, flagged by a cheap check, "
-                       "by reason")
-                   .Register(registry);
-  auto& bytes = prometheus::BuildGauge()
-                    .Name("immunizer_sensor_inflight_bytes")
-                    .Help("Bytes of records encoded but not yet acknowledged")
-                    .Register(registry);
-  auto& rate = prometheus::BuildGauge()
-                   .Name("immunizer_sensor_sample_rate")
-                   .Help("Effective sampling rate (configured, lowered by the CPU budget)")
-                   .Register(registry);
-  auto& share = prometheus::BuildGauge()
-                    .Name("immunizer_sensor_overhead_share")
-                    .Help(
-                        "Measured share of process CPU spent in the sensor (callers, its thread, "
-                        "librdkafka's threads)")
-                    .Register(registry);
   auto m = std::make_unique<MetricsBinding>();
-  m->sent = &sent.Add(app);
-  m->recorded = &recorded.Add(app);
-  for (size_t i = 0; i < kDropReasons; ++i)
-    m->dropped[i] = &dropped.Add(
-        {{"app", impl_->cfg_.app}, {"reason", std::string(to_string(static_cast<DropReason>(i)))}});
-  for (size_t i = 0; i < kKeepReasons; ++i)
-    m->kept[i] = &kept.Add(
-        {{"app", impl_->cfg_.app}, {"reason", std::string(to_string(static_cast<KeepReason>(i)))}});
-  m->inflight_bytes = &bytes.Add(app);
-  m->sample_rate = &rate.Add(app);
-  m->overhead_share = &share.Add(app);
+  // Name and help of each metric, and where its {app} child goes.
+  struct Named {
+    const char* name;
+    const char* help;
+  };
+  const std::pair<prometheus::Counter**, Named> counters[] = {
+      {&m->sent,
+       {"immunizer_sensor_records_sent_total", "Call records acknowledged by the broker"}},
+      {&m->recorded,
+       {"immunizer_sensor_records_recorded_total",
+        "Calls completed while the sensor was enabled (sampled in or out)"}},
+  };
+  const std::pair<prometheus::Gauge**, Named> gauges[] = {
+      {&m->inflight_bytes,
+       {"immunizer_sensor_inflight_bytes", "Bytes of records encoded but not yet acknowledged"}},
+      {&m->sample_rate,
+       {"immunizer_sensor_sample_rate",
+        "Effective sampling rate (configured, lowered by the CPU budget)"}},
+      {&m->overhead_share,
+       {"immunizer_sensor_overhead_share",
+        "Measured share of process CPU spent in the sensor (callers, its thread, librdkafka's "
+        "threads)"}},
+  };
+  for (const auto& [slot, c] : counters)
+    *slot = &prometheus::BuildCounter().Name(c.name).Help(c.help).Register(registry).Add(app);
+  by_reason<DropReason>(registry, "immunizer_sensor_records_dropped_total",
+                        "Call records not delivered, by reason", impl_->cfg_.app, m->dropped);
+  by_reason<KeepReason>(
+      registry, "immunizer_sensor_sampled_kept_total",
+      "Calls sampling left out but recorded anyway, flagged by a cheap check, by reason",
+      impl_->cfg_.app, m->kept);
+  for (const auto& [slot, g] : gauges)
+    *slot = &prometheus::BuildGauge().Name(g.name).Help(g.help).Register(registry).Add(app);
   {
     std::lock_guard lk(impl_->metrics_mu_);
     impl_->metrics_ = std::move(m);

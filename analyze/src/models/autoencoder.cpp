@@ -463,7 +463,8 @@ std::size_t AutoencoderEnsemble::memory_bytes() const {
   auto ae_bytes = [](const TinyAutoencoder& a) {
     return static_cast<std::size_t>(a.w.size() + a.bh.size() + a.bv.size()) * sizeof(double);
   };
-  for (const auto& g : groups_) b += g.capacity() * sizeof(uint32_t) + sizeof(g);
+  for (const auto& g : groups_)
+    b += g.capacity() * sizeof(uint32_t) + sizeof(std::vector<uint32_t>);
   for (const auto& a : group_ae_) b += ae_bytes(a) + sizeof(a);
   b += ae_bytes(output_ae_) +
        static_cast<std::size_t>(input_norm_.mean.size() * 2 + output_norm_.lo.size() * 2) *

@@ -5,7 +5,7 @@
 namespace immunizer::analyze {
 
 ModelRegistry::ModelRegistry(DetectorConfig cfg, std::size_t threads)
-    : cfg_(std::move(cfg)), pool_(threads) {}
+    : cfg_(cfg), pool_(threads) {}  // DetectorConfig is trivially copyable
 
 ModelKeyState* ModelRegistry::find(const std::string& key) {
   const auto it = keys_.find(key);

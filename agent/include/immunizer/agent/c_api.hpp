@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string_view>
 
@@ -35,6 +36,19 @@ T guard_c_call(char* err, std::size_t n, T failed, F&& f) noexcept {
     write_c_error(err, n, "unknown error");
   }
   return failed;
+}
+
+// The C API's get_stats: *out zeroed (if out is not NULL), then, for a non-NULL handle, filled
+// by fill(*out); what fill() throws is swallowed, leaving out zeroed or partly filled.
+template <typename Out, typename Handle, typename F>
+void fill_c_stats(const Handle* handle, Out* out, F&& fill) noexcept {
+  if (!out) return;
+  std::memset(out, 0, sizeof *out);
+  if (!handle) return;
+  try {
+    fill(*out);
+  } catch (...) {
+  }
 }
 
 }  // namespace immunizer::agent

@@ -263,6 +263,8 @@ class CallScope {
   void put_principal(std::string_view u, std::string_view s, std::string_view i) noexcept;
   void put_label(std::string_view k, std::string_view v) noexcept;
   void put_error(std::string_view type, std::string_view message) noexcept;
+  // A {1: a, 2: b} message of two capped strings as CallRecord field `field` (label, error).
+  void put_string_pair(uint32_t field, std::string_view a, std::string_view b) noexcept;
   // The record is past its cap (SensorConfig::max_record_bytes): the argument is left out,
   // counted, and the record marked truncated. (Lists and maps being written stop
   // taking items at the cap too, so a record exceeds the cap by at most one string.)

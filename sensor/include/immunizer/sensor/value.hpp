@@ -61,6 +61,11 @@ struct Buf {
     check_utf8 = false;
     bad_utf8 = false;
   }
+  // Counts one part (list item, map entry, argument, result) as left out.
+  void drop_part() noexcept {
+    ++dropped_parts;
+    truncated = true;
+  }
   Buf() = default;
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
@@ -292,66 +297,61 @@ class ValueWriter {
   uint32_t field_;
 };
 
-// RAII writer of a ValueList; closes the list when destroyed.
-class ListWriter {
+namespace detail {
+// A Value's field `field` holding a nested message `kind` (7: ValueList, 8: ValueMap), open
+// while this lives. room() is false, and the part counted as left out, once the record is past
+// its cap.
+class NestedWriter {
  public:
-  explicit ListWriter(detail::Buf& b, uint32_t field) : b_(b) {
-    outer_ = detail::open_len(b_, field);
-    inner_ = detail::open_len(b_, 7);
+  NestedWriter(Buf& b, uint32_t field, uint32_t kind)
+      : b_(b), outer_(open_len(b_, field)), inner_(open_len(b_, kind)) {}
+  NestedWriter(const NestedWriter&) = delete;
+  NestedWriter& operator=(const NestedWriter&) = delete;
+  ~NestedWriter() {
+    close_len(b_, inner_);
+    close_len(b_, outer_);
   }
-  ListWriter(const ListWriter&) = delete;
-  ListWriter& operator=(const ListWriter&) = delete;
-  ~ListWriter() {
-    detail::close_len(b_, inner_);
-    detail::close_len(b_, outer_);
+
+ protected:
+  bool room() noexcept {
+    if (b_.size > b_.max_record) [[unlikely]] {
+      b_.drop_part();
+      return false;
+    }
+    return true;
   }
+  Buf& b_;
+
+ private:
+  size_t outer_, inner_;
+};
+}  // namespace detail
+
+// RAII writer of a ValueList; closes the list when destroyed.
+class ListWriter : private detail::NestedWriter {
+ public:
+  explicit ListWriter(detail::Buf& b, uint32_t field) : NestedWriter(b, field, 7) {}
   template <class T>
   ListWriter& item(const T& v) {
-    if (b_.size > b_.max_record) [[unlikely]] {
-      ++b_.dropped_parts;
-      b_.truncated = true;
-      return *this;
-    }
-    ValueWriter(b_, 1).value(v);
+    if (room()) ValueWriter(b_, 1).value(v);
     return *this;
   }
   ValueWriter item() { return ValueWriter(b_, 1); }
-
- private:
-  detail::Buf& b_;
-  size_t outer_, inner_;
 };
 
 // RAII writer of a ValueMap; closes the map when destroyed.
-class MapWriter {
+class MapWriter : private detail::NestedWriter {
  public:
-  explicit MapWriter(detail::Buf& b, uint32_t field) : b_(b) {
-    outer_ = detail::open_len(b_, field);
-    inner_ = detail::open_len(b_, 8);
-  }
-  MapWriter(const MapWriter&) = delete;
-  MapWriter& operator=(const MapWriter&) = delete;
-  ~MapWriter() {
-    detail::close_len(b_, inner_);
-    detail::close_len(b_, outer_);
-  }
+  explicit MapWriter(detail::Buf& b, uint32_t field) : NestedWriter(b, field, 8) {}
   template <class T>
   MapWriter& field(std::string_view key, const T& v) {
-    if (b_.size > b_.max_record) [[unlikely]] {
-      ++b_.dropped_parts;
-      b_.truncated = true;
-      return *this;
-    }
+    if (!room()) return *this;
     const size_t entry = detail::open_len(b_, 1);
     detail::put_capped_string_field(b_, 1, key);
     ValueWriter(b_, 2).value(v);
     detail::close_len(b_, entry);
     return *this;
   }
-
- private:
-  detail::Buf& b_;
-  size_t outer_, inner_;
 };
 
 inline ListWriter ValueWriter::list() { return ListWriter(b_, field_); }
