@@ -417,12 +417,7 @@ const common::Stage kStage{
     .tunable = true,
     .setup =
         [](common::ServiceContext& ctx) {
-          const auto cfg = AnalyzeConfig::from_config(ctx.config);
-          const auto restore = common::snapshot_restore_timeout(ctx.config, "analyze");
-          ctx.config.stop_if_errors();  // --check-config: build nothing on a bad value
-          return common::StageSetup{
-              std::make_unique<AnalyzeProcessor>(cfg, ctx.topics, ctx.clock, *ctx.registry),
-              cfg.group, restore};
+          return common::snapshotting_setup<AnalyzeConfig, AnalyzeProcessor>(ctx, "analyze");
         },
 };
 

@@ -193,12 +193,7 @@ const common::Stage kStage{
     .tunable = true,
     .setup =
         [](common::ServiceContext& ctx) {
-          const auto cfg = MonitorConfig::from_config(ctx.config);
-          const auto restore = common::snapshot_restore_timeout(ctx.config, "monitor");
-          ctx.config.stop_if_errors();  // --check-config: build nothing on a bad value
-          return common::StageSetup{
-              std::make_unique<MonitorProcessor>(cfg, ctx.topics, ctx.clock, *ctx.registry),
-              cfg.group, restore};
+          return common::snapshotting_setup<MonitorConfig, MonitorProcessor>(ctx, "monitor");
         },
 };
 
