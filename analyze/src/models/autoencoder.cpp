@@ -13,6 +13,38 @@ namespace immunizer::analyze {
 
 namespace {
 
+// The encoder of a tied-weight autoencoder: hidden = sigmoid(bh + W x), W nh x nv column-major
+// at wd (w(h, v) = wd[v * nh + h]). Two visible units per pass (each sum still adds its terms
+// in the same order, so the results are those of one unit per pass, to the bit).
+inline void encode(const double* wd, Eigen::Index nh, Eigen::Index nv, const double* bh,
+                   const double* x, double* hidden) {
+  for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = bh[h];
+  Eigen::Index v = 0;
+  for (; v + 2 <= nv; v += 2) {
+    const double* c0 = wd + v * nh;
+    const double* c1 = c0 + nh;
+    const double x0 = x[v], x1 = x[v + 1];
+    for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = (hidden[h] + c0[h] * x0) + c1[h] * x1;
+  }
+  for (; v < nv; ++v) {
+    const double xv = x[v];
+    const double* col = wd + v * nh;
+    for (Eigen::Index h = 0; h < nh; ++h) hidden[h] += col[h] * xv;
+  }
+  for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = 1.0 / (1.0 + std::exp(-hidden[h]));
+}
+
+// The decoder's pre-activations of two visible units at once: z0 += W(:, v) . y and
+// z1 += W(:, v + 1) . y, W(:, v) at c0 and W(:, v + 1) right after it.
+inline void decode_pair(const double* c0, Eigen::Index nh, const double* y, double& z0,
+                        double& z1) {
+  const double* c1 = c0 + nh;
+  for (Eigen::Index h = 0; h < nh; ++h) {
+    z0 += c0[h] * y[h];
+    z1 += c1[h] * y[h];
+  }
+}
+
 constexpr uint32_t kAeMagic = 0x4541544B;  // "KTAE"
 constexpr uint32_t kAeVersion = 2;
 constexpr double kTrainClip = 10, kScoreClip = 1000;
@@ -130,22 +162,8 @@ void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
   double* dz = dy + nh;
   const double* x = xv.data();
   double* wd = w.data();
-  // Two visible units per pass (each sum still adds its terms in the same order, so the
-  // results are those of one unit per pass, to the bit).
-  for (Eigen::Index h = 0; h < nh; ++h) y[h] = bh[h];
-  Eigen::Index v = 0;
-  for (; v + 2 <= nv; v += 2) {
-    const double* c0 = wd + v * nh;
-    const double* c1 = c0 + nh;
-    const double x0 = x[v], x1 = x[v + 1];
-    for (Eigen::Index h = 0; h < nh; ++h) y[h] = (y[h] + c0[h] * x0) + c1[h] * x1;
-  }
-  for (; v < nv; ++v)
-    for (Eigen::Index h = 0; h < nh; ++h) y[h] += wd[v * nh + h] * x[v];
-  for (Eigen::Index h = 0; h < nh; ++h) {
-    y[h] = 1.0 / (1.0 + std::exp(-y[h]));
-    dy[h] = 0;
-  }
+  encode(wd, nh, nv, bh.data(), x, y);
+  for (Eigen::Index h = 0; h < nh; ++h) dy[h] = 0;
   auto error_of = [&](double z, Eigen::Index v) {
     if (linear_output)
       return std::clamp(z - x[v], -1.0, 1.0);  // a few extreme inputs cannot
@@ -153,14 +171,12 @@ void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
     z = 1.0 / (1.0 + std::exp(-z));
     return (z - x[v]) * z * (1.0 - z);
   };
-  for (v = 0; v + 2 <= nv; v += 2) {
+  Eigen::Index v = 0;
+  for (; v + 2 <= nv; v += 2) {
     const double* c0 = wd + v * nh;
     const double* c1 = c0 + nh;
     double z0 = bv[v], z1 = bv[v + 1];
-    for (Eigen::Index h = 0; h < nh; ++h) {
-      z0 += c0[h] * y[h];
-      z1 += c1[h] * y[h];
-    }
+    decode_pair(c0, nh, y, z0, z1);
     const double d0 = dz[v] = error_of(z0, v);
     const double d1 = dz[v + 1] = error_of(z1, v + 1);
     for (Eigen::Index h = 0; h < nh; ++h) dy[h] = (dy[h] + c0[h] * d0) + c1[h] * d1;
@@ -182,31 +198,13 @@ void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
 double TinyAutoencoder::rmse(const double* x, double* recon, double* hidden) const {
   const Eigen::Index nh = w.rows(), nv = w.cols();
   const double* wd = w.data();  // column-major: w(h, v) = wd[v * nh + h]
-  // Two visible units per pass, each sum in the same order as one unit per pass (the same
-  // results to the bit).
-  for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = bh[h];
+  encode(wd, nh, nv, bh.data(), x, hidden);
+  double sq = 0;
   Eigen::Index v = 0;
   for (; v + 2 <= nv; v += 2) {
     const double* c0 = wd + v * nh;
-    const double* c1 = c0 + nh;
-    const double x0 = x[v], x1 = x[v + 1];
-    for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = (hidden[h] + c0[h] * x0) + c1[h] * x1;
-  }
-  for (; v < nv; ++v) {
-    const double xv = x[v];
-    const double* col = wd + v * nh;
-    for (Eigen::Index h = 0; h < nh; ++h) hidden[h] += col[h] * xv;
-  }
-  for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = 1.0 / (1.0 + std::exp(-hidden[h]));
-  double sq = 0;
-  for (v = 0; v + 2 <= nv; v += 2) {
-    const double* c0 = wd + v * nh;
-    const double* c1 = c0 + nh;
     double z0 = bv[v], z1 = bv[v + 1];
-    for (Eigen::Index h = 0; h < nh; ++h) {
-      z0 += c0[h] * hidden[h];
-      z1 += c1[h] * hidden[h];
-    }
+    decode_pair(c0, nh, hidden, z0, z1);
     if (!linear_output) {
       z0 = 1.0 / (1.0 + std::exp(-z0));
       z1 = 1.0 / (1.0 + std::exp(-z1));
