@@ -243,39 +243,48 @@ double IsolationForest::score(std::span<const double> x) const {
   return score_of_sum(sum_leaves(x.data()));
 }
 
+template <typename RowAt>
+void IsolationForest::sum_leaves_block(const RowAt& row_at, std::size_t r0, std::size_t r1,
+                                       double* acc) const {
+  constexpr std::size_t kLanes = 8;  // rows walking one tree in lockstep
+  for (std::size_t t = 0; t < roots_.size(); ++t) {
+    const Node* tree = nodes_.data() + roots_[t];
+    const double* leaf = leaf_.data() + roots_[t];
+    const int depth = depths_[t];
+    std::size_t r = r0;
+    for (; r + kLanes <= r1; r += kLanes) {
+      uint32_t at[kLanes] = {};
+      const double* x[kLanes];
+      for (std::size_t l = 0; l < kLanes; ++l) x[l] = row_at(r + l);
+      for (int d = 0; d < depth; ++d)
+        for (std::size_t l = 0; l < kLanes; ++l) at[l] = step(tree, at[l], x[l]);
+      for (std::size_t l = 0; l < kLanes; ++l) acc[r + l - r0] += leaf[at[l]];
+    }
+    for (; r < r1; ++r) {
+      uint32_t at = 0;
+      const double* x = row_at(r);
+      for (int d = 0; d < depth; ++d) at = step(tree, at, x);
+      acc[r - r0] += leaf[at];
+    }
+  }
+}
+
+// Blocks of kBlock rows: one tree stays hot in L1 for all of them.
+constexpr std::size_t kBlock = 64;
+
 void IsolationForest::sum_leaves_rows(std::span<const double* const> rows, double* sums) const {
   // Each row's sum adds its trees' leaves in tree order from 0, as sum_leaves() does, so the
   // result is the same to the bit.
-  constexpr std::size_t kBlock = 64;  // rows per block: one tree stays hot in L1 for all of them
-  constexpr std::size_t kLanes = 8;   // rows walking one tree in lockstep
   for (std::size_t r0 = 0; r0 < rows.size(); r0 += kBlock) {
     const std::size_t r1 = std::min(rows.size(), r0 + kBlock);
     std::fill(sums + r0, sums + r1, 0.0);
-    for (std::size_t t = 0; t < roots_.size(); ++t) {
-      const Node* tree = nodes_.data() + roots_[t];
-      const double* leaf = leaf_.data() + roots_[t];
-      const int depth = depths_[t];
-      std::size_t r = r0;
-      for (; r + kLanes <= r1; r += kLanes) {
-        uint32_t at[kLanes] = {};
-        for (int d = 0; d < depth; ++d)
-          for (std::size_t l = 0; l < kLanes; ++l) at[l] = step(tree, at[l], rows[r + l]);
-        for (std::size_t l = 0; l < kLanes; ++l) sums[r + l] += leaf[at[l]];
-      }
-      for (; r < r1; ++r) {
-        uint32_t at = 0;
-        for (int d = 0; d < depth; ++d) at = step(tree, at, rows[r]);
-        sums[r] += leaf[at];
-      }
-    }
+    sum_leaves_block([&](std::size_t r) { return rows[r]; }, r0, r1, sums + r0);
   }
 }
 
 void IsolationForest::score_batch(const Matrix& data, std::span<double> out, int threads) const {
   if (data.cols != dims_ || out.size() != data.rows)
     throw std::invalid_argument("isolation forest: batch shape mismatch");
-  constexpr std::size_t kBlock = 64;  // rows per block: one tree stays hot in L1 for all of them
-  constexpr std::size_t kLanes = 8;   // rows walking one tree in lockstep
   const std::size_t blocks = (data.rows + kBlock - 1) / kBlock;
   std::atomic<std::size_t> next{0};
   auto work = [&] {
@@ -283,26 +292,7 @@ void IsolationForest::score_batch(const Matrix& data, std::span<double> out, int
     for (std::size_t b = next++; b < blocks; b = next++) {
       const std::size_t r0 = b * kBlock, r1 = std::min(data.rows, r0 + kBlock);
       std::fill(acc, acc + kBlock, 0.0);
-      for (std::size_t t = 0; t < roots_.size(); ++t) {
-        const Node* tree = nodes_.data() + roots_[t];
-        const double* leaf = leaf_.data() + roots_[t];
-        const int depth = depths_[t];
-        std::size_t r = r0;
-        for (; r + kLanes <= r1; r += kLanes) {
-          uint32_t at[kLanes] = {};
-          const double* x[kLanes];
-          for (std::size_t l = 0; l < kLanes; ++l) x[l] = data.values.data() + (r + l) * dims_;
-          for (int d = 0; d < depth; ++d)
-            for (std::size_t l = 0; l < kLanes; ++l) at[l] = step(tree, at[l], x[l]);
-          for (std::size_t l = 0; l < kLanes; ++l) acc[r + l - r0] += leaf[at[l]];
-        }
-        for (; r < r1; ++r) {
-          uint32_t at = 0;
-          const double* x = data.values.data() + r * dims_;
-          for (int d = 0; d < depth; ++d) at = step(tree, at, x);
-          acc[r - r0] += leaf[at];
-        }
-      }
+      sum_leaves_block([&](std::size_t r) { return data.values.data() + r * dims_; }, r0, r1, acc);
       const double k = 1.0 / static_cast<double>(roots_.size());
       for (std::size_t r = r0; r < r1; ++r) out[r] = std::exp2(-acc[r - r0] * k);
     }

@@ -79,6 +79,10 @@ class IsolationForest {
   static Node leaf_node(uint32_t index);
   static uint32_t step(const Node* tree, uint32_t i, const double* x);
   double sum_leaves(const double* x) const;  // sum over trees of normalised path lengths
+  // acc[r - r0] += every tree's leaf for rows [r0, r1) (row_at(r): the row's values), tree by
+  // tree, eight rows walking a tree in lockstep; each row's sum in tree order from 0.
+  template <typename RowAt>
+  void sum_leaves_block(const RowAt& row_at, std::size_t r0, std::size_t r1, double* acc) const;
 
   std::vector<Node> nodes_;       // all trees, each tree contiguous, root first
   std::vector<double> leaf_;      // per node: (depth + c(size)) / c(psi_tree) at leaves, else 0
