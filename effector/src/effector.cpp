@@ -266,7 +266,8 @@ bool Effector::Impl::say_hello(Stream& stream) {
   hello.mutable_hello()->set_instance(cfg_.instance);
   hello.mutable_hello()->set_version(IMMUNIZER_VERSION);
   for (auto k : {immunizer::v1::ACTION_BLOCK_PRINCIPAL, immunizer::v1::ACTION_ABORT_CALL,
-                 immunizer::v1::ACTION_THROTTLE_PRINCIPAL, immunizer::v1::ACTION_DISABLE_CALL})
+                 immunizer::v1::ACTION_THROTTLE_PRINCIPAL, immunizer::v1::ACTION_DISABLE_CALL,
+                 immunizer::v1::ACTION_WATCH_PRINCIPAL})
     hello.mutable_hello()->add_capabilities(std::string(immunizer::v1::name_of(k)));
   hello.mutable_hello()->add_capabilities(std::string(kBatchCapability));  // replay in batches
   if (!stream.Write(hello)) return false;
@@ -516,6 +517,10 @@ bool Effector::allows_slow(const PrincipalView& p, std::string_view call,
   const bool ok = (mode & 2) == 0 && impl_->enforcer_.allows(p, call);
   if (!ok) impl_->denied_.fetch_add(1, std::memory_order_relaxed);
   return ok;
+}
+
+bool Effector::watched_slow(const PrincipalView& p) const noexcept {
+  return impl_->enforcer_.watched(p);
 }
 
 bool Effector::apply(const immunizer::v1::Directive& directive, std::string* reason) {

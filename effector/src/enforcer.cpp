@@ -100,9 +100,41 @@ void FlatIndex::build(const StringMap<std::vector<const Rule*>>& from) {
 }
 
 bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexcept {
+  int64_t now = 0;
+  // True when `r` denies this call now (a throttle that has a token left denies nothing).
+  return !any_rule(p, call, true, [&](const Rule* r) {
+    if (r->kind == ActionKind::ACTION_WATCH_PRINCIPAL) return false;
+    if (!r->call.empty() && r->call != call) return false;
+    if (r->end_ns != INT64_MAX) {
+      if (now == 0) now = clock_();
+      if (r->end_ns <= now) return false;
+    }
+    if (r->bucket) {
+      if (now == 0) now = clock_();
+      if (r->bucket->take(now)) return false;
+    }
+    return true;
+  });
+}
+
+bool Enforcer::watched(const PrincipalView& p) const noexcept {
+  int64_t now = 0;
+  return any_rule(p, {}, false, [&](const Rule* r) {
+    if (r->kind != ActionKind::ACTION_WATCH_PRINCIPAL) return false;
+    if (r->end_ns != INT64_MAX) {
+      if (now == 0) now = clock_();
+      if (r->end_ns <= now) return false;
+    }
+    return true;
+  });
+}
+
+template <class Match>
+bool Enforcer::any_rule(const PrincipalView& p, std::string_view call, bool by_call,
+                        Match&& match) const noexcept {
   detail::HazardRec* h = detail::HazardDomain::mine();
   const Snapshot* snap = current_.load(std::memory_order_relaxed);
-  if (snap == nullptr) return true;
+  if (snap == nullptr) return false;
   for (;;) {  // publish the hazard, then check the snapshot is still current
     if (light_) {
       h->ptr.store(snap, std::memory_order_relaxed);
@@ -115,59 +147,47 @@ bool Enforcer::allows(const PrincipalView& p, std::string_view call) const noexc
     snap = again;
     if (snap == nullptr) {
       h->ptr.store(nullptr, std::memory_order_release);
-      return true;
+      return false;
     }
   }
-  bool ok = true;
+  bool found = false;
   {
-    int64_t now = 0;
-    // True when `r` denies this call now (a throttle that has a token left denies nothing).
-    auto denies = [&](const Rule* r) {
-      if (r->dead.load(std::memory_order_acquire)) return false;
-      if (!r->call.empty() && r->call != call) return false;
-      if (r->end_ns != INT64_MAX) {
-        if (now == 0) now = clock_();
-        if (r->end_ns <= now) return false;
-      }
-      if (r->bucket) {
-        if (now == 0) now = clock_();
-        if (r->bucket->take(now)) return false;
-      }
-      return true;
+    auto matches = [&](const Rule* r) {
+      return !r->dead.load(std::memory_order_acquire) && match(r);
     };
     auto any = [&](const FlatIndex& base, const RuleIndex& added, std::string_view key) {
       if (key.empty() || (base.empty() && added.empty())) return false;
       const uint64_t h = key_hash(key);
       if (const auto* rules = base.find(h, key))
         for (const Rule* r : *rules)
-          if (denies(r)) return true;
+          if (matches(r)) return true;
       if (!added.empty())
         if (const RuleIndex::Set* set = added.find(h, key))
           for (const RulePtr& r : set->rules)
-            if (denies(r.get())) return true;
+            if (matches(r.get())) return true;
       return false;
     };
     const BaseIndex& base = *snap->base;
-    ok = !any(base.by_principal[0], snap->added_by_principal[0], p.user) &&
-         !any(base.by_principal[1], snap->added_by_principal[1], p.session) &&
-         !any(base.by_principal[2], snap->added_by_principal[2], p.ip) &&
-         !any(base.by_call, snap->added_by_call, call);
+    found = any(base.by_principal[0], snap->added_by_principal[0], p.user) ||
+            any(base.by_principal[1], snap->added_by_principal[1], p.session) ||
+            any(base.by_principal[2], snap->added_by_principal[2], p.ip) ||
+            (by_call && any(base.by_call, snap->added_by_call, call));
     immunizer::v1::IpBytes addr;
-    if (ok && !snap->prefix_lengths.empty() && immunizer::v1::parse_ip(p.ip, &addr)) {
+    if (!found && !snap->prefix_lengths.empty() && immunizer::v1::parse_ip(p.ip, &addr)) {
       for (const auto& [v6, bits] : snap->prefix_lengths) {
         if (v6 != addr.v6) continue;
         char key[kPrefixKeyMax];
         const auto net = immunizer::v1::masked(addr, bits);
         const size_t n = prefix_key(v6, bits, net.b.data(), key);
         if (any(base.by_principal[3], snap->added_by_principal[3], std::string_view(key, n))) {
-          ok = false;
+          found = true;
           break;
         }
       }
     }
   }
   h->ptr.store(nullptr, std::memory_order_release);
-  return ok;
+  return found;
 }
 
 // ---- Enforcer: writers ----
@@ -428,6 +448,7 @@ HandleResult Enforcer::apply_locked(const immunizer::v1::Directive& d, int64_t n
     case ActionKind::ACTION_BLOCK_PRINCIPAL:
     case ActionKind::ACTION_ABORT_CALL:
     case ActionKind::ACTION_THROTTLE_PRINCIPAL:
+    case ActionKind::ACTION_WATCH_PRINCIPAL:  // denies nothing: watched() reports it
       rule->field = field_index(a.target_field());
       if (rule->field < 0) return {Outcome::kRejectedInvalid, "no target field"};
       if (a.target_value().empty()) return {Outcome::kRejectedInvalid, "no target value"};
@@ -438,7 +459,7 @@ HandleResult Enforcer::apply_locked(const immunizer::v1::Directive& d, int64_t n
         char key[kPrefixKeyMax];
         rule->value.assign(key, prefix_key(net->base.v6, net->bits, net->base.b.data(), key));
       }
-      rule->call = a.call();
+      if (a.kind() != ActionKind::ACTION_WATCH_PRINCIPAL) rule->call = a.call();
       if (a.kind() == ActionKind::ACTION_ABORT_CALL && a.call().empty())
         return {Outcome::kRejectedInvalid, "ABORT_CALL needs a call"};
       if (a.kind() == ActionKind::ACTION_THROTTLE_PRINCIPAL)

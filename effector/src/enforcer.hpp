@@ -145,6 +145,8 @@ class Enforcer {
                                    bool* batch_verified = nullptr);
   // Lock-free. False when an active action denies the call.
   bool allows(const PrincipalView& p, std::string_view call) const noexcept;
+  // Lock-free. True when an active ACTION_WATCH_PRINCIPAL names any field of `p`.
+  bool watched(const PrincipalView& p) const noexcept;
   size_t expire();      // removes actions whose end has passed; returns how many. O(k log n).
   void begin_resync();  // every action must be seen again ...
   size_t end_resync();  // ... or is dropped now; returns how many were dropped
@@ -157,6 +159,11 @@ class Enforcer {
   uint64_t verifications() const noexcept { return verifications_.load(std::memory_order_relaxed); }
 
  private:
+  // True when a live rule listed under a field of `p` (or under `call`, if by_call) has
+  // match(rule) true. Lock-free (hazard pointer on the current snapshot).
+  template <class Match>
+  bool any_rule(const PrincipalView& p, std::string_view call, bool by_call,
+                Match&& match) const noexcept;
   using Expiry = std::multimap<int64_t, std::string>;  // end -> action id
   struct Entry {
     RulePtr rule;

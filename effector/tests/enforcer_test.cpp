@@ -84,6 +84,34 @@ TEST_F(EnforcerTest, BlockPrincipalByEachFieldUntilTtl) {
   EXPECT_EQ(en_.active(), 1u);
 }
 
+TEST_F(EnforcerTest, WatchDeniesNothingAndEndsWithItsTtl) {
+  EXPECT_FALSE(en_.watched({"", "s1", "1.1.1.1"}));
+  EXPECT_EQ(send(make(ACTION_WATCH_PRINCIPAL, PRINCIPAL_FIELD_SESSION, "s1", "", 300000)),
+            Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_WATCH_PRINCIPAL, PRINCIPAL_FIELD_IP_PREFIX, "198.51.100.0/24")),
+            Outcome::kApplied);
+  EXPECT_EQ(send(make(ACTION_WATCH_PRINCIPAL, PRINCIPAL_FIELD_SESSION, "")),
+            Outcome::kRejectedInvalid);
+  EXPECT_TRUE(en_.watched({"", "s1", "1.1.1.1"}));
+  EXPECT_TRUE(en_.watched({"", "other", "198.51.100.7"}));
+  EXPECT_FALSE(en_.watched({"s1", "s2", "1.1.1.1"}));  // a user named s1 is not session s1
+  EXPECT_TRUE(en_.allows({"", "s1", "1.1.1.1"}, "http.request"));
+  EXPECT_TRUE(en_.allows({"", "x", "198.51.100.7"}, "http.request"));
+  // A block next to a watch: each does its own thing.
+  EXPECT_EQ(send(make(ACTION_BLOCK_PRINCIPAL, PRINCIPAL_FIELD_SESSION, "s1")), Outcome::kApplied);
+  EXPECT_FALSE(en_.allows({"", "s1", "1.1.1.1"}, "http.request"));
+  EXPECT_FALSE(en_.watched({"", "s9", "1.1.1.1"}));
+
+  now_ += 61 * kSec;  // the prefix watch (60 s) and the block are over, the session watch not
+  EXPECT_TRUE(en_.allows({"", "s1", "1.1.1.1"}, "http.request"));
+  EXPECT_TRUE(en_.watched({"", "s1", "1.1.1.1"}));
+  EXPECT_FALSE(en_.watched({"", "other", "198.51.100.7"}));
+  now_ += 240 * kSec;
+  EXPECT_FALSE(en_.watched({"", "s1", "1.1.1.1"}));
+  EXPECT_EQ(en_.expire(), 3u);
+  EXPECT_EQ(en_.active(), 0u);
+}
+
 TEST_F(EnforcerTest, AbortCallAndDisableCall) {
   EXPECT_EQ(send(make(ACTION_ABORT_CALL, PRINCIPAL_FIELD_USER, "bob", "checkout")),
             Outcome::kApplied);

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
     auto sensor = immunizer::sensor::Sensor::create(sensor_cfg);
     auto effector = immunizer::effector::Effector::create(effector_cfg);
     effector->start();
+    sensor->set_watch(&immunizer::effector::Effector::watch_hook, effector.get());  // watches
 
     ShopService service;
     grpc::ServerBuilder builder;

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
     auto sensor = immunizer::sensor::Sensor::create(sensor_cfg);
     auto effector = immunizer::effector::Effector::create(effector_cfg);
     effector->start();
+    sensor->set_watch(&immunizer::effector::Effector::watch_hook, effector.get());  // watches
     immunizer::integrations::http::MiddlewareOptions opt;
     opt.principal = immunizer::integrations::PrincipalOptions::from_env();
     opt.routes = {{"GET", "/notes/:id"}, {"POST", "/notes"}, {"GET", "/search"}};

@@ -94,7 +94,7 @@ void ExecuteConfig::read_plan_guard(const common::Config& c, ExecuteConfig& e) {
   for (const auto& k : e.guard_automatic_actions)
     if (const v1::ActionKind kind = v1::action_kind_from_verb(k);
         kind == v1::ACTION_KIND_UNSPECIFIED || kind == v1::ACTION_LOG ||
-        kind == v1::ACTION_ESCALATE)
+        kind == v1::ACTION_ESCALATE || kind == v1::ACTION_WATCH_PRINCIPAL)
       c.error("config key 'execute.guard.automatic_actions': '" + k +
               "' is not one of block, throttle, abort, disable");
   e.guard_automatic_max_ttl_ms =

@@ -55,7 +55,7 @@ inline std::string target_text(const v1::Action& a) {
 
 inline bool needs_principal(v1::ActionKind k) {
   return k == v1::ACTION_BLOCK_PRINCIPAL || k == v1::ACTION_ABORT_CALL ||
-         k == v1::ACTION_THROTTLE_PRINCIPAL;
+         k == v1::ACTION_THROTTLE_PRINCIPAL || k == v1::ACTION_WATCH_PRINCIPAL;
 }
 inline bool enforceable(v1::ActionKind k) {
   return needs_principal(k) || k == v1::ACTION_DISABLE_CALL;

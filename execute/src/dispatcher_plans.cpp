@@ -170,6 +170,12 @@ void Dispatcher::enforce_plan_action_locked(const v1::Plan& plan, const v1::Acti
     duplicates_.Add({{"what", "action"}}).Increment();
     return;
   }
+  if (a.kind() == v1::ACTION_WATCH_PRINCIPAL) {
+    // Denies nothing (sensors record the principal's every call): signed and sent like any
+    // directive, outside the guard, whose limits are about lockouts.
+    enforce_locked(a, plan.id(), plan.alarm_id(), call_ts, "watch: record every call", overflowed);
+    return;
+  }
   v1::Action guarded = a;
   std::string note;
   if (std::string why = guard_locked(plan, guarded, note, now); !why.empty()) return reject(why);

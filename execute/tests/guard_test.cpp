@@ -1,6 +1,8 @@
 // Plans are authenticated (signed by plan's key) and guarded (kinds, TTL cap, circuit breaker).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "immunizer/common/stream_loop.hpp"
 #include "immunizer/execute/dispatcher.hpp"
 #include "immunizer/execute/processor.hpp"
@@ -284,3 +286,28 @@ TEST_F(BreakerTest, MoreThanNAutomaticBlocksPerMinuteOpenTheBreakerUntilTheCoold
 }
 
 }  // namespace
+
+// A watch denies nothing: it is signed and sent like any directive, whatever
+// execute.guard.automatic_actions says and while the breaker is open, and counts as no
+// lockout; one without a principal is refused.
+TEST_F(BreakerTest, WatchesAreSentOutsideTheGuard) {
+  for (int i = 0; i < 6; ++i)
+    d.on_plan(block_plan("p" + std::to_string(i), "act" + std::to_string(i),
+                         "s" + std::to_string(i), 60'000));
+  ASSERT_TRUE(d.breaker_open());
+  const size_t before = link->directives().size();
+  d.on_plan(block_plan("pw", "actw", "s-watched", 300'000, 0, v1::ACTION_WATCH_PRINCIPAL));
+  ASSERT_EQ(link->directives().size(), before + 1);
+  const auto sent = link->directives();
+  const auto& w = sent.back();
+  EXPECT_EQ(w.action().kind(), v1::ACTION_WATCH_PRINCIPAL);
+  EXPECT_EQ(w.action().target_value(), "s-watched");
+  EXPECT_FALSE(w.signature().empty());
+  EXPECT_GT(w.expires_unix_nanos(), w.issued_unix_nanos());
+  v1::Plan bad = block_plan("pw2", "actw2", "", 300'000, 0, v1::ACTION_WATCH_PRINCIPAL);
+  d.on_plan(bad);
+  EXPECT_EQ(link->directives().size(), before + 1);
+  const auto rejected = of_type(drained(), v1::ACTION_EVENT_REJECTED);
+  EXPECT_TRUE(std::any_of(rejected.begin(), rejected.end(),
+                          [](const v1::ActionEvent& e) { return e.action_id() == "actw2"; }));
+}

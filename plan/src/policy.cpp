@@ -88,6 +88,8 @@ PolicyConfig PolicyConfig::from_config(const common::Config& c) {
   p.prefix_bits.ipv6 =
       static_cast<int>(c.get_int("plan.prefix.ipv6_bits", p.prefix_bits.ipv6, 16, 128));
   p.block_ttl_ms = c.get_int("plan.block_ttl_ms", p.block_ttl_ms, 1000, 30LL * 24 * 3600 * 1000);
+  p.watch_ttl_ms =
+      c.get_int("plan.watch_ttl_seconds", p.watch_ttl_ms / 1000, 0, 30LL * 24 * 3600) * 1000;
   p.throttle_rate_per_s =
       c.get_double("plan.throttle_rate_per_s", p.throttle_rate_per_s, 0.001, 1e6);
   p.throttle_burst = c.get_double("plan.throttle_burst", p.throttle_burst, 1, 1e6);
@@ -155,6 +157,12 @@ void Policy::expire(int64_t now) {
     if (it != forgiven_.end() && it->second.until == forgiven_order_.front().first)
       forgiven_.erase(it);
     forgiven_order_.pop_front();
+  }
+  while (!watching_order_.empty() && (watching_order_.front().first <= now ||
+                                      watching_order_.size() > cfg_.max_tracked_principals)) {
+    auto it = watching_.find(watching_order_.front().second);
+    if (it != watching_.end() && it->second == watching_order_.front().first) watching_.erase(it);
+    watching_order_.pop_front();
   }
   while (!recent_plans_.empty() && recent_plans_.front() <= now - 60'000'000'000LL)
     recent_plans_.pop_front();
@@ -248,8 +256,20 @@ Decision Policy::decide(const v1::Alarm& alarm) {
     a.set_target_value(on.value);
     return a;
   };
+  // The principal's first alarm (no watch in force): watch it, so that its next calls are all
+  // recorded. After the plan's other actions.
+  auto watch = [&](const v1::PrincipalKey& on) {
+    if (cfg_.watch_ttl_ms <= 0 || on.empty()) return;
+    const std::string key = on.text();
+    if (auto it = watching_.find(key); it != watching_.end() && it->second > now) return;
+    const int64_t until = now + cfg_.watch_ttl_ms * kNanosPerMilli;
+    watching_[key] = until;
+    watching_order_.emplace_back(until, key);
+    add(v1::ACTION_WATCH_PRINCIPAL, on).set_ttl_millis(cfg_.watch_ttl_ms);
+  };
   auto only_log = [&](const v1::PrincipalKey& on, const std::string& rule, Outcome outcome) {
     add(v1::ACTION_LOG, on);
+    if (outcome == Outcome::kBelowSeverity || outcome == Outcome::kForgiven) watch(on);
     plan.set_policy_rule(rule);
     d.outcome = outcome;
     d.plan = std::move(plan);

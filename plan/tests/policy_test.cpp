@@ -66,6 +66,38 @@ TEST(Policy, LowSeverityAllowlistAndFeedbackOnlyLog) {
   EXPECT_EQ(p.decide(alarm("S4", 4)).outcome, plan::Outcome::kForgiven);
 }
 
+TEST(Policy, APrincipalsFirstAlarmWatchesItInsteadOfBlocking) {
+  common::ManualClock clock;
+  plan::PolicyConfig cfg;
+  plan::Policy p(cfg, clock);
+  auto first = p.decide(alarm("S7", 1));
+  EXPECT_EQ(first.outcome, plan::Outcome::kBelowSeverity);
+  ASSERT_TRUE(first.plan);
+  ASSERT_EQ(first.plan->actions_size(), 2);
+  EXPECT_EQ(first.plan->actions(0).kind(), v1::ACTION_LOG);
+  const auto& w = first.plan->actions(1);
+  EXPECT_EQ(w.kind(), v1::ACTION_WATCH_PRINCIPAL);
+  EXPECT_EQ(w.target_field(), v1::PRINCIPAL_FIELD_SESSION);
+  EXPECT_EQ(w.target_value(), "S7");
+  EXPECT_EQ(w.ttl_millis(), 300'000);
+  for (const auto& a : first.plan->actions()) EXPECT_NE(a.kind(), v1::ACTION_BLOCK_PRINCIPAL);
+  // While the watch lasts, no second one; after it, the next alarm watches again.
+  auto second = p.decide(alarm("S7", 1));
+  ASSERT_TRUE(second.plan);
+  EXPECT_EQ(second.plan->actions_size(), 1);
+  clock.advance(301s);
+  auto later = p.decide(alarm("S7", 1));
+  ASSERT_EQ(later.plan->actions_size(), 2);
+  EXPECT_EQ(later.plan->actions(1).kind(), v1::ACTION_WATCH_PRINCIPAL);
+  // An alarm that blocks adds no watch; plan.watch_ttl_seconds = 0 switches watching off.
+  auto blocked = p.decide(alarm("S8", 3));
+  ASSERT_EQ(blocked.plan->actions_size(), 1);
+  EXPECT_EQ(blocked.plan->actions(0).kind(), v1::ACTION_BLOCK_PRINCIPAL);
+  cfg.watch_ttl_ms = 0;
+  plan::Policy off(cfg, clock);
+  EXPECT_EQ(off.decide(alarm("S9", 1)).plan->actions_size(), 1);
+}
+
 TEST(Policy, FalsePositiveFeedbackForgivesForABoundedWindowAndNumberOfAlarms) {
   common::ManualClock clock;
   plan::PolicyConfig cfg;

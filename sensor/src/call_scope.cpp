@@ -220,6 +220,12 @@ void CallScope::put_principal(std::string_view u, std::string_view s, std::strin
   if (!s.empty()) detail::put_capped_string_field(*buf_, 2, s);
   if (!i.empty()) detail::put_capped_string_field(*buf_, 3, i);
   detail::close_len(*buf_, at);
+  if (tentative_ && !keep_)
+    if (const auto* w = impl_->watch_.load(std::memory_order_acquire);
+        w && w->hook(w->context, u, s, i)) {
+      keep_ = 1 + static_cast<uint8_t>(KeepReason::kWatched);
+      buf_->check_utf8 = false;
+    }
   if (measured_) own_ticks_ += detail::ticks() - t0;
 }
 
@@ -259,7 +265,8 @@ void CallScope::note_arg_name(std::string_view name) noexcept {
 }
 
 RecordId CallScope::id() const noexcept {
-  if (!impl_ || (tentative_ && !keep_)) return {};
+  // A sampled-out call is recorded only if flagged: as end() will decide from what is known now.
+  if (!impl_ || (tentative_ && !keep_ && !buf_->truncated && !buf_->bad_utf8)) return {};
   return RecordId{impl_->cfg_.app, impl_->cfg_.instance, seq_};
 }
 

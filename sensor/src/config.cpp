@@ -14,7 +14,7 @@ constexpr std::string_view kDropReasonNames[] = {"sampled_out", "budget", "queue
                                                  "delivery_failed", "shutdown"};
 static_assert(std::size(kDropReasonNames) == kDropReasons);
 constexpr std::string_view kKeepReasonNames[] = {"new_arg_name", "name_table_full", "too_long",
-                                                 "invalid_utf8"};
+                                                 "invalid_utf8", "watched"};
 static_assert(std::size(kKeepReasonNames) == kKeepReasons);
 }  // namespace
 

@@ -630,6 +630,18 @@ SensorStats Sensor::stats() const {
 
 const SensorConfig& Sensor::config() const noexcept { return impl_->cfg_; }
 
+bool Sensor::set_watch(WatchHook hook, const void* context) noexcept {
+  if (hook == nullptr) {
+    impl_->watch_.store(nullptr, std::memory_order_release);
+    return true;
+  }
+  const size_t i = impl_->watch_bindings_used_.fetch_add(1, std::memory_order_relaxed);
+  if (i >= Impl::kMaxWatchBindings) return false;
+  impl_->watch_bindings_[i] = Impl::WatchBinding{hook, context};
+  impl_->watch_.store(&impl_->watch_bindings_[i], std::memory_order_release);
+  return true;
+}
+
 void Sensor::bind_metrics(prometheus::Registry& registry) {
   const std::map<std::string, std::string> app{{"app", impl_->cfg_.app}};
   auto m = std::make_unique<MetricsBinding>();

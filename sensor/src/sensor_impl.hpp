@@ -4,6 +4,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -134,6 +135,14 @@ struct Sensor::Impl {
   detail::StripedCounter own_ns_;              // estimated caller-side sensor time (extrapolated)
   detail::StripedCounter kept_[kKeepReasons];  // sampled out, recorded as flagged
   detail::ArgNameTable arg_names_;
+  struct WatchBinding {
+    WatchHook hook;
+    const void* context;
+  };
+  static constexpr size_t kMaxWatchBindings = 16;
+  std::atomic<const WatchBinding*> watch_{nullptr};
+  std::array<WatchBinding, kMaxWatchBindings> watch_bindings_{};  // never reused: see set_watch
+  std::atomic<size_t> watch_bindings_used_{0};
   alignas(64) std::atomic<uint64_t> inflight_bytes_{0};
 
   detail::MpmcRing<detail::Record> ring_;

@@ -510,6 +510,50 @@ TEST(Sensor, SampledOutCallsThatAFlagCheckFlagsAreKept) {
   EXPECT_EQ(kept_new, 3);
 }
 
+// A watched principal's calls are all recorded under a sampling that leaves out everyone
+// else's; the hook is asked only for calls sampling left out, and a new binding replaces it.
+TEST(Sensor, WatchedPrincipalsCallsAreRecordedWhateverTheSampling) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.sample_rate = 0;
+  auto s = Sensor::create(cfg);
+  using immunizer::sensor::KeepReason;
+  struct Watch {
+    std::string session;
+    std::atomic<int> asked{0};
+  } watch{"evil"};
+  auto hook = [](const void* ctx, std::string_view, std::string_view session,
+                 std::string_view) noexcept {
+    auto* w = static_cast<Watch*>(const_cast<void*>(ctx));
+    w->asked.fetch_add(1);
+    return session == w->session;
+  };
+  auto call = [&](const char* session) {
+    CallScope c(*s, "search");
+    c.principal("", session, "10.0.0.1").arg("q", "shoes");
+  };
+  call("warmup");  // learns "q" (kept as a new name, before any hook)
+  ASSERT_TRUE(s->set_watch(hook, &watch));
+  for (int i = 0; i < 50; ++i) {
+    call("good");
+    call("evil");
+  }
+  ASSERT_TRUE(s->set_watch(nullptr, nullptr));
+  call("evil");  // no hook: sampled out
+  ASSERT_TRUE(s->flush(30s));
+  const SensorStats st = s->stats();
+  expect_balanced(st);
+  EXPECT_EQ(watch.asked.load(), 100);
+  EXPECT_EQ(st.kept_by(KeepReason::kWatched), 50u);
+  EXPECT_EQ(st.kept_by(KeepReason::kNewArgName), 1u);
+  EXPECT_EQ(st.dropped_by(DropReason::kSampledOut), 51u);
+  const auto got = k.consume_records("t.calls", 51);
+  ASSERT_EQ(got.records.size(), 51u);
+  size_t evil = 0;
+  for (const auto& [key, r] : got.records) evil += r.principal().session() == "evil";
+  EXPECT_EQ(evil, 50u);
+}
+
 // Off, sampled-out calls are not even encoded: the old cheap path.
 TEST(Sensor, FlagChecksCanBeTurnedOff) {
   MockKafka k("t.calls");

@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
       effector->bind_metrics(*registry);
       effector->start();
     }
+    // Watched principals (after a first alarm) have every call recorded, whatever the sampling.
+    if (sensor && effector) sensor->set_watch(&effector::Effector::watch_hook, effector.get());
     shop::ShopOptions opt{.principal = integrations::PrincipalOptions::from_env()};
     auto& proxies = opt.principal.proxies.trusted_proxies;
     proxies.insert(proxies.end(), trusted_proxies.begin(), trusted_proxies.end());

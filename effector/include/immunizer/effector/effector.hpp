@@ -122,6 +122,22 @@ class Effector {
     return allows_slow(principal, call, m);
   }
 
+  // Is `principal` under watch (an ACTION_WATCH_PRINCIPAL in force on one of its fields)?
+  // Lock-free, allocation-free, never throws; false at once while no action is active.
+  bool watched(const PrincipalView& principal) const noexcept {
+    if ((mode_.load(std::memory_order_acquire) & 1) == 0) [[likely]]
+      return false;
+    return watched_slow(principal);
+  }
+  // watched() with a plain signature, for the sensor's watch hook (immunizer::sensor::
+  // WatchHook), so that the two agents share no header:
+  //   sensor->set_watch(&Effector::watch_hook, effector.get());
+  // `effector` is a const Effector*; it must outlive the sensor's calls.
+  static bool watch_hook(const void* effector, std::string_view user, std::string_view session,
+                         std::string_view ip) noexcept {
+    return static_cast<const Effector*>(effector)->watched(PrincipalView(user, session, ip));
+  }
+
   // Applies a directive that arrived out of band (e.g. a signed blocklist loaded at start),
   // verified exactly like one from execute. Returns true when accepted; `reason` says why not.
   bool apply(const immunizer::v1::Directive& directive, std::string* reason = nullptr);
@@ -142,6 +158,7 @@ class Effector {
  private:
   explicit Effector(std::unique_ptr<Impl> impl);
   bool allows_slow(const PrincipalView& p, std::string_view call, uint32_t mode) const noexcept;
+  bool watched_slow(const PrincipalView& p) const noexcept;
   friend struct Impl;
   // Bit 0: some action is active; bit 1: deny everything (disconnected and fail-closed).
   std::atomic<uint32_t> mode_{0};

@@ -73,6 +73,10 @@ struct PolicyConfig {
   LevelThresholds user{5, 2, 60'000};        // distinct: sessions (else addresses)
   v1::PrefixBits prefix_bits;                // the network of an address: /24, /64
   int64_t block_ttl_ms = 300'000;
+  // A principal's first alarm that does not act on it (below severity, forgiven) adds an
+  // ACTION_WATCH_PRINCIPAL for this long: its sensors record every one of its calls whatever
+  // their sampling, so that what follows is seen. Not again while the watch lasts. 0: never.
+  int64_t watch_ttl_ms = 300'000;
   // Throttle response: allowed rate and burst per principal.
   double throttle_rate_per_s = 1.0;
   double throttle_burst = 5.0;
@@ -182,7 +186,10 @@ class Policy {
   std::deque<std::pair<int64_t, std::string>>
       forgiven_order_;                // (until, key), for bounded forgetting
   std::deque<int64_t> recent_plans_;  // times of enforcing plans, last minute
-  Evidence repeats_;                  // the primary target's alarms
+  // Watches in force: key text -> until (unix ns), with their order for bounded forgetting.
+  std::unordered_map<std::string, int64_t> watching_;
+  std::deque<std::pair<int64_t, std::string>> watching_order_;
+  Evidence repeats_;  // the primary target's alarms
   Evidence by_ip_, by_prefix_, by_user_;
 };
 

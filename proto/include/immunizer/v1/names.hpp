@@ -29,13 +29,14 @@ struct ActionKindSpelling {
   std::string_view name;
   std::string_view verb;
 };
-inline constexpr std::array<ActionKindSpelling, 6> kActionKinds = {{
+inline constexpr std::array<ActionKindSpelling, 7> kActionKinds = {{
     {ACTION_LOG, "log", "log"},
     {ACTION_ABORT_CALL, "abort_call", "abort"},
     {ACTION_BLOCK_PRINCIPAL, "block_principal", "block"},
     {ACTION_THROTTLE_PRINCIPAL, "throttle_principal", "throttle"},
     {ACTION_DISABLE_CALL, "disable_call", "disable"},
     {ACTION_ESCALATE, "escalate", "escalate"},
+    {ACTION_WATCH_PRINCIPAL, "watch_principal", "watch"},
 }};
 
 // "block_principal", ...; "unspecified" for anything else.

@@ -62,8 +62,18 @@ enum class KeepReason : uint8_t {
                        // room for another call name): an unknown name counts as new
   kTooLong = 2,        // a string over max_string_bytes, or the record over max_record_bytes
   kInvalidUtf8 = 3,    // an argument name or a string value (argument, result) not valid UTF-8
+  kWatched = 4,        // its principal is under watch (Sensor::set_watch)
 };
-inline constexpr size_t kKeepReasons = 4;
+inline constexpr size_t kKeepReasons = 5;
+
+// Whether a principal is under watch: every call naming it is recorded whatever the sampling
+// (after its first alarm, plan and execute push an ACTION_WATCH_PRINCIPAL to the effector).
+// Must be cheap, never block, never throw: it runs on the caller's thread, for each call
+// sampling leaves out once its principal is given. The effector provides one
+// (immunizer::effector::Effector::watch_hook, `context` the Effector); the two agents share
+// only this signature.
+using WatchHook = bool (*)(const void* context, std::string_view user, std::string_view session,
+                           std::string_view ip) noexcept;
 std::string_view to_string(KeepReason r) noexcept;
 
 struct SensorConfig {
@@ -174,6 +184,13 @@ class Sensor {
   // (KeepReason); refreshed every 500 ms and by stats()/flush().
   void bind_metrics(prometheus::Registry& registry);
   const SensorConfig& config() const noexcept;
+  // Consults `hook(context, user, session, ip)` for calls sampling leaves out (with
+  // keep_flagged on): a watched principal's calls are recorded (KeepReason::kWatched).
+  // nullptr: none. Meant for setup; `context` must outlive the sensor, or at least every
+  // call recorded until set_watch is called again (earlier bindings are kept until ~Sensor,
+  // so a call that read one concurrently stays safe; at most 16 bindings, further calls
+  // are ignored and return false).
+  bool set_watch(WatchHook hook, const void* context) noexcept;
 
   struct Impl;
 
@@ -253,7 +270,8 @@ class CallScope {
     if (state_ == kRecording) put_error(type, message);
   }
   // (app, instance, seq) of this record; seq 0 when it is not recorded (disabled or
-  // sampled out).
+  // sampled out and, so far, not flagged: a call sampling left out may still be kept by
+  // what comes later, e.g. a new argument name).
   RecordId id() const noexcept;
 
  private:
