@@ -5,9 +5,9 @@
 // the decoded parameters). Normal test requests, each a fresh visitor, with an attacker
 // session (10 anomalous test requests, one after another) among them at 1 attack request
 // per NORMAL_PER_ATTACK normal ones, ATTACKERS_AT_ONCE attacker sessions interleaved (so that
-// a session lasts a while, as a person's or a tool's does). After a warm-up on the normal training requests (the
-// CPU-budget controller settles, the sensor learns argument names), each mode runs for
-// SECONDS and prints what was recorded: of the attack requests, of the attacker sessions (at
+// a session lasts a while, as a person's or a tool's does). After a warm-up on the normal training
+// requests (the CPU-budget controller settles, the sensor learns argument names), each mode runs
+// for SECONDS and prints what was recorded: of the attack requests, of the attacker sessions (at
 // least one of its attack requests recorded: what the pipeline needs to see to detect it),
 // of the normal requests. Modes: everything recorded (no budget); the default 2% budget with
 // the flag checks off (sampling as before); with them on; and with them and watches, where
@@ -126,7 +126,7 @@ struct Mode {
 
 // The watch set an effector would hold: attacker session j watched from watched_at[j].
 struct Watches {
-  std::unique_ptr<std::atomic<int64_t>[]> at{new std::atomic<int64_t>[kMaxSessions]()};
+  std::unique_ptr<std::atomic<int64_t>[]> at { new std::atomic<int64_t>[ kMaxSessions ]() };
   static bool hook(const void* ctx, std::string_view, std::string_view session,
                    std::string_view) noexcept {
     if (session.size() < 2 || session[0] != 'a') return false;
