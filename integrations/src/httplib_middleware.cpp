@@ -243,7 +243,10 @@ void Middleware::record_inner_args(sensor::CallScope& inner, const httplib::Requ
   if (req.body.empty() && req.files.empty()) return;
   const std::string ctype = lower(req.get_header_value("Content-Type"));
   if (!req.files.empty()) {  // multipart/form-data, parsed by httplib
-    for (const auto& [name, part] : req.files) {
+    for (const auto& file : req.files) {
+      // Not a structured binding: clang before 16 cannot capture one in the lambda below.
+      const std::string& name = file.first;
+      const auto& part = file.second;
       if (part.filename.empty()) {
         inner.arg(name, part.content);
       } else {
