@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "immunizer/common/split.hpp"
+
 namespace immunizer::integrations {
 
 namespace {
@@ -133,14 +135,9 @@ std::vector<std::string_view> forwarded_hops(ForwardedHeader header,
   std::vector<std::string_view> hops;
   for (const std::string_view v : values) {
     if (header == ForwardedHeader::kXForwardedFor) {
-      size_t at = 0;
-      while (at <= v.size()) {
-        size_t comma = v.find(',', at);
-        if (comma == std::string_view::npos) comma = v.size();
-        const auto hop = trim(v.substr(at, comma - at));
-        if (!hop.empty()) hops.push_back(hop);
-        at = comma + 1;
-      }
+      common::for_each_part(v, ',', [&](std::string_view part) {
+        if (const auto hop = trim(part); !hop.empty()) hops.push_back(hop);
+      });
       continue;
     }
     // Forwarded: elements separated by commas (outside quotes), pairs by semicolons.
@@ -217,14 +214,9 @@ std::string_view cookie_value(std::string_view cookie, std::string_view name) {
 
 std::vector<std::string> split_list(std::string_view s) {
   std::vector<std::string> out;
-  size_t at = 0;
-  while (at <= s.size()) {
-    size_t comma = s.find(',', at);
-    if (comma == std::string_view::npos) comma = s.size();
-    const auto item = trim(s.substr(at, comma - at));
-    if (!item.empty()) out.emplace_back(item);
-    at = comma + 1;
-  }
+  common::for_each_part(s, ',', [&](std::string_view part) {
+    if (const auto item = trim(part); !item.empty()) out.emplace_back(item);
+  });
   return out;
 }
 
