@@ -65,14 +65,9 @@ void write_scalar(sensor::ValueWriter& w, const PbField& v) {
     case pb::FieldDescriptor::CPPTYPE_UINT32:
       w.integer(rep ? r->GetRepeatedUInt32(*v.m, f, i) : r->GetUInt32(*v.m, f));
       break;
-    case pb::FieldDescriptor::CPPTYPE_UINT64: {
-      const uint64_t u = rep ? r->GetRepeatedUInt64(*v.m, f, i) : r->GetUInt64(*v.m, f);
-      if (u <= static_cast<uint64_t>(INT64_MAX))
-        w.integer(static_cast<int64_t>(u));
-      else
-        w.real(static_cast<double>(u));
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      w.unsigned_integer(rep ? r->GetRepeatedUInt64(*v.m, f, i) : r->GetUInt64(*v.m, f));
       break;
-    }
     case pb::FieldDescriptor::CPPTYPE_DOUBLE:
       w.real(rep ? r->GetRepeatedDouble(*v.m, f, i) : r->GetDouble(*v.m, f));
       break;

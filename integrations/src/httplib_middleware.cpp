@@ -49,14 +49,9 @@ void immunizer_sensor_value(sensor::ValueWriter& w, const JsonValue& v) {
     case json::value_t::number_integer:
       w.integer(j.get<int64_t>());
       break;
-    case json::value_t::number_unsigned: {
-      const auto u = j.get<uint64_t>();
-      if (u <= static_cast<uint64_t>(INT64_MAX))
-        w.integer(static_cast<int64_t>(u));
-      else
-        w.real(static_cast<double>(u));
+    case json::value_t::number_unsigned:
+      w.unsigned_integer(j.get<uint64_t>());
       break;
-    }
     case json::value_t::number_float:
       w.real(j.get<double>());
       break;

@@ -221,6 +221,13 @@ class ValueWriter {
     p = detail::put_varint(p, u);
     b_.size = static_cast<size_t>(p - b_.data);
   }
+  // An unsigned number: an integer when it fits int64, else (above INT64_MAX) a real.
+  void unsigned_integer(uint64_t u) {
+    if (u <= static_cast<uint64_t>(INT64_MAX))
+      integer(static_cast<int64_t>(u));
+    else
+      real(static_cast<double>(u));
+  }
   void real(double v) {
     char* p = b_.reserve(2 + 1 + 8);
     *p++ = detail::tag(field_, detail::kLen);
