@@ -85,8 +85,8 @@ format-check: deps
 # clang-tidy-14 (.clang-tidy) over every production source of the build (scripts/lint.sh);
 # lint-changed: only the sources changed since the branch left main (on main: its last
 # commit). Sources found clean are cached under build/$(PRESET)/lint-cache by the hash of their
-# preprocessed text. Not yet in `make test`: a full run costs 7.5-9 minutes on 2 idle cores and
-# the tree is not clean yet (docs/testing.md, "Lint").
+# preprocessed text. Not yet in `make test`: a full run is estimated at 7.5-9 minutes on 2 idle
+# cores but has not been timed on an idle machine (docs/testing.md, "Lint").
 lint: build
 	JOBS=$(JOBS) PRESET=$(PRESET) scripts/lint.sh
 

@@ -1,6 +1,7 @@
 #include "immunizer/dashboard/state.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "immunizer/dashboard/json.hpp"
 
@@ -22,7 +23,7 @@ bool is_enforcement(v1::ActionKind k) {
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  const auto i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  const auto i = static_cast<size_t>(std::lround(q * static_cast<double>(v.size() - 1)));
   return v[std::min(i, v.size() - 1)];
 }
 }  // namespace
