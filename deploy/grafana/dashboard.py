@@ -73,6 +73,8 @@ ROWS = [
     ("Drops, loss and dead letters", [
         ("Sensor drops / s", "timeseries", "ops", "Records the sensors dropped, by app and reason.",
          [rate("immunizer_sensor_records_dropped_total", "app, reason")], "{{app}} {{reason}}"),
+        ("Sampled-out calls kept / s", "timeseries", "ops", "Calls the CPU budget sampled out but the sensor recorded anyway (a flag check or a watched principal), by app and reason.",
+         [rate("immunizer_sensor_sampled_kept_total", "app, reason")], "{{app}} {{reason}}"),
         ("Dead letters / s", "timeseries", "ops", "Messages dead-lettered, by service and reason.",
          [rate("immunizer_deadletters_total", "service, reason")], "{{service}} {{reason}}"),
         ("Records lost / s", "timeseries", "ops", "Messages skipped by an offset reset past unread data (retention), by service and topic.",

@@ -645,39 +645,29 @@ bool Sensor::set_watch(WatchHook hook, const void* context) noexcept {
 void Sensor::bind_metrics(prometheus::Registry& registry) {
   const std::map<std::string, std::string> app{{"app", impl_->cfg_.app}};
   auto m = std::make_unique<MetricsBinding>();
-  // Name and help of each metric, and where its {app} child goes.
-  struct Named {
-    const char* name;
-    const char* help;
+  auto counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add(app);
   };
-  const std::pair<prometheus::Counter**, Named> counters[] = {
-      {&m->sent,
-       {"immunizer_sensor_records_sent_total", "Call records acknowledged by the broker"}},
-      {&m->recorded,
-       {"immunizer_sensor_records_recorded_total",
-        "Calls completed while the sensor was enabled (sampled in or out)"}},
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add(app);
   };
-  const std::pair<prometheus::Gauge**, Named> gauges[] = {
-      {&m->inflight_bytes,
-       {"immunizer_sensor_inflight_bytes", "Bytes of records encoded but not yet acknowledged"}},
-      {&m->sample_rate,
-       {"immunizer_sensor_sample_rate",
-        "Effective sampling rate (configured, lowered by the CPU budget)"}},
-      {&m->overhead_share,
-       {"immunizer_sensor_overhead_share",
-        "Measured share of process CPU spent in the sensor (callers, its thread, librdkafka's "
-        "threads)"}},
-  };
-  for (const auto& [slot, c] : counters)
-    *slot = &prometheus::BuildCounter().Name(c.name).Help(c.help).Register(registry).Add(app);
+  m->sent =
+      counter("immunizer_sensor_records_sent_total", "Call records acknowledged by the broker");
+  m->recorded = counter("immunizer_sensor_records_recorded_total",
+                        "Calls completed while the sensor was enabled (sampled in or out)");
   by_reason<DropReason>(registry, "immunizer_sensor_records_dropped_total",
                         "Call records not delivered, by reason", impl_->cfg_.app, m->dropped);
   by_reason<KeepReason>(
       registry, "immunizer_sensor_sampled_kept_total",
       "Calls sampling left out but recorded anyway, flagged by a cheap check, by reason",
       impl_->cfg_.app, m->kept);
-  for (const auto& [slot, g] : gauges)
-    *slot = &prometheus::BuildGauge().Name(g.name).Help(g.help).Register(registry).Add(app);
+  m->inflight_bytes =
+      gauge("immunizer_sensor_inflight_bytes", "Bytes of records encoded but not yet acknowledged");
+  m->sample_rate = gauge("immunizer_sensor_sample_rate",
+                         "Effective sampling rate (configured, lowered by the CPU budget)");
+  m->overhead_share = gauge("immunizer_sensor_overhead_share",
+                            "Measured share of process CPU spent in the sensor (callers, its "
+                            "thread, librdkafka's threads)");
   {
     std::lock_guard lk(impl_->metrics_mu_);
     impl_->metrics_ = std::move(m);

@@ -39,6 +39,12 @@ def families():
                 text = open(os.path.join(top, f), errors="replace").read()
                 for m in pat.finditer(text):
                     found[m.group(1)].add(m.group(2))
+                # the sensor's own helpers (it links no service code): counter("name", ...),
+                # gauge("name", ...), by_reason<Reason>(registry, "name", ...) (a counter per reason)
+                for m in re.finditer(r'\b(counter|gauge)\(\s*"(immunizer_[a-z_]+)"', text):
+                    found[m.group(1).capitalize()].add(m.group(2))
+                for m in re.finditer(r'\bby_reason<\w+>\(\s*[^,()]+,\s*"(immunizer_[a-z_]+)"', text):
+                    found["Counter"].add(m.group(1))
                 for m in helper.finditer(text):
                     kind, name = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
                     found[kind.capitalize()].add(name)
