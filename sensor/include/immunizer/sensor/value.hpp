@@ -369,9 +369,7 @@ void ValueWriter::value(const T& v) {
   using U = std::remove_cvref_t<T>;
   if constexpr (std::is_same_v<U, bool>) {
     boolean(v);
-  } else if constexpr (std::is_integral_v<U>) {
-    integer(static_cast<int64_t>(v));
-  } else if constexpr (std::is_enum_v<U> && !SensorValueCustomised<U>) {
+  } else if constexpr (std::is_integral_v<U> || (std::is_enum_v<U> && !SensorValueCustomised<U>)) {
     integer(static_cast<int64_t>(v));
   } else if constexpr (std::is_floating_point_v<U>) {
     real(static_cast<double>(v));
