@@ -5,6 +5,7 @@
 // also reaches what follows a valid signature), bit 1 makes it current (issued now).
 #include <chrono>
 
+#include "fuzz_effector.hpp"
 #include "fuzz_util.hpp"
 #include "immunizer/crypto/ed25519.hpp"
 #include "immunizer/effector/directive_signing.hpp"
@@ -59,13 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (f.tag & 1) effector::sign(d, fuzz_key());
     std::string reason;
     (void)eff->apply(d, &reason);
-    const auto& a = d.action();
-    const std::string v = a.target_value();
-    for (const auto& call : {a.call(), std::string("http.request")}) {
-      (void)eff->allows(effector::PrincipalView{v, "", ""}, call);
-      (void)eff->allows(effector::PrincipalView{"", v, ""}, call);
-      (void)eff->allows(effector::PrincipalView{"", "", v}, call);
-    }
+    fuzz::probe_allows(*eff, d.action());
   }
   (void)eff->stats();
   return 0;

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "fuzz_effector.hpp"
 #include "fuzz_util.hpp"
 #include "immunizer/agent/logging.hpp"
 #include "immunizer/crypto/ed25519.hpp"
@@ -100,15 +101,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t accepted = eff->apply(b, &reasons);
     if (reasons.size() != static_cast<size_t>(b.directives_size()) || accepted > reasons.size())
       std::abort();
-    for (const auto& d : b.directives()) {
-      const auto& a = d.action();
-      const std::string v = a.target_value();
-      for (const auto& call : {a.call(), std::string("http.request")}) {
-        (void)eff->allows(effector::PrincipalView{v, "", ""}, call);
-        (void)eff->allows(effector::PrincipalView{"", v, ""}, call);
-        (void)eff->allows(effector::PrincipalView{"", "", v}, call);
-      }
-    }
+    for (const auto& d : b.directives()) fuzz::probe_allows(*eff, d.action());
   }
   (void)eff->stats();
   return 0;
