@@ -137,6 +137,88 @@ detail::Record* obtain_record(Sensor::Impl& im, size_t need) noexcept {
   return r;
 }
 
+// Adds a timed call's own caller-side time, scaled to the calls not timed, to the CPU budget.
+void add_own_time(Sensor::Impl& im, uint32_t stripe, int64_t own_ticks) noexcept {
+  im.own_ns_.add(stripe, static_cast<uint64_t>(detail::TickClock::instance().to_ns(own_ticks)) *
+                             kMeasureEvery);
+}
+
+// The record's last fields: its duration and, for a record cut to its caps, how.
+void put_trailer(detail::Buf& b, int64_t elapsed_ticks) noexcept {
+  detail::put_varint_field(
+      b, 9, static_cast<uint64_t>(detail::TickClock::instance().to_ns(elapsed_ticks)));
+  if (b.truncated) [[unlikely]] {
+    // Bytes cut from strings are known exactly; parts left out are not encoded at all,
+    // so original_size is a lower bound when dropped_arguments > 0.
+    const uint64_t original = b.size + b.cut_bytes;
+    detail::put_varint_field(b, 11, 1);         // truncated
+    detail::put_varint_field(b, 12, original);  // original_size
+    if (b.dropped_parts) detail::put_varint_field(b, 13, b.dropped_parts);
+  }
+}
+
+// Model key "<app>|<call>|<context>" after the sensor's "<app>|" prefix: the thread's context
+// string holds both parts, each cut like the record's fields when over the string cap.
+class ModelKey {
+ public:
+  ModelKey(const std::string& chain, size_t ctx_len, size_t cap) noexcept
+      : ctx_(chain.data(), ctx_len),
+        call_(chain.data() + (ctx_len ? ctx_len + 1 : 0),
+              chain.size() - (ctx_len ? ctx_len + 1 : 0)),
+        cap_(cap) {}
+  size_t size() const noexcept { return cut_size(call_) + 1 + cut_size(ctx_); }
+  char* write(char* k) const noexcept {
+    k = put_cut(k, call_);
+    *k++ = '|';
+    return put_cut(k, ctx_);
+  }
+
+ private:
+  size_t cut_size(std::string_view s) const noexcept { return s.size() > cap_ ? cap_ : s.size(); }
+  char* put_cut(char* k, std::string_view s) const noexcept {
+    if (s.size() <= cap_) {
+      std::memcpy(k, s.data(), s.size());
+      return k + s.size();
+    }
+    const size_t head = cap_ / 2, tail = cap_ - head;  // as put_capped_string_field
+    std::memcpy(k, s.data(), head);
+    std::memcpy(k + head, s.data() + s.size() - tail, tail);
+    return k + cap_;
+  }
+
+  std::string_view ctx_, call_;
+  size_t cap_;
+};
+
+// Copies the encoded record and its key into a block and queues it for the producer thread,
+// never waiting: over the byte budget, without memory or with the queue full, it is dropped
+// and counted by reason.
+void hand_off(Sensor::Impl& im, uint32_t stripe, const detail::Buf& b,
+              const ModelKey& key) noexcept {
+  const std::string& kp = im.key_prefix_;
+  const size_t key_len = kp.size() + key.size();
+  const size_t total = sizeof(detail::Record) + key_len + b.size;
+  const uint64_t before = im.inflight_bytes_.fetch_add(total, std::memory_order_relaxed);
+  detail::Record* r = nullptr;
+  if (before + total > im.cfg_.max_inflight_bytes || total > UINT32_MAX ||
+      (r = obtain_record(im, total - sizeof(detail::Record))) == nullptr) {
+    im.release_bytes(total);
+    im.count_drop(DropReason::kBudget, stripe);
+    return;
+  }
+  r->key_len = static_cast<uint32_t>(key_len);
+  r->payload_len = static_cast<uint32_t>(b.size);
+  r->accounted = static_cast<uint32_t>(total);
+  std::memcpy(r->key(), kp.data(), kp.size());
+  key.write(r->key() + kp.size());
+  std::memcpy(r->payload(), b.data, b.size);
+  if (!im.ring_.try_push(r)) {
+    if (!im.recycle_.try_push(r)) std::free(r);
+    im.release_bytes(total);
+    im.count_drop(DropReason::kQueueFull, stripe);
+  }
+}
+
 }  // namespace
 
 void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
@@ -161,10 +243,7 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   if (sampled_out && !im->cfg_.keep_flagged) {
     state_ = kContextOnly;
     im->count_drop(DropReason::kSampledOut, t.stripe);
-    if (measured_)
-      im->own_ns_.add(t.stripe, static_cast<uint64_t>(
-                                    detail::TickClock::instance().to_ns(detail::ticks() - t0)) *
-                                    kMeasureEvery);
+    if (measured_) add_own_time(*im, t.stripe, detail::ticks() - t0);
     measured_ = false;
     return;
   }
@@ -274,93 +353,23 @@ void CallScope::end() noexcept {
   ThreadState& t = tl;
   if (state_ == kRecording) {
     const int64_t now = detail::ticks();
-    Sensor::Impl* im = impl_;
+    Sensor::Impl& im = *impl_;
     detail::Buf& b = *buf_;
     if (tentative_) {
       if (!keep_ && b.truncated) keep_ = 1 + static_cast<uint8_t>(KeepReason::kTooLong);
       if (!keep_ && b.bad_utf8) keep_ = 1 + static_cast<uint8_t>(KeepReason::kInvalidUtf8);
-      if (!keep_) {  // nothing flagged: left out as sampling decided
-        im->count_drop(DropReason::kSampledOut, t.stripe);
-        --t.depth;
-        if (measured_) {
-          own_ticks_ += detail::ticks() - now;
-          im->own_ns_.add(t.stripe,
-                          static_cast<uint64_t>(detail::TickClock::instance().to_ns(own_ticks_)) *
-                              kMeasureEvery);
-        }
-        t.ctx.resize(ctx_len_);
-        return;
-      }
-      im->kept_[keep_ - 1].add(t.stripe, 1);
+      if (keep_)
+        im.kept_[keep_ - 1].add(t.stripe, 1);
+      else  // nothing flagged: left out as sampling decided
+        im.count_drop(DropReason::kSampledOut, t.stripe);
     }
-    const int64_t elapsed = now > start_ticks_ ? now - start_ticks_ : 0;  // thread may migrate
-    detail::put_varint_field(b, 9,
-                             static_cast<uint64_t>(detail::TickClock::instance().to_ns(elapsed)));
-    if (b.truncated) [[unlikely]] {
-      // Bytes cut from strings are known exactly; parts left out are not encoded at all,
-      // so original_size is a lower bound when dropped_arguments > 0.
-      const uint64_t original = b.size + b.cut_bytes;
-      detail::put_varint_field(b, 11, 1);         // truncated
-      detail::put_varint_field(b, 12, original);  // original_size
-      if (b.dropped_parts) detail::put_varint_field(b, 13, b.dropped_parts);
-    }
-
-    // Model key: "<app>|<call>|<context>"; the thread's context string holds both parts,
-    // each cut like the record's fields when over the string cap.
-    const std::string_view ctx(t.ctx.data(), ctx_len_);
-    const size_t call_at = ctx_len_ ? ctx_len_ + 1 : 0;
-    const std::string_view call(t.ctx.data() + call_at, t.ctx.size() - call_at);
-    const size_t cap = b.max_string;
-    const size_t call_cut = call.size() > cap ? call.size() - cap : 0;
-    const size_t ctx_cut = ctx.size() > cap ? ctx.size() - cap : 0;
-    const std::string& kp = im->key_prefix_;
-    const size_t key_len = kp.size() + call.size() - call_cut + 1 + ctx.size() - ctx_cut;
-    const size_t total = sizeof(detail::Record) + key_len + b.size;
-
-    im->sampled_in_.add(t.stripe, 1);
-    const uint64_t before = im->inflight_bytes_.fetch_add(total, std::memory_order_relaxed);
-    detail::Record* r = nullptr;
-    if (before + total > im->cfg_.max_inflight_bytes || total > UINT32_MAX) {
-      im->release_bytes(total);
-      im->count_drop(DropReason::kBudget, t.stripe);
-    } else if (r = obtain_record(*im, total - sizeof(detail::Record)); r == nullptr) {
-      im->release_bytes(total);
-      im->count_drop(DropReason::kBudget, t.stripe);
-    } else {
-      r->key_len = static_cast<uint32_t>(key_len);
-      r->payload_len = static_cast<uint32_t>(b.size);
-      r->accounted = static_cast<uint32_t>(total);
-      char* k = r->key();
-      std::memcpy(k, kp.data(), kp.size());
-      k += kp.size();
-      auto put_cut = [&](std::string_view s, size_t cut) {
-        if (cut == 0) {
-          std::memcpy(k, s.data(), s.size());
-          k += s.size();
-        } else {  // first and last half of the cap, as put_capped_string_field
-          const size_t head = cap / 2, tail = cap - head;
-          std::memcpy(k, s.data(), head);
-          std::memcpy(k + head, s.data() + s.size() - tail, tail);
-          k += cap;
-        }
-      };
-      put_cut(call, call_cut);
-      *k++ = '|';
-      put_cut(ctx, ctx_cut);
-      std::memcpy(r->payload(), b.data, b.size);
-      if (!im->ring_.try_push(r)) {
-        if (!im->recycle_.try_push(r)) std::free(r);
-        im->release_bytes(total);
-        im->count_drop(DropReason::kQueueFull, t.stripe);
-      }
+    if (!tentative_ || keep_) {
+      put_trailer(b, now > start_ticks_ ? now - start_ticks_ : 0);  // thread may migrate
+      im.sampled_in_.add(t.stripe, 1);
+      hand_off(im, t.stripe, b, ModelKey(t.ctx, ctx_len_, b.max_string));
     }
     --t.depth;
-    if (measured_) {
-      own_ticks_ += detail::ticks() - now;
-      im->own_ns_.add(
-          t.stripe,
-          static_cast<uint64_t>(detail::TickClock::instance().to_ns(own_ticks_)) * kMeasureEvery);
-    }
+    if (measured_) add_own_time(im, t.stripe, own_ticks_ + detail::ticks() - now);
   }
   t.ctx.resize(ctx_len_);
 }
