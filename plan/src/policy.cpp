@@ -33,6 +33,30 @@ int breadth(PrincipalLevel l) {
   const auto i = static_cast<size_t>(l);
   return i < std::size(kBreadth) ? kBreadth[i] : 0;
 }
+
+// A plan for `alarm`, without actions yet. Deterministic: the same alarm read again (a replay
+// after a crash) makes the same plan and action ids, which execute recognises.
+v1::Plan plan_for(const v1::Alarm& alarm, int64_t now, bool shadow) {
+  v1::Plan plan;
+  plan.set_id(common::derived_id({"plan", alarm.id()}));
+  plan.set_alarm_id(alarm.id());
+  *plan.mutable_record_id() = alarm.record_id();
+  *plan.mutable_principal() = alarm.principal();
+  plan.set_created_unix_nanos(now);
+  plan.set_alarm_raised_unix_nanos(alarm.raised_unix_nanos());
+  plan.set_call_timestamp_unix_nanos(alarm.timestamp_unix_nanos());
+  plan.set_shadow(shadow);
+  return plan;
+}
+
+v1::Action& add_action(v1::Plan& plan, v1::ActionKind kind, const v1::PrincipalKey& on) {
+  v1::Action& a = *plan.add_actions();
+  a.set_id(common::derived_id({"action", plan.id(), std::to_string(plan.actions_size() - 1)}));
+  a.set_kind(kind);
+  a.set_target_field(on.empty() ? v1::PRINCIPAL_FIELD_UNSPECIFIED : on.field());
+  a.set_target_value(on.value);
+  return a;
+}
 }  // namespace
 
 int Policy::acting_severity(const v1::Alarm& alarm) const {
@@ -233,90 +257,78 @@ bool Policy::covered(const v1::Principal& p, const v1::PrincipalKey& target) con
 Decision Policy::decide(const v1::Alarm& alarm) {
   const int64_t now = clock_.now_unix_nanos();
   expire(now);
-  Decision d;
   const auto& p = alarm.principal();
   const v1::PrincipalKey primary = v1::key_or_fallback(p, cfg_.target, cfg_.prefix_bits);
+  v1::Plan plan = plan_for(alarm, now, cfg_.shadow);
 
-  v1::Plan plan;
-  // Deterministic: the same alarm read again (a replay after a crash) makes the same plan
-  // and action ids, which execute recognises.
-  plan.set_id(common::derived_id({"plan", alarm.id()}));
-  plan.set_alarm_id(alarm.id());
-  *plan.mutable_record_id() = alarm.record_id();
-  *plan.mutable_principal() = alarm.principal();
-  plan.set_created_unix_nanos(now);
-  plan.set_alarm_raised_unix_nanos(alarm.raised_unix_nanos());
-  plan.set_call_timestamp_unix_nanos(alarm.timestamp_unix_nanos());
-  plan.set_shadow(cfg_.shadow);
-  auto add = [&](v1::ActionKind kind, const v1::PrincipalKey& on) -> v1::Action& {
-    v1::Action& a = *plan.add_actions();
-    a.set_id(common::derived_id({"action", plan.id(), std::to_string(plan.actions_size() - 1)}));
-    a.set_kind(kind);
-    a.set_target_field(on.empty() ? v1::PRINCIPAL_FIELD_UNSPECIFIED : on.field());
-    a.set_target_value(on.value);
-    return a;
-  };
-  // The principal's first alarm (no watch in force): watch it, so that its next calls are all
-  // recorded. After the plan's other actions.
-  auto watch = [&](const v1::PrincipalKey& on) {
-    if (cfg_.watch_ttl_ms <= 0 || on.empty()) return;
-    const std::string key = on.text();
-    if (auto it = watching_.find(key); it != watching_.end() && it->second > now) return;
-    const int64_t until = now + cfg_.watch_ttl_ms * kNanosPerMilli;
-    watching_[key] = until;
-    watching_order_.emplace_back(until, key);
-    add(v1::ACTION_WATCH_PRINCIPAL, on).set_ttl_millis(cfg_.watch_ttl_ms);
-  };
-  auto only_log = [&](const v1::PrincipalKey& on, const std::string& rule, Outcome outcome) {
-    add(v1::ACTION_LOG, on);
-    if (outcome == Outcome::kBelowSeverity || outcome == Outcome::kForgiven) watch(on);
-    plan.set_policy_rule(rule);
-    d.outcome = outcome;
-    d.plan = std::move(plan);
-    return d;
-  };
-
-  if (primary.empty()) return only_log(primary, "no_principal:log", Outcome::kBelowSeverity);
+  if (primary.empty())
+    return only_log(std::move(plan), primary, "no_principal:log", Outcome::kBelowSeverity, now);
   // A forgiven principal's alarms are no evidence (a person said they were false positives).
   auto f = forgiven_.find(primary.text());
   const bool forgiven = f != forgiven_.end() && f->second.until > now && f->second.alarms_left > 0;
   const std::optional<Target> target = target_of(alarm, primary, !forgiven, now);
   if (!target || cfg_.response == v1::ACTION_LOG)
-    return only_log(primary, "below_severity:log", Outcome::kBelowSeverity);
+    return only_log(std::move(plan), primary, "below_severity:log", Outcome::kBelowSeverity, now);
   if (allowlisted(p, target->key))
-    return only_log(target->key, "allowlist:log", Outcome::kAllowlisted);
+    return only_log(std::move(plan), target->key, "allowlist:log", Outcome::kAllowlisted, now);
   if (forgiven) {
     --f->second.alarms_left;  // spent at 0; forgotten when its window ends
-    return only_log(primary, "false_positive_feedback:log", Outcome::kForgiven);
+    return only_log(std::move(plan), primary, "false_positive_feedback:log", Outcome::kForgiven,
+                    now);
   }
+  Decision d;
   if (cfg_.response == v1::ACTION_BLOCK_PRINCIPAL && covered(p, target->key)) {
     d.outcome = Outcome::kDeduplicated;  // a block for this principal is already in force
     return d;
   }
   if (static_cast<int>(recent_plans_.size()) >= cfg_.max_plans_per_minute) {
-    add(v1::ACTION_ESCALATE, target->key);
+    add_action(plan, v1::ACTION_ESCALATE, target->key);
     plan.set_policy_rule("rate_limited:escalate");
     d.outcome = Outcome::kRateLimited;
-    d.plan = std::move(plan);
-    return d;
+  } else {
+    respond(plan, alarm, *target, now);
+    d.outcome = cfg_.shadow ? Outcome::kShadow : Outcome::kPlanned;
   }
-  v1::Action& a = add(cfg_.response, target->key);
+  d.plan = std::move(plan);
+  return d;
+}
+
+Decision Policy::only_log(v1::Plan plan, const v1::PrincipalKey& on, const char* rule,
+                          Outcome outcome, int64_t now) {
+  add_action(plan, v1::ACTION_LOG, on);
+  if (outcome == Outcome::kBelowSeverity || outcome == Outcome::kForgiven) watch(plan, on, now);
+  plan.set_policy_rule(rule);
+  Decision d;
+  d.outcome = outcome;
+  d.plan = std::move(plan);
+  return d;
+}
+
+void Policy::watch(v1::Plan& plan, const v1::PrincipalKey& on, int64_t now) {
+  if (cfg_.watch_ttl_ms <= 0 || on.empty()) return;
+  const std::string key = on.text();
+  if (auto it = watching_.find(key); it != watching_.end() && it->second > now) return;
+  const int64_t until = now + cfg_.watch_ttl_ms * kNanosPerMilli;
+  watching_[key] = until;
+  watching_order_.emplace_back(until, key);
+  add_action(plan, v1::ACTION_WATCH_PRINCIPAL, on).set_ttl_millis(cfg_.watch_ttl_ms);
+}
+
+void Policy::respond(v1::Plan& plan, const v1::Alarm& alarm, const Target& target, int64_t now) {
+  v1::Action& a = add_action(plan, cfg_.response, target.key);
   a.set_ttl_millis(cfg_.block_ttl_ms);
   if (cfg_.response == v1::ACTION_BLOCK_PRINCIPAL) {
-    active_[target->key.text()] = now + cfg_.block_ttl_ms * kNanosPerMilli;
+    active_[target.key.text()] = now + cfg_.block_ttl_ms * kNanosPerMilli;
   } else if (cfg_.response == v1::ACTION_THROTTLE_PRINCIPAL) {
     a.set_rate_per_second(cfg_.throttle_rate_per_s);
     a.set_burst(cfg_.throttle_burst);
   } else {  // abort: deny this call for this principal
     a.set_call(alarm.call());
   }
-  plan.set_policy_rule(target->why + ":" + std::string(v1::verb_of(cfg_.response)));
+  plan.set_policy_rule(target.why + ":" + std::string(v1::verb_of(cfg_.response)));
   if (static_cast<int>(alarm.severity()) >= cfg_.escalate_severity)
-    add(v1::ACTION_ESCALATE, target->key);
+    add_action(plan, v1::ACTION_ESCALATE, target.key);
   recent_plans_.push_back(now);
-  d.outcome = cfg_.shadow ? Outcome::kShadow : Outcome::kPlanned;
-  d.plan = std::move(plan);
-  return d;
 }
 
 void Policy::on_feedback(const v1::Feedback& f) {

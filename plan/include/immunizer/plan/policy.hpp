@@ -174,6 +174,14 @@ class Policy {
   int acting_severity(const v1::Alarm& alarm) const;
   bool allowlisted(const v1::Principal& p, const v1::PrincipalKey& target) const;
   bool covered(const v1::Principal& p, const v1::PrincipalKey& target) const;
+  // Ends `plan` with a log action on `on` (and a watch, unless allowlisted).
+  Decision only_log(v1::Plan plan, const v1::PrincipalKey& on, const char* rule, Outcome outcome,
+                    int64_t now);
+  // The principal's first alarm (no watch in force): watch it, so that its next calls are all
+  // recorded. After the plan's other actions.
+  void watch(v1::Plan& plan, const v1::PrincipalKey& on, int64_t now);
+  // The configured response on the target, its rule and, when severe, an escalation.
+  void respond(v1::Plan& plan, const v1::Alarm& alarm, const Target& target, int64_t now);
   void expire(int64_t now);
   PolicyConfig cfg_;
   const common::Clock& clock_;
