@@ -98,6 +98,16 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// Key::from_pem of the file at `path`; any failure as std::runtime_error naming the path.
+template <class Key>
+Key load_key(const std::string& path, const char* what) {
+  try {
+    return Key::from_pem(read_file(path));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(what) + " " + path + ": " + e.what());
+  }
+}
+
 }  // namespace
 
 KeyPair generate_ed25519() {
@@ -118,26 +128,22 @@ std::string key_id_of_public_pem(std::string_view public_pem) {
   return key_id_of(read_public(public_pem).get());
 }
 
-struct SigningKey::Impl {
+struct Ed25519Key::Impl {
   Pkey key;
 };
 
-SigningKey::SigningKey(std::unique_ptr<Impl> impl)
+Ed25519Key::Ed25519Key(std::unique_ptr<Impl> impl)
     : impl_(std::move(impl)), key_id_(key_id_of(impl_->key.get())) {}
-SigningKey::SigningKey(SigningKey&&) noexcept = default;
-SigningKey& SigningKey::operator=(SigningKey&&) noexcept = default;
-SigningKey::~SigningKey() = default;
+Ed25519Key::Ed25519Key(Ed25519Key&&) noexcept = default;
+Ed25519Key& Ed25519Key::operator=(Ed25519Key&&) noexcept = default;
+Ed25519Key::~Ed25519Key() = default;
 
 SigningKey SigningKey::from_pem(std::string_view private_pem) {
   return SigningKey(std::make_unique<Impl>(Impl{read_private(private_pem)}));
 }
 
 SigningKey SigningKey::load(const std::string& path) {
-  try {
-    return from_pem(read_file(path));
-  } catch (const std::exception& e) {
-    throw std::runtime_error("signing key " + path + ": " + e.what());
-  }
+  return load_key<SigningKey>(path, "signing key");
 }
 
 std::string SigningKey::sign(std::string_view message) const {
@@ -153,26 +159,12 @@ std::string SigningKey::sign(std::string_view message) const {
 
 std::string SigningKey::public_pem() const { return public_pem_of(impl_->key.get()); }
 
-struct VerifyingKey::Impl {
-  Pkey key;
-};
-
-VerifyingKey::VerifyingKey(std::unique_ptr<Impl> impl)
-    : impl_(std::move(impl)), key_id_(key_id_of(impl_->key.get())) {}
-VerifyingKey::VerifyingKey(VerifyingKey&&) noexcept = default;
-VerifyingKey& VerifyingKey::operator=(VerifyingKey&&) noexcept = default;
-VerifyingKey::~VerifyingKey() = default;
-
 VerifyingKey VerifyingKey::from_pem(std::string_view public_pem) {
   return VerifyingKey(std::make_unique<Impl>(Impl{read_public(public_pem)}));
 }
 
 VerifyingKey VerifyingKey::load(const std::string& path) {
-  try {
-    return from_pem(read_file(path));
-  } catch (const std::exception& e) {
-    throw std::runtime_error("public key " + path + ": " + e.what());
-  }
+  return load_key<VerifyingKey>(path, "public key");
 }
 
 bool VerifyingKey::verify(std::string_view message, std::string_view signature) const noexcept {

@@ -23,48 +23,49 @@ KeyPair generate_ed25519();
 // travels with every signature. Throws std::invalid_argument for a PEM that is not Ed25519.
 std::string key_id_of_public_pem(std::string_view public_pem);
 
-class SigningKey {
+// What both kinds of key hold: the OpenSSL key and the id of its public half. Move-only.
+class Ed25519Key {
+ public:
+  const std::string& key_id() const noexcept { return key_id_; }
+
+ protected:
+  struct Impl;
+  explicit Ed25519Key(std::unique_ptr<Impl> impl);
+  Ed25519Key(Ed25519Key&&) noexcept;
+  Ed25519Key& operator=(Ed25519Key&&) noexcept;
+  ~Ed25519Key();
+  std::unique_ptr<Impl> impl_;
+
+ private:
+  std::string key_id_;
+};
+
+class SigningKey : public Ed25519Key {
  public:
   // Throws std::invalid_argument when the PEM is not an Ed25519 private key.
   static SigningKey from_pem(std::string_view private_pem);
   // Reads a PEM file; throws std::runtime_error naming the path on any failure.
   static SigningKey load(const std::string& path);
 
-  SigningKey(SigningKey&&) noexcept;
-  SigningKey& operator=(SigningKey&&) noexcept;
-  ~SigningKey();
-
   // The 64-byte Ed25519 signature of `message`. Throws std::runtime_error if OpenSSL fails.
   std::string sign(std::string_view message) const;
-  const std::string& key_id() const noexcept { return key_id_; }
   std::string public_pem() const;
 
  private:
-  struct Impl;
-  explicit SigningKey(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-  std::string key_id_;
+  using Ed25519Key::Ed25519Key;
 };
 
-class VerifyingKey {
+class VerifyingKey : public Ed25519Key {
  public:
   // Throws std::invalid_argument when the PEM is not an Ed25519 public key.
   static VerifyingKey from_pem(std::string_view public_pem);
   static VerifyingKey load(const std::string& path);
 
-  VerifyingKey(VerifyingKey&&) noexcept;
-  VerifyingKey& operator=(VerifyingKey&&) noexcept;
-  ~VerifyingKey();
-
   // False for a wrong-size or wrong signature; never throws.
   bool verify(std::string_view message, std::string_view signature) const noexcept;
-  const std::string& key_id() const noexcept { return key_id_; }
 
  private:
-  struct Impl;
-  explicit VerifyingKey(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-  std::string key_id_;
+  using Ed25519Key::Ed25519Key;
 };
 
 // The public keys a verifier trusts, by key id. Rotation: add the new key, let signers move
