@@ -186,33 +186,46 @@ std::shared_ptr<immunizer::effector::Effector> make_effector(int blocked) {
   return e;
 }
 
-void BM_EffectorAllows(benchmark::State& state) {
-  static auto e = make_effector(100);
-  const immunizer::effector::PrincipalView p(kPrincipal);
-  for (auto _ : state) benchmark::DoNotOptimize(e->allows(p, "http.request"));
+// The effector the allows() cases ask: with no block or with 100 blocks in force, made once.
+const immunizer::effector::Effector& effector_with(int blocked) {
+  if (blocked == 0) {
+    static const auto none = make_effector(0);
+    return *none;
+  }
+  static const auto some = make_effector(100);
+  return *some;
 }
-BENCHMARK(BM_EffectorAllows)->Repetitions(9)->ReportAggregatesOnly(true);
 
-void BM_EffectorAllowsNothingActive(benchmark::State& state) {
-  static auto e = make_effector(0);
-  const immunizer::effector::PrincipalView p(kPrincipal);
-  for (auto _ : state) benchmark::DoNotOptimize(e->allows(p, "http.request"));
-}
-BENCHMARK(BM_EffectorAllowsNothingActive)->Repetitions(3)->ReportAggregatesOnly(true);
+// The allows() cases: blocks in force, the client address asked about (null: kPrincipal, not
+// listed), threads and repetitions.
+struct AllowsCase {
+  const char* name;
+  int blocked;
+  const char* ip;
+  int threads;
+  int repetitions;
+};
+constexpr AllowsCase kAllowsCases[] = {
+    {"BM_EffectorAllows", 100, nullptr, 1, 9},
+    {"BM_EffectorAllowsNothingActive", 0, nullptr, 1, 3},
+    {"BM_EffectorAllowsDenied", 100, "10.9.0.7", 1, 3},  // blocked by IP
+    {"BM_EffectorAllowsThreads", 100, nullptr, 2, 3},
+};
 
-void BM_EffectorAllowsDenied(benchmark::State& state) {
-  static auto e = make_effector(100);
-  const immunizer::effector::PrincipalView p("", "", "10.9.0.7");
-  for (auto _ : state) benchmark::DoNotOptimize(e->allows(p, "http.request"));
-}
-BENCHMARK(BM_EffectorAllowsDenied)->Repetitions(3)->ReportAggregatesOnly(true);
-
-void BM_EffectorAllowsThreads(benchmark::State& state) {
-  static auto e = make_effector(100);
-  const immunizer::effector::PrincipalView p(kPrincipal);
-  for (auto _ : state) benchmark::DoNotOptimize(e->allows(p, "http.request"));
-}
-BENCHMARK(BM_EffectorAllowsThreads)->Threads(2)->Repetitions(3)->ReportAggregatesOnly(true);
+const bool kAllowsRegistered = [] {
+  for (const AllowsCase& c : kAllowsCases) {
+    auto* b = benchmark::RegisterBenchmark(c.name, [c](benchmark::State& state) {
+      const auto& e = effector_with(c.blocked);
+      const immunizer::effector::PrincipalView p =
+          c.ip ? immunizer::effector::PrincipalView("", "", c.ip)
+               : immunizer::effector::PrincipalView(kPrincipal);
+      for (auto _ : state) benchmark::DoNotOptimize(e.allows(p, "http.request"));
+    });
+    if (c.threads > 1) b->Threads(c.threads);
+    b->Repetitions(c.repetitions)->ReportAggregatesOnly(true);
+  }
+  return true;
+}();
 
 }  // namespace
 
