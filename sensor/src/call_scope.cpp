@@ -4,6 +4,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -278,8 +279,7 @@ void CallScope::begin(Sensor& sensor, std::string_view call) noexcept {
   char* p = b.reserve(2 + 10 + id_len + 11);
   *p++ = detail::tag(1, detail::kLen);
   p = detail::put_varint(p, id_len);
-  std::memcpy(p, idp.data(), idp.size());
-  p += idp.size();
+  p = std::copy(idp.begin(), idp.end(), p);
   *p++ = detail::tag(3, detail::kVarint);
   p = detail::put_varint(p, seq_);
   b.size = static_cast<size_t>(p - b.data);
