@@ -556,6 +556,14 @@ int main(int argc, char** argv) {
     }
     const auto base = totals();
     const auto base_stage = per_stage();
+    const auto monitor_messages = [&]() {  // messages the monitors consumed (calls)
+      double m = 0;
+      for (const auto& s : stages)
+        if (s.name.rfind("monitor", 0) == 0)
+          m += scrape(s.port, "immunizer_kafka_messages_consumed_total").value_or(0);
+      return m;
+    };
+    const double monitor_messages0 = monitor_messages();
     const auto stats0 = sensor->stats();
     std::map<std::string, double> cpu0;
     for (const auto& s : stages)
@@ -599,6 +607,7 @@ int main(int argc, char** argv) {
         {{"monitor", base.at("monitor") + n_records}, {"analyze", base.at("analyze") + n_records}},
         done_at, last);
     const auto last_stage = per_stage();
+    const double monitor_messages1 = monitor_messages();
     const double self1 = cpu_seconds(getpid());
     std::map<std::string, double> cpu1;
     for (const auto& s : stages)
@@ -643,6 +652,8 @@ int main(int argc, char** argv) {
       std::printf("                    %-8s %.2f us\n", s.name.c_str(),
                   (cpu1[s.name] - cpu0[s.name]) / handled * 1e6);
     }
+    std::printf("monitor input       %.1f records per consumed message\n",
+                mon / std::max(1.0, monitor_messages1 - monitor_messages0));
     std::ifstream lat(latency_file);
     std::vector<double> ms;
     uint64_t probe_scores = 0;

@@ -69,37 +69,12 @@ std::string FeatureExtractor::model_key(const immunizer::v1::CallRecord& r) {
   return k;
 }
 
-bool FeatureExtractor::extract(const immunizer::v1::CallRecord& r,
-                               immunizer::v1::FeatureVector* out, std::string* reason) {
-  auto fail = [&](const char* why) {
-    if (reason) *reason = why;
-    return false;
-  };
-  if (out == nullptr) return fail("no output vector");
-  if (r.id().app().empty()) return fail("record has no app");
-  if (r.call().empty()) return fail("record has no call name");
-  // The model key, call and labels travel downstream as proto3 strings: hostile bytes in
-  // them are escaped (and measured by the model as encoding:invalid_utf8).
-  key_buf_.clear();
-  append_model_key(key_buf_, r);
-  auto it = models_.find(std::string_view(key_buf_));
-  if (it == models_.end()) {
-    if (models_.size() >= cfg_.max_models) return fail("model limit reached (max_models)");
-    it = models_.emplace(key_buf_, std::make_unique<ModelState>(cfg_)).first;
-  }
-  ModelState& m = *it->second;
-  m.process(r);
-
-  const auto& names = m.names();
+namespace {
+// The fields a FeatureVector and a FeatureRow share, from the record and its model's values.
+// Assignments into the message's existing fields: a reused message keeps its allocations.
+template <class Out>
+void fill_record_fields(const immunizer::v1::CallRecord& r, const ModelState& m, Out* out) {
   const auto& vals = m.values();
-  auto* schema = out->mutable_schema();
-  if (out->model_key() != key_buf_ || schema->version() != m.version() ||
-      schema->names_size() != static_cast<int>(names.size())) {
-    out->set_model_key(key_buf_);
-    schema->set_version(m.version());
-    schema->clear_names();
-    for (const auto& n : names) schema->add_names(n);
-  }
   out->mutable_values()->Assign(vals.begin(), vals.end());
   *out->mutable_record_id() = r.id();
   *out->mutable_principal() = r.principal();
@@ -115,6 +90,64 @@ bool FeatureExtractor::extract(const immunizer::v1::CallRecord& r,
     // A repeated key: the last one wins, as when labels were a map<string, string>.
     (*labels)[v1::escape_invalid_utf8(l.key())] = v1::escape_invalid_utf8(l.value());
   }
+}
+}  // namespace
+
+ModelState* FeatureExtractor::observe(const immunizer::v1::CallRecord& r, std::string* reason) {
+  auto fail = [&](const char* why) -> ModelState* {
+    if (reason) *reason = why;
+    return nullptr;
+  };
+  if (r.id().app().empty()) return fail("record has no app");
+  if (r.call().empty()) return fail("record has no call name");
+  // The model key, call and labels travel downstream as proto3 strings: hostile bytes in
+  // them are escaped (and measured by the model as encoding:invalid_utf8).
+  key_buf_.clear();
+  append_model_key(key_buf_, r);
+  auto it = models_.find(std::string_view(key_buf_));
+  if (it == models_.end()) {
+    if (models_.size() >= cfg_.max_models) return fail("model limit reached (max_models)");
+    it = models_.emplace(key_buf_, std::make_unique<ModelState>(cfg_)).first;
+  }
+  ModelState& m = *it->second;
+  m.process(r);
+  return &m;
+}
+
+bool FeatureExtractor::extract(const immunizer::v1::CallRecord& r,
+                               immunizer::v1::FeatureVector* out, std::string* reason) {
+  if (out == nullptr) {
+    if (reason) *reason = "no output vector";
+    return false;
+  }
+  const ModelState* m = observe(r, reason);
+  if (m == nullptr) return false;
+  const auto& names = m->names();
+  auto* schema = out->mutable_schema();
+  if (out->model_key() != key_buf_ || schema->version() != m->version() ||
+      schema->names_size() != static_cast<int>(names.size())) {
+    out->set_model_key(key_buf_);
+    schema->set_version(m->version());
+    schema->clear_names();
+    for (const auto& n : names) schema->add_names(n);
+  }
+  fill_record_fields(r, *m, out);
+  return true;
+}
+
+bool FeatureExtractor::extract_row(const immunizer::v1::CallRecord& r,
+                                   immunizer::v1::FeatureRow* row, RowSchema* schema,
+                                   std::string* reason) {
+  if (row == nullptr || schema == nullptr) {
+    if (reason) *reason = "no output row";
+    return false;
+  }
+  const ModelState* m = observe(r, reason);
+  if (m == nullptr) return false;
+  schema->model_key = key_buf_;
+  schema->version = m->version();
+  schema->names = &m->names();
+  fill_record_fields(r, *m, row);
   return true;
 }
 

@@ -4,6 +4,8 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include <algorithm>
 
 #include "immunizer/common/logging.hpp"
@@ -11,7 +13,6 @@
 #include "immunizer/common/restore_timeout.hpp"
 #include "immunizer/common/service.hpp"
 #include "immunizer/v1/call_records.hpp"
-#include "immunizer/v1/feature_batches.hpp"
 
 namespace immunizer::monitor {
 
@@ -34,7 +35,7 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
 
 void MonitorProcessor::process_batch(const std::vector<common::Message>& batch,
                                      common::Producer& out, const Reject& reject) {
-  for (auto& [key, p] : pending_) p.batch.mutable_rows()->Clear();  // left by a failed batch
+  for (auto& [key, p] : pending_) p.rows = 0, p.buf.clear();  // left by a failed batch
   for (const auto& m : batch) {
     try {
       process_message(m, out, reject);
@@ -104,62 +105,66 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
     rejected_.Add({{"reason", "denied_by_effector"}}).Increment();
     return true;
   }
-  FeatureExtractor::model_key(rec, &key_buf_);
-  auto sit = scratch_.find(key_buf_);
-  if (sit == scratch_.end()) sit = scratch_.try_emplace(key_buf_).first;
-  v1::FeatureVector& v = sit->second;
-  if (!extractor_.extract(rec, &v, reason)) {
-    scratch_.erase(sit);
+  FeatureExtractor::RowSchema schema;
+  if (!extractor_.extract_row(rec, &row_, &schema, reason)) {
     rejected_.Add({{"reason", reason->substr(0, reason->find(':'))}}).Increment();
     return false;
   }
   records_.Increment();
-  // The row joins the key's output message; its fields are swapped out of the extractor's
-  // reusable vector (no copy), the schema is copied only when a message starts or the
-  // version changes. A new version, or a full message, starts the next message.
-  auto it = pending_.find(v.model_key());
-  if (it == pending_.end()) it = pending_.try_emplace(v.model_key()).first;
+  // The row joins its key's output message as wire bytes, serialised from the one reused
+  // row (no message per row is made, kept or freed). A new schema version, or a full
+  // message, starts the key's next message.
+  auto it = pending_.find(schema.model_key);
+  if (it == pending_.end()) it = pending_.try_emplace(std::string(schema.model_key)).first;
   Pending& p = it->second;
-  v1::FeatureVectorBatch& b = p.batch;
-  if (b.rows_size() > 0 && (b.schema().version() != v.schema().version() ||
-                            b.schema().names_size() != v.schema().names_size() ||
-                            static_cast<size_t>(b.rows_size()) >= cfg_.max_vectors_per_message ||
-                            p.bytes >= cfg_.max_message_bytes)) {
-    emit(b, out);
-    p.bytes = 0;
-  }
-  if (b.rows_size() == 0) {
-    if (b.model_key() != v.model_key() || b.schema().version() != v.schema().version() ||
-        b.schema().names_size() != v.schema().names_size()) {
-      b.set_batch_format(1);
-      b.set_model_key(v.model_key());
-      *b.mutable_schema() = v.schema();
-    }
-    p.bytes = b.model_key().size() + 16;
-    for (const auto& n : b.schema().names()) p.bytes += n.size() + 2;
-  }
-  const v1::FeatureRow* row = v1::move_to_row(v, b);
-  size_t bytes = 24 + 8 * static_cast<size_t>(row->values_size()) + row->call().size() +
-                 row->record_id().app().size() + row->record_id().instance().size() +
-                 row->principal().user().size() + row->principal().session().size() +
-                 row->principal().ip().size();
-  for (const auto& [k, val] : row->labels()) bytes += k.size() + val.size() + 6;
-  p.bytes += bytes;
+  const size_t names = schema.names->size();
+  if (p.rows > 0 &&
+      (p.version != schema.version || p.names != names || p.rows >= cfg_.max_vectors_per_message ||
+       p.buf.size() >= cfg_.max_message_bytes))
+    emit(it->first, p, out);
+  if (p.rows == 0) start_message(it->first, p, schema);
+  // FeatureVectorBatch.rows (field 4, length-delimited), then the row.
+  const size_t n = row_.ByteSizeLong();
+  uint8_t hdr[1 + 10];
+  hdr[0] = (4 << 3) | 2;
+  const uint8_t* end =
+      google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(uint64_t{n}, hdr + 1);
+  p.buf.append(reinterpret_cast<const char*>(hdr), static_cast<size_t>(end - hdr));
+  const size_t at = p.buf.size();
+  p.buf.resize(at + n);
+  row_.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p.buf.data() + at));
+  ++p.rows;
   return true;
 }
 
-void MonitorProcessor::emit(v1::FeatureVectorBatch& b, common::Producer& out) {
-  mark(b.model_key());  // once per message, not per record
-  b.SerializeToString(&out_buf_);
-  out.produce(topics_.features, b.model_key(), out_buf_);
-  b.mutable_rows()->Clear();  // keeps the cleared rows for reuse
+// A key's message starts with batch_format, model key and schema: serialised once per
+// (key, schema version) and copied at the start of each message.
+void MonitorProcessor::start_message(const std::string& key, Pending& p,
+                                     const FeatureExtractor::RowSchema& schema) {
+  const size_t names = schema.names->size();
+  if (p.header.empty() || p.version != schema.version || p.names != names) {
+    v1::FeatureVectorBatch h;
+    h.set_batch_format(1);  // field 1 first: what tells a batch from a single FeatureVector
+    h.set_model_key(key);
+    h.mutable_schema()->set_version(schema.version);
+    for (const auto& n : *schema.names) h.mutable_schema()->add_names(n);
+    h.SerializeToString(&p.header);
+    p.version = schema.version;
+    p.names = names;
+  }
+  p.buf.assign(p.header);
+}
+
+void MonitorProcessor::emit(const std::string& key, Pending& p, common::Producer& out) {
+  mark(key);  // once per message, not per record
+  out.produce(topics_.features, key, p.buf);
+  p.buf.clear();  // keeps its capacity for the key's next message
+  p.rows = 0;
 }
 
 void MonitorProcessor::flush_vectors(common::Producer& out) {
-  for (auto& [key, p] : pending_) {
-    if (p.batch.rows_size() > 0) emit(p.batch, out);
-    p.bytes = 0;
-  }
+  for (auto& [key, p] : pending_)
+    if (p.rows > 0) emit(key, p, out);
   // A key that stopped sending gives its buffers back after a while: at most max_models
   // pending entries are held, like the extractor's models.
   if (pending_.size() > cfg_.features.max_models) pending_.clear();

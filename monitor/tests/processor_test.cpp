@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
+
 #include "immunizer/common/stage.hpp"
 #include "immunizer/testing/fake_kafka.hpp"
 #include "immunizer/testing/manual_clock.hpp"
@@ -134,6 +136,46 @@ TEST(MonitorProcessor, VectorsOfAKeyShareOneMessageAndTheSchemaTravelsOnce) {
   EXPECT_EQ(per_key["shop|/tienda1/publico/pagar.jsp|http.request"], 2u);
   EXPECT_LE(per_key["shop|/tienda1/publico/anadir.jsp|http.request"], 2u + 6u);
   EXPECT_LT(names_bytes * 4, total_bytes * 3) << "names are not repeated per vector";
+}
+
+// The rows are serialised from one reused FeatureRow: each must carry exactly what extract()
+// gives for its record (a field left over from the record before would show here), with
+// records of two keys interleaved, principals and labels present or not, one batch message.
+TEST(MonitorProcessor, RowsCarryWhatExtractGivesForEachRecord) {
+  Fixture f;
+  monitor::FeatureExtractor reference;
+  v1::CallRecordBatch batch;
+  batch.set_batch_format(1);
+  std::vector<v1::FeatureVector> want;
+  for (uint64_t i = 0; i < 300; ++i) {
+    auto r = record(i, i % 50 == 7 ? "' OR 1=1 --" : std::to_string(i % 9 + 1));
+    if (i % 3 == 0) r.set_call("/tienda1/publico/pagar.jsp");
+    if (i % 4 == 0) r.clear_principal();
+    if (i % 5 == 0) r.mutable_principal()->set_ip("10.0.0." + std::to_string(i % 11));
+    if (i % 6 == 0) {
+      auto* l = r.add_labels();
+      l->set_key("trace");
+      l->set_value(std::to_string(i));
+    }
+    *batch.add_records() = r;
+    v1::FeatureVector v;
+    std::string reason;
+    ASSERT_TRUE(reference.extract(r, &v, &reason)) << reason;
+    want.push_back(std::move(v));
+  }
+  f.in.push(f.topics.calls, "k", batch.SerializeAsString());
+  f.loop.run_once();
+  auto got = f.vectors();
+  ASSERT_EQ(got.size(), want.size());
+  // Messages are per key: order both by record id.
+  auto by_seq = [](const v1::FeatureVector& a, const v1::FeatureVector& b) {
+    return a.record_id().seq() < b.record_id().seq();
+  };
+  std::sort(got.begin(), got.end(), by_seq);
+  for (size_t i = 0; i < got.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(got[i].SerializeAsString(), want[i].SerializeAsString());
+  }
 }
 
 // What the sensor sends by default: several records of one key per message.

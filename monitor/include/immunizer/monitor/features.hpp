@@ -100,6 +100,20 @@ class FeatureExtractor {
   bool extract(const immunizer::v1::CallRecord& r, immunizer::v1::FeatureVector* out,
                std::string* reason);
 
+  // What extract_row() leaves out of the row: its model key and schema (valid until the next
+  // call that changes the extractor).
+  struct RowSchema {
+    std::string_view model_key;
+    uint32_t version = 0;
+    const std::vector<std::string>* names = nullptr;
+  };
+  // The same as extract(), into a FeatureRow (for callers that gather rows into
+  // FeatureVectorBatch messages), with the model key and schema in `schema`. Reuse one `row`:
+  // its fields are overwritten in place, so a reused row allocates nothing for a record
+  // like the one before.
+  bool extract_row(const immunizer::v1::CallRecord& r, immunizer::v1::FeatureRow* row,
+                   RowSchema* schema, std::string* reason);
+
   // Full learned state of one model key (bytes for ModelSnapshot.state); empty if unknown.
   std::string snapshot(const std::string& model_key) const;
   // Replaces (or creates) the state of one model key; throws std::runtime_error on corrupt
@@ -130,6 +144,9 @@ class FeatureExtractor {
     using is_transparent = void;
     bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
   };
+  // Checks the record, finds (or makes) its model and measures and folds the record in;
+  // null with a reason when the record cannot be used. key_buf_ is then its model key.
+  ModelState* observe(const immunizer::v1::CallRecord& r, std::string* reason);
   FeatureConfig cfg_;
   std::unordered_map<std::string, std::unique_ptr<ModelState>, Hash, Eq> models_;
   std::string key_buf_;

@@ -35,24 +35,27 @@ class MonitorProcessor final : public common::SnapshottingProcessor {
   void process_message(const common::Message& m, common::Producer& out, const Reject& reject);
   // Produces the rows gathered per model key and empties the batches (keeping their buffers).
   void flush_vectors(common::Producer& out);
-  void emit(v1::FeatureVectorBatch& b, common::Producer& out);
+  // The message being filled per model key: its FeatureVectorBatch bytes so far (header,
+  // then rows), and the serialised header of its current schema version.
+  struct Pending {
+    std::string buf;
+    size_t rows = 0;
+    std::string header;
+    uint32_t version = 0;
+    size_t names = 0;
+  };
+  void start_message(const std::string& key, Pending& p, const FeatureExtractor::RowSchema& schema);
+  void emit(const std::string& key, Pending& p, common::Producer& out);
   std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) override;
   void restore_key(const std::string& key, const std::string& state) override;
   void update_gauges() override;
   MonitorConfig cfg_;
   common::Topics topics_;
   FeatureExtractor extractor_;
-  std::map<std::string, v1::FeatureVector> scratch_;  // one reusable output per model key
-  // The output message being filled per model key, and its size so far (estimated).
-  struct Pending {
-    v1::FeatureVectorBatch batch;
-    size_t bytes = 0;
-  };
+  v1::FeatureRow row_;  // the current record's row, reused (never cleared: its fields are reused)
   std::map<std::string, Pending, std::less<>> pending_;
-  std::string out_buf_;                      // serialisation buffer, reused
   std::vector<v1::CallRecord> records_buf_;  // the records of the current message
   v1::CallRecordBatch batch_buf_;  // a batch decoded whole; its records reused between messages
-  std::string key_buf_;            // the current record's model key
   std::vector<v1::UndecodableRecord> undecodable_;  // and those that did not decode
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
