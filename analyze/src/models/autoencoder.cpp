@@ -5,51 +5,22 @@
 #include <limits>
 #include <numeric>
 #include <stdexcept>
+#include <type_traits>
+#include <utility>
 
 #include "immunizer/common/byte_codec.hpp"
+#include "models/ae_kernels.hpp"
 #include "models/rng.hpp"
 
 namespace immunizer::analyze {
 
 namespace {
 
-// The encoder of a tied-weight autoencoder: hidden = sigmoid(bh + W x), W nh x nv column-major
-// at wd (w(h, v) = wd[v * nh + h]). Two visible units per pass (each sum still adds its terms
-// in the same order, so the results are those of one unit per pass, to the bit).
-inline void encode(const double* wd, Eigen::Index nh, Eigen::Index nv, const double* bh,
-                   const double* x, double* hidden) {
-  for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = bh[h];
-  Eigen::Index v = 0;
-  for (; v + 2 <= nv; v += 2) {
-    const double* c0 = wd + v * nh;
-    const double* c1 = c0 + nh;
-    const double x0 = x[v], x1 = x[v + 1];
-    for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = (hidden[h] + c0[h] * x0) + c1[h] * x1;
-  }
-  for (; v < nv; ++v) {
-    const double xv = x[v];
-    const double* col = wd + v * nh;
-    for (Eigen::Index h = 0; h < nh; ++h) hidden[h] += col[h] * xv;
-  }
-  for (Eigen::Index h = 0; h < nh; ++h) hidden[h] = 1.0 / (1.0 + std::exp(-hidden[h]));
-}
-
-// The decoder's pre-activations of two visible units at once: z0 += W(:, v) . y and
-// z1 += W(:, v + 1) . y, W(:, v) at c0 and W(:, v + 1) right after it.
-inline void decode_pair(const double* c0, Eigen::Index nh, const double* y, double& z0,
-                        double& z1) {
-  const double* c1 = c0 + nh;
-  for (Eigen::Index h = 0; h < nh; ++h) {
-    z0 += c0[h] * y[h];
-    z1 += c1[h] * y[h];
-  }
-}
-
 constexpr uint32_t kAeMagic = 0x4541544B;  // "KTAE"
 constexpr uint32_t kAeVersion = 2;
 constexpr double kTrainClip = 10, kScoreClip = 1000;
 
-Eigen::VectorXd sigmoid(const Eigen::VectorXd& v) {
+Eigen::VectorXd sigmoid(const Eigen::VectorXd& v) {  // the Eigen form, for reconstruct()
   return (1.0 + (-v.array()).exp()).inverse().matrix();
 }
 
@@ -150,80 +121,70 @@ void TinyAutoencoder::init(int visible, int hidden, uint64_t seed, bool linear) 
   bv = Eigen::VectorXd::Zero(visible);
 }
 
-void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
-  // Plain loops over the column-major weights: no temporaries, so an SGD step on a 10-input
-  // autoencoder costs well under a microsecond.
+namespace {
+
+template <std::ptrdiff_t N>
+using Size = std::integral_constant<std::ptrdiff_t, N>;
+
+// The hidden units of a group autoencoder of `visible` inputs at the default hidden ratio
+// (0.75): ceil(0.75 visible).
+constexpr std::ptrdiff_t default_hidden(std::ptrdiff_t visible) { return (3 * visible + 3) / 4; }
+
+// fn(nv, nh), with the sizes as compile-time constants for the group autoencoders of the
+// default configuration (ae_max_group 10, hidden ratio 0.75: visible V in 1..10 and
+// default_hidden(V)), where the kernels' loops unroll into registers; else as they are. fn
+// returns a double (the training step: anything).
+template <typename Fn, std::ptrdiff_t... V>
+inline __attribute__((always_inline)) double with_sizes(
+    std::ptrdiff_t nv, std::ptrdiff_t nh, const Fn& fn,
+    std::integer_sequence<std::ptrdiff_t, V...> /*unused*/) {
+  double out = 0;
+  const bool fixed = ((nv == V + 1 && nh == default_hidden(V + 1) &&
+                       (out = fn(Size<V + 1>{}, Size<default_hidden(V + 1)>{}), true)) ||
+                      ...);
+  return fixed ? out : fn(nv, nh);
+}
+
+template <typename Fn>
+inline __attribute__((always_inline)) double with_sizes(std::ptrdiff_t nv, std::ptrdiff_t nh,
+                                                        const Fn& fn) {
+  return with_sizes(nv, nh, fn, std::make_integer_sequence<std::ptrdiff_t, 10>{});
+}
+
+}  // namespace
+
+// The SGD step and scoring are compiled twice, for AVX2 and for the baseline (SSE2), and the
+// loader picks one for the CPU. No FMA: a fused multiply-add rounds once, so scores would
+// differ from the baseline's; with the same operations in the same order (ae_kernels.hpp) the
+// two versions give the same values, to the bit.
+#define IMMUNIZER_AE_CLONES __attribute__((target_clones("avx2", "default")))
+
+IMMUNIZER_AE_CLONES void TinyAutoencoder::train_one(const Eigen::VectorXd& xv, double lr) {
   const Eigen::Index nh = w.rows(), nv = w.cols();
   thread_local std::vector<double> buf;
   if (buf.size() < static_cast<std::size_t>(2 * nh + nv))
     buf.resize(static_cast<std::size_t>(2 * nh + nv));
-  double* y = buf.data();
-  double* dy = y + nh;
-  double* dz = dy + nh;
-  const double* x = xv.data();
-  double* wd = w.data();
-  encode(wd, nh, nv, bh.data(), x, y);
-  for (Eigen::Index h = 0; h < nh; ++h) dy[h] = 0;
-  auto error_of = [&](double z, Eigen::Index v) {
-    if (linear_output)
-      return std::clamp(z - x[v], -1.0, 1.0);  // a few extreme inputs cannot
-                                               // blow the weights up
-    z = 1.0 / (1.0 + std::exp(-z));
-    return (z - x[v]) * z * (1.0 - z);
-  };
-  Eigen::Index v = 0;
-  for (; v + 2 <= nv; v += 2) {
-    const double* c0 = wd + v * nh;
-    const double* c1 = c0 + nh;
-    double z0 = bv[v], z1 = bv[v + 1];
-    decode_pair(c0, nh, y, z0, z1);
-    const double d0 = dz[v] = error_of(z0, v);
-    const double d1 = dz[v + 1] = error_of(z1, v + 1);
-    for (Eigen::Index h = 0; h < nh; ++h) dy[h] = (dy[h] + c0[h] * d0) + c1[h] * d1;
-  }
-  for (; v < nv; ++v) {
-    double z = bv[v];
-    for (Eigen::Index h = 0; h < nh; ++h) z += wd[v * nh + h] * y[h];
-    dz[v] = error_of(z, v);
-    for (Eigen::Index h = 0; h < nh; ++h) dy[h] += wd[v * nh + h] * dz[v];
-  }
-  for (Eigen::Index h = 0; h < nh; ++h) dy[h] *= y[h] * (1.0 - y[h]);
-  // Tied weights: the encoder and the decoder gradients both land on w.
-  for (Eigen::Index v = 0; v < nv; ++v)
-    for (Eigen::Index h = 0; h < nh; ++h) wd[v * nh + h] -= lr * (dy[h] * x[v] + y[h] * dz[v]);
-  for (Eigen::Index h = 0; h < nh; ++h) bh[h] -= lr * dy[h];
-  for (Eigen::Index v = 0; v < nv; ++v) bv[v] -= lr * dz[v];
+  const ae_kernels::StepBuffers b{buf.data(), buf.data() + nh, buf.data() + 2 * nh};
+  const ae_kernels::Weights a{w.data(), bh.data(), bv.data()};
+  const bool linear = linear_output;
+  with_sizes(
+      nv, nh, [&](auto v, auto h) __attribute__((always_inline)) {
+        ae_kernels::train_step(a, h, v, linear, xv.data(), lr, b);
+        return 0.0;
+      });
 }
 
-double TinyAutoencoder::rmse(const double* x, double* recon, double* hidden) const {
-  const Eigen::Index nh = w.rows(), nv = w.cols();
-  const double* wd = w.data();  // column-major: w(h, v) = wd[v * nh + h]
-  encode(wd, nh, nv, bh.data(), x, hidden);
-  double sq = 0;
-  Eigen::Index v = 0;
-  for (; v + 2 <= nv; v += 2) {
-    const double* c0 = wd + v * nh;
-    double z0 = bv[v], z1 = bv[v + 1];
-    decode_pair(c0, nh, hidden, z0, z1);
-    if (!linear_output) {
-      z0 = 1.0 / (1.0 + std::exp(-z0));
-      z1 = 1.0 / (1.0 + std::exp(-z1));
-    }
-    recon[v] = z0;
-    recon[v + 1] = z1;
-    sq += (z0 - x[v]) * (z0 - x[v]);
-    sq += (z1 - x[v + 1]) * (z1 - x[v + 1]);
-  }
-  for (; v < nv; ++v) {
-    const double* col = wd + v * nh;
-    double z = bv[v];
-    for (Eigen::Index h = 0; h < nh; ++h) z += col[h] * hidden[h];
-    if (!linear_output) z = 1.0 / (1.0 + std::exp(-z));
-    recon[v] = z;
-    sq += (z - x[v]) * (z - x[v]);
-  }
-  return std::sqrt(sq / static_cast<double>(nv));
+IMMUNIZER_AE_CLONES double TinyAutoencoder::rmse(const double* x, double* recon,
+                                                 double* hidden) const {
+  const ae_kernels::ConstWeights a{w.data(), bh.data(), bv.data()};
+  const bool linear = linear_output;
+  return with_sizes(
+      w.cols(), w.rows(), [&](auto v, auto h) __attribute__((always_inline)) {
+        return ae_kernels::rmse(a, h, v, linear, x, recon, hidden);
+      });
 }
+
+#undef IMMUNIZER_AE_CLONES
 
 double TinyAutoencoder::reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const {
   recon = w.transpose() * sigmoid(w * x + bh) + bv;

@@ -471,22 +471,27 @@ Verdict ModelKeyState::score_impl(std::span<const double> x, const double* fores
     const double p = combined_cal_.tail(v.combined);
     v.severity = 1;
     for (double level = cfg_.risk / 10; v.severity < 4 && p < level; level /= 10) ++v.severity;
-    v.top = explain(x);
+    v.top = explain_scored(x, v.iforest_raw, v.ae_raw);
   }
   return v;
 }
 
 std::vector<Contribution> ModelKeyState::explain(std::span<const double> x) const {
   if (state_ != ModelState::kActive) return {};
+  return explain_scored(x, uses_forest() ? forest_.score(x) : 0.0, uses_ae() ? ae_.score(x) : 0.0);
+}
+
+std::vector<Contribution> ModelKeyState::explain_scored(std::span<const double> x,
+                                                        double forest_raw, double ae_raw) const {
   const auto& names = *names_;
   std::vector<double> share(names.size(), 0.0);
   // Each detector's attribution, as shares, weighted by how surprised that detector is.
   if (uses_forest())
     add_shares(share, forest_.attribution(x),
-               forest_weight() * std::max(-std::log10(forest_cal_.tail(forest_.score(x))), 1e-3));
+               forest_weight() * std::max(-std::log10(forest_cal_.tail(forest_raw)), 1e-3));
   if (uses_ae())
     add_shares(share, ae_.attribution(x),
-               ae_weight() * std::max(-std::log10(ae_cal_.tail(ae_.score(x))), 1e-3));
+               ae_weight() * std::max(-std::log10(ae_cal_.tail(ae_raw)), 1e-3));
   double total = 0;
   for (const double s : share) total += s;
   std::vector<std::size_t> idx(share.size());

@@ -175,6 +175,9 @@ class ModelKeyState {
                           uint32_t schema_version, const MakeNames& names);
   // score(), with the forest's sum of path lengths already known when forest_sum is set.
   Verdict score_impl(std::span<const double> x, const double* forest_sum) const;
+  // explain() of an active state, given x's raw detector scores (score_impl has them already).
+  std::vector<Contribution> explain_scored(std::span<const double> x, double forest_raw,
+                                           double ae_raw) const;
   // Adds x to the refit reservoir (sampled once full).
   void remember(std::span<const double> x);
   void write_row(std::size_t slot, std::span<const double> x);
