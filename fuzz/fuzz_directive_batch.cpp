@@ -10,7 +10,6 @@
 // but not the batch (the fallback path with real per-directive signatures).
 // Invariants checked (a violation aborts): one result per directive, no more accepted than
 // sent, and a batch re-signed by the trusted key verifies.
-#include <chrono>
 #include <cstdlib>
 
 #include "fuzz_effector.hpp"
@@ -29,41 +28,13 @@ const bool kQuietEffector = [] {
   immunizer::agent::make_logger("immunizer.effector", spdlog::level::off);
   return true;
 }();
-// The fixed test-only Ed25519 key of fuzz_directive (the seeds are signed with it,
-// fuzz_seeds.cpp): the effector trusts its public key only.
-const crypto::SigningKey& fuzz_key() {
-  static const crypto::SigningKey k = crypto::SigningKey::from_pem(R"PEM(-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIHDn9OnDLQ25vTNUPskjs1vKX2Q3+gCn9Rz8xqcZ8LVh
------END PRIVATE KEY-----
-)PEM");
-  return k;
-}
-const crypto::KeyRing& ring() {
-  static const crypto::KeyRing r = [] {
-    crypto::KeyRing k;
-    k.add(crypto::VerifyingKey::from_pem(fuzz_key().public_pem()));
-    return k;
-  }();
-  return r;
-}
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 // A replay batch is at most kReplayBatch directives; a fuzz input may carry more (bounded by
 // the frame size), which the effector must take as well.
 constexpr int kMaxDirectives = 2 * static_cast<int>(effector::kReplayBatch);
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  effector::EffectorConfig cfg;
-  cfg.app = "fuzz";
-  cfg.instance = "fuzz-1";
-  cfg.directive_public_keys = {fuzz_key().public_pem()};
-  cfg.tls = "none";  // never started: no connection
-  cfg.replay_cache_size = 64;
-  auto eff = effector::Effector::create(cfg);
+  auto eff = fuzz::fuzz_effector();
   for (const auto& f : fuzz::split(data, size, 8)) {
     v1::ExecuteMessage msg;
     if (!msg.ParseFromArray(f.bytes.data(), static_cast<int>(f.bytes.size()))) continue;
@@ -79,9 +50,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<std::string> digests;
     for (const auto& d : b.directives()) digests.push_back(effector::directive_digest(d));
     (void)effector::batch_bytes(b.key_id(), digests);
-    (void)effector::verify(b, digests, ring());
+    (void)effector::verify(b, digests, fuzz::directive_ring());
     if (f.tag & 2) {
-      const int64_t now = now_ns();
+      const int64_t now = fuzz::now_ns();
       for (auto& d : *b.mutable_directives()) {
         const int64_t ttl = d.expires_unix_nanos() - d.issued_unix_nanos();
         d.set_issued_unix_nanos(now);
@@ -90,12 +61,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
     if (f.tag & 6)
-      for (auto& d : *b.mutable_directives()) effector::sign(d, fuzz_key());
+      for (auto& d : *b.mutable_directives()) effector::sign(d, fuzz::directive_key());
     if (f.tag & 1) {
-      effector::sign(b, fuzz_key());
+      effector::sign(b, fuzz::directive_key());
       digests.clear();
       for (const auto& d : b.directives()) digests.push_back(effector::directive_digest(d));
-      if (!effector::verify(b, digests, ring())) std::abort();  // its own signature
+      if (!effector::verify(b, digests, fuzz::directive_ring())) std::abort();  // its own signature
     }
     std::vector<std::string> reasons;
     const size_t accepted = eff->apply(b, &reasons);
