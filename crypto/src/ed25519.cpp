@@ -74,21 +74,20 @@ std::string public_pem_of(EVP_PKEY* k) {
   return bio_string(out.get());
 }
 
+// An Ed25519 key read from PEM with `read` (PEM_read_bio_PrivateKey or PEM_read_bio_PUBKEY);
+// std::invalid_argument naming `what` for anything else.
+using PemReader = EVP_PKEY* (*)(BIO*, EVP_PKEY**, pem_password_cb*, void*);
+Pkey read_pem(std::string_view pem, PemReader read, const char* what) {
+  auto b = memory_bio(pem);
+  Pkey k(read(b.get(), nullptr, nullptr, nullptr));
+  if (!k || EVP_PKEY_id(k.get()) != EVP_PKEY_ED25519)
+    throw std::invalid_argument(std::string("ed25519: not an Ed25519 ") + what + " in PEM form");
+  return k;
+}
 Pkey read_private(std::string_view pem) {
-  auto b = memory_bio(pem);
-  Pkey k(PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr));
-  if (!k || EVP_PKEY_id(k.get()) != EVP_PKEY_ED25519)
-    throw std::invalid_argument("ed25519: not an Ed25519 private key in PEM form");
-  return k;
+  return read_pem(pem, PEM_read_bio_PrivateKey, "private key");
 }
-
-Pkey read_public(std::string_view pem) {
-  auto b = memory_bio(pem);
-  Pkey k(PEM_read_bio_PUBKEY(b.get(), nullptr, nullptr, nullptr));
-  if (!k || EVP_PKEY_id(k.get()) != EVP_PKEY_ED25519)
-    throw std::invalid_argument("ed25519: not an Ed25519 public key in PEM form");
-  return k;
-}
+Pkey read_public(std::string_view pem) { return read_pem(pem, PEM_read_bio_PUBKEY, "public key"); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
