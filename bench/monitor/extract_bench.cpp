@@ -3,11 +3,16 @@
 // 100,000 records. Target: >= 300,000 records/s on one core.
 #include <benchmark/benchmark.h>
 
+#include <prometheus/registry.h>
+
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include "immunizer/monitor/csic.hpp"
 #include "immunizer/monitor/features.hpp"
+#include "immunizer/monitor/processor.hpp"
+#include "immunizer/testing/manual_clock.hpp"
 
 namespace {
 
@@ -127,6 +132,84 @@ void print_memory_after_100k() {
 }
 
 }  // namespace
+
+// The monitor's processor on the same records as they arrive from the sensor: one
+// CallRecordBatch message per model key of up to state.range(0) records, decoded, measured,
+// and written out as FeatureVectorBatch messages (to a producer that only counts the bytes).
+class CountingProducer final : public immunizer::common::Producer {
+ public:
+  void produce(const std::string&, std::string_view, std::string_view payload) override {
+    bytes += payload.size();
+    ++messages;
+  }
+  immunizer::common::FlushResult flush(std::chrono::milliseconds) override { return {true, 0}; }
+  size_t bytes = 0, messages = 0;
+};
+
+std::vector<immunizer::common::Message> sensor_messages(size_t per_message) {
+  std::vector<immunizer::common::Message> out;
+  std::map<std::string, immunizer::v1::CallRecordBatch> open;
+  auto send = [&](const std::string& key, immunizer::v1::CallRecordBatch& b) {
+    immunizer::common::Message m;
+    m.topic = "immunizer.calls";
+    m.key = key;
+    m.offset = static_cast<int64_t>(out.size());
+    b.SerializeToString(&m.payload);
+    out.push_back(std::move(m));
+    b.clear_records();
+  };
+  for (const auto& r : records()) {
+    const std::string key = FeatureExtractor::model_key(r);
+    auto& b = open[key];
+    b.set_batch_format(1);
+    *b.add_records() = r;
+    if (static_cast<size_t>(b.records_size()) >= per_message) send(key, b);
+  }
+  for (auto& [key, b] : open)
+    if (b.records_size() > 0) send(key, b);
+  return out;
+}
+
+void BM_ProcessorCsicBatches(benchmark::State& state) {
+  const auto msgs = sensor_messages(static_cast<size_t>(state.range(0)));
+  // About 1,000 records a consumed batch, however many a message holds.
+  const size_t per_batch = std::max<size_t>(1, 1000 / static_cast<size_t>(state.range(0)));
+  immunizer::common::ManualClock clock;
+  prometheus::Registry reg;
+  immunizer::monitor::MonitorProcessor proc(immunizer::monitor::MonitorConfig{},
+                                            immunizer::common::Topics::with_prefix("immunizer."),
+                                            clock, reg);
+  CountingProducer out;
+  size_t rejected = 0;
+  const immunizer::common::Processor::Reject reject = [&](const immunizer::common::Message&,
+                                                          const std::string&,
+                                                          const std::string&) { ++rejected; };
+  std::vector<std::vector<immunizer::common::Message>> batches;
+  for (size_t i = 0; i < msgs.size(); i += per_batch)
+    batches.emplace_back(
+        msgs.begin() + static_cast<std::ptrdiff_t>(i),
+        msgs.begin() + static_cast<std::ptrdiff_t>(std::min(msgs.size(), i + per_batch)));
+  std::vector<size_t> records_in(batches.size(), 0);
+  for (size_t i = 0; i < batches.size(); ++i)
+    for (const auto& m : batches[i]) {
+      immunizer::v1::CallRecordBatch b;
+      b.ParseFromString(m.payload);
+      records_in[i] += static_cast<size_t>(b.records_size());
+    }
+  size_t i = 0, n = 0;
+  for (auto _ : state) {
+    proc.process_batch(batches[i], out, reject);
+    n += records_in[i];
+    if (++i == batches.size()) i = 0;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(n));
+  state.counters["us_per_record"] = benchmark::Counter(
+      static_cast<double>(n), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["out_bytes_per_record"] =
+      static_cast<double>(out.bytes) / static_cast<double>(std::max<size_t>(n, 1));
+  state.counters["rejected"] = static_cast<double>(rejected);
+}
+BENCHMARK(BM_ProcessorCsicBatches)->Arg(1)->Arg(100)->Unit(benchmark::kMillisecond)->MinTime(3.0);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);

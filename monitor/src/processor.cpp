@@ -4,6 +4,7 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 
+#include <google/protobuf/arena.h>
 #include <google/protobuf/io/coded_stream.h>
 
 #include <algorithm>
@@ -15,6 +16,19 @@
 #include "immunizer/v1/call_records.hpp"
 
 namespace immunizer::monitor {
+
+namespace {
+// The arena's first block (kept across Reset) holds a typical message's records; a larger
+// message takes further blocks, freed at the next Reset.
+google::protobuf::ArenaOptions arena_options(char* block) {
+  google::protobuf::ArenaOptions o;
+  o.initial_block = block;
+  o.initial_block_size = MonitorProcessor::kArenaBlockBytes;
+  o.start_block_size = 64 << 10;
+  o.max_block_size = 1 << 20;
+  return o;
+}
+}  // namespace
 
 MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topics,
                                    const common::Clock& clock, prometheus::Registry& r)
@@ -31,7 +45,9 @@ MonitorProcessor::MonitorProcessor(MonitorConfig cfg, const common::Topics& topi
       memory_model_max_(common::register_gauge(
           r, "immunizer_monitor_model_memory_max_bytes",
           "Memory held by the largest model key (each is capped by the feature config)")),
-      models_(common::register_gauge(r, "immunizer_monitor_models", "Model keys held")) {}
+      models_(common::register_gauge(r, "immunizer_monitor_models", "Model keys held")),
+      arena_block_(new char[kArenaBlockBytes]),
+      arena_(arena_options(arena_block_.get())) {}
 
 void MonitorProcessor::process_batch(const std::vector<common::Message>& batch,
                                      common::Producer& out, const Reject& reject) {
@@ -63,13 +79,20 @@ void MonitorProcessor::process_message(const common::Message& m, common::Produce
                                        const Reject& reject) {
   records_buf_.clear();
   undecodable_.clear();
-  // The common case: a batch that decodes as a whole, into a reused message (its records'
-  // strings and arguments are reused, not allocated per record). Otherwise each record is
-  // decoded on its own, so one that does not decode is dead-lettered alone.
-  if (v1::is_call_record_batch(m.payload) &&
-      batch_buf_.ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size())) &&
-      batch_buf_.batch_format() == 1) {
-    for (const auto& rec : batch_buf_.records()) {
+  // The common case: a batch that decodes as a whole, onto the arena (its records are
+  // allocated by bumping a pointer in a reused block, and freed at once by the next
+  // message's Reset). Otherwise each record is decoded on its own, so one that does not
+  // decode is dead-lettered alone.
+  const v1::CallRecordBatch* batch = nullptr;
+  if (v1::is_call_record_batch(m.payload)) {
+    arena_.Reset();  // the previous message's records: nothing of them is used any more
+    auto* b = google::protobuf::Arena::CreateMessage<v1::CallRecordBatch>(&arena_);
+    if (b->ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size())) &&
+        b->batch_format() == 1)
+      batch = b;
+  }
+  if (batch != nullptr) {
+    for (const auto& rec : batch->records()) {
       std::string reason;
       if (!process_record(rec, out, &reason))
         reject(common::message_part(m, rec.SerializeAsString()), "unusable_call_record", reason);

@@ -3,7 +3,10 @@
 // learned state snapshotted to the compacted models topic. Runs on the StreamLoop thread only.
 #pragma once
 
+#include <google/protobuf/arena.h>
+
 #include <map>
+#include <memory>
 #include <set>
 
 #include "immunizer/common/ids.hpp"
@@ -28,6 +31,7 @@ class MonitorProcessor final : public common::SnapshottingProcessor {
   // processing the usable records if any was not.
   void process(const common::Message& m, common::Producer& out) override;
   FeatureExtractor& extractor() { return extractor_; }
+  static constexpr size_t kArenaBlockBytes = 512 << 10;  // first block of the decoding arena
 
  private:
   // One record of a message: false (reason set) when the extractor cannot use it.
@@ -54,14 +58,15 @@ class MonitorProcessor final : public common::SnapshottingProcessor {
   FeatureExtractor extractor_;
   v1::FeatureRow row_;  // the current record's row, reused (never cleared: its fields are reused)
   std::map<std::string, Pending, std::less<>> pending_;
-  std::vector<v1::CallRecord> records_buf_;  // the records of the current message
-  v1::CallRecordBatch batch_buf_;  // a batch decoded whole; its records reused between messages
+  std::vector<v1::CallRecord> records_buf_;         // the records of the current message
   std::vector<v1::UndecodableRecord> undecodable_;  // and those that did not decode
   prometheus::Counter& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Gauge& memory_total_;
   prometheus::Gauge& memory_model_max_;
   prometheus::Gauge& models_;
+  std::unique_ptr<char[]> arena_block_;  // the arena's first block, kept across messages
+  google::protobuf::Arena arena_;        // a consumed batch message is decoded onto it
 };
 
 // The monitor stage: calls in; features and snapshots (kind "monitor") out. main() runs it.
