@@ -16,6 +16,15 @@ if(IMMUNIZER_SANITIZE)
     add_compile_options(-fno-sanitize-recover=undefined)
   endif()
 endif()
+# A test that passes on its output (PASS_REGULAR_EXPRESSION, which ignores the exit status)
+# would pass with a sanitizer report after that output; in a sanitized build such a report
+# fails it: immunizer_fail_on_sanitizer_report(<test>...), called where the test is added.
+function(immunizer_fail_on_sanitizer_report)
+  if(IMMUNIZER_SANITIZE)
+    set_tests_properties(${ARGN} PROPERTIES FAIL_REGULAR_EXPRESSION
+      "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error: |WARNING: ThreadSanitizer")
+  endif()
+endfunction()
 # The `fuzz` preset (clang): coverage instrumentation for libFuzzer in every library, and
 # UBSan findings abort (a fuzzer only notices a crash). fuzz/ links the targets.
 option(IMMUNIZER_FUZZ "build the libFuzzer targets under fuzz/ (clang)" OFF)
