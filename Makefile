@@ -19,13 +19,14 @@ build: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Unit, deploy and browser tests in parallel, then the multi-process e2e tests alone, then a
+# Unit, deploy and browser tests in parallel, then the multi-process e2e tests alone, lint, then a
 # smoke of every fuzz target (docs/testing.md, "Fuzzing": its cost on CI's 2 cores).
 # test-asan-unit is not in yet: only part of it has been run (docs/testing.md, "Sanitizers").
 test: build format-check
 	scripts/deps.sh --with-browser
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE e2e
 	cd $(BUILD) && ctest --output-on-failure -L e2e
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory fuzz-smoke
 
 # A short run of every fuzz target (ASan + UBSan, seeds from CSIC 2010, fuzz/regressions/
@@ -85,8 +86,7 @@ format-check: deps
 # clang-tidy-14 (.clang-tidy) over every production source of the build (scripts/lint.sh);
 # lint-changed: only the sources changed since the branch left main (on main: its last
 # commit). Sources found clean are cached under build/$(PRESET)/lint-cache by the hash of their
-# preprocessed text. Not yet in `make test`: a full run is estimated at 7.5-9 minutes on 2 idle
-# cores but has not been timed on an idle machine (docs/testing.md, "Lint").
+# preprocessed text. Part of `make test`: a full run costs about 22 CPU minutes (docs/testing.md, "Lint").
 lint: build
 	JOBS=$(JOBS) PRESET=$(PRESET) scripts/lint.sh
 

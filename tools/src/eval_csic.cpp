@@ -274,7 +274,7 @@ std::map<std::string, std::string> child_env(const EvalOptions& o, const std::st
   return env;
 }
 
-std::function<void(const std::string&)> echo_problems(std::string name) {
+std::function<void(const std::string&)> echo_problems(const std::string& name) {
   return [name](const std::string& line) {
     if (line.find("error") != std::string::npos || line.find("warn") != std::string::npos ||
         line.find("exception") != std::string::npos || line.find("fatal") != std::string::npos)
@@ -447,7 +447,7 @@ replay::PhaseSummary EvalStack::replay_phase(const std::vector<csic::Request>& r
     hold(expected, scored);
     return true;
   };
-  const auto sum = replay::send_all(target_, requests, so, stop_, phase);
+  auto sum = replay::send_all(target_, requests, so, stop_, phase);
   print_sent(label, sum);
   wait_scored(phase, scored, expected.load());
   return sum;

@@ -344,7 +344,7 @@ std::vector<std::string> init(const Layout& l, const InitOptions& o) {
     created.push_back(l.ca_cert());
   }
   const Pem ca = current_ca(l);
-  auto leaf = [&](LeafSpec spec) {
+  auto leaf = [&](const LeafSpec& spec) {
     if (fs::exists(l.cert(spec.role, spec.name)) && fs::exists(l.key(spec.role, spec.name))) return;
     write_pem(issue_cert(ca, spec), l.cert(spec.role, spec.name), l.key(spec.role, spec.name));
     created.push_back(l.cert(spec.role, spec.name));
@@ -405,7 +405,7 @@ std::vector<std::string> rotate(const Layout& l, const RotateOptions& o) {
   }
   const Pem ca = current_ca(l);
   for (const auto& entry : fs::directory_iterator(l.dir + "/tls")) {
-    const auto p = entry.path();
+    const auto& p = entry.path();
     if (p.extension() != ".crt" || p.filename() == "ca.crt") continue;
     LeafSpec spec;
     const X509Ptr x = read_cert(read_text(p.string()));

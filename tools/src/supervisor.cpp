@@ -93,6 +93,7 @@ pid_t Supervisor::spawn_impl(ChildSpec spec, std::function<void()> on_eof) {
   for (auto& a : spec.args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   std::vector<char*> envp;
+  envp.reserve(envs.size() + 1);
   for (auto& e : envs) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
 
