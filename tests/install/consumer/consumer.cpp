@@ -47,8 +47,19 @@ int main() {
   const auto st = sensor->stats();
   std::printf("recorded=%llu sent=%llu dropped=%llu\n", (unsigned long long)st.recorded,
               (unsigned long long)st.sent, (unsigned long long)st.dropped_total());
+  if (st.sent != static_cast<uint64_t>(calls)) {
+    for (size_t r = 0; r < immunizer::sensor::kDropReasons; ++r) {
+      const auto reason = static_cast<immunizer::sensor::DropReason>(r);
+      if (st.dropped_by(reason) == 0) continue;
+      const auto name = immunizer::sensor::to_string(reason);
+      std::printf("dropped %.*s=%llu\n", static_cast<int>(name.size()), name.data(),
+                  static_cast<unsigned long long>(st.dropped_by(reason)));
+    }
+    std::printf("sample_rate=%g overhead_share=%g\n", st.sample_rate, st.overhead_share);
+    std::fflush(stdout);
+    return 3;
+  }
   std::fflush(stdout);
-  if (st.sent != static_cast<uint64_t>(calls)) return 3;
 
   const auto block_deadline = std::chrono::steady_clock::now() + 60s;
   while (effector->allows(mallory, "consumer.handle")) {
