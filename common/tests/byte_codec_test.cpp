@@ -72,6 +72,26 @@ TEST(ByteCodec, ReaderRefusesTruncatedOrImplausibleInput) {
   }
 }
 
+TEST(ByteCodec, HeaderChecksMagicAndVersionRange) {
+  ByteWriter w;
+  w.put_header(0xABCD, 2);
+  EXPECT_EQ(w.bytes().size(), 8u);
+  EXPECT_EQ(ByteReader(w.bytes()).get_header(0xABCD, 2), 2u);
+  EXPECT_EQ(ByteReader(w.bytes()).get_header(0xABCD, 3, 2), 2u);  // an older version still read
+  const auto message = [&](uint32_t magic, uint32_t newest, uint32_t oldest) {
+    try {
+      ByteReader(w.bytes(), "model").get_header(magic, newest, oldest);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(message(0xABCE, 2, 2), "model: bad magic");
+  EXPECT_EQ(message(0xABCD, 3, 3), "model: unknown version");  // too old
+  EXPECT_EQ(message(0xABCD, 1, 1), "model: unknown version");  // too new
+  EXPECT_THROW(ByteReader(w.bytes().substr(0, 6)).get_header(0xABCD, 2), std::runtime_error);
+}
+
 TEST(SnapshotFrame, RoundTripsCompressedAndRawAndRefusesDamage) {
   const std::string payload(5000, 'x');
   for (bool compress : {true, false}) {

@@ -433,8 +433,7 @@ std::size_t AutoencoderEnsemble::memory_bytes() const {
 
 std::string AutoencoderEnsemble::serialize() const {
   common::ByteWriter w;
-  w.put(kAeMagic);
-  w.put(kAeVersion);
+  w.put_header(kAeMagic, kAeVersion);
   w.put<uint64_t>(dims_);
   write_vec(w, input_norm_.mean);
   write_vec(w, input_norm_.m2);
@@ -452,9 +451,8 @@ std::string AutoencoderEnsemble::serialize() const {
 }
 
 AutoencoderEnsemble AutoencoderEnsemble::deserialize(std::string_view bytes) {
-  common::ByteReader r(bytes);
-  if (r.get<uint32_t>() != kAeMagic) throw std::runtime_error("autoencoder: bad magic");
-  if (r.get<uint32_t>() != kAeVersion) throw std::runtime_error("autoencoder: unknown version");
+  common::ByteReader r(bytes, "autoencoder");
+  r.get_header(kAeMagic, kAeVersion);
   AutoencoderEnsemble e;
   e.dims_ = r.get<uint64_t>();
   e.input_norm_.mean = read_vec(r);

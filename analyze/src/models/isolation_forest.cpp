@@ -329,8 +329,7 @@ std::size_t IsolationForest::memory_bytes() const {
 
 std::string IsolationForest::serialize() const {
   common::ByteWriter w;
-  w.put(kForestMagic);
-  w.put(kForestVersion);
+  w.put_header(kForestMagic, kForestVersion);
   w.put<uint64_t>(dims_);
   w.put<uint64_t>(psi_);
   w.put(c_psi_);
@@ -348,9 +347,8 @@ std::string IsolationForest::serialize() const {
 }
 
 IsolationForest IsolationForest::deserialize(std::string_view bytes) {
-  common::ByteReader r(bytes);
-  if (r.get<uint32_t>() != kForestMagic) throw std::runtime_error("forest: bad magic");
-  if (r.get<uint32_t>() != kForestVersion) throw std::runtime_error("forest: unknown version");
+  common::ByteReader r(bytes, "forest");
+  r.get_header(kForestMagic, kForestVersion);
   IsolationForest f;
   f.dims_ = r.get<uint64_t>();
   f.psi_ = r.get<uint64_t>();

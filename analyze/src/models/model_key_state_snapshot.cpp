@@ -51,8 +51,7 @@ std::string unframe(const std::string& bytes) {
 
 std::string ModelKeyState::snapshot() const {
   common::ByteWriter w;
-  w.put(kStateMagic);
-  w.put(kStateVersion);
+  w.put_header(kStateMagic, kStateVersion);
   w.put<uint8_t>(state_ == ModelState::kActive ? 1 : 0);
   w.put<uint8_t>(static_cast<uint8_t>(cfg_.detector));
   w.put<uint8_t>(has_schema_ ? 1 : 0);
@@ -87,10 +86,7 @@ std::string ModelKeyState::snapshot() const {
 ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cfg) {
   const std::string body = unframe(bytes);
   common::ByteReader r(body, "model snapshot");
-  if (r.get<uint32_t>() != kStateMagic) throw std::runtime_error("model snapshot: bad magic");
-  const uint32_t state_version = r.get<uint32_t>();
-  if (state_version != kStateVersion && state_version != 2)
-    throw std::runtime_error("model snapshot: unknown version");
+  const uint32_t state_version = r.get_header(kStateMagic, kStateVersion, 2);
   ModelKeyState m(cfg);
   const bool active = r.get<uint8_t>() != 0;
   const auto kind = r.get<uint8_t>();

@@ -62,6 +62,11 @@ class ByteWriter {
     put<uint64_t>(s.size());
     out_.append(s.data(), s.size());
   }
+  // The header ByteReader::get_header checks: a u32 magic, then a u32 format version.
+  void put_header(uint32_t magic, uint32_t version) {
+    put(magic);
+    put(version);
+  }
   // u64 count, then the elements (a plain copy on little-endian hosts).
   template <CodecScalar T>
   void put_vector(const std::vector<T>& v) {
@@ -106,6 +111,17 @@ class ByteReader {
     std::string s(in_.substr(pos_, n));
     pos_ += n;
     return s;
+  }
+  // A u32 that must be `magic` ("bad magic"), then a u32 version in [oldest, newest]
+  // ("unknown version"), returned.
+  uint32_t get_header(uint32_t magic, uint32_t newest, uint32_t oldest) {
+    if (get<uint32_t>() != magic) fail("bad magic");
+    const auto version = get<uint32_t>();
+    if (version < oldest || version > newest) fail("unknown version");
+    return version;
+  }
+  uint32_t get_header(uint32_t magic, uint32_t version) {
+    return get_header(magic, version, version);
   }
   template <CodecScalar T>
   std::vector<T> get_vector() {
