@@ -192,7 +192,9 @@ void DashboardApi::incidents_export(const httplib::Request& req, httplib::Respon
       "top_features,state_by,state_at,state_comment\r\n";
   for (const auto& i : rows) {
     std::string features;
-    for (const auto& f : incident_json(i)["top_features"])
+    // Held by name: a range-for over a member of a temporary reads it after its destruction.
+    const json incident = incident_json(i);
+    for (const auto& f : incident["top_features"])
       features += (features.empty() ? "" : " | ") + f["feature"].get<std::string>();
     char ratio[32];
     std::snprintf(ratio, sizeof ratio, "%.3f", i.max_ratio);
