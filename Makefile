@@ -19,15 +19,17 @@ build: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Unit, deploy and browser tests in parallel, then the multi-process e2e tests alone, lint, then a
-# smoke of every fuzz target (docs/testing.md, "Fuzzing": its cost on CI's 2 cores).
-# test-asan-unit is not in yet: only part of it has been run (docs/testing.md, "Sanitizers").
+# Unit, deploy and browser tests in parallel, then the multi-process e2e tests alone, lint, a
+# smoke of every fuzz target, then the unit tests again under ASan + UBSan on the fuzz build's
+# sanitized libraries (docs/testing.md, "Fuzzing" and "Sanitizers": what each costs on CI's
+# 2 cores).
 test: build format-check
 	scripts/deps.sh --with-browser
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE e2e
 	cd $(BUILD) && ctest --output-on-failure -L e2e
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory fuzz-smoke
+	$(MAKE) --no-print-directory test-asan-unit
 
 # A short run of every fuzz target (ASan + UBSan, seeds from CSIC 2010, fuzz/regressions/
 # replayed first); fails on any finding.
@@ -51,7 +53,8 @@ test-asan: deps
 # already compiled with the sanitizers for the fuzz smoke, so only the unit_tests target's own
 # sources (the tests, the CLI and execute for `config check`, the C examples) are compiled on
 # top; the tests link -fsanitize=address,undefined, not libFuzzer. The --version checks are
-# left out (they start every binary, which unit_tests does not build).
+# left out (they start every binary, which unit_tests does not build). Part of `make test`,
+# after fuzz-smoke (whose build it reuses).
 test-asan-unit: fuzz-build
 	cmake --build build/fuzz -j$(JOBS) --target unit_tests
 	cd build/fuzz && $(SANITIZER_ENV) ctest --output-on-failure -j$(JOBS) -L '^unit$$' -E '^version_flag_'
