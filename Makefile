@@ -4,7 +4,7 @@ PRESET ?= release
 BUILD  := build/$(PRESET)
 JOBS   ?= 2
 
-.PHONY: deps build test test-unit test-e2e test-asan test-asan-unit test-asan-unit-gcc fuzz fuzz-build fuzz-smoke demo bench clean format format-check lint lint-changed
+.PHONY: deps build test test-unit test-e2e test-asan test-asan-unit test-asan-e2e test-asan-unit-gcc fuzz fuzz-build fuzz-smoke demo bench clean format format-check lint lint-changed
 # `make fuzz`: seconds per fuzz target; `make fuzz-smoke` (part of `make test`) runs each for
 # FUZZ_SMOKE_SECONDS.
 FUZZ_SECONDS ?= 300
@@ -58,6 +58,13 @@ test-asan: deps
 test-asan-unit: fuzz-build
 	cmake --build build/fuzz -j$(JOBS) --target unit_tests
 	cd build/fuzz && $(SANITIZER_ENV) ctest --output-on-failure -j$(JOBS) -L '^unit$$' -E '^version_flag_'
+
+# The multi-process e2e tests with every service built in the fuzz build (clang-14, ASan +
+# UBSan): the services run sanitized, a report aborts the service and fails its test. Not in
+# `make test` (docs/testing.md, "Sanitizers": what it costs).
+test-asan-e2e: fuzz-build
+	cmake --build build/fuzz -j$(JOBS) --target e2e_loop_test e2e_up_stop_test e2e_crash_test e2e_broker_fault_test immunizer forge_plan
+	cd build/fuzz && $(SANITIZER_ENV) ctest --output-on-failure -R '^(eval_csic_small|e2e_loop_test|e2e_up_stop_test|e2e_crash_test|e2e_broker_fault_test|control_plane_attacks)$$'
 
 # The same with GCC's sanitizers (the asan preset): a build of its own, every library included.
 test-asan-unit-gcc: deps
