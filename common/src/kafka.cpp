@@ -534,15 +534,25 @@ rd_kafka_s* make_kafka_reader(const KafkaSettings& s, const Properties& override
 
 BrokerWatch::BrokerWatch(const KafkaSettings& s, std::chrono::milliseconds interval,
                          OnChange on_change)
-    : interval_(interval), on_change_(std::move(on_change)) {
-  // Reconnect quickly once a broker is back, so readiness follows it within an interval.
-  rd_kafka_conf_t* conf = make_conf(client_properties(
-      s, {{"client.id", "broker-watch"}, {"reconnect.backoff.max.ms", "1000"}}, {}));
+    : settings_(s), interval_(interval), on_change_(std::move(on_change)) {
+  rk_ = new_watch_client();
+  thread_ = std::thread([this] { run(); });
+}
+
+// Reconnects quickly once a broker is back, and gives up on a request that a dead connection
+// never answers after a few intervals instead of librdkafka's 60 s socket timeout.
+rd_kafka_s* BrokerWatch::new_watch_client() const {
+  const auto socket_ms = std::max<int64_t>(1000, 3 * interval_.count());
+  rd_kafka_conf_t* conf =
+      make_conf(client_properties(settings_,
+                                  {{"client.id", "broker-watch"},
+                                   {"reconnect.backoff.max.ms", "1000"},
+                                   {"socket.timeout.ms", std::to_string(socket_ms)}},
+                                  {}));
   rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t*, int, const char*, const char*) {
     // Connection errors are what it measures; the service's own clients log them.
   });
-  rk_ = new_client(RD_KAFKA_PRODUCER, conf, "kafka broker watch");
-  thread_ = std::thread([this] { run(); });
+  return new_client(RD_KAFKA_PRODUCER, conf, "kafka broker watch");
 }
 
 BrokerWatch::~BrokerWatch() {
@@ -555,15 +565,28 @@ BrokerWatch::~BrokerWatch() {
   rd_kafka_destroy(rk_);
 }
 
+int BrokerWatch::ask() {
+  const rd_kafka_metadata_t* md = nullptr;
+  // No topics: the answer lists the brokers only; any broker that answers will do.
+  const rd_kafka_resp_err_t e =
+      rd_kafka_metadata(rk_, 0, nullptr, &md, static_cast<int>(interval_.count()));
+  if (md) rd_kafka_metadata_destroy(md);
+  return e;
+}
+
 void BrokerWatch::run() {
   bool first = true;
   while (!quit_) {
     const auto t0 = std::chrono::steady_clock::now();
-    const rd_kafka_metadata_t* md = nullptr;
-    // No topics: the answer lists the brokers only; any broker that answers will do.
-    const rd_kafka_resp_err_t e =
-        rd_kafka_metadata(rk_, 0, nullptr, &md, static_cast<int>(interval_.count()));
-    if (md) rd_kafka_metadata_destroy(md);
+    auto e = static_cast<rd_kafka_resp_err_t>(ask());
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // The request may have gone to a broker that is down, or sat on a connection a downed
+      // broker left hung (the mock cluster does this): before saying the cluster is unreachable,
+      // ask again from a fresh client, which connects to the bootstrap brokers anew.
+      rd_kafka_destroy(rk_);
+      rk_ = new_watch_client();
+      e = static_cast<rd_kafka_resp_err_t>(ask());
+    }
     const bool ok = e == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (first || ok != reachable_.load()) {
       reachable_ = ok;

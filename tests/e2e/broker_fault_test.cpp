@@ -258,13 +258,26 @@ TEST(BrokerFault, OneBrokerDownMidStreamLosesNothingAllDownMeansNotReady) {
 
   // Every broker down: nobody can reach Kafka, nobody is ready; back up: all ready again.
   for (int id = 1; id <= 3; ++id) cluster.set_broker_down(id);
+  const auto t_down = std::chrono::steady_clock::now();
   const auto unready = wait_all(children.host, children.service_ports, 503, 20s);
+  const double down_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_down).count();
   EXPECT_TRUE(unready.empty()) << unready.size() << " services still ready with every broker down";
   for (int id = 1; id <= 3; ++id) cluster.set_broker_up(id);
+  const auto t_up = std::chrono::steady_clock::now();
   const auto not_back = wait_all(children.host, children.service_ports, 200, 60s);
+  const double up_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_up).count();
   EXPECT_TRUE(not_back.empty()) << not_back.size() << " services not ready again";
   for (const auto& s : children.services) EXPECT_TRUE(sup.alive(s.name)) << s.name << " died";
 
   sup.stop_all(15s);
+  // Last, so that it is in the tail of a long log: every figure the checks above judged.
+  std::cout << "[broker fault] summary: not scored " << unscored << ", counted lost " << counts.lost
+            << ", unreachable metrics " << counts.unreachable << "; latency during the outage p99 "
+            << during.p99_ms << " ms (before " << before.p99_ms << "), max " << during.max_ms
+            << " ms; every broker down: " << unready.size() << " service(s) still ready after "
+            << down_s << " s; back up: " << not_back.size() << " not ready after " << up_s << " s"
+            << std::endl;
   fs::remove_all(state);
 }

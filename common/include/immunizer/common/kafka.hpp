@@ -126,7 +126,9 @@ class Consumer {
 // settings, so the same network path and credentials) asks any broker for metadata every
 // `interval`; a request that no broker answers within the interval means unreachable.
 // `on_change(reachable, why)` runs on the watch's thread at the first result and whenever it
-// flips. With several brokers, one of them down is not unreachable. Owns its thread.
+// flips. With several brokers, one of them down is not unreachable: a failed request is asked
+// again from a fresh client (new connections to the bootstrap brokers) before the watch says
+// unreachable, and requests on a dead connection give up after 3 intervals. Owns its thread.
 class BrokerWatch {
  public:
   using OnChange = std::function<void(bool reachable, const std::string& why)>;
@@ -138,6 +140,9 @@ class BrokerWatch {
 
  private:
   void run();
+  rd_kafka_s* new_watch_client() const;
+  int ask();  // an rd_kafka_resp_err_t
+  KafkaSettings settings_;
   rd_kafka_s* rk_ = nullptr;
   std::chrono::milliseconds interval_;
   OnChange on_change_;
