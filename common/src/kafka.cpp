@@ -532,6 +532,17 @@ rd_kafka_s* make_kafka_reader(const KafkaSettings& s, const Properties& override
   return new_client(RD_KAFKA_CONSUMER, make_conf(client_properties(s, {}, overrides)), what);
 }
 
+namespace {
+// One metadata request with no topics: the answer lists the brokers only; any broker will do.
+rd_kafka_resp_err_t ask_for_brokers(rd_kafka_t* rk, std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  const rd_kafka_resp_err_t e =
+      rd_kafka_metadata(rk, 0, nullptr, &md, static_cast<int>(timeout.count()));
+  if (md) rd_kafka_metadata_destroy(md);
+  return e;
+}
+}  // namespace
+
 BrokerWatch::BrokerWatch(const KafkaSettings& s, std::chrono::milliseconds interval,
                          OnChange on_change)
     : settings_(s), interval_(interval), on_change_(std::move(on_change)) {
@@ -565,27 +576,19 @@ BrokerWatch::~BrokerWatch() {
   rd_kafka_destroy(rk_);
 }
 
-int BrokerWatch::ask() {
-  const rd_kafka_metadata_t* md = nullptr;
-  // No topics: the answer lists the brokers only; any broker that answers will do.
-  const rd_kafka_resp_err_t e =
-      rd_kafka_metadata(rk_, 0, nullptr, &md, static_cast<int>(interval_.count()));
-  if (md) rd_kafka_metadata_destroy(md);
-  return e;
-}
-
 void BrokerWatch::run() {
   bool first = true;
   while (!quit_) {
     const auto t0 = std::chrono::steady_clock::now();
-    auto e = static_cast<rd_kafka_resp_err_t>(ask());
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_resp_err_t e = ask_for_brokers(rk_, interval_);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && (first || reachable_)) {
       // The request may have gone to a broker that is down, or sat on a connection a downed
       // broker left hung (the mock cluster does this): before saying the cluster is unreachable,
-      // ask again from a fresh client, which connects to the bootstrap brokers anew.
+      // ask again from a fresh client, which connects to the bootstrap brokers anew. Once
+      // unreachable, that client (with no connection to hang on) keeps asking.
       rd_kafka_destroy(rk_);
       rk_ = new_watch_client();
-      e = static_cast<rd_kafka_resp_err_t>(ask());
+      e = ask_for_brokers(rk_, interval_);
     }
     const bool ok = e == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (first || ok != reachable_.load()) {

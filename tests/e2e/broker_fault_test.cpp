@@ -60,6 +60,10 @@ std::vector<int> wait_all(const std::string& host, const std::vector<int>& ports
   return pending;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 std::string id_of(const v1::RecordId& r) {
   return r.app() + "/" + r.instance() + "/" + std::to_string(r.seq());
 }
@@ -260,14 +264,12 @@ TEST(BrokerFault, OneBrokerDownMidStreamLosesNothingAllDownMeansNotReady) {
   for (int id = 1; id <= 3; ++id) cluster.set_broker_down(id);
   const auto t_down = std::chrono::steady_clock::now();
   const auto unready = wait_all(children.host, children.service_ports, 503, 20s);
-  const double down_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_down).count();
+  const double down_s = seconds_since(t_down);
   EXPECT_TRUE(unready.empty()) << unready.size() << " services still ready with every broker down";
   for (int id = 1; id <= 3; ++id) cluster.set_broker_up(id);
   const auto t_up = std::chrono::steady_clock::now();
   const auto not_back = wait_all(children.host, children.service_ports, 200, 60s);
-  const double up_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_up).count();
+  const double up_s = seconds_since(t_up);
   EXPECT_TRUE(not_back.empty()) << not_back.size() << " services not ready again";
   for (const auto& s : children.services) EXPECT_TRUE(sup.alive(s.name)) << s.name << " died";
 

@@ -141,7 +141,6 @@ class BrokerWatch {
  private:
   void run();
   rd_kafka_s* new_watch_client() const;
-  int ask();  // an rd_kafka_resp_err_t
   KafkaSettings settings_;
   rd_kafka_s* rk_ = nullptr;
   std::chrono::milliseconds interval_;
