@@ -4,6 +4,7 @@
 #include <prometheus/registry.h>
 
 #include <iostream>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -245,13 +246,34 @@ TEST(AnalyzeProcessor, BatchedVectorsScoreLikeSingleOnesAndABadRowIsIsolated) {
   }
   EXPECT_EQ(seqs, (std::set<uint64_t>{700, 702, 703}));
 
+  // A row with a NaN or an infinity is refused by the model (dead-lettered alone); the others
+  // are scored, and the key's model goes on (before, a NaN among the grace period's vectors
+  // hung analyze in its first fit).
+  auto non_finite = batch_of({vec(710, 0.1, 0.2), vec(711, 0.3, 0.1), vec(712, 0.2, 0.2)});
+  non_finite.mutable_rows(0)->set_values(3, std::numeric_limits<double>::quiet_NaN());
+  non_finite.mutable_rows(2)->set_values(5, -std::numeric_limits<double>::infinity());
+  batched.in.push(batched.topics.features, "k", non_finite.SerializeAsString());
+  batched.loop.run_once();
+  const auto dls2 = batched.out.on(batched.topics.deadletter);
+  ASSERT_EQ(dls2.size(), 4u);
+  for (size_t i = 2; i < 4; ++i) {
+    v1::DeadLetter dl;
+    ASSERT_TRUE(dl.ParseFromString(dls2[i].payload));
+    EXPECT_EQ(dl.reason().rfind("model_rejected_vector: ", 0), 0u) << dl.reason();
+    EXPECT_NE(dl.reason().find("must be finite"), std::string::npos) << dl.reason();
+  }
+  ASSERT_EQ(batched.out.on(batched.topics.scores).size(), all.size() + 4);
+  v1::Score s711;
+  ASSERT_TRUE(s711.ParseFromString(batched.out.on(batched.topics.scores).back().payload));
+  EXPECT_EQ(s711.record_id().seq(), 711u);
+
   // An unknown batch format, or a schema that does not decode, loses the whole message.
   auto other = batch_of({vec(800, 0.1, 0.1)});
   other.set_batch_format(2);
   batched.in.push(batched.topics.features, "k", other.SerializeAsString());
   batched.loop.run_once();
-  EXPECT_EQ(batched.out.on(batched.topics.deadletter).size(), 3u);
-  EXPECT_EQ(batched.out.on(batched.topics.scores).size(), all.size() + 3);
+  EXPECT_EQ(batched.out.on(batched.topics.deadletter).size(), 5u);
+  EXPECT_EQ(batched.out.on(batched.topics.scores).size(), all.size() + 4);
 }
 
 TEST(AnalyzeConfig, RejectsBadValues) {

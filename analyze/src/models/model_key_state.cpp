@@ -12,6 +12,14 @@ namespace immunizer::analyze {
 
 namespace {
 
+// The index of x's first NaN or infinity, or x.size(). Such a value would poison every fit
+// and score of the key (NaN is unequal to itself and unordered), so it is refused on entry.
+std::size_t first_non_finite(std::span<const double> x) {
+  for (std::size_t j = 0; j < x.size(); ++j)
+    if (!std::isfinite(x[j])) return j;
+  return x.size();
+}
+
 // Normalises a detector's attribution to shares summing to one (all-zero stays zero).
 void add_shares(std::vector<double>& into, const std::vector<double>& a, double weight) {
   double sum = 0;
@@ -150,7 +158,7 @@ void ModelKeyState::learn_constants(const Matrix& data, const Matrix* feedback) 
     double mode = col[0];
     std::size_t best = 0;
     for (std::size_t i = 0; i < col.size();) {
-      std::size_t k = i;
+      std::size_t k = i + 1;  // progress even on a value unequal to itself (NaN)
       while (k < col.size() && col[k] == col[i]) ++k;
       if (k - i > best) best = k - i, mode = col[i];
       i = k;
@@ -386,6 +394,9 @@ Verdict ModelKeyState::observe_checked(std::span<const double> x, std::size_t na
     throw std::invalid_argument("observe: " + std::to_string(x.size()) + " values for " +
                                 std::to_string(names_size) + " feature names");
   if (x.empty()) throw std::invalid_argument("observe: empty feature vector");
+  if (const auto bad = first_non_finite(x); bad < x.size())
+    throw std::invalid_argument("observe: feature " + std::to_string(bad) + " is " +
+                                std::to_string(x[bad]) + " (values must be finite)");
   // The schema version is the contract (comparing every name per vector would cost more than
   // scoring); a changed width without a new version is caught too.
   if (!has_schema_ || schema_version != schema_version_ || x.size() != names_->size())
@@ -508,8 +519,8 @@ std::vector<Contribution> ModelKeyState::explain_scored(std::span<const double> 
 }
 
 ModelKeyState::FeedbackOutcome ModelKeyState::feedback_false_positive(std::span<const double> x) {
-  if (!has_schema_ || x.size() != names_->size())
-    return FeedbackOutcome::kIgnored;  // stale: an old schema
+  if (!has_schema_ || x.size() != names_->size() || first_non_finite(x) < x.size())
+    return FeedbackOutcome::kIgnored;  // stale (an old schema) or not a vector of numbers
   const auto cap =
       static_cast<std::size_t>(cfg_.feedback_share * static_cast<double>(cfg_.reservoir_size));
   if (cap == 0) return FeedbackOutcome::kIgnored;

@@ -3,6 +3,8 @@
 // its own magic and version, deflated, and checksummed, so a truncated or altered snapshot is
 // rejected rather than half-restored. Learning and scoring are in model_key_state.cpp.
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -114,7 +116,9 @@ ModelKeyState ModelKeyState::restore(const std::string& bytes, DetectorConfig cf
   if (m.reservoir_.cols != m.names_->size() ||
       m.reservoir_.values.size() != m.reservoir_.rows * m.reservoir_.cols ||
       (m.reservoir_.rows > 0 && m.ring_next_ >= m.reservoir_.rows) ||
-      m.feedback_mark_.size() != m.reservoir_.rows)
+      m.feedback_mark_.size() != m.reservoir_.rows ||
+      !std::all_of(m.reservoir_.values.begin(), m.reservoir_.values.end(),
+                   [](float v) { return std::isfinite(v); }))
     throw std::runtime_error("model snapshot: corrupt reservoir");
   for (const uint8_t f : m.feedback_mark_) {
     if (f > 1) throw std::runtime_error("model snapshot: corrupt feedback marks");

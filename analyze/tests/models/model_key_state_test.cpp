@@ -65,6 +65,34 @@ TEST(ModelKeyState, LearnsThenScores) {
   EXPECT_GT(v.top[0].contribution, 0.3);
 }
 
+// A NaN or infinity is refused (std::invalid_argument, nothing learnt). Before, a NaN in the
+// reservoir made the end of the grace period loop forever (NaN is unequal to itself), which
+// the feature_vector fuzz target found as a timeout: one such value from the features topic
+// stopped analyze.
+TEST(ModelKeyState, NonFiniteValuesAreRefusedAndNeverHangAFit) {
+  DetectorConfig c = small_config();
+  c.grace_records = 16;
+  ModelKeyState m(c);
+  std::mt19937_64 gen(5);
+  for (int i = 0; i < 15; ++i) m.observe(normal_vector(gen), kNames, 1);
+  for (const double bad :
+       {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+        -std::numeric_limits<double>::infinity()}) {
+    std::vector<double> x = normal_vector(gen);
+    x[2] = bad;
+    EXPECT_THROW(m.observe(x, kNames, 1), std::invalid_argument);
+    EXPECT_EQ(m.feedback_false_positive(x), ModelKeyState::FeedbackOutcome::kIgnored);
+  }
+  EXPECT_EQ(m.records_seen(), 15u);
+  EXPECT_EQ(m.state(), ModelState::kLearning);
+  m.observe(normal_vector(gen), kNames, 1);  // the 16th finite vector ends the grace period
+  EXPECT_EQ(m.state(), ModelState::kActive);
+  std::vector<double> x = normal_vector(gen);
+  x[0] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THROW(m.observe(x, kNames, 1), std::invalid_argument);  // scoring refuses it too
+  EXPECT_EQ(m.records_seen(), 16u);
+}
+
 TEST(ModelKeyState, LeavingAFeatureConstantInTrainingIsNovel) {
   // "unseen" (like the monitor's unseen-argument count) is 0 in every training vector: no
   // tree can split on it, so the forest alone would not see a vector that sets it.

@@ -109,10 +109,11 @@ class ModelKeyState {
   // whether one was installed.
   bool finish_refit();
 
-  // Learns or scores x. feature_names.size() must equal x.size() (std::invalid_argument
-  // otherwise); a different schema version (or vector width) restarts learning. The names
-  // are kept from the first vector of a schema version, for explanations: the shared form
-  // keeps a reference (no copy), the other copies them once per schema version.
+  // Learns or scores x. feature_names.size() must equal x.size() and every value must be
+  // finite (std::invalid_argument otherwise: the vector is refused, nothing changes); a different
+  // schema version (or vector width) restarts learning. The names are kept from the first vector of
+  // a schema version, for explanations: the shared form keeps a reference (no copy), the other
+  // copies them once per schema version.
   Verdict observe(std::span<const double> x, const FeatureNames& feature_names,
                   uint32_t schema_version);
   Verdict observe(std::span<const double> x, const std::vector<std::string>& feature_names,
@@ -135,7 +136,7 @@ class ModelKeyState {
     kAdded,     // a new feedback row
     kReplaced,  // the share is full: replaced the feedback row after the last one replaced
     kMerged,    // close to a feedback row already in the reservoir: nothing changed
-    kIgnored,   // no schema yet, another schema's width, or a share of 0
+    kIgnored,   // no schema yet, another schema's width, a NaN or infinity, or a share of 0
   };
   FeedbackOutcome feedback_false_positive(std::span<const double> x);
   // Reservoir rows that came from feedback, and all rows.
