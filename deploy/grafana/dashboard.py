@@ -38,6 +38,12 @@ def quantiles(metric, by=""):
     return [q(f"histogram_quantile({p}, sum by ({grp}) (rate({metric}_bucket{{SEL}}[$__rate_interval])))") for p in ("0.5", "0.95", "0.99")]
 
 
+def per_second(title, description, metric, by):
+    """A time series of a counter's rate summed by the labels `by`, a line per label set."""
+    legend = " ".join("{{" + label.strip() + "}}" for label in by.split(","))
+    return (title, "timeseries", "ops", description, [rate(metric, by)], legend)
+
+
 # (row title, [(panel title, type, unit, description, [expressions], legend)])
 ROWS = [
     ("Overview", [
@@ -55,10 +61,10 @@ ROWS = [
             "(sum(increase(immunizer_outputs_skipped_total{SEL}[1h])) or vector(0))")], ""),
     ]),
     ("Pipeline throughput", [
-        ("Messages consumed / s", "timeseries", "ops", "Per service and topic.",
-         [rate("immunizer_kafka_messages_consumed_total", "service, topic")], "{{service}} {{topic}}"),
-        ("Messages produced / s", "timeseries", "ops", "Per service and topic.",
-         [rate("immunizer_kafka_messages_produced_total", "service, topic")], "{{service}} {{topic}}"),
+        per_second("Messages consumed / s", "Per service and topic.",
+         "immunizer_kafka_messages_consumed_total", "service, topic"),
+        per_second("Messages produced / s", "Per service and topic.",
+         "immunizer_kafka_messages_produced_total", "service, topic"),
         ("Consumer lag", "timeseries", "short", "Unread messages per service and topic.",
          [gauge("immunizer_kafka_consumer_lag", "service, topic")], "{{service}} {{topic}}"),
         ("Broker reachable", "timeseries", "short", "1 while a service reaches a Kafka broker (its /readyz is 503 while 0).",
@@ -71,20 +77,20 @@ ROWS = [
          [rate("immunizer_analyze_vectors_scored_total"), rate("immunizer_analyze_vectors_learning_total")], ""),
     ]),
     ("Drops, loss and dead letters", [
-        ("Sensor drops / s", "timeseries", "ops", "Records the sensors dropped, by app and reason.",
-         [rate("immunizer_sensor_records_dropped_total", "app, reason")], "{{app}} {{reason}}"),
-        ("Sampled-out calls kept / s", "timeseries", "ops", "Calls the CPU budget sampled out but the sensor recorded anyway (a flag check or a watched principal), by app and reason.",
-         [rate("immunizer_sensor_sampled_kept_total", "app, reason")], "{{app}} {{reason}}"),
-        ("Dead letters / s", "timeseries", "ops", "Messages dead-lettered, by service and reason.",
-         [rate("immunizer_deadletters_total", "service, reason")], "{{service}} {{reason}}"),
-        ("Records lost / s", "timeseries", "ops", "Messages skipped by an offset reset past unread data (retention), by service and topic.",
-         [rate("immunizer_records_lost_total", "service, topic")], "{{service}} {{topic}}"),
-        ("Outputs skipped / s", "timeseries", "ops", "Outputs that could not be produced after the retries.",
-         [rate("immunizer_outputs_skipped_total", "service")], "{{service}}"),
-        ("Kafka delivery failures / s", "timeseries", "ops", "Produce requests the broker did not acknowledge.",
-         [rate("immunizer_kafka_delivery_failures_total", "service")], "{{service}}"),
-        ("Duplicates dropped / s", "timeseries", "ops", "Redelivered alarms, plans or actions recognised by id and dropped.",
-         [rate("immunizer_duplicates_dropped_total", "job, what")], "{{job}} {{what}}"),
+        per_second("Sensor drops / s", "Records the sensors dropped, by app and reason.",
+         "immunizer_sensor_records_dropped_total", "app, reason"),
+        per_second("Sampled-out calls kept / s", "Calls the CPU budget sampled out but the sensor recorded anyway (a flag check or a watched principal), by app and reason.",
+         "immunizer_sensor_sampled_kept_total", "app, reason"),
+        per_second("Dead letters / s", "Messages dead-lettered, by service and reason.",
+         "immunizer_deadletters_total", "service, reason"),
+        per_second("Records lost / s", "Messages skipped by an offset reset past unread data (retention), by service and topic.",
+         "immunizer_records_lost_total", "service, topic"),
+        per_second("Outputs skipped / s", "Outputs that could not be produced after the retries.",
+         "immunizer_outputs_skipped_total", "service"),
+        per_second("Kafka delivery failures / s", "Produce requests the broker did not acknowledge.",
+         "immunizer_kafka_delivery_failures_total", "service"),
+        per_second("Duplicates dropped / s", "Redelivered alarms, plans or actions recognised by id and dropped.",
+         "immunizer_duplicates_dropped_total", "job, what"),
     ]),
     ("Sensors and effectors (in the apps)", [
         ("Sensor records / s", "timeseries", "ops", "Calls recorded and records sent per app.",
@@ -95,8 +101,8 @@ ROWS = [
          [gauge("immunizer_sensor_overhead_share", "app, reason", "max")], "{{app}} {{reason}}"),
         ("Sensor bytes in flight", "timeseries", "bytes", "Bytes queued in the sensors (bounded by their byte budget).",
          [gauge("immunizer_sensor_inflight_bytes", "job", "max")], "{{job}}"),
-        ("Effector directives / s", "timeseries", "ops", "Directives received by the effectors, by app and result.",
-         [rate("immunizer_effector_directives_total", "app, result")], "{{app}} {{result}}"),
+        per_second("Effector directives / s", "Directives received by the effectors, by app and result.",
+         "immunizer_effector_directives_total", "app, result"),
         ("Effectors: connected and active actions", "timeseries", "short", "Connected effectors and the actions each enforces.",
          [gauge("immunizer_effector_connected", "app"), gauge("immunizer_effector_active_actions", "app")], "{{app}}"),
         ("Calls denied by effectors / min", "timeseries", "short", "Calls an effector refused, per app.",
@@ -120,8 +126,8 @@ ROWS = [
          [rate("immunizer_plans_total", "what", scale=" * 60")], "{{what}}"),
         ("Actions / min", "timeseries", "short", "Action events by type.",
          [rate("immunizer_actions_total", "type", scale=" * 60")], "{{type}}"),
-        ("Acks / s", "timeseries", "ops", "Effector acks received by execute.",
-         [rate("immunizer_execute_acks_total", "job")], "{{job}}"),
+        per_second("Acks / s", "Effector acks received by execute.",
+         "immunizer_execute_acks_total", "job"),
         ("Active directives and effectors", "timeseries", "short", "Directives execute enforces, effectors connected to it.",
          [gauge("immunizer_execute_active_directives"), gauge("immunizer_execute_effectors_connected")], ""),
         ("Circuit breaker open", "stat", "short", "1 while more automatic blocks were planned than the guard allows (escalated to people).",
@@ -134,10 +140,10 @@ ROWS = [
          quantiles("immunizer_mitigation_latency_seconds"), ""),
     ]),
     ("Security of the control plane", [
-        ("gRPC calls refused / s", "timeseries", "ops", "Calls execute refused (no certificate, wrong role, forged identity).",
-         [rate("immunizer_execute_grpc_refused_total", "reason")], "{{reason}}"),
-        ("Dashboard requests refused / s", "timeseries", "ops", "Unauthenticated, forbidden, CSRF, rate limited.",
-         [rate("immunizer_dashboard_requests_refused_total", "reason")], "{{reason}}"),
+        per_second("gRPC calls refused / s", "Calls execute refused (no certificate, wrong role, forged identity).",
+         "immunizer_execute_grpc_refused_total", "reason"),
+        per_second("Dashboard requests refused / s", "Unauthenticated, forbidden, CSRF, rate limited.",
+         "immunizer_dashboard_requests_refused_total", "reason"),
         ("Dashboard logins / min", "timeseries", "short", "By result.",
          [rate("immunizer_dashboard_logins_total", "result", scale=" * 60")], "{{result}}"),
         ("Manual operations / min", "timeseries", "short", "Blocks and unblocks sent to execute from the dashboard.",
