@@ -50,33 +50,42 @@ namespace {
 
 void immunizer_sensor_value(sensor::ValueWriter& w, const PbMessage& v);
 
+// Writes a scalar field (or its element v.index) read with Reflection's getter of its type.
+template <auto Get, auto GetRepeated, auto Put>
+void put_scalar(sensor::ValueWriter& w, const PbField& v) {
+  const pb::Reflection* r = v.m->GetReflection();
+  (w.*Put)(v.index >= 0 ? (r->*GetRepeated)(*v.m, v.f, v.index) : (r->*Get)(*v.m, v.f));
+}
+using R = pb::Reflection;
+using W = sensor::ValueWriter;
+struct ScalarWriter {
+  pb::FieldDescriptor::CppType type;
+  void (*put)(W& w, const PbField& v);
+};
+// The numbers and bools: each type's getters and the ValueWriter kind it becomes.
+constexpr ScalarWriter kScalarWriters[] = {
+    {pb::FieldDescriptor::CPPTYPE_INT32,
+     put_scalar<&R::GetInt32, &R::GetRepeatedInt32, &W::integer>},
+    {pb::FieldDescriptor::CPPTYPE_INT64,
+     put_scalar<&R::GetInt64, &R::GetRepeatedInt64, &W::integer>},
+    {pb::FieldDescriptor::CPPTYPE_UINT32,
+     put_scalar<&R::GetUInt32, &R::GetRepeatedUInt32, &W::integer>},
+    {pb::FieldDescriptor::CPPTYPE_UINT64,
+     put_scalar<&R::GetUInt64, &R::GetRepeatedUInt64, &W::unsigned_integer>},
+    {pb::FieldDescriptor::CPPTYPE_DOUBLE,
+     put_scalar<&R::GetDouble, &R::GetRepeatedDouble, &W::real>},
+    {pb::FieldDescriptor::CPPTYPE_FLOAT, put_scalar<&R::GetFloat, &R::GetRepeatedFloat, &W::real>},
+    {pb::FieldDescriptor::CPPTYPE_BOOL, put_scalar<&R::GetBool, &R::GetRepeatedBool, &W::boolean>},
+};
+
 void write_scalar(sensor::ValueWriter& w, const PbField& v) {
+  for (const ScalarWriter& s : kScalarWriters)
+    if (s.type == v.f->cpp_type()) return s.put(w, v);
   const pb::Reflection* r = v.m->GetReflection();
   const pb::FieldDescriptor* f = v.f;
   const bool rep = v.index >= 0;
   const int i = v.index;
   switch (f->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_INT32:
-      w.integer(rep ? r->GetRepeatedInt32(*v.m, f, i) : r->GetInt32(*v.m, f));
-      break;
-    case pb::FieldDescriptor::CPPTYPE_INT64:
-      w.integer(rep ? r->GetRepeatedInt64(*v.m, f, i) : r->GetInt64(*v.m, f));
-      break;
-    case pb::FieldDescriptor::CPPTYPE_UINT32:
-      w.integer(rep ? r->GetRepeatedUInt32(*v.m, f, i) : r->GetUInt32(*v.m, f));
-      break;
-    case pb::FieldDescriptor::CPPTYPE_UINT64:
-      w.unsigned_integer(rep ? r->GetRepeatedUInt64(*v.m, f, i) : r->GetUInt64(*v.m, f));
-      break;
-    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
-      w.real(rep ? r->GetRepeatedDouble(*v.m, f, i) : r->GetDouble(*v.m, f));
-      break;
-    case pb::FieldDescriptor::CPPTYPE_FLOAT:
-      w.real(rep ? r->GetRepeatedFloat(*v.m, f, i) : r->GetFloat(*v.m, f));
-      break;
-    case pb::FieldDescriptor::CPPTYPE_BOOL:
-      w.boolean(rep ? r->GetRepeatedBool(*v.m, f, i) : r->GetBool(*v.m, f));
-      break;
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       const int n = rep ? r->GetRepeatedEnumValue(*v.m, f, i) : r->GetEnumValue(*v.m, f);
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByNumber(n);
@@ -106,6 +115,8 @@ void write_scalar(sensor::ValueWriter& w, const PbField& v) {
       }
       break;
     }
+    default:  // the scalars of kScalarWriters
+      break;
   }
 }
 

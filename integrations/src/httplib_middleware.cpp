@@ -37,23 +37,30 @@ struct JsonValue {
 
 namespace immunizer::integrations::http {
 namespace {
+template <typename T, auto Put>
+void put_scalar(sensor::ValueWriter& w, const json& j) {
+  (w.*Put)(j.get<T>());
+}
+using W = sensor::ValueWriter;
+struct ScalarWriter {
+  json::value_t type;
+  void (*put)(W& w, const json& j);
+};
+// The bools and numbers: the C++ type each is read as and the ValueWriter kind it becomes.
+constexpr ScalarWriter kScalarWriters[] = {
+    {json::value_t::boolean, put_scalar<bool, &W::boolean>},
+    {json::value_t::number_integer, put_scalar<int64_t, &W::integer>},
+    {json::value_t::number_unsigned, put_scalar<uint64_t, &W::unsigned_integer>},
+    {json::value_t::number_float, put_scalar<double, &W::real>},
+};
+
 void immunizer_sensor_value(sensor::ValueWriter& w, const JsonValue& v) {
   const json& j = *v.j;
+  for (const ScalarWriter& s : kScalarWriters)
+    if (s.type == j.type()) return s.put(w, j);
   switch (j.type()) {
     case json::value_t::null:
       w.null();
-      break;
-    case json::value_t::boolean:
-      w.boolean(j.get<bool>());
-      break;
-    case json::value_t::number_integer:
-      w.integer(j.get<int64_t>());
-      break;
-    case json::value_t::number_unsigned:
-      w.unsigned_integer(j.get<uint64_t>());
-      break;
-    case json::value_t::number_float:
-      w.real(j.get<double>());
       break;
     case json::value_t::string:
       w.string(j.get_ref<const std::string&>());
