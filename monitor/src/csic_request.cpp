@@ -259,58 +259,60 @@ std::string latin1_to_utf8(std::string_view s) {
   return std::string(latin1_to_utf8_view(s, scratch));
 }
 
-const std::vector<std::string>& shop_endpoints() {
-  static const std::vector<std::string> kEndpoints = {
-      "/tienda1/index.jsp",
-      "/tienda1/global/creditos.jsp",
-      "/tienda1/global/menum.jsp",
-      "/tienda1/global/titulo.jsp",
-      "/tienda1/miembros/editar.jsp",
-      "/tienda1/miembros/fotos.jsp",
-      "/tienda1/miembros/index.jsp",
-      "/tienda1/miembros/salir.jsp",
-      "/tienda1/publico/anadir.jsp",
-      "/tienda1/publico/autenticar.jsp",
-      "/tienda1/publico/caracteristicas.jsp",
-      "/tienda1/publico/carrito.jsp",
-      "/tienda1/publico/entrar.jsp",
-      "/tienda1/publico/miembros.jsp",
-      "/tienda1/publico/pagar.jsp",
-      "/tienda1/publico/productos.jsp",
-      "/tienda1/publico/registro.jsp",
-      "/tienda1/publico/vaciar.jsp",
-  };
-  return kEndpoints;
-}
-
-bool is_shop_endpoint(std::string_view path) {
-  const auto& e = shop_endpoints();
-  return std::find(e.begin(), e.end(), path) != e.end();
-}
-
 namespace {
-const std::vector<std::string>& shop_static_files() {
-  static const std::vector<std::string> kStatic = {
-      "/tienda1/global/estilos.css",
-      "/tienda1/imagenes/1.gif",
-      "/tienda1/imagenes/2.gif",
-      "/tienda1/imagenes/3.gif",
-      "/tienda1/imagenes/cmenbul.gif",
-      "/tienda1/imagenes/logo.gif",
-      "/tienda1/imagenes/nuestratierra.jpg",
-      "/tienda1/miembros/imagenes/castro.jpg",
-      "/tienda1/miembros/imagenes/ogono.jpg",
-      "/tienda1/miembros/imagenes/zarauz.jpg",
-  };
-  return kStatic;
+// The paths of the CSIC 2010 shop: its application pages, then the static files they load.
+struct ShopPath {
+  enum Kind { kPage, kStatic };
+  std::string_view path;
+  Kind kind;
+};
+constexpr ShopPath kShopPaths[] = {
+    {"/tienda1/index.jsp", ShopPath::kPage},
+    {"/tienda1/global/creditos.jsp", ShopPath::kPage},
+    {"/tienda1/global/menum.jsp", ShopPath::kPage},
+    {"/tienda1/global/titulo.jsp", ShopPath::kPage},
+    {"/tienda1/miembros/editar.jsp", ShopPath::kPage},
+    {"/tienda1/miembros/fotos.jsp", ShopPath::kPage},
+    {"/tienda1/miembros/index.jsp", ShopPath::kPage},
+    {"/tienda1/miembros/salir.jsp", ShopPath::kPage},
+    {"/tienda1/publico/anadir.jsp", ShopPath::kPage},
+    {"/tienda1/publico/autenticar.jsp", ShopPath::kPage},
+    {"/tienda1/publico/caracteristicas.jsp", ShopPath::kPage},
+    {"/tienda1/publico/carrito.jsp", ShopPath::kPage},
+    {"/tienda1/publico/entrar.jsp", ShopPath::kPage},
+    {"/tienda1/publico/miembros.jsp", ShopPath::kPage},
+    {"/tienda1/publico/pagar.jsp", ShopPath::kPage},
+    {"/tienda1/publico/productos.jsp", ShopPath::kPage},
+    {"/tienda1/publico/registro.jsp", ShopPath::kPage},
+    {"/tienda1/publico/vaciar.jsp", ShopPath::kPage},
+    {"/tienda1/global/estilos.css", ShopPath::kStatic},
+    {"/tienda1/imagenes/1.gif", ShopPath::kStatic},
+    {"/tienda1/imagenes/2.gif", ShopPath::kStatic},
+    {"/tienda1/imagenes/3.gif", ShopPath::kStatic},
+    {"/tienda1/imagenes/cmenbul.gif", ShopPath::kStatic},
+    {"/tienda1/imagenes/logo.gif", ShopPath::kStatic},
+    {"/tienda1/imagenes/nuestratierra.jpg", ShopPath::kStatic},
+    {"/tienda1/miembros/imagenes/castro.jpg", ShopPath::kStatic},
+    {"/tienda1/miembros/imagenes/ogono.jpg", ShopPath::kStatic},
+    {"/tienda1/miembros/imagenes/zarauz.jpg", ShopPath::kStatic},
+};
+const ShopPath* find_shop_path(std::string_view path) {
+  for (const ShopPath& p : kShopPaths)
+    if (p.path == path) return &p;
+  return nullptr;
 }
 }  // namespace
 
+bool is_shop_endpoint(std::string_view path) {
+  const ShopPath* p = find_shop_path(path);
+  return p != nullptr && p->kind == ShopPath::kPage;
+}
+
 std::vector<immunizer::v1::CallRecord> to_call_records(const Request& req,
                                                        const ShopRecordOptions& o) {
-  const bool endpoint = is_shop_endpoint(req.path);
-  const auto& st = shop_static_files();
-  const bool known = endpoint || std::find(st.begin(), st.end(), req.path) != st.end();
+  const ShopPath* known_path = find_shop_path(req.path);
+  const bool endpoint = known_path != nullptr && known_path->kind == ShopPath::kPage;
+  const bool known = known_path != nullptr;
   const int status = o.status >= 0 ? o.status : (known ? 200 : 404);
 
   std::vector<immunizer::v1::CallRecord> out(endpoint ? 2 : 1);

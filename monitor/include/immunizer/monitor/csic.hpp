@@ -80,9 +80,8 @@ void for_each_param(std::string_view encoded, F&& f) {
   });
 }
 
-// The shop's endpoints: the application pages of the CSIC 2010 shop ("tienda1"), which the
-// shop instruments with an inner call named by the path.
-const std::vector<std::string>& shop_endpoints();
+// Whether `path` is a shop endpoint: an application page of the CSIC 2010 shop ("tienda1"),
+// which the shop instruments with an inner call named by the path.
 bool is_shop_endpoint(std::string_view path);
 
 struct ShopRecordOptions {
