@@ -16,17 +16,20 @@
 using namespace immunizer;
 using json = nlohmann::json;
 
+// The summaries' JSON: nlohmann's macros write the members under their own names; to_json()
+// adds the figures derived from them.
+namespace immunizer::replay {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PhaseSummary, name, sent, ok, forbidden, not_found, other,
+                                   failed, seconds)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineCounts, sent, scored, lost, denied, rejected,
+                                   deadletters, sampled_out, unreachable)
+}  // namespace immunizer::replay
+
 namespace {
 json to_json(const replay::PhaseSummary& s) {
-  return {{"name", s.name},
-          {"sent", s.sent},
-          {"ok", s.ok},
-          {"forbidden", s.forbidden},
-          {"not_found", s.not_found},
-          {"other", s.other},
-          {"failed", s.failed},
-          {"seconds", s.seconds},
-          {"requests_per_second", s.requests_per_second()}};
+  json j = s;
+  j["requests_per_second"] = s.requests_per_second();
+  return j;
 }
 void print(const replay::PhaseSummary& s) {
   std::printf(
@@ -60,15 +63,9 @@ void print(const replay::AttackResult& a) {
   std::fflush(stdout);
 }
 json to_json(const replay::PipelineCounts& c) {
-  return {{"sent", c.sent},
-          {"scored", c.scored},
-          {"lost", c.lost},
-          {"denied", c.denied},
-          {"rejected", c.rejected},
-          {"deadletters", c.deadletters},
-          {"sampled_out", c.sampled_out},
-          {"unaccounted", c.unaccounted()},
-          {"unreachable", c.unreachable}};
+  json j = c;
+  j["unaccounted"] = c.unaccounted();
+  return j;
 }
 std::vector<monitor::csic::Request> take(std::vector<monitor::csic::Request> v, uint64_t n) {
   if (n > 0 && v.size() > n) v.resize(n);
