@@ -11,14 +11,12 @@
 #      `immunizer unblock` lets it through again.
 #   live_test.sh BIN_DIR WORK_DIR
 set -euo pipefail
-bin=$1 work=$2
 source "$(dirname "${BASH_SOURCE[0]}")/../../tests/lib/stack.sh"
-stack_init "$work"
-cd "$work"
 
 # --- 1. Start the pipeline --------------------------------------------------------------------
-stack_up_app "$bin" orders  # with the app's effector certificate and IMMUNIZER_EFFECTOR_* variables
-base=$STACK_BASE dash=$STACK_DASHBOARD_PORT svc=$STACK_PORT S=$STACK_STATE
+# In the work folder, with the app's effector certificate and IMMUNIZER_EFFECTOR_* variables.
+stack_example_up "$1" "$2" orders
+bin=$1 work=$2 base=$STACK_BASE dash=$STACK_DASHBOARD_PORT svc=$STACK_PORT S=$STACK_STATE
 
 # --- 2./3. Run the instrumented service with the documented variables ------------------------
 export IMMUNIZER_PRINCIPAL_SESSION_HEADERS=x-session

@@ -13,14 +13,12 @@
 #      docs) within seconds and `immunizer unblock` lets it through again.
 #   live_test.sh BIN_DIR WORK_DIR
 set -euo pipefail
-bin=$1 work=$2
 source "$(dirname "${BASH_SOURCE[0]}")/../../tests/lib/stack.sh"
-stack_init "$work"
-cd "$work"
 
 # --- 1. Start the pipeline --------------------------------------------------------------------
-stack_up_app "$bin" notes  # with the app's effector certificate and IMMUNIZER_EFFECTOR_* variables
-base=$STACK_BASE dash=$STACK_DASHBOARD_PORT svc=$STACK_PORT S=$STACK_STATE
+# In the work folder, with the app's effector certificate and IMMUNIZER_EFFECTOR_* variables.
+stack_example_up "$1" "$2" notes
+bin=$1 work=$2 base=$STACK_BASE dash=$STACK_DASHBOARD_PORT svc=$STACK_PORT S=$STACK_STATE
 echo "immunizer up at ${SECONDS}s"
 
 # --- 2./3. Run the instrumented service with the documented variables ------------------------

@@ -12,6 +12,8 @@
 #   stack_effector_env "$STACK_STATE" orders  # the IMMUNIZER_EFFECTOR_* variables of that app
 #   stack_ops_env "$STACK_STATE"       # the IMMUNIZER_OPS_TLS_* variables of the operator CLI
 #   stack_up_app "$bin" orders         # the three above for app "orders", IMMUNIZER_APP=orders
+#   stack_example_up "$bin" "$work" orders  # an example's live test: stack_init, cd to the
+#                                      # work folder, stack_up_app
 #   stack_start app.log "$bin/app" --port "$STACK_PORT"   # in the background, output in work/
 #   stack_start_app "$bin" orders '^orders service' "$bin/app" --port "$STACK_PORT"
 #                                      # an example service (work/service.log): waits for its
@@ -145,6 +147,14 @@ stack_up_app() {
   stack_issue_effector "$1" "$2"
   stack_effector_env "$STACK_STATE" "$2"
   export IMMUNIZER_APP=$2
+}
+
+# stack_example_up BIN_DIR WORK_DIR APP: how an example's live test starts: a fresh WORK_DIR
+# (stack_init) as the current folder, then stack_up_app BIN_DIR APP.
+stack_example_up() {
+  stack_init "$2"
+  cd "$2"
+  stack_up_app "$1" "$3"
 }
 
 # stack_start_app BIN_DIR APP BANNER COMMAND...: the instrumented service COMMAND in the
