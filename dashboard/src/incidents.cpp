@@ -96,7 +96,8 @@ void merge_event_fields(ActionRecord& r, const v1::ActionEvent& e) {
     r.call = e.action().call();
     r.ttl_ms = e.action().ttl_millis();
   }
-  if (e.call_timestamp_unix_nanos() > 0) r.call_at = e.call_timestamp_unix_nanos();
+  if (e.call_timestamp_unix_nanos() > 0)
+    r.call_timestamp_unix_nanos = e.call_timestamp_unix_nanos();
   if (e.reason().rfind(kExtendsPrefix, 0) == 0 ||
       e.reason().find(std::string("; ") + kExtendsPrefix) != std::string::npos) {
     r.extends = e.reason().substr(e.reason().find(kExtendsPrefix) + std::strlen(kExtendsPrefix));
@@ -110,12 +111,12 @@ void merge_event_status(ActionRecord& r, const v1::ActionEvent& e) {
   const bool terminal = r.status == "expired" || r.status == "revoked";
   switch (e.type()) {
     case v1::ACTION_EVENT_DISPATCHED:
-      if (r.dispatched_at == 0) r.dispatched_at = e.at_unix_nanos();
+      if (r.dispatched_unix_nanos == 0) r.dispatched_unix_nanos = e.at_unix_nanos();
       if (!terminal && r.status != "applied") r.status = "dispatched";
       break;
     case v1::ACTION_EVENT_APPLIED:
       ++r.applied_acks;
-      if (r.applied_at == 0) r.applied_at = e.at_unix_nanos();
+      if (r.applied_unix_nanos == 0) r.applied_unix_nanos = e.at_unix_nanos();
       if (!terminal) r.status = "applied";
       break;
     case v1::ACTION_EVENT_REJECTED:
@@ -463,7 +464,7 @@ std::optional<IncidentChange> IncidentEngine::on_action(const v1::ActionEvent& e
     r.event_keys.push_back(ek);
     if (r.event_keys.size() > kMaxEventKeys) r.event_keys.erase(r.event_keys.begin());
     merge_event(r, e);
-    r.last_at = std::max(r.last_at, e.at_unix_nanos());
+    r.last_unix_nanos = std::max(r.last_unix_nanos, e.at_unix_nanos());
     std::optional<int64_t> incident_id;
     if (!r.alarm_id.empty()) incident_id = store_->incident_of_alarm(r.alarm_id);
     store_->put_action(r, incident_id.value_or(0));

@@ -32,62 +32,56 @@ v1::PrincipalField principal_field_from(const std::string& s) {
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-json to_json(const v1::RecordId& id) {
-  return {{"app", id.app()}, {"instance", id.instance()}, {"seq", id.seq()}};
+namespace {
+// Every singular string, bytes, 64-bit integer and double field of `m` under its proto name
+// (unset ones at their defaults); its enums, messages and repeated fields are the caller's.
+json plain_fields(const google::protobuf::Message& m) {
+  using F = google::protobuf::FieldDescriptor;
+  json j = json::object();
+  const auto* r = m.GetReflection();
+  for (int i = 0; i < m.GetDescriptor()->field_count(); ++i) {
+    const F* f = m.GetDescriptor()->field(i);
+    if (f->is_repeated()) continue;
+    const F::CppType t = f->cpp_type();
+    if (t == F::CPPTYPE_STRING) j[f->name()] = r->GetString(m, f);
+    if (t == F::CPPTYPE_INT64) j[f->name()] = r->GetInt64(m, f);
+    if (t == F::CPPTYPE_UINT64) j[f->name()] = r->GetUInt64(m, f);
+    if (t == F::CPPTYPE_DOUBLE) j[f->name()] = r->GetDouble(m, f);
+  }
+  return j;
 }
+}  // namespace
 
-json to_json(const v1::Principal& p) {
-  return {{"user", p.user()}, {"session", p.session()}, {"ip", p.ip()}};
-}
+json to_json(const v1::RecordId& id) { return plain_fields(id); }
+
+json to_json(const v1::Principal& p) { return plain_fields(p); }
 
 json to_json(const v1::Action& a) {
-  return {{"id", a.id()},
-          {"kind", action_kind_name(a.kind())},
-          {"target_field", principal_field_name(a.target_field())},
-          {"target_value", a.target_value()},
-          {"call", a.call()},
-          {"ttl_millis", a.ttl_millis()},
-          {"rate_per_second", a.rate_per_second()},
-          {"burst", a.burst()}};
+  json j = plain_fields(a);
+  j["kind"] = action_kind_name(a.kind());
+  j["target_field"] = principal_field_name(a.target_field());
+  return j;
 }
 
 json to_json(const v1::Alarm& a) {
-  json scores = json::array();
-  for (const auto& s : a.scores())
-    scores.push_back(
-        {{"detector", s.detector()}, {"raw", s.raw()}, {"tail_probability", s.tail_probability()}});
-  json features = json::array();
-  for (const auto& f : a.top_features())
-    features.push_back(
-        {{"feature", f.feature()}, {"contribution", f.contribution()}, {"value", f.value()}});
-  json labels = json::object();
+  json j = plain_fields(a);
+  j["record_id"] = to_json(a.record_id());
+  j["principal"] = to_json(a.principal());
+  j["severity"] = severity_name(a.severity());
+  json& scores = j["scores"] = json::array();
+  for (const auto& s : a.scores()) scores.push_back(plain_fields(s));
+  json& features = j["top_features"] = json::array();
+  for (const auto& f : a.top_features()) features.push_back(plain_fields(f));
+  json& labels = j["labels"] = json::object();
   for (const auto& [k, v] : a.labels()) labels[k] = v;
-  return {{"id", a.id()},
-          {"record_id", to_json(a.record_id())},
-          {"model_key", a.model_key()},
-          {"principal", to_json(a.principal())},
-          {"call", a.call()},
-          {"scores", std::move(scores)},
-          {"combined_score", a.combined_score()},
-          {"threshold", a.threshold()},
-          {"severity", severity_name(a.severity())},
-          {"top_features", std::move(features)},
-          {"timestamp_unix_nanos", a.timestamp_unix_nanos()},
-          {"raised_unix_nanos", a.raised_unix_nanos()},
-          {"labels", std::move(labels)}};
+  return j;
 }
 
 json to_json(const v1::ActionEvent& e) {
-  json j = {{"action_id", e.action_id()},
-            {"plan_id", e.plan_id()},
-            {"alarm_id", e.alarm_id()},
-            {"type", action_event_name(e.type())},
-            {"action", to_json(e.action())},
-            {"effector", e.effector()},
-            {"reason", e.reason()},
-            {"at_unix_nanos", e.at_unix_nanos()},
-            {"call_timestamp_unix_nanos", e.call_timestamp_unix_nanos()},
-            {"latency_ms", nullptr}};
+  json j = plain_fields(e);
+  j["type"] = action_event_name(e.type());
+  j["action"] = to_json(e.action());
+  j["latency_ms"] = nullptr;
   if (e.type() == v1::ACTION_EVENT_APPLIED && e.call_timestamp_unix_nanos() > 0 &&
       e.at_unix_nanos() >= e.call_timestamp_unix_nanos())
     j["latency_ms"] = static_cast<double>(e.at_unix_nanos() - e.call_timestamp_unix_nanos()) / 1e6;

@@ -111,48 +111,22 @@ std::string like_pattern(const std::string& s) {
 }
 }  // namespace
 
+// An action record's JSON: its members under their names; a member missing from the JSON
+// reads as its default (a record written before it existed).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ActionRecord, action_id, alarm_id, plan_id, kind,
+                                                target_field, target_value, call, status, reason,
+                                                extends, ttl_ms, dispatched_unix_nanos,
+                                                applied_unix_nanos, call_timestamp_unix_nanos,
+                                                last_unix_nanos, applied_acks, rejected_acks)
+
 json action_to_json(const ActionRecord& a) {
-  return {{"action_id", a.action_id},
-          {"alarm_id", a.alarm_id},
-          {"plan_id", a.plan_id},
-          {"kind", a.kind},
-          {"target_field", a.target_field},
-          {"target_value", a.target_value},
-          {"call", a.call},
-          {"status", a.status},
-          {"reason", a.reason},
-          {"extends", a.extends},
-          {"ttl_ms", a.ttl_ms},
-          {"dispatched_unix_nanos", a.dispatched_at},
-          {"applied_unix_nanos", a.applied_at},
-          {"call_timestamp_unix_nanos", a.call_at},
-          {"last_unix_nanos", a.last_at},
-          {"applied_acks", a.applied_acks},
-          {"rejected_acks", a.rejected_acks},
-          {"event_keys", a.event_keys}};
+  json j = a;
+  j["event_keys"] = a.event_keys;
+  return j;
 }
 
 ActionRecord action_from_json(const json& j) {
-  ActionRecord a;
-  auto s = [&](const char* k) { return j.value(k, std::string()); };
-  auto n = [&](const char* k) { return j.value(k, int64_t{0}); };
-  a.action_id = s("action_id");
-  a.alarm_id = s("alarm_id");
-  a.plan_id = s("plan_id");
-  a.kind = s("kind");
-  a.target_field = s("target_field");
-  a.target_value = s("target_value");
-  a.call = s("call");
-  a.status = s("status");
-  a.reason = s("reason");
-  a.extends = s("extends");
-  a.ttl_ms = n("ttl_ms");
-  a.dispatched_at = n("dispatched_unix_nanos");
-  a.applied_at = n("applied_unix_nanos");
-  a.call_at = n("call_timestamp_unix_nanos");
-  a.last_at = n("last_unix_nanos");
-  a.applied_acks = n("applied_acks");
-  a.rejected_acks = n("rejected_acks");
+  ActionRecord a = j.get<ActionRecord>();
   if (auto it = j.find("event_keys"); it != j.end() && it->is_array())
     for (const auto& k : *it)
       if (k.is_string()) a.event_keys.push_back(k.get<std::string>());
@@ -543,7 +517,7 @@ void IncidentStore::put_action(const ActionRecord& a, int64_t incident_id) {
   s.bind(1, a.action_id)
       .bind(2, incident_id)
       .bind(3, a.alarm_id)
-      .bind(4, a.last_at)
+      .bind(4, a.last_unix_nanos)
       .bind(5, dump(action_to_json(a)));
   s.run();
 }

@@ -58,6 +58,28 @@ class IncidentStore::Stmt {
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
   }
   bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+  // The current row as a JSON object: every column under its name (its alias: `at AS
+  // at_unix_nanos`), an INTEGER as a number, a REAL as a floating-point number, NULL as null,
+  // TEXT (and a BLOB) as a string.
+  nlohmann::json row_json() const {
+    nlohmann::json j = nlohmann::json::object();
+    for (int c = 0; c < sqlite3_column_count(s_); ++c) {
+      auto& v = j[sqlite3_column_name(s_, c)];
+      switch (sqlite3_column_type(s_, c)) {
+        case SQLITE_INTEGER:
+          v = i64(c);
+          break;
+        case SQLITE_FLOAT:
+          v = f64(c);
+          break;
+        case SQLITE_NULL:
+          break;
+        default:
+          v = text(c);
+      }
+    }
+    return j;
+  }
 
  private:
   void check(int rc) {

@@ -24,20 +24,14 @@ json IncidentStore::incident_rows(const char* sql, int64_t incident_id, size_t l
 
 json IncidentStore::groups_json(int64_t incident_id, size_t limit) {
   return incident_rows(
-      "SELECT id, model_key, top_feature, call, count, first_seen, last_seen, max_severity, "
+      "SELECT id AS group_id, model_key, top_feature, call, count, "
+      "first_seen AS first_seen_unix_nanos, last_seen AS last_seen_unix_nanos, max_severity, "
       "max_ratio, last_alarm_id FROM alarm_groups WHERE incident_id = ? "
       "ORDER BY count DESC, last_seen DESC LIMIT ?",
-      incident_id, limit, [](const Stmt& s) -> json {
-        return {{"group_id", s.i64(0)},
-                {"model_key", s.text(1)},
-                {"top_feature", s.text(2)},
-                {"call", s.text(3)},
-                {"count", s.i64(4)},
-                {"first_seen_unix_nanos", s.i64(5)},
-                {"last_seen_unix_nanos", s.i64(6)},
-                {"max_severity", severity_of_rank(static_cast<int>(s.i64(7)))},
-                {"max_ratio", s.f64(8)},
-                {"last_alarm_id", s.text(9)}};
+      incident_id, limit, [](const Stmt& s) {
+        json j = s.row_json();
+        j["max_severity"] = severity_of_rank(static_cast<int>(s.i64(7)));
+        return j;
       });
 }
 
@@ -65,23 +59,21 @@ json IncidentStore::actions_json(int64_t incident_id) {
         if (!j.is_object()) return json(json::value_t::discarded);
         const auto a = action_from_json(j);
         j.erase("event_keys");
-        j["latency_ms"] = (a.applied_at > 0 && a.call_at > 0 && a.applied_at >= a.call_at)
-                              ? json(static_cast<double>(a.applied_at - a.call_at) / 1e6)
-                              : json(nullptr);
+        j["latency_ms"] =
+            (a.applied_unix_nanos > 0 && a.call_timestamp_unix_nanos > 0 &&
+             a.applied_unix_nanos >= a.call_timestamp_unix_nanos)
+                ? json(static_cast<double>(a.applied_unix_nanos - a.call_timestamp_unix_nanos) /
+                       1e6)
+                : json(nullptr);
         return j;
       });
 }
 
 json IncidentStore::operator_actions_json(int64_t incident_id, size_t limit) {
   return incident_rows(
-      "SELECT at, who, what, detail FROM operator_actions WHERE incident_id = ? "
-      "ORDER BY at DESC, id DESC LIMIT ?",
-      incident_id, limit, [](const Stmt& s) -> json {
-        return {{"at_unix_nanos", s.i64(0)},
-                {"who", s.text(1)},
-                {"what", s.text(2)},
-                {"detail", s.text(3)}};
-      });
+      "SELECT at AS at_unix_nanos, who, what, detail FROM operator_actions "
+      "WHERE incident_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+      incident_id, limit, [](const Stmt& s) { return s.row_json(); });
 }
 
 std::map<std::string, int64_t> IncidentStore::count_by_state() {

@@ -21,12 +21,17 @@ v1::PrincipalField principal_field_from(const std::string& s);
 // names) may hold invalid UTF-8; it is replaced by U+FFFD instead of throwing.
 std::string dump(const nlohmann::json& j);
 
+// A message's JSON carries its string, bytes, 64-bit integer and double fields under their proto
+// names, and the fields each function names below (an enum by its name, a message as its JSON).
 nlohmann::json to_json(const v1::RecordId& id);
 nlohmann::json to_json(const v1::Principal& p);
-nlohmann::json to_json(const v1::Action& a);
-// The alarm as sent on the wire, without dashboard annotations (see DashboardState).
+nlohmann::json to_json(const v1::Action& a);  // also kind, target_field
+// The alarm as sent on the wire, without dashboard annotations (see DashboardState): also its
+// record id, principal, severity, scores, top features and labels (not its values or schema
+// version).
 nlohmann::json to_json(const v1::Alarm& a);
-// One action event; adds latency_ms (attack call -> this event) for applied events.
+// One action event: also type, action, and latency_ms (attack call -> this event) for applied
+// events, null for others.
 nlohmann::json to_json(const v1::ActionEvent& e);
 
 }  // namespace immunizer::dashboard

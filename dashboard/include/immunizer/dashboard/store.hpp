@@ -69,7 +69,8 @@ struct ActionRecord {
   std::string action_id, alarm_id, plan_id, kind, target_field, target_value, call, status, reason;
   std::string extends;  // the primary action this one extended (execute merged
                         // them), or ""
-  int64_t ttl_ms = 0, dispatched_at = 0, applied_at = 0, call_at = 0, last_at = 0;
+  int64_t ttl_ms = 0, dispatched_unix_nanos = 0, applied_unix_nanos = 0;
+  int64_t call_timestamp_unix_nanos = 0, last_unix_nanos = 0;
   int64_t applied_acks = 0, rejected_acks = 0;
   std::vector<std::string> event_keys;  // events already merged (redelivery); the newest 64
 };
