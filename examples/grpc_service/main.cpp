@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "../common/agents.hpp"                         // Immunizer
 #include "immunizer/integrations/grpc_interceptor.hpp"  // Immunizer
 #include "immunizer/test/shop_service.grpc.pb.h"
 
@@ -34,23 +35,17 @@ void on_signal(int) { g_stop = true; }
 
 int main(int argc, char** argv) {
   const int port = argc > 2 && std::string(argv[1]) == "--port" ? std::atoi(argv[2]) : 50051;
-  try {
-    // Immunizer: an agent pair configured from the environment.
-    auto sensor_cfg = immunizer::sensor::SensorConfig::from_env();
-    auto effector_cfg = immunizer::effector::EffectorConfig::from_env();
-    if (!std::getenv("IMMUNIZER_APP")) sensor_cfg.app = effector_cfg.app = "orders";
-    auto sensor = immunizer::sensor::Sensor::create(sensor_cfg);
-    auto effector = immunizer::effector::Effector::create(effector_cfg);
-    effector->start();
-    sensor->set_watch(&immunizer::effector::Effector::watch_hook, effector.get());  // watches
-
+  // Immunizer: an agent pair configured from the environment, around the service
+  // (../common/agents.hpp).
+  using immunizer::examples::Agents;
+  return immunizer::examples::run_with_agents("immunizer-grpc-service", "orders", [&](Agents& a) {
     ShopService service;
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
                              grpc::InsecureServerCredentials());
     builder.RegisterService(&service);
     immunizer::integrations::grpc::install(
-        builder, sensor, effector,
+        builder, a.sensor, a.effector,
         {.principal = immunizer::integrations::PrincipalOptions::from_env()});  // Immunizer
     auto server = builder.BuildAndStart();
     if (!server) throw std::runtime_error("cannot listen on 127.0.0.1:" + std::to_string(port));
@@ -60,11 +55,6 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     server->Shutdown();
-    effector->stop();
-    sensor->flush(std::chrono::seconds(5));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "immunizer-grpc-service: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

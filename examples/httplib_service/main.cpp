@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "../common/agents.hpp"                           // Immunizer
 #include "immunizer/integrations/httplib_middleware.hpp"  // Immunizer
 
 namespace {
@@ -21,19 +22,14 @@ void on_signal(int) {
 
 int main(int argc, char** argv) {
   const int port = argc > 2 && std::string(argv[1]) == "--port" ? std::atoi(argv[2]) : 8090;
-  try {
-    // Immunizer: an agent pair configured from the environment, and the middleware.
-    auto sensor_cfg = immunizer::sensor::SensorConfig::from_env();
-    auto effector_cfg = immunizer::effector::EffectorConfig::from_env();
-    if (!std::getenv("IMMUNIZER_APP")) sensor_cfg.app = effector_cfg.app = "notes";
-    auto sensor = immunizer::sensor::Sensor::create(sensor_cfg);
-    auto effector = immunizer::effector::Effector::create(effector_cfg);
-    effector->start();
-    sensor->set_watch(&immunizer::effector::Effector::watch_hook, effector.get());  // watches
+  // Immunizer: an agent pair configured from the environment, around the service
+  // (../common/agents.hpp), and the middleware.
+  using immunizer::examples::Agents;
+  return immunizer::examples::run_with_agents("immunizer-httplib-service", "notes", [&](Agents& a) {
     immunizer::integrations::http::MiddlewareOptions opt;
     opt.principal = immunizer::integrations::PrincipalOptions::from_env();
     opt.routes = {{"GET", "/notes/:id"}, {"POST", "/notes"}, {"GET", "/search"}};
-    immunizer::integrations::http::Middleware immunizer_mw(sensor, effector, opt);
+    immunizer::integrations::http::Middleware immunizer_mw(a.sensor, a.effector, opt);
 
     httplib::Server server;
     immunizer_mw.install(server);  // Immunizer: the one line on the server
@@ -61,11 +57,6 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);
       return 1;
     }
-    effector->stop();
-    sensor->flush(std::chrono::seconds(5));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "immunizer-httplib-service: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }
