@@ -255,24 +255,72 @@ std::vector<std::vector<uint32_t>> map_features(const Matrix& data, int max_grou
   return out;
 }
 
-AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const AutoencoderParams& p) {
+namespace {
+
+// Epochs and rows per epoch of `updates` SGD steps over `rows` rows: on big training sets an
+// epoch is a fresh random subset of `updates` rows, so the fit costs the same for 10^4 and
+// 10^6 rows.
+struct Schedule {
+  int epochs = 1;
+  std::size_t per_epoch = 0;
+};
+Schedule schedule(int updates, std::size_t rows, int max_epochs) {
+  const int u = std::max(updates, 1);
+  return {std::clamp(static_cast<int>((static_cast<std::size_t>(u) + rows - 1) / rows), 1,
+                     std::max(max_epochs, 1)),
+          std::min<std::size_t>(rows, static_cast<std::size_t>(u))};
+}
+
+}  // namespace
+
+Matrix AutoencoderEnsemble::training_errors(const Matrix& norm,
+                                            std::vector<Eigen::VectorXd>& slices) {
+  Matrix errs(norm.rows, groups_.size());
+  feature_err_.assign(norm.cols, 0.0);
+  Eigen::VectorXd recon;
+  for (std::size_t r = 0; r < norm.rows; ++r) {
+    const auto x = norm.row(r);
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      for (std::size_t k = 0; k < groups_[g].size(); ++k)
+        slices[g][static_cast<Eigen::Index>(k)] = x[groups_[g][k]];
+      errs.at(r, g) = group_ae_[g].reconstruct(slices[g], recon);
+      for (std::size_t k = 0; k < groups_[g].size(); ++k) {
+        const double diff =
+            recon[static_cast<Eigen::Index>(k)] - slices[g][static_cast<Eigen::Index>(k)];
+        feature_err_[groups_[g][k]] += diff * diff;
+      }
+    }
+  }
+  for (auto& v : feature_err_) v = v / static_cast<double>(norm.rows) + 1e-12;
+  return errs;
+}
+
+AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const AutoencoderParams& p,
+                                             const AutoencoderEnsemble* warm) {
   if (data.rows == 0 || data.cols == 0) throw std::invalid_argument("autoencoder: no data");
   AutoencoderEnsemble e;
   e.dims_ = data.cols;
   e.input_norm_.reset(data.cols);
   for (std::size_t r = 0; r < data.rows; ++r) e.input_norm_.update(data.row(r));
-  e.groups_ = map_features(data, p.max_group_size);
-  for (std::size_t g = 0; g < e.groups_.size(); ++g) {
-    const int v = static_cast<int>(e.groups_[g].size());
-    const int h = std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * v)));
-    e.group_ae_.emplace_back().init(v, h, p.seed + g + 1, true);
+  // Warm start (KitNET fixes its feature map after the first fit too): the earlier model's
+  // groups and weights, warm_updates SGD steps; the mapper on this data would regroup the
+  // features a little at every fit, and a new group starts from nothing.
+  const bool warm_start =
+      warm != nullptr && p.warm_updates > 0 && warm->fitted() && warm->dims_ == data.cols;
+  if (warm_start) {
+    e.groups_ = warm->groups_;
+    e.group_ae_ = warm->group_ae_;
+  } else {
+    e.groups_ = map_features(data, p.max_group_size);
+    for (std::size_t g = 0; g < e.groups_.size(); ++g) {
+      const int v = static_cast<int>(e.groups_[g].size());
+      const int h = std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * v)));
+      e.group_ae_.emplace_back().init(v, h, p.seed + g + 1, true);
+    }
   }
-  const int epochs = std::clamp(static_cast<int>((p.min_updates + data.rows - 1) / data.rows), 1,
-                                std::max(p.max_epochs, 1));
-  // On big training sets an epoch is a fresh random subset of min_updates rows: the fit
-  // costs the same for 10^4 and 10^6 rows.
-  const std::size_t per_epoch =
-      std::min<std::size_t>(data.rows, static_cast<std::size_t>(std::max(p.min_updates, 1)));
+  const Schedule run =
+      schedule(warm_start ? std::min(p.warm_updates, p.min_updates) : p.min_updates, data.rows,
+               p.max_epochs);
 
   Matrix norm(data.rows, data.cols);
   Eigen::VectorXd tmp;
@@ -289,11 +337,10 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
   std::vector<Eigen::VectorXd> slices(e.groups_.size());
   for (std::size_t g = 0; g < e.groups_.size(); ++g)
     slices[g].resize(static_cast<Eigen::Index>(e.groups_[g].size()));
-  for (int ep = 0; ep < epochs; ++ep) {
+  for (int ep = 0; ep < run.epochs; ++ep) {
     shuffle();
-    for (std::size_t i = 0; i < per_epoch; ++i) {
-      const uint32_t r = order[i];
-      const auto x = norm.row(r);
+    for (std::size_t i = 0; i < run.per_epoch; ++i) {
+      const auto x = norm.row(order[i]);
       for (std::size_t g = 0; g < e.groups_.size(); ++g) {
         for (std::size_t k = 0; k < e.groups_[g].size(); ++k)
           slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
@@ -303,32 +350,19 @@ AutoencoderEnsemble AutoencoderEnsemble::fit(const Matrix& data, const Autoencod
   }
 
   // Stage two: the output autoencoder learns the joint behaviour of the group errors.
-  Matrix errs(data.rows, e.groups_.size());
-  e.feature_err_.assign(data.cols, 0.0);
-  Eigen::VectorXd recon;
-  for (std::size_t r = 0; r < data.rows; ++r) {
-    const auto x = norm.row(r);
-    for (std::size_t g = 0; g < e.groups_.size(); ++g) {
-      for (std::size_t k = 0; k < e.groups_[g].size(); ++k)
-        slices[g][static_cast<Eigen::Index>(k)] = x[e.groups_[g][k]];
-      errs.at(r, g) = e.group_ae_[g].reconstruct(slices[g], recon);
-      for (std::size_t k = 0; k < e.groups_[g].size(); ++k) {
-        const double diff =
-            recon[static_cast<Eigen::Index>(k)] - slices[g][static_cast<Eigen::Index>(k)];
-        e.feature_err_[e.groups_[g][k]] += diff * diff;
-      }
-    }
-  }
-  for (auto& v : e.feature_err_) v = v / static_cast<double>(data.rows) + 1e-12;
+  const Matrix errs = e.training_errors(norm, slices);
   e.output_norm_.reset(errs.cols);
   for (std::size_t r = 0; r < errs.rows; ++r) e.output_norm_.update(errs.row(r));
   const int k = static_cast<int>(errs.cols);
-  e.output_ae_.init(k, std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * k))), p.seed, false);
-  for (int ep = 0; ep < epochs; ++ep) {
+  if (warm_start)
+    e.output_ae_ = warm->output_ae_;
+  else
+    e.output_ae_.init(k, std::max(1, static_cast<int>(std::ceil(p.hidden_ratio * k))), p.seed,
+                      false);
+  for (int ep = 0; ep < run.epochs; ++ep) {
     shuffle();
-    for (std::size_t i = 0; i < per_epoch; ++i) {
-      const uint32_t r = order[i];
-      e.output_norm_.apply(errs.row(r), tmp);
+    for (std::size_t i = 0; i < run.per_epoch; ++i) {
+      e.output_norm_.apply(errs.row(order[i]), tmp);
       e.output_ae_.train_one(tmp, p.learning_rate);
     }
   }

@@ -62,6 +62,8 @@ void validate(const DetectorConfig& c) {
   check(c.ae_hidden_ratio > 0 && c.ae_hidden_ratio <= 1, "ae_hidden_ratio", "in (0, 1]");
   check(c.ae_learning_rate > 0 && c.ae_learning_rate <= 1, "ae_learning_rate", "in (0, 1]");
   check(c.ae_min_updates >= 1 && c.ae_min_updates <= 10'000'000, "ae_min_updates", "in [1, 10^7]");
+  check(c.ae_refit_updates >= 0 && c.ae_refit_updates <= 10'000'000, "ae_refit_updates",
+        "in [0, 10^7]");
   check(c.ae_weight >= 0 && c.ae_weight <= 1, "ae_weight", "in [0, 1]");
   check(c.grace_records >= 2 && c.grace_records <= 10'000'000, "grace_records", "in [2, 10^7]");
   check(c.reservoir_size <= 10'000'000, "reservoir_size", "at most 10^7");
@@ -241,6 +243,7 @@ struct ModelKeyState::FitJob {
   DetectorConfig cfg;
   uint64_t seed = 0;
   Reservoir reservoir;
+  AutoencoderEnsemble warm;  // the current autoencoders, a refit's starting point
   std::vector<uint8_t> feedback_mark;
   std::size_t feedback_rows = 0;
   // Results.
@@ -262,6 +265,7 @@ std::shared_ptr<ModelKeyState::FitJob> ModelKeyState::make_fit_job() const {
   job->cfg = cfg_;
   job->seed = cfg_.seed + 0x9E3779B97F4A7C15ull * fits_;
   job->reservoir = reservoir_;
+  if (cfg_.ae_refit_updates > 0 && ae_.fitted()) job->warm = ae_;
   job->feedback_mark = feedback_mark_;
   job->feedback_rows = feedback_rows_;
   return job;
@@ -310,13 +314,11 @@ void ModelKeyState::run_fit(FitJob& j) {
       combined[i] += -k.forest_weight() * std::log10(j.forest_cal.tail(s[i]));
   }
   if (use_ae) {
-    AutoencoderParams ap{cfg.ae_max_group,
-                         cfg.ae_hidden_ratio,
-                         cfg.ae_learning_rate,
-                         cfg.ae_min_updates,
-                         50,
-                         j.seed};
-    j.ae = AutoencoderEnsemble::fit(data, ap);
+    AutoencoderParams ap{
+        cfg.ae_max_group, cfg.ae_hidden_ratio, cfg.ae_learning_rate, cfg.ae_min_updates, 50,
+        j.seed,           cfg.ae_refit_updates};
+    j.ae = AutoencoderEnsemble::fit(data, ap, j.warm.fitted() ? &j.warm : nullptr);
+    j.warm = {};
     j.ae.score_batch(data, s);
     j.ae_cal.fit(calibration_rows(s), cfg.peak_quantile);
     for (std::size_t i = 0; i < n; ++i)

@@ -64,6 +64,30 @@ TEST(AutoencoderEnsemble, DeterministicAndRoundTrips) {
                std::runtime_error);
 }
 
+// Issue 13: a refit starts from the current model (its groups and weights) and takes
+// warm_updates SGD steps; it still catches a broken correlation, and is deterministic.
+TEST(AutoencoderEnsemble, WarmStartedRefitKeepsGroupsAndDetects) {
+  AutoencoderParams p;
+  p.max_group_size = 3;
+  p.warm_updates = 2000;
+  const auto first = AutoencoderEnsemble::fit(blocks(2048, 7), p);
+  const auto data = blocks(2048, 8);
+  const auto refit = AutoencoderEnsemble::fit(data, p, &first);
+  EXPECT_EQ(refit.groups(), first.groups());
+  EXPECT_EQ(refit.serialize(), AutoencoderEnsemble::fit(data, p, &first).serialize());
+  EXPECT_NE(refit.serialize(), AutoencoderEnsemble::fit(data, p).serialize());
+  std::vector<double> s(data.rows);
+  refit.score_batch(data, s);
+  std::sort(s.begin(), s.end());
+  std::vector<double> odd(data.row(0).begin(), data.row(0).end());
+  odd[3] = 10 + 1.0, odd[4] = 10 - 2.0, odd[5] = 10 + 3.0;
+  EXPECT_GT(refit.score(odd), s[s.size() * 99 / 100]);
+  // warm_updates 0: the earlier model is ignored, the fit starts afresh.
+  p.warm_updates = 0;
+  EXPECT_EQ(AutoencoderEnsemble::fit(data, p, &first).serialize(),
+            AutoencoderEnsemble::fit(data, p).serialize());
+}
+
 TEST(AutoencoderEnsemble, ConstantFeaturesAreHarmless) {
   Matrix m(500, 3);
   std::mt19937_64 gen(6);

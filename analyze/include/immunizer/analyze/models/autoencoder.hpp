@@ -24,6 +24,9 @@ struct AutoencoderParams {
   int min_updates = 20000;     // epochs = ceil(min_updates / rows), at least one
   int max_epochs = 50;
   uint64_t seed = 0;
+  // A fit warm-started from an earlier model (fit's `warm`): its SGD steps (at most
+  // min_updates); 0: every fit starts afresh.
+  int warm_updates = 0;
 };
 
 // Standardisation learnt as a running mean and variance (Welford) over the training stream;
@@ -64,8 +67,12 @@ struct TinyAutoencoder {
 
 class AutoencoderEnsemble {
  public:
-  // Throws std::invalid_argument on an empty matrix.
-  static AutoencoderEnsemble fit(const Matrix& data, const AutoencoderParams& params);
+  // Throws std::invalid_argument on an empty matrix. With `warm` (an earlier fit on as many
+  // features) and params.warm_updates > 0, a refit: warm's feature groups and weights are the
+  // starting point, trained warm_updates SGD steps on data (normalisation and error
+  // statistics are learnt from data afresh).
+  static AutoencoderEnsemble fit(const Matrix& data, const AutoencoderParams& params,
+                                 const AutoencoderEnsemble* warm = nullptr);
 
   bool fitted() const { return !groups_.empty(); }
   std::size_t dims() const { return dims_; }
@@ -90,6 +97,9 @@ class AutoencoderEnsemble {
   void group_errors(std::span<const double> x, double* errs, double* sq_err) const;
   // After fit() and deserialize(): input_norm_'s standard deviations as scoring divides by them.
   void prepare_scoring();
+  // fit(): each group's RMSE on each row of norm (the standardised training rows), and
+  // feature_err_; slices: one scratch vector per group.
+  Matrix training_errors(const Matrix& norm, std::vector<Eigen::VectorXd>& slices);
 
   std::size_t dims_ = 0;
   RunningMoments input_norm_;

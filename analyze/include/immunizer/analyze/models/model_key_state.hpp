@@ -39,7 +39,10 @@ struct DetectorConfig {
   double ae_hidden_ratio = 0.75;  // hidden units per input
   double ae_learning_rate = 0.1;
   int ae_min_updates = 20000;  // SGD steps per fit (epochs over the reservoir, <= 50)
-  double ae_weight = 0.2;      // ensemble: the autoencoder's share of the combined score
+  // SGD steps of a refit, which starts from the current autoencoders (their feature groups
+  // and weights) instead of afresh. 0: every refit starts afresh (ae_min_updates steps).
+  int ae_refit_updates = 4000;
+  double ae_weight = 0.2;  // ensemble: the autoencoder's share of the combined score
   // Lifecycle.
   std::size_t grace_records = 1000;  // vectors learnt before the first fit; no alarms before
   std::size_t refit_every = 10000;   // refit after this many scored vectors (0 = never)
