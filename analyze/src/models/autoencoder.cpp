@@ -20,10 +20,6 @@ constexpr uint32_t kAeMagic = 0x4541544B;  // "KTAE"
 constexpr uint32_t kAeVersion = 2;
 constexpr double kTrainClip = 10, kScoreClip = 1000;
 
-Eigen::VectorXd sigmoid(const Eigen::VectorXd& v) {  // the Eigen form, for reconstruct()
-  return (1.0 + (-v.array()).exp()).inverse().matrix();
-}
-
 void write_vec(common::ByteWriter& w, const Eigen::VectorXd& v) {
   w.put_vector(std::vector<double>(v.data(), v.data() + v.size()));
 }
@@ -186,12 +182,6 @@ IMMUNIZER_AE_CLONES double TinyAutoencoder::rmse(const double* x, double* recon,
 
 #undef IMMUNIZER_AE_CLONES
 
-double TinyAutoencoder::reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const {
-  recon = w.transpose() * sigmoid(w * x + bh) + bv;
-  if (!linear_output) recon = sigmoid(recon);
-  return std::sqrt((recon - x).squaredNorm() / static_cast<double>(x.size()));
-}
-
 std::vector<std::vector<uint32_t>> map_features(const Matrix& data, int max_group_size) {
   const std::size_t d = data.cols;
   const std::size_t m = static_cast<std::size_t>(std::max(max_group_size, 1));
@@ -277,16 +267,22 @@ Matrix AutoencoderEnsemble::training_errors(const Matrix& norm,
                                             std::vector<Eigen::VectorXd>& slices) {
   Matrix errs(norm.rows, groups_.size());
   feature_err_.assign(norm.cols, 0.0);
-  Eigen::VectorXd recon;
+  Eigen::Index widest = 1, hidden = 1;
+  for (const auto& a : group_ae_) {
+    widest = std::max(widest, a.w.cols());
+    hidden = std::max(hidden, a.w.rows());
+  }
+  // The scoring kernel (no allocation per row), so training and scoring errors are alike.
+  std::vector<double> recon(static_cast<std::size_t>(widest)),
+      hid(static_cast<std::size_t>(hidden));
   for (std::size_t r = 0; r < norm.rows; ++r) {
     const auto x = norm.row(r);
     for (std::size_t g = 0; g < groups_.size(); ++g) {
-      for (std::size_t k = 0; k < groups_[g].size(); ++k)
-        slices[g][static_cast<Eigen::Index>(k)] = x[groups_[g][k]];
-      errs.at(r, g) = group_ae_[g].reconstruct(slices[g], recon);
+      double* slice = slices[g].data();
+      for (std::size_t k = 0; k < groups_[g].size(); ++k) slice[k] = x[groups_[g][k]];
+      errs.at(r, g) = group_ae_[g].rmse(slice, recon.data(), hid.data());
       for (std::size_t k = 0; k < groups_[g].size(); ++k) {
-        const double diff =
-            recon[static_cast<Eigen::Index>(k)] - slices[g][static_cast<Eigen::Index>(k)];
+        const double diff = recon[k] - slice[k];
         feature_err_[groups_[g][k]] += diff * diff;
       }
     }

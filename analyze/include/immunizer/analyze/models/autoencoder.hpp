@@ -59,9 +59,8 @@ struct TinyAutoencoder {
   bool linear_output = false;
   void init(int visible, int hidden, uint64_t seed, bool linear);
   void train_one(const Eigen::VectorXd& x, double lr);
-  // Reconstruction into recon; returns the RMSE.
-  double reconstruct(const Eigen::VectorXd& x, Eigen::VectorXd& recon) const;
-  // The same on raw buffers (recon: visible, hidden: w.rows()), allocation-free for scoring.
+  // Reconstruction of x into recon (visible), hidden (w.rows()) as scratch; returns the RMSE.
+  // Allocation-free.
   double rmse(const double* x, double* recon, double* hidden) const;
 };
 
