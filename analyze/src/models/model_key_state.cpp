@@ -411,12 +411,16 @@ Verdict ModelKeyState::observe_checked(std::span<const double> x, std::size_t na
     return Verdict{};  // the vector that completes the grace period is training data too
   }
   double forest_sum = 0;
-  const bool precomputed =
-      pre_.next < pre_.rows.size() && pre_.fits == fits_ && pre_.rows[pre_.next] == x.data();
-  if (precomputed)
-    forest_sum = pre_.forest_sums[pre_.next++];
-  else
+  bool precomputed = false;
+  if (pre_.next < pre_.rows.size() && pre_.rows[pre_.next] == x.data()) {
+    // After a refit (or the first fit) the rows left are computed again, by the new forest.
+    if (pre_.next >= pre_.ready || pre_.fits != fits_) precompute_ahead();
+    precomputed = pre_.next < pre_.ready;
+    if (precomputed) forest_sum = pre_.forest_sums[pre_.next];
+    ++pre_.next;
+  } else {
     pre_.rows.clear();  // out of step: the rest is scored directly
+  }
   Verdict v = score_impl(x, precomputed ? &forest_sum : nullptr);
   if (!v.alarm) remember(x);
   if (cfg_.refit_every > 0 && ++since_fit_ >= cfg_.refit_every) refit();
@@ -439,20 +443,27 @@ Verdict ModelKeyState::observe(std::span<const double> x,
 
 void ModelKeyState::precompute(std::span<const double* const> rows, std::size_t width,
                                uint32_t schema_version) {
-  pre_.rows.clear();
-  pre_.next = 0;
+  pre_.rows.assign(rows.begin(), rows.end());
+  pre_.forest_sums.resize(rows.size());
+  pre_.next = pre_.ready = 0;
+  pre_.width = width;
+  pre_.schema_version = schema_version;
+  precompute_ahead();
+}
+
+void ModelKeyState::precompute_ahead() {
+  pre_.ready = pre_.next;
+  pre_.fits = fits_;
   if (state_ != ModelState::kActive || !uses_forest() || !forest_.fitted() || pending_fit_ ||
-      !has_schema_ || schema_version != schema_version_ || width != names_->size() ||
-      width != forest_.dims())
+      !has_schema_ || pre_.schema_version != schema_version_ || pre_.width != names_->size() ||
+      pre_.width != forest_.dims())
     return;
   // Only the rows before the next refit is due are scored by this forest.
-  std::size_t n = rows.size();
+  std::size_t n = pre_.rows.size() - pre_.next;
   if (cfg_.refit_every > 0)
     n = std::min(n, cfg_.refit_every > since_fit_ ? cfg_.refit_every - since_fit_ : 1);
-  pre_.rows.assign(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
-  pre_.forest_sums.resize(n);
-  forest_.sum_leaves_rows(pre_.rows, pre_.forest_sums.data());
-  pre_.fits = fits_;
+  forest_.sum_leaves_rows({pre_.rows.data() + pre_.next, n}, pre_.forest_sums.data() + pre_.next);
+  pre_.ready = pre_.next + n;
 }
 
 Verdict ModelKeyState::score(std::span<const double> x) const { return score_impl(x, nullptr); }

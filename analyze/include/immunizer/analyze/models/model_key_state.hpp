@@ -125,9 +125,9 @@ class ModelKeyState {
   // computes the forest's part of the scores of those the current model will score, tree-major
   // (each tree read from memory once per block of rows instead of once per row: a key's forest
   // is larger than the L2 cache). observe() uses the result for a row whose data pointer is the
-  // next one given here while the model is unchanged; anything else is scored directly, so the
-  // verdicts are the same to the bit either way. rows[i] points at `width` values that must
-  // stay valid and unchanged until observed or until the next call.
+  // next one given here, computing the rows left again after a refit; anything else is scored
+  // directly, so the verdicts are the same to the bit either way. rows[i] points at `width` values
+  // that must stay valid and unchanged until observed or until the next call.
   void precompute(std::span<const double* const> rows, std::size_t width, uint32_t schema_version);
   // Scores without learning (nothing changes); Verdict::state is kLearning before the first fit.
   Verdict score(std::span<const double> x) const;
@@ -224,13 +224,20 @@ class ModelKeyState {
   std::vector<double> rarity_;   // tail for leaving the usual value; -1: it never varied
   TaskQueue* refitter_ = nullptr;
   std::shared_ptr<FitJob> pending_fit_;  // a background refit under way
-  // precompute()'s rows and their forest sums, valid while fits_ == fits (the same forest).
+  // precompute()'s rows and their forest sums: forest_sums[i] for i in [next, ready) is valid
+  // while fits_ == fits (the same forest).
   struct Precomputed {
     std::vector<const double*> rows;
     std::vector<double> forest_sums;
-    std::size_t next = 0;
+    std::size_t next = 0;   // the row observe() expects next
+    std::size_t ready = 0;  // rows before this one have their sums
     std::size_t fits = 0;
+    std::size_t width = 0;
+    uint32_t schema_version = 0;
   } pre_;
+  // The forest sums of the rows from pre_.next up to the next refit, by the current forest
+  // (none when it cannot score them).
+  void precompute_ahead();
 };
 
 }  // namespace immunizer::analyze
