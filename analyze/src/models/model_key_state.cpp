@@ -406,6 +406,8 @@ Verdict ModelKeyState::observe_checked(std::span<const double> x, std::size_t na
   install_pending_if_done();  // a background refit is swapped in between two vectors
   ++records_seen_;
   if (state_ == ModelState::kLearning) {
+    // A precomputed run keeps step: the rows after the first fit are computed by that forest.
+    if (pre_.next < pre_.rows.size() && pre_.rows[pre_.next] == x.data()) ++pre_.next;
     remember(x);
     if (reservoir_.rows >= cfg_.grace_records) fit_models();
     return Verdict{};  // the vector that completes the grace period is training data too
