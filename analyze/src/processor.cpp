@@ -20,6 +20,41 @@
 
 namespace immunizer::analyze {
 
+// The service's metrics, registered once.
+struct AnalyzeProcessor::Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : alarms(common::counter_family(r, "immunizer_alarms_total", "Alarms raised, by severity")),
+        scored(common::register_counter(r, "immunizer_analyze_vectors_scored_total",
+                                        "Feature vectors scored by an active model")),
+        learning(common::register_counter(
+            r, "immunizer_analyze_vectors_learning_total",
+            "Feature vectors absorbed by models still in their grace period")),
+        detection_latency(common::register_histogram(
+            r, "immunizer_detection_latency_seconds", "From the instrumented call to its alarm",
+            {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+        models_by_state(
+            common::gauge_family(r, "immunizer_analyze_models", "Model keys held, by state")),
+        models_active(models_by_state.Add({{"state", "active"}})),
+        models_learning(models_by_state.Add({{"state", "learning"}})),
+        memory(common::register_gauge(r, "immunizer_analyze_model_memory_bytes",
+                                      "Memory held by all models")),
+        feedback(common::counter_family(
+            r, "immunizer_analyze_feedback_total",
+            "False-positive feedback, by what it did to the model's reservoir (added, replaced: "
+            "within the feedback share; merged: alike to a row already taught; ignored, "
+            "unknown_model)")) {}
+  prometheus::Family<prometheus::Counter>& alarms;
+  prometheus::Counter& scored;
+  prometheus::Counter& learning;
+  prometheus::Histogram& detection_latency;
+  prometheus::Family<prometheus::Gauge>& models_by_state;
+  prometheus::Gauge& models_active;
+  prometheus::Gauge& models_learning;
+  prometheus::Gauge& memory;
+  prometheus::Family<prometheus::Counter>& feedback;
+  prometheus::Counter* alarms_by_severity[5] = {};  // made at the first alarm of each severity
+};
+
 AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topics,
                                    const common::Clock& clock, prometheus::Registry& r)
     : SnapshottingProcessor(kStage.snapshots, topics.models, cfg.snapshot_interval_ms, clock),
@@ -27,26 +62,9 @@ AnalyzeProcessor::AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topi
       topics_(topics),
       clock_(clock),
       models_(cfg_.detector, cfg_.threads),
-      alarms_(common::counter_family(r, "immunizer_alarms_total", "Alarms raised, by severity")),
-      scored_(common::register_counter(r, "immunizer_analyze_vectors_scored_total",
-                                       "Feature vectors scored by an active model")),
-      learning_(common::register_counter(
-          r, "immunizer_analyze_vectors_learning_total",
-          "Feature vectors absorbed by models still in their grace period")),
-      detection_latency_(common::register_histogram(
-          r, "immunizer_detection_latency_seconds", "From the instrumented call to its alarm",
-          {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
-      models_by_state_(
-          common::gauge_family(r, "immunizer_analyze_models", "Model keys held, by state")),
-      models_active_(models_by_state_.Add({{"state", "active"}})),
-      models_learning_(models_by_state_.Add({{"state", "learning"}})),
-      memory_(common::register_gauge(r, "immunizer_analyze_model_memory_bytes",
-                                     "Memory held by all models")),
-      feedback_(common::counter_family(
-          r, "immunizer_analyze_feedback_total",
-          "False-positive feedback, by what it did to the model's reservoir (added, replaced: "
-          "within the feedback share; merged: alike to a row already taught; ignored, "
-          "unknown_model)")) {}
+      metrics_(std::make_unique<Metrics>(r)) {}
+
+AnalyzeProcessor::~AnalyzeProcessor() = default;
 
 void AnalyzeProcessor::process(const common::Message& m, common::Producer& out) {
   process_batch({m}, out,
@@ -59,12 +77,12 @@ void AnalyzeProcessor::feedback(const v1::Feedback& f) {
   if (f.verdict() != v1::FEEDBACK_FALSE_POSITIVE || f.values().empty()) return;
   auto* k = models_.find(f.model_key());
   if (!k) {
-    feedback_.Add({{"outcome", "unknown_model"}}).Increment();
+    metrics_->feedback.Add({{"outcome", "unknown_model"}}).Increment();
     return;
   }
   using O = ModelKeyState::FeedbackOutcome;
   const O o = k->feedback_false_positive(std::vector<double>(f.values().begin(), f.values().end()));
-  feedback_
+  metrics_->feedback
       .Add({{"outcome", o == O::kAdded      ? "added"
                         : o == O::kReplaced ? "replaced"
                         : o == O::kMerged   ? "merged"
@@ -323,16 +341,16 @@ void AnalyzeProcessor::publish(KeyWork& w, common::Producer& out, const Reject& 
                   "model_rejected_vector", w.errors[k]);
   }
   if (w.scored + w.learning > 0) mark(*w.model_key);
-  if (w.scored) scored_.Increment(static_cast<double>(w.scored));
-  if (w.learning) learning_.Increment(static_cast<double>(w.learning));
+  if (w.scored) metrics_->scored.Increment(static_cast<double>(w.scored));
+  if (w.learning) metrics_->learning.Increment(static_cast<double>(w.learning));
   for (int sev = 1; sev <= 4; ++sev) {
     if (w.by_severity[sev] == 0) continue;
-    if (!alarms_by_severity_[sev])
-      alarms_by_severity_[sev] = &alarms_.Add(
+    if (!metrics_->alarms_by_severity[sev])
+      metrics_->alarms_by_severity[sev] = &metrics_->alarms.Add(
           {{"severity", std::string(v1::severity_label(static_cast<v1::Severity>(sev)))}});
-    alarms_by_severity_[sev]->Increment(static_cast<double>(w.by_severity[sev]));
+    metrics_->alarms_by_severity[sev]->Increment(static_cast<double>(w.by_severity[sev]));
   }
-  for (const double l : w.latencies) detection_latency_.Observe(l);
+  for (const double l : w.latencies) metrics_->detection_latency.Observe(l);
   for (size_t o = 0; o < w.n_outputs; ++o)
     out.produce(*w.outputs[o].topic, w.outputs[o].key, w.outputs[o].payload);
 }
@@ -366,9 +384,9 @@ void AnalyzeProcessor::update_gauges() {
   size_t active = 0;
   for (const auto& k : models_.keys())
     if (auto* s = models_.find(k); s && s->state() == ModelState::kActive) ++active;
-  models_active_.Set(static_cast<double>(active));
-  models_learning_.Set(static_cast<double>(models_.size() - active));
-  memory_.Set(static_cast<double>(models_.memory_bytes()));
+  metrics_->models_active.Set(static_cast<double>(active));
+  metrics_->models_learning.Set(static_cast<double>(models_.size() - active));
+  metrics_->memory.Set(static_cast<double>(models_.memory_bytes()));
 }
 
 void AnalyzeProcessor::restore_key(const std::string& key, const std::string& state) {

@@ -26,6 +26,7 @@ class AnalyzeProcessor final : public common::SnapshottingProcessor {
  public:
   AnalyzeProcessor(AnalyzeConfig cfg, const common::Topics& topics, const common::Clock& clock,
                    prometheus::Registry& registry);
+  ~AnalyzeProcessor() override;
   void process(const common::Message& m, common::Producer& out) override;
   void process_batch(const std::vector<common::Message>& batch, common::Producer& out,
                      const Reject& reject) override;
@@ -98,16 +99,8 @@ class AnalyzeProcessor final : public common::SnapshottingProcessor {
   common::Topics topics_;
   const common::Clock& clock_;
   ModelRegistry models_;
-  prometheus::Family<prometheus::Counter>& alarms_;
-  prometheus::Counter& scored_;
-  prometheus::Counter& learning_;
-  prometheus::Histogram& detection_latency_;
-  prometheus::Family<prometheus::Gauge>& models_by_state_;
-  prometheus::Gauge& models_active_;
-  prometheus::Gauge& models_learning_;
-  prometheus::Gauge& memory_;
-  prometheus::Family<prometheus::Counter>& feedback_;
-  prometheus::Counter* alarms_by_severity_[5] = {};
+  struct Metrics;
+  std::unique_ptr<Metrics> metrics_;
   std::vector<std::unique_ptr<Decoded>> decoded_;  // grows to the largest batch, reused
   std::vector<std::unique_ptr<KeyWork>> work_;     // one per model key of a batch, reused
   struct CachedSchema {
