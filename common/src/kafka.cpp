@@ -298,6 +298,8 @@ class KafkaConsumer final : public Consumer {
                                      {"socket.timeout.ms", "10000"}},
                                     overrides));
     rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_opaque(conf, this);
+    rd_kafka_conf_set_offset_commit_cb(conf, &KafkaConsumer::on_commit);
     rk_ = new_client(RD_KAFKA_CONSUMER, conf, "kafka consumer");
     rd_kafka_poll_set_consumer(rk_);
     rd_kafka_topic_partition_list_t* list =
@@ -360,6 +362,11 @@ class KafkaConsumer final : public Consumer {
 
   uint64_t partitions_gained() const override { return gained_; }
 
+  // Asynchronous: the request goes out and the next batch is processed while the broker
+  // answers (its result is served by a later poll, on_commit). At-least-once holds: only a
+  // batch whose outputs were acknowledged is committed, and a commit that fails leaves the
+  // group's offset where it was, so those messages are read again after a restart. close()
+  // commits the last offsets synchronously.
   void commit(const std::vector<Message>& batch) override {
     if (batch.empty()) return;
     std::map<std::pair<std::string, int32_t>, int64_t> next;
@@ -367,12 +374,7 @@ class KafkaConsumer final : public Consumer {
       auto& v = next[{m.topic, m.partition}];
       v = std::max(v, m.offset + 1);
     }
-    rd_kafka_topic_partition_list_t* list =
-        rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
-    for (const auto& [tp, off] : next)
-      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
-    const auto e = rd_kafka_commit(rk_, list, 0);
-    rd_kafka_topic_partition_list_destroy(list);
+    const auto e = commit_offsets(next, /*async=*/true);
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
       logger("kafka")->warn("commit failed: {} (messages will be re-read after a restart)",
                             rd_kafka_err2str(e));
@@ -382,6 +384,8 @@ class KafkaConsumer final : public Consumer {
       int64_t& c = committed_[tp];
       c = std::max(c, off);
       set_lag(tp.first, tp.second, c);
+      int64_t& u = uncommitted_[tp];
+      u = std::max(u, off);
     }
   }
 
@@ -406,6 +410,16 @@ class KafkaConsumer final : public Consumer {
   void close() override {
     if (!closed_) {
       closed_ = true;
+      // The asynchronous commits of the last batches may still be on their way: the offsets
+      // are committed once more, waiting for the answer, before the consumer leaves its group.
+      if (!uncommitted_.empty()) {
+        const auto e = commit_offsets(uncommitted_, /*async=*/false);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+          logger("kafka")->warn(
+              "final commit failed: {} (messages will be re-read after a restart)",
+              rd_kafka_err2str(e));
+        uncommitted_.clear();
+      }
       rd_kafka_consumer_close(rk_);
     }
   }
@@ -426,6 +440,9 @@ class KafkaConsumer final : public Consumer {
     if (std::any_of(now.begin(), now.end(),
                     [this](const auto& tp) { return !assigned_.count(tp); }))
       ++gained_;
+    // A partition that went to another member is not committed again by close().
+    for (auto it = uncommitted_.begin(); it != uncommitted_.end();)
+      it = now.count(it->first) ? std::next(it) : uncommitted_.erase(it);
     assigned_ = std::move(now);
   }
   void check_continuity(const std::string& topic, int32_t partition, int64_t offset) {
@@ -499,6 +516,43 @@ class KafkaConsumer final : public Consumer {
     rd_kafka_topic_partition_list_destroy(list);
   }
 
+  rd_kafka_resp_err_t commit_offsets(const std::map<std::pair<std::string, int32_t>, int64_t>& next,
+                                     bool async) {
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
+    for (const auto& [tp, off] : next)
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+    const auto e = rd_kafka_commit(rk_, list, async ? 1 : 0);
+    rd_kafka_topic_partition_list_destroy(list);
+    return e;
+  }
+
+  // The broker's answer to an asynchronous commit (served by rd_kafka_consumer_poll, on the
+  // consumer's thread). A partition it refused counts its lag from the last offset the broker
+  // did accept for it; its messages are read again after a restart (at-least-once).
+  static void on_commit(rd_kafka_t*, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+    auto* self = static_cast<KafkaConsumer*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return;
+    for (int i = 0; i < offsets->cnt; ++i) {
+      const auto& el = offsets->elems[i];
+      const rd_kafka_resp_err_t e = el.err ? el.err : err;
+      const auto tp = std::make_pair(std::string(el.topic), el.partition);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        int64_t& a = self->accepted_[tp];
+        a = std::max(a, el.offset);
+        continue;
+      }
+      logger("kafka")->warn(
+          "commit of {}[{}]@{} failed: {} (messages will be re-read after a restart)", el.topic,
+          el.partition, el.offset, rd_kafka_err2str(e));
+      if (const auto it = self->accepted_.find(tp); it != self->accepted_.end()) {
+        self->committed_[tp] = it->second;
+        self->set_lag(tp.first, tp.second, it->second);
+      }
+    }
+  }
+
   int64_t committed_offset(const std::string& topic, int32_t partition) {
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
@@ -516,6 +570,10 @@ class KafkaConsumer final : public Consumer {
   std::map<std::pair<std::string, int32_t>, int64_t> next_;  // next offset expected per partition
   // Per partition, the offset this consumer committed last (or where it started reading).
   std::map<std::pair<std::string, int32_t>, int64_t> committed_;
+  // Per partition, the offsets committed asynchronously since the last synchronous commit
+  // (close() commits them once more and waits), and the last the broker confirmed.
+  std::map<std::pair<std::string, int32_t>, int64_t> uncommitted_;
+  std::map<std::pair<std::string, int32_t>, int64_t> accepted_;
   std::chrono::steady_clock::time_point next_lag_report_{};
   uint64_t lost_ = 0;
   std::set<std::pair<std::string, int32_t>> assigned_;  // at the last poll

@@ -152,6 +152,48 @@ TEST(Kafka, LagGrowsWhileAConsumerReadsWithoutCommitting) {
   c->close();
 }
 
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+// Issue 13: a commit does not hold the stream loop for the broker's answer (the next batch is
+// processed meanwhile); close() still commits the last offsets for good. With every request
+// delayed by 1.5 s, commit() returns at once (it waited the 1.5 s before), and a new member
+// of the group continues after the committed messages.
+TEST(Kafka, CommitsOverlapTheNextBatchAndCloseCommitsForGood) {
+  MockBroker broker(1, {{"t.async", 1}});
+  KafkaSettings s;
+  s.bootstrap = broker.bootstrap();
+  auto p = make_kafka_producer(s, "p", nullptr);
+  for (int i = 0; i < 10; ++i) p->produce("t.async", "k", "a" + std::to_string(i));
+  ASSERT_TRUE(p->flush(10s).ok());
+  {
+    auto c = make_kafka_consumer(s, "g", {"t.async"}, nullptr);
+    std::vector<Message> got;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (got.size() < 10 && std::chrono::steady_clock::now() < deadline) {
+      auto b = c->poll(10 - got.size(), 200ms);
+      got.insert(got.end(), b.begin(), b.end());
+    }
+    ASSERT_EQ(got.size(), 10u);
+    rd_kafka_mock_broker_set_rtt(broker.cluster(), 1, 1500);
+    const auto t0 = std::chrono::steady_clock::now();
+    c->commit(got);
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(took, 0.75) << "commit() waited for the broker's answer";
+    c->close();  // waits for the commit
+    rd_kafka_mock_broker_set_rtt(broker.cluster(), 1, 0);
+  }
+  for (int i = 0; i < 3; ++i) p->produce("t.async", "k", "b" + std::to_string(i));
+  ASSERT_TRUE(p->flush(10s).ok());
+  auto c2 = make_kafka_consumer(s, "g", {"t.async"}, nullptr);
+  const auto rest = consume_n(*c2, 3, 40s);
+  ASSERT_EQ(rest.size(), 3u);
+  for (const auto& m : rest) EXPECT_EQ(m.payload[0], 'b') << m.payload << " delivered twice";
+  EXPECT_TRUE(c2->poll(1, 500ms).empty());
+  c2->close();
+}
+
 #include "immunizer/common/snapshots.hpp"
 
 TEST(Snapshots, LatestPerKeyOfOneKind) {

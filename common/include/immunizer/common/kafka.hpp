@@ -109,7 +109,10 @@ class Consumer {
   virtual ~Consumer() = default;
   // Up to max messages; returns early when none arrive for `timeout`.
   virtual std::vector<Message> poll(size_t max, std::chrono::milliseconds timeout) = 0;
-  // Commits, per partition, the offset after the last message of the batch (synchronously).
+  // Commits, per partition, the offset after the last message of the batch. The Kafka
+  // consumer does so asynchronously (the next batch overlaps the broker's answer; a refused
+  // commit is logged and its messages are read again after a restart) and commits the last
+  // offsets synchronously in close().
   virtual void commit(const std::vector<Message>& batch) = 0;
   // Re-reads the batch: seeks each partition back to the batch's first offset.
   virtual void rewind(const std::vector<Message>& batch) = 0;
