@@ -70,14 +70,11 @@ std::string FeatureExtractor::model_key(const immunizer::v1::CallRecord& r) {
 }
 
 namespace {
-// The fields a FeatureVector and a FeatureRow share, from the record and its model's values.
-// Assignments into the message's existing fields: a reused message keeps its allocations.
+// The fields a FeatureVector and a FeatureRow share, from the record: call, timestamp and
+// labels. Assignments into the message's existing fields: a reused message keeps its
+// allocations.
 template <class Out>
-void fill_record_fields(const immunizer::v1::CallRecord& r, const ModelState& m, Out* out) {
-  const auto& vals = m.values();
-  out->mutable_values()->Assign(vals.begin(), vals.end());
-  *out->mutable_record_id() = r.id();
-  *out->mutable_principal() = r.principal();
+void fill_record_fields(const immunizer::v1::CallRecord& r, Out* out) {
   if (v1::is_valid_utf8(r.call())) {
     out->set_call(r.call());
   } else {
@@ -131,7 +128,11 @@ bool FeatureExtractor::extract(const immunizer::v1::CallRecord& r,
     schema->clear_names();
     for (const auto& n : names) schema->add_names(n);
   }
-  fill_record_fields(r, *m, out);
+  const auto& vals = m->values();
+  out->mutable_values()->Assign(vals.begin(), vals.end());
+  *out->mutable_record_id() = r.id();
+  *out->mutable_principal() = r.principal();
+  fill_record_fields(r, out);
   return true;
 }
 
@@ -147,7 +148,8 @@ bool FeatureExtractor::extract_row(const immunizer::v1::CallRecord& r,
   schema->model_key = key_buf_;
   schema->version = m->version();
   schema->names = &m->names();
-  fill_record_fields(r, *m, row);
+  schema->values = &m->values();
+  fill_record_fields(r, row);
   return true;
 }
 

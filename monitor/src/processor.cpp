@@ -8,6 +8,8 @@
 #include <google/protobuf/io/coded_stream.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 
 #include "immunizer/common/logging.hpp"
 #include "immunizer/common/message_part.hpp"
@@ -146,18 +148,56 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
        p.buf.size() >= cfg_.max_message_bytes))
     emit(it->first, p, out);
   if (p.rows == 0) start_message(it->first, p, schema);
-  // FeatureVectorBatch.rows (field 4, length-delimited), then the row.
-  const size_t n = row_.ByteSizeLong();
-  uint8_t hdr[1 + 10];
-  hdr[0] = (4 << 3) | 2;
-  const uint8_t* end =
-      google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(uint64_t{n}, hdr + 1);
-  p.buf.append(reinterpret_cast<const char*>(hdr), static_cast<size_t>(end - hdr));
-  const size_t at = p.buf.size();
-  p.buf.resize(at + n);
-  row_.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p.buf.data() + at));
+  append_row(p.buf, rec, *schema.values);
   ++p.rows;
   return true;
+}
+
+namespace {
+using google::protobuf::io::CodedOutputStream;
+
+// A length-delimited field's tag and length, `body` bytes to follow.
+uint8_t* put_field_header(uint8_t* at, uint32_t field, size_t body) {
+  *at++ = static_cast<uint8_t>((field << 3) | 2);
+  return CodedOutputStream::WriteVarint64ToArray(uint64_t{body}, at);
+}
+size_t field_bytes(size_t body) { return 1 + CodedOutputStream::VarintSize64(body) + body; }
+
+uint8_t* put_doubles(uint8_t* at, const std::vector<double>& v) {
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(at, v.data(), v.size() * sizeof(double));
+    return at + v.size() * sizeof(double);
+  } else {
+    for (double d : v)
+      at = CodedOutputStream::WriteLittleEndian64ToArray(std::bit_cast<uint64_t>(d), at);
+    return at;
+  }
+}
+}  // namespace
+
+// FeatureVectorBatch.rows (field 4, length-delimited), then the row's fields in field order,
+// as FeatureRow serialises them: record_id (1) and principal (3) straight from the record,
+// the values (2, packed) straight from the model's vector, then call, timestamp and labels
+// (4-6) from row_. No copy of the values, record id or principal is made.
+void MonitorProcessor::append_row(std::string& buf, const v1::CallRecord& rec,
+                                  const std::vector<double>& values) {
+  // Both are always present in a row (an absent one as an empty message, as the copy into a
+  // row's sub-message made it); an absent one's default instance is never sized or written.
+  const size_t id = rec.has_id() ? rec.id().ByteSizeLong() : 0;
+  const size_t principal = rec.has_principal() ? rec.principal().ByteSizeLong() : 0;
+  const size_t vals = values.size() * sizeof(double);
+  const size_t n = field_bytes(id) + (vals > 0 ? field_bytes(vals) : 0) + field_bytes(principal) +
+                   row_.ByteSizeLong();
+  const size_t at = buf.size();
+  buf.resize(at + field_bytes(n));
+  auto* w = reinterpret_cast<uint8_t*>(buf.data() + at);
+  w = put_field_header(w, 4, n);
+  w = put_field_header(w, 1, id);
+  if (id > 0) w = rec.id().SerializeWithCachedSizesToArray(w);
+  if (vals > 0) w = put_doubles(put_field_header(w, 2, vals), values);
+  w = put_field_header(w, 3, principal);
+  if (principal > 0) w = rec.principal().SerializeWithCachedSizesToArray(w);
+  row_.SerializeWithCachedSizesToArray(w);
 }
 
 // A key's message starts with batch_format, model key and schema: serialised once per

@@ -165,6 +165,13 @@ TEST(MonitorProcessor, RowsCarryWhatExtractGivesForEachRecord) {
   }
   f.in.push(f.topics.calls, "k", batch.SerializeAsString());
   f.loop.run_once();
+  // Each message is what FeatureVectorBatch's own serialiser writes for it (rows are written
+  // field by field from the record and the model: same bytes, same order).
+  for (const auto& m : f.out.on(f.topics.features)) {
+    v1::FeatureVectorBatch b;
+    ASSERT_TRUE(b.ParseFromString(m.payload));
+    EXPECT_EQ(b.SerializeAsString(), m.payload);
+  }
   auto got = f.vectors();
   ASSERT_EQ(got.size(), want.size());
   // Messages are per key: order both by record id.

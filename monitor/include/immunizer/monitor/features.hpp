@@ -100,17 +100,20 @@ class FeatureExtractor {
   bool extract(const immunizer::v1::CallRecord& r, immunizer::v1::FeatureVector* out,
                std::string* reason);
 
-  // What extract_row() leaves out of the row: its model key and schema (valid until the next
-  // call that changes the extractor).
+  // What extract_row() leaves out of the row: its model key, schema and values (valid until
+  // the next call that changes the extractor).
   struct RowSchema {
     std::string_view model_key;
     uint32_t version = 0;
     const std::vector<std::string>* names = nullptr;
+    const std::vector<double>* values = nullptr;
   };
-  // The same as extract(), into a FeatureRow (for callers that gather rows into
-  // FeatureVectorBatch messages), with the model key and schema in `schema`. Reuse one `row`:
-  // its fields are overwritten in place, so a reused row allocates nothing for a record
-  // like the one before.
+  // The same as extract(), for callers that write FeatureVectorBatch rows themselves: the
+  // row's call, timestamp and labels go into `row`; its values (one per name), model key and
+  // schema into `schema`; its record_id and principal are the record's own (r.id(),
+  // r.principal()), so they are neither copied nor set in `row`. Reuse one `row`: its fields
+  // are overwritten in place, so a reused row allocates nothing for a record like the one
+  // before.
   bool extract_row(const immunizer::v1::CallRecord& r, immunizer::v1::FeatureRow* row,
                    RowSchema* schema, std::string* reason);
 

@@ -50,13 +50,17 @@ class MonitorProcessor final : public common::SnapshottingProcessor {
   };
   void start_message(const std::string& key, Pending& p, const FeatureExtractor::RowSchema& schema);
   void emit(const std::string& key, Pending& p, common::Producer& out);
+  // Appends the current record's row (rec's id and principal, the model's values, row_).
+  void append_row(std::string& buf, const v1::CallRecord& rec, const std::vector<double>& values);
   std::optional<std::pair<std::string, uint64_t>> state_of(const std::string& key) override;
   void restore_key(const std::string& key, const std::string& state) override;
   void update_gauges() override;
   MonitorConfig cfg_;
   common::Topics topics_;
   FeatureExtractor extractor_;
-  v1::FeatureRow row_;  // the current record's row, reused (never cleared: its fields are reused)
+  // The current record's call, timestamp and labels, reused (never cleared: its fields are
+  // reused); the rest of its row is written from the record and the model (append_row).
+  v1::FeatureRow row_;
   std::map<std::string, Pending, std::less<>> pending_;
   std::vector<v1::CallRecord> records_buf_;         // the records of the current message
   std::vector<v1::UndecodableRecord> undecodable_;  // and those that did not decode
