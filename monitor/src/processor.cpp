@@ -139,8 +139,14 @@ bool MonitorProcessor::process_record(const v1::CallRecord& rec, common::Produce
   // The row joins its key's output message as wire bytes, serialised from the one reused
   // row (no message per row is made, kept or freed). A new schema version, or a full
   // message, starts the key's next message.
-  auto it = pending_.find(schema.model_key);
-  if (it == pending_.end()) it = pending_.try_emplace(std::string(schema.model_key)).first;
+  // A message's records share one model key (the sensor batches per key): the last key's
+  // entry is checked before the map is searched.
+  auto it = last_pending_;
+  if (it == pending_.end() || it->first != schema.model_key) {
+    it = pending_.find(schema.model_key);
+    if (it == pending_.end()) it = pending_.try_emplace(std::string(schema.model_key)).first;
+    last_pending_ = it;
+  }
   Pending& p = it->second;
   const size_t names = schema.names->size();
   if (p.rows > 0 &&
@@ -230,7 +236,10 @@ void MonitorProcessor::flush_vectors(common::Producer& out) {
     if (p.rows > 0) emit(key, p, out);
   // A key that stopped sending gives its buffers back after a while: at most max_models
   // pending entries are held, like the extractor's models.
-  if (pending_.size() > cfg_.features.max_models) pending_.clear();
+  if (pending_.size() > cfg_.features.max_models) {
+    pending_.clear();
+    last_pending_ = pending_.end();
+  }
 }
 
 std::optional<std::pair<std::string, uint64_t>> MonitorProcessor::state_of(const std::string& key) {

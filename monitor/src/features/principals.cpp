@@ -32,8 +32,9 @@ PrincipalFeatures PrincipalTable::observe(const immunizer::v1::CallRecord& r,
   if (h == 0) return out;
   const int64_t now = r.timestamp_unix_nanos();
   if (now <= 0) return out;
+  // slots_ is a power of two: h & (buckets - 1) is h % buckets without a division.
   const size_t buckets = slots_.size() / kWays;
-  PrincipalSlot* set = &slots_[(h % buckets) * kWays];
+  PrincipalSlot* set = &slots_[(h & (buckets - 1)) * kWays];
   PrincipalSlot* slot = nullptr;
   for (size_t i = 0; i < kWays; ++i) {
     if (set[i].hash == h) slot = &set[i];

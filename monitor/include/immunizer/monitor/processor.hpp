@@ -62,6 +62,7 @@ class MonitorProcessor final : public common::SnapshottingProcessor {
   // reused); the rest of its row is written from the record and the model (append_row).
   v1::FeatureRow row_;
   std::map<std::string, Pending, std::less<>> pending_;
+  std::map<std::string, Pending, std::less<>>::iterator last_pending_ = pending_.end();
   std::vector<v1::CallRecord> records_buf_;         // the records of the current message
   std::vector<v1::UndecodableRecord> undecodable_;  // and those that did not decode
   prometheus::Counter& records_;
