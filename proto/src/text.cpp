@@ -27,11 +27,34 @@ size_t valid_sequence(const uint8_t* p, size_t left) noexcept {
   return 0;
 }
 
+// Whether every byte is ASCII, in whole-word loads: the last word overlaps the one before, a
+// string under eight bytes takes two overlapping four-byte loads (or its bytes, under four).
+bool all_ascii(const uint8_t* p, size_t n) noexcept {
+  if (n >= 8) {
+    uint64_t acc = 0, w;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+      std::memcpy(&w, p + i, 8);
+      acc |= w;
+    }
+    std::memcpy(&w, p + n - 8, 8);
+    return ((acc | w) & 0x8080808080808080ull) == 0;
+  }
+  if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    return ((a | b) & 0x80808080u) == 0;
+  }
+  uint32_t x = 0;
+  for (size_t i = 0; i < n; ++i) x |= p[i];
+  return (x & 0x80u) == 0;
+}
 }  // namespace
 
 size_t invalid_utf8_count(std::string_view s) noexcept {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data());
   const size_t n = s.size();
+  if (all_ascii(p, n)) return 0;  // most text: no byte needs a closer look
   size_t bad = 0;
   for (size_t i = 0; i < n;) {
     // Eight ASCII bytes at a time: most text is ASCII, and every ASCII byte is valid alone.
