@@ -131,15 +131,14 @@ bool number_of(const Value& v, double* x) {
   }
 }
 
-// A value the path has seen at least kKnownValueCount times while its values still look
-// like an enumeration: its content is known, so only its frequency is measured (and its
+// The value's position among the path's enumeration values, or -1 (also when the path is no
+// enumeration). One seen at least kKnownValueCount times while its values still look like
+// an enumeration is known: its content is known, so only its frequency is measured (and its
 // n-grams are not counted again), which keeps constant headers cheap and quiet.
-int known_index(const PathState& ps, uint64_t h) {
+int enum_index(const PathState& ps, uint64_t h) {
   if (ps.enum_state == 2) return -1;
   const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
-  if (it == ps.enum_values.end()) return -1;
-  const auto i = static_cast<int>(it - ps.enum_values.begin());
-  return ps.enum_counts[i] >= kKnownValueCount ? i : -1;
+  return it == ps.enum_values.end() ? -1 : static_cast<int>(it - ps.enum_values.begin());
 }
 
 // How much rarer than the path's most frequent value this value is, in bits. Relative to
@@ -322,19 +321,17 @@ uint64_t enum_hash(const Value& v) {
 
 int measure(const PathState& ps, const Value& v, uint64_t h, const FeatureConfig& cfg, double* f) {
   std::fill(f, f + kPathFeatures, 0.0);
-  if (const int ki = known_index(ps, h); ki >= 0) {
+  // The value's place in the enumeration, searched once: it tells a known value (only its
+  // frequency is measured) and gives the count of one that is not.
+  const int at = enum_index(ps, h);
+  if (at >= 0 && ps.enum_counts[at] >= kKnownValueCount) {
     if (ps.enum_state == 1) {
-      f[kEnumSurprise] = enum_surprise(ps, ps.enum_counts[ki]);
+      f[kEnumSurprise] = enum_surprise(ps, ps.enum_counts[at]);
     }
-    return ki;
+    return at;
   }
   if (is_textual(v)) measure_text(ps, v, cfg, f);
-  if (ps.enum_state == 1) {
-    const auto it = std::find(ps.enum_values.begin(), ps.enum_values.end(), h);
-    const double count =
-        it == ps.enum_values.end() ? 0.0 : ps.enum_counts[it - ps.enum_values.begin()];
-    f[kEnumSurprise] = enum_surprise(ps, count);
-  }
+  if (ps.enum_state == 1) f[kEnumSurprise] = enum_surprise(ps, at < 0 ? 0.0 : ps.enum_counts[at]);
   double x;
   if (number_of(v, &x)) {
     f[kNumericDeviation] =
