@@ -229,7 +229,11 @@ try {
   await again.locator('.state-acknowledged').waitFor({ timeout: 20_000 });
   const againText = await again.innerText();
   if (!againText.includes('30')) throw new Error(`after the restart (and the Kafka replay) the incident should still have 30 alarms: ${againText}`);
-  if ((await page.locator('#incident-rows tr').count()) !== 3) throw new Error('after the restart: expected the same 3 incidents');
+  // The rows arrive as the replay goes on (the two above may be drawn before the third): wait
+  // for three, then there must be exactly three (a replayed alarm must not make a fourth).
+  await page.waitForFunction(() => document.querySelectorAll('#incident-rows tr').length >= 3, null, { timeout: 20_000 }).catch(() => {});
+  const rowsAfter = await page.locator('#incident-rows tr').count();
+  if (rowsAfter !== 3) throw new Error(`after the restart: expected the same 3 incidents, found ${rowsAfter}`);
   await page.screenshot({ path: path.join(artifacts, 'immunizer-incidents-after-restart.png') });
 
   if (consoleErrors.length) throw new Error(`browser console errors: ${consoleErrors.join(' | ')}`);
