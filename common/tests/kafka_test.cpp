@@ -15,12 +15,14 @@ using namespace immunizer::common;
 using namespace std::chrono_literals;
 
 namespace {
-std::vector<Message> consume_n(Consumer& c, size_t n, std::chrono::seconds limit) {
+// Up to n messages within `limit`; each batch committed when `commit` is set.
+std::vector<Message> consume_n(Consumer& c, size_t n, std::chrono::seconds limit,
+                               bool commit = true) {
   std::vector<Message> got;
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
     auto batch = c.poll(n - got.size(), 200ms);
-    c.commit(batch);
+    if (commit) c.commit(batch);
     got.insert(got.end(), batch.begin(), batch.end());
   }
   return got;
@@ -137,12 +139,7 @@ TEST(Kafka, LagGrowsWhileAConsumerReadsWithoutCommitting) {
   // 20 more, read but never committed.
   for (int i = 0; i < 20; ++i) p->produce("t.lag", "k", "b" + std::to_string(i));
   ASSERT_TRUE(p->flush(10s).ok());
-  std::vector<Message> unacked;
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (unacked.size() < 20 && std::chrono::steady_clock::now() < deadline) {
-    auto b = c->poll(20 - unacked.size(), 200ms);
-    unacked.insert(unacked.end(), b.begin(), b.end());
-  }
+  const std::vector<Message> unacked = consume_n(*c, 20, 30s, /*commit=*/false);
   ASSERT_EQ(unacked.size(), 20u);
   std::this_thread::sleep_for(1100ms);  // past the once-a-second bound
   EXPECT_TRUE(c->poll(1, 100ms).empty());
@@ -168,12 +165,7 @@ TEST(Kafka, CommitsOverlapTheNextBatchAndCloseCommitsForGood) {
   ASSERT_TRUE(p->flush(10s).ok());
   {
     auto c = make_kafka_consumer(s, "g", {"t.async"}, nullptr);
-    std::vector<Message> got;
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (got.size() < 10 && std::chrono::steady_clock::now() < deadline) {
-      auto b = c->poll(10 - got.size(), 200ms);
-      got.insert(got.end(), b.begin(), b.end());
-    }
+    const std::vector<Message> got = consume_n(*c, 10, 30s, /*commit=*/false);
     ASSERT_EQ(got.size(), 10u);
     rd_kafka_mock_broker_set_rtt(broker.cluster(), 1, 1500);
     const auto t0 = std::chrono::steady_clock::now();
