@@ -384,7 +384,7 @@ class KafkaConsumer final : public Consumer {
       int64_t& c = committed_[tp];
       c = std::max(c, off);
       set_lag(tp.first, tp.second, c);
-      int64_t& u = uncommitted_[tp];
+      int64_t& u = async_committed_[tp];
       u = std::max(u, off);
     }
   }
@@ -412,13 +412,13 @@ class KafkaConsumer final : public Consumer {
       closed_ = true;
       // The asynchronous commits of the last batches may still be on their way: the offsets
       // are committed once more, waiting for the answer, before the consumer leaves its group.
-      if (!uncommitted_.empty()) {
-        const auto e = commit_offsets(uncommitted_, /*async=*/false);
+      if (!async_committed_.empty()) {
+        const auto e = commit_offsets(async_committed_, /*async=*/false);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
           logger("kafka")->warn(
               "final commit failed: {} (messages will be re-read after a restart)",
               rd_kafka_err2str(e));
-        uncommitted_.clear();
+        async_committed_.clear();
       }
       rd_kafka_consumer_close(rk_);
     }
@@ -441,8 +441,8 @@ class KafkaConsumer final : public Consumer {
                     [this](const auto& tp) { return !assigned_.count(tp); }))
       ++gained_;
     // A partition that went to another member is not committed again by close().
-    for (auto it = uncommitted_.begin(); it != uncommitted_.end();)
-      it = now.count(it->first) ? std::next(it) : uncommitted_.erase(it);
+    for (auto it = async_committed_.begin(); it != async_committed_.end();)
+      it = now.count(it->first) ? std::next(it) : async_committed_.erase(it);
     assigned_ = std::move(now);
   }
   void check_continuity(const std::string& topic, int32_t partition, int64_t offset) {
@@ -572,7 +572,7 @@ class KafkaConsumer final : public Consumer {
   std::map<std::pair<std::string, int32_t>, int64_t> committed_;
   // Per partition, the offsets committed asynchronously since the last synchronous commit
   // (close() commits them once more and waits), and the last the broker confirmed.
-  std::map<std::pair<std::string, int32_t>, int64_t> uncommitted_;
+  std::map<std::pair<std::string, int32_t>, int64_t> async_committed_;
   std::map<std::pair<std::string, int32_t>, int64_t> accepted_;
   std::chrono::steady_clock::time_point next_lag_report_{};
   uint64_t lost_ = 0;
