@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -71,10 +72,13 @@ std::atomic<uint32_t>* ArgNameTable::quota(uint64_t call) noexcept {
   return nullptr;
 }
 
-ArgNameTable::Seen ArgNameTable::see(uint64_t call, uint64_t name) noexcept {
+ArgNameTable::Seen ArgNameTable::see(uint64_t call, uint64_t name, size_t* slot) noexcept {
   const uint64_t fp = mix64(call ^ mix64(name)) | 1;
   size_t i = static_cast<size_t>(fp >> 17) & (kPairSlots - 1);
+  size_t ignored = 0;
+  size_t& at = slot ? *slot : ignored;
   for (size_t n = 0; n < kMaxProbe; ++n, i = (i + 1) & (kPairSlots - 1)) {
+    at = i;
     uint64_t v = pairs_[i].load(std::memory_order_acquire);
     if (v == fp) return Seen::kKnown;
     if (v != 0) continue;
@@ -89,6 +93,22 @@ ArgNameTable::Seen ArgNameTable::see(uint64_t call, uint64_t name) noexcept {
     if (v == fp) return Seen::kKnown;  // another thread added it
   }
   return Seen::kFull;
+}
+
+bool ArgNameTable::rare_classes(size_t slot, uint8_t classes) noexcept {
+  std::atomic<uint32_t>* counts = class_counts_[slot];
+  const uint32_t n = values_[slot].load(std::memory_order_relaxed);
+  if (n >= kLearnValues)
+    for (uint8_t m = classes; m; m &= static_cast<uint8_t>(m - 1)) {
+      const uint32_t c = counts[std::countr_zero(m)].load(std::memory_order_relaxed);
+      if (static_cast<uint64_t>(c) * kRareShare < n) return true;
+    }
+  if (n < kMaxValues) {
+    values_[slot].fetch_add(1, std::memory_order_relaxed);
+    for (uint8_t m = classes; m; m &= static_cast<uint8_t>(m - 1))
+      counts[std::countr_zero(m)].fetch_add(1, std::memory_order_relaxed);
+  }
+  return false;
 }
 
 }  // namespace detail
@@ -332,7 +352,8 @@ CallScope& CallScope::skip_part() noexcept {
 
 void CallScope::note_arg_name(std::string_view name) noexcept {
   using Seen = detail::ArgNameTable::Seen;
-  const Seen seen = impl_->arg_names_.see(call_hash_, std::hash<std::string_view>{}(name));
+  size_t slot = 0;
+  const Seen seen = impl_->arg_names_.see(call_hash_, std::hash<std::string_view>{}(name), &slot);
   if (!tentative_ || keep_) return;
   if (seen == Seen::kNew)
     keep_ = 1 + static_cast<uint8_t>(KeepReason::kNewArgName);
@@ -340,6 +361,10 @@ void CallScope::note_arg_name(std::string_view name) noexcept {
     keep_ = 1 + static_cast<uint8_t>(KeepReason::kNameTableFull);
   else if (!detail::valid_utf8(name))
     keep_ = 1 + static_cast<uint8_t>(KeepReason::kInvalidUtf8);
+  // A value that was cut or is not UTF-8 is kept by end(), and its classes were not all seen.
+  else if (!buf_->truncated && !buf_->bad_utf8 &&
+           impl_->arg_names_.rare_classes(slot, buf_->classes))
+    keep_ = 1 + static_cast<uint8_t>(KeepReason::kRareCharacters);
   if (keep_) buf_->check_utf8 = false;  // flagged: the record is kept, no more checks
 }
 

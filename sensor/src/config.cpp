@@ -13,8 +13,8 @@ namespace {
 constexpr std::string_view kDropReasonNames[] = {"sampled_out", "budget", "queue_full",
                                                  "delivery_failed", "shutdown"};
 static_assert(std::size(kDropReasonNames) == kDropReasons);
-constexpr std::string_view kKeepReasonNames[] = {"new_arg_name", "name_table_full", "too_long",
-                                                 "invalid_utf8", "watched"};
+constexpr std::string_view kKeepReasonNames[] = {
+    "new_arg_name", "name_table_full", "too_long", "invalid_utf8", "watched", "rare_characters"};
 static_assert(std::size(kKeepReasonNames) == kKeepReasons);
 }  // namespace
 

@@ -57,8 +57,9 @@ struct StripedCounter {
 int64_t steady_ns() noexcept;
 
 // The argument names seen per call name, for the flag checks of sampled-out calls: at most
-// kMaxCalls call names and kMaxNamesPerCall names each, in fixed tables of 64-bit hashes
-// (about 260 KB, allocated with the sensor; nothing grows). Lock-free: lookups are a load
+// kMaxCalls call names and kMaxNamesPerCall names each, in fixed tables of 64-bit hashes,
+// with the character classes of each pair's values (about 1.5 MB in all, allocated with the
+// sensor; nothing grows). Lock-free: lookups are a load
 // per probe, insertions a CAS. Past a bound a name is reported kFull (the caller treats it
 // as flagged: an attacker flooding names gets recorded, not hidden). Thread-safe.
 class ArgNameTable {
@@ -66,8 +67,19 @@ class ArgNameTable {
   static constexpr size_t kMaxCalls = 256;
   static constexpr size_t kMaxNamesPerCall = 64;
   enum class Seen : uint8_t { kKnown, kNew, kFull };
-  // `call` and `name` are hashes (any 64-bit values).
-  Seen see(uint64_t call, uint64_t name) noexcept;
+  // `call` and `name` are hashes (any 64-bit values). On kKnown and kNew, *slot is the pair's
+  // place (for rare_classes).
+  Seen see(uint64_t call, uint64_t name, size_t* slot = nullptr) noexcept;
+
+  // Whether `classes` (a detail::char_classes bit set of one value of the pair at `slot`)
+  // holds a class found in under 1 in kRareShare of the pair's learnt values, once it has
+  // kLearnValues of them. Values that are not rare are learnt (their classes counted); a rare
+  // one is not, so that a flood of one attacker's values cannot make its characters common.
+  // Learning stops at kMaxValues values a pair (the counts then stay as they are).
+  bool rare_classes(size_t slot, uint8_t classes) noexcept;
+  static constexpr uint32_t kLearnValues = 100;
+  static constexpr uint32_t kRareShare = 100;
+  static constexpr uint32_t kMaxValues = 1u << 30;
 
  private:
   static constexpr size_t kCallSlots = 2 * kMaxCalls;
@@ -78,6 +90,9 @@ class ArgNameTable {
   std::atomic<uint32_t> names_[kCallSlots]{};
   std::atomic<uint32_t> call_count_{0};
   std::atomic<uint64_t> pairs_[kPairSlots]{};
+  // Per pair: values learnt, and of them those holding each character class (about 1.2 MB).
+  std::atomic<uint32_t> values_[kPairSlots]{};
+  std::atomic<uint32_t> class_counts_[kPairSlots][kCharClasses]{};
 };
 }  // namespace detail
 

@@ -510,6 +510,49 @@ TEST(Sensor, SampledOutCallsThatAFlagCheckFlagsAreKept) {
   EXPECT_EQ(kept_new, 3);
 }
 
+// A sampled-out value holding a character class under 1% of its argument's learnt values is
+// kept (rare_characters); classes common for that argument are not; nothing is judged before
+// 100 values are learnt; a flood of one rare class is never learnt, so it stays flagged; each
+// argument of each call name learns on its own.
+TEST(Sensor, SampledOutValuesWithRareCharactersAreKept) {
+  MockKafka k("t.calls");
+  auto cfg = config_for(k);
+  cfg.sample_rate = 0;
+  auto s = Sensor::create(cfg);
+  using immunizer::sensor::KeepReason;
+  auto call = [&](std::string_view name, std::string_view q, std::string_view agent) {
+    CallScope c(*s, name);
+    c.arg("q", q).arg("agent", agent);
+  };
+  call("search", "shoes", "Mozilla/5.0 (X11)");  // learns the names: kept as new_arg_name
+  // Learning: quotes once in the first 100 values, spaces, slashes and brackets in every
+  // agent: none of them is judged yet.
+  call("search", "o'neil", "Mozilla/5.0 (X11)");
+  for (int i = 0; i < 98; ++i) call("search", "red shoes", "Mozilla/5.0 (X11)");
+  EXPECT_EQ(s->stats().kept_by(KeepReason::kRareCharacters), 0u);
+  call("search", "red shoes", "Mozilla/5.0 (X11; Linux)");  // the 100th value: out
+  // Judged from now on: quotes are 1 in 100 (not under 1%), '=' never seen: kept.
+  call("search", "x' or '1'='1", "Mozilla/5.0 (X11)");
+  call("search", "<script>", "Mozilla/5.0 (X11)");       // angle brackets: kept
+  call("search", "shoes", "Mozilla/5.0 (X11)\r\nX: 1");  // escapes in agent: kept
+  for (int i = 0; i < 300; ++i) call("search", "a'b", "Mozilla/5.0 (X11)");  // a flood: kept
+  call("cart", "shoes", "<x>");  // another call name: its names are new there (kept)
+  for (int i = 0; i < 100; ++i) call("cart", "shoes", "Mozilla");
+  call("cart", "shoes", "<x>");  // never learnt for cart's agent: kept
+  ASSERT_TRUE(s->flush(30s));
+  const SensorStats st = s->stats();
+  expect_balanced(st);
+  EXPECT_EQ(st.kept_by(KeepReason::kNewArgName), 2u);
+  EXPECT_EQ(st.kept_by(KeepReason::kRareCharacters), 304u);
+  EXPECT_EQ(st.dropped_by(DropReason::kSampledOut), 100u + 100);
+  const auto got = k.consume_records("t.calls", 306);
+  ASSERT_EQ(got.records.size(), 306u);
+  size_t floods = 0;
+  for (const auto& [key, r] : got.records)
+    floods += r.call() == "search" && r.arguments(0).value().string_value() == "a'b";
+  EXPECT_EQ(floods, 300u);
+}
+
 // A watched principal's calls are all recorded under a sampling that leaves out everyone
 // else's; the hook is asked only for calls sampling left out, and a new binding replaces it.
 TEST(Sensor, WatchedPrincipalsCallsAreRecordedWhateverTheSampling) {

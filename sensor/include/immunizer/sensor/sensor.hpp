@@ -57,14 +57,17 @@ std::string_view to_string(DropReason r) noexcept;
 // a cheap check on the call itself flagged it. Exactly one reason per kept record, the first
 // found (argument names as they are written, then cuts, then encoding).
 enum class KeepReason : uint8_t {
-  kNewArgName = 0,     // an argument name not seen before for this call name
-  kNameTableFull = 1,  // the bounded table of known names is full for this call (or has no
-                       // room for another call name): an unknown name counts as new
-  kTooLong = 2,        // a string over max_string_bytes, or the record over max_record_bytes
-  kInvalidUtf8 = 3,    // an argument name or a string value (argument, result) not valid UTF-8
-  kWatched = 4,        // its principal is under watch (Sensor::set_watch)
+  kNewArgName = 0,      // an argument name not seen before for this call name
+  kNameTableFull = 1,   // the bounded table of known names is full for this call (or has no
+                        // room for another call name): an unknown name counts as new
+  kTooLong = 2,         // a string over max_string_bytes, or the record over max_record_bytes
+  kInvalidUtf8 = 3,     // an argument name or a string value (argument, result) not valid UTF-8
+  kWatched = 4,         // its principal is under watch (Sensor::set_watch)
+  kRareCharacters = 5,  // a string argument holds a character class (quotes, angle brackets,
+                        // separators, brackets, escapes, operators, control bytes, spaces
+                        // and slashes) found in under 1% of that argument's checked values
 };
-inline constexpr size_t kKeepReasons = 5;
+inline constexpr size_t kKeepReasons = 6;
 
 // Whether a principal is under watch: every call naming it is recorded whatever the sampling
 // (after its first alarm, plan and execute push an ACTION_WATCH_PRINCIPAL to the effector).
@@ -242,6 +245,7 @@ class CallScope {
       const int64_t t0 = measured_ ? detail::ticks() : 0;
       const size_t at = detail::open_len(*buf_, 6);
       detail::put_capped_string_field(*buf_, 1, name);
+      buf_->classes = 0;
       ValueWriter w(*buf_, 2);
       write(w);
       detail::close_len(*buf_, at);
@@ -287,7 +291,8 @@ class CallScope {
   // counted, and the record marked truncated. (Lists and maps being written stop
   // taking items at the cap too, so a record exceeds the cap by at most one string.)
   CallScope& skip_part() noexcept;
-  // Learns `name` for this call name and, for a call sampling left out, flags it if new.
+  // Learns `name` for this call name and, for a call sampling left out, flags it if new or
+  // if its value holds a character class rare for it (ArgNameTable::rare_classes).
   void note_arg_name(std::string_view name) noexcept;
 
   Sensor::Impl* impl_ = nullptr;

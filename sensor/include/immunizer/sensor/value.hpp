@@ -52,6 +52,7 @@ struct Buf {
   bool truncated = false;      // something of this record was cut
   bool check_utf8 = false;     // string values are checked for UTF-8 (flag checks of the sensor)
   bool bad_utf8 = false;       // a checked string value was not valid UTF-8
+  uint8_t classes = 0;         // char_classes of the checked string values of the current argument
   void reset_caps(size_t string_cap, size_t record_cap) {
     max_string = string_cap;
     max_record = record_cap;
@@ -60,6 +61,7 @@ struct Buf {
     truncated = false;
     check_utf8 = false;
     bad_utf8 = false;
+    classes = 0;
   }
   // Counts one part (list item, map entry, argument, result) as left out.
   void drop_part() noexcept {
@@ -77,6 +79,28 @@ struct Buf {
     return data + size;
   }
 };
+
+// The character classes a sampled-out call's string values are checked for (one bit each):
+// characters that injections need and plain values rarely hold.
+inline constexpr size_t kCharClasses = 8;
+struct CharClassTable {
+  uint8_t bits[256] = {};
+  constexpr CharClassTable() {
+    constexpr const char* kClasses[kCharClasses] = {"'\"`", "<>",       ";|&", "()[]{}",
+                                                    "\\%",  "=*#$!^~+", "",    " /,:"};
+    for (size_t c = 0; c < kCharClasses; ++c)
+      for (const char* p = kClasses[c]; *p; ++p) bits[static_cast<unsigned char>(*p)] |= 1u << c;
+    for (unsigned b = 0; b < 0x20; ++b) bits[b] |= 1u << 6;  // control bytes
+    bits[0x7f] |= 1u << 6;
+  }
+};
+inline constexpr CharClassTable kCharClassTable{};
+// The classes of kCharClassTable that `s` holds, as a bit set.
+inline uint8_t char_classes(std::string_view s) noexcept {
+  uint8_t m = 0;
+  for (const char ch : s) m |= kCharClassTable.bits[static_cast<unsigned char>(ch)];
+  return m;
+}
 
 // True if `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF).
 inline bool valid_utf8(std::string_view s) noexcept {
@@ -237,8 +261,10 @@ class ValueWriter {
     b_.size += 11;
   }
   void string(std::string_view s) {
-    if (b_.check_utf8 && !b_.bad_utf8) [[unlikely]]
+    if (b_.check_utf8 && !b_.bad_utf8) [[unlikely]] {
       b_.bad_utf8 = !detail::valid_utf8(s);
+      b_.classes |= detail::char_classes(s);
+    }
     len_value(5, s.data(), s.size());
   }
   void bytes(const void* data, size_t n) { len_value(6, data, n); }
